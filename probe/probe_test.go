@@ -1,0 +1,174 @@
+package probe_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/reach-tools/reach/probe"
+	"github.com/reach-tools/reach/target"
+)
+
+// listen returns a loopback listener whose accepted connections are handled by fn.
+func listen(t *testing.T, fn func(net.Conn)) netip.AddrPort {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			fn(c)
+		}
+	}()
+	return ln.Addr().(*net.TCPAddr).AddrPort()
+}
+
+// closedPort returns a loopback port that was just listened on and closed.
+func closedPort(t *testing.T) netip.AddrPort {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ap := ln.Addr().(*net.TCPAddr).AddrPort()
+	ln.Close()
+	return ap
+}
+
+func TestRunLoopback(t *testing.T) {
+	open := listen(t, func(c net.Conn) { time.Sleep(300 * time.Millisecond); c.Close() })
+	banner := listen(t, func(c net.Conn) { c.Write([]byte("SSH-2.0-test\r\n")); time.Sleep(300 * time.Millisecond); c.Close() })
+	closer := listen(t, func(c net.Conn) { c.Close() })
+	resetter := listen(t, func(c net.Conn) {
+		c.(*net.TCPConn).SetLinger(0)
+		c.Close()
+	})
+	refused := closedPort(t)
+	// A resolver whose DNS server is a refused loopback port: lookups fail for real.
+	deadDNS := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, refused.String())
+	}}
+
+	tests := []struct {
+		name  string
+		ep    target.Endpoint
+		opt   probe.Options
+		class probe.Class
+		errno syscall.Errno
+	}{
+		{"open", target.FromAddrPort(open), probe.Options{}, probe.Open, 0},
+		{"open with read wait", target.FromAddrPort(open), probe.Options{ReadWait: 50 * time.Millisecond}, probe.Open, 0},
+		{"banner", target.FromAddrPort(banner), probe.Options{ReadWait: time.Second}, probe.Open, 0},
+		{"refused", target.FromAddrPort(refused), probe.Options{}, probe.Refused, syscall.ECONNREFUSED},
+		{"closed by peer", target.FromAddrPort(closer), probe.Options{ReadWait: time.Second}, probe.ClosedByPeer, 0},
+		{"reset", target.FromAddrPort(resetter), probe.Options{ReadWait: time.Second}, probe.Reset, syscall.ECONNRESET},
+		{"dns", target.Endpoint{Host: "db.reach.test", Port: 5432}, probe.Options{Resolver: deadDNS, Timeout: 2 * time.Second}, probe.DNS, 0},
+		{"bad family", target.Endpoint{Host: "127.0.0.1", Port: 1}, probe.Options{Network: "tcp6"}, probe.LocalError, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := probe.Run(context.Background(), tt.ep, tt.opt)
+			if r.Class != tt.class || r.Errno != tt.errno {
+				t.Fatalf("class %s errno %d (%v), want %s errno %d", r.Class, r.Errno, r.Err, tt.class, tt.errno)
+			}
+			if tt.class == probe.Open {
+				if r.Err != nil || !r.Local.IsValid() || r.RTT <= 0 {
+					t.Fatalf("open result incomplete: %+v", r)
+				}
+				return
+			}
+			var pe *probe.Error
+			if !errors.As(r.Err, &pe) || pe.Class != tt.class {
+				t.Fatalf("error %v is not a *probe.Error of class %s", r.Err, tt.class)
+			}
+			if !errors.Is(r.Err, tt.class) {
+				t.Fatalf("errors.Is(err, %s) = false", tt.class)
+			}
+			if tt.errno != 0 && !errors.Is(r.Err, tt.errno) {
+				t.Fatalf("errors.Is(err, %v) = false for %v", tt.errno, r.Err)
+			}
+		})
+	}
+	if r := probe.Run(context.Background(), target.FromAddrPort(banner), probe.Options{ReadWait: time.Second}); string(r.Banner) != "SSH-2.0-test\r\n" {
+		t.Errorf("banner = %q", r.Banner)
+	}
+}
+
+func TestDNSErrorChain(t *testing.T) {
+	refused := closedPort(t)
+	res := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, refused.String())
+	}}
+	r := probe.Run(context.Background(), target.Endpoint{Host: "x.reach.test", Port: 1}, probe.Options{Resolver: res, Timeout: 2 * time.Second})
+	var dnsErr *net.DNSError
+	if !errors.As(r.Err, &dnsErr) || dnsErr.Name != "x.reach.test" {
+		t.Fatalf("want *net.DNSError in chain, got %v", r.Err)
+	}
+	if r.Addr.IsValid() {
+		t.Fatalf("no address should have been dialled, got %v", r.Addr)
+	}
+}
+
+func TestCanceled(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	r := probe.Run(ctx, target.FromAddrPort(closedPort(t)), probe.Options{})
+	if r.Class != probe.Canceled || r.Class.Retryable() {
+		t.Fatalf("class %s (%v), want canceled and not retryable", r.Class, r.Err)
+	}
+}
+
+// A fake dialer that never answers before the deadline gives Timeout.
+func TestTimeoutWithFakeDialer(t *testing.T) {
+	hang := func(ctx context.Context, _, _ string) (net.Conn, error) {
+		<-ctx.Done()
+		return nil, &net.OpError{Op: "dial", Net: "tcp", Err: ctx.Err()}
+	}
+	r := probe.Run(context.Background(), target.Endpoint{Host: "198.18.0.1", Port: 80}, probe.Options{Dial: hang, Timeout: 20 * time.Millisecond})
+	if r.Class != probe.Timeout || !errors.Is(r.Err, context.DeadlineExceeded) {
+		t.Fatalf("class %s err %v, want timeout wrapping DeadlineExceeded", r.Class, r.Err)
+	}
+}
+
+func TestClassifyErrno(t *testing.T) {
+	tests := []struct {
+		err  error
+		want probe.Class
+	}{
+		{nil, probe.Open},
+		{&net.OpError{Op: "dial", Err: syscall.ECONNREFUSED}, probe.Refused},
+		{&net.OpError{Op: "dial", Err: syscall.EHOSTUNREACH}, probe.HostUnreachable},
+		{&net.OpError{Op: "dial", Err: syscall.ENETUNREACH}, probe.NetUnreachable},
+		{&net.OpError{Op: "dial", Err: syscall.EMFILE}, probe.LocalError},
+		{&net.OpError{Op: "dial", Err: syscall.EADDRNOTAVAIL}, probe.LocalError},
+		{&net.OpError{Op: "read", Err: syscall.ECONNRESET}, probe.Reset},
+		{&net.DNSError{Err: "no such host", IsNotFound: true}, probe.DNS},
+		{context.Canceled, probe.Canceled},
+		{probe.Refused, probe.Refused},
+	}
+	for _, tt := range tests {
+		if got, _ := probe.Classify(tt.err); got != tt.want {
+			t.Errorf("Classify(%v) = %s, want %s", tt.err, got, tt.want)
+		}
+	}
+	if probe.LocalError.Retryable() || !probe.Refused.Retryable() {
+		t.Error("retryable table wrong")
+	}
+	for _, c := range probe.Classes {
+		if c.Explain() == "unknown outcome" {
+			t.Errorf("class %s has no explanation", c)
+		}
+	}
+}
