@@ -1,0 +1,554 @@
+// Package netlab makes throw-away hosts for integration tests. Each Host is a
+// Linux network namespace; Link joins two hosts with a veth pair addressed from
+// 198.18.0.0/15 (LinkV6: fd00::/8). Nothing is connected to the root namespace
+// and no host has a default route, so lab traffic can reach only lab hosts.
+//
+// Everything a Lab makes is removed by t.Cleanup, also after a failed or
+// panicking test. Labs left behind by a test binary that was killed (for
+// example by -timeout) are removed by the next New on the machine.
+//
+// Sockets are created inside a host with Listen, ListenPacket and DialContext;
+// commands run inside it with Run, Exec and Start. All of it needs root.
+package netlab
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// execTimeout bounds every command the lab runs, so a hung tool fails the test
+// instead of hanging it.
+const execTimeout = time.Minute
+
+// Require skips the test when the lab cannot work here and the test is not
+// running in CI (env CI empty and not root). In CI, or as root, a missing
+// prerequisite fails the test with the reason, so CI never silently skips.
+func Require(t testing.TB) {
+	t.Helper()
+	err := supported()
+	if err == nil {
+		return
+	}
+	if os.Getenv("CI") == "" && os.Geteuid() != 0 {
+		t.Skipf("netlab: %v (skipped: not root and CI is not set)", err)
+	}
+	t.Fatalf("netlab: %v", err)
+}
+
+// prerequisites reports what the lab needs that this machine lacks; the Linux
+// file calls it after checking the OS.
+func prerequisites() error {
+	if os.Geteuid() != 0 {
+		return errors.New("network namespaces need root; run the tests as root (CI does)")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		return errors.New("the ip command is missing; install iproute2 (scripts/test does)")
+	}
+	return nil
+}
+
+// Lab owns a set of hosts and links. Host, Link and the other Lab methods
+// fail the test given to New.
+type Lab struct {
+	t       testing.TB
+	id      string // random; every namespace of the lab is named rl-<id>-<host>
+	release func()
+
+	mu    sync.Mutex
+	hosts []*Host
+	links []*link
+	procs []*proc
+}
+
+// Host is one network namespace of a lab.
+type Host struct {
+	lab  *Lab
+	name string
+}
+
+// link is one veth pair; ends[i] is on hosts[i], both named ifname.
+type link struct {
+	prefix netip.Prefix
+	hosts  [2]*Host
+	ifname string
+	next   netip.Addr // the next address AddAddr hands out
+}
+
+// New makes an empty lab and registers its removal with t.Cleanup.
+func New(t testing.TB) *Lab {
+	t.Helper()
+	Require(t)
+	sweep()
+	id := strings.ToLower(rand.Text()[:6])
+	release, err := hold(id)
+	if err != nil {
+		t.Fatalf("netlab: %v", err)
+	}
+	l := &Lab{t: t, id: id, release: release}
+	t.Cleanup(l.cleanup)
+	return l
+}
+
+// Host makes a new namespace with its loopback up, so 127.0.0.1 and ::1 work
+// inside it. name must be short lowercase letters, digits and dashes, unique in
+// the lab.
+func (l *Lab) Host(name string) *Host {
+	l.t.Helper()
+	if !validName(name) {
+		l.t.Fatalf("netlab: host name %q: use 1-20 of a-z, 0-9 and -", name)
+	}
+	h := &Host{lab: l, name: "rl-" + l.id + "-" + name}
+	l.mu.Lock()
+	for _, o := range l.hosts {
+		if o.name == h.name {
+			l.mu.Unlock()
+			l.t.Fatalf("netlab: host %q already exists in this lab", name)
+		}
+	}
+	l.hosts = append(l.hosts, h)
+	l.mu.Unlock()
+	// Registered before creation, so a half-made host is still removed.
+	l.ip("netns", "add", h.name)
+	l.ip("-n", h.name, "link", "set", "lo", "up")
+	return h
+}
+
+func validName(s string) bool {
+	if s == "" || len(s) > 20 {
+		return false
+	}
+	for _, r := range s {
+		if (r < 'a' || r > 'z') && (r < '0' || r > '9') && r != '-' {
+			return false
+		}
+	}
+	return true
+}
+
+// Link joins a and b with a veth pair on a fresh 198.18.X.0/24 and returns the
+// address of a's end and of b's end. It adds no routes beyond the subnet.
+func (l *Lab) Link(a, b *Host) (netip.Addr, netip.Addr) {
+	l.t.Helper()
+	return l.link(a, b, false)
+}
+
+// LinkV6 is Link with a fresh fd00:0:0:X::/64 (duplicate address detection
+// off, so the addresses work at once).
+func (l *Lab) LinkV6(a, b *Host) (netip.Addr, netip.Addr) {
+	l.t.Helper()
+	return l.link(a, b, true)
+}
+
+// maxLinks is the number of /24s in 198.18.0.0/15.
+const maxLinks = 512
+
+func (l *Lab) link(a, b *Host, v6 bool) (netip.Addr, netip.Addr) {
+	l.t.Helper()
+	if a == b || a.lab != l || b.lab != l {
+		l.t.Fatalf("netlab: Link needs two different hosts of this lab")
+	}
+	l.mu.Lock()
+	n := len(l.links)
+	if n >= maxLinks {
+		l.mu.Unlock()
+		l.t.Fatalf("netlab: more than %d links in one lab", maxLinks)
+	}
+	var prefix netip.Prefix
+	if v6 {
+		prefix = netip.PrefixFrom(netip.AddrFrom16([16]byte{0xfd, 6: byte(n >> 8), 7: byte(n)}), 64)
+	} else {
+		prefix = netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18 + byte(n>>8), byte(n), 0}), 24)
+	}
+	lk := &link{prefix: prefix, hosts: [2]*Host{a, b}, ifname: fmt.Sprintf("veth%d", n)}
+	addrA, addrB := nth(prefix, 1), nth(prefix, 2)
+	lk.next = nth(prefix, 3)
+	l.links = append(l.links, lk)
+	l.mu.Unlock()
+
+	l.ip("link", "add", lk.ifname, "netns", a.name, "type", "veth", "peer", "name", lk.ifname, "netns", b.name)
+	for i, addr := range []netip.Addr{addrA, addrB} {
+		if err := addAddr(lk.hosts[i], lk, addr); err != nil {
+			l.t.Fatalf("netlab: %v", err)
+		}
+		l.ip("-n", lk.hosts[i].name, "link", "set", lk.ifname, "up")
+	}
+	return addrA, addrB
+}
+
+// nth returns the address i after the prefix's first address (i < 256).
+func nth(p netip.Prefix, i byte) netip.Addr {
+	if p.Addr().Is4() {
+		a := p.Addr().As4()
+		a[3] = i
+		return netip.AddrFrom4(a)
+	}
+	a := p.Addr().As16()
+	a[15] = i
+	return netip.AddrFrom16(a)
+}
+
+// unownedHost is the host part of Unowned's address; AddAddr stops before it.
+const unownedHost = 254
+
+// addAddr puts addr on h's end of lk.
+func addAddr(h *Host, lk *link, addr netip.Addr) error {
+	args := []string{"-n", h.name, "addr", "add", netip.PrefixFrom(addr, lk.prefix.Bits()).String(), "dev", lk.ifname}
+	if addr.Is6() {
+		args = append(args, "nodad")
+	}
+	if out, err := run(nil, "ip", args...); err != nil {
+		return fmt.Errorf("%w\n%s", err, out)
+	}
+	return nil
+}
+
+// linkOf returns the link whose subnet holds addr.
+func (l *Lab) linkOf(addr netip.Addr) *link {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, lk := range l.links {
+		if lk.prefix.Contains(addr) {
+			return lk
+		}
+	}
+	return nil
+}
+
+// AddAddr adds another address to h's end of the link whose subnet holds on
+// (an address Link returned) and returns it, e.g. to run a second server or
+// to be the target of a rule that must not touch the first address.
+func (h *Host) AddAddr(t testing.TB, on netip.Addr) netip.Addr {
+	t.Helper()
+	l := h.lab
+	lk := l.linkOf(on)
+	if lk == nil || (lk.hosts[0] != h && lk.hosts[1] != h) {
+		t.Fatalf("netlab: %v is not on a link of host %s", on, h.name)
+	}
+	l.mu.Lock()
+	addr := lk.next
+	if nth(lk.prefix, unownedHost) == addr {
+		l.mu.Unlock()
+		t.Fatalf("netlab: no addresses left on %v", lk.prefix)
+	}
+	lk.next = addr.Next()
+	l.mu.Unlock()
+	if err := addAddr(h, lk, addr); err != nil {
+		t.Fatalf("netlab: %v", err)
+	}
+	return addr
+}
+
+// Unowned returns an address on the subnet of the link that holds on, that no
+// host owns. Connecting to it from a host on that link fails neighbour
+// discovery: EHOSTUNREACH after about 3 s (the kernel's default retries).
+func (l *Lab) Unowned(t testing.TB, on netip.Addr) netip.Addr {
+	t.Helper()
+	lk := l.linkOf(on)
+	if lk == nil {
+		t.Fatalf("netlab: %v is not on a link of this lab", on)
+	}
+	return nth(lk.prefix, unownedHost)
+}
+
+// ip runs ip(8) in the root namespace (for -n NS or netns operations).
+func (l *Lab) ip(args ...string) {
+	l.t.Helper()
+	if out, err := run(nil, "ip", args...); err != nil {
+		l.t.Fatalf("netlab: %v\n%s", err, out)
+	}
+}
+
+// run runs a command with a bounded time and returns its combined output.
+func run(stdin *strings.Reader, name string, args ...string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), execTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	dieWithParent(cmd)
+	if stdin != nil {
+		cmd.Stdin = stdin
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		err = fmt.Errorf("%s %s: %w", name, strings.Join(args, " "), err)
+	}
+	return out, err
+}
+
+// Name returns the namespace name (usable with ip netns exec and ip -n).
+func (h *Host) Name() string { return h.name }
+
+// Exec runs args inside the namespace and returns the combined output.
+func (h *Host) Exec(args ...string) ([]byte, error) {
+	return run(nil, "ip", append([]string{"netns", "exec", h.name}, args...)...)
+}
+
+// Run is Exec that fails t on error, showing the output.
+func (h *Host) Run(t testing.TB, args ...string) string {
+	t.Helper()
+	out, err := h.Exec(args...)
+	if err != nil {
+		t.Fatalf("netlab: %v\n%s", err, out)
+	}
+	return string(out)
+}
+
+// Iptables runs iptables inside the namespace (waiting for the xtables lock,
+// which all namespaces share).
+func (h *Host) Iptables(t testing.TB, args ...string) {
+	t.Helper()
+	h.Run(t, append([]string{"iptables", "-w"}, args...)...)
+}
+
+// Nft loads an nft script (nft -f -) inside the namespace.
+func (h *Host) Nft(t testing.TB, script string) {
+	t.Helper()
+	out, err := run(strings.NewReader(script), "ip", "netns", "exec", h.name, "nft", "-f", "-")
+	if err != nil {
+		t.Fatalf("netlab: %v\n%s\nscript:\n%s", err, out, script)
+	}
+}
+
+// AddRoute runs ip route add args inside the namespace, e.g.
+// AddRoute(t, "unreachable", "198.19.0.0/16").
+func (h *Host) AddRoute(t testing.TB, args ...string) {
+	t.Helper()
+	if out, err := run(nil, "ip", append([]string{"-n", h.name, "route", "add"}, args...)...); err != nil {
+		t.Fatalf("netlab: %v\n%s", err, out)
+	}
+}
+
+// Sysctl sets a per-namespace sysctl (e.g. "net.ipv4.ip_local_port_range")
+// inside the namespace.
+func (h *Host) Sysctl(t testing.TB, key, value string) {
+	t.Helper()
+	path := "/proc/sys/" + strings.ReplaceAll(key, ".", "/")
+	// /proc/sys/net is per namespace of the thread that opens it.
+	if err := h.Do(func() error { return os.WriteFile(path, []byte(value), 0) }); err != nil {
+		t.Fatalf("netlab: sysctl %s=%s in %s: %v", key, value, h.name, err)
+	}
+}
+
+// proc is a background process started with Start.
+type proc struct {
+	cmd  *exec.Cmd
+	out  *syncBuffer
+	once sync.Once
+}
+
+func (p *proc) stop() {
+	p.once.Do(func() {
+		if p.cmd.ProcessState == nil { // the test did not Wait for it
+			_ = p.cmd.Process.Kill()
+			_ = p.cmd.Wait()
+		}
+	})
+}
+
+// Start runs args inside the namespace in the background. The process is
+// killed (by pid) and reaped when t's test ends, and dies with the test binary;
+// the test may Wait for it itself. Its output is logged if the test failed.
+func (h *Host) Start(t testing.TB, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command("ip", append([]string{"netns", "exec", h.name}, args...)...)
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.WaitDelay = time.Second
+	dieWithParent(cmd)
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("netlab: start %s in %s: %v", strings.Join(args, " "), h.name, err)
+	}
+	p := &proc{cmd: cmd, out: out}
+	h.lab.mu.Lock()
+	h.lab.procs = append(h.lab.procs, p)
+	h.lab.mu.Unlock()
+	t.Cleanup(func() {
+		p.stop()
+		if t.Failed() {
+			t.Logf("netlab: output of %q in %s:\n%s", strings.Join(args, " "), h.name, out.String())
+		}
+	})
+	return cmd
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// Do runs fn on an OS thread switched into the namespace and switches back.
+// Sockets fn creates stay in the namespace; goroutines fn starts do not run in
+// it. If switching back fails, the thread stays locked so Go discards it when
+// the goroutine exits, and the error says so.
+func (h *Host) Do(fn func() error) (err error) {
+	runtime.LockOSThread()
+	leave, err := enter(nsPath(h.name))
+	if err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("netlab: enter namespace %s: %w", h.name, err)
+	}
+	defer func() {
+		if lerr := leave(); lerr != nil {
+			err = errors.Join(err, fmt.Errorf("netlab: leave namespace %s (this goroutine stays in it until it exits): %w", h.name, lerr))
+			return
+		}
+		runtime.UnlockOSThread()
+	}()
+	return fn()
+}
+
+// literal rejects addresses that would need a name lookup: lookups may run on
+// other threads (outside the namespace) and would leave the lab.
+func literal(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("netlab: %w", err)
+	}
+	if host == "" {
+		return nil
+	}
+	if _, err := netip.ParseAddr(host); err != nil {
+		return fmt.Errorf("netlab: %q: use an IP address, not a name (lookups would leave the lab)", addr)
+	}
+	return nil
+}
+
+// Listen opens a listener inside the namespace, closed when t's test ends.
+// addr must be an IP literal or empty host, with a port (":0" picks one).
+func (h *Host) Listen(t testing.TB, network, addr string) net.Listener {
+	t.Helper()
+	if err := literal(addr); err != nil {
+		t.Fatal(err)
+	}
+	var ln net.Listener
+	err := h.Do(func() (err error) {
+		ln, err = net.Listen(network, addr)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("netlab: listen %s %s in %s: %v", network, addr, h.name, err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
+// ListenPacket is Listen for packet sockets (udp, udp4, udp6).
+func (h *Host) ListenPacket(t testing.TB, network, addr string) net.PacketConn {
+	t.Helper()
+	if err := literal(addr); err != nil {
+		t.Fatal(err)
+	}
+	var pc net.PacketConn
+	err := h.Do(func() (err error) {
+		pc, err = net.ListenPacket(network, addr)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("netlab: listen %s %s in %s: %v", network, addr, h.name, err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	return pc
+}
+
+// DialContext dials from inside the namespace; it has the shape of a DialFunc.
+// addr must be an IP literal with a port. Errors are the net package's own,
+// unwrapped, so callers classify exactly what a real dial returns.
+func (h *Host) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	if err := literal(addr); err != nil {
+		return nil, err
+	}
+	var c net.Conn
+	err := h.Do(func() (err error) {
+		var d net.Dialer
+		c, err = d.DialContext(ctx, network, addr)
+		return err
+	})
+	return c, err
+}
+
+// Resolver returns a pure-Go resolver whose every query goes from inside h to
+// nameserver, whatever /etc/resolv.conf says, so DNS tests stay in the lab.
+// A nameserver address where nothing listens makes lookups fail at once;
+// one dropped by a firewall makes them time out.
+func (h *Host) Resolver(nameserver netip.AddrPort) *net.Resolver {
+	return &net.Resolver{
+		PreferGo: true,
+		Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return h.DialContext(ctx, network, nameserver.String())
+		},
+	}
+}
+
+// cleanup kills what the lab started and deletes its namespaces (which takes
+// the veth pairs with them).
+func (l *Lab) cleanup() {
+	l.mu.Lock()
+	procs, hosts := l.procs, l.hosts
+	l.mu.Unlock()
+	for _, p := range procs {
+		p.stop()
+	}
+	var errs []error
+	for _, h := range hosts {
+		errs = append(errs, killInside(h.name))
+		if out, err := run(nil, "ip", "netns", "del", h.name); err != nil && namespaceExists(h.name) {
+			errs = append(errs, fmt.Errorf("%w: %s", err, out))
+		}
+	}
+	l.release()
+	if err := errors.Join(errs...); err != nil {
+		l.t.Errorf("netlab: cleanup: %v", err)
+	}
+}
+
+// killInside kills, by pid, processes still in the namespace: children of
+// processes the lab started (all of them run in this test's private namespace).
+func killInside(ns string) error {
+	out, err := run(nil, "ip", "netns", "pids", ns)
+	if err != nil {
+		if !namespaceExists(ns) {
+			return nil
+		}
+		return fmt.Errorf("%w: %s", err, out)
+	}
+	for _, f := range strings.Fields(string(out)) {
+		var pid int
+		if _, err := fmt.Sscan(f, &pid); err != nil || pid == os.Getpid() {
+			continue
+		}
+		if p, err := os.FindProcess(pid); err == nil {
+			_ = p.Kill()
+		}
+	}
+	return nil
+}
+
+func nsPath(ns string) string { return "/run/netns/" + ns }
+
+func namespaceExists(ns string) bool {
+	_, err := os.Stat(nsPath(ns))
+	return err == nil
+}
