@@ -1,0 +1,125 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/reach-tools/reach/sockets"
+	"github.com/spf13/cobra"
+)
+
+func init() { register("ports", newPortsCmd) }
+
+func newPortsCmd(env *Env) *cobra.Command {
+	var (
+		opt    sockets.Options
+		port   int
+		asJSON bool
+	)
+	cmd := &cobra.Command{
+		Use:   "ports",
+		Short: "List listening TCP sockets and the processes that own them",
+		Long: `List the TCP sockets of this host (IPv4 and IPv6) with the process that owns
+each one, like "ss -ltnp". By default only listening sockets are shown.
+
+For a listening socket RECV-Q is the number of connections waiting to be
+accepted and SEND-Q the backlog: when RECV-Q exceeds SEND-Q the queue is full
+and new connections are dropped (clients see timeouts).
+
+Without root, the owners of other users' sockets cannot be seen; reach says
+how many sockets that affects.`,
+		Example: `  reach ports                      # every listening socket
+  reach ports --port 5432          # who listens on 5432, and on which address?
+  reach ports --process postgres   # where does postgres listen?
+  reach ports --pid 812 --all      # every TCP socket of process 812
+  reach ports --json | jq '.sockets[].local'`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if port < 0 || port > 65535 {
+				return usageErrorf("--port %d: a port is between 1 and 65535", port)
+			}
+			if opt.PID < 0 {
+				return usageErrorf("--pid %d: a process id is positive", opt.PID)
+			}
+			opt.Port = uint16(port)
+			t, err := sockets.List(env.Ctx, opt)
+			if err != nil {
+				return &ExitError{Code: ExitFail, Err: fmt.Errorf("listing sockets: %w", err)}
+			}
+			if asJSON {
+				if t.Sockets == nil {
+					t.Sockets = []sockets.Socket{}
+				}
+				if t.Warnings == nil {
+					t.Warnings = []string{}
+				}
+				enc := json.NewEncoder(env.Out)
+				enc.SetIndent("", "  ")
+				return enc.Encode(t)
+			}
+			for _, w := range t.Warnings {
+				fmt.Fprintf(env.Err, "reach: warning: %s\n", w)
+			}
+			if len(t.Sockets) == 0 {
+				fmt.Fprintln(env.Err, "reach: no "+describe(opt)+" found")
+				return nil
+			}
+			return writePortsTable(env, t, opt.All)
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&port, "port", 0, "only sockets on this local port")
+	f.IntVar(&opt.PID, "pid", 0, "only sockets of this process id")
+	f.StringVar(&opt.Process, "process", "", "only sockets of processes with this command name (as in ps -o comm)")
+	f.BoolVarP(&opt.All, "all", "a", false, "all TCP states, not only LISTEN")
+	f.BoolVar(&asJSON, "json", false, "print the table as one JSON object")
+	return cmd
+}
+
+func describe(opt sockets.Options) string {
+	s := "listening TCP sockets"
+	if opt.All {
+		s = "TCP sockets"
+	}
+	var w []string
+	if opt.Port != 0 {
+		w = append(w, "port "+strconv.Itoa(int(opt.Port)))
+	}
+	if opt.PID != 0 {
+		w = append(w, "pid "+strconv.Itoa(opt.PID))
+	}
+	if opt.Process != "" {
+		w = append(w, "process "+strconv.Quote(opt.Process))
+	}
+	if len(w) > 0 {
+		s += " matching " + strings.Join(w, ", ")
+	}
+	return s
+}
+
+func writePortsTable(env *Env, t sockets.Table, all bool) error {
+	tw := tabwriter.NewWriter(env.Out, 0, 0, 2, ' ', 0)
+	head := "PROTO\tLOCAL\tSTATE\tRECV-Q\tSEND-Q\tPROCESS"
+	if all {
+		head = "PROTO\tLOCAL\tREMOTE\tSTATE\tRECV-Q\tSEND-Q\tPROCESS"
+	}
+	fmt.Fprintln(tw, head)
+	for _, s := range t.Sockets {
+		owner := s.Owner()
+		if len(s.Processes) > 0 && s.ProcessState == "stopped" {
+			owner += " [stopped]"
+		}
+		if s.Inode == 0 {
+			owner = "-"
+		}
+		if all {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\n", s.Proto, s.Local, s.Remote, s.State, s.RecvQ, s.SendQ, owner)
+		} else {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\n", s.Proto, s.Local, s.State, s.RecvQ, s.SendQ, owner)
+		}
+	}
+	return tw.Flush()
+}

@@ -1,0 +1,74 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/reach-tools/reach/sockets"
+)
+
+func portsRun(args ...string) (code int, stdout, stderr string) {
+	var out, errb bytes.Buffer
+	code = Run(context.Background(), args, Stdio{In: strings.NewReader(""), Out: &out, Err: &errb})
+	return code, out.String(), errb.String()
+}
+
+func TestPorts(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("sockets are listed on Linux only")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	pid := strconv.Itoa(os.Getpid())
+
+	code, out, errs := portsRun("ports", "--port", port)
+	if code != ExitOK {
+		t.Fatalf("exit %d, stderr %q", code, errs)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], "PROTO") ||
+		!strings.Contains(lines[1], ln.Addr().String()) || !strings.Contains(lines[1], "(pid "+pid+")") {
+		t.Fatalf("table:\n%s", out)
+	}
+
+	code, out, errs = portsRun("ports", "--pid", pid, "--json")
+	if code != ExitOK {
+		t.Fatalf("--json: exit %d, stderr %q", code, errs)
+	}
+	var tab sockets.Table
+	if err := json.Unmarshal([]byte(out), &tab); err != nil {
+		t.Fatalf("--json output %q: %v", out, err)
+	}
+	if len(tab.Sockets) != 1 || tab.Sockets[0].Local.String() != ln.Addr().String() || tab.Sockets[0].Processes[0].PID != os.Getpid() {
+		t.Fatalf("--json sockets %+v", tab.Sockets)
+	}
+
+	ln.Close()
+	code, out, errs = portsRun("ports", "--port", port)
+	if code != ExitOK || out != "" || !strings.Contains(errs, "no listening TCP sockets matching port "+port) {
+		t.Fatalf("closed port: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+}
+
+func TestPortsUsage(t *testing.T) {
+	for _, args := range [][]string{
+		{"ports", "--port", "70000"},
+		{"ports", "--pid", "-1"},
+		{"ports", "extra"},
+	} {
+		if code, _, errs := portsRun(args...); code != ExitUsage {
+			t.Errorf("%q: exit %d, want %d (stderr %q)", args, code, ExitUsage, errs)
+		}
+	}
+}

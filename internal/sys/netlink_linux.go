@@ -1,0 +1,52 @@
+package sys
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+)
+
+var netlinkSeq atomic.Uint32
+
+// NetlinkDump sends payload as a dump request of type typ on a new netlink
+// socket of protocol proto (unix.NETLINK_*) and calls fn for every message of
+// the reply. The socket is created on the calling thread, so it belongs to
+// that thread's network namespace: callers inside a namespace (a locked
+// thread after setns) see that namespace.
+func NetlinkDump(ctx context.Context, proto int, typ uint16, payload []byte, fn func(NetlinkMessage) error) error {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, proto)
+	if err != nil {
+		return fmt.Errorf("sys: netlink socket (protocol %d): %w", proto, os.NewSyscallError("socket", err))
+	}
+	defer unix.Close(fd)
+	// A receive timeout bounds each read, so a cancelled context is noticed
+	// even if the kernel never answers.
+	tv := unix.NsecToTimeval(int64(200e6))
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		return fmt.Errorf("sys: netlink socket: %w", os.NewSyscallError("setsockopt", err))
+	}
+	seq := netlinkSeq.Add(1)
+	if err := unix.Sendto(fd, netlinkRequest(typ, seq, payload), 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return fmt.Errorf("sys: netlink send: %w", os.NewSyscallError("sendto", err))
+	}
+	buf := make([]byte, 64<<10)
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n, _, err := unix.Recvfrom(fd, buf, 0)
+		if err == unix.EAGAIN || err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("sys: netlink receive: %w", os.NewSyscallError("recvfrom", err))
+		}
+		done, err := handleDumpPart(buf[:n], seq, fn)
+		if err != nil || done {
+			return err
+		}
+	}
+}

@@ -1,0 +1,238 @@
+package sockets
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/user"
+	"strconv"
+
+	"syscall"
+
+	"github.com/reach-tools/reach/internal/sys"
+)
+
+// List returns the TCP sockets selected by opt in the calling thread's
+// network namespace, with their owning processes.
+func List(ctx context.Context, opt Options) (Table, error) {
+	return list(ctx, opt, true)
+}
+
+// list reads sockets from netlink (or, when it fails or useNetlink is false,
+// from procfs), then finds their owners and applies the filters.
+func list(ctx context.Context, opt Options, useNetlink bool) (Table, error) {
+	var t Table
+	var socks []Socket
+	var nlErr error
+	if useNetlink {
+		socks, nlErr = listNetlink(ctx, opt)
+		t.Source = "netlink"
+	}
+	if !useNetlink || nlErr != nil {
+		var err error
+		socks, err = listProcfs(opt)
+		if err != nil {
+			return Table{}, errors.Join(nlErr, err)
+		}
+		t.Source = "procfs"
+		if nlErr != nil {
+			t.Warnings = append(t.Warnings, fmt.Sprintf("netlink sock_diag failed (%v); read /proc/net/tcp instead, which does not show listen backlogs (SEND-Q)", nlErr))
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return Table{}, err
+	}
+	w, err := attachOwners(ctx, socks, opt.PID)
+	if err != nil {
+		return Table{}, err
+	}
+	t.Warnings = append(t.Warnings, w...)
+	for _, s := range socks {
+		if opt.keepOwner(&s) {
+			t.Sockets = append(t.Sockets, s)
+		}
+	}
+	sortSockets(t.Sockets)
+	return t, nil
+}
+
+func listNetlink(ctx context.Context, opt Options) ([]Socket, error) {
+	states := uint32(1) << kernelListen
+	if opt.All {
+		states = ^uint32(0)
+	}
+	var socks []Socket
+	for _, family := range []uint8{afInet, afInet6} {
+		err := sys.NetlinkDump(ctx, netlinkSockDiag, sockDiagByFamily, diagRequest(family, states), func(m sys.NetlinkMessage) error {
+			s, err := parseDiagMsg(m.Data)
+			if err != nil {
+				return err
+			}
+			if opt.keep(&s) {
+				socks = append(socks, s)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("sockets: sock_diag dump: %w", err)
+		}
+	}
+	return socks, nil
+}
+
+func listProcfs(opt Options) ([]Socket, error) {
+	var socks []Socket
+	for _, proto := range []string{"tcp", "tcp6"} {
+		// thread-self, not self: the namespace of this thread, which may
+		// have entered another namespace than the process's main thread.
+		name := "/proc/thread-self/net/" + proto
+		f, err := os.Open(name)
+		if errors.Is(err, fs.ErrNotExist) && proto == "tcp6" {
+			continue // IPv6 disabled
+		}
+		if err != nil {
+			return nil, fmt.Errorf("sockets: %w", err)
+		}
+		err = parseProcNet(f, proto, func(s Socket) error {
+			if opt.keep(&s) {
+				socks = append(socks, s)
+			}
+			return nil
+		})
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("sockets: reading %s: %w", name, err)
+		}
+	}
+	return socks, nil
+}
+
+// attachOwners fills in Processes by scanning /proc/PID/fd of every process
+// (or only pid, when not 0), and returns warnings about what it could not see.
+func attachOwners(ctx context.Context, socks []Socket, pid int) ([]string, error) {
+	byInode := make(map[uint64][]int, len(socks))
+	for i, s := range socks {
+		if s.Inode != 0 {
+			byInode[s.Inode] = append(byInode[s.Inode], i)
+		}
+	}
+	if len(byInode) == 0 {
+		return nil, nil
+	}
+	var pids []string
+	if pid != 0 {
+		pids = []string{strconv.Itoa(pid)}
+	} else {
+		d, err := os.Open("/proc")
+		if err != nil {
+			return nil, fmt.Errorf("sockets: %w", err)
+		}
+		pids, err = d.Readdirnames(-1)
+		d.Close()
+		if err != nil {
+			return nil, fmt.Errorf("sockets: listing /proc: %w", err)
+		}
+	}
+	users := map[int]string{}
+	denied := 0
+	link := make([]byte, 64)
+	for _, p := range pids {
+		if p[0] < '0' || p[0] > '9' {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		dir := "/proc/" + p + "/fd/"
+		d, err := os.Open(dir)
+		if errors.Is(err, fs.ErrPermission) {
+			denied++
+			continue
+		}
+		if err != nil {
+			continue // the process exited, or is a kernel thread
+		}
+		fds, _ := d.Readdirnames(-1)
+		d.Close()
+		var proc *Process
+		for _, fd := range fds {
+			n, err := syscall.Readlink(dir+fd, link)
+			if err != nil {
+				continue // closed meanwhile
+			}
+			ino, ok := parseSocketLink(string(link[:n]))
+			if !ok || byInode[ino] == nil {
+				continue
+			}
+			if proc == nil {
+				proc = readProcess(p, users)
+				if proc == nil {
+					break // exited
+				}
+			}
+			for _, i := range byInode[ino] {
+				s := &socks[i]
+				if len(s.Processes) == 0 {
+					s.ProcessState = proc.State
+				}
+				if !hasPID(s.Processes, proc.PID) {
+					s.Processes = append(s.Processes, *proc)
+				}
+			}
+		}
+	}
+	unowned := 0
+	for _, s := range socks {
+		if s.Inode != 0 && len(s.Processes) == 0 {
+			unowned++
+		}
+	}
+	switch {
+	case unowned == 0 || pid != 0:
+		return nil, nil
+	case denied > 0:
+		return []string{fmt.Sprintf("no owner found for %s: the open files of %d other processes are not readable (other users'); run as root to see them", plural(unowned, "socket"), denied)}, nil
+	default:
+		return []string{fmt.Sprintf("no owner found for %s: held by the kernel or by processes outside this PID namespace", plural(unowned, "socket"))}, nil
+	}
+}
+
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return strconv.Itoa(n) + " " + noun + "s"
+}
+
+func hasPID(ps []Process, pid int) bool {
+	for _, p := range ps {
+		if p.PID == pid {
+			return true
+		}
+	}
+	return false
+}
+
+// readProcess reads /proc/PID/status; nil when the process is gone.
+func readProcess(pid string, users map[int]string) *Process {
+	b, err := os.ReadFile("/proc/" + pid + "/status")
+	if err != nil {
+		return nil
+	}
+	st, err := parseProcStatus(string(b))
+	if err != nil {
+		return nil
+	}
+	n, _ := strconv.Atoi(pid)
+	name, ok := users[st.UID]
+	if !ok {
+		name = strconv.Itoa(st.UID)
+		if u, err := user.LookupId(name); err == nil {
+			name = u.Username
+		}
+		users[st.UID] = name
+	}
+	return &Process{PID: n, Command: st.Name, User: name, UID: st.UID, State: st.State}
+}

@@ -1,0 +1,330 @@
+package sockets
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// helperEnv makes the test binary act as a child process that listens on
+// 127.0.0.1:0, prints the port, and waits until its stdin closes.
+const helperEnv = "REACH_SOCKETS_TEST_HELPER"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(helperEnv) == "listen" {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		fmt.Println(ln.Addr().(*net.TCPAddr).Port)
+		io.Copy(io.Discard, os.Stdin)
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// startListener starts a child process that listens on a loopback port and
+// returns it with the port; the child is killed at the end of the test.
+func startListener(t *testing.T) (*exec.Cmd, uint16) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperEnv+"=listen")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGKILL)
+		stdin.Close()
+		cmd.Wait()
+	})
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		t.Fatalf("helper did not report its port: %v", err)
+	}
+	port, err := strconv.ParseUint(strings.TrimSpace(line), 10, 16)
+	if err != nil {
+		t.Fatalf("helper printed %q", line)
+	}
+	return cmd, uint16(port)
+}
+
+func listen(t *testing.T, network, addr string) (net.Listener, netip.AddrPort) {
+	t.Helper()
+	ln, err := net.Listen(network, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln, ln.Addr().(*net.TCPAddr).AddrPort()
+}
+
+func mustList(t *testing.T, opt Options) Table {
+	t.Helper()
+	tab, err := List(context.Background(), opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tab
+}
+
+func TestListOwnListener(t *testing.T) {
+	_, addr := listen(t, "tcp", "127.0.0.1:0")
+	tab := mustList(t, Options{Port: addr.Port()})
+	if tab.Source != "netlink" {
+		t.Errorf("source %q, want netlink (warnings %q)", tab.Source, tab.Warnings)
+	}
+	if len(tab.Sockets) != 1 {
+		t.Fatalf("got %d sockets on port %d, want 1: %v", len(tab.Sockets), addr.Port(), tab.Sockets)
+	}
+	s := tab.Sockets[0]
+	if s.Proto != "tcp" || s.Local != addr || s.State != StateListen || s.Inode == 0 || s.SendQ == 0 {
+		t.Errorf("socket %v, want tcp LISTEN on %v with an inode and a backlog", s, addr)
+	}
+	if len(s.Processes) != 1 || s.Processes[0].PID != os.Getpid() || s.Processes[0].UID != os.Getuid() {
+		t.Fatalf("processes %+v, want only this test (pid %d)", s.Processes, os.Getpid())
+	}
+	if s.ProcessState != "running" && s.ProcessState != "sleeping" {
+		t.Errorf("process state %q, want running or sleeping", s.ProcessState)
+	}
+	if !strings.Contains(s.Owner(), fmt.Sprintf("(pid %d)", os.Getpid())) {
+		t.Errorf("Owner() = %q", s.Owner())
+	}
+}
+
+func TestListIPv6(t *testing.T) {
+	ln, err := net.Listen("tcp6", "[::1]:0")
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	defer ln.Close()
+	addr := ln.Addr().(*net.TCPAddr).AddrPort()
+	socks, err := Listening(context.Background(), addr.Port())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(socks) != 1 || socks[0].Proto != "tcp6" || socks[0].Local != addr {
+		t.Fatalf("got %v, want one tcp6 socket on %v", socks, addr)
+	}
+}
+
+// TestSourcesAgree checks that netlink and /proc/net/tcp report the same
+// sockets. Only our own listeners are compared: other tests on this host
+// open and close sockets between the two reads.
+func TestSourcesAgree(t *testing.T) {
+	var ports []uint16
+	for _, a := range []string{"127.0.0.1:0", "127.0.0.1:0", "[::1]:0"} {
+		ln, err := net.Listen("tcp", a)
+		if err != nil {
+			continue // no IPv6
+		}
+		defer ln.Close()
+		ports = append(ports, uint16(ln.Addr().(*net.TCPAddr).Port))
+	}
+	ours := func(source bool) []string {
+		tab, err := list(context.Background(), Options{All: true}, source)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, s := range tab.Sockets {
+			if slices.Contains(ports, s.Local.Port()) {
+				s.SendQ = 0 // procfs does not show the backlog
+				got = append(got, fmt.Sprintf("%s pids=%v state=%s", s, s.Processes, s.ProcessState))
+			}
+		}
+		return got
+	}
+	nl, pf := ours(true), ours(false)
+	if len(nl) != len(ports) {
+		t.Fatalf("netlink found %d of our %d listeners: %q", len(nl), len(ports), nl)
+	}
+	if !slices.Equal(nl, pf) {
+		t.Fatalf("netlink:\n%s\nprocfs:\n%s", strings.Join(nl, "\n"), strings.Join(pf, "\n"))
+	}
+}
+
+func TestFilters(t *testing.T) {
+	ln, a := listen(t, "tcp", "127.0.0.1:0")
+	child, b := startListener(t)
+	conn, err := net.Dial("tcp", a.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	accepted, err := ln.Accept() // until accepted, no process holds the server side
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer accepted.Close()
+	me, them := os.Getpid(), child.Process.Pid
+	tests := []struct {
+		name string
+		opt  Options
+		want []uint16 // local ports among a, b and the client side of conn
+	}{
+		{"port", Options{Port: a.Port()}, []uint16{a.Port()}},
+		{"pid", Options{PID: them}, []uint16{b}},
+		{"pid and port mismatch", Options{PID: them, Port: a.Port()}, nil},
+		{"process", Options{Process: strings.ToUpper(commOf(t, them)), Port: b}, []uint16{b}},
+		{"all of ours", Options{PID: me, All: true}, []uint16{a.Port(), a.Port(), uint16(conn.LocalAddr().(*net.TCPAddr).Port)}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []uint16
+			for _, s := range mustList(t, tt.opt).Sockets {
+				if p := s.Local.Port(); p == a.Port() || p == b || s.Remote.Port() == a.Port() {
+					got = append(got, p)
+				}
+			}
+			slices.Sort(got)
+			want := slices.Clone(tt.want)
+			slices.Sort(want)
+			if !slices.Equal(got, want) {
+				t.Fatalf("ports %v, want %v", got, want)
+			}
+		})
+	}
+}
+
+func commOf(t *testing.T, pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func TestStoppedProcess(t *testing.T) {
+	child, port := startListener(t)
+	pid := child.Process.Pid
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	// The state changes once the signal is delivered; wait for it, boundedly.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		socks, err := Listening(context.Background(), port)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(socks) != 1 || len(socks[0].Processes) != 1 || socks[0].Processes[0].PID != pid {
+			t.Fatalf("got %v, want one socket owned by pid %d", socks, pid)
+		}
+		if socks[0].ProcessState == "stopped" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("process state %q 5s after SIGSTOP, want stopped", socks[0].ProcessState)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	syscall.Kill(pid, syscall.SIGCONT)
+}
+
+// TestFullBacklog fills the accept queue of a listener with backlog 1 and
+// checks that recv-q (queued connections) exceeds send-q (the backlog).
+func TestFullBacklog(t *testing.T) {
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(fd)
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Listen(fd, 1); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := uint16(sa.(*syscall.SockaddrInet4).Port)
+	addr := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port).String()
+	// The kernel queues backlog+1 connections; both dials complete.
+	for range 2 {
+		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		socks, err := Listening(context.Background(), port)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(socks) != 1 {
+			t.Fatalf("got %v, want one listener", socks)
+		}
+		s := socks[0]
+		if s.SendQ != 1 {
+			t.Fatalf("send-q %d, want the backlog 1", s.SendQ)
+		}
+		if s.RecvQ > s.SendQ {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("recv-q %d after 5s, want 2 queued connections", s.RecvQ)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestIsLocal(t *testing.T) {
+	prefixes, err := Addresses()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(prefixes, func(p netip.Prefix) bool { return p.Addr().IsLoopback() }) {
+		t.Fatalf("Addresses() = %v, want the loopback address", prefixes)
+	}
+	for _, tt := range []struct {
+		addr string
+		want bool
+	}{
+		{"127.0.0.1", true}, {"127.3.2.1", true}, {"::1", true}, {"0.0.0.0", true},
+		{"::ffff:127.0.0.1", true},
+		{"198.51.100.7", false}, // TEST-NET-2: never assigned to a real host
+	} {
+		got, err := IsLocal(netip.MustParseAddr(tt.addr))
+		if err != nil || got != tt.want {
+			t.Errorf("IsLocal(%s) = %v, %v; want %v", tt.addr, got, err, tt.want)
+		}
+	}
+	for _, p := range prefixes {
+		if ok, err := IsLocal(p.Addr()); !ok || err != nil {
+			t.Errorf("IsLocal(%v) = %v, %v for an interface address", p.Addr(), ok, err)
+		}
+	}
+}
+
+func TestListCancelled(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := List(ctx, Options{}); err != context.Canceled {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+}
