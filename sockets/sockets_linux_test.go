@@ -2,9 +2,9 @@ package sockets
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -18,19 +18,29 @@ import (
 )
 
 // helperEnv makes the test binary act as a child process that listens on
-// 127.0.0.1:0, prints the port, and waits until its stdin closes.
-const helperEnv = "REACH_SOCKETS_TEST_HELPER"
+// the address in helperAddrEnv (default 127.0.0.1:0), prints the port, and
+// accepts until killed.
+const (
+	helperEnv     = "REACH_SOCKETS_TEST_HELPER"
+	helperAddrEnv = "REACH_SOCKETS_TEST_ADDR"
+)
 
 func TestMain(m *testing.M) {
 	if os.Getenv(helperEnv) == "listen" {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		addr := cmp.Or(os.Getenv(helperAddrEnv), "127.0.0.1:0")
+		ln, err := net.Listen("tcp", addr)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
 		fmt.Println(ln.Addr().(*net.TCPAddr).Port)
-		io.Copy(io.Discard, os.Stdin)
-		os.Exit(0)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				os.Exit(1)
+			}
+			c.Close()
+		}
 	}
 	os.Exit(m.Run())
 }
@@ -41,10 +51,6 @@ func startListener(t *testing.T) (*exec.Cmd, uint16) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), helperEnv+"=listen")
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -55,7 +61,6 @@ func startListener(t *testing.T) (*exec.Cmd, uint16) {
 	}
 	t.Cleanup(func() {
 		cmd.Process.Signal(syscall.SIGKILL)
-		stdin.Close()
 		cmd.Wait()
 	})
 	line, err := bufio.NewReader(stdout).ReadString('\n')

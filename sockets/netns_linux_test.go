@@ -1,0 +1,90 @@
+package sockets
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/reach-tools/reach/internal/netlab"
+)
+
+// TestNamespaceMatchesSS lists the sockets of a fresh namespace, where the
+// test knows every listener, and compares the whole table with ss run there.
+func TestNamespaceMatchesSS(t *testing.T) {
+	netlab.Require(t)
+	h := netlab.New(t).Host("ports")
+	var want []netip.AddrPort
+	for _, a := range []string{"127.0.0.1:0", "[::1]:0", ":0"} {
+		want = append(want, h.Listen(t, "tcp", a).Addr().(*net.TCPAddr).AddrPort())
+	}
+	// A child process in the namespace; the namespace is empty, so the port
+	// is known to be free.
+	childAddr := netip.MustParseAddrPort("127.0.0.1:5432")
+	child := h.Start(t, "env", helperEnv+"=listen", helperAddrEnv+"="+childAddr.String(), os.Args[0], "-test.run=^$")
+	want = append(want, childAddr)
+
+	inNS := func(opt Options, netlink bool) Table {
+		var tab Table
+		err := h.Do(func() (err error) {
+			tab, err = list(context.Background(), opt, netlink)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tab
+	}
+	// Wait, boundedly, for the child to listen.
+	deadline := time.Now().Add(10 * time.Second)
+	for len(inNS(Options{Port: childAddr.Port()}, true).Sockets) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("child pid %d did not listen on %v within 10s", child.Process.Pid, childAddr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	ss, err := parseSS(h.Run(t, "ss", "-ltnpH"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, netlink := range []bool{true, false} {
+		tab := inNS(Options{}, netlink)
+		ours := map[netip.AddrPort][]int{}
+		for _, s := range tab.Sockets {
+			for _, p := range s.Processes {
+				ours[s.Local] = append(ours[s.Local], p.PID)
+			}
+			slices.Sort(ours[s.Local])
+		}
+		if fmt.Sprint(ours) != fmt.Sprint(ss) {
+			t.Errorf("netlink=%v: we list %v\nss lists %v", netlink, ours, ss)
+		}
+		for i, ap := range want {
+			pid := os.Getpid()
+			if i == len(want)-1 {
+				pid = child.Process.Pid
+			}
+			if !slices.Equal(ours[ap], []int{pid}) {
+				t.Errorf("netlink=%v: %v owned by %v, want [%d]", netlink, ap, ours[ap], pid)
+			}
+		}
+		if len(tab.Warnings) != 0 {
+			t.Errorf("netlink=%v: warnings %q", netlink, tab.Warnings)
+		}
+	}
+	// The root namespace does not see the lab's sockets.
+	root, err := List(context.Background(), Options{Port: childAddr.Port()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range root.Sockets {
+		if slices.ContainsFunc(s.Processes, func(p Process) bool { return p.PID == child.Process.Pid }) {
+			t.Errorf("root namespace lists the lab's socket %v", s)
+		}
+	}
+}
