@@ -7,7 +7,10 @@ import (
 	"io/fs"
 	"os"
 	"os/user"
+	"runtime"
+	"slices"
 	"strconv"
+	"sync"
 
 	"syscall"
 
@@ -137,7 +140,6 @@ func attachOwners(ctx context.Context, socks []Socket, pid int) ([]string, error
 	}
 	users := map[int]string{}
 	denied := 0
-	link := make([]byte, 64)
 	for _, p := range pids {
 		if p[0] < '0' || p[0] > '9' {
 			continue
@@ -157,13 +159,8 @@ func attachOwners(ctx context.Context, socks []Socket, pid int) ([]string, error
 		fds, _ := d.Readdirnames(-1)
 		d.Close()
 		var proc *Process
-		for _, fd := range fds {
-			n, err := syscall.Readlink(dir+fd, link)
-			if err != nil {
-				continue // closed meanwhile
-			}
-			ino, ok := parseSocketLink(string(link[:n]))
-			if !ok || byInode[ino] == nil {
+		for _, ino := range fdSockets(dir, fds) {
+			if byInode[ino] == nil {
 				continue
 			}
 			if proc == nil {
@@ -197,6 +194,40 @@ func attachOwners(ctx context.Context, socks []Socket, pid int) ([]string, error
 	default:
 		return []string{fmt.Sprintf("no owner found for %s: held by the kernel or by processes outside this PID namespace", plural(unowned, "socket"))}, nil
 	}
+}
+
+// fdSockets returns the socket inodes among the open files fds of a process
+// (names in dir, its /proc/PID/fd/). Each is a readlink system call, so large
+// fd tables are split among goroutines.
+func fdSockets(dir string, fds []string) []uint64 {
+	workers := min(runtime.GOMAXPROCS(0), len(fds)/1024+1)
+	if workers == 1 {
+		return readSocketLinks(dir, fds)
+	}
+	parts := make([][]uint64, workers)
+	chunk := (len(fds) + workers - 1) / workers
+	var wg sync.WaitGroup
+	for w := range workers {
+		part := fds[min(w*chunk, len(fds)):min((w+1)*chunk, len(fds))]
+		wg.Go(func() { parts[w] = readSocketLinks(dir, part) })
+	}
+	wg.Wait()
+	return slices.Concat(parts...)
+}
+
+func readSocketLinks(dir string, fds []string) []uint64 {
+	var inodes []uint64
+	link := make([]byte, 64) // "socket:[N]" fits; longer targets are not sockets
+	for _, fd := range fds {
+		n, err := syscall.Readlink(dir+fd, link)
+		if err != nil {
+			continue // closed meanwhile
+		}
+		if ino, ok := parseSocketLink(string(link[:n])); ok {
+			inodes = append(inodes, ino)
+		}
+	}
+	return inodes
 }
 
 func plural(n int, noun string) string {

@@ -154,7 +154,7 @@ func TestSourcesAgree(t *testing.T) {
 		var got []string
 		for _, s := range tab.Sockets {
 			if slices.Contains(ports, s.Local.Port()) {
-				s.SendQ = 0 // procfs does not show the backlog
+				s.SendQ = 0    // procfs does not show the backlog
 				var pids []int // not the state: this process runs, then sleeps
 				for _, p := range s.Processes {
 					pids = append(pids, p.PID)
