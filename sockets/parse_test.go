@@ -238,3 +238,23 @@ func FuzzParseProcStatus(f *testing.F) {
 		}
 	})
 }
+
+func TestCommandIs(t *testing.T) {
+	tests := []struct {
+		comm, name string
+		want       bool
+	}{
+		{"postgres", "postgres", true},
+		{"postgres", "POSTGRES", true},
+		{"postgres", "postgre", false},
+		{"postgres", "postgres-x", false},
+		{"systemd-resolve", "systemd-resolved", true},
+		{"systemd-resolve", "systemd-resolveX", true}, // the kernel cannot tell them apart
+		{"systemd-resolv", "systemd-resolved", false},
+	}
+	for _, tt := range tests {
+		if got := commandIs(tt.comm, tt.name); got != tt.want {
+			t.Errorf("commandIs(%q, %q) = %v, want %v", tt.comm, tt.name, got, tt.want)
+		}
+	}
+}

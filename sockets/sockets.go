@@ -136,11 +136,23 @@ func (o Options) keepOwner(s *Socket) bool {
 		return true
 	}
 	for _, p := range s.Processes {
-		if (o.PID == 0 || p.PID == o.PID) && (o.Process == "" || strings.EqualFold(p.Command, o.Process)) {
+		if (o.PID == 0 || p.PID == o.PID) && (o.Process == "" || commandIs(p.Command, o.Process)) {
 			return true
 		}
 	}
 	return false
+}
+
+// commMax is the length at which the kernel truncates a command name.
+const commMax = 15
+
+// commandIs reports whether comm, a command name as the kernel keeps it, is
+// name, which may be longer: "systemd-resolved" has comm "systemd-resolve".
+func commandIs(comm, name string) bool {
+	if len(comm) == commMax && len(name) > commMax {
+		name = name[:commMax]
+	}
+	return strings.EqualFold(comm, name)
 }
 
 // sortSockets orders by local port, then address, then state and remote, so

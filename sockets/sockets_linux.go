@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 
 	"syscall"
@@ -190,7 +191,7 @@ func attachOwners(ctx context.Context, socks []Socket, pid int) ([]string, error
 	case unowned == 0 || pid != 0:
 		return nil, nil
 	case denied > 0:
-		return []string{fmt.Sprintf("no owner found for %s: the open files of %d other processes are not readable (other users'); run as root to see them", plural(unowned, "socket"), denied)}, nil
+		return []string{fmt.Sprintf("no owner found for %s: %s of other users do not let uid %d read their open files; run as root (sudo) to see them", plural(unowned, "socket"), plural(denied, "process"), os.Geteuid())}, nil
 	default:
 		return []string{fmt.Sprintf("no owner found for %s: held by the kernel or by processes outside this PID namespace", plural(unowned, "socket"))}, nil
 	}
@@ -233,6 +234,9 @@ func readSocketLinks(dir string, fds []string) []uint64 {
 func plural(n int, noun string) string {
 	if n == 1 {
 		return "1 " + noun
+	}
+	if strings.HasSuffix(noun, "s") {
+		return strconv.Itoa(n) + " " + noun + "es"
 	}
 	return strconv.Itoa(n) + " " + noun + "s"
 }

@@ -4,11 +4,13 @@ import (
 	"bufio"
 	"cmp"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -41,6 +43,16 @@ func TestMain(m *testing.M) {
 			}
 			c.Close()
 		}
+	}
+	if os.Getenv(helperEnv) == "list" {
+		port, _ := strconv.ParseUint(os.Getenv(helperAddrEnv), 10, 16)
+		tab, err := List(context.Background(), Options{Port: uint16(port)})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		json.NewEncoder(os.Stdout).Encode(tab)
+		os.Exit(0)
 	}
 	os.Exit(m.Run())
 }
@@ -335,5 +347,73 @@ func TestListCancelled(t *testing.T) {
 	cancel()
 	if _, err := List(ctx, Options{}); err != context.Canceled {
 		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+}
+
+// TestUnprivileged lists, as user nobody, a port this (root) process listens
+// on: the owner is invisible and the warning says why.
+func TestUnprivileged(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root to start a process as another user")
+	}
+	_, addr := listen(t, "tcp", "127.0.0.1:0")
+	// nobody must be able to execute a copy of the test binary.
+	dir := t.TempDir()
+	bin := dir + "/sockets.test"
+	b, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for d := dir; d != "/" && d != "."; d = filepath.Dir(d) {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const nobody = 65534
+	cmd := exec.Command(bin, "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperEnv+"=list", helperAddrEnv+"="+strconv.Itoa(int(addr.Port())))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("listing as nobody: %v", err)
+	}
+	var tab Table
+	if err := json.Unmarshal(out, &tab); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if len(tab.Sockets) != 1 || tab.Sockets[0].Local != addr || len(tab.Sockets[0].Processes) != 0 {
+		t.Fatalf("as nobody got %v, want %v without owner", tab.Sockets, addr)
+	}
+	if got := tab.Sockets[0].Owner(); got != "unknown process (uid 0)" {
+		t.Errorf("Owner() = %q", got)
+	}
+	if len(tab.Warnings) != 1 || !strings.Contains(tab.Warnings[0], "no owner found for 1 socket:") || !strings.Contains(tab.Warnings[0], "run as root") {
+		t.Errorf("warnings %q, want one saying to run as root", tab.Warnings)
+	}
+}
+
+// TestNoFDLeak lists repeatedly and checks no file descriptor stays open.
+func TestNoFDLeak(t *testing.T) {
+	count := func() int {
+		ents, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ents)
+	}
+	mustList(t, Options{All: true}) // warm up: lazily opened runtime files
+	before := count()
+	for range 20 {
+		mustList(t, Options{All: true})
+		if _, err := list(context.Background(), Options{All: true}, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if after := count(); after > before {
+		t.Fatalf("%d open files before, %d after 40 lists", before, after)
 	}
 }

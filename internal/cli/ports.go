@@ -60,14 +60,15 @@ how many sockets that affects.`,
 				enc.SetIndent("", "  ")
 				return enc.Encode(t)
 			}
+			if len(t.Sockets) == 0 {
+				fmt.Fprintln(env.Err, "reach: no "+describe(opt)+" found")
+			} else if err := writePortsTable(env, t, opt.All); err != nil {
+				return err
+			}
 			for _, w := range t.Warnings {
 				fmt.Fprintf(env.Err, "reach: warning: %s\n", w)
 			}
-			if len(t.Sockets) == 0 {
-				fmt.Fprintln(env.Err, "reach: no "+describe(opt)+" found")
-				return nil
-			}
-			return writePortsTable(env, t, opt.All)
+			return nil
 		},
 	}
 	f := cmd.Flags()
