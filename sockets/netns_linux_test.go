@@ -88,3 +88,40 @@ func TestNamespaceMatchesSS(t *testing.T) {
 		}
 	}
 }
+
+// TestManySockets lists more sockets than fit in one netlink reply buffer,
+// so the dump spans several reads.
+func TestManySockets(t *testing.T) {
+	netlab.Require(t)
+	h := netlab.New(t).Host("many")
+	const n = 1000
+	want := map[netip.AddrPort]bool{}
+	for range n {
+		want[h.Listen(t, "tcp", "127.0.0.1:0").Addr().(*net.TCPAddr).AddrPort()] = true
+	}
+	for _, netlink := range []bool{true, false} {
+		var tab Table
+		err := h.Do(func() (err error) {
+			tab, err = list(context.Background(), Options{}, netlink)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[netip.AddrPort]bool{}
+		for _, s := range tab.Sockets {
+			got[s.Local] = true
+			if len(s.Processes) != 1 || s.Processes[0].PID != os.Getpid() {
+				t.Fatalf("netlink=%v: %v owned by %+v", netlink, s, s.Processes)
+			}
+		}
+		if len(got) != n || len(tab.Sockets) != n {
+			t.Fatalf("netlink=%v: listed %d sockets (%d distinct), want %d", netlink, len(tab.Sockets), len(got), n)
+		}
+		for ap := range want {
+			if !got[ap] {
+				t.Fatalf("netlink=%v: %v missing", netlink, ap)
+			}
+		}
+	}
+}
