@@ -125,3 +125,30 @@ func TestManySockets(t *testing.T) {
 		}
 	}
 }
+
+// TestIsLocalInNamespace checks that addresses are those of the calling
+// thread's namespace: a's own link address is local to a, b's is not.
+func TestIsLocalInNamespace(t *testing.T) {
+	netlab.Require(t)
+	lab := netlab.New(t)
+	a, b := lab.Host("a"), lab.Host("b")
+	addrA, addrB := lab.Link(a, b)
+	err := a.Do(func() error {
+		for addr, want := range map[netip.Addr]bool{addrA: true, addrB: false, netip.MustParseAddr("127.0.0.1"): true} {
+			got, err := IsLocal(addr)
+			if err != nil {
+				return err
+			}
+			if got != want {
+				t.Errorf("in a, IsLocal(%v) = %v, want %v", addr, got, want)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := IsLocal(addrA); ok || err != nil {
+		t.Errorf("in the root namespace, IsLocal(%v) = %v, %v; want false", addrA, ok, err)
+	}
+}
