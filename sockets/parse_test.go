@@ -188,9 +188,13 @@ func TestOwner(t *testing.T) {
 	if got := s.Owner(); got != "unknown process (uid 107)" {
 		t.Errorf("no process: %q", got)
 	}
-	s.Processes = []Process{{PID: 812, Command: "postgres"}, {PID: 813, Command: "postgres"}}
-	if got := s.Owner(); got != "postgres (pid 812), postgres (pid 813)" {
-		t.Errorf("two processes: %q", got)
+	s.Processes = []Process{{PID: 812, Command: "postgres"}}
+	if got := s.Owner(); got != "postgres (pid 812)" {
+		t.Errorf("one process: %q", got)
+	}
+	s.Processes = []Process{{PID: 10, Command: "nginx"}, {PID: 5, Command: "sh"}, {PID: 11, Command: "nginx"}}
+	if got := s.Owner(); got != "nginx (pids 10, 11), sh (pid 5)" {
+		t.Errorf("three processes: %q", got)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -87,15 +88,27 @@ type Socket struct {
 	ProcessState string `json:"process_state,omitempty"`
 }
 
-// Owner names who holds the socket: "postgres (pid 812)", several owners
-// separated by commas, or "unknown process (uid 107)".
+// Owner names who holds the socket: "postgres (pid 812)", "nginx (pids 10,
+// 11)", several commands separated by commas, or "unknown process (uid 107)".
 func (s Socket) Owner() string {
 	if len(s.Processes) == 0 {
 		return fmt.Sprintf("unknown process (uid %d)", s.UID)
 	}
-	parts := make([]string, len(s.Processes))
-	for i, p := range s.Processes {
-		parts[i] = fmt.Sprintf("%s (pid %d)", p.Command, p.PID)
+	var names []string
+	pids := map[string][]string{}
+	for _, p := range s.Processes {
+		if pids[p.Command] == nil {
+			names = append(names, p.Command)
+		}
+		pids[p.Command] = append(pids[p.Command], strconv.Itoa(p.PID))
+	}
+	parts := make([]string, len(names))
+	for i, n := range names {
+		label := "pid"
+		if len(pids[n]) > 1 {
+			label = "pids"
+		}
+		parts[i] = fmt.Sprintf("%s (%s %s)", n, label, strings.Join(pids[n], ", "))
 	}
 	return strings.Join(parts, ", ")
 }

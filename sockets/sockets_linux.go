@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-
 	"syscall"
 
 	"github.com/reach-tools/reach/internal/sys"
