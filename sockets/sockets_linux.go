@@ -32,6 +32,9 @@ func list(ctx context.Context, opt Options, useNetlink bool) (Table, error) {
 	if useNetlink {
 		socks, nlErr = listNetlink(ctx, opt)
 		t.Source = "netlink"
+		if err := ctx.Err(); err != nil {
+			return Table{}, err
+		}
 	}
 	if !useNetlink || nlErr != nil {
 		var err error
