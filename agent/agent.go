@@ -1,0 +1,347 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/reach-tools/reach/probe"
+	"github.com/reach-tools/reach/target"
+	"golang.org/x/time/rate"
+)
+
+// Defaults for Config's zero fields.
+const (
+	DefaultBuffer       = 100_000
+	DefaultReportEvery  = 2 * time.Second
+	DefaultRefreshEvery = time.Minute
+	DefaultConcurrency  = 32
+	DefaultQueryRate    = 5 // evidence and metrics requests per second
+	maxBatch            = 5000
+)
+
+// Config configures an Agent. Name, Hub and Token are required; the zero
+// value of every other field is a sensible default.
+type Config struct {
+	Name  string // how the hub knows this host (its hosts: entry)
+	Hub   string // base URL of the hub, e.g. "https://hub:9100"
+	Token string // shared bearer token, for the hub and for queries to us
+
+	// HTTPClient calls the hub; nil uses one with a 10 s timeout. Set its
+	// Transport's TLSClientConfig (see ClientTLS) for https and mTLS.
+	HTTPClient *http.Client
+	// Dial makes probe connections; nil uses a net.Dialer.
+	Dial probe.DialFunc
+	// Evidence answers "what do you see for port P?"; nil uses LocalEvidence.
+	Evidence func(ctx context.Context, port uint16) (Evidence, error)
+
+	Buffer       int           // results kept while the hub is unreachable
+	ReportEvery  time.Duration // how often results are sent
+	RefreshEvery time.Duration // how often the probe list is fetched again
+	Concurrency  int           // probes in flight at once
+	QueryRate    rate.Limit    // requests per second served by Handler
+
+	Logger *slog.Logger
+}
+
+// Agent probes what the hub tells it to and reports back. Build it with New.
+type Agent struct {
+	cfg   Config
+	hub   *client
+	buf   *buffer
+	m     *metrics
+	log   *slog.Logger
+	limit *rate.Limiter
+}
+
+// New checks cfg and returns an agent ready to Run.
+func New(cfg Config) (*Agent, error) {
+	if cfg.Name == "" {
+		return nil, errors.New("agent: no name: give the agent the name the hub config knows this host by")
+	}
+	hub, err := newClient(cfg.Hub, cfg.Token, cfg.HTTPClient)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Buffer = cmpOr(cfg.Buffer, DefaultBuffer)
+	cfg.ReportEvery = cmpOr(cfg.ReportEvery, DefaultReportEvery)
+	cfg.RefreshEvery = cmpOr(cfg.RefreshEvery, DefaultRefreshEvery)
+	cfg.Concurrency = cmpOr(cfg.Concurrency, DefaultConcurrency)
+	cfg.QueryRate = cmpOr(cfg.QueryRate, DefaultQueryRate)
+	if cfg.Evidence == nil {
+		cfg.Evidence = LocalEvidence
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return &Agent{
+		cfg:   cfg,
+		hub:   hub,
+		buf:   newBuffer(cfg.Buffer),
+		m:     newMetrics(cfg.Name),
+		log:   log.With("agent", cfg.Name),
+		limit: rate.NewLimiter(cfg.QueryRate, max(1, int(cfg.QueryRate)*2)),
+	}, nil
+}
+
+func cmpOr[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// Run fetches the probe list, probes on schedule and reports until ctx is
+// done, then sends what it still holds (briefly) and returns nil. It returns
+// an error at once only when the hub refuses our token: retrying cannot fix
+// that. Other hub failures are logged and retried; probing goes on with the
+// last list and results wait in the buffer.
+func (a *Agent) Run(ctx context.Context) error {
+	list, err := a.firstList(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { a.report(ctx) })
+	for ctx.Err() == nil {
+		sctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { a.schedule(sctx, list); close(done) }()
+		next := a.nextList(ctx, list)
+		cancel()
+		<-done
+		for _, t := range list.Targets {
+			if !slices.ContainsFunc(next.Targets, func(n Target) bool { return n.ID == t.ID }) {
+				a.m.forget(t.ID)
+			}
+		}
+		list = next
+	}
+	wg.Wait()
+	return nil
+}
+
+// fetch asks the hub for our probe list.
+func (a *Agent) fetch(ctx context.Context) (ProbeList, error) {
+	var pl ProbeList
+	err := a.hub.call(ctx, http.MethodGet, PathTargets, url.Values{"agent": {a.cfg.Name}}, nil, &pl)
+	if err != nil {
+		a.m.hubErrs.Inc()
+		return pl, err
+	}
+	if pl.Interval <= 0 {
+		return pl, fmt.Errorf("agent: the hub sent interval %v; want a positive one", time.Duration(pl.Interval))
+	}
+	if pl.Timeout <= 0 || pl.Timeout > pl.Interval {
+		pl.Timeout = min(Duration(probe.DefaultTimeout), pl.Interval)
+	}
+	return pl, nil
+}
+
+// firstList retries fetch with backoff (1 s doubling to 30 s) until it
+// works, ctx ends or the hub refuses our credentials.
+func (a *Agent) firstList(ctx context.Context) (ProbeList, error) {
+	wait := time.Second
+	for {
+		pl, err := a.fetch(ctx)
+		if err == nil {
+			a.log.Info("probe list", "targets", len(pl.Targets), "interval", time.Duration(pl.Interval))
+			return pl, nil
+		}
+		if errors.Is(err, ErrUnauthorized) {
+			return pl, fmt.Errorf("the hub refused this agent: %w (check that agent and hub share the same token)", err)
+		}
+		a.log.Warn("cannot fetch probe list; retrying", "err", err, "in", wait)
+		select {
+		case <-ctx.Done():
+			return pl, ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 30*time.Second)
+	}
+}
+
+// nextList fetches the list every RefreshEvery until it differs from cur or
+// ctx ends. Failures keep cur.
+func (a *Agent) nextList(ctx context.Context, cur ProbeList) ProbeList {
+	t := time.NewTicker(a.cfg.RefreshEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return cur
+		case <-t.C:
+		}
+		pl, err := a.fetch(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				a.log.Warn("cannot refresh probe list; keeping the last one", "err", err)
+			}
+			continue
+		}
+		if !sameList(pl, cur) {
+			a.log.Info("probe list changed", "targets", len(pl.Targets), "interval", time.Duration(pl.Interval))
+			return pl
+		}
+	}
+}
+
+func sameList(a, b ProbeList) bool {
+	return a.Interval == b.Interval && a.Timeout == b.Timeout && slices.Equal(a.Targets, b.Targets)
+}
+
+// schedule probes every target once per interval until ctx ends. Targets
+// are spread evenly over the interval, with a random phase so agents started
+// together do not probe in step.
+func (a *Agent) schedule(ctx context.Context, pl ProbeList) {
+	n := len(pl.Targets)
+	if n == 0 {
+		<-ctx.Done()
+		return
+	}
+	interval := time.Duration(pl.Interval)
+	step := interval / time.Duration(n)
+	phase := time.Duration(rand.Int64N(int64(step) + 1))
+	sem := make(chan struct{}, a.cfg.Concurrency)
+	opt := probe.Options{Timeout: time.Duration(pl.Timeout), Dial: a.cfg.Dial}
+	var wg sync.WaitGroup
+	for i, t := range pl.Targets {
+		wg.Go(func() {
+			timer := time.NewTimer(phase + time.Duration(i)*step)
+			defer timer.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-timer.C:
+				}
+				start := time.Now()
+				timer.Reset(interval)
+				select {
+				case sem <- struct{}{}:
+				case <-ctx.Done():
+					return
+				}
+				r := probe.Run(ctx, target.FromAddrPort(t.Addr), opt)
+				<-sem
+				if ctx.Err() != nil {
+					return // a probe cut short says nothing about the target
+				}
+				a.record(t, r, start)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+func (a *Agent) record(t Target, r probe.Result, start time.Time) {
+	src := a.cfg.Name
+	if r.OK() {
+		a.m.success.WithLabelValues(src, t.ID).Set(1)
+		a.m.duration.WithLabelValues(src, t.ID).Observe(r.RTT.Seconds())
+	} else {
+		a.m.success.WithLabelValues(src, t.ID).Set(0)
+		a.m.failures.WithLabelValues(src, t.ID, string(r.Class)).Inc()
+	}
+	if n := a.buf.push(resultOf(t, r, start)); n > 0 {
+		a.m.dropped.Add(float64(n))
+	}
+	pending, _ := a.buf.stats()
+	a.m.pending.Set(float64(pending))
+}
+
+// report sends buffered results every ReportEvery, and once more, briefly,
+// when ctx ends.
+func (a *Agent) report(ctx context.Context) {
+	t := time.NewTicker(a.cfg.ReportEvery)
+	defer t.Stop()
+	down := false
+	for {
+		select {
+		case <-ctx.Done():
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			a.flush(fctx)
+			cancel()
+			return
+		case <-t.C:
+		}
+		err := a.flush(ctx)
+		switch {
+		case err != nil && !down && ctx.Err() == nil:
+			pending, _ := a.buf.stats()
+			a.log.Warn("hub unreachable; buffering results", "err", err, "pending", pending, "buffer", a.cfg.Buffer)
+			down = true
+		case err == nil && down:
+			_, dropped := a.buf.stats()
+			a.log.Info("hub reachable again", "dropped_total", dropped)
+			down = false
+		}
+	}
+}
+
+// flush sends everything buffered, in batches, stopping at the first error.
+func (a *Agent) flush(ctx context.Context) error {
+	for {
+		batch, end := a.buf.peek(maxBatch)
+		if len(batch) == 0 {
+			return nil
+		}
+		_, dropped := a.buf.stats()
+		err := a.hub.call(ctx, http.MethodPost, PathResults, nil, Batch{Agent: a.cfg.Name, Results: batch, Dropped: dropped}, nil)
+		if err != nil {
+			a.m.hubErrs.Inc()
+			return err
+		}
+		a.buf.ack(end)
+		a.m.sent.Add(float64(len(batch)))
+		pending, _ := a.buf.stats()
+		a.m.pending.Set(float64(pending))
+	}
+}
+
+// Handler serves what the agent exposes, and nothing more: /metrics and
+// the evidence query, both behind the token and the query rate limit.
+func (a *Agent) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET "+PathMetrics, a.m.handler())
+	mux.HandleFunc("GET "+PathEvidence, a.serveEvidence)
+	return guard(func() string { return a.cfg.Token }, a.limit, mux)
+}
+
+func (a *Agent) serveEvidence(w http.ResponseWriter, r *http.Request) {
+	port, err := strconv.ParseUint(r.URL.Query().Get("port"), 10, 16)
+	if err != nil || port == 0 {
+		http.Error(w, "port: want a number from 1 to 65535", http.StatusBadRequest)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	ev, err := a.cfg.Evidence(ctx, uint16(port))
+	if err != nil {
+		a.log.Warn("evidence query failed", "port", port, "err", err)
+		http.Error(w, "evidence unavailable: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	ev.Agent, ev.Port = a.cfg.Name, uint16(port)
+	writeJSON(w, ev)
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(v)
+}

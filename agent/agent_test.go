@@ -1,0 +1,394 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/reach-tools/reach/probe"
+)
+
+const testToken = "s3cret-token"
+
+// waitFor polls cond until it holds or d passes.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// openAndClosed returns a loopback port that accepts and one that refuses.
+func openAndClosed(t *testing.T) (open, closed netip.AddrPort) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	ln2, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed = ln2.Addr().(*net.TCPAddr).AddrPort()
+	ln2.Close()
+	return ln.Addr().(*net.TCPAddr).AddrPort(), closed
+}
+
+type memSink struct {
+	mu  sync.Mutex
+	got []Result
+}
+
+func (s *memSink) Ingest(_ context.Context, rs []Result) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.got = append(s.got, rs...)
+	return nil
+}
+
+func (s *memSink) results() []Result {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Result(nil), s.got...)
+}
+
+func newTestHub(t *testing.T, cfg HubConfig) (*Hub, *httptest.Server) {
+	t.Helper()
+	if cfg.Token == "" {
+		cfg.Token = testToken
+	}
+	h, err := NewHub(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h.Handler())
+	t.Cleanup(srv.Close)
+	return h, srv
+}
+
+func runAgent(t *testing.T, cfg Config) *Agent {
+	t.Helper()
+	a, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	return a
+}
+
+func TestAgentReportsToHub(t *testing.T) {
+	open, closed := openAndClosed(t)
+	h, srv := newTestHub(t, HubConfig{
+		Interval: 100 * time.Millisecond, Timeout: 100 * time.Millisecond,
+		Hosts: []HostConfig{{Name: "a", Addr: netip.MustParseAddr("127.0.0.1")}},
+		Pairs: []PairConfig{{From: "a", To: open.String()}, {From: "a", To: closed.String()}},
+	})
+	sink := &memSink{}
+	h.Sink = sink
+	a := runAgent(t, Config{Name: "a", Hub: srv.URL, Token: testToken, ReportEvery: 50 * time.Millisecond})
+
+	want := map[string]probe.Class{open.String(): probe.Open, closed.String(): probe.Refused}
+	waitFor(t, 10*time.Second, "both targets in the matrix", func() bool {
+		m := h.Matrix()
+		for j, id := range m.Targets {
+			c := m.Cells[0][j]
+			if c == nil || c.Class != want[id] {
+				return false
+			}
+		}
+		return len(m.Targets) == 2
+	})
+	for _, r := range sink.results() {
+		if r.Source != "a" {
+			t.Errorf("sink got source %q, want the agent's name", r.Source)
+		}
+		if r.Class != want[r.Target] {
+			t.Errorf("sink got %s for %s, want %s", r.Class, r.Target, want[r.Target])
+		}
+	}
+	if hist := h.History("a", closed.String()); len(hist) == 0 || hist[0].Errno == 0 {
+		t.Errorf("history for the refused port lacks the errno: %+v", hist)
+	}
+
+	// The agent's own metrics carry source and target.
+	body := get(t, a.Handler(), PathMetrics, testToken, http.StatusOK)
+	for _, line := range []string{
+		`reach_agent_probe_success{source="a",target="` + open.String() + `"} 1`,
+		`reach_agent_probe_success{source="a",target="` + closed.String() + `"} 0`,
+		`reach_agent_probe_failures_total{class="refused",source="a",target="` + closed.String() + `"}`,
+	} {
+		if !strings.Contains(body, line) {
+			t.Errorf("/metrics lacks %s\n%s", line, body)
+		}
+	}
+}
+
+// get calls h directly and returns the body, failing unless the status is want.
+func get(t *testing.T, h http.Handler, path, token string, want int) string {
+	t.Helper()
+	req := httptest.NewRequest(http.MethodGet, path, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != want {
+		t.Fatalf("GET %s: status %d, want %d\n%s", path, rec.Code, want, rec.Body)
+	}
+	return rec.Body.String()
+}
+
+func TestUnauthenticatedRefused(t *testing.T) {
+	h, srv := newTestHub(t, HubConfig{Hosts: []HostConfig{{Name: "a", Addr: netip.MustParseAddr("127.0.0.1")}}})
+	a, err := New(Config{Name: "a", Hub: srv.URL, Token: testToken, QueryRate: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name    string
+		handler http.Handler
+		path    string
+	}{
+		{"hub targets", h.Handler(), PathTargets + "?agent=a"},
+		{"hub agents", h.Handler(), PathAgents},
+		{"agent evidence", a.Handler(), PathEvidence + "?port=22"},
+		{"agent metrics", a.Handler(), PathMetrics},
+		{"agent unknown path", a.Handler(), "/debug/pprof/"},
+	} {
+		for _, tok := range []string{"", "wrong", testToken + "x", testToken[:len(testToken)-1]} {
+			t.Run(tc.name+"/"+tok, func(t *testing.T) {
+				get(t, tc.handler, tc.path, tok, http.StatusUnauthorized)
+			})
+		}
+	}
+	// POST without a token, over the network.
+	resp, err := http.Post(srv.URL+PathResults, "application/json", strings.NewReader(`{"agent":"a","results":[]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("POST results without token: %d, want 401", resp.StatusCode)
+	}
+
+	// An agent with the wrong token stops at once with a clear error.
+	bad, err := New(Config{Name: "a", Hub: srv.URL, Token: "wrong"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := bad.Run(ctx); !errors.Is(err, ErrUnauthorized) {
+		t.Errorf("Run with a wrong token: %v, want ErrUnauthorized", err)
+	}
+
+	if _, err := New(Config{Name: "a", Hub: srv.URL}); !errors.Is(err, ErrNoToken) {
+		t.Errorf("New without token: %v, want ErrNoToken", err)
+	}
+	if _, err := NewHub(HubConfig{}); !errors.Is(err, ErrNoToken) {
+		t.Errorf("NewHub without token: %v, want ErrNoToken", err)
+	}
+}
+
+func TestHubRejectsTargetsNotInConfig(t *testing.T) {
+	open, _ := openAndClosed(t)
+	h, srv := newTestHub(t, HubConfig{
+		Hosts: []HostConfig{{Name: "a", Addr: netip.MustParseAddr("127.0.0.1")}, {Name: "b", Addr: netip.MustParseAddr("127.0.0.2")}},
+		Pairs: []PairConfig{{From: "a", To: open.String()}},
+	})
+	c, err := newClient(srv.URL, testToken, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reply IngestReply
+	err = c.call(context.Background(), http.MethodPost, PathResults, nil, Batch{Agent: "a", Results: []Result{
+		{Target: open.String(), Class: probe.Open, Time: time.Now()},
+		{Target: "198.18.0.9:22", Class: probe.Open, Time: time.Now()}, // not a's target
+	}}, &reply)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reply.Accepted != 1 || reply.Rejected != 1 {
+		t.Errorf("reply %+v, want 1 accepted, 1 rejected", reply)
+	}
+	// b has no targets; a's target reported as b is rejected too.
+	err = c.call(context.Background(), http.MethodPost, PathResults, nil, Batch{Agent: "b", Results: []Result{{Target: open.String(), Class: probe.Refused}}}, &reply)
+	if err != nil || reply.Rejected != 1 {
+		t.Errorf("b reporting a's target: %+v %v, want rejected", reply, err)
+	}
+	if got := h.History("a", open.String()); len(got) != 1 || got[0].Source != "a" {
+		t.Errorf("history %+v, want the one accepted result from a", got)
+	}
+	var pl ProbeList
+	if err := c.call(context.Background(), http.MethodGet, PathTargets, map[string][]string{"agent": {"nobody"}}, nil, &pl); err == nil {
+		t.Error("probe list for an unknown agent: no error")
+	}
+}
+
+// flakyHub is a hub front that can be switched off (503) to simulate an outage.
+type flakyHub struct {
+	down atomic.Bool
+	next http.Handler
+}
+
+func (f *flakyHub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if f.down.Load() {
+		http.Error(w, "down for the test", http.StatusServiceUnavailable)
+		return
+	}
+	f.next.ServeHTTP(w, r)
+}
+
+func TestAgentBuffersThroughHubOutage(t *testing.T) {
+	open, _ := openAndClosed(t)
+	h, err := NewHub(HubConfig{
+		Token: testToken, Interval: 20 * time.Millisecond, Timeout: 20 * time.Millisecond,
+		Hosts: []HostConfig{{Name: "a", Addr: netip.MustParseAddr("127.0.0.1")}},
+		Pairs: []PairConfig{{From: "a", To: open.String()}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &memSink{}
+	h.Sink = sink
+	f := &flakyHub{next: h.Handler()}
+	srv := httptest.NewServer(f)
+	defer srv.Close()
+	a := runAgent(t, Config{Name: "a", Hub: srv.URL, Token: testToken, ReportEvery: 30 * time.Millisecond, Buffer: 5})
+	waitFor(t, 10*time.Second, "first results", func() bool { return len(sink.results()) > 0 })
+
+	f.down.Store(true)
+	outage := time.Now()
+	waitFor(t, 10*time.Second, "results dropped during the outage", func() bool {
+		_, dropped := a.buf.stats()
+		return dropped >= 3
+	})
+	pending, _ := a.buf.stats()
+	if pending > 5 {
+		t.Errorf("%d results pending, buffer is 5", pending)
+	}
+	f.down.Store(false)
+	waitFor(t, 10*time.Second, "results after the outage", func() bool {
+		rs := sink.results()
+		return len(rs) > 0 && rs[len(rs)-1].Time.After(outage)
+	})
+	// The newest results survived, the oldest were dropped and counted.
+	ags := h.Agents()
+	if ags[0].Dropped < 3 {
+		t.Errorf("hub saw dropped=%d, want the agent's count (>= 3)", ags[0].Dropped)
+	}
+	if body := get(t, a.Handler(), PathMetrics, testToken, http.StatusOK); !strings.Contains(body, "reach_agent_results_dropped_total") || !strings.Contains(body, "reach_agent_hub_errors_total") {
+		t.Errorf("/metrics lacks the drop and hub error counters:\n%s", body)
+	}
+}
+
+func TestBufferDropsOldest(t *testing.T) {
+	b := newBuffer(3)
+	for i := range 5 {
+		b.push(Result{Target: string(rune('a' + i))})
+	}
+	got, end := b.peek(10)
+	if len(got) != 3 || got[0].Target != "c" || got[2].Target != "e" {
+		t.Fatalf("peek %v, want c d e", got)
+	}
+	// Two more arrive while c d e are being sent: c and d are dropped.
+	b.push(Result{Target: "f"})
+	b.push(Result{Target: "g"})
+	b.ack(end) // removes e only; c and d are gone already
+	got, _ = b.peek(10)
+	if len(got) != 2 || got[0].Target != "f" || got[1].Target != "g" {
+		t.Fatalf("after ack: %v, want f g", got)
+	}
+	if _, dropped := b.stats(); dropped != 4 {
+		t.Errorf("dropped %d, want 4", dropped)
+	}
+	b.ack(end) // a stale ack is harmless
+	if p, _ := b.stats(); p != 2 {
+		t.Errorf("pending %d after stale ack, want 2", p)
+	}
+}
+
+func TestEvidenceAndRateLimit(t *testing.T) {
+	open, _ := openAndClosed(t)
+	a, err := New(Config{Name: "a", Hub: "http://127.0.0.1:1", Token: testToken, QueryRate: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(a.Handler())
+	defer srv.Close()
+	c, err := NewClient(srv.URL, testToken, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := c.Evidence(context.Background(), open.Port())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.Agent != "a" || ev.Port != open.Port() {
+		t.Errorf("evidence for %s/%d, want a/%d", ev.Agent, ev.Port, open.Port())
+	}
+	found := false
+	for _, s := range ev.Listening {
+		if s.Local == open {
+			found = true
+			if len(s.Processes) > 0 && s.Processes[0].PID != os.Getpid() {
+				t.Errorf("socket %v owned by %+v, want this test (pid %d)", s.Local, s.Processes, os.Getpid())
+			}
+		}
+	}
+	if !found {
+		t.Errorf("evidence lacks our listener %v: %+v", open, ev)
+	}
+	if len(ev.Addresses) == 0 {
+		t.Error("evidence lists no host addresses")
+	}
+	// Burst is 2 at 1/s: one more passes, then the limit bites.
+	var limited error
+	for range 5 {
+		if _, err := c.Evidence(context.Background(), open.Port()); err != nil {
+			limited = err
+			break
+		}
+	}
+	if !errors.Is(limited, ErrRateLimited) {
+		t.Errorf("after a burst: %v, want ErrRateLimited", limited)
+	}
+	fast, err := New(Config{Name: "a", Hub: "http://127.0.0.1:1", Token: testToken, QueryRate: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"0", "65536", "x", ""} {
+		get(t, fast.Handler(), PathEvidence+"?port="+bad, testToken, http.StatusBadRequest)
+	}
+}

@@ -1,0 +1,343 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/reach-tools/reach/probe"
+)
+
+// Sink stores ingested results (e.g. the monitor's history store). Results
+// arrive with Source set to the authenticated agent.
+type Sink interface {
+	Ingest(ctx context.Context, results []Result) error
+}
+
+// historyLen is how many results per pair the hub keeps in memory for the
+// pair page; long-term history is the Sink's job.
+const historyLen = 120
+
+// Hub hands out probe lists, ingests results and keeps the latest state of
+// every source × target pair. Build it with NewHub.
+type Hub struct {
+	// Sink, when set, receives every accepted batch.
+	Sink Sink
+	// Logger receives ingest and auth problems; nil discards.
+	Logger *slog.Logger
+
+	mu     sync.RWMutex
+	cfg    HubConfig
+	lists  map[string]ProbeList
+	cells  map[pair]*cell
+	agents map[string]*agentSeen
+}
+
+type pair struct{ source, target string }
+
+type cell struct {
+	last    Result
+	since   time.Time // when last.Class began
+	history []Result  // newest last, at most historyLen
+}
+
+type agentSeen struct {
+	last    time.Time
+	addr    string
+	dropped uint64
+}
+
+// NewHub checks cfg and returns a hub. cfg.Token (or TokenFile) is required.
+func NewHub(cfg HubConfig) (*Hub, error) {
+	h := &Hub{cells: map[pair]*cell{}, agents: map[string]*agentSeen{}}
+	return h, h.SetConfig(cfg)
+}
+
+// SetConfig replaces the configuration (e.g. on SIGHUP), keeping the state
+// of pairs that remain.
+func (h *Hub) SetConfig(cfg HubConfig) error {
+	if cfg.Token == "" && cfg.TokenFile != "" {
+		tok, err := ReadToken(cfg.TokenFile)
+		if err != nil {
+			return err
+		}
+		cfg.Token = tok
+	}
+	if cfg.Token == "" {
+		return ErrNoToken
+	}
+	lists, err := cfg.probeLists()
+	if err != nil {
+		return err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.cfg, h.lists = cfg, lists
+	for p := range h.cells {
+		if !h.allowed(p.source, p.target) {
+			delete(h.cells, p)
+		}
+	}
+	return nil
+}
+
+func (h *Hub) allowed(source, target string) bool {
+	return slices.ContainsFunc(h.lists[source].Targets, func(t Target) bool { return t.ID == target })
+}
+
+func (h *Hub) logger() *slog.Logger {
+	if h.Logger == nil {
+		return slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return h.Logger
+}
+
+// Handler serves the agent protocol: probe lists and result batches, behind
+// the token (and, with mTLS, a client certificate naming the agent).
+func (h *Hub) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+PathTargets, h.serveTargets)
+	mux.HandleFunc("POST "+PathResults, h.serveResults)
+	mux.HandleFunc("GET "+PathAgents, h.serveAgents)
+	return guard(func() string {
+		h.mu.RLock()
+		defer h.mu.RUnlock()
+		return h.cfg.Token
+	}, nil, mux)
+}
+
+// PathAgents lists the fleet's hosts and their agents' URLs, so the doctor
+// can find the agent on a target host.
+const PathAgents = "/agent/v1/agents"
+
+func (h *Hub) serveTargets(w http.ResponseWriter, r *http.Request) {
+	name := r.URL.Query().Get("agent")
+	if !certAllows(r, name) {
+		http.Error(w, "client certificate does not name agent "+name, http.StatusForbidden)
+		return
+	}
+	h.mu.Lock()
+	pl, ok := h.lists[name]
+	if ok {
+		h.seen(name, r)
+	}
+	h.mu.Unlock()
+	if !ok {
+		h.logger().Warn("unknown agent asked for its probe list", "agent", name, "remote", r.RemoteAddr)
+		http.Error(w, "unknown agent "+name+": add it to agents.hosts in the hub config", http.StatusNotFound)
+		return
+	}
+	writeJSON(w, pl)
+}
+
+// seen notes that agent name called; h.mu must be held.
+func (h *Hub) seen(name string, r *http.Request) *agentSeen {
+	a := h.agents[name]
+	if a == nil {
+		a = &agentSeen{}
+		h.agents[name] = a
+	}
+	a.last, a.addr = time.Now(), r.RemoteAddr
+	return a
+}
+
+// IngestReply is the hub's answer to a batch.
+type IngestReply struct {
+	Accepted int `json:"accepted"`
+	// Rejected counts results for targets the hub config does not give this
+	// agent; they are not stored.
+	Rejected int `json:"rejected"`
+}
+
+func (h *Hub) serveResults(w http.ResponseWriter, r *http.Request) {
+	var b Batch
+	if err := json.NewDecoder(io.LimitReader(r.Body, maxBody)).Decode(&b); err != nil {
+		http.Error(w, "bad batch: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	if !certAllows(r, b.Agent) {
+		http.Error(w, "client certificate does not name agent "+b.Agent, http.StatusForbidden)
+		return
+	}
+	reply, err := h.ingest(r.Context(), b, r)
+	if err != nil {
+		h.logger().Error("storing agent results failed", "agent", b.Agent, "err", err)
+		http.Error(w, "storing results failed: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	writeJSON(w, reply)
+}
+
+func (h *Hub) ingest(ctx context.Context, b Batch, r *http.Request) (IngestReply, error) {
+	var reply IngestReply
+	now := time.Now()
+	h.mu.Lock()
+	if _, ok := h.lists[b.Agent]; !ok {
+		h.mu.Unlock()
+		reply.Rejected = len(b.Results)
+		return reply, nil
+	}
+	seen := h.seen(b.Agent, r)
+	seen.dropped = b.Dropped
+	kept := b.Results[:0]
+	for _, res := range b.Results {
+		if !h.allowed(b.Agent, res.Target) {
+			reply.Rejected++
+			continue
+		}
+		res.Source = b.Agent
+		if res.Time.After(now) || res.Time.IsZero() {
+			res.Time = now // a skewed agent clock must not make results "future"
+		}
+		h.update(res)
+		kept = append(kept, res)
+	}
+	h.mu.Unlock()
+	reply.Accepted = len(kept)
+	if reply.Rejected > 0 {
+		h.logger().Warn("agent reported targets its probe list does not hold; ignored", "agent", b.Agent, "rejected", reply.Rejected)
+	}
+	if h.Sink != nil && len(kept) > 0 {
+		if err := h.Sink.Ingest(ctx, kept); err != nil {
+			return reply, err
+		}
+	}
+	return reply, nil
+}
+
+// update folds one result into its pair's state; h.mu must be held.
+func (h *Hub) update(res Result) {
+	p := pair{res.Source, res.Target}
+	c := h.cells[p]
+	if c == nil {
+		c = &cell{since: res.Time}
+		h.cells[p] = c
+	}
+	if res.Time.Before(c.last.Time) {
+		return // an old result from a buffer flush after a newer one
+	}
+	if c.last.Class != res.Class {
+		c.since = res.Time
+	}
+	c.last = res
+	if len(c.history) == historyLen {
+		copy(c.history, c.history[1:])
+		c.history = c.history[:historyLen-1]
+	}
+	c.history = append(c.history, res)
+}
+
+// AgentInfo is one host of the fleet as the hub sees it.
+type AgentInfo struct {
+	Name     string     `json:"name"`
+	Addr     netip.Addr `json:"addr"`
+	Agent    string     `json:"agent,omitempty"` // base URL of its agent, when configured
+	LastSeen time.Time  `json:"last_seen,omitzero"`
+	Dropped  uint64     `json:"dropped"`
+}
+
+// Agents lists the configured hosts with what the hub knows of their agents.
+func (h *Hub) Agents() []AgentInfo {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	out := make([]AgentInfo, 0, len(h.cfg.Hosts))
+	for _, hc := range h.cfg.Hosts {
+		ai := AgentInfo{Name: hc.Name, Addr: hc.Addr, Agent: hc.Agent}
+		if s := h.agents[hc.Name]; s != nil {
+			ai.LastSeen, ai.Dropped = s.last, s.dropped
+		}
+		out = append(out, ai)
+	}
+	return out
+}
+
+func (h *Hub) serveAgents(w http.ResponseWriter, _ *http.Request) { writeJSON(w, h.Agents()) }
+
+// Cell is the latest state of one source × target pair.
+type Cell struct {
+	Class probe.Class `json:"class"`
+	Since time.Time   `json:"since"` // when Class began
+	Last  time.Time   `json:"last"`  // when the latest result was taken
+	RTT   Duration    `json:"rtt"`
+	Error string      `json:"error,omitempty"`
+	// Stale is set when no result came for three intervals: the agent or
+	// its link to the hub is down, and Class is old news.
+	Stale bool `json:"stale"`
+}
+
+// Matrix is the connectivity matrix: Cells[i][j] is what Sources[i] saw of
+// Targets[j]; nil where the config does not ask Sources[i] to probe it, or
+// no result came yet.
+type Matrix struct {
+	Interval Duration  `json:"interval"`
+	Sources  []string  `json:"sources"`
+	Targets  []string  `json:"targets"`
+	Cells    [][]*Cell `json:"cells"`
+}
+
+// Matrix returns the current matrix.
+func (h *Hub) Matrix() Matrix {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	interval := time.Duration(cmpOr(h.cfg.Interval, 10*time.Second))
+	m := Matrix{Interval: Duration(interval), Sources: []string{}, Targets: []string{}}
+	var targets []Target
+	for _, hc := range h.cfg.Hosts {
+		m.Sources = append(m.Sources, hc.Name)
+		for _, t := range h.lists[hc.Name].Targets {
+			if !slices.ContainsFunc(targets, func(o Target) bool { return o.ID == t.ID }) {
+				targets = append(targets, t)
+			}
+		}
+	}
+	hostIndex := func(name string) int {
+		i := slices.IndexFunc(h.cfg.Hosts, func(hc HostConfig) bool { return hc.Name == name })
+		if i < 0 {
+			return len(h.cfg.Hosts) // outside the fleet: last
+		}
+		return i
+	}
+	slices.SortStableFunc(targets, func(a, b Target) int {
+		if d := hostIndex(a.Host) - hostIndex(b.Host); d != 0 {
+			return d
+		}
+		return a.Addr.Compare(b.Addr)
+	})
+	now := time.Now()
+	for _, t := range targets {
+		m.Targets = append(m.Targets, t.ID)
+	}
+	for _, src := range m.Sources {
+		row := make([]*Cell, len(targets))
+		for j, t := range targets {
+			c := h.cells[pair{src, t.ID}]
+			if c == nil {
+				continue
+			}
+			row[j] = &Cell{
+				Class: c.last.Class, Since: c.since, Last: c.last.Time, RTT: c.last.RTT, Error: c.last.Error,
+				Stale: now.Sub(c.last.Time) > 3*interval,
+			}
+		}
+		m.Cells = append(m.Cells, row)
+	}
+	return m
+}
+
+// History returns the results the hub holds in memory for one pair, oldest
+// first.
+func (h *Hub) History(source, target string) []Result {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	c := h.cells[pair{source, target}]
+	if c == nil {
+		return nil
+	}
+	return slices.Clone(c.history)
+}

@@ -1,0 +1,161 @@
+package agent
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/reach-tools/reach/target"
+)
+
+// HubConfig says which agent probes what: the agents: section of the hub's
+// reach.yaml. Agents get only the targets it allows.
+//
+//	agents:
+//	  token_file: /etc/reach/agent-token
+//	  interval: 10s
+//	  timeout: 3s
+//	  hosts:
+//	    - {name: web-1, addr: 198.18.0.1}
+//	    - {name: db-1, addr: 198.18.0.2, agent: "https://198.18.0.2:7070"}
+//	  groups:                      # every member probes every other member
+//	    - {name: web, hosts: [web-1, db-1], ports: [22, 5432]}
+//	  pairs:                       # one agent, one target
+//	    - {from: web-1, to: "db-1:6379"}
+//	    - {from: web-1, to: "198.18.0.9:443"}
+type HubConfig struct {
+	// Token is the shared bearer token; TokenFile is read when it is empty.
+	Token     string        `yaml:"-"`
+	TokenFile string        `yaml:"token_file"`
+	Interval  time.Duration `yaml:"interval"` // default 10s
+	Timeout   time.Duration `yaml:"timeout"`  // default 3s, at most Interval
+	Hosts     []HostConfig  `yaml:"hosts"`
+	Groups    []GroupConfig `yaml:"groups"`
+	Pairs     []PairConfig  `yaml:"pairs"`
+}
+
+// HostConfig is one host of the fleet; its name is its agent's name.
+type HostConfig struct {
+	Name string     `yaml:"name"`
+	Addr netip.Addr `yaml:"addr"`
+	// Agent is the base URL of the host's agent, for the doctor's
+	// server-side questions (optional).
+	Agent string `yaml:"agent"`
+}
+
+// GroupConfig is a full mesh: every host in it probes every other on Ports.
+type GroupConfig struct {
+	Name  string   `yaml:"name"`
+	Hosts []string `yaml:"hosts"`
+	Ports []uint16 `yaml:"ports"`
+}
+
+// PairConfig is one explicit probe: agent From probes To, which is
+// "host:port" with a host from Hosts, or "ip:port".
+type PairConfig struct {
+	From string `yaml:"from"`
+	To   string `yaml:"to"`
+}
+
+// ErrConfig marks an invalid hub configuration.
+var ErrConfig = errors.New("agent: invalid hub config")
+
+func configErr(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrConfig, fmt.Sprintf(format, args...))
+}
+
+// probeLists checks c and returns each agent's probe list.
+func (c *HubConfig) probeLists() (map[string]ProbeList, error) {
+	interval := cmpOr(c.Interval, 10*time.Second)
+	timeout := cmpOr(c.Timeout, min(interval, 3*time.Second))
+	if interval < 0 || timeout < 0 {
+		return nil, configErr("interval and timeout must be positive")
+	}
+	if timeout > interval {
+		return nil, configErr("timeout %v is longer than interval %v", timeout, interval)
+	}
+	hosts := map[string]HostConfig{}
+	lists := map[string]ProbeList{}
+	for i, h := range c.Hosts {
+		switch {
+		case h.Name == "":
+			return nil, configErr("hosts[%d]: no name", i)
+		case !h.Addr.IsValid():
+			return nil, configErr("host %q: no addr (an IP address; agents resolve no names)", h.Name)
+		}
+		if _, dup := hosts[h.Name]; dup {
+			return nil, configErr("host %q is listed twice", h.Name)
+		}
+		hosts[h.Name] = h
+		lists[h.Name] = ProbeList{Agent: h.Name, Interval: Duration(interval), Timeout: Duration(timeout), Targets: []Target{}}
+	}
+	add := func(from string, t Target) {
+		pl := lists[from]
+		if !slices.ContainsFunc(pl.Targets, func(o Target) bool { return o.ID == t.ID }) {
+			pl.Targets = append(pl.Targets, t)
+		}
+		lists[from] = pl
+	}
+	for _, g := range c.Groups {
+		if len(g.Ports) == 0 {
+			return nil, configErr("group %q: no ports", g.Name)
+		}
+		for _, name := range g.Hosts {
+			if _, ok := hosts[name]; !ok {
+				return nil, configErr("group %q: host %q is not in hosts", g.Name, name)
+			}
+		}
+		for _, port := range g.Ports {
+			if port == 0 {
+				return nil, configErr("group %q: port 0", g.Name)
+			}
+			for _, from := range g.Hosts {
+				for _, to := range g.Hosts {
+					if from != to {
+						add(from, hostTarget(hosts[to], port))
+					}
+				}
+			}
+		}
+	}
+	for i, p := range c.Pairs {
+		if _, ok := hosts[p.From]; !ok {
+			return nil, configErr("pairs[%d]: from %q is not in hosts", i, p.From)
+		}
+		t, err := pairTarget(hosts, p.To)
+		if err != nil {
+			return nil, configErr("pairs[%d]: %v", i, err)
+		}
+		add(p.From, t)
+	}
+	for name, pl := range lists {
+		slices.SortFunc(pl.Targets, func(a, b Target) int {
+			return cmp.Or(cmp.Compare(a.Host, b.Host), a.Addr.Compare(b.Addr), cmp.Compare(a.ID, b.ID))
+		})
+		lists[name] = pl
+	}
+	return lists, nil
+}
+
+func hostTarget(h HostConfig, port uint16) Target {
+	return Target{ID: h.Name + ":" + strconv.Itoa(int(port)), Host: h.Name, Addr: netip.AddrPortFrom(h.Addr, port)}
+}
+
+func pairTarget(hosts map[string]HostConfig, to string) (Target, error) {
+	ep, err := target.ParseEndpoint(to, 0)
+	if err != nil {
+		return Target{}, fmt.Errorf("to: %w", err)
+	}
+	if h, ok := hosts[ep.Host]; ok {
+		return hostTarget(h, ep.Port), nil
+	}
+	ap, ok := ep.AddrPort()
+	if !ok {
+		return Target{}, fmt.Errorf("to %q: %q is neither a host in hosts nor an IP address (agents resolve no names)", to, ep.Host)
+	}
+	return Target{ID: ap.String(), Addr: ap}, nil
+}

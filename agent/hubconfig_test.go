@@ -1,0 +1,114 @@
+package agent
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+func parseHubConfig(t testing.TB, src string) (HubConfig, error) {
+	t.Helper()
+	var c HubConfig
+	err := yaml.Unmarshal([]byte(src), &c)
+	return c, err
+}
+
+func TestHubConfigProbeLists(t *testing.T) {
+	c, err := parseHubConfig(t, `
+interval: 5s
+hosts:
+  - {name: web-1, addr: 198.18.0.1}
+  - {name: web-2, addr: 198.18.0.2}
+  - {name: db, addr: 198.18.0.3, agent: "http://198.18.0.3:7070"}
+groups:
+  - {name: all, hosts: [web-1, web-2, db], ports: [22]}
+  - {name: db, hosts: [web-1, db], ports: [5432]}
+pairs:
+  - {from: web-2, to: "db:5432"}
+  - {from: web-2, to: "198.18.0.9:443"}
+  - {from: web-2, to: "db:22"}   # already in group all: once only
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lists, err := c.probeLists()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := func(name string) string {
+		var s []string
+		for _, t := range lists[name].Targets {
+			s = append(s, t.ID+"="+t.Addr.String())
+		}
+		return strings.Join(s, " ")
+	}
+	for name, want := range map[string]string{
+		"web-1": "db:22=198.18.0.3:22 db:5432=198.18.0.3:5432 web-2:22=198.18.0.2:22",
+		"web-2": "198.18.0.9:443=198.18.0.9:443 db:22=198.18.0.3:22 db:5432=198.18.0.3:5432 web-1:22=198.18.0.1:22",
+		"db":    "web-1:22=198.18.0.1:22 web-1:5432=198.18.0.1:5432 web-2:22=198.18.0.2:22",
+	} {
+		if got := ids(name); got != want {
+			t.Errorf("%s probes\n  %s\nwant\n  %s", name, got, want)
+		}
+	}
+	if pl := lists["db"]; pl.Interval != Duration(5*time.Second) || pl.Timeout != Duration(3*time.Second) {
+		t.Errorf("interval %v timeout %v, want 5s and the 3s default", pl.Interval, pl.Timeout)
+	}
+}
+
+func TestHubConfigErrors(t *testing.T) {
+	for _, tc := range []struct{ src, want string }{
+		{"hosts: [{addr: 198.18.0.1}]", "no name"},
+		{"hosts: [{name: a}]", `host "a": no addr`},
+		{"hosts: [{name: a, addr: 198.18.0.1}, {name: a, addr: 198.18.0.2}]", "listed twice"},
+		{"hosts: [{name: a, addr: 198.18.0.1}]\ngroups: [{name: g, hosts: [a, b], ports: [1]}]", `host "b" is not in hosts`},
+		{"hosts: [{name: a, addr: 198.18.0.1}]\ngroups: [{name: g, hosts: [a]}]", "no ports"},
+		{"hosts: [{name: a, addr: 198.18.0.1}]\npairs: [{from: b, to: a:1}]", `from "b" is not in hosts`},
+		{"hosts: [{name: a, addr: 198.18.0.1}]\npairs: [{from: a, to: db.example:1}]", "neither a host in hosts nor an IP address"},
+		{"hosts: [{name: a, addr: 198.18.0.1}]\npairs: [{from: a, to: a}]", "missing port"},
+		{"interval: 1s\ntimeout: 2s", "longer than interval"},
+	} {
+		c, err := parseHubConfig(t, tc.src)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.src, err)
+		}
+		_, err = c.probeLists()
+		if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s:\n  got %v\n  want ErrConfig containing %q", tc.src, err, tc.want)
+		}
+	}
+}
+
+// FuzzHubConfig feeds arbitrary agents: sections to the config checker: it
+// must never panic, and every list it accepts names only configured sources.
+func FuzzHubConfig(f *testing.F) {
+	f.Add("hosts: [{name: a, addr: 198.18.0.1}, {name: b, addr: 198.18.0.2}]\ngroups: [{name: g, hosts: [a, b], ports: [22, 80]}]")
+	f.Add("hosts: [{name: a, addr: '::1'}]\npairs: [{from: a, to: '[::1]:22'}, {from: a, to: 'a:1'}]")
+	f.Add("interval: 1s\ntimeout: 1s\nhosts: []")
+	f.Fuzz(func(t *testing.T, src string) {
+		c, err := parseHubConfig(t, src)
+		if err != nil {
+			return
+		}
+		lists, err := c.probeLists()
+		if err != nil {
+			if !errors.Is(err, ErrConfig) {
+				t.Fatalf("error %v is not ErrConfig", err)
+			}
+			return
+		}
+		for name, pl := range lists {
+			if pl.Interval <= 0 || pl.Timeout <= 0 || pl.Timeout > pl.Interval {
+				t.Fatalf("%s: interval %v timeout %v", name, pl.Interval, pl.Timeout)
+			}
+			for _, tg := range pl.Targets {
+				if !tg.Addr.IsValid() || tg.Addr.Port() == 0 {
+					t.Fatalf("%s: target %+v has no address", name, tg)
+				}
+			}
+		}
+	})
+}

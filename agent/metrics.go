@@ -1,0 +1,64 @@
+package agent
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// metrics are an agent's Prometheus series, in their own registry so two
+// agents in one process (tests, benchmarks) never collide.
+type metrics struct {
+	reg      *prometheus.Registry
+	success  *prometheus.GaugeVec     // source, target
+	duration *prometheus.HistogramVec // source, target
+	failures *prometheus.CounterVec   // source, target, class
+	pending  prometheus.Gauge
+	dropped  prometheus.Counter
+	hubErrs  prometheus.Counter
+	sent     prometheus.Counter
+}
+
+func newMetrics(source string) *metrics {
+	constLabels := prometheus.Labels{"source": source}
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		success: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "reach_agent_probe_success", Help: "1 when the last probe from source to target connected, else 0.",
+		}, []string{"source", "target"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "reach_agent_probe_duration_seconds", Help: "Time spent connecting from source to target.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}, []string{"source", "target"}),
+		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "reach_agent_probe_failures_total", Help: "Failed probes from source to target, by class.",
+		}, []string{"source", "target", "class"}),
+		pending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "reach_agent_results_pending", Help: "Results waiting to be sent to the hub.", ConstLabels: constLabels,
+		}),
+		dropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "reach_agent_results_dropped_total", Help: "Results dropped because the buffer was full while the hub was unreachable.", ConstLabels: constLabels,
+		}),
+		hubErrs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "reach_agent_hub_errors_total", Help: "Failed calls to the hub.", ConstLabels: constLabels,
+		}),
+		sent: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "reach_agent_results_sent_total", Help: "Results the hub accepted.", ConstLabels: constLabels,
+		}),
+	}
+	m.reg.MustRegister(m.success, m.duration, m.failures, m.pending, m.dropped, m.hubErrs, m.sent)
+	return m
+}
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// forget removes the series of a target the hub no longer lists.
+func (m *metrics) forget(target string) {
+	l := prometheus.Labels{"target": target}
+	m.success.DeletePartialMatch(l)
+	m.duration.DeletePartialMatch(l)
+	m.failures.DeletePartialMatch(l)
+}

@@ -1,0 +1,131 @@
+package agent
+
+import (
+	"html/template"
+	"net/http"
+	"net/url"
+	"slices"
+	"time"
+
+	"github.com/reach-tools/reach/probe"
+)
+
+// Pages serves the read-only dashboard pages under /agents/: the matrix
+// (HTML, and JSON at /agents/matrix.json) and one page per pair. They carry
+// no credentials of their own: mount them behind the dashboard's auth.
+func (h *Hub) Pages() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /agents/{$}", h.serveMatrix)
+	mux.HandleFunc("GET /agents/matrix.json", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, h.Matrix()) })
+	mux.HandleFunc("GET /agents/pair", h.servePair)
+	return mux
+}
+
+// classColour colours a class in the matrix: green works, red is refused,
+// orange is silence, purple is routing, blue is naming, pink is the peer.
+var classColour = map[probe.Class]string{
+	probe.Open:            "#2e7d32",
+	probe.Refused:         "#c62828",
+	probe.Timeout:         "#ef6c00",
+	probe.HostUnreachable: "#6a1b9a",
+	probe.NetUnreachable:  "#6a1b9a",
+	probe.DNS:             "#1565c0",
+	probe.Reset:           "#ad1457",
+	probe.ClosedByPeer:    "#ad1457",
+	probe.LocalError:      "#546e7a",
+}
+
+var pageFuncs = template.FuncMap{
+	"colour": func(c *Cell) string {
+		if c.Stale {
+			return "#9e9e9e"
+		}
+		if col, ok := classColour[c.Class]; ok {
+			return col
+		}
+		return "#546e7a"
+	},
+	"pairURL": func(source, target string) string {
+		return "/agents/pair?" + url.Values{"source": {source}, "target": {target}}.Encode()
+	},
+	"ms":   func(d Duration) string { return time.Duration(d).Round(10 * time.Microsecond).String() },
+	"when": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05Z") },
+	"ago":  func(t time.Time) string { return time.Since(t).Round(time.Second).String() },
+}
+
+var matrixPage = template.Must(template.New("matrix").Funcs(pageFuncs).Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>reach: connectivity matrix</title>
+<style>
+body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}
+table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:.35em .6em;text-align:center}
+th{background:#f5f5f5}th.src{text-align:right}
+td a{color:#fff;text-decoration:none;display:block}
+td.none{background:#fafafa;color:#bbb}
+.legend span{display:inline-block;padding:.1em .5em;margin-right:.3em;color:#fff;border-radius:3px}
+</style></head><body>
+<h1>Connectivity matrix</h1>
+<p>Rows probe columns every {{.Interval}}. Each cell is the latest result; grey means no result for three intervals (agent or hub link down). Click a cell for its history.</p>
+<div id="matrix">
+<table>
+<tr><th>source \ target</th>{{range .Targets}}<th>{{.}}</th>{{end}}</tr>
+{{range $i, $src := .Sources}}<tr><th class="src">{{$src}}</th>
+{{- range $j, $c := index $.Cells $i}}{{$t := index $.Targets $j}}
+{{- if $c}}<td style="background:{{colour $c}}" title="{{$c.Class}} since {{when $c.Since}}{{if $c.Error}}: {{$c.Error}}{{end}}" data-source="{{$src}}" data-target="{{$t}}" data-class="{{$c.Class}}"><a href="{{pairURL $src $t}}">{{$c.Class}}{{if $c.Stale}} (stale){{else if eq $c.Class "open"}} {{ms $c.RTT}}{{end}}</a></td>
+{{- else}}<td class="none">–</td>{{end}}
+{{- end}}</tr>
+{{end}}</table>
+</div>
+<p class="legend"><span style="background:#2e7d32">open</span><span style="background:#c62828">refused</span><span style="background:#ef6c00">timeout</span><span style="background:#6a1b9a">unreachable</span><span style="background:#1565c0">dns</span><span style="background:#ad1457">reset / closed</span><span style="background:#9e9e9e">stale</span></p>
+<script>
+// Live update: fetch this page again and swap the table in, no reload.
+setInterval(async () => {
+  try {
+    const r = await fetch(location.href, {cache: "no-store"});
+    const doc = new DOMParser().parseFromString(await r.text(), "text/html");
+    document.getElementById("matrix").replaceWith(doc.getElementById("matrix"));
+  } catch (e) {}
+}, 2000);
+</script>
+</body></html>
+`))
+
+func (h *Hub) serveMatrix(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	_ = matrixPage.Execute(w, h.Matrix())
+}
+
+var pairPage = template.Must(template.New("pair").Funcs(pageFuncs).Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>reach: {{.Source}} → {{.Target}}</title>
+<style>body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left}th{background:#f5f5f5}</style>
+</head><body>
+<p><a href="/agents/">← matrix</a></p>
+<h1>{{.Source}} → {{.Target}}</h1>
+{{with .Last}}<p><b>{{.Class}}</b> at {{when .Time}} ({{ago .Time}} ago){{if .Error}}: <code>{{.Error}}</code>{{end}}</p>
+<p>{{.Class.Explain}}.</p>
+{{with .Class.Causes}}<h2>Possible causes, most likely first</h2><ul>{{range .}}<li>{{.}}</li>{{end}}</ul>
+<p>To tell them apart, run <code>reach check {{$.Addr}}</code> on {{$.Source}}: with an agent on the target host it names the exact cause.</p>{{end}}
+{{else}}<p>No result yet.</p>{{end}}
+<h2>Recent results (newest first)</h2>
+<table><tr><th>time (UTC)</th><th>class</th><th>rtt</th><th>address</th><th>error</th></tr>
+{{range .History}}<tr><td>{{when .Time}}</td><td>{{.Class}}</td><td>{{ms .RTT}}</td><td>{{.Addr}}</td><td>{{.Error}}</td></tr>
+{{end}}</table>
+</body></html>
+`))
+
+func (h *Hub) servePair(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	src, tgt := q.Get("source"), q.Get("target")
+	hist := h.History(src, tgt)
+	if hist == nil {
+		http.Error(w, "no results for "+src+" → "+tgt, http.StatusNotFound)
+		return
+	}
+	slices.Reverse(hist)
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	_ = pairPage.Execute(w, struct {
+		Source, Target string
+		Addr           string
+		Last           *Result
+		History        []Result
+	}{src, tgt, hist[0].Addr.String(), &hist[0], hist})
+}

@@ -1,0 +1,117 @@
+// Package agent runs reach on every server of a fleet. An Agent fetches its
+// probe list from a hub, probes those targets on schedule, reports the
+// results in batches (buffering, bounded, through hub outages) and exports
+// them as Prometheus metrics. It also answers one narrow question for the
+// doctor on other hosts: "what do you see for port P?" (listening sockets,
+// matching firewall rules). A Hub hands out probe lists from its config,
+// ingests batches and draws the source × target connectivity matrix.
+//
+// Agent and hub speak HTTP+JSON. Every call carries a shared bearer token,
+// compared in constant time; TLS with client certificates (mTLS) is
+// supported through standard tls.Config values (see ServerTLS, ClientTLS).
+package agent
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/reach-tools/reach/probe"
+	"github.com/reach-tools/reach/sockets"
+)
+
+// Paths of the protocol. The hub serves the first two, the agent the rest.
+const (
+	PathTargets  = "/agent/v1/targets"  // GET ?agent=NAME -> ProbeList
+	PathResults  = "/agent/v1/results"  // POST Batch
+	PathEvidence = "/agent/v1/evidence" // GET ?port=P -> Evidence (served by agents)
+	PathMetrics  = "/metrics"           // Prometheus exposition (served by agents)
+)
+
+// Target is one endpoint an agent must probe.
+type Target struct {
+	// ID names the target in results, metrics and the matrix: the hub's host
+	// name and the port, "db:5432", or the configured address for targets
+	// outside the fleet.
+	ID string `json:"id"`
+	// Host is the hub's name of the target host (empty outside the fleet).
+	Host string `json:"host,omitempty"`
+	// Addr is what the agent dials.
+	Addr netip.AddrPort `json:"addr"`
+}
+
+// ProbeList is the hub's answer to an agent asking what to probe.
+type ProbeList struct {
+	Agent    string   `json:"agent"`
+	Interval Duration `json:"interval"`
+	Timeout  Duration `json:"timeout"`
+	Targets  []Target `json:"targets"`
+}
+
+// Result is one probe outcome as reported to the hub.
+type Result struct {
+	// Source is the agent that probed. Agents may leave it empty; the hub
+	// always sets it to the authenticated agent's name.
+	Source string         `json:"source,omitempty"`
+	Target string         `json:"target"` // Target.ID
+	Addr   netip.AddrPort `json:"addr"`
+	Class  probe.Class    `json:"class"`
+	Errno  int            `json:"errno,omitempty"` // the errno behind Class, 0 when none
+	RTT    Duration       `json:"rtt"`
+	Time   time.Time      `json:"time"` // when the probe started
+	Error  string         `json:"error,omitempty"`
+}
+
+// Batch is what an agent posts to the hub.
+type Batch struct {
+	Agent   string   `json:"agent"`
+	Results []Result `json:"results"`
+	// Dropped counts results the agent discarded since it started because
+	// its buffer was full while the hub was unreachable.
+	Dropped uint64 `json:"dropped"`
+}
+
+// Evidence is what an agent sees on its own host for one port.
+type Evidence struct {
+	Agent string `json:"agent"`
+	Port  uint16 `json:"port"`
+	// Listening holds every listening TCP socket on Port, with owners.
+	Listening []sockets.Socket `json:"listening"`
+	// Addresses are the host's interface addresses, so the asker can tell
+	// "bound to 127.0.0.1" from "bound to another interface".
+	Addresses []netip.Prefix `json:"addresses"`
+	// Firewall quotes the rules that match Port (empty when none match or
+	// the rules could not be read; see Warnings).
+	Firewall []string `json:"firewall"`
+	// Warnings say what could not be seen, and why.
+	Warnings []string `json:"warnings"`
+}
+
+// Duration is a time.Duration that reads and writes JSON as "1.5s".
+type Duration time.Duration
+
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("agent: duration must be a string like \"10s\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// resultOf converts a probe result for the wire.
+func resultOf(t Target, r probe.Result, start time.Time) Result {
+	out := Result{Target: t.ID, Addr: t.Addr, Class: r.Class, RTT: Duration(r.RTT), Time: start}
+	out.Errno = int(r.Errno)
+	if r.Err != nil {
+		out.Error = r.Err.Error()
+	}
+	return out
+}

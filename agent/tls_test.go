@@ -1,0 +1,155 @@
+package agent
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// pki is a throw-away CA that signs server and client certificates.
+type pki struct {
+	dir  string
+	ca   *x509.Certificate
+	key  *ecdsa.PrivateKey
+	next int64
+}
+
+func newPKI(t *testing.T) *pki {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "reach test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(der)
+	p := &pki{dir: t.TempDir(), ca: ca, key: key, next: 2}
+	writePEM(t, filepath.Join(p.dir, "ca.pem"), "CERTIFICATE", der)
+	return p
+}
+
+func writePEM(t *testing.T, path, typ string, der []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// issue writes name.pem and name-key.pem and returns their paths.
+func (p *pki) issue(t *testing.T, name string, usage x509.ExtKeyUsage, ips ...net.IP) (cert, key string) {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(p.next), Subject: pkix.Name{CommonName: name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage}, IPAddresses: ips,
+	}
+	p.next++
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.ca, &k.PublicKey, p.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, key = filepath.Join(p.dir, name+".pem"), filepath.Join(p.dir, name+"-key.pem")
+	writePEM(t, cert, "CERTIFICATE", der)
+	writePEM(t, key, "EC PRIVATE KEY", kder)
+	return cert, key
+}
+
+func TestMutualTLS(t *testing.T) {
+	open, _ := openAndClosed(t)
+	p := newPKI(t)
+	ca := filepath.Join(p.dir, "ca.pem")
+	srvCert, srvKey := p.issue(t, "hub", x509.ExtKeyUsageServerAuth, net.IPv4(127, 0, 0, 1))
+	aCert, aKey := p.issue(t, "a", x509.ExtKeyUsageClientAuth)
+	bCert, bKey := p.issue(t, "b", x509.ExtKeyUsageClientAuth)
+
+	h, err := NewHub(HubConfig{
+		Token: testToken, Interval: 50 * time.Millisecond, Timeout: 50 * time.Millisecond,
+		Hosts: []HostConfig{{Name: "a", Addr: netip.MustParseAddr("127.0.0.1")}, {Name: "b", Addr: netip.MustParseAddr("127.0.0.1")}},
+		Pairs: []PairConfig{{From: "a", To: open.String()}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(h.Handler())
+	srv.TLS, err = ServerTLS(srvCert, srvKey, ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.StartTLS()
+	defer srv.Close()
+
+	clientWith := func(cert, key string) *http.Client {
+		cfg, err := ClientTLS(ca, cert, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
+	}
+
+	// Agent a with its own certificate works end to end.
+	runAgent(t, Config{Name: "a", Hub: srv.URL, Token: testToken, HTTPClient: clientWith(aCert, aKey), ReportEvery: 30 * time.Millisecond})
+	waitFor(t, 10*time.Second, "a's result over mTLS", func() bool { return len(h.History("a", open.String())) > 0 })
+
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name   string
+		client *http.Client
+		want   func(error) bool
+	}{
+		{"b's certificate cannot act as a", clientWith(bCert, bKey), func(err error) bool { return errors.Is(err, ErrUnauthorized) }},
+		{"no client certificate", clientWith("", ""), func(err error) bool {
+			var ce *CallError
+			return errors.As(err, &ce) && ce.Status == 0 // the TLS handshake fails
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := newClient(srv.URL, testToken, tc.client)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var pl ProbeList
+			err = c.call(ctx, http.MethodGet, PathTargets, map[string][]string{"agent": {"a"}}, nil, &pl)
+			if !tc.want(err) {
+				t.Errorf("got %v", err)
+			}
+		})
+	}
+	// b's certificate does work as b.
+	c, _ := newClient(srv.URL, testToken, clientWith(bCert, bKey))
+	var pl ProbeList
+	if err := c.call(ctx, http.MethodGet, PathTargets, map[string][]string{"agent": {"b"}}, nil, &pl); err != nil {
+		t.Errorf("b as b: %v", err)
+	}
+	if _, err := ServerTLS(srvCert, srvKey, filepath.Join(p.dir, "missing.pem")); err == nil {
+		t.Error("ServerTLS with a missing CA file: no error")
+	}
+}
