@@ -194,6 +194,8 @@ func attachOwners(ctx context.Context, socks []Socket, pid int) ([]string, error
 		return nil, nil
 	case denied > 0:
 		return []string{fmt.Sprintf("no owner found for %s: %s of other users do not let uid %d read their open files; run as root (sudo) to see them", plural(unowned, "socket"), plural(denied, "process"), os.Geteuid())}, nil
+	case os.Geteuid() != 0: // /proc may be mounted with hidepid
+		return []string{fmt.Sprintf("no owner found for %s: held by the kernel, by processes outside this PID namespace, or by processes hidden from uid %d; run as root (sudo) to see them", plural(unowned, "socket"), os.Geteuid())}, nil
 	default:
 		return []string{fmt.Sprintf("no owner found for %s: held by the kernel or by processes outside this PID namespace", plural(unowned, "socket"))}, nil
 	}
