@@ -1,0 +1,157 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/reach-tools/reach/agent"
+	"github.com/spf13/cobra"
+)
+
+func init() { register("agent", newAgentCmd) }
+
+// tokenFlags reads the shared token from --token-file or REACH_TOKEN; a
+// token on the command line would show in ps.
+type tokenFlags struct{ file string }
+
+func (f *tokenFlags) add(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.file, "token-file", "", "file holding the shared bearer token (default: $REACH_TOKEN)")
+}
+
+func (f *tokenFlags) token() (string, error) {
+	if f.file != "" {
+		tok, err := agent.ReadToken(f.file)
+		if err != nil {
+			return "", usageErrorf("--token-file: %v", err)
+		}
+		return tok, nil
+	}
+	if tok := os.Getenv("REACH_TOKEN"); tok != "" {
+		return tok, nil
+	}
+	return "", usageErrorf("%v", agent.ErrNoToken)
+}
+
+func newAgentCmd(env *Env) *cobra.Command {
+	var (
+		cfg                        agent.Config
+		tok                        tokenFlags
+		listen                     string
+		tlsCert, tlsKey, clientCA  string
+		hubCA, hubCert, hubCertKey string
+	)
+	cmd := &cobra.Command{
+		Use:   "agent --hub URL",
+		Short: "Probe this host's peers for the hub, export metrics, answer the doctor's questions",
+		Long: `Run on every server of a fleet. The agent fetches its probe list from the hub
+(reach watch with an agents: section), probes those targets on schedule and
+reports the results in batches. While the hub is unreachable it keeps probing
+and buffers results (bounded: the oldest are dropped and counted).
+
+It also serves, on --listen and only with the shared token:
+  /metrics             Prometheus metrics labelled source and target
+  /agent/v1/evidence   "what do you see for port P?": listening sockets on P
+                       with their processes, and matching firewall rules,
+                       so "reach check" elsewhere can name the exact cause.
+Nothing else is exposed, and queries are rate limited.
+
+The token comes from --token-file or $REACH_TOKEN (never the command line,
+where ps would show it). Use TLS for anything but a trusted network:
+--tls-cert/--tls-key serve https, --tls-client-ca requires client
+certificates; --hub-ca/--cert/--key do the same towards the hub, where a
+client certificate must name this agent (CN or DNS SAN).`,
+		Example: `  # on every server (the name must be in the hub's agents.hosts)
+  REACH_TOKEN=$(cat /etc/reach/token) reach agent --hub http://hub.internal:9100 \
+      --name web-1 --listen 198.18.0.1:7070
+
+  # with TLS both ways
+  reach agent --hub https://hub:9100 --hub-ca ca.pem --cert web-1.pem --key web-1-key.pem \
+      --token-file /etc/reach/token --listen :7070 \
+      --tls-cert web-1.pem --tls-key web-1-key.pem --tls-client-ca ca.pem`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cfg.Hub == "" {
+				return usageErrorf("--hub is required: the URL of the hub (reach watch with an agents: section)")
+			}
+			token, err := tok.token()
+			if err != nil {
+				return err
+			}
+			cfg.Token = token
+			if cfg.Name == "" {
+				if cfg.Name, err = os.Hostname(); err != nil {
+					return usageErrorf("--name not given and the host name is unknown: %v", err)
+				}
+			}
+			if hubCA != "" || hubCert != "" || hubCertKey != "" {
+				tc, err := agent.ClientTLS(hubCA, hubCert, hubCertKey)
+				if err != nil {
+					return usageErrorf("%v", err)
+				}
+				cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: tc}}
+			}
+			cfg.Logger = slog.New(slog.NewTextHandler(env.Err, nil))
+			a, err := agent.New(cfg)
+			if err != nil {
+				return usageErrorf("%v", err)
+			}
+			srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 5 * time.Second}
+			if tlsCert != "" || tlsKey != "" || clientCA != "" {
+				if srv.TLSConfig, err = agent.ServerTLS(tlsCert, tlsKey, clientCA); err != nil {
+					return usageErrorf("%v", err)
+				}
+			}
+			ln, err := net.Listen("tcp", listen)
+			if err != nil {
+				return &ExitError{Code: ExitFail, Err: fmt.Errorf("agent cannot listen on %s: %w (see \"reach ports --port\" for who holds it, or pick another --listen)", listen, err)}
+			}
+			cfg.Logger.Info("agent serving", "listen", ln.Addr().String(), "hub", cfg.Hub, "name", cfg.Name)
+			serveErr := make(chan error, 1)
+			go func() {
+				if srv.TLSConfig != nil {
+					serveErr <- srv.ServeTLS(ln, "", "")
+				} else {
+					serveErr <- srv.Serve(ln)
+				}
+			}()
+			ctx, cancel := context.WithCancel(env.Ctx)
+			defer cancel()
+			runErr := make(chan error, 1)
+			go func() { runErr <- a.Run(ctx) }()
+			select {
+			case err = <-runErr:
+			case err = <-serveErr:
+				cancel()
+				<-runErr
+			}
+			sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer scancel()
+			_ = srv.Shutdown(sctx)
+			if err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return &ExitError{Code: ExitFail, Err: err}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.Hub, "hub", "", "base URL of the hub (required), e.g. http://hub:9100")
+	f.StringVar(&cfg.Name, "name", "", "this host's name in the hub config (default: the host name)")
+	f.StringVar(&listen, "listen", "127.0.0.1:7070", "address for /metrics and the evidence query; 0.0.0.0:7070 to let other hosts ask")
+	tok.add(cmd)
+	f.DurationVar(&cfg.ReportEvery, "report-every", agent.DefaultReportEvery, "how often to send results to the hub")
+	f.DurationVar(&cfg.RefreshEvery, "refresh-every", agent.DefaultRefreshEvery, "how often to fetch the probe list again")
+	f.IntVar(&cfg.Buffer, "buffer", agent.DefaultBuffer, "results kept while the hub is unreachable (then the oldest are dropped)")
+	f.StringVar(&tlsCert, "tls-cert", "", "serve https with this PEM certificate")
+	f.StringVar(&tlsKey, "tls-key", "", "key of --tls-cert")
+	f.StringVar(&clientCA, "tls-client-ca", "", "require client certificates signed by this CA (mTLS)")
+	f.StringVar(&hubCA, "hub-ca", "", "trust this CA for the hub's https certificate")
+	f.StringVar(&hubCert, "cert", "", "client certificate to present to the hub (mTLS)")
+	f.StringVar(&hubCertKey, "key", "", "key of --cert")
+	return cmd
+}

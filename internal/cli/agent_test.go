@@ -1,0 +1,45 @@
+package cli
+
+import (
+	"net/http/httptest"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/reach-tools/reach/agent"
+)
+
+func TestAgentCommandErrors(t *testing.T) {
+	hub, err := agent.NewHub(agent.HubConfig{Token: "right", Hosts: []agent.HostConfig{{Name: "a", Addr: netip.MustParseAddr("127.0.0.1")}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(hub.Handler())
+	defer srv.Close()
+	dir := t.TempDir()
+	wrong, empty := filepath.Join(dir, "wrong"), filepath.Join(dir, "empty")
+	os.WriteFile(wrong, []byte("wrong\n"), 0o600)
+	os.WriteFile(empty, []byte("\n"), 0o600)
+	t.Setenv("REACH_TOKEN", "")
+	for _, tc := range []struct {
+		args    []string
+		code    int
+		wantErr string
+	}{
+		{[]string{"agent"}, ExitUsage, "--hub is required"},
+		{[]string{"agent", "--hub", srv.URL}, ExitUsage, "no token"},
+		{[]string{"agent", "--hub", srv.URL, "--token-file", empty}, ExitUsage, "is empty"},
+		{[]string{"agent", "--hub", "hub:9100", "--token-file", wrong}, ExitUsage, "not an http:// or https:// URL"},
+		{[]string{"agent", "--hub", srv.URL, "--token-file", wrong, "--name", "a", "--listen", "127.0.0.1:0"}, ExitFail, "the hub refused this agent"},
+		{[]string{"agent", "--hub", srv.URL, "--token-file", wrong, "--listen", "127.0.0.1:99999"}, ExitFail, "agent cannot listen"},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			code, _, errs := run(t, tc.args...)
+			if code != tc.code || !strings.Contains(errs, tc.wantErr) {
+				t.Fatalf("exit %d, stderr %q; want exit %d, stderr ~%q", code, errs, tc.code, tc.wantErr)
+			}
+		})
+	}
+}
