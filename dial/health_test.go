@@ -289,4 +289,3 @@ func FuzzParsePolicy(f *testing.F) {
 		}
 	})
 }
-

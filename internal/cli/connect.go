@@ -1,0 +1,304 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/reach-tools/reach/dial"
+	"github.com/reach-tools/reach/probe"
+	"github.com/reach-tools/reach/target"
+)
+
+func init() { register("connect", newConnectCmd) }
+
+func newConnectCmd(env *Env) *cobra.Command {
+	var (
+		policy                             string
+		attemptDelay, timeout, backoffMax  time.Duration
+		retries                            int
+		probeOnly, asJSON, quiet, readWait bool
+	)
+	cmd := &cobra.Command{
+		Use:   "connect TARGET...",
+		Short: "Connect to the first endpoint that accepts and pipe stdin/stdout through it (like nc)",
+		Long: `Connect dials the targets with reach's dialer (failover, retries with backoff,
+or racing) and then copies standard input to the connection and the
+connection to standard output, like nc. End of input half-closes the
+connection; the command ends when the server closes its side.
+
+Each failed attempt is reported on stderr with its class (refused, timeout,
+host-unreachable, ...), then the endpoint used. If no endpoint accepts, each
+one's last class is explained and the exit status is 1.
+
+Policies:
+  ordered      try the targets in the order given (default)
+  round-robin  start at the next target on each retry round
+  random       a fresh random order each round
+  race         start the next target every --attempt-delay without waiting
+               for the last to fail (RFC 8305); the first to connect wins
+
+Exit status: 0 connected, 1 no target accepted, 2 usage error.`,
+		Example: `  printf hello | reach connect 127.0.0.1:7000          # talk to an echo server
+  reach connect db1:5432 db2:5432 -z                   # which one accepts? no data
+  reach connect 198.18.0.2:80 198.18.1.2:80 --policy race --attempt-delay 100ms -z
+  reach connect 127.0.0.1:7000 --retries 5 --backoff-max 10s   # wait out a restart
+  reach connect db1:5432 db2:5432 -z --json | jq .endpoint`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			eps, err := target.ParseEndpoints(args, 0)
+			if err != nil {
+				return &UsageError{Err: err}
+			}
+			pol, err := dial.ParsePolicy(policy)
+			if err != nil {
+				return &UsageError{Err: err}
+			}
+			if timeout < 0 || attemptDelay < 0 || backoffMax < 0 {
+				return usageErrorf("--timeout, --attempt-delay and --backoff-max must not be negative")
+			}
+			rep := &connectReport{}
+			opt := dial.Options{
+				Policy:       pol,
+				AttemptDelay: attemptDelay,
+				Timeout:      timeout,
+				Retries:      retries,
+				Backoff:      dial.Backoff{Max: backoffMax},
+				OnAttempt: func(a dial.Attempt) {
+					rep.add(a)
+					if !quiet && !asJSON && a.Class != probe.Open && a.Class != probe.Canceled {
+						fmt.Fprintf(env.Err, "reach: attempt %d: %s: %s (%s)\n", a.N, a.Label(), a.Class, fmtDuration(a.RTT))
+					}
+				},
+			}
+			if readWait {
+				opt.ReadWait = 200 * time.Millisecond
+			}
+			start := time.Now()
+			conn, err := dial.New(eps, opt).DialContext(env.Ctx)
+			rep.Elapsed = time.Since(start)
+			report := env.Err // the data stream owns stdout unless we only probe
+			if probeOnly {
+				report = env.Out
+			}
+			if err != nil {
+				rep.fail(err)
+				if asJSON {
+					writeConnectJSON(report, rep)
+				}
+				if !asJSON {
+					explainConnectFailure(env, err)
+				}
+				return &ExitError{Code: ExitFail}
+			}
+			defer conn.Close()
+			rep.connected(conn)
+			switch {
+			case asJSON:
+				writeConnectJSON(report, rep)
+			case !quiet:
+				fmt.Fprintf(env.Err, "reach: connected to %s in %s (attempt %d)\n", rep.Endpoint, fmtDuration(rep.Elapsed), rep.winner)
+			}
+			if probeOnly {
+				return nil
+			}
+			if err := pipeConn(env.Ctx, conn, env.In, env.Out); err != nil {
+				return &ExitError{Code: ExitFail, Err: fmt.Errorf("connection to %s: %w", rep.Endpoint, err)}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&policy, "policy", "ordered", "ordered | round-robin | random | race")
+	f.DurationVar(&attemptDelay, "attempt-delay", dial.DefaultAttemptDelay, "race: start the next target after this long")
+	f.DurationVar(&timeout, "timeout", probe.DefaultTimeout, "bound on each attempt")
+	f.IntVar(&retries, "retries", 0, "retry rounds after the first fails (-1: until interrupted)")
+	f.DurationVar(&backoffMax, "backoff-max", dial.DefaultBackoffMax, "longest pause between rounds (backoff starts at 1s, ×1.6, ±20%)")
+	f.BoolVarP(&probeOnly, "probe-only", "z", false, "connect, report and close: no data is sent")
+	f.BoolVar(&asJSON, "json", false, "report the attempts as JSON (on stdout with -z, else on stderr)")
+	f.BoolVarP(&quiet, "quiet", "q", false, "do not report attempts; failures are still explained")
+	f.BoolVar(&readWait, "check-accept", false, "after connecting, wait 200ms for the server to reset or close (servers that accept and drop) and fail over if it does")
+	return cmd
+}
+
+// pipeConn copies in to conn and conn to out until the server closes. End of
+// input half-closes the connection so the server sees EOF and can answer.
+// The context closes the connection.
+func pipeConn(ctx context.Context, conn net.Conn, in io.Reader, out io.Writer) error {
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	go func() {
+		// This goroutine may outlive the call while blocked reading a
+		// terminal; the process ends right after.
+		if _, err := io.Copy(conn, in); err == nil {
+			if cw, ok := conn.(interface{ CloseWrite() error }); ok {
+				cw.CloseWrite()
+			}
+		}
+	}()
+	_, err := io.Copy(out, conn)
+	if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	if err != nil {
+		c, _ := probe.Classify(err)
+		return fmt.Errorf("%s: %w", c, err)
+	}
+	return nil
+}
+
+// explainConnectFailure prints each endpoint's last class, what it means, and
+// what to run next.
+func explainConnectFailure(env *Env, err error) {
+	var de *dial.Error
+	if !errors.As(err, &de) || len(de.Last) == 0 {
+		fmt.Fprintf(env.Err, "reach: %v\n", err)
+		return
+	}
+	for _, a := range de.Last {
+		ejected := ""
+		if a.Ejected {
+			ejected = " (ejected)"
+		}
+		fmt.Fprintf(env.Err, "reach: connect %s: %s%s — %s; try: reach check %s\n", a.Label(), a.Class, ejected, a.Class.Explain(), a.Endpoint)
+	}
+	if de.Err != nil {
+		fmt.Fprintf(env.Err, "reach: gave up after %d attempts: %v\n", de.Attempts, de.Err)
+	}
+}
+
+// connectReport is what connect saw, for --json and the summary line.
+type connectReport struct {
+	mu        sync.Mutex
+	Connected bool            `json:"connected"`
+	Endpoint  string          `json:"endpoint,omitempty"`
+	Addr      string          `json:"addr,omitempty"`
+	Local     string          `json:"local,omitempty"`
+	Elapsed   time.Duration   `json:"-"`
+	ElapsedMS float64         `json:"elapsed_ms"`
+	Attempts  []attemptJSON   `json:"attempts"`
+	Failed    []endpointState `json:"failed,omitempty"`
+	Error     string          `json:"error,omitempty"`
+	winner    int             // the connected attempt's number
+}
+
+// attemptJSON is one dial.Attempt as data.
+type attemptJSON struct {
+	N        int     `json:"attempt"`
+	Round    int     `json:"round"`
+	Endpoint string  `json:"endpoint"`
+	Addr     string  `json:"addr,omitempty"`
+	Class    string  `json:"class"`
+	Errno    int     `json:"errno,omitempty"`
+	RTTMS    float64 `json:"rtt_ms"`
+	Error    string  `json:"error,omitempty"`
+	Ejected  bool    `json:"ejected,omitempty"`
+	label    string
+}
+
+// endpointState is an endpoint's last outcome with its explanation.
+type endpointState struct {
+	Endpoint string `json:"endpoint"`
+	Addr     string `json:"addr,omitempty"`
+	Class    string `json:"class"`
+	Explain  string `json:"explain"`
+	Hint     string `json:"hint"`
+}
+
+func newAttemptJSON(a dial.Attempt) attemptJSON {
+	j := attemptJSON{N: a.N, Round: a.Round, Endpoint: a.Endpoint.String(), Class: a.Class.String(),
+		Errno: int(a.Errno), RTTMS: ms(a.RTT), Ejected: a.Ejected, label: a.Label()}
+	if a.Addr.IsValid() {
+		j.Addr = a.Addr.String()
+	}
+	if a.Err != nil {
+		j.Error = a.Err.Error()
+	}
+	return j
+}
+
+func newEndpointState(a dial.Attempt) endpointState {
+	s := endpointState{Endpoint: a.Endpoint.String(), Class: a.Class.String(), Explain: a.Class.Explain(),
+		Hint: "reach check " + a.Endpoint.String()}
+	if a.Addr.IsValid() {
+		s.Addr = a.Addr.String()
+	}
+	return s
+}
+
+func (r *connectReport) add(a dial.Attempt) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.Attempts = append(r.Attempts, newAttemptJSON(a))
+}
+
+func (r *connectReport) connected(conn net.Conn) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.Connected = true
+	remote := addrPortOf(conn.RemoteAddr())
+	for _, a := range r.Attempts {
+		if a.Class == probe.Open.String() && a.Addr == remote.String() {
+			r.Endpoint, r.Addr, r.winner = a.label, a.Addr, a.N
+		}
+	}
+	if r.Endpoint == "" {
+		r.Endpoint, r.Addr = remote.String(), remote.String()
+	}
+	r.Local = addrPortOf(conn.LocalAddr()).String()
+	r.ElapsedMS = ms(r.Elapsed)
+}
+
+func (r *connectReport) fail(err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.Error = err.Error()
+	r.ElapsedMS = ms(r.Elapsed)
+	var de *dial.Error
+	if errors.As(err, &de) {
+		for _, a := range de.Last {
+			r.Failed = append(r.Failed, newEndpointState(a))
+		}
+	}
+}
+
+func writeConnectJSON(w io.Writer, r *connectReport) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.Attempts == nil {
+		r.Attempts = []attemptJSON{}
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(r)
+}
+
+func addrPortOf(a net.Addr) netip.AddrPort {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		ap := ta.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	ap, _ := netip.ParseAddrPort(a.String())
+	return ap
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// fmtDuration rounds a duration for people: 312µs, 4.2ms, 1.25s.
+func fmtDuration(d time.Duration) string {
+	switch {
+	case d < time.Millisecond:
+		return d.Round(time.Microsecond).String()
+	case d < time.Second:
+		return d.Round(100 * time.Microsecond).String()
+	}
+	return d.Round(10 * time.Millisecond).String()
+}

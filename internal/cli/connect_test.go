@@ -1,0 +1,139 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"strings"
+	"testing"
+)
+
+// runWithInput runs a reach command line with the given standard input.
+func runWithInput(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = Run(context.Background(), args, Stdio{In: strings.NewReader(stdin), Out: &out, Err: &errb})
+	return code, out.String(), errb.String()
+}
+
+// echoServer serves echo on 127.0.0.1 until the test ends and returns its address.
+func echoServer(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				io.Copy(c, c)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// refusingAddr returns an address we listened on and closed: it refuses.
+func refusingAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+func TestConnectPipesThroughFirstThatAccepts(t *testing.T) {
+	up, down := echoServer(t), refusingAddr(t)
+	for _, policy := range []string{"ordered", "race", "round-robin", "random"} {
+		t.Run(policy, func(t *testing.T) {
+			code, out, errs := runWithInput(t, "hello\n", "connect", down, up, "--policy", policy)
+			if code != ExitOK || out != "hello\n" {
+				t.Fatalf("exit %d, stdout %q, stderr %q; want 0 and the echo", code, out, errs)
+			}
+			if !strings.Contains(errs, "connected to "+up) {
+				t.Errorf("stderr %q does not say which endpoint was used", errs)
+			}
+			if policy == "ordered" && !strings.Contains(errs, "attempt 1: "+down+": refused") {
+				t.Errorf("stderr %q does not report the refused attempt", errs)
+			}
+		})
+	}
+}
+
+func TestConnectFailureExplainsEachEndpoint(t *testing.T) {
+	a, b := refusingAddr(t), refusingAddr(t)
+	code, out, errs := runWithInput(t, "", "connect", a, b)
+	if code != ExitFail || out != "" {
+		t.Fatalf("exit %d, stdout %q; want 1 and no output", code, out)
+	}
+	for _, ep := range []string{a, b} {
+		if want := "reach: connect " + ep + ": refused — "; !strings.Contains(errs, want) {
+			t.Errorf("stderr %q lacks %q", errs, want)
+		}
+		if want := "try: reach check " + ep; !strings.Contains(errs, want) {
+			t.Errorf("stderr %q lacks %q", errs, want)
+		}
+	}
+}
+
+func TestConnectProbeOnlyJSON(t *testing.T) {
+	up, down := echoServer(t), refusingAddr(t)
+	code, out, errs := runWithInput(t, "not sent", "connect", down, up, "-z", "--json")
+	if code != ExitOK {
+		t.Fatalf("exit %d, stderr %q", code, errs)
+	}
+	var rep struct {
+		Connected bool   `json:"connected"`
+		Endpoint  string `json:"endpoint"`
+		Attempts  []struct {
+			N     int    `json:"attempt"`
+			Class string `json:"class"`
+			Addr  string `json:"addr"`
+			Errno int    `json:"errno"`
+		} `json:"attempts"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("stdout is not JSON: %v\n%s", err, out)
+	}
+	if !rep.Connected || rep.Endpoint != up || len(rep.Attempts) != 2 ||
+		rep.Attempts[0].Class != "refused" || rep.Attempts[0].Addr != down || rep.Attempts[0].Errno == 0 ||
+		rep.Attempts[1].Class != "open" || rep.Attempts[1].N != 2 {
+		t.Errorf("report %+v", rep)
+	}
+
+	code, out, _ = runWithInput(t, "", "connect", down, "-z", "--json")
+	var fail struct {
+		Connected bool `json:"connected"`
+		Failed    []struct{ Endpoint, Class, Hint string }
+	}
+	if err := json.Unmarshal([]byte(out), &fail); err != nil || code != ExitFail {
+		t.Fatalf("exit %d, %v\n%s", code, err, out)
+	}
+	if fail.Connected || len(fail.Failed) != 1 || fail.Failed[0].Class != "refused" || fail.Failed[0].Hint != "reach check "+down {
+		t.Errorf("failure report %+v", fail)
+	}
+}
+
+func TestConnectUsage(t *testing.T) {
+	for _, args := range [][]string{
+		{"connect"},
+		{"connect", "db:99999"},
+		{"connect", "127.0.0.1:1", "--policy", "fastest"},
+		{"connect", "127.0.0.1:1", "--timeout", "-1s"},
+	} {
+		if code, _, errs := runWithInput(t, "", args...); code != ExitUsage {
+			t.Errorf("%v: exit %d (stderr %q), want 2", args, code, errs)
+		}
+	}
+}

@@ -1,0 +1,113 @@
+package cli
+
+import (
+	"encoding/json"
+	"net"
+	"strings"
+	"testing"
+)
+
+func TestWaitReadyAndQuiet(t *testing.T) {
+	up := echoServer(t)
+	code, out, errs := runWithInput(t, "", "wait", up, "--timeout", "10s", "-q")
+	if code != ExitOK || out != "" || errs != "" {
+		t.Fatalf("exit %d, stdout %q, stderr %q; want 0 and silence", code, out, errs)
+	}
+	code, _, errs = runWithInput(t, "", "wait", up)
+	if code != ExitOK || !strings.Contains(errs, up+" ready after") {
+		t.Errorf("exit %d, stderr %q; want a ready line", code, errs)
+	}
+}
+
+func TestWaitTimeoutExplains(t *testing.T) {
+	down := refusingAddr(t)
+	code, _, errs := runWithInput(t, "", "wait", down, "--timeout", "300ms", "-q")
+	want := "reach: " + down + " still refused after 300ms — likely: the server is not running; try: reach check " + down
+	if code != ExitFail || !strings.Contains(errs, want) {
+		t.Errorf("exit %d, stderr %q; want 1 and %q", code, errs, want)
+	}
+}
+
+func TestWaitForPortThatOpensLater(t *testing.T) {
+	down := refusingAddr(t)
+	done := make(chan int, 1)
+	go func() {
+		code, _, _ := runWithInput(t, "", "wait", down, "--timeout", "30s", "-q")
+		done <- code
+	}()
+	ln, err := net.Listen("tcp", down)
+	if err != nil {
+		t.Skipf("could not take %s back: %v", down, err)
+	}
+	defer ln.Close()
+	if code := <-done; code != ExitOK {
+		t.Errorf("exit %d, want 0 once %s listens", code, down)
+	}
+}
+
+func TestWaitAnyAndJSON(t *testing.T) {
+	up, down := echoServer(t), refusingAddr(t)
+	code, out, _ := runWithInput(t, "", "wait", down, up, "--any", "--json", "--timeout", "10s")
+	var res struct {
+		Ready   bool `json:"ready"`
+		Targets []struct {
+			Target string `json:"target"`
+			Ready  bool   `json:"ready"`
+		} `json:"targets"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil || code != ExitOK {
+		t.Fatalf("exit %d, %v\n%s", code, err, out)
+	}
+	if !res.Ready || len(res.Targets) != 2 || res.Targets[0].Ready || !res.Targets[1].Ready {
+		t.Errorf("result %+v", res)
+	}
+	code, out, _ = runWithInput(t, "", "wait", down, up, "--json", "--timeout", "200ms")
+	var fail struct {
+		Ready   bool
+		Targets []struct{ Target, Class, Hint string }
+	}
+	if err := json.Unmarshal([]byte(out), &fail); err != nil || code != ExitFail {
+		t.Fatalf("exit %d, %v\n%s", code, err, out)
+	}
+	if fail.Ready || fail.Targets[0].Class != "refused" || !strings.Contains(fail.Targets[0].Hint, "reach check "+down) || fail.Targets[1].Hint != "" {
+		t.Errorf("result %+v", fail)
+	}
+}
+
+func TestWaitRunsCommand(t *testing.T) {
+	up := echoServer(t)
+	tests := []struct {
+		cmd      []string
+		code     int
+		out, err string
+	}{
+		{[]string{"sh", "-c", "echo started"}, 0, "started\n", ""},
+		{[]string{"sh", "-c", "exit 3"}, 3, "", ""},
+		{[]string{"reach-no-such-command"}, 127, "", "cannot run"},
+	}
+	for _, tt := range tests {
+		args := append([]string{"wait", up, "-q", "--"}, tt.cmd...)
+		code, out, errs := runWithInput(t, "", args...)
+		if code != tt.code || out != tt.out || !strings.Contains(errs, tt.err) {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want %d, %q, ~%q", tt.cmd, code, out, errs, tt.code, tt.out, tt.err)
+		}
+	}
+	down := refusingAddr(t)
+	if code, out, _ := runWithInput(t, "", "wait", down, "--timeout", "100ms", "-q", "--", "sh", "-c", "echo ran"); code != ExitFail || out != "" {
+		t.Errorf("command ran (%q, exit %d) although the target never came up", out, code)
+	}
+}
+
+func TestWaitUsage(t *testing.T) {
+	for _, args := range [][]string{
+		{"wait"},
+		{"wait", "--", "true"},
+		{"wait", "127.0.0.1:1", "--"},
+		{"wait", "db"},
+		{"wait", "127.0.0.1:1", "--timeout", "0s"},
+	} {
+		if code, _, errs := runWithInput(t, "", args...); code != ExitUsage {
+			t.Errorf("%v: exit %d (stderr %q), want 2", args, code, errs)
+		}
+	}
+}
