@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -78,10 +79,11 @@ type Host struct {
 	name string
 }
 
-// link is one veth pair; ends[i] is on hosts[i], both named ifname.
+// link is one veth pair, or one LAN; each of hosts has an interface named
+// ifname on it.
 type link struct {
 	prefix netip.Prefix
-	hosts  [2]*Host
+	hosts  []*Host
 	ifname string
 	next   netip.Addr // the next address AddAddr hands out
 }
@@ -171,7 +173,7 @@ func (l *Lab) link(a, b *Host, v6 bool) (netip.Addr, netip.Addr) {
 	} else {
 		prefix = netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18 + byte(n>>8), byte(n), 0}), 24)
 	}
-	lk := &link{prefix: prefix, hosts: [2]*Host{a, b}, ifname: fmt.Sprintf("veth%d", n)}
+	lk := &link{prefix: prefix, hosts: []*Host{a, b}, ifname: fmt.Sprintf("veth%d", n)}
 	addrA, addrB := nth(prefix, 1), nth(prefix, 2)
 	lk.next = nth(prefix, 3)
 	l.links = append(l.links, lk)
@@ -185,6 +187,49 @@ func (l *Lab) link(a, b *Host, v6 bool) (netip.Addr, netip.Addr) {
 		l.ip("-n", lk.hosts[i].name, "link", "set", lk.ifname, "up")
 	}
 	return addrA, addrB
+}
+
+// LAN puts hosts on one shared 198.18.X.0/24, as if plugged into one switch:
+// a bridge in a namespace of its own (named lanX-sw). It returns each host's
+// address, in order. Every host reaches every other directly; no routes are
+// added beyond the subnet. AddAddr and Unowned work on it as on a Link.
+func (l *Lab) LAN(hosts ...*Host) []netip.Addr {
+	l.t.Helper()
+	if len(hosts) < 2 || len(hosts) > unownedHost-1 {
+		l.t.Fatalf("netlab: LAN needs 2 to %d hosts", unownedHost-1)
+	}
+	for i, h := range hosts {
+		if h.lab != l || slices.Index(hosts, h) != i {
+			l.t.Fatalf("netlab: LAN needs different hosts of this lab")
+		}
+	}
+	l.mu.Lock()
+	n := len(l.links)
+	if n >= maxLinks {
+		l.mu.Unlock()
+		l.t.Fatalf("netlab: more than %d links in one lab", maxLinks)
+	}
+	prefix := netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18 + byte(n>>8), byte(n), 0}), 24)
+	lk := &link{prefix: prefix, hosts: slices.Clone(hosts), ifname: fmt.Sprintf("lan%d", n)}
+	lk.next = nth(prefix, byte(len(hosts)+1))
+	l.links = append(l.links, lk)
+	l.mu.Unlock()
+
+	sw := l.Host(fmt.Sprintf("lan%d-sw", n))
+	l.ip("-n", sw.name, "link", "add", "br0", "type", "bridge")
+	l.ip("-n", sw.name, "link", "set", "br0", "up")
+	addrs := make([]netip.Addr, len(hosts))
+	for i, h := range hosts {
+		port := fmt.Sprintf("p%d", i)
+		l.ip("link", "add", lk.ifname, "netns", h.name, "type", "veth", "peer", "name", port, "netns", sw.name)
+		l.ip("-n", sw.name, "link", "set", port, "master", "br0", "up")
+		addrs[i] = nth(prefix, byte(i+1))
+		if err := addAddr(h, lk, addrs[i]); err != nil {
+			l.t.Fatalf("netlab: %v", err)
+		}
+		l.ip("-n", h.name, "link", "set", lk.ifname, "up")
+	}
+	return addrs
 }
 
 // nth returns the address i after the prefix's first address (i < 256).
@@ -233,7 +278,7 @@ func (h *Host) AddAddr(t testing.TB, on netip.Addr) netip.Addr {
 	t.Helper()
 	l := h.lab
 	lk := l.linkOf(on)
-	if lk == nil || (lk.hosts[0] != h && lk.hosts[1] != h) {
+	if lk == nil || !slices.Contains(lk.hosts, h) {
 		t.Fatalf("netlab: %v is not on a link of host %s", on, h.name)
 	}
 	l.mu.Lock()
