@@ -1,0 +1,125 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/reach-tools/reach/server"
+	"github.com/spf13/cobra"
+)
+
+func init() { register("serve", newServeCmd) }
+
+func newServeCmd(env *Env) *cobra.Command {
+	var (
+		cfg       server.Config
+		mode      string
+		logFormat string
+		logLevel  string
+	)
+	cmd := &cobra.Command{
+		Use:   "serve --listen ADDR [--listen ADDR...]",
+		Short: "Run a reference TCP server: echo, discard or banner, on one or more addresses",
+		Long: `Run a TCP server on every --listen address at once, to test connectivity
+against something known to be correct.
+
+Modes:
+  echo     send back every byte received, until the client closes (default)
+  discard  read and drop everything
+  banner   send --banner TEXT (a newline is added unless it ends with one),
+           then close our side; --banner alone selects this mode
+
+Either every address is bound or none is. When one cannot be bound, reach
+says why and what to do, and exits 1: a port in use names the process that
+holds it (pid and command); a port below 1024 without privilege lists the
+ways to allow it; an address that is not on this host lists the host's
+addresses.
+
+Over --max-conns, a connection is accepted, told "busy: ..." in one line
+and closed, so clients see why instead of timing out. A client that sends
+nothing for --idle-timeout is closed. Accept errors such as "too many open
+files" are logged and retried with a back-off (5ms doubling to 1s).
+
+On SIGINT or SIGTERM the server stops accepting (new connections are
+refused), lets open connections finish for up to --drain, closes the rest
+and exits 0.
+
+Logs go to stderr: one line when each listener starts, one per connection
+(remote address, duration, bytes in and out, how it ended), and errors.`,
+		Example: `  reach serve --listen 127.0.0.1:7000                  # echo server on loopback
+  reach serve --listen :7000 --listen [::1]:7001       # several addresses, one process
+  reach serve --listen 127.0.0.1:0 --log-format json   # any free port; read it from the log
+  reach serve --listen :2222 --banner "SSH-2.0-test"   # greet and close, like a daemon would
+  reach serve --listen :9000 --mode discard --max-conns 100 --idle-timeout 30s
+  printf hello | reach connect 127.0.0.1:7000          # talk to it`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg.Mode = server.Mode(mode)
+			if cfg.Banner != "" {
+				if !cmd.Flags().Changed("mode") {
+					cfg.Mode = server.ModeBanner
+				}
+				if !strings.HasSuffix(cfg.Banner, "\n") {
+					cfg.Banner += "\n"
+				}
+			}
+			if len(cfg.Listen) == 0 {
+				return usageErrorf("give at least one --listen ADDR, e.g. --listen 127.0.0.1:7000")
+			}
+			log, err := serveLogger(env.Err, logFormat, logLevel)
+			if err != nil {
+				return err
+			}
+			cfg.Logger = log
+			srv, err := server.Listen(env.Ctx, cfg)
+			var cfgErr *server.ConfigError
+			var bindErr *server.BindError
+			switch {
+			case errors.As(err, &cfgErr):
+				return &UsageError{Err: err}
+			case errors.As(err, &bindErr):
+				fmt.Fprintf(env.Err, "reach: %v\n", bindErr)
+				for _, f := range bindErr.Fix() {
+					fmt.Fprintf(env.Err, "  try: %s\n", f)
+				}
+				return &ExitError{Code: ExitFail}
+			case err != nil:
+				return &ExitError{Code: ExitFail, Err: err}
+			}
+			if err := srv.Serve(env.Ctx); err != nil {
+				return &ExitError{Code: ExitFail, Err: err}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringArrayVarP(&cfg.Listen, "listen", "l", nil, "address to listen on, HOST:PORT (repeatable; :PORT for every address, port 0 for a free one)")
+	f.StringVar(&mode, "mode", string(server.ModeEcho), "echo, discard or banner")
+	f.StringVar(&cfg.Banner, "banner", "", "text sent to each client in banner mode")
+	f.IntVar(&cfg.MaxConns, "max-conns", 0, "connections served at once; others are told \"busy\" and closed (0: no limit)")
+	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", 0, "close a connection silent for this long (0: never)")
+	f.DurationVar(&cfg.Drain, "drain", 10*time.Second, "on shutdown, how long open connections may finish before they are closed")
+	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
+	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	return cmd
+}
+
+// serveLogger builds the structured logger --log-format and --log-level ask for.
+func serveLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, usageErrorf("--log-level %q: use debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, usageErrorf("--log-format %q: use text or json", format)
+}
