@@ -122,8 +122,23 @@ func Classify(err error) (Class, syscall.Errno) {
 		return ClosedByPeer, 0
 	case !hasErrno:
 		return LocalError, 0
+	case errno == syscall.EACCES && dialedIPv6(err):
+		// Linux reports ICMPv6 administratively-prohibited (a firewall
+		// REJECT on the path or the host) as EACCES, where IPv4's
+		// admin-prohibited gives EHOSTUNREACH.
+		return HostUnreachable, errno
 	}
 	return classifyErrno(errno), errno
+}
+
+// dialedIPv6 reports whether err comes from connecting to an IPv6 address.
+func dialedIPv6(err error) bool {
+	var oe *net.OpError
+	if !errors.As(err, &oe) || oe.Op != "dial" {
+		return false
+	}
+	a, ok := oe.Addr.(*net.TCPAddr)
+	return ok && a.IP.To4() == nil
 }
 
 func classifyErrno(e syscall.Errno) Class {
