@@ -1,0 +1,404 @@
+package probe_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/reach-tools/reach/internal/netlab"
+	"github.com/reach-tools/reach/probe"
+	"github.com/reach-tools/reach/target"
+)
+
+// Every class produced for real: a client host probes a server host across a
+// veth link, and the server (or the path, or the client itself) is set up to
+// fail in one specific way. Nothing here leaves the lab's namespaces.
+
+// site is one client/server pair on a link, the world a lab case sets up.
+type site struct {
+	lab            *netlab.Lab
+	client, server *netlab.Host
+	clientAddr     netip.Addr
+	serverAddr     netip.Addr
+}
+
+// serve runs fn for each connection accepted on the server's link address and
+// returns the endpoint it listens on.
+func (s *site) serve(t *testing.T, fn func(net.Conn)) target.Endpoint {
+	t.Helper()
+	ln := s.server.Listen(t, "tcp", netip.AddrPortFrom(s.serverAddr, 0).String())
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go fn(c)
+		}
+	}()
+	return target.FromAddrPort(ln.Addr().(*net.TCPAddr).AddrPort())
+}
+
+// idle keeps a connection open without sending, like a server waiting for
+// the client to speak, until the peer goes away.
+func idle(c net.Conn) {
+	defer c.Close()
+	_, _ = io.Copy(io.Discard, c)
+}
+
+// resetAfterAccept completes the handshake, then aborts the connection (RST).
+func resetAfterAccept(c net.Conn) {
+	_ = c.(*net.TCPConn).SetLinger(0)
+	c.Close()
+}
+
+// firewalled is a listening server whose port a rule then blocks, so the rule
+// and nothing else makes the probe fail.
+func (s *site) firewalled(t *testing.T, rule func(port string)) target.Endpoint {
+	t.Helper()
+	ep := s.serve(t, idle)
+	rule(strconv.Itoa(int(ep.Port)))
+	return ep
+}
+
+func (s *site) iptablesInput(t *testing.T, reject ...string) target.Endpoint {
+	t.Helper()
+	return s.firewalled(t, func(port string) {
+		tool := "iptables"
+		if s.serverAddr.Is6() {
+			tool = "ip6tables"
+		}
+		s.server.Run(t, append([]string{tool, "-w", "-A", "INPUT", "-p", "tcp", "--dport", port, "-j"}, reject...)...)
+	})
+}
+
+func (s *site) nftInput(t *testing.T, verdict string) target.Endpoint {
+	t.Helper()
+	return s.firewalled(t, func(port string) {
+		s.server.Nft(t, fmt.Sprintf(`table inet reachtest {
+	chain input {
+		type filter hook input priority 0; policy accept;
+		tcp dport %s %s
+	}
+}`, port, verdict))
+	})
+}
+
+// exhaustPorts leaves the client a single ephemeral port and uses it for a
+// connection to ep, so the next connect to ep has no local port left.
+func (s *site) exhaustPorts(t *testing.T, ep target.Endpoint) {
+	t.Helper()
+	s.client.Sysctl(t, "net.ipv4.ip_local_port_range", "40000 40000")
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	c, err := s.client.DialContext(ctx, "tcp", ep.String())
+	if err != nil {
+		t.Fatalf("holding the only ephemeral port: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+}
+
+const (
+	quick   = 5 * time.Second  // cases answered at once (or after one SYN retransmit)
+	dropped = time.Second      // cases that must time out: short, they always take it all
+	arp     = 15 * time.Second // neighbour discovery gives up after about 3 s
+)
+
+type labCase struct {
+	name  string
+	v6    bool
+	setup func(t *testing.T, s *site) (target.Endpoint, probe.Options)
+	want  probe.Class
+	errno syscall.Errno // 0: no errno behind the class
+}
+
+var labCases = []labCase{
+	{
+		name: "open",
+		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
+			return s.serve(t, idle), probe.Options{Timeout: quick}
+		},
+		want: probe.Open,
+	},
+	{
+		name: "open-waits-for-client",
+		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
+			return s.serve(t, idle), probe.Options{Timeout: quick, ReadWait: 200 * time.Millisecond}
+		},
+		want: probe.Open,
+	},
+	{
+		name: "refused-nothing-listening",
+		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
+			return target.FromAddrPort(netip.AddrPortFrom(s.serverAddr, 9)), probe.Options{Timeout: quick}
+		},
+		want: probe.Refused, errno: syscall.ECONNREFUSED,
+	},
+	{
+		name: "timeout-iptables-drop",
+		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
+			return s.iptablesInput(t, "DROP"), probe.Options{Timeout: dropped}
+		},
+		want: probe.Timeout,
+	},
+	{
+		name: "refused-iptables-reject-tcp-reset",
+		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
+			return s.iptablesInput(t, "REJECT", "--reject-with", "tcp-reset"), probe.Options{Timeout: quick}
+		},
+		want: probe.Refused, errno: syscall.ECONNREFUSED,
+	},
+	{
+		name: "refused-iptables-reject-port-unreachable",
+		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
+			return s.iptablesInput(t, "REJECT", "--reject-with", "icmp-port-unreachable"), probe.Options{Timeout: quick}
+		},
+		want: probe.Refused, errno: syscall.ECONNREFUSED,
+	},
+	{
+		name: "host-unreachable-iptables-reject-admin-prohibited",
+		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
+			return s.iptablesInput(t, "REJECT", "--reject-with", "icmp-admin-prohibited"), probe.Options{Timeout: quick}
+		},
+		want: probe.HostUnreachable, errno: syscall.EHOSTUNREACH,
+	},
+	{
+		name: "host-unreachable-iptables-reject-host-prohibited",
+		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
+			return s.iptablesInput(t, "REJECT", "--reject-with", "icmp-host-prohibited"), probe.Options{Timeout: quick}
+		},
+		want: probe.HostUnreachable, errno: syscall.EHOSTUNREACH,
+	},
+	{
+		name: "net-unreachable-iptables-reject-net-unreachable",
+		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
+			return s.iptablesInput(t, "REJECT", "--reject-with", "icmp-net-unreachable"), probe.Options{Timeout: quick}
+		},
+		want: probe.NetUnreachable, errno: syscall.ENETUNREACH,
+	},
+	{
+		name: "timeout-nft-drop",
+		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
+			return s.nftInput(t, "drop"), probe.Options{Timeout: dropped}
+		},
+		want: probe.Timeout,
+	},
+	{
+		name: "refused-nft-reject-tcp-reset",
+		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
+			return s.nftInput(t, "reject with tcp reset"), probe.Options{Timeout: quick}
+		},
+		want: probe.Refused, errno: syscall.ECONNREFUSED,
+	},
+	{
+		name: "refused-nft-reject-port-unreachable",
+		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
+			return s.nftInput(t, "reject with icmpx type port-unreachable"), probe.Options{Timeout: quick}
+		},
+		want: probe.Refused, errno: syscall.ECONNREFUSED,
+	},
+	{
+		name: "host-unreachable-nft-reject-admin-prohibited",
+		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
+			return s.nftInput(t, "reject with icmpx type admin-prohibited"), probe.Options{Timeout: quick}
+		},
+		want: probe.HostUnreachable, errno: syscall.EHOSTUNREACH,
+	},
+	{
+		name: "host-unreachable-no-such-host-on-link",
+		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
+			return target.FromAddrPort(netip.AddrPortFrom(s.lab.Unowned(t, s.serverAddr), 80)), probe.Options{Timeout: arp}
+		},
+		want: probe.HostUnreachable, errno: syscall.EHOSTUNREACH,
+	},
+	{
+		name: "net-unreachable-no-route",
+		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
+			return target.Endpoint{Host: "198.19.200.1", Port: 80}, probe.Options{Timeout: quick}
+		},
+		want: probe.NetUnreachable, errno: syscall.ENETUNREACH,
+	},
+	{
+		name: "dns-nameserver-refused",
+		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
+			// Nothing listens on the server's port 53: every query is refused.
+			r := s.client.Resolver(netip.AddrPortFrom(s.serverAddr, 53))
+			return target.Endpoint{Host: "db.reach.test", Port: 5432}, probe.Options{Timeout: quick, Resolver: r}
+		},
+		want: probe.DNS,
+	},
+	{
+		name: "dns-nameserver-silent",
+		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
+			// The nameserver's host drops DNS queries: the lookup runs out of time.
+			s.server.Iptables(t, "-A", "INPUT", "-p", "udp", "--dport", "53", "-j", "DROP")
+			s.server.Iptables(t, "-A", "INPUT", "-p", "tcp", "--dport", "53", "-j", "DROP")
+			r := s.client.Resolver(netip.AddrPortFrom(s.serverAddr, 53))
+			return target.Endpoint{Host: "db.reach.test", Port: 5432}, probe.Options{Timeout: dropped, Resolver: r}
+		},
+		want: probe.DNS,
+	},
+	{
+		name: "reset-after-accept",
+		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
+			return s.serve(t, resetAfterAccept), probe.Options{Timeout: quick, ReadWait: quick}
+		},
+		want: probe.Reset, errno: syscall.ECONNRESET,
+	},
+	{
+		name: "closed-by-peer-after-accept",
+		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
+			return s.serve(t, func(c net.Conn) { c.Close() }), probe.Options{Timeout: quick, ReadWait: quick}
+		},
+		want: probe.ClosedByPeer,
+	},
+	{
+		name: "local-error-ephemeral-ports-exhausted",
+		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
+			ep := s.serve(t, idle)
+			s.exhaustPorts(t, ep)
+			return ep, probe.Options{Timeout: quick}
+		},
+		want: probe.LocalError, errno: syscall.EADDRNOTAVAIL,
+	},
+
+	// IPv6: the same ladder over fd00::/64.
+	{
+		name: "v6-open", v6: true,
+		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
+			return s.serve(t, idle), probe.Options{Timeout: quick}
+		},
+		want: probe.Open,
+	},
+	{
+		name: "v6-refused-nothing-listening", v6: true,
+		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
+			return target.FromAddrPort(netip.AddrPortFrom(s.serverAddr, 9)), probe.Options{Timeout: quick}
+		},
+		want: probe.Refused, errno: syscall.ECONNREFUSED,
+	},
+	{
+		name: "v6-timeout-ip6tables-drop", v6: true,
+		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
+			return s.iptablesInput(t, "DROP"), probe.Options{Timeout: dropped}
+		},
+		want: probe.Timeout,
+	},
+	{
+		name: "v6-refused-ip6tables-reject-port-unreachable", v6: true,
+		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
+			return s.iptablesInput(t, "REJECT", "--reject-with", "icmp6-port-unreachable"), probe.Options{Timeout: quick}
+		},
+		want: probe.Refused, errno: syscall.ECONNREFUSED,
+	},
+	{
+		// Linux reports ICMPv6 administratively-prohibited as EACCES.
+		name: "v6-host-unreachable-ip6tables-reject-adm-prohibited", v6: true,
+		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
+			return s.iptablesInput(t, "REJECT", "--reject-with", "icmp6-adm-prohibited"), probe.Options{Timeout: quick}
+		},
+		want: probe.HostUnreachable, errno: syscall.EACCES,
+	},
+	{
+		name: "v6-host-unreachable-nft-reject-admin-prohibited", v6: true,
+		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
+			return s.nftInput(t, "reject with icmpx type admin-prohibited"), probe.Options{Timeout: quick}
+		},
+		want: probe.HostUnreachable, errno: syscall.EACCES,
+	},
+	{
+		name: "v6-host-unreachable-no-such-host-on-link", v6: true,
+		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
+			return target.FromAddrPort(netip.AddrPortFrom(s.lab.Unowned(t, s.serverAddr), 80)), probe.Options{Timeout: arp}
+		},
+		want: probe.HostUnreachable, errno: syscall.EHOSTUNREACH,
+	},
+	{
+		name: "v6-net-unreachable-no-route", v6: true,
+		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
+			return target.Endpoint{Host: "fd00:ffff::1", Port: 80}, probe.Options{Timeout: quick}
+		},
+		want: probe.NetUnreachable, errno: syscall.ENETUNREACH,
+	},
+}
+
+func TestClassesInLab(t *testing.T) {
+	netlab.Require(t)
+	for _, tc := range labCases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			lab := netlab.New(t)
+			s := &site{lab: lab, client: lab.Host("client"), server: lab.Host("server")}
+			if tc.v6 {
+				s.clientAddr, s.serverAddr = lab.LinkV6(s.client, s.server)
+			} else {
+				s.clientAddr, s.serverAddr = lab.Link(s.client, s.server)
+			}
+			ep, opt := tc.setup(t, s)
+			opt.Dial = s.client.DialContext
+
+			start := time.Now()
+			r := probe.Run(t.Context(), ep, opt)
+			elapsed := time.Since(start)
+			t.Logf("%s -> %s errno=%d rtt=%v err=%v", ep, r.Class, r.Errno, r.RTT, r.Err)
+
+			if r.Class != tc.want || r.Errno != tc.errno {
+				t.Fatalf("class %s errno %d (%v), want %s errno %d; err: %v", r.Class, r.Errno, r.Errno, tc.want, tc.errno, r.Err)
+			}
+			if elapsed > opt.Timeout+2*time.Second {
+				t.Errorf("probe took %v, more than its %v timeout", elapsed, opt.Timeout)
+			}
+			if r.Endpoint != ep {
+				t.Errorf("result endpoint %v, want %v", r.Endpoint, ep)
+			}
+			checkResultError(t, r, ep)
+		})
+	}
+}
+
+// checkResultError checks the error chain level by level: *probe.Error, its
+// class via errors.Is, and the errno or *net.DNSError underneath.
+func checkResultError(t *testing.T, r probe.Result, ep target.Endpoint) {
+	t.Helper()
+	if r.Class == probe.Open {
+		if r.Err != nil || r.Addr.String() != ep.String() {
+			t.Errorf("open result: err %v, addr %v (want nil, %v)", r.Err, r.Addr, ep)
+		}
+		return
+	}
+	var pe *probe.Error
+	if !errors.As(r.Err, &pe) {
+		t.Fatalf("err %T %v is not a *probe.Error", r.Err, r.Err)
+	}
+	if !errors.Is(r.Err, r.Class) || pe.Class != r.Class || pe.Errno != r.Errno {
+		t.Errorf("probe.Error %+v does not match result class %s errno %d", pe, r.Class, r.Errno)
+	}
+	if r.Errno != 0 && !errors.Is(r.Err, r.Errno) {
+		t.Errorf("errors.Is(err, %v) = false for %v", r.Errno, r.Err)
+	}
+	if r.Class == probe.DNS {
+		var dnsErr *net.DNSError
+		if !errors.As(r.Err, &dnsErr) || pe.Op != "lookup" || pe.Addr != ep.Host || r.Addr.IsValid() {
+			t.Errorf("dns failure: op %q addr %q result addr %v, chain %v; want lookup of %s with a *net.DNSError", pe.Op, pe.Addr, r.Addr, r.Err, ep.Host)
+		}
+		return
+	}
+	if r.Addr.String() != ep.String() {
+		t.Errorf("result addr %v, want the dialled %v", r.Addr, ep)
+	}
+	// A reset can beat connect's completion check (the kernel then reports
+	// it from connect), so either op is right for Reset.
+	switch {
+	case r.Class == probe.ClosedByPeer && pe.Op != "read",
+		r.Class == probe.Reset && pe.Op != "read" && pe.Op != "dial",
+		r.Class != probe.Reset && r.Class != probe.ClosedByPeer && pe.Op != "dial":
+		t.Errorf("op %q for class %s", pe.Op, r.Class)
+	}
+}
