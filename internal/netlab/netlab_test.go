@@ -308,8 +308,15 @@ func TestStartedProcessesAreKilled(t *testing.T) {
 		lab := netlab.New(t)
 		h := lab.Host("a")
 		pid = h.Start(t, "sleep", "600").Process.Pid
-		// The process runs inside the namespace.
-		out, err := exec.Command("ip", "netns", "pids", h.Name()).CombinedOutput()
+		// The process runs inside the namespace once ip has switched into it.
+		var out []byte
+		var err error
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			out, err = exec.Command("ip", "netns", "pids", h.Name()).CombinedOutput()
+			if err != nil || slices.Contains(strings.Fields(string(out)), strconv.Itoa(pid)) {
+				break
+			}
+		}
 		if err != nil || !slices.Contains(strings.Fields(string(out)), strconv.Itoa(pid)) {
 			t.Errorf("pid %d not in namespace %s: %q %v", pid, h.Name(), out, err)
 		}
@@ -391,9 +398,13 @@ func TestSweepAbandonedLabs(t *testing.T) {
 	t.Parallel()
 	names, _ := child(t, "exit")
 	// The child printed each name after making it, and exited without
-	// cleanup. Any New sweeps (other parallel tests may get there first).
+	// cleanup. Any New sweeps; another test's New may be sweeping them right
+	// now (then ours skips them), so wait for it, within bounds.
 	netlab.New(t)
 	have := namespaces(t)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && slices.ContainsFunc(names, func(n string) bool { return slices.Contains(have, n) }); time.Sleep(20 * time.Millisecond) {
+		have = namespaces(t)
+	}
 	for _, n := range names {
 		if slices.Contains(have, n) {
 			t.Errorf("abandoned namespace %s not swept by New", n)
