@@ -352,7 +352,7 @@ func TestClassesInLab(t *testing.T) {
 			if r.Class != tc.want || r.Errno != tc.errno {
 				t.Fatalf("class %s errno %d (%v), want %s errno %d; err: %v", r.Class, r.Errno, r.Errno, tc.want, tc.errno, r.Err)
 			}
-			if elapsed > opt.Timeout+2*time.Second {
+			if elapsed > opt.Timeout+5*time.Second { // slack for a loaded CI machine
 				t.Errorf("probe took %v, more than its %v timeout", elapsed, opt.Timeout)
 			}
 			if r.Endpoint != ep {
