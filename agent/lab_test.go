@@ -1,0 +1,250 @@
+package agent_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/reach-tools/reach/agent"
+	"github.com/reach-tools/reach/internal/cli"
+	"github.com/reach-tools/reach/internal/netlab"
+	"github.com/reach-tools/reach/probe"
+)
+
+// TestMain lets the test binary stand in for reach: the lab starts
+// "reach agent" in each namespace as this binary with REACH_LAB_EXEC=1.
+func TestMain(m *testing.M) {
+	if os.Getenv("REACH_LAB_EXEC") == "1" {
+		os.Exit(cli.Run(context.Background(), os.Args[1:], cli.Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}))
+	}
+	os.Exit(m.Run())
+}
+
+const (
+	labToken    = "lab-token-0123456789"
+	labPort     = 5000 // every host serves it
+	agentPort   = 7070 // each agent's own listener (namespaces are empty: no clash)
+	hubPort     = 9100
+	labInterval = 2 * time.Second
+	labTimeout  = 500 * time.Millisecond
+)
+
+// fleet is four hosts on one LAN, each with a server on labPort and an agent
+// process, and a hub (in this process) on the first.
+type fleet struct {
+	hosts []*netlab.Host
+	names []string
+	addrs []netip.Addr
+	hub   *agent.Hub
+}
+
+func newFleet(t *testing.T) *fleet {
+	t.Helper()
+	lab := netlab.New(t)
+	f := &fleet{names: []string{"hub", "web", "db", "batch"}}
+	for _, n := range f.names {
+		f.hosts = append(f.hosts, lab.Host(n))
+	}
+	f.addrs = lab.LAN(f.hosts...)
+	cfg := agent.HubConfig{Token: labToken, Interval: labInterval, Timeout: labTimeout,
+		Groups: []agent.GroupConfig{{Name: "all", Hosts: f.names, Ports: []uint16{labPort}}}}
+	for i, n := range f.names {
+		cfg.Hosts = append(cfg.Hosts, agent.HostConfig{Name: n, Addr: f.addrs[i], Agent: f.agentURL(i)})
+		serve(t, f.hosts[i].Listen(t, "tcp", netip.AddrPortFrom(f.addrs[i], labPort).String()))
+	}
+	hub, err := agent.NewHub(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.hub = hub
+	ln := f.hosts[0].Listen(t, "tcp", netip.AddrPortFrom(f.addrs[0], hubPort).String())
+	srv := &http.Server{Handler: hub.Handler()}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, h := range f.hosts {
+		h.Start(t, "env", "REACH_LAB_EXEC=1", "REACH_TOKEN="+labToken, exe, "agent",
+			"--hub", "http://"+netip.AddrPortFrom(f.addrs[0], hubPort).String(),
+			"--name", f.names[i], "--listen", netip.AddrPortFrom(f.addrs[i], agentPort).String(),
+			"--report-every", "200ms")
+	}
+	return f
+}
+
+func (f *fleet) agentURL(i int) string {
+	return "http://" + netip.AddrPortFrom(f.addrs[i], agentPort).String()
+}
+
+// serve accepts and closes connections until ln is closed.
+func serve(t *testing.T, ln net.Listener) {
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+}
+
+// failing returns the matrix's cells that are not fresh and open, as
+// "source->target=class", and how many cells are filled.
+func failing(m agent.Matrix) (bad []string, filled int) {
+	for i, src := range m.Sources {
+		for j, tgt := range m.Targets {
+			c := m.Cells[i][j]
+			if c == nil {
+				continue
+			}
+			filled++
+			if c.Class != probe.Open || c.Stale {
+				bad = append(bad, fmt.Sprintf("%s->%s=%s", src, tgt, c.Class))
+			}
+		}
+	}
+	return bad, filled
+}
+
+// waitMatrix polls the hub until cond holds for the matrix, or d passes.
+func waitMatrix(t *testing.T, hub *agent.Hub, d time.Duration, what string, cond func(bad []string, filled int) bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	var bad []string
+	var filled int
+	for time.Since(start) < d {
+		bad, filled = failing(hub.Matrix())
+		if cond(bad, filled) {
+			return time.Since(start)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("after %v the matrix still does not show %s: %d cells, failing %v", d, what, filled, bad)
+	return 0
+}
+
+func TestFleetMatrixShowsBlockedPair(t *testing.T) {
+	f := newFleet(t)
+	const cells = 4 * 3
+	waitMatrix(t, f.hub, 30*time.Second, "every pair open", func(bad []string, filled int) bool {
+		return filled == cells && len(bad) == 0
+	})
+
+	// Block web -> db with a firewall rule on db.
+	web, db := f.addrs[1], f.hosts[2]
+	rule := []string{"INPUT", "-s", web.String(), "-p", "tcp", "--dport", fmt.Sprint(labPort), "-j", "DROP"}
+	db.Iptables(t, append([]string{"-I"}, rule...)...)
+	want := fmt.Sprintf("web->db:%d=%s", labPort, probe.Timeout)
+	took := waitMatrix(t, f.hub, 2*labInterval, "exactly "+want, func(bad []string, filled int) bool {
+		return filled == cells && len(bad) == 1 && bad[0] == want
+	})
+	t.Logf("blocked pair visible after %v (interval %v)", took.Round(time.Millisecond), labInterval)
+
+	db.Iptables(t, append([]string{"-D"}, rule...)...)
+	took = waitMatrix(t, f.hub, 2*labInterval, "recovery", func(bad []string, filled int) bool {
+		return filled == cells && len(bad) == 0
+	})
+	t.Logf("recovery visible after %v", took.Round(time.Millisecond))
+
+	// The matrix page colours the blocked pair's cell and links to its history.
+	rec := get(t, f.hub.Pages(), "/agents/")
+	if !strings.Contains(rec, `data-source="web" data-target="db:5000" data-class="open"`) || !strings.Contains(rec, "/agents/pair?source=web&amp;target=db%3A5000") {
+		t.Errorf("matrix page lacks the web->db cell or its link:\n%s", rec)
+	}
+	pair := get(t, f.hub.Pages(), "/agents/pair?source=web&target=db:5000")
+	if !strings.Contains(pair, "<td>timeout</td>") {
+		t.Errorf("pair page lacks the timeout in its history:\n%s", pair)
+	}
+}
+
+func get(t *testing.T, h http.Handler, path string) string {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, "http://hub"+path, nil)
+	rec := &recorder{header: http.Header{}}
+	h.ServeHTTP(rec, req)
+	if rec.code != 0 && rec.code != http.StatusOK {
+		t.Fatalf("GET %s: %d\n%s", path, rec.code, rec.body.String())
+	}
+	return rec.body.String()
+}
+
+type recorder struct {
+	header http.Header
+	code   int
+	body   strings.Builder
+}
+
+func (r *recorder) Header() http.Header         { return r.header }
+func (r *recorder) Write(b []byte) (int, error) { return r.body.Write(b) }
+func (r *recorder) WriteHeader(code int)        { r.code = code }
+
+// Server-side evidence comes from the target host's own namespace, and only
+// with the token.
+func TestFleetEvidenceAndAuth(t *testing.T) {
+	f := newFleet(t)
+	web, db := f.hosts[1], f.hosts[2]
+	lo := db.Listen(t, "tcp", "127.0.0.1:6000")
+	serve(t, lo)
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: web.DialContext}}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	c, err := agent.NewClient(f.agentURL(2), labToken, hc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ev agent.Evidence
+	for { // the agent process may still be starting
+		if ev, err = c.Evidence(ctx, 6000); err == nil || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.Agent != "db" || len(ev.Listening) != 1 || ev.Listening[0].Local.String() != "127.0.0.1:6000" {
+		t.Fatalf("db's agent sees %+v, want db's one listener on 127.0.0.1:6000", ev)
+	}
+	if p := ev.Listening[0].Processes; len(p) != 1 || p[0].PID != os.Getpid() {
+		t.Errorf("listener owned by %+v, want this test process (pid %d)", p, os.Getpid())
+	}
+
+	for _, tc := range []struct{ url, token string }{
+		{f.agentURL(2) + agent.PathEvidence + "?port=6000", ""},
+		{f.agentURL(2) + agent.PathEvidence + "?port=6000", "nope"},
+		{f.agentURL(2) + agent.PathMetrics, ""},
+		{"http://" + netip.AddrPortFrom(f.addrs[0], hubPort).String() + agent.PathTargets + "?agent=web", ""},
+		{"http://" + netip.AddrPortFrom(f.addrs[0], hubPort).String() + agent.PathTargets + "?agent=web", labToken[1:]},
+	} {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, tc.url, nil)
+		if tc.token != "" {
+			req.Header.Set("Authorization", "Bearer "+tc.token)
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("GET %s with token %q: %d, want 401", tc.url, tc.token, resp.StatusCode)
+		}
+	}
+	bad, _ := agent.NewClient(f.agentURL(2), "nope", hc)
+	if _, err := bad.Evidence(ctx, 6000); !errors.Is(err, agent.ErrUnauthorized) {
+		t.Errorf("evidence with a wrong token: %v, want ErrUnauthorized", err)
+	}
+}
