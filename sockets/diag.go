@@ -21,6 +21,8 @@ const (
 	sizeofDiagSockID = 48 // inet_diag_sockid
 	sizeofDiagReqV2  = 8 + sizeofDiagSockID
 	sizeofDiagMsg    = 4 + sizeofDiagSockID + 20
+
+	inetDiagSKV6Only = 11 // INET_DIAG_SKV6ONLY attribute: u8
 )
 
 // ErrShortDiagMsg means a sock_diag reply is shorter than inet_diag_msg.
@@ -36,7 +38,7 @@ func diagRequest(family uint8, states uint32) []byte {
 	return b
 }
 
-// parseDiagMsg decodes one inet_diag_msg. Trailing attributes are ignored.
+// parseDiagMsg decodes one inet_diag_msg and the IPv6-only attribute.
 func parseDiagMsg(b []byte) (Socket, error) {
 	if len(b) < sizeofDiagMsg {
 		return Socket{}, fmt.Errorf("%w: %d bytes, want %d", ErrShortDiagMsg, len(b), sizeofDiagMsg)
@@ -64,5 +66,16 @@ func parseDiagMsg(b []byte) (Socket, error) {
 	s.SendQ = binary.NativeEndian.Uint32(rest[8:12])
 	s.UID = int(binary.NativeEndian.Uint32(rest[12:16]))
 	s.Inode = uint64(binary.NativeEndian.Uint32(rest[16:20]))
+	// Attributes follow; the kernel adds INET_DIAG_SKV6ONLY to every IPv6 socket.
+	for a := b[sizeofDiagMsg:]; len(a) >= 4; {
+		n := int(binary.NativeEndian.Uint16(a[0:2]))
+		if n < 4 || n > len(a) {
+			break
+		}
+		if binary.NativeEndian.Uint16(a[2:4]) == inetDiagSKV6Only && n >= 5 {
+			s.V6Only = a[4] != 0
+		}
+		a = a[min((n+3)&^3, len(a)):]
+	}
 	return s, nil
 }

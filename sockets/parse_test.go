@@ -262,3 +262,18 @@ func TestCommandIs(t *testing.T) {
 		}
 	}
 }
+
+func TestParseDiagMsgV6Only(t *testing.T) {
+	src := netip.MustParseAddrPort("[::]:443")
+	for _, v6only := range []bool{false, true} {
+		b := diagMsg(afInet6, kernelListen, src, netip.AddrPortFrom(netip.IPv6Unspecified(), 0), 0, 128, 0, 1)[:sizeofDiagMsg]
+		attr := []byte{5, 0, inetDiagSKV6Only, 0, 0, 0, 0, 0}
+		if v6only {
+			attr[4] = 1
+		}
+		s, err := parseDiagMsg(append(b, attr...))
+		if err != nil || s.V6Only != v6only {
+			t.Errorf("v6only=%v: got %+v, %v", v6only, s, err)
+		}
+	}
+}

@@ -80,6 +80,9 @@ type Socket struct {
 	SendQ uint32 `json:"send_q"`
 	UID   int    `json:"uid"`   // owner of the socket
 	Inode uint64 `json:"inode"` // 0 for sockets no process holds (TIME_WAIT, requests)
+	// V6Only marks an IPv6 socket that refuses IPv4 (IPV6_V6ONLY). Only the
+	// netlink source sees it.
+	V6Only bool `json:"v6only,omitempty"`
 	// Processes holding the socket; empty when none is visible (see
 	// Table.Warnings for why).
 	Processes []Process `json:"processes,omitempty"`
