@@ -1,0 +1,329 @@
+package doctor
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/reach-tools/reach/probe"
+	"github.com/reach-tools/reach/sockets"
+)
+
+var checkSockets = CheckFunc{"sockets", func(ctx context.Context, s *State) CheckResult {
+	if r, ok := needAddrs(s); !ok {
+		return r
+	}
+	if s.Host == nil {
+		return CheckResult{Status: Skip, Detail: "the target is another host: its sockets cannot be seen from here"}
+	}
+	if s.Host.Listening == nil && len(s.Host.Notes) > 0 {
+		return CheckResult{Status: Error, Detail: "could not list sockets on " + s.Host.Host + ": " + strings.Join(s.Host.Notes, "; ")}
+	}
+	res := CheckResult{Status: Pass}
+	var parts []string
+	for i := range s.Addrs {
+		if s.Host == s.Client && !s.Local[i] {
+			continue
+		}
+		detail, fs := analyzeSockets(s.Host, s.addrPort(i), s.Primary(i))
+		for j := range fs {
+			fs[j].Addr = s.label(i)
+		}
+		parts = append(parts, detail)
+		if len(fs) > 0 {
+			res.Status = Fail
+		}
+		res.Findings = append(res.Findings, fs...)
+	}
+	res.Detail = strings.Join(parts, "; ")
+	return res
+}}
+
+// accepts reports whether a listening socket takes connections to dst. A
+// [::] listener takes IPv4 too unless it is IPv6-only.
+func accepts(sk sockets.Socket, dst netip.Addr) bool {
+	l := sk.Local.Addr().Unmap().WithZone("")
+	dst = dst.Unmap().WithZone("")
+	switch {
+	case l == dst:
+		return true
+	case l == netip.IPv4Unspecified():
+		return dst.Is4()
+	case l == netip.IPv6Unspecified():
+		return dst.Is6() || !sk.V6Only
+	}
+	return false
+}
+
+func owner(sk sockets.Socket) string { return sk.Owner() }
+
+// analyzeSockets compares a host's listening sockets with the address
+// dialled and what the probe saw.
+func analyzeSockets(ev *HostEvidence, ap netip.AddrPort, class probe.Class) (string, []Finding) {
+	where := ev.Host
+	port := ap.Port()
+	var onPort []sockets.Socket
+	for _, sk := range ev.Listening {
+		if sk.Local.Port() == port {
+			onPort = append(onPort, sk)
+		}
+	}
+	var taking []sockets.Socket
+	for _, sk := range onPort {
+		if accepts(sk, ap.Addr()) {
+			taking = append(taking, sk)
+		}
+	}
+	if len(onPort) == 0 {
+		looked := fmt.Sprintf("nothing listens on port %d on %s (looked at %d listening sockets)", port, where, len(ev.Listening))
+		if near, ok := nearbyPort(ev.Listening, ap, port); ok {
+			return looked + fmt.Sprintf("; %s listens on %s", owner(near), near.Local), []Finding{{
+				Cause: WrongPort, Confidence: Confirmed,
+				Issue:    fmt.Sprintf("Wrong port: the server listens on %d, not %d", near.Local.Port(), port),
+				Evidence: fmt.Sprintf("nothing listens on port %d; %s listens on %s", port, owner(near), near.Local),
+				Fix:      fmt.Sprintf("connect to port %d, or configure the server to listen on %d and restart it", near.Local.Port(), port),
+			}}
+		}
+		if class == probe.Open {
+			return looked + ", yet the probe connected (a proxy or NAT answers?)", nil
+		}
+		return looked, []Finding{{
+			Cause: NotListening, Confidence: Confirmed,
+			Issue:    fmt.Sprintf("Nothing listens on port %d", port),
+			Evidence: looked,
+			Fix:      fmt.Sprintf("start the server that should listen on port %d (systemctl status / its logs say why it is down or failed to bind)", port),
+		}}
+	}
+	desc := describeListeners(onPort)
+	if len(taking) == 0 {
+		f := Finding{Confidence: Confirmed, Evidence: fmt.Sprintf("%s; you dialled %s", desc, ap)}
+		allLoop, allOtherFamily := true, true
+		for _, sk := range onPort {
+			a := sk.Local.Addr().Unmap()
+			allLoop = allLoop && a.IsLoopback()
+			otherFamily := a.Is4() != ap.Addr().Unmap().Is4() || (sk.V6Only && ap.Addr().Unmap().Is4())
+			allOtherFamily = allOtherFamily && otherFamily
+		}
+		switch {
+		case allLoop && !ap.Addr().IsLoopback():
+			f.Cause, f.Issue = LoopbackOnly, "Server bound to loopback only"
+			f.Fix = fmt.Sprintf("set the listen address to 0.0.0.0 (or %s) and restart; or connect from this host to %s", ap.Addr(), onPort[0].Local)
+		case allOtherFamily:
+			fam := "IPv6"
+			if !ap.Addr().Unmap().Is4() {
+				fam = "IPv4"
+			}
+			f.Cause, f.Issue = AddressFamilyMismatch, fmt.Sprintf("Server listens on %s only", fam)
+			f.Fix = fmt.Sprintf("make it listen on both families (e.g. [::] with IPV6_V6ONLY off, or 0.0.0.0 as well), or connect to its %s address", fam)
+			if fam == "IPv6" && onPort[0].V6Only {
+				f.Evidence += " (the socket is IPv6-only: IPV6_V6ONLY, or net.ipv6.bindv6only=1)"
+			}
+		default:
+			f.Cause, f.Issue = NotListening, "Server listens on another address of this host"
+			f.Fix = fmt.Sprintf("set its listen address to %s (or 0.0.0.0) and restart, or connect to the address it listens on", ap.Addr())
+		}
+		return desc, []Finding{f}
+	}
+	// Something takes the connection: is it able to?
+	var fs []Finding
+	for _, sk := range taking {
+		if sk.ProcessState == "stopped" || sk.ProcessState == "tracing-stop" {
+			fs = append(fs, Finding{Cause: ServerHung, Confidence: Confirmed,
+				Issue:    "Server process is stopped",
+				Evidence: fmt.Sprintf("%s holds %s but is stopped (state T); the kernel completes handshakes, nothing accepts (accept queue %d of %d)", owner(sk), sk.Local, sk.RecvQ, sk.SendQ),
+				Fix:      fmt.Sprintf("resume it (kill -CONT %s) or restart it; find what stopped it (a debugger, Ctrl-Z in a shell, a supervisor)", pids(sk)),
+			})
+			continue
+		}
+		if sk.SendQ > 0 && sk.RecvQ > sk.SendQ {
+			fs = append(fs, Finding{Cause: Overloaded, Confidence: Confirmed,
+				Issue:    "Server's accept queue is full",
+				Evidence: fmt.Sprintf("%s on %s has %d connections waiting for accept, backlog %d: new SYNs are dropped", owner(sk), sk.Local, sk.RecvQ, sk.SendQ),
+				Fix:      "the server does not accept fast enough: look for a stuck accept loop or exhausted workers; raise the listen backlog (and net.core.somaxconn) only if it is merely bursty",
+			})
+		}
+	}
+	return desc, fs
+}
+
+func pids(sk sockets.Socket) string {
+	var p []string
+	for _, pr := range sk.Processes {
+		p = append(p, strconv.Itoa(pr.PID))
+	}
+	if len(p) == 0 {
+		return "PID"
+	}
+	return strings.Join(p, " ")
+}
+
+func describeListeners(ss []sockets.Socket) string {
+	var parts []string
+	for _, sk := range ss {
+		d := fmt.Sprintf("%s listens on %s", owner(sk), sk.Local)
+		var extra []string
+		if sk.SendQ > 0 {
+			extra = append(extra, fmt.Sprintf("accept queue %d of %d", sk.RecvQ, sk.SendQ))
+		}
+		if sk.ProcessState != "" {
+			extra = append(extra, sk.ProcessState)
+		}
+		if len(extra) > 0 {
+			d += " (" + strings.Join(extra, ", ") + ")"
+		}
+		parts = append(parts, d)
+	}
+	return strings.Join(parts, "; ")
+}
+
+// nearbyPort finds a listener that takes dst's address on a port that looks
+// like a slip of port: within 10, its digits swapped, or a digit more or less.
+func nearbyPort(ls []sockets.Socket, ap netip.AddrPort, port uint16) (sockets.Socket, bool) {
+	var best sockets.Socket
+	bestDist := -1
+	for _, sk := range ls {
+		p := sk.Local.Port()
+		if !accepts(sk, ap.Addr()) || !similarPort(p, port) {
+			continue
+		}
+		d := int(p) - int(port)
+		if d < 0 {
+			d = -d
+		}
+		if bestDist < 0 || d < bestDist {
+			best, bestDist = sk, d
+		}
+	}
+	return best, bestDist >= 0
+}
+
+func similarPort(a, b uint16) bool {
+	if a == b {
+		return false
+	}
+	if d := int(a) - int(b); d >= -10 && d <= 10 {
+		return true
+	}
+	sa, sb := strconv.Itoa(int(a)), strconv.Itoa(int(b))
+	if len(sa) == len(sb) {
+		ra, rb := []byte(sa), []byte(sb)
+		slices.Sort(ra)
+		slices.Sort(rb)
+		return string(ra) == string(rb)
+	}
+	// One digit added or dropped: 8080 vs 80800, 5432 vs 54320.
+	long, short := sa, sb
+	if len(long) < len(short) {
+		long, short = short, long
+	}
+	if len(long) != len(short)+1 {
+		return false
+	}
+	for i := range long {
+		if long[:i]+long[i+1:] == short {
+			return true
+		}
+	}
+	return false
+}
+
+var checkFirewall = CheckFunc{"firewall", func(ctx context.Context, s *State) CheckResult {
+	if r, ok := needAddrs(s); !ok {
+		return r
+	}
+	if s.Client == nil || (!s.Client.Firewall && (s.Host == nil || !s.Host.Firewall)) {
+		why := "no host evidence"
+		if s.Client != nil {
+			why = strings.Join(s.Client.Notes, "; ")
+		}
+		return CheckResult{Status: Skip, Detail: "could not read firewall rules: " + why}
+	}
+	res := CheckResult{Status: Pass}
+	var parts []string
+	for i := range s.Addrs {
+		ap := s.addrPort(i)
+		class := s.Primary(i)
+		var src netip.AddrPort
+		if len(s.Probes) > i && len(s.Probes[i]) > 0 {
+			src = s.Probes[i][0].Local
+		}
+		if !src.IsValid() && len(s.Routes) > i && s.Routes[i].Route.Src.IsValid() {
+			src = netip.AddrPortFrom(s.Routes[i].Route.Src, 0)
+		}
+		var matches []Match
+		sets := []struct {
+			ev  *HostEvidence
+			dir string
+		}{{s.Client, "out"}}
+		if s.Host != nil {
+			sets = append(sets, struct {
+				ev  *HostEvidence
+				dir string
+			}{s.Host, "in"})
+		}
+		count := 0
+		for _, set := range sets {
+			count += len(set.ev.Rules)
+			for _, m := range Evaluate(set.ev.Rules, Packet{Direction: set.dir, Src: src, Dst: ap}) {
+				matches = append(matches, m)
+				if f, ok := firewallFinding(m, set.dir, ap, class, set.ev.Host); ok {
+					f.Addr = s.label(i)
+					res.Findings = append(res.Findings, f)
+				}
+			}
+		}
+		if len(matches) == 0 {
+			parts = append(parts, fmt.Sprintf("no rule matches tcp to %s (%d rules read)", ap, count))
+			continue
+		}
+		var quoted []string
+		for _, m := range matches {
+			q := fmt.Sprintf("%s %s/%s: %s", m.Rule.Source, m.Rule.Table, m.Rule.Chain, m.Rule.Text)
+			if !m.Exact {
+				q += " (if " + strings.Join(m.Unchecked, ", ") + ")"
+			}
+			quoted = append(quoted, q)
+		}
+		parts = append(parts, fmt.Sprintf("tcp to %s meets: %s", ap, strings.Join(quoted, "; ")))
+	}
+	if len(res.Findings) > 0 {
+		res.Status = Fail
+	}
+	res.Detail = strings.Join(parts, "; ")
+	return res
+}}
+
+// firewallFinding turns a matching rule into a finding when what the rule
+// does agrees with what the probe saw.
+func firewallFinding(m Match, dir string, ap netip.AddrPort, class probe.Class, host string) (Finding, bool) {
+	r := m.Rule
+	quote := fmt.Sprintf("%s, table %s, chain %s: %s", r.Source, r.Table, r.Chain, r.Text)
+	conf := Confirmed
+	if !m.Exact {
+		conf = Possible
+		quote += " (matches if " + strings.Join(m.Unchecked, ", ") + ")"
+	}
+	where := "on " + host
+	if dir == "out" {
+		where = "on this host, for outgoing packets"
+	}
+	fix := fmt.Sprintf("allow tcp port %d %s: delete or narrow that rule, or add an accept rule before it", ap.Port(), where)
+	if r.Policy {
+		fix = fmt.Sprintf("add a rule accepting tcp port %d before the policy (e.g. nft add rule %s %s tcp dport %d accept)", ap.Port(), r.Table, r.Chain, ap.Port())
+	}
+	switch {
+	case r.Verdict == "drop" && dir == "out" && class == probe.LocalError:
+		return Finding{Cause: LocalError, Confidence: conf, Issue: "This host's firewall drops outgoing connections to " + ap.String(),
+			Evidence: quote + "; the kernel failed connect with EPERM", Fix: fix}, true
+	case r.Verdict == "drop" && class == probe.Timeout:
+		return Finding{Cause: FirewallDrop, Confidence: conf, Issue: "A firewall drops the connection " + where,
+			Evidence: quote, Fix: fix}, true
+	case r.Verdict == "reject" && (class == probe.Refused || class == probe.HostUnreachable || class == probe.LocalError):
+		return Finding{Cause: FirewallReject, Confidence: conf, Issue: "A firewall rejects the connection " + where,
+			Evidence: quote + " (reject with " + r.RejectWith + ")", Fix: fix}, true
+	}
+	return Finding{}, false
+}

@@ -1,0 +1,215 @@
+package doctor
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/reach-tools/reach/probe"
+)
+
+// priority orders causes with equal confidence: what stops a packet first
+// (this host, the name, the route, a firewall) explains what follows.
+var priority = []Cause{LocalError, DNS, NoRoute, FirewallReject, FirewallDrop, ServerHung, Overloaded,
+	LoopbackOnly, AddressFamilyMismatch, WrongPort, NotListening, HostDown, ResetByPeer, ClosedByPeer}
+
+func rank(c Confidence) int {
+	switch c {
+	case Confirmed:
+		return 0
+	case Likely:
+		return 1
+	}
+	return 2
+}
+
+// diagnose turns the evidence and the checks' findings into a report.
+func diagnose(s *State, findings []Finding) *Report {
+	r := &Report{Target: s.Target.String(), Findings: []Finding{}}
+	for i := range s.Addrs {
+		ar := AddrReport{Addr: s.addrPort(i).String(), Class: s.Primary(i)}
+		if i < len(s.Probes) {
+			for _, p := range s.Probes[i] {
+				ar.Probes = append(ar.Probes, string(p.Class))
+			}
+			if len(s.Probes[i]) > 0 {
+				ar.RTTMS = ms(s.Probes[i][0].RTT)
+			}
+		}
+		r.Addresses = append(r.Addresses, ar)
+		if ar.Class != probe.Open && ar.Class != "" && !confirmedFor(findings, s.label(i)) {
+			inferred, next := infer(s, i, ar.Class)
+			findings = append(findings, inferred...)
+			r.Next = append(r.Next, next...)
+		}
+	}
+	findings = merge(findings)
+	slices.SortStableFunc(findings, func(a, b Finding) int {
+		return cmp.Or(cmp.Compare(rank(a.Confidence), rank(b.Confidence)),
+			cmp.Compare(slices.Index(priority, a.Cause), slices.Index(priority, b.Cause)))
+	})
+	r.Findings = append(r.Findings, findings...)
+	r.Next = slices.Compact(r.Next)
+
+	blocked := map[string]bool{} // addresses that connect but cannot be served
+	for _, f := range findings {
+		if f.Confidence == Confirmed && (f.Cause == ServerHung || f.Cause == Overloaded) {
+			blocked[f.Addr] = true
+		}
+	}
+	r.Class = probe.Open
+	for i, ar := range r.Addresses {
+		if ar.Class == probe.Open && !blocked[s.label(i)] {
+			r.Reachable = true
+		} else if r.Class == probe.Open {
+			r.Class = ar.Class
+		}
+	}
+	if !s.LookupOK {
+		r.Class = probe.DNS
+	}
+	switch {
+	case len(findings) > 0:
+		r.Cause, r.Confidence = findings[0].Cause, findings[0].Confidence
+	case r.Reachable:
+		r.Cause, r.Confidence = Reachable, Confirmed
+	default:
+		r.Cause, r.Confidence = Unknown, Possible
+	}
+	r.Verdict = verdict(s, r)
+	return r
+}
+
+func confirmedFor(fs []Finding, addr string) bool {
+	for _, f := range fs {
+		if f.Confidence == Confirmed && f.Addr == addr {
+			return true
+		}
+	}
+	return false
+}
+
+// merge keeps one finding per cause and address, the most certain, with the
+// other findings' evidence appended.
+func merge(fs []Finding) []Finding {
+	var out []Finding
+	for _, f := range fs {
+		j := slices.IndexFunc(out, func(o Finding) bool { return o.Cause == f.Cause && o.Addr == f.Addr })
+		switch {
+		case j < 0:
+			out = append(out, f)
+		case rank(f.Confidence) < rank(out[j].Confidence):
+			if !strings.Contains(f.Evidence, out[j].Evidence) {
+				f.Evidence += "; " + out[j].Evidence
+			}
+			out[j] = f
+		case !strings.Contains(out[j].Evidence, f.Evidence):
+			out[j].Evidence += "; " + f.Evidence
+		}
+	}
+	return out
+}
+
+func verdict(s *State, r *Report) string {
+	t := r.Target
+	switch {
+	case r.Reachable && r.Cause == Reachable:
+		return fmt.Sprintf("%s is reachable (%s)", t, describeOpen(s))
+	case r.Reachable:
+		return fmt.Sprintf("%s is reachable on some addresses only: %s (%s, %s)", t, r.Findings[0].Issue, r.Cause, r.Confidence)
+	case len(r.Findings) > 0:
+		return fmt.Sprintf("%s is not reachable: %s — %s (%s, %s)", t, r.Class, r.Findings[0].Issue, r.Cause, r.Confidence)
+	}
+	return fmt.Sprintf("%s is not reachable: %s — %s", t, r.Class, r.Class.Explain())
+}
+
+func describeOpen(s *State) string {
+	for i := range s.Addrs {
+		if s.Primary(i) != probe.Open {
+			continue
+		}
+		d := fmt.Sprintf("connected to %s in %s", s.addrPort(i), round(s.Probes[i][0].RTT))
+		if s.Host != nil {
+			for _, sk := range s.Host.Listening {
+				if sk.Local.Port() == s.Target.Port && accepts(sk, s.Addrs[i]) {
+					d += "; " + owner(sk) + " listens on " + sk.Local.String()
+					break
+				}
+			}
+		}
+		return d
+	}
+	return "open"
+}
+
+// infer explains a failure the client saw when no evidence from the target
+// host names the cause: the possible causes, most likely first, and what
+// would tell them apart.
+func infer(s *State, i int, c probe.Class) ([]Finding, []string) {
+	ap, host, port := s.addrPort(i), s.Addrs[i], s.Target.Port
+	label := s.label(i)
+	var echoed, echoKnown, onLink bool
+	if i < len(s.Echo) {
+		echoed, echoKnown = s.Echo[i].Replied, s.Echo[i].Skipped == "" && s.Echo[i].Err == nil
+	}
+	dev := ""
+	if i < len(s.Routes) && s.Routes[i].Err == nil && s.Routes[i].Route.Type == "unicast" && !s.Routes[i].Route.Gateway.IsValid() {
+		onLink = true
+		dev = fmt.Sprintf(" (on-link, interface #%d)", s.Routes[i].Route.IfIndex)
+	}
+	askHost := fmt.Sprintf("run `reach check %s` on %s itself, or ask an agent there: its socket table and firewall rules tell these apart", ap, host)
+	f := func(cause Cause, conf Confidence, issue, evidence, fix string) Finding {
+		return Finding{Cause: cause, Confidence: conf, Issue: issue, Evidence: evidence, Fix: fix, Addr: label}
+	}
+	switch c {
+	case probe.Refused:
+		seen := fmt.Sprintf("%s answered the SYN with a reset: the host is up, nothing accepted on port %d", host, port)
+		return []Finding{
+			f(NotListening, Likely, fmt.Sprintf("Nothing listens on port %d (most likely)", port), seen,
+				fmt.Sprintf("start the server on %s; `reach ports --port %d` there shows whether anything listens", host, port)),
+			f(WrongPort, Possible, "The server listens on another port or address (127.0.0.1 only, IPv6 only)",
+				"a server bound elsewhere makes the host reset in the same way",
+				fmt.Sprintf("on %s, `reach ports --process NAME` shows where the server listens; fix its listen address or the port you use", host)),
+			f(FirewallReject, Possible, "A firewall rejects the connection",
+				"a REJECT rule (tcp-reset or port-unreachable) looks exactly like a closed port from here",
+				fmt.Sprintf("on %s, `reach check %s` quotes the matching rule (or read nft list ruleset / iptables-save)", host, ap)),
+		}, []string{askHost}
+	case probe.Timeout:
+		drop := f(FirewallDrop, Possible, "A firewall drops the packets",
+			fmt.Sprintf("no answer at all to SYNs for port %d within %v", port, s.Options.timeout()),
+			fmt.Sprintf("find the DROP rule on %s or on the path (reach check there quotes it); allow tcp port %d", host, port))
+		full := f(Overloaded, Possible, "The server's accept queue is full",
+			"a listener whose queue is full drops new SYNs silently, like a firewall",
+			fmt.Sprintf("on %s, `reach ports --port %d` shows recv-q against the backlog", host, port))
+		down := f(HostDown, Possible, "The host is down",
+			fmt.Sprintf("no answer to SYNs%s", map[bool]string{true: " and no echo reply", false: ""}[echoKnown && !echoed]),
+			fmt.Sprintf("check that %s is powered and has that address (console, hypervisor); see the path check for the last hop that answered", host))
+		next := []string{askHost, "compare with another port on the same host (e.g. reach check " + host.String() + ":22): if that answers, the host is up and port " + fmt.Sprint(port) + " is filtered"}
+		switch {
+		case echoed:
+			drop.Confidence = Likely
+			drop.Evidence = fmt.Sprintf("%s answers ping, yet SYNs to port %d get no answer within %v: a DROP rule does that", host, port, s.Options.timeout())
+			return []Finding{drop, full}, next
+		case echoKnown && onLink:
+			down.Confidence = Likely
+			down.Evidence = fmt.Sprintf("%s is on this link%s, but answers neither ping nor SYN", host, dev)
+			return []Finding{down, drop}, next
+		default:
+			drop.Confidence = Likely
+			return []Finding{drop, down, full}, next
+		}
+	case probe.HostUnreachable:
+		down := f(HostDown, Likely, "The host is down or not on the link",
+			fmt.Sprintf("connect to %s: no route to host (EHOSTUNREACH)", ap),
+			fmt.Sprintf("check that %s is up and has that address; check the gateway's view (ip neigh, arp)", host))
+		if onLink && echoKnown && !echoed {
+			down.Confidence = Confirmed
+			down.Evidence = fmt.Sprintf("%s is on this link%s, but neighbour discovery got no answer (EHOSTUNREACH) and it answers no ping", host, dev)
+		}
+		return []Finding{down, f(FirewallReject, Possible, "A firewall rejects with host-unreachable or admin-prohibited",
+			"an ICMP host-unreachable or admin-prohibited reply makes connect fail the same way",
+			fmt.Sprintf("look for a REJECT rule on %s or a router on the path", host))}, []string{askHost}
+	}
+	return nil, nil
+}

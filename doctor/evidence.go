@@ -1,0 +1,200 @@
+package doctor
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os/exec"
+	"strings"
+	"time"
+
+	"github.com/reach-tools/reach/sockets"
+)
+
+// hostSockets reads this host's sockets with the sockets package.
+type hostSockets struct{}
+
+func (hostSockets) Listening(ctx context.Context, port uint16) ([]sockets.Socket, error) {
+	return sockets.Listening(ctx, port)
+}
+func (hostSockets) Addresses() ([]netip.Prefix, error) { return sockets.Addresses() }
+
+// CommandFirewall reads rules with `nft -j list ruleset` (quoting them as
+// `nft -a list ruleset` prints them) and iptables-save / ip6tables-save.
+// When iptables runs on nf_tables its tables appear in both; they are read
+// from iptables-save only, in iptables syntax.
+type CommandFirewall struct{}
+
+// cmdTimeout bounds each firewall command.
+const cmdTimeout = 2 * time.Second
+
+func runCmd(ctx context.Context, name string, args ...string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, cmdTimeout)
+	defer cancel()
+	var out, errb bytes.Buffer
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		if msg := strings.TrimSpace(errb.String()); msg != "" {
+			return nil, fmt.Errorf("%s: %w: %s", name, err, firstLine(msg))
+		}
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return out.Bytes(), nil
+}
+
+func firstLine(s string) string {
+	l, _, _ := strings.Cut(s, "\n")
+	return l
+}
+
+// iptablesTables are the tables iptables-nft makes in nftables.
+var iptablesTables = map[string]bool{"filter": true, "nat": true, "mangle": true, "raw": true, "security": true}
+
+// Rules implements FirewallSource.
+func (CommandFirewall) Rules(ctx context.Context) ([]Rule, []string, error) {
+	var rules []Rule
+	var notes []string
+	nfIptables := false
+	read := 0
+	for _, v := range []struct{ cmd, family string }{{"iptables-save", "ip"}, {"ip6tables-save", "ip6"}} {
+		if _, err := exec.LookPath(v.cmd); err != nil {
+			notes = append(notes, v.cmd+" is not installed")
+			continue
+		}
+		out, err := runCmd(ctx, v.cmd)
+		if err != nil {
+			notes = append(notes, fmt.Sprintf("could not read iptables rules: %v", err))
+			continue
+		}
+		rs, err := ParseIptablesSave(string(out), v.family)
+		if err != nil {
+			notes = append(notes, err.Error())
+			continue
+		}
+		read++
+		nfIptables = nfIptables || bytes.Contains(out, []byte("(nf_tables)"))
+		rules = append(rules, rs...)
+	}
+	if _, err := exec.LookPath("nft"); err != nil {
+		notes = append(notes, "nft is not installed")
+	} else if js, err := runCmd(ctx, "nft", "-j", "list", "ruleset"); err != nil {
+		notes = append(notes, fmt.Sprintf("could not read nftables rules: %v", err))
+	} else {
+		var texts map[string]string
+		if txt, err := runCmd(ctx, "nft", "-a", "list", "ruleset"); err == nil {
+			texts = ParseNftText(string(txt))
+		}
+		rs, err := ParseNftJSON(js, texts)
+		if err != nil {
+			notes = append(notes, err.Error())
+		} else {
+			read++
+			for _, r := range rs {
+				fam, name, _ := strings.Cut(r.Table, " ")
+				if nfIptables && (fam == "ip" || fam == "ip6") && iptablesTables[name] {
+					continue // shown by iptables-save
+				}
+				rules = append(rules, r)
+			}
+		}
+	}
+	if read == 0 {
+		return nil, notes, errors.New("no firewall rules could be read: " + strings.Join(notes, "; "))
+	}
+	return rules, notes, nil
+}
+
+func (o *Options) socketSource() SocketSource {
+	if o.Sockets != nil {
+		return o.Sockets
+	}
+	return hostSockets{}
+}
+
+func (o *Options) firewallSource() FirewallSource {
+	if o.Firewall != nil {
+		return o.Firewall
+	}
+	return CommandFirewall{}
+}
+
+// Gather collects this host's evidence: addresses, every listening socket
+// and firewall rules. An agent on a target host answers RemoteEvidence with it.
+func Gather(ctx context.Context, src SocketSource, fw FirewallSource) HostEvidence {
+	if src == nil {
+		src = hostSockets{}
+	}
+	if fw == nil {
+		fw = CommandFirewall{}
+	}
+	ev := HostEvidence{Host: "this host"}
+	var err error
+	if ev.Addresses, err = src.Addresses(); err != nil {
+		ev.Notes = append(ev.Notes, fmt.Sprintf("addresses: %v", err))
+	}
+	if ev.Listening, err = src.Listening(ctx, 0); err != nil {
+		ev.Notes = append(ev.Notes, fmt.Sprintf("sockets: %v", err))
+		ev.Listening = nil
+	}
+	rules, notes, err := fw.Rules(ctx)
+	if err != nil {
+		ev.Notes = append(ev.Notes, fmt.Sprintf("firewall: %v", err))
+	} else {
+		ev.Rules, ev.Firewall = rules, true
+		ev.Notes = append(ev.Notes, notes...)
+	}
+	return ev
+}
+
+// isLocal reports whether addr is one of ev's own addresses.
+func (ev *HostEvidence) isLocal(addr netip.Addr) bool {
+	addr = addr.Unmap().WithZone("")
+	if addr.IsLoopback() || addr.IsUnspecified() {
+		return true
+	}
+	for _, p := range ev.Addresses {
+		if p.Addr().Unmap().WithZone("") == addr {
+			return true
+		}
+	}
+	return false
+}
+
+var checkHost = CheckFunc{"host", func(ctx context.Context, s *State) CheckResult {
+	if r, ok := needAddrs(s); !ok {
+		return r
+	}
+	var ev HostEvidence
+	s.Options.enter(func() error {
+		ev = Gather(ctx, s.Options.socketSource(), s.Options.firewallSource())
+		return nil
+	})
+	s.Client = &ev
+	s.Local = make([]bool, len(s.Addrs))
+	var local []string
+	for i, a := range s.Addrs {
+		if s.Local[i] = ev.isLocal(a); s.Local[i] {
+			local = append(local, a.String())
+		}
+	}
+	seen := fmt.Sprintf("%d listening sockets, %d firewall rules", len(ev.Listening), len(ev.Rules))
+	if len(ev.Notes) > 0 {
+		seen += " (" + strings.Join(ev.Notes, "; ") + ")"
+	}
+	if len(local) > 0 {
+		s.Host = &ev
+		return CheckResult{Status: Info, Detail: fmt.Sprintf("%s is this host: looked at its %s", strings.Join(local, ", "), seen)}
+	}
+	if s.Options.Remote == nil {
+		return CheckResult{Status: Skip, Detail: fmt.Sprintf("%s is another host: its sockets and firewall cannot be seen from here (run reach check there, or an agent); looked at this host's %s", s.Addrs[0], seen)}
+	}
+	rev, err := s.Options.Remote.Evidence(ctx, s.addrPort(0))
+	if err != nil {
+		return CheckResult{Status: Error, Detail: fmt.Sprintf("asked %s for its evidence: %v", s.Addrs[0], err)}
+	}
+	s.Host = &rev
+	return CheckResult{Status: Info, Detail: fmt.Sprintf("%s answered for %s: %d listening sockets, %d firewall rules", rev.Host, s.Addrs[0], len(rev.Listening), len(rev.Rules))}
+}}

@@ -1,0 +1,105 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/reach-tools/reach/doctor"
+	"github.com/reach-tools/reach/target"
+)
+
+func init() { register("check", newCheckCmd) }
+
+func newCheckCmd(env *Env) *cobra.Command {
+	var (
+		timeout time.Duration
+		asJSON  bool
+		network string
+	)
+	cmd := &cobra.Command{
+		Use:   "check TARGET...",
+		Short: "Diagnose why a host:port cannot be reached: issue, evidence and fix",
+		Long: `check walks the ladder a person walks by hand when a connection fails — name
+resolution, route, TCP probes, ping, the listening sockets and firewall rules
+of this host, the path — and ends with a table of issue / evidence / fix and a
+stable cause id:
+
+  not-listening, wrong-port, loopback-only, address-family-mismatch,
+  firewall-drop, firewall-reject, host-down, no-route, dns, overloaded,
+  server-hung, reset-by-peer, closed-by-peer, local-error, reachable
+
+Sockets, processes and firewall rules can be seen only on the target host:
+run check there for a confirmed cause. From another host, check says what the
+client saw, lists the possible causes most likely first, and what would tell
+them apart. Reading firewall rules and other users' processes needs root.
+
+Exit status: 0 every target is reachable, 1 one is not, 2 usage error.`,
+		Example: `  reach check 127.0.0.1:7707              # a server on this host
+  reach check db.internal:5432 --timeout 5s
+  reach check [fd00::2]:443 web:80        # several targets
+  reach check api:8080 --json | jq -r .cause`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if timeout <= 0 {
+				return usageErrorf("--timeout must be positive, got %v", timeout)
+			}
+			switch network {
+			case "tcp", "tcp4", "tcp6":
+			default:
+				return usageErrorf("--network must be tcp, tcp4 or tcp6, got %q", network)
+			}
+			eps, err := target.ParseEndpoints(args, 0)
+			if err != nil {
+				return &UsageError{Err: err}
+			}
+			opt := doctor.Options{Timeout: timeout, Network: network}
+			enc := json.NewEncoder(env.Out)
+			enc.SetIndent("", "  ")
+			failed := false
+			for i, ep := range eps {
+				r := doctor.Run(env.Ctx, ep, opt)
+				if err := env.Ctx.Err(); err != nil {
+					return &ExitError{Code: ExitFail, Err: errors.New("interrupted")}
+				}
+				failed = failed || !r.Reachable
+				if asJSON {
+					if err := enc.Encode(r); err != nil {
+						return err
+					}
+					continue
+				}
+				if i > 0 {
+					env.Out.Write([]byte("\n"))
+				}
+				if err := r.WriteText(env.Out, doctor.TextOptions{Color: colorOK(env)}); err != nil {
+					return err
+				}
+			}
+			if failed {
+				return &ExitError{Code: ExitFail}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().DurationVar(&timeout, "timeout", 3*time.Second, "how long each probe waits for an answer; the whole check takes at most about 15% more")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON (one object per target)")
+	cmd.Flags().StringVar(&network, "network", "tcp", "tcp, tcp4 or tcp6: which address family of a name to check")
+	return cmd
+}
+
+// colorOK reports whether stdout is a terminal and NO_COLOR is unset.
+func colorOK(env *Env) bool {
+	if os.Getenv("NO_COLOR") != "" {
+		return false
+	}
+	f, ok := env.Out.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
