@@ -146,7 +146,7 @@ type HostEvidence struct {
 	Host      string           `json:"host"` // "this host", or who answered
 	Addresses []netip.Prefix   `json:"addresses"`
 	Listening []sockets.Socket `json:"listening"` // every listening socket, for nearby ports
-	Firewall  bool             `json:"firewall"` // whether its firewall rules could be read
+	Firewall  bool             `json:"firewall"`  // whether its firewall rules could be read
 	Rules     []Rule           `json:"rules,omitempty"`
 	Notes     []string         `json:"notes,omitempty"` // what could not be seen, and why
 }
