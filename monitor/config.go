@@ -1,0 +1,407 @@
+package monitor
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/reach-tools/reach/target"
+)
+
+// Config defaults and limits.
+const (
+	DefaultInterval = 30 * time.Second
+	DefaultTimeout  = 3 * time.Second
+	DefaultRise     = 2
+	DefaultFall     = 3
+	MinInterval     = time.Second
+	MaxInterval     = 24 * time.Hour
+	maxConfigBytes  = 4 << 20
+)
+
+// Expect says what a healthy endpoint looks like.
+type Expect string
+
+const (
+	ExpectOpen   Expect = "open"   // the port accepts connections (default)
+	ExpectClosed Expect = "closed" // the port must stay shut: any class but open is healthy
+)
+
+// Endpoint is one thing to watch.
+type Endpoint struct {
+	Name     string
+	Target   target.Endpoint
+	Interval time.Duration
+	Timeout  time.Duration
+	Labels   map[string]string
+	Expect   Expect
+	// LatencyThreshold, when positive, makes an open probe slower than it a failure.
+	LatencyThreshold time.Duration
+}
+
+// Alerts configures state changes and where they are announced.
+type Alerts struct {
+	Webhook string // http(s) URL; empty disables webhooks
+	Rise    int    // consecutive successes before a down endpoint is up
+	Fall    int    // consecutive failures before an up endpoint is down
+}
+
+// Config is a parsed, validated reach.yaml.
+type Config struct {
+	Endpoints []Endpoint
+	Alerts    Alerts
+}
+
+// ErrConfig marks every configuration error; errors.Is(err, ErrConfig) holds
+// for what LoadConfig and ParseConfig return.
+var ErrConfig = errors.New("monitor: invalid configuration")
+
+// ConfigError is one problem in a configuration file, at a line.
+type ConfigError struct {
+	File   string // may be empty
+	Line   int    // 1-based; 0 when unknown
+	Field  string // e.g. endpoints[2].interval
+	Reason string
+}
+
+func (e *ConfigError) Error() string {
+	var b strings.Builder
+	if e.File != "" {
+		b.WriteString(e.File)
+		b.WriteByte(':')
+	}
+	if e.Line > 0 {
+		b.WriteString(strconv.Itoa(e.Line))
+		b.WriteByte(':')
+	}
+	if b.Len() > 0 {
+		b.WriteByte(' ')
+	}
+	if e.Field != "" {
+		b.WriteString(e.Field)
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Reason)
+	return b.String()
+}
+
+func (e *ConfigError) Unwrap() error { return ErrConfig }
+
+// ConfigErrors is every problem found in one file, in file order.
+type ConfigErrors []*ConfigError
+
+func (es ConfigErrors) Error() string {
+	lines := make([]string, len(es))
+	for i, e := range es {
+		lines[i] = e.Error()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Unwrap lets errors.As find each *ConfigError and errors.Is find ErrConfig.
+func (es ConfigErrors) Unwrap() []error {
+	out := make([]error, len(es))
+	for i, e := range es {
+		out[i] = e
+	}
+	return out
+}
+
+// LoadConfig reads and validates a configuration file.
+func LoadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("monitor: read config: %w", err)
+	}
+	return ParseConfig(path, data)
+}
+
+// ParseConfig validates a configuration; file names the source in errors.
+// It reports every problem it finds, each with its line.
+func ParseConfig(file string, data []byte) (*Config, error) {
+	p := &configParser{file: file}
+	if len(data) > maxConfigBytes {
+		p.errf(nil, "", "file is %d bytes; the limit is %d", len(data), maxConfigBytes)
+		return nil, p.errs
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		p.errs = append(p.errs, yamlError(file, err))
+		return nil, p.errs
+	}
+	cfg := p.document(&doc)
+	if len(p.errs) > 0 {
+		slices.SortStableFunc(p.errs, func(a, b *ConfigError) int { return a.Line - b.Line })
+		return nil, p.errs
+	}
+	return cfg, nil
+}
+
+var yamlLine = regexp.MustCompile(`^yaml: (?:line (\d+): )?(.*)$`)
+
+func yamlError(file string, err error) *ConfigError {
+	ce := &ConfigError{File: file, Reason: "not valid YAML: " + err.Error()}
+	if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
+		ce.Line, _ = strconv.Atoi(m[1])
+		ce.Reason = "not valid YAML: " + m[2]
+	}
+	return ce
+}
+
+type configParser struct {
+	file string
+	errs ConfigErrors
+}
+
+func (p *configParser) errf(n *yaml.Node, field, format string, args ...any) {
+	e := &ConfigError{File: p.file, Field: field, Reason: fmt.Sprintf(format, args...)}
+	if n != nil {
+		e.Line = n.Line
+	}
+	p.errs = append(p.errs, e)
+}
+
+// mapping returns the key/value pairs of a mapping node, refusing duplicate
+// and unknown keys, aliases and merge keys.
+func (p *configParser) mapping(n *yaml.Node, field string, known ...string) map[string]*yaml.Node {
+	if n.Kind != yaml.MappingNode {
+		p.errf(n, field, "want a mapping (key: value lines), got %s", kindName(n))
+		return nil
+	}
+	out := map[string]*yaml.Node{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if k.Kind != yaml.ScalarNode {
+			p.errf(k, field, "keys must be plain words, got %s", kindName(k))
+			continue
+		}
+		if v.Kind == yaml.AliasNode || k.Value == "<<" {
+			p.errf(k, join(field, k.Value), "YAML aliases and merge keys are not supported; write the value out")
+			continue
+		}
+		if known != nil && !slices.Contains(known, k.Value) {
+			p.errf(k, field, "unknown field %q (known: %s)", k.Value, strings.Join(known, ", "))
+			continue
+		}
+		if _, dup := out[k.Value]; dup {
+			p.errf(k, join(field, k.Value), "set twice")
+			continue
+		}
+		out[k.Value] = v
+	}
+	return out
+}
+
+func join(field, key string) string {
+	if field == "" {
+		return key
+	}
+	return field + "." + key
+}
+
+func kindName(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.AliasNode:
+		return "an alias"
+	case yaml.ScalarNode:
+		return fmt.Sprintf("%q", n.Value)
+	}
+	return "nothing"
+}
+
+func (p *configParser) document(doc *yaml.Node) *Config {
+	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 {
+		p.errf(nil, "", "empty configuration; want an endpoints: list")
+		return nil
+	}
+	top := p.mapping(doc.Content[0], "", "endpoints", "defaults", "alerts")
+	if top == nil {
+		return nil
+	}
+	cfg := &Config{Alerts: Alerts{Rise: DefaultRise, Fall: DefaultFall}}
+	defInterval, defTimeout := DefaultInterval, time.Duration(0)
+	if d := top["defaults"]; d != nil {
+		m := p.mapping(d, "defaults", "interval", "timeout")
+		if v := m["interval"]; v != nil {
+			defInterval = p.duration(v, "defaults.interval", MinInterval, MaxInterval)
+		}
+		if v := m["timeout"]; v != nil {
+			defTimeout = p.duration(v, "defaults.timeout", time.Millisecond, MaxInterval)
+		}
+	}
+	if a := top["alerts"]; a != nil {
+		m := p.mapping(a, "alerts", "webhook", "rise", "fall")
+		if v := m["webhook"]; v != nil {
+			cfg.Alerts.Webhook = p.webhook(v, "alerts.webhook")
+		}
+		if v := m["rise"]; v != nil {
+			cfg.Alerts.Rise = p.count(v, "alerts.rise")
+		}
+		if v := m["fall"]; v != nil {
+			cfg.Alerts.Fall = p.count(v, "alerts.fall")
+		}
+	}
+	eps := top["endpoints"]
+	if eps == nil {
+		p.errf(doc.Content[0], "", "no endpoints: list; want at least one endpoint to watch")
+		return nil
+	}
+	if eps.Kind != yaml.SequenceNode || len(eps.Content) == 0 {
+		p.errf(eps, "endpoints", "want a list of endpoints (lines starting with '- name:'), got %s", kindName(eps))
+		return nil
+	}
+	seen := map[string]int{}
+	for i, n := range eps.Content {
+		ep, ok := p.endpoint(n, fmt.Sprintf("endpoints[%d]", i), defInterval, defTimeout)
+		if !ok {
+			continue
+		}
+		if line, dup := seen[ep.Name]; dup {
+			p.errf(n, fmt.Sprintf("endpoints[%d].name", i), "%q is already used on line %d; names must be unique", ep.Name, line)
+			continue
+		}
+		seen[ep.Name] = n.Line
+		cfg.Endpoints = append(cfg.Endpoints, ep)
+	}
+	return cfg
+}
+
+// Names become metric labels and URL path segments: keep them plain.
+var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+var validLabel = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,63}$`)
+
+func (p *configParser) endpoint(n *yaml.Node, field string, defInterval, defTimeout time.Duration) (Endpoint, bool) {
+	before := len(p.errs)
+	m := p.mapping(n, field, "name", "target", "interval", "timeout", "labels", "expect", "latency_threshold")
+	if m == nil {
+		return Endpoint{}, false
+	}
+	ep := Endpoint{Interval: defInterval, Timeout: defTimeout, Expect: ExpectOpen}
+	if v := p.scalar(m["name"], n, join(field, "name")); v != nil {
+		if !validName.MatchString(v.Value) {
+			p.errf(v, join(field, "name"), "%q: want 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit", v.Value)
+		}
+		ep.Name = v.Value
+	}
+	if v := p.scalar(m["target"], n, join(field, "target")); v != nil {
+		t, err := target.ParseEndpoint(v.Value, 0)
+		if err != nil {
+			p.errf(v, join(field, "target"), "%v", err)
+		}
+		ep.Target = t
+	}
+	if v := m["interval"]; v != nil {
+		ep.Interval = p.duration(v, join(field, "interval"), MinInterval, MaxInterval)
+	}
+	if v := m["timeout"]; v != nil {
+		ep.Timeout = p.duration(v, join(field, "timeout"), time.Millisecond, MaxInterval)
+	}
+	if ep.Timeout == 0 {
+		ep.Timeout = min(DefaultTimeout, ep.Interval)
+	}
+	if ep.Interval > 0 && ep.Timeout > ep.Interval {
+		line := n
+		if m["timeout"] != nil {
+			line = m["timeout"]
+		}
+		p.errf(line, join(field, "timeout"), "%v is longer than the interval %v; a probe must end before the next one starts", ep.Timeout, ep.Interval)
+	}
+	if v := m["expect"]; v != nil {
+		if v.Kind != yaml.ScalarNode || (v.Value != string(ExpectOpen) && v.Value != string(ExpectClosed)) {
+			p.errf(v, join(field, "expect"), "got %s; want open or closed", kindName(v))
+		} else {
+			ep.Expect = Expect(v.Value)
+		}
+	}
+	if v := m["latency_threshold"]; v != nil {
+		ep.LatencyThreshold = p.duration(v, join(field, "latency_threshold"), time.Microsecond, MaxInterval)
+		if ep.LatencyThreshold > 0 && ep.LatencyThreshold >= ep.Timeout {
+			p.errf(v, join(field, "latency_threshold"), "%v is not below the timeout %v; it could never trigger", ep.LatencyThreshold, ep.Timeout)
+		}
+		if ep.Expect == ExpectClosed {
+			p.errf(v, join(field, "latency_threshold"), "makes no sense with expect: closed")
+		}
+	}
+	if v := m["labels"]; v != nil {
+		lm := p.mapping(v, join(field, "labels"))
+		if len(lm) > 0 {
+			ep.Labels = map[string]string{}
+		}
+		for k, lv := range lm {
+			if !validLabel.MatchString(k) {
+				p.errf(lv, join(field, "labels"), "label name %q: want letters, digits and '_', not starting with a digit", k)
+				continue
+			}
+			if lv.Kind != yaml.ScalarNode {
+				p.errf(lv, join(join(field, "labels"), k), "want a plain value, got %s", kindName(lv))
+				continue
+			}
+			ep.Labels[k] = lv.Value
+		}
+	}
+	return ep, len(p.errs) == before
+}
+
+// scalar returns a required scalar value, reporting a missing or non-scalar one.
+func (p *configParser) scalar(v, parent *yaml.Node, field string) *yaml.Node {
+	switch {
+	case v == nil:
+		p.errf(parent, field, "missing; every endpoint needs one")
+		return nil
+	case v.Kind != yaml.ScalarNode || v.Value == "":
+		p.errf(v, field, "want a non-empty value, got %s", kindName(v))
+		return nil
+	}
+	return v
+}
+
+func (p *configParser) duration(v *yaml.Node, field string, lo, hi time.Duration) time.Duration {
+	if v.Kind != yaml.ScalarNode {
+		p.errf(v, field, "want a duration such as 10s or 1m, got %s", kindName(v))
+		return 0
+	}
+	d, err := time.ParseDuration(v.Value)
+	if err != nil {
+		p.errf(v, field, "%q is not a duration; want e.g. 500ms, 10s or 1m", v.Value)
+		return 0
+	}
+	if d < lo || d > hi {
+		p.errf(v, field, "%v is outside %v-%v", d, lo, hi)
+		return 0
+	}
+	return d
+}
+
+func (p *configParser) count(v *yaml.Node, field string) int {
+	n, err := strconv.Atoi(v.Value)
+	if v.Kind != yaml.ScalarNode || err != nil || n < 1 || n > 100 {
+		p.errf(v, field, "got %s; want a whole number from 1 to 100", kindName(v))
+		return 1
+	}
+	return n
+}
+
+func (p *configParser) webhook(v *yaml.Node, field string) string {
+	if v.Kind != yaml.ScalarNode {
+		p.errf(v, field, "want a URL, got %s", kindName(v))
+		return ""
+	}
+	u, err := url.Parse(v.Value)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		p.errf(v, field, "%q: want an http:// or https:// URL with a host", v.Value)
+		return ""
+	}
+	return v.Value
+}

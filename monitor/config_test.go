@@ -1,0 +1,181 @@
+package monitor
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/reach-tools/reach/target"
+)
+
+func TestParseConfigValid(t *testing.T) {
+	const in = `
+defaults:
+  interval: 15s
+alerts:
+  webhook: http://127.0.0.1:9/hook
+  rise: 1
+  fall: 2
+endpoints:
+  - name: db
+    target: 127.0.0.1:5432
+    labels: {team: data, tier: "1"}
+  - name: ssh-closed
+    target: "[::1]:23"
+    interval: 1m
+    timeout: 2s
+    expect: closed
+  - name: api
+    target: localhost:8080
+    latency_threshold: 200ms
+`
+	cfg, err := ParseConfig("reach.yaml", []byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Endpoint{
+		{Name: "db", Target: target.Endpoint{Host: "127.0.0.1", Port: 5432}, Interval: 15 * time.Second, Timeout: DefaultTimeout, Expect: ExpectOpen, Labels: map[string]string{"team": "data", "tier": "1"}},
+		{Name: "ssh-closed", Target: target.Endpoint{Host: "::1", Port: 23}, Interval: time.Minute, Timeout: 2 * time.Second, Expect: ExpectClosed},
+		{Name: "api", Target: target.Endpoint{Host: "localhost", Port: 8080}, Interval: 15 * time.Second, Timeout: DefaultTimeout, Expect: ExpectOpen, LatencyThreshold: 200 * time.Millisecond},
+	}
+	if len(cfg.Endpoints) != len(want) {
+		t.Fatalf("got %d endpoints, want %d", len(cfg.Endpoints), len(want))
+	}
+	for i, w := range want {
+		g := cfg.Endpoints[i]
+		if g.Name != w.Name || g.Target != w.Target || g.Interval != w.Interval || g.Timeout != w.Timeout ||
+			g.Expect != w.Expect || g.LatencyThreshold != w.LatencyThreshold || len(g.Labels) != len(w.Labels) {
+			t.Errorf("endpoint %d = %+v, want %+v", i, g, w)
+		}
+		for k, v := range w.Labels {
+			if g.Labels[k] != v {
+				t.Errorf("endpoint %d label %s = %q, want %q", i, k, g.Labels[k], v)
+			}
+		}
+	}
+	if cfg.Alerts != (Alerts{Webhook: "http://127.0.0.1:9/hook", Rise: 1, Fall: 2}) {
+		t.Errorf("alerts = %+v", cfg.Alerts)
+	}
+}
+
+func TestParseConfigDefaults(t *testing.T) {
+	cfg, err := ParseConfig("", []byte("endpoints:\n  - {name: a, target: '127.0.0.1:1', interval: 2s}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep := cfg.Endpoints[0]
+	// The timeout never exceeds a short interval.
+	if ep.Timeout != 2*time.Second || ep.Expect != ExpectOpen {
+		t.Errorf("got timeout %v expect %q", ep.Timeout, ep.Expect)
+	}
+	if cfg.Alerts.Rise != DefaultRise || cfg.Alerts.Fall != DefaultFall {
+		t.Errorf("alerts = %+v", cfg.Alerts)
+	}
+}
+
+// Every testdata/invalid-*.yaml fixture is refused with exactly this error.
+var invalidConfigs = map[string]string{
+	"invalid-alias.yaml":                 `7: endpoints[1].labels: YAML aliases and merge keys are not supported; write the value out`,
+	"invalid-bad-interval.yaml":          `4: endpoints[0].interval: "10x" is not a duration; want e.g. 500ms, 10s or 1m`,
+	"invalid-bad-target.yaml":            `3: endpoints[0].target: "http://127.0.0.1:8080/health": looks like a URL; give host:port (e.g. 127.0.0.1:8080)`,
+	"invalid-duplicate-name.yaml":        `4: endpoints[1].name: "db" is already used on line 2; names must be unique`,
+	"invalid-expect.yaml":                `4: endpoints[0].expect: got "filtered"; want open or closed`,
+	"invalid-missing-target.yaml":        `2: endpoints[0].target: missing; every endpoint needs one`,
+	"invalid-no-endpoints.yaml":          `1: no endpoints: list; want at least one endpoint to watch`,
+	"invalid-port.yaml":                  `3: endpoints[0].target: "127.0.0.1:65536": port out of range 1-65535`,
+	"invalid-timeout-over-interval.yaml": `5: endpoints[0].timeout: 5s is longer than the interval 2s; a probe must end before the next one starts`,
+	"invalid-unknown-field.yaml":         `4: endpoints[0]: unknown field "intervall" (known: name, target, interval, timeout, labels, expect, latency_threshold)`,
+	"invalid-webhook.yaml": `2: alerts.webhook: "ftp://127.0.0.1/hook": want an http:// or https:// URL with a host
+testdata/invalid-webhook.yaml:3: alerts.rise: got "0"; want a whole number from 1 to 100`,
+	"invalid-yaml-syntax.yaml": `1: not valid YAML: did not find expected '-' indicator`,
+}
+
+func TestInvalidConfigFixtures(t *testing.T) {
+	files, err := filepath.Glob("testdata/invalid-*.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != len(invalidConfigs) {
+		t.Errorf("%d fixtures on disk, %d in the table; keep them in step", len(files), len(invalidConfigs))
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			want, ok := invalidConfigs[filepath.Base(f)]
+			if !ok {
+				t.Fatalf("no expected error for %s", f)
+			}
+			_, err := LoadConfig(f)
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if got := err.Error(); got != f+":"+want {
+				t.Errorf("error:\n got %s\nwant %s", got, f+":"+want)
+			}
+			if !errors.Is(err, ErrConfig) {
+				t.Errorf("errors.Is(err, ErrConfig) = false")
+			}
+			var ce *ConfigError
+			if !errors.As(err, &ce) || ce.Line == 0 {
+				t.Errorf("no *ConfigError with a line in %v", err)
+			}
+		})
+	}
+}
+
+func TestLoadConfigMissingFile(t *testing.T) {
+	_, err := LoadConfig(filepath.Join(t.TempDir(), "nope.yaml"))
+	if !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("got %v, want a wrapped os.ErrNotExist", err)
+	}
+}
+
+func TestExampleConfigIsValid(t *testing.T) {
+	cfg, err := LoadConfig("../examples/reach.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ep := range cfg.Endpoints {
+		a, ok := ep.Target.Addr()
+		if ep.Target.Host != "localhost" && (!ok || !a.IsLoopback()) {
+			t.Errorf("example endpoint %s targets %s; examples must stay on loopback", ep.Name, ep.Target)
+		}
+	}
+}
+
+func FuzzParseConfig(f *testing.F) {
+	files, _ := filepath.Glob("testdata/*.yaml")
+	files = append(files, "../examples/reach.yaml")
+	for _, name := range files {
+		if b, err := os.ReadFile(name); err == nil {
+			f.Add(b)
+		}
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg, err := ParseConfig("fuzz.yaml", data)
+		if err != nil {
+			if cfg != nil || !errors.Is(err, ErrConfig) {
+				t.Fatalf("error %v with config %v, or not an ErrConfig", err, cfg)
+			}
+			if strings.TrimSpace(err.Error()) == "" {
+				t.Fatal("empty error message")
+			}
+			return
+		}
+		seen := map[string]bool{}
+		for _, ep := range cfg.Endpoints {
+			if seen[ep.Name] || !validName.MatchString(ep.Name) {
+				t.Fatalf("bad or duplicate name %q accepted", ep.Name)
+			}
+			seen[ep.Name] = true
+			if ep.Interval < MinInterval || ep.Timeout <= 0 || ep.Timeout > ep.Interval || ep.Target.Port == 0 {
+				t.Fatalf("accepted invalid endpoint %+v", ep)
+			}
+		}
+		if len(cfg.Endpoints) == 0 || cfg.Alerts.Rise < 1 || cfg.Alerts.Fall < 1 {
+			t.Fatalf("accepted %+v", cfg)
+		}
+	})
+}

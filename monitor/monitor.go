@@ -1,0 +1,561 @@
+package monitor
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/reach-tools/reach/probe"
+	"github.com/reach-tools/reach/target"
+)
+
+// Defaults for Options.
+const (
+	DefaultConcurrency   = 512
+	DefaultFlushInterval = time.Second
+	DefaultBatchSize     = 5000
+	DefaultDiagnoseLimit = 4
+	diagnoseTimeout      = 30 * time.Second
+)
+
+// Options configure a Monitor. The zero value of each field is a working default.
+type Options struct {
+	// Store keeps history; nil keeps state in memory only.
+	Store *Store
+	// Diagnoser explains each transition to down; nil skips diagnosis.
+	Diagnoser Diagnoser
+	// Notifier is told of state changes (after diagnosis); nil tells nobody.
+	Notifier Notifier
+	// Metrics, when set, are updated with every result.
+	Metrics *Metrics
+	// Probe runs one probe; nil uses probe.Run.
+	Probe func(context.Context, target.Endpoint, probe.Options) probe.Result
+	// Dial is passed to every probe; nil dials directly.
+	Dial probe.DialFunc
+	// Concurrency bounds probes in flight (DefaultConcurrency).
+	Concurrency int
+	// FlushInterval and BatchSize bound a write batch: it is written when
+	// either is reached (DefaultFlushInterval, DefaultBatchSize).
+	FlushInterval time.Duration
+	BatchSize     int
+	// DiagnoseLimit bounds diagnoses running at once (DefaultDiagnoseLimit).
+	DiagnoseLimit int
+	Logger        *slog.Logger
+}
+
+// Notifier is told of state changes; it must not block.
+type Notifier interface {
+	Notify(Alert)
+}
+
+// Alert is a state change as announced to the outside.
+type Alert struct {
+	Endpoint string            `json:"endpoint"`
+	Source   string            `json:"source"`
+	Target   string            `json:"target"`
+	Labels   map[string]string `json:"labels,omitempty"`
+	State    State             `json:"state"`
+	Previous State             `json:"previous"`
+	Time     time.Time         `json:"time"`
+	Class    probe.Class       `json:"class"`
+	Errno    int               `json:"errno,omitempty"`
+	Cause    string            `json:"cause,omitempty"`
+	Verdict  string            `json:"verdict,omitempty"`
+	Findings []Finding         `json:"findings,omitempty"`
+}
+
+type key struct{ source, name string }
+
+// job is one scheduled endpoint.
+type job struct {
+	ep      Endpoint
+	due     time.Time
+	index   int  // in the heap; -1 when removed
+	running bool // a probe is in flight; guarded by Monitor.mu
+}
+
+type jobHeap []*job
+
+func (h jobHeap) Len() int           { return len(h) }
+func (h jobHeap) Less(i, j int) bool { return h[i].due.Before(h[j].due) }
+func (h jobHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i]; h[i].index = i; h[j].index = j }
+func (h *jobHeap) Push(x any)        { j := x.(*job); j.index = len(*h); *h = append(*h, j) }
+func (h *jobHeap) Pop() any {
+	old := *h
+	j := old[len(old)-1]
+	*h, j.index = old[:len(old)-1], -1
+	return j
+}
+
+type entry struct {
+	ep     Endpoint
+	status Status
+	seq    uint64 // Monitor.seq when status last changed
+}
+
+// Monitor probes endpoints on schedule and keeps their state. Create it
+// with New, start it with Run.
+type Monitor struct {
+	opt   Options
+	log   *slog.Logger
+	sem   chan struct{}
+	diag  chan struct{}
+	wake  chan struct{}
+	batch chan update
+
+	mu      sync.Mutex
+	alerts  Alerts
+	jobs    map[string]*job
+	queue   jobHeap
+	entries map[key]*entry
+	seq     uint64
+	changed chan struct{} // closed and replaced on every state change
+	stopped bool          // Run returned; batch is closed
+
+	wg sync.WaitGroup
+}
+
+// New builds a monitor for cfg, restoring state from the store.
+func New(ctx context.Context, cfg *Config, opt Options) (*Monitor, error) {
+	if opt.Concurrency <= 0 {
+		opt.Concurrency = DefaultConcurrency
+	}
+	if opt.FlushInterval <= 0 {
+		opt.FlushInterval = DefaultFlushInterval
+	}
+	if opt.BatchSize <= 0 {
+		opt.BatchSize = DefaultBatchSize
+	}
+	if opt.DiagnoseLimit <= 0 {
+		opt.DiagnoseLimit = DefaultDiagnoseLimit
+	}
+	if opt.Probe == nil {
+		opt.Probe = probe.Run
+	}
+	m := &Monitor{
+		opt:     opt,
+		log:     opt.Logger,
+		sem:     make(chan struct{}, opt.Concurrency),
+		diag:    make(chan struct{}, opt.DiagnoseLimit),
+		wake:    make(chan struct{}, 1),
+		batch:   make(chan update, 4*opt.BatchSize),
+		jobs:    map[string]*job{},
+		entries: map[key]*entry{},
+		changed: make(chan struct{}),
+	}
+	if m.log == nil {
+		m.log = slog.New(slog.DiscardHandler)
+	}
+	if opt.Store != nil {
+		states, err := opt.Store.States(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, st := range states {
+			m.entries[key{st.Source, st.Endpoint}] = &entry{status: st}
+		}
+	}
+	m.Reload(cfg)
+	return m, nil
+}
+
+// Reload applies a new configuration without losing state: endpoints that
+// stay keep their state, history and schedule; new ones start with a random
+// phase; removed ones stop (their history stays in the store).
+func (m *Monitor) Reload(cfg *Config) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.alerts = cfg.Alerts
+	now := time.Now()
+	keep := map[string]bool{}
+	for _, ep := range cfg.Endpoints {
+		keep[ep.Name] = true
+		e := m.entries[key{LocalSource, ep.Name}]
+		if e == nil {
+			e = &entry{status: Status{Endpoint: ep.Name, Source: LocalSource, State: StateUnknown, Since: now}}
+			m.entries[key{LocalSource, ep.Name}] = e
+		}
+		e.ep = ep
+		e.status.Target, e.status.Labels = ep.Target.String(), ep.Labels
+		if j := m.jobs[ep.Name]; j != nil {
+			j.ep = ep
+			if next := now.Add(ep.Interval); j.due.After(next) {
+				j.due = next
+				heap.Fix(&m.queue, j.index)
+			}
+			continue
+		}
+		// A random phase spreads the load over the interval.
+		j := &job{ep: ep, due: now.Add(rand.N(ep.Interval))}
+		m.jobs[ep.Name] = j
+		heap.Push(&m.queue, j)
+	}
+	for name, j := range m.jobs {
+		if !keep[name] {
+			heap.Remove(&m.queue, j.index)
+			delete(m.jobs, name)
+		}
+	}
+	for k := range m.entries {
+		if k.source == LocalSource && !keep[k.name] {
+			delete(m.entries, k)
+			m.opt.Metrics.forget(LocalSource, k.name)
+		}
+	}
+	m.notifyLocked()
+	select {
+	case m.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run probes until ctx ends, then waits for probes in flight and writes the
+// last batch.
+func (m *Monitor) Run(ctx context.Context) error {
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		m.writer(ctx)
+	}()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		m.mu.Lock()
+		wait := time.Hour
+		if len(m.queue) > 0 {
+			wait = time.Until(m.queue[0].due)
+		}
+		m.mu.Unlock()
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			m.wg.Wait()
+			m.mu.Lock()
+			m.stopped = true
+			close(m.batch)
+			m.mu.Unlock()
+			<-writerDone
+			return nil
+		case <-m.wake:
+			continue
+		case <-timer.C:
+		}
+		m.dispatch(ctx, time.Now())
+	}
+}
+
+// dispatch starts every probe that is due. It never waits for a probe: each
+// runs in its own goroutine, which waits for a concurrency slot itself.
+func (m *Monitor) dispatch(ctx context.Context, now time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for len(m.queue) > 0 && !m.queue[0].due.After(now) {
+		j := m.queue[0]
+		due := j.due
+		// Keep the phase; skip ticks missed while we were late.
+		for !j.due.After(now) {
+			j.due = j.due.Add(j.ep.Interval)
+		}
+		heap.Fix(&m.queue, 0)
+		if j.running {
+			continue // a probe longer than its interval; config forbids, but be safe
+		}
+		j.running = true
+		m.wg.Add(1)
+		go m.probe(ctx, j, j.ep, due)
+	}
+}
+
+func (m *Monitor) probe(ctx context.Context, j *job, ep Endpoint, due time.Time) {
+	defer m.wg.Done()
+	defer func() {
+		m.mu.Lock()
+		j.running = false
+		m.mu.Unlock()
+	}()
+	select {
+	case m.sem <- struct{}{}:
+	case <-ctx.Done():
+		return
+	}
+	defer func() { <-m.sem }()
+	start := time.Now()
+	if m.opt.Metrics != nil {
+		m.opt.Metrics.lateness.Observe(start.Sub(due).Seconds())
+	}
+	r := m.opt.Probe(ctx, ep.Target, probe.Options{Timeout: ep.Timeout, Dial: m.opt.Dial})
+	if ctx.Err() != nil && r.Class == probe.Canceled {
+		return // shutting down; says nothing about the endpoint
+	}
+	m.Observe(ctx, LocalSource, ep, start, r)
+}
+
+// Observe records one probe result for an endpoint: local probes call it, and
+// so can a hub receiving results from remote agents (with their own source).
+// It never blocks on the store, the doctor or alerts.
+func (m *Monitor) Observe(ctx context.Context, source string, ep Endpoint, at time.Time, r probe.Result) {
+	at = time.UnixMilli(at.UnixMilli()) // the store's resolution, so memory and store agree
+	s := sampleFrom(ep, source, at, r)
+	m.mu.Lock()
+	k := key{source, ep.Name}
+	e := m.entries[k]
+	if e == nil {
+		if source == LocalSource && m.jobs[ep.Name] == nil {
+			m.mu.Unlock()
+			return // removed by a reload while the probe ran
+		}
+		e = &entry{status: Status{Endpoint: ep.Name, Source: source, State: StateUnknown, Since: at}}
+		m.entries[k] = e
+	}
+	if source != LocalSource {
+		e.ep = ep
+		e.status.Target, e.status.Labels = ep.Target.String(), ep.Labels
+	}
+	st := &e.status
+	st.Last = s
+	if s.OK {
+		st.Oks, st.Fails = st.Oks+1, 0
+	} else {
+		st.Oks, st.Fails = 0, st.Fails+1
+	}
+	from := st.State
+	to := from
+	switch {
+	case s.OK && (from == StateUnknown || from == StateDown && st.Oks >= m.alerts.Rise):
+		to = StateUp
+	case !s.OK && from != StateDown && st.Fails >= m.alerts.Fall:
+		to = StateDown
+	}
+	if to != from {
+		st.State, st.Since = to, at
+		if to == StateUp {
+			st.Cause = ""
+		}
+	}
+	cause := st.Cause
+	m.seq++
+	e.seq = m.seq
+	m.enqueueLocked(*st, true)
+	changed := to != from && !m.stopped
+	if changed {
+		m.notifyLocked()
+		m.wg.Add(1)
+	}
+	m.mu.Unlock()
+
+	if mt := m.opt.Metrics; mt != nil {
+		l := []string{ep.Name, source}
+		mt.success.WithLabelValues(l...).Set(float64(boolInt(s.OK)))
+		mt.duration.WithLabelValues(l...).Observe(r.RTT.Seconds())
+		mt.up.WithLabelValues(l...).Set(stateValue(to))
+		if !s.OK {
+			if cause == "" {
+				cause = "undiagnosed"
+			}
+			mt.failures.WithLabelValues(ep.Name, source, string(r.Class), cause).Inc()
+		}
+		if to != from {
+			mt.transitions.WithLabelValues(ep.Name, source, string(to)).Inc()
+		}
+	}
+	if changed {
+		t := Transition{Endpoint: ep.Name, Source: source, Time: at, From: from, To: to, Class: r.Class, Errno: int(r.Errno)}
+		go m.transition(ctx, ep, t)
+	}
+}
+
+// transition records a state change, asks the doctor why when it is down,
+// and announces it. It runs off the probe path.
+func (m *Monitor) transition(ctx context.Context, ep Endpoint, t Transition) {
+	defer m.wg.Done()
+	ctx = context.WithoutCancel(ctx) // a change seen before shutdown is still recorded
+	var id int64
+	if m.opt.Store != nil {
+		var err error
+		if id, err = m.opt.Store.AddTransition(ctx, t); err != nil {
+			m.log.Error("record state change", "endpoint", t.Endpoint, "err", err)
+		}
+	}
+	m.log.Info("state change", "endpoint", t.Endpoint, "source", t.Source, "from", t.From, "to", t.To, "class", t.Class)
+	a := Alert{Endpoint: t.Endpoint, Source: t.Source, Target: ep.Target.String(), Labels: ep.Labels,
+		State: t.To, Previous: t.From, Time: t.Time, Class: t.Class, Errno: t.Errno}
+	if t.To == StateDown && m.opt.Diagnoser != nil {
+		d := m.diagnose(ctx, ep)
+		a.Cause, a.Verdict, a.Findings = d.Cause, d.Verdict, d.Findings
+		if id != 0 {
+			if err := m.opt.Store.SetDiagnosis(ctx, id, d); err != nil {
+				m.log.Error("store diagnosis", "endpoint", t.Endpoint, "err", err)
+			}
+		}
+		m.mu.Lock()
+		if e := m.entries[key{t.Source, t.Endpoint}]; e != nil && e.status.State == StateDown && e.status.Since.Equal(t.Time) {
+			e.status.Cause = d.Cause
+			m.seq++
+			e.seq = m.seq
+			m.notifyLocked()
+			m.enqueueLocked(e.status, false)
+		}
+		m.mu.Unlock()
+	}
+	if m.opt.Notifier != nil && !(t.From == StateUnknown && t.To == StateUp) {
+		m.opt.Notifier.Notify(a)
+	}
+}
+
+func (m *Monitor) diagnose(ctx context.Context, ep Endpoint) Diagnosis {
+	m.diag <- struct{}{}
+	defer func() { <-m.diag }()
+	ctx, cancel := context.WithTimeout(ctx, diagnoseTimeout)
+	defer cancel()
+	d, err := m.opt.Diagnoser.Diagnose(ctx, ep.Target)
+	if err != nil {
+		m.log.Warn("diagnose", "endpoint", ep.Name, "err", err)
+		d.Error = err.Error()
+		if d.Cause == "" {
+			d.Cause = "diagnosis-failed"
+		}
+	}
+	return d
+}
+
+// writer batches statuses and samples into the store.
+func (m *Monitor) writer(ctx context.Context) {
+	tick := time.NewTicker(m.opt.FlushInterval)
+	defer tick.Stop()
+	var samples []Sample
+	latest := map[key]Status{}
+	flush := func() {
+		if len(latest) == 0 {
+			return
+		}
+		statuses := make([]Status, 0, len(latest))
+		for _, st := range latest {
+			statuses = append(statuses, st)
+		}
+		// Write even while shutting down: this is the last batch.
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		err := m.opt.Store.Write(wctx, samples, statuses)
+		cancel()
+		if mt := m.opt.Metrics; mt != nil {
+			if err != nil {
+				mt.writeErrors.Inc()
+			} else {
+				mt.written.Add(float64(len(samples)))
+			}
+		}
+		if err != nil {
+			m.log.Error("write batch", "samples", len(samples), "err", err)
+		}
+		samples = samples[:0]
+		clear(latest)
+	}
+	for {
+		select {
+		case u, ok := <-m.batch:
+			if !ok {
+				flush()
+				return
+			}
+			if u.sample {
+				samples = append(samples, u.st.Last)
+			}
+			latest[key{u.st.Source, u.st.Endpoint}] = u.st
+			if len(samples) >= m.opt.BatchSize {
+				flush()
+			}
+		case <-tick.C:
+			flush()
+		}
+	}
+}
+
+// update is a status for the batch writer, with a new sample or without.
+type update struct {
+	st     Status
+	sample bool
+}
+
+// enqueueLocked hands a status (and, with sample, its last sample) to the
+// batch writer, dropping it rather than blocking when the store falls behind.
+func (m *Monitor) enqueueLocked(st Status, sample bool) {
+	if m.opt.Store == nil || m.stopped {
+		return
+	}
+	select {
+	case m.batch <- update{st, sample}:
+	default:
+		if m.opt.Metrics != nil {
+			m.opt.Metrics.dropped.Inc()
+		}
+	}
+}
+
+func (m *Monitor) notifyLocked() {
+	close(m.changed)
+	m.changed = make(chan struct{})
+}
+
+// Changed returns a channel closed at the next state change (or reload).
+func (m *Monitor) Changed() <-chan struct{} {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.changed
+}
+
+// Statuses returns every endpoint's status, sorted by source then name.
+func (m *Monitor) Statuses() []Status {
+	out, _ := m.StatusesSince(0)
+	return out
+}
+
+// StatusesSince returns the statuses that changed after seq, and the
+// sequence number to pass next time. seq 0 returns all.
+func (m *Monitor) StatusesSince(seq uint64) ([]Status, uint64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []Status
+	for _, e := range m.entries {
+		if e.seq > seq || seq == 0 {
+			out = append(out, e.status)
+		}
+	}
+	slices.SortFunc(out, func(a, b Status) int {
+		if a.Source != b.Source {
+			if a.Source < b.Source {
+				return -1
+			}
+			return 1
+		}
+		if a.Endpoint < b.Endpoint {
+			return -1
+		}
+		if a.Endpoint > b.Endpoint {
+			return 1
+		}
+		return 0
+	})
+	return out, m.seq
+}
+
+// ErrNoEndpoint is returned for an endpoint the monitor does not know.
+var ErrNoEndpoint = errors.New("monitor: no such endpoint")
+
+// Status returns one endpoint's status.
+func (m *Monitor) Status(source, name string) (Status, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e := m.entries[key{source, name}]
+	if e == nil {
+		return Status{}, fmt.Errorf("%w: %s (source %s)", ErrNoEndpoint, name, source)
+	}
+	return e.status, nil
+}
+
+// Store returns the store the monitor writes to (nil when none).
+func (m *Monitor) Store() *Store { return m.opt.Store }

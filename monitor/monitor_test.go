@@ -1,0 +1,323 @@
+package monitor
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/reach-tools/reach/probe"
+	"github.com/reach-tools/reach/target"
+)
+
+func ep(name string, port uint16, interval time.Duration) Endpoint {
+	return Endpoint{Name: name, Target: target.Endpoint{Host: "127.0.0.1", Port: port}, Interval: interval, Timeout: interval, Expect: ExpectOpen}
+}
+
+// fakeProber answers by port: port 1 hangs until the timeout, others are open.
+type fakeProber struct {
+	mu       sync.Mutex
+	count    map[string]int
+	inFlight atomic.Int32
+	maxIn    atomic.Int32
+}
+
+func (f *fakeProber) probe(ctx context.Context, e target.Endpoint, opt probe.Options) probe.Result {
+	n := f.inFlight.Add(1)
+	defer f.inFlight.Add(-1)
+	for {
+		m := f.maxIn.Load()
+		if n <= m || f.maxIn.CompareAndSwap(m, n) {
+			break
+		}
+	}
+	f.mu.Lock()
+	f.count[e.String()]++
+	f.mu.Unlock()
+	if e.Port == 1 {
+		select {
+		case <-time.After(opt.Timeout):
+			return probe.Result{Endpoint: e, Class: probe.Timeout, RTT: opt.Timeout}
+		case <-ctx.Done():
+			return probe.Result{Endpoint: e, Class: probe.Canceled}
+		}
+	}
+	time.Sleep(time.Millisecond)
+	return probe.Result{Endpoint: e, Class: probe.Open, RTT: time.Millisecond}
+}
+
+func (f *fakeProber) n(e Endpoint) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.count[e.Target.String()]
+}
+
+func runFor(t *testing.T, m *Monitor, d time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error)
+	go func() { done <- m.Run(ctx) }()
+	time.Sleep(d)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSlowEndpointNeverDelaysOthers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeProber{count: map[string]int{}}
+		slow := ep("slow", 1, time.Second) // hangs until its timeout every time
+		slow.Timeout = 900 * time.Millisecond
+		fast := ep("fast", 2, 100*time.Millisecond)
+		slow2 := slow
+		slow2.Name, slow2.Target.Host = "slow2", "127.0.0.2"
+		m, err := New(t.Context(), &Config{Endpoints: []Endpoint{slow, slow2, fast}, Alerts: Alerts{Rise: 1, Fall: 1}},
+			Options{Probe: f.probe, Concurrency: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		runFor(t, m, 10*time.Second)
+		// Fake time is exact: every 100ms tick ran, whatever the slow ones did.
+		if n := f.n(fast); n < 99 || n > 100 {
+			t.Errorf("fast endpoint probed %d times in 10s at 100ms; want 99-100", n)
+		}
+		if n := f.n(slow); n < 9 || n > 10 {
+			t.Errorf("slow endpoint probed %d times in 10s; want 9-10", n)
+		}
+		st, _ := m.Status(LocalSource, "slow")
+		if st.State != StateDown || st.Last.Class != probe.Timeout {
+			t.Errorf("slow status = %+v", st)
+		}
+		if st, _ := m.Status(LocalSource, "fast"); st.State != StateUp {
+			t.Errorf("fast status = %+v", st)
+		}
+	})
+}
+
+func TestConcurrencyIsBounded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeProber{count: map[string]int{}}
+		var eps []Endpoint
+		for i := range 20 {
+			e := ep("e"+string(rune('a'+i)), 1, time.Second)
+			e.Target.Host = "127.0.0." + string(rune('1'+i%9))
+			e.Target.Port = 1
+			e.Name = e.Name + e.Target.Host
+			eps = append(eps, e)
+		}
+		m, err := New(t.Context(), &Config{Endpoints: eps, Alerts: Alerts{Rise: 1, Fall: 1}}, Options{Probe: f.probe, Concurrency: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		runFor(t, m, 5*time.Second)
+		if got := f.maxIn.Load(); got != 3 {
+			t.Errorf("max probes in flight = %d, want 3", got)
+		}
+	})
+}
+
+// recorder is a Notifier and a Diagnoser that remembers what it was told.
+type recorder struct {
+	mu     sync.Mutex
+	alerts []Alert
+	diags  int
+}
+
+func (r *recorder) Notify(a Alert) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.alerts = append(r.alerts, a)
+}
+
+func (r *recorder) Diagnose(ctx context.Context, e target.Endpoint) (Diagnosis, error) {
+	r.mu.Lock()
+	r.diags++
+	r.mu.Unlock()
+	return Diagnosis{Cause: "not-listening", Verdict: "nothing listens on " + e.String(),
+		Findings: []Finding{{Issue: "Server not running", Evidence: "no socket on " + e.String(), Fix: "start it"}}}, nil
+}
+
+func (r *recorder) snapshot() []Alert {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Alert(nil), r.alerts...)
+}
+
+func TestRiseFallAndAlerts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := &recorder{}
+		e := ep("db", 5432, time.Second)
+		m, err := New(t.Context(), &Config{Endpoints: []Endpoint{e}, Alerts: Alerts{Rise: 2, Fall: 3}}, Options{Notifier: rec, Diagnoser: rec})
+		if err != nil {
+			t.Fatal(err)
+		}
+		open := probe.Result{Class: probe.Open, RTT: time.Millisecond}
+		refused := probe.Result{Class: probe.Refused, Errno: 111}
+		steps := []struct {
+			r    probe.Result
+			want State
+		}{
+			{open, StateUp},                                         // unknown -> up on the first success, without an alert
+			{refused, StateUp}, {refused, StateUp}, {open, StateUp}, // a blip below fall
+			{refused, StateUp}, {refused, StateUp}, {refused, StateDown}, // fall = 3
+			{open, StateDown}, {refused, StateDown}, {open, StateDown}, {open, StateUp}, // rise = 2
+		}
+		for i, s := range steps {
+			m.Observe(t.Context(), LocalSource, e, time.Now(), s.r)
+			synctest.Wait()
+			st, _ := m.Status(LocalSource, "db")
+			if st.State != s.want {
+				t.Fatalf("step %d: state %s, want %s", i, st.State, s.want)
+			}
+			if i == 6 && st.Cause != "not-listening" {
+				t.Errorf("down status has cause %q, want the doctor's", st.Cause)
+			}
+			time.Sleep(time.Second)
+		}
+		m.wg.Wait()
+		alerts := rec.snapshot()
+		if len(alerts) != 2 {
+			t.Fatalf("got %d alerts, want 2 (down, up): %+v", len(alerts), alerts)
+		}
+		down, up := alerts[0], alerts[1]
+		if down.State != StateDown || down.Previous != StateUp || down.Class != probe.Refused || down.Errno != 111 ||
+			down.Cause != "not-listening" || len(down.Findings) != 1 || down.Target != "127.0.0.1:5432" {
+			t.Errorf("down alert = %+v", down)
+		}
+		if up.State != StateUp || up.Cause != "" || rec.diags != 1 {
+			t.Errorf("up alert = %+v, %d diagnoses", up, rec.diags)
+		}
+	})
+}
+
+func TestExpectClosedAndLatencyThreshold(t *testing.T) {
+	closed := ep("telnet", 23, time.Second)
+	closed.Expect = ExpectClosed
+	slow := ep("api", 80, time.Second)
+	slow.LatencyThreshold = 100 * time.Millisecond
+	for _, c := range []struct {
+		ep   Endpoint
+		r    probe.Result
+		want bool
+	}{
+		{closed, probe.Result{Class: probe.Refused}, true},
+		{closed, probe.Result{Class: probe.Timeout}, true},
+		{closed, probe.Result{Class: probe.Open}, false},
+		{slow, probe.Result{Class: probe.Open, RTT: 99 * time.Millisecond}, true},
+		{slow, probe.Result{Class: probe.Open, RTT: 101 * time.Millisecond}, false},
+		{slow, probe.Result{Class: probe.Reset}, false},
+	} {
+		if got := healthy(c.ep, c.r); got != c.want {
+			t.Errorf("healthy(%s, %s %v) = %v, want %v", c.ep.Name, c.r.Class, c.r.RTT, got, c.want)
+		}
+	}
+}
+
+func TestReloadKeepsState(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeProber{count: map[string]int{}}
+		a, b := ep("a", 2, time.Second), ep("b", 3, time.Second)
+		cfg := &Config{Endpoints: []Endpoint{a, b}, Alerts: Alerts{Rise: 1, Fall: 1}}
+		m, err := New(t.Context(), cfg, Options{Probe: f.probe})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error)
+		go func() { done <- m.Run(ctx) }()
+		time.Sleep(3 * time.Second)
+		before, _ := m.Status(LocalSource, "a")
+		na := f.n(a)
+		a2 := a
+		a2.Interval = 500 * time.Millisecond
+		a2.Timeout = 500 * time.Millisecond
+		c := ep("c", 4, time.Second)
+		m.Reload(&Config{Endpoints: []Endpoint{a2, c}, Alerts: Alerts{Rise: 1, Fall: 1}})
+		time.Sleep(3 * time.Second)
+		cancel()
+		<-done
+		after, _ := m.Status(LocalSource, "a")
+		if before.State != StateUp || after.State != StateUp || !after.Since.Equal(before.Since) {
+			t.Errorf("state across reload: before %+v after %+v", before, after)
+		}
+		if got := f.n(a) - na; got < 5 || got > 7 {
+			t.Errorf("a probed %d times in 3s after its interval became 500ms; want 5-7", got)
+		}
+		if _, err := m.Status(LocalSource, "b"); !errors.Is(err, ErrNoEndpoint) {
+			t.Errorf("removed endpoint b still has a status (%v)", err)
+		}
+		if st, _ := m.Status(LocalSource, "c"); st.State != StateUp {
+			t.Errorf("added endpoint c = %+v", st)
+		}
+	})
+}
+
+// A real monitor with a real store on real loopback sockets: the state and
+// its "since" carry on across a restart, and the down transition has the
+// doctor's diagnosis.
+func TestMonitorSurvivesRestart(t *testing.T) {
+	forEachStore(t, func(t *testing.T, dsn string) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := uint16(ln.Addr().(*net.TCPAddr).Port)
+		ln.Close() // refused from now on
+		e := ep("gone", port, 50*time.Millisecond)
+		cfg := &Config{Endpoints: []Endpoint{e}, Alerts: Alerts{Rise: 1, Fall: 2}}
+		rec := &recorder{}
+
+		s := openTestStore(t, dsn)
+		m, err := New(t.Context(), cfg, Options{Store: s, Diagnoser: rec, FlushInterval: 20 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error)
+		go func() { done <- m.Run(ctx) }()
+		waitFor(t, 10*time.Second, func() bool {
+			st, _ := m.Status(LocalSource, "gone")
+			return st.State == StateDown && st.Cause != ""
+		})
+		cancel()
+		<-done
+		first, _ := m.Status(LocalSource, "gone")
+
+		m2, err := New(t.Context(), cfg, Options{Store: openTestStore(t, dsn)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := m2.Status(LocalSource, "gone")
+		if got.State != StateDown || !got.Since.Equal(first.Since) || got.Cause != "not-listening" || got.Last.Class != probe.Refused {
+			t.Errorf("after restart: %+v\nbefore: %+v", got, first)
+		}
+		ts, err := s.Transitions(t.Context(), LocalSource, "gone", 5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ts) != 1 || ts[0].To != StateDown || ts[0].Diagnosis == nil || ts[0].Diagnosis.Cause != "not-listening" {
+			t.Errorf("transitions = %+v", ts)
+		}
+		u, err := s.Uptime(t.Context(), LocalSource, "gone", time.Now().Add(-time.Hour))
+		if err != nil || u.Total < 2 || u.OK != 0 {
+			t.Errorf("uptime = %+v, %v", u, err)
+		}
+	})
+}
+
+// waitFor polls a condition on real time, for tests on real sockets.
+func waitFor(t *testing.T, limit time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %v", limit)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

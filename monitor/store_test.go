@@ -1,0 +1,267 @@
+package monitor
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/reach-tools/reach/probe"
+)
+
+// forEachStore runs one test suite against SQLite (a file in t.TempDir) and
+// PostgreSQL (REACH_TEST_POSTGRES; scripts/test starts one), each test on a
+// fresh database whose DSN it gets; open it again to act as a restarted process.
+func forEachStore(t *testing.T, test func(t *testing.T, dsn string)) {
+	t.Run("sqlite", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "reach.db")
+		test(t, path)
+	})
+	t.Run("postgres", func(t *testing.T) {
+		dsn := os.Getenv("REACH_TEST_POSTGRES")
+		if dsn == "" {
+			if os.Getenv("CI") != "" {
+				t.Fatal("REACH_TEST_POSTGRES is not set; in CI the PostgreSQL store must be tested (scripts/test starts one with scripts/pg-start)")
+			}
+			t.Skip("REACH_TEST_POSTGRES not set; run scripts/pg-start and export its DSN")
+		}
+		// Each test gets its own schema, dropped afterwards.
+		b := make([]byte, 6)
+		rand.Read(b)
+		schema := "reach_test_" + hex.EncodeToString(b)
+		db, err := sql.Open("pgx", dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		if _, err := db.Exec("CREATE SCHEMA " + schema); err != nil {
+			t.Fatalf("create schema: %v", err)
+		}
+		t.Cleanup(func() { db.Exec("DROP SCHEMA " + schema + " CASCADE") })
+		sep := "?"
+		if containsQuery(dsn) {
+			sep = "&"
+		}
+		test(t, dsn+sep+"search_path="+schema)
+	})
+}
+
+func containsQuery(s string) bool {
+	for _, c := range s {
+		if c == '?' {
+			return true
+		}
+	}
+	return false
+}
+
+func openTestStore(t *testing.T, dsn string) *Store {
+	t.Helper()
+	s, err := OpenStore(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestStoreRoundTrip(t *testing.T) {
+	forEachStore(t, func(t *testing.T, dsn string) {
+		open := func() *Store { return openTestStore(t, dsn) }
+		ctx := context.Background()
+		s := open()
+		t0 := time.UnixMilli(time.Now().Add(-30*time.Minute).UnixMilli() / 60000 * 60000)
+		var samples []Sample
+		for i := range 60 {
+			ok := i%4 != 0
+			class := probe.Open
+			if !ok {
+				class = probe.Refused
+			}
+			samples = append(samples, Sample{Endpoint: "db", Source: LocalSource, Time: t0.Add(time.Duration(i) * 10 * time.Second),
+				OK: ok, Class: class, RTT: time.Duration(i+1) * time.Millisecond})
+		}
+		samples = append(samples, Sample{Endpoint: "db", Source: "agent-1", Time: t0, OK: false, Class: probe.Timeout, RTT: 2 * time.Second})
+		st := Status{Endpoint: "db", Source: LocalSource, State: StateDown, Since: t0.Add(5 * time.Minute), Last: samples[59], Fails: 1, Cause: "not-listening"}
+		if err := s.Write(ctx, samples, []Status{st}); err != nil {
+			t.Fatal(err)
+		}
+		st.Fails = 2
+		if err := s.Write(ctx, nil, []Status{st}); err != nil {
+			t.Fatal(err)
+		}
+
+		// A new Store on the same database sees everything: state survives restarts.
+		s = open()
+		states, err := s.States(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(states) != 1 {
+			t.Fatalf("got %d states, want 1", len(states))
+		}
+		got := states[0]
+		if got.State != StateDown || !got.Since.Equal(st.Since) || got.Fails != 2 || got.Cause != "not-listening" ||
+			got.Last.RTT != 60*time.Millisecond || !got.Last.OK || got.Last.Class != probe.Open {
+			t.Errorf("state = %+v", got)
+		}
+
+		u, err := s.Uptime(ctx, LocalSource, "db", t0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if u.Total != 60 || u.OK != 45 {
+			t.Errorf("uptime = %+v, want 45/60", u)
+		}
+		all, err := s.Uptimes(ctx, t0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if all[uptimeKey{"agent-1", "db"}] != (Uptime{OK: 0, Total: 1}) || all[uptimeKey{LocalSource, "db"}] != u {
+			t.Errorf("uptimes = %v", all)
+		}
+
+		pts, err := s.Latency(ctx, LocalSource, "db", t0, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(pts) != 10 {
+			t.Fatalf("got %d points, want 10 one-minute buckets", len(pts))
+		}
+		// First minute: samples 0..5, RTTs 1..6ms, samples 0 and 4 failed.
+		if p := pts[0]; !p.Time.Equal(t0) || p.N != 6 || p.OK != 4 || p.MaxRTT != 6*time.Millisecond || p.AvgRTT != 3500*time.Microsecond {
+			t.Errorf("first point = %+v", p)
+		}
+	})
+}
+
+func TestStoreTransitions(t *testing.T) {
+	forEachStore(t, func(t *testing.T, dsn string) {
+		open := func() *Store { return openTestStore(t, dsn) }
+		ctx := context.Background()
+		s := open()
+		t0 := time.UnixMilli(time.Now().UnixMilli())
+		id1, err := s.AddTransition(ctx, Transition{Endpoint: "db", Source: LocalSource, Time: t0, From: StateUnknown, To: StateUp, Class: probe.Open})
+		if err != nil {
+			t.Fatal(err)
+		}
+		id2, err := s.AddTransition(ctx, Transition{Endpoint: "db", Source: LocalSource, Time: t0.Add(time.Second), From: StateUp, To: StateDown, Class: probe.Refused, Errno: 111})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if id1 == id2 {
+			t.Fatalf("ids %d and %d", id1, id2)
+		}
+		d := Diagnosis{Cause: "not-listening", Verdict: "nothing listens on 127.0.0.1:5432",
+			Findings: []Finding{{Check: "sockets", Issue: "Server not running", Evidence: "no socket on :5432", Fix: "start it"}},
+			Report:   []byte(`{"verdict":"x"}`)}
+		if err := s.SetDiagnosis(ctx, id2, d); err != nil {
+			t.Fatal(err)
+		}
+		ts, err := open().Transitions(ctx, LocalSource, "db", 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ts) != 2 || ts[0].ID != id2 || ts[1].ID != id1 {
+			t.Fatalf("transitions = %+v", ts)
+		}
+		g := ts[0]
+		if g.To != StateDown || g.Errno != 111 || g.Diagnosis == nil || g.Diagnosis.Cause != "not-listening" ||
+			len(g.Diagnosis.Findings) != 1 || g.Diagnosis.Findings[0] != d.Findings[0] || string(g.Diagnosis.Report) != `{"verdict":"x"}` {
+			t.Errorf("down transition = %+v diag %+v", g, g.Diagnosis)
+		}
+		if ts[1].Diagnosis != nil {
+			t.Errorf("up transition has a diagnosis")
+		}
+	})
+}
+
+func TestStoreCompact(t *testing.T) {
+	forEachStore(t, func(t *testing.T, dsn string) {
+		open := func() *Store { return openTestStore(t, dsn) }
+		ctx := context.Background()
+		s := open()
+		now := time.UnixMilli(time.Now().UnixMilli() / RollupWidth.Milliseconds() * RollupWidth.Milliseconds())
+		var samples []Sample
+		// 3 days of one sample a minute; every 10th failed.
+		for i := range 3 * 24 * 60 {
+			samples = append(samples, Sample{Endpoint: "api", Source: LocalSource, Time: now.Add(-time.Duration(i+1) * time.Minute),
+				OK: i%10 != 0, Class: probe.Open, RTT: time.Duration(i%7+1) * time.Millisecond})
+		}
+		if err := s.Write(ctx, samples, nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.AddTransition(ctx, Transition{Endpoint: "api", Source: LocalSource, Time: now.Add(-50 * time.Hour), From: StateUp, To: StateDown, Class: probe.Refused}); err != nil {
+			t.Fatal(err)
+		}
+		before, err := s.Uptime(ctx, LocalSource, "api", now.Add(-48*time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		beforeMax, err := s.Latency(ctx, LocalSource, "api", now.Add(-48*time.Hour), 24*time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Compact(ctx, now, time.Hour, 48*time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		// Compacting twice changes nothing.
+		if err := s.Compact(ctx, now, time.Hour, 48*time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		after, err := s.Uptime(ctx, LocalSource, "api", now.Add(-48*time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if after != before || after.Total != 48*60 {
+			t.Errorf("uptime over 48h: before %+v, after %+v; want 2880 probes either way", before, after)
+		}
+		afterMax, err := s.Latency(ctx, LocalSource, "api", now.Add(-48*time.Hour), 24*time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var nb, na int64
+		for _, p := range beforeMax {
+			nb += p.N
+		}
+		for _, p := range afterMax {
+			na += p.N
+		}
+		if nb != na || len(afterMax) == 0 || afterMax[0].MaxRTT != 7*time.Millisecond {
+			t.Errorf("latency before %+v after %+v", beforeMax, afterMax)
+		}
+		// Raw samples only for the last hour; nothing older than 48h.
+		var raw, old int
+		s.db.QueryRow(`SELECT COUNT(*) FROM samples`).Scan(&raw)
+		s.db.QueryRow(s.q(`SELECT COUNT(*) FROM rollups WHERE bucket < ?`), now.Add(-48*time.Hour).UnixMilli()).Scan(&old)
+		if raw != 60 || old != 0 {
+			t.Errorf("%d raw samples (want 60), %d rollups past retention (want 0)", raw, old)
+		}
+		if ts, _ := s.Transitions(ctx, LocalSource, "api", 10); len(ts) != 0 {
+			t.Errorf("transitions past retention kept: %+v", ts)
+		}
+	})
+}
+
+func TestStoreMigrationsIdempotent(t *testing.T) {
+	forEachStore(t, func(t *testing.T, dsn string) {
+		open := func() *Store { return openTestStore(t, dsn) }
+		s := open()
+		open()
+		var v int
+		if err := s.db.QueryRow(`SELECT MAX(version) FROM schema_migrations`).Scan(&v); err != nil || v != len(migrations) {
+			t.Errorf("schema version %d (%v), want %d", v, err, len(migrations))
+		}
+		if _, err := s.db.Exec(s.q(`INSERT INTO schema_migrations (version, applied) VALUES (?, 0)`), len(migrations)+1); err != nil {
+			t.Fatal(err)
+		}
+		_, err := OpenStore(context.Background(), dsn)
+		if err == nil {
+			t.Fatal("a database from a newer reach was accepted")
+		}
+	})
+}

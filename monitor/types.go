@@ -1,0 +1,103 @@
+package monitor
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/reach-tools/reach/probe"
+	"github.com/reach-tools/reach/target"
+)
+
+// LocalSource names results probed by this process.
+const LocalSource = "local"
+
+// State is an endpoint's standing after rise/fall hysteresis.
+type State string
+
+const (
+	StateUnknown State = "unknown" // no verdict yet
+	StateUp      State = "up"
+	StateDown    State = "down"
+)
+
+// Sample is one probe outcome as stored.
+type Sample struct {
+	Endpoint string        `json:"endpoint"`
+	Source   string        `json:"source"`
+	Time     time.Time     `json:"time"`
+	OK       bool          `json:"ok"` // healthy by the endpoint's expect and latency threshold
+	Class    probe.Class   `json:"class"`
+	Errno    int           `json:"errno,omitempty"`
+	RTT      time.Duration `json:"rtt_ns"`
+}
+
+// Status is where an endpoint stands now.
+type Status struct {
+	Endpoint string            `json:"endpoint"`
+	Source   string            `json:"source"`
+	Target   string            `json:"target,omitempty"`
+	Labels   map[string]string `json:"labels,omitempty"`
+	State    State             `json:"state"`
+	Since    time.Time         `json:"since"`
+	Last     Sample            `json:"last"`
+	Oks      int               `json:"consecutive_ok"`   // consecutive healthy results
+	Fails    int               `json:"consecutive_fail"` // consecutive unhealthy results
+	Cause    string            `json:"cause,omitempty"`  // the doctor's cause id while down
+}
+
+// Transition is a change of state, with the doctor's diagnosis when the
+// endpoint went down.
+type Transition struct {
+	ID        int64       `json:"id"`
+	Endpoint  string      `json:"endpoint"`
+	Source    string      `json:"source"`
+	Time      time.Time   `json:"time"`
+	From      State       `json:"from"`
+	To        State       `json:"to"`
+	Class     probe.Class `json:"class"`
+	Errno     int         `json:"errno,omitempty"`
+	Diagnosis *Diagnosis  `json:"diagnosis,omitempty"`
+}
+
+// Finding is one row of the doctor's table.
+type Finding struct {
+	Check    string `json:"check,omitempty"`
+	Issue    string `json:"issue"`
+	Evidence string `json:"evidence,omitempty"`
+	Fix      string `json:"fix,omitempty"`
+}
+
+// Diagnosis is what a Diagnoser found out about a failing endpoint.
+type Diagnosis struct {
+	Cause    string          `json:"cause"` // stable cause id, e.g. "not-listening"
+	Verdict  string          `json:"verdict,omitempty"`
+	Findings []Finding       `json:"findings,omitempty"`
+	Report   json.RawMessage `json:"report,omitempty"` // the full report as data
+	Error    string          `json:"error,omitempty"`  // set when the diagnosis itself failed
+}
+
+// Diagnoser explains why an endpoint cannot be reached; the doctor
+// implements it. Monitor calls it once per transition to down.
+type Diagnoser interface {
+	Diagnose(ctx context.Context, ep target.Endpoint) (Diagnosis, error)
+}
+
+// DiagnoserFunc adapts a function to Diagnoser.
+type DiagnoserFunc func(ctx context.Context, ep target.Endpoint) (Diagnosis, error)
+
+// Diagnose calls f.
+func (f DiagnoserFunc) Diagnose(ctx context.Context, ep target.Endpoint) (Diagnosis, error) {
+	return f(ctx, ep)
+}
+
+// healthy judges a probe result by what the endpoint expects.
+func healthy(ep Endpoint, r probe.Result) bool {
+	if ep.Expect == ExpectClosed {
+		return r.Class != probe.Open
+	}
+	if r.Class != probe.Open {
+		return false
+	}
+	return ep.LatencyThreshold <= 0 || r.RTT <= ep.LatencyThreshold
+}
