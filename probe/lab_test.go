@@ -27,6 +27,8 @@ type site struct {
 	client, server *netlab.Host
 	clientAddr     netip.Addr
 	serverAddr     netip.Addr
+	router         *netlab.Host // only on routed sites
+	gateway        netip.Addr   // the router's address on the client's link
 }
 
 // serve runs fn for each connection accepted on the server's link address and
@@ -91,6 +93,19 @@ func (s *site) nftInput(t *testing.T, verdict string) target.Endpoint {
 	})
 }
 
+// route puts a forwarding router between client and server, each on its own
+// subnet, with routes both ways through it (and nowhere else).
+func (s *site) route(t *testing.T) {
+	t.Helper()
+	s.router = s.lab.Host("router")
+	var viaServer netip.Addr
+	s.clientAddr, s.gateway = s.lab.Link(s.client, s.router)
+	viaServer, s.serverAddr = s.lab.Link(s.router, s.server)
+	s.router.Sysctl(t, "net.ipv4.ip_forward", "1")
+	s.client.AddRoute(t, netip.PrefixFrom(s.serverAddr, 24).Masked().String(), "via", s.gateway.String())
+	s.server.AddRoute(t, netip.PrefixFrom(s.clientAddr, 24).Masked().String(), "via", viaServer.String())
+}
+
 // exhaustPorts leaves the client a single ephemeral port and uses it for a
 // connection to ep, so the next connect to ep has no local port left.
 func (s *site) exhaustPorts(t *testing.T, ep target.Endpoint) {
@@ -112,11 +127,12 @@ const (
 )
 
 type labCase struct {
-	name  string
-	v6    bool
-	setup func(t *testing.T, s *site) (target.Endpoint, probe.Options)
-	want  probe.Class
-	errno syscall.Errno // 0: no errno behind the class
+	name   string
+	v6     bool
+	routed bool // client and server on different subnets, a router between
+	setup  func(t *testing.T, s *site) (target.Endpoint, probe.Options)
+	want   probe.Class
+	errno  syscall.Errno // 0: no errno behind the class
 }
 
 var labCases = []labCase{
@@ -269,6 +285,50 @@ var labCases = []labCase{
 		want: probe.LocalError, errno: syscall.EADDRNOTAVAIL,
 	},
 
+	// Through a router: the answers come from the router, not the target.
+	{
+		name: "routed-open", routed: true,
+		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
+			return s.serve(t, idle), probe.Options{Timeout: quick}
+		},
+		want: probe.Open,
+	},
+	{
+		name: "routed-host-unreachable-host-down-behind-router", routed: true,
+		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
+			// The router's neighbour discovery fails and it answers ICMP host-unreachable.
+			return target.FromAddrPort(netip.AddrPortFrom(s.lab.Unowned(t, s.serverAddr), 80)), probe.Options{Timeout: arp}
+		},
+		want: probe.HostUnreachable, errno: syscall.EHOSTUNREACH,
+	},
+	{
+		name: "routed-net-unreachable-router-has-no-route", routed: true,
+		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
+			// The client sends 198.19.0.0/16 to the router, which has no route for it.
+			s.client.AddRoute(t, "198.19.0.0/16", "via", s.gateway.String())
+			return target.Endpoint{Host: "198.19.7.7", Port: 80}, probe.Options{Timeout: quick}
+		},
+		want: probe.NetUnreachable, errno: syscall.ENETUNREACH,
+	},
+	{
+		name: "routed-timeout-router-drops", routed: true,
+		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
+			ep := s.serve(t, idle)
+			s.router.Iptables(t, "-A", "FORWARD", "-p", "tcp", "--dport", strconv.Itoa(int(ep.Port)), "-j", "DROP")
+			return ep, probe.Options{Timeout: dropped}
+		},
+		want: probe.Timeout,
+	},
+	{
+		name: "routed-host-unreachable-router-rejects-admin-prohibited", routed: true,
+		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
+			ep := s.serve(t, idle)
+			s.router.Iptables(t, "-A", "FORWARD", "-p", "tcp", "--dport", strconv.Itoa(int(ep.Port)), "-j", "REJECT", "--reject-with", "icmp-admin-prohibited")
+			return ep, probe.Options{Timeout: quick}
+		},
+		want: probe.HostUnreachable, errno: syscall.EHOSTUNREACH,
+	},
+
 	// IPv6: the same ladder over fd00::/64.
 	{
 		name: "v6-open", v6: true,
@@ -336,9 +396,12 @@ func TestClassesInLab(t *testing.T) {
 			t.Parallel()
 			lab := netlab.New(t)
 			s := &site{lab: lab, client: lab.Host("client"), server: lab.Host("server")}
-			if tc.v6 {
+			switch {
+			case tc.routed:
+				s.route(t)
+			case tc.v6:
 				s.clientAddr, s.serverAddr = lab.LinkV6(s.client, s.server)
-			} else {
+			default:
 				s.clientAddr, s.serverAddr = lab.Link(s.client, s.server)
 			}
 			ep, opt := tc.setup(t, s)
