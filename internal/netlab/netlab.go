@@ -180,11 +180,14 @@ func (l *Lab) link(a, b *Host, v6 bool) (netip.Addr, netip.Addr) {
 	l.mu.Unlock()
 
 	l.ip("link", "add", lk.ifname, "netns", a.name, "type", "veth", "peer", "name", lk.ifname, "netns", b.name)
+	// Up before addressing: an IPv6 address added to a down interface joins
+	// its solicited-node group late, and the first neighbour solicitation
+	// for it is lost (a 1 s stall on the first connection).
 	for i, addr := range []netip.Addr{addrA, addrB} {
+		l.ip("-n", lk.hosts[i].name, "link", "set", lk.ifname, "up")
 		if err := addAddr(lk.hosts[i], lk, addr); err != nil {
 			l.t.Fatalf("netlab: %v", err)
 		}
-		l.ip("-n", lk.hosts[i].name, "link", "set", lk.ifname, "up")
 	}
 	return addrA, addrB
 }
@@ -537,7 +540,9 @@ func (h *Host) DialContext(ctx context.Context, network, addr string) (net.Conn,
 // Resolver returns a pure-Go resolver whose every query goes from inside h to
 // nameserver, whatever /etc/resolv.conf says, so DNS tests stay in the lab.
 // A nameserver address where nothing listens makes lookups fail at once;
-// one dropped by a firewall makes them time out.
+// one dropped by a firewall makes them time out; ServeDNS answers. Go's error
+// messages still name the resolv.conf nameserver it meant to ask ("lookup x
+// on 10.0.0.53:53"), but no packet goes there.
 func (h *Host) Resolver(nameserver netip.AddrPort) *net.Resolver {
 	return &net.Resolver{
 		PreferGo: true,
