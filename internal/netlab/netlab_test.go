@@ -411,3 +411,36 @@ func TestSweepAbandonedLabs(t *testing.T) {
 		}
 	}
 }
+
+func TestServeDNS(t *testing.T) {
+	netlab.Require(t)
+	t.Parallel()
+	lab := netlab.New(t)
+	a, b := lab.Host("a"), lab.Host("b")
+	_, bAddr := lab.Link(a, b)
+	db4, db6 := netip.MustParseAddr("198.18.200.7"), netip.MustParseAddr("fd00::7")
+	ns := b.ServeDNS(t, bAddr, map[string][]netip.Addr{"DB.reach.test": {db4, db6}, "v4only.reach.test.": {db4}})
+	r := a.Resolver(ns)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	for _, tc := range []struct {
+		network, name string
+		want          []netip.Addr
+	}{
+		{"ip", "db.reach.test", []netip.Addr{db4, db6}},
+		{"ip4", "db.reach.test", []netip.Addr{db4}},
+		{"ip6", "db.reach.test.", []netip.Addr{db6}},
+		{"ip", "v4only.reach.test", []netip.Addr{db4}},
+	} {
+		got, err := r.LookupNetIP(ctx, tc.network, tc.name)
+		slices.SortFunc(got, netip.Addr.Compare)
+		if err != nil || !slices.Equal(got, tc.want) {
+			t.Errorf("lookup %s %s: %v, %v; want %v", tc.network, tc.name, got, err, tc.want)
+		}
+	}
+	_, err := r.LookupNetIP(ctx, "ip", "missing.reach.test")
+	var dnsErr *net.DNSError
+	if !errors.As(err, &dnsErr) || !dnsErr.IsNotFound {
+		t.Errorf("lookup of a missing name: %v, want NXDOMAIN (IsNotFound)", err)
+	}
+}
