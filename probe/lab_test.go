@@ -7,7 +7,9 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -251,6 +253,23 @@ var labCases = []labCase{
 		want: probe.DNS,
 	},
 	{
+		name: "dns-nxdomain",
+		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
+			ns := s.server.ServeDNS(t, s.serverAddr, map[string][]netip.Addr{"db.reach.test": {s.serverAddr}})
+			return target.Endpoint{Host: "typo.reach.test", Port: 5432}, probe.Options{Timeout: quick, Resolver: s.client.Resolver(ns)}
+		},
+		want: probe.DNS,
+	},
+	{
+		name: "open-by-name",
+		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
+			port := s.serve(t, idle).Port
+			ns := s.server.ServeDNS(t, s.serverAddr, map[string][]netip.Addr{"db.reach.test": {s.serverAddr}})
+			return target.Endpoint{Host: "db.reach.test", Port: port}, probe.Options{Timeout: quick, Resolver: s.client.Resolver(ns)}
+		},
+		want: probe.Open,
+	},
+	{
 		name: "dns-nameserver-silent",
 		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
 			// The nameserver's host drops DNS queries: the lookup runs out of time.
@@ -431,8 +450,11 @@ func TestClassesInLab(t *testing.T) {
 func checkResultError(t *testing.T, r probe.Result, ep target.Endpoint) {
 	t.Helper()
 	if r.Class == probe.Open {
-		if r.Err != nil || r.Addr.String() != ep.String() {
-			t.Errorf("open result: err %v, addr %v (want nil, %v)", r.Err, r.Addr, ep)
+		if r.Err != nil || r.Addr.Port() != ep.Port || !slices.Contains(r.Resolved, r.Addr.Addr()) {
+			t.Errorf("open result: err %v, addr %v, resolved %v (want nil, port %d, one of resolved)", r.Err, r.Addr, r.Resolved, ep.Port)
+		}
+		if _, literal := ep.Addr(); literal != (r.Lookup == 0) {
+			t.Errorf("lookup took %v for %s", r.Lookup, ep.Host)
 		}
 		return
 	}
@@ -450,6 +472,9 @@ func checkResultError(t *testing.T, r probe.Result, ep target.Endpoint) {
 		var dnsErr *net.DNSError
 		if !errors.As(r.Err, &dnsErr) || pe.Op != "lookup" || pe.Addr != ep.Host || r.Addr.IsValid() {
 			t.Errorf("dns failure: op %q addr %q result addr %v, chain %v; want lookup of %s with a *net.DNSError", pe.Op, pe.Addr, r.Addr, r.Err, ep.Host)
+		}
+		if strings.HasPrefix(ep.Host, "typo.") && !dnsErr.IsNotFound {
+			t.Errorf("a name the nameserver does not know: %v, want IsNotFound", dnsErr)
 		}
 		return
 	}
