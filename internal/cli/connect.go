@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
@@ -26,6 +27,7 @@ func newConnectCmd(env *Env) *cobra.Command {
 		attemptDelay, timeout, backoffMax  time.Duration
 		retries                            int
 		probeOnly, asJSON, quiet, readWait bool
+		verbose                            bool
 	)
 	cmd := &cobra.Command{
 		Use:   "connect TARGET...",
@@ -74,13 +76,16 @@ Exit status: 0 connected, 1 no target accepted, 2 usage error.`,
 				Backoff:      dial.Backoff{Max: backoffMax},
 				OnAttempt: func(a dial.Attempt) {
 					rep.add(a)
-					if !quiet && !asJSON && a.Class != probe.Open && a.Class != probe.Canceled {
+					if !quiet && !asJSON && !verbose && a.Class != probe.Open && a.Class != probe.Canceled {
 						fmt.Fprintf(env.Err, "reach: attempt %d: %s: %s (%s)\n", a.N, a.Label(), a.Class, fmtDuration(a.RTT))
 					}
 				},
 			}
 			if readWait {
 				opt.ReadWait = 200 * time.Millisecond
+			}
+			if verbose {
+				opt.Logger = slog.New(slog.NewTextHandler(env.Err, &slog.HandlerOptions{Level: slog.LevelDebug}))
 			}
 			start := time.Now()
 			conn, err := dial.New(eps, opt).DialContext(env.Ctx)
@@ -125,6 +130,7 @@ Exit status: 0 connected, 1 no target accepted, 2 usage error.`,
 	f.BoolVarP(&probeOnly, "probe-only", "z", false, "connect, report and close: no data is sent")
 	f.BoolVar(&asJSON, "json", false, "report the attempts as JSON (on stdout with -z, else on stderr)")
 	f.BoolVarP(&quiet, "quiet", "q", false, "do not report attempts; failures are still explained")
+	f.BoolVarP(&verbose, "verbose", "v", false, "log every attempt (endpoint, class, errno, rtt, attempt) as structured records on stderr")
 	f.BoolVar(&readWait, "check-accept", false, "after connecting, wait 200ms for the server to reset or close (servers that accept and drop) and fail over if it does")
 	return cmd
 }

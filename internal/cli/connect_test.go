@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"io"
 	"net"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -134,6 +136,19 @@ func TestConnectUsage(t *testing.T) {
 	} {
 		if code, _, errs := runWithInput(t, "", args...); code != ExitUsage {
 			t.Errorf("%v: exit %d (stderr %q), want 2", args, code, errs)
+		}
+	}
+}
+
+func TestConnectVerboseLogsEveryAttempt(t *testing.T) {
+	up, down := echoServer(t), refusingAddr(t)
+	code, _, errs := runWithInput(t, "", "connect", down, up, "-z", "-v")
+	if code != ExitOK {
+		t.Fatalf("exit %d, stderr %q", code, errs)
+	}
+	for _, want := range []string{"endpoint=" + down + " class=refused attempt=1", "errno=" + strconv.Itoa(int(syscall.ECONNREFUSED)), "endpoint=" + up + " class=open attempt=2"} {
+		if !strings.Contains(errs, want) {
+			t.Errorf("stderr %q lacks %q", errs, want)
 		}
 	}
 }
