@@ -158,6 +158,17 @@ func infer(s *State, i int, c probe.Class) ([]Finding, []string) {
 		onLink = true
 		dev = fmt.Sprintf(" (on-link, interface #%d)", s.Routes[i].Route.IfIndex)
 	}
+	pathNote, pathReached := "", false
+	if i < len(s.Path) {
+		if last, ok := lastAnswer(s.Path[i]); ok && last.Reached {
+			pathReached = true
+			pathNote = fmt.Sprintf("; a UDP path probe reached %s at hop %d (port unreachable), so the host is up", host, last.TTL)
+		} else if ok {
+			pathNote = fmt.Sprintf("; the path probe's last answer came from %s at hop %d, nothing beyond", last.From, last.TTL)
+		} else if len(s.Path[i]) > 0 {
+			pathNote = "; no hop of the path probe answered"
+		}
+	}
 	askHost := fmt.Sprintf("run `reach check %s` on %s itself, or ask an agent there: its socket table and firewall rules tell these apart", ap, host)
 	f := func(cause Cause, conf Confidence, issue, evidence, fix string) Finding {
 		return Finding{Cause: cause, Confidence: conf, Issue: issue, Evidence: evidence, Fix: fix, Addr: label}
@@ -186,10 +197,16 @@ func infer(s *State, i int, c probe.Class) ([]Finding, []string) {
 			fmt.Sprintf("no answer to SYNs%s", map[bool]string{true: " and no echo reply", false: ""}[echoKnown && !echoed]),
 			fmt.Sprintf("check that %s is powered and has that address (console, hypervisor); see the path check for the last hop that answered", host))
 		next := []string{askHost, "compare with another port on the same host (e.g. reach check " + host.String() + ":22): if that answers, the host is up and port " + fmt.Sprint(port) + " is filtered"}
+		drop.Evidence += pathNote
+		down.Evidence += pathNote
 		switch {
-		case echoed:
+		case echoed || pathReached:
 			drop.Confidence = Likely
-			drop.Evidence = fmt.Sprintf("%s answers ping, yet SYNs to port %d get no answer within %v: a DROP rule does that", host, port, s.Options.timeout())
+			how := "answers ping"
+			if !echoed {
+				how = "answers UDP probes"
+			}
+			drop.Evidence = fmt.Sprintf("%s %s, yet SYNs to port %d get no answer within %v: a DROP rule does that%s", host, how, port, s.Options.timeout(), pathNote)
 			return []Finding{drop, full}, next
 		case echoKnown && onLink:
 			down.Confidence = Likely

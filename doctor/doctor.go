@@ -123,7 +123,7 @@ func DefaultLadder() []Stage {
 	return []Stage{
 		{checkDNS},
 		{checkTCP, checkRoute, checkICMP, checkHost},
-		{checkSockets, checkFirewall},
+		{checkSockets, checkFirewall, checkPath},
 	}
 }
 
@@ -217,6 +217,7 @@ type State struct {
 	Host   *HostEvidence    // host: the target host's evidence, when it can be seen
 	Local  []bool           // host: per address, whether it is this host
 	Client *HostEvidence    // host: this host's firewall, for outgoing rules
+	Path   [][]sys.Hop      // path: per address, for timeouts and unreachables
 
 	Deadline time.Time // when the diagnosis must end
 }

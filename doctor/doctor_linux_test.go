@@ -434,3 +434,78 @@ func TestFirewallDropOutgoing(t *testing.T) {
 	p.cli.Iptables(t, "-A", "OUTPUT", "-p", "tcp", "--dport", fmt.Sprint(port), "-j", "DROP")
 	check(t, p.run(t, onClient, p.srvEP(port), quick, nil), want{cause: doctor.FirewallDrop, confidence: doctor.Confirmed, evidence: fmt.Sprintf("chain OUTPUT: -A OUTPUT -p tcp -m tcp --dport %d -j DROP", port)})
 }
+
+// routed is cli -> rtr -> srv, the router forwarding between two links.
+type routed struct {
+	pair
+	rtr        *netlab.Host
+	rtrA, rtrB netip.Addr
+}
+
+func newRouted(t *testing.T) *routed {
+	t.Helper()
+	netlab.Require(t)
+	lab := netlab.New(t)
+	r := &routed{pair: pair{lab: lab, cli: lab.Host("cli"), srv: lab.Host("srv")}, rtr: lab.Host("rtr")}
+	r.cliAddr, r.rtrA = lab.Link(r.cli, r.rtr)
+	r.rtrB, r.srvAddr = lab.Link(r.rtr, r.srv)
+	r.rtr.Sysctl(t, "net.ipv4.ip_forward", "1")
+	r.cli.AddRoute(t, netip.PrefixFrom(r.srvAddr, 24).Masked().String(), "via", r.rtrA.String())
+	r.srv.AddRoute(t, netip.PrefixFrom(r.cliAddr, 24).Masked().String(), "via", r.rtrB.String())
+	return r
+}
+
+func checkDetail(t *testing.T, r *doctor.Report, name, substr string) {
+	t.Helper()
+	for _, c := range r.Checks {
+		if c.Name == name {
+			if !strings.Contains(c.Detail, substr) {
+				t.Errorf("%s check: %q, want it to contain %q", name, c.Detail, substr)
+			}
+			return
+		}
+	}
+	t.Errorf("no %s check in the report", name)
+}
+
+func TestRoutedFirewallDrop(t *testing.T) {
+	t.Parallel()
+	r := newRouted(t)
+	ln := r.srv.Listen(t, "tcp", "0.0.0.0:0")
+	serve(t, ln, nil)
+	port := portOf(ln)
+	r.srv.Iptables(t, "-A", "INPUT", "-p", "tcp", "--dport", fmt.Sprint(port), "-j", "DROP")
+	rep := r.run(t, onClient, r.srvEP(port), quick, nil)
+	check(t, rep, want{cause: doctor.FirewallDrop, confidence: doctor.Likely, evidence: "answers ping"})
+	checkDetail(t, rep, "route", "via "+r.rtrA.String())
+	checkDetail(t, rep, "path", fmt.Sprintf("1 %s (time exceeded", r.rtrA))
+	checkDetail(t, rep, "path", "itself answered at hop 2")
+}
+
+func TestRoutedHostDown(t *testing.T) {
+	t.Parallel()
+	r := newRouted(t)
+	gone := r.lab.Unowned(t, r.srvAddr)
+	// The router gives up neighbour discovery after about 3s and says host
+	// unreachable; before that the client sees only silence.
+	rep := r.run(t, onClient, netip.AddrPortFrom(gone, 80).String(), 5*time.Second, nil)
+	check(t, rep, want{cause: doctor.HostDown, confidence: doctor.Likely, evidence: "no route to host"})
+	if rep.Class != "host-unreachable" {
+		t.Errorf("class %s, want host-unreachable", rep.Class)
+	}
+	checkDetail(t, rep, "path", fmt.Sprintf("1 %s (time exceeded", r.rtrA))
+	rep = r.run(t, onClient, netip.AddrPortFrom(gone, 80).String(), quick, nil)
+	check(t, rep, want{cause: doctor.FirewallDrop, confidence: doctor.Likely, evidence: fmt.Sprintf("last answer came from %s at hop 1", r.rtrA)})
+	if !hasCause(rep, doctor.HostDown) {
+		t.Errorf("a silent host behind a router: host-down not among the possible causes")
+	}
+}
+
+func hasCause(r *doctor.Report, c doctor.Cause) bool {
+	for _, f := range r.Findings {
+		if f.Cause == c {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,61 @@
+package sys_test
+
+import (
+	"context"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/reach-tools/reach/internal/netlab"
+	"github.com/reach-tools/reach/internal/sys"
+)
+
+// TestProbeHop traces cli -> rtr -> srv: hop 1 is the router (time
+// exceeded), hop 2 the server (port unreachable); with the server dropping
+// everything, hop 2 is silent.
+func TestProbeHop(t *testing.T) {
+	netlab.Require(t)
+	t.Parallel()
+	lab := netlab.New(t)
+	cli, rtr, srv := lab.Host("cli"), lab.Host("rtr"), lab.Host("srv")
+	cliAddr, rtrA := lab.Link(cli, rtr)
+	rtrB, srvAddr := lab.Link(rtr, srv)
+	rtr.Sysctl(t, "net.ipv4.ip_forward", "1")
+	cli.AddRoute(t, netip.PrefixFrom(srvAddr, 24).Masked().String(), "via", rtrA.String())
+	srv.AddRoute(t, netip.PrefixFrom(cliAddr, 24).Masked().String(), "via", rtrB.String())
+	dst := netip.AddrPortFrom(srvAddr, 33434)
+
+	hop := func(ttl int) sys.Hop {
+		var h sys.Hop
+		if err := cli.Do(func() (err error) {
+			h, err = sys.ProbeHop(context.Background(), dst, ttl, 2*time.Second)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	if h := hop(1); h.From != rtrA || h.What != "time exceeded" || h.Reached || h.RTT <= 0 {
+		t.Errorf("hop 1: %+v, want time exceeded from %v", h, rtrA)
+	}
+	if h := hop(2); h.From != srvAddr || !h.Reached || h.What != "port unreachable" {
+		t.Errorf("hop 2: %+v, want port unreachable from %v", h, srvAddr)
+	}
+	srv.Iptables(t, "-P", "INPUT", "DROP")
+	var h sys.Hop
+	cli.Do(func() (err error) {
+		h, err = sys.ProbeHop(context.Background(), dst, 2, 300*time.Millisecond)
+		return err
+	})
+	if h.From.IsValid() || h.Reached {
+		t.Errorf("hop 2 behind DROP: %+v, want silence", h)
+	}
+	// No route at all: a local error, at once.
+	cli.Do(func() (err error) {
+		h, err = sys.ProbeHop(context.Background(), netip.MustParseAddrPort("198.19.200.1:33434"), 1, time.Second)
+		return err
+	})
+	if h.What == "" || h.Errno == 0 {
+		t.Errorf("no route: %+v, want a local error", h)
+	}
+}
