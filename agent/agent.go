@@ -9,12 +9,13 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
 
+	"github.com/reach-tools/reach/doctor"
 	"github.com/reach-tools/reach/probe"
 	"github.com/reach-tools/reach/target"
 	"golang.org/x/time/rate"
@@ -42,8 +43,9 @@ type Config struct {
 	HTTPClient *http.Client
 	// Dial makes probe connections; nil uses a net.Dialer.
 	Dial probe.DialFunc
-	// Evidence answers "what do you see for port P?"; nil uses LocalEvidence.
-	Evidence func(ctx context.Context, port uint16) (Evidence, error)
+	// Gather reads this host's sockets and firewall for the evidence query;
+	// nil uses doctor.Gather. Answers are narrowed to the port asked about.
+	Gather func(ctx context.Context) doctor.HostEvidence
 
 	Buffer       int           // results kept while the hub is unreachable
 	ReportEvery  time.Duration // how often results are sent
@@ -78,8 +80,8 @@ func New(cfg Config) (*Agent, error) {
 	cfg.RefreshEvery = cmpOr(cfg.RefreshEvery, DefaultRefreshEvery)
 	cfg.Concurrency = cmpOr(cfg.Concurrency, DefaultConcurrency)
 	cfg.QueryRate = cmpOr(cfg.QueryRate, DefaultQueryRate)
-	if cfg.Evidence == nil {
-		cfg.Evidence = LocalEvidence
+	if cfg.Gather == nil {
+		cfg.Gather = func(ctx context.Context) doctor.HostEvidence { return doctor.Gather(ctx, nil, nil) }
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -324,21 +326,17 @@ func (a *Agent) Handler() http.Handler {
 }
 
 func (a *Agent) serveEvidence(w http.ResponseWriter, r *http.Request) {
-	port, err := strconv.ParseUint(r.URL.Query().Get("port"), 10, 16)
-	if err != nil || port == 0 {
-		http.Error(w, "port: want a number from 1 to 65535", http.StatusBadRequest)
+	dst, err := netip.ParseAddrPort(r.URL.Query().Get("addr"))
+	if err != nil || dst.Port() == 0 {
+		http.Error(w, "addr: want the IP:port you dialled, e.g. 198.18.0.2:5432", http.StatusBadRequest)
 		return
 	}
+	src, _ := netip.ParseAddrPort(r.RemoteAddr) // the asker: firewall rules are judged for it
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
-	ev, err := a.cfg.Evidence(ctx, uint16(port))
-	if err != nil {
-		a.log.Warn("evidence query failed", "port", port, "err", err)
-		http.Error(w, "evidence unavailable: "+err.Error(), http.StatusInternalServerError)
-		return
-	}
-	ev.Agent, ev.Port = a.cfg.Name, uint16(port)
-	writeJSON(w, ev)
+	ev := a.cfg.Gather(ctx)
+	ev.Host = a.cfg.Name
+	writeJSON(w, ev.Narrow(netip.AddrPortFrom(src.Addr().Unmap(), src.Port()), dst))
 }
 
 func writeJSON(w http.ResponseWriter, v any) {

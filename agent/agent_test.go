@@ -182,7 +182,7 @@ func TestUnauthenticatedRefused(t *testing.T) {
 	}{
 		{"hub targets", h.Handler(), PathTargets + "?agent=a"},
 		{"hub agents", h.Handler(), PathAgents},
-		{"agent evidence", a.Handler(), PathEvidence + "?port=22"},
+		{"agent evidence", a.Handler(), PathEvidence + "?addr=127.0.0.1:22"},
 		{"agent metrics", a.Handler(), PathMetrics},
 		{"agent unknown path", a.Handler(), "/debug/pprof/"},
 	} {
@@ -351,12 +351,12 @@ func TestEvidenceAndRateLimit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ev, err := c.Evidence(context.Background(), open.Port())
+	ev, err := c.Evidence(context.Background(), open)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ev.Agent != "a" || ev.Port != open.Port() {
-		t.Errorf("evidence for %s/%d, want a/%d", ev.Agent, ev.Port, open.Port())
+	if !strings.HasPrefix(ev.Host, "agent a (") {
+		t.Errorf("evidence from %q, want agent a", ev.Host)
 	}
 	found := false
 	for _, s := range ev.Listening {
@@ -376,7 +376,7 @@ func TestEvidenceAndRateLimit(t *testing.T) {
 	// Burst is 2 at 1/s: one more passes, then the limit bites.
 	var limited error
 	for range 5 {
-		if _, err := c.Evidence(context.Background(), open.Port()); err != nil {
+		if _, err := c.Evidence(context.Background(), open); err != nil {
 			limited = err
 			break
 		}
@@ -388,7 +388,7 @@ func TestEvidenceAndRateLimit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, bad := range []string{"0", "65536", "x", ""} {
-		get(t, fast.Handler(), PathEvidence+"?port="+bad, testToken, http.StatusBadRequest)
+	for _, bad := range []string{"127.0.0.1:0", "127.0.0.1", "x", "", "127.0.0.1:65536"} {
+		get(t, fast.Handler(), PathEvidence+"?addr="+bad, testToken, http.StatusBadRequest)
 	}
 }

@@ -4,13 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/reach-tools/reach/doctor"
 )
 
 // defaultCallTimeout bounds one protocol call when the caller's http.Client
@@ -106,7 +109,8 @@ func (c *client) call(ctx context.Context, method, path string, query url.Values
 	return nil
 }
 
-// Client asks an agent for server-side evidence.
+// Client asks an agent for server-side evidence. It is a
+// doctor.RemoteEvidence: set it as doctor.Options.Remote.
 type Client struct{ c *client }
 
 // NewClient returns a client for the agent at base (e.g.
@@ -119,9 +123,58 @@ func NewClient(base, token string, hc *http.Client) (*Client, error) {
 	return &Client{c: c}, nil
 }
 
-// Evidence asks the agent what it sees for port.
-func (c *Client) Evidence(ctx context.Context, port uint16) (Evidence, error) {
-	var ev Evidence
-	err := c.c.call(ctx, http.MethodGet, PathEvidence, url.Values{"port": {strconv.Itoa(int(port))}}, nil, &ev)
+// Evidence asks the agent what it sees for a connection from us to addr:
+// listeners on addr's port (and nearby ports), and the firewall rules that
+// decide it.
+func (c *Client) Evidence(ctx context.Context, addr netip.AddrPort) (doctor.HostEvidence, error) {
+	var ev doctor.HostEvidence
+	err := c.c.call(ctx, http.MethodGet, PathEvidence, url.Values{"addr": {addr.String()}}, nil, &ev)
+	if err == nil {
+		ev.Host = "agent " + ev.Host + " (" + c.c.base + ")"
+	}
 	return ev, err
+}
+
+var (
+	_ doctor.RemoteEvidence = (*Client)(nil)
+	_ doctor.RemoteEvidence = (*Discovery)(nil)
+)
+
+// ErrNoAgent is returned by Discovery when the hub knows no agent for an
+// address.
+var ErrNoAgent = errors.New("agent: the hub knows no agent for that address")
+
+// Discovery finds the agent on a target host through the hub's hosts list
+// (their agent: URLs). It is a doctor.RemoteEvidence.
+type Discovery struct {
+	hub   *client
+	token string
+}
+
+// NewDiscovery returns a Discovery asking the hub at base. The same token
+// and http.Client are used for the hub and the agents.
+func NewDiscovery(base, token string, hc *http.Client) (*Discovery, error) {
+	c, err := newClient(base, token, hc)
+	if err != nil {
+		return nil, err
+	}
+	return &Discovery{hub: c, token: token}, nil
+}
+
+// Evidence finds the agent for addr's host and asks it.
+func (d *Discovery) Evidence(ctx context.Context, addr netip.AddrPort) (doctor.HostEvidence, error) {
+	var hosts []AgentInfo
+	if err := d.hub.call(ctx, http.MethodGet, PathAgents, nil, nil, &hosts); err != nil {
+		return doctor.HostEvidence{}, err
+	}
+	for _, h := range hosts {
+		if h.Addr == addr.Addr().Unmap() && h.Agent != "" {
+			c, err := NewClient(h.Agent, d.token, d.hub.http)
+			if err != nil {
+				return doctor.HostEvidence{}, err
+			}
+			return c.Evidence(ctx, addr)
+		}
+	}
+	return doctor.HostEvidence{}, fmt.Errorf("%w: %s (give its hosts entry an agent: URL in the hub config)", ErrNoAgent, addr.Addr())
 }

@@ -2,6 +2,7 @@ package agent_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/reach-tools/reach/agent"
+	"github.com/reach-tools/reach/doctor"
 	"github.com/reach-tools/reach/internal/cli"
 	"github.com/reach-tools/reach/internal/netlab"
 	"github.com/reach-tools/reach/probe"
@@ -205,9 +207,10 @@ func TestFleetEvidenceAndAuth(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ev agent.Evidence
+	var ev doctor.HostEvidence
+	dbPort := netip.AddrPortFrom(f.addrs[2], 6000)
 	for { // the agent process may still be starting
-		if ev, err = c.Evidence(ctx, 6000); err == nil || ctx.Err() != nil {
+		if ev, err = c.Evidence(ctx, dbPort); err == nil || ctx.Err() != nil {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -215,7 +218,7 @@ func TestFleetEvidenceAndAuth(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ev.Agent != "db" || len(ev.Listening) != 1 || ev.Listening[0].Local.String() != "127.0.0.1:6000" {
+	if !strings.HasPrefix(ev.Host, "agent db (") || len(ev.Listening) != 1 || ev.Listening[0].Local.String() != "127.0.0.1:6000" {
 		t.Fatalf("db's agent sees %+v, want db's one listener on 127.0.0.1:6000", ev)
 	}
 	if p := ev.Listening[0].Processes; len(p) != 1 || p[0].PID != os.Getpid() {
@@ -223,8 +226,8 @@ func TestFleetEvidenceAndAuth(t *testing.T) {
 	}
 
 	for _, tc := range []struct{ url, token string }{
-		{f.agentURL(2) + agent.PathEvidence + "?port=6000", ""},
-		{f.agentURL(2) + agent.PathEvidence + "?port=6000", "nope"},
+		{f.agentURL(2) + agent.PathEvidence + "?addr=" + dbPort.String(), ""},
+		{f.agentURL(2) + agent.PathEvidence + "?addr=" + dbPort.String(), "nope"},
 		{f.agentURL(2) + agent.PathMetrics, ""},
 		{"http://" + netip.AddrPortFrom(f.addrs[0], hubPort).String() + agent.PathTargets + "?agent=web", ""},
 		{"http://" + netip.AddrPortFrom(f.addrs[0], hubPort).String() + agent.PathTargets + "?agent=web", labToken[1:]},
@@ -244,7 +247,76 @@ func TestFleetEvidenceAndAuth(t *testing.T) {
 		}
 	}
 	bad, _ := agent.NewClient(f.agentURL(2), "nope", hc)
-	if _, err := bad.Evidence(ctx, 6000); !errors.Is(err, agent.ErrUnauthorized) {
+	if _, err := bad.Evidence(ctx, dbPort); !errors.Is(err, agent.ErrUnauthorized) {
 		t.Errorf("evidence with a wrong token: %v, want ErrUnauthorized", err)
+	}
+}
+
+// reach check on one host asks the agent on the target host and names the
+// exact cause a client alone cannot see.
+func TestFleetCheckAsksAgent(t *testing.T) {
+	f := newFleet(t)
+	web, db := f.hosts[1], f.hosts[2]
+	serve(t, db.Listen(t, "tcp", "127.0.0.1:6000")) // loopback only
+	serve(t, db.Listen(t, "tcp", "0.0.0.0:6001"))   // open, but rejected by db's firewall
+	db.Iptables(t, "-I", "INPUT", "-p", "tcp", "--dport", "6001", "-j", "REJECT", "--reject-with", "tcp-reset")
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hub := "http://" + netip.AddrPortFrom(f.addrs[0], hubPort).String()
+	check := func(port int, args ...string) doctor.Report {
+		t.Helper()
+		target := netip.AddrPortFrom(f.addrs[2], uint16(port)).String()
+		out, err := web.Exec(append([]string{"env", "REACH_LAB_EXEC=1", "REACH_TOKEN=" + labToken, exe, "check", target, "--json", "--timeout", "1s"}, args...)...)
+		var r doctor.Report
+		if jerr := json.Unmarshal(out, &r); jerr != nil {
+			t.Fatalf("reach check %s %v: %v (exit: %v)\n%s", target, args, jerr, err, out)
+		}
+		return r
+	}
+	waitAgent(t, f, 2)
+	for _, tc := range []struct {
+		port int
+		args []string
+		want doctor.Cause
+	}{
+		{6000, []string{"--agent", f.agentURL(2)}, doctor.LoopbackOnly},
+		{6000, []string{"--hub", hub}, doctor.LoopbackOnly},
+		{6001, []string{"--agent", f.agentURL(2)}, doctor.FirewallReject},
+	} {
+		r := check(tc.port, tc.args...)
+		if r.Cause != tc.want || r.Confidence != doctor.Confirmed {
+			t.Errorf("check :%d %v: cause %s (%s), want %s confirmed\n%+v", tc.port, tc.args, r.Cause, r.Confidence, tc.want, r.Findings)
+		}
+	}
+	// Without the agent the client cannot confirm it.
+	if r := check(6000); r.Cause == doctor.LoopbackOnly && r.Confidence == doctor.Confirmed {
+		t.Errorf("without an agent the cause is confirmed as %s: the client cannot know that", r.Cause)
+	}
+	// A wrong token gets no evidence: check says so and still reports.
+	out, _ := web.Exec("env", "REACH_LAB_EXEC=1", "REACH_TOKEN=wrong", exe, "check", netip.AddrPortFrom(f.addrs[2], 6000).String(), "--agent", f.agentURL(2), "--timeout", "1s")
+	if !strings.Contains(string(out), "unauthorized") {
+		t.Errorf("check with a wrong token does not say the agent refused it:\n%s", out)
+	}
+}
+
+// waitAgent waits until host i's agent answers.
+func waitAgent(t *testing.T, f *fleet, i int) {
+	t.Helper()
+	hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{DialContext: f.hosts[0].DialContext}}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		req, _ := http.NewRequest(http.MethodGet, f.agentURL(i)+agent.PathMetrics, nil)
+		req.Header.Set("Authorization", "Bearer "+labToken)
+		resp, err := hc.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("agent %s does not answer: %v", f.names[i], err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

@@ -2,8 +2,8 @@
 // probe list from a hub, probes those targets on schedule, reports the
 // results in batches (buffering, bounded, through hub outages) and exports
 // them as Prometheus metrics. It also answers one narrow question for the
-// doctor on other hosts: "what do you see for port P?" (listening sockets,
-// matching firewall rules). A Hub hands out probe lists from its config,
+// doctor on other hosts: "what do you see for port P?" (listening sockets on
+// P and nearby ports, the firewall rules that decide the asker's connection). A Hub hands out probe lists from its config,
 // ingests batches and draws the source × target connectivity matrix.
 //
 // Agent and hub speak HTTP+JSON. Every call carries a shared bearer token,
@@ -18,14 +18,13 @@ import (
 	"time"
 
 	"github.com/reach-tools/reach/probe"
-	"github.com/reach-tools/reach/sockets"
 )
 
 // Paths of the protocol. The hub serves the first two, the agent the rest.
 const (
 	PathTargets  = "/agent/v1/targets"  // GET ?agent=NAME -> ProbeList
 	PathResults  = "/agent/v1/results"  // POST Batch
-	PathEvidence = "/agent/v1/evidence" // GET ?port=P -> Evidence (served by agents)
+	PathEvidence = "/agent/v1/evidence" // GET ?addr=IP:PORT -> doctor.HostEvidence (served by agents)
 	PathMetrics  = "/metrics"           // Prometheus exposition (served by agents)
 )
 
@@ -70,22 +69,6 @@ type Batch struct {
 	// Dropped counts results the agent discarded since it started because
 	// its buffer was full while the hub was unreachable.
 	Dropped uint64 `json:"dropped"`
-}
-
-// Evidence is what an agent sees on its own host for one port.
-type Evidence struct {
-	Agent string `json:"agent"`
-	Port  uint16 `json:"port"`
-	// Listening holds every listening TCP socket on Port, with owners.
-	Listening []sockets.Socket `json:"listening"`
-	// Addresses are the host's interface addresses, so the asker can tell
-	// "bound to 127.0.0.1" from "bound to another interface".
-	Addresses []netip.Prefix `json:"addresses"`
-	// Firewall quotes the rules that match Port (empty when none match or
-	// the rules could not be read; see Warnings).
-	Firewall []string `json:"firewall"`
-	// Warnings say what could not be seen, and why.
-	Warnings []string `json:"warnings"`
 }
 
 // Duration is a time.Duration that reads and writes JSON as "1.5s".

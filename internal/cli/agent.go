@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/reach-tools/reach/agent"
+	"github.com/reach-tools/reach/doctor"
 	"github.com/spf13/cobra"
 )
 
@@ -36,6 +37,56 @@ func (f *tokenFlags) token() (string, error) {
 		return tok, nil
 	}
 	return "", usageErrorf("%v", agent.ErrNoToken)
+}
+
+// remoteFlags let reach check ask the agent on the target host for its
+// sockets and firewall rules.
+type remoteFlags struct {
+	agentURL, hubURL string
+	tok              tokenFlags
+	ca, cert, key    string
+}
+
+func (f *remoteFlags) add(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.agentURL, "agent", "", "ask the reach agent on the target host (its URL) what it sees: names the exact cause")
+	fl.StringVar(&f.hubURL, "hub", "", "find the target host's agent through this hub")
+	f.tok.add(cmd)
+	fl.StringVar(&f.ca, "agent-ca", "", "trust this CA for the agent's and hub's https certificates")
+	fl.StringVar(&f.cert, "agent-cert", "", "client certificate for agents and hub that require one (mTLS)")
+	fl.StringVar(&f.key, "agent-key", "", "key of --agent-cert")
+}
+
+// remote returns the evidence source the flags ask for, nil for none.
+func (f *remoteFlags) remote() (doctor.RemoteEvidence, error) {
+	if f.agentURL == "" && f.hubURL == "" {
+		return nil, nil
+	}
+	if f.agentURL != "" && f.hubURL != "" {
+		return nil, usageErrorf("give --agent or --hub, not both")
+	}
+	token, err := f.tok.token()
+	if err != nil {
+		return nil, err
+	}
+	var hc *http.Client
+	if f.ca != "" || f.cert != "" || f.key != "" {
+		tc, err := agent.ClientTLS(f.ca, f.cert, f.key)
+		if err != nil {
+			return nil, usageErrorf("%v", err)
+		}
+		hc = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: tc}}
+	}
+	var r doctor.RemoteEvidence
+	if f.agentURL != "" {
+		r, err = agent.NewClient(f.agentURL, token, hc)
+	} else {
+		r, err = agent.NewDiscovery(f.hubURL, token, hc)
+	}
+	if err != nil {
+		return nil, usageErrorf("%v", err)
+	}
+	return r, nil
 }
 
 func newAgentCmd(env *Env) *cobra.Command {

@@ -19,6 +19,7 @@ func newCheckCmd(env *Env) *cobra.Command {
 		timeout time.Duration
 		asJSON  bool
 		network string
+		remote  remoteFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "check TARGET...",
@@ -33,7 +34,9 @@ stable cause id:
   server-hung, reset-by-peer, closed-by-peer, local-error, reachable
 
 Sockets, processes and firewall rules can be seen only on the target host:
-run check there for a confirmed cause. From another host, check says what the
+run check there for a confirmed cause, or let check ask the reach agent there
+(--agent URL, or --hub URL to find it; token from --token-file or
+$REACH_TOKEN). Without either, from another host, check says what the
 client saw, lists the possible causes most likely first, and what would tell
 them apart. Reading firewall rules and other users' processes needs root.
 
@@ -41,7 +44,8 @@ Exit status: 0 every target is reachable, 1 one is not, 2 usage error.`,
 		Example: `  reach check 127.0.0.1:7707              # a server on this host
   reach check db.internal:5432 --timeout 5s
   reach check [fd00::2]:443 web:80        # several targets
-  reach check api:8080 --json | jq -r .cause`,
+  reach check api:8080 --json | jq -r .cause
+  reach check db:5432 --agent http://db:7070 --token-file /etc/reach/token   # ask db's agent`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if timeout <= 0 {
@@ -57,6 +61,9 @@ Exit status: 0 every target is reachable, 1 one is not, 2 usage error.`,
 				return &UsageError{Err: err}
 			}
 			opt := doctor.Options{Timeout: timeout, Network: network}
+			if opt.Remote, err = remote.remote(); err != nil {
+				return err
+			}
 			enc := json.NewEncoder(env.Out)
 			enc.SetIndent("", "  ")
 			failed := false
@@ -88,6 +95,7 @@ Exit status: 0 every target is reachable, 1 one is not, 2 usage error.`,
 	cmd.Flags().DurationVar(&timeout, "timeout", 3*time.Second, "how long each probe waits for an answer; the whole check takes at most about 15% more")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON (one object per target)")
 	cmd.Flags().StringVar(&network, "network", "tcp", "tcp, tcp4 or tcp6: which address family of a name to check")
+	remote.add(cmd)
 	return cmd
 }
 
