@@ -1,0 +1,124 @@
+package scan
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/reach-tools/reach/probe"
+)
+
+func TestClassify(t *testing.T) {
+	target := netip.MustParseAddr("198.18.0.2")
+	router := netip.MustParseAddr("198.18.0.1")
+	icmp4 := func(code uint8, from netip.Addr) *icmpInfo {
+		return &icmpInfo{typ: 3, code: code, offender: from, fromTarget: from == target}
+	}
+	icmp6 := func(code uint8, from netip.Addr) *icmpInfo {
+		return &icmpInfo{v6: true, typ: 1, code: code, offender: from, fromTarget: from == target}
+	}
+	tests := []struct {
+		name   string
+		errno  syscall.Errno
+		icmp   *icmpInfo
+		sync   bool
+		state  State
+		host   HostState
+		reason string
+		class  probe.Class
+	}{
+		{"reset", syscall.ECONNREFUSED, nil, false, Closed, "", ReasonConnRefused, probe.Refused},
+		{"port unreachable", syscall.ECONNREFUSED, icmp4(3, target), false, Closed, "", ReasonPortUnreach, probe.Refused},
+		{"v6 port unreachable", syscall.ECONNREFUSED, icmp6(4, target), false, Closed, "", ReasonPortUnreach, probe.Refused},
+		{"admin prohibited", syscall.EHOSTUNREACH, icmp4(13, target), false, Filtered, "", ReasonAdminProhibited, probe.HostUnreachable},
+		{"host prohibited by router", syscall.EHOSTUNREACH, icmp4(10, router), false, Filtered, "", ReasonAdminProhibited, probe.HostUnreachable},
+		{"v6 admin prohibited", syscall.EACCES, icmp6(1, target), false, Filtered, "", ReasonAdminProhibited, probe.HostUnreachable},
+		{"no ARP answer", syscall.EHOSTUNREACH, icmp4(1, router), false, "", HostUnreachable, ReasonHostUnreach, probe.HostUnreachable},
+		{"no ND answer", syscall.EHOSTUNREACH, icmp6(3, router), false, "", HostUnreachable, ReasonHostUnreach, probe.HostUnreachable},
+		{"host unreachable from the target", syscall.EHOSTUNREACH, icmp4(1, target), false, Filtered, "", ReasonHostUnreach, probe.HostUnreachable},
+		{"net unreachable from a router", syscall.ENETUNREACH, icmp4(0, router), false, "", HostNoRoute, ReasonNetUnreach, probe.NetUnreachable},
+		{"no local route", syscall.ENETUNREACH, nil, true, "", HostNoRoute, ReasonNoRoute, probe.NetUnreachable},
+		{"unreachable route", syscall.EHOSTUNREACH, nil, true, "", HostUnreachable, ReasonHostUnreach, probe.HostUnreachable},
+		{"local firewall", syscall.EPERM, nil, true, Filtered, "", ReasonLocalProhibited, probe.LocalError},
+		{"prohibit route", syscall.EACCES, nil, true, Filtered, "", ReasonLocalProhibited, probe.LocalError},
+		{"kernel gave up", syscall.ETIMEDOUT, nil, false, Filtered, "", ReasonNoResponse, probe.Timeout},
+		{"odd errno", syscall.EPROTO, nil, false, Filtered, "", ReasonLocalError, probe.LocalError},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v := classify(tt.errno, tt.icmp, tt.sync)
+			if v.state != tt.state || v.host != tt.host || v.reason != tt.reason || v.class != tt.class {
+				t.Fatalf("classify = state %q host %q reason %q class %q; want %q %q %q %q",
+					v.state, v.host, v.reason, v.class, tt.state, tt.host, tt.reason, tt.class)
+			}
+			if tt.icmp != nil && v.from != tt.icmp.offender {
+				t.Fatalf("from = %v, want %v", v.from, tt.icmp.offender)
+			}
+			if v.host != "" {
+				p := v.asPort()
+				if p.state != Filtered || p.host != "" || p.reason != v.reason {
+					t.Fatalf("asPort = %+v", p)
+				}
+			}
+		})
+	}
+}
+
+func TestParseExtendedErr(t *testing.T) {
+	ee := func(origin, typ, code uint8, off []byte) []byte {
+		b := make([]byte, 16, 16+len(off))
+		binary.NativeEndian.PutUint32(b, uint32(syscall.EHOSTUNREACH))
+		b[4], b[5], b[6] = origin, typ, code
+		return append(b, off...)
+	}
+	sin := make([]byte, 16)
+	binary.NativeEndian.PutUint16(sin, afInet)
+	copy(sin[4:], []byte{198, 18, 0, 1})
+	sin6 := make([]byte, 28)
+	binary.NativeEndian.PutUint16(sin6, afInet6)
+	a6 := netip.MustParseAddr("fd00::1").As16()
+	copy(sin6[8:], a6[:])
+
+	if in, ok := parseExtendedErr(ee(eeOriginICMP, 3, 13, sin)); !ok || in.v6 || in.code != 13 || in.offender != netip.MustParseAddr("198.18.0.1") {
+		t.Fatalf("v4 = %+v, %v", in, ok)
+	}
+	if in, ok := parseExtendedErr(ee(eeOriginICMP6, 1, 3, sin6)); !ok || !in.v6 || in.code != 3 || in.offender != netip.MustParseAddr("fd00::1") {
+		t.Fatalf("v6 = %+v, %v", in, ok)
+	}
+	for name, b := range map[string][]byte{
+		"short":         make([]byte, 8),
+		"local origin":  ee(1, 0, 0, sin),
+		"time exceeded": ee(eeOriginICMP, 11, 0, sin),
+	} {
+		if _, ok := parseExtendedErr(b); ok {
+			t.Errorf("%s: parsed, want rejected", name)
+		}
+	}
+	if in, ok := parseExtendedErr(ee(eeOriginICMP, 3, 1, sin[:3])); !ok || in.offender.IsValid() {
+		t.Fatalf("truncated offender = %+v, %v; want an ICMP without offender", in, ok)
+	}
+}
+
+func TestRTTEstimator(t *testing.T) {
+	var r rttEstimator
+	lo, hi := 100*time.Millisecond, time.Second
+	if got := r.timeout(lo, hi); got != hi {
+		t.Fatalf("no samples: %v, want %v", got, hi)
+	}
+	r.update(40 * time.Millisecond) // srtt 40, rttvar 20 -> 120
+	if got := r.timeout(lo, hi); got != 120*time.Millisecond {
+		t.Fatalf("one sample: %v, want 120ms", got)
+	}
+	for range 50 {
+		r.update(50 * time.Microsecond)
+	}
+	if got := r.timeout(lo, hi); got != lo {
+		t.Fatalf("fast host: %v, want the floor %v", got, lo)
+	}
+	r.update(10 * time.Second)
+	if got := r.timeout(lo, hi); got != hi {
+		t.Fatalf("after a slow sample: %v, want the ceiling %v", got, hi)
+	}
+}

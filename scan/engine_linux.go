@@ -1,0 +1,556 @@
+package scan
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"runtime"
+	"syscall"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
+	"golang.org/x/time/rate"
+)
+
+// Tunables of the event loop.
+const (
+	maxWait      = 50 * time.Millisecond // longest epoll wait, so cancellation is prompt
+	fillBatch    = 256                   // launches between checks of the context
+	poolSize     = 64                    // refused sockets kept for reuse, per family
+	busyBackoff0 = 5 * time.Millisecond  // first wait after EMFILE and friends, doubling
+	busyBackoffN = time.Second           // longest such wait
+	busyGiveUp   = 10 * time.Second      // EMFILE with nothing in flight this long ends the scan
+)
+
+func run(ctx context.Context, e *engine) error {
+	workers := e.opt.Workers
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	conc := e.opt.Concurrency
+	if conc <= 0 {
+		conc = concurrencyFromLimit()
+	}
+	if int64(workers) > e.total {
+		workers = int(e.total)
+	}
+	workers = max(1, min(workers, conc))
+	var lim *rate.Limiter
+	if e.opt.Rate > 0 {
+		lim = rate.NewLimiter(rate.Limit(e.opt.Rate), max(1, int(e.opt.Rate/100)))
+	}
+	e.opt.Logger.Debug("scan: start", "hosts", len(e.hosts), "ports", len(e.ports), "workers", workers, "concurrency", conc)
+	g, gctx := errgroup.WithContext(ctx)
+	for i := range workers {
+		share := conc / workers
+		if i < conc%workers {
+			share++
+		}
+		g.Go(func() error {
+			return e.opt.RunIn(func() error {
+				w, err := newWorker(e, share, lim)
+				if err != nil {
+					return err
+				}
+				defer w.close()
+				return w.loop(gctx)
+			})
+		})
+	}
+	err := g.Wait()
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
+}
+
+// concurrencyFromLimit raises the soft RLIMIT_NOFILE to the hard limit and
+// leaves a reserve (an eighth, at least 32) for the rest of the program.
+func concurrencyFromLimit() int {
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		return 256
+	}
+	if lim.Cur < lim.Max {
+		raised := lim
+		raised.Cur = raised.Max
+		if unix.Setrlimit(unix.RLIMIT_NOFILE, &raised) == nil {
+			lim = raised
+		}
+	}
+	used := 16
+	if ents, err := os.ReadDir("/proc/self/fd"); err == nil {
+		used = len(ents)
+	}
+	n := int64(lim.Cur) - int64(used) - max(32, int64(lim.Cur)/8)
+	return int(min(max(n, 1), MaxConcurrency))
+}
+
+// flight is one connect in progress, registered with epoll.
+type flight struct {
+	item
+	fd   int
+	h    *hostState
+	sent time.Time
+	done bool
+}
+
+// hostQueue holds one host's flights in send order; since they share one
+// deadline length, the oldest expires first.
+type hostQueue struct {
+	h    *hostState
+	q    []*flight
+	head int
+}
+
+type worker struct {
+	e        *engine
+	lim      *rate.Limiter
+	epfd     int
+	events   []unix.EpollEvent
+	byFD     []*flight
+	queues   map[*hostState]*hostQueue
+	active   []*hostQueue
+	retry    []item // unanswered probes to try again, before new pairs
+	inflight int
+	cap, max int // current and configured cap on flights
+	pool     [2][]int
+	sa4      unix.SockaddrInet4
+	sa6      unix.SockaddrInet6
+	errBuf   [512]byte
+	oobBuf   [512]byte
+	backoff  time.Duration
+	busy     time.Time // when sockets last ran out with nothing in flight; zero if not
+	wake     time.Time // do not launch before this (backoff or rate limit)
+	drained  bool      // the shared pair list is used up
+}
+
+func newWorker(e *engine, conc int, lim *rate.Limiter) (*worker, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, &ResourceError{Errno: errnoOf(err)}
+	}
+	return &worker{e: e, lim: lim, epfd: epfd, events: make([]unix.EpollEvent, 1024),
+		queues: map[*hostState]*hostQueue{}, cap: max(1, conc), max: max(1, conc)}, nil
+}
+
+func errnoOf(err error) syscall.Errno {
+	var en syscall.Errno
+	errors.As(err, &en)
+	return en
+}
+
+func (w *worker) close() {
+	for _, q := range w.active {
+		for _, f := range q.q[q.head:] {
+			if !f.done {
+				w.drop(f)
+			}
+		}
+	}
+	for _, p := range w.pool {
+		for _, fd := range p {
+			unix.Close(fd)
+		}
+	}
+	unix.Close(w.epfd)
+}
+
+func (w *worker) loop(ctx context.Context) error {
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := w.fill(ctx); err != nil {
+			return err
+		}
+		if w.inflight == 0 && w.drained && len(w.retry) == 0 {
+			return nil
+		}
+		wait := w.sweep(time.Now())
+		if !w.wake.IsZero() {
+			wait = min(wait, max(0, time.Until(w.wake)))
+		} else if w.inflight < w.cap && (!w.drained || len(w.retry) > 0) {
+			wait = 0
+		}
+		ms := (min(wait, maxWait) + time.Millisecond - 1) / time.Millisecond
+		n, err := unix.EpollWait(w.epfd, w.events, int(ms))
+		if err != nil && err != unix.EINTR {
+			return err
+		}
+		for _, ev := range w.events[:max(n, 0)] {
+			w.ready(int(ev.Fd), ev.Events)
+		}
+		w.sweep(time.Now())
+	}
+}
+
+// fill launches probes until the cap, the rate limit or the work runs out.
+func (w *worker) fill(ctx context.Context) error {
+	if !w.wake.IsZero() {
+		if time.Now().Before(w.wake) {
+			return nil
+		}
+		w.wake = time.Time{}
+	}
+	for n := 0; w.inflight < w.cap; n++ {
+		if n%fillBatch == fillBatch-1 && ctx.Err() != nil {
+			return nil
+		}
+		var it item
+		if k := len(w.retry); k > 0 {
+			it = w.retry[k-1]
+			w.retry = w.retry[:k-1]
+		} else if w.drained {
+			return nil
+		} else if next, ok := w.e.take(); ok {
+			it = next
+		} else {
+			w.drained = true
+			return nil
+		}
+		if w.lim != nil {
+			now := time.Now()
+			if r := w.lim.ReserveN(now, 1); r.DelayFrom(now) > 0 {
+				r.CancelAt(now)
+				w.retry = append(w.retry, it)
+				w.wake = now.Add(max(time.Millisecond, time.Duration(float64(time.Second)/w.e.opt.Rate)))
+				return nil
+			}
+		}
+		errno := w.launch(it)
+		if errno == 0 {
+			w.backoff, w.busy = 0, time.Time{}
+			continue
+		}
+		// Out of descriptors or ports: never a port state. Put the pair back,
+		// shrink the cap to what fits, and wait for flights to end.
+		w.retry = append(w.retry, it)
+		w.cap = max(1, w.inflight)
+		w.e.opt.Logger.Debug("scan: out of sockets, slowing down", "errno", errno, "inflight", w.inflight)
+		if w.inflight > 0 {
+			return nil
+		}
+		now := time.Now()
+		if w.busy.IsZero() {
+			w.busy = now
+		} else if now.Sub(w.busy) > busyGiveUp {
+			return &ResourceError{Errno: errno, Wait: now.Sub(w.busy).Round(time.Millisecond)}
+		}
+		w.backoff = min(max(2*w.backoff, busyBackoff0), busyBackoffN)
+		w.wake = now.Add(w.backoff)
+		return nil
+	}
+	return nil
+}
+
+func (w *worker) sockaddr(h *hostState, port uint16) unix.Sockaddr {
+	if h.Addr.Is4() {
+		w.sa4.Addr, w.sa4.Port = h.Addr.As4(), int(port)
+		return &w.sa4
+	}
+	w.sa6.Addr, w.sa6.Port, w.sa6.ZoneId = h.Addr.As16(), int(port), zoneID(h.Addr.Zone())
+	return &w.sa6
+}
+
+func zoneID(zone string) uint32 {
+	if zone == "" {
+		return 0
+	}
+	if ifi, err := net.InterfaceByName(zone); err == nil {
+		return uint32(ifi.Index)
+	}
+	return 0
+}
+
+func family(h *hostState) int {
+	if h.Addr.Is4() {
+		return 0
+	}
+	return 1
+}
+
+// socket returns a fresh non-blocking socket, or one whose last connect was
+// refused (connecting again on it skips socket() and close()).
+func (w *worker) socket(h *hostState) (int, syscall.Errno) {
+	fam := family(h)
+	if p := w.pool[fam]; len(p) > 0 {
+		fd := p[len(p)-1]
+		w.pool[fam] = p[:len(p)-1]
+		return fd, 0
+	}
+	domain := unix.AF_INET
+	if fam == 1 {
+		domain = unix.AF_INET6
+	}
+	fd, err := unix.Socket(domain, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, errnoOf(err)
+	}
+	// Queue ICMP errors so we can tell admin-prohibited from host-unreachable.
+	if fam == 0 {
+		unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_RECVERR, 1)
+	} else {
+		unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_RECVERR, 1)
+	}
+	return fd, 0
+}
+
+// busyErrno reports errors that mean this host is short of a resource.
+func busyErrno(e syscall.Errno) bool {
+	switch e {
+	case unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM, unix.EADDRNOTAVAIL, unix.EAGAIN, unix.EINTR:
+		return true
+	}
+	return false
+}
+
+// launch starts one probe. On loopback and other local paths the kernel
+// answers inside connect(); a second connect() collects that answer without
+// epoll. It returns a non-zero errno only when the pair must be retried
+// because this host ran short of something.
+func (w *worker) launch(it item) syscall.Errno {
+	e := w.e
+	h := e.hosts[it.host]
+	if h.status.Load() == statusDown {
+		e.done.Add(1)
+		return 0
+	}
+	fd, errno := w.socket(h)
+	if errno != 0 {
+		if busyErrno(errno) {
+			return errno
+		}
+		e.decide(h, it, classify(errno, nil, true), 0)
+		return 0
+	}
+	sa := w.sockaddr(h, it.port)
+	start := time.Now()
+	e.tries.Add(1)
+	err := unix.Connect(fd, sa)
+	if err == unix.EINPROGRESS {
+		err = unix.Connect(fd, sa)
+	}
+	switch err {
+	case nil, unix.EISCONN:
+		w.connected(fd, h, it, time.Since(start))
+		return 0
+	case unix.ECONNREFUSED:
+		// Refused inside connect(): a reset on a local path, no ICMP to read.
+		e.decide(h, it, classify(unix.ECONNREFUSED, nil, true), time.Since(start))
+		w.recycle(fd, h)
+		return 0
+	case unix.EALREADY, unix.EINPROGRESS:
+		if err := unix.EpollCtl(w.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLOUT, Fd: int32(fd)}); err != nil {
+			unix.Close(fd)
+			return errnoOf(err)
+		}
+		w.track(&flight{item: it, fd: fd, h: h, sent: start})
+		return 0
+	}
+	unix.Close(fd)
+	errno = errnoOf(err)
+	if busyErrno(errno) {
+		e.tries.Add(-1)
+		return errno
+	}
+	e.decide(h, it, classify(errno, nil, true), time.Since(start))
+	return 0
+}
+
+// recycle keeps a refused socket for the next connect, or closes it.
+func (w *worker) recycle(fd int, h *hostState) {
+	fam := family(h)
+	if len(w.pool[fam]) < poolSize {
+		w.pool[fam] = append(w.pool[fam], fd)
+		return
+	}
+	unix.Close(fd)
+}
+
+// connected decides a completed handshake and closes the socket with a reset
+// (no TIME_WAIT left behind). A loopback connect to a port in the ephemeral
+// range can pick that very port as its source and connect to itself: then
+// nothing listens there and the port is closed.
+func (w *worker) connected(fd int, h *hostState, it item, rtt time.Duration) {
+	v := vOpen
+	if la, err := unix.Getsockname(fd); err == nil && sameAddrPort(la, h, it.port) {
+		v = vSelfConnect
+	}
+	unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+	unix.Close(fd)
+	w.e.decide(h, it, v, rtt)
+}
+
+func sameAddrPort(sa unix.Sockaddr, h *hostState, port uint16) bool {
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return a.Port == int(port) && h.Addr.Is4() && a.Addr == h.Addr.As4()
+	case *unix.SockaddrInet6:
+		return a.Port == int(port) && h.Addr.Is6() && a.Addr == h.Addr.As16()
+	}
+	return false
+}
+
+// icmp reads the socket's error queue and returns the latest ICMP
+// destination-unreachable in it, nil if none.
+func (w *worker) icmp(fd int, h *hostState) *icmpInfo {
+	var last *icmpInfo
+	for range 16 {
+		_, oobn, _, _, err := unix.Recvmsg(fd, w.errBuf[:], w.oobBuf[:], unix.MSG_ERRQUEUE|unix.MSG_DONTWAIT)
+		if err != nil {
+			break
+		}
+		msgs, err := unix.ParseSocketControlMessage(w.oobBuf[:oobn])
+		if err != nil {
+			continue
+		}
+		for _, m := range msgs {
+			if (m.Header.Level == unix.SOL_IP && m.Header.Type == unix.IP_RECVERR) ||
+				(m.Header.Level == unix.SOL_IPV6 && m.Header.Type == unix.IPV6_RECVERR) {
+				if in, ok := parseExtendedErr(m.Data); ok {
+					in.fromTarget = in.offender == h.Addr.WithZone("")
+					last = &in
+				}
+			}
+		}
+	}
+	return last
+}
+
+func (w *worker) track(f *flight) {
+	for f.fd >= len(w.byFD) {
+		w.byFD = append(w.byFD, make([]*flight, len(w.byFD)+64)...)
+	}
+	w.byFD[f.fd] = f
+	q := w.queues[f.h]
+	if q == nil {
+		q = &hostQueue{h: f.h}
+		w.queues[f.h] = q
+		w.active = append(w.active, q)
+	}
+	q.q = append(q.q, f)
+	w.inflight++
+}
+
+// finish forgets a decided flight; the caller has closed or will close fd.
+func (w *worker) finish(f *flight) {
+	f.done = true
+	w.byFD[f.fd] = nil
+	w.inflight--
+	if w.cap < w.max {
+		w.cap++ // additive increase after a shortage
+	}
+}
+
+// drop closes a flight without a result (host down, or shutting down).
+func (w *worker) drop(f *flight) {
+	unix.Close(f.fd)
+	w.finish(f)
+}
+
+// ready handles an epoll event: the connect finished one way or another.
+func (w *worker) ready(fd int, events uint32) {
+	if fd >= len(w.byFD) || w.byFD[fd] == nil {
+		return
+	}
+	f := w.byFD[fd]
+	if !w.settle(f, time.Since(f.sent)) && events&unix.EPOLLERR != 0 {
+		w.icmp(fd, f.h) // a stale queued error; drain it so the event stops
+	}
+}
+
+// settle decides a flight from the socket's state; it reports false if the
+// connect is still in progress.
+func (w *worker) settle(f *flight, rtt time.Duration) bool {
+	soerr, err := unix.GetsockoptInt(f.fd, unix.SOL_SOCKET, unix.SO_ERROR)
+	if err == nil && soerr == 0 {
+		// No error: connected, or (for a deadline check) still trying.
+		switch cerr := unix.Connect(f.fd, w.sockaddr(f.h, f.port)); cerr {
+		case nil, unix.EISCONN:
+			w.finish(f)
+			w.connected(f.fd, f.h, f.item, rtt)
+			return true
+		case unix.EALREADY, unix.EINPROGRESS:
+			return false
+		default:
+			soerr = int(errnoOf(cerr))
+		}
+	}
+	if err != nil {
+		soerr = int(errnoOf(err))
+	}
+	errno := syscall.Errno(soerr)
+	info := w.icmp(f.fd, f.h)
+	w.drop(f)
+	if f.h.status.Load() == statusDown {
+		w.e.done.Add(1)
+		return true
+	}
+	w.e.decide(f.h, f.item, classify(errno, info, false), rtt)
+	return true
+}
+
+// sweep expires flights past their host's deadline and returns the time
+// until the next deadline. Before expiring a flight it asks the socket once
+// more, so an answer that arrived while we were busy is never lost.
+func (w *worker) sweep(now time.Time) time.Duration {
+	next := maxWait
+	keep := w.active[:0]
+	for _, q := range w.active {
+		h := q.h
+		down := h.status.Load() == statusDown
+		tmo := w.e.timeout(h)
+		for q.head < len(q.q) {
+			f := q.q[q.head]
+			if f.done {
+				q.q[q.head] = nil
+				q.head++
+				continue
+			}
+			if down {
+				w.drop(f)
+				w.e.done.Add(1)
+				continue
+			}
+			age := now.Sub(f.sent)
+			if age < tmo {
+				next = min(next, tmo-age)
+				break
+			}
+			if w.settle(f, age) {
+				continue
+			}
+			w.drop(f)
+			w.expire(h, f.item, age)
+			down = h.status.Load() == statusDown
+			tmo = w.e.timeout(h)
+		}
+		if q.head == len(q.q) {
+			delete(w.queues, h)
+			continue
+		}
+		if q.head > 1024 && q.head > len(q.q)/2 {
+			q.q = append(q.q[:0], q.q[q.head:]...)
+			q.head = 0
+		}
+		keep = append(keep, q)
+	}
+	clear(w.active[len(keep):])
+	w.active = keep
+	return next
+}
+
+// expire handles a probe nothing answered: try again or call it filtered.
+func (w *worker) expire(h *hostState, it item, age time.Duration) {
+	e := w.e
+	e.silent(h)
+	if e.retry(it) {
+		it.tries++
+		w.retry = append(w.retry, it)
+		return
+	}
+	e.decide(h, it, vNoResponse, age)
+}

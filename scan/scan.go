@@ -1,0 +1,440 @@
+// Package scan runs TCP connect probes over many ports and hosts, fast and
+// exactly. On Linux it drives non-blocking sockets from an epoll loop, so a
+// result is decided from the kernel's answer (SYN-ACK, reset, ICMP) before any
+// deadline is looked at; deadlines adapt per host from measured round trips,
+// as nmap's do. Results use nmap's states (open, closed, filtered) with a
+// reason, and a host that cannot be reached at all is reported once as
+// host-unreachable or no-route instead of as thousands of filtered ports.
+//
+// Traps it avoids: a loopback connect that picks its own destination port as
+// source port (self-connect) is not "open"; running out of file descriptors
+// (EMFILE) or ephemeral ports slows the scan down and never makes a port
+// "closed".
+package scan
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/reach-tools/reach/probe"
+)
+
+// State is a port's state, with nmap's meaning.
+type State string
+
+// Port states.
+const (
+	Open     State = "open"     // the handshake completed
+	Closed   State = "closed"   // a reset or ICMP port-unreachable came back
+	Filtered State = "filtered" // no answer, or an ICMP administratively-prohibited
+)
+
+// HostState says whether a host answered at all.
+type HostState string
+
+// Host states.
+const (
+	HostUp          HostState = "up"               // something answered
+	HostNoAnswer    HostState = "no-answer"        // every probe went unanswered; the host may be down or drop everything
+	HostUnreachable HostState = "host-unreachable" // no ARP/ND answer, or ICMP host-unreachable from a router
+	HostNoRoute     HostState = "no-route"         // no route to the host (locally or ICMP net-unreachable)
+	HostUnknown     HostState = "unknown"          // the scan was canceled before the host answered
+)
+
+// Reasons, in nmap's words where nmap has one.
+const (
+	ReasonSynAck          = "syn-ack"          // open: the handshake completed
+	ReasonConnRefused     = "conn-refused"     // closed: a TCP reset
+	ReasonPortUnreach     = "port-unreach"     // closed: ICMP port-unreachable
+	ReasonSelfConnect     = "self-connect"     // closed: the kernel connected us to ourselves; nothing listens
+	ReasonNoResponse      = "no-response"      // filtered: no answer before the deadline
+	ReasonAdminProhibited = "admin-prohibited" // filtered: ICMP administratively prohibited (firewall REJECT)
+	ReasonHostUnreach     = "host-unreach"     // ICMP host-unreachable (or no ARP/ND answer)
+	ReasonNetUnreach      = "net-unreach"      // ICMP network-unreachable
+	ReasonNoRoute         = "no-route"         // this host has no route to the target
+	ReasonLocalProhibited = "local-prohibited" // this host's own firewall refused to send (EPERM/EACCES)
+	ReasonLocalError      = "local-error"      // another error on this host
+)
+
+// Port is the result for one port of one host.
+type Port struct {
+	Addr   netip.Addr    `json:"addr"`
+	Port   uint16        `json:"port"`
+	State  State         `json:"state"`
+	Reason string        `json:"reason"`
+	Class  probe.Class   `json:"class"`           // the probe vocabulary for the same outcome
+	Errno  syscall.Errno `json:"errno,omitempty"` // the errno behind a failure, 0 if none
+	From   netip.Addr    `json:"from,omitzero"`   // who sent the ICMP error, when one came
+	RTT    time.Duration `json:"rtt_ns"`          // from the last connect to the answer (or deadline)
+	Tries  int           `json:"tries"`           // connect attempts made
+}
+
+// Counts tallies ports by state.
+type Counts struct {
+	Open     int `json:"open"`
+	Closed   int `json:"closed"`
+	Filtered int `json:"filtered"`
+}
+
+func (c *Counts) add(s State) {
+	switch s {
+	case Open:
+		c.Open++
+	case Closed:
+		c.Closed++
+	case Filtered:
+		c.Filtered++
+	}
+}
+
+// Host is what the scan learnt about one host.
+type Host struct {
+	Addr     netip.Addr    `json:"addr"`
+	Name     string        `json:"name,omitempty"` // the name the user gave, if any
+	State    HostState     `json:"state"`
+	Reason   string        `json:"reason,omitempty"`   // for host-unreachable and no-route
+	Evidence string        `json:"evidence,omitempty"` // what was seen, e.g. "ICMP host-unreachable from 198.18.0.1"
+	SRTT     time.Duration `json:"srtt_ns"`            // smoothed round-trip time; 0 when nothing answered
+	Counts   Counts        `json:"counts"`
+	Ports    []Port        `json:"-"` // every decided port, in port order (none for an unreachable host)
+}
+
+// Report is the outcome of a scan.
+type Report struct {
+	Hosts    []Host        // in address order
+	Ports    int           // ports per host
+	Counts   Counts        // over all hosts
+	Probes   int64         // connect attempts made
+	Elapsed  time.Duration //
+	Canceled bool          // the context ended the scan early; results are partial
+}
+
+// Target is a host to scan: an address and, when the user typed a name, that name.
+type Target struct {
+	Addr netip.Addr
+	Name string
+}
+
+// Progress is a snapshot of a running scan.
+type Progress struct {
+	Done, Total int64 // host×port pairs decided, and in all
+	Elapsed     time.Duration
+}
+
+// Defaults used when Options fields are zero.
+const (
+	DefaultTimeout       = time.Second
+	DefaultMinTimeout    = 100 * time.Millisecond
+	DefaultDiscoveryWait = 4 * time.Second
+	DefaultRetries       = 1
+	MaxConcurrency       = 16384
+)
+
+// Options tune a scan. The zero value of each field picks a sensible default.
+type Options struct {
+	// Ports to probe on every host; required.
+	Ports []uint16
+	// Concurrency caps connects in flight; 0 sizes it from RLIMIT_NOFILE
+	// (raising the soft limit to the hard one, keeping a reserve), at most
+	// MaxConcurrency.
+	Concurrency int
+	// Workers is the number of event loops; 0 means one per CPU.
+	Workers int
+	// Rate caps new connects per second; 0 means no cap.
+	Rate float64
+	// MaxRetries is how often a port that got no answer is tried again.
+	// 0 means DefaultRetries; negative means never. Ports that answered
+	// (open, closed, prohibited) are never retried.
+	MaxRetries int
+	// Timeout is how long a probe waits before a host's round-trip time is
+	// known, and the ceiling of the adaptive deadline (srtt + 4·rttvar, at
+	// least MinTimeout). 0 means DefaultTimeout.
+	Timeout    time.Duration
+	MinTimeout time.Duration // 0 means DefaultMinTimeout (capped at Timeout)
+	// DiscoveryWait is how long probes to a host that has not answered yet
+	// wait, so that a host absent from its link is reported host-unreachable
+	// (Linux gives up ARP/ND after 3 s) instead of filtered. 0 means
+	// DefaultDiscoveryWait.
+	DiscoveryWait time.Duration
+	// OnPort, when set, gets every decided port as it is decided; OnHost gets
+	// every host found unreachable. Calls are serialized; keep them short.
+	OnPort func(Port)
+	OnHost func(Host)
+	// Progress, when set, is called about five times a second.
+	Progress func(Progress)
+	// RunIn, when set, runs each event loop; the loop creates its sockets
+	// inside it. Tests pass a network namespace's Do.
+	RunIn  func(func() error) error
+	Logger *slog.Logger
+}
+
+// Errors.
+var (
+	ErrNoPorts      = errors.New("scan: no ports to scan")
+	ErrNoTargets    = errors.New("scan: no hosts to scan")
+	ErrUnsupported  = errors.New("scan: unsupported on this OS (the scan engine needs Linux epoll)")
+	ErrOutOfSockets = errors.New("scan: could not create sockets")
+)
+
+// ResourceError says the scan stopped because this host ran out of file
+// descriptors or ports for longer than the scan would wait.
+type ResourceError struct {
+	Errno syscall.Errno
+	Wait  time.Duration
+}
+
+func (e *ResourceError) Error() string {
+	return fmt.Sprintf("%v: %v for %v with no connection in flight; raise the open-file limit (ulimit -n) or close other programs' sockets", ErrOutOfSockets, e.Errno, e.Wait)
+}
+
+func (e *ResourceError) Unwrap() []error { return []error{ErrOutOfSockets, e.Errno} }
+
+func (o Options) withDefaults() Options {
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.MinTimeout <= 0 {
+		o.MinTimeout = DefaultMinTimeout
+	}
+	o.MinTimeout = min(o.MinTimeout, o.Timeout)
+	if o.DiscoveryWait <= 0 {
+		o.DiscoveryWait = DefaultDiscoveryWait
+	}
+	switch {
+	case o.MaxRetries == 0:
+		o.MaxRetries = DefaultRetries
+	case o.MaxRetries < 0:
+		o.MaxRetries = 0
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.RunIn == nil {
+		o.RunIn = func(f func() error) error { return f() }
+	}
+	return o
+}
+
+// Scan probes every port in opt.Ports on every target. It returns what it
+// found even when ctx ends the scan early (then Report.Canceled is set and
+// the error is ctx's).
+func Scan(ctx context.Context, targets []Target, opt Options) (*Report, error) {
+	if len(opt.Ports) == 0 {
+		return nil, ErrNoPorts
+	}
+	if len(targets) == 0 {
+		return nil, ErrNoTargets
+	}
+	e := newEngine(targets, opt.withDefaults())
+	start := time.Now()
+	e.start = start
+	stop := e.reportProgress()
+	err := run(ctx, e)
+	stop()
+	rep := e.report(time.Since(start))
+	if ctx.Err() != nil {
+		rep.Canceled = true
+		return rep, ctx.Err()
+	}
+	return rep, err
+}
+
+// Host status, kept in hostState.status.
+const (
+	statusUnconfirmed int32 = iota // nothing answered yet
+	statusUp                       // something answered
+	statusSilent                   // a probe waited DiscoveryWait and nothing came back
+	statusDown                     // host-level failure; its ports are not probed further
+)
+
+// hostState is one target's shared state; workers on any thread touch it.
+type hostState struct {
+	Target
+	status    atomic.Int32
+	timeoutNs atomic.Int64 // the current probe deadline
+	mu        sync.Mutex   // guards rtt and down
+	rtt       rttEstimator
+	down      Host // the host-level verdict, once statusDown
+	ports     []Port
+	counts    Counts
+}
+
+type engine struct {
+	opt   Options
+	start time.Time
+	hosts []*hostState // shuffled: the scan order across hosts
+	ports []uint16     // shuffled
+	total int64
+	next  atomic.Int64 // the next item to hand out
+	done  atomic.Int64 // items decided (or skipped for a down host)
+	tries atomic.Int64
+
+	mu sync.Mutex // serializes results and callbacks
+}
+
+func newEngine(targets []Target, opt Options) *engine {
+	e := &engine{opt: opt}
+	for _, t := range targets {
+		h := &hostState{Target: t}
+		h.timeoutNs.Store(int64(opt.DiscoveryWait))
+		e.hosts = append(e.hosts, h)
+	}
+	e.ports = slices.Clone(opt.Ports)
+	rand.Shuffle(len(e.hosts), func(i, j int) { e.hosts[i], e.hosts[j] = e.hosts[j], e.hosts[i] })
+	rand.Shuffle(len(e.ports), func(i, j int) { e.ports[i], e.ports[j] = e.ports[j], e.ports[i] })
+	e.total = int64(len(e.hosts)) * int64(len(e.ports))
+	return e
+}
+
+// item names one host×port pair by index into e.hosts and e.ports.
+type item struct {
+	host  int32
+	port  uint16 // the port number itself
+	tries uint8  // attempts already made
+}
+
+// take hands out the next pair. Consecutive pairs go to different hosts, so
+// no host sees a burst while others wait.
+func (e *engine) take() (item, bool) {
+	i := e.next.Add(1) - 1
+	if i >= e.total {
+		return item{}, false
+	}
+	n := int64(len(e.hosts))
+	return item{host: int32(i % n), port: e.ports[i/n]}, true
+}
+
+func (e *engine) timeout(h *hostState) time.Duration { return time.Duration(h.timeoutNs.Load()) }
+
+// answered records that h answered after rtt, which also confirms it is up.
+func (e *engine) answered(h *hostState, rtt time.Duration) {
+	h.mu.Lock()
+	h.rtt.update(rtt)
+	t := h.rtt.timeout(e.opt.MinTimeout, e.opt.Timeout)
+	h.mu.Unlock()
+	if h.status.Load() == statusDown {
+		return
+	}
+	h.status.Store(statusUp)
+	h.timeoutNs.Store(int64(t))
+}
+
+// silent marks a host that let a probe wait DiscoveryWait without any error:
+// it exists or is behind a router that drops; its ports are filtered.
+func (e *engine) silent(h *hostState) {
+	if h.status.CompareAndSwap(statusUnconfirmed, statusSilent) {
+		h.timeoutNs.Store(int64(e.opt.Timeout))
+	}
+}
+
+// hostDown records a host-level verdict and reports whether it was taken:
+// a host that already answered stays up, and the caller reports the port.
+func (e *engine) hostDown(h *hostState, v verdict) bool {
+	if !h.status.CompareAndSwap(statusUnconfirmed, statusDown) {
+		return h.status.Load() == statusDown
+	}
+	h.mu.Lock()
+	h.down = Host{Addr: h.Addr, Name: h.Name, State: v.host, Reason: v.reason, Evidence: v.evidence}
+	down := h.down
+	h.mu.Unlock()
+	e.opt.Logger.Debug("scan: host down", "addr", h.Addr, "state", v.host, "evidence", v.evidence)
+	if e.opt.OnHost != nil {
+		e.mu.Lock()
+		e.opt.OnHost(down)
+		e.mu.Unlock()
+	}
+	return true
+}
+
+// port records a decided port.
+func (e *engine) port(h *hostState, p Port) {
+	e.done.Add(1)
+	e.mu.Lock()
+	h.ports = append(h.ports, p)
+	h.counts.add(p.State)
+	if e.opt.OnPort != nil {
+		e.opt.OnPort(p)
+	}
+	e.mu.Unlock()
+}
+
+// decide turns a verdict about one probe into a port result or a host-level one.
+func (e *engine) decide(h *hostState, it item, v verdict, rtt time.Duration) {
+	if v.host != "" {
+		if e.hostDown(h, v) {
+			e.done.Add(1)
+			return
+		}
+		v = v.asPort()
+	}
+	if v.answered {
+		e.answered(h, rtt)
+	}
+	e.port(h, Port{Addr: h.Addr, Port: it.port, State: v.state, Reason: v.reason, Class: v.class,
+		Errno: v.errno, From: v.from, RTT: rtt, Tries: int(it.tries) + 1})
+}
+
+// retry reports whether an unanswered probe should be tried again.
+func (e *engine) retry(it item) bool { return int(it.tries) < e.opt.MaxRetries }
+
+func (e *engine) reportProgress() (stop func()) {
+	if e.opt.Progress == nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				e.opt.Progress(Progress{Done: e.done.Load(), Total: e.total, Elapsed: time.Since(e.start)})
+			}
+		}
+	})
+	return func() { close(done); wg.Wait() }
+}
+
+func (e *engine) report(elapsed time.Duration) *Report {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	r := &Report{Ports: len(e.ports), Probes: e.tries.Load(), Elapsed: elapsed}
+	for _, h := range e.hosts {
+		h.mu.Lock()
+		out := Host{Addr: h.Addr, Name: h.Name, SRTT: h.rtt.srtt, Counts: h.counts, Ports: h.ports}
+		switch h.status.Load() {
+		case statusDown:
+			out = h.down
+		case statusUp:
+			out.State = HostUp
+		case statusSilent:
+			out.State = HostNoAnswer
+		default:
+			out.State = HostUnknown
+			if int64(h.counts.Filtered) == int64(len(e.ports)) {
+				out.State = HostNoAnswer
+			}
+		}
+		h.mu.Unlock()
+		slices.SortFunc(out.Ports, func(a, b Port) int { return cmp.Compare(a.Port, b.Port) })
+		r.Counts.Open += out.Counts.Open
+		r.Counts.Closed += out.Counts.Closed
+		r.Counts.Filtered += out.Counts.Filtered
+		r.Hosts = append(r.Hosts, out)
+	}
+	slices.SortFunc(r.Hosts, func(a, b Host) int { return a.Addr.Compare(b.Addr) })
+	return r
+}

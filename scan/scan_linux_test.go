@@ -1,0 +1,391 @@
+package scan_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/reach-tools/reach/internal/netlab"
+	"github.com/reach-tools/reach/probe"
+	"github.com/reach-tools/reach/scan"
+)
+
+func portOf(t testing.TB, ln net.Listener) uint16 {
+	t.Helper()
+	return uint16(ln.Addr().(*net.TCPAddr).Port)
+}
+
+// closedPort returns a port nothing listens on in h: one it listened on and closed.
+func closedPort(t testing.TB, h *netlab.Host, addr string) uint16 {
+	t.Helper()
+	var p uint16
+	if err := h.Do(func() error {
+		ln, err := net.Listen("tcp", net.JoinHostPort(addr, "0"))
+		if err != nil {
+			return err
+		}
+		p = portOf(t, ln)
+		return ln.Close()
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func allPorts() []uint16 {
+	ps := make([]uint16, 0, 65535)
+	for p := 1; p <= 65535; p++ {
+		ps = append(ps, uint16(p))
+	}
+	return ps
+}
+
+func scanIn(t testing.TB, h *netlab.Host, targets []scan.Target, opt scan.Options) *scan.Report {
+	t.Helper()
+	opt.RunIn = h.Do
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rep, err := scan.Scan(ctx, targets, opt)
+	if err != nil {
+		t.Fatalf("Scan: %v", err)
+	}
+	return rep
+}
+
+func target(a netip.Addr) []scan.Target { return []scan.Target{{Addr: a}} }
+
+// byState maps port -> state+reason for one host.
+func byState(h scan.Host) map[uint16]string {
+	m := map[uint16]string{}
+	for _, p := range h.Ports {
+		m[p.Port] = string(p.State) + "/" + p.Reason
+	}
+	return m
+}
+
+func openSet(h scan.Host) []uint16 {
+	var out []uint16
+	for _, p := range h.Ports {
+		if p.State == scan.Open {
+			out = append(out, p.Port)
+		}
+	}
+	return out
+}
+
+func openFDs(t testing.TB) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
+// A full scan of a namespace's loopback finds exactly the ports we listen on,
+// every time: the self-connect trap (a connect in the ephemeral range that
+// picks its destination port as source) must never show up as open.
+func TestLoopbackFullRangeExact(t *testing.T) {
+	lab := netlab.New(t)
+	h := lab.Host("lo")
+	var want []uint16
+	for range 25 {
+		want = append(want, portOf(t, h.Listen(t, "tcp", "127.0.0.1:0")))
+	}
+	slices.Sort(want)
+	fds := openFDs(t)
+	runs := 3
+	if testing.Short() {
+		runs = 1
+	}
+	selfConnects := 0
+	for run := range runs {
+		rep := scanIn(t, h, target(netip.MustParseAddr("127.0.0.1")), scan.Options{Ports: allPorts()})
+		if len(rep.Hosts) != 1 {
+			t.Fatalf("run %d: %d hosts in report", run, len(rep.Hosts))
+		}
+		host := rep.Hosts[0]
+		if got := openSet(host); !slices.Equal(got, want) {
+			t.Fatalf("run %d: open = %v, want %v", run, got, want)
+		}
+		if host.State != scan.HostUp || host.Counts != (scan.Counts{Open: 25, Closed: 65535 - 25}) || len(host.Ports) != 65535 {
+			t.Fatalf("run %d: host %s counts %+v ports %d", run, host.State, host.Counts, len(host.Ports))
+		}
+		for _, p := range host.Ports {
+			if p.Reason == scan.ReasonSelfConnect {
+				selfConnects++
+				if p.State != scan.Closed || p.Class != probe.Refused {
+					t.Fatalf("self-connect reported as %+v", p)
+				}
+			}
+		}
+		t.Logf("run %d: %v, %d probes", run, rep.Elapsed, rep.Probes)
+	}
+	t.Logf("self-connects seen and reported closed: %d", selfConnects)
+	if got := openFDs(t); got > fds {
+		t.Fatalf("fd leak: %d open before, %d after", fds, got)
+	}
+}
+
+// lab2 is a scanner host and a server host on one link.
+func lab2(t *testing.T) (c, s *netlab.Host, saddr netip.Addr, lab *netlab.Lab) {
+	lab = netlab.New(t)
+	c, s = lab.Host("c"), lab.Host("s")
+	_, saddr = lab.Link(c, s)
+	return c, s, saddr, lab
+}
+
+// Each firewall answer maps to nmap's state and reason.
+func TestFirewallStates(t *testing.T) {
+	c, s, saddr, _ := lab2(t)
+	listen := func() uint16 { return portOf(t, s.Listen(t, "tcp", net.JoinHostPort(saddr.String(), "0"))) }
+	open1, open2 := listen(), listen()
+	drop, reset, admin, portUnreach, hostUnreach := listen(), listen(), listen(), listen(), listen()
+	closed := closedPort(t, s, saddr.String())
+	rule := func(p uint16, args ...string) {
+		s.Iptables(t, append([]string{"-A", "INPUT", "-p", "tcp", "--dport", strconv.Itoa(int(p)), "-j"}, args...)...)
+	}
+	rule(drop, "DROP")
+	rule(reset, "REJECT", "--reject-with", "tcp-reset")
+	rule(admin, "REJECT", "--reject-with", "icmp-admin-prohibited")
+	rule(portUnreach, "REJECT", "--reject-with", "icmp-port-unreachable")
+	rule(hostUnreach, "REJECT", "--reject-with", "icmp-host-unreachable")
+	want := map[uint16]string{
+		open1:       "open/syn-ack",
+		open2:       "open/syn-ack",
+		drop:        "filtered/no-response",
+		reset:       "closed/conn-refused",
+		admin:       "filtered/admin-prohibited",
+		portUnreach: "closed/port-unreach",
+		hostUnreach: "filtered/host-unreach", // from the target itself: the host is up
+		closed:      "closed/conn-refused",
+	}
+	rep := scanIn(t, c, target(saddr), scan.Options{Ports: slices.Collect(maps.Keys(want))})
+	host := rep.Hosts[0]
+	if got := byState(host); !maps.Equal(got, want) {
+		t.Fatalf("states:\n got %v\nwant %v", got, want)
+	}
+	if host.State != scan.HostUp {
+		t.Fatalf("host state %s, want up", host.State)
+	}
+	for _, p := range host.Ports {
+		wantClass := map[string]probe.Class{"open/syn-ack": probe.Open, "closed/conn-refused": probe.Refused, "closed/port-unreach": probe.Refused,
+			"filtered/no-response": probe.Timeout, "filtered/admin-prohibited": probe.HostUnreachable, "filtered/host-unreach": probe.HostUnreachable}[want[p.Port]]
+		if p.Class != wantClass {
+			t.Errorf("port %d (%s): class %s, want %s", p.Port, want[p.Port], p.Class, wantClass)
+		}
+		if p.Port == drop && p.Tries != 1+scan.DefaultRetries {
+			t.Errorf("dropped port tried %d times, want %d", p.Tries, 1+scan.DefaultRetries)
+		}
+		if p.Port == admin && p.From != saddr {
+			t.Errorf("admin-prohibited from %v, want %v", p.From, saddr)
+		}
+	}
+}
+
+// The same over IPv6 (ip6tables, ICMPv6).
+func TestFirewallStatesIPv6(t *testing.T) {
+	lab := netlab.New(t)
+	c, s := lab.Host("c"), lab.Host("s")
+	_, saddr := lab.LinkV6(c, s)
+	listen := func() uint16 { return portOf(t, s.Listen(t, "tcp", net.JoinHostPort(saddr.String(), "0"))) }
+	open, drop, reset, admin := listen(), listen(), listen(), listen()
+	closed := closedPort(t, s, saddr.String())
+	rule := func(p uint16, args ...string) {
+		s.Run(t, append([]string{"ip6tables", "-w", "-A", "INPUT", "-p", "tcp", "--dport", strconv.Itoa(int(p)), "-j"}, args...)...)
+	}
+	rule(drop, "DROP")
+	rule(reset, "REJECT", "--reject-with", "tcp-reset")
+	rule(admin, "REJECT", "--reject-with", "icmp6-adm-prohibited")
+	want := map[uint16]string{
+		open: "open/syn-ack", drop: "filtered/no-response", reset: "closed/conn-refused",
+		admin: "filtered/admin-prohibited", closed: "closed/conn-refused",
+	}
+	rep := scanIn(t, c, target(saddr), scan.Options{Ports: slices.Collect(maps.Keys(want)), MaxRetries: -1})
+	if got := byState(rep.Hosts[0]); !maps.Equal(got, want) {
+		t.Fatalf("states:\n got %v\nwant %v", got, want)
+	}
+}
+
+// A dead host on the link is one host-unreachable line, not 1000 filtered
+// ports, and a host with no route is no-route at once; live hosts in the same
+// scan are unaffected.
+func TestDeadHostsAreHostLevel(t *testing.T) {
+	c, s, saddr, lab := lab2(t)
+	want := []uint16{portOf(t, s.Listen(t, "tcp", net.JoinHostPort(saddr.String(), "0")))}
+	dead := lab.Unowned(t, saddr)
+	noRoute := netip.MustParseAddr("198.19.255.1") // on no link of the lab
+	ports := make([]uint16, 0, 1000)
+	for p := 1; p <= 1000; p++ {
+		ports = append(ports, uint16(p))
+	}
+	if want[0] > 1000 {
+		ports = append(ports, want[0])
+	}
+	var hostEvents []scan.Host
+	rep := scanIn(t, c, []scan.Target{{Addr: saddr}, {Addr: dead}, {Addr: noRoute}}, scan.Options{
+		Ports:  ports,
+		OnHost: func(h scan.Host) { hostEvents = append(hostEvents, h) },
+	})
+	got := map[netip.Addr]scan.Host{}
+	for _, h := range rep.Hosts {
+		got[h.Addr] = h
+	}
+	if h := got[saddr]; h.State != scan.HostUp || !slices.Equal(openSet(h), want) || h.Counts.Closed != len(ports)-1 {
+		t.Fatalf("live host: %s open %v counts %+v", h.State, openSet(h), h.Counts)
+	}
+	if h := got[dead]; h.State != scan.HostUnreachable || len(h.Ports) != 0 || h.Reason != scan.ReasonHostUnreach {
+		t.Fatalf("dead host: state %s reason %s, %d ports (%+v); want host-unreachable and no ports", h.State, h.Reason, len(h.Ports), h.Counts)
+	} else {
+		t.Logf("dead host evidence: %s", h.Evidence)
+	}
+	if h := got[noRoute]; h.State != scan.HostNoRoute || len(h.Ports) != 0 {
+		t.Fatalf("unrouted host: state %s, %d ports; want no-route and no ports", h.State, len(h.Ports))
+	}
+	if len(hostEvents) != 2 {
+		t.Fatalf("OnHost called %d times, want 2 (dead and unrouted)", len(hostEvents))
+	}
+	t.Logf("elapsed %v, %d probes", rep.Elapsed, rep.Probes)
+}
+
+// With almost no file descriptors left, the scan slows down and stays exact:
+// EMFILE never turns into "closed".
+func TestEMFILEIsNeverClosed(t *testing.T) {
+	c, s, saddr, _ := lab2(t)
+	want := map[uint16]string{}
+	for range 5 {
+		want[portOf(t, s.Listen(t, "tcp", net.JoinHostPort(saddr.String(), "0")))] = "open/syn-ack"
+	}
+	for range 5 {
+		want[closedPort(t, s, saddr.String())] = "closed/conn-refused"
+	}
+	for p := 20000; p < 20060; p++ {
+		if _, ok := want[uint16(p)]; !ok {
+			want[uint16(p)] = "filtered/no-response"
+		}
+	}
+	s.Iptables(t, "-A", "INPUT", "-p", "tcp", "--dport", "20000:20059", "-j", "DROP")
+
+	var old syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
+		t.Fatal(err)
+	}
+	// Only the soft limit: without CAP_SYS_RESOURCE a lowered hard limit
+	// could not be raised again. Concurrency is set, so Scan does not raise it.
+	low := uint64(openFDs(t) + 12)
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &syscall.Rlimit{Cur: low, Max: old.Max}); err != nil {
+		t.Fatal(err)
+	}
+	var rep *scan.Report
+	var err error
+	func() {
+		defer func() {
+			if rerr := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old); rerr != nil {
+				t.Errorf("restore RLIMIT_NOFILE: %v", rerr)
+			}
+		}()
+		rep, err = scan.Scan(context.Background(), target(saddr), scan.Options{
+			Ports: slices.Collect(maps.Keys(want)), Concurrency: 500, MaxRetries: -1, RunIn: c.Do,
+		})
+	}()
+	if err != nil {
+		t.Fatalf("Scan: %v", err)
+	}
+	if got := byState(rep.Hosts[0]); !maps.Equal(got, want) {
+		for p, st := range got {
+			if want[p] != st {
+				t.Errorf("port %d: %s, want %s", p, st, want[p])
+			}
+		}
+		t.FailNow()
+	}
+	t.Logf("elapsed %v with RLIMIT_NOFILE %d", rep.Elapsed, low)
+}
+
+// Canceling returns what was found so far, and leaks nothing.
+func TestCancelReturnsPartialResults(t *testing.T) {
+	c, s, saddr, _ := lab2(t)
+	open := portOf(t, s.Listen(t, "tcp", net.JoinHostPort(saddr.String(), "0")))
+	s.Iptables(t, "-A", "INPUT", "-p", "tcp", "!", "--dport", strconv.Itoa(int(open)), "-j", "DROP")
+	fds := openFDs(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ports := []uint16{open}
+	for p := 1; p <= 300; p++ {
+		if uint16(p) != open {
+			ports = append(ports, uint16(p))
+		}
+	}
+	seen := make(chan struct{})
+	rep, err := scan.Scan(ctx, target(saddr), scan.Options{
+		Ports: ports, Concurrency: 1000, Timeout: 10 * time.Second, MinTimeout: 10 * time.Second, RunIn: c.Do,
+		OnPort: func(p scan.Port) {
+			if p.State == scan.Open {
+				close(seen)
+				cancel()
+			}
+		},
+	})
+	if !errors.Is(err, context.Canceled) || rep == nil || !rep.Canceled {
+		t.Fatalf("Scan after cancel = %v, %v; want partial report and context.Canceled", rep, err)
+	}
+	<-seen
+	if got := openSet(rep.Hosts[0]); !slices.Equal(got, []uint16{open}) {
+		t.Fatalf("partial report open = %v, want [%d]", got, open)
+	}
+	if got := openFDs(t); got > fds {
+		t.Fatalf("fd leak after cancel: %d before, %d after", fds, got)
+	}
+}
+
+func BenchmarkLoopbackFullRange(b *testing.B) {
+	lab := netlab.New(b)
+	h := lab.Host("lo")
+	for range 25 {
+		h.Listen(b, "tcp", "127.0.0.1:0")
+	}
+	ports := allPorts()
+	b.ResetTimer()
+	for b.Loop() {
+		rep := scanIn(b, h, target(netip.MustParseAddr("127.0.0.1")), scan.Options{Ports: ports})
+		if rep.Counts.Open != 25 {
+			b.Fatalf("open = %d, want 25", rep.Counts.Open)
+		}
+	}
+	b.ReportMetric(float64(len(ports))*float64(b.N)/b.Elapsed().Seconds(), "ports/s")
+}
+
+func BenchmarkDropped2000(b *testing.B) {
+	lab := netlab.New(b)
+	c, s := lab.Host("c"), lab.Host("s")
+	_, saddr := lab.Link(c, s)
+	var open []string
+	for range 5 {
+		open = append(open, strconv.Itoa(int(portOf(b, s.Listen(b, "tcp", net.JoinHostPort(saddr.String(), "0"))))))
+	}
+	ports := make([]uint16, 0, 2005)
+	for p := 1; p <= 2000; p++ {
+		ports = append(ports, uint16(p))
+	}
+	for _, o := range open {
+		n, _ := strconv.Atoi(o)
+		ports = append(ports, uint16(n))
+	}
+	s.Iptables(b, "-A", "INPUT", "-p", "tcp", "--dport", "1:2000", "-j", "DROP")
+	b.ResetTimer()
+	for b.Loop() {
+		rep := scanIn(b, c, target(saddr), scan.Options{Ports: ports, MaxRetries: -1})
+		if rep.Counts.Open != 5 || rep.Counts.Filtered != 2000 {
+			b.Fatalf("counts %+v, want 5 open 2000 filtered (open ports %s)", rep.Counts, fmt.Sprint(open))
+		}
+	}
+}
