@@ -18,11 +18,12 @@ const (
 	netlinkSockDiag  = 4  // NETLINK_SOCK_DIAG
 	sockDiagByFamily = 20 // SOCK_DIAG_BY_FAMILY
 
+	inetDiagSKV6Only = 11     // INET_DIAG_SKV6ONLY attribute
+	nlaTypeMask      = 0x3fff // without NLA_F_NESTED and NLA_F_NET_BYTEORDER
+
 	sizeofDiagSockID = 48 // inet_diag_sockid
 	sizeofDiagReqV2  = 8 + sizeofDiagSockID
 	sizeofDiagMsg    = 4 + sizeofDiagSockID + 20
-
-	inetDiagSKV6Only = 11 // INET_DIAG_SKV6ONLY attribute: u8
 )
 
 // ErrShortDiagMsg means a sock_diag reply is shorter than inet_diag_msg.
@@ -38,7 +39,7 @@ func diagRequest(family uint8, states uint32) []byte {
 	return b
 }
 
-// parseDiagMsg decodes one inet_diag_msg and the IPv6-only attribute.
+// parseDiagMsg decodes one inet_diag_msg and the attributes that follow it.
 func parseDiagMsg(b []byte) (Socket, error) {
 	if len(b) < sizeofDiagMsg {
 		return Socket{}, fmt.Errorf("%w: %d bytes, want %d", ErrShortDiagMsg, len(b), sizeofDiagMsg)
@@ -66,16 +67,22 @@ func parseDiagMsg(b []byte) (Socket, error) {
 	s.SendQ = binary.NativeEndian.Uint32(rest[8:12])
 	s.UID = int(binary.NativeEndian.Uint32(rest[12:16]))
 	s.Inode = uint64(binary.NativeEndian.Uint32(rest[16:20]))
-	// Attributes follow; the kernel adds INET_DIAG_SKV6ONLY to every IPv6 socket.
-	for a := b[sizeofDiagMsg:]; len(a) >= 4; {
-		n := int(binary.NativeEndian.Uint16(a[0:2]))
-		if n < 4 || n > len(a) {
-			break
+	return s, parseDiagAttrs(b[sizeofDiagMsg:], &s)
+}
+
+// parseDiagAttrs reads the netlink attributes after an inet_diag_msg. The
+// kernel always sends INET_DIAG_SKV6ONLY for IPv6 sockets in LISTEN or CLOSE.
+func parseDiagAttrs(b []byte, s *Socket) error {
+	for len(b) >= 4 {
+		n := int(binary.NativeEndian.Uint16(b[0:2]))
+		typ := binary.NativeEndian.Uint16(b[2:4]) & nlaTypeMask
+		if n < 4 || n > len(b) {
+			return fmt.Errorf("%w: attribute length %d, %d bytes left", ErrShortDiagMsg, n, len(b))
 		}
-		if binary.NativeEndian.Uint16(a[2:4]) == inetDiagSKV6Only && n >= 5 {
-			s.V6Only = a[4] != 0
+		if typ == inetDiagSKV6Only && n >= 5 {
+			s.V6Only = b[4] != 0
 		}
-		a = a[min((n+3)&^3, len(a)):]
+		b = b[min((n+3)&^3, len(b)):]
 	}
-	return s, nil
+	return nil
 }

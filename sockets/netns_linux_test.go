@@ -1,12 +1,14 @@
 package sockets
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 
@@ -150,5 +152,80 @@ func TestIsLocalInNamespace(t *testing.T) {
 	}
 	if ok, err := IsLocal(addrA); ok || err != nil {
 		t.Errorf("in the root namespace, IsLocal(%v) = %v, %v; want false", addrA, ok, err)
+	}
+}
+
+// TestAcceptsMatchesKernel listens on each kind of address in a namespace
+// and checks Accepts, with V6Only as read from the kernel, against real
+// connection attempts.
+func TestAcceptsMatchesKernel(t *testing.T) {
+	netlab.Require(t)
+	h := netlab.New(t).Host("accepts")
+	type listener struct {
+		network, addr string
+		setV6Only     bool // IPV6_V6ONLY as set by the listener
+		v6only        bool // as the kernel keeps it
+	}
+	listeners := []listener{
+		{"tcp4", "0.0.0.0:0", false, false}, {"tcp4", "127.0.0.1:0", false, false},
+		{"tcp6", "[::]:0", false, false}, {"tcp6", "[::]:0", true, true},
+		{"tcp6", "[::1]:0", false, true}, // binding a specific IPv6 address implies V6ONLY
+	}
+	dsts := []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2"), netip.MustParseAddr("::1")}
+	for _, l := range listeners {
+		var port uint16
+		err := h.Do(func() error {
+			// Set IPV6_V6ONLY either way: Go's default depends on the network.
+			lc := net.ListenConfig{Control: func(network, _ string, c syscall.RawConn) error {
+				if network != "tcp6" {
+					return nil
+				}
+				var serr error
+				err := c.Control(func(fd uintptr) {
+					serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_IPV6, syscall.IPV6_V6ONLY, map[bool]int{true: 1}[l.setV6Only])
+				})
+				return cmp.Or(err, serr)
+			}}
+			ln, err := lc.Listen(context.Background(), l.network, l.addr)
+			if err != nil {
+				return err
+			}
+			t.Cleanup(func() { ln.Close() })
+			port = uint16(ln.Addr().(*net.TCPAddr).Port)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var s Socket
+		err = h.Do(func() error {
+			socks, err := Listening(context.Background(), port)
+			if len(socks) != 1 {
+				return cmp.Or(err, fmt.Errorf("%d sockets on port %d, want 1", len(socks), port))
+			}
+			s = socks[0]
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.V6Only != l.v6only {
+			t.Errorf("%s %s: V6Only = %v, want %v", l.network, l.addr, s.V6Only, l.v6only)
+		}
+		for _, dst := range dsts {
+			to := netip.AddrPortFrom(dst, port)
+			var dialErr error
+			h.Do(func() error {
+				c, err := net.DialTimeout("tcp", to.String(), 5*time.Second)
+				if err == nil {
+					c.Close()
+				}
+				dialErr = err
+				return nil
+			})
+			if got := s.Accepts(to); got != (dialErr == nil) {
+				t.Errorf("%v (v6only %v) Accepts(%v) = %v, but dial: %v", s.Local, s.V6Only, to, got, dialErr)
+			}
+		}
 	}
 }

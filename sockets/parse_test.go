@@ -4,13 +4,17 @@ import (
 	"encoding/binary"
 	"errors"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 )
 
 // diagMsg encodes an inet_diag_msg field by field, as the kernel lays it out.
 func diagMsg(family, state uint8, src, dst netip.AddrPort, rq, wq, uid, inode uint32) []byte {
-	b := make([]byte, sizeofDiagMsg+8) // plus an attribute the parser ignores
+	b := make([]byte, sizeofDiagMsg+8)
+	// An INET_DIAG_SHUTDOWN attribute, which the parser skips.
+	binary.NativeEndian.PutUint16(b[sizeofDiagMsg:], 5)
+	binary.NativeEndian.PutUint16(b[sizeofDiagMsg+2:], 8)
 	b[0], b[1] = family, state
 	binary.BigEndian.PutUint16(b[4:], src.Port())
 	binary.BigEndian.PutUint16(b[6:], dst.Port())
@@ -53,6 +57,32 @@ func TestParseDiagMsg(t *testing.T) {
 				t.Fatalf("got  %s\nwant %s", got, tt.want)
 			}
 		})
+	}
+	attr := func(typ uint16, payload ...byte) []byte {
+		b := make([]byte, (4+len(payload)+3)&^3)
+		binary.NativeEndian.PutUint16(b, uint16(4+len(payload)))
+		binary.NativeEndian.PutUint16(b[2:], typ)
+		copy(b[4:], payload)
+		return b
+	}
+	v6 := diagMsg(afInet6, 10, ap("[::]:22"), ap("[::]:0"), 0, 128, 0, 1)[:sizeofDiagMsg]
+	for _, tt := range []struct {
+		name    string
+		attrs   []byte
+		want    bool
+		wantErr bool
+	}{
+		{"v6only", append(attr(10, 6), attr(inetDiagSKV6Only, 1)...), true, false},
+		{"dual-stack", attr(inetDiagSKV6Only, 0), false, false},
+		{"flags in type", attr(0x8000|inetDiagSKV6Only, 1), true, false},
+		{"empty v6only", attr(inetDiagSKV6Only), false, false},
+		{"bad length", []byte{2, 0, 11, 0}, false, true},
+		{"length past end", []byte{9, 0, 11, 0, 1}, false, true},
+	} {
+		s, err := parseDiagMsg(append(slices.Clone(v6), tt.attrs...))
+		if (err != nil) != tt.wantErr || s.V6Only != tt.want {
+			t.Errorf("%s: V6Only=%v err=%v; want %v, error %v", tt.name, s.V6Only, err, tt.want, tt.wantErr)
+		}
 	}
 	if _, err := parseDiagMsg(make([]byte, sizeofDiagMsg-1)); !errors.Is(err, ErrShortDiagMsg) {
 		t.Errorf("short message: err = %v, want ErrShortDiagMsg", err)
@@ -274,6 +304,40 @@ func TestParseDiagMsgV6Only(t *testing.T) {
 		s, err := parseDiagMsg(append(b, attr...))
 		if err != nil || s.V6Only != v6only {
 			t.Errorf("v6only=%v: got %+v, %v", v6only, s, err)
+		}
+	}
+}
+
+func TestAccepts(t *testing.T) {
+	ap := netip.MustParseAddrPort
+	listen := func(proto, local string, v6only bool) Socket {
+		return Socket{Proto: proto, Local: ap(local), State: StateListen, V6Only: v6only}
+	}
+	tests := []struct {
+		s    Socket
+		dst  string
+		want bool
+	}{
+		{listen("tcp", "0.0.0.0:80", false), "198.18.0.2:80", true},
+		{listen("tcp", "0.0.0.0:80", false), "198.18.0.2:81", false},
+		{listen("tcp", "0.0.0.0:80", false), "[fd00::2]:80", false},
+		{listen("tcp", "0.0.0.0:80", false), "[::ffff:198.18.0.2]:80", true},
+		{listen("tcp", "127.0.0.1:80", false), "127.0.0.1:80", true},
+		{listen("tcp", "127.0.0.1:80", false), "127.0.0.2:80", false},
+		{listen("tcp", "127.0.0.1:80", false), "198.18.0.2:80", false},
+		{listen("tcp6", "[::]:80", false), "198.18.0.2:80", true},
+		{listen("tcp6", "[::]:80", false), "[fd00::2]:80", true},
+		{listen("tcp6", "[::]:80", true), "198.18.0.2:80", false},
+		{listen("tcp6", "[::]:80", true), "[::1]:80", true},
+		{listen("tcp6", "[::1]:80", false), "[::1]:80", true},
+		{listen("tcp6", "[::1]:80", false), "127.0.0.1:80", false},
+		{listen("tcp6", "[::ffff:127.0.0.1]:80", false), "127.0.0.1:80", true},
+		{listen("tcp6", "[::ffff:127.0.0.1]:80", false), "[::1]:80", false},
+		{Socket{Proto: "tcp", Local: ap("0.0.0.0:80"), State: StateEstablished}, "127.0.0.1:80", false},
+	}
+	for _, tt := range tests {
+		if got := tt.s.Accepts(ap(tt.dst)); got != tt.want {
+			t.Errorf("%s %v (v6only %v) Accepts(%s) = %v, want %v", tt.s.Proto, tt.s.Local, tt.s.V6Only, tt.dst, got, tt.want)
 		}
 	}
 }

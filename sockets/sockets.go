@@ -78,11 +78,11 @@ type Socket struct {
 	// The procfs source cannot see the backlog and leaves SendQ 0 for them.
 	RecvQ uint32 `json:"recv_q"`
 	SendQ uint32 `json:"send_q"`
-	UID   int    `json:"uid"`   // owner of the socket
-	Inode uint64 `json:"inode"` // 0 for sockets no process holds (TIME_WAIT, requests)
-	// V6Only marks an IPv6 socket that refuses IPv4 (IPV6_V6ONLY). Only the
-	// netlink source sees it.
-	V6Only bool `json:"v6only,omitempty"`
+	// V6Only is set for IPv6 sockets that refuse IPv4 (IPV6_V6ONLY). Only
+	// the netlink source knows it: procfs leaves it false.
+	V6Only bool   `json:"v6only,omitempty"`
+	UID    int    `json:"uid"`   // owner of the socket
+	Inode  uint64 `json:"inode"` // 0 for sockets no process holds (TIME_WAIT, requests)
 	// Processes holding the socket; empty when none is visible (see
 	// Table.Warnings for why).
 	Processes []Process `json:"processes,omitempty"`
@@ -114,6 +114,27 @@ func (s Socket) Owner() string {
 		parts[i] = fmt.Sprintf("%s (%s %s)", n, label, strings.Join(pids[n], ", "))
 	}
 	return strings.Join(parts, ", ")
+}
+
+// Accepts reports whether this listening socket takes connections to dst:
+// same port, and the same address, or a wildcard address of a family that
+// covers dst (a dual-stack [::] also takes IPv4, an IPV6_V6ONLY one does not).
+func (s Socket) Accepts(dst netip.AddrPort) bool {
+	if s.State != StateListen || s.Local.Port() != dst.Port() {
+		return false
+	}
+	local, to := s.Local.Addr(), dst.Addr()
+	to4 := to.Unmap().Is4()
+	switch {
+	case s.Proto == "tcp": // local is IPv4
+		return to4 && (local.IsUnspecified() || local == to.Unmap())
+	case local.IsUnspecified():
+		return !to4 || !s.V6Only
+	case local.Is4In6():
+		return to4 && local.Unmap() == to.Unmap()
+	default:
+		return !to4 && local.WithZone("") == to.WithZone("")
+	}
 }
 
 // Options selects sockets. The zero value lists every listening socket.
