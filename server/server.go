@@ -29,7 +29,7 @@ type Mode string
 const (
 	ModeEcho    Mode = "echo"    // send back every byte received, until the client closes
 	ModeDiscard Mode = "discard" // read and drop every byte, until the client closes
-	ModeBanner  Mode = "banner"  // send Config.Banner, then close our side
+	ModeBanner  Mode = "banner"  // send Config.Banner, then close (reading the client's leftovers for up to a second)
 )
 
 // Modes lists the modes, for help texts and validation.
@@ -49,7 +49,8 @@ type Config struct {
 	// MaxConns limits the connections served at once; 0 means no limit.
 	// Beyond it a connection is accepted, sent BusyMessage, and closed, so
 	// the client sees why instead of a timeout (which is what a full accept
-	// queue gives).
+	// queue gives). Under a flood, past 64 being turned away at once, the
+	// rest are closed without the message.
 	MaxConns int
 	// IdleTimeout closes a connection when the client sends nothing (or
 	// reads nothing we send) for this long; 0 means never.
@@ -335,9 +336,9 @@ func (s *Server) acceptLoop(ln net.Listener) {
 			go s.reject(c)
 		default:
 			s.rejected.Add(1)
-			c.Close()
 			s.log.Warn("connection rejected: over max conns, too many already being turned away; closed without a message",
 				"remote", c.RemoteAddr().String(), "local", local, "max_conns", s.cfg.MaxConns)
+			c.Close()
 		}
 	}
 }
@@ -345,6 +346,8 @@ func (s *Server) acceptLoop(ln net.Listener) {
 // reject tells a client over the limit why, then closes the connection.
 func (s *Server) reject(c net.Conn) {
 	defer s.conn.Done()
+	s.log.Warn("connection rejected: over max conns", "remote", c.RemoteAddr().String(),
+		"local", c.LocalAddr().String(), "max_conns", s.cfg.MaxConns)
 	msg := fmt.Sprintf(BusyMessage, s.cfg.MaxConns)
 	c.SetDeadline(time.Now().Add(linger))
 	n, err := io.WriteString(c, msg)
@@ -354,8 +357,6 @@ func (s *Server) reject(c net.Conn) {
 		io.Copy(io.Discard, c) // until the client closes or the deadline
 	}
 	s.untrack(c, false)
-	s.log.Warn("connection rejected: over max conns", "remote", c.RemoteAddr().String(),
-		"local", c.LocalAddr().String(), "max_conns", s.cfg.MaxConns)
 }
 
 func (s *Server) untrack(c net.Conn, served bool) (forced bool) {
