@@ -377,3 +377,59 @@ func TestNoLeaks(t *testing.T) {
 		t.Fatalf("after %d connections: %d goroutines (was %d), %d fds (was %d)\n%s", n, g, goroutines, f, fds, buf[:runtime.Stack(buf, true)])
 	}
 }
+
+func TestGracefulDrain(t *testing.T) {
+	r := start(t, server.Config{Drain: time.Minute})
+	addr := r.addr(0)
+	port := r.srv.Addrs()[0].Port()
+	c := dial(t, addr)
+	roundTrip(t, c, "before")
+
+	r.cancel()
+	waitNotListening(t, port)
+	if c2, err := net.DialTimeout("tcp", addr, 10*time.Second); !errors.Is(err, syscall.ECONNREFUSED) {
+		if c2 != nil {
+			c2.Close()
+		}
+		t.Fatalf("dial during drain: %v, want connection refused", err)
+	}
+	select {
+	case err := <-r.done:
+		t.Fatalf("Serve returned %v while a connection was open", err)
+	default:
+	}
+	roundTrip(t, c, "in flight") // the open connection is still served
+	c.CloseWrite()
+	if rest, err := io.ReadAll(c); err != nil || len(rest) != 0 {
+		t.Fatalf("after half-close: %q, %v", rest, err)
+	}
+	if err := r.stop(t); err != nil {
+		t.Fatalf("Serve: %v", err)
+	}
+	if n := len(r.log.records("drain time over: closed open connections")); n != 0 {
+		t.Error("connections were force-closed although they finished")
+	}
+}
+
+func TestBindInUse(t *testing.T) {
+	held, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	addr := held.Addr().String()
+
+	_, err = server.Listen(context.Background(), server.Config{Listen: []string{addr}})
+	var be *server.BindError
+	if !errors.As(err, &be) || be.Cause != server.CauseInUse {
+		t.Fatalf("Listen(%s) = %v, want a BindError with cause in-use", addr, err)
+	}
+	if !errors.Is(err, syscall.EADDRINUSE) || be.Errno != syscall.EADDRINUSE {
+		t.Errorf("errors.Is(err, EADDRINUSE) false or Errno %v", be.Errno)
+	}
+	var op *net.OpError
+	if !errors.As(err, &op) {
+		t.Errorf("no *net.OpError in the chain of %v", err)
+	}
+	checkHeldByUs(t, be)
+}
