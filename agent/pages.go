@@ -18,6 +18,10 @@ func (h *Hub) Pages() http.Handler {
 	mux.HandleFunc("GET /agents/{$}", h.serveMatrix)
 	mux.HandleFunc("GET /agents/matrix.json", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, h.Matrix()) })
 	mux.HandleFunc("GET /agents/pair", h.servePair)
+	mux.HandleFunc("GET /agents/matrix.js", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
+		w.Write([]byte(matrixJS))
+	})
 	return mux
 }
 
@@ -53,6 +57,18 @@ var pageFuncs = template.FuncMap{
 	"ago":  func(t time.Time) string { return time.Since(t).Round(time.Second).String() },
 }
 
+// matrixJS updates the matrix live: it fetches the page again and swaps the
+// table in, without a reload. A file of its own, so a strict
+// Content-Security-Policy (script-src 'self') allows it.
+const matrixJS = `setInterval(async () => {
+  try {
+    const r = await fetch(location.href, {cache: "no-store"});
+    const doc = new DOMParser().parseFromString(await r.text(), "text/html");
+    document.getElementById("matrix").replaceWith(doc.getElementById("matrix"));
+  } catch (e) {}
+}, 2000);
+`
+
 var matrixPage = template.Must(template.New("matrix").Funcs(pageFuncs).Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>reach: connectivity matrix</title>
 <style>
@@ -76,16 +92,7 @@ td.none{background:#fafafa;color:#bbb}
 {{end}}</table>
 </div>
 <p class="legend"><span style="background:#2e7d32">open</span><span style="background:#c62828">refused</span><span style="background:#ef6c00">timeout</span><span style="background:#6a1b9a">unreachable</span><span style="background:#1565c0">dns</span><span style="background:#ad1457">reset / closed</span><span style="background:#9e9e9e">stale</span></p>
-<script>
-// Live update: fetch this page again and swap the table in, no reload.
-setInterval(async () => {
-  try {
-    const r = await fetch(location.href, {cache: "no-store"});
-    const doc = new DOMParser().parseFromString(await r.text(), "text/html");
-    document.getElementById("matrix").replaceWith(doc.getElementById("matrix"));
-  } catch (e) {}
-}, 2000);
-</script>
+<script src="/agents/matrix.js"></script>
 </body></html>
 `))
 
