@@ -23,11 +23,14 @@ bt -bench 'FlappingServer' -benchtime 1x | tee "$out/flap" >&2
 echo "== reach wait on a port that opens after 2s (5 runs)" >&2
 bt -bench 'WaitPortOpensAfter2s' -benchtime 5x | tee "$out/wait" >&2
 
-# Benchmark lines: name N value unit [value unit]...; field(metric) picks a value.
-metric() { awk -v name="$1" -v unit="$2" '$1 ~ name { for (i = 3; i < NF; i++) if ($(i+1) == unit) { s += $i; n++ } } END { if (n) printf "%.3f", s / n; else printf "n/a" }' "$3"; }
-
+# Benchmark lines: name N value unit [value unit]...; metric prints the median
+# of one unit's values over the runs whose name matches (robust to a busy host).
+metric() {
+  awk -v name="$1" -v unit="$2" '$1 ~ name { for (i = 3; i < NF; i++) if ($(i+1) == unit) print $i }' "$3" |
+    sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) printf "n/a"; else if (NR % 2) printf "%.3f", v[(NR+1)/2]; else printf "%.3f", (v[NR/2] + v[NR/2+1]) / 2 }'
+}
 echo
-echo "reach dialer benchmarks ($(date -u +%F), $(nproc) cores, $(go version | cut -d' ' -f3))"
+echo "reach dialer benchmarks ($(date -u +%F), $(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg), $(go version | cut -d' ' -f3)); medians"
 for where in loopback veth; do
   direct=$(metric "FailoverRefused/$where/direct-" ns/op "$out/refused")
   failover=$(metric "FailoverRefused/$where/dialer-" ns/op "$out/refused")

@@ -14,7 +14,7 @@ type Backoff struct {
 	Initial    time.Duration // delay after the first round; 0 means 1 s
 	Multiplier float64       // growth per round; 0 means 1.6 (values below 1 mean 1)
 	Jitter     float64       // ± fraction of each delay; 0 means 0.2, negative means none
-	Max        time.Duration // cap on the delay before jitter; 0 means 120 s
+	Max        time.Duration // cap on every delay before jitter, Initial included; 0 means 120 s
 }
 
 // Defaults of the zero Backoff (gRPC's connection-backoff).
@@ -51,7 +51,6 @@ func (b Backoff) delay(retry int, u float64) time.Duration {
 	if limit <= 0 {
 		limit = DefaultBackoffMax
 	}
-	limit = max(limit, initial)
 	d := float64(initial) * math.Pow(mult, float64(max(retry, 0)))
 	if d > float64(limit) || math.IsInf(d, 0) {
 		d = float64(limit)

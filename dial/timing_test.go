@@ -36,7 +36,7 @@ func TestBackoffDelay(t *testing.T) {
 		{"no jitter", Backoff{Jitter: -1}, 0, 0, s},
 		{"custom", Backoff{Initial: 100 * time.Millisecond, Multiplier: 2, Max: 300 * time.Millisecond, Jitter: -1}, 3, 0, 300 * time.Millisecond},
 		{"multiplier below one is constant", Backoff{Initial: s, Multiplier: 0.5, Jitter: -1}, 5, 0, s},
-		{"max below initial", Backoff{Initial: 2 * s, Max: s, Jitter: -1}, 3, 0, 2 * s},
+		{"max below initial caps it", Backoff{Initial: 2 * s, Max: s, Jitter: -1}, 0, 0, s},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -74,6 +74,9 @@ Exit status: 0 connected, 1 no target accepted, 2 usage error.`,
 				Timeout:      timeout,
 				Retries:      retries,
 				Backoff:      dial.Backoff{Max: backoffMax},
+				// One dial per run: every round should try every target,
+				// so no endpoint is ejected between rounds.
+				Eject: dial.Ejection{Consecutive: -1},
 				OnAttempt: func(a dial.Attempt) {
 					rep.add(a)
 					if !quiet && !asJSON && !verbose && a.Class != probe.Open && a.Class != probe.Canceled {

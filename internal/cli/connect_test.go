@@ -152,3 +152,15 @@ func TestConnectVerboseLogsEveryAttempt(t *testing.T) {
 		}
 	}
 }
+
+func TestConnectRetriesTryEveryTargetEachRound(t *testing.T) {
+	a, b := refusingAddr(t), refusingAddr(t)
+	code, out, _ := runWithInput(t, "", "connect", a, b, "--retries", "6", "--backoff-max", "1ms", "-z", "--json")
+	var rep struct{ Attempts []struct{ Class string } }
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || code != ExitFail {
+		t.Fatalf("exit %d, %v\n%s", code, err, out)
+	}
+	if len(rep.Attempts) != 14 {
+		t.Errorf("%d attempts, want 14 (7 rounds × 2 targets)", len(rep.Attempts))
+	}
+}
