@@ -44,7 +44,7 @@ type pair struct {
 	cliAddr, srvAddr netip.Addr
 }
 
-func newPair(t *testing.T) *pair {
+func newPair(t testing.TB) *pair {
 	t.Helper()
 	netlab.Require(t)
 	lab := netlab.New(t)
