@@ -7,8 +7,10 @@
 // panicking test. Labs left behind by a test binary that was killed (for
 // example by -timeout) are removed by the next New on the machine.
 //
-// Sockets are created inside a host with Listen, ListenPacket and DialContext;
-// commands run inside it with Run, Exec and Start. All of it needs root.
+// Sockets are created inside a host with Listen, ListenPacket and DialContext
+// (a probe.DialFunc); Resolver and ServeDNS keep name lookups in the lab;
+// commands run inside a host with Run, Exec and Start; Iptables, Nft, AddRoute
+// and Sysctl shape its network. All of it needs root (see Require).
 package netlab
 
 import (
@@ -17,6 +19,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -46,18 +49,6 @@ func Require(t testing.TB) {
 		t.Skipf("netlab: %v (skipped: not root and CI is not set)", err)
 	}
 	t.Fatalf("netlab: %v", err)
-}
-
-// prerequisites reports what the lab needs that this machine lacks; the Linux
-// file calls it after checking the OS.
-func prerequisites() error {
-	if os.Geteuid() != 0 {
-		return errors.New("network namespaces need root; run the tests as root (CI does)")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		return errors.New("the ip command is missing; install iproute2 (scripts/test does)")
-	}
-	return nil
 }
 
 // Lab owns a set of hosts and links. Host, Link and the other Lab methods
@@ -319,7 +310,7 @@ func (l *Lab) ip(args ...string) {
 }
 
 // run runs a command with a bounded time and returns its combined output.
-func run(stdin *strings.Reader, name string, args ...string) ([]byte, error) {
+func run(stdin io.Reader, name string, args ...string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), execTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)

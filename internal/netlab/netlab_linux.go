@@ -1,6 +1,7 @@
 package netlab
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,7 +11,16 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func supported() error { return prerequisites() }
+// supported reports what the lab needs that this machine lacks.
+func supported() error {
+	if os.Geteuid() != 0 {
+		return errors.New("network namespaces need root; run the tests as root (CI does)")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		return errors.New("the ip command is missing; install iproute2 (scripts/test does)")
+	}
+	return nil
+}
 
 // enter switches the calling (locked) thread into the namespace at path and
 // returns the function that switches it back.
