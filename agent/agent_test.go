@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net"
@@ -8,11 +9,14 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/reach-tools/reach/probe"
 )
@@ -391,4 +395,68 @@ func TestEvidenceAndRateLimit(t *testing.T) {
 	for _, bad := range []string{"127.0.0.1:0", "127.0.0.1", "x", "", "127.0.0.1:65536"} {
 		get(t, fast.Handler(), PathEvidence+"?addr="+bad, testToken, http.StatusBadRequest)
 	}
+}
+
+// Run leaves no goroutine behind once it returns.
+func TestAgentRunLeaksNothing(t *testing.T) {
+	open, _ := openAndClosed(t)
+	_, srv := newTestHub(t, HubConfig{
+		Interval: 50 * time.Millisecond, Timeout: 50 * time.Millisecond,
+		Hosts: []HostConfig{{Name: "a", Addr: netip.MustParseAddr("127.0.0.1")}},
+		Pairs: []PairConfig{{From: "a", To: open.String()}},
+	})
+	hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{}}
+	before := runtime.NumGoroutine()
+	a, err := New(Config{Name: "a", Hub: srv.URL, Token: testToken, HTTPClient: hc, ReportEvery: 20 * time.Millisecond, RefreshEvery: 30 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	waitFor(t, 10*time.Second, "results sent", func() bool {
+		_, dropped := a.buf.stats()
+		return dropped == 0 && testutilSent(a) > 0
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	hc.CloseIdleConnections()
+	waitFor(t, 10*time.Second, "goroutines back to where they were", func() bool { return runtime.NumGoroutine() <= before })
+}
+
+func testutilSent(a *Agent) float64 {
+	m := &dto.Metric{}
+	a.m.sent.Write(m)
+	return m.GetCounter().GetValue()
+}
+
+// FuzzHubIngest posts arbitrary bodies: the hub answers 200 or 400 and
+// never stores a result outside the agent's probe list.
+func FuzzHubIngest(f *testing.F) {
+	f.Add([]byte(`{"agent":"a","results":[{"target":"127.0.0.1:1","class":"open","rtt":"1ms","time":"2026-01-01T00:00:00Z"}]}`))
+	f.Add([]byte(`{"agent":"a","results":[{"target":"x","class":"refused"}],"dropped":3}`))
+	f.Add([]byte(`{"agent":"b"}`))
+	f.Add([]byte(`{"results":[{"rtt":5}]}`))
+	h, err := NewHub(HubConfig{Token: testToken,
+		Hosts: []HostConfig{{Name: "a", Addr: netip.MustParseAddr("127.0.0.1")}},
+		Pairs: []PairConfig{{From: "a", To: "127.0.0.1:1"}}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	handler := h.Handler()
+	f.Fuzz(func(t *testing.T, body []byte) {
+		req := httptest.NewRequest(http.MethodPost, PathResults, bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+testToken)
+		rec := httptest.NewRecorder()
+		handler.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK && rec.Code != http.StatusBadRequest {
+			t.Fatalf("status %d: %s", rec.Code, rec.Body)
+		}
+		m := h.Matrix()
+		if len(m.Targets) != 1 || m.Targets[0] != "127.0.0.1:1" {
+			t.Fatalf("matrix targets %v", m.Targets)
+		}
+	})
 }
