@@ -52,6 +52,7 @@ var pageFuncs = template.FuncMap{
 	"pairURL": func(source, target string) string {
 		return "/agents/pair?" + url.Values{"source": {source}, "target": {target}}.Encode()
 	},
+	"dur":  func(d Duration) string { return time.Duration(d).String() },
 	"ms":   func(d Duration) string { return time.Duration(d).Round(10 * time.Microsecond).String() },
 	"when": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05Z") },
 	"ago":  func(t time.Time) string { return time.Since(t).Round(time.Second).String() },
@@ -74,13 +75,13 @@ var matrixPage = template.Must(template.New("matrix").Funcs(pageFuncs).Parse(`<!
 <style>
 body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}
 table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:.35em .6em;text-align:center}
-th{background:#f5f5f5}th.src{text-align:right}
+th{background:#f5f5f5;white-space:nowrap}th.src{text-align:right}td{white-space:nowrap}
 td a{color:#fff;text-decoration:none;display:block}
 td.none{background:#fafafa;color:#bbb}
 .legend span{display:inline-block;padding:.1em .5em;margin-right:.3em;color:#fff;border-radius:3px}
 </style></head><body>
 <h1>Connectivity matrix</h1>
-<p>Rows probe columns every {{.Interval}}. Each cell is the latest result; grey means no result for three intervals (agent or hub link down). Click a cell for its history.</p>
+<p>Rows probe columns every {{dur .Interval}}. Each cell is the latest result; grey means no result for three intervals (agent or hub link down). Click a cell for its history.</p>
 <div id="matrix">
 <table>
 <tr><th>source \ target</th>{{range .Targets}}<th>{{.}}</th>{{end}}</tr>
