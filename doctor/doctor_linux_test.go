@@ -15,6 +15,7 @@ import (
 	"github.com/reach-tools/reach/internal/netlab"
 	"github.com/reach-tools/reach/sockets"
 	"github.com/reach-tools/reach/target"
+	"golang.org/x/net/dns/dnsmessage"
 )
 
 // TestMain lets the test binary serve as a helper process: a listener that
@@ -508,4 +509,80 @@ func hasCause(r *doctor.Report, c doctor.Cause) bool {
 		}
 	}
 	return false
+}
+
+// serveDNS answers A queries for name with addrs (and AAAA with nothing)
+// from a UDP socket inside h, until the test ends.
+func serveDNS(t *testing.T, h *netlab.Host, on netip.Addr, name string, addrs []netip.Addr) netip.AddrPort {
+	t.Helper()
+	pc := h.ListenPacket(t, "udp", netip.AddrPortFrom(on, 53).String())
+	go func() {
+		buf := make([]byte, 512)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			var p dnsmessage.Parser
+			hdr, err := p.Start(buf[:n])
+			if err != nil {
+				continue
+			}
+			q, err := p.Question()
+			if err != nil {
+				continue
+			}
+			b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: hdr.ID, Response: true, Authoritative: true})
+			b.EnableCompression()
+			b.StartQuestions()
+			b.Question(q)
+			b.StartAnswers()
+			if q.Name.String() == name && q.Type == dnsmessage.TypeA {
+				for _, a := range addrs {
+					b.AResource(dnsmessage.ResourceHeader{Name: q.Name, Class: dnsmessage.ClassINET, TTL: 60}, dnsmessage.AResource{A: a.As4()})
+				}
+			}
+			msg, err := b.Finish()
+			if err == nil {
+				pc.WriteTo(msg, from)
+			}
+		}
+	}()
+	return netip.AddrPortFrom(on, 53)
+}
+
+// A name with one good and one bad address is reported as such: reachable
+// on one, with the cause of the other.
+func TestNameWithGoodAndBadAddress(t *testing.T) {
+	t.Parallel()
+	p := newPair(t)
+	bad := p.srv.AddAddr(t, p.srvAddr)
+	ln := p.srv.Listen(t, "tcp", netip.AddrPortFrom(p.srvAddr, 0).String())
+	serve(t, ln, nil)
+	ns := serveDNS(t, p.srv, p.srvAddr, "db.reach.test.", []netip.Addr{p.srvAddr, bad})
+	ep := fmt.Sprintf("db.reach.test:%d", portOf(ln))
+	r := p.run(t, onServer, ep, quick, p.srv.Resolver(ns))
+	check(t, r, want{cause: doctor.NotListening, confidence: doctor.Confirmed, reachable: true, evidence: fmt.Sprintf("you dialled %s", netip.AddrPortFrom(bad, portOf(ln)))})
+	if len(r.Addresses) != 2 || r.Addresses[0].Class != "open" || r.Addresses[1].Class != "refused" {
+		t.Errorf("addresses %+v, want the first open and the second refused", r.Addresses)
+	}
+	if !strings.Contains(r.Verdict, "some addresses only") {
+		t.Errorf("verdict %q does not say only some addresses work", r.Verdict)
+	}
+	checkDetail(t, r, "dns", "(2 A, 0 AAAA)")
+}
+
+// A server listening on IPv4 only, dialled on its IPv6 address.
+func TestIPv4OnlyServerDialledOnIPv6(t *testing.T) {
+	t.Parallel()
+	p := newPair(t)
+	_, srv6 := p.lab.LinkV6(p.cli, p.srv)
+	ln := p.srv.Listen(t, "tcp4", "0.0.0.0:0")
+	serve(t, ln, nil)
+	ep := netip.AddrPortFrom(srv6, portOf(ln)).String()
+	for _, sd := range []side{onServer, viaAgent} {
+		r := p.run(t, sd, ep, quick, nil)
+		check(t, r, want{cause: doctor.AddressFamilyMismatch, confidence: doctor.Confirmed, evidence: "listens on 0.0.0.0:"})
+		checkDetail(t, r, "icmp", "echo reply from "+srv6.String())
+	}
 }
