@@ -258,12 +258,12 @@ func (s *Server) serve(ctx context.Context) error {
 	}
 	<-ctx.Done()
 
+	closeErr := s.Close()
+	s.loops.Wait() // no accept loop adds to s.conn after this
 	s.mu.Lock()
 	open := s.active
 	s.mu.Unlock()
 	s.log.Info("shutting down: no longer accepting", "open_conns", open, "drain", s.cfg.Drain)
-	closeErr := s.Close()
-	s.loops.Wait() // no accept loop adds to s.conn after this
 
 	done := make(chan struct{})
 	go func() { s.conn.Wait(); close(done) }()

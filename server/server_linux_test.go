@@ -176,19 +176,16 @@ func ourListening(t *testing.T) []netip.AddrPort {
 	return out
 }
 
-// waitNotListening waits until nothing listens on port (bounded).
-func waitNotListening(t *testing.T, port uint16) {
+// checkNotListening checks that nothing listens on port any more.
+func checkNotListening(t *testing.T, port uint16) {
 	t.Helper()
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-		socks, err := sockets.Listening(context.Background(), port)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(socks) == 0 {
-			return
-		}
+	socks, err := sockets.Listening(context.Background(), port)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatalf("port %d still listening", port)
+	if len(socks) != 0 {
+		t.Fatalf("port %d still listening: %v", port, socks)
+	}
 }
 
 func countFDs(t *testing.T) int {
@@ -386,7 +383,8 @@ func TestGracefulDrain(t *testing.T) {
 	roundTrip(t, c, "before")
 
 	r.cancel()
-	waitNotListening(t, port)
+	r.log.wait(t, "shutting down: no longer accepting", 1)
+	checkNotListening(t, port)
 	if c2, err := net.DialTimeout("tcp", addr, 10*time.Second); !errors.Is(err, syscall.ECONNREFUSED) {
 		if c2 != nil {
 			c2.Close()
