@@ -149,6 +149,19 @@ func TestServeEchoAndShutdown(t *testing.T) {
 	b.next("stopped")
 }
 
+func TestServeAddressNotLocal(t *testing.T) {
+	// 198.18.255.1 is on no interface here: the bind fails locally, nothing is sent.
+	code, _, errs := run(t, "serve", "--listen", "198.18.255.1:7707")
+	for _, want := range []string{"198.18.255.1 is not an address of this host (it has ", "127.0.0.1", "  try: listen on one of this host's addresses"} {
+		if !strings.Contains(errs, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, errs)
+		}
+	}
+	if code != ExitFail {
+		t.Errorf("exit %d, want 1", code)
+	}
+}
+
 func TestServeUsage(t *testing.T) {
 	tests := []struct {
 		args []string

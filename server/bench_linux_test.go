@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -18,6 +19,16 @@ import (
 // its logging (text, discarded), limits and idle timeout meanwhile.
 //
 //	go test -run NONE -bench . -count 5 ./server/
+
+// cpuTime is the CPU time this process has used, user and system: on a
+// loaded machine CPU per operation is steadier than operations per second.
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
 
 // plainEcho is the baseline: accept, and per connection read and write back.
 func plainEcho(b *testing.B) (addr string, stop func()) {
@@ -81,6 +92,7 @@ func BenchmarkConnections(b *testing.B) {
 		b.Run(s.name, func(b *testing.B) {
 			addr, stop := s.start(b)
 			defer stop()
+			cpu := cpuTime(b)
 			b.RunParallel(func(pb *testing.PB) {
 				buf := []byte{'x'}
 				for pb.Next() {
@@ -101,6 +113,7 @@ func BenchmarkConnections(b *testing.B) {
 				}
 			})
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "conns/s")
+			b.ReportMetric(float64(cpuTime(b)-cpu)/float64(b.N), "cpu-ns/op")
 		})
 	}
 }
@@ -111,6 +124,7 @@ func BenchmarkRoundTrips(b *testing.B) {
 			addr, stop := s.start(b)
 			defer stop()
 			b.SetBytes(64)
+			cpu := cpuTime(b)
 			b.RunParallel(func(pb *testing.PB) {
 				c, err := net.Dial("tcp", addr)
 				if err != nil {
@@ -131,6 +145,7 @@ func BenchmarkRoundTrips(b *testing.B) {
 				}
 			})
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "round-trips/s")
+			b.ReportMetric(float64(cpuTime(b)-cpu)/float64(b.N), "cpu-ns/op")
 		})
 	}
 }
