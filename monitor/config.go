@@ -58,6 +58,9 @@ type Alerts struct {
 type Config struct {
 	Endpoints []Endpoint
 	Alerts    Alerts
+	// Agents is the agents: section, left for the hub (package agent) to
+	// decode with Node.Decode; nil when absent.
+	Agents *yaml.Node
 }
 
 // ErrConfig marks every configuration error; errors.Is(err, ErrConfig) holds
@@ -226,11 +229,11 @@ func (p *configParser) document(doc *yaml.Node) *Config {
 		p.errf(nil, "", "empty configuration; want an endpoints: list")
 		return nil
 	}
-	top := p.mapping(doc.Content[0], "", "endpoints", "defaults", "alerts")
+	top := p.mapping(doc.Content[0], "", "endpoints", "defaults", "alerts", "agents")
 	if top == nil {
 		return nil
 	}
-	cfg := &Config{Alerts: Alerts{Rise: DefaultRise, Fall: DefaultFall}}
+	cfg := &Config{Alerts: Alerts{Rise: DefaultRise, Fall: DefaultFall}, Agents: top["agents"]}
 	defInterval, defTimeout := DefaultInterval, time.Duration(0)
 	if d := top["defaults"]; d != nil {
 		m := p.mapping(d, "defaults", "interval", "timeout")
@@ -255,8 +258,11 @@ func (p *configParser) document(doc *yaml.Node) *Config {
 	}
 	eps := top["endpoints"]
 	if eps == nil {
-		p.errf(doc.Content[0], "", "no endpoints: list; want at least one endpoint to watch")
-		return nil
+		if cfg.Agents == nil {
+			p.errf(doc.Content[0], "", "no endpoints: list; want at least one endpoint to watch (or an agents: section)")
+			return nil
+		}
+		return cfg
 	}
 	if eps.Kind != yaml.SequenceNode || len(eps.Content) == 0 {
 		p.errf(eps, "endpoints", "want a list of endpoints (lines starting with '- name:'), got %s", kindName(eps))

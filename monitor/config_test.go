@@ -84,10 +84,12 @@ var invalidConfigs = map[string]string{
 	"invalid-duplicate-name.yaml":        `4: endpoints[1].name: "db" is already used on line 2; names must be unique`,
 	"invalid-expect.yaml":                `4: endpoints[0].expect: got "filtered"; want open or closed`,
 	"invalid-missing-target.yaml":        `2: endpoints[0].target: missing; every endpoint needs one`,
-	"invalid-no-endpoints.yaml":          `1: no endpoints: list; want at least one endpoint to watch`,
+	"invalid-no-endpoints.yaml":          `1: no endpoints: list; want at least one endpoint to watch (or an agents: section)`,
 	"invalid-port.yaml":                  `3: endpoints[0].target: "127.0.0.1:65536": port out of range 1-65535`,
 	"invalid-timeout-over-interval.yaml": `5: endpoints[0].timeout: 5s is longer than the interval 2s; a probe must end before the next one starts`,
 	"invalid-unknown-field.yaml":         `4: endpoints[0]: unknown field "intervall" (known: name, target, interval, timeout, labels, expect, latency_threshold)`,
+	"invalid-top-level.yaml": `1: unknown field "endpoint" (known: endpoints, defaults, alerts, agents)
+testdata/invalid-top-level.yaml:1: no endpoints: list; want at least one endpoint to watch (or an agents: section)`,
 	"invalid-webhook.yaml": `2: alerts.webhook: "ftp://127.0.0.1/hook": want an http:// or https:// URL with a host
 testdata/invalid-webhook.yaml:3: alerts.rise: got "0"; want a whole number from 1 to 100`,
 	"invalid-yaml-syntax.yaml": `1: not valid YAML: did not find expected '-' indicator`,
@@ -122,6 +124,23 @@ func TestInvalidConfigFixtures(t *testing.T) {
 				t.Errorf("no *ConfigError with a line in %v", err)
 			}
 		})
+	}
+}
+
+func TestParseConfigKeepsAgentsSection(t *testing.T) {
+	cfg, err := ParseConfig("", []byte("agents:\n  interval: 10s\n  hosts: [{name: a, addr: 198.18.0.1}]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hub struct {
+		Interval time.Duration           `yaml:"interval"`
+		Hosts    []struct{ Name string } `yaml:"hosts"`
+	}
+	if cfg.Agents == nil || len(cfg.Endpoints) != 0 {
+		t.Fatalf("got %+v", cfg)
+	}
+	if err := cfg.Agents.Decode(&hub); err != nil || hub.Interval != 10*time.Second || len(hub.Hosts) != 1 || hub.Hosts[0].Name != "a" {
+		t.Errorf("decoded %+v, %v", hub, err)
 	}
 }
 
@@ -174,7 +193,7 @@ func FuzzParseConfig(f *testing.F) {
 				t.Fatalf("accepted invalid endpoint %+v", ep)
 			}
 		}
-		if len(cfg.Endpoints) == 0 || cfg.Alerts.Rise < 1 || cfg.Alerts.Fall < 1 {
+		if len(cfg.Endpoints) == 0 && cfg.Agents == nil || cfg.Alerts.Rise < 1 || cfg.Alerts.Fall < 1 {
 			t.Fatalf("accepted %+v", cfg)
 		}
 	})

@@ -21,6 +21,9 @@ const (
 	DefaultFlushInterval = time.Second
 	DefaultBatchSize     = 5000
 	DefaultDiagnoseLimit = 4
+	DefaultRetain        = 30 * 24 * time.Hour
+	DefaultRawFor        = 2 * time.Hour
+	compactEvery         = 5 * time.Minute
 	diagnoseTimeout      = 30 * time.Second
 )
 
@@ -46,7 +49,10 @@ type Options struct {
 	BatchSize     int
 	// DiagnoseLimit bounds diagnoses running at once (DefaultDiagnoseLimit).
 	DiagnoseLimit int
-	Logger        *slog.Logger
+	// Retain is how long history is kept (DefaultRetain); samples older than
+	// RawFor (DefaultRawFor, at most Retain) are downsampled to RollupWidth.
+	Retain, RawFor time.Duration
+	Logger         *slog.Logger
 }
 
 // Notifier is told of state changes; it must not block.
@@ -135,6 +141,13 @@ func New(ctx context.Context, cfg *Config, opt Options) (*Monitor, error) {
 	if opt.DiagnoseLimit <= 0 {
 		opt.DiagnoseLimit = DefaultDiagnoseLimit
 	}
+	if opt.Retain <= 0 {
+		opt.Retain = DefaultRetain
+	}
+	if opt.RawFor <= 0 {
+		opt.RawFor = DefaultRawFor
+	}
+	opt.RawFor = min(opt.RawFor, opt.Retain)
 	if opt.Probe == nil {
 		opt.Probe = probe.Run
 	}
@@ -223,6 +236,10 @@ func (m *Monitor) Run(ctx context.Context) error {
 		defer close(writerDone)
 		m.writer(ctx)
 	}()
+	if m.opt.Store != nil {
+		m.wg.Add(1)
+		go m.compactor(ctx)
+	}
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
@@ -422,6 +439,26 @@ func (m *Monitor) diagnose(ctx context.Context, ep Endpoint) Diagnosis {
 		}
 	}
 	return d
+}
+
+// compactor applies retention and downsampling now and then.
+func (m *Monitor) compactor(ctx context.Context) {
+	defer m.wg.Done()
+	tick := time.NewTicker(compactEvery)
+	defer tick.Stop()
+	for {
+		start := time.Now()
+		if err := m.opt.Store.Compact(ctx, start, m.opt.RawFor, m.opt.Retain); err != nil && ctx.Err() == nil {
+			m.log.Error("compact history", "err", err)
+		} else {
+			m.log.Debug("compacted history", "took", time.Since(start))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 // writer batches statuses and samples into the store.

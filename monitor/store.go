@@ -367,11 +367,12 @@ func (u Uptime) Percent() float64 {
 	return 100 * float64(u.OK) / float64(u.Total)
 }
 
-type uptimeKey struct{ Source, Endpoint string }
+// UptimeKey names one endpoint as seen from one source.
+type UptimeKey struct{ Source, Endpoint string }
 
 // Uptimes returns every endpoint's uptime since a time, raw and downsampled
 // history together.
-func (s *Store) Uptimes(ctx context.Context, since time.Time) (map[uptimeKey]Uptime, error) {
+func (s *Store) Uptimes(ctx context.Context, since time.Time) (map[UptimeKey]Uptime, error) {
 	rows, err := s.db.QueryContext(ctx, s.q(`SELECT source, endpoint, CAST(SUM(ok_n) AS BIGINT), CAST(SUM(n) AS BIGINT) FROM (
 			SELECT source, endpoint, ok_n, n FROM rollups WHERE bucket >= ?
 			UNION ALL
@@ -381,9 +382,9 @@ func (s *Store) Uptimes(ctx context.Context, since time.Time) (map[uptimeKey]Upt
 		return nil, fmt.Errorf("%w: read uptime: %v", ErrStore, err)
 	}
 	defer rows.Close()
-	out := map[uptimeKey]Uptime{}
+	out := map[UptimeKey]Uptime{}
 	for rows.Next() {
-		var k uptimeKey
+		var k UptimeKey
 		var u Uptime
 		if err := rows.Scan(&k.Source, &k.Endpoint, &u.OK, &u.Total); err != nil {
 			return nil, fmt.Errorf("%w: read uptime: %v", ErrStore, err)

@@ -121,7 +121,7 @@ func TestStoreRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if all[uptimeKey{"agent-1", "db"}] != (Uptime{OK: 0, Total: 1}) || all[uptimeKey{LocalSource, "db"}] != u {
+		if all[UptimeKey{"agent-1", "db"}] != (Uptime{OK: 0, Total: 1}) || all[UptimeKey{LocalSource, "db"}] != u {
 			t.Errorf("uptimes = %v", all)
 		}
 
@@ -157,7 +157,7 @@ func TestStoreTransitions(t *testing.T) {
 			t.Fatalf("ids %d and %d", id1, id2)
 		}
 		d := Diagnosis{Cause: "not-listening", Verdict: "nothing listens on 127.0.0.1:5432",
-			Findings: []Finding{{Check: "sockets", Issue: "Server not running", Evidence: "no socket on :5432", Fix: "start it"}},
+			Findings: []Finding{{Cause: "not-listening", Confidence: "confirmed", Issue: "Server not running", Evidence: "no socket on :5432", Fix: "start it"}},
 			Report:   []byte(`{"verdict":"x"}`)}
 		if err := s.SetDiagnosis(ctx, id2, d); err != nil {
 			t.Fatal(err)

@@ -62,10 +62,11 @@ type Transition struct {
 
 // Finding is one row of the doctor's table.
 type Finding struct {
-	Check    string `json:"check,omitempty"`
-	Issue    string `json:"issue"`
-	Evidence string `json:"evidence,omitempty"`
-	Fix      string `json:"fix,omitempty"`
+	Cause      string `json:"cause,omitempty"`      // the doctor's cause id for this row
+	Confidence string `json:"confidence,omitempty"` // confirmed, likely or possible
+	Issue      string `json:"issue"`
+	Evidence   string `json:"evidence,omitempty"`
+	Fix        string `json:"fix,omitempty"`
 }
 
 // Diagnosis is what a Diagnoser found out about a failing endpoint.

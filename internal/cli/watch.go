@@ -1,0 +1,246 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/reach-tools/reach/doctor"
+	"github.com/reach-tools/reach/monitor"
+	"github.com/reach-tools/reach/target"
+	"github.com/reach-tools/reach/web"
+)
+
+func init() { register("watch", newWatchCmd) }
+
+func newWatchCmd(env *Env) *cobra.Command {
+	var (
+		config, store, listen, retain, basic, token string
+		checkOnly, noDoctor                         bool
+		concurrency                                 int
+		doctorTimeout                               time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "watch -c reach.yaml",
+		Short: "Monitor endpoints continuously: history, metrics, a dashboard, alerts, and why each went down",
+		Long: `watch probes every endpoint of reach.yaml on its interval and keeps its state
+(up or down after rise/fall consecutive results). Each time an endpoint goes
+down, the doctor diagnoses it and its findings (issue, evidence, fix) are kept
+with the state change, shown on the dashboard and sent with the alert.
+
+It serves, on --listen (loopback by default):
+  /          the dashboard: state, since when, latency over the last hour/day,
+             uptime, and the doctor's findings for a down endpoint (live)
+  /api/...   the JSON the dashboard reads
+  /metrics   Prometheus metrics: reach_probe_success, reach_probe_duration_seconds,
+             reach_probe_failures_total{class,cause}, reach_state_transitions_total
+
+History goes to a SQLite file (--store reach.db), or to PostgreSQL with
+--store postgres://...; samples are written in batches once a second, so a
+crash loses at most the last second of samples. Older samples are averaged
+into 5-minute buckets and dropped after --retain.
+
+Send SIGHUP to reload the configuration; endpoints keep their state. A bad
+file is refused and the running configuration stays.
+
+Set REACH_WATCH_TOKEN or REACH_WATCH_BASIC_AUTH=user:password to protect
+the dashboard (the flags work too, but show in ps).`,
+		Example: `  reach watch -c reach.yaml                       # dashboard on http://127.0.0.1:9190/
+  reach watch -c reach.yaml --check-config        # validate, print the endpoints, exit
+  reach watch -c reach.yaml --store postgres://reach@127.0.0.1/reach --retain 90d
+  REACH_WATCH_TOKEN=s3cret reach watch -c reach.yaml --listen 0.0.0.0:9190
+  kill -HUP $(pidof reach)                        # reload reach.yaml`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ret, err := parseRetention(retain)
+			if err != nil {
+				return usageErrorf("--retain: %v", err)
+			}
+			if token == "" {
+				token = os.Getenv("REACH_WATCH_TOKEN")
+			}
+			if basic == "" {
+				basic = os.Getenv("REACH_WATCH_BASIC_AUTH")
+			}
+			user, pass, _ := strings.Cut(basic, ":")
+			if basic != "" && (user == "" || pass == "") {
+				return usageErrorf("--basic-auth wants user:password")
+			}
+			cfg, err := monitor.LoadConfig(config)
+			if err != nil {
+				var ce monitor.ConfigErrors
+				if errors.As(err, &ce) {
+					fmt.Fprintf(env.Err, "reach: %s is not valid:\n%v\nFix the lines above; see examples/reach.yaml for every field.\n", config, err)
+					return &ExitError{Code: ExitFail}
+				}
+				return &ExitError{Code: ExitFail, Err: fmt.Errorf("%w (pass the file with -c)", err)}
+			}
+			if checkOnly {
+				return printConfig(env, config, cfg)
+			}
+			w := watcher{env: env, cfg: cfg, path: config, store: store, listen: listen, retain: ret,
+				concurrency: concurrency, noDoctor: noDoctor, doctorTimeout: doctorTimeout,
+				auth: web.Options{Token: token, User: user, Password: pass}}
+			return w.run()
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&config, "config", "c", "reach.yaml", "configuration file")
+	f.BoolVar(&checkOnly, "check-config", false, "validate the configuration and exit (0 valid, 1 not)")
+	f.StringVar(&store, "store", "reach.db", "history: a SQLite file, or a postgres:// DSN")
+	f.StringVar(&retain, "retain", "30d", "keep history this long (e.g. 90d, 12h)")
+	f.StringVar(&listen, "listen", "127.0.0.1:9190", "address of the dashboard, API and /metrics")
+	f.StringVar(&token, "token", "", "require this bearer token (or ?token=) on the dashboard")
+	f.StringVar(&basic, "basic-auth", "", "require HTTP basic auth user:password on the dashboard")
+	f.IntVar(&concurrency, "concurrency", monitor.DefaultConcurrency, "probes in flight at most")
+	f.BoolVar(&noDoctor, "no-doctor", false, "do not diagnose endpoints that go down")
+	f.DurationVar(&doctorTimeout, "doctor-timeout", 3*time.Second, "timeout of each probe the doctor makes")
+	return cmd
+}
+
+// parseRetention accepts Go durations and whole days ("30d").
+func parseRetention(s string) (time.Duration, error) {
+	var d time.Duration
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		days, err := strconv.Atoi(n)
+		if err != nil || days < 1 || days > 3650 {
+			return 0, fmt.Errorf("%q: want whole days from 1d to 3650d, or a duration such as 12h", s)
+		}
+		d = time.Duration(days) * 24 * time.Hour
+	} else {
+		var err error
+		if d, err = time.ParseDuration(s); err != nil {
+			return 0, fmt.Errorf("%q: want e.g. 30d or 12h", s)
+		}
+	}
+	if d < time.Hour {
+		return 0, fmt.Errorf("%q: keep at least 1h", s)
+	}
+	return d, nil
+}
+
+func printConfig(env *Env, path string, cfg *monitor.Config) error {
+	fmt.Fprintf(env.Out, "%s: valid, %d endpoints\n", path, len(cfg.Endpoints))
+	for _, ep := range cfg.Endpoints {
+		extra := ""
+		if ep.Expect == monitor.ExpectClosed {
+			extra = " expect closed"
+		}
+		if ep.LatencyThreshold > 0 {
+			extra += " slower than " + ep.LatencyThreshold.String() + " fails"
+		}
+		fmt.Fprintf(env.Out, "  %-24s %-28s every %v, timeout %v%s\n", ep.Name, ep.Target, ep.Interval, ep.Timeout, extra)
+	}
+	hook := "no webhook"
+	if cfg.Alerts.Webhook != "" {
+		hook = "webhook " + cfg.Alerts.Webhook
+	}
+	fmt.Fprintf(env.Out, "alerts: %s, down after %d failures, up after %d successes\n", hook, cfg.Alerts.Fall, cfg.Alerts.Rise)
+	return nil
+}
+
+type watcher struct {
+	env                   *Env
+	cfg                   *monitor.Config
+	path, store, listen   string
+	retain, doctorTimeout time.Duration
+	concurrency           int
+	noDoctor              bool
+	auth                  web.Options
+}
+
+func (w *watcher) run() error {
+	env := w.env
+	log := slog.New(slog.NewTextHandler(env.Err, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	store, err := monitor.OpenStore(env.Ctx, w.store)
+	if err != nil {
+		return &ExitError{Code: ExitFail, Err: fmt.Errorf("%w\nCheck --store: a writable SQLite file path, or a reachable postgres:// DSN", err)}
+	}
+	defer store.Close()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	hook := &monitor.Webhook{URL: w.cfg.Alerts.Webhook, Logger: log}
+	opt := monitor.Options{Store: store, Notifier: hook, Metrics: monitor.NewMetrics(reg),
+		Concurrency: w.concurrency, Retain: w.retain, Logger: log}
+	if !w.noDoctor {
+		opt.Diagnoser = doctorDiagnoser(w.doctorTimeout, log)
+	}
+	m, err := monitor.New(env.Ctx, w.cfg, opt)
+	if err != nil {
+		return &ExitError{Code: ExitFail, Err: err}
+	}
+	ln, err := net.Listen("tcp", w.listen)
+	if err != nil {
+		return &ExitError{Code: ExitFail, Err: fmt.Errorf("dashboard cannot listen on %s: %w (see \"reach ports\" for who holds it, or pick another --listen)", w.listen, err)}
+	}
+	dash := w.auth
+	dash.Monitor, dash.Gatherer, dash.Logger = m, reg, log
+	fmt.Fprintf(env.Err, "reach watch: %d endpoints, history in %s (%s), dashboard http://%s/\n",
+		len(w.cfg.Endpoints), w.store, store.Dialect(), ln.Addr())
+
+	ctx, stop := context.WithCancel(env.Ctx)
+	defer stop()
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return m.Run(ctx) })
+	g.Go(func() error { hook.Run(ctx); return nil })
+	g.Go(func() error { return web.Serve(ctx, ln, web.New(dash)) })
+	g.Go(func() error { w.reloadOnHUP(ctx, m, hook, log); return nil })
+	if err := g.Wait(); err != nil && env.Ctx.Err() == nil {
+		return &ExitError{Code: ExitFail, Err: err}
+	}
+	return nil
+}
+
+// reloadOnHUP re-reads the configuration on SIGHUP.
+func (w *watcher) reloadOnHUP(ctx context.Context, m *monitor.Monitor, hook *monitor.Webhook, log *slog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		cfg, err := monitor.LoadConfig(w.path)
+		if err != nil {
+			log.Error("reload refused; the running configuration stays", "config", w.path, "err", err)
+			continue
+		}
+		m.Reload(cfg)
+		hook.SetURL(cfg.Alerts.Webhook)
+		log.Info("configuration reloaded", "config", w.path, "endpoints", len(cfg.Endpoints))
+	}
+}
+
+// doctorDiagnoser runs the doctor's whole ladder for the monitor.
+func doctorDiagnoser(timeout time.Duration, log *slog.Logger) monitor.Diagnoser {
+	return monitor.DiagnoserFunc(func(ctx context.Context, ep target.Endpoint) (monitor.Diagnosis, error) {
+		r := doctor.Run(ctx, ep, doctor.Options{Timeout: timeout, Logger: log})
+		raw, err := json.Marshal(r)
+		if err != nil {
+			return monitor.Diagnosis{}, err
+		}
+		d := monitor.Diagnosis{Cause: string(r.Cause), Verdict: r.Verdict, Report: raw}
+		for _, f := range r.Findings {
+			d.Findings = append(d.Findings, monitor.Finding{Cause: string(f.Cause), Confidence: string(f.Confidence),
+				Issue: f.Issue, Evidence: f.Evidence, Fix: f.Fix})
+		}
+		return d, nil
+	})
+}

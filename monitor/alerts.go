@@ -1,0 +1,145 @@
+package monitor
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// Webhook defaults.
+const (
+	DefaultWebhookAttempts = 6
+	DefaultWebhookBackoff  = time.Second
+	webhookQueue           = 1024
+	maxWebhookBackoff      = time.Minute
+)
+
+// Webhook POSTs each Alert as JSON to a URL, in order, retrying failures with
+// exponential backoff. Notify never blocks: alerts queue (up to 1024; older
+// ones are kept and newer ones dropped, with a log line, beyond that).
+type Webhook struct {
+	URL string // empty drops alerts; change it with SetURL once running
+	// Client sends the requests; nil uses one with a 10 s timeout.
+	Client *http.Client
+	// Attempts per alert (DefaultWebhookAttempts) and the first retry delay,
+	// doubled each time up to a minute (DefaultWebhookBackoff).
+	Attempts int
+	Backoff  time.Duration
+	Logger   *slog.Logger
+
+	once  sync.Once
+	queue chan Alert
+	mu    sync.Mutex // guards URL
+}
+
+// SetURL changes where alerts go (on a configuration reload).
+func (w *Webhook) SetURL(u string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.URL = u
+}
+
+func (w *Webhook) url() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.URL
+}
+
+func (w *Webhook) init() {
+	w.once.Do(func() { w.queue = make(chan Alert, webhookQueue) })
+}
+
+// Notify queues an alert for Run to send.
+func (w *Webhook) Notify(a Alert) {
+	w.init()
+	if w.url() == "" {
+		return
+	}
+	select {
+	case w.queue <- a:
+	default:
+		w.logger().Error("webhook queue full; alert dropped", "endpoint", a.Endpoint, "state", a.State)
+	}
+}
+
+func (w *Webhook) logger() *slog.Logger {
+	if w.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return w.Logger
+}
+
+// Run sends queued alerts until ctx ends.
+func (w *Webhook) Run(ctx context.Context) {
+	w.init()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case a := <-w.queue:
+			if err := w.send(ctx, a); err != nil {
+				w.logger().Error("webhook failed; alert lost", "endpoint", a.Endpoint, "state", a.State, "err", err)
+			}
+		}
+	}
+}
+
+func (w *Webhook) send(ctx context.Context, a Alert) error {
+	body, err := json.Marshal(a)
+	if err != nil {
+		return err
+	}
+	client := w.Client
+	if client == nil {
+		client = &http.Client{Timeout: 10 * time.Second}
+	}
+	attempts, backoff := w.Attempts, w.Backoff
+	if attempts <= 0 {
+		attempts = DefaultWebhookAttempts
+	}
+	if backoff <= 0 {
+		backoff = DefaultWebhookBackoff
+	}
+	var last error
+	for i := range attempts {
+		if i > 0 {
+			w.logger().Warn("webhook retry", "endpoint", a.Endpoint, "attempt", i+1, "in", backoff, "err", last)
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("after %d attempts, shutting down: %w", i, last)
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, maxWebhookBackoff)
+		}
+		if last = w.post(ctx, client, body); last == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("after %d attempts: %w", attempts, last)
+}
+
+func (w *Webhook) post(ctx context.Context, client *http.Client, body []byte) error {
+	u := w.url()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "reach-watch")
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("POST %s: %s", u, resp.Status)
+	}
+	return nil
+}

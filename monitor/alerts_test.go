@@ -1,0 +1,89 @@
+package monitor
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/reach-tools/reach/probe"
+)
+
+func TestWebhookRetriesWithBackoff(t *testing.T) {
+	var calls atomic.Int32
+	got := make(chan Alert, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) < 3 {
+			http.Error(w, "try later", http.StatusServiceUnavailable)
+			return
+		}
+		if r.Method != http.MethodPost || r.Header.Get("Content-Type") != "application/json" {
+			t.Errorf("%s with %q", r.Method, r.Header.Get("Content-Type"))
+		}
+		b, _ := io.ReadAll(r.Body)
+		var a Alert
+		if err := json.Unmarshal(b, &a); err != nil {
+			t.Errorf("body %s: %v", b, err)
+		}
+		got <- a
+	}))
+	defer srv.Close()
+
+	w := &Webhook{URL: srv.URL, Backoff: 10 * time.Millisecond}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { w.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	start := time.Now()
+	w.Notify(Alert{Endpoint: "db", State: StateDown, Previous: StateUp, Class: probe.Refused, Cause: "not-listening",
+		Findings: []Finding{{Issue: "Server not running", Evidence: "no socket", Fix: "start it"}}})
+	select {
+	case a := <-got:
+		if a.Endpoint != "db" || a.State != StateDown || a.Cause != "not-listening" || len(a.Findings) != 1 || a.Class != probe.Refused {
+			t.Errorf("received %+v", a)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("webhook never delivered")
+	}
+	if n := calls.Load(); n != 3 {
+		t.Errorf("%d requests, want 3", n)
+	}
+	if d := time.Since(start); d < 30*time.Millisecond {
+		t.Errorf("delivered after %v; backoff of 10ms+20ms was not applied", d)
+	}
+}
+
+func TestWebhookNotifyNeverBlocks(t *testing.T) {
+	w := &Webhook{URL: "http://127.0.0.1:1/"} // never run: the queue fills
+	done := make(chan struct{})
+	go func() {
+		for range webhookQueue + 10 {
+			w.Notify(Alert{Endpoint: "x"})
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Notify blocked on a full queue")
+	}
+}
+
+func TestWebhookGivesUp(t *testing.T) {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		w.WriteHeader(http.StatusInternalServerError)
+	}))
+	defer srv.Close()
+	w := &Webhook{URL: srv.URL, Attempts: 3, Backoff: time.Millisecond}
+	err := w.send(t.Context(), Alert{Endpoint: "db"})
+	if err == nil || calls.Load() != 3 {
+		t.Errorf("err %v after %d calls; want an error after 3", err, calls.Load())
+	}
+}

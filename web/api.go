@@ -1,0 +1,234 @@
+package web
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/reach-tools/reach/monitor"
+)
+
+func (s *Server) registerAPI() {
+	s.mux.HandleFunc("GET /api/endpoints", s.serveEndpoints)
+	s.mux.HandleFunc("GET /api/endpoints/{source}/{name}", s.serveEndpoint)
+	s.mux.HandleFunc("GET /api/endpoints/{source}/{name}/latency", s.serveLatency)
+	s.mux.HandleFunc("GET /api/events", s.serveEvents)
+}
+
+// EndpointView is a status with its uptime, as the list shows it.
+type EndpointView struct {
+	monitor.Status
+	Uptime24h *float64 `json:"uptime_24h,omitempty"` // percent; absent without history
+}
+
+// EndpointDetail is everything the page shows about one endpoint.
+type EndpointDetail struct {
+	monitor.Status
+	Uptime map[string]*float64 `json:"uptime"` // "1h", "24h", "30d" -> percent, null when nothing was probed
+	// Down is the transition that began the current down period, with the
+	// doctor's diagnosis from that moment; absent unless down.
+	Down        *monitor.Transition  `json:"down,omitempty"`
+	Transitions []monitor.Transition `json:"transitions"`
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	enc := json.NewEncoder(w)
+	enc.Encode(v)
+}
+
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	code := http.StatusInternalServerError
+	if errors.Is(err, monitor.ErrNoEndpoint) {
+		code = http.StatusNotFound
+	} else {
+		s.log.Error("dashboard api", "path", r.URL.Path, "err", err)
+	}
+	http.Error(w, err.Error(), code)
+}
+
+func (s *Server) serveEndpoints(w http.ResponseWriter, r *http.Request) {
+	sts := s.opt.Monitor.Statuses()
+	up := s.uptime.get(r, s.opt.Monitor.Store())
+	out := make([]EndpointView, len(sts))
+	for i, st := range sts {
+		out[i].Status = st
+		if u, ok := up[[2]string{st.Source, st.Endpoint}]; ok {
+			out[i].Uptime24h = percent(u)
+		}
+	}
+	writeJSON(w, map[string]any{"endpoints": out, "time": time.Now()})
+}
+
+func percent(u monitor.Uptime) *float64 {
+	if u.Total == 0 {
+		return nil
+	}
+	p := u.Percent()
+	return &p
+}
+
+func (s *Server) serveEndpoint(w http.ResponseWriter, r *http.Request) {
+	source, name := r.PathValue("source"), r.PathValue("name")
+	st, err := s.opt.Monitor.Status(source, name)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	d := EndpointDetail{Status: st, Uptime: map[string]*float64{}, Transitions: []monitor.Transition{}}
+	if store := s.opt.Monitor.Store(); store != nil {
+		now := time.Now()
+		for label, win := range map[string]time.Duration{"1h": time.Hour, "24h": 24 * time.Hour, "30d": 30 * 24 * time.Hour} {
+			u, err := store.Uptime(r.Context(), source, name, now.Add(-win))
+			if err != nil {
+				s.fail(w, r, err)
+				return
+			}
+			d.Uptime[label] = percent(u)
+		}
+		ts, err := store.Transitions(r.Context(), source, name, 20)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		if ts != nil {
+			d.Transitions = ts
+		}
+		if st.State == monitor.StateDown {
+			for i := range ts {
+				if ts[i].To == monitor.StateDown && !ts[i].Time.After(st.Since) {
+					d.Down = &ts[i]
+					break
+				}
+			}
+		}
+	}
+	writeJSON(w, d)
+}
+
+// windows the latency plot offers, and the bucket width of each.
+var windows = map[string][2]time.Duration{
+	"1h":  {time.Hour, 30 * time.Second},
+	"24h": {24 * time.Hour, monitor.RollupWidth},
+}
+
+func (s *Server) serveLatency(w http.ResponseWriter, r *http.Request) {
+	source, name := r.PathValue("source"), r.PathValue("name")
+	if _, err := s.opt.Monitor.Status(source, name); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	win := r.URL.Query().Get("window")
+	if win == "" {
+		win = "1h"
+	}
+	spec, ok := windows[win]
+	if !ok {
+		http.Error(w, fmt.Sprintf("window %q: want 1h or 24h", win), http.StatusBadRequest)
+		return
+	}
+	pts := []monitor.Point{}
+	if store := s.opt.Monitor.Store(); store != nil {
+		p, err := store.Latency(r.Context(), source, name, time.Now().Add(-spec[0]), spec[1])
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		if p != nil {
+			pts = p
+		}
+	}
+	writeJSON(w, map[string]any{"window": win, "bucket_s": spec[1].Seconds(), "points": pts})
+}
+
+// serveEvents streams status changes as server-sent events: a "snapshot"
+// event with every status first, then "status" events with those that
+// changed, at most a few per second.
+func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
+	fl, ok := w.(http.Flusher)
+	if !ok {
+		http.Error(w, "streaming unsupported", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-store")
+	m := s.opt.Monitor
+	changed := m.Changed()
+	all, seq := m.StatusesSince(0)
+	if !send(w, "snapshot", all) {
+		return
+	}
+	fl.Flush()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case <-changed:
+			// Coalesce bursts of changes.
+			select {
+			case <-time.After(200 * time.Millisecond):
+			case <-r.Context().Done():
+				return
+			}
+		case <-tick.C:
+		}
+		changed = m.Changed()
+		var sts []monitor.Status
+		sts, seq = m.StatusesSince(seq)
+		if len(sts) == 0 {
+			// A comment keeps proxies from closing an idle stream.
+			if _, err := w.Write([]byte(": idle\n\n")); err != nil {
+				return
+			}
+		} else if !send(w, "status", sts) {
+			return
+		}
+		fl.Flush()
+	}
+}
+
+func send(w http.ResponseWriter, event string, v any) bool {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return false
+	}
+	_, err = fmt.Fprintf(w, "event: %s\ndata: %s\n\n", event, b)
+	return err == nil
+}
+
+// uptimeCache keeps every endpoint's 24h uptime for a while: computing it
+// reads the whole day's history.
+type uptimeCache struct {
+	mu   sync.Mutex
+	at   time.Time
+	vals map[[2]string]monitor.Uptime
+}
+
+const uptimeCacheFor = 15 * time.Second
+
+func (c *uptimeCache) get(r *http.Request, store *monitor.Store) map[[2]string]monitor.Uptime {
+	if store == nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if time.Since(c.at) < uptimeCacheFor {
+		return c.vals
+	}
+	all, err := store.Uptimes(r.Context(), time.Now().Add(-24*time.Hour))
+	if err != nil {
+		return c.vals // stale beats nothing
+	}
+	c.vals = map[[2]string]monitor.Uptime{}
+	for k, u := range all {
+		c.vals[[2]string{k.Source, k.Endpoint}] = u
+	}
+	c.at = time.Now()
+	return c.vals
+}

@@ -1,0 +1,208 @@
+// reach watch dashboard: a table of endpoints kept live over server-sent
+// events, and a detail panel (latency plot, uptime, the doctor's findings).
+// Data is only ever inserted as text, never as HTML.
+"use strict";
+
+const token = new URLSearchParams(location.search).get("token");
+const rows = new Map(); // "source/name" -> status
+let selected = null;    // "source/name"
+let plotWindow = "1h";
+
+function api(path) {
+  const u = new URL(path, location.href);
+  if (token) u.searchParams.set("token", token);
+  return u.toString();
+}
+
+async function getJSON(path) {
+  const r = await fetch(api(path), { cache: "no-store" });
+  if (!r.ok) throw new Error(path + ": " + r.status + " " + (await r.text()));
+  return r.json();
+}
+
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === "class") e.className = v; else e.setAttribute(k, v);
+  }
+  for (const c of children) e.append(c instanceof Node ? c : document.createTextNode(c == null ? "" : String(c)));
+  return e;
+}
+
+const keyOf = (st) => st.source + "/" + st.endpoint;
+
+function ago(t) {
+  const s = Math.max(0, (Date.now() - new Date(t).getTime()) / 1000);
+  if (s < 90) return Math.round(s) + "s ago";
+  if (s < 5400) return Math.round(s / 60) + "m ago";
+  if (s < 129600) return Math.round(s / 3600) + "h ago";
+  return Math.round(s / 86400) + "d ago";
+}
+
+function ms(ns) {
+  const v = ns / 1e6;
+  return v < 10 ? v.toFixed(2) + " ms" : v.toFixed(0) + " ms";
+}
+
+function pct(p) { return p == null ? "–" : p.toFixed(p >= 99.95 || p === 0 ? 0 : 2) + "%"; }
+
+function stateBadge(state) { return el("span", { class: "state " + state }, state); }
+
+function renderRow(st) {
+  const last = st.last && st.last.class ? st.last.class + " in " + ms(st.last.rtt_ns) : "–";
+  const labels = el("td");
+  for (const [k, v] of Object.entries(st.labels || {})) labels.append(el("span", { class: "label" }, k + "=" + v));
+  const name = st.source === "local" ? st.endpoint : st.endpoint + " (" + st.source + ")";
+  const tr = el("tr", { "data-key": keyOf(st), "data-state": st.state },
+    el("td", {}, name), el("td", {}, el("code", {}, st.target || "")),
+    el("td", {}, stateBadge(st.state), st.cause ? " " + st.cause : ""),
+    el("td", { title: new Date(st.since).toLocaleString() }, ago(st.since)),
+    el("td", {}, last), el("td", {}, pct(st.uptime_24h)), labels);
+  if (keyOf(st) === selected) tr.classList.add("selected");
+  tr.addEventListener("click", () => select(keyOf(st)));
+  return tr;
+}
+
+function renderTable() {
+  const body = document.querySelector("#endpoints tbody");
+  const sorted = [...rows.values()].sort((a, b) =>
+    (a.state === "down" ? 0 : 1) - (b.state === "down" ? 0 : 1) || keyOf(a).localeCompare(keyOf(b)));
+  body.replaceChildren(...sorted.map(renderRow));
+  document.getElementById("empty").hidden = rows.size > 0;
+  const down = sorted.filter((s) => s.state === "down").length;
+  document.getElementById("summary").textContent = rows.size + " endpoints, " + down + " down";
+}
+
+function merge(statuses) {
+  for (const st of statuses) {
+    const old = rows.get(keyOf(st));
+    if (old && old.uptime_24h != null && st.uptime_24h == null) st.uptime_24h = old.uptime_24h;
+    rows.set(keyOf(st), st);
+  }
+  renderTable();
+  if (selected && statuses.some((s) => keyOf(s) === selected)) loadDetail();
+}
+
+async function loadList() {
+  const data = await getJSON("api/endpoints");
+  rows.clear();
+  merge(data.endpoints);
+}
+
+function select(key) {
+  selected = key;
+  renderTable();
+  loadDetail();
+}
+
+function path(key) {
+  const [source, ...rest] = key.split("/");
+  return "api/endpoints/" + encodeURIComponent(source) + "/" + encodeURIComponent(rest.join("/"));
+}
+
+async function loadDetail() {
+  if (!selected) return;
+  const key = selected;
+  const [d, lat] = await Promise.all([getJSON(path(key)), getJSON(path(key) + "/latency?window=" + plotWindow)]);
+  if (key !== selected) return;
+  document.getElementById("detail").hidden = false;
+  document.getElementById("d-name").textContent = d.endpoint;
+  document.getElementById("d-state").replaceWith(Object.assign(stateBadge(d.state), { id: "d-state" }));
+  document.getElementById("d-meta").textContent =
+    d.target + " — " + d.state + " since " + new Date(d.since).toLocaleString() + " (" + ago(d.since) + ")" +
+    (d.source !== "local" ? " — seen from " + d.source : "");
+  document.getElementById("d-uptime").textContent =
+    "Uptime: last hour " + pct(d.uptime["1h"]) + ", last day " + pct(d.uptime["24h"]) + ", last 30 days " + pct(d.uptime["30d"]);
+  renderDown(d);
+  renderTransitions(d.transitions);
+  renderPlot(lat);
+}
+
+function renderDown(d) {
+  const box = document.getElementById("d-down");
+  box.hidden = d.state !== "down";
+  if (box.hidden) return;
+  const diag = d.down && d.down.diagnosis;
+  const body = document.querySelector("#d-findings tbody");
+  if (!diag) {
+    document.getElementById("d-verdict").textContent = "Down since " + ago(d.since) + ": " +
+      (d.last.class || "") + ". The doctor is looking into it…";
+    body.replaceChildren();
+    return;
+  }
+  document.getElementById("d-verdict").replaceChildren(
+    el("strong", {}, "Cause: " + diag.cause), " — " + (diag.verdict || diag.error || ""));
+  body.replaceChildren(...(diag.findings || []).map((f) =>
+    el("tr", { "data-cause": f.cause || "" }, el("td", {}, f.issue), el("td", {}, f.evidence || ""), el("td", {}, f.fix || ""))));
+}
+
+function renderTransitions(ts) {
+  document.querySelector("#d-transitions tbody").replaceChildren(...ts.map((t) =>
+    el("tr", {}, el("td", { title: new Date(t.time).toLocaleString() }, ago(t.time)),
+      el("td", {}, t.from + " → " + t.to), el("td", {}, t.class),
+      el("td", {}, t.diagnosis ? t.diagnosis.cause : ""))));
+}
+
+const SVG = "http://www.w3.org/2000/svg";
+function svg(tag, attrs) {
+  const e = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+  return e;
+}
+
+// renderPlot draws average and maximum connect time per bucket, and marks
+// buckets with failed probes in red.
+function renderPlot(lat) {
+  const W = 600, H = 220, L = 48, B = 20, T = 8;
+  const root = svg("svg", { viewBox: "0 0 " + W + " " + H, preserveAspectRatio: "none", role: "img" });
+  const pts = lat.points;
+  const span = (lat.window === "24h" ? 86400 : 3600) * 1000;
+  const t0 = Date.now() - span;
+  const x = (t) => L + (W - L - 4) * Math.min(1, Math.max(0, (new Date(t).getTime() - t0) / span));
+  const maxV = Math.max(1e6, ...pts.map((p) => p.max_rtt_ns));
+  const y = (v) => H - B - (H - B - T) * (v / maxV);
+  for (const f of [0, 0.5, 1]) {
+    root.append(svg("line", { x1: L, x2: W, y1: y(maxV * f), y2: y(maxV * f), stroke: "#eceff1" }));
+    const lbl = svg("text", { x: 2, y: y(maxV * f) + 4, "font-size": 10, fill: "#78909c" });
+    lbl.textContent = ms(maxV * f);
+    root.append(lbl);
+  }
+  const lbl = svg("text", { x: L, y: H - 4, "font-size": 10, fill: "#78909c" });
+  lbl.textContent = lat.window === "24h" ? "last 24 hours" : "last hour";
+  root.append(lbl);
+  for (const p of pts) {
+    if (p.ok < p.n) root.append(svg("rect", { x: x(p.time) - 1.5, y: T, width: 3, height: H - B - T, fill: "#ffcdd2" }));
+  }
+  const line = (key, color, width) => root.append(svg("polyline", {
+    points: pts.map((p) => x(p.time).toFixed(1) + "," + y(p[key]).toFixed(1)).join(" "),
+    fill: "none", stroke: color, "stroke-width": width }));
+  line("max_rtt_ns", "#b0bec5", 1);
+  line("avg_rtt_ns", "#1565c0", 1.5);
+  if (pts.length === 0) {
+    const t = svg("text", { x: W / 2 - 40, y: H / 2, "font-size": 12, fill: "#78909c" });
+    t.textContent = "no history yet";
+    root.append(t);
+  }
+  document.getElementById("plot").replaceChildren(root);
+}
+
+function connect() {
+  const live = document.getElementById("live");
+  const es = new EventSource(api("api/events"));
+  es.addEventListener("snapshot", (e) => { live.textContent = "live"; live.classList.add("on"); merge(JSON.parse(e.data)); });
+  es.addEventListener("status", (e) => merge(JSON.parse(e.data)));
+  es.onerror = () => { live.textContent = "reconnecting…"; live.classList.remove("on"); };
+}
+
+document.querySelectorAll("button.win").forEach((b) => b.addEventListener("click", () => {
+  plotWindow = b.dataset.window;
+  document.querySelectorAll("button.win").forEach((o) => o.classList.toggle("active", o === b));
+  loadDetail();
+}));
+
+loadList().then(() => {
+  const first = [...rows.values()].find((s) => s.state === "down") || rows.values().next().value;
+  if (first) select(keyOf(first));
+}).catch((e) => { document.getElementById("summary").textContent = String(e); });
+connect();
+setInterval(() => { loadList().catch(() => {}); }, 60000); // refresh uptime and "ago"

@@ -1,0 +1,142 @@
+// Package web serves the reach watch dashboard from the monitor's process:
+// an HTML page with embedded assets (no build step, no CDN), the JSON API it
+// reads, live updates over server-sent events, and /metrics. Everything is
+// read-only and sits behind optional token or basic auth. Other views (the
+// agents' connectivity matrix) plug in with Server.Handle.
+package web
+
+import (
+	"context"
+	"crypto/subtle"
+	"embed"
+	"errors"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/reach-tools/reach/monitor"
+)
+
+//go:embed static
+var static embed.FS
+
+// Options configure a dashboard server.
+type Options struct {
+	Monitor *monitor.Monitor
+	// Gatherer serves /metrics; nil leaves /metrics out.
+	Gatherer prometheus.Gatherer
+	// Token, when set, is accepted as "Authorization: Bearer TOKEN" or as
+	// ?token=TOKEN (for links and EventSource, which cannot set headers).
+	Token string
+	// User and Password, when set, are accepted as HTTP basic auth.
+	User, Password string
+	Logger         *slog.Logger
+}
+
+// Server is the dashboard's http.Handler.
+type Server struct {
+	opt    Options
+	log    *slog.Logger
+	mux    *http.ServeMux
+	uptime uptimeCache
+}
+
+// New builds the dashboard: / (the page), /static/, /api/..., /metrics.
+func New(opt Options) *Server {
+	s := &Server{opt: opt, log: opt.Logger, mux: http.NewServeMux()}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	sub, _ := fs.Sub(static, "static")
+	s.mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(sub)))
+	s.mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		http.ServeFileFS(w, r, sub, "index.html")
+	})
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
+	s.registerAPI()
+	if opt.Gatherer != nil {
+		s.mux.Handle("GET /metrics", promhttp.HandlerFor(opt.Gatherer, promhttp.HandlerOpts{ErrorLog: slogPrinter{s.log}}))
+	}
+	return s
+}
+
+// Handle adds another read-only page or API behind the same auth, e.g.
+// s.Handle("/agents/", hub.Pages()).
+func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+
+// ServeHTTP checks auth, refuses writes and serves the request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'")
+	h.Set("Referrer-Policy", "no-referrer")
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		h.Set("Allow", "GET, HEAD")
+		http.Error(w, "the dashboard is read-only", http.StatusMethodNotAllowed)
+		return
+	}
+	if !s.authorized(r) {
+		if s.opt.User != "" {
+			h.Set("WWW-Authenticate", `Basic realm="reach", charset="UTF-8"`)
+		}
+		http.Error(w, "unauthorized: pass the token (Authorization: Bearer TOKEN or ?token=TOKEN) or the basic-auth user", http.StatusUnauthorized)
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+func (s *Server) authorized(r *http.Request) bool {
+	if s.opt.Token == "" && s.opt.User == "" {
+		return true
+	}
+	if s.opt.Token != "" {
+		tok := r.URL.Query().Get("token")
+		if b, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+			tok = b
+		}
+		if tok != "" && equal(tok, s.opt.Token) {
+			return true
+		}
+	}
+	if s.opt.User != "" {
+		u, p, ok := r.BasicAuth()
+		// Compare both, always, so timing tells nothing about which was wrong.
+		userOK, passOK := equal(u, s.opt.User), equal(p, s.opt.Password)
+		if ok && userOK && passOK {
+			return true
+		}
+	}
+	return false
+}
+
+func equal(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }
+
+// Serve serves the dashboard on ln until ctx ends, then shuts down gracefully.
+func Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	if e := <-errc; !errors.Is(e, http.ErrServerClosed) && err == nil {
+		err = e
+	}
+	return err
+}
+
+type slogPrinter struct{ l *slog.Logger }
+
+func (p slogPrinter) Println(v ...any) { p.l.Error("metrics", "err", v) }
