@@ -7,7 +7,10 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 
 	"github.com/reach-tools/reach/target"
 )
@@ -158,4 +161,51 @@ func pairTarget(hosts map[string]HostConfig, to string) (Target, error) {
 		return Target{}, fmt.Errorf("to %q: %q is neither a host in hosts nor an IP address (agents resolve no names)", to, ep.Host)
 	}
 	return Target{ID: ap.String(), Addr: ap}, nil
+}
+
+// ParseHubConfig decodes an agents: section (as kept by the monitor's config
+// loader) and checks it, refusing unknown fields with their line so a typo
+// never silently drops a host.
+func ParseHubConfig(n *yaml.Node) (HubConfig, error) {
+	var c HubConfig
+	if err := checkKeys(n, "agents", hubKeys); err != nil {
+		return c, err
+	}
+	if err := n.Decode(&c); err != nil {
+		return c, configErr("%v", err)
+	}
+	if _, err := c.probeLists(); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+// hubKeys lists the known fields of each part of the agents: section.
+var hubKeys = map[string][]string{
+	"agents": {"token_file", "interval", "timeout", "hosts", "groups", "pairs"},
+	"hosts":  {"name", "addr", "agent"},
+	"groups": {"name", "hosts", "ports"},
+	"pairs":  {"from", "to"},
+}
+
+// checkKeys refuses unknown keys in the mapping n (of kind part) and in the
+// items of its hosts, groups and pairs lists.
+func checkKeys(n *yaml.Node, part string, known map[string][]string) error {
+	if n.Kind != yaml.MappingNode {
+		return configErr("line %d: %s: want a mapping (key: value lines)", n.Line, part)
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if !slices.Contains(known[part], k.Value) {
+			return configErr("line %d: %s: unknown field %q (known: %s)", k.Line, part, k.Value, strings.Join(known[part], ", "))
+		}
+		if _, list := known[k.Value]; list && part == "agents" && v.Kind == yaml.SequenceNode {
+			for _, item := range v.Content {
+				if err := checkKeys(item, k.Value, known); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
 }

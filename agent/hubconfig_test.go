@@ -112,3 +112,32 @@ func FuzzHubConfig(f *testing.F) {
 		}
 	})
 }
+
+func TestParseHubConfigRefusesUnknownFields(t *testing.T) {
+	for _, tc := range []struct{ src, want string }{
+		{"agents:\n  hosts: [{name: a, addr: 198.18.0.1}]\n  intervall: 5s\n", `line 3: agents: unknown field "intervall"`},
+		{"agents:\n  hosts:\n    - {name: a, adr: 198.18.0.1}\n", `line 3: hosts: unknown field "adr"`},
+		{"agents:\n  pairs:\n    - {from: a, target: b:1}\n", `line 3: pairs: unknown field "target"`},
+		{"agents: [a]\n", "line 1: agents: want a mapping"},
+		{"agents:\n  hosts: [{name: a, addr: nope}]\n", "ParseAddr"},
+		{"agents:\n  hosts: [{name: a, addr: 198.18.0.1}]\n  groups: [{name: g, hosts: [a, b], ports: [1]}]\n", `host "b" is not in hosts`},
+	} {
+		var doc struct {
+			Agents yaml.Node `yaml:"agents"`
+		}
+		if err := yaml.Unmarshal([]byte(tc.src), &doc); err != nil {
+			t.Fatal(err)
+		}
+		_, err := ParseHubConfig(&doc.Agents)
+		if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q:\n  got %v\n  want ErrConfig containing %q", tc.src, err, tc.want)
+		}
+	}
+	var doc struct {
+		Agents yaml.Node `yaml:"agents"`
+	}
+	yaml.Unmarshal([]byte("agents:\n  interval: 5s\n  hosts: [{name: a, addr: 198.18.0.1}]\n"), &doc)
+	if c, err := ParseHubConfig(&doc.Agents); err != nil || c.Interval != 5*time.Second {
+		t.Errorf("valid section: %+v, %v", c, err)
+	}
+}

@@ -118,11 +118,11 @@ where ps would show it). Use TLS for anything but a trusted network:
 certificates; --hub-ca/--cert/--key do the same towards the hub, where a
 client certificate must name this agent (CN or DNS SAN).`,
 		Example: `  # on every server (the name must be in the hub's agents.hosts)
-  REACH_TOKEN=$(cat /etc/reach/token) reach agent --hub http://hub.internal:9100 \
+  REACH_TOKEN=$(cat /etc/reach/token) reach agent --hub http://hub.internal:9190 \
       --name web-1 --listen 198.18.0.1:7070
 
   # with TLS both ways
-  reach agent --hub https://hub:9100 --hub-ca ca.pem --cert web-1.pem --key web-1-key.pem \
+  reach agent --hub https://hub:9190 --hub-ca ca.pem --cert web-1.pem --key web-1-key.pem \
       --token-file /etc/reach/token --listen :7070 \
       --tls-cert web-1.pem --tls-key web-1-key.pem --tls-client-ca ca.pem`,
 		Args: cobra.NoArgs,
@@ -191,7 +191,7 @@ client certificate must name this agent (CN or DNS SAN).`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&cfg.Hub, "hub", "", "base URL of the hub (required), e.g. http://hub:9100")
+	f.StringVar(&cfg.Hub, "hub", "", "base URL of the hub (required), e.g. http://hub:9190")
 	f.StringVar(&cfg.Name, "name", "", "this host's name in the hub config (default: the host name)")
 	f.StringVar(&listen, "listen", "127.0.0.1:7070", "address for /metrics and the evidence query; 0.0.0.0:7070 to let other hosts ask")
 	tok.add(cmd)
