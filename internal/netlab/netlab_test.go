@@ -444,3 +444,13 @@ func TestServeDNS(t *testing.T) {
 		t.Errorf("lookup of a missing name: %v, want NXDOMAIN (IsNotFound)", err)
 	}
 }
+
+// BenchmarkLinkedPair measures what a typical lab test pays before it starts:
+// a lab with two hosts and a link (the cleanup runs after the timing).
+func BenchmarkLinkedPair(b *testing.B) {
+	netlab.Require(b)
+	for b.Loop() {
+		lab := netlab.New(b)
+		lab.Link(lab.Host("a"), lab.Host("b"))
+	}
+}
