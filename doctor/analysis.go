@@ -19,7 +19,7 @@ var checkSockets = CheckFunc{"sockets", func(ctx context.Context, s *State) Chec
 	if s.Host == nil {
 		return CheckResult{Status: Skip, Detail: "the target is another host: its sockets cannot be seen from here"}
 	}
-	if s.Host.Listening == nil && len(s.Host.Notes) > 0 {
+	if s.Host.Listening == nil {
 		return CheckResult{Status: Error, Detail: "could not list sockets on " + s.Host.Host + ": " + strings.Join(s.Host.Notes, "; ")}
 	}
 	res := CheckResult{Status: Pass}
@@ -239,7 +239,7 @@ var checkFirewall = CheckFunc{"firewall", func(ctx context.Context, s *State) Ch
 		if s.Client != nil {
 			why = strings.Join(s.Client.Notes, "; ")
 		}
-		return CheckResult{Status: Skip, Detail: "could not read firewall rules: " + why}
+		return CheckResult{Status: Skip, Detail: "could not read this host's firewall: " + why}
 	}
 	res := CheckResult{Status: Pass}
 	var parts []string

@@ -32,6 +32,7 @@ func diagnose(s *State, findings []Finding) *Report {
 		if i < len(s.Probes) {
 			for _, p := range s.Probes[i] {
 				ar.Probes = append(ar.Probes, string(p.Class))
+				ar.Intermittent = ar.Intermittent || p.Class != s.Probes[i][0].Class
 			}
 			if len(s.Probes[i]) > 0 {
 				ar.RTTMS = ms(s.Probes[i][0].RTT)
@@ -78,6 +79,11 @@ func diagnose(s *State, findings []Finding) *Report {
 		r.Cause, r.Confidence = Unknown, Possible
 	}
 	r.Verdict = verdict(s, r)
+	for _, ar := range r.Addresses {
+		if ar.Intermittent {
+			r.Verdict += fmt.Sprintf("; %s is intermittent: %s", ar.Addr, strings.Join(ar.Probes, ", "))
+		}
+	}
 	return r
 }
 

@@ -271,6 +271,8 @@ type AddrReport struct {
 	Class  probe.Class `json:"class"`
 	RTTMS  float64     `json:"rtt_ms"`
 	Probes []string    `json:"probes"` // class of each repeated probe
+	// Intermittent is set when the probes disagree: the endpoint flaps.
+	Intermittent bool `json:"intermittent,omitempty"`
 }
 
 // Run diagnoses ep and returns the report. It never fails: a check that

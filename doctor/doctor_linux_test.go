@@ -586,3 +586,31 @@ func TestIPv4OnlyServerDialledOnIPv6(t *testing.T) {
 		checkDetail(t, r, "icmp", "echo reply from "+srv6.String())
 	}
 }
+
+// A server that resets every other connection: the repeated probes tell a
+// flapping endpoint from a steady failure.
+func TestIntermittent(t *testing.T) {
+	t.Parallel()
+	p := newPair(t)
+	ln := p.srv.Listen(t, "tcp", "0.0.0.0:0")
+	var conns []net.Conn
+	t.Cleanup(func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	n := 0
+	serve(t, ln, func(c net.Conn) {
+		if n++; n%2 == 0 {
+			c.(*net.TCPConn).SetLinger(0)
+			c.Close()
+			return
+		}
+		conns = append(conns, c) // closed by the cleanup above, after serve's
+	})
+	r := p.run(t, onClient, p.srvEP(portOf(ln)), quick, nil)
+	check(t, r, want{cause: doctor.ResetByPeer, confidence: doctor.Confirmed})
+	if len(r.Addresses) != 1 || !r.Addresses[0].Intermittent || !strings.Contains(r.Verdict, "intermittent: open, reset, open") {
+		t.Errorf("verdict %q, addresses %+v: want the flapping named", r.Verdict, r.Addresses)
+	}
+}

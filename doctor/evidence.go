@@ -102,7 +102,10 @@ func (CommandFirewall) Rules(ctx context.Context) ([]Rule, []string, error) {
 		}
 	}
 	if read == 0 {
-		return nil, notes, errors.New("no firewall rules could be read: " + strings.Join(notes, "; "))
+		if denied(notes) {
+			return nil, nil, errors.New("reading them needs root (CAP_NET_ADMIN): nft and iptables-save were refused")
+		}
+		return nil, notes, errors.New(strings.Join(notes, "; "))
 	}
 	return rules, notes, nil
 }
@@ -135,13 +138,15 @@ func Gather(ctx context.Context, src SocketSource, fw FirewallSource) HostEviden
 	if ev.Addresses, err = src.Addresses(); err != nil {
 		ev.Notes = append(ev.Notes, fmt.Sprintf("addresses: %v", err))
 	}
-	if ev.Listening, err = src.Listening(ctx, 0); err != nil {
+	// Listening stays nil only when the sockets could not be listed.
+	if ls, err := src.Listening(ctx, 0); err != nil {
 		ev.Notes = append(ev.Notes, fmt.Sprintf("sockets: %v", err))
-		ev.Listening = nil
+	} else {
+		ev.Listening = append([]sockets.Socket{}, ls...)
 	}
 	rules, notes, err := fw.Rules(ctx)
 	if err != nil {
-		ev.Notes = append(ev.Notes, fmt.Sprintf("firewall: %v", err))
+		ev.Notes = append(ev.Notes, fmt.Sprintf("firewall rules: %v", err))
 	} else {
 		ev.Rules, ev.Firewall = rules, true
 		ev.Notes = append(ev.Notes, notes...)
@@ -180,9 +185,11 @@ var checkHost = CheckFunc{"host", func(ctx context.Context, s *State) CheckResul
 			local = append(local, a.String())
 		}
 	}
-	seen := fmt.Sprintf("%d listening sockets, %d firewall rules", len(ev.Listening), len(ev.Rules))
-	if len(ev.Notes) > 0 {
-		seen += " (" + strings.Join(ev.Notes, "; ") + ")"
+	seen := fmt.Sprintf("%d listening sockets", len(ev.Listening))
+	if ev.Firewall {
+		seen += fmt.Sprintf(", %d firewall rules", len(ev.Rules))
+	} else {
+		seen += ", no firewall rules (see firewall)"
 	}
 	if len(local) > 0 {
 		s.Host = &ev
@@ -198,3 +205,18 @@ var checkHost = CheckFunc{"host", func(ctx context.Context, s *State) CheckResul
 	s.Host = &rev
 	return CheckResult{Status: Info, Detail: fmt.Sprintf("%s answered for %s: %d listening sockets, %d firewall rules", rev.Host, s.Addrs[0], len(rev.Listening), len(rev.Rules))}
 }}
+
+// denied reports whether every tool that ran was refused for lack of privilege.
+func denied(notes []string) bool {
+	ran := false
+	for _, n := range notes {
+		if strings.HasSuffix(n, "is not installed") {
+			continue
+		}
+		ran = true
+		if !strings.Contains(n, "ermission denied") && !strings.Contains(n, "not permitted") && !strings.Contains(n, "must be root") {
+			return false
+		}
+	}
+	return ran
+}

@@ -19,7 +19,10 @@ import (
 // match again there. Rules that match only if conditions the doctor cannot
 // check hold (interfaces, conntrack state, ...) become notes instead.
 func (ev HostEvidence) Narrow(src, dst netip.AddrPort) HostEvidence {
-	out := HostEvidence{Host: ev.Host, Addresses: ev.Addresses, Firewall: ev.Firewall, Listening: []sockets.Socket{}, Notes: ev.Notes}
+	out := HostEvidence{Host: ev.Host, Addresses: ev.Addresses, Firewall: ev.Firewall, Notes: ev.Notes}
+	if ev.Listening != nil { // nil means the sockets could not be listed
+		out.Listening = []sockets.Socket{}
+	}
 	for _, sk := range ev.Listening {
 		if p := sk.Local.Port(); p == dst.Port() || similarPort(p, dst.Port()) {
 			out.Listening = append(out.Listening, sk)
