@@ -75,7 +75,7 @@ func TestLabFailover(t *testing.T) {
 		{name: "reset on accept", setup: func(t *testing.T, f *faultLab) {
 			ln := f.s.Listen(t, "tcp", netip.AddrPortFrom(f.primary, f.port).String())
 			go acceptAll(ln, resetOnAccept)
-		}, opt: Options{ReadWait: 300 * time.Millisecond}, first: probe.Reset},
+		}, opt: Options{ReadWait: 2 * time.Second}, first: probe.Reset},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

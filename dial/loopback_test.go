@@ -122,7 +122,7 @@ func TestResetOnAccept(t *testing.T) {
 	closer := serve(t, "127.0.0.1:0", hangUp)
 	up := serve(t, "127.0.0.1:0", echo)
 	var log attemptLog
-	d := New(endpoints(resetter, closer, up), Options{ReadWait: 200 * time.Millisecond, OnAttempt: log.add})
+	d := New(endpoints(resetter, closer, up), Options{ReadWait: time.Second, OnAttempt: log.add}) // generous: the servers may be slow to accept on a busy host
 	conn, err := d.DialContext(t.Context())
 	if err != nil {
 		t.Fatal(err)
