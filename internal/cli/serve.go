@@ -97,14 +97,14 @@ Logs go to stderr: one line when each listener starts, one per connection
 		},
 	}
 	f := cmd.Flags()
-	f.StringArrayVarP(&cfg.Listen, "listen", "l", nil, "address to listen on, HOST:PORT (repeatable; :PORT for every address, port 0 for a free one)")
-	f.StringVar(&mode, "mode", string(server.ModeEcho), "echo, discard or banner")
-	f.StringVar(&cfg.Banner, "banner", "", "text sent to each client in banner mode")
-	f.IntVar(&cfg.MaxConns, "max-conns", 0, "connections served at once; others are told \"busy\" and closed (0: no limit)")
+	f.StringArrayVarP(&cfg.Listen, "listen", "l", nil, "`ADDR` to listen on, HOST:PORT (repeatable; :PORT for every address, port 0 for a free one)")
+	f.StringVar(&mode, "mode", string(server.ModeEcho), "`MODE`: echo, discard or banner")
+	f.StringVar(&cfg.Banner, "banner", "", "`TEXT` sent to each client in banner mode")
+	f.IntVar(&cfg.MaxConns, "max-conns", 0, "serve at most `N` connections at once; others are told \"busy\" and closed (0: no limit)")
 	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", 0, "close a connection silent for this long (0: never)")
 	f.DurationVar(&cfg.Drain, "drain", 10*time.Second, "on shutdown, how long open connections may finish before they are closed")
-	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
-	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	f.StringVar(&logFormat, "log-format", "text", "log `FORMAT`: text or json")
+	f.StringVar(&logLevel, "log-level", "info", "log `LEVEL`: debug, info, warn or error")
 	return cmd
 }
 
