@@ -190,6 +190,10 @@ func (w *watcher) run() error {
 	}
 	dash := w.auth
 	dash.Monitor, dash.Gatherer, dash.Logger = m, reg, log
+	// Catch SIGHUP before saying we run, so no early one kills the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	fmt.Fprintf(env.Err, "reach watch: %d endpoints, history in %s (%s), dashboard http://%s/\n",
 		len(w.cfg.Endpoints), w.store, store.Dialect(), ln.Addr())
 
@@ -199,7 +203,7 @@ func (w *watcher) run() error {
 	g.Go(func() error { return m.Run(ctx) })
 	g.Go(func() error { hook.Run(ctx); return nil })
 	g.Go(func() error { return web.Serve(ctx, ln, web.New(dash)) })
-	g.Go(func() error { w.reloadOnHUP(ctx, m, hook, log); return nil })
+	g.Go(func() error { w.reloadOnHUP(ctx, hup, m, hook, log); return nil })
 	if err := g.Wait(); err != nil && env.Ctx.Err() == nil {
 		return &ExitError{Code: ExitFail, Err: err}
 	}
@@ -207,10 +211,7 @@ func (w *watcher) run() error {
 }
 
 // reloadOnHUP re-reads the configuration on SIGHUP.
-func (w *watcher) reloadOnHUP(ctx context.Context, m *monitor.Monitor, hook *monitor.Webhook, log *slog.Logger) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+func (w *watcher) reloadOnHUP(ctx context.Context, hup <-chan os.Signal, m *monitor.Monitor, hook *monitor.Webhook, log *slog.Logger) {
 	for {
 		select {
 		case <-ctx.Done():

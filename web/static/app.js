@@ -178,6 +178,9 @@ function renderPlot(lat) {
     fill: "none", stroke: color, "stroke-width": width }));
   line("max_rtt_ns", "#b0bec5", 1);
   line("avg_rtt_ns", "#1565c0", 1.5);
+  if (pts.length <= 120) { // few points: a line alone would hide a lone one
+    for (const p of pts) root.append(svg("circle", { cx: x(p.time), cy: y(p.avg_rtt_ns), r: 2, fill: p.ok < p.n ? "#c62828" : "#1565c0" }));
+  }
   if (pts.length === 0) {
     const t = svg("text", { x: W / 2 - 40, y: H / 2, "font-size": 12, fill: "#78909c" });
     t.textContent = "no history yet";

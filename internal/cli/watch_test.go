@@ -1,0 +1,204 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/reach-tools/reach/monitor"
+	"github.com/reach-tools/reach/web"
+)
+
+func TestWatchCheckConfig(t *testing.T) {
+	code, out, errs := run(t, "watch", "-c", "../../examples/reach.yaml", "--check-config")
+	if code != ExitOK || !strings.Contains(out, "valid, 4 endpoints") || !strings.Contains(out, "telnet-must-stay-shut") {
+		t.Errorf("example config: exit %d\n%s%s", code, out, errs)
+	}
+	code, out, errs = run(t, "watch", "-c", "../../monitor/testdata/invalid-webhook.yaml", "--check-config")
+	if code != ExitFail || out != "" ||
+		!strings.Contains(errs, `invalid-webhook.yaml:3: alerts.rise: got "0"; want a whole number from 1 to 100`) {
+		t.Errorf("invalid config: exit %d, stdout %q, stderr:\n%s", code, out, errs)
+	}
+	code, _, errs = run(t, "watch", "-c", filepath.Join(t.TempDir(), "missing.yaml"))
+	if code != ExitFail || !strings.Contains(errs, "no such file") {
+		t.Errorf("missing config: exit %d, stderr %s", code, errs)
+	}
+	code, _, errs = run(t, "watch", "-c", "../../examples/reach.yaml", "--retain", "30x")
+	if code != ExitUsage || !strings.Contains(errs, "--retain") {
+		t.Errorf("bad --retain: exit %d, stderr %s", code, errs)
+	}
+}
+
+func TestParseRetention(t *testing.T) {
+	for in, want := range map[string]time.Duration{"30d": 30 * 24 * time.Hour, "12h": 12 * time.Hour, "1d": 24 * time.Hour} {
+		if got, err := parseRetention(in); err != nil || got != want {
+			t.Errorf("parseRetention(%q) = %v, %v", in, got, err)
+		}
+	}
+	for _, in := range []string{"", "0d", "-1d", "d", "10m", "1.5d", "99999d"} {
+		if _, err := parseRetention(in); err == nil {
+			t.Errorf("parseRetention(%q) accepted", in)
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// watchProcess is reach watch running in-process on loopback.
+type watchProcess struct {
+	url    string
+	errs   *syncBuffer
+	cancel context.CancelFunc
+	done   chan int
+}
+
+var dashboardLine = regexp.MustCompile(`dashboard (http://127\.0\.0\.1:\d+/)`)
+
+func startWatch(t *testing.T, config string, args ...string) *watchProcess {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &watchProcess{errs: &syncBuffer{}, cancel: cancel, done: make(chan int, 1)}
+	args = append([]string{"watch", "-c", config, "--store", filepath.Join(t.TempDir(), "reach.db"), "--listen", "127.0.0.1:0"}, args...)
+	go func() {
+		w.done <- Run(ctx, args, Stdio{In: strings.NewReader(""), Out: &bytes.Buffer{}, Err: w.errs})
+	}()
+	t.Cleanup(func() { w.stop(t) })
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if m := dashboardLine.FindStringSubmatch(w.errs.String()); m != nil {
+			w.url = m[1]
+			return w
+		}
+		select {
+		case code := <-w.done:
+			t.Fatalf("reach watch exited %d:\n%s", code, w.errs.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("reach watch did not start:\n%s", w.errs.String())
+		}
+	}
+}
+
+func (w *watchProcess) stop(t *testing.T) {
+	if w.cancel == nil {
+		return
+	}
+	w.cancel()
+	w.cancel = nil
+	select {
+	case code := <-w.done:
+		if code != ExitOK {
+			t.Errorf("reach watch exited %d:\n%s", code, w.errs.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Errorf("reach watch did not stop within 30s")
+	}
+}
+
+func (w *watchProcess) endpoints(t *testing.T) map[string]web.EndpointView {
+	t.Helper()
+	resp, err := http.Get(w.url + "api/endpoints")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var list struct{ Endpoints []web.EndpointView }
+	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]web.EndpointView{}
+	for _, e := range list.Endpoints {
+		out[e.Endpoint] = e
+	}
+	return out
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// listen returns a loopback listener that accepts and closes connections.
+func listen(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
+func writeConfig(t *testing.T, path, body string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestWatchReloadsOnSIGHUP(t *testing.T) {
+	a, b := listen(t), listen(t)
+	config := filepath.Join(t.TempDir(), "reach.yaml")
+	writeConfig(t, config, "endpoints:\n  - {name: a, target: '"+a.Addr().String()+"', interval: 1s}\n")
+	w := startWatch(t, config, "--no-doctor")
+	var before web.EndpointView
+	waitUntil(t, "a up", func() bool { before = w.endpoints(t)["a"]; return before.State == monitor.StateUp })
+
+	// A bad file is refused and the running configuration stays.
+	writeConfig(t, config, "endpoints:\n  - {name: a, target: 'nope:99999'}\n")
+	syscall.Kill(os.Getpid(), syscall.SIGHUP)
+	waitUntil(t, "the reload to be refused", func() bool { return strings.Contains(w.errs.String(), "reload refused") })
+
+	writeConfig(t, config, "endpoints:\n  - {name: a, target: '"+a.Addr().String()+"', interval: 1s}\n  - {name: b, target: '"+b.Addr().String()+"', interval: 1s}\n")
+	syscall.Kill(os.Getpid(), syscall.SIGHUP)
+	waitUntil(t, "b up after the reload", func() bool { return w.endpoints(t)["b"].State == monitor.StateUp })
+	after := w.endpoints(t)["a"]
+	if after.State != monitor.StateUp || !after.Since.Equal(before.Since) {
+		t.Errorf("a lost its state across the reload: before %+v, after %+v", before.Status, after.Status)
+	}
+	if !strings.Contains(w.errs.String(), "configuration reloaded") {
+		t.Errorf("no reload log:\n%s", w.errs.String())
+	}
+}
