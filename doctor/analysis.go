@@ -276,7 +276,11 @@ var checkFirewall = CheckFunc{"firewall", func(ctx context.Context, s *State) Ch
 			}
 		}
 		if len(matches) == 0 {
-			parts = append(parts, fmt.Sprintf("no rule matches tcp to %s (%d rules read)", ap, count))
+			d := fmt.Sprintf("no rule matches tcp to %s (%d rules read", ap, count)
+			if s.Host == nil {
+				d += " on this host; the target's firewall cannot be seen from here"
+			}
+			parts = append(parts, d+")")
 			continue
 		}
 		var quoted []string
@@ -306,9 +310,14 @@ func firewallFinding(m Match, dir string, ap netip.AddrPort, class probe.Class, 
 		conf = Possible
 		quote += " (matches if " + strings.Join(m.Unchecked, ", ") + ")"
 	}
-	where := "on " + host
-	if dir == "out" {
+	where := "on the target host"
+	switch {
+	case dir == "out":
 		where = "on this host, for outgoing packets"
+	case host == "this host":
+		where = "on this host"
+	default:
+		quote += " (reported by " + host + ")"
 	}
 	fix := fmt.Sprintf("allow tcp port %d %s: delete or narrow that rule, or add an accept rule before it", ap.Port(), where)
 	if r.Policy {
@@ -323,7 +332,15 @@ func firewallFinding(m Match, dir string, ap netip.AddrPort, class probe.Class, 
 			Evidence: quote, Fix: fix}, true
 	case r.Verdict == "reject" && (class == probe.Refused || class == probe.HostUnreachable || class == probe.LocalError):
 		return Finding{Cause: FirewallReject, Confidence: conf, Issue: "A firewall rejects the connection " + where,
-			Evidence: quote + " (reject with " + r.RejectWith + ")", Fix: fix}, true
+			Evidence: rejectQuote(quote, r), Fix: fix}, true
 	}
 	return Finding{}, false
+}
+
+// rejectQuote adds how a rule rejects when its text does not say.
+func rejectQuote(quote string, r Rule) string {
+	if r.RejectWith == "" || strings.Contains(r.Text, r.RejectWith) {
+		return quote
+	}
+	return quote + " (reject with " + r.RejectWith + ")"
 }

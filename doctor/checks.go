@@ -254,6 +254,9 @@ var checkRoute = CheckFunc{"route", func(ctx context.Context, s *State) CheckRes
 		s.Options.enter(func() error {
 			r, err := sys.RouteGet(ctx, s.Addrs[i])
 			s.Routes[i] = RouteInfo{Route: r, Err: err}
+			if ifc, err := net.InterfaceByIndex(r.IfIndex); r.IfIndex != 0 && err == nil {
+				s.Routes[i].Dev = ifc.Name
+			}
 			return nil
 		})
 	})
@@ -292,20 +295,19 @@ var checkRoute = CheckFunc{"route", func(ctx context.Context, s *State) CheckRes
 func describeRoute(s *State, ri RouteInfo) string {
 	r := ri.Route
 	if ri.Err != nil {
+		var errno syscall.Errno
+		errors.As(ri.Err, &errno)
 		if r.Type != "" {
-			return fmt.Sprintf("%s: %s route %s (%v)", r.Dst, r.Type, r.Prefix, errors.Unwrap(ri.Err))
+			return fmt.Sprintf("%s: the routing table has %s %s (%v)", r.Dst, r.Type, r.Prefix, errno)
+		}
+		if errno != 0 {
+			return fmt.Sprintf("%s: no route (%v)", r.Dst, errno)
 		}
 		return fmt.Sprintf("%s: %v", r.Dst, ri.Err)
 	}
-	dev := ""
-	if r.IfIndex != 0 {
+	dev := ri.Dev
+	if dev == "" {
 		dev = fmt.Sprintf("#%d", r.IfIndex)
-		s.Options.enter(func() error {
-			if ifc, err := net.InterfaceByIndex(r.IfIndex); err == nil {
-				dev = ifc.Name
-			}
-			return nil
-		})
 	}
 	switch {
 	case r.Type == "local":
@@ -335,6 +337,13 @@ var checkICMP = CheckFunc{"icmp", func(ctx context.Context, s *State) CheckResul
 		case e.Skipped != "":
 			res.Status = Skip
 			parts = append(parts, "skipped: "+e.Skipped)
+		case errors.Is(e.Err, syscall.ENETUNREACH) || errors.Is(e.Err, syscall.EHOSTUNREACH):
+			if res.Status == Pass {
+				res.Status = Info
+			}
+			var errno syscall.Errno
+			errors.As(e.Err, &errno)
+			parts = append(parts, fmt.Sprintf("no echo sent to %s: %v", s.Addrs[i], errno))
 		case e.Err != nil:
 			res.Status = Error
 			parts = append(parts, fmt.Sprintf("echo to %s: %v", s.Addrs[i], e.Err))

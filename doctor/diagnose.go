@@ -124,6 +124,8 @@ func verdict(s *State, r *Report) string {
 		return fmt.Sprintf("%s is reachable (%s)", t, describeOpen(s))
 	case r.Reachable:
 		return fmt.Sprintf("%s is reachable on some addresses only: %s (%s, %s)", t, r.Findings[0].Issue, r.Cause, r.Confidence)
+	case len(r.Findings) > 0 && r.Class == probe.Open:
+		return fmt.Sprintf("%s is not reachable: the handshake completes, but: %s (%s, %s)", t, r.Findings[0].Issue, r.Cause, r.Confidence)
 	case len(r.Findings) > 0:
 		return fmt.Sprintf("%s is not reachable: %s — %s (%s, %s)", t, r.Class, r.Findings[0].Issue, r.Cause, r.Confidence)
 	}
@@ -162,7 +164,7 @@ func infer(s *State, i int, c probe.Class) ([]Finding, []string) {
 	dev := ""
 	if i < len(s.Routes) && s.Routes[i].Err == nil && s.Routes[i].Route.Type == "unicast" && !s.Routes[i].Route.Gateway.IsValid() {
 		onLink = true
-		dev = fmt.Sprintf(" (on-link, interface #%d)", s.Routes[i].Route.IfIndex)
+		dev = fmt.Sprintf(" (on-link, dev %s)", s.Routes[i].Dev)
 	}
 	pathNote, pathReached := "", false
 	if i < len(s.Path) {

@@ -225,6 +225,7 @@ type State struct {
 // RouteInfo is the route check's view of one address.
 type RouteInfo struct {
 	Route sys.Route
+	Dev   string // the outgoing interface's name, when known
 	Err   error
 }
 

@@ -144,6 +144,9 @@ func check(t *testing.T, r *doctor.Report, w want) {
 	t.Helper()
 	var b strings.Builder
 	r.WriteText(&b, doctor.TextOptions{})
+	if testing.Verbose() {
+		t.Log("\n" + b.String())
+	}
 	if r.Cause != w.cause || r.Confidence != w.confidence || r.Reachable != w.reachable {
 		t.Errorf("got cause %s (%s) reachable=%v, want %s (%s) reachable=%v\n%s", r.Cause, r.Confidence, r.Reachable, w.cause, w.confidence, w.reachable, b.String())
 		return
