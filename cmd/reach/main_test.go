@@ -1,0 +1,178 @@
+package main
+
+// End-to-end tests of the built binary: what a newcomer types, checked from
+// outside the process (exit status, stdout, stderr). Only 127.0.0.1 is used.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+var reachBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "reach-e2e-")
+	if err != nil {
+		panic(err)
+	}
+	reachBin = filepath.Join(dir, "reach")
+	if out, err := exec.Command("go", "build", "-o", reachBin, ".").CombinedOutput(); err != nil {
+		os.RemoveAll(dir)
+		panic("go build: " + err.Error() + "\n" + string(out))
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+func reach(t *testing.T, stdin string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, reachBin, args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	r := result{stdout: out.String(), stderr: errb.String()}
+	if ee, ok := err.(*exec.ExitError); ok {
+		r.code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("reach %v: %v", args, err)
+	}
+	return r
+}
+
+var listeningRE = regexp.MustCompile(`msg=listening addr=(127\.0\.0\.1:\d+)`)
+
+// startServer runs `reach serve` on an ephemeral loopback port and returns
+// the address it reports in its log, and its pid.
+func startServer(t *testing.T) (addr string, pid int) {
+	t.Helper()
+	cmd := exec.Command(reachBin, "serve", "--listen", "127.0.0.1:0", "--log-format", "text", "--drain", "1s")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(os.Interrupt)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("reach serve did not exit 0 on SIGINT: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			t.Error("reach serve did not stop within 10s of SIGINT")
+		}
+	})
+	found := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			if m := listeningRE.FindStringSubmatch(sc.Text()); m != nil {
+				select {
+				case found <- m[1]:
+				default:
+				}
+			}
+		}
+		io.Copy(io.Discard, stderr)
+	}()
+	select {
+	case addr = <-found:
+	case <-time.After(10 * time.Second):
+		t.Fatal("reach serve did not log its listening address within 10s")
+	}
+	return addr, cmd.Process.Pid
+}
+
+func closedPort(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func TestServeConnectEcho(t *testing.T) {
+	addr, _ := startServer(t)
+	r := reach(t, "hello", "connect", addr)
+	if r.code != 0 || r.stdout != "hello" {
+		t.Fatalf("printf hello | reach connect %s: exit %d stdout %q stderr %q", addr, r.code, r.stdout, r.stderr)
+	}
+}
+
+func TestSecondServeNamesHolder(t *testing.T) {
+	addr, pid := startServer(t)
+	r := reach(t, "", "serve", "--listen", addr)
+	if r.code != 1 {
+		t.Fatalf("second serve on %s: exit %d, want 1; stderr %q", addr, r.code, r.stderr)
+	}
+	if !strings.Contains(r.stderr, strconv.Itoa(pid)) || !strings.Contains(r.stderr, "reach") {
+		t.Fatalf("second serve should name the holder (reach, pid %d); stderr:\n%s", pid, r.stderr)
+	}
+}
+
+func TestCheckUpAndDown(t *testing.T) {
+	addr, _ := startServer(t)
+	if r := reach(t, "", "check", addr); r.code != 0 || !strings.Contains(r.stdout, "reachable") {
+		t.Fatalf("check %s: exit %d\n%s%s", addr, r.code, r.stdout, r.stderr)
+	}
+	down := closedPort(t)
+	r := reach(t, "", "check", down, "--json")
+	if r.code != 1 {
+		t.Fatalf("check %s: exit %d, want 1\n%s%s", down, r.code, r.stdout, r.stderr)
+	}
+	var rep struct {
+		Reachable bool
+		Class     string
+		Cause     string
+		Findings  []struct{ Issue, Evidence, Fix string }
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+		t.Fatalf("check --json output is not one JSON object: %v\n%s", err, r.stdout)
+	}
+	if rep.Reachable || rep.Class != "refused" || rep.Cause == "" || len(rep.Findings) == 0 || rep.Findings[0].Fix == "" {
+		t.Fatalf("report for a closed port: %+v", rep)
+	}
+	if r := reach(t, "", "check", "db:99999"); r.code != 2 || !strings.Contains(r.stderr, `"db:99999": port out of range 1-65535`) {
+		t.Fatalf("bad target: exit %d stderr %q", r.code, r.stderr)
+	}
+}
+
+func TestWaitThenRun(t *testing.T) {
+	addr, _ := startServer(t)
+	r := reach(t, "", "wait", addr, "--timeout", "10s", "-q", "--", "sh", "-c", "echo ready; exit 3")
+	if r.code != 3 || strings.TrimSpace(r.stdout) != "ready" {
+		t.Fatalf("wait then run: exit %d stdout %q stderr %q (want the command's status 3)", r.code, r.stdout, r.stderr)
+	}
+	down := closedPort(t)
+	r = reach(t, "", "wait", down, "--timeout", "1s")
+	if r.code != 1 || !strings.Contains(r.stderr, "refused") || !strings.Contains(r.stderr, "reach check") {
+		t.Fatalf("wait on a closed port: exit %d stderr %q", r.code, r.stderr)
+	}
+}
