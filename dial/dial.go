@@ -269,11 +269,38 @@ func (c *call) expand(ctx context.Context, round int) ([]candidate, bool) {
 			}
 			continue
 		}
-		for _, ip := range addrs {
+		for _, ip := range interleave(addrs) {
 			add(ep, netip.AddrPortFrom(ip, ep.Port))
 		}
 	}
 	return out, false
+}
+
+// interleave alternates address families, starting with the resolver's
+// first choice (RFC 8305 section 4), so a broken IPv6 path costs one attempt
+// delay rather than one per IPv6 address.
+func interleave(addrs []netip.Addr) []netip.Addr {
+	if len(addrs) < 2 {
+		return addrs
+	}
+	var first, second []netip.Addr
+	for _, a := range addrs {
+		if a.Is4() == addrs[0].Is4() {
+			first = append(first, a)
+		} else {
+			second = append(second, a)
+		}
+	}
+	out := make([]netip.Addr, 0, len(addrs))
+	for i := 0; i < len(first) || i < len(second); i++ {
+		if i < len(first) {
+			out = append(out, first[i])
+		}
+		if i < len(second) {
+			out = append(out, second[i])
+		}
+	}
+	return out
 }
 
 // race runs staggered attempts until one connects: the next starts after the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -288,4 +289,26 @@ func FuzzParsePolicy(f *testing.F) {
 			t.Fatalf("round trip of %q: %q, %v", p, again, err)
 		}
 	})
+}
+
+func TestInterleaveFamilies(t *testing.T) {
+	p := func(ss ...string) []netip.Addr {
+		var out []netip.Addr
+		for _, s := range ss {
+			out = append(out, netip.MustParseAddr(s))
+		}
+		return out
+	}
+	tests := []struct{ in, want []netip.Addr }{
+		{p("fd00::1", "fd00::2", "fd00::3", "198.18.0.1", "198.18.0.2"), p("fd00::1", "198.18.0.1", "fd00::2", "198.18.0.2", "fd00::3")},
+		{p("198.18.0.1", "fd00::1"), p("198.18.0.1", "fd00::1")},
+		{p("198.18.0.1", "198.18.0.2"), p("198.18.0.1", "198.18.0.2")},
+		{p("fd00::1"), p("fd00::1")},
+		{nil, nil},
+	}
+	for _, tt := range tests {
+		if got := interleave(tt.in); !slices.Equal(got, tt.want) {
+			t.Errorf("interleave(%v) = %v, want %v", tt.in, got, tt.want)
+		}
+	}
 }

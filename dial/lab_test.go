@@ -151,3 +151,37 @@ func addrPortOf(a net.Addr) netip.AddrPort {
 	ap := a.(*net.TCPAddr).AddrPort()
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
+
+// A name with two IPv4 addresses whose packets are dropped and an IPv6
+// address that works. The resolver sorts IPv4 first (RFC 6724 ranks ULAs
+// below IPv4); race interleaves the families, so IPv6 is the second attempt
+// and wins without waiting for the IPv4 timeouts.
+func TestLabRaceInterleavesFamilies(t *testing.T) {
+	f := newFaultLab(t)
+	_, v6 := f.lab.LinkV6(f.c, f.s)
+	ln := f.s.Listen(t, "tcp", netip.AddrPortFrom(v6, f.port).String())
+	go acceptAll(ln, drain)
+	f.s.Iptables(t, "-A", "INPUT", "-p", "tcp", "--dport", strconv.Itoa(int(f.port)), "-j", "DROP")
+	ns := f.s.ListenPacket(t, "udp", netip.AddrPortFrom(f.primary, 0).String())
+	serveDNS(t, ns, map[string][]netip.Addr{"dual.lab.test": {f.primary, f.secondary, v6}})
+	var log attemptLog
+	d := New([]target.Endpoint{{Host: "dual.lab.test", Port: f.port}}, Options{Policy: Race, AttemptDelay: 100 * time.Millisecond,
+		Timeout: 20 * time.Second, Dial: f.c.DialContext, Resolver: f.c.Resolver(ns.LocalAddr().(*net.UDPAddr).AddrPort()), OnAttempt: log.add})
+	start := time.Now()
+	conn, err := d.DialContext(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	abort(conn)
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("took %v: the race waited for the dropped IPv4 addresses", took)
+	}
+	if got := addrPortOf(conn.RemoteAddr()).Addr(); got != v6 {
+		t.Fatalf("connected to %v, want %v", got, v6)
+	}
+	for _, a := range log.get() {
+		if a.Addr.Addr() == v6 && (a.Class != probe.Open || a.N != 2) {
+			t.Errorf("IPv6 attempt %d %s, want open as attempt 2 (families interleaved); attempts %+v", a.N, a.Class, log.get())
+		}
+	}
+}
