@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"slices"
 	"syscall"
 	"time"
 
@@ -113,7 +114,9 @@ type worker struct {
 	byFD     []*flight
 	queues   map[*hostState]*hostQueue
 	active   []*hostQueue
-	retry    []item // unanswered probes to try again, before new pairs
+	retry    []item // unanswered probes to try again, and pairs taken but not yet launched
+	out      batch
+	tries    int64
 	inflight int
 	cap, max int // current and configured cap on flights
 	pool     [2][]int
@@ -133,7 +136,7 @@ func newWorker(e *engine, conc int, lim *rate.Limiter) (*worker, error) {
 		return nil, &ResourceError{Errno: errnoOf(err)}
 	}
 	return &worker{e: e, lim: lim, epfd: epfd, events: make([]unix.EpollEvent, 1024),
-		queues: map[*hostState]*hostQueue{}, cap: max(1, conc), max: max(1, conc)}, nil
+		queues: map[*hostState]*hostQueue{}, cap: max(1, conc), max: max(1, conc), out: batch{e: e}}, nil
 }
 
 func errnoOf(err error) syscall.Errno {
@@ -143,6 +146,8 @@ func errnoOf(err error) syscall.Errno {
 }
 
 func (w *worker) close() {
+	w.out.flush()
+	w.e.tries.Add(w.tries)
 	for _, q := range w.active {
 		for _, f := range q.q[q.head:] {
 			if !f.done {
@@ -166,6 +171,7 @@ func (w *worker) loop(ctx context.Context) error {
 		if err := w.fill(ctx); err != nil {
 			return err
 		}
+		w.out.flush()
 		if w.inflight == 0 && w.drained && len(w.retry) == 0 {
 			return nil
 		}
@@ -205,8 +211,9 @@ func (w *worker) fill(ctx context.Context) error {
 			w.retry = w.retry[:k-1]
 		} else if w.drained {
 			return nil
-		} else if next, ok := w.e.take(); ok {
-			it = next
+		} else if w.retry = w.e.take(w.retry); len(w.retry) > 0 {
+			slices.Reverse(w.retry) // retry is a stack; keep the shared order
+			continue
 		} else {
 			w.drained = true
 			return nil
@@ -315,7 +322,7 @@ func (w *worker) launch(it item) syscall.Errno {
 	e := w.e
 	h := e.hosts[it.host]
 	if h.status.Load() == statusDown {
-		e.done.Add(1)
+		w.out.skip()
 		return 0
 	}
 	fd, errno := w.socket(h)
@@ -323,12 +330,12 @@ func (w *worker) launch(it item) syscall.Errno {
 		if busyErrno(errno) {
 			return errno
 		}
-		e.decide(h, it, classify(errno, nil, true), 0)
+		w.out.decide(h, it, classify(errno, nil, true), 0)
 		return 0
 	}
 	sa := w.sockaddr(h, it.port)
 	start := time.Now()
-	e.tries.Add(1)
+	w.tries++
 	err := unix.Connect(fd, sa)
 	if err == unix.EINPROGRESS {
 		err = unix.Connect(fd, sa)
@@ -339,7 +346,7 @@ func (w *worker) launch(it item) syscall.Errno {
 		return 0
 	case unix.ECONNREFUSED:
 		// Refused inside connect(): a reset on a local path, no ICMP to read.
-		e.decide(h, it, classify(unix.ECONNREFUSED, nil, true), time.Since(start))
+		w.out.decide(h, it, classify(unix.ECONNREFUSED, nil, true), time.Since(start))
 		w.recycle(fd, h)
 		return 0
 	case unix.EALREADY, unix.EINPROGRESS:
@@ -353,10 +360,10 @@ func (w *worker) launch(it item) syscall.Errno {
 	unix.Close(fd)
 	errno = errnoOf(err)
 	if busyErrno(errno) {
-		e.tries.Add(-1)
+		w.tries--
 		return errno
 	}
-	e.decide(h, it, classify(errno, nil, true), time.Since(start))
+	w.out.decide(h, it, classify(errno, nil, true), time.Since(start))
 	return 0
 }
 
@@ -381,7 +388,7 @@ func (w *worker) connected(fd int, h *hostState, it item, rtt time.Duration) {
 	}
 	unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
 	unix.Close(fd)
-	w.e.decide(h, it, v, rtt)
+	w.out.decide(h, it, v, rtt)
 }
 
 func sameAddrPort(sa unix.Sockaddr, h *hostState, port uint16) bool {
@@ -486,10 +493,10 @@ func (w *worker) settle(f *flight, rtt time.Duration) bool {
 	info := w.icmp(f.fd, f.h)
 	w.drop(f)
 	if f.h.status.Load() == statusDown {
-		w.e.done.Add(1)
+		w.out.skip()
 		return true
 	}
-	w.e.decide(f.h, f.item, classify(errno, info, false), rtt)
+	w.out.decide(f.h, f.item, classify(errno, info, false), rtt)
 	return true
 }
 
@@ -512,7 +519,7 @@ func (w *worker) sweep(now time.Time) time.Duration {
 			}
 			if down {
 				w.drop(f)
-				w.e.done.Add(1)
+				w.out.skip()
 				continue
 			}
 			age := now.Sub(f.sent)
@@ -552,5 +559,5 @@ func (w *worker) expire(h *hostState, it item, age time.Duration) {
 		w.retry = append(w.retry, it)
 		return
 	}
-	e.decide(h, it, vNoResponse, age)
+	w.out.decide(h, it, vNoResponse, age)
 }

@@ -303,22 +303,29 @@ type item struct {
 	tries uint8  // attempts already made
 }
 
-// take hands out the next pair. Consecutive pairs go to different hosts, so
-// no host sees a burst while others wait.
-func (e *engine) take() (item, bool) {
-	i := e.next.Add(1) - 1
-	if i >= e.total {
-		return item{}, false
-	}
+// takeChunk is how many pairs a loop takes at once from the shared list.
+const takeChunk = 32
+
+// take hands out the next pairs into buf. Consecutive pairs go to different
+// hosts, so no host sees a burst while others wait.
+func (e *engine) take(buf []item) []item {
+	i := e.next.Add(takeChunk) - takeChunk
 	n := int64(len(e.hosts))
-	return item{host: int32(i % n), port: e.ports[i/n]}, true
+	for end := min(i+takeChunk, e.total); i < end; i++ {
+		buf = append(buf, item{host: int32(i % n), port: e.ports[i/n]})
+	}
+	return buf
 }
 
 func (e *engine) timeout(h *hostState) time.Duration { return time.Duration(h.timeoutNs.Load()) }
 
 // answered records that h answered after rtt, which also confirms it is up.
 func (e *engine) answered(h *hostState, rtt time.Duration) {
-	h.mu.Lock()
+	if h.status.Load() == statusUp && !h.mu.TryLock() {
+		return // another loop is updating this host; one sample fewer is harmless
+	} else if h.status.Load() != statusUp {
+		h.mu.Lock()
+	}
 	h.rtt.update(rtt)
 	t := h.rtt.timeout(e.opt.MinTimeout, e.opt.Timeout)
 	h.mu.Unlock()
@@ -356,23 +363,57 @@ func (e *engine) hostDown(h *hostState, v verdict) bool {
 	return true
 }
 
-// port records a decided port.
-func (e *engine) port(h *hostState, p Port) {
-	e.done.Add(1)
+// batch collects one event loop's results and hands them to the engine a
+// few hundred at a time, so loops on different CPUs rarely contend.
+type batch struct {
+	e     *engine
+	ports []decided
+	done  int64 // pairs settled without a port result (host down)
+}
+
+type decided struct {
+	h *hostState
+	p Port
+}
+
+const batchSize = 256
+
+// skip counts a pair of a host already reported down.
+func (b *batch) skip() { b.done++ }
+
+func (b *batch) port(h *hostState, p Port) {
+	b.ports = append(b.ports, decided{h, p})
+	if len(b.ports) >= batchSize {
+		b.flush()
+	}
+}
+
+// flush records the collected results; OnPort sees them in order.
+func (b *batch) flush() {
+	if len(b.ports) == 0 && b.done == 0 {
+		return
+	}
+	e := b.e
 	e.mu.Lock()
-	h.ports = append(h.ports, p)
-	h.counts.add(p.State)
-	if e.opt.OnPort != nil {
-		e.opt.OnPort(p)
+	for _, d := range b.ports {
+		d.h.ports = append(d.h.ports, d.p)
+		d.h.counts.add(d.p.State)
+		if e.opt.OnPort != nil {
+			e.opt.OnPort(d.p)
+		}
 	}
 	e.mu.Unlock()
+	e.done.Add(int64(len(b.ports)) + b.done)
+	clear(b.ports)
+	b.ports, b.done = b.ports[:0], 0
 }
 
 // decide turns a verdict about one probe into a port result or a host-level one.
-func (e *engine) decide(h *hostState, it item, v verdict, rtt time.Duration) {
+func (b *batch) decide(h *hostState, it item, v verdict, rtt time.Duration) {
+	e := b.e
 	if v.host != "" {
 		if e.hostDown(h, v) {
-			e.done.Add(1)
+			b.skip()
 			return
 		}
 		v = v.asPort()
@@ -380,7 +421,7 @@ func (e *engine) decide(h *hostState, it item, v verdict, rtt time.Duration) {
 	if v.answered {
 		e.answered(h, rtt)
 	}
-	e.port(h, Port{Addr: h.Addr, Port: it.port, State: v.state, Reason: v.reason, Class: v.class,
+	b.port(h, Port{Addr: h.Addr, Port: it.port, State: v.state, Reason: v.reason, Class: v.class,
 		Errno: v.errno, From: v.from, RTT: rtt, Tries: int(it.tries) + 1})
 }
 

@@ -1,0 +1,494 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/reach-tools/reach/probe"
+	"github.com/reach-tools/reach/scan"
+	"github.com/reach-tools/reach/target"
+	"github.com/spf13/cobra"
+)
+
+func init() { register("scan", newScanCmd) }
+
+// showLimit is how many ports of one non-open state are listed before they
+// are summarized in a "Not shown" line, as nmap does.
+const showLimit = 25
+
+type scanFlags struct {
+	ports, excludePorts, exclude, inputList string
+	top                                     int
+	reason, allStates, asJSON               bool
+	rate                                    float64
+	maxRetries                              int
+	timeout                                 time.Duration
+}
+
+func newScanCmd(env *Env) *cobra.Command {
+	var fl scanFlags
+	cmd := &cobra.Command{
+		Use:   "scan TARGETS... [-p PORTS]",
+		Short: "Find which TCP ports answer on hosts (a connect scan, like nmap -sT)",
+		Long: `Scan TCP ports with ordinary connect() calls: no privileges, no raw packets.
+Each port gets nmap's state and a reason:
+
+  open      the handshake completed (syn-ack)
+  closed    a reset came back (conn-refused) or ICMP port-unreachable
+  filtered  nothing came back (no-response), or ICMP admin-prohibited:
+            a firewall is in the way
+
+A host that cannot be reached at all is reported once, as host-unreachable
+(no ARP/ND answer, or a router said so) or no-route, instead of as thousands
+of filtered ports.
+
+TARGETS are host names, addresses, CIDR blocks (198.18.0.0/24, fd00::/120)
+and ranges (198.18.0.1-20, 198.18.0.250-198.18.1.5); -iL FILE reads more
+from a file, one or more per line ("-" reads standard input, '#' comments).
+
+Ports: -p 22,80,8000-8100 or -p ssh,https; -p- means all 65,535. Without
+-p, reach scans its own list of common ports (--top N for the first N; the
+list and where it comes from are in scan/topports.txt). Service names come
+from /etc/services.
+
+Speed: the scan runs one event loop per CPU, sizes its concurrency from the
+open-file limit, and adapts each host's timeout to its measured round trips.
+Unanswered ports are retried (--max-retries); answered ones never are.
+Ctrl-C stops the scan and prints what was found so far.`,
+		Example: `  reach scan 127.0.0.1 -p-                    # every port of this host
+  reach scan db.internal -p 5432,6432 --reason
+  reach scan 198.18.0.0/24 --top 100 --exclude 198.18.0.1
+  reach scan -iL hosts.txt -p 22 --json | jq -c 'select(.state=="open")'
+  reach scan 198.18.0.7 -p 1-1024 --all-states --rate 500`,
+		// Flags are parsed in RunE so nmap's "-iL FILE" spelling works.
+		DisableFlagParsing: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f := cmd.Flags()
+			if err := f.Parse(nmapArgs(args)); err != nil {
+				return &UsageError{Err: err}
+			}
+			if help, _ := f.GetBool("help"); help {
+				return cmd.Help()
+			}
+			return runScan(env, cmd, f.Args(), fl)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&fl.ports, "ports", "p", "", `ports to scan: "22,80,8000-8100", "ssh,https", "-" for all`)
+	f.IntVar(&fl.top, "top", 0, fmt.Sprintf("scan the N most common ports of reach's list (%d ports)", scan.TopPortsLen()))
+	f.StringVar(&fl.inputList, "input-list", "", `read targets from FILE ("-" for stdin); nmap's -iL FILE works too`)
+	f.StringVar(&fl.exclude, "exclude", "", "hosts, CIDRs or ranges not to scan (comma-separated)")
+	f.StringVar(&fl.excludePorts, "exclude-ports", "", "ports not to scan")
+	f.BoolVar(&fl.reason, "reason", false, "show why each port has its state")
+	f.BoolVar(&fl.allStates, "all-states", false, "list every port, not only open ones and small groups")
+	f.BoolVar(&fl.asJSON, "json", false, "stream JSON Lines: ports as they are decided, then hosts and a summary")
+	f.Float64Var(&fl.rate, "rate", 0, "at most N new connections per second (0: no limit)")
+	f.IntVar(&fl.maxRetries, "max-retries", scan.DefaultRetries, "retries for ports that got no answer")
+	f.DurationVar(&fl.timeout, "timeout", scan.DefaultTimeout, "longest wait for one port; shorter once round trips are measured")
+	return cmd
+}
+
+// nmapArgs rewrites nmap's two-letter "-iL" into the long flag.
+func nmapArgs(args []string) []string {
+	out := make([]string, 0, len(args))
+	for _, a := range args {
+		switch {
+		case a == "--":
+			return append(out, args[len(out):]...)
+		case a == "-iL":
+			a = "--input-list"
+		case strings.HasPrefix(a, "-iL="):
+			a = "--input-list=" + a[len("-iL="):]
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+func runScan(env *Env, cmd *cobra.Command, args []string, fl scanFlags) error {
+	hosts, err := scanTargets(env, args, fl.inputList)
+	if err != nil {
+		return err
+	}
+	ports, err := scanPorts(cmd, fl)
+	if err != nil {
+		return err
+	}
+	var exclude []target.Hosts
+	if fl.exclude != "" {
+		if exclude, err = target.ParseHostList(fl.exclude); err != nil {
+			return usageErrorf("--exclude: %w", err)
+		}
+	}
+	switch {
+	case fl.rate < 0:
+		return usageErrorf("--rate %v: give a positive number of connections per second, or 0 for no limit", fl.rate)
+	case fl.maxRetries < 0:
+		return usageErrorf("--max-retries %d: give 0 or more", fl.maxRetries)
+	case fl.timeout <= 0:
+		return usageErrorf("--timeout %v: give a positive duration such as 500ms", fl.timeout)
+	}
+	targets, err := scan.Expand(env.Ctx, hosts, exclude, probe.Options{})
+	if err != nil {
+		return &ExitError{Code: ExitFail, Err: err}
+	}
+	if len(targets) == 0 {
+		return usageErrorf("every target is excluded; nothing to scan")
+	}
+
+	r := &scanRenderer{env: env, fl: fl, services: scan.SystemServices(), emitted: map[netip.Addr]bool{}}
+	opt := scan.Options{Ports: ports, Rate: fl.rate, MaxRetries: fl.maxRetries, Timeout: fl.timeout}
+	if fl.maxRetries == 0 {
+		opt.MaxRetries = -1
+	}
+	if fl.asJSON {
+		r.enc = json.NewEncoder(env.Out)
+		opt.OnPort, opt.OnHost = r.jsonPort, r.jsonHost
+	}
+	if isTerminal(env.Err) {
+		opt.Progress = r.progress
+	}
+	rep, err := scan.Scan(env.Ctx, targets, opt)
+	r.clearProgress()
+	if rep == nil {
+		return &ExitError{Code: ExitFail, Err: err}
+	}
+	if fl.asJSON {
+		r.jsonEnd(rep)
+	} else {
+		r.text(rep)
+	}
+	switch {
+	case rep.Canceled:
+		return &ExitError{Code: ExitFail, Err: fmt.Errorf("scan interrupted after %v; the results above are partial", rep.Elapsed.Round(time.Millisecond))}
+	case err != nil:
+		return &ExitError{Code: ExitFail, Err: err}
+	}
+	return nil
+}
+
+func scanTargets(env *Env, args []string, inputList string) ([]target.Hosts, error) {
+	var hosts []target.Hosts
+	for _, a := range args {
+		h, err := target.ParseHosts(a)
+		if err != nil {
+			return nil, &UsageError{Err: err}
+		}
+		hosts = append(hosts, h)
+	}
+	if inputList != "" {
+		var data []byte
+		var err error
+		if inputList == "-" {
+			data, err = io.ReadAll(env.In)
+		} else {
+			data, err = os.ReadFile(inputList)
+		}
+		if err != nil {
+			return nil, &ExitError{Code: ExitFail, Err: fmt.Errorf("reading targets: %w", err)}
+		}
+		more, err := target.ParseHostList(string(data))
+		if err != nil {
+			return nil, usageErrorf("%s: %w", inputList, err)
+		}
+		hosts = append(hosts, more...)
+	}
+	if len(hosts) == 0 {
+		return nil, usageErrorf("no targets; give hosts, addresses, CIDRs or ranges (or -iL FILE)")
+	}
+	return hosts, nil
+}
+
+func scanPorts(cmd *cobra.Command, fl scanFlags) ([]uint16, error) {
+	if cmd.Flags().Changed("ports") && cmd.Flags().Changed("top") {
+		return nil, usageErrorf("give either -p or --top, not both")
+	}
+	var ports []uint16
+	switch {
+	case fl.ports != "":
+		p, err := target.ParsePorts(fl.ports)
+		if err != nil {
+			return nil, usageErrorf("-p: %w", err)
+		}
+		ports = p
+	case fl.top < 0:
+		return nil, usageErrorf("--top %d: give a positive number", fl.top)
+	case fl.top > scan.TopPortsLen():
+		return nil, usageErrorf("--top %d: reach's list has %d ports; use -p for more (e.g. -p 1-10000 or -p-)", fl.top, scan.TopPortsLen())
+	case fl.top > 0:
+		ports = scan.TopPorts(fl.top)
+	default:
+		ports = scan.TopPorts(scan.TopPortsLen())
+	}
+	if fl.excludePorts != "" {
+		ex, err := target.ParsePorts(fl.excludePorts)
+		if err != nil {
+			return nil, usageErrorf("--exclude-ports: %w", err)
+		}
+		ports = slices.DeleteFunc(ports, func(p uint16) bool { _, found := slices.BinarySearch(ex, p); return found })
+	}
+	if len(ports) == 0 {
+		return nil, usageErrorf("every port is excluded; nothing to scan")
+	}
+	return ports, nil
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+type scanRenderer struct {
+	env      *Env
+	fl       scanFlags
+	services scan.Services
+	enc      *json.Encoder
+	emitted  map[netip.Addr]bool // hosts already streamed as JSON
+
+	mu       sync.Mutex // the progress bar is drawn from another goroutine
+	barShown bool
+}
+
+type jsonPort struct {
+	Type string `json:"type"`
+	scan.Port
+	Service string `json:"service"`
+}
+
+type jsonHost struct {
+	Type string `json:"type"`
+	scan.Host
+}
+
+type jsonSummary struct {
+	Type      string      `json:"type"`
+	Hosts     int         `json:"hosts"`
+	HostsUp   int         `json:"hosts_up"`
+	Ports     int         `json:"ports_per_host"`
+	Counts    scan.Counts `json:"counts"`
+	Probes    int64       `json:"probes"`
+	ElapsedMS int64       `json:"elapsed_ms"`
+	Rate      float64     `json:"ports_per_second"`
+	Canceled  bool        `json:"canceled"`
+}
+
+func (r *scanRenderer) jsonPort(p scan.Port) {
+	if p.State != scan.Open && !r.fl.allStates {
+		return
+	}
+	r.clearProgress()
+	r.enc.Encode(jsonPort{Type: "port", Port: p, Service: r.services.Name(p.Port)})
+}
+
+func (r *scanRenderer) jsonHost(h scan.Host) {
+	r.clearProgress()
+	r.emitted[h.Addr] = true
+	r.enc.Encode(jsonHost{Type: "host", Host: h})
+}
+
+func (r *scanRenderer) jsonEnd(rep *scan.Report) {
+	s := jsonSummary{Type: "summary", Hosts: len(rep.Hosts), Ports: rep.Ports, Counts: rep.Counts, Probes: rep.Probes,
+		ElapsedMS: rep.Elapsed.Milliseconds(), Rate: rate(rep), Canceled: rep.Canceled}
+	for _, h := range rep.Hosts {
+		if h.State == scan.HostUp {
+			s.HostsUp++
+		}
+		if !r.emitted[h.Addr] {
+			r.enc.Encode(jsonHost{Type: "host", Host: h})
+		}
+	}
+	r.enc.Encode(s)
+}
+
+func rate(rep *scan.Report) float64 {
+	if rep.Elapsed <= 0 {
+		return 0
+	}
+	n := rep.Counts.Open + rep.Counts.Closed + rep.Counts.Filtered
+	return float64(n) / rep.Elapsed.Seconds()
+}
+
+func (r *scanRenderer) text(rep *scan.Report) {
+	out := r.env.Out
+	up := 0
+	var down []scan.Host
+	for _, h := range rep.Hosts {
+		switch h.State {
+		case scan.HostUnreachable, scan.HostNoRoute:
+			down = append(down, h)
+			continue
+		case scan.HostUp:
+			up++
+		}
+		r.hostText(h)
+	}
+	r.downText(down)
+	fmt.Fprintf(out, "\nScanned %s ports on %s (%d up, %d unreachable) in %.2fs: %s ports/s",
+		thousands(int64(rep.Ports)), plural(len(rep.Hosts), "host"), up, len(down), rep.Elapsed.Seconds(), thousands(int64(rate(rep))))
+	if rep.Canceled {
+		fmt.Fprint(out, " (interrupted: partial results)")
+	}
+	fmt.Fprintln(out)
+}
+
+func (r *scanRenderer) hostText(h scan.Host) {
+	out := r.env.Out
+	name := h.Addr.String()
+	if h.Name != "" {
+		name = fmt.Sprintf("%s (%s)", h.Name, h.Addr)
+	}
+	fmt.Fprintf(out, "\nreach scan report for %s\n", name)
+	switch h.State {
+	case scan.HostUp:
+		fmt.Fprintf(out, "Host is up (%.6fs latency).\n", h.SRTT.Seconds())
+	case scan.HostNoAnswer:
+		fmt.Fprintln(out, "Host did not answer on any port: it may be down, or a firewall drops everything.")
+	case scan.HostUnknown:
+		fmt.Fprintln(out, "Host state unknown: the scan ended before it answered.")
+	}
+	byState := map[scan.State][]scan.Port{}
+	for _, p := range h.Ports {
+		byState[p.State] = append(byState[p.State], p)
+	}
+	var shown []scan.Port
+	var hidden []string
+	for _, st := range []scan.State{scan.Open, scan.Closed, scan.Filtered} {
+		ps := byState[st]
+		if st == scan.Open || r.fl.allStates || len(ps) <= showLimit {
+			shown = append(shown, ps...)
+			continue
+		}
+		hidden = append(hidden, fmt.Sprintf("%s %s tcp ports (%s)", thousands(int64(len(ps))), st, reasonSummary(ps)))
+	}
+	if len(hidden) > 0 {
+		fmt.Fprintf(out, "Not shown: %s\n", strings.Join(hidden, ", "))
+	}
+	if len(shown) == 0 {
+		if len(h.Ports) > 0 {
+			fmt.Fprintln(out, "No open ports.")
+		}
+		return
+	}
+	slices.SortFunc(shown, func(a, b scan.Port) int { return int(a.Port) - int(b.Port) })
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	if r.fl.reason {
+		fmt.Fprintln(tw, "PORT\tSTATE\tSERVICE\tREASON")
+	} else {
+		fmt.Fprintln(tw, "PORT\tSTATE\tSERVICE")
+	}
+	for _, p := range shown {
+		fmt.Fprintf(tw, "%d/tcp\t%s\t%s", p.Port, p.State, r.services.Name(p.Port))
+		if r.fl.reason {
+			fmt.Fprintf(tw, "\t%s", reasonText(p))
+		}
+		fmt.Fprintln(tw)
+	}
+	tw.Flush()
+}
+
+func reasonText(p scan.Port) string {
+	if p.From.IsValid() {
+		return fmt.Sprintf("%s from %s", p.Reason, p.From)
+	}
+	return p.Reason
+}
+
+// reasonSummary names the reasons of a group of ports, most common first.
+func reasonSummary(ps []scan.Port) string {
+	n := map[string]int{}
+	for _, p := range ps {
+		n[p.Reason]++
+	}
+	keys := make([]string, 0, len(n))
+	for k := range n {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b string) int { return n[b] - n[a] })
+	if len(keys) == 1 {
+		return keys[0]
+	}
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s %s", thousands(int64(n[k])), k)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// downText lists unreachable hosts compactly: consecutive addresses with the
+// same state and reason share a line.
+func (r *scanRenderer) downText(down []scan.Host) {
+	out := r.env.Out
+	for i := 0; i < len(down); {
+		j := i
+		for j+1 < len(down) && down[j+1].State == down[i].State && down[j+1].Reason == down[i].Reason &&
+			down[j+1].Name == "" && down[i].Name == "" && down[j].Addr.Next() == down[j+1].Addr {
+			j++
+		}
+		what := down[i].Addr.String()
+		if down[i].Name != "" {
+			what = fmt.Sprintf("%s (%s)", down[i].Name, down[i].Addr)
+		}
+		if j > i {
+			what = fmt.Sprintf("%s-%s (%d hosts)", down[i].Addr, down[j].Addr, j-i+1)
+		}
+		evidence := down[i].Evidence
+		if j > i {
+			evidence = "e.g. " + evidence
+		}
+		fmt.Fprintf(out, "\nreach scan report for %s: %s (%s)\n", what, down[i].State, evidence)
+		i = j + 1
+	}
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return thousands(int64(n)) + " " + word + "s"
+}
+
+func thousands(n int64) string {
+	s := fmt.Sprint(n)
+	for i := len(s) - 3; i > 0 && s[i-1] != '-'; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
+}
+
+func (r *scanRenderer) progress(p scan.Progress) {
+	if p.Total == 0 {
+		return
+	}
+	frac := float64(p.Done) / float64(p.Total)
+	const width = 30
+	bar := strings.Repeat("=", int(frac*width)) + strings.Repeat(" ", width-int(frac*width))
+	eta := "?"
+	if p.Done > 0 {
+		eta = (time.Duration(float64(p.Elapsed) * (1 - frac) / frac)).Round(100 * time.Millisecond).String()
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	fmt.Fprintf(r.env.Err, "\r[%s] %3.0f%%  %s/%s  ETA %s ", bar, 100*frac, thousands(p.Done), thousands(p.Total), eta)
+	r.barShown = true
+}
+
+func (r *scanRenderer) clearProgress() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.barShown {
+		fmt.Fprintf(r.env.Err, "\r%s\r", strings.Repeat(" ", 78))
+		r.barShown = false
+	}
+}

@@ -1,0 +1,86 @@
+package scan
+
+import (
+	"context"
+	"errors"
+	"net"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/reach-tools/reach/probe"
+	"github.com/reach-tools/reach/target"
+)
+
+func TestTopPorts(t *testing.T) {
+	all, err := parseTopPorts(topPortsText)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) < 200 || TopPortsLen() != len(all) {
+		t.Fatalf("top list has %d ports", len(all))
+	}
+	if got := TopPorts(3); !slices.Equal(got, []uint16{80, 443, 22}) {
+		t.Fatalf("TopPorts(3) = %v", got)
+	}
+	if got := TopPorts(1 << 20); len(got) != len(all) {
+		t.Fatalf("TopPorts(huge) = %d ports, want the whole list %d", len(got), len(all))
+	}
+	for _, bad := range []string{"80 http\n80 again\n", "x y\n", "0 zero\n", "70000 big\n"} {
+		if _, err := parseTopPorts(bad); err == nil {
+			t.Errorf("parseTopPorts(%q) accepted", bad)
+		}
+	}
+}
+
+func TestParseServices(t *testing.T) {
+	s, err := ParseServices(strings.NewReader("# comment\nssh\t\t22/tcp\t# SSH\ndomain 53/udp\ndomain 53/tcp\nhttp 80/tcp www\nwww-alt 80/tcp\nbad x/tcp\nshort\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Services{22: "ssh", 53: "domain", 80: "http"}
+	if len(s) != len(want) {
+		t.Fatalf("services = %v, want %v", s, want)
+	}
+	for p, n := range want {
+		if s.Name(p) != n {
+			t.Errorf("Name(%d) = %q, want %q", p, s.Name(p), n)
+		}
+	}
+	if s.Name(9) != "unknown" {
+		t.Errorf("Name(9) = %q, want unknown", s.Name(9))
+	}
+}
+
+func TestExpand(t *testing.T) {
+	parse := func(s string) []target.Hosts {
+		h, err := target.ParseHostList(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	got, err := Expand(context.Background(), parse("198.18.0.0/30 198.18.0.2 ::1"), parse("198.18.0.1"), probe.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var addrs []string
+	for _, tg := range got {
+		addrs = append(addrs, tg.Addr.String())
+	}
+	if want := []string{"198.18.0.0", "198.18.0.2", "198.18.0.3", "::1"}; !slices.Equal(addrs, want) {
+		t.Fatalf("Expand = %v, want %v", addrs, want)
+	}
+	if _, err := Expand(context.Background(), parse("198.18.0.0/8"), nil, probe.Options{}); err == nil {
+		t.Fatal("a /8 expanded without complaint")
+	}
+	// A name that cannot resolve gives the probe's typed DNS error. The
+	// resolver fails every query itself, so nothing leaves this host.
+	offline := &net.Resolver{PreferGo: true, Dial: func(context.Context, string, string) (net.Conn, error) {
+		return nil, errors.New("no DNS in tests")
+	}}
+	_, err = Expand(context.Background(), parse("db.example"), nil, probe.Options{Resolver: offline})
+	if !errors.Is(err, probe.DNS) {
+		t.Fatalf("unresolvable name: %v, want a probe.DNS error", err)
+	}
+}
