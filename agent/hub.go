@@ -31,6 +31,9 @@ type Hub struct {
 	Sink Sink
 	// Logger receives ingest and auth problems; nil discards.
 	Logger *slog.Logger
+	// HistoryLink, when set, gives the URL of a pair's stored history and
+	// findings (e.g. the dashboard's API), linked from the pair page.
+	HistoryLink func(source, target string) string
 
 	mu     sync.RWMutex
 	cfg    HubConfig

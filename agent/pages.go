@@ -39,6 +39,13 @@ var classColour = map[probe.Class]string{
 	probe.LocalError:      "#546e7a",
 }
 
+func query(keep url.Values) string {
+	if len(keep) == 0 {
+		return ""
+	}
+	return "?" + keep.Encode()
+}
+
 var pageFuncs = template.FuncMap{
 	"colour": func(c *Cell) string {
 		if c.Stale {
@@ -49,13 +56,18 @@ var pageFuncs = template.FuncMap{
 		}
 		return "#546e7a"
 	},
-	"pairURL": func(source, target string) string {
-		return "/agents/pair?" + url.Values{"source": {source}, "target": {target}}.Encode()
+	"pairURL": func(keep url.Values, source, target string) string {
+		q := url.Values{"source": {source}, "target": {target}}
+		for k, v := range keep {
+			q[k] = v
+		}
+		return "/agents/pair?" + q.Encode()
 	},
-	"dur":  func(d Duration) string { return time.Duration(d).String() },
-	"ms":   func(d Duration) string { return time.Duration(d).Round(10 * time.Microsecond).String() },
-	"when": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05Z") },
-	"ago":  func(t time.Time) string { return time.Since(t).Round(time.Second).String() },
+	"query": query,
+	"dur":   func(d Duration) string { return time.Duration(d).String() },
+	"ms":    func(d Duration) string { return time.Duration(d).Round(10 * time.Microsecond).String() },
+	"when":  func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05Z") },
+	"ago":   func(t time.Time) string { return time.Since(t).Round(time.Second).String() },
 }
 
 // matrixJS updates the matrix live: it fetches the page again and swaps the
@@ -81,32 +93,46 @@ td.none{background:#fafafa;color:#bbb}
 .legend span{display:inline-block;padding:.1em .5em;margin-right:.3em;color:#fff;border-radius:3px}
 </style></head><body>
 <h1>Connectivity matrix</h1>
+<p><a href="/{{query .Keep}}">← dashboard</a></p>
 <p>Rows probe columns every {{dur .Interval}}. Each cell is the latest result; grey means no result for three intervals (agent or hub link down). Click a cell for its history.</p>
 <div id="matrix">
 <table>
 <tr><th>source \ target</th>{{range .Targets}}<th>{{.}}</th>{{end}}</tr>
 {{range $i, $src := .Sources}}<tr><th class="src">{{$src}}</th>
 {{- range $j, $c := index $.Cells $i}}{{$t := index $.Targets $j}}
-{{- if $c}}<td style="background:{{colour $c}}" title="{{$c.Class}} since {{when $c.Since}}{{if $c.Error}}: {{$c.Error}}{{end}}" data-source="{{$src}}" data-target="{{$t}}" data-class="{{$c.Class}}"><a href="{{pairURL $src $t}}">{{$c.Class}}{{if $c.Stale}} (stale){{else if eq $c.Class "open"}} {{ms $c.RTT}}{{end}}</a></td>
+{{- if $c}}<td style="background:{{colour $c}}" title="{{$c.Class}} since {{when $c.Since}}{{if $c.Error}}: {{$c.Error}}{{end}}" data-source="{{$src}}" data-target="{{$t}}" data-class="{{$c.Class}}"><a href="{{pairURL $.Keep $src $t}}">{{$c.Class}}{{if $c.Stale}} (stale){{else if eq $c.Class "open"}} {{ms $c.RTT}}{{end}}</a></td>
 {{- else}}<td class="none">–</td>{{end}}
 {{- end}}</tr>
 {{end}}</table>
 </div>
 <p class="legend"><span style="background:#2e7d32">open</span><span style="background:#c62828">refused</span><span style="background:#ef6c00">timeout</span><span style="background:#6a1b9a">unreachable</span><span style="background:#1565c0">dns</span><span style="background:#ad1457">reset / closed</span><span style="background:#9e9e9e">stale</span></p>
-<script src="/agents/matrix.js"></script>
+<script src="/agents/matrix.js{{query .Keep}}"></script>
 </body></html>
 `))
 
-func (h *Hub) serveMatrix(w http.ResponseWriter, _ *http.Request) {
+// keep is the part of a page's query its links must carry: the dashboard's
+// ?token= auth, which links and scripts cannot send as a header.
+func keep(r *http.Request) url.Values {
+	k := url.Values{}
+	if tok := r.URL.Query().Get("token"); tok != "" {
+		k.Set("token", tok)
+	}
+	return k
+}
+
+func (h *Hub) serveMatrix(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	_ = matrixPage.Execute(w, h.Matrix())
+	_ = matrixPage.Execute(w, struct {
+		Matrix
+		Keep url.Values
+	}{h.Matrix(), keep(r)})
 }
 
 var pairPage = template.Must(template.New("pair").Funcs(pageFuncs).Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>reach: {{.Source}} → {{.Target}}</title>
 <style>body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left}th{background:#f5f5f5}</style>
 </head><body>
-<p><a href="/agents/">← matrix</a></p>
+<p><a href="/agents/{{query .Keep}}">← matrix</a>{{with .Stored}} · <a href="{{.}}">stored history and findings (JSON)</a>{{end}}</p>
 <h1>{{.Source}} → {{.Target}}</h1>
 {{with .Last}}<p><b>{{.Class}}</b> at {{when .Time}} ({{ago .Time}} ago){{if .Error}}: <code>{{.Error}}</code>{{end}}</p>
 <p>{{.Class.Explain}}.</p>
@@ -130,10 +156,16 @@ func (h *Hub) servePair(w http.ResponseWriter, r *http.Request) {
 	}
 	slices.Reverse(hist)
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	stored := ""
+	if h.HistoryLink != nil {
+		stored = h.HistoryLink(src, tgt) + query(keep(r))
+	}
 	_ = pairPage.Execute(w, struct {
 		Source, Target string
 		Addr           string
 		Last           *Result
 		History        []Result
-	}{src, tgt, hist[0].Addr.String(), &hist[0], hist})
+		Keep           url.Values
+		Stored         string
+	}{src, tgt, hist[0].Addr.String(), &hist[0], hist, keep(r), stored})
 }
