@@ -402,7 +402,9 @@ func (m *Monitor) transition(ctx context.Context, ep Endpoint, t Transition) {
 	m.log.Info("state change", "endpoint", t.Endpoint, "source", t.Source, "from", t.From, "to", t.To, "class", t.Class)
 	a := Alert{Endpoint: t.Endpoint, Source: t.Source, Target: ep.Target.String(), Labels: ep.Labels,
 		State: t.To, Previous: t.From, Time: t.Time, Class: t.Class, Errno: t.Errno}
-	if t.To == StateDown && m.opt.Diagnoser != nil {
+	// The doctor runs here, so it can explain only what this host sees;
+	// a pair seen from an agent is explained on the agent's host.
+	if t.To == StateDown && m.opt.Diagnoser != nil && t.Source == LocalSource {
 		d := m.diagnose(ctx, ep)
 		a.Cause, a.Verdict, a.Findings = d.Cause, d.Verdict, d.Findings
 		if id != 0 {
