@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/reach-tools/reach/agent"
 	"github.com/reach-tools/reach/doctor"
 	"github.com/reach-tools/reach/monitor"
 	"github.com/reach-tools/reach/target"
@@ -88,6 +89,10 @@ the dashboard (the flags work too, but show in ps).`,
 					return &ExitError{Code: ExitFail}
 				}
 				return &ExitError{Code: ExitFail, Err: fmt.Errorf("%w (pass the file with -c)", err)}
+			}
+			if _, err := hubConfig(cfg); err != nil {
+				fmt.Fprintf(env.Err, "reach: %s is not valid:\n%v\nFix the agents: section; see deploy/README.md.\n", config, err)
+				return &ExitError{Code: ExitFail}
 			}
 			if checkOnly {
 				return printConfig(env, config, cfg)
@@ -184,6 +189,10 @@ func (w *watcher) run() error {
 	if err != nil {
 		return &ExitError{Code: ExitFail, Err: err}
 	}
+	hub, err := newHub(w.cfg, m, log)
+	if err != nil {
+		return &ExitError{Code: ExitFail, Err: err}
+	}
 	ln, err := net.Listen("tcp", w.listen)
 	if err != nil {
 		return &ExitError{Code: ExitFail, Err: fmt.Errorf("dashboard cannot listen on %s: %w (see \"reach ports\" for who holds it, or pick another --listen)", w.listen, err)}
@@ -196,14 +205,17 @@ func (w *watcher) run() error {
 	defer signal.Stop(hup)
 	fmt.Fprintf(env.Err, "reach watch: %d endpoints, history in %s (%s), dashboard http://%s/\n",
 		len(w.cfg.Endpoints), w.store, store.Dialect(), ln.Addr())
+	if hub != nil {
+		fmt.Fprintf(env.Err, "reach watch: hub for %d agents at http://%s%s, matrix http://%s/agents/\n", len(hub.Agents()), ln.Addr(), agent.PathTargets, ln.Addr())
+	}
 
 	ctx, stop := context.WithCancel(env.Ctx)
 	defer stop()
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return m.Run(ctx) })
 	g.Go(func() error { hook.Run(ctx); return nil })
-	g.Go(func() error { return web.Serve(ctx, ln, web.New(dash)) })
-	g.Go(func() error { w.reloadOnHUP(ctx, hup, m, hook, log); return nil })
+	g.Go(func() error { return web.Serve(ctx, ln, withHub(hub, web.New(dash))) })
+	g.Go(func() error { w.reloadOnHUP(ctx, hup, m, hub, hook, log); return nil })
 	if err := g.Wait(); err != nil && env.Ctx.Err() == nil {
 		return &ExitError{Code: ExitFail, Err: err}
 	}
@@ -211,7 +223,7 @@ func (w *watcher) run() error {
 }
 
 // reloadOnHUP re-reads the configuration on SIGHUP.
-func (w *watcher) reloadOnHUP(ctx context.Context, hup <-chan os.Signal, m *monitor.Monitor, hook *monitor.Webhook, log *slog.Logger) {
+func (w *watcher) reloadOnHUP(ctx context.Context, hup <-chan os.Signal, m *monitor.Monitor, hub *agent.Hub, hook *monitor.Webhook, log *slog.Logger) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -224,6 +236,7 @@ func (w *watcher) reloadOnHUP(ctx context.Context, hup <-chan os.Signal, m *moni
 			continue
 		}
 		m.Reload(cfg)
+		reloadHub(hub, cfg, log)
 		hook.SetURL(cfg.Alerts.Webhook)
 		log.Info("configuration reloaded", "config", w.path, "endpoints", len(cfg.Endpoints))
 	}

@@ -1,0 +1,99 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"syscall"
+	"time"
+
+	"github.com/reach-tools/reach/agent"
+	"github.com/reach-tools/reach/monitor"
+	"github.com/reach-tools/reach/probe"
+	"github.com/reach-tools/reach/target"
+	"github.com/reach-tools/reach/web"
+)
+
+// This file makes reach watch the agents' hub when reach.yaml has an
+// agents: section: agent results are stored like the monitor's own probes
+// (source = the agent), and the matrix joins the dashboard at /agents/.
+
+// hubConfig checks reach.yaml's agents: section; nil when there is none.
+func hubConfig(cfg *monitor.Config) (*agent.HubConfig, error) {
+	if cfg.Agents == nil {
+		return nil, nil
+	}
+	hc, err := agent.ParseHubConfig(cfg.Agents)
+	if err != nil {
+		return nil, err
+	}
+	return &hc, nil
+}
+
+// newHub builds the hub for cfg's agents: section (nil when absent), storing
+// results in m.
+func newHub(cfg *monitor.Config, m *monitor.Monitor, log *slog.Logger) (*agent.Hub, error) {
+	hc, err := hubConfig(cfg)
+	if hc == nil || err != nil {
+		return nil, err
+	}
+	hub, err := agent.NewHub(*hc)
+	if err != nil {
+		return nil, err
+	}
+	hub.Logger = log
+	hub.Sink = monitorSink{m: m}
+	hub.HistoryLink = func(source, target string) string {
+		return "/api/endpoints/" + url.PathEscape(source) + "/" + url.PathEscape(target)
+	}
+	return hub, nil
+}
+
+// reloadHub applies a reloaded agents: section; a bad one keeps the old.
+func reloadHub(hub *agent.Hub, cfg *monitor.Config, log *slog.Logger) {
+	if hub == nil {
+		return
+	}
+	hc, err := hubConfig(cfg)
+	if err == nil && hc == nil {
+		err = errors.New("the agents: section was removed; restart reach watch to stop the hub")
+	}
+	if err == nil {
+		err = hub.SetConfig(*hc)
+	}
+	if err != nil {
+		log.Error("agents: reload refused; the running hub configuration stays", "err", err)
+	}
+}
+
+// withHub serves the agent protocol (behind the agents' token) beside the
+// dashboard, and the matrix pages inside it (behind the dashboard's auth).
+func withHub(hub *agent.Hub, dash *web.Server) http.Handler {
+	if hub == nil {
+		return dash
+	}
+	dash.Handle("GET /agents/", hub.Pages())
+	mux := http.NewServeMux()
+	mux.Handle("/agent/v1/", hub.Handler())
+	mux.Handle("/", dash)
+	return mux
+}
+
+// monitorSink stores agent results in the monitor: each target is an
+// endpoint named by its id ("db:5432"), the agent is its source.
+type monitorSink struct{ m *monitor.Monitor }
+
+func (s monitorSink) Ingest(ctx context.Context, rs []agent.Result) error {
+	for _, r := range rs {
+		ep := monitor.Endpoint{Name: r.Target, Target: target.FromAddrPort(r.Addr), Expect: monitor.ExpectOpen}
+		pr := probe.Result{Endpoint: ep.Target, Addr: r.Addr, Class: r.Class, Errno: syscall.Errno(r.Errno), RTT: time.Duration(r.RTT)}
+		if r.Class != probe.Open {
+			pr.Err = &probe.Error{Op: "dial", Addr: r.Addr.String(), Class: r.Class, Errno: pr.Errno, Err: fmt.Errorf("seen from %s: %s", r.Source, r.Error)}
+		}
+		s.m.Observe(ctx, r.Source, ep, r.Time, pr)
+	}
+	return nil
+}
