@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -34,18 +36,19 @@ const (
 	labToken    = "lab-token-0123456789"
 	labPort     = 5000 // every host serves it
 	agentPort   = 7070 // each agent's own listener (namespaces are empty: no clash)
-	hubPort     = 9100
+	hubPort     = 9190
 	labInterval = 2 * time.Second
 	labTimeout  = 500 * time.Millisecond
 )
 
-// fleet is four hosts on one LAN, each with a server on labPort and an agent
-// process, and a hub (in this process) on the first.
+// fleet is four hosts on one LAN, each with a server on labPort and a
+// "reach agent" process, and "reach watch" as the hub on the first.
 type fleet struct {
-	hosts []*netlab.Host
-	names []string
-	addrs []netip.Addr
-	hub   *agent.Hub
+	hosts  []*netlab.Host
+	names  []string
+	addrs  []netip.Addr
+	hubURL string
+	web    *http.Client // dials from the hub's host
 }
 
 func newFleet(t *testing.T) *fleet {
@@ -56,33 +59,63 @@ func newFleet(t *testing.T) *fleet {
 		f.hosts = append(f.hosts, lab.Host(n))
 	}
 	f.addrs = lab.LAN(f.hosts...)
-	cfg := agent.HubConfig{Token: labToken, Interval: labInterval, Timeout: labTimeout,
-		Groups: []agent.GroupConfig{{Name: "all", Hosts: f.names, Ports: []uint16{labPort}}}}
+	dir := t.TempDir()
+	conf := fmt.Sprintf("alerts: {rise: 1, fall: 1}\nagents:\n  token_file: %s\n  interval: %v\n  timeout: %v\n  hosts:\n", filepath.Join(dir, "token"), labInterval, labTimeout)
 	for i, n := range f.names {
-		cfg.Hosts = append(cfg.Hosts, agent.HostConfig{Name: n, Addr: f.addrs[i], Agent: f.agentURL(i)})
+		conf += fmt.Sprintf("    - {name: %s, addr: %s, agent: %q}\n", n, f.addrs[i], f.agentURL(i))
 		serve(t, f.hosts[i].Listen(t, "tcp", netip.AddrPortFrom(f.addrs[i], labPort).String()))
 	}
-	hub, err := agent.NewHub(cfg)
-	if err != nil {
-		t.Fatal(err)
+	conf += fmt.Sprintf("  groups:\n    - {name: all, hosts: [%s], ports: [%d]}\n", strings.Join(f.names, ", "), labPort)
+	for name, body := range map[string]string{"token": labToken + "\n", "reach.yaml": conf} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
-	f.hub = hub
-	ln := f.hosts[0].Listen(t, "tcp", netip.AddrPortFrom(f.addrs[0], hubPort).String())
-	srv := &http.Server{Handler: hub.Handler()}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
+	hubAddr := netip.AddrPortFrom(f.addrs[0], hubPort).String()
+	f.hubURL = "http://" + hubAddr
+	f.web = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: f.hosts[0].DialContext}}
+	f.hosts[0].Start(t, "env", "REACH_LAB_EXEC=1", exe, "watch", "-c", filepath.Join(dir, "reach.yaml"),
+		"--listen", hubAddr, "--store", filepath.Join(dir, "reach.db"))
 	for i, h := range f.hosts {
 		h.Start(t, "env", "REACH_LAB_EXEC=1", "REACH_TOKEN="+labToken, exe, "agent",
-			"--hub", "http://"+netip.AddrPortFrom(f.addrs[0], hubPort).String(),
-			"--name", f.names[i], "--listen", netip.AddrPortFrom(f.addrs[i], agentPort).String(),
+			"--hub", f.hubURL, "--name", f.names[i], "--listen", netip.AddrPortFrom(f.addrs[i], agentPort).String(),
 			"--report-every", "200ms")
 	}
+	for deadline := time.Now().Add(30 * time.Second); f.get(t, "/healthz") == ""; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("reach watch (the hub) does not answer")
+		}
+	}
 	return f
+}
+
+// matrix fetches the hub's matrix as the dashboard would.
+func (f *fleet) matrix(t *testing.T) agent.Matrix {
+	t.Helper()
+	var m agent.Matrix
+	if err := json.Unmarshal([]byte(f.get(t, "/agents/matrix.json")), &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// get fetches a dashboard path from the hub; "" when it does not answer yet.
+func (f *fleet) get(t *testing.T, path string) string {
+	t.Helper()
+	resp, err := f.web.Get(f.hubURL + path)
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s\n%s", path, resp.Status, b)
+	}
+	return string(b)
 }
 
 func (f *fleet) agentURL(i int) string {
@@ -121,13 +154,13 @@ func failing(m agent.Matrix) (bad []string, filled int) {
 }
 
 // waitMatrix polls the hub until cond holds for the matrix, or d passes.
-func waitMatrix(t *testing.T, hub *agent.Hub, d time.Duration, what string, cond func(bad []string, filled int) bool) time.Duration {
+func waitMatrix(t *testing.T, f *fleet, d time.Duration, what string, cond func(bad []string, filled int) bool) time.Duration {
 	t.Helper()
 	start := time.Now()
 	var bad []string
 	var filled int
 	for time.Since(start) < d {
-		bad, filled = failing(hub.Matrix())
+		bad, filled = failing(f.matrix(t))
 		if cond(bad, filled) {
 			return time.Since(start)
 		}
@@ -140,7 +173,7 @@ func waitMatrix(t *testing.T, hub *agent.Hub, d time.Duration, what string, cond
 func TestFleetMatrixShowsBlockedPair(t *testing.T) {
 	f := newFleet(t)
 	const cells = 4 * 3
-	waitMatrix(t, f.hub, 30*time.Second, "every pair open", func(bad []string, filled int) bool {
+	waitMatrix(t, f, 30*time.Second, "every pair open", func(bad []string, filled int) bool {
 		return filled == cells && len(bad) == 0
 	})
 
@@ -149,48 +182,41 @@ func TestFleetMatrixShowsBlockedPair(t *testing.T) {
 	rule := []string{"INPUT", "-s", web.String(), "-p", "tcp", "--dport", fmt.Sprint(labPort), "-j", "DROP"}
 	db.Iptables(t, append([]string{"-I"}, rule...)...)
 	want := fmt.Sprintf("web->db:%d=%s", labPort, probe.Timeout)
-	took := waitMatrix(t, f.hub, 2*labInterval, "exactly "+want, func(bad []string, filled int) bool {
+	took := waitMatrix(t, f, 2*labInterval, "exactly "+want, func(bad []string, filled int) bool {
 		return filled == cells && len(bad) == 1 && bad[0] == want
 	})
 	t.Logf("blocked pair visible after %v (interval %v)", took.Round(time.Millisecond), labInterval)
 
 	db.Iptables(t, append([]string{"-D"}, rule...)...)
-	took = waitMatrix(t, f.hub, 2*labInterval, "recovery", func(bad []string, filled int) bool {
+	took = waitMatrix(t, f, 2*labInterval, "recovery", func(bad []string, filled int) bool {
 		return filled == cells && len(bad) == 0
 	})
 	t.Logf("recovery visible after %v", took.Round(time.Millisecond))
 
-	// The matrix page colours the blocked pair's cell and links to its history.
-	rec := get(t, f.hub.Pages(), "/agents/")
-	if !strings.Contains(rec, `data-source="web" data-target="db:5000" data-class="open"`) || !strings.Contains(rec, "/agents/pair?source=web&amp;target=db%3A5000") {
-		t.Errorf("matrix page lacks the web->db cell or its link:\n%s", rec)
+	// The matrix page colours each cell and links to its history, which
+	// holds the timeout; the monitor stored it under the agent's name.
+	page := f.get(t, "/agents/")
+	if !strings.Contains(page, `data-source="web" data-target="db:5000" data-class="open"`) || !strings.Contains(page, "/agents/pair?source=web&amp;target=db%3A5000") {
+		t.Errorf("matrix page lacks the web->db cell or its link:\n%s", page)
 	}
-	pair := get(t, f.hub.Pages(), "/agents/pair?source=web&target=db:5000")
-	if !strings.Contains(pair, "<td>timeout</td>") {
-		t.Errorf("pair page lacks the timeout in its history:\n%s", pair)
+	if pair := f.get(t, "/agents/pair?source=web&target=db:5000"); !strings.Contains(pair, "<td>timeout</td>") || !strings.Contains(pair, "/api/endpoints/web/db:5000") {
+		t.Errorf("pair page lacks the timeout in its history or the stored history link:\n%s", pair)
+	}
+	var stored struct {
+		Transitions []transition `json:"transitions"`
+	}
+	if err := json.Unmarshal([]byte(f.get(t, "/api/endpoints/web/db:5000")), &stored); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(stored.Transitions, transition{To: "down", Class: "timeout"}) {
+		t.Errorf("the monitor did not store web->db going down with a timeout: %+v", stored)
 	}
 }
 
-func get(t *testing.T, h http.Handler, path string) string {
-	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, "http://hub"+path, nil)
-	rec := &recorder{header: http.Header{}}
-	h.ServeHTTP(rec, req)
-	if rec.code != 0 && rec.code != http.StatusOK {
-		t.Fatalf("GET %s: %d\n%s", path, rec.code, rec.body.String())
-	}
-	return rec.body.String()
+type transition struct {
+	To    string `json:"to"`
+	Class string `json:"class"`
 }
-
-type recorder struct {
-	header http.Header
-	code   int
-	body   strings.Builder
-}
-
-func (r *recorder) Header() http.Header         { return r.header }
-func (r *recorder) Write(b []byte) (int, error) { return r.body.Write(b) }
-func (r *recorder) WriteHeader(code int)        { r.code = code }
 
 // Server-side evidence comes from the target host's own namespace, and only
 // with the token.
@@ -229,8 +255,8 @@ func TestFleetEvidenceAndAuth(t *testing.T) {
 		{f.agentURL(2) + agent.PathEvidence + "?addr=" + dbPort.String(), ""},
 		{f.agentURL(2) + agent.PathEvidence + "?addr=" + dbPort.String(), "nope"},
 		{f.agentURL(2) + agent.PathMetrics, ""},
-		{"http://" + netip.AddrPortFrom(f.addrs[0], hubPort).String() + agent.PathTargets + "?agent=web", ""},
-		{"http://" + netip.AddrPortFrom(f.addrs[0], hubPort).String() + agent.PathTargets + "?agent=web", labToken[1:]},
+		{f.hubURL + agent.PathTargets + "?agent=web", ""},
+		{f.hubURL + agent.PathTargets + "?agent=web", labToken[1:]},
 	} {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, tc.url, nil)
 		if tc.token != "" {
@@ -264,7 +290,7 @@ func TestFleetCheckAsksAgent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hub := "http://" + netip.AddrPortFrom(f.addrs[0], hubPort).String()
+	hub := f.hubURL
 	check := func(port int, args ...string) doctor.Report {
 		t.Helper()
 		target := netip.AddrPortFrom(f.addrs[2], uint16(port)).String()
