@@ -136,6 +136,7 @@ type waitTarget struct {
 // the timeout bounds them all.
 func waitReady(ctx context.Context, eps []target.Endpoint, o waitOptions) *waitResult {
 	res := &waitResult{TimeoutMS: ms(o.timeout), start: time.Now()}
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -194,7 +195,7 @@ func waitReady(ctx context.Context, eps []target.Endpoint, o waitOptions) *waitR
 	if !res.Ready {
 		for _, t := range res.Targets {
 			if !t.Ready {
-				t.Hint = waitHint(t, o.timeout)
+				t.Hint = waitHint(t, o.timeout, parent.Err() != nil)
 			}
 		}
 	}
@@ -202,16 +203,21 @@ func waitReady(ctx context.Context, eps []target.Endpoint, o waitOptions) *waitR
 }
 
 // waitHint says what the target last did, the likely cause, and what to run.
-func waitHint(t *waitTarget, timeout time.Duration) string {
+// After an interrupt it says so instead of naming the timeout.
+func waitHint(t *waitTarget, timeout time.Duration, interrupted bool) string {
 	c := probe.Class(t.Class)
+	after := "after " + timeout.String()
+	if interrupted {
+		after = "when interrupted"
+	}
 	if t.Class == "" {
-		return fmt.Sprintf("%s: no attempt finished within %s; try: reach check %s", t.Target, timeout, t.Target)
+		return fmt.Sprintf("%s: no attempt finished %s; try: reach check %s", t.Target, after, t.Target)
 	}
 	likely := ""
 	if causes := c.Causes(); len(causes) > 0 {
 		likely = " — likely: " + causes[0]
 	}
-	return fmt.Sprintf("%s still %s after %s%s; try: reach check %s", t.Target, c, timeout, likely, t.Target)
+	return fmt.Sprintf("%s still %s %s%s; try: reach check %s", t.Target, c, after, likely, t.Target)
 }
 
 // showProgress rewrites one status line on w every 250ms until stopped.

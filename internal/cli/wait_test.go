@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"net"
 	"strings"
@@ -109,5 +111,19 @@ func TestWaitUsage(t *testing.T) {
 		if code, _, errs := runWithInput(t, "", args...); code != ExitUsage {
 			t.Errorf("%v: exit %d (stderr %q), want 2", args, code, errs)
 		}
+	}
+}
+
+func TestWaitInterrupted(t *testing.T) {
+	down := refusingAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	var out, errb bytes.Buffer
+	done := make(chan int)
+	go func() {
+		done <- Run(ctx, []string{"wait", down, "--timeout", "60s", "-q"}, Stdio{In: strings.NewReader(""), Out: &out, Err: &errb})
+	}()
+	cancel()
+	if code := <-done; code != ExitFail || !strings.Contains(errb.String(), "when interrupted") {
+		t.Errorf("exit %d, stderr %q; want 1 and the target's state when interrupted", code, errb.String())
 	}
 }
