@@ -78,7 +78,7 @@ func analyzeSockets(ev *HostEvidence, ap netip.AddrPort, class probe.Class) (str
 		}
 	}
 	if len(onPort) == 0 {
-		looked := fmt.Sprintf("nothing listens on port %d on %s (looked at %d listening sockets)", port, where, len(ev.Listening))
+		looked := fmt.Sprintf("nothing listens on port %d on %s (its socket table, read %s)", port, where, tableSource(ev))
 		if near, ok := nearbyPort(ev.Listening, ap, port); ok {
 			return looked + fmt.Sprintf("; %s listens on %s", owner(near), near.Local), []Finding{{
 				Cause: WrongPort, Confidence: Confirmed,
@@ -343,4 +343,12 @@ func rejectQuote(quote string, r Rule) string {
 		return quote
 	}
 	return quote + " (reject with " + r.RejectWith + ")"
+}
+
+// tableSource says how the socket table was read, for evidence.
+func tableSource(ev *HostEvidence) string {
+	if ev.Host == "this host" {
+		return "here"
+	}
+	return "by " + ev.Host
 }

@@ -130,7 +130,9 @@ func DefaultLadder() []Stage {
 // SocketSource lists a host's listening sockets and addresses; the sockets
 // package is the default.
 type SocketSource interface {
-	Listening(ctx context.Context, port uint16) ([]sockets.Socket, error) // port 0: all
+	// Listening returns the listening sockets whose local port keep
+	// accepts (nil: all of them).
+	Listening(ctx context.Context, keep func(port uint16) bool) ([]sockets.Socket, error)
 	Addresses() ([]netip.Prefix, error)
 }
 

@@ -16,8 +16,9 @@ import (
 // hostSockets reads this host's sockets with the sockets package.
 type hostSockets struct{}
 
-func (hostSockets) Listening(ctx context.Context, port uint16) ([]sockets.Socket, error) {
-	return sockets.Listening(ctx, port)
+func (hostSockets) Listening(ctx context.Context, keep func(uint16) bool) ([]sockets.Socket, error) {
+	t, err := sockets.List(ctx, sockets.Options{Ports: keep})
+	return t.Sockets, err
 }
 func (hostSockets) Addresses() ([]netip.Prefix, error) { return sockets.Addresses() }
 
@@ -127,6 +128,16 @@ func (o *Options) firewallSource() FirewallSource {
 // Gather collects this host's evidence: addresses, every listening socket
 // and firewall rules. An agent on a target host answers RemoteEvidence with it.
 func Gather(ctx context.Context, src SocketSource, fw FirewallSource) HostEvidence {
+	return gather(ctx, src, fw, nil)
+}
+
+// nearPort keeps port and the ports that look like a slip of it.
+func nearPort(port uint16) func(uint16) bool {
+	return func(p uint16) bool { return p == port || similarPort(p, port) }
+}
+
+// gather is Gather for the listening sockets whose port keep accepts.
+func gather(ctx context.Context, src SocketSource, fw FirewallSource, keep func(uint16) bool) HostEvidence {
 	if src == nil {
 		src = hostSockets{}
 	}
@@ -139,7 +150,7 @@ func Gather(ctx context.Context, src SocketSource, fw FirewallSource) HostEviden
 		ev.Notes = append(ev.Notes, fmt.Sprintf("addresses: %v", err))
 	}
 	// Listening stays nil only when the sockets could not be listed.
-	if ls, err := src.Listening(ctx, 0); err != nil {
+	if ls, err := src.Listening(ctx, keep); err != nil {
 		ev.Notes = append(ev.Notes, fmt.Sprintf("sockets: %v", err))
 	} else {
 		ev.Listening = append([]sockets.Socket{}, ls...)
@@ -174,7 +185,7 @@ var checkHost = CheckFunc{"host", func(ctx context.Context, s *State) CheckResul
 	}
 	var ev HostEvidence
 	s.Options.enter(func() error {
-		ev = Gather(ctx, s.Options.socketSource(), s.Options.firewallSource())
+		ev = gather(ctx, s.Options.socketSource(), s.Options.firewallSource(), nearPort(s.Target.Port))
 		return nil
 	})
 	s.Client = &ev
@@ -185,7 +196,7 @@ var checkHost = CheckFunc{"host", func(ctx context.Context, s *State) CheckResul
 			local = append(local, a.String())
 		}
 	}
-	seen := fmt.Sprintf("%d listening sockets", len(ev.Listening))
+	seen := fmt.Sprintf("%d listening sockets on port %d or look-alike ports", len(ev.Listening), s.Target.Port)
 	if ev.Firewall {
 		seen += fmt.Sprintf(", %d firewall rules", len(ev.Rules))
 	} else {

@@ -18,10 +18,10 @@ type fakeHost struct {
 	rules []Rule
 }
 
-func (f fakeHost) Listening(_ context.Context, port uint16) ([]sockets.Socket, error) {
+func (f fakeHost) Listening(_ context.Context, keep func(uint16) bool) ([]sockets.Socket, error) {
 	var out []sockets.Socket
 	for _, s := range f.socks {
-		if port == 0 || s.Local.Port() == port {
+		if keep == nil || keep(s.Local.Port()) {
 			out = append(out, s)
 		}
 	}

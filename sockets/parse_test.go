@@ -341,3 +341,20 @@ func TestAccepts(t *testing.T) {
 		}
 	}
 }
+
+func TestOptionsPorts(t *testing.T) {
+	s := Socket{State: StateListen, Local: netip.MustParseAddrPort("0.0.0.0:5433")}
+	for _, tt := range []struct {
+		o    Options
+		want bool
+	}{
+		{Options{}, true},
+		{Options{Ports: func(p uint16) bool { return p == 5433 }}, true},
+		{Options{Ports: func(p uint16) bool { return p == 5432 }}, false},
+		{Options{Port: 5432, Ports: func(uint16) bool { return true }}, false},
+	} {
+		if got := tt.o.keep(&s); got != tt.want {
+			t.Errorf("keep with %+v = %v, want %v", tt.o, got, tt.want)
+		}
+	}
+}

@@ -143,6 +143,10 @@ type Options struct {
 	Port    uint16 // only sockets with this local port (0: any)
 	PID     int    // only sockets held by this process (0: any)
 	Process string // only sockets held by a process with this command name (case-insensitive)
+	// Ports, when set, keeps only sockets whose local port it accepts. It
+	// runs before owners are looked up, so a narrow filter saves the /proc
+	// scan (the doctor asks for one port and its look-alikes).
+	Ports func(port uint16) bool
 }
 
 // Table is the result of List.
@@ -164,7 +168,7 @@ func (o Options) keep(s *Socket) bool {
 	if !o.All && s.State != StateListen {
 		return false
 	}
-	return o.Port == 0 || s.Local.Port() == o.Port
+	return (o.Port == 0 || s.Local.Port() == o.Port) && (o.Ports == nil || o.Ports(s.Local.Port()))
 }
 
 // keepOwner reports whether a socket passes the process filters.

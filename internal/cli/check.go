@@ -65,7 +65,9 @@ Exit status: 0 every target is reachable, 1 one is not, 2 usage error.`,
 				return err
 			}
 			enc := json.NewEncoder(env.Out)
-			enc.SetIndent("", "  ")
+			if len(eps) == 1 {
+				enc.SetIndent("", "  ") // several targets: JSON Lines
+			}
 			failed := false
 			for i, ep := range eps {
 				r := doctor.Run(env.Ctx, ep, opt)
@@ -93,7 +95,7 @@ Exit status: 0 every target is reachable, 1 one is not, 2 usage error.`,
 		},
 	}
 	cmd.Flags().DurationVar(&timeout, "timeout", 3*time.Second, "how long each probe waits for an answer; the whole check takes at most about 15% more")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON (one object per target)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON (one object; JSON Lines for several targets)")
 	cmd.Flags().StringVar(&network, "network", "tcp", "tcp, tcp4 or tcp6: which address family of a name to check")
 	remote.add(cmd)
 	return cmd
