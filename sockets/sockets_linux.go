@@ -161,8 +161,12 @@ func attachOwners(ctx context.Context, socks []Socket, pid int) ([]string, error
 		}
 		fds, _ := d.Readdirnames(-1)
 		d.Close()
+		inodes, refused := fdSockets(dir, fds)
+		if refused {
+			denied++
+		}
 		var proc *Process
-		for _, ino := range fdSockets(dir, fds) {
+		for _, ino := range inodes {
 			if byInode[ino] == nil {
 				continue
 			}
@@ -192,6 +196,8 @@ func attachOwners(ctx context.Context, socks []Socket, pid int) ([]string, error
 	switch {
 	case unowned == 0 || pid != 0:
 		return nil, nil
+	case denied > 0 && os.Geteuid() == 0:
+		return []string{fmt.Sprintf("no owner found for %s: held by the kernel, by processes outside this PID namespace, or by %s whose open files even root may not read (another user namespace, or a security module)", plural(unowned, "socket"), plural(denied, "process"))}, nil
 	case denied > 0:
 		return []string{fmt.Sprintf("no owner found for %s: %s of other users do not let uid %d read their open files; run as root (sudo) to see them", plural(unowned, "socket"), plural(denied, "process"), os.Geteuid())}, nil
 	case os.Geteuid() != 0: // /proc may be mounted with hidepid
@@ -202,29 +208,35 @@ func attachOwners(ctx context.Context, socks []Socket, pid int) ([]string, error
 }
 
 // fdSockets returns the socket inodes among the open files fds of a process
-// (names in dir, its /proc/PID/fd/). Each is a readlink system call, so large
-// fd tables are split among goroutines.
-func fdSockets(dir string, fds []string) []uint64 {
+// (names in dir, its /proc/PID/fd/), and whether reading them was denied.
+// Each is a readlink system call, so large fd tables are split among
+// goroutines.
+func fdSockets(dir string, fds []string) (inodes []uint64, denied bool) {
 	workers := min(runtime.GOMAXPROCS(0), len(fds)/1024+1)
 	if workers == 1 {
 		return readSocketLinks(dir, fds)
 	}
 	parts := make([][]uint64, workers)
+	refused := make([]bool, workers)
 	chunk := (len(fds) + workers - 1) / workers
 	var wg sync.WaitGroup
 	for w := range workers {
 		part := fds[min(w*chunk, len(fds)):min((w+1)*chunk, len(fds))]
-		wg.Go(func() { parts[w] = readSocketLinks(dir, part) })
+		wg.Go(func() { parts[w], refused[w] = readSocketLinks(dir, part) })
 	}
 	wg.Wait()
-	return slices.Concat(parts...)
+	return slices.Concat(parts...), slices.Contains(refused, true)
 }
 
-func readSocketLinks(dir string, fds []string) []uint64 {
-	var inodes []uint64
+func readSocketLinks(dir string, fds []string) (inodes []uint64, denied bool) {
 	link := make([]byte, 64) // "socket:[N]" fits; longer targets are not sockets
 	for _, fd := range fds {
 		n, err := syscall.Readlink(dir+fd, link)
+		if err == syscall.EACCES {
+			// Root without ptrace rights (another user namespace, an
+			// LSM): the directory lists but its links do not resolve.
+			return inodes, true
+		}
 		if err != nil {
 			continue // closed meanwhile
 		}
@@ -232,7 +244,7 @@ func readSocketLinks(dir string, fds []string) []uint64 {
 			inodes = append(inodes, ino)
 		}
 	}
-	return inodes
+	return inodes, false
 }
 
 func plural(n int, noun string) string {

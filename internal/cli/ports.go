@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -102,7 +103,10 @@ func describe(opt sockets.Options) string {
 }
 
 func writePortsTable(env *Env, t sockets.Table, all bool) error {
-	tw := tabwriter.NewWriter(env.Out, 0, 0, 2, ' ', 0)
+	// tabwriter writes cell by cell: buffer, or a big table costs a system
+	// call per cell.
+	bw := bufio.NewWriter(env.Out)
+	tw := tabwriter.NewWriter(bw, 0, 0, 2, ' ', 0)
 	head := "PROTO\tLOCAL\tSTATE\tRECV-Q\tSEND-Q\tPROCESS"
 	if all {
 		head = "PROTO\tLOCAL\tREMOTE\tSTATE\tRECV-Q\tSEND-Q\tPROCESS"
@@ -122,5 +126,8 @@ func writePortsTable(env *Env, t sockets.Table, all bool) error {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\n", s.Proto, s.Local, s.State, s.RecvQ, s.SendQ, owner)
 		}
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return bw.Flush()
 }

@@ -72,3 +72,37 @@ func TestPortsUsage(t *testing.T) {
 		}
 	}
 }
+
+// countingWriter counts Write calls: each is a system call on a real stdout.
+type countingWriter struct {
+	bytes.Buffer
+	writes int
+}
+
+func (w *countingWriter) Write(p []byte) (int, error) { w.writes++; return w.Buffer.Write(p) }
+
+// TestPortsTableBuffered guards against writing the table cell by cell,
+// which made `reach ports` slower than ss on thousands of sockets.
+func TestPortsTableBuffered(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("sockets are listed on Linux only")
+	}
+	var lns []net.Listener
+	for range 3 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		lns = append(lns, ln)
+	}
+	var out countingWriter
+	var errb bytes.Buffer
+	code := Run(context.Background(), []string{"ports", "--pid", strconv.Itoa(os.Getpid())}, Stdio{In: strings.NewReader(""), Out: &out, Err: &errb})
+	if code != ExitOK {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	if rows := strings.Count(out.String(), "\n"); rows != len(lns)+1 || out.writes != 1 {
+		t.Fatalf("%d lines in %d writes, want %d lines in 1 write:\n%s", rows, out.writes, len(lns)+1, out.String())
+	}
+}
