@@ -406,7 +406,7 @@ func TestNoFDLeak(t *testing.T) {
 		return len(ents)
 	}
 	_, addr := listen(t, "tcp", "127.0.0.1:0")
-	opt := Options{Port: addr.Port()}
+	opt := Options{Port: addr.Port(), PID: os.Getpid()}
 	mustList(t, opt) // warm up: lazily opened runtime files
 	before := count()
 	for range 5 {
