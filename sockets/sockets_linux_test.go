@@ -409,13 +409,13 @@ func TestNoFDLeak(t *testing.T) {
 	opt := Options{Port: addr.Port(), PID: os.Getpid()}
 	mustList(t, opt) // warm up: lazily opened runtime files
 	before := count()
-	for range 5 {
+	for range 3 { // few: the procfs source reads every TIME_WAIT socket of the host
 		mustList(t, opt)
 		if _, err := list(context.Background(), opt, false); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if after := count(); after > before {
-		t.Fatalf("%d open files before, %d after 10 lists", before, after)
+		t.Fatalf("%d open files before, %d after 6 lists", before, after)
 	}
 }
