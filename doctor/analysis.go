@@ -12,7 +12,10 @@ import (
 	"github.com/reach-tools/reach/sockets"
 )
 
-var checkSockets = CheckFunc{"sockets", func(ctx context.Context, s *State) CheckResult {
+// SocketsCheck compares the target host's listening sockets with the address
+// dialled: nothing listening, another port, loopback or one family only, a
+// stopped owner, a full accept queue.
+var SocketsCheck = CheckFunc{"sockets", func(ctx context.Context, s *State) CheckResult {
 	if r, ok := needAddrs(s); !ok {
 		return r
 	}
@@ -230,7 +233,9 @@ func similarPort(a, b uint16) bool {
 	return false
 }
 
-var checkFirewall = CheckFunc{"firewall", func(ctx context.Context, s *State) CheckResult {
+// FirewallCheck evaluates this host's outgoing rules and the target host's
+// incoming rules for the connection and quotes the ones that decide it.
+var FirewallCheck = CheckFunc{"firewall", func(ctx context.Context, s *State) CheckResult {
 	if r, ok := needAddrs(s); !ok {
 		return r
 	}

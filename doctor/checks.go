@@ -23,7 +23,9 @@ const maxAddrs = 8
 // readWait is how long a probe waits after connecting for a reset or close.
 const readWait = 100 * time.Millisecond
 
-var checkDNS = CheckFunc{"dns", func(ctx context.Context, s *State) CheckResult {
+// DNSCheck resolves the target's name to every A and AAAA address (capped at
+// 8), saying which resolver answered and how long it took.
+var DNSCheck = CheckFunc{"dns", func(ctx context.Context, s *State) CheckResult {
 	if a, ok := s.Target.Addr(); ok {
 		s.Addrs, s.LookupOK = []netip.Addr{a}, true
 		return CheckResult{Status: Pass, Detail: fmt.Sprintf("%s is an IP address: nothing to resolve", a)}
@@ -77,7 +79,7 @@ func resolverName(r *net.Resolver) string {
 		return "the system resolver"
 	}
 	if ns := parseNameservers(string(b)); len(ns) > 0 {
-		return "nameserver " + strings.Join(ns, ", ") + " (/etc/resolv.conf)"
+		return "the system resolver (/etc/hosts, then nameserver " + strings.Join(ns, ", ") + ")"
 	}
 	return "the system resolver (no nameserver in /etc/resolv.conf)"
 }
@@ -137,7 +139,9 @@ func needAddrs(s *State) (CheckResult, bool) {
 	return CheckResult{}, true
 }
 
-var checkTCP = CheckFunc{"tcp", func(ctx context.Context, s *State) CheckResult {
+// TCPCheck probes each address a few times, to tell a steady failure from
+// an intermittent one; a probe that connects waits briefly for a reset or close.
+var TCPCheck = CheckFunc{"tcp", func(ctx context.Context, s *State) CheckResult {
 	if r, ok := needAddrs(s); !ok {
 		return r
 	}
@@ -245,7 +249,8 @@ func localErrorFinding(s *State, i int, err error) Finding {
 	return f
 }
 
-var checkRoute = CheckFunc{"route", func(ctx context.Context, s *State) CheckResult {
+// RouteCheck asks the kernel how it would route to each address (ip route get).
+var RouteCheck = CheckFunc{"route", func(ctx context.Context, s *State) CheckResult {
 	if r, ok := needAddrs(s); !ok {
 		return r
 	}
@@ -318,7 +323,8 @@ func describeRoute(s *State, ri RouteInfo) string {
 	return fmt.Sprintf("%s dev %s src %s (on-link, route %s)", r.Dst, dev, r.Src, r.Prefix)
 }
 
-var checkICMP = CheckFunc{"icmp", func(ctx context.Context, s *State) CheckResult {
+// ICMPCheck sends one echo request to each address, or says why it cannot.
+var ICMPCheck = CheckFunc{"icmp", func(ctx context.Context, s *State) CheckResult {
 	if r, ok := needAddrs(s); !ok {
 		return r
 	}

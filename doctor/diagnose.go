@@ -46,9 +46,13 @@ func diagnose(s *State, findings []Finding) *Report {
 		}
 	}
 	findings = merge(findings)
+	// Confirmed causes in priority order; guesses keep infer's order, which
+	// is their likelihood.
 	slices.SortStableFunc(findings, func(a, b Finding) int {
-		return cmp.Or(cmp.Compare(rank(a.Confidence), rank(b.Confidence)),
-			cmp.Compare(slices.Index(priority, a.Cause), slices.Index(priority, b.Cause)))
+		if c := cmp.Compare(rank(a.Confidence), rank(b.Confidence)); c != 0 || a.Confidence != Confirmed {
+			return c
+		}
+		return cmp.Compare(slices.Index(priority, a.Cause), slices.Index(priority, b.Cause))
 	})
 	r.Findings = append(r.Findings, findings...)
 	r.Next = slices.Compact(r.Next)

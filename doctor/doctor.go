@@ -121,9 +121,9 @@ type Stage []Check
 // DefaultLadder is the ladder Run walks when Options.Ladder is nil.
 func DefaultLadder() []Stage {
 	return []Stage{
-		{checkDNS},
-		{checkTCP, checkRoute, checkICMP, checkHost},
-		{checkSockets, checkFirewall, checkPath},
+		{DNSCheck},
+		{TCPCheck, RouteCheck, ICMPCheck, HostCheck},
+		{SocketsCheck, FirewallCheck, PathCheck},
 	}
 }
 

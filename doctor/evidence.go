@@ -179,7 +179,9 @@ func (ev *HostEvidence) isLocal(addr netip.Addr) bool {
 	return false
 }
 
-var checkHost = CheckFunc{"host", func(ctx context.Context, s *State) CheckResult {
+// HostCheck gathers the target host's evidence (sockets, firewall): from
+// this host when the target is one of its addresses, else from Options.Remote.
+var HostCheck = CheckFunc{"host", func(ctx context.Context, s *State) CheckResult {
 	if r, ok := needAddrs(s); !ok {
 		return r
 	}

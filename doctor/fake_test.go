@@ -76,7 +76,7 @@ func TestCausesWithFakes(t *testing.T) {
 		{"other host refuses", probe.Refused, fakeHost{[]netip.Prefix{netip.MustParsePrefix("127.0.0.1/8")}, nil, nil}, NotListening, Likely},
 		{"other host silent", probe.Timeout, fakeHost{[]netip.Prefix{netip.MustParsePrefix("127.0.0.1/8")}, nil, nil}, FirewallDrop, Likely},
 	}
-	ladder := []Stage{{checkDNS}, {checkTCP, checkHost}, {checkSockets, checkFirewall}}
+	ladder := []Stage{{DNSCheck}, {TCPCheck, HostCheck}, {SocketsCheck, FirewallCheck}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			opt := Options{Dial: dialClass(tt.class), Sockets: tt.host, Firewall: tt.host, Ladder: ladder, Probes: 1}

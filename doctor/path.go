@@ -21,7 +21,9 @@ const (
 	tracePort  = 33434 // traceroute's first port, as firewalls expect
 )
 
-var checkPath = CheckFunc{"path", func(ctx context.Context, s *State) CheckResult {
+// PathCheck traces the path to addresses that timed out or were unreachable,
+// with UDP probes of rising TTL, and names the last hop that answered.
+var PathCheck = CheckFunc{"path", func(ctx context.Context, s *State) CheckResult {
 	if r, ok := needAddrs(s); !ok {
 		return r
 	}
