@@ -11,8 +11,8 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 bt() { go test -run '^$' -count=1 -timeout 20m ./bench/ "$@"; }
 
-echo "== primary refused, secondary up (5 runs of 1s each)" >&2
-bt -bench 'FailoverRefused' -benchtime 1s -count 5 | tee "$out/refused" >&2
+echo "== primary refused, secondary up (5 runs of 2s each)" >&2
+bt -bench 'FailoverRefused' -benchtime 2s -count 5 | tee "$out/refused" >&2
 echo "== primary dropped (DROP), secondary up" >&2
 bt -bench 'DropPrimary/(race|ordered)' -benchtime 5x | tee "$out/drop" >&2
 if [ -n "${NAIVE:-}" ]; then
@@ -32,11 +32,9 @@ metric() {
 echo
 echo "reach dialer benchmarks ($(date -u +%F), $(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg), $(go version | cut -d' ' -f3)); medians"
 for where in loopback veth; do
-  direct=$(metric "FailoverRefused/$where/direct-" ns/op "$out/refused")
-  failover=$(metric "FailoverRefused/$where/dialer-" ns/op "$out/refused")
-  ejecting=$(metric "FailoverRefused/$where/dialer-ejecting-" ns/op "$out/refused")
-  awk -v w="$where" -v d="$direct" -v f="$failover" -v e="$ejecting" 'BEGIN {
-    printf "refused primary (%s): direct dial of secondary %.1f µs; dialer %.1f µs (overhead %.1f µs, target < 1000); with ejection %.1f µs\n", w, d/1000, f/1000, (f-d)/1000, e/1000 }'
+  printf "refused primary (%s): direct dial of secondary %s µs; dialer %s µs (overhead %s µs, target < 1000); with ejection %s µs\n" "$where" \
+    "$(metric "FailoverRefused/$where-" direct-µs "$out/refused")" "$(metric "FailoverRefused/$where-" dialer-µs "$out/refused")" \
+    "$(metric "FailoverRefused/$where-" overhead-µs "$out/refused")" "$(metric "FailoverRefused/$where-" ejecting-µs "$out/refused")"
 done
 printf "dropped primary: race %s ms; ordered with 3s timeout %s ms; naive net.Dial of primary first %s ms\n" \
   "$(metric 'DropPrimary/race-' ms/connect "$out/drop")" \

@@ -80,47 +80,48 @@ func refusing(b *testing.B, h *netlab.Host, addr string) netip.AddrPort {
 	return ap
 }
 
-// BenchmarkFailoverRefused: the primary refuses, the secondary is up. Compare
-// "dialer" (refused attempt + failover) and "dialer-ejecting" (default
-// ejection skips the primary after 5 failures) with "direct", a plain dial of
-// the secondary; all dial from inside the client namespace.
+// BenchmarkFailoverRefused: the primary refuses, the secondary is up. Each
+// iteration makes, back to back so a busy host weighs on all alike, a plain
+// dial of the secondary ("direct"), a dial through the dialer that pays the
+// refused attempt and fails over ("dialer"), and one through a dialer with
+// default ejection, which skips the primary after 5 failures ("ejecting").
+// All dial from inside the client namespace.
 func BenchmarkFailoverRefused(b *testing.B) {
 	p := newPair(b)
 	for _, where := range []string{"loopback", "veth"} {
-		var up, down netip.AddrPort
-		dialFrom := p.c
-		if where == "loopback" { // the client namespace's own loopback
-			up = listen(b, p.c, "127.0.0.1:0")
-			down = refusing(b, p.c, "127.0.0.1:0")
-		} else {
-			up = listen(b, p.s, netip.AddrPortFrom(p.sAddr, 0).String())
-			down = refusing(b, p.s, netip.AddrPortFrom(p.sAddr, 0).String())
-		}
-		eps := []target.Endpoint{target.FromAddrPort(down), target.FromAddrPort(up)}
-		b.Run(where+"/direct", func(b *testing.B) {
-			for b.Loop() {
-				c, err := dialFrom.DialContext(b.Context(), "tcp", up.String())
+		b.Run(where, func(b *testing.B) {
+			var up, down netip.AddrPort
+			if where == "loopback" { // the client namespace's own loopback
+				up = listen(b, p.c, "127.0.0.1:0")
+				down = refusing(b, p.c, "127.0.0.1:0")
+			} else {
+				up = listen(b, p.s, netip.AddrPortFrom(p.sAddr, 0).String())
+				down = refusing(b, p.s, netip.AddrPortFrom(p.sAddr, 0).String())
+			}
+			eps := []target.Endpoint{target.FromAddrPort(down), target.FromAddrPort(up)}
+			failover := dial.New(eps, dial.Options{Dial: p.c.DialContext, Eject: noEject})
+			ejecting := dial.New(eps, dial.Options{Dial: p.c.DialContext})
+			var direct, viaDialer, viaEjecting time.Duration
+			timed := func(total *time.Duration, fn func() (net.Conn, error)) {
+				start := time.Now()
+				c, err := fn()
+				*total += time.Since(start)
 				if err != nil {
 					b.Fatal(err)
 				}
 				abort(c)
 			}
+			for b.Loop() {
+				timed(&direct, func() (net.Conn, error) { return p.c.DialContext(b.Context(), "tcp", up.String()) })
+				timed(&viaDialer, func() (net.Conn, error) { return failover.DialContext(b.Context()) })
+				timed(&viaEjecting, func() (net.Conn, error) { return ejecting.DialContext(b.Context()) })
+			}
+			us := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1000 / float64(b.N) }
+			b.ReportMetric(us(direct), "direct-µs")
+			b.ReportMetric(us(viaDialer), "dialer-µs")
+			b.ReportMetric(us(viaEjecting), "ejecting-µs")
+			b.ReportMetric(us(viaDialer-direct), "overhead-µs")
 		})
-		for name, opt := range map[string]dial.Options{
-			"dialer":          {Dial: dialFrom.DialContext, Eject: noEject},
-			"dialer-ejecting": {Dial: dialFrom.DialContext},
-		} {
-			b.Run(where+"/"+name, func(b *testing.B) {
-				d := dial.New(eps, opt)
-				for b.Loop() {
-					c, err := d.DialContext(b.Context())
-					if err != nil {
-						b.Fatal(err)
-					}
-					abort(c)
-				}
-			})
-		}
 	}
 }
 
