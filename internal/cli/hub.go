@@ -1,19 +1,13 @@
 package cli
 
 import (
-	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
-	"syscall"
-	"time"
 
 	"github.com/reach-tools/reach/agent"
 	"github.com/reach-tools/reach/monitor"
-	"github.com/reach-tools/reach/probe"
-	"github.com/reach-tools/reach/target"
 	"github.com/reach-tools/reach/web"
 )
 
@@ -45,7 +39,7 @@ func newHub(cfg *monitor.Config, m *monitor.Monitor, log *slog.Logger) (*agent.H
 		return nil, err
 	}
 	hub.Logger = log
-	hub.Sink = monitorSink{m: m}
+	hub.Sink = agent.MonitorSink{Monitor: m}
 	hub.HistoryLink = func(source, target string) string {
 		return "/api/endpoints/" + url.PathEscape(source) + "/" + url.PathEscape(target)
 	}
@@ -80,20 +74,4 @@ func withHub(hub *agent.Hub, dash *web.Server) http.Handler {
 	mux.Handle("/agent/v1/", hub.Handler())
 	mux.Handle("/", dash)
 	return mux
-}
-
-// monitorSink stores agent results in the monitor: each target is an
-// endpoint named by its id ("db:5432"), the agent is its source.
-type monitorSink struct{ m *monitor.Monitor }
-
-func (s monitorSink) Ingest(ctx context.Context, rs []agent.Result) error {
-	for _, r := range rs {
-		ep := monitor.Endpoint{Name: r.Target, Target: target.FromAddrPort(r.Addr), Expect: monitor.ExpectOpen}
-		pr := probe.Result{Endpoint: ep.Target, Addr: r.Addr, Class: r.Class, Errno: syscall.Errno(r.Errno), RTT: time.Duration(r.RTT)}
-		if r.Class != probe.Open {
-			pr.Err = &probe.Error{Op: "dial", Addr: r.Addr.String(), Class: r.Class, Errno: pr.Errno, Err: fmt.Errorf("seen from %s: %s", r.Source, r.Error)}
-		}
-		s.m.Observe(ctx, r.Source, ep, r.Time, pr)
-	}
-	return nil
 }
