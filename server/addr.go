@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"syscall"
 )
 
@@ -13,6 +14,9 @@ import (
 func checkListenAddr(a string) error {
 	if _, err := strconv.ParseUint(a, 10, 16); err == nil {
 		return fmt.Errorf("missing host: use :%s for every address of this host, or 127.0.0.1:%s for loopback only", a, a)
+	}
+	if strings.Contains(a, ",") {
+		return errors.New("one address at a time: give each address separately (repeat --listen)")
 	}
 	host, port, err := net.SplitHostPort(a)
 	if err != nil {

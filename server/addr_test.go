@@ -29,6 +29,7 @@ func TestCheckListenAddr(t *testing.T) {
 		{"::1:7000", false},
 		{"[[::1]]:7000", false},
 		{"", false},
+		{"127.0.0.1:7000,127.0.0.1:7001", false},
 	}
 	for _, tt := range tests {
 		if err := checkListenAddr(tt.in); (err == nil) != tt.ok {
