@@ -326,7 +326,11 @@ func firewallFinding(m Match, dir string, ap netip.AddrPort, class probe.Class, 
 	}
 	fix := fmt.Sprintf("allow tcp port %d %s: delete or narrow that rule, or add an accept rule before it", ap.Port(), where)
 	if r.Policy {
-		fix = fmt.Sprintf("add a rule accepting tcp port %d before the policy (e.g. nft add rule %s %s tcp dport %d accept)", ap.Port(), r.Table, r.Chain, ap.Port())
+		cmd := fmt.Sprintf("nft insert rule %s %s tcp dport %d accept", r.Table, r.Chain, ap.Port())
+		if r.Source == "iptables" {
+			cmd = fmt.Sprintf("iptables -t %s -I %s -p tcp --dport %d -j ACCEPT", r.Table, r.Chain, ap.Port())
+		}
+		fix = fmt.Sprintf("accept tcp port %d before the chain's policy applies, e.g. %s (and make it persistent)", ap.Port(), cmd)
 	}
 	switch {
 	case r.Verdict == "drop" && dir == "out" && class == probe.LocalError:

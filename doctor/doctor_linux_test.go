@@ -617,3 +617,18 @@ func TestIntermittent(t *testing.T) {
 		t.Errorf("verdict %q, addresses %+v: want the flapping named", r.Verdict, r.Addresses)
 	}
 }
+
+// A default-deny host: INPUT policy DROP, only ssh allowed. The policy is
+// the evidence.
+func TestFirewallPolicyDrop(t *testing.T) {
+	t.Parallel()
+	p := newPair(t)
+	ln := p.srv.Listen(t, "tcp", "0.0.0.0:0")
+	serve(t, ln, nil)
+	p.srv.Iptables(t, "-A", "INPUT", "-p", "tcp", "--dport", "22", "-j", "ACCEPT")
+	p.srv.Iptables(t, "-P", "INPUT", "DROP")
+	ep := p.srvEP(portOf(ln))
+	for _, sd := range []side{onServer, viaAgent} {
+		check(t, p.run(t, sd, ep, quick, nil), want{cause: doctor.FirewallDrop, confidence: doctor.Confirmed, evidence: "chain INPUT: -P INPUT DROP"})
+	}
+}
