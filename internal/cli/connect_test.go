@@ -164,3 +164,26 @@ func TestConnectRetriesTryEveryTargetEachRound(t *testing.T) {
 		t.Errorf("%d attempts, want 14 (7 rounds × 2 targets)", len(rep.Attempts))
 	}
 }
+
+// The server answers only after our end of input: connect must half-close,
+// not close, so the answer still arrives.
+func TestConnectHalfCloses(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		n, _ := io.Copy(io.Discard, c)
+		io.WriteString(c, "got "+strconv.Itoa(int(n))+" bytes\n")
+	}()
+	code, out, errs := runWithInput(t, "abc", "connect", ln.Addr().String(), "-q")
+	if code != ExitOK || out != "got 3 bytes\n" || errs != "" {
+		t.Errorf("exit %d, stdout %q, stderr %q; want the answer sent after EOF", code, out, errs)
+	}
+}
