@@ -25,6 +25,9 @@ type conn struct {
 func (s *Server) handle(c net.Conn) {
 	defer s.conn.Done()
 	start := time.Now()
+	if s.log.Enabled(context.Background(), slog.LevelDebug) {
+		s.log.Debug("connection accepted", "remote", c.RemoteAddr().String(), "local", c.LocalAddr().String())
+	}
 	cc := &conn{s: s, c: c, idle: s.cfg.IdleTimeout}
 	var err error
 	switch s.cfg.Mode {

@@ -197,6 +197,9 @@ func TestModes(t *testing.T) {
 				c.CloseWrite()
 			}
 			rec := r.log.wait(t, "connection closed", 1)[0]
+			if acc := r.log.records("connection accepted"); len(acc) != 1 || attr(acc[0], "remote").String() != c.LocalAddr().String() {
+				t.Errorf("debug log of the accept: %v", acc)
+			}
 			if in, out := attr(rec, "bytes_in").Uint64(), attr(rec, "bytes_out").Uint64(); in != tt.in || out != tt.out {
 				t.Errorf("log says bytes in/out %d/%d, want %d/%d", in, out, tt.in, tt.out)
 			}
