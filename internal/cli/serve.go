@@ -49,7 +49,8 @@ refused), lets open connections finish for up to --drain, closes the rest
 and exits 0.
 
 Logs go to stderr: one line when each listener starts, one per connection
-(remote address, duration, bytes in and out, how it ended), and errors.`,
+(remote address, duration, bytes in and out, how it ended), and errors;
+--log-level debug also logs each accept.`,
 		Example: `  reach serve --listen 127.0.0.1:7000                  # echo server on loopback
   reach serve --listen :7000 --listen [::1]:7001       # several addresses, one process
   reach serve --listen 127.0.0.1:0 --log-format json   # any free port; read it from the log
