@@ -40,7 +40,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"endpoint", "source"}),
 		lateness: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "reach_probe_start_lateness_seconds", Help: "How late probes started after their scheduled time.",
-			Buckets: []float64{.0001, .0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 5},
+			Buckets: []float64{.0001, .0005, .001, .002, .005, .01, .015, .02, .03, .05, .075, .1, .2, .5, 1, 5},
 		}),
 		dropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "reach_store_dropped_samples_total", Help: "Samples dropped because the store could not keep up.",

@@ -392,13 +392,7 @@ func (m *Monitor) Observe(ctx context.Context, source string, ep Endpoint, at ti
 func (m *Monitor) transition(ctx context.Context, ep Endpoint, t Transition) {
 	defer m.wg.Done()
 	ctx = context.WithoutCancel(ctx) // a change seen before shutdown is still recorded
-	var id int64
-	if m.opt.Store != nil {
-		var err error
-		if id, err = m.opt.Store.AddTransition(ctx, t); err != nil {
-			m.log.Error("record state change", "endpoint", t.Endpoint, "err", err)
-		}
-	}
+	m.record(update{transition: &t})
 	m.log.Info("state change", "endpoint", t.Endpoint, "source", t.Source, "from", t.From, "to", t.To, "class", t.Class)
 	a := Alert{Endpoint: t.Endpoint, Source: t.Source, Target: ep.Target.String(), Labels: ep.Labels,
 		State: t.To, Previous: t.From, Time: t.Time, Class: t.Class, Errno: t.Errno}
@@ -407,18 +401,16 @@ func (m *Monitor) transition(ctx context.Context, ep Endpoint, t Transition) {
 	if t.To == StateDown && m.opt.Diagnoser != nil && t.Source == LocalSource {
 		d := m.diagnose(ctx, ep)
 		a.Cause, a.Verdict, a.Findings = d.Cause, d.Verdict, d.Findings
-		if id != 0 {
-			if err := m.opt.Store.SetDiagnosis(ctx, id, d); err != nil {
-				m.log.Error("store diagnosis", "endpoint", t.Endpoint, "err", err)
-			}
-		}
+		dt := t
+		dt.Diagnosis = &d
+		m.record(update{diagnosis: &dt})
 		m.mu.Lock()
 		if e := m.entries[key{t.Source, t.Endpoint}]; e != nil && e.status.State == StateDown && e.status.Since.Equal(t.Time) {
 			e.status.Cause = d.Cause
 			m.seq++
 			e.seq = m.seq
 			m.notifyLocked()
-			m.enqueueLocked(e.status, false)
+			m.enqueueLocked(e.status, false) // the cause, for restarts
 		}
 		m.mu.Unlock()
 	}
@@ -463,35 +455,34 @@ func (m *Monitor) compactor(ctx context.Context) {
 	}
 }
 
-// writer batches statuses and samples into the store.
+// writer batches samples, statuses and state changes into the store.
 func (m *Monitor) writer(ctx context.Context) {
 	tick := time.NewTicker(m.opt.FlushInterval)
 	defer tick.Stop()
-	var samples []Sample
+	var b Batch
 	latest := map[key]Status{}
 	flush := func() {
-		if len(latest) == 0 {
-			return
-		}
-		statuses := make([]Status, 0, len(latest))
 		for _, st := range latest {
-			statuses = append(statuses, st)
+			b.Statuses = append(b.Statuses, st)
+		}
+		if b.Len() == 0 {
+			return
 		}
 		// Write even while shutting down: this is the last batch.
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		err := m.opt.Store.Write(wctx, samples, statuses)
+		err := m.opt.Store.Write(wctx, b)
 		cancel()
 		if mt := m.opt.Metrics; mt != nil {
 			if err != nil {
 				mt.writeErrors.Inc()
 			} else {
-				mt.written.Add(float64(len(samples)))
+				mt.written.Add(float64(len(b.Samples)))
 			}
 		}
 		if err != nil {
-			m.log.Error("write batch", "samples", len(samples), "err", err)
+			m.log.Error("write batch; it is lost", "samples", len(b.Samples), "transitions", len(b.Transitions), "err", err)
 		}
-		samples = samples[:0]
+		b = Batch{Samples: b.Samples[:0]}
 		clear(latest)
 	}
 	for {
@@ -501,11 +492,19 @@ func (m *Monitor) writer(ctx context.Context) {
 				flush()
 				return
 			}
-			if u.sample {
-				samples = append(samples, u.st.Last)
+			if u.st != nil {
+				if u.sample {
+					b.Samples = append(b.Samples, u.st.Last)
+				}
+				latest[key{u.st.Source, u.st.Endpoint}] = *u.st
 			}
-			latest[key{u.st.Source, u.st.Endpoint}] = u.st
-			if len(samples) >= m.opt.BatchSize {
+			if u.transition != nil {
+				b.Transitions = append(b.Transitions, *u.transition)
+			}
+			if u.diagnosis != nil {
+				b.Diagnoses = append(b.Diagnoses, *u.diagnosis)
+			}
+			if len(b.Samples) >= m.opt.BatchSize {
 				flush()
 			}
 		case <-tick.C:
@@ -514,10 +513,12 @@ func (m *Monitor) writer(ctx context.Context) {
 	}
 }
 
-// update is a status for the batch writer, with a new sample or without.
+// update is one thing for the batch writer to store.
 type update struct {
-	st     Status
-	sample bool
+	st         *Status     // the latest status, when set
+	sample     bool        // st.Last is a new sample
+	transition *Transition // a state change
+	diagnosis  *Transition // a diagnosis for a stored state change
 }
 
 // enqueueLocked hands a status (and, with sample, its last sample) to the
@@ -527,11 +528,20 @@ func (m *Monitor) enqueueLocked(st Status, sample bool) {
 		return
 	}
 	select {
-	case m.batch <- update{st, sample}:
+	case m.batch <- update{st: &st, sample: sample}:
 	default:
 		if m.opt.Metrics != nil {
 			m.opt.Metrics.dropped.Inc()
 		}
+	}
+}
+
+// record hands a state change or diagnosis to the batch writer, waiting for
+// room: these are never dropped. Only transition goroutines call it, and Run
+// closes the batch only after they end.
+func (m *Monitor) record(u update) {
+	if m.opt.Store != nil {
+		m.batch <- u
 	}
 }
 

@@ -173,48 +173,96 @@ func (s *Store) tx(ctx context.Context, f func(*sql.Tx) error) error {
 
 const sampleRowsPerInsert = 100
 
-// Write stores samples and the latest statuses in one transaction.
-func (s *Store) Write(ctx context.Context, samples []Sample, statuses []Status) error {
+// Batch is what one write stores, in one transaction.
+type Batch struct {
+	Samples     []Sample
+	Statuses    []Status     // upserted: the latest per endpoint and source
+	Transitions []Transition // inserted
+	// Diagnoses attach each Diagnosis to the stored transition of the same
+	// source, endpoint and time (written by this or an earlier batch).
+	Diagnoses []Transition
+}
+
+// Len is the number of rows the batch writes.
+func (b Batch) Len() int {
+	return len(b.Samples) + len(b.Statuses) + len(b.Transitions) + len(b.Diagnoses)
+}
+
+// Write stores a batch in one transaction: all of it or, on error, none.
+func (s *Store) Write(ctx context.Context, b Batch) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
+		samples := b.Samples
 		for len(samples) > 0 {
 			chunk := samples[:min(len(samples), sampleRowsPerInsert)]
 			samples = samples[len(chunk):]
-			var b strings.Builder
-			b.WriteString(`INSERT INTO samples (endpoint, source, ts, ok, class, errno, rtt_us) VALUES `)
+			var q strings.Builder
+			q.WriteString(`INSERT INTO samples (endpoint, source, ts, ok, class, errno, rtt_us) VALUES `)
 			args := make([]any, 0, 7*len(chunk))
 			for i, sm := range chunk {
 				if i > 0 {
-					b.WriteByte(',')
+					q.WriteByte(',')
 				}
-				b.WriteString("(?,?,?,?,?,?,?)")
+				q.WriteString("(?,?,?,?,?,?,?)")
 				args = append(args, sm.Endpoint, sm.Source, sm.Time.UnixMilli(), boolInt(sm.OK), string(sm.Class), sm.Errno, sm.RTT.Microseconds())
 			}
-			if _, err := tx.ExecContext(ctx, s.q(b.String()), args...); err != nil {
+			if _, err := tx.ExecContext(ctx, s.q(q.String()), args...); err != nil {
 				return fmt.Errorf("insert samples: %v", err)
 			}
 		}
-		if len(statuses) == 0 {
-			return nil
-		}
-		stmt, err := tx.PrepareContext(ctx, s.q(`INSERT INTO states (endpoint, source, state, since, last_ts, last_ok,
-			last_class, last_errno, last_rtt_us, oks, fails, cause) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
-			ON CONFLICT (source, endpoint) DO UPDATE SET state = excluded.state, since = excluded.since,
-			last_ts = excluded.last_ts, last_ok = excluded.last_ok, last_class = excluded.last_class,
-			last_errno = excluded.last_errno, last_rtt_us = excluded.last_rtt_us, oks = excluded.oks,
-			fails = excluded.fails, cause = excluded.cause`))
-		if err != nil {
-			return fmt.Errorf("prepare states: %v", err)
-		}
-		defer stmt.Close()
-		for _, st := range statuses {
-			_, err := stmt.ExecContext(ctx, st.Endpoint, st.Source, string(st.State), st.Since.UnixMilli(), st.Last.Time.UnixMilli(),
-				boolInt(st.Last.OK), string(st.Last.Class), st.Last.Errno, st.Last.RTT.Microseconds(), st.Oks, st.Fails, st.Cause)
+		if len(b.Statuses) > 0 {
+			stmt, err := tx.PrepareContext(ctx, s.q(`INSERT INTO states (endpoint, source, state, since, last_ts, last_ok,
+				last_class, last_errno, last_rtt_us, oks, fails, cause) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
+				ON CONFLICT (source, endpoint) DO UPDATE SET state = excluded.state, since = excluded.since,
+				last_ts = excluded.last_ts, last_ok = excluded.last_ok, last_class = excluded.last_class,
+				last_errno = excluded.last_errno, last_rtt_us = excluded.last_rtt_us, oks = excluded.oks,
+				fails = excluded.fails, cause = excluded.cause`))
 			if err != nil {
-				return fmt.Errorf("upsert state of %s: %v", st.Endpoint, err)
+				return fmt.Errorf("prepare states: %v", err)
+			}
+			defer stmt.Close()
+			for _, st := range b.Statuses {
+				_, err := stmt.ExecContext(ctx, st.Endpoint, st.Source, string(st.State), st.Since.UnixMilli(), st.Last.Time.UnixMilli(),
+					boolInt(st.Last.OK), string(st.Last.Class), st.Last.Errno, st.Last.RTT.Microseconds(), st.Oks, st.Fails, st.Cause)
+				if err != nil {
+					return fmt.Errorf("upsert state of %s: %v", st.Endpoint, err)
+				}
+			}
+		}
+		for _, t := range b.Transitions {
+			diag, err := diagnosisJSON(t.Diagnosis)
+			if err != nil {
+				return err
+			}
+			_, err = tx.ExecContext(ctx, s.q(`INSERT INTO transitions (endpoint, source, ts, from_state, to_state, class, errno, diagnosis)
+				VALUES (?,?,?,?,?,?,?,?)`), t.Endpoint, t.Source, t.Time.UnixMilli(), string(t.From), string(t.To), string(t.Class), t.Errno, diag)
+			if err != nil {
+				return fmt.Errorf("insert transition of %s: %v", t.Endpoint, err)
+			}
+		}
+		for _, t := range b.Diagnoses {
+			diag, err := diagnosisJSON(t.Diagnosis)
+			if err != nil {
+				return err
+			}
+			_, err = tx.ExecContext(ctx, s.q(`UPDATE transitions SET diagnosis = ? WHERE source = ? AND endpoint = ? AND ts = ?`),
+				diag, t.Source, t.Endpoint, t.Time.UnixMilli())
+			if err != nil {
+				return fmt.Errorf("store diagnosis of %s: %v", t.Endpoint, err)
 			}
 		}
 		return nil
 	})
+}
+
+func diagnosisJSON(d *Diagnosis) (any, error) {
+	if d == nil {
+		return nil, nil
+	}
+	b, err := json.Marshal(d)
+	if err != nil {
+		return nil, fmt.Errorf("encode diagnosis: %v", err)
+	}
+	return string(b), nil
 }
 
 func boolInt(b bool) int {
@@ -248,38 +296,6 @@ func (s *Store) States(ctx context.Context) ([]Status, error) {
 		out = append(out, st)
 	}
 	return out, rows.Err()
-}
-
-// AddTransition records a state change and returns its id.
-func (s *Store) AddTransition(ctx context.Context, t Transition) (int64, error) {
-	var diag any
-	if t.Diagnosis != nil {
-		b, err := json.Marshal(t.Diagnosis)
-		if err != nil {
-			return 0, err
-		}
-		diag = string(b)
-	}
-	var id int64
-	err := s.db.QueryRowContext(ctx, s.q(`INSERT INTO transitions (endpoint, source, ts, from_state, to_state, class, errno, diagnosis)
-		VALUES (?,?,?,?,?,?,?,?) RETURNING id`), t.Endpoint, t.Source, t.Time.UnixMilli(), string(t.From), string(t.To),
-		string(t.Class), t.Errno, diag).Scan(&id)
-	if err != nil {
-		return 0, fmt.Errorf("%w: add transition of %s: %v", ErrStore, t.Endpoint, err)
-	}
-	return id, nil
-}
-
-// SetDiagnosis attaches the doctor's diagnosis to a transition.
-func (s *Store) SetDiagnosis(ctx context.Context, id int64, d Diagnosis) error {
-	b, err := json.Marshal(d)
-	if err != nil {
-		return err
-	}
-	if _, err := s.db.ExecContext(ctx, s.q(`UPDATE transitions SET diagnosis = ? WHERE id = ?`), string(b), id); err != nil {
-		return fmt.Errorf("%w: store diagnosis: %v", ErrStore, err)
-	}
-	return nil
 }
 
 // Transitions returns an endpoint's state changes, newest first.

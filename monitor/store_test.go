@@ -87,11 +87,11 @@ func TestStoreRoundTrip(t *testing.T) {
 		}
 		samples = append(samples, Sample{Endpoint: "db", Source: "agent-1", Time: t0, OK: false, Class: probe.Timeout, RTT: 2 * time.Second})
 		st := Status{Endpoint: "db", Source: LocalSource, State: StateDown, Since: t0.Add(5 * time.Minute), Last: samples[59], Fails: 1, Cause: "not-listening"}
-		if err := s.Write(ctx, samples, []Status{st}); err != nil {
+		if err := s.Write(ctx, Batch{Samples: samples, Statuses: []Status{st}}); err != nil {
 			t.Fatal(err)
 		}
 		st.Fails = 2
-		if err := s.Write(ctx, nil, []Status{st}); err != nil {
+		if err := s.Write(ctx, Batch{Statuses: []Status{st}}); err != nil {
 			t.Fatal(err)
 		}
 
@@ -145,28 +145,25 @@ func TestStoreTransitions(t *testing.T) {
 		ctx := context.Background()
 		s := open()
 		t0 := time.UnixMilli(time.Now().UnixMilli())
-		id1, err := s.AddTransition(ctx, Transition{Endpoint: "db", Source: LocalSource, Time: t0, From: StateUnknown, To: StateUp, Class: probe.Open})
-		if err != nil {
+		up := Transition{Endpoint: "db", Source: LocalSource, Time: t0, From: StateUnknown, To: StateUp, Class: probe.Open}
+		down := Transition{Endpoint: "db", Source: LocalSource, Time: t0.Add(time.Second), From: StateUp, To: StateDown, Class: probe.Refused, Errno: 111}
+		other := Transition{Endpoint: "db", Source: "agent-1", Time: t0.Add(time.Second), From: StateUp, To: StateDown, Class: probe.Timeout}
+		if err := s.Write(ctx, Batch{Transitions: []Transition{up, down, other}}); err != nil {
 			t.Fatal(err)
-		}
-		id2, err := s.AddTransition(ctx, Transition{Endpoint: "db", Source: LocalSource, Time: t0.Add(time.Second), From: StateUp, To: StateDown, Class: probe.Refused, Errno: 111})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if id1 == id2 {
-			t.Fatalf("ids %d and %d", id1, id2)
 		}
 		d := Diagnosis{Cause: "not-listening", Verdict: "nothing listens on 127.0.0.1:5432",
 			Findings: []Finding{{Cause: "not-listening", Confidence: "confirmed", Issue: "Server not running", Evidence: "no socket on :5432", Fix: "start it"}},
 			Report:   []byte(`{"verdict":"x"}`)}
-		if err := s.SetDiagnosis(ctx, id2, d); err != nil {
+		down.Diagnosis = &d
+		// The diagnosis comes in a later batch and finds its transition by source, endpoint and time.
+		if err := s.Write(ctx, Batch{Diagnoses: []Transition{down}}); err != nil {
 			t.Fatal(err)
 		}
 		ts, err := open().Transitions(ctx, LocalSource, "db", 10)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(ts) != 2 || ts[0].ID != id2 || ts[1].ID != id1 {
+		if len(ts) != 2 || ts[0].ID == ts[1].ID || ts[0].To != StateDown || ts[1].To != StateUp {
 			t.Fatalf("transitions = %+v", ts)
 		}
 		g := ts[0]
@@ -176,6 +173,9 @@ func TestStoreTransitions(t *testing.T) {
 		}
 		if ts[1].Diagnosis != nil {
 			t.Errorf("up transition has a diagnosis")
+		}
+		if ts, _ := s.Transitions(ctx, "agent-1", "db", 10); len(ts) != 1 || ts[0].Diagnosis != nil {
+			t.Errorf("the other source's transition: %+v", ts)
 		}
 	})
 }
@@ -192,10 +192,10 @@ func TestStoreCompact(t *testing.T) {
 			samples = append(samples, Sample{Endpoint: "api", Source: LocalSource, Time: now.Add(-time.Duration(i+1) * time.Minute),
 				OK: i%10 != 0, Class: probe.Open, RTT: time.Duration(i%7+1) * time.Millisecond})
 		}
-		if err := s.Write(ctx, samples, nil); err != nil {
+		if err := s.Write(ctx, Batch{Samples: samples}); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.AddTransition(ctx, Transition{Endpoint: "api", Source: LocalSource, Time: now.Add(-50 * time.Hour), From: StateUp, To: StateDown, Class: probe.Refused}); err != nil {
+		if err := s.Write(ctx, Batch{Transitions: []Transition{{Endpoint: "api", Source: LocalSource, Time: now.Add(-50 * time.Hour), From: StateUp, To: StateDown, Class: probe.Refused}}}); err != nil {
 			t.Fatal(err)
 		}
 		before, err := s.Uptime(ctx, LocalSource, "api", now.Add(-48*time.Hour))
