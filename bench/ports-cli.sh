@@ -2,8 +2,7 @@
 # Times the whole `reach ports` command against `ss -ltnp` in a throw-away
 # network namespace holding N (default 5,000) listening sockets on its own
 # loopback. Needs root, iproute2 and python3 (which holds the sockets).
-# Prints the best and median of RUNS runs of each; "true" is the cost of
-# `ip netns exec` itself.
+# "true" is the cost of `ip netns exec` itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-5000} RUNS=${RUNS:-21}
@@ -30,12 +29,24 @@ holder=$!
 for _ in $(seq 100); do grep -q ready "$tmp/ready" && break; sleep 0.1; done
 grep -q ready "$tmp/ready" || { echo "listeners did not start" >&2; exit 1; }
 
-measure() { # prints "best median" in ms for RUNS runs of "$@"
-  local times=()
-  for _ in $(seq "$RUNS"); do
-    local s=$(date +%s%N); "$@" >/dev/null; times+=($(( $(date +%s%N) - s )))
-  done
-  printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END{printf "best %.1f ms, median %.1f ms", a[1]/1e6, a[int((NR+1)/2)]/1e6}'
+# measure prints the best and median wall time and the mean CPU time (user +
+# system, all threads) of RUNS runs of a command; CPU time is what to compare
+# on a busy machine.
+measure() {
+  python3 - "$RUNS" "$@" <<'PY'
+import resource, subprocess, sys, time
+runs, cmd = int(sys.argv[1]), sys.argv[2:]
+walls = []
+r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+for _ in range(runs):
+    t = time.perf_counter()
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, check=True)
+    walls.append(time.perf_counter() - t)
+r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+cpu = (r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime) / runs
+walls.sort()
+print(f"wall best {walls[0]*1e3:.1f} ms, median {walls[len(walls)//2]*1e3:.1f} ms; cpu {cpu*1e3:.1f} ms")
+PY
 }
 echo "$N listening sockets, $RUNS runs each, $(nproc) CPUs, load $(cut -d' ' -f1 /proc/loadavg)"
 echo "reach ports:   $(measure ip netns exec "$ns" "$tmp/reach" ports)"

@@ -3,8 +3,10 @@ package sockets
 import (
 	"encoding/binary"
 	"errors"
+	"math"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -204,9 +206,13 @@ func TestParseSocketLink(t *testing.T) {
 		{"pipe:[12345]", 0, false},
 		{"/dev/null", 0, false},
 		{"socket:[-1]", 0, false},
+		{"socket:[1a]", 0, false},
+		{"socket:[18446744073709551615]", math.MaxUint64, true},
+		{"socket:[18446744073709551616]", 0, false},
+		{"socket:[99999999999999999999]", 0, false},
 	}
 	for _, tt := range tests {
-		got, ok := parseSocketLink(tt.in)
+		got, ok := parseSocketLink([]byte(tt.in))
 		if got != tt.want || ok != tt.ok {
 			t.Errorf("parseSocketLink(%q) = %d, %v; want %d, %v", tt.in, got, ok, tt.want, tt.ok)
 		}
@@ -357,4 +363,24 @@ func TestOptionsPorts(t *testing.T) {
 			t.Errorf("keep with %+v = %v, want %v", tt.o, got, tt.want)
 		}
 	}
+}
+
+func FuzzParseSocketLink(f *testing.F) {
+	f.Add("socket:[12345]")
+	f.Add("pipe:[1]")
+	f.Add("socket:[18446744073709551616]")
+	f.Fuzz(func(t *testing.T, s string) {
+		// Differential: the straightforward string version.
+		want, wantOK := uint64(0), false
+		if mid, ok := strings.CutPrefix(s, "socket:["); ok {
+			if mid, ok = strings.CutSuffix(mid, "]"); ok {
+				if n, err := strconv.ParseUint(mid, 10, 64); err == nil {
+					want, wantOK = n, true
+				}
+			}
+		}
+		if ino, ok := parseSocketLink([]byte(s)); ino != want || ok != wantOK {
+			t.Fatalf("parseSocketLink(%q) = %d, %v; want %d, %v", s, ino, ok, want, wantOK)
+		}
+	})
 }

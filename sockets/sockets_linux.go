@@ -55,11 +55,7 @@ func list(ctx context.Context, opt Options, useNetlink bool) (Table, error) {
 		return Table{}, err
 	}
 	t.Warnings = append(t.Warnings, w...)
-	for _, s := range socks {
-		if opt.keepOwner(&s) {
-			t.Sockets = append(t.Sockets, s)
-		}
-	}
+	t.Sockets = slices.DeleteFunc(socks, func(s Socket) bool { return !opt.keepOwner(&s) })
 	sortSockets(t.Sockets)
 	return t, nil
 }
@@ -118,10 +114,10 @@ func listProcfs(opt Options) ([]Socket, error) {
 // attachOwners fills in Processes by scanning /proc/PID/fd of every process
 // (or only pid, when not 0), and returns warnings about what it could not see.
 func attachOwners(ctx context.Context, socks []Socket, pid int) ([]string, error) {
-	byInode := make(map[uint64][]int, len(socks))
+	byInode := make(map[uint64]int, len(socks)) // index in socks; inodes are unique
 	for i, s := range socks {
 		if s.Inode != 0 {
-			byInode[s.Inode] = append(byInode[s.Inode], i)
+			byInode[s.Inode] = i
 		}
 	}
 	if len(byInode) == 0 {
@@ -167,7 +163,8 @@ func attachOwners(ctx context.Context, socks []Socket, pid int) ([]string, error
 		}
 		var proc *Process
 		for _, ino := range inodes {
-			if byInode[ino] == nil {
+			i, ok := byInode[ino]
+			if !ok {
 				continue
 			}
 			if proc == nil {
@@ -176,14 +173,12 @@ func attachOwners(ctx context.Context, socks []Socket, pid int) ([]string, error
 					break // exited
 				}
 			}
-			for _, i := range byInode[ino] {
-				s := &socks[i]
-				if len(s.Processes) == 0 {
-					s.ProcessState = proc.State
-				}
-				if !hasPID(s.Processes, proc.PID) {
-					s.Processes = append(s.Processes, *proc)
-				}
+			s := &socks[i]
+			if len(s.Processes) == 0 {
+				s.ProcessState = proc.State
+			}
+			if !hasPID(s.Processes, proc.PID) {
+				s.Processes = append(s.Processes, *proc)
 			}
 		}
 	}
@@ -240,7 +235,7 @@ func readSocketLinks(dir string, fds []string) (inodes []uint64, denied bool) {
 		if err != nil {
 			continue // closed meanwhile
 		}
-		if ino, ok := parseSocketLink(string(link[:n])); ok {
+		if ino, ok := parseSocketLink(link[:n]); ok {
 			inodes = append(inodes, ino)
 		}
 	}
