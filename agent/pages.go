@@ -94,7 +94,7 @@ td.none{background:#fafafa;color:#bbb}
 </style></head><body>
 <h1>Connectivity matrix</h1>
 <p><a href="/{{query .Keep}}">← dashboard</a></p>
-<p>Rows probe columns every {{dur .Interval}}. Each cell is the latest result; grey means no result for three intervals (agent or hub link down). Click a cell for its history.</p>
+<p>Rows probe columns every {{dur .Interval}}. Each cell is the latest result; grey means no result for three intervals (agent or hub link down). Click a cell for its history. "Results dropped" counts what an agent discarded while it could not reach the hub.</p>
 <div id="matrix">
 <table>
 <tr><th>source \ target</th>{{range .Targets}}<th>{{.}}</th>{{end}}</tr>
@@ -103,6 +103,10 @@ td.none{background:#fafafa;color:#bbb}
 {{- if $c}}<td style="background:{{colour $c}}" title="{{$c.Class}} since {{when $c.Since}}{{if $c.Error}}: {{$c.Error}}{{end}}" data-source="{{$src}}" data-target="{{$t}}" data-class="{{$c.Class}}"><a href="{{pairURL $.Keep $src $t}}">{{$c.Class}}{{if $c.Stale}} (stale){{else if eq $c.Class "open"}} {{ms $c.RTT}}{{end}}</a></td>
 {{- else}}<td class="none">–</td>{{end}}
 {{- end}}</tr>
+{{end}}</table>
+<h2>Agents</h2>
+<table><tr><th>agent</th><th>address</th><th>last heard</th><th>results dropped</th></tr>
+{{range .Agents}}<tr><th class="src">{{.Name}}</th><td>{{.Addr}}</td><td>{{if .LastSeen.IsZero}}never{{else}}{{ago .LastSeen}} ago{{end}}</td><td>{{.Dropped}}</td></tr>
 {{end}}</table>
 </div>
 <p class="legend"><span style="background:#2e7d32">open</span><span style="background:#c62828">refused</span><span style="background:#ef6c00">timeout</span><span style="background:#6a1b9a">unreachable</span><span style="background:#1565c0">dns</span><span style="background:#ad1457">reset / closed</span><span style="background:#9e9e9e">stale</span></p>
@@ -124,8 +128,9 @@ func (h *Hub) serveMatrix(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	_ = matrixPage.Execute(w, struct {
 		Matrix
-		Keep url.Values
-	}{h.Matrix(), keep(r)})
+		Agents []AgentInfo
+		Keep   url.Values
+	}{h.Matrix(), h.Agents(), keep(r)})
 }
 
 var pairPage = template.Must(template.New("pair").Funcs(pageFuncs).Parse(`<!doctype html>
