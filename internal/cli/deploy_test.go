@@ -14,6 +14,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/reach-tools/reach/agent"
+	"github.com/reach-tools/reach/monitor"
 )
 
 // yamlDocs decodes every document of a YAML file.
@@ -131,5 +132,33 @@ func TestDeployManifests(t *testing.T) {
 	}
 	if docs := yamlDocs(t, filepath.Join(dir, "prometheus", "scrape-agents.yaml")); len(docs) != 1 || len(dig(t, docs[0], "scrape_configs").([]any)) == 0 {
 		t.Error("scrape-agents.yaml has no scrape_configs")
+	}
+}
+
+// The commented agents: example in examples/reach.yaml is valid once
+// uncommented.
+func TestExampleAgentsSection(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "examples", "reach.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(b)
+	i := strings.Index(text, "# agents:")
+	if i < 0 {
+		t.Fatal("examples/reach.yaml has no commented agents: section")
+	}
+	var lines []string
+	for _, l := range strings.Split(text[i:], "\n") {
+		if l, ok := strings.CutPrefix(l, "# "); ok {
+			lines = append(lines, l)
+		}
+	}
+	cfg, err := monitor.ParseConfig("reach.yaml", []byte(text[:i]+strings.Join(lines, "\n")+"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc, err := hubConfig(cfg)
+	if err != nil || hc == nil || len(hc.Hosts) != 3 {
+		t.Fatalf("agents example: %+v, %v", hc, err)
 	}
 }
