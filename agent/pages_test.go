@@ -13,7 +13,7 @@ import (
 
 func TestPages(t *testing.T) {
 	h, err := NewHub(HubConfig{Token: testToken, Interval: time.Second,
-		Hosts: []HostConfig{{Name: "a", Addr: netip.MustParseAddr("198.18.0.1")}, {Name: "b", Addr: netip.MustParseAddr("198.18.0.2")}},
+		Hosts:  []HostConfig{{Name: "a", Addr: netip.MustParseAddr("198.18.0.1")}, {Name: "b", Addr: netip.MustParseAddr("198.18.0.2")}},
 		Groups: []GroupConfig{{Name: "g", Hosts: []string{"a", "b"}, Ports: []uint16{22}}}})
 	if err != nil {
 		t.Fatal(err)
