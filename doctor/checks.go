@@ -354,7 +354,7 @@ var ICMPCheck = CheckFunc{"icmp", func(ctx context.Context, s *State) CheckResul
 			res.Status = Error
 			parts = append(parts, fmt.Sprintf("echo to %s: %v", s.Addrs[i], e.Err))
 		case e.Replied:
-			parts = append(parts, fmt.Sprintf("echo reply from %s in %s", s.Addrs[i], round(e.RTT)))
+			parts = append(parts, fmt.Sprintf("echo reply from %s in %s (%s)", s.Addrs[i], round(e.RTT), e.Socket))
 		default:
 			if res.Status == Pass {
 				res.Status = Info

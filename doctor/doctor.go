@@ -233,6 +233,7 @@ type RouteInfo struct {
 
 // EchoInfo is the ICMP check's view of one address.
 type EchoInfo struct {
+	Socket  string // "unprivileged ICMP socket" or "raw socket"
 	Replied bool
 	RTT     time.Duration
 	Skipped string // why no echo was sent

@@ -632,3 +632,34 @@ func TestFirewallPolicyDrop(t *testing.T) {
 		check(t, p.run(t, sd, ep, quick, nil), want{cause: doctor.FirewallDrop, confidence: doctor.Confirmed, evidence: "chain INPUT: -P INPUT DROP"})
 	}
 }
+
+// Echo works over an unprivileged ICMP socket when ping_group_range admits
+// the group, and over a raw socket otherwise (we run as root).
+func TestEchoSockets(t *testing.T) {
+	t.Parallel()
+	p := newPair(t)
+	ep := p.srvEP(7)
+	r := p.run(t, onClient, ep, quick, nil)
+	checkDetail(t, r, "icmp", "(raw socket)")
+	p.cli.Sysctl(t, "net.ipv4.ping_group_range", fmt.Sprintf("%d %d", os.Getegid(), os.Getegid()))
+	r = p.run(t, onClient, ep, quick, nil)
+	checkDetail(t, r, "icmp", fmt.Sprintf("echo reply from %s", p.srvAddr))
+	checkDetail(t, r, "icmp", "(unprivileged ICMP socket)")
+}
+
+// An nftables DROP on IPv6: ICMPv6 echo, the IPv6 path probe and the inet
+// rule all take part.
+func TestFirewallDropIPv6(t *testing.T) {
+	t.Parallel()
+	p := newPair(t)
+	_, srv6 := p.lab.LinkV6(p.cli, p.srv)
+	ln := p.srv.Listen(t, "tcp6", "[::]:0")
+	serve(t, ln, nil)
+	port := portOf(ln)
+	p.srv.Nft(t, fmt.Sprintf("table inet guard {\n chain input {\n  type filter hook input priority 0;\n  tcp dport %d drop\n }\n}\n", port))
+	ep := netip.AddrPortFrom(srv6, port).String()
+	r := p.run(t, onClient, ep, quick, nil)
+	check(t, r, want{cause: doctor.FirewallDrop, confidence: doctor.Likely, evidence: "answers ping"})
+	checkDetail(t, r, "path", "itself answered at hop 1")
+	check(t, p.run(t, viaAgent, ep, quick, nil), want{cause: doctor.FirewallDrop, confidence: doctor.Confirmed, evidence: fmt.Sprintf("tcp dport %d drop", port)})
+}

@@ -42,13 +42,17 @@ func echo(ctx context.Context, addr netip.Addr, wait time.Duration) EchoInfo {
 		privileged = true
 	}
 	defer conn.Close()
+	kind := "unprivileged ICMP socket"
+	if privileged {
+		kind = "raw socket"
+	}
 
 	id := os.Getpid() & 0xffff
 	seq := int(time.Now().UnixNano() & 0x7fff)
 	msg := icmp.Message{Type: reqType, Body: &icmp.Echo{ID: id, Seq: seq, Data: []byte("reach doctor")}}
 	b, err := msg.Marshal(nil)
 	if err != nil {
-		return EchoInfo{Err: err}
+		return EchoInfo{Socket: kind, Err: err}
 	}
 	var dst net.Addr = &net.UDPAddr{IP: addr.AsSlice(), Zone: addr.Zone()}
 	if privileged {
@@ -61,7 +65,7 @@ func echo(ctx context.Context, addr netip.Addr, wait time.Duration) EchoInfo {
 	conn.SetDeadline(deadline)
 	start := time.Now()
 	if _, err := conn.WriteTo(b, dst); err != nil {
-		return EchoInfo{Err: fmt.Errorf("send: %w", err)}
+		return EchoInfo{Socket: kind, Err: fmt.Errorf("send: %w", err)}
 	}
 	buf := make([]byte, 1500)
 	for {
@@ -69,9 +73,9 @@ func echo(ctx context.Context, addr netip.Addr, wait time.Duration) EchoInfo {
 		if err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
-				return EchoInfo{} // no reply in time
+				return EchoInfo{Socket: kind} // no reply in time
 			}
-			return EchoInfo{Err: fmt.Errorf("receive: %w", err)}
+			return EchoInfo{Socket: kind, Err: fmt.Errorf("receive: %w", err)}
 		}
 		m, err := icmp.ParseMessage(proto, buf[:n])
 		if err != nil || m.Type != replyType {
@@ -83,7 +87,7 @@ func echo(ctx context.Context, addr netip.Addr, wait time.Duration) EchoInfo {
 		if !ok || e.Seq != seq || (privileged && (e.ID != id || !sameIP(from, addr))) {
 			continue
 		}
-		return EchoInfo{Replied: true, RTT: time.Since(start)}
+		return EchoInfo{Socket: kind, Replied: true, RTT: time.Since(start)}
 	}
 }
 

@@ -16,11 +16,11 @@ import (
 // namespace.
 func ProbeHop(ctx context.Context, dst netip.AddrPort, ttl int, wait time.Duration) (Hop, error) {
 	dst = netip.AddrPortFrom(dst.Addr().Unmap(), dst.Port())
-	family, level, recvErr, ttlOpt := unix.AF_INET, unix.IPPROTO_IP, unix.IP_RECVERR, unix.IP_TTL
-	var sa unix.Sockaddr = &unix.SockaddrInet4{Port: int(dst.Port()), Addr: dst.Addr().As4()}
-	if dst.Addr().Is6() {
-		family, level, recvErr, ttlOpt = unix.AF_INET6, unix.IPPROTO_IPV6, unix.IPV6_RECVERR, unix.IPV6_UNICAST_HOPS
-		sa = &unix.SockaddrInet6{Port: int(dst.Port()), Addr: dst.Addr().As16()}
+	family, level, recvErr, ttlOpt := unix.AF_INET6, unix.IPPROTO_IPV6, unix.IPV6_RECVERR, unix.IPV6_UNICAST_HOPS
+	var sa unix.Sockaddr = &unix.SockaddrInet6{Port: int(dst.Port()), Addr: dst.Addr().As16()}
+	if dst.Addr().Is4() {
+		family, level, recvErr, ttlOpt = unix.AF_INET, unix.IPPROTO_IP, unix.IP_RECVERR, unix.IP_TTL
+		sa = &unix.SockaddrInet4{Port: int(dst.Port()), Addr: dst.Addr().As4()}
 	}
 	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
 	if err != nil {

@@ -59,3 +59,22 @@ func TestProbeHop(t *testing.T) {
 		t.Errorf("no route: %+v, want a local error", h)
 	}
 }
+
+// On IPv6 the destination's port-unreachable comes back through IPV6_RECVERR.
+func TestProbeHopIPv6(t *testing.T) {
+	netlab.Require(t)
+	t.Parallel()
+	lab := netlab.New(t)
+	a, b := lab.Host("a"), lab.Host("b")
+	_, bAddr := lab.LinkV6(a, b)
+	var h sys.Hop
+	if err := a.Do(func() (err error) {
+		h, err = sys.ProbeHop(context.Background(), netip.AddrPortFrom(bAddr, 33434), 1, 2*time.Second)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if h.From != bAddr || !h.Reached || h.What != "port unreachable" {
+		t.Errorf("hop 1: %+v, want port unreachable from %v", h, bAddr)
+	}
+}
