@@ -315,7 +315,8 @@ func (m *Monitor) probe(ctx context.Context, j *job, ep Endpoint, due time.Time)
 
 // Observe records one probe result for an endpoint: local probes call it, and
 // so can a hub receiving results from remote agents (with their own source).
-// It never blocks on the store, the doctor or alerts.
+// It never blocks on the store, the doctor or alerts; ctx bounds the
+// diagnosis a transition to down starts (pass Run's context).
 func (m *Monitor) Observe(ctx context.Context, source string, ep Endpoint, at time.Time, r probe.Result) {
 	at = time.UnixMilli(at.UnixMilli()) // the store's resolution, so memory and store agree
 	s := sampleFrom(ep, source, at, r)
@@ -391,15 +392,17 @@ func (m *Monitor) Observe(ctx context.Context, source string, ep Endpoint, at ti
 // and announces it. It runs off the probe path.
 func (m *Monitor) transition(ctx context.Context, ep Endpoint, t Transition) {
 	defer m.wg.Done()
-	ctx = context.WithoutCancel(ctx) // a change seen before shutdown is still recorded
-	m.record(update{transition: &t})
+	m.record(update{transition: &t}) // even while shutting down: it was seen
 	m.log.Info("state change", "endpoint", t.Endpoint, "source", t.Source, "from", t.From, "to", t.To, "class", t.Class)
 	a := Alert{Endpoint: t.Endpoint, Source: t.Source, Target: ep.Target.String(), Labels: ep.Labels,
 		State: t.To, Previous: t.From, Time: t.Time, Class: t.Class, Errno: t.Errno}
 	// The doctor runs here, so it can explain only what this host sees;
 	// a pair seen from an agent is explained on the agent's host.
 	if t.To == StateDown && m.opt.Diagnoser != nil && t.Source == LocalSource {
-		d := m.diagnose(ctx, ep)
+		d, ok := m.diagnose(ctx, ep)
+		if !ok {
+			return // shutting down: no time to ask the doctor, nobody to tell
+		}
 		a.Cause, a.Verdict, a.Findings = d.Cause, d.Verdict, d.Findings
 		dt := t
 		dt.Diagnosis = &d
@@ -419,12 +422,21 @@ func (m *Monitor) transition(ctx context.Context, ep Endpoint, t Transition) {
 	}
 }
 
-func (m *Monitor) diagnose(ctx context.Context, ep Endpoint) Diagnosis {
-	m.diag <- struct{}{}
+// diagnose asks the doctor, at most DiagnoseLimit at once; ok is false when
+// ctx ended first.
+func (m *Monitor) diagnose(ctx context.Context, ep Endpoint) (d Diagnosis, ok bool) {
+	select {
+	case m.diag <- struct{}{}:
+	case <-ctx.Done():
+		return Diagnosis{}, false
+	}
 	defer func() { <-m.diag }()
-	ctx, cancel := context.WithTimeout(ctx, diagnoseTimeout)
+	dctx, cancel := context.WithTimeout(ctx, diagnoseTimeout)
 	defer cancel()
-	d, err := m.opt.Diagnoser.Diagnose(ctx, ep.Target)
+	d, err := m.opt.Diagnoser.Diagnose(dctx, ep.Target)
+	if ctx.Err() != nil {
+		return Diagnosis{}, false
+	}
 	if err != nil {
 		m.log.Warn("diagnose", "endpoint", ep.Name, "err", err)
 		d.Error = err.Error()
@@ -432,7 +444,7 @@ func (m *Monitor) diagnose(ctx context.Context, ep Endpoint) Diagnosis {
 			d.Cause = "diagnosis-failed"
 		}
 	}
-	return d
+	return d, true
 }
 
 // compactor applies retention and downsampling now and then.
