@@ -31,7 +31,15 @@ accepted and SEND-Q the backlog: when RECV-Q exceeds SEND-Q the queue is full
 and new connections are dropped (clients see timeouts).
 
 Without root, the owners of other users' sockets cannot be seen; reach says
-how many sockets that affects.`,
+how many sockets that affects.
+
+--json prints one object: {"source": "netlink" or "procfs", "warnings": [...],
+"sockets": [{"proto", "local", "remote", "state", "recv_q", "send_q",
+"v6only", "uid", "inode", "processes": [{"pid", "command", "user", "uid",
+"state"}], "process_state"}]}.
+
+Exit status: 0 when a socket matched, 1 when none did (so scripts can ask
+"is anything listening on 5432?"), 2 for bad flags.`,
 		Example: `  reach ports                      # every listening socket
   reach ports --port 5432          # who listens on 5432, and on which address?
   reach ports --process postgres   # where does postgres listen?
@@ -59,15 +67,21 @@ how many sockets that affects.`,
 				}
 				enc := json.NewEncoder(env.Out)
 				enc.SetIndent("", "  ")
-				return enc.Encode(t)
+				if err := enc.Encode(t); err != nil {
+					return err
+				}
+			} else {
+				if len(t.Sockets) == 0 {
+					fmt.Fprintln(env.Err, "reach: no "+describe(opt)+" found")
+				} else if err := writePortsTable(env, t, opt.All); err != nil {
+					return err
+				}
+				for _, w := range t.Warnings {
+					fmt.Fprintf(env.Err, "reach: warning: %s\n", w)
+				}
 			}
 			if len(t.Sockets) == 0 {
-				fmt.Fprintln(env.Err, "reach: no "+describe(opt)+" found")
-			} else if err := writePortsTable(env, t, opt.All); err != nil {
-				return err
-			}
-			for _, w := range t.Warnings {
-				fmt.Fprintf(env.Err, "reach: warning: %s\n", w)
+				return &ExitError{Code: ExitFail}
 			}
 			return nil
 		},

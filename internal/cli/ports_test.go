@@ -56,8 +56,12 @@ func TestPorts(t *testing.T) {
 
 	ln.Close()
 	code, out, errs = portsRun("ports", "--port", port)
-	if code != ExitOK || out != "" || !strings.Contains(errs, "no listening TCP sockets matching port "+port) {
+	if code != ExitFail || out != "" || !strings.Contains(errs, "no listening TCP sockets matching port "+port) {
 		t.Fatalf("closed port: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	code, out, _ = portsRun("ports", "--port", port, "--json")
+	if err := json.Unmarshal([]byte(out), &tab); code != ExitFail || err != nil || tab.Sockets == nil || len(tab.Sockets) != 0 {
+		t.Fatalf("closed port --json: exit %d, %v, output %q", code, err, out)
 	}
 }
 
