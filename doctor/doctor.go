@@ -46,7 +46,7 @@ const (
 	ClosedByPeer          Cause = "closed-by-peer"
 	LocalError            Cause = "local-error"
 	Reachable             Cause = "reachable"
-	Unknown               Cause = "unknown"
+	Unknown               Cause = "unknown" // cancelled, or nothing explains what was seen
 )
 
 // Confidence says how a finding is known.
@@ -162,8 +162,9 @@ type RemoteEvidence interface {
 // Options configure Run. The zero value probes with probe.DefaultTimeout
 // through the system resolver and reads this host's sockets and firewall.
 type Options struct {
-	// Timeout bounds each probe; the whole diagnosis takes at most about
-	// 1.15 times as long. Zero means probe.DefaultTimeout.
+	// Timeout bounds name resolution (the first stage) and each probe;
+	// the stages after resolution take at most about 1.15 times as long
+	// together. Zero means probe.DefaultTimeout.
 	Timeout time.Duration
 	// Network is "tcp" (default), "tcp4" or "tcp6".
 	Network string
@@ -220,8 +221,6 @@ type State struct {
 	Local  []bool           // host: per address, whether it is this host
 	Client *HostEvidence    // host: this host's firewall, for outgoing rules
 	Path   [][]sys.Hop      // path: per address, for timeouts and unreachables
-
-	Deadline time.Time // when the diagnosis must end
 }
 
 // RouteInfo is the route check's view of one address.
@@ -287,30 +286,41 @@ func Run(ctx context.Context, ep target.Endpoint, opt Options) *Report {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	// Probes take Timeout; what comes after gets a bounded share more.
-	budget := opt.timeout() + opt.timeout()*3/20
-	ctx, cancel := context.WithTimeout(ctx, budget)
-	defer cancel()
-	s := &State{Target: ep, Options: opt, Deadline: start.Add(budget)}
+	// The first stage (name resolution) may take Timeout; the stages after
+	// it share Timeout plus 15%: probes take Timeout, the rest gets a
+	// bounded share more. So a slow lookup does not starve the probes.
+	var rest time.Time
+	stageCtx := func(n int) (context.Context, context.CancelFunc) {
+		if n == 0 {
+			return context.WithTimeout(ctx, opt.timeout())
+		}
+		if rest.IsZero() {
+			rest = time.Now().Add(opt.timeout() + opt.timeout()*3/20)
+		}
+		return context.WithDeadline(ctx, rest)
+	}
+	s := &State{Target: ep, Options: opt}
 	ladder := opt.Ladder
 	if ladder == nil {
 		ladder = DefaultLadder()
 	}
 	var records []CheckRecord
 	var findings []Finding
-	for _, stage := range ladder {
+	for n, stage := range ladder {
+		sctx, cancel := stageCtx(n)
 		results := make([]CheckResult, len(stage))
 		took := make([]time.Duration, len(stage))
 		var g errgroup.Group
 		for i, c := range stage {
 			g.Go(func() error {
 				t0 := time.Now()
-				results[i] = c.Run(ctx, s)
+				results[i] = c.Run(sctx, s)
 				took[i] = time.Since(t0)
 				return nil
 			})
 		}
 		g.Wait()
+		cancel()
 		for i, c := range stage {
 			log.Debug("doctor check", "name", c.Name(), "status", results[i].Status, "detail", results[i].Detail, "took", took[i])
 			records = append(records, CheckRecord{Name: c.Name(), Status: results[i].Status, Detail: results[i].Detail, DurationMS: ms(took[i])})
