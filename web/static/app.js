@@ -5,6 +5,7 @@
 
 const token = new URLSearchParams(location.search).get("token");
 const rows = new Map(); // "source/name" -> status
+const trs = new Map();  // "source/name" -> its table row
 let selected = null;    // "source/name"
 let plotWindow = "1h";
 
@@ -60,6 +61,7 @@ function renderRow(st) {
     el("td", {}, last), el("td", {}, pct(st.uptime_24h)), labels);
   if (keyOf(st) === selected) tr.classList.add("selected");
   tr.addEventListener("click", () => select(keyOf(st)));
+  trs.set(keyOf(st), tr);
   return tr;
 }
 
@@ -67,19 +69,25 @@ function renderTable() {
   const body = document.querySelector("#endpoints tbody");
   const sorted = [...rows.values()].sort((a, b) =>
     (a.state === "down" ? 0 : 1) - (b.state === "down" ? 0 : 1) || keyOf(a).localeCompare(keyOf(b)));
+  trs.clear();
   body.replaceChildren(...sorted.map(renderRow));
   document.getElementById("empty").hidden = rows.size > 0;
   const down = sorted.filter((s) => s.state === "down").length;
   document.getElementById("summary").textContent = rows.size + " endpoints, " + down + " down";
 }
 
+// merge applies changed statuses: rows whose state is unchanged are replaced
+// in place; a new endpoint or a state change re-sorts the table.
 function merge(statuses) {
+  let resort = false;
   for (const st of statuses) {
     const old = rows.get(keyOf(st));
     if (old && old.uptime_24h != null && st.uptime_24h == null) st.uptime_24h = old.uptime_24h;
     rows.set(keyOf(st), st);
+    const tr = !resort && old && old.state === st.state && trs.get(keyOf(st));
+    if (tr && tr.isConnected) tr.replaceWith(renderRow(st)); else resort = true;
   }
-  renderTable();
+  if (resort) renderTable();
   if (selected && statuses.some((s) => keyOf(s) === selected)) loadDetail();
 }
 
