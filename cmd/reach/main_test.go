@@ -176,3 +176,64 @@ func TestWaitThenRun(t *testing.T) {
 		t.Fatalf("wait on a closed port: exit %d stderr %q", r.code, r.stderr)
 	}
 }
+
+// A second Ctrl-C during the drain ends the server at once.
+func TestSecondInterruptForcesExit(t *testing.T) {
+	cmd := exec.Command(reachBin, "serve", "--listen", "127.0.0.1:0", "--log-format", "text", "--drain", "60s")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	lines := make(chan string, 64)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			select {
+			case lines <- sc.Text():
+			default:
+			}
+		}
+		close(lines)
+	}()
+	waitFor := func(re *regexp.Regexp) []string {
+		t.Helper()
+		deadline := time.After(10 * time.Second)
+		for {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					t.Fatalf("reach serve exited before logging %v", re)
+				}
+				if m := re.FindStringSubmatch(l); m != nil {
+					return m
+				}
+			case <-deadline:
+				t.Fatalf("no log line matching %v within 10s", re)
+			}
+		}
+	}
+	addr := waitFor(listeningRE)[1]
+	conn, err := net.Dial("tcp", addr) // held open so the drain waits
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	cmd.Process.Signal(os.Interrupt)
+	waitFor(regexp.MustCompile(`shutting down`))
+	start := time.Now()
+	cmd.Process.Signal(os.Interrupt)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+		if d := time.Since(start); d > 5*time.Second {
+			t.Fatalf("second interrupt took %v to end the server", d)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("second interrupt did not end the server within 10s (drain is 60s)")
+	}
+}

@@ -46,7 +46,7 @@ files" are logged and retried with a back-off (5ms doubling to 1s).
 
 On SIGINT or SIGTERM the server stops accepting (new connections are
 refused), lets open connections finish for up to --drain, closes the rest
-and exits 0.
+and exits 0. A second SIGINT or SIGTERM ends the process at once.
 
 Logs go to stderr: one line when each listener starts, one per connection
 (remote address, duration, bytes in and out, how it ended), and errors;
