@@ -94,7 +94,7 @@ Exit status: 0 every target is reachable, 1 one is not, 2 usage error.`,
 			return nil
 		},
 	}
-	cmd.Flags().DurationVar(&timeout, "timeout", 3*time.Second, "how long each probe waits for an answer; the whole check takes at most about 15% more")
+	cmd.Flags().DurationVar(&timeout, "timeout", 3*time.Second, "how long name resolution and each probe wait for an answer; the checks after resolution take at most about 15% more together")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON (one object; JSON Lines for several targets)")
 	cmd.Flags().StringVar(&network, "network", "tcp", "tcp, tcp4 or tcp6: which address family of a name to check")
 	remote.add(cmd)
