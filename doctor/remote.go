@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strings"
 
+	"github.com/reach-tools/reach/probe"
 	"github.com/reach-tools/reach/sockets"
 )
 
@@ -37,4 +38,18 @@ func (ev HostEvidence) Narrow(src, dst netip.AddrPort) HostEvidence {
 			m.Rule.Source, m.Rule.Table, m.Rule.Chain, m.Rule.Text, m.Rule.Verdict+"s", strings.Join(m.Unchecked, ", ")))
 	}
 	return out
+}
+
+// Explain names what a host's evidence shows about a connection from src to
+// dst that ended in class, as the ladder's sockets and firewall checks do:
+// a hub uses it to explain a pair an agent reported, with the target's
+// evidence. detail says what was looked at, also when nothing was found.
+func Explain(ev HostEvidence, src, dst netip.AddrPort, class probe.Class) (detail string, findings []Finding) {
+	detail, findings = analyzeSockets(&ev, dst, class)
+	for _, m := range Evaluate(ev.Rules, Packet{Direction: "in", Src: src, Dst: dst}) {
+		if f, ok := firewallFinding(m, "in", dst, class, ev.Host); ok {
+			findings = append(findings, f)
+		}
+	}
+	return detail, findings
 }

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/reach-tools/reach/probe"
 	"github.com/reach-tools/reach/sockets"
 )
 
@@ -41,5 +42,36 @@ func TestNarrowForRemote(t *testing.T) {
 	}
 	if len(back.Rules) >= len(rules) {
 		t.Errorf("%d of %d rules sent, want only the deciding ones", len(back.Rules), len(rules))
+	}
+}
+
+func TestExplainRemote(t *testing.T) {
+	rules, err := ParseIptablesSave(mustRead(t, "iptables-save.txt"), "ip")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := netip.MustParseAddrPort("198.18.0.5:0")
+	lo := sockets.Socket{Proto: "tcp", Local: netip.MustParseAddrPort("127.0.0.1:6000"), State: sockets.StateListen}
+	any := sockets.Socket{Proto: "tcp", Local: netip.MustParseAddrPort("0.0.0.0:7707"), State: sockets.StateListen}
+	ev := HostEvidence{Host: "agent db", Rules: rules, Listening: []sockets.Socket{lo, any}}
+	for _, tc := range []struct {
+		dst   string
+		class probe.Class
+		want  Cause
+	}{
+		{"198.18.0.2:6000", probe.Refused, LoopbackOnly},
+		{"198.18.0.2:7707", probe.Timeout, FirewallDrop},   // -A INPUT --dport 7707 -j DROP
+		{"198.18.0.2:8050", probe.Refused, NotListening},   // nothing on 8050 (the reject rule is second)
+		{"198.18.0.2:8050", probe.Refused, FirewallReject}, // and the rule rejects with tcp-reset
+	} {
+		n := ev.Narrow(src, netip.MustParseAddrPort(tc.dst))
+		_, fs := Explain(n, src, netip.MustParseAddrPort(tc.dst), tc.class)
+		found := false
+		for _, f := range fs {
+			found = found || f.Cause == tc.want
+		}
+		if !found {
+			t.Errorf("%s %s: findings %+v, want %s", tc.dst, tc.class, fs, tc.want)
+		}
 	}
 }
