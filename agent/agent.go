@@ -331,7 +331,17 @@ func (a *Agent) serveEvidence(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "addr: want the IP:port you dialled, e.g. 198.18.0.2:5432", http.StatusBadRequest)
 		return
 	}
-	src, _ := netip.ParseAddrPort(r.RemoteAddr) // the asker: firewall rules are judged for it
+	// Firewall rules are judged for the asker, or for src when a hub asks
+	// on behalf of another agent.
+	src, _ := netip.ParseAddrPort(r.RemoteAddr)
+	if q := r.URL.Query().Get("src"); q != "" {
+		a, err := netip.ParseAddr(q)
+		if err != nil {
+			http.Error(w, "src: want an IP address", http.StatusBadRequest)
+			return
+		}
+		src = netip.AddrPortFrom(a, 0)
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
 	ev := a.cfg.Gather(ctx)

@@ -127,8 +127,18 @@ func NewClient(base, token string, hc *http.Client) (*Client, error) {
 // listeners on addr's port (and nearby ports), and the firewall rules that
 // decide it.
 func (c *Client) Evidence(ctx context.Context, addr netip.AddrPort) (doctor.HostEvidence, error) {
+	return c.EvidenceFor(ctx, netip.Addr{}, addr)
+}
+
+// EvidenceFor is Evidence for a connection from src rather than from us: a
+// hub explaining what another agent saw.
+func (c *Client) EvidenceFor(ctx context.Context, src netip.Addr, addr netip.AddrPort) (doctor.HostEvidence, error) {
+	q := url.Values{"addr": {addr.String()}}
+	if src.IsValid() {
+		q.Set("src", src.String())
+	}
 	var ev doctor.HostEvidence
-	err := c.c.call(ctx, http.MethodGet, PathEvidence, url.Values{"addr": {addr.String()}}, nil, &ev)
+	err := c.c.call(ctx, http.MethodGet, PathEvidence, q, nil, &ev)
 	if err == nil {
 		ev.Host = "agent " + ev.Host + " (" + c.c.base + ")"
 	}

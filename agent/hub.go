@@ -34,6 +34,9 @@ type Hub struct {
 	// HistoryLink, when set, gives the URL of a pair's stored history and
 	// findings (e.g. the dashboard's API), linked from the pair page.
 	HistoryLink func(source, target string) string
+	// AgentClient asks target hosts' agents for evidence on the pair page;
+	// nil uses one with a 3 s timeout. Set its TLS config for https agents.
+	AgentClient *http.Client
 
 	mu     sync.RWMutex
 	cfg    HubConfig

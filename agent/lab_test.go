@@ -186,6 +186,10 @@ func TestFleetMatrixShowsBlockedPair(t *testing.T) {
 		return filled == cells && len(bad) == 1 && bad[0] == want
 	})
 	t.Logf("blocked pair visible after %v (interval %v)", took.Round(time.Millisecond), labInterval)
+	// The pair page asks db's agent, which names the rule that drops web.
+	if pair := f.get(t, "/agents/pair?source=web&target=db:5000"); !strings.Contains(pair, `data-cause="firewall-drop"`) || !strings.Contains(pair, "-s "+web.String()+"/32") {
+		t.Errorf("pair page does not show db's firewall dropping web:\n%s", pair)
+	}
 
 	db.Iptables(t, append([]string{"-D"}, rule...)...)
 	took = waitMatrix(t, f, 2*labInterval, "recovery", func(bad []string, filled int) bool {

@@ -1,12 +1,15 @@
 package agent
 
 import (
+	"context"
 	"html/template"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"slices"
 	"time"
 
+	"github.com/reach-tools/reach/doctor"
 	"github.com/reach-tools/reach/probe"
 )
 
@@ -144,12 +147,78 @@ var pairPage = template.Must(template.New("pair").Funcs(pageFuncs).Parse(`<!doct
 {{with .Class.Causes}}<h2>Possible causes, most likely first</h2><ul>{{range .}}<li>{{.}}</li>{{end}}</ul>
 <p>To tell them apart, run <code>reach check {{$.Addr}}</code> on {{$.Source}}: with an agent on the target host it names the exact cause.</p>{{end}}
 {{else}}<p>No result yet.</p>{{end}}
+{{with .Remote}}<h2>What {{.Host}}'s agent sees</h2>
+{{if .Err}}<p>Could not ask it: <code>{{.Err}}</code></p>{{else}}<p>{{.Detail}}.</p>
+{{if .Findings}}<table><tr><th>Issue</th><th>Evidence</th><th>Fix</th></tr>
+{{range .Findings}}<tr><td data-cause="{{.Cause}}">{{.Issue}}</td><td>{{.Evidence}}</td><td>{{.Fix}}</td></tr>
+{{end}}</table>{{else}}<p>Nothing on {{.Host}} explains it: look at the path between the two hosts (reach check on {{$.Source}}).</p>{{end}}
+{{range .Notes}}<p class="note">{{.}}</p>{{end}}{{end}}{{end}}
 <h2>Recent results (newest first)</h2>
 <table><tr><th>time (UTC)</th><th>class</th><th>rtt</th><th>address</th><th>error</th></tr>
 {{range .History}}<tr><td>{{when .Time}}</td><td>{{.Class}}</td><td>{{ms .RTT}}</td><td>{{.Addr}}</td><td>{{.Error}}</td></tr>
 {{end}}</table>
 </body></html>
 `))
+
+// remoteView is what the target's agent says about a failing pair.
+type remoteView struct {
+	Host     string
+	Err      error
+	Detail   string
+	Findings []doctor.Finding
+	Notes    []string
+}
+
+// explain asks the agent on res's target host (when the config names one)
+// what it sees for the connection res's source tried, and names the cause
+// as the doctor would on that host. Nil for open pairs and targets without
+// an agent.
+func (h *Hub) explain(ctx context.Context, res Result) *remoteView {
+	if res.Class == probe.Open {
+		return nil
+	}
+	h.mu.RLock()
+	var srcAddr netip.Addr
+	var agentURL, host string
+	for _, hc := range h.cfg.Hosts {
+		if hc.Name == res.Source {
+			srcAddr = hc.Addr
+		}
+	}
+	for _, t := range h.lists[res.Source].Targets {
+		if t.ID == res.Target {
+			host = t.Host
+		}
+	}
+	for _, hc := range h.cfg.Hosts {
+		if hc.Name == host {
+			agentURL = hc.Agent
+		}
+	}
+	token := h.cfg.Token
+	h.mu.RUnlock()
+	if agentURL == "" {
+		return nil
+	}
+	v := &remoteView{Host: host}
+	hc := h.AgentClient
+	if hc == nil {
+		hc = &http.Client{Timeout: 3 * time.Second}
+	}
+	c, err := NewClient(agentURL, token, hc)
+	if err != nil {
+		v.Err = err
+		return v
+	}
+	ev, err := c.EvidenceFor(ctx, srcAddr, res.Addr)
+	if err != nil {
+		v.Err = err
+		return v
+	}
+	v.Detail, v.Findings = doctor.Explain(ev, netip.AddrPortFrom(srcAddr, 0), res.Addr, res.Class)
+	v.Notes = ev.Notes
+	return v
+}
 
 func (h *Hub) servePair(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
@@ -172,5 +241,6 @@ func (h *Hub) servePair(w http.ResponseWriter, r *http.Request) {
 		History        []Result
 		Keep           url.Values
 		Stored         string
-	}{src, tgt, hist[0].Addr.String(), &hist[0], hist, keep(r), stored})
+		Remote         *remoteView
+	}{src, tgt, hist[0].Addr.String(), &hist[0], hist, keep(r), stored, h.explain(r.Context(), hist[0])})
 }
