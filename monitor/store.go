@@ -171,7 +171,15 @@ func (s *Store) tx(ctx context.Context, f func(*sql.Tx) error) error {
 	return nil
 }
 
-const sampleRowsPerInsert = 100
+// rowsPerInsert bounds a multi-row INSERT (12 columns x 100 rows stays far
+// below SQLite's and PostgreSQL's parameter limits).
+const rowsPerInsert = 100
+
+// values returns "(?,?),(?,?)..." for rows of cols placeholders.
+func values(rows, cols int) string {
+	row := "(" + strings.Repeat("?,", cols-1) + "?)"
+	return strings.Repeat(row+",", rows-1) + row
+}
 
 // Batch is what one write stores, in one transaction.
 type Batch struct {
@@ -191,41 +199,35 @@ func (b Batch) Len() int {
 // Write stores a batch in one transaction: all of it or, on error, none.
 func (s *Store) Write(ctx context.Context, b Batch) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
-		samples := b.Samples
-		for len(samples) > 0 {
-			chunk := samples[:min(len(samples), sampleRowsPerInsert)]
-			samples = samples[len(chunk):]
-			var q strings.Builder
-			q.WriteString(`INSERT INTO samples (endpoint, source, ts, ok, class, errno, rtt_us) VALUES `)
+		for rows := b.Samples; len(rows) > 0; {
+			chunk := rows[:min(len(rows), rowsPerInsert)]
+			rows = rows[len(chunk):]
 			args := make([]any, 0, 7*len(chunk))
-			for i, sm := range chunk {
-				if i > 0 {
-					q.WriteByte(',')
-				}
-				q.WriteString("(?,?,?,?,?,?,?)")
+			for _, sm := range chunk {
 				args = append(args, sm.Endpoint, sm.Source, sm.Time.UnixMilli(), boolInt(sm.OK), string(sm.Class), sm.Errno, sm.RTT.Microseconds())
 			}
-			if _, err := tx.ExecContext(ctx, s.q(q.String()), args...); err != nil {
+			q := `INSERT INTO samples (endpoint, source, ts, ok, class, errno, rtt_us) VALUES ` + values(len(chunk), 7)
+			if _, err := tx.ExecContext(ctx, s.q(q), args...); err != nil {
 				return fmt.Errorf("insert samples: %v", err)
 			}
 		}
-		if len(b.Statuses) > 0 {
-			stmt, err := tx.PrepareContext(ctx, s.q(`INSERT INTO states (endpoint, source, state, since, last_ts, last_ok,
-				last_class, last_errno, last_rtt_us, oks, fails, cause) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
+		// Statuses are unique per source and endpoint, as one upsert requires.
+		for rows := b.Statuses; len(rows) > 0; {
+			chunk := rows[:min(len(rows), rowsPerInsert)]
+			rows = rows[len(chunk):]
+			args := make([]any, 0, 12*len(chunk))
+			for _, st := range chunk {
+				args = append(args, st.Endpoint, st.Source, string(st.State), st.Since.UnixMilli(), st.Last.Time.UnixMilli(),
+					boolInt(st.Last.OK), string(st.Last.Class), st.Last.Errno, st.Last.RTT.Microseconds(), st.Oks, st.Fails, st.Cause)
+			}
+			q := `INSERT INTO states (endpoint, source, state, since, last_ts, last_ok, last_class, last_errno, last_rtt_us,
+				oks, fails, cause) VALUES ` + values(len(chunk), 12) + `
 				ON CONFLICT (source, endpoint) DO UPDATE SET state = excluded.state, since = excluded.since,
 				last_ts = excluded.last_ts, last_ok = excluded.last_ok, last_class = excluded.last_class,
 				last_errno = excluded.last_errno, last_rtt_us = excluded.last_rtt_us, oks = excluded.oks,
-				fails = excluded.fails, cause = excluded.cause`))
-			if err != nil {
-				return fmt.Errorf("prepare states: %v", err)
-			}
-			defer stmt.Close()
-			for _, st := range b.Statuses {
-				_, err := stmt.ExecContext(ctx, st.Endpoint, st.Source, string(st.State), st.Since.UnixMilli(), st.Last.Time.UnixMilli(),
-					boolInt(st.Last.OK), string(st.Last.Class), st.Last.Errno, st.Last.RTT.Microseconds(), st.Oks, st.Fails, st.Cause)
-				if err != nil {
-					return fmt.Errorf("upsert state of %s: %v", st.Endpoint, err)
-				}
+				fails = excluded.fails, cause = excluded.cause`
+			if _, err := tx.ExecContext(ctx, s.q(q), args...); err != nil {
+				return fmt.Errorf("upsert states: %v", err)
 			}
 		}
 		for _, t := range b.Transitions {
