@@ -1,10 +1,14 @@
 package cli
 
 import (
+	"crypto/tls"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
+
+	"github.com/spf13/cobra"
 
 	"github.com/reach-tools/reach/agent"
 	"github.com/reach-tools/reach/monitor"
@@ -74,4 +78,28 @@ func withHub(hub *agent.Hub, dash *web.Server) http.Handler {
 	mux.Handle("/agent/v1/", hub.Handler())
 	mux.Handle("/", dash)
 	return mux
+}
+
+// hubTLSFlags serve reach watch (dashboard and hub) over https, and with
+// --tls-client-ca require client certificates (mTLS): agents then act only
+// under the name their certificate carries, and browsers need one too.
+type hubTLSFlags struct{ cert, key, clientCA string }
+
+func (f *hubTLSFlags) add(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.cert, "tls-cert", "", "serve https with this PEM certificate")
+	fl.StringVar(&f.key, "tls-key", "", "key of --tls-cert")
+	fl.StringVar(&f.clientCA, "tls-client-ca", "", "require client certificates signed by this CA (mTLS, for agents and browsers alike)")
+}
+
+// wrap returns ln serving TLS when the flags ask for it.
+func (f *hubTLSFlags) wrap(ln net.Listener) (net.Listener, error) {
+	if f.cert == "" && f.key == "" && f.clientCA == "" {
+		return ln, nil
+	}
+	cfg, err := agent.ServerTLS(f.cert, f.key, f.clientCA)
+	if err != nil {
+		return nil, err
+	}
+	return tls.NewListener(ln, cfg), nil
 }

@@ -32,6 +32,7 @@ func newWatchCmd(env *Env) *cobra.Command {
 	var (
 		config, store, listen, retain, basic, token string
 		checkOnly, noDoctor                         bool
+		tlsFlags                                    hubTLSFlags
 		concurrency                                 int
 		doctorTimeout                               time.Duration
 	)
@@ -97,7 +98,7 @@ the dashboard (the flags work too, but show in ps).`,
 			if checkOnly {
 				return printConfig(env, config, cfg)
 			}
-			w := watcher{env: env, cfg: cfg, path: config, store: store, listen: listen, retain: ret,
+			w := watcher{env: env, cfg: cfg, path: config, store: store, listen: listen, retain: ret, tls: tlsFlags,
 				concurrency: concurrency, noDoctor: noDoctor, doctorTimeout: doctorTimeout,
 				auth: web.Options{Token: token, User: user, Password: pass}}
 			return w.run()
@@ -109,6 +110,7 @@ the dashboard (the flags work too, but show in ps).`,
 	f.StringVar(&store, "store", "reach.db", "history: a SQLite file, or a postgres:// DSN")
 	f.StringVar(&retain, "retain", "30d", "keep history this long (e.g. 90d, 12h)")
 	f.StringVar(&listen, "listen", "127.0.0.1:9190", "address of the dashboard, API and /metrics")
+	tlsFlags.add(cmd)
 	f.StringVar(&token, "token", "", "require this bearer token (or ?token=) on the dashboard")
 	f.StringVar(&basic, "basic-auth", "", "require HTTP basic auth user:password on the dashboard")
 	f.IntVar(&concurrency, "concurrency", monitor.DefaultConcurrency, "probes in flight at most")
@@ -162,6 +164,7 @@ type watcher struct {
 	env                   *Env
 	cfg                   *monitor.Config
 	path, store, listen   string
+	tls                   hubTLSFlags
 	retain, doctorTimeout time.Duration
 	concurrency           int
 	noDoctor              bool
@@ -197,16 +200,23 @@ func (w *watcher) run() error {
 	if err != nil {
 		return &ExitError{Code: ExitFail, Err: fmt.Errorf("dashboard cannot listen on %s: %w (see \"reach ports\" for who holds it, or pick another --listen)", w.listen, err)}
 	}
+	scheme := "http"
+	if tln, err := w.tls.wrap(ln); err != nil {
+		ln.Close()
+		return &ExitError{Code: ExitFail, Err: err}
+	} else if tln != ln {
+		ln, scheme = tln, "https"
+	}
 	dash := w.auth
 	dash.Monitor, dash.Gatherer, dash.Logger = m, reg, log
 	// Catch SIGHUP before saying we run, so no early one kills the process.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	fmt.Fprintf(env.Err, "reach watch: %d endpoints, history in %s (%s), dashboard http://%s/\n",
-		len(w.cfg.Endpoints), w.store, store.Dialect(), ln.Addr())
+	fmt.Fprintf(env.Err, "reach watch: %d endpoints, history in %s (%s), dashboard %s://%s/\n",
+		len(w.cfg.Endpoints), w.store, store.Dialect(), scheme, ln.Addr())
 	if hub != nil {
-		fmt.Fprintf(env.Err, "reach watch: hub for %d agents at http://%s%s, matrix http://%s/agents/\n", len(hub.Agents()), ln.Addr(), agent.PathTargets, ln.Addr())
+		fmt.Fprintf(env.Err, "reach watch: hub for %d agents at %s://%s, matrix %[2]s://%[3]s/agents/\n", len(hub.Agents()), scheme, ln.Addr())
 	}
 
 	ctx, stop := context.WithCancel(env.Ctx)
