@@ -2,6 +2,7 @@ package agent_test
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -51,7 +52,11 @@ type fleet struct {
 	web    *http.Client // dials from the hub's host
 }
 
-func newFleet(t *testing.T) *fleet {
+func newFleet(t *testing.T) *fleet { return newFleetWith(t, false) }
+
+// newFleetWith, with mTLS set, serves the hub over https requiring client
+// certificates, and gives each agent its own (CN = its name).
+func newFleetWith(t *testing.T, mTLS bool) *fleet {
 	t.Helper()
 	lab := netlab.New(t)
 	f := &fleet{names: []string{"hub", "web", "db", "batch"}}
@@ -77,13 +82,33 @@ func newFleet(t *testing.T) *fleet {
 	}
 	hubAddr := netip.AddrPortFrom(f.addrs[0], hubPort).String()
 	f.hubURL = "http://" + hubAddr
-	f.web = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: f.hosts[0].DialContext}}
-	f.hosts[0].Start(t, "env", "REACH_LAB_EXEC=1", exe, "watch", "-c", filepath.Join(dir, "reach.yaml"),
-		"--listen", hubAddr, "--store", filepath.Join(dir, "reach.db"))
+	tr := &http.Transport{DialContext: f.hosts[0].DialContext}
+	f.web = &http.Client{Timeout: 5 * time.Second, Transport: tr}
+	watch := []string{"env", "REACH_LAB_EXEC=1", exe, "watch", "-c", filepath.Join(dir, "reach.yaml"),
+		"--listen", hubAddr, "--store", filepath.Join(dir, "reach.db")}
+	var ca *agent.TestCA
+	if mTLS {
+		ca = agent.NewTestCA(t)
+		cert, key := ca.Issue(t, "hub-server", x509.ExtKeyUsageServerAuth, f.addrs[0].AsSlice())
+		watch = append(watch, "--tls-cert", cert, "--tls-key", key, "--tls-client-ca", ca.CAFile())
+		f.hubURL = "https://" + hubAddr
+		cert, key = ca.Issue(t, "browser", x509.ExtKeyUsageClientAuth)
+		tc, err := agent.ClientTLS(ca.CAFile(), cert, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr.TLSClientConfig = tc
+	}
+	f.hosts[0].Start(t, watch...)
 	for i, h := range f.hosts {
-		h.Start(t, "env", "REACH_LAB_EXEC=1", "REACH_TOKEN="+labToken, exe, "agent",
+		args := []string{"env", "REACH_LAB_EXEC=1", "REACH_TOKEN=" + labToken, exe, "agent",
 			"--hub", f.hubURL, "--name", f.names[i], "--listen", netip.AddrPortFrom(f.addrs[i], agentPort).String(),
-			"--report-every", "200ms")
+			"--report-every", "200ms"}
+		if mTLS {
+			cert, key := ca.Issue(t, f.names[i], x509.ExtKeyUsageClientAuth)
+			args = append(args, "--hub-ca", ca.CAFile(), "--cert", cert, "--key", key)
+		}
+		h.Start(t, args...)
 	}
 	for deadline := time.Now().Add(30 * time.Second); f.get(t, "/healthz") == ""; time.Sleep(50 * time.Millisecond) {
 		if time.Now().After(deadline) {
@@ -348,5 +373,23 @@ func waitAgent(t *testing.T, f *fleet, i int) {
 			t.Fatalf("agent %s does not answer: %v", f.names[i], err)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Agents report to a hub that requires client certificates; without one,
+// nothing gets through, token or not.
+func TestFleetMutualTLS(t *testing.T) {
+	f := newFleetWith(t, true)
+	waitMatrix(t, f, 30*time.Second, "every pair open over mTLS", func(bad []string, filled int) bool {
+		return filled == 4*3 && len(bad) == 0
+	})
+	plain := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DialContext: f.hosts[1].DialContext, TLSClientConfig: f.web.Transport.(*http.Transport).TLSClientConfig.Clone()}}
+	plain.Transport.(*http.Transport).TLSClientConfig.Certificates = nil
+	req, _ := http.NewRequest(http.MethodGet, f.hubURL+agent.PathTargets+"?agent=web", nil)
+	req.Header.Set("Authorization", "Bearer "+labToken)
+	if resp, err := plain.Do(req); err == nil {
+		resp.Body.Close()
+		t.Errorf("hub answered %s to a client without a certificate", resp.Status)
 	}
 }

@@ -20,15 +20,16 @@ import (
 	"time"
 )
 
-// pki is a throw-away CA that signs server and client certificates.
-type pki struct {
+// TestCA is a throw-away CA that signs server and client certificates,
+// exported for the lab tests in package agent_test.
+type TestCA struct {
 	dir  string
 	ca   *x509.Certificate
 	key  *ecdsa.PrivateKey
 	next int64
 }
 
-func newPKI(t *testing.T) *pki {
+func NewTestCA(t *testing.T) *TestCA {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -44,7 +45,7 @@ func newPKI(t *testing.T) *pki {
 		t.Fatal(err)
 	}
 	ca, _ := x509.ParseCertificate(der)
-	p := &pki{dir: t.TempDir(), ca: ca, key: key, next: 2}
+	p := &TestCA{dir: t.TempDir(), ca: ca, key: key, next: 2}
 	writePEM(t, filepath.Join(p.dir, "ca.pem"), "CERTIFICATE", der)
 	return p
 }
@@ -56,8 +57,11 @@ func writePEM(t *testing.T, path, typ string, der []byte) {
 	}
 }
 
-// issue writes name.pem and name-key.pem and returns their paths.
-func (p *pki) issue(t *testing.T, name string, usage x509.ExtKeyUsage, ips ...net.IP) (cert, key string) {
+// CAFile is the CA certificate's PEM file.
+func (p *TestCA) CAFile() string { return filepath.Join(p.dir, "ca.pem") }
+
+// Issue writes name.pem and name-key.pem and returns their paths.
+func (p *TestCA) Issue(t *testing.T, name string, usage x509.ExtKeyUsage, ips ...net.IP) (cert, key string) {
 	t.Helper()
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -85,11 +89,11 @@ func (p *pki) issue(t *testing.T, name string, usage x509.ExtKeyUsage, ips ...ne
 
 func TestMutualTLS(t *testing.T) {
 	open, _ := openAndClosed(t)
-	p := newPKI(t)
+	p := NewTestCA(t)
 	ca := filepath.Join(p.dir, "ca.pem")
-	srvCert, srvKey := p.issue(t, "hub", x509.ExtKeyUsageServerAuth, net.IPv4(127, 0, 0, 1))
-	aCert, aKey := p.issue(t, "a", x509.ExtKeyUsageClientAuth)
-	bCert, bKey := p.issue(t, "b", x509.ExtKeyUsageClientAuth)
+	srvCert, srvKey := p.Issue(t, "hub", x509.ExtKeyUsageServerAuth, net.IPv4(127, 0, 0, 1))
+	aCert, aKey := p.Issue(t, "a", x509.ExtKeyUsageClientAuth)
+	bCert, bKey := p.Issue(t, "b", x509.ExtKeyUsageClientAuth)
 
 	h, err := NewHub(HubConfig{
 		Token: testToken, Interval: 50 * time.Millisecond, Timeout: 50 * time.Millisecond,
