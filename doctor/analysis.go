@@ -132,6 +132,13 @@ func analyzeSockets(ev *HostEvidence, ap netip.AddrPort, class probe.Class) (str
 	}
 	// Something takes the connection: is it able to?
 	var fs []Finding
+	if class == probe.Reset || class == probe.ClosedByPeer {
+		cause := map[probe.Class]Cause{probe.Reset: ResetByPeer, probe.ClosedByPeer: ClosedByPeer}[class]
+		fs = append(fs, Finding{Cause: cause, Confidence: Confirmed,
+			Issue:    "The server accepts the connection, then drops it",
+			Evidence: fmt.Sprintf("%s holds the listening socket: its logs say why it drops the connection", owner(taking[0])),
+			Fix:      fmt.Sprintf("look at the logs of %s for why it drops connections from this client", owner(taking[0]))})
+	}
 	for _, sk := range taking {
 		if sk.ProcessState == "stopped" || sk.ProcessState == "tracing-stop" {
 			fs = append(fs, Finding{Cause: ServerHung, Confidence: Confirmed,

@@ -408,7 +408,7 @@ func TestCauses(t *testing.T) {
 		},
 		views: []view{
 			{onClient, want{cause: doctor.ResetByPeer, confidence: doctor.Confirmed, evidence: "then an RST came"}},
-			{onServer, want{cause: doctor.ResetByPeer, confidence: doctor.Confirmed, evidence: "then an RST came"}},
+			{onServer, want{cause: doctor.ResetByPeer, confidence: doctor.Confirmed, evidence: "holds the listening socket"}},
 		},
 		class: "reset",
 	}, {
