@@ -181,7 +181,10 @@ func infer(s *State, i int, c probe.Class) ([]Finding, []string) {
 			pathNote = "; no hop of the path probe answered"
 		}
 	}
-	askHost := fmt.Sprintf("run `reach check %s` on %s itself, or ask an agent there: its socket table and firewall rules tell these apart", ap, host)
+	askHost := fmt.Sprintf("run `reach check %s` on %s itself, or ask the reach agent there (reach check %s --agent URL): its socket table and firewall rules tell these apart", ap, host, ap)
+	if s.Options.Remote != nil {
+		askHost = fmt.Sprintf("the agent for %s could not answer (see the host check); run `reach check %s` on %s itself: its socket table and firewall rules tell these apart", host, ap, host)
+	}
 	f := func(cause Cause, conf Confidence, issue, evidence, fix string) Finding {
 		return Finding{Cause: cause, Confidence: conf, Issue: issue, Evidence: evidence, Fix: fix, Addr: label}
 	}
