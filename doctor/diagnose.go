@@ -182,7 +182,7 @@ func infer(s *State, i int, c probe.Class) ([]Finding, []string) {
 		}
 	}
 	askHost := fmt.Sprintf("run `reach check %s` on %s itself, or ask the reach agent there (reach check %s --agent URL): its socket table and firewall rules tell these apart", ap, host, ap)
-	if s.Options.Remote != nil {
+	if s.Options.Remote != nil && s.Host == nil {
 		askHost = fmt.Sprintf("the agent for %s could not answer (see the host check); run `reach check %s` on %s itself: its socket table and firewall rules tell these apart", host, ap, host)
 	}
 	f := func(cause Cause, conf Confidence, issue, evidence, fix string) Finding {
