@@ -276,9 +276,7 @@ func (m *Monitor) dispatch(ctx context.Context, now time.Time) {
 		j := m.queue[0]
 		due := j.due
 		// Keep the phase; skip ticks missed while we were late.
-		for !j.due.After(now) {
-			j.due = j.due.Add(j.ep.Interval)
-		}
+		j.due = j.due.Add((now.Sub(j.due)/j.ep.Interval + 1) * j.ep.Interval)
 		heap.Fix(&m.queue, 0)
 		if j.running {
 			continue // a probe longer than its interval; config forbids, but be safe

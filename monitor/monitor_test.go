@@ -280,7 +280,7 @@ func TestMonitorSurvivesRestart(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		done := make(chan error)
 		go func() { done <- m.Run(ctx) }()
-		waitFor(t, 10*time.Second, func() bool {
+		waitFor(t, 30*time.Second, func() bool {
 			st, _ := m.Status(LocalSource, "gone")
 			return st.State == StateDown && st.Cause != ""
 		})
@@ -320,4 +320,27 @@ func waitFor(t *testing.T, limit time.Duration, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// After a stall (a suspended laptop), missed ticks are skipped, not replayed,
+// and the endpoint keeps its phase.
+func TestDispatchSkipsMissedTicks(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeProber{count: map[string]int{}}
+		e := ep("a", 2, time.Second)
+		m, err := New(t.Context(), &Config{Endpoints: []Endpoint{e}, Alerts: Alerts{Rise: 1, Fall: 1}}, Options{Probe: f.probe})
+		if err != nil {
+			t.Fatal(err)
+		}
+		due := m.jobs["a"].due
+		later := due.Add(time.Hour + 300*time.Millisecond)
+		m.dispatch(t.Context(), later)
+		m.wg.Wait()
+		if n := f.n(e); n != 1 {
+			t.Errorf("%d probes after a one-hour stall, want 1", n)
+		}
+		if got, want := m.jobs["a"].due, due.Add(3601*time.Second); !got.Equal(want) {
+			t.Errorf("next due %v after the stall, want %v (same phase)", got.Sub(due), want.Sub(due))
+		}
+	})
 }

@@ -73,7 +73,7 @@ func TestAPI(t *testing.T) {
 
 	// The down transition gets its diagnosis asynchronously; wait for it.
 	var d EndpointDetail
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for d.Down == nil || d.Down.Diagnosis == nil {
 		if time.Now().After(deadline) {
 			t.Fatalf("no diagnosis in the detail: %+v", d)
@@ -97,7 +97,7 @@ func TestAPI(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &list); code != 200 || err != nil || len(list.Endpoints) != 1 || list.Endpoints[0].State != monitor.StateDown {
 		t.Errorf("list: %d %s", code, body)
 	}
-	deadline = time.Now().Add(10 * time.Second)
+	deadline = time.Now().Add(30 * time.Second)
 	for {
 		code, body = get(t, srv.URL+"/api/endpoints/local/db/latency?window=1h")
 		var lat struct{ Points []monitor.Point }
