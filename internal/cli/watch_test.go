@@ -3,7 +3,9 @@ package cli
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -200,5 +202,52 @@ func TestWatchReloadsOnSIGHUP(t *testing.T) {
 	}
 	if !strings.Contains(w.errs.String(), "configuration reloaded") {
 		t.Errorf("no reload log:\n%s", w.errs.String())
+	}
+}
+
+// reach watch --store postgres://... keeps history in PostgreSQL
+// (REACH_TEST_POSTGRES; scripts/test starts one), and a restart carries on.
+func TestWatchWithPostgres(t *testing.T) {
+	dsn := os.Getenv("REACH_TEST_POSTGRES")
+	if dsn == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatal("REACH_TEST_POSTGRES is not set; in CI the PostgreSQL store must be tested (scripts/test starts one with scripts/pg-start)")
+		}
+		t.Skip("REACH_TEST_POSTGRES not set; run scripts/pg-start and export its DSN")
+	}
+	// A fresh schema per run, dropped afterwards.
+	schema := fmt.Sprintf("reach_cli_test_%d", time.Now().UnixNano())
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec("CREATE SCHEMA " + schema); err != nil {
+		t.Fatal(err)
+	}
+	defer db.Exec("DROP SCHEMA " + schema + " CASCADE")
+	sep := "?"
+	if strings.Contains(dsn, "?") {
+		sep = "&"
+	}
+	store := dsn + sep + "search_path=" + schema
+
+	gone := listen(t)
+	addr := gone.Addr().String()
+	gone.Close()
+	config := filepath.Join(t.TempDir(), "reach.yaml")
+	writeConfig(t, config, "alerts: {fall: 1}\nendpoints:\n  - {name: gone, target: '"+addr+"', interval: 1s}\n")
+	w := startWatch(t, config, "--store", store, "--no-doctor")
+	if !strings.Contains(w.errs.String(), "(postgres)") {
+		t.Errorf("not on PostgreSQL:\n%s", w.errs.String())
+	}
+	var first web.EndpointView
+	waitUntil(t, "gone down", func() bool { first = w.endpoints(t)["gone"]; return first.State == monitor.StateDown })
+	w.stop(t)
+
+	w = startWatch(t, config, "--store", store, "--no-doctor")
+	again := w.endpoints(t)["gone"]
+	if again.State != monitor.StateDown || !again.Since.Equal(first.Since) || again.Uptime24h == nil || *again.Uptime24h != 0 {
+		t.Errorf("after a restart on PostgreSQL: %+v (uptime %v), before %+v", again.Status, again.Uptime24h, first.Status)
 	}
 }
