@@ -3,6 +3,7 @@ package doctor
 import (
 	"cmp"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 
@@ -211,25 +212,42 @@ func infer(s *State, i int, c probe.Class) ([]Finding, []string) {
 		down := f(HostDown, Possible, "The host is down",
 			fmt.Sprintf("no answer to SYNs%s", map[bool]string{true: " and no echo reply", false: ""}[echoKnown && !echoed]),
 			fmt.Sprintf("check that %s is powered and has that address (console, hypervisor); see the path check for the last hop that answered", host))
-		next := []string{askHost, "compare with another port on the same host (e.g. reach check " + host.String() + ":22): if that answers, the host is up and port " + fmt.Sprint(port) + " is filtered"}
+		next := []string{"compare with another port on the same host (e.g. reach check " + host.String() + ":22): if that answers, the host is up and port " + fmt.Sprint(port) + " is filtered"}
+		// What the target host itself showed rules some guesses out.
+		seen := s.Host != nil && i < len(s.Local) && !s.Local[i]
+		if !seen {
+			next = append([]string{askHost}, next...)
+		}
+		var others []Finding
+		if !seen || !queueOK(s.Host, ap) {
+			others = append(others, full)
+		}
+		if seen && s.Host.Firewall {
+			// The target's own rules were read and none drops it.
+			pathNote += fmt.Sprintf("; %s reports no rule of its own that drops it", s.Host.Host)
+			drop.Issue = "A firewall on the path drops the packets"
+			drop.Fix = fmt.Sprintf("look at the routers and filters between here and %s (network ACLs, cloud security groups); allow tcp port %d", host, port)
+		}
 		drop.Evidence += pathNote
 		down.Evidence += pathNote
 		switch {
-		case echoed || pathReached:
+		case echoed || pathReached || seen:
 			drop.Confidence = Likely
-			how := "answers ping"
-			if !echoed {
-				how = "answers UDP probes"
+			if echoed || pathReached {
+				how := "answers ping"
+				if !echoed {
+					how = "answers UDP probes"
+				}
+				drop.Evidence = fmt.Sprintf("%s %s, yet SYNs to port %d get no answer within %v: a DROP rule does that%s", host, how, port, s.Options.timeout(), pathNote)
 			}
-			drop.Evidence = fmt.Sprintf("%s %s, yet SYNs to port %d get no answer within %v: a DROP rule does that%s", host, how, port, s.Options.timeout(), pathNote)
-			return []Finding{drop, full}, next
+			return append([]Finding{drop}, others...), next
 		case echoKnown && onLink:
 			down.Confidence = Likely
 			down.Evidence = fmt.Sprintf("%s is on this link%s, but answers neither ping nor SYN", host, dev)
-			return []Finding{down, drop}, next
+			return append([]Finding{down, drop}, others...), next
 		default:
 			drop.Confidence = Likely
-			return []Finding{drop, down, full}, next
+			return append([]Finding{drop, down}, others...), next
 		}
 	case probe.HostUnreachable:
 		down := f(HostDown, Likely, "The host is down or not on the link",
@@ -244,4 +262,14 @@ func infer(s *State, i int, c probe.Class) ([]Finding, []string) {
 			fmt.Sprintf("look for a REJECT rule on %s or a router on the path", host))}, []string{askHost}
 	}
 	return nil, nil
+}
+
+// queueOK reports whether ev shows a listener for ap whose accept queue has room.
+func queueOK(ev *HostEvidence, ap netip.AddrPort) bool {
+	for _, sk := range ev.Listening {
+		if sk.Local.Port() == ap.Port() && accepts(sk, ap.Addr()) && sk.SendQ > 0 && sk.RecvQ <= sk.SendQ {
+			return true
+		}
+	}
+	return false
 }

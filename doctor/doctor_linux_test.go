@@ -704,3 +704,23 @@ func TestEchoSockets(t *testing.T) {
 	checkDetail(t, r, "icmp", fmt.Sprintf("echo reply from %s", p.srvAddr))
 	checkDetail(t, r, "icmp", "(unprivileged ICMP socket)")
 }
+
+// The router drops the port; the agent on the target shows no rule of its
+// own, so the doctor points at the path.
+func TestRoutedFirewallOnPath(t *testing.T) {
+	t.Parallel()
+	r := newRouted(t)
+	ln := r.srv.Listen(t, "tcp", "0.0.0.0:0")
+	serve(t, ln, nil)
+	port := portOf(ln)
+	r.rtr.Iptables(t, "-A", "FORWARD", "-p", "tcp", "--dport", fmt.Sprint(port), "-j", "DROP")
+	rep := r.run(t, viaAgent, r.srvEP(port), quick, nil)
+	check(t, rep, want{cause: doctor.FirewallDrop, confidence: doctor.Likely, evidence: "reports no rule of its own that drops it"})
+	if f := rep.Findings[0]; !strings.Contains(f.Issue, "on the path") {
+		t.Errorf("issue %q, want the path blamed", f.Issue)
+	}
+	// The agent showed the host up and its accept queue empty.
+	if hasCause(rep, doctor.Overloaded) || hasCause(rep, doctor.HostDown) {
+		t.Errorf("findings %+v: the agent's evidence rules out overloaded and host-down", rep.Findings)
+	}
+}
