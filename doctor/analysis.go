@@ -61,8 +61,6 @@ func accepts(sk sockets.Socket, dst netip.Addr) bool {
 	return false
 }
 
-func owner(sk sockets.Socket) string { return sk.Owner() }
-
 // analyzeSockets compares a host's listening sockets with the address
 // dialled and what the probe saw.
 func analyzeSockets(ev *HostEvidence, ap netip.AddrPort, class probe.Class) (string, []Finding) {
@@ -83,10 +81,10 @@ func analyzeSockets(ev *HostEvidence, ap netip.AddrPort, class probe.Class) (str
 	if len(onPort) == 0 {
 		looked := fmt.Sprintf("nothing listens on port %d on %s (its socket table, read %s)", port, where, tableSource(ev))
 		if near, ok := nearbyPort(ev.Listening, ap, port); ok {
-			return looked + fmt.Sprintf("; %s listens on %s", owner(near), near.Local), []Finding{{
+			return looked + fmt.Sprintf("; %s listens on %s", near.Owner(), near.Local), []Finding{{
 				Cause: WrongPort, Confidence: Confirmed,
 				Issue:    fmt.Sprintf("Wrong port: the server listens on %d, not %d", near.Local.Port(), port),
-				Evidence: fmt.Sprintf("nothing listens on port %d; %s listens on %s", port, owner(near), near.Local),
+				Evidence: fmt.Sprintf("nothing listens on port %d; %s listens on %s", port, near.Owner(), near.Local),
 				Fix:      fmt.Sprintf("connect to port %d, or configure the server to listen on %d and restart it", near.Local.Port(), port),
 			}}
 		}
@@ -136,14 +134,14 @@ func analyzeSockets(ev *HostEvidence, ap netip.AddrPort, class probe.Class) (str
 		cause := map[probe.Class]Cause{probe.Reset: ResetByPeer, probe.ClosedByPeer: ClosedByPeer}[class]
 		fs = append(fs, Finding{Cause: cause, Confidence: Confirmed,
 			Issue:    "The server accepts the connection, then drops it",
-			Evidence: fmt.Sprintf("%s holds the listening socket: its logs say why it drops the connection", owner(taking[0])),
-			Fix:      fmt.Sprintf("look at the logs of %s for why it drops connections from this client", owner(taking[0]))})
+			Evidence: fmt.Sprintf("%s holds the listening socket: its logs say why it drops the connection", taking[0].Owner()),
+			Fix:      fmt.Sprintf("look at the logs of %s for why it drops connections from this client", taking[0].Owner())})
 	}
 	for _, sk := range taking {
 		if sk.ProcessState == "stopped" || sk.ProcessState == "tracing-stop" {
 			fs = append(fs, Finding{Cause: ServerHung, Confidence: Confirmed,
 				Issue:    "Server process is stopped",
-				Evidence: fmt.Sprintf("%s holds %s but is stopped (state T); the kernel completes handshakes, nothing accepts (accept queue %d of %d)", owner(sk), sk.Local, sk.RecvQ, sk.SendQ),
+				Evidence: fmt.Sprintf("%s holds %s but is stopped (state T); the kernel completes handshakes, nothing accepts (accept queue %d of %d)", sk.Owner(), sk.Local, sk.RecvQ, sk.SendQ),
 				Fix:      fmt.Sprintf("resume it (kill -CONT %s) or restart it; find what stopped it (a debugger, Ctrl-Z in a shell, a supervisor)", pids(sk)),
 			})
 			continue
@@ -151,7 +149,7 @@ func analyzeSockets(ev *HostEvidence, ap netip.AddrPort, class probe.Class) (str
 		if sk.SendQ > 0 && sk.RecvQ > sk.SendQ {
 			fs = append(fs, Finding{Cause: Overloaded, Confidence: Confirmed,
 				Issue:    "Server's accept queue is full",
-				Evidence: fmt.Sprintf("%s on %s has %d connections waiting for accept, backlog %d: new SYNs are dropped", owner(sk), sk.Local, sk.RecvQ, sk.SendQ),
+				Evidence: fmt.Sprintf("%s on %s has %d connections waiting for accept, backlog %d: new SYNs are dropped", sk.Owner(), sk.Local, sk.RecvQ, sk.SendQ),
 				Fix:      "the server does not accept fast enough: look for a stuck accept loop or exhausted workers; raise the listen backlog (and net.core.somaxconn) only if it is merely bursty",
 			})
 		}
@@ -173,7 +171,7 @@ func pids(sk sockets.Socket) string {
 func describeListeners(ss []sockets.Socket) string {
 	var parts []string
 	for _, sk := range ss {
-		d := fmt.Sprintf("%s listens on %s", owner(sk), sk.Local)
+		d := fmt.Sprintf("%s listens on %s", sk.Owner(), sk.Local)
 		var extra []string
 		if sk.SendQ > 0 {
 			extra = append(extra, fmt.Sprintf("accept queue %d of %d", sk.RecvQ, sk.SendQ))

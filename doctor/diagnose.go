@@ -146,7 +146,7 @@ func describeOpen(s *State) string {
 		if s.Host != nil {
 			for _, sk := range s.Host.Listening {
 				if sk.Local.Port() == s.Target.Port && accepts(sk, s.Addrs[i]) {
-					d += "; " + owner(sk) + " listens on " + sk.Local.String()
+					d += "; " + sk.Owner() + " listens on " + sk.Local.String()
 					break
 				}
 			}
