@@ -368,6 +368,34 @@ func TestCauses(t *testing.T) {
 		views: []view{{onClient, want{cause: doctor.DNS, confidence: doctor.Confirmed, evidence: "lookup via the configured resolver"}}},
 		class: "dns",
 	}, {
+		name: "dns/no-such-name",
+		// A lab DNS server that knows another name only.
+		setup: func(t *testing.T, p *pair) setup {
+			ns := serveDNS(t, p.srv, p.srvAddr, "other.reach.test.", []netip.Addr{p.srvAddr})
+			return setup{ep: "db.reach.test:5432", resolver: p.cli.Resolver(ns)}
+		},
+		views: []view{{onClient, want{cause: doctor.DNS, confidence: doctor.Confirmed, evidence: "no such host"}}},
+		class: "dns",
+		extra: func(t *testing.T, _ side, r *doctor.Report) {
+			if !strings.Contains(r.Findings[0].Issue, "does not exist") {
+				t.Errorf("issue %q, want the missing name named", r.Findings[0].Issue)
+			}
+		},
+	}, {
+		name: "dns/resolver-silent",
+		// The resolver's address drops every query.
+		setup: func(t *testing.T, p *pair) setup {
+			p.srv.Iptables(t, "-A", "INPUT", "-p", "udp", "--dport", "53", "-j", "DROP")
+			return setup{ep: "db.reach.test:5432", resolver: p.cli.Resolver(netip.AddrPortFrom(p.srvAddr, 53))}
+		},
+		views: []view{{onClient, want{cause: doctor.DNS, confidence: doctor.Confirmed, evidence: "timed out"}}},
+		class: "dns",
+		extra: func(t *testing.T, _ side, r *doctor.Report) {
+			if !strings.Contains(r.Findings[0].Issue, "resolver did not answer") {
+				t.Errorf("issue %q, want the silent resolver named", r.Findings[0].Issue)
+			}
+		},
+	}, {
 		name: "overloaded",
 		setup: func(t *testing.T, p *pair) setup {
 			port := fullBacklog(t, p)
