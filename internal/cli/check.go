@@ -40,6 +40,12 @@ $REACH_TOKEN). Without either, from another host, check says what the
 client saw, lists the possible causes most likely first, and what would tell
 them apart. Reading firewall rules and other users' processes needs root.
 
+--json reports target, reachable, class, cause, confidence (confirmed, likely
+or possible), verdict, addresses[] (each probed with its class), findings[]
+(cause, issue, evidence, fix) and checks[] (name, status, detail,
+duration_ms). A name reachable on some addresses only is reachable, and its
+cause names what is wrong with the others.
+
 Exit status: 0 every target is reachable, 1 one is not, 2 usage error.`,
 		Example: `  reach check 127.0.0.1:7707              # a server on this host
   reach check db.internal:5432 --timeout 5s
