@@ -79,7 +79,7 @@ func analyzeSockets(ev *HostEvidence, ap netip.AddrPort, class probe.Class) (str
 		}
 	}
 	if len(onPort) == 0 {
-		looked := fmt.Sprintf("nothing listens on port %d on %s (its socket table, read %s)", port, where, tableSource(ev))
+		looked := fmt.Sprintf("nothing listens on port %d on %s (%s)", port, where, tableSource(ev))
 		if near, ok := nearbyPort(ev.Listening, ap, port); ok {
 			return looked + fmt.Sprintf("; %s listens on %s", near.Owner(), near.Local), []Finding{{
 				Cause: WrongPort, Confidence: Confirmed,
@@ -362,7 +362,7 @@ func rejectQuote(quote string, r Rule) string {
 // tableSource says how the socket table was read, for evidence.
 func tableSource(ev *HostEvidence) string {
 	if ev.Host == "this host" {
-		return "here"
+		return "its socket table, read via netlink"
 	}
-	return "by " + ev.Host
+	return "the socket table it sent"
 }

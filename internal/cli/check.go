@@ -3,6 +3,7 @@ package cli
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"time"
 
@@ -76,7 +77,14 @@ Exit status: 0 every target is reachable, 1 one is not, 2 usage error.`,
 			}
 			failed := false
 			for i, ep := range eps {
+				progress := isTerminal(env.Err)
+				if progress {
+					fmt.Fprintf(env.Err, "checking %s (up to %v)…", ep, timeout+timeout*3/20)
+				}
 				r := doctor.Run(env.Ctx, ep, opt)
+				if progress {
+					fmt.Fprint(env.Err, "\r\x1b[K") // clear the progress line
+				}
 				if err := env.Ctx.Err(); err != nil {
 					return &ExitError{Code: ExitFail, Err: errors.New("interrupted")}
 				}
@@ -109,13 +117,5 @@ Exit status: 0 every target is reachable, 1 one is not, 2 usage error.`,
 
 // colorOK reports whether stdout is a terminal and NO_COLOR is unset.
 func colorOK(env *Env) bool {
-	if os.Getenv("NO_COLOR") != "" {
-		return false
-	}
-	f, ok := env.Out.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+	return os.Getenv("NO_COLOR") == "" && isTerminal(env.Out)
 }
