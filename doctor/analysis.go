@@ -362,7 +362,7 @@ func rejectQuote(quote string, r Rule) string {
 // tableSource says how the socket table was read, for evidence.
 func tableSource(ev *HostEvidence) string {
 	if ev.Host == "this host" {
-		return "its socket table, read via netlink"
+		return "per its socket table"
 	}
-	return "the socket table it sent"
+	return "per the socket table it sent"
 }
