@@ -50,8 +50,8 @@ type Endpoint struct {
 // Alerts configures state changes and where they are announced.
 type Alerts struct {
 	Webhook string // http(s) URL; empty disables webhooks
-	Rise    int    // consecutive successes before a down endpoint is up
-	Fall    int    // consecutive failures before an up endpoint is down
+	Rise    int    // consecutive successes before a down endpoint is up (0: DefaultRise)
+	Fall    int    // consecutive failures before an up endpoint is down (0: DefaultFall)
 }
 
 // Config is a parsed, validated reach.yaml.

@@ -115,14 +115,15 @@ type Monitor struct {
 	wake  chan struct{}
 	batch chan update
 
-	mu      sync.Mutex
-	alerts  Alerts
-	jobs    map[string]*job
-	queue   jobHeap
-	entries map[key]*entry
-	seq     uint64
-	changed chan struct{} // closed and replaced on every state change
-	stopped bool          // Run returned; batch is closed
+	mu       sync.Mutex
+	alerts   Alerts
+	jobs     map[string]*job
+	queue    jobHeap
+	entries  map[key]*entry
+	seq      uint64
+	changed  chan struct{} // closed and replaced on every state change
+	draining bool          // Run is ending: no new goroutines
+	stopped  bool          // batch is closed
 
 	wg sync.WaitGroup
 }
@@ -185,6 +186,12 @@ func (m *Monitor) Reload(cfg *Config) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.alerts = cfg.Alerts
+	if m.alerts.Rise <= 0 {
+		m.alerts.Rise = DefaultRise
+	}
+	if m.alerts.Fall <= 0 {
+		m.alerts.Fall = DefaultFall
+	}
 	now := time.Now()
 	keep := map[string]bool{}
 	for _, ep := range cfg.Endpoints {
@@ -252,6 +259,9 @@ func (m *Monitor) Run(ctx context.Context) error {
 		timer.Reset(wait)
 		select {
 		case <-ctx.Done():
+			m.mu.Lock()
+			m.draining = true // after this, nothing adds to wg
+			m.mu.Unlock()
 			m.wg.Wait()
 			m.mu.Lock()
 			m.stopped = true
@@ -357,11 +367,18 @@ func (m *Monitor) Observe(ctx context.Context, source string, ep Endpoint, at ti
 	cause := st.Cause
 	m.seq++
 	e.seq = m.seq
-	m.enqueueLocked(*st, true)
-	changed := to != from && !m.stopped
+	m.enqueueLocked(update{st: new(*st), sample: true})
+	changed := to != from
+	t := Transition{Endpoint: ep.Name, Source: source, Time: at, From: from, To: to, Class: r.Class, Errno: int(r.Errno)}
 	if changed {
 		m.notifyLocked()
-		m.wg.Add(1)
+		if m.draining {
+			// No time for the doctor or alerts; keep the record if there is room.
+			m.enqueueLocked(update{transition: &t})
+			changed = false
+		} else {
+			m.wg.Add(1)
+		}
 	}
 	m.mu.Unlock()
 
@@ -381,7 +398,6 @@ func (m *Monitor) Observe(ctx context.Context, source string, ep Endpoint, at ti
 		}
 	}
 	if changed {
-		t := Transition{Endpoint: ep.Name, Source: source, Time: at, From: from, To: to, Class: r.Class, Errno: int(r.Errno)}
 		go m.transition(ctx, ep, t)
 	}
 }
@@ -411,7 +427,7 @@ func (m *Monitor) transition(ctx context.Context, ep Endpoint, t Transition) {
 			m.seq++
 			e.seq = m.seq
 			m.notifyLocked()
-			m.enqueueLocked(e.status, false) // the cause, for restarts
+			m.enqueueLocked(update{st: new(e.status)}) // the cause, for restarts
 		}
 		m.mu.Unlock()
 	}
@@ -531,14 +547,14 @@ type update struct {
 	diagnosis  *Transition // a diagnosis for a stored state change
 }
 
-// enqueueLocked hands a status (and, with sample, its last sample) to the
-// batch writer, dropping it rather than blocking when the store falls behind.
-func (m *Monitor) enqueueLocked(st Status, sample bool) {
+// enqueueLocked hands an update to the batch writer, dropping it rather
+// than blocking when the store falls behind.
+func (m *Monitor) enqueueLocked(u update) {
 	if m.opt.Store == nil || m.stopped {
 		return
 	}
 	select {
-	case m.batch <- update{st: &st, sample: sample}:
+	case m.batch <- u:
 	default:
 		if m.opt.Metrics != nil {
 			m.opt.Metrics.dropped.Inc()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -341,6 +342,30 @@ func TestDispatchSkipsMissedTicks(t *testing.T) {
 		}
 		if got, want := m.jobs["a"].due, due.Add(3601*time.Second); !got.Equal(want) {
 			t.Errorf("next due %v after the stall, want %v (same phase)", got.Sub(due), want.Sub(due))
+		}
+	})
+}
+
+// Results that arrive while Run ends, or after (a hub's agents keep
+// reporting), neither panic nor start goroutines that outlive Run.
+func TestObserveAfterRun(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := &recorder{}
+		e := ep("db", 5432, time.Second)
+		store := openTestStore(t, filepath.Join(t.TempDir(), "reach.db"))
+		m, err := New(t.Context(), &Config{Endpoints: []Endpoint{e}, Alerts: Alerts{Rise: 1, Fall: 1}},
+			Options{Store: store, Notifier: rec, Diagnoser: rec, Probe: (&fakeProber{count: map[string]int{}}).probe})
+		if err != nil {
+			t.Fatal(err)
+		}
+		runFor(t, m, 3*time.Second)
+		m.Observe(t.Context(), "agent-1", e, time.Now(), probe.Result{Class: probe.Refused})
+		synctest.Wait()
+		if st, _ := m.Status("agent-1", "db"); st.State != StateDown {
+			t.Errorf("status after Run = %+v", st)
+		}
+		if a := rec.snapshot(); len(a) != 0 || rec.diags != 0 {
+			t.Errorf("after Run: %d alerts, %d diagnoses; want none", len(a), rec.diags)
 		}
 	})
 }
