@@ -82,10 +82,12 @@ func analyzeSockets(ev *HostEvidence, ap netip.AddrPort, class probe.Class) (str
 		looked := fmt.Sprintf("nothing listens on port %d on %s (%s)", port, where, tableSource(ev))
 		if near, ok := nearbyPort(ev.Listening, ap, port); ok {
 			return looked + fmt.Sprintf("; %s listens on %s", near.Owner(), near.Local), []Finding{{
-				Cause: WrongPort, Confidence: Confirmed,
-				Issue:    fmt.Sprintf("Wrong port: the server listens on %d, not %d", near.Local.Port(), port),
+				// Nothing on the port is certain; that the nearby listener is
+				// the one meant is a guess, hence likely, with both fixes.
+				Cause: WrongPort, Confidence: Likely,
+				Issue:    fmt.Sprintf("Wrong port? Nothing listens on %d; the server on %d may be the one meant", port, near.Local.Port()),
 				Evidence: fmt.Sprintf("nothing listens on port %d; %s listens on %s", port, near.Owner(), near.Local),
-				Fix:      fmt.Sprintf("connect to port %d, or configure the server to listen on %d and restart it", near.Local.Port(), port),
+				Fix:      fmt.Sprintf("connect to port %d, or configure the server to listen on %d and restart it; if it is another service, start the server that should listen on %d", near.Local.Port(), port, port),
 			}}
 		}
 		if class == probe.Open {

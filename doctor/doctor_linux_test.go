@@ -229,8 +229,8 @@ func TestCauses(t *testing.T) {
 			return setup{ep: p.srvEP(listenServe(t, p.srv, "tcp", "0.0.0.0:0") + 1)} // free: the namespace has no other sockets
 		},
 		views: []view{
-			{onServer, want{cause: doctor.WrongPort, confidence: doctor.Confirmed, evidence: "nothing listens on port"}},
-			{viaAgent, want{cause: doctor.WrongPort, confidence: doctor.Confirmed, evidence: "nothing listens on port"}},
+			{onServer, want{cause: doctor.WrongPort, confidence: doctor.Likely, evidence: "nothing listens on port"}},
+			{viaAgent, want{cause: doctor.WrongPort, confidence: doctor.Likely, evidence: "nothing listens on port"}},
 		},
 	}, {
 		name: "loopback-only",

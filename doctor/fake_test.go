@@ -64,8 +64,8 @@ func TestCausesWithFakes(t *testing.T) {
 	}{
 		{"reachable", probe.Open, fakeHost{self, []sockets.Socket{listener("0.0.0.0:5432", "sleeping", 0, 128)}, nil}, Reachable, Confirmed},
 		{"not listening", probe.Refused, fakeHost{self, nil, nil}, NotListening, Confirmed},
-		{"wrong port", probe.Refused, fakeHost{self, []sockets.Socket{listener("0.0.0.0:5433", "sleeping", 0, 128)}, nil}, WrongPort, Confirmed},
-		{"digits swapped", probe.Refused, fakeHost{self, []sockets.Socket{listener("0.0.0.0:4532", "sleeping", 0, 128)}, nil}, WrongPort, Confirmed},
+		{"wrong port", probe.Refused, fakeHost{self, []sockets.Socket{listener("0.0.0.0:5433", "sleeping", 0, 128)}, nil}, WrongPort, Likely},
+		{"digits swapped", probe.Refused, fakeHost{self, []sockets.Socket{listener("0.0.0.0:4532", "sleeping", 0, 128)}, nil}, WrongPort, Likely},
 		{"far port is not a slip", probe.Refused, fakeHost{self, []sockets.Socket{listener("0.0.0.0:8080", "sleeping", 0, 128)}, nil}, NotListening, Confirmed},
 		{"loopback only", probe.Refused, fakeHost{self, []sockets.Socket{listener("127.0.0.1:5432", "sleeping", 0, 128)}, nil}, LoopbackOnly, Confirmed},
 		{"another address", probe.Refused, fakeHost{self, []sockets.Socket{listener("198.18.0.9:5432", "sleeping", 0, 128)}, nil}, NotListening, Confirmed},
