@@ -318,11 +318,11 @@ func (p *configParser) endpoint(n *yaml.Node, field string, defInterval, defTime
 		ep.Timeout = min(DefaultTimeout, ep.Interval)
 	}
 	if ep.Interval > 0 && ep.Timeout > ep.Interval {
-		line := n
+		line, from := n, " (from defaults.timeout)"
 		if m["timeout"] != nil {
-			line = m["timeout"]
+			line, from = m["timeout"], ""
 		}
-		p.errf(line, join(field, "timeout"), "%v is longer than the interval %v; a probe must end before the next one starts", ep.Timeout, ep.Interval)
+		p.errf(line, join(field, "timeout"), "%v%s is longer than the interval %v; a probe must end before the next one starts", ep.Timeout, from, ep.Interval)
 	}
 	if v := m["expect"]; v != nil {
 		if v.Kind != yaml.ScalarNode || (v.Value != string(ExpectOpen) && v.Value != string(ExpectClosed)) {

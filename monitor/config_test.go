@@ -127,6 +127,14 @@ func TestInvalidConfigFixtures(t *testing.T) {
 	}
 }
 
+func TestTimeoutFromDefaultsOverInterval(t *testing.T) {
+	_, err := ParseConfig("reach.yaml", []byte("defaults: {timeout: 5s}\nendpoints:\n  - name: a\n    target: 127.0.0.1:1\n    interval: 2s\n"))
+	want := "reach.yaml:3: endpoints[0].timeout: 5s (from defaults.timeout) is longer than the interval 2s; a probe must end before the next one starts"
+	if err == nil || err.Error() != want {
+		t.Errorf("got %v\nwant %s", err, want)
+	}
+}
+
 func TestParseConfigKeepsAgentsSection(t *testing.T) {
 	cfg, err := ParseConfig("", []byte("agents:\n  interval: 10s\n  hosts: [{name: a, addr: 198.18.0.1}]\n"))
 	if err != nil {
