@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -50,6 +51,8 @@ type fleet struct {
 	addrs  []netip.Addr
 	hubURL string
 	web    *http.Client // dials from the hub's host
+	watch  []string     // how the hub was started
+	hub    *exec.Cmd
 }
 
 func newFleet(t *testing.T) *fleet { return newFleetWith(t, false) }
@@ -99,7 +102,8 @@ func newFleetWith(t *testing.T, mTLS bool) *fleet {
 		}
 		tr.TLSClientConfig = tc
 	}
-	f.hosts[0].Start(t, watch...)
+	f.watch = watch
+	f.hub = f.hosts[0].Start(t, watch...)
 	for i, h := range f.hosts {
 		args := []string{"env", "REACH_LAB_EXEC=1", "REACH_TOKEN=" + labToken, exe, "agent",
 			"--hub", f.hubURL, "--name", f.names[i], "--listen", netip.AddrPortFrom(f.addrs[i], agentPort).String(),
@@ -110,12 +114,17 @@ func newFleetWith(t *testing.T, mTLS bool) *fleet {
 		}
 		h.Start(t, args...)
 	}
+	f.waitHub(t)
+	return f
+}
+
+func (f *fleet) waitHub(t *testing.T) {
+	t.Helper()
 	for deadline := time.Now().Add(30 * time.Second); f.get(t, "/healthz") == ""; time.Sleep(50 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("reach watch (the hub) does not answer")
 		}
 	}
-	return f
 }
 
 // matrix fetches the hub's matrix as the dashboard would.
@@ -392,4 +401,75 @@ func TestFleetMutualTLS(t *testing.T) {
 		resp.Body.Close()
 		t.Errorf("hub answered %s to a client without a certificate", resp.Status)
 	}
+}
+
+// Agents keep probing while the hub is down and deliver what they saw once
+// it is back: a pair blocked and unblocked during the outage shows up in
+// the stored history with the times it happened.
+func TestFleetHubOutage(t *testing.T) {
+	f := newFleet(t)
+	waitMatrix(t, f, 30*time.Second, "every pair open", func(bad []string, filled int) bool {
+		return filled == 4*3 && len(bad) == 0
+	})
+	f.hub.Process.Kill() // by pid: the hub process this test started
+	f.hub.Wait()
+	down := time.Now()
+	web, db := f.addrs[1], f.hosts[2]
+	rule := []string{"INPUT", "-s", web.String(), "-p", "tcp", "--dport", fmt.Sprint(labPort), "-j", "DROP"}
+	db.Iptables(t, append([]string{"-I"}, rule...)...)
+	time.Sleep(2 * labInterval) // the outage: agents buffer what they see
+	db.Iptables(t, append([]string{"-D"}, rule...)...)
+	time.Sleep(labInterval)
+	f.hub = f.hosts[0].Start(t, f.watch...)
+	up := time.Now()
+	f.waitHub(t)
+	waitMatrix(t, f, 2*labInterval, "every pair open after the outage", func(bad []string, filled int) bool {
+		return filled == 4*3 && len(bad) == 0
+	})
+	// State changes reach the store a moment after the results.
+	var stored struct {
+		Transitions []struct {
+			To    string    `json:"to"`
+			Class string    `json:"class"`
+			Time  time.Time `json:"time"`
+		} `json:"transitions"`
+	}
+	found := false
+	for deadline := time.Now().Add(10 * time.Second); !found && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if err := json.Unmarshal([]byte(f.get(t, "/api/endpoints/web/db:5000")), &stored); err != nil {
+			t.Fatal(err)
+		}
+		for _, tr := range stored.Transitions {
+			found = found || tr.To == "down" && tr.Class == "timeout" && tr.Time.After(down) && tr.Time.Before(up)
+		}
+	}
+	if !found {
+		t.Errorf("no stored web->db timeout from the outage (%v to %v): %+v", down.Format(time.TimeOnly), up.Format(time.TimeOnly), stored.Transitions)
+	}
+	var agents []agent.AgentInfo
+	if err := json.Unmarshal([]byte(f.getToken(t, agent.PathAgents)), &agents); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range agents {
+		if a.Dropped != 0 {
+			t.Errorf("agent %s dropped %d results in a short outage", a.Name, a.Dropped)
+		}
+	}
+}
+
+// getToken is get for the agent protocol's token-guarded paths.
+func (f *fleet) getToken(t *testing.T, path string) string {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, f.hubURL+path, nil)
+	req.Header.Set("Authorization", "Bearer "+labToken)
+	resp, err := f.web.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s\n%s", path, resp.Status, b)
+	}
+	return string(b)
 }
