@@ -45,20 +45,10 @@ var SocketsCheck = CheckFunc{"sockets", func(ctx context.Context, s *State) Chec
 	return res
 }}
 
-// accepts reports whether a listening socket takes connections to dst. A
-// [::] listener takes IPv4 too unless it is IPv6-only.
+// accepts reports whether listener sk takes connections to dst on its own
+// port (the port is compared by the callers).
 func accepts(sk sockets.Socket, dst netip.Addr) bool {
-	l := sk.Local.Addr().Unmap().WithZone("")
-	dst = dst.Unmap().WithZone("")
-	switch {
-	case l == dst:
-		return true
-	case l == netip.IPv4Unspecified():
-		return dst.Is4()
-	case l == netip.IPv6Unspecified():
-		return dst.Is6() || !sk.V6Only
-	}
-	return false
+	return sk.Accepts(netip.AddrPortFrom(dst, sk.Local.Port()))
 }
 
 // analyzeSockets compares a host's listening sockets with the address

@@ -69,7 +69,7 @@ func TestCausesWithFakes(t *testing.T) {
 		{"far port is not a slip", probe.Refused, fakeHost{self, []sockets.Socket{listener("0.0.0.0:8080", "sleeping", 0, 128)}, nil}, NotListening, Confirmed},
 		{"loopback only", probe.Refused, fakeHost{self, []sockets.Socket{listener("127.0.0.1:5432", "sleeping", 0, 128)}, nil}, LoopbackOnly, Confirmed},
 		{"another address", probe.Refused, fakeHost{self, []sockets.Socket{listener("198.18.0.9:5432", "sleeping", 0, 128)}, nil}, NotListening, Confirmed},
-		{"ipv6 only", probe.Refused, fakeHost{self, []sockets.Socket{{Proto: "tcp6", Local: netip.MustParseAddrPort("[::]:5432"), V6Only: true}}, nil}, AddressFamilyMismatch, Confirmed},
+		{"ipv6 only", probe.Refused, fakeHost{self, []sockets.Socket{{Proto: "tcp6", Local: netip.MustParseAddrPort("[::]:5432"), State: sockets.StateListen, V6Only: true}}, nil}, AddressFamilyMismatch, Confirmed},
 		{"overloaded", probe.Timeout, fakeHost{self, []sockets.Socket{listener("0.0.0.0:5432", "sleeping", 129, 128)}, nil}, Overloaded, Confirmed},
 		{"stopped", probe.Open, fakeHost{self, []sockets.Socket{listener("0.0.0.0:5432", "stopped", 3, 128)}, nil}, ServerHung, Confirmed},
 		{"dropped", probe.Timeout, fakeHost{self, []sockets.Socket{listener("0.0.0.0:5432", "sleeping", 0, 128)}, dropRule}, FirewallDrop, Confirmed},
