@@ -78,7 +78,7 @@ func (h *Hub) SetConfig(cfg HubConfig) error {
 	if cfg.Token == "" {
 		return ErrNoToken
 	}
-	lists, err := cfg.probeLists()
+	lists, err := cfg.ProbeLists()
 	if err != nil {
 		return err
 	}

@@ -71,8 +71,8 @@ func configErr(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrConfig, fmt.Sprintf(format, args...))
 }
 
-// probeLists checks c and returns each agent's probe list.
-func (c *HubConfig) probeLists() (map[string]ProbeList, error) {
+// ProbeLists checks c and returns each agent's probe list, by name.
+func (c *HubConfig) ProbeLists() (map[string]ProbeList, error) {
 	interval := cmpOr(c.Interval, 10*time.Second)
 	timeout := cmpOr(c.Timeout, min(interval, 3*time.Second))
 	if interval < 0 || timeout < 0 {
@@ -174,7 +174,7 @@ func ParseHubConfig(n *yaml.Node) (HubConfig, error) {
 	if err := n.Decode(&c); err != nil {
 		return c, configErr("%v", err)
 	}
-	if _, err := c.probeLists(); err != nil {
+	if _, err := c.ProbeLists(); err != nil {
 		return c, err
 	}
 	return c, nil

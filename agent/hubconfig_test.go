@@ -34,7 +34,7 @@ pairs:
 	if err != nil {
 		t.Fatal(err)
 	}
-	lists, err := c.probeLists()
+	lists, err := c.ProbeLists()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +75,7 @@ func TestHubConfigErrors(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", tc.src, err)
 		}
-		_, err = c.probeLists()
+		_, err = c.ProbeLists()
 		if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s:\n  got %v\n  want ErrConfig containing %q", tc.src, err, tc.want)
 		}
@@ -93,7 +93,7 @@ func FuzzHubConfig(f *testing.F) {
 		if err != nil {
 			return
 		}
-		lists, err := c.probeLists()
+		lists, err := c.ProbeLists()
 		if err != nil {
 			if !errors.Is(err, ErrConfig) {
 				t.Fatalf("error %v is not ErrConfig", err)

@@ -94,8 +94,20 @@ func TestDeployManifests(t *testing.T) {
 
 	var hubCfg string
 	for _, d := range yamlDocs(t, filepath.Join(dir, "kubernetes", "hub.yaml")) {
-		if d["kind"] == "ConfigMap" {
+		switch d["kind"] {
+		case "ConfigMap":
 			hubCfg = dig(t, d, "data", "reach.yaml").(string)
+		case "Deployment":
+			var args []string
+			for _, a := range dig(t, d, "spec", "template", "spec", "containers", 0, "args").([]any) {
+				args = append(args, a.(string))
+			}
+			cmd := newWatchCmd(&Env{Ctx: context.Background(), Stdio: Stdio{Out: io.Discard, Err: io.Discard}})
+			if args[0] != "watch" {
+				t.Errorf("hub Deployment runs %q, want reach watch", args[0])
+			} else if err := cmd.ParseFlags(args[1:]); err != nil {
+				t.Errorf("hub Deployment: reach watch rejects %q: %v", args, err)
+			}
 		}
 	}
 	var cfg struct {

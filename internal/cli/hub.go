@@ -3,10 +3,13 @@ package cli
 import (
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -29,6 +32,32 @@ func hubConfig(cfg *monitor.Config) (*agent.HubConfig, error) {
 		return nil, err
 	}
 	return &hc, nil
+}
+
+// printHub lists a valid agents: section for --check-config.
+func printHub(env *Env, cfg *monitor.Config) {
+	hc, err := hubConfig(cfg)
+	if hc == nil || err != nil {
+		return
+	}
+	lists, _ := hc.ProbeLists()
+	n := 0
+	for _, pl := range lists {
+		n += len(pl.Targets)
+	}
+	fmt.Fprintf(env.Out, "agents: %d hosts, %d probes", len(hc.Hosts), n)
+	for _, pl := range lists {
+		fmt.Fprintf(env.Out, " every %v, timeout %v", time.Duration(pl.Interval), time.Duration(pl.Timeout))
+		break
+	}
+	fmt.Fprintln(env.Out)
+	for _, h := range hc.Hosts {
+		var ids []string
+		for _, t := range lists[h.Name].Targets {
+			ids = append(ids, t.ID)
+		}
+		fmt.Fprintf(env.Out, "  %-16s %-16s probes %s\n", h.Name, h.Addr, strings.Join(ids, " "))
+	}
 }
 
 // newHub builds the hub for cfg's agents: section (nil when absent), storing

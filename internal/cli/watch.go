@@ -96,7 +96,9 @@ the dashboard (the flags work too, but show in ps).`,
 				return &ExitError{Code: ExitFail}
 			}
 			if checkOnly {
-				return printConfig(env, config, cfg)
+				err := printConfig(env, config, cfg)
+				printHub(env, cfg)
+				return err
 			}
 			w := watcher{env: env, cfg: cfg, path: config, store: store, listen: listen, retain: ret, tls: tlsFlags,
 				concurrency: concurrency, noDoctor: noDoctor, doctorTimeout: doctorTimeout,
