@@ -103,7 +103,7 @@ td.none{background:#fafafa;color:#bbb}
 <tr><th>source \ target</th>{{range .Targets}}<th>{{.}}</th>{{end}}</tr>
 {{range $i, $src := .Sources}}<tr><th class="src">{{$src}}</th>
 {{- range $j, $c := index $.Cells $i}}{{$t := index $.Targets $j}}
-{{- if $c}}<td style="background:{{colour $c}}" title="{{$c.Class}} since {{when $c.Since}}{{if $c.Error}}: {{$c.Error}}{{end}}" data-source="{{$src}}" data-target="{{$t}}" data-class="{{$c.Class}}"><a href="{{pairURL $.Keep $src $t}}">{{$c.Class}}{{if $c.Stale}} (stale){{else if eq $c.Class "open"}} {{ms $c.RTT}}{{end}}</a></td>
+{{- if $c}}<td style="background:{{colour $c}}" title="{{$c.Class}} since {{when $c.Since}}{{if $c.Error}}: {{$c.Error}}{{end}}" data-source="{{$src}}" data-target="{{$t}}" data-class="{{$c.Class}}"><a href="{{pairURL $.Keep $src $t}}">{{$c.Class}}{{if $c.Stale}} (stale){{else if and (eq $c.Class "open") $c.RTT}} {{ms $c.RTT}}{{end}}</a></td>
 {{- else}}<td class="none">–</td>{{end}}
 {{- end}}</tr>
 {{end}}</table>
@@ -141,7 +141,7 @@ var pairPage = template.Must(template.New("pair").Funcs(pageFuncs).Parse(`<!doct
 <style>body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left}th{background:#f5f5f5}</style>
 </head><body>
 <p><a href="/agents/{{query .Keep}}">← matrix</a>{{with .Stored}} · <a href="{{.}}">stored history and findings (JSON)</a>{{end}}</p>
-<h1>{{.Source}} → {{.Target}}</h1>
+<h1 id="pair">{{.Source}} → {{.Target}}</h1>
 {{with .Last}}<p><b>{{.Class}}</b> at {{when .Time}} ({{ago .Time}} ago){{if .Error}}: <code>{{.Error}}</code>{{end}}</p>
 <p>{{.Class.Explain}}.</p>
 {{with .Class.Causes}}<h2>Possible causes, most likely first</h2><ul>{{range .}}<li>{{.}}</li>{{end}}</ul>
