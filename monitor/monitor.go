@@ -410,10 +410,11 @@ func (m *Monitor) transition(ctx context.Context, ep Endpoint, t Transition) {
 	m.log.Info("state change", "endpoint", t.Endpoint, "source", t.Source, "from", t.From, "to", t.To, "class", t.Class)
 	a := Alert{Endpoint: t.Endpoint, Source: t.Source, Target: ep.Target.String(), Labels: ep.Labels,
 		State: t.To, Previous: t.From, Time: t.Time, Class: t.Class, Errno: t.Errno}
-	// The doctor runs here, so it can explain only what this host sees;
-	// a pair seen from an agent is explained on the agent's host.
-	if t.To == StateDown && m.opt.Diagnoser != nil && t.Source == LocalSource {
-		d, ok := m.diagnose(ctx, ep)
+	// The doctor runs here, so it can explain only what this host sees; a
+	// pair seen from an agent needs a SourceDiagnoser.
+	_, fromSource := m.opt.Diagnoser.(SourceDiagnoser)
+	if t.To == StateDown && m.opt.Diagnoser != nil && (t.Source == LocalSource || fromSource) {
+		d, ok := m.diagnose(ctx, ep, t)
 		if !ok {
 			return // shutting down: no time to ask the doctor, nobody to tell
 		}
@@ -438,7 +439,7 @@ func (m *Monitor) transition(ctx context.Context, ep Endpoint, t Transition) {
 
 // diagnose asks the doctor, at most DiagnoseLimit at once; ok is false when
 // ctx ended first.
-func (m *Monitor) diagnose(ctx context.Context, ep Endpoint) (d Diagnosis, ok bool) {
+func (m *Monitor) diagnose(ctx context.Context, ep Endpoint, t Transition) (d Diagnosis, ok bool) {
 	select {
 	case m.diag <- struct{}{}:
 	case <-ctx.Done():
@@ -447,7 +448,12 @@ func (m *Monitor) diagnose(ctx context.Context, ep Endpoint) (d Diagnosis, ok bo
 	defer func() { <-m.diag }()
 	dctx, cancel := context.WithTimeout(ctx, diagnoseTimeout)
 	defer cancel()
-	d, err := m.opt.Diagnoser.Diagnose(dctx, ep.Target)
+	var err error
+	if sd, ok := m.opt.Diagnoser.(SourceDiagnoser); ok && t.Source != LocalSource {
+		d, err = sd.DiagnoseFrom(dctx, t.Source, ep, t.Class)
+	} else {
+		d, err = m.opt.Diagnoser.Diagnose(dctx, ep.Target)
+	}
 	if ctx.Err() != nil {
 		return Diagnosis{}, false
 	}

@@ -84,6 +84,14 @@ type Diagnoser interface {
 	Diagnose(ctx context.Context, ep target.Endpoint) (Diagnosis, error)
 }
 
+// SourceDiagnoser is a Diagnoser that can also explain what another host
+// saw: a result with a source other than LocalSource (an agent's), for which
+// this host's own view would mislead (e.g. by asking the target host).
+type SourceDiagnoser interface {
+	Diagnoser
+	DiagnoseFrom(ctx context.Context, source string, ep Endpoint, class probe.Class) (Diagnosis, error)
+}
+
 // DiagnoserFunc adapts a function to Diagnoser.
 type DiagnoserFunc func(ctx context.Context, ep target.Endpoint) (Diagnosis, error)
 
