@@ -1,8 +1,10 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -11,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/reach-tools/reach/doctor"
 	"github.com/reach-tools/reach/probe"
 )
 
@@ -346,4 +349,46 @@ func (h *Hub) History(source, target string) []Result {
 		return nil
 	}
 	return slices.Clone(c.history)
+}
+
+// Explain says what the agent on a target host sees for the connection that
+// source tried to target (a target id, dialled at addr) and that ended in
+// class: the doctor's findings on that host, with the target's evidence
+// judged for source's address. host names the target host; the error is
+// ErrNoAgent when the config gives it no agent URL.
+func (h *Hub) Explain(ctx context.Context, source, target string, addr netip.AddrPort, class probe.Class) (host, detail string, findings []doctor.Finding, ev doctor.HostEvidence, err error) {
+	h.mu.RLock()
+	var srcAddr netip.Addr
+	var agentURL string
+	for _, t := range h.lists[source].Targets {
+		if t.ID == target {
+			host = t.Host
+		}
+	}
+	for _, hc := range h.cfg.Hosts {
+		switch hc.Name {
+		case source:
+			srcAddr = hc.Addr
+		case host:
+			agentURL = hc.Agent
+		}
+	}
+	token := h.cfg.Token
+	h.mu.RUnlock()
+	if agentURL == "" {
+		return host, "", nil, ev, fmt.Errorf("%w: %s (give its hosts entry an agent: URL)", ErrNoAgent, cmp.Or(host, addr.Addr().String()))
+	}
+	hc := h.AgentClient
+	if hc == nil {
+		hc = &http.Client{Timeout: 3 * time.Second}
+	}
+	c, err := NewClient(agentURL, token, hc)
+	if err != nil {
+		return host, "", nil, ev, err
+	}
+	if ev, err = c.EvidenceFor(ctx, srcAddr, addr); err != nil {
+		return host, "", nil, ev, err
+	}
+	detail, findings = doctor.Explain(ev, netip.AddrPortFrom(srcAddr, 0), addr, class)
+	return host, detail, findings, ev, nil
 }

@@ -2,9 +2,9 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"html/template"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"slices"
 	"time"
@@ -169,53 +169,18 @@ type remoteView struct {
 	Notes    []string
 }
 
-// explain asks the agent on res's target host (when the config names one)
-// what it sees for the connection res's source tried, and names the cause
-// as the doctor would on that host. Nil for open pairs and targets without
-// an agent.
+// explain is Explain for the pair page: nil for open pairs and targets
+// without an agent.
 func (h *Hub) explain(ctx context.Context, res Result) *remoteView {
 	if res.Class == probe.Open {
 		return nil
 	}
-	h.mu.RLock()
-	var srcAddr netip.Addr
-	var agentURL, host string
-	for _, hc := range h.cfg.Hosts {
-		if hc.Name == res.Source {
-			srcAddr = hc.Addr
-		}
-	}
-	for _, t := range h.lists[res.Source].Targets {
-		if t.ID == res.Target {
-			host = t.Host
-		}
-	}
-	for _, hc := range h.cfg.Hosts {
-		if hc.Name == host {
-			agentURL = hc.Agent
-		}
-	}
-	token := h.cfg.Token
-	h.mu.RUnlock()
-	if agentURL == "" {
+	v := &remoteView{}
+	var ev doctor.HostEvidence
+	v.Host, v.Detail, v.Findings, ev, v.Err = h.Explain(ctx, res.Source, res.Target, res.Addr, res.Class)
+	if errors.Is(v.Err, ErrNoAgent) {
 		return nil
 	}
-	v := &remoteView{Host: host}
-	hc := h.AgentClient
-	if hc == nil {
-		hc = &http.Client{Timeout: 3 * time.Second}
-	}
-	c, err := NewClient(agentURL, token, hc)
-	if err != nil {
-		v.Err = err
-		return v
-	}
-	ev, err := c.EvidenceFor(ctx, srcAddr, res.Addr)
-	if err != nil {
-		v.Err = err
-		return v
-	}
-	v.Detail, v.Findings = doctor.Explain(ev, netip.AddrPortFrom(srcAddr, 0), res.Addr, res.Class)
 	v.Notes = ev.Notes
 	return v
 }
