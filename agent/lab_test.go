@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -225,6 +224,24 @@ func TestFleetMatrixShowsBlockedPair(t *testing.T) {
 		t.Errorf("pair page does not show db's firewall dropping web:\n%s", pair)
 	}
 
+	// The monitor stored web->db going down, with the doctor's cause from
+	// db's side (asked through db's agent while the rule is there).
+	var stored struct {
+		Transitions []transition `json:"transitions"`
+	}
+	found := false
+	for deadline := time.Now().Add(10 * time.Second); !found && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if err := json.Unmarshal([]byte(f.get(t, "/api/endpoints/web/db:5000")), &stored); err != nil {
+			t.Fatal(err)
+		}
+		for _, tr := range stored.Transitions {
+			found = found || tr.To == "down" && tr.Class == "timeout" && tr.Diagnosis != nil && tr.Diagnosis.Cause == "firewall-drop"
+		}
+	}
+	if !found {
+		t.Errorf("the monitor did not store web->db going down (timeout, firewall-drop): %+v", stored)
+	}
+
 	db.Iptables(t, append([]string{"-D"}, rule...)...)
 	took = waitMatrix(t, f, 2*labInterval, "recovery", func(bad []string, filled int) bool {
 		return filled == cells && len(bad) == 0
@@ -240,20 +257,14 @@ func TestFleetMatrixShowsBlockedPair(t *testing.T) {
 	if pair := f.get(t, "/agents/pair?source=web&target=db:5000"); !strings.Contains(pair, "<td>timeout</td>") || !strings.Contains(pair, "/api/endpoints/web/db:5000") {
 		t.Errorf("pair page lacks the timeout in its history or the stored history link:\n%s", pair)
 	}
-	var stored struct {
-		Transitions []transition `json:"transitions"`
-	}
-	if err := json.Unmarshal([]byte(f.get(t, "/api/endpoints/web/db:5000")), &stored); err != nil {
-		t.Fatal(err)
-	}
-	if !slices.Contains(stored.Transitions, transition{To: "down", Class: "timeout"}) {
-		t.Errorf("the monitor did not store web->db going down with a timeout: %+v", stored)
-	}
 }
 
 type transition struct {
-	To    string `json:"to"`
-	Class string `json:"class"`
+	To        string `json:"to"`
+	Class     string `json:"class"`
+	Diagnosis *struct {
+		Cause string `json:"cause"`
+	} `json:"diagnosis"`
 }
 
 // Server-side evidence comes from the target host's own namespace, and only

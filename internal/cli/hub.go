@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"cmp"
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -14,7 +16,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/reach-tools/reach/agent"
+	"github.com/reach-tools/reach/doctor"
 	"github.com/reach-tools/reach/monitor"
+	"github.com/reach-tools/reach/probe"
 	"github.com/reach-tools/reach/web"
 )
 
@@ -60,9 +64,9 @@ func printHub(env *Env, cfg *monitor.Config) {
 	}
 }
 
-// newHub builds the hub for cfg's agents: section (nil when absent), storing
-// results in m.
-func newHub(cfg *monitor.Config, m *monitor.Monitor, log *slog.Logger) (*agent.Hub, error) {
+// newHub builds the hub for cfg's agents: section (nil when absent); set
+// its Sink once the monitor exists.
+func newHub(cfg *monitor.Config, log *slog.Logger) (*agent.Hub, error) {
 	hc, err := hubConfig(cfg)
 	if hc == nil || err != nil {
 		return nil, err
@@ -72,11 +76,37 @@ func newHub(cfg *monitor.Config, m *monitor.Monitor, log *slog.Logger) (*agent.H
 		return nil, err
 	}
 	hub.Logger = log
-	hub.Sink = agent.MonitorSink{Monitor: m}
 	hub.HistoryLink = func(source, target string) string {
 		return "/api/endpoints/" + url.PathEscape(source) + "/" + url.PathEscape(target)
 	}
 	return hub, nil
+}
+
+// hubDiagnoser explains pairs seen from agents by asking the target host's
+// agent (the doctor's findings from that side); the monitor's own endpoints
+// go to the doctor here as before.
+type hubDiagnoser struct {
+	monitor.Diagnoser
+	hub *agent.Hub
+}
+
+func (d hubDiagnoser) DiagnoseFrom(ctx context.Context, source string, ep monitor.Endpoint, class probe.Class) (monitor.Diagnosis, error) {
+	ap, _ := ep.Target.AddrPort()
+	host, detail, findings, _, err := d.hub.Explain(ctx, source, ep.Name, ap, class)
+	if errors.Is(err, agent.ErrNoAgent) {
+		return monitor.Diagnosis{Cause: string(doctor.Unknown), Verdict: fmt.Sprintf("seen from %s: %s; no agent on %s to ask", source, class, cmp.Or(host, ap.Addr().String()))}, nil
+	}
+	if err != nil {
+		return monitor.Diagnosis{}, err
+	}
+	d2 := monitor.Diagnosis{Cause: string(doctor.Unknown), Verdict: fmt.Sprintf("seen from %s: %s; on %s: %s", source, class, host, detail)}
+	for _, f := range findings {
+		if d2.Cause == string(doctor.Unknown) {
+			d2.Cause = string(f.Cause)
+		}
+		d2.Findings = append(d2.Findings, monitor.Finding{Cause: string(f.Cause), Confidence: string(f.Confidence), Issue: f.Issue, Evidence: f.Evidence, Fix: f.Fix})
+	}
+	return d2, nil
 }
 
 // reloadHub applies a reloaded agents: section; a bad one keeps the old.

@@ -187,16 +187,22 @@ func (w *watcher) run() error {
 	hook := &monitor.Webhook{URL: w.cfg.Alerts.Webhook, Logger: log}
 	opt := monitor.Options{Store: store, Notifier: hook, Metrics: monitor.NewMetrics(reg),
 		Concurrency: w.concurrency, Retain: w.retain, Logger: log}
+	hub, err := newHub(w.cfg, log)
+	if err != nil {
+		return &ExitError{Code: ExitFail, Err: err}
+	}
 	if !w.noDoctor {
 		opt.Diagnoser = doctorDiagnoser(w.doctorTimeout, log)
+		if hub != nil {
+			opt.Diagnoser = hubDiagnoser{Diagnoser: opt.Diagnoser, hub: hub}
+		}
 	}
 	m, err := monitor.New(env.Ctx, w.cfg, opt)
 	if err != nil {
 		return &ExitError{Code: ExitFail, Err: err}
 	}
-	hub, err := newHub(w.cfg, m, log)
-	if err != nil {
-		return &ExitError{Code: ExitFail, Err: err}
+	if hub != nil {
+		hub.Sink = agent.MonitorSink{Monitor: m, Ctx: env.Ctx}
 	}
 	ln, err := net.Listen("tcp", w.listen)
 	if err != nil {
