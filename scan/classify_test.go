@@ -122,3 +122,58 @@ func TestRTTEstimator(t *testing.T) {
 		t.Fatalf("after a slow sample: %v, want the ceiling %v", got, hi)
 	}
 }
+
+func TestParseNeigh(t *testing.T) {
+	msg := func(state uint16, attrs ...[]byte) []byte {
+		b := make([]byte, ndmsgLen)
+		binary.NativeEndian.PutUint16(b[8:], state)
+		for _, a := range attrs {
+			b = append(b, a...)
+		}
+		return b
+	}
+	attr := func(typ uint16, data []byte) []byte {
+		a := make([]byte, 4, 4+len(data)+3)
+		binary.NativeEndian.PutUint16(a, uint16(4+len(data)))
+		binary.NativeEndian.PutUint16(a[2:], typ)
+		a = append(a, data...)
+		for len(a)%4 != 0 {
+			a = append(a, 0)
+		}
+		return a
+	}
+	v4 := []byte{198, 18, 1, 7}
+	v6 := netip.MustParseAddr("fd00::7").As16()
+	mac := []byte{1, 2, 3, 4, 5, 6}
+	if a, st, ok := parseNeigh(msg(nudFailed, attr(2, mac), attr(ndaDst, v4))); !ok || st != nudFailed || a != netip.MustParseAddr("198.18.1.7") {
+		t.Fatalf("v4 = %v %#x %v", a, st, ok)
+	}
+	if a, st, ok := parseNeigh(msg(nudIncomplete, attr(ndaDst, v6[:]))); !ok || st != nudIncomplete || a != netip.MustParseAddr("fd00::7") {
+		t.Fatalf("v6 = %v %#x %v", a, st, ok)
+	}
+	for name, b := range map[string][]byte{
+		"short":       make([]byte, 4),
+		"no dst":      msg(2, attr(2, mac)),
+		"bad length":  append(msg(2), 0xff, 0, 1, 0),
+		"zero length": append(msg(2), 0, 0, 1, 0),
+	} {
+		if _, _, ok := parseNeigh(b); ok {
+			t.Errorf("%s: parsed, want rejected", name)
+		}
+	}
+}
+
+func TestSortPorts(t *testing.T) {
+	for _, n := range []int{0, 3, 5000, 65535} {
+		ps := make([]Port, n)
+		for i := range ps {
+			ps[i].Port = uint16((i*7919)%65535 + 1) // a permutation of 1..65535 when n == 65535
+		}
+		sortPorts(ps)
+		for i := 1; i < len(ps); i++ {
+			if ps[i-1].Port >= ps[i].Port {
+				t.Fatalf("n=%d: not sorted at %d: %d then %d", n, i, ps[i-1].Port, ps[i].Port)
+			}
+		}
+	}
+}

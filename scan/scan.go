@@ -134,7 +134,7 @@ type Progress struct {
 // Defaults used when Options fields are zero.
 const (
 	DefaultTimeout       = time.Second
-	DefaultMinTimeout    = 100 * time.Millisecond
+	DefaultMinTimeout    = 50 * time.Millisecond
 	DefaultDiscoveryWait = 4 * time.Second
 	DefaultRetries       = 1
 	MaxConcurrency       = 16384
@@ -284,8 +284,13 @@ type engine struct {
 
 func newEngine(targets []Target, opt Options) *engine {
 	e := &engine{opt: opt}
+	// Room for every result up front when it is small, to skip regrowing.
+	prealloc := 0
+	if int64(len(targets))*int64(len(opt.Ports)) <= 1<<20 {
+		prealloc = len(opt.Ports)
+	}
 	for _, t := range targets {
-		h := &hostState{Target: t}
+		h := &hostState{Target: t, ports: make([]Port, 0, prealloc)}
 		h.timeoutNs.Store(int64(opt.DiscoveryWait))
 		e.hosts = append(e.hosts, h)
 	}
@@ -470,7 +475,7 @@ func (e *engine) report(elapsed time.Duration) *Report {
 			}
 		}
 		h.mu.Unlock()
-		slices.SortFunc(out.Ports, func(a, b Port) int { return cmp.Compare(a.Port, b.Port) })
+		sortPorts(out.Ports)
 		r.Counts.Open += out.Counts.Open
 		r.Counts.Closed += out.Counts.Closed
 		r.Counts.Filtered += out.Counts.Filtered
@@ -478,4 +483,24 @@ func (e *engine) report(elapsed time.Duration) *Report {
 	}
 	slices.SortFunc(r.Hosts, func(a, b Host) int { return a.Addr.Compare(b.Addr) })
 	return r
+}
+
+// sortPorts orders one host's results by port; a host has each port at most
+// once, so long lists are placed by index instead of compared.
+func sortPorts(ps []Port) {
+	if len(ps) < 4096 {
+		slices.SortFunc(ps, func(a, b Port) int { return cmp.Compare(a.Port, b.Port) })
+		return
+	}
+	at := make([]int32, 65536) // index+1 of each port's result
+	for i, p := range ps {
+		at[p.Port] = int32(i) + 1
+	}
+	sorted := make([]Port, 0, len(ps))
+	for _, i := range at {
+		if i > 0 {
+			sorted = append(sorted, ps[i-1])
+		}
+	}
+	copy(ps, sorted)
 }

@@ -93,17 +93,23 @@ func openFDs(t testing.TB) int {
 	return len(ents)
 }
 
-// A full scan of a namespace's loopback finds exactly the ports we listen on,
-// every time: the self-connect trap (a connect in the ephemeral range that
-// picks its destination port as source) must never show up as open.
+// A full scan of a namespace's loopback (IPv4 and IPv6) finds exactly the
+// ports we listen on, every time: the self-connect trap (a connect in the
+// ephemeral range that picks its destination port as source) must never
+// show up as open.
 func TestLoopbackFullRangeExact(t *testing.T) {
 	lab := netlab.New(t)
 	h := lab.Host("lo")
-	var want []uint16
+	want := map[netip.Addr][]uint16{}
+	lo4, lo6 := netip.MustParseAddr("127.0.0.1"), netip.IPv6Loopback()
 	for range 25 {
-		want = append(want, portOf(t, h.Listen(t, "tcp", "127.0.0.1:0")))
+		want[lo4] = append(want[lo4], portOf(t, h.Listen(t, "tcp", "127.0.0.1:0")))
 	}
-	slices.Sort(want)
+	for range 3 {
+		want[lo6] = append(want[lo6], portOf(t, h.Listen(t, "tcp6", "[::1]:0")))
+	}
+	slices.Sort(want[lo4])
+	slices.Sort(want[lo6])
 	fds := openFDs(t)
 	runs := 3
 	if testing.Short() {
@@ -111,22 +117,24 @@ func TestLoopbackFullRangeExact(t *testing.T) {
 	}
 	selfConnects := 0
 	for run := range runs {
-		rep := scanIn(t, h, target(netip.MustParseAddr("127.0.0.1")), scan.Options{Ports: allPorts()})
-		if len(rep.Hosts) != 1 {
+		rep := scanIn(t, h, []scan.Target{{Addr: lo4}, {Addr: lo6}}, scan.Options{Ports: allPorts()})
+		if len(rep.Hosts) != 2 {
 			t.Fatalf("run %d: %d hosts in report", run, len(rep.Hosts))
 		}
-		host := rep.Hosts[0]
-		if got := openSet(host); !slices.Equal(got, want) {
-			t.Fatalf("run %d: open = %v, want %v", run, got, want)
-		}
-		if host.State != scan.HostUp || host.Counts != (scan.Counts{Open: 25, Closed: 65535 - 25}) || len(host.Ports) != 65535 {
-			t.Fatalf("run %d: host %s counts %+v ports %d", run, host.State, host.Counts, len(host.Ports))
-		}
-		for _, p := range host.Ports {
-			if p.Reason == scan.ReasonSelfConnect {
-				selfConnects++
-				if p.State != scan.Closed || p.Class != probe.Refused {
-					t.Fatalf("self-connect reported as %+v", p)
+		for _, host := range rep.Hosts {
+			n := len(want[host.Addr])
+			if got := openSet(host); !slices.Equal(got, want[host.Addr]) {
+				t.Fatalf("run %d: %v open = %v, want %v", run, host.Addr, got, want[host.Addr])
+			}
+			if host.State != scan.HostUp || host.Counts != (scan.Counts{Open: n, Closed: 65535 - n}) || len(host.Ports) != 65535 {
+				t.Fatalf("run %d: %v: host %s counts %+v ports %d", run, host.Addr, host.State, host.Counts, len(host.Ports))
+			}
+			for _, p := range host.Ports {
+				if p.Reason == scan.ReasonSelfConnect {
+					selfConnects++
+					if p.State != scan.Closed || p.Class != probe.Refused {
+						t.Fatalf("self-connect reported as %+v", p)
+					}
 				}
 			}
 		}

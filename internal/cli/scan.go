@@ -312,11 +312,18 @@ func (r *scanRenderer) jsonEnd(rep *scan.Report) {
 	r.enc.Encode(s)
 }
 
+// rate is host×port pairs settled per second; an unreachable host settles
+// all its ports at once.
 func rate(rep *scan.Report) float64 {
 	if rep.Elapsed <= 0 {
 		return 0
 	}
 	n := rep.Counts.Open + rep.Counts.Closed + rep.Counts.Filtered
+	for _, h := range rep.Hosts {
+		if h.State == scan.HostUnreachable || h.State == scan.HostNoRoute {
+			n += rep.Ports
+		}
+	}
 	return float64(n) / rep.Elapsed.Seconds()
 }
 
@@ -335,7 +342,7 @@ func (r *scanRenderer) text(rep *scan.Report) {
 		r.hostText(h)
 	}
 	r.downText(down)
-	fmt.Fprintf(out, "\nScanned %s ports on %s (%d up, %d unreachable) in %.2fs: %s ports/s",
+	fmt.Fprintf(out, "\nScanned %s ports on %s (%d up, %d unreachable) in %.2fs (%s ports/s)",
 		thousands(int64(rep.Ports)), plural(len(rep.Hosts), "host"), up, len(down), rep.Elapsed.Seconds(), thousands(int64(rate(rep))))
 	if rep.Canceled {
 		fmt.Fprint(out, " (interrupted: partial results)")
