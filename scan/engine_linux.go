@@ -20,12 +20,12 @@ import (
 
 // Tunables of the event loop.
 const (
-	maxWait      = 50 * time.Millisecond // longest epoll wait, so cancellation is prompt
-	fillBatch    = 256                   // launches between checks of the context
-	poolSize     = 64                    // refused sockets kept for reuse, per family
-	busyBackoff0 = 5 * time.Millisecond  // first wait after EMFILE and friends, doubling
-	busyBackoffN = time.Second           // longest such wait
-	busyGiveUp   = 10 * time.Second      // EMFILE with nothing in flight this long ends the scan
+	maxWait      = 50 * time.Millisecond  // longest epoll wait, so cancellation is prompt
+	fillBatch    = 256                    // launches between checks of the context
+	poolSize     = 64                     // refused sockets kept for reuse, per family
+	busyBackoff0 = 5 * time.Millisecond   // first wait after EMFILE and friends, doubling
+	busyBackoffN = time.Second            // longest such wait
+	busyGiveUp   = 10 * time.Second       // EMFILE with nothing in flight this long ends the scan
 	neighMaxAge  = 200 * time.Millisecond // how long a neighbour table dump is reused
 )
 
@@ -122,7 +122,7 @@ type worker struct {
 	out      batch
 	tries    int64
 	inflight int
-	cap, max int // current and configured cap on flights
+	cap, max int      // current and configured cap on flights
 	pool     [4][]int // by poolKind
 	sa4      unix.SockaddrInet4
 	sa6      unix.SockaddrInet6
