@@ -38,7 +38,7 @@ const (
 	labPort     = 5000 // every host serves it
 	agentPort   = 7070 // each agent's own listener (namespaces are empty: no clash)
 	hubPort     = 9190
-	labInterval = 2 * time.Second
+	labInterval = 3 * time.Second
 	labTimeout  = 500 * time.Millisecond
 )
 
