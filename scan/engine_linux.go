@@ -20,13 +20,14 @@ import (
 
 // Tunables of the event loop.
 const (
-	maxWait      = 50 * time.Millisecond  // longest epoll wait, so cancellation is prompt
-	fillBatch    = 256                    // launches between checks of the context
-	poolSize     = 64                     // refused sockets kept for reuse, per family
-	busyBackoff0 = 5 * time.Millisecond   // first wait after EMFILE and friends, doubling
-	busyBackoffN = time.Second            // longest such wait
-	busyGiveUp   = 10 * time.Second       // EMFILE with nothing in flight this long ends the scan
-	neighMaxAge  = 200 * time.Millisecond // how long a neighbour table dump is reused
+	maxWait         = 50 * time.Millisecond  // longest epoll wait, so cancellation is prompt
+	fillBatch       = 256                    // launches between checks of the context
+	poolSize        = 64                     // refused sockets kept for reuse, per family
+	busyBackoff0    = 5 * time.Millisecond   // first wait after EMFILE and friends, doubling
+	busyBackoffN    = time.Second            // longest such wait
+	busyGiveUp      = 10 * time.Second       // EMFILE with nothing in flight this long ends the scan
+	neighMaxAge     = 200 * time.Millisecond // how long a neighbour table dump is reused
+	unconfirmedPoll = 5 * time.Millisecond   // sweep period while a host has not answered yet
 )
 
 func run(ctx context.Context, e *engine) error {
@@ -177,11 +178,11 @@ func (w *worker) loop(ctx context.Context) error {
 		if err := w.fill(ctx); err != nil {
 			return err
 		}
+		wait := w.sweep(time.Now())
 		w.out.flush()
 		if w.inflight == 0 && w.drained && len(w.retry) == 0 {
 			return nil
 		}
-		wait := w.sweep(time.Now())
 		if !w.wake.IsZero() {
 			wait = min(wait, max(0, time.Until(w.wake)))
 		} else if w.inflight < w.cap && (!w.drained || len(w.retry) > 0) {
@@ -565,6 +566,11 @@ func (w *worker) sweep(now time.Time) time.Duration {
 			age := now.Sub(f.sent)
 			if age < tmo {
 				next = min(next, tmo-age)
+				if h.status.Load() == statusUnconfirmed {
+					// Another loop may see the host answer and shorten
+					// its deadline; look again soon.
+					next = min(next, unconfirmedPoll)
+				}
 				break
 			}
 			if w.settle(f, age) {
