@@ -37,6 +37,11 @@ type Config struct {
 	Name  string // how the hub knows this host (its hosts: entry)
 	Hub   string // base URL of the hub, e.g. "https://hub:9100"
 	Token string // shared bearer token, for the hub and for queries to us
+	// Advertise is the base URL where other hosts reach Handler (e.g.
+	// "http://198.18.0.3:7070"); the hub hands it to reach check --hub and
+	// asks it for the pair page. Its host must be this host's address in
+	// the hub config. Empty: not advertised.
+	Advertise string
 
 	// HTTPClient calls the hub; nil uses one with a 10 s timeout. Set its
 	// Transport's TLSClientConfig (see ClientTLS) for https and mTLS.
@@ -141,7 +146,11 @@ func (a *Agent) Run(ctx context.Context) error {
 // fetch asks the hub for our probe list.
 func (a *Agent) fetch(ctx context.Context) (ProbeList, error) {
 	var pl ProbeList
-	err := a.hub.call(ctx, http.MethodGet, PathTargets, url.Values{"agent": {a.cfg.Name}}, nil, &pl)
+	q := url.Values{"agent": {a.cfg.Name}}
+	if a.cfg.Advertise != "" {
+		q.Set("advertise", a.cfg.Advertise)
+	}
+	err := a.hub.call(ctx, http.MethodGet, PathTargets, q, nil, &pl)
 	if err != nil {
 		a.m.hubErrs.Inc()
 		return pl, err

@@ -460,3 +460,40 @@ func FuzzHubIngest(f *testing.F) {
 		}
 	})
 }
+
+// An agent's advertised URL is used only on its configured address.
+func TestHubAdvertisedAgentURL(t *testing.T) {
+	h, srv := newTestHub(t, HubConfig{Hosts: []HostConfig{
+		{Name: "a", Addr: netip.MustParseAddr("127.0.0.1")},
+		{Name: "b", Addr: netip.MustParseAddr("127.0.0.2"), Agent: "http://127.0.0.2:9"},
+	}})
+	c, err := newClient(srv.URL, testToken, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ask := func(name, adv string) {
+		t.Helper()
+		var pl ProbeList
+		if err := c.call(context.Background(), http.MethodGet, PathTargets, map[string][]string{"agent": {name}, "advertise": {adv}}, nil, &pl); err != nil {
+			t.Fatal(err)
+		}
+	}
+	urls := func() map[string]string {
+		m := map[string]string{}
+		for _, a := range h.Agents() {
+			m[a.Name] = a.Agent
+		}
+		return m
+	}
+	for _, bad := range []string{"http://198.18.0.9:7070", "http://127.0.0.1", "ftp://127.0.0.1:7070", "http://127.0.0.1:7070/x", "http://localhost:7070"} {
+		ask("a", bad)
+		if got := urls()["a"]; got != "" {
+			t.Errorf("advertised %q accepted as %q", bad, got)
+		}
+	}
+	ask("a", "https://127.0.0.1:7070/")
+	ask("b", "http://127.0.0.2:7070") // the config's URL wins
+	if got := urls(); got["a"] != "https://127.0.0.1:7070" || got["b"] != "http://127.0.0.2:9" {
+		t.Errorf("agent URLs %v", got)
+	}
+}

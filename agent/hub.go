@@ -9,7 +9,9 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -60,6 +62,7 @@ type agentSeen struct {
 	last    time.Time
 	addr    string
 	dropped uint64
+	url     string // the agent's advertised base URL, checked against its address
 }
 
 // NewHub checks cfg and returns a hub. cfg.Token (or TokenFile) is required.
@@ -133,16 +136,54 @@ func (h *Hub) serveTargets(w http.ResponseWriter, r *http.Request) {
 	}
 	h.mu.Lock()
 	pl, ok := h.lists[name]
+	var advErr error
 	if ok {
-		h.seen(name, r)
+		seen := h.seen(name, r)
+		if adv := r.URL.Query().Get("advertise"); adv != "" {
+			if advErr = h.checkAdvertise(name, adv); advErr == nil {
+				seen.url = strings.TrimRight(adv, "/")
+			}
+		}
 	}
 	h.mu.Unlock()
+	if advErr != nil {
+		h.logger().Warn("agent advertised a URL the hub will not use", "agent", name, "err", advErr)
+	}
 	if !ok {
 		h.logger().Warn("unknown agent asked for its probe list", "agent", name, "remote", r.RemoteAddr)
 		http.Error(w, "unknown agent "+name+": add it to agents.hosts in the hub config", http.StatusNotFound)
 		return
 	}
 	writeJSON(w, pl)
+}
+
+// checkAdvertise accepts an agent's URL only on the address the config
+// gives that host, so a token holder cannot point the hub (and its token)
+// at another machine. h.mu must be held.
+func (h *Hub) checkAdvertise(name, adv string) error {
+	u, err := url.Parse(adv)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Port() == "" || (u.Path != "" && u.Path != "/") {
+		return fmt.Errorf("%q: want http(s)://address:port", adv)
+	}
+	ip, err := netip.ParseAddr(u.Hostname())
+	for _, hc := range h.cfg.Hosts {
+		if hc.Name == name && (err != nil || ip.Unmap() != hc.Addr) {
+			return fmt.Errorf("%q: the host must be %s, this host's address in the hub config", adv, hc.Addr)
+		}
+	}
+	return nil
+}
+
+// agentURL is host's agent URL: from the config, else as advertised. h.mu
+// must be held.
+func (h *Hub) agentURL(hc HostConfig) string {
+	if hc.Agent != "" {
+		return hc.Agent
+	}
+	if s := h.agents[hc.Name]; s != nil {
+		return s.url
+	}
+	return ""
 }
 
 // seen notes that agent name called; h.mu must be held.
@@ -246,7 +287,7 @@ func (h *Hub) update(res Result) {
 type AgentInfo struct {
 	Name     string     `json:"name"`
 	Addr     netip.Addr `json:"addr"`
-	Agent    string     `json:"agent,omitempty"` // base URL of its agent, when configured
+	Agent    string     `json:"agent,omitempty"` // base URL of its agent: configured, or as it advertised
 	LastSeen time.Time  `json:"last_seen,omitzero"`
 	Dropped  uint64     `json:"dropped"`
 }
@@ -257,7 +298,7 @@ func (h *Hub) Agents() []AgentInfo {
 	defer h.mu.RUnlock()
 	out := make([]AgentInfo, 0, len(h.cfg.Hosts))
 	for _, hc := range h.cfg.Hosts {
-		ai := AgentInfo{Name: hc.Name, Addr: hc.Addr, Agent: hc.Agent}
+		ai := AgentInfo{Name: hc.Name, Addr: hc.Addr, Agent: h.agentURL(hc)}
 		if s := h.agents[hc.Name]; s != nil {
 			ai.LastSeen, ai.Dropped = s.last, s.dropped
 		}
@@ -370,7 +411,7 @@ func (h *Hub) Explain(ctx context.Context, source, target string, addr netip.Add
 		case source:
 			srcAddr = hc.Addr
 		case host:
-			agentURL = hc.Agent
+			agentURL = h.agentURL(hc)
 		}
 	}
 	token := h.cfg.Token

@@ -46,7 +46,8 @@ type HostConfig struct {
 	Name string     `yaml:"name"`
 	Addr netip.Addr `yaml:"addr"`
 	// Agent is the base URL of the host's agent, for the doctor's
-	// server-side questions (optional).
+	// server-side questions. Optional: agents advertise their own (on this
+	// address only).
 	Agent string `yaml:"agent"`
 }
 

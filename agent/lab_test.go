@@ -69,7 +69,7 @@ func newFleetWith(t *testing.T, mTLS bool) *fleet {
 	dir := t.TempDir()
 	conf := fmt.Sprintf("alerts: {rise: 1, fall: 1}\nagents:\n  token_file: %s\n  interval: %v\n  timeout: %v\n  hosts:\n", filepath.Join(dir, "token"), labInterval, labTimeout)
 	for i, n := range f.names {
-		conf += fmt.Sprintf("    - {name: %s, addr: %s, agent: %q}\n", n, f.addrs[i], f.agentURL(i))
+		conf += fmt.Sprintf("    - {name: %s, addr: %s}\n", n, f.addrs[i]) // agents advertise their URLs
 		serve(t, f.hosts[i].Listen(t, "tcp", netip.AddrPortFrom(f.addrs[i], labPort).String()))
 	}
 	conf += fmt.Sprintf("  groups:\n    - {name: all, hosts: [%s], ports: [%d]}\n", strings.Join(f.names, ", "), labPort)
@@ -351,6 +351,19 @@ func TestFleetCheckAsksAgent(t *testing.T) {
 		return r
 	}
 	waitAgent(t, f, 2)
+	// --hub finds db's agent by the URL db advertised when it fetched its list.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		var agents []agent.AgentInfo
+		if err := json.Unmarshal([]byte(f.getToken(t, agent.PathAgents)), &agents); err != nil {
+			t.Fatal(err)
+		}
+		if agents[2].Agent == f.agentURL(2) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("db's agent never advertised %s: %+v", f.agentURL(2), agents)
+		}
+	}
 	for _, tc := range []struct {
 		port int
 		args []string

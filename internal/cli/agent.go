@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"time"
 
@@ -89,6 +90,20 @@ func (f *remoteFlags) remote() (doctor.RemoteEvidence, error) {
 	return r, nil
 }
 
+// advertised derives the agent's URL from --listen when that is one
+// routable address with a port (not 0.0.0.0, not loopback, not port 0).
+func advertised(listen string, https bool) string {
+	ap, err := netip.ParseAddrPort(listen)
+	if err != nil || ap.Port() == 0 || ap.Addr().Unmap().IsUnspecified() || ap.Addr().Unmap().IsLoopback() {
+		return ""
+	}
+	scheme := "http"
+	if https {
+		scheme = "https"
+	}
+	return scheme + "://" + netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()).String()
+}
+
 func newAgentCmd(env *Env) *cobra.Command {
 	var (
 		cfg                        agent.Config
@@ -148,21 +163,25 @@ client certificate must name this agent (CN or DNS SAN).`,
 				cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: tc}}
 			}
 			cfg.Logger = slog.New(slog.NewTextHandler(env.Err, nil))
-			a, err := agent.New(cfg)
-			if err != nil {
-				return usageErrorf("%v", err)
-			}
-			srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 5 * time.Second}
+			srv := &http.Server{ReadHeaderTimeout: 5 * time.Second}
 			if tlsCert != "" || tlsKey != "" || clientCA != "" {
 				if srv.TLSConfig, err = agent.ServerTLS(tlsCert, tlsKey, clientCA); err != nil {
 					return usageErrorf("%v", err)
 				}
 			}
+			if cfg.Advertise == "" {
+				cfg.Advertise = advertised(listen, srv.TLSConfig != nil)
+			}
+			a, err := agent.New(cfg)
+			if err != nil {
+				return usageErrorf("%v", err)
+			}
 			ln, err := net.Listen("tcp", listen)
 			if err != nil {
 				return &ExitError{Code: ExitFail, Err: fmt.Errorf("agent cannot listen on %s: %w (see \"reach ports --port\" for who holds it, or pick another --listen)", listen, err)}
 			}
-			cfg.Logger.Info("agent serving", "listen", ln.Addr().String(), "hub", cfg.Hub, "name", cfg.Name)
+			srv.Handler = a.Handler()
+			cfg.Logger.Info("agent serving", "listen", ln.Addr().String(), "advertise", cfg.Advertise, "hub", cfg.Hub, "name", cfg.Name)
 			serveErr := make(chan error, 1)
 			go func() {
 				if srv.TLSConfig != nil {
@@ -193,6 +212,7 @@ client certificate must name this agent (CN or DNS SAN).`,
 	f := cmd.Flags()
 	f.StringVar(&cfg.Hub, "hub", "", "base URL of the hub (required), e.g. http://hub:9190")
 	f.StringVar(&cfg.Name, "name", "", "this host's name in the hub config (default: the host name)")
+	f.StringVar(&cfg.Advertise, "advertise", "", "URL where other hosts reach this agent, told to the hub (default: from --listen when it is one address)")
 	f.StringVar(&listen, "listen", "127.0.0.1:7070", "address for /metrics and the evidence query; 0.0.0.0:7070 to let other hosts ask")
 	tok.add(cmd)
 	f.DurationVar(&cfg.ReportEvery, "report-every", agent.DefaultReportEvery, "how often to send results to the hub")
