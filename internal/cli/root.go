@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 
 	"github.com/spf13/cobra"
@@ -107,7 +108,7 @@ func Run(ctx context.Context, args []string, stdio Stdio) int {
 	env := &Env{Ctx: ctx, Stdio: stdio}
 	root := NewRoot(env)
 	root.SetArgs(args)
-	err := root.ExecuteContext(ctx)
+	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {
 		return ExitOK
 	}
@@ -121,7 +122,19 @@ func Run(ctx context.Context, args []string, stdio Stdio) int {
 	fmt.Fprintf(stdio.Err, "reach: %v\n", err)
 	var usage *UsageError
 	if errors.As(err, &usage) || isCobraUsage(err) {
+		// Say how the command is called and where the examples are.
+		use := cmd.UseLine()
+		if !cmd.Runnable() {
+			use = cmd.CommandPath() + " COMMAND ..."
+		}
+		fmt.Fprintf(stdio.Err, "  usage: %s (see: %s --help)\n", use, cmd.CommandPath())
 		return ExitUsage
 	}
 	return ExitFail
+}
+
+// showsProgress reports whether progress lines, redrawn with \r and ESC[K,
+// belong on w: a terminal that understands them (isTerminal is in scan.go).
+func showsProgress(w io.Writer) bool {
+	return isTerminal(w) && os.Getenv("TERM") != "dumb"
 }

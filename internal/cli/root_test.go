@@ -27,6 +27,8 @@ func TestRootExitCodes(t *testing.T) {
 		{args: []string{"no-such-command"}, code: ExitUsage, wantErr: `reach: unknown command "no-such-command"`},
 		{args: []string{"version", "--no-such-flag"}, code: ExitUsage, wantErr: "unknown flag"},
 		{args: []string{"version", "extra"}, code: ExitUsage, wantErr: "unknown command"},
+		{args: []string{"no-such-command"}, code: ExitUsage, wantErr: "usage: reach COMMAND ... (see: reach --help)"},
+		{args: []string{"connect"}, code: ExitUsage, wantErr: "usage: reach connect TARGET... [flags] (see: reach connect --help)"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
