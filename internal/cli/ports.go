@@ -47,11 +47,13 @@ Exit status: 0 when a socket matched, 1 when none did (so scripts can ask
   reach ports --json | jq '.sockets[].local'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if port < 0 || port > 65535 {
+			// 0 is "no filter" only as the default: --port 0 given by hand
+			// would silently list every socket.
+			if port < 0 || port > 65535 || (port == 0 && cmd.Flags().Changed("port")) {
 				return usageErrorf("--port %d: a port is between 1 and 65535", port)
 			}
-			if opt.PID < 0 {
-				return usageErrorf("--pid %d: a process id is positive", opt.PID)
+			if opt.PID < 0 || (opt.PID == 0 && cmd.Flags().Changed("pid")) {
+				return usageErrorf("--pid %d: a process id is 1 or more", opt.PID)
 			}
 			opt.Port = uint16(port)
 			t, err := sockets.List(env.Ctx, opt)

@@ -69,6 +69,8 @@ func TestPortsUsage(t *testing.T) {
 	for _, args := range [][]string{
 		{"ports", "--port", "70000"},
 		{"ports", "--pid", "-1"},
+		{"ports", "--port", "0"},
+		{"ports", "--pid", "0"},
 		{"ports", "extra"},
 	} {
 		if code, _, errs := portsRun(args...); code != ExitUsage {
