@@ -48,6 +48,11 @@ Policies:
   race         start the next target every --attempt-delay without waiting
                for the last to fail (RFC 8305); the first to connect wins
 
+--json prints one object (on stdout with -z, else on stderr): connected,
+endpoint and addr (the winner), local, elapsed_ms, attempts[] (attempt,
+round, endpoint, addr, class, errno, rtt_ms, error, ejected), and on failure
+failed[] (endpoint, addr, class, explain, hint) and error.
+
 Exit status: 0 connected, 1 no target accepted, 2 usage error.`,
 		Example: `  printf hello | reach connect 127.0.0.1:7000          # talk to an echo server
   reach connect db1:5432 db2:5432 -z                   # which one accepts? no data
@@ -66,6 +71,9 @@ Exit status: 0 connected, 1 no target accepted, 2 usage error.`,
 			}
 			if timeout < 0 || attemptDelay < 0 || backoffMax < 0 {
 				return usageErrorf("--timeout, --attempt-delay and --backoff-max must not be negative")
+			}
+			if retries < -1 {
+				return usageErrorf("--retries %d: give 0 or more rounds, or -1 to retry until interrupted", retries)
 			}
 			rep := &connectReport{}
 			opt := dial.Options{

@@ -133,6 +133,7 @@ func TestConnectUsage(t *testing.T) {
 		{"connect", "db:99999"},
 		{"connect", "127.0.0.1:1", "--policy", "fastest"},
 		{"connect", "127.0.0.1:1", "--timeout", "-1s"},
+		{"connect", "127.0.0.1:1", "--retries", "-2"},
 	} {
 		if code, _, errs := runWithInput(t, "", args...); code != ExitUsage {
 			t.Errorf("%v: exit %d (stderr %q), want 2", args, code, errs)
