@@ -64,9 +64,15 @@ Logs go to stderr: one line when each listener starts, one per connection
 				if !cmd.Flags().Changed("mode") {
 					cfg.Mode = server.ModeBanner
 				}
+				if cfg.Mode == server.ModeEcho || cfg.Mode == server.ModeDiscard {
+					return usageErrorf("--banner is only used in mode %q, not %s; drop --mode (--banner alone selects banner mode)", server.ModeBanner, cfg.Mode)
+				}
 				if !strings.HasSuffix(cfg.Banner, "\n") {
 					cfg.Banner += "\n"
 				}
+			}
+			if cfg.Mode == server.ModeBanner && cfg.Banner == "" {
+				return usageErrorf("--mode banner needs the text to send to each client: add --banner TEXT")
 			}
 			if len(cfg.Listen) == 0 {
 				return usageErrorf("give at least one --listen ADDR, e.g. --listen 127.0.0.1:7000")
