@@ -77,7 +77,7 @@ Exit status: 0 every target is reachable, 1 one is not, 2 usage error.`,
 			}
 			failed := false
 			for i, ep := range eps {
-				progress := isTerminal(env.Err)
+				progress := showsProgress(env.Err)
 				if progress {
 					fmt.Fprintf(env.Err, "checking %s (up to %v)…", ep, timeout+timeout*3/20)
 				}

@@ -39,6 +39,10 @@ On timeout, each target that is not ready is reported with its last class
 Progress is shown on stderr when it is a terminal; -q keeps wait silent
 except for failures.
 
+--json prints one object on stdout: ready, elapsed_ms, timeout_ms and
+targets[] (target, ready, after_ms, attempts, class: the last attempt's,
+error, hint).
+
 Exit status: 0 ready (or CMD's status), 1 timed out, 2 usage error,
 126/127 CMD could not be run.`,
 		Example: `  reach wait 127.0.0.1:5432 --timeout 30s -- psql -h 127.0.0.1   # start when the db is up
@@ -64,7 +68,7 @@ Exit status: 0 ready (or CMD's status), 1 timed out, 2 usage error,
 				return usageErrorf("--timeout and --interval must be positive")
 			}
 			var progress io.Writer
-			if !quiet && !asJ && waitIsTTY(env.Err) {
+			if !quiet && !asJ && showsProgress(env.Err) {
 				progress = env.Err
 			}
 			res := waitReady(env.Ctx, eps, waitOptions{timeout: timeout, interval: interval, any: anyOne, progress: progress})
@@ -283,15 +287,4 @@ func runAfterWait(env *Env, command []string) error {
 		return &ExitError{Code: 127, Err: fmt.Errorf("wait: targets ready, but cannot run %q: %w; check the command name and PATH", command[0], err)}
 	}
 	return &ExitError{Code: 126, Err: fmt.Errorf("wait: targets ready, but cannot run %q: %w", command[0], err)}
-}
-
-// waitIsTTY reports whether w is a terminal (a character device), where
-// progress belongs.
-func waitIsTTY(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0 && os.Getenv("TERM") != "dumb"
 }
