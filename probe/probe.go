@@ -161,10 +161,12 @@ func resolve(ctx context.Context, host string, opt Options) ([]netip.Addr, error
 	}
 	addrs, err := res.LookupNetIP(ctx, ipNet, host)
 	if err != nil {
-		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		if errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
 			// Keep it a DNS failure: the name did not resolve in time.
-			return nil, &net.DNSError{Err: "lookup timed out: " + err.Error(), Name: host, IsTimeout: true}
+			return nil, &net.DNSError{Err: "timed out: no answer within " + opt.timeout().String(), Name: host, IsTimeout: true, UnwrapErr: err}
 		}
+		// A cancelled lookup stays cancelled (Classify: Canceled): the
+		// caller gave up, which says nothing about the name.
 		return nil, err
 	}
 	if len(addrs) == 0 {

@@ -130,6 +130,27 @@ func TestCanceled(t *testing.T) {
 	}
 }
 
+// A caller who gives up during name resolution learns nothing about the name:
+// the class is canceled, not dns. A resolver that never answers (its DNS
+// server is a fake that waits for the context) keeps the lookup in flight.
+func TestCanceledDuringLookup(t *testing.T) {
+	asked := make(chan struct{}, 1)
+	silent := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		select {
+		case asked <- struct{}{}:
+		default:
+		}
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { <-asked; cancel() }()
+	r := probe.Run(ctx, target.Endpoint{Host: "db.reach.test", Port: 5432}, probe.Options{Resolver: silent, Timeout: time.Minute})
+	if r.Class != probe.Canceled || !errors.Is(r.Err, context.Canceled) {
+		t.Fatalf("class %s (%v), want canceled wrapping context.Canceled", r.Class, r.Err)
+	}
+}
+
 // A fake dialer that never answers before the deadline gives Timeout.
 func TestTimeoutWithFakeDialer(t *testing.T) {
 	hang := func(ctx context.Context, _, _ string) (net.Conn, error) {
