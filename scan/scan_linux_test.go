@@ -408,3 +408,74 @@ func BenchmarkDropped2000(b *testing.B) {
 		}
 	}
 }
+
+// A /24 where only three addresses exist: every other address is one
+// host-level verdict (no ARP answer), not 1000 filtered ports, even though
+// the kernel rate-limits the ICMP errors that would say so.
+func TestSubnetOfMostlyDeadHosts(t *testing.T) {
+	lab := netlab.New(t)
+	c, s := lab.Host("c"), lab.Host("s")
+	caddr, saddr := lab.Link(c, s)
+	s2 := s.AddAddr(t, saddr)
+	want := map[netip.Addr][]uint16{caddr: nil}
+	for _, a := range []netip.Addr{saddr, s2} {
+		for range 2 {
+			want[a] = append(want[a], portOf(t, s.Listen(t, "tcp", net.JoinHostPort(a.String(), "0"))))
+		}
+		slices.Sort(want[a])
+	}
+	ports := make([]uint16, 0, 1004)
+	for p := 1; p <= 1000; p++ {
+		ports = append(ports, uint16(p))
+	}
+	for _, ps := range want {
+		ports = append(ports, ps...)
+	}
+	var targets []scan.Target
+	base := netip.PrefixFrom(caddr, 24).Masked().Addr()
+	for a, i := base, 0; i < 256; a, i = a.Next(), i+1 {
+		targets = append(targets, scan.Target{Addr: a})
+	}
+	rep := scanIn(t, c, targets, scan.Options{Ports: ports, MaxRetries: -1})
+	down := 0
+	for _, h := range rep.Hosts {
+		if w, ok := want[h.Addr]; ok {
+			if h.State != scan.HostUp || !slices.Equal(openSet(h), w) || h.Counts.Filtered != 0 {
+				t.Errorf("%v: %s open %v counts %+v; want up, open %v, nothing filtered", h.Addr, h.State, openSet(h), h.Counts, w)
+			}
+			continue
+		}
+		if (h.State != scan.HostUnreachable && h.State != scan.HostNoRoute) || len(h.Ports) != 0 {
+			t.Errorf("%v: %s with %d ports %+v; want a host-level verdict", h.Addr, h.State, len(h.Ports), h.Counts)
+			continue
+		}
+		down++
+	}
+	if down != 253 {
+		t.Fatalf("%d hosts reported down, want 253", down)
+	}
+	t.Logf("256 hosts x %d ports in %v, %d probes", len(ports), rep.Elapsed, rep.Probes)
+}
+
+// IPv6: a dead neighbour (no neighbour-solicitation answer) is host-level too.
+func TestDeadHostIPv6(t *testing.T) {
+	lab := netlab.New(t)
+	c, s := lab.Host("c"), lab.Host("s")
+	_, saddr := lab.LinkV6(c, s)
+	open := portOf(t, s.Listen(t, "tcp6", net.JoinHostPort(saddr.String(), "0")))
+	dead := lab.Unowned(t, saddr)
+	rep := scanIn(t, c, []scan.Target{{Addr: saddr}, {Addr: dead}}, scan.Options{Ports: []uint16{open, 1, 2, 3}})
+	for _, h := range rep.Hosts {
+		switch h.Addr {
+		case saddr:
+			if !slices.Equal(openSet(h), []uint16{open}) || h.Counts.Closed != 3 {
+				t.Errorf("live host: open %v counts %+v", openSet(h), h.Counts)
+			}
+		case dead:
+			if h.State != scan.HostUnreachable || len(h.Ports) != 0 {
+				t.Errorf("dead host: %s, %d ports; want host-unreachable", h.State, len(h.Ports))
+			}
+			t.Logf("dead host evidence: %s", h.Evidence)
+		}
+	}
+}
