@@ -479,3 +479,22 @@ func TestDeadHostIPv6(t *testing.T) {
 		}
 	}
 }
+
+// --rate is a ceiling: 300 connects at 1000/s cannot finish in less than
+// about 0.3 s, however fast loopback answers. (Load only makes it slower.)
+func TestRateIsACeiling(t *testing.T) {
+	lab := netlab.New(t)
+	h := lab.Host("lo")
+	ports := make([]uint16, 0, 300)
+	for p := 1; p <= 300; p++ {
+		ports = append(ports, uint16(p))
+	}
+	rep := scanIn(t, h, target(netip.MustParseAddr("127.0.0.1")), scan.Options{Ports: ports, Rate: 1000})
+	if rep.Counts.Closed != 300 {
+		t.Fatalf("counts %+v, want 300 closed", rep.Counts)
+	}
+	if min := 280 * time.Millisecond; rep.Elapsed < min {
+		t.Fatalf("300 connects at 1000/s took %v, less than %v", rep.Elapsed, min)
+	}
+	t.Logf("elapsed %v", rep.Elapsed)
+}
