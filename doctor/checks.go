@@ -113,7 +113,7 @@ func round(d time.Duration) string {
 	return d.Round(10 * time.Millisecond).String()
 }
 
-// each runs fn for every address concurrently and waits.
+// each runs fn(0) .. fn(n-1) concurrently and waits for them all.
 func each(n int, fn func(i int)) {
 	var wg sync.WaitGroup
 	for i := range n {

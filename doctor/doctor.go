@@ -22,7 +22,6 @@ import (
 	"github.com/reach-tools/reach/probe"
 	"github.com/reach-tools/reach/sockets"
 	"github.com/reach-tools/reach/target"
-	"golang.org/x/sync/errgroup"
 )
 
 // Cause is a stable id naming why an endpoint is (not) reachable; scripts
@@ -310,16 +309,11 @@ func Run(ctx context.Context, ep target.Endpoint, opt Options) *Report {
 		sctx, cancel := stageCtx(n)
 		results := make([]CheckResult, len(stage))
 		took := make([]time.Duration, len(stage))
-		var g errgroup.Group
-		for i, c := range stage {
-			g.Go(func() error {
-				t0 := time.Now()
-				results[i] = c.Run(sctx, s)
-				took[i] = time.Since(t0)
-				return nil
-			})
-		}
-		g.Wait()
+		each(len(stage), func(i int) {
+			t0 := time.Now()
+			results[i] = stage[i].Run(sctx, s)
+			took[i] = time.Since(t0)
+		})
 		cancel()
 		for i, c := range stage {
 			log.Debug("doctor check", "name", c.Name(), "status", results[i].Status, "detail", results[i].Detail, "took", took[i])
