@@ -187,7 +187,10 @@ func explainConnectFailure(env *Env, err error) {
 		}
 		fmt.Fprintf(env.Err, "reach: connect %s: %s%s — %s; try: reach check %s\n", a.Label(), a.Class, ejected, a.Class.Explain(), a.Endpoint)
 	}
-	if de.Err != nil {
+	switch {
+	case errors.Is(de.Err, context.Canceled):
+		fmt.Fprintf(env.Err, "reach: interrupted after %d attempts\n", de.Attempts)
+	case de.Err != nil:
 		fmt.Fprintf(env.Err, "reach: gave up after %d attempts: %v\n", de.Attempts, de.Err)
 	}
 }
