@@ -3,6 +3,7 @@ package probe_test
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/netip"
 	"syscall"
@@ -46,8 +47,10 @@ func closedPort(t *testing.T) netip.AddrPort {
 }
 
 func TestRunLoopback(t *testing.T) {
-	open := listen(t, func(c net.Conn) { time.Sleep(300 * time.Millisecond); c.Close() })
-	banner := listen(t, func(c net.Conn) { c.Write([]byte("SSH-2.0-test\r\n")); time.Sleep(300 * time.Millisecond); c.Close() })
+	// Open servers keep each connection until the client closes it, so a
+	// read wait sees no close however late it starts on a loaded machine.
+	open := listen(t, func(c net.Conn) { io.Copy(io.Discard, c); c.Close() })
+	banner := listen(t, func(c net.Conn) { c.Write([]byte("SSH-2.0-test\r\n")); io.Copy(io.Discard, c); c.Close() })
 	closer := listen(t, func(c net.Conn) { c.Close() })
 	resetter := listen(t, func(c net.Conn) {
 		c.(*net.TCPConn).SetLinger(0)
