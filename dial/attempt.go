@@ -80,7 +80,10 @@ type Error struct {
 
 func (e *Error) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "dial: no endpoint accepted a connection (%d attempts", e.Attempts)
+	fmt.Fprintf(&b, "dial: no endpoint accepted a connection (%d attempt", e.Attempts)
+	if e.Attempts != 1 {
+		b.WriteString("s")
+	}
 	if e.Err != nil {
 		fmt.Fprintf(&b, ", stopped: %v", e.Err)
 	}

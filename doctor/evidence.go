@@ -198,9 +198,9 @@ var HostCheck = CheckFunc{"host", func(ctx context.Context, s *State) CheckResul
 			local = append(local, a.String())
 		}
 	}
-	seen := fmt.Sprintf("%d listening sockets on port %d or look-alike ports", len(ev.Listening), s.Target.Port)
+	seen := fmt.Sprintf("%s on port %d or look-alike ports", count(len(ev.Listening), "listening socket"), s.Target.Port)
 	if ev.Firewall {
-		seen += fmt.Sprintf(", %d firewall rules", len(ev.Rules))
+		seen += ", " + count(len(ev.Rules), "firewall rule")
 	} else {
 		seen += ", no firewall rules (see firewall)"
 	}
@@ -232,4 +232,12 @@ func denied(notes []string) bool {
 		}
 	}
 	return ran
+}
+
+// count says "1 thing" or "n things".
+func count(n int, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	return fmt.Sprintf("%d %ss", n, thing)
 }

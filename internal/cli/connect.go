@@ -189,9 +189,9 @@ func explainConnectFailure(env *Env, err error) {
 	}
 	switch {
 	case errors.Is(de.Err, context.Canceled):
-		fmt.Fprintf(env.Err, "reach: interrupted after %d attempts\n", de.Attempts)
+		fmt.Fprintf(env.Err, "reach: interrupted after %s\n", plural(de.Attempts, "attempt"))
 	case de.Err != nil:
-		fmt.Fprintf(env.Err, "reach: gave up after %d attempts: %v\n", de.Attempts, de.Err)
+		fmt.Fprintf(env.Err, "reach: gave up after %s: %v\n", plural(de.Attempts, "attempt"), de.Err)
 	}
 }
 

@@ -90,7 +90,7 @@ Exit status: 0 ready (or CMD's status), 1 timed out, 2 usage error,
 			if !quiet && !asJ {
 				for _, t := range res.Targets {
 					if t.Ready {
-						fmt.Fprintf(env.Err, "reach: %s ready after %s (%d attempts)\n", t.Target, fmtDuration(time.Duration(t.AfterMS*float64(time.Millisecond))), t.Attempts)
+						fmt.Fprintf(env.Err, "reach: %s ready after %s (%s)\n", t.Target, fmtDuration(time.Duration(t.AfterMS*float64(time.Millisecond))), plural(t.Attempts, "attempt"))
 					}
 				}
 			}
