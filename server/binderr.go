@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -76,10 +77,12 @@ func (e *BindError) Fix() []string {
 	switch e.Cause {
 	case CauseInUse:
 		var fix []string
-		var pids []string
+		var pids []string // each once: a process may hold the port on several addresses
 		for _, s := range e.Holders {
 			for _, p := range s.Processes {
-				pids = append(pids, strconv.Itoa(p.PID))
+				if pid := strconv.Itoa(p.PID); !slices.Contains(pids, pid) {
+					pids = append(pids, pid)
+				}
 			}
 		}
 		switch {
@@ -123,6 +126,9 @@ func explainBind(ctx context.Context, addr string, err error) *BindError {
 	if errors.As(err, &op) {
 		if ta, ok := op.Addr.(*net.TCPAddr); ok {
 			e.Bind = ta.AddrPort()
+			if ta.IP == nil { // ":PORT": Go binds the wildcard, [::] dual-stack
+				e.Bind = netip.AddrPortFrom(netip.IPv6Unspecified(), uint16(ta.Port))
+			}
 		}
 	}
 	e.Bind = netip.AddrPortFrom(e.Bind.Addr().Unmap(), e.Bind.Port())

@@ -431,3 +431,29 @@ func TestBindInUse(t *testing.T) {
 	}
 	checkHeldByUs(t, be)
 }
+
+// A wildcard listen (":PORT", no host) on a port held on loopback is
+// explained like any other: the error names the holder, and its pid once
+// although it holds the port on two addresses (when the host has IPv6).
+func TestBindInUseWildcard(t *testing.T) {
+	held, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	port := held.Addr().(*net.TCPAddr).Port
+	if held6, err := net.Listen("tcp", fmt.Sprintf("[::1]:%d", port)); err == nil {
+		defer held6.Close()
+	}
+	addr := fmt.Sprintf(":%d", port)
+
+	_, err = server.Listen(context.Background(), server.Config{Listen: []string{addr}})
+	var be *server.BindError
+	if !errors.As(err, &be) || be.Cause != server.CauseInUse || !errors.Is(err, syscall.EADDRINUSE) {
+		t.Fatalf("Listen(%s) = %v, want a BindError with cause in-use", addr, err)
+	}
+	checkHeldByUs(t, be)
+	if fix := strings.Join(be.Fix(), "\n"); !strings.Contains(fix, "(kill "+strconv.Itoa(os.Getpid())+")") {
+		t.Errorf("fix does not say to kill our pid, once:\n%s", fix)
+	}
+}
