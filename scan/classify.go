@@ -95,8 +95,10 @@ func classify(errno syscall.Errno, icmp *icmpInfo, sync bool) verdict {
 			v.reason = ReasonPortUnreach
 		}
 		return v
-	case syscall.ECONNRESET, syscall.ECONNABORTED:
-		v.state, v.reason, v.class, v.answered = Closed, ReasonConnRefused, probe.Refused, true
+	case syscall.ECONNRESET, syscall.EPIPE:
+		// A reset after the handshake (one before it is ECONNREFUSED): the
+		// port answered SYN-ACK, so it is open, as nmap counts it.
+		v.state, v.reason, v.class, v.answered = Open, ReasonSynAck, probe.Reset, true
 		return v
 	case syscall.ETIMEDOUT:
 		return vNoResponse

@@ -43,6 +43,7 @@ func TestClassify(t *testing.T) {
 		{"unreachable route", syscall.EHOSTUNREACH, nil, true, "", HostUnreachable, ReasonHostUnreach, probe.HostUnreachable},
 		{"local firewall", syscall.EPERM, nil, true, Filtered, "", ReasonLocalProhibited, probe.LocalError},
 		{"prohibit route", syscall.EACCES, nil, true, Filtered, "", ReasonLocalProhibited, probe.LocalError},
+		{"reset after the handshake", syscall.ECONNRESET, nil, false, Open, "", ReasonSynAck, probe.Reset},
 		{"kernel gave up", syscall.ETIMEDOUT, nil, false, Filtered, "", ReasonNoResponse, probe.Timeout},
 		{"odd errno", syscall.EPROTO, nil, false, Filtered, "", ReasonLocalError, probe.LocalError},
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -167,6 +168,45 @@ func TestScanOutputInNamespace(t *testing.T) {
 		}
 		if summary == nil || summary["hosts"].(float64) != 2 || summary["hosts_up"].(float64) != 1 {
 			t.Fatalf("summary %v", summary)
+		}
+	})
+
+	t.Run("interrupt prints what was found", func(t *testing.T) {
+		var extra []string
+		for range 4 {
+			extra = append(extra, strconv.Itoa(s.Listen(t, "tcp", net.JoinHostPort(saddr.String(), "0")).Addr().(*net.TCPAddr).Port))
+		}
+		// 205 ports at 40 a second take 5 s; the first of 5 open ports
+		// shows up long before that.
+		cmd := exec.Command("ip", "netns", "exec", c.Name(), bin, "scan", saddr.String(), "-p", "1000-1200,"+strings.Join(extra, ","), "--rate", "40", "--json")
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var errb strings.Builder
+		cmd.Stderr = &errb
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(stdout)
+		var lines []string
+		for sc.Scan() {
+			lines = append(lines, sc.Text())
+			if strings.Contains(sc.Text(), `"state":"open"`) {
+				cmd.Process.Signal(os.Interrupt)
+				break
+			}
+		}
+		for sc.Scan() {
+			lines = append(lines, sc.Text())
+		}
+		err = cmd.Wait()
+		out := strings.Join(lines, "\n")
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != ExitFail {
+			t.Fatalf("exit: %v, want status 1; stderr %q\n%s", err, errb.String(), out)
+		}
+		if !strings.Contains(errb.String(), "scan interrupted after") || !strings.Contains(out, `"canceled":true`) || !strings.Contains(out, `"state":"open"`) {
+			t.Fatalf("stderr %q, stdout:\n%s", errb.String(), out)
 		}
 	})
 
