@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -335,7 +336,7 @@ func TestCancelReturnsPartialResults(t *testing.T) {
 	c, s, saddr, _ := lab2(t)
 	open := portOf(t, s.Listen(t, "tcp", net.JoinHostPort(saddr.String(), "0")))
 	s.Iptables(t, "-A", "INPUT", "-p", "tcp", "!", "--dport", strconv.Itoa(int(open)), "-j", "DROP")
-	fds := openFDs(t)
+	fds, goroutines := openFDs(t), runtime.NumGoroutine()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ports := []uint16{open}
@@ -363,6 +364,9 @@ func TestCancelReturnsPartialResults(t *testing.T) {
 	}
 	if got := openFDs(t); got > fds {
 		t.Fatalf("fd leak after cancel: %d before, %d after", fds, got)
+	}
+	if got := runtime.NumGoroutine(); got > goroutines {
+		t.Fatalf("goroutine leak after cancel: %d before, %d after", goroutines, got)
 	}
 }
 
@@ -436,7 +440,17 @@ func TestSubnetOfMostlyDeadHosts(t *testing.T) {
 	for a, i := base, 0; i < 256; a, i = a.Next(), i+1 {
 		targets = append(targets, scan.Target{Addr: a})
 	}
-	rep := scanIn(t, c, targets, scan.Options{Ports: ports, MaxRetries: -1})
+	var progress []scan.Progress // called from one goroutine, read after Scan
+	rep := scanIn(t, c, targets, scan.Options{Ports: ports, MaxRetries: -1,
+		Progress: func(p scan.Progress) { progress = append(progress, p) }})
+	if len(progress) == 0 {
+		t.Fatal("Progress never called during a scan of several seconds")
+	}
+	for i, p := range progress {
+		if p.Total != int64(256*len(ports)) || p.Done > p.Total || (i > 0 && p.Done < progress[i-1].Done) {
+			t.Fatalf("progress %d: %+v (previous %+v)", i, p, progress[max(i-1, 0)])
+		}
+	}
 	down := 0
 	for _, h := range rep.Hosts {
 		if w, ok := want[h.Addr]; ok {
