@@ -60,9 +60,12 @@ list and where it comes from are in scan/topports.txt). Service names come
 from /etc/services.
 
 Speed: the scan runs one event loop per CPU, sizes its concurrency from the
-open-file limit, and adapts each host's timeout to its measured round trips.
-Unanswered ports are retried (--max-retries); answered ones never are.
-Ctrl-C stops the scan and prints what was found so far.`,
+open-file limit, and adapts each host's timeout to its measured round trips
+(--timeout is the ceiling). Until a host answers at all, its probes wait up
+to 4s: Linux needs 3s to give up on ARP, and only then can a host that is
+not there be told from one behind a firewall. Unanswered ports are retried
+(--max-retries); answered ones never are. Ctrl-C stops the scan and prints
+what was found so far.`,
 		Example: `  reach scan 127.0.0.1 -p-                    # every port of this host
   reach scan db.internal -p 5432,6432 --reason
   reach scan 198.18.0.0/24 --top 100 --exclude 198.18.0.1
