@@ -180,7 +180,29 @@ func (l *Lab) link(a, b *Host, v6 bool) (netip.Addr, netip.Addr) {
 			l.t.Fatalf("netlab: %v", err)
 		}
 	}
+	l.waitUp(a, lk.ifname)
+	l.waitUp(b, lk.ifname)
 	return addrA, addrB
+}
+
+// waitUp waits (bounded) until ifname in h is operationally up. The kernel
+// turns a veth's carrier on through its link-watch work, which may run up to
+// a second later when both ends have the same ifindex (as in two fresh
+// namespaces); until then packets are dropped, and a test's first SYN or ping
+// is lost and retried after 1 s.
+func (l *Lab) waitUp(h *Host, ifname string) {
+	l.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		out, err := run(nil, "ip", "-n", h.name, "-o", "link", "show", "dev", ifname)
+		if err == nil && strings.Contains(string(out), " state UP ") {
+			return
+		}
+		if time.Now().After(deadline) {
+			l.t.Fatalf("netlab: %s in %s not up after 5s: %s %v", ifname, h.name, out, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // LAN puts hosts on one shared 198.18.X.0/24, as if plugged into one switch:
@@ -222,6 +244,10 @@ func (l *Lab) LAN(hosts ...*Host) []netip.Addr {
 			l.t.Fatalf("netlab: %v", err)
 		}
 		l.ip("-n", h.name, "link", "set", lk.ifname, "up")
+	}
+	for i, h := range hosts {
+		l.waitUp(h, lk.ifname)
+		l.waitUp(sw, fmt.Sprintf("p%d", i))
 	}
 	return addrs
 }
