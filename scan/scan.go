@@ -326,10 +326,10 @@ func (e *engine) timeout(h *hostState) time.Duration { return time.Duration(h.ti
 
 // answered records that h answered after rtt, which also confirms it is up.
 func (e *engine) answered(h *hostState, rtt time.Duration) {
-	if h.status.Load() == statusUp && !h.mu.TryLock() {
-		return // another loop is updating this host; one sample fewer is harmless
-	} else if h.status.Load() != statusUp {
+	if h.status.Load() != statusUp {
 		h.mu.Lock()
+	} else if !h.mu.TryLock() {
+		return // another loop is updating this host; one sample fewer is harmless
 	}
 	h.rtt.update(rtt)
 	t := h.rtt.timeout(e.opt.MinTimeout, e.opt.Timeout)
