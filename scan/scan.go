@@ -334,11 +334,10 @@ func (e *engine) answered(h *hostState, rtt time.Duration) {
 	h.rtt.update(rtt)
 	t := h.rtt.timeout(e.opt.MinTimeout, e.opt.Timeout)
 	h.mu.Unlock()
-	if h.status.Load() == statusDown {
-		return
+	// A host already reported down stays down.
+	if h.status.CompareAndSwap(statusUnconfirmed, statusUp) || h.status.CompareAndSwap(statusSilent, statusUp) || h.status.Load() == statusUp {
+		h.timeoutNs.Store(int64(t))
 	}
-	h.status.Store(statusUp)
-	h.timeoutNs.Store(int64(t))
 }
 
 // silent marks a host that let a probe wait DiscoveryWait without any error:
