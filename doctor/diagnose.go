@@ -40,7 +40,7 @@ func diagnose(s *State, findings []Finding) *Report {
 			}
 		}
 		r.Addresses = append(r.Addresses, ar)
-		if ar.Class != probe.Open && ar.Class != "" && !confirmedFor(findings, s.label(i)) {
+		if ar.Class != probe.Open && ar.Class != "" && !settled(findings, s.label(i)) {
 			inferred, next := infer(s, i, ar.Class)
 			findings = append(findings, inferred...)
 			r.Next = append(r.Next, next...)
@@ -92,9 +92,13 @@ func diagnose(s *State, findings []Finding) *Report {
 	return r
 }
 
-func confirmedFor(fs []Finding, addr string) bool {
+// settled reports whether the host's own evidence explains addr, so the
+// client's guesses would only blur it: a confirmed finding, or wrong-port,
+// which only a socket table gives (it is likely, not confirmed, because it
+// guesses the user's intent, not because evidence is missing).
+func settled(fs []Finding, addr string) bool {
 	for _, f := range fs {
-		if f.Confidence == Confirmed && f.Addr == addr {
+		if (f.Confidence == Confirmed || f.Cause == WrongPort) && f.Addr == addr {
 			return true
 		}
 	}

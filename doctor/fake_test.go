@@ -91,6 +91,20 @@ func TestCausesWithFakes(t *testing.T) {
 	}
 }
 
+// On the target host a wrong-port finding comes from the socket table, so the
+// report does not add the client's guesses (a firewall REJECT, "run check on
+// the host itself"): the host's own table and rules were read.
+func TestWrongPortOnHostAddsNoClientGuesses(t *testing.T) {
+	self := []netip.Prefix{netip.MustParsePrefix("198.18.0.2/24")}
+	host := fakeHost{self, []sockets.Socket{listener("0.0.0.0:5433", "sleeping", 0, 128)}, nil}
+	opt := Options{Dial: dialClass(probe.Refused), Sockets: host, Firewall: host,
+		Ladder: []Stage{{DNSCheck}, {TCPCheck, HostCheck}, {SocketsCheck, FirewallCheck}}, Probes: 1}
+	r := Run(context.Background(), target.Endpoint{Host: "198.18.0.2", Port: 5432}, opt)
+	if r.Cause != WrongPort || len(r.Findings) != 1 || len(r.Next) != 0 {
+		t.Errorf("cause %s, findings %+v, next %q; want wrong-port alone", r.Cause, r.Findings, r.Next)
+	}
+}
+
 func TestSimilarPort(t *testing.T) {
 	for _, tt := range []struct {
 		a, b uint16
