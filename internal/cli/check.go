@@ -67,6 +67,19 @@ Exit status: 0 every target is reachable, 1 one is not, 2 usage error.`,
 			if err != nil {
 				return &UsageError{Err: err}
 			}
+			for _, ep := range eps {
+				// --network picks among a name's addresses; an address
+				// literal of the other family would be checked regardless.
+				a, ok := ep.Addr()
+				if !ok || network == "tcp" || (network == "tcp4") == a.Is4() {
+					continue
+				}
+				fam := "IPv6"
+				if a.Is4() {
+					fam = "IPv4"
+				}
+				return usageErrorf("--network %s, but %s is an %s address; drop --network or give a name", network, ep, fam)
+			}
 			opt := doctor.Options{Timeout: timeout, Network: network}
 			if opt.Remote, err = remote.remote(); err != nil {
 				return err

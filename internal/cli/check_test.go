@@ -54,6 +54,8 @@ func TestCheckCommand(t *testing.T) {
 		{"check", "no-port-here"},
 		{"check", "127.0.0.1:80", "--timeout", "0s"},
 		{"check", "127.0.0.1:80", "--network", "udp"},
+		{"check", "127.0.0.1:80", "--network", "tcp6"},
+		{"check", "[::1]:80", "--network", "tcp4"},
 	} {
 		if code, _, errs := run(t, args...); code != ExitUsage {
 			t.Errorf("%v: exit %d, want %d (%s)", args, code, ExitUsage, errs)
