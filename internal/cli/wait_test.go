@@ -23,8 +23,10 @@ func TestWaitReadyAndQuiet(t *testing.T) {
 
 func TestWaitTimeoutExplains(t *testing.T) {
 	down := refusingAddr(t)
-	code, _, errs := runWithInput(t, "", "wait", down, "--timeout", "300ms", "-q")
-	want := "reach: " + down + " still refused after 300ms — likely: the server is not running; try: reach check " + down
+	// Long enough for an attempt to finish on a loaded machine (one takes
+	// well under a millisecond here).
+	code, _, errs := runWithInput(t, "", "wait", down, "--timeout", "1s", "-q")
+	want := "reach: " + down + " still refused after 1s — likely: the server is not running; try: reach check " + down
 	if code != ExitFail || !strings.Contains(errs, want) {
 		t.Errorf("exit %d, stderr %q; want 1 and %q", code, errs, want)
 	}
@@ -63,7 +65,9 @@ func TestWaitAnyAndJSON(t *testing.T) {
 	if !res.Ready || len(res.Targets) != 2 || res.Targets[0].Ready || !res.Targets[1].Ready {
 		t.Errorf("result %+v", res)
 	}
-	code, out, _ = runWithInput(t, "", "wait", down, up, "--json", "--timeout", "200ms")
+	// The timeout must pass (down never opens) while up connects, also on a
+	// loaded machine.
+	code, out, _ = runWithInput(t, "", "wait", down, up, "--json", "--timeout", "1s")
 	var fail struct {
 		Ready   bool
 		Targets []struct{ Target, Class, Hint string }
