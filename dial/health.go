@@ -84,6 +84,11 @@ func (d *Dialer) observe(a Attempt) bool {
 		h.fails = 0
 		h.until = time.Time{}
 		h.ejections = max(h.ejections-1, 0)
+		if h.ejections == 0 {
+			// Nothing left to remember: a long-lived dialer whose names
+			// resolve to ever new addresses must not keep them all.
+			delete(d.health, a.Addr)
+		}
 	case countsAgainst(a.Class):
 		h.lastFail, h.last = now, a
 		if now.Before(h.until) { // already out: tried only because all are

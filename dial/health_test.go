@@ -312,3 +312,17 @@ func TestInterleaveFamilies(t *testing.T) {
 		}
 	}
 }
+
+// Healthy addresses leave no state behind, however many a dialer sees.
+func TestHealthForgetsHealthyAddresses(t *testing.T) {
+	d := New(nil, Options{})
+	defer d.Close()
+	for i := range 1000 {
+		ap := netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)}), 5432)
+		d.observe(Attempt{Addr: ap, Class: probe.Refused})
+		d.observe(Attempt{Addr: ap, Class: probe.Open})
+	}
+	if n := len(d.health); n != 0 {
+		t.Errorf("%d addresses remembered after they all recovered, want 0", n)
+	}
+}
