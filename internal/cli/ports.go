@@ -74,7 +74,11 @@ Exit status: 0 when a socket matched, 1 when none did (so scripts can ask
 				}
 			} else {
 				if len(t.Sockets) == 0 {
-					fmt.Fprintln(env.Err, "reach: no "+describe(opt)+" found")
+					hint := ""
+					if !opt.All {
+						hint = " (--all also shows connections in other states)"
+					}
+					fmt.Fprintln(env.Err, "reach: no "+describe(opt)+" found"+hint)
 				} else if err := writePortsTable(env, t, opt.All); err != nil {
 					return err
 				}
