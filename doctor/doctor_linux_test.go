@@ -725,8 +725,10 @@ func TestEchoSockets(t *testing.T) {
 	t.Parallel()
 	p := newPair(t)
 	ep := p.srvEP(7)
-	// A generous timeout: the reply comes in microseconds, but on a loaded
-	// CI machine the ICMP wait (a share of the timeout) was once missed.
+	// A generous timeout for the ladder on a loaded CI machine. The echo
+	// itself waits at most 1s whatever the timeout (ICMPCheck); the reply
+	// comes in microseconds now that netlab links are up before use (a
+	// lost first packet was what once missed the window).
 	const patient = 6 * time.Second
 	r := p.run(t, onClient, ep, patient, nil)
 	checkDetail(t, r, "icmp", "(raw socket)")
