@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -80,11 +81,24 @@ func New(cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg.Buffer = cmpOr(cfg.Buffer, DefaultBuffer)
-	cfg.ReportEvery = cmpOr(cfg.ReportEvery, DefaultReportEvery)
-	cfg.RefreshEvery = cmpOr(cfg.RefreshEvery, DefaultRefreshEvery)
-	cfg.Concurrency = cmpOr(cfg.Concurrency, DefaultConcurrency)
-	cfg.QueryRate = cmpOr(cfg.QueryRate, DefaultQueryRate)
+	for _, f := range []struct {
+		name string
+		neg  bool
+		v    any
+	}{
+		{"Buffer", cfg.Buffer < 0, cfg.Buffer}, {"ReportEvery", cfg.ReportEvery < 0, cfg.ReportEvery},
+		{"RefreshEvery", cfg.RefreshEvery < 0, cfg.RefreshEvery}, {"Concurrency", cfg.Concurrency < 0, cfg.Concurrency},
+		{"QueryRate", cfg.QueryRate < 0, cfg.QueryRate},
+	} {
+		if f.neg {
+			return nil, fmt.Errorf("agent: %s %v is negative; give a positive value, or 0 for the default", f.name, f.v)
+		}
+	}
+	cfg.Buffer = cmp.Or(cfg.Buffer, DefaultBuffer)
+	cfg.ReportEvery = cmp.Or(cfg.ReportEvery, DefaultReportEvery)
+	cfg.RefreshEvery = cmp.Or(cfg.RefreshEvery, DefaultRefreshEvery)
+	cfg.Concurrency = cmp.Or(cfg.Concurrency, DefaultConcurrency)
+	cfg.QueryRate = cmp.Or(cfg.QueryRate, DefaultQueryRate)
 	if cfg.Gather == nil {
 		cfg.Gather = func(ctx context.Context) doctor.HostEvidence { return doctor.Gather(ctx, nil, nil) }
 	}
@@ -100,14 +114,6 @@ func New(cfg Config) (*Agent, error) {
 		log:   log.With("agent", cfg.Name),
 		limit: rate.NewLimiter(cfg.QueryRate, max(1, int(cfg.QueryRate)*2)),
 	}, nil
-}
-
-func cmpOr[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
 }
 
 // Run fetches the probe list, probes on schedule and reports until ctx is

@@ -497,3 +497,24 @@ func TestHubAdvertisedAgentURL(t *testing.T) {
 		t.Errorf("agent URLs %v", got)
 	}
 }
+
+// A negative setting is refused: time.NewTicker would panic on a negative
+// period, and a negative buffer would drop every result.
+func TestNewRefusesNegativeSettings(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+	}{
+		{"Buffer", Config{Buffer: -5}},
+		{"ReportEvery", Config{ReportEvery: -time.Second}},
+		{"RefreshEvery", Config{RefreshEvery: -time.Second}},
+		{"Concurrency", Config{Concurrency: -1}},
+		{"QueryRate", Config{QueryRate: -1}},
+	} {
+		tc.cfg.Name, tc.cfg.Hub, tc.cfg.Token = "a", "http://127.0.0.1:1", testToken
+		_, err := New(tc.cfg)
+		if err == nil || !strings.Contains(err.Error(), tc.name) || !strings.Contains(err.Error(), "negative") {
+			t.Errorf("New with negative %s: %v, want an error naming it", tc.name, err)
+		}
+	}
+}

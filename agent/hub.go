@@ -335,7 +335,7 @@ type Matrix struct {
 func (h *Hub) Matrix() Matrix {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	interval := time.Duration(cmpOr(h.cfg.Interval, 10*time.Second))
+	interval := time.Duration(cmp.Or(h.cfg.Interval, 10*time.Second))
 	m := Matrix{Interval: Duration(interval), Sources: []string{}, Targets: []string{}}
 	var targets []Target
 	for _, hc := range h.cfg.Hosts {

@@ -74,8 +74,8 @@ func configErr(format string, args ...any) error {
 
 // ProbeLists checks c and returns each agent's probe list, by name.
 func (c *HubConfig) ProbeLists() (map[string]ProbeList, error) {
-	interval := cmpOr(c.Interval, 10*time.Second)
-	timeout := cmpOr(c.Timeout, min(interval, 3*time.Second))
+	interval := cmp.Or(c.Interval, 10*time.Second)
+	timeout := cmp.Or(c.Timeout, min(interval, 3*time.Second))
 	if interval < 0 || timeout < 0 {
 		return nil, configErr("interval and timeout must be positive")
 	}
