@@ -77,7 +77,7 @@ func (h *Hub) SetConfig(cfg HubConfig) error {
 	if cfg.Token == "" && cfg.TokenFile != "" {
 		tok, err := ReadToken(cfg.TokenFile)
 		if err != nil {
-			return err
+			return fmt.Errorf("agents.token_file: %w", err)
 		}
 		cfg.Token = tok
 	}

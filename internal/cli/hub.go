@@ -49,7 +49,7 @@ func printHub(env *Env, cfg *monitor.Config) {
 	for _, pl := range lists {
 		n += len(pl.Targets)
 	}
-	fmt.Fprintf(env.Out, "agents: %d hosts, %d probes", len(hc.Hosts), n)
+	fmt.Fprintf(env.Out, "agents: %s, %s", plural(len(hc.Hosts), "host"), plural(n, "probe"))
 	for _, pl := range lists {
 		fmt.Fprintf(env.Out, " every %v, timeout %v", time.Duration(pl.Interval), time.Duration(pl.Timeout))
 		break
@@ -60,7 +60,11 @@ func printHub(env *Env, cfg *monitor.Config) {
 		for _, t := range lists[h.Name].Targets {
 			ids = append(ids, t.ID)
 		}
-		fmt.Fprintf(env.Out, "  %-16s %-16s probes %s\n", h.Name, h.Addr, strings.Join(ids, " "))
+		probes := strings.Join(ids, " ")
+		if probes == "" {
+			probes = "nothing (in no group or pair)"
+		}
+		fmt.Fprintf(env.Out, "  %-16s %-16s probes %s\n", h.Name, h.Addr, probes)
 	}
 }
 
@@ -70,6 +74,9 @@ func newHub(cfg *monitor.Config, log *slog.Logger) (*agent.Hub, error) {
 	hc, err := hubConfig(cfg)
 	if hc == nil || err != nil {
 		return nil, err
+	}
+	if hc.TokenFile == "" {
+		return nil, errors.New("agents: no token_file: agents and hub share a bearer token; create one (openssl rand -hex 32 > /etc/reach/agent-token) and set agents.token_file to it")
 	}
 	hub, err := agent.NewHub(*hc)
 	if err != nil {

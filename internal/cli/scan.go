@@ -345,8 +345,8 @@ func (r *scanRenderer) text(rep *scan.Report) {
 		r.hostText(h)
 	}
 	r.downText(down)
-	fmt.Fprintf(out, "\nScanned %s ports on %s (%d up, %d unreachable) in %.2fs (%s ports/s)",
-		thousands(int64(rep.Ports)), plural(len(rep.Hosts), "host"), up, len(down), rep.Elapsed.Seconds(), thousands(int64(rate(rep))))
+	fmt.Fprintf(out, "\nScanned %s on %s (%d up, %d unreachable) in %.2fs (%s ports/s)",
+		plural(rep.Ports, "port"), plural(len(rep.Hosts), "host"), up, len(down), rep.Elapsed.Seconds(), thousands(int64(rate(rep))))
 	if rep.Canceled {
 		fmt.Fprint(out, " (interrupted: partial results)")
 	}

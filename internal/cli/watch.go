@@ -91,7 +91,8 @@ the dashboard (the flags work too, but show in ps).`,
 				}
 				return &ExitError{Code: ExitFail, Err: fmt.Errorf("%w (pass the file with -c)", err)}
 			}
-			if _, err := hubConfig(cfg); err != nil {
+			// Build the hub to validate: that also reads its token file.
+			if _, err := newHub(cfg, nil); err != nil {
 				fmt.Fprintf(env.Err, "reach: %s is not valid:\n%v\nFix the agents: section; see deploy/README.md.\n", config, err)
 				return &ExitError{Code: ExitFail}
 			}
@@ -143,7 +144,7 @@ func parseRetention(s string) (time.Duration, error) {
 }
 
 func printConfig(env *Env, path string, cfg *monitor.Config) error {
-	fmt.Fprintf(env.Out, "%s: valid, %d endpoints\n", path, len(cfg.Endpoints))
+	fmt.Fprintf(env.Out, "%s: valid, %s\n", path, plural(len(cfg.Endpoints), "endpoint"))
 	for _, ep := range cfg.Endpoints {
 		extra := ""
 		if ep.Expect == monitor.ExpectClosed {
@@ -221,10 +222,10 @@ func (w *watcher) run() error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	fmt.Fprintf(env.Err, "reach watch: %d endpoints, history in %s (%s), dashboard %s://%s/\n",
-		len(w.cfg.Endpoints), w.store, store.Dialect(), scheme, ln.Addr())
+	fmt.Fprintf(env.Err, "reach watch: %s, history in %s (%s), dashboard %s://%s/\n",
+		plural(len(w.cfg.Endpoints), "endpoint"), w.store, store.Dialect(), scheme, ln.Addr())
 	if hub != nil {
-		fmt.Fprintf(env.Err, "reach watch: hub for %d agents at %s://%s, matrix %[2]s://%[3]s/agents/\n", len(hub.Agents()), scheme, ln.Addr())
+		fmt.Fprintf(env.Err, "reach watch: hub for %s at %s://%s, matrix %[2]s://%[3]s/agents/\n", plural(len(hub.Agents()), "agent"), scheme, ln.Addr())
 	}
 
 	ctx, stop := context.WithCancel(env.Ctx)

@@ -251,3 +251,26 @@ func TestWatchWithPostgres(t *testing.T) {
 		t.Errorf("after a restart on PostgreSQL: %+v (uptime %v), before %+v", again.Status, again.Uptime24h, first.Status)
 	}
 }
+
+// --check-config catches what would stop reach watch at start: the hub's
+// token file is read, not only the agents: section's syntax.
+func TestWatchCheckConfigReadsAgentToken(t *testing.T) {
+	dir := t.TempDir()
+	section := "endpoints:\n  - {name: a, target: 127.0.0.1:1}\nagents:\n%s  hosts:\n    - {name: web-1, addr: 198.18.0.1}\n"
+	for _, tc := range []struct{ name, tokenLine, want string }{
+		{"missing file", "  token_file: " + filepath.Join(dir, "nope") + "\n", "agents.token_file: "},
+		{"no token_file", "", "agents: no token_file"},
+	} {
+		config := filepath.Join(dir, "reach.yaml")
+		writeConfig(t, config, fmt.Sprintf(section, tc.tokenLine))
+		code, out, errs := run(t, "watch", "-c", config, "--check-config")
+		if code != ExitFail || out != "" || !strings.Contains(errs, tc.want) {
+			t.Errorf("%s: exit %d, stdout %q, stderr:\n%s", tc.name, code, out, errs)
+		}
+	}
+	writeConfig(t, filepath.Join(dir, "token"), "s3cret\n")
+	writeConfig(t, filepath.Join(dir, "reach.yaml"), fmt.Sprintf(section, "  token_file: "+filepath.Join(dir, "token")+"\n"))
+	if code, out, errs := run(t, "watch", "-c", filepath.Join(dir, "reach.yaml"), "--check-config"); code != ExitOK {
+		t.Errorf("valid token file: exit %d\n%s%s", code, out, errs)
+	}
+}
