@@ -70,13 +70,9 @@ func (f *remoteFlags) remote() (doctor.RemoteEvidence, error) {
 	if err != nil {
 		return nil, err
 	}
-	var hc *http.Client
-	if f.ca != "" || f.cert != "" || f.key != "" {
-		tc, err := agent.ClientTLS(f.ca, f.cert, f.key)
-		if err != nil {
-			return nil, usageErrorf("%v", err)
-		}
-		hc = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: tc}}
+	hc, err := httpsClient(f.ca, f.cert, f.key, 10*time.Second)
+	if err != nil {
+		return nil, err
 	}
 	var r doctor.RemoteEvidence
 	if f.agentURL != "" {
@@ -88,6 +84,19 @@ func (f *remoteFlags) remote() (doctor.RemoteEvidence, error) {
 		return nil, usageErrorf("%v", err)
 	}
 	return r, nil
+}
+
+// httpsClient returns a client that trusts ca (the system roots when empty)
+// and presents cert/key; nil when all three are empty, for the default one.
+func httpsClient(ca, cert, key string, timeout time.Duration) (*http.Client, error) {
+	if ca == "" && cert == "" && key == "" {
+		return nil, nil
+	}
+	tc, err := agent.ClientTLS(ca, cert, key)
+	if err != nil {
+		return nil, usageErrorf("%v", err)
+	}
+	return &http.Client{Timeout: timeout, Transport: &http.Transport{TLSClientConfig: tc}}, nil
 }
 
 // advertised derives the agent's URL from --listen when that is one
@@ -155,12 +164,8 @@ client certificate must name this agent (CN or DNS SAN).`,
 					return usageErrorf("--name not given and the host name is unknown: %v", err)
 				}
 			}
-			if hubCA != "" || hubCert != "" || hubCertKey != "" {
-				tc, err := agent.ClientTLS(hubCA, hubCert, hubCertKey)
-				if err != nil {
-					return usageErrorf("%v", err)
-				}
-				cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: tc}}
+			if cfg.HTTPClient, err = httpsClient(hubCA, hubCert, hubCertKey, 10*time.Second); err != nil {
+				return err
 			}
 			cfg.Logger = slog.New(slog.NewTextHandler(env.Err, nil))
 			srv := &http.Server{ReadHeaderTimeout: 5 * time.Second}

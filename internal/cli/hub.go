@@ -69,8 +69,8 @@ func printHub(env *Env, cfg *monitor.Config) {
 }
 
 // newHub builds the hub for cfg's agents: section (nil when absent); set
-// its Sink once the monitor exists.
-func newHub(cfg *monitor.Config, log *slog.Logger) (*agent.Hub, error) {
+// its Sink once the monitor exists. agents, when not nil, calls https agents.
+func newHub(cfg *monitor.Config, log *slog.Logger, agents *http.Client) (*agent.Hub, error) {
 	hc, err := hubConfig(cfg)
 	if hc == nil || err != nil {
 		return nil, err
@@ -82,7 +82,7 @@ func newHub(cfg *monitor.Config, log *slog.Logger) (*agent.Hub, error) {
 	if err != nil {
 		return nil, err
 	}
-	hub.Logger = log
+	hub.Logger, hub.AgentClient = log, agents
 	hub.HistoryLink = func(source, target string) string {
 		return "/api/endpoints/" + url.PathEscape(source) + "/" + url.PathEscape(target)
 	}
@@ -156,6 +156,22 @@ func (f *hubTLSFlags) add(cmd *cobra.Command) {
 	fl.StringVar(&f.cert, "tls-cert", "", "serve https with this PEM certificate")
 	fl.StringVar(&f.key, "tls-key", "", "key of --tls-cert")
 	fl.StringVar(&f.clientCA, "tls-client-ca", "", "require client certificates signed by this CA (mTLS, for agents and browsers alike)")
+}
+
+// agentTLSFlags are the hub's TLS client settings for its calls to https
+// agents (the pair page and the diagnosis of pairs seen from agents).
+type agentTLSFlags struct{ ca, cert, key string }
+
+func (f *agentTLSFlags) add(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.ca, "agent-ca", "", "trust this CA for https agents' certificates (hub only)")
+	fl.StringVar(&f.cert, "agent-cert", "", "client certificate for agents that require one (mTLS)")
+	fl.StringVar(&f.key, "agent-key", "", "key of --agent-cert")
+}
+
+// client returns the hub's client for agents; nil when no flag is set.
+func (f *agentTLSFlags) client() (*http.Client, error) {
+	return httpsClient(f.ca, f.cert, f.key, 3*time.Second)
 }
 
 // wrap returns ln serving TLS when the flags ask for it.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
@@ -33,6 +34,7 @@ func newWatchCmd(env *Env) *cobra.Command {
 		config, store, listen, retain, basic, token string
 		checkOnly, noDoctor                         bool
 		tlsFlags                                    hubTLSFlags
+		agentTLS                                    agentTLSFlags
 		concurrency                                 int
 		doctorTimeout                               time.Duration
 	)
@@ -58,6 +60,11 @@ into 5-minute buckets and dropped after --retain.
 
 Send SIGHUP to reload the configuration; endpoints keep their state. A bad
 file is refused and the running configuration stays.
+
+With an agents: section, watch is also the hub of "reach agent"s (see
+deploy/README.md): --tls-cert/--tls-key/--tls-client-ca serve it over https
+(mTLS), and --agent-ca/--agent-cert/--agent-key are what it uses to call
+agents that serve https.
 
 Set REACH_WATCH_TOKEN or REACH_WATCH_BASIC_AUTH=user:password to protect
 the dashboard (the flags work too, but show in ps).`,
@@ -91,8 +98,12 @@ the dashboard (the flags work too, but show in ps).`,
 				}
 				return &ExitError{Code: ExitFail, Err: fmt.Errorf("%w (pass the file with -c)", err)}
 			}
+			agents, err := agentTLS.client()
+			if err != nil {
+				return err
+			}
 			// Build the hub to validate: that also reads its token file.
-			if _, err := newHub(cfg, nil); err != nil {
+			if _, err := newHub(cfg, nil, agents); err != nil {
 				fmt.Fprintf(env.Err, "reach: %s is not valid:\n%v\nFix the agents: section; see deploy/README.md.\n", config, err)
 				return &ExitError{Code: ExitFail}
 			}
@@ -102,7 +113,7 @@ the dashboard (the flags work too, but show in ps).`,
 				return err
 			}
 			w := watcher{env: env, cfg: cfg, path: config, store: store, listen: listen, retain: ret, tls: tlsFlags,
-				concurrency: concurrency, noDoctor: noDoctor, doctorTimeout: doctorTimeout,
+				agents: agents, concurrency: concurrency, noDoctor: noDoctor, doctorTimeout: doctorTimeout,
 				auth: web.Options{Token: token, User: user, Password: pass}}
 			return w.run()
 		},
@@ -114,6 +125,7 @@ the dashboard (the flags work too, but show in ps).`,
 	f.StringVar(&retain, "retain", "30d", "keep history this long (e.g. 90d, 12h)")
 	f.StringVar(&listen, "listen", "127.0.0.1:9190", "address of the dashboard, API and /metrics")
 	tlsFlags.add(cmd)
+	agentTLS.add(cmd)
 	f.StringVar(&token, "token", "", "require this bearer token (or ?token=) on the dashboard")
 	f.StringVar(&basic, "basic-auth", "", "require HTTP basic auth user:password on the dashboard")
 	f.IntVar(&concurrency, "concurrency", monitor.DefaultConcurrency, "probes in flight at most")
@@ -168,6 +180,7 @@ type watcher struct {
 	cfg                   *monitor.Config
 	path, store, listen   string
 	tls                   hubTLSFlags
+	agents                *http.Client // calls https agents; nil: the hub's default
 	retain, doctorTimeout time.Duration
 	concurrency           int
 	noDoctor              bool
@@ -188,7 +201,7 @@ func (w *watcher) run() error {
 	hook := &monitor.Webhook{URL: w.cfg.Alerts.Webhook, Logger: log}
 	opt := monitor.Options{Store: store, Notifier: hook, Metrics: monitor.NewMetrics(reg),
 		Concurrency: w.concurrency, Retain: w.retain, Logger: log}
-	hub, err := newHub(w.cfg, log)
+	hub, err := newHub(w.cfg, log, w.agents)
 	if err != nil {
 		return &ExitError{Code: ExitFail, Err: err}
 	}

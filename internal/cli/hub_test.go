@@ -1,0 +1,82 @@
+package cli
+
+import (
+	"context"
+	"encoding/pem"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/reach-tools/reach/agent"
+	"github.com/reach-tools/reach/monitor"
+	"github.com/reach-tools/reach/probe"
+)
+
+// The hub asks an https agent for evidence only when --agent-ca trusts the
+// agent's certificate; without it the call fails on the certificate.
+func TestWatchAgentTLSFlags(t *testing.T) {
+	agentSrv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != agent.PathEvidence || r.Header.Get("Authorization") != "Bearer s3cret" {
+			http.Error(w, "no", http.StatusUnauthorized)
+			return
+		}
+		fmt.Fprint(w, `{"host":"db-1"}`)
+	}))
+	defer agentSrv.Close()
+	dir := t.TempDir()
+	ca, token, config := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "token"), filepath.Join(dir, "reach.yaml")
+	writeConfig(t, ca, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: agentSrv.Certificate().Raw})))
+	writeConfig(t, token, "s3cret\n")
+	// Only the agent's URL is called: 198.18.0.x are never dialled here.
+	writeConfig(t, config, fmt.Sprintf(`agents:
+  token_file: %s
+  hosts:
+    - {name: web-1, addr: 198.18.0.1}
+    - {name: db-1, addr: 198.18.0.2, agent: %q}
+  pairs:
+    - {from: web-1, to: "db-1:5432"}
+`, token, agentSrv.URL))
+	cfg, err := monitor.LoadConfig(config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	explain := func(f agentTLSFlags) error {
+		t.Helper()
+		hc, err := f.client()
+		if err != nil {
+			t.Fatal(err)
+		}
+		hub, err := newHub(cfg, nil, hc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		host, _, _, _, err := hub.Explain(context.Background(), "web-1", "db-1:5432", netip.MustParseAddrPort("198.18.0.2:5432"), probe.Refused)
+		if err == nil && host != "db-1" {
+			t.Errorf("Explain named host %q, want db-1", host)
+		}
+		return err
+	}
+	if err := explain(agentTLSFlags{}); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Errorf("without --agent-ca: %v, want a certificate error", err)
+	}
+	if err := explain(agentTLSFlags{ca: ca}); err != nil {
+		t.Errorf("with --agent-ca: %v", err)
+	}
+
+	// The flags reach the command: a CA that cannot be read is a usage error.
+	code, _, errs := run(t, "watch", "-c", config, "--check-config", "--agent-ca", filepath.Join(dir, "missing.pem"))
+	if code != ExitUsage || !strings.Contains(errs, "missing.pem") {
+		t.Errorf("unreadable --agent-ca: exit %d, stderr %s", code, errs)
+	}
+	code, _, errs = run(t, "watch", "-c", config, "--check-config", "--agent-cert", ca)
+	if code != ExitUsage || !strings.Contains(errs, "certificate") {
+		t.Errorf("--agent-cert without --agent-key: exit %d, stderr %s", code, errs)
+	}
+	if code, out, errs := run(t, "watch", "-c", config, "--check-config", "--agent-ca", ca); code != ExitOK {
+		t.Errorf("valid --agent-ca: exit %d\n%s%s", code, out, errs)
+	}
+}
