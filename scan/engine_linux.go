@@ -3,7 +3,6 @@ package scan
 import (
 	"context"
 	"errors"
-	"net"
 	"net/netip"
 	"os"
 	"runtime"
@@ -269,14 +268,10 @@ func (w *worker) sockaddr(h *hostState, port uint16) unix.Sockaddr {
 	return &w.sa6
 }
 
+// zoneID is the scope id of a zone Expand has checked.
 func zoneID(zone string) uint32 {
-	if zone == "" {
-		return 0
-	}
-	if ifi, err := net.InterfaceByName(zone); err == nil {
-		return uint32(ifi.Index)
-	}
-	return 0
+	i, _ := zoneIndex(zone)
+	return uint32(i)
 }
 
 // poolKind sorts sockets by family, and loopback targets apart: their

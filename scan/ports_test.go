@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -71,8 +72,21 @@ func TestExpand(t *testing.T) {
 	if want := []string{"198.18.0.0", "198.18.0.2", "198.18.0.3", "::1"}; !slices.Equal(addrs, want) {
 		t.Fatalf("Expand = %v, want %v", addrs, want)
 	}
-	if _, err := Expand(context.Background(), parse("198.18.0.0/8"), nil, probe.Options{}); err == nil {
-		t.Fatal("a /8 expanded without complaint")
+	if _, err := Expand(context.Background(), parse("198.18.0.0/8"), nil, probe.Options{}); !errors.Is(err, ErrTooBig) {
+		t.Fatalf("a /8: %v, want ErrTooBig", err)
+	}
+	// A zone naming no interface is refused, not scanned as "filtered"; one
+	// naming an interface, by name or index, is kept.
+	if _, err := Expand(context.Background(), parse("fe80::1%no-such-if0"), nil, probe.Options{}); !errors.Is(err, ErrZone) {
+		t.Fatalf("unknown zone: %v, want ErrZone", err)
+	}
+	if lo, err := net.InterfaceByName("lo"); err == nil {
+		for _, zone := range []string{"lo", strconv.Itoa(lo.Index)} {
+			got, err := Expand(context.Background(), parse("fe80::1%"+zone), nil, probe.Options{})
+			if err != nil || len(got) != 1 || got[0].Addr.Zone() != zone {
+				t.Errorf("zone %q: %v, %v", zone, got, err)
+			}
+		}
 	}
 	// A name that cannot resolve gives the probe's typed DNS error. The
 	// resolver fails every query itself, so nothing leaves this host.

@@ -184,6 +184,9 @@ var (
 	ErrNoTargets    = errors.New("scan: no hosts to scan")
 	ErrUnsupported  = errors.New("scan: unsupported on this OS (the scan engine needs Linux epoll)")
 	ErrOutOfSockets = errors.New("scan: could not create sockets")
+	// ErrTooBig and ErrZone are targets Expand refuses: user input to fix.
+	ErrTooBig = errors.New("scan: too many hosts")
+	ErrZone   = errors.New("scan: unknown IPv6 zone")
 )
 
 // ResourceError says the scan stopped because this host ran out of file

@@ -3,7 +3,9 @@ package scan
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
+	"strconv"
 
 	"github.com/reach-tools/reach/probe"
 	"github.com/reach-tools/reach/target"
@@ -32,7 +34,7 @@ func Expand(ctx context.Context, hosts, exclude []target.Hosts, resolver probe.O
 			return nil
 		}
 		if len(out) == MaxHosts {
-			return fmt.Errorf("scan: more than %d hosts; split the scan into smaller blocks", MaxHosts)
+			return fmt.Errorf("%w: more than %d; split the scan into smaller blocks", ErrTooBig, MaxHosts)
 		}
 		seen[t.Addr] = true
 		out = append(out, t)
@@ -50,7 +52,12 @@ func Expand(ctx context.Context, hosts, exclude []target.Hosts, resolver probe.O
 			continue
 		}
 		if h.Len() > MaxHosts {
-			return nil, fmt.Errorf("scan: %s holds %d addresses or more, over the limit of %d; split the scan into smaller blocks", h, uint64(MaxHosts)+1, MaxHosts)
+			return nil, fmt.Errorf("%w: %s holds more than %d addresses; split the scan into smaller blocks", ErrTooBig, h, MaxHosts)
+		}
+		// A zone naming no interface would make every connect fail at
+		// once, which must not read as "filtered".
+		if _, err := zoneIndex(h.First.Zone()); err != nil {
+			return nil, err
 		}
 		for a := range h.All() {
 			if err := add(Target{Addr: a}); err != nil {
@@ -59,4 +66,21 @@ func Expand(ctx context.Context, hosts, exclude []target.Hosts, resolver probe.O
 		}
 	}
 	return out, nil
+}
+
+// zoneIndex is the index of the interface an IPv6 zone names, by name or
+// number; 0 for no zone.
+func zoneIndex(zone string) (int, error) {
+	if zone == "" {
+		return 0, nil
+	}
+	if ifi, err := net.InterfaceByName(zone); err == nil {
+		return ifi.Index, nil
+	}
+	if n, err := strconv.Atoi(zone); err == nil {
+		if ifi, err := net.InterfaceByIndex(n); err == nil {
+			return ifi.Index, nil
+		}
+	}
+	return 0, fmt.Errorf("%w: no network interface %q (see ip link; e.g. fe80::1%%eth0)", ErrZone, zone)
 }

@@ -150,9 +150,14 @@ func ParseHosts(s string) (Hosts, error) {
 }
 
 // looksLikeRange tells "198.18.0.1-20" and "fd00::1-fd00::2" from host names
-// with dashes ("db-1"): the part before the dash must be an IP literal.
+// with dashes ("db-1"): the part before the dash must be an IP literal. After
+// a zone, a dash belongs to the interface name ("fe80::1%br-lan") unless an
+// address follows it.
 func looksLikeRange(s string, dash int) bool {
-	_, err := netip.ParseAddr(s[:dash])
+	a, err := netip.ParseAddr(s[:dash])
+	if err == nil && a.Zone() != "" {
+		_, err = netip.ParseAddr(s[dash+1:])
+	}
 	return err == nil
 }
 

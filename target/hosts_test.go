@@ -32,6 +32,7 @@ func TestParseHosts(t *testing.T) {
 		{in: "fd00::/64", first: "fd00::", last: "fd00::ffff:ffff:ffff:ffff", n: 1<<64 - 1},
 		{in: "fd00::/8", first: "fd00::", last: "fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", n: 1<<64 - 1},
 		{in: "fe80::1%eth0", first: "fe80::1%eth0", last: "fe80::1%eth0", n: 1},
+		{in: "fe80::1%br-lan", first: "fe80::1%br-lan", last: "fe80::1%br-lan", n: 1},
 		{in: "::ffff:198.18.0.1", first: "198.18.0.1", last: "198.18.0.1", n: 1},
 		{in: "0.0.0.0/0", first: "0.0.0.0", last: "255.255.255.255", n: 1 << 32},
 

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/netip"
@@ -140,6 +141,9 @@ func runScan(env *Env, cmd *cobra.Command, args []string, fl scanFlags) error {
 		return usageErrorf("--timeout %v: give a positive duration such as 500ms", fl.timeout)
 	}
 	targets, err := scan.Expand(env.Ctx, hosts, exclude, probe.Options{})
+	if errors.Is(err, scan.ErrTooBig) || errors.Is(err, scan.ErrZone) {
+		return &UsageError{Err: err}
+	}
 	if err != nil {
 		return &ExitError{Code: ExitFail, Err: err}
 	}
@@ -222,7 +226,7 @@ func scanPorts(cmd *cobra.Command, fl scanFlags) ([]uint16, error) {
 			return nil, usageErrorf("-p: %w", err)
 		}
 		ports = p
-	case fl.top < 0:
+	case fl.top < 0 || fl.top == 0 && cmd.Flags().Changed("top"):
 		return nil, usageErrorf("--top %d: give a positive number", fl.top)
 	case fl.top > scan.TopPortsLen():
 		return nil, usageErrorf("--top %d: reach's list has %d ports; use -p for more (e.g. -p 1-10000 or -p-)", fl.top, scan.TopPortsLen())
