@@ -3,9 +3,7 @@ package cli
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -181,9 +179,9 @@ client certificate must name this agent (CN or DNS SAN).`,
 			if err != nil {
 				return usageErrorf("%v", err)
 			}
-			ln, err := net.Listen("tcp", listen)
+			ln, err := listenOn("agent", listen)
 			if err != nil {
-				return &ExitError{Code: ExitFail, Err: fmt.Errorf("agent cannot listen on %s: %w (see \"reach ports --port\" for who holds it, or pick another --listen)", listen, err)}
+				return err
 			}
 			srv.Handler = a.Handler()
 			cfg.Logger.Info("agent serving", "listen", ln.Addr().String(), "advertise", cfg.Advertise, "hub", cfg.Hub, "name", cfg.Name)

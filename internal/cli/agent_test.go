@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"net"
 	"net/http/httptest"
 	"net/netip"
 	"os"
@@ -23,6 +24,12 @@ func TestAgentCommandErrors(t *testing.T) {
 	os.WriteFile(wrong, []byte("wrong\n"), 0o600)
 	os.WriteFile(empty, []byte("\n"), 0o600)
 	t.Setenv("REACH_TOKEN", "")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	busy := ln.Addr().String()
 	for _, tc := range []struct {
 		args    []string
 		code    int
@@ -34,6 +41,9 @@ func TestAgentCommandErrors(t *testing.T) {
 		{[]string{"agent", "--hub", "hub:9100", "--token-file", wrong}, ExitUsage, "not an http:// or https:// URL"},
 		{[]string{"agent", "--hub", srv.URL, "--token-file", wrong, "--name", "a", "--listen", "127.0.0.1:0"}, ExitFail, "the hub refused this agent"},
 		{[]string{"agent", "--hub", srv.URL, "--token-file", wrong, "--listen", "127.0.0.1:99999"}, ExitFail, "agent cannot listen"},
+		{[]string{"agent", "--hub", srv.URL, "--token-file", wrong, "--listen", "bogus"}, ExitUsage, `--listen "bogus": address bogus: missing port in address; want host:port`},
+		{[]string{"agent", "--hub", srv.URL, "--token-file", wrong, "--listen", busy}, ExitFail, `another process holds it: see "reach ports --port"`},
+		{[]string{"agent", "--hub", srv.URL, "--token-file", wrong, "--buffer", "-5"}, ExitUsage, "Buffer -5 is negative"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			code, _, errs := run(t, tc.args...)

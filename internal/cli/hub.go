@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -184,4 +185,27 @@ func (f *hubTLSFlags) wrap(ln net.Listener) (net.Listener, error) {
 		return nil, err
 	}
 	return tls.NewListener(ln, cfg), nil
+}
+
+// listenOn opens what --listen asks for (what names the server, e.g.
+// "dashboard"). A malformed address is a usage error; a failure to listen
+// says what usually causes it.
+func listenOn(what, addr string) (net.Listener, error) {
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return nil, usageErrorf("--listen %q: %v; want host:port, e.g. 127.0.0.1:9190", addr, err)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err == nil {
+		return ln, nil
+	}
+	hint := "pick another --listen"
+	switch {
+	case errors.Is(err, syscall.EADDRINUSE):
+		hint = `another process holds it: see "reach ports --port", or pick another --listen`
+	case errors.Is(err, syscall.EADDRNOTAVAIL):
+		hint = "no interface of this host has that address (see ip addr); use one it has, or 0.0.0.0"
+	case errors.Is(err, syscall.EACCES):
+		hint = "ports below 1024 need root or CAP_NET_BIND_SERVICE; pick a port above 1023"
+	}
+	return nil, &ExitError{Code: ExitFail, Err: fmt.Errorf("%s cannot listen on %s: %w (%s)", what, addr, err, hint)}
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -218,9 +217,9 @@ func (w *watcher) run() error {
 	if hub != nil {
 		hub.Sink = agent.MonitorSink{Monitor: m, Ctx: env.Ctx}
 	}
-	ln, err := net.Listen("tcp", w.listen)
+	ln, err := listenOn("dashboard", w.listen)
 	if err != nil {
-		return &ExitError{Code: ExitFail, Err: fmt.Errorf("dashboard cannot listen on %s: %w (see \"reach ports\" for who holds it, or pick another --listen)", w.listen, err)}
+		return err
 	}
 	scheme := "http"
 	if tln, err := w.tls.wrap(ln); err != nil {
