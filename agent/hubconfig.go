@@ -172,6 +172,19 @@ func ParseHubConfig(n *yaml.Node) (HubConfig, error) {
 	if err := checkKeys(n, "agents", hubKeys); err != nil {
 		return c, err
 	}
+	// A bad addr fails without a line number: decode each host alone to
+	// name its line.
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value != "hosts" {
+			continue
+		}
+		for j, item := range n.Content[i+1].Content {
+			var h HostConfig
+			if err := item.Decode(&h); err != nil {
+				return c, configErr("line %d: hosts[%d]: %v (addr wants an IP address)", item.Line, j, err)
+			}
+		}
+	}
 	if err := n.Decode(&c); err != nil {
 		return c, configErr("%v", err)
 	}
