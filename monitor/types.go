@@ -40,7 +40,7 @@ type Status struct {
 	Labels   map[string]string `json:"labels,omitempty"`
 	State    State             `json:"state"`
 	Since    time.Time         `json:"since"`
-	Last     Sample            `json:"last"`
+	Last     Sample            `json:"last,omitzero"`    // absent before the first probe
 	Oks      int               `json:"consecutive_ok"`   // consecutive healthy results
 	Fails    int               `json:"consecutive_fail"` // consecutive unhealthy results
 	Cause    string            `json:"cause,omitempty"`  // the doctor's cause id while down

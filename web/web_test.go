@@ -212,3 +212,13 @@ func TestEventsStreamChanges(t *testing.T) {
 		}
 	}
 }
+
+// Before its first probe an endpoint has no "last" result, rather than one
+// dated year 1.
+func TestAPIOmitsLastBeforeFirstProbe(t *testing.T) {
+	srv, _, _ := newTestServer(t, Options{})
+	code, body := get(t, srv.URL+"/api/endpoints")
+	if code != 200 || !strings.Contains(body, `"endpoint":"db"`) || strings.Contains(body, `"last"`) || strings.Contains(body, "0001-01-01") {
+		t.Errorf("list before any probe: %d %s", code, body)
+	}
+}

@@ -134,7 +134,7 @@ function renderDown(d) {
   const body = document.querySelector("#d-findings tbody");
   if (!diag) {
     document.getElementById("d-verdict").textContent = "Down since " + ago(d.since) + ": " +
-      (d.last.class || "") + ". The doctor is looking into it…";
+      ((d.last && d.last.class) || "") + ". The doctor is looking into it…";
     body.replaceChildren();
     return;
   }
