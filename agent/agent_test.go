@@ -237,7 +237,8 @@ func TestHubRejectsTargetsNotInConfig(t *testing.T) {
 	}
 	var reply IngestReply
 	err = c.call(context.Background(), http.MethodPost, PathResults, nil, Batch{Agent: "a", Results: []Result{
-		{Target: open.String(), Class: probe.Open, Time: time.Now()},
+		// An address of the agent's own choosing is replaced by the config's.
+		{Target: open.String(), Addr: netip.MustParseAddrPort("198.18.0.9:22"), Class: probe.Open, Time: time.Now()},
 		{Target: "198.18.0.9:22", Class: probe.Open, Time: time.Now()}, // not a's target
 	}}, &reply)
 	if err != nil {
@@ -251,7 +252,7 @@ func TestHubRejectsTargetsNotInConfig(t *testing.T) {
 	if err != nil || reply.Rejected != 1 {
 		t.Errorf("b reporting a's target: %+v %v, want rejected", reply, err)
 	}
-	if got := h.History("a", open.String()); len(got) != 1 || got[0].Source != "a" {
+	if got := h.History("a", open.String()); len(got) != 1 || got[0].Source != "a" || got[0].Addr != open {
 		t.Errorf("history %+v, want the one accepted result from a", got)
 	}
 	var pl ProbeList

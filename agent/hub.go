@@ -100,7 +100,18 @@ func (h *Hub) SetConfig(cfg HubConfig) error {
 }
 
 func (h *Hub) allowed(source, target string) bool {
-	return slices.ContainsFunc(h.lists[source].Targets, func(t Target) bool { return t.ID == target })
+	_, ok := h.target(source, target)
+	return ok
+}
+
+// target is the entry with that ID in source's probe list; h.mu must be held.
+func (h *Hub) target(source, id string) (Target, bool) {
+	ts := h.lists[source].Targets
+	i := slices.IndexFunc(ts, func(t Target) bool { return t.ID == id })
+	if i < 0 {
+		return Target{}, false
+	}
+	return ts[i], true
 }
 
 func (h *Hub) logger() *slog.Logger {
@@ -237,11 +248,14 @@ func (h *Hub) ingest(ctx context.Context, b Batch, r *http.Request) (IngestReply
 	seen.dropped = b.Dropped
 	kept := b.Results[:0]
 	for _, res := range b.Results {
-		if !h.allowed(b.Agent, res.Target) {
+		t, ok := h.target(b.Agent, res.Target)
+		if !ok {
 			reply.Rejected++
 			continue
 		}
-		res.Source = b.Agent
+		// The address is the config's, not the agent's word: it is stored,
+		// shown and asked about.
+		res.Source, res.Addr = b.Agent, t.Addr
 		if res.Time.After(now) || res.Time.IsZero() {
 			res.Time = now // a skewed agent clock must not make results "future"
 		}
