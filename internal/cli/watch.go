@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -227,6 +228,10 @@ func (w *watcher) run() error {
 		return &ExitError{Code: ExitFail, Err: err}
 	} else if tln != ln {
 		ln, scheme = tln, "https"
+	}
+	if ta, ok := ln.Addr().(*net.TCPAddr); ok && !ta.IP.IsLoopback() && w.auth.Token == "" && w.auth.User == "" && w.tls.clientCA == "" {
+		log.Warn("the dashboard has no auth and listens beyond loopback: anyone who reaches it sees every endpoint, and on a hub what agents see of their hosts' sockets and firewalls; set REACH_WATCH_TOKEN or REACH_WATCH_BASIC_AUTH, or --tls-client-ca",
+			"listen", ln.Addr().String())
 	}
 	dash := w.auth
 	dash.Monitor, dash.Gatherer, dash.Logger = m, reg, log

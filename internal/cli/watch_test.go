@@ -274,3 +274,41 @@ func TestWatchCheckConfigReadsAgentToken(t *testing.T) {
 		t.Errorf("valid token file: exit %d\n%s%s", code, out, errs)
 	}
 }
+
+// A dashboard beyond loopback without auth starts, with a warning that says
+// how to protect it; on loopback, or with a token, there is none.
+func TestWatchWarnsOfOpenDashboard(t *testing.T) {
+	config := filepath.Join(t.TempDir(), "reach.yaml")
+	writeConfig(t, config, "endpoints:\n  - {name: a, target: 127.0.0.1:1, interval: 1h}\n")
+	for _, tc := range []struct {
+		listen string
+		env    string
+		warn   bool
+	}{
+		{"0.0.0.0:0", "", true},
+		{"0.0.0.0:0", "s3cret", false},
+		{"127.0.0.1:0", "", false},
+	} {
+		t.Setenv("REACH_WATCH_TOKEN", tc.env)
+		ctx, cancel := context.WithCancel(context.Background())
+		errs := &syncBuffer{}
+		done := make(chan int, 1)
+		go func() {
+			done <- Run(ctx, []string{"watch", "-c", config, "--store", filepath.Join(t.TempDir(), "reach.db"), "--listen", tc.listen},
+				Stdio{In: strings.NewReader(""), Out: &bytes.Buffer{}, Err: errs})
+		}()
+		waitUntil(t, "reach watch to start", func() bool { return strings.Contains(errs.String(), "dashboard http") })
+		cancel()
+		select {
+		case code := <-done:
+			if code != ExitOK {
+				t.Errorf("%s: exit %d\n%s", tc.listen, code, errs)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%s: reach watch did not stop within 30s", tc.listen)
+		}
+		if got := strings.Contains(errs.String(), "REACH_WATCH_TOKEN or REACH_WATCH_BASIC_AUTH"); got != tc.warn {
+			t.Errorf("--listen %s, token %q: warned %v, want %v:\n%s", tc.listen, tc.env, got, tc.warn, errs)
+		}
+	}
+}
