@@ -79,6 +79,12 @@ the dashboard (the flags work too, but show in ps).`,
 			if err != nil {
 				return usageErrorf("--retain: %v", err)
 			}
+			switch {
+			case concurrency < 1:
+				return usageErrorf("--concurrency %d: give at least 1 probe in flight (default %d)", concurrency, monitor.DefaultConcurrency)
+			case doctorTimeout <= 0:
+				return usageErrorf("--doctor-timeout %v: give a positive duration such as 3s", doctorTimeout)
+			}
 			if token == "" {
 				token = os.Getenv("REACH_WATCH_TOKEN")
 			}

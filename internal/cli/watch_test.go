@@ -39,6 +39,12 @@ func TestWatchCheckConfig(t *testing.T) {
 	if code != ExitUsage || !strings.Contains(errs, "--retain") {
 		t.Errorf("bad --retain: exit %d, stderr %s", code, errs)
 	}
+	for _, args := range [][]string{{"--concurrency", "0"}, {"--concurrency", "-5"}, {"--doctor-timeout", "-1s"}, {"--listen", "bogus"}} {
+		code, _, errs = run(t, append([]string{"watch", "-c", "../../examples/reach.yaml", "--store", filepath.Join(t.TempDir(), "r.db")}, args...)...)
+		if code != ExitUsage || !strings.Contains(errs, args[0]) {
+			t.Errorf("%v: exit %d, stderr %s", args, code, errs)
+		}
+	}
 }
 
 func TestParseRetention(t *testing.T) {
