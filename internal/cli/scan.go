@@ -160,7 +160,7 @@ func runScan(env *Env, cmd *cobra.Command, args []string, fl scanFlags) error {
 		r.enc = json.NewEncoder(env.Out)
 		opt.OnPort, opt.OnHost = r.jsonPort, r.jsonHost
 	}
-	if isTerminal(env.Err) {
+	if showsProgress(env.Err) {
 		opt.Progress = r.progress
 	}
 	rep, err := scan.Scan(env.Ctx, targets, opt)
