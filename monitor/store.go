@@ -52,11 +52,11 @@ func OpenStore(ctx context.Context, dsn string) (*Store, error) {
 		s.db.SetMaxOpenConns(4)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: open %s: %v", ErrStore, redact(dsn), err)
+		return nil, fmt.Errorf("%w: open %s: %v", ErrStore, Redact(dsn), err)
 	}
 	if err := s.db.PingContext(ctx); err != nil {
 		s.db.Close()
-		return nil, fmt.Errorf("%w: connect to %s: %v", ErrStore, redact(dsn), err)
+		return nil, fmt.Errorf("%w: connect to %s: %v", ErrStore, Redact(dsn), err)
 	}
 	if err := s.migrate(ctx); err != nil {
 		s.db.Close()
@@ -65,12 +65,19 @@ func OpenStore(ctx context.Context, dsn string) (*Store, error) {
 	return s, nil
 }
 
-// redact hides a password in a DSN for error messages.
-func redact(dsn string) string {
-	if u, err := url.Parse(dsn); err == nil && u.User != nil {
-		return u.Redacted()
+// Redact hides the password of a postgres:// DSN (in its user part or a
+// password= parameter), for messages and logs; other strings are returned
+// as they are.
+func Redact(dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil || u.Scheme == "" || u.Host == "" && u.User == nil {
+		return dsn
 	}
-	return dsn
+	if q := u.Query(); q.Has("password") {
+		q.Set("password", "xxxxx")
+		u.RawQuery = q.Encode()
+	}
+	return u.Redacted()
 }
 
 // Close closes the database.

@@ -265,3 +265,17 @@ func TestStoreMigrationsIdempotent(t *testing.T) {
 		}
 	})
 }
+
+func TestRedact(t *testing.T) {
+	for in, want := range map[string]string{
+		"postgres://reach:s3cret@127.0.0.1/reach":               "postgres://reach:xxxxx@127.0.0.1/reach",
+		"postgres://reach@127.0.0.1/reach?password=s3cret&x=1":  "postgres://reach@127.0.0.1/reach?password=xxxxx&x=1",
+		"postgres://reach@127.0.0.1:5432/reach?sslmode=disable": "postgres://reach@127.0.0.1:5432/reach?sslmode=disable",
+		"/var/lib/reach/reach.db":                               "/var/lib/reach/reach.db",
+		"reach.db":                                              "reach.db",
+	} {
+		if got := Redact(in); got != want {
+			t.Errorf("Redact(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

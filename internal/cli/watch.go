@@ -246,7 +246,7 @@ func (w *watcher) run() error {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	fmt.Fprintf(env.Err, "reach watch: %s, history in %s (%s), dashboard %s://%s/\n",
-		plural(len(w.cfg.Endpoints), "endpoint"), w.store, store.Dialect(), scheme, ln.Addr())
+		plural(len(w.cfg.Endpoints), "endpoint"), monitor.Redact(w.store), store.Dialect(), scheme, ln.Addr())
 	if hub != nil {
 		fmt.Fprintf(env.Err, "reach watch: hub for %s at %s://%s, matrix %[2]s://%[3]s/agents/\n", plural(len(hub.Agents()), "agent"), scheme, ln.Addr())
 	}
