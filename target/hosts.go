@@ -1,6 +1,7 @@
 package target
 
 import (
+	"fmt"
 	"iter"
 	"math"
 	"net/netip"
@@ -216,7 +217,9 @@ func parseRangeHosts(in, s string, dash int) (Hosts, error) {
 // line is a comment.
 func ParseHostList(s string) ([]Hosts, error) {
 	var out []Hosts
+	n, multi := 0, strings.Contains(strings.TrimRight(s, "\r\n"), "\n")
 	for line := range strings.Lines(s) {
+		n++
 		if i := strings.IndexByte(line, '#'); i >= 0 {
 			line = line[:i]
 		}
@@ -224,6 +227,9 @@ func ParseHostList(s string) ([]Hosts, error) {
 			return r == ',' || r == ' ' || r == '\t' || r == '\n' || r == '\r'
 		}) {
 			h, err := ParseHosts(f)
+			if err != nil && multi {
+				return nil, fmt.Errorf("line %d: %w", n, err)
+			}
 			if err != nil {
 				return nil, err
 			}

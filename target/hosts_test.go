@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -133,6 +134,13 @@ func TestParseHostList(t *testing.T) {
 	}
 	if _, err := ParseHostList("198.18.0.1, 198.18.0.300"); !errors.Is(err, ErrBadHost) {
 		t.Fatalf("bad item: err = %v, want ErrBadHost", err)
+	}
+	// In a file, an error names its line.
+	if _, err := ParseHostList("198.18.0.1\n# c\nbad host!\n"); !errors.Is(err, ErrBadHost) || !strings.HasPrefix(err.Error(), "line 3: ") {
+		t.Errorf("bad line 3: %v, want ErrBadHost prefixed with its line", err)
+	}
+	if _, err := ParseHostList("198.18.0.300\n"); err == nil || strings.HasPrefix(err.Error(), "line") {
+		t.Errorf("one line: %v, want an error without a line number", err)
 	}
 	if got, err := ParseHostList(" , \n#x\n"); err != nil || len(got) != 0 {
 		t.Fatalf("empty list = %v, %v; want nothing", got, err)

@@ -204,7 +204,11 @@ func scanTargets(env *Env, args []string, inputList string) ([]target.Hosts, err
 		}
 		more, err := target.ParseHostList(string(data))
 		if err != nil {
-			return nil, usageErrorf("%s: %w", inputList, err)
+			src := inputList
+			if src == "-" {
+				src = "standard input"
+			}
+			return nil, usageErrorf("-iL %s: %w", src, err)
 		}
 		hosts = append(hosts, more...)
 	}
