@@ -196,6 +196,19 @@ type watcher struct {
 func (w *watcher) run() error {
 	env := w.env
 	log := slog.New(slog.NewTextHandler(env.Err, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	// Listen first: a bad --listen or TLS flag fails before the store is
+	// created. Serve closes ln; closing it again on the way out is harmless.
+	ln, err := listenOn("dashboard", w.listen)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	scheme := "http"
+	if tln, err := w.tls.wrap(ln); err != nil {
+		return &ExitError{Code: ExitFail, Err: err}
+	} else if tln != ln {
+		ln, scheme = tln, "https"
+	}
 	store, err := monitor.OpenStore(env.Ctx, w.store)
 	if err != nil {
 		return &ExitError{Code: ExitFail, Err: fmt.Errorf("%w\nCheck --store: a writable SQLite file path, or a reachable postgres:// DSN", err)}
@@ -223,17 +236,6 @@ func (w *watcher) run() error {
 	}
 	if hub != nil {
 		hub.Sink = agent.MonitorSink{Monitor: m, Ctx: env.Ctx}
-	}
-	ln, err := listenOn("dashboard", w.listen)
-	if err != nil {
-		return err
-	}
-	scheme := "http"
-	if tln, err := w.tls.wrap(ln); err != nil {
-		ln.Close()
-		return &ExitError{Code: ExitFail, Err: err}
-	} else if tln != ln {
-		ln, scheme = tln, "https"
 	}
 	if ta, ok := ln.Addr().(*net.TCPAddr); ok && !ta.IP.IsLoopback() && w.auth.Token == "" && w.auth.User == "" && w.tls.clientCA == "" {
 		log.Warn("the dashboard has no auth and listens beyond loopback: anyone who reaches it sees every endpoint, and on a hub what agents see of their hosts' sockets and firewalls; set REACH_WATCH_TOKEN or REACH_WATCH_BASIC_AUTH, or --tls-client-ca",

@@ -40,9 +40,13 @@ func TestWatchCheckConfig(t *testing.T) {
 		t.Errorf("bad --retain: exit %d, stderr %s", code, errs)
 	}
 	for _, args := range [][]string{{"--concurrency", "0"}, {"--concurrency", "-5"}, {"--doctor-timeout", "-1s"}, {"--listen", "bogus"}} {
-		code, _, errs = run(t, append([]string{"watch", "-c", "../../examples/reach.yaml", "--store", filepath.Join(t.TempDir(), "r.db")}, args...)...)
+		db := filepath.Join(t.TempDir(), "r.db")
+		code, _, errs = run(t, append([]string{"watch", "-c", "../../examples/reach.yaml", "--store", db}, args...)...)
 		if code != ExitUsage || !strings.Contains(errs, args[0]) {
 			t.Errorf("%v: exit %d, stderr %s", args, code, errs)
+		}
+		if _, err := os.Stat(db); !os.IsNotExist(err) {
+			t.Errorf("%v: the store was created before the bad flag was refused (%v)", args, err)
 		}
 	}
 }
