@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/reach-tools/reach/doctor"
+	"github.com/reach-tools/reach/monitor"
 	"github.com/reach-tools/reach/probe"
 	"github.com/reach-tools/reach/target"
 	"golang.org/x/time/rate"
@@ -76,6 +77,9 @@ type Agent struct {
 func New(cfg Config) (*Agent, error) {
 	if cfg.Name == "" {
 		return nil, errors.New("agent: no name: give the agent the name the hub config knows this host by")
+	}
+	if !monitor.ValidName(cfg.Name) {
+		return nil, fmt.Errorf("agent: name %q: want 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit, as in the hub config", cfg.Name)
 	}
 	hub, err := newClient(cfg.Hub, cfg.Token, cfg.HTTPClient)
 	if err != nil {

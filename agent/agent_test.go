@@ -499,9 +499,12 @@ func TestHubAdvertisedAgentURL(t *testing.T) {
 	}
 }
 
-// A negative setting is refused: time.NewTicker would panic on a negative
+// A bad name or a negative setting is refused: time.NewTicker would panic on a negative
 // period, and a negative buffer would drop every result.
-func TestNewRefusesNegativeSettings(t *testing.T) {
+func TestNewRefusesBadSettings(t *testing.T) {
+	if _, err := New(Config{Name: "a<b>", Hub: "http://127.0.0.1:1", Token: testToken}); err == nil || !strings.Contains(err.Error(), `name "a<b>"`) {
+		t.Errorf("New with a bad name: %v", err)
+	}
 	for _, tc := range []struct {
 		name string
 		cfg  Config

@@ -12,6 +12,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/reach-tools/reach/monitor"
 	"github.com/reach-tools/reach/target"
 )
 
@@ -88,6 +89,8 @@ func (c *HubConfig) ProbeLists() (map[string]ProbeList, error) {
 		switch {
 		case h.Name == "":
 			return nil, configErr("hosts[%d]: no name", i)
+		case !monitor.ValidName(h.Name):
+			return nil, configErr("hosts[%d]: name %q: want 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit (the agent's --name)", i, h.Name)
 		case !h.Addr.IsValid():
 			return nil, configErr("host %q: no addr (an IP address; agents resolve no names)", h.Name)
 		}

@@ -120,6 +120,7 @@ func TestParseHubConfigRefusesUnknownFields(t *testing.T) {
 		{"agents:\n  pairs:\n    - {from: a, target: b:1}\n", `line 3: pairs: unknown field "target"`},
 		{"agents: [a]\n", "line 1: agents: want a mapping"},
 		{"agents:\n  hosts: [{name: a, addr: nope}]\n", "ParseAddr"},
+		{"agents:\n  hosts: [{name: \"a<b>\", addr: 198.18.0.1}]\n", `hosts[0]: name "a<b>": want 1-64 letters`},
 		{"agents:\n  hosts:\n    - {name: a, addr: 198.18.0.1}\n    - {name: b, addr: nope}\n", `line 4: hosts[1]: ParseAddr("nope")`},
 		{"agents:\n  hosts: [{name: a, addr: 198.18.0.1}]\n  groups: [{name: g, hosts: [a, b], ports: [1]}]\n", `host "b" is not in hosts`},
 	} {
