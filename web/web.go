@@ -82,7 +82,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "the dashboard is read-only", http.StatusMethodNotAllowed)
 		return
 	}
-	if !s.authorized(r) {
+	// The embedded assets hold no data, and a page opened with ?token=
+	// cannot pass the token on to its <script> and <link>: they are public.
+	if !s.authorized(r) && !strings.HasPrefix(r.URL.Path, "/static/") {
 		if s.opt.User != "" {
 			h.Set("WWW-Authenticate", `Basic realm="reach", charset="UTF-8"`)
 		}

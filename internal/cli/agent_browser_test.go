@@ -62,6 +62,17 @@ func TestAgentMatrixInBrowser(t *testing.T) {
 	ctx, cancel := context.WithTimeout(bctx, 60*time.Second)
 	defer cancel()
 
+	// The dashboard of a hub, opened with ?token=, runs (its assets load
+	// without the token) and links to the matrix, keeping the token.
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(w.url+"?token=dash+token"),
+		chromedp.WaitVisible(chromedp.CSS(`#live.on`)),
+		chromedp.WaitVisible(chromedp.CSS(`#matrix-link`)),
+		chromedp.Click(chromedp.CSS(`#matrix-link`)),
+		chromedp.WaitVisible(chromedp.CSS(`#matrix`)),
+	); err != nil {
+		t.Fatalf("dashboard with ?token= and its link to the matrix: %v\n%s", err, w.errs.String())
+	}
 	cell := `td[data-source="web"][data-target="db:5432"]`
 	if err := chromedp.Do(ctx,
 		chromedp.Navigate(w.url+"agents/?token=dash+token"),

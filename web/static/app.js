@@ -216,4 +216,11 @@ loadList().then(() => {
   if (first) select(keyOf(first));
 }).catch((e) => { document.getElementById("summary").textContent = String(e); });
 connect();
+// On a hub (reach watch with an agents: section) the matrix is one click away.
+fetch(api("agents/matrix.json"), { method: "HEAD", cache: "no-store" }).then((r) => {
+  if (!r.ok) return;
+  const a = document.getElementById("matrix-link");
+  a.href = api("agents/");
+  a.hidden = false;
+}).catch(() => {});
 setInterval(() => { loadList().catch(() => {}); }, 60000); // refresh uptime and "ago"
