@@ -1,7 +1,8 @@
 // Package web serves the reach watch dashboard from the monitor's process:
 // an HTML page with embedded assets (no build step, no CDN), the JSON API it
 // reads, live updates over server-sent events, and /metrics. Everything is
-// read-only and sits behind optional token or basic auth. Other views (the
+// read-only; all but the static assets and /healthz sit behind optional token
+// or basic auth. Other views (the
 // agents' connectivity matrix) plug in with Server.Handle.
 package web
 
@@ -83,8 +84,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// The embedded assets hold no data, and a page opened with ?token=
-	// cannot pass the token on to its <script> and <link>: they are public.
-	if !s.authorized(r) && !strings.HasPrefix(r.URL.Path, "/static/") {
+	// cannot pass the token on to its <script> and <link>: they are public,
+	// as is /healthz for load balancers and liveness probes.
+	if !s.authorized(r) && !strings.HasPrefix(r.URL.Path, "/static/") && r.URL.Path != "/healthz" {
 		if s.opt.User != "" {
 			h.Set("WWW-Authenticate", `Basic realm="reach", charset="UTF-8"`)
 		}
