@@ -1,9 +1,9 @@
 // Package web serves the reach watch dashboard from the monitor's process:
 // an HTML page with embedded assets (no build step, no CDN), the JSON API it
 // reads, live updates over server-sent events, and /metrics. Everything is
-// read-only; all but the static assets and /healthz sit behind optional token
-// or basic auth. Other views (the
-// agents' connectivity matrix) plug in with Server.Handle.
+// read-only; all but the static assets and /healthz sit behind optional
+// token or basic auth. Other views (the agents' connectivity matrix) plug in
+// with Server.Handle.
 package web
 
 import (

@@ -144,7 +144,7 @@ func TestReadOnlyAndAuth(t *testing.T) {
 		{"bearer token", "GET", "/metrics", []string{"Authorization", "Bearer s3cret"}, 200},
 		{"basic auth", "GET", "/", []string{"Authorization", "Basic b3BzOnB3"}, 200},     // ops:pw
 		{"wrong password", "GET", "/", []string{"Authorization", "Basic b3BzOnB4"}, 401}, // ops:px
-		{"assets without credentials", "GET", "/static/app.js", nil, 200}, // the page's <script> cannot carry ?token=
+		{"assets without credentials", "GET", "/static/app.js", nil, 200},                // the page's <script> cannot carry ?token=
 		{"page without credentials", "GET", "/", nil, 401},
 		{"health check without credentials", "GET", "/healthz", nil, 200},
 		{"POST refused", "POST", "/api/endpoints?token=s3cret", nil, 405},
