@@ -289,8 +289,9 @@ var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
 // ValidName reports whether s may name an endpoint or a source (an agent):
 // 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit.
-// Names go into metric labels, URLs and file-like places unescaped.
+// Names go into metric labels and URL paths.
 func ValidName(s string) bool { return validName.MatchString(s) }
+
 var validLabel = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,63}$`)
 
 func (p *configParser) endpoint(n *yaml.Node, field string, defInterval, defTimeout time.Duration) (Endpoint, bool) {
