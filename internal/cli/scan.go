@@ -89,7 +89,7 @@ what was found so far.`,
 	f.StringVarP(&fl.ports, "ports", "p", "", `ports to scan: "22,80,8000-8100", "ssh,https", "-" for all`)
 	f.IntVar(&fl.top, "top", 0, fmt.Sprintf("scan the N most common ports of reach's list (%d ports)", scan.TopPortsLen()))
 	f.StringVar(&fl.inputList, "input-list", "", `read targets from FILE ("-" for stdin); nmap's -iL FILE works too`)
-	f.StringVar(&fl.exclude, "exclude", "", "hosts, CIDRs or ranges not to scan (comma-separated)")
+	f.StringVar(&fl.exclude, "exclude", "", "addresses, CIDRs or ranges not to scan (comma-separated)")
 	f.StringVar(&fl.excludePorts, "exclude-ports", "", "ports not to scan")
 	f.BoolVar(&fl.reason, "reason", false, "show why each port has its state")
 	f.BoolVar(&fl.allStates, "all-states", false, "list every port, not only open ones and small groups")
@@ -130,6 +130,11 @@ func runScan(env *Env, cmd *cobra.Command, args []string, fl scanFlags) error {
 	if fl.exclude != "" {
 		if exclude, err = target.ParseHostList(fl.exclude); err != nil {
 			return usageErrorf("--exclude: %w", err)
+		}
+		for _, x := range exclude {
+			if x.IsName() {
+				return usageErrorf("--exclude %s: a name would exclude nothing (names are not resolved here); give its address, a CIDR or a range", x.Name)
+			}
 		}
 	}
 	switch {

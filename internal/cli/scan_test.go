@@ -29,6 +29,7 @@ func TestScanUsage(t *testing.T) {
 		{[]string{"scan", "198.18.0.1", "-p", "22", "--exclude-ports", "1-100"}, "every port is excluded"},
 		{[]string{"scan", "198.18.0.0/30", "-p", "22", "--exclude", "198.18.0.0/29"}, "every target is excluded"},
 		{[]string{"scan", "198.18.0.1", "--exclude", "198.18.0.300"}, "--exclude:"},
+		{[]string{"scan", "198.18.0.1", "--exclude", "198.18.0.2,db.internal"}, "--exclude db.internal: a name would exclude nothing"},
 		{[]string{"scan", "198.18.0.1", "-p", "22", "--rate", "-1"}, "--rate -1"},
 		{[]string{"scan", "198.18.0.1", "-p", "22", "--max-retries", "-2"}, "--max-retries -2"},
 		{[]string{"scan", "198.18.0.1", "-p", "22", "--timeout", "0s"}, "--timeout 0s"},
