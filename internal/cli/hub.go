@@ -209,3 +209,19 @@ func listenOn(what, addr string) (net.Listener, error) {
 	}
 	return nil, &ExitError{Code: ExitFail, Err: fmt.Errorf("%s cannot listen on %s: %w (%s)", what, addr, err, hint)}
 }
+
+// warnHubOnLoopback says so when the hub listens on loopback (the default)
+// while agents on other hosts would need to reach it.
+func warnHubOnLoopback(log *slog.Logger, addr net.Addr, agents []agent.AgentInfo) {
+	ta, ok := addr.(*net.TCPAddr)
+	if !ok || !ta.IP.IsLoopback() {
+		return
+	}
+	for _, a := range agents {
+		if !a.Addr.IsLoopback() {
+			log.Warn("the hub listens on loopback only: agents on other hosts cannot reach it; use --listen 0.0.0.0:9190 (with REACH_WATCH_TOKEN) or an address of this host",
+				"listen", addr.String(), "agent", a.Name, "addr", a.Addr.String())
+			return
+		}
+	}
+}

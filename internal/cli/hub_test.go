@@ -1,9 +1,12 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"encoding/pem"
 	"fmt"
+	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -78,5 +81,28 @@ func TestWatchAgentTLSFlags(t *testing.T) {
 	}
 	if code, out, errs := run(t, "watch", "-c", config, "--check-config", "--agent-ca", ca); code != ExitOK {
 		t.Errorf("valid --agent-ca: exit %d\n%s%s", code, out, errs)
+	}
+}
+
+// A hub on loopback warns when an agent lives elsewhere, and only then.
+func TestWarnHubOnLoopback(t *testing.T) {
+	loop := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9190}
+	all := &net.TCPAddr{IP: net.IPv4zero, Port: 9190}
+	local := agent.AgentInfo{Name: "a", Addr: netip.MustParseAddr("127.0.0.1")}
+	remote := agent.AgentInfo{Name: "b", Addr: netip.MustParseAddr("198.18.0.2")}
+	for _, tc := range []struct {
+		addr   net.Addr
+		agents []agent.AgentInfo
+		warn   bool
+	}{
+		{loop, []agent.AgentInfo{local, remote}, true},
+		{loop, []agent.AgentInfo{local}, false},
+		{all, []agent.AgentInfo{local, remote}, false},
+	} {
+		var buf bytes.Buffer
+		warnHubOnLoopback(slog.New(slog.NewTextHandler(&buf, nil)), tc.addr, tc.agents)
+		if got := strings.Contains(buf.String(), "agents on other hosts cannot reach it"); got != tc.warn {
+			t.Errorf("listen %v, agents %v: warned %v, want %v: %s", tc.addr, tc.agents, got, tc.warn, buf.String())
+		}
 	}
 }

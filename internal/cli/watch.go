@@ -251,6 +251,7 @@ func (w *watcher) run() error {
 		plural(len(w.cfg.Endpoints), "endpoint"), monitor.Redact(w.store), store.Dialect(), scheme, ln.Addr())
 	if hub != nil {
 		fmt.Fprintf(env.Err, "reach watch: hub for %s at %s://%s, matrix %[2]s://%[3]s/agents/\n", plural(len(hub.Agents()), "agent"), scheme, ln.Addr())
+		warnHubOnLoopback(log, ln.Addr(), hub.Agents())
 	}
 
 	ctx, stop := context.WithCancel(env.Ctx)
