@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -182,6 +183,11 @@ client certificate must name this agent (CN or DNS SAN).`,
 			ln, err := listenOn("agent", listen)
 			if err != nil {
 				return err
+			}
+			if cfg.Advertise == "" {
+				if host, _, _ := net.SplitHostPort(listen); host == "" || net.ParseIP(host).IsUnspecified() {
+					cfg.Logger.Warn("no --advertise: the hub cannot tell reach check --hub or the matrix where this agent is; add --advertise http://THIS-HOST-IP:PORT (its addr in the hub config)", "listen", listen)
+				}
 			}
 			srv.Handler = a.Handler()
 			cfg.Logger.Info("agent serving", "listen", ln.Addr().String(), "advertise", cfg.Advertise, "hub", cfg.Hub, "name", cfg.Name)

@@ -40,6 +40,7 @@ func TestAgentCommandErrors(t *testing.T) {
 		{[]string{"agent", "--hub", srv.URL, "--token-file", empty}, ExitUsage, "is empty"},
 		{[]string{"agent", "--hub", "hub:9100", "--token-file", wrong}, ExitUsage, "not an http:// or https:// URL"},
 		{[]string{"agent", "--hub", srv.URL, "--token-file", wrong, "--name", "a", "--listen", "127.0.0.1:0"}, ExitFail, "the hub refused this agent"},
+		{[]string{"agent", "--hub", srv.URL, "--token-file", wrong, "--name", "a", "--listen", "0.0.0.0:0"}, ExitFail, "no --advertise: the hub cannot tell"},
 		{[]string{"agent", "--hub", srv.URL, "--token-file", wrong, "--listen", "127.0.0.1:99999"}, ExitFail, "agent cannot listen"},
 		{[]string{"agent", "--hub", srv.URL, "--token-file", wrong, "--listen", "bogus"}, ExitUsage, `--listen "bogus": address bogus: missing port in address; want host:port`},
 		{[]string{"agent", "--hub", srv.URL, "--token-file", wrong, "--listen", busy}, ExitFail, `another process holds it: see "reach ports --port"`},
