@@ -257,15 +257,6 @@ func scanPorts(cmd *cobra.Command, fl scanFlags) ([]uint16, error) {
 	return ports, nil
 }
 
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
-}
-
 type scanRenderer struct {
 	env      *Env
 	fl       scanFlags

@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"io"
+	"os"
 	"strings"
 )
 
@@ -14,4 +16,14 @@ func isCobraUsage(err error) bool {
 		}
 	}
 	return false
+}
+
+// isTerminal reports whether w is a terminal; progress and colour go only there.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
