@@ -164,17 +164,38 @@ func TestParseNeigh(t *testing.T) {
 	}
 }
 
-func TestSortPorts(t *testing.T) {
-	for _, n := range []int{0, 3, 5000, 65535} {
-		ps := make([]Port, n)
-		for i := range ps {
-			ps[i].Port = uint16((i*7919)%65535 + 1) // a permutation of 1..65535 when n == 65535
-		}
-		sortPorts(ps)
-		for i := 1; i < len(ps); i++ {
-			if ps[i-1].Port >= ps[i].Port {
-				t.Fatalf("n=%d: not sorted at %d: %d then %d", n, i, ps[i-1].Port, ps[i].Port)
+// TestResultKeepsVerdict checks that every verdict classify can produce
+// survives the engine's compact storage unchanged.
+func TestResultKeepsVerdict(t *testing.T) {
+	addr := netip.MustParseAddr("198.18.0.2")
+	var vs []verdict
+	vs = append(vs, vOpen, vSelfConnect, vNoResponse)
+	icmps := []*icmpInfo{nil}
+	for _, code := range []uint8{0, 1, 3, 9, 10, 13, 7} {
+		icmps = append(icmps,
+			&icmpInfo{typ: 3, code: code, offender: netip.MustParseAddr("198.18.0.1")},
+			&icmpInfo{typ: 3, code: code, offender: addr, fromTarget: true})
+	}
+	for _, code := range []uint8{0, 1, 3, 4, 5, 6} {
+		icmps = append(icmps, &icmpInfo{v6: true, typ: 1, code: code, offender: netip.MustParseAddr("fd00::1")})
+	}
+	for _, errno := range []syscall.Errno{syscall.ECONNREFUSED, syscall.ECONNRESET, syscall.EPIPE, syscall.ETIMEDOUT,
+		syscall.EPERM, syscall.EHOSTUNREACH, syscall.EHOSTDOWN, syscall.ENETUNREACH, syscall.ENETDOWN, syscall.EACCES, syscall.EINVAL} {
+		for _, in := range icmps {
+			for _, sync := range []bool{false, true} {
+				v := classify(errno, in, sync)
+				vs = append(vs, v, v.asPort())
 			}
+		}
+	}
+	for _, v := range vs {
+		if v.host != "" {
+			continue // host-level: never stored as a port
+		}
+		want := Port{Addr: addr, Port: 443, State: v.state, Reason: v.reason, Class: v.class, Errno: v.errno,
+			From: v.from, RTT: 1234 * time.Microsecond, Tries: 3}
+		if got := newResult(v, want.RTT, 2).port(addr, 443); got != want {
+			t.Errorf("verdict %+v:\n got %+v\nwant %+v", v, got, want)
 		}
 	}
 }

@@ -2,6 +2,7 @@ package scan
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"net/netip"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"slices"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/reach-tools/reach/internal/sys"
 	"github.com/reach-tools/reach/probe"
@@ -123,9 +125,9 @@ type worker struct {
 	tries    int64
 	inflight int
 	cap, max int      // current and configured cap on flights
-	pool     [4][]int // by poolKind
-	sa4      unix.SockaddrInet4
-	sa6      unix.SockaddrInet6
+	pool     [6][]int // by poolKind
+	raw4     unix.RawSockaddrInet4
+	raw6     unix.RawSockaddrInet6
 	errBuf   [512]byte
 	oobBuf   [512]byte
 	backoff  time.Duration
@@ -259,13 +261,26 @@ func (w *worker) fill(ctx context.Context) error {
 	return nil
 }
 
-func (w *worker) sockaddr(h *hostState, port uint16) unix.Sockaddr {
+// connect is connect(2) to h:port, made as a raw system call: without the
+// Go scheduler's bookkeeping. A connect here never waits long (sockets are
+// non-blocking, or blocking for at most one clock tick), and announcing each
+// of the scan's tens of thousands of calls lets the runtime's monitor thread
+// hand the event loop's P to another thread mid-call: a thread wake-up and a
+// pair of context switches, every few hundred microseconds on each core.
+func (w *worker) connect(fd int, h *hostState, port uint16) error {
+	ptr, size := unsafe.Pointer(&w.raw4), unsafe.Sizeof(w.raw4)
 	if h.Addr.Is4() {
-		w.sa4.Addr, w.sa4.Port = h.Addr.As4(), int(port)
-		return &w.sa4
+		w.raw4 = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: h.Addr.As4()}
+		binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&w.raw4.Port))[:], port)
+	} else {
+		w.raw6 = unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: h.Addr.As16(), Scope_id: zoneID(h.Addr.Zone())}
+		binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&w.raw6.Port))[:], port)
+		ptr, size = unsafe.Pointer(&w.raw6), unsafe.Sizeof(w.raw6)
 	}
-	w.sa6.Addr, w.sa6.Port, w.sa6.ZoneId = h.Addr.As16(), int(port), zoneID(h.Addr.Zone())
-	return &w.sa6
+	if _, _, errno := syscall.RawSyscall(unix.SYS_CONNECT, uintptr(fd), uintptr(ptr), size); errno != 0 {
+		return errno
+	}
+	return nil
 }
 
 // zoneID is the scope id of a zone Expand has checked.
@@ -275,7 +290,8 @@ func zoneID(zone string) uint32 {
 }
 
 // poolKind sorts sockets by family, and loopback targets apart: their
-// sockets are bound to a fixed loopback source port.
+// sockets are bound to a fixed loopback source port, and block in connect
+// (see blocking) unless the host has been slow to answer.
 func poolKind(h *hostState) int {
 	k := 0
 	if h.Addr.Is6() {
@@ -283,9 +299,23 @@ func poolKind(h *hostState) int {
 	}
 	if h.Addr.IsLoopback() {
 		k += 2
+		if h.slow.Load() {
+			k += 2
+		}
 	}
 	return k
 }
+
+// blocking reports sockets whose connect waits (at most blockingWait) for
+// the answer. On loopback the answer comes inside connect() itself, so one
+// blocking call decides a port where a non-blocking socket needs a second
+// connect() to collect it: about a tenth less kernel time per port.
+func blocking(kind int) bool { return kind == 2 || kind == 3 }
+
+// blockingWait bounds a blocking loopback connect; the kernel rounds it up
+// to one clock tick. A host that makes a connect wait this long is marked
+// slow and probed without blocking from then on.
+const blockingWait = time.Microsecond
 
 // socket returns a fresh non-blocking socket, or one whose last connect was
 // refused (connecting again on it skips socket() and close()).
@@ -300,9 +330,20 @@ func (w *worker) socket(h *hostState) (int, syscall.Errno) {
 	if h.Addr.Is6() {
 		domain = unix.AF_INET6
 	}
-	fd, err := unix.Socket(domain, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	flags := unix.SOCK_STREAM | unix.SOCK_CLOEXEC
+	if !blocking(kind) {
+		flags |= unix.SOCK_NONBLOCK
+	}
+	fd, err := unix.Socket(domain, flags, 0)
 	if err != nil {
 		return -1, errnoOf(err)
+	}
+	if blocking(kind) {
+		tv := unix.NsecToTimeval(blockingWait.Nanoseconds())
+		if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv); err != nil {
+			unix.Close(fd)
+			return -1, errnoOf(err)
+		}
 	}
 	// Queue ICMP errors so we can tell admin-prohibited from host-unreachable.
 	if domain == unix.AF_INET {
@@ -361,6 +402,7 @@ func (w *worker) launch(it item) syscall.Errno {
 		w.out.skip()
 		return 0
 	}
+	block := blocking(poolKind(h))
 	fd, errno := w.socket(h)
 	if errno != 0 {
 		if busyErrno(errno) {
@@ -369,12 +411,22 @@ func (w *worker) launch(it item) syscall.Errno {
 		w.out.decide(h, it, classify(errno, nil, true), 0)
 		return 0
 	}
-	sa := w.sockaddr(h, it.port)
 	start := time.Now()
 	w.tries++
-	err := unix.Connect(fd, sa)
-	if err == unix.EINPROGRESS {
-		err = unix.Connect(fd, sa)
+	err := w.connect(fd, h, it.port)
+	if block && (err == unix.EINPROGRESS || err == unix.EINTR) {
+		// Still connecting after the wait (or a signal cut it short): the
+		// socket goes on without blocking, watched by epoll like any other.
+		if err == unix.EINPROGRESS {
+			h.slow.Store(true)
+		}
+		if err := unix.SetNonblock(fd, true); err != nil {
+			unix.Close(fd)
+			return errnoOf(err)
+		}
+		err = unix.EINPROGRESS
+	} else if err == unix.EINPROGRESS {
+		err = w.connect(fd, h, it.port)
 	}
 	switch err {
 	case nil, unix.EISCONN:
@@ -438,13 +490,18 @@ func sameAddrPort(sa unix.Sockaddr, h *hostState, port uint16) bool {
 }
 
 // icmp reads the socket's error queue and returns the latest ICMP
-// destination-unreachable in it, nil if none.
-func (w *worker) icmp(fd int, h *hostState) *icmpInfo {
+// destination-unreachable in it about a probe to port, nil if none. A
+// reused socket may still hold an error about the port it probed before;
+// the TCP header the error quotes tells them apart.
+func (w *worker) icmp(fd int, h *hostState, port uint16) *icmpInfo {
 	var last *icmpInfo
 	for range 16 {
-		_, oobn, _, _, err := unix.Recvmsg(fd, w.errBuf[:], w.oobBuf[:], unix.MSG_ERRQUEUE|unix.MSG_DONTWAIT)
+		n, oobn, _, _, err := unix.Recvmsg(fd, w.errBuf[:], w.oobBuf[:], unix.MSG_ERRQUEUE|unix.MSG_DONTWAIT)
 		if err != nil {
 			break
+		}
+		if n >= 4 && binary.BigEndian.Uint16(w.errBuf[2:4]) != port {
+			continue
 		}
 		msgs, err := unix.ParseSocketControlMessage(w.oobBuf[:oobn])
 		if err != nil {
@@ -501,7 +558,7 @@ func (w *worker) ready(fd int, events uint32) {
 	}
 	f := w.byFD[fd]
 	if !w.settle(f, time.Since(f.sent)) && events&unix.EPOLLERR != 0 {
-		w.icmp(fd, f.h) // a stale queued error; drain it so the event stops
+		w.icmp(fd, f.h, f.port) // a stale queued error; drain it so the event stops
 	}
 }
 
@@ -511,7 +568,7 @@ func (w *worker) settle(f *flight, rtt time.Duration) bool {
 	soerr, err := unix.GetsockoptInt(f.fd, unix.SOL_SOCKET, unix.SO_ERROR)
 	if err == nil && soerr == 0 {
 		// No error: connected, or (for a deadline check) still trying.
-		switch cerr := unix.Connect(f.fd, w.sockaddr(f.h, f.port)); cerr {
+		switch cerr := w.connect(f.fd, f.h, f.port); cerr {
 		case nil, unix.EISCONN:
 			w.finish(f)
 			w.connected(f.fd, f.h, f.item, rtt)
@@ -526,7 +583,7 @@ func (w *worker) settle(f *flight, rtt time.Duration) bool {
 		soerr = int(errnoOf(err))
 	}
 	errno := syscall.Errno(soerr)
-	info := w.icmp(f.fd, f.h)
+	info := w.icmp(f.fd, f.h, f.port)
 	w.drop(f)
 	if f.h.status.Load() == statusDown {
 		w.out.skip()

@@ -203,6 +203,60 @@ func TestFirewallStates(t *testing.T) {
 	}
 }
 
+// On loopback the engine first decides each port inside one blocking
+// connect(); a host that makes that connect wait (here: DROP rules on lo) is
+// probed without blocking from then on. Every firewall answer must still come
+// out as on a link, for both families, with dropped ports among the first
+// probes and the last. The fixed port ranges sit below the ephemeral range
+// (32768-60999), so they can hold neither a listener's port nor one of the
+// scanner's own source ports (whose replies a DROP rule would drop too).
+func TestLoopbackFirewallStates(t *testing.T) {
+	for _, fam := range []struct {
+		name, addr, iptables, admin, portUnreach string
+	}{
+		{"ipv4", "127.0.0.1", "iptables", "icmp-admin-prohibited", "icmp-port-unreachable"},
+		{"ipv6", "::1", "ip6tables", "icmp6-adm-prohibited", "icmp6-port-unreachable"},
+	} {
+		t.Run(fam.name, func(t *testing.T) {
+			lab := netlab.New(t)
+			h := lab.Host("lo")
+			listen := func() uint16 { return portOf(t, h.Listen(t, "tcp", net.JoinHostPort(fam.addr, "0"))) }
+			open, droppedOpen, reset, admin, portUnreach := listen(), listen(), listen(), listen(), listen()
+			rule := func(ports string, args ...string) {
+				h.Run(t, append([]string{fam.iptables, "-w", "-A", "INPUT", "-p", "tcp", "--dport", ports, "-j"}, args...)...)
+			}
+			rule(strconv.Itoa(int(droppedOpen)), "DROP")
+			rule("21000:21049", "DROP")
+			rule(strconv.Itoa(int(reset)), "REJECT", "--reject-with", "tcp-reset")
+			rule(strconv.Itoa(int(admin)), "REJECT", "--reject-with", fam.admin)
+			rule(strconv.Itoa(int(portUnreach)), "REJECT", "--reject-with", fam.portUnreach)
+			want := map[uint16]string{
+				open: "open/syn-ack", droppedOpen: "filtered/no-response", reset: "closed/conn-refused",
+				admin: "filtered/admin-prohibited", portUnreach: "closed/port-unreach",
+			}
+			for p := uint16(21000); p < 21050; p++ {
+				want[p] = "filtered/no-response"
+			}
+			for p := uint16(20000); p < 20500; p++ {
+				want[p] = "closed/conn-refused"
+			}
+			rep := scanIn(t, h, target(netip.MustParseAddr(fam.addr)), scan.Options{Ports: slices.Collect(maps.Keys(want)), MaxRetries: -1})
+			host := rep.Hosts[0]
+			if got := byState(host); !maps.Equal(got, want) {
+				for _, p := range host.Ports {
+					if g, w := got[p.Port], want[p.Port]; g != w {
+						t.Errorf("port %d: %s, want %s (%+v)", p.Port, g, w, p)
+					}
+				}
+				t.FailNow()
+			}
+			if host.State != scan.HostUp {
+				t.Fatalf("host state %s, want up", host.State)
+			}
+		})
+	}
+}
+
 // The same over IPv6 (ip6tables, ICMPv6).
 func TestFirewallStatesIPv6(t *testing.T) {
 	lab := netlab.New(t)
