@@ -273,6 +273,7 @@ func (c *call) expand(ctx context.Context, round int) ([]candidate, bool) {
 			add(ep, netip.AddrPortFrom(ip, ep.Port))
 		}
 	}
+	c.d.touch(out)
 	return out, false
 }
 

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"golang.org/x/net/dns/dnsmessage"
@@ -74,4 +75,23 @@ func loopbackResolver(t testing.TB, zone map[string][]netip.Addr) *net.Resolver 
 		var d net.Dialer
 		return d.DialContext(ctx, network, ns)
 	}}
+}
+
+// switchingResolver resolves through one of two loopback DNS servers, the
+// second once switch is called: a name whose addresses change.
+func switchingResolver(t testing.TB, before, after map[string][]netip.Addr) (res *net.Resolver, switchZone func()) {
+	var servers [2]string
+	for i, zone := range []map[string][]netip.Addr{before, after} {
+		pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		serveDNS(t, pc, zone)
+		servers[i] = pc.LocalAddr().String()
+	}
+	var which atomic.Int32
+	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, servers[which.Load()])
+	}}, func() { which.Store(1) }
 }

@@ -3,6 +3,7 @@ package dial
 import (
 	"context"
 	"log/slog"
+	"math"
 	"net"
 	"net/netip"
 	"time"
@@ -56,7 +57,8 @@ type health struct {
 	ejections int       // past ejections not yet forgiven
 	until     time.Time // ejected until then
 	lastFail  time.Time
-	last      Attempt // the last failure
+	last      Attempt   // the last failure
+	seen      time.Time // last time a dial had it as a candidate (or it was first observed)
 }
 
 // countsAgainst reports whether a failure says something about the endpoint:
@@ -73,12 +75,12 @@ func (d *Dialer) observe(a Attempt) bool {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	now := time.Now()
 	h := d.health[a.Addr]
 	if h == nil {
-		h = &health{}
+		h = &health{seen: now}
 		d.health[a.Addr] = h
 	}
-	now := time.Now()
 	switch {
 	case a.Class == probe.Open:
 		h.fails = 0
@@ -104,6 +106,40 @@ func (d *Dialer) observe(a Attempt) bool {
 		}
 	}
 	return false
+}
+
+// forgetAfter is how long the health of an address no dial has had as a
+// candidate is kept: twice the longest ejection.
+func (d *Dialer) forgetAfter() time.Duration {
+	return 2 * d.opt.Eject.period(math.MaxInt)
+}
+
+// touch marks the addresses of a dial's candidates as current and forgets
+// the health of addresses no dial has had for forgetAfter: names whose
+// addresses change (a Kubernetes headless service, say) must neither grow
+// the map without bound nor keep health checks going to addresses that may
+// now belong to something else.
+func (d *Dialer) touch(cs []candidate) {
+	now := time.Now()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, c := range cs {
+		if h := d.health[c.addr]; h != nil {
+			h.seen = now
+		}
+	}
+	d.forgetLocked(now)
+}
+
+// forgetLocked drops the health of addresses not seen for forgetAfter; d.mu is held.
+func (d *Dialer) forgetLocked(now time.Time) {
+	horizon := d.forgetAfter()
+	for ap, h := range d.health {
+		if now.Sub(h.seen) > horizon {
+			delete(d.health, ap)
+			d.log.Debug("dial: forgot an address no longer among the candidates", "addr", ap, "last_seen", h.seen)
+		}
+	}
 }
 
 // ejected reports whether ap is ejected now, and its last failure.
@@ -164,6 +200,7 @@ func (d *Dialer) checkEjected(ctx context.Context) {
 	now := time.Now()
 	var out []netip.AddrPort
 	d.mu.Lock()
+	d.forgetLocked(now)
 	for ap, h := range d.health {
 		if now.Before(h.until) {
 			out = append(out, ap)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/reach-tools/reach/probe"
+	"github.com/reach-tools/reach/target"
 )
 
 func TestEjectionPeriodGrows(t *testing.T) {
@@ -324,5 +325,53 @@ func TestHealthForgetsHealthyAddresses(t *testing.T) {
 	}
 	if n := len(d.health); n != 0 {
 		t.Errorf("%d addresses remembered after they all recovered, want 0", n)
+	}
+}
+
+// An address that failed and then vanished from the name's answers is
+// forgotten once no dial has had it for forgetAfter; one still in the
+// answers keeps its ejection however long the dialer sits idle.
+func TestHealthForgetsVanishedAddresses(t *testing.T) {
+	up := serve(t, "127.0.0.3:0", echo)
+	gone := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.2"), up.Port())
+	stays := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.4"), up.Port())
+	for _, ap := range []netip.AddrPort{gone, stays} {
+		ln, err := net.Listen("tcp", ap.String())
+		if err != nil {
+			t.Skipf("cannot hold %v to make it refuse: %v", ap, err)
+		}
+		ln.Close()
+	}
+	res, switchZone := switchingResolver(t,
+		map[string][]netip.Addr{"svc.reach.test": {gone.Addr()}, "db.reach.test": {stays.Addr()}},
+		map[string][]netip.Addr{"svc.reach.test": {up.Addr()}, "db.reach.test": {stays.Addr()}})
+	eject := Ejection{Consecutive: 1, BaseTime: 10 * time.Millisecond, MaxTime: 20 * time.Millisecond}
+	svc := New([]target.Endpoint{{Host: "svc.reach.test", Port: up.Port()}}, Options{Resolver: res, Eject: eject})
+	db := New([]target.Endpoint{{Host: "db.reach.test", Port: up.Port()}}, Options{Resolver: res, Eject: eject})
+	if _, err := svc.DialContext(t.Context()); !errors.Is(err, probe.Refused) {
+		t.Fatalf("first dial: %v, want refused by %v", err, gone)
+	}
+	if _, err := db.DialContext(t.Context()); !errors.Is(err, probe.Refused) {
+		t.Fatalf("db dial: %v, want refused by %v", err, stays)
+	}
+	switchZone()
+	time.Sleep(svc.forgetAfter() + 20*time.Millisecond)
+	conn, err := svc.DialContext(t.Context())
+	if err != nil {
+		t.Fatalf("dial after the name moved: %v", err)
+	}
+	conn.Close()
+	svc.mu.Lock()
+	_, remembered := svc.health[gone]
+	svc.mu.Unlock()
+	if remembered {
+		t.Errorf("%v vanished from the answers %v ago and is still remembered", gone, svc.forgetAfter())
+	}
+	db.DialContext(t.Context()) // refused again: its second ejection, if the first is remembered
+	db.mu.Lock()
+	h := db.health[stays]
+	db.mu.Unlock()
+	if h == nil || h.ejections != 2 {
+		t.Errorf("%v is still in the answers but its ejection history was forgotten: %+v", stays, h)
 	}
 }
