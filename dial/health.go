@@ -15,7 +15,9 @@ import (
 // detection: an endpoint that fails Consecutive times in a row is skipped for
 // BaseTime × (times ejected), at most MaxTime. Each success forgives one past
 // ejection, so an endpoint that keeps failing stays out longer each time while
-// one that recovered is back to the base period after a few successes.
+// one that recovered is back to the base period after a few successes. The
+// health of an address that no dial has had as a candidate (its name stopped
+// resolving to it) for twice MaxTime is forgotten.
 type Ejection struct {
 	Consecutive int           // failures in a row that eject; 0 means 5, negative never ejects
 	BaseTime    time.Duration // first ejection period; 0 means 30 s
