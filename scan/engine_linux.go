@@ -317,10 +317,10 @@ func blocking(kind int) bool { return kind == 2 || kind == 3 }
 // slow and probed without blocking from then on.
 const blockingWait = time.Microsecond
 
-// socket returns a fresh non-blocking socket, or one whose last connect was
-// refused (connecting again on it skips socket() and close()).
-func (w *worker) socket(h *hostState) (int, syscall.Errno) {
-	kind := poolKind(h)
+// socket returns a fresh socket of the kind poolKind gave for h, or one of
+// that kind whose last connect was refused (connecting again on it skips
+// socket() and close()).
+func (w *worker) socket(h *hostState, kind int) (int, syscall.Errno) {
 	if p := w.pool[kind]; len(p) > 0 {
 		fd := p[len(p)-1]
 		w.pool[kind] = p[:len(p)-1]
@@ -402,8 +402,11 @@ func (w *worker) launch(it item) syscall.Errno {
 		w.out.skip()
 		return 0
 	}
-	block := blocking(poolKind(h))
-	fd, errno := w.socket(h)
+	// The kind is read once: another loop may mark the host slow meanwhile,
+	// and the socket must go back to the pool it came from.
+	kind := poolKind(h)
+	block := blocking(kind)
+	fd, errno := w.socket(h, kind)
 	if errno != 0 {
 		if busyErrno(errno) {
 			return errno
@@ -435,7 +438,7 @@ func (w *worker) launch(it item) syscall.Errno {
 	case unix.ECONNREFUSED:
 		// Refused inside connect(): a reset on a local path, no ICMP to read.
 		w.out.decide(h, it, classify(unix.ECONNREFUSED, nil, true), time.Since(start))
-		w.recycle(fd, h)
+		w.recycle(fd, kind)
 		return 0
 	case unix.EALREADY, unix.EINPROGRESS:
 		if err := unix.EpollCtl(w.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLOUT, Fd: int32(fd)}); err != nil {
@@ -456,8 +459,7 @@ func (w *worker) launch(it item) syscall.Errno {
 }
 
 // recycle keeps a refused socket for the next connect, or closes it.
-func (w *worker) recycle(fd int, h *hostState) {
-	kind := poolKind(h)
+func (w *worker) recycle(fd int, kind int) {
 	if len(w.pool[kind]) < poolSize {
 		w.pool[kind] = append(w.pool[kind], fd)
 		return
