@@ -59,6 +59,11 @@ type Config struct {
 	RefreshEvery time.Duration // how often the probe list is fetched again
 	Concurrency  int           // probes in flight at once
 	QueryRate    rate.Limit    // requests per second served by Handler
+	// CompactMetrics exports one duration histogram for the whole agent
+	// instead of one per target, and the latest duration per target as a
+	// gauge: about 2 series per target instead of about 17, for fleets
+	// whose full mesh would otherwise swamp Prometheus.
+	CompactMetrics bool
 
 	Logger *slog.Logger
 }
@@ -114,7 +119,7 @@ func New(cfg Config) (*Agent, error) {
 		cfg:   cfg,
 		hub:   hub,
 		buf:   newBuffer(cfg.Buffer),
-		m:     newMetrics(cfg.Name),
+		m:     newMetrics(cfg.Name, cfg.CompactMetrics),
 		log:   log.With("agent", cfg.Name),
 		limit: rate.NewLimiter(cfg.QueryRate, max(1, int(cfg.QueryRate)*2)),
 	}, nil
@@ -274,7 +279,7 @@ func (a *Agent) record(t Target, r probe.Result, start time.Time) {
 	src := a.cfg.Name
 	if r.OK() {
 		a.m.success.WithLabelValues(src, t.ID).Set(1)
-		a.m.duration.WithLabelValues(src, t.ID).Observe(r.RTT.Seconds())
+		a.m.observeDuration(src, t.ID, r.RTT)
 	} else {
 		a.m.success.WithLabelValues(src, t.ID).Set(0)
 		a.m.failures.WithLabelValues(src, t.ID, string(r.Class)).Inc()

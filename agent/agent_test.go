@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -520,5 +521,49 @@ func TestNewRefusesBadSettings(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.name) || !strings.Contains(err.Error(), "negative") {
 			t.Errorf("New with negative %s: %v, want an error naming it", tc.name, err)
 		}
+	}
+}
+
+// With CompactMetrics the duration histogram is the agent's alone and each
+// target keeps a last-duration gauge; without it every target has its own
+// histogram. Either way success and failures stay per target.
+func TestAgentCompactMetrics(t *testing.T) {
+	for _, tc := range []struct {
+		compact bool
+		want    []string // lines (or prefixes) that must appear; %s is the open target
+		never   []string
+	}{
+		{false,
+			[]string{`reach_agent_probe_duration_seconds_count{source="a",target="%s"}`},
+			[]string{`reach_agent_probe_duration_last_seconds`}},
+		{true,
+			[]string{`reach_agent_probe_duration_seconds_count{source="a"}`, `reach_agent_probe_duration_last_seconds{source="a",target="%s"}`},
+			[]string{`reach_agent_probe_duration_seconds_count{source="a",target=`}},
+	} {
+		t.Run(fmt.Sprintf("compact=%v", tc.compact), func(t *testing.T) {
+			open, closed := openAndClosed(t)
+			_, srv := newTestHub(t, HubConfig{
+				Interval: 100 * time.Millisecond, Timeout: 100 * time.Millisecond,
+				Hosts: []HostConfig{{Name: "a", Addr: netip.MustParseAddr("127.0.0.1")}},
+				Pairs: []PairConfig{{From: "a", To: open.String()}, {From: "a", To: closed.String()}},
+			})
+			a := runAgent(t, Config{Name: "a", Hub: srv.URL, Token: testToken, ReportEvery: 50 * time.Millisecond, CompactMetrics: tc.compact})
+			var body string
+			waitFor(t, 10*time.Second, "both targets probed", func() bool {
+				body = get(t, a.Handler(), PathMetrics, testToken, http.StatusOK)
+				return strings.Contains(body, `reach_agent_probe_success{source="a",target="`+open.String()+`"} 1`) &&
+					strings.Contains(body, `reach_agent_probe_failures_total{class="refused",source="a",target="`+closed.String()+`"}`)
+			})
+			for _, w := range tc.want {
+				if w = strings.ReplaceAll(w, "%s", open.String()); !strings.Contains(body, w) {
+					t.Errorf("/metrics lacks %s\n%s", w, body)
+				}
+			}
+			for _, n := range tc.never {
+				if strings.Contains(body, n) {
+					t.Errorf("/metrics has %s\n%s", n, body)
+				}
+			}
+		})
 	}
 }

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -12,7 +13,8 @@ import (
 type metrics struct {
 	reg      *prometheus.Registry
 	success  *prometheus.GaugeVec     // source, target
-	duration *prometheus.HistogramVec // source, target
+	duration *prometheus.HistogramVec // source, target; only source when compact
+	last     *prometheus.GaugeVec     // source, target; only when compact
 	failures *prometheus.CounterVec   // source, target, class
 	pending  prometheus.Gauge
 	dropped  prometheus.Counter
@@ -20,8 +22,12 @@ type metrics struct {
 	sent     prometheus.Counter
 }
 
-func newMetrics(source string) *metrics {
+func newMetrics(source string, compact bool) *metrics {
 	constLabels := prometheus.Labels{"source": source}
+	durationLabels := []string{"source", "target"}
+	if compact {
+		durationLabels = durationLabels[:1]
+	}
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		success: prometheus.NewGaugeVec(prometheus.GaugeOpts{
@@ -30,7 +36,7 @@ func newMetrics(source string) *metrics {
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "reach_agent_probe_duration_seconds", Help: "Time spent connecting from source to target.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
-		}, []string{"source", "target"}),
+		}, durationLabels),
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "reach_agent_probe_failures_total", Help: "Failed probes from source to target, by class.",
 		}, []string{"source", "target", "class"}),
@@ -48,7 +54,23 @@ func newMetrics(source string) *metrics {
 		}),
 	}
 	m.reg.MustRegister(m.success, m.duration, m.failures, m.pending, m.dropped, m.hubErrs, m.sent)
+	if compact {
+		m.last = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "reach_agent_probe_duration_last_seconds", Help: "Time the last successful probe from source to target took to connect.",
+		}, []string{"source", "target"})
+		m.reg.MustRegister(m.last)
+	}
 	return m
+}
+
+// observeDuration records a successful probe's connect time.
+func (m *metrics) observeDuration(source, target string, d time.Duration) {
+	if m.last == nil {
+		m.duration.WithLabelValues(source, target).Observe(d.Seconds())
+		return
+	}
+	m.duration.WithLabelValues(source).Observe(d.Seconds())
+	m.last.WithLabelValues(source, target).Set(d.Seconds())
 }
 
 func (m *metrics) handler() http.Handler {
@@ -61,4 +83,7 @@ func (m *metrics) forget(target string) {
 	m.success.DeletePartialMatch(l)
 	m.duration.DeletePartialMatch(l)
 	m.failures.DeletePartialMatch(l)
+	if m.last != nil {
+		m.last.DeletePartialMatch(l)
+	}
 }

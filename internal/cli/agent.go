@@ -227,6 +227,7 @@ client certificate must name this agent (CN or DNS SAN).`,
 	f.DurationVar(&cfg.ReportEvery, "report-every", agent.DefaultReportEvery, "how often to send results to the hub")
 	f.DurationVar(&cfg.RefreshEvery, "refresh-every", agent.DefaultRefreshEvery, "how often to fetch the probe list again")
 	f.IntVar(&cfg.Buffer, "buffer", agent.DefaultBuffer, "results kept while the hub is unreachable (then the oldest are dropped)")
+	f.BoolVar(&cfg.CompactMetrics, "compact-metrics", false, "one duration histogram for the agent instead of one per target, plus the last duration per target as a gauge (about 2 series per target instead of 17; for large meshes)")
 	f.StringVar(&tlsCert, "tls-cert", "", "serve https with this PEM certificate")
 	f.StringVar(&tlsKey, "tls-key", "", "key of --tls-cert")
 	f.StringVar(&clientCA, "tls-client-ca", "", "require client certificates signed by this CA (mTLS)")
