@@ -281,6 +281,30 @@ func TestMaxConns(t *testing.T) {
 	roundTrip(t, dial(t, r.addr(0)), "room again")
 }
 
+// Under a flood the server lingers on at most 64 turned-away clients (so
+// each reads the busy line); the next is closed at once without it, and
+// everything is still counted as rejected.
+func TestMaxConnsFlood(t *testing.T) {
+	r := start(t, server.Config{MaxConns: 1})
+	roundTrip(t, dial(t, r.addr(0)), "served")
+
+	// 64 clients that neither read nor close: each keeps its rejection
+	// lingering for up to a second.
+	for range 64 {
+		dial(t, r.addr(0))
+	}
+	r.log.wait(t, "connection rejected: over max conns", 64)
+	extra := dial(t, r.addr(0))
+	got, _ := io.ReadAll(extra) // EOF or a reset; either way no busy line
+	if strings.Contains(string(got), "busy") {
+		t.Fatalf("65th turned-away client read %q, want the connection closed without the message", got)
+	}
+	r.log.wait(t, "connection rejected: over max conns, too many already being turned away; closed without a message", 1)
+	if st := r.srv.Stats(); st.Rejected != 65 || st.Accepted != 1 {
+		t.Errorf("stats %+v, want 65 rejected and 1 accepted", st)
+	}
+}
+
 func TestIdleTimeout(t *testing.T) {
 	const idle = time.Second
 	r := start(t, server.Config{IdleTimeout: idle})
