@@ -50,7 +50,8 @@ type Options struct {
 	// DiagnoseLimit bounds diagnoses running at once (DefaultDiagnoseLimit).
 	DiagnoseLimit int
 	// Retain is how long history is kept (DefaultRetain); samples older than
-	// RawFor (DefaultRawFor, at most Retain) are downsampled to RollupWidth.
+	// RawFor (DefaultRawFor, at most Retain) are downsampled to RollupWidth,
+	// and those buckets to HourlyWidth after RollupFor.
 	Retain, RawFor time.Duration
 	Logger         *slog.Logger
 }

@@ -55,8 +55,9 @@ It serves, on --listen (loopback by default):
 
 History goes to a SQLite file (--store reach.db), or to PostgreSQL with
 --store postgres://...; samples are written in batches once a second, so a
-crash loses at most the last second of samples. Older samples are averaged
-into 5-minute buckets and dropped after --retain.
+crash loses at most the last second of samples. Samples older than 2 hours
+are averaged into 5-minute buckets, buckets older than 2 days into hourly
+ones, and everything is dropped after --retain.
 
 Send SIGHUP to reload the configuration; endpoints keep their state. A bad
 file is refused and the running configuration stays.
