@@ -14,11 +14,13 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/reach-tools/reach/doctor"
 	"github.com/reach-tools/reach/probe"
 )
 
@@ -565,5 +567,52 @@ func TestAgentCompactMetrics(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The doctor learns how asking an agent failed, so it can say what to do:
+// wrong token, rate limit, nothing listening, a hub that knows no agent.
+func TestEvidenceFailures(t *testing.T) {
+	open, closed := openAndClosed(t)
+	a, err := New(Config{Name: "a", Hub: "http://127.0.0.1:1", Token: testToken, QueryRate: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(a.Handler())
+	defer srv.Close()
+	broken := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "boom", 500) }))
+	defer broken.Close()
+	_, hub := newTestHub(t, HubConfig{Hosts: []HostConfig{{Name: "a", Addr: netip.MustParseAddr("127.0.0.1")}}})
+
+	fast, err := New(Config{Name: "a", Hub: "http://127.0.0.1:1", Token: testToken, QueryRate: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fastSrv := httptest.NewServer(fast.Handler())
+	defer fastSrv.Close()
+	wrong, _ := NewClient(fastSrv.URL, "nope", nil)
+	good, _ := NewClient(srv.URL, testToken, nil)
+	gone, _ := NewClient("http://"+closed.String(), testToken, nil)
+	bad, _ := NewClient(broken.URL, testToken, nil)
+	disc, _ := NewDiscovery(hub.URL, testToken, nil)
+	good.Evidence(context.Background(), open) // burst is 2 at 1/s: the next two use it up
+	good.Evidence(context.Background(), open)
+	for _, tc := range []struct {
+		name   string
+		remote doctor.RemoteEvidence
+		want   doctor.AgentFailure
+		is     error
+	}{
+		{"wrong token", wrong, doctor.AgentUnauthorized, ErrUnauthorized},
+		{"rate limited", good, doctor.AgentRateLimited, ErrRateLimited},
+		{"nothing listens", gone, doctor.AgentUnreachable, syscall.ECONNREFUSED},
+		{"server error", bad, doctor.AgentFailed, nil},
+		{"hub knows no agent", disc, doctor.AgentNone, ErrNoAgent},
+	} {
+		_, err := tc.remote.Evidence(context.Background(), open)
+		var ae *doctor.AgentError
+		if !errors.As(err, &ae) || ae.Failure != tc.want || (tc.is != nil && !errors.Is(err, tc.is)) {
+			t.Errorf("%s: %v, want a doctor.AgentError %s wrapping %v", tc.name, err, tc.want, tc.is)
+		}
 	}
 }

@@ -125,9 +125,27 @@ func NewClient(base, token string, hc *http.Client) (*Client, error) {
 
 // Evidence asks the agent what it sees for a connection from us to addr:
 // listeners on addr's port (and nearby ports), and the firewall rules that
-// decide it.
+// decide it. Its errors are *doctor.AgentError, wrapping the *CallError.
 func (c *Client) Evidence(ctx context.Context, addr netip.AddrPort) (doctor.HostEvidence, error) {
-	return c.EvidenceFor(ctx, netip.Addr{}, addr)
+	ev, err := c.EvidenceFor(ctx, netip.Addr{}, addr)
+	if err != nil {
+		return ev, &doctor.AgentError{Agent: "agent " + c.c.base, Failure: failure(err), Err: err}
+	}
+	return ev, nil
+}
+
+// failure says how a call to an agent or hub failed, for the doctor.
+func failure(err error) doctor.AgentFailure {
+	var ce *CallError
+	switch {
+	case errors.Is(err, ErrUnauthorized):
+		return doctor.AgentUnauthorized
+	case errors.Is(err, ErrRateLimited):
+		return doctor.AgentRateLimited
+	case errors.As(err, &ce) && ce.Status == 0: // no answer at all
+		return doctor.AgentUnreachable
+	}
+	return doctor.AgentFailed
 }
 
 // EvidenceFor is Evidence for a connection from src rather than from us: a
@@ -171,20 +189,28 @@ func NewDiscovery(base, token string, hc *http.Client) (*Discovery, error) {
 	return &Discovery{hub: c, token: token}, nil
 }
 
-// Evidence finds the agent for addr's host and asks it.
+// Evidence finds the agent for addr's host and asks it. Its errors are
+// *doctor.AgentError: the hub or the agent failed, or the hub knows no
+// agent there (doctor.AgentNone, wrapping ErrNoAgent).
 func (d *Discovery) Evidence(ctx context.Context, addr netip.AddrPort) (doctor.HostEvidence, error) {
 	var hosts []AgentInfo
 	if err := d.hub.call(ctx, http.MethodGet, PathAgents, nil, nil, &hosts); err != nil {
-		return doctor.HostEvidence{}, err
+		return doctor.HostEvidence{}, &doctor.AgentError{Agent: "hub " + d.hub.base, Failure: failure(err), Err: err}
 	}
 	for _, h := range hosts {
 		if h.Addr == addr.Addr().Unmap() && h.Agent != "" {
 			c, err := NewClient(h.Agent, d.token, d.hub.http)
 			if err != nil {
-				return doctor.HostEvidence{}, err
+				return doctor.HostEvidence{}, &doctor.AgentError{Agent: "agent " + h.Name, Failure: doctor.AgentFailed, Err: err}
 			}
-			return c.Evidence(ctx, addr)
+			ev, err := c.Evidence(ctx, addr)
+			var ae *doctor.AgentError
+			if errors.As(err, &ae) {
+				ae.Agent = fmt.Sprintf("agent %s (%s)", h.Name, h.Agent)
+			}
+			return ev, err
 		}
 	}
-	return doctor.HostEvidence{}, fmt.Errorf("%w: %s (give its hosts entry an agent: URL in the hub config)", ErrNoAgent, addr.Addr())
+	return doctor.HostEvidence{}, &doctor.AgentError{Agent: "hub " + d.hub.base, Failure: doctor.AgentNone,
+		Err: fmt.Errorf("%w: %s (give its hosts entry an agent: URL in the hub config)", ErrNoAgent, addr.Addr())}
 }

@@ -19,27 +19,37 @@ var SocketsCheck = CheckFunc{"sockets", func(ctx context.Context, s *State) Chec
 	if r, ok := needAddrs(s); !ok {
 		return r
 	}
-	if s.Host == nil {
-		return CheckResult{Status: Skip, Detail: "the target is another host: its sockets cannot be seen from here"}
-	}
-	if s.Host.Listening == nil {
-		return CheckResult{Status: Error, Detail: "could not list sockets on " + s.Host.Host + ": " + strings.Join(s.Host.Notes, "; ")}
-	}
 	res := CheckResult{Status: Pass}
 	var parts []string
 	for i := range s.Addrs {
-		if s.Host == s.Client && !s.Local[i] {
+		h := s.host(i)
+		if h == nil {
 			continue
 		}
-		detail, fs := analyzeSockets(s.Host, s.addrPort(i), s.Primary(i))
+		label := ""
+		if l := s.label(i); l != "" {
+			label = l + ": "
+		}
+		if h.Listening == nil {
+			res.Status = Error
+			parts = append(parts, label+"could not list sockets on "+h.Host+": "+strings.Join(h.Notes, "; "))
+			continue
+		}
+		detail, fs := analyzeSockets(h, s.addrPort(i), s.Primary(i))
 		for j := range fs {
 			fs[j].Addr = s.label(i)
+			if h != s.Client {
+				fs[j].Evidence += " (reported by " + h.Host + ")"
+			}
 		}
-		parts = append(parts, detail)
-		if len(fs) > 0 {
+		parts = append(parts, label+detail)
+		if len(fs) > 0 && res.Status == Pass {
 			res.Status = Fail
 		}
 		res.Findings = append(res.Findings, fs...)
+	}
+	if len(parts) == 0 {
+		return CheckResult{Status: Skip, Detail: "the target is another host: its sockets cannot be seen from here"}
 	}
 	res.Detail = strings.Join(parts, "; ")
 	return res
@@ -236,7 +246,7 @@ var FirewallCheck = CheckFunc{"firewall", func(ctx context.Context, s *State) Ch
 	if r, ok := needAddrs(s); !ok {
 		return r
 	}
-	if s.Client == nil || (!s.Client.Firewall && (s.Host == nil || !s.Host.Firewall)) {
+	if s.Client == nil || (!s.Client.Firewall && !slices.ContainsFunc(s.Hosts, func(h *HostEvidence) bool { return h != nil && h.Firewall })) {
 		why := "no host evidence"
 		if s.Client != nil {
 			why = strings.Join(s.Client.Notes, "; ")
@@ -260,11 +270,11 @@ var FirewallCheck = CheckFunc{"firewall", func(ctx context.Context, s *State) Ch
 			ev  *HostEvidence
 			dir string
 		}{{s.Client, "out"}}
-		if s.Host != nil {
+		if h := s.host(i); h != nil {
 			sets = append(sets, struct {
 				ev  *HostEvidence
 				dir string
-			}{s.Host, "in"})
+			}{h, "in"})
 		}
 		count := 0
 		for _, set := range sets {
@@ -279,7 +289,7 @@ var FirewallCheck = CheckFunc{"firewall", func(ctx context.Context, s *State) Ch
 		}
 		if len(matches) == 0 {
 			d := fmt.Sprintf("no rule matches tcp to %s (%d rules read", ap, count)
-			if s.Host == nil {
+			if s.host(i) == nil {
 				d += " on this host; the target's firewall cannot be seen from here"
 			}
 			parts = append(parts, d+")")

@@ -132,6 +132,14 @@ func (s *State) label(i int) string {
 	return ""
 }
 
+// host returns the evidence of address i's host, nil when none was seen.
+func (s *State) host(i int) *HostEvidence {
+	if i < len(s.Hosts) {
+		return s.Hosts[i]
+	}
+	return nil
+}
+
 func needAddrs(s *State) (CheckResult, bool) {
 	if len(s.Addrs) == 0 {
 		return CheckResult{Status: Skip, Detail: "no address to look at: the name did not resolve"}, false

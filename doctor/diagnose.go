@@ -39,6 +39,13 @@ func diagnose(s *State, findings []Finding) *Report {
 				ar.RTTMS = ms(s.Probes[i][0].RTT)
 			}
 		}
+		switch h := s.host(i); {
+		case h != nil:
+			ar.Evidence = &EvidenceSource{From: h.Host}
+		case i < len(s.Agents) && s.Agents[i] != nil:
+			ae := s.Agents[i]
+			ar.Evidence = &EvidenceSource{From: ae.Agent, Failure: ae.Failure, Error: ae.Err.Error(), Fix: ae.fix(s.addrPort(i))}
+		}
 		r.Addresses = append(r.Addresses, ar)
 		if ar.Class != probe.Open && ar.Class != "" && !settled(findings, s.label(i)) {
 			inferred, next := infer(s, i, ar.Class)
@@ -128,15 +135,22 @@ func merge(fs []Finding) []Finding {
 
 func verdict(s *State, r *Report) string {
 	t := r.Target
+	issue := ""
+	if len(r.Findings) > 0 {
+		issue = r.Findings[0].Issue
+		if a := r.Findings[0].Addr; a != "" {
+			issue = a + ": " + issue
+		}
+	}
 	switch {
 	case r.Reachable && r.Cause == Reachable:
 		return fmt.Sprintf("%s is reachable (%s)", t, describeOpen(s))
 	case r.Reachable:
-		return fmt.Sprintf("%s is reachable on some addresses only: %s (%s, %s)", t, r.Findings[0].Issue, r.Cause, r.Confidence)
+		return fmt.Sprintf("%s is reachable on some addresses only: %s (%s, %s)", t, issue, r.Cause, r.Confidence)
 	case len(r.Findings) > 0 && r.Class == probe.Open:
-		return fmt.Sprintf("%s is not reachable: the handshake completes, but: %s (%s, %s)", t, r.Findings[0].Issue, r.Cause, r.Confidence)
+		return fmt.Sprintf("%s is not reachable: the handshake completes, but: %s (%s, %s)", t, issue, r.Cause, r.Confidence)
 	case len(r.Findings) > 0:
-		return fmt.Sprintf("%s is not reachable: %s — %s (%s, %s)", t, r.Class, r.Findings[0].Issue, r.Cause, r.Confidence)
+		return fmt.Sprintf("%s is not reachable: %s — %s (%s, %s)", t, r.Class, issue, r.Cause, r.Confidence)
 	}
 	return fmt.Sprintf("%s is not reachable: %s — %s", t, r.Class, r.Class.Explain())
 }
@@ -147,8 +161,8 @@ func describeOpen(s *State) string {
 			continue
 		}
 		d := fmt.Sprintf("connected to %s in %s", s.addrPort(i), round(s.Probes[i][0].RTT))
-		if s.Host != nil {
-			for _, sk := range s.Host.Listening {
+		if h := s.host(i); h != nil {
+			for _, sk := range h.Listening {
 				if sk.Local.Port() == s.Target.Port && accepts(sk, s.Addrs[i]) {
 					d += "; " + sk.Owner() + " listens on " + sk.Local.String()
 					break
@@ -187,8 +201,9 @@ func infer(s *State, i int, c probe.Class) ([]Finding, []string) {
 		}
 	}
 	askHost := fmt.Sprintf("run `reach check %s` on %s itself, or ask the reach agent there (reach check %s --agent URL): its socket table and firewall rules tell these apart", ap, host, ap)
-	if s.Options.Remote != nil && s.Host == nil {
-		askHost = fmt.Sprintf("the agent for %s could not answer (see the host check); run `reach check %s` on %s itself: its socket table and firewall rules tell these apart", host, ap, host)
+	if i < len(s.Agents) && s.Agents[i] != nil {
+		ae := s.Agents[i]
+		askHost = fmt.Sprintf("%s gave no evidence for %s (%s, see the host check): %s; its socket table and firewall rules tell these apart", cmp.Or(ae.Agent, "the agent"), host, ae.Failure, ae.fix(ap))
 	}
 	f := func(cause Cause, conf Confidence, issue, evidence, fix string) Finding {
 		return Finding{Cause: cause, Confidence: conf, Issue: issue, Evidence: evidence, Fix: fix, Addr: label}
@@ -218,17 +233,18 @@ func infer(s *State, i int, c probe.Class) ([]Finding, []string) {
 			fmt.Sprintf("check that %s is powered and has that address (console, hypervisor); see the path check for the last hop that answered", host))
 		next := []string{"compare with another port on the same host (e.g. reach check " + host.String() + ":22): if that answers, the host is up and port " + fmt.Sprint(port) + " is filtered"}
 		// What the target host itself showed rules some guesses out.
-		seen := s.Host != nil && i < len(s.Local) && !s.Local[i]
+		h := s.host(i)
+		seen := h != nil && i < len(s.Local) && !s.Local[i]
 		if !seen {
 			next = append([]string{askHost}, next...)
 		}
 		var others []Finding
-		if !seen || !queueOK(s.Host, ap) {
+		if !seen || !queueOK(h, ap) {
 			others = append(others, full)
 		}
-		if seen && s.Host.Firewall {
+		if seen && h.Firewall {
 			// The target's own rules were read and none drops it.
-			pathNote += fmt.Sprintf("; %s reports no rule of its own that drops it", s.Host.Host)
+			pathNote += fmt.Sprintf("; %s reports no rule of its own that drops it", h.Host)
 			drop.Issue = "A firewall on the path drops the packets"
 			drop.Fix = fmt.Sprintf("look at the routers and filters between here and %s (network ACLs, cloud security groups); allow tcp port %d", host, port)
 		}

@@ -153,7 +153,10 @@ type HostEvidence struct {
 }
 
 // RemoteEvidence asks the target host itself (an agent there) what it sees
-// for a port. Nil means only the client's view is available.
+// for a port. Nil means only the client's view is available. The doctor asks
+// it once for each address of the target that is not this host's,
+// concurrently; an error that is (or wraps) an *AgentError says why that
+// agent gave nothing, so the report can say what to do.
 type RemoteEvidence interface {
 	Evidence(ctx context.Context, addr netip.AddrPort) (HostEvidence, error)
 }
@@ -216,10 +219,15 @@ type State struct {
 	Probes [][]probe.Result // tcp: per address, the repeated probes
 	Routes []RouteInfo      // route: per address
 	Echo   []EchoInfo       // icmp: per address
-	Host   *HostEvidence    // host: the target host's evidence, when it can be seen
 	Local  []bool           // host: per address, whether it is this host
 	Client *HostEvidence    // host: this host's firewall, for outgoing rules
 	Path   [][]sys.Hop      // path: per address, for timeouts and unreachables
+	// Hosts holds, per address, the evidence of the host that has it: this
+	// host's, or the answer of the agent there; nil where none was seen.
+	Hosts []*HostEvidence // host
+	// Agents holds, per address, why the agent asked about it gave no
+	// evidence; nil where it answered or none was asked.
+	Agents []*AgentError // host
 }
 
 // RouteInfo is the route check's view of one address.
@@ -275,6 +283,20 @@ type AddrReport struct {
 	Probes []string    `json:"probes"` // class of each repeated probe
 	// Intermittent is set when the probes disagree: the endpoint flaps.
 	Intermittent bool `json:"intermittent,omitempty"`
+	// Evidence says whose server-side view (sockets, firewall) covers the
+	// address, or why the agent asked about it gave none; absent when
+	// nobody could be asked.
+	Evidence *EvidenceSource `json:"evidence,omitempty"`
+}
+
+// EvidenceSource is where an address's server-side evidence came from.
+type EvidenceSource struct {
+	// From is "this host", or the agent that answered or was asked.
+	From string `json:"from"`
+	// Failure, Error and Fix are set when the agent gave no evidence.
+	Failure AgentFailure `json:"failure,omitempty"`
+	Error   string       `json:"error,omitempty"`
+	Fix     string       `json:"fix,omitempty"`
 }
 
 // Run diagnoses ep and returns the report. It never fails: a check that

@@ -167,20 +167,13 @@ func gather(ctx context.Context, src SocketSource, fw FirewallSource, keep func(
 
 // isLocal reports whether addr is one of ev's own addresses.
 func (ev *HostEvidence) isLocal(addr netip.Addr) bool {
-	addr = addr.Unmap().WithZone("")
-	if addr.IsLoopback() || addr.IsUnspecified() {
-		return true
-	}
-	for _, p := range ev.Addresses {
-		if p.Addr().Unmap().WithZone("") == addr {
-			return true
-		}
-	}
-	return false
+	addr = addr.Unmap()
+	return addr.IsLoopback() || addr.IsUnspecified() || ev.has(addr)
 }
 
-// HostCheck gathers the target host's evidence (sockets, firewall): from
-// this host when the target is one of its addresses, else from Options.Remote.
+// HostCheck gathers the target host's evidence (sockets, firewall) for each
+// address: from this host when the address is one of its own, else from
+// Options.Remote, asked about every other address at once.
 var HostCheck = CheckFunc{"host", func(ctx context.Context, s *State) CheckResult {
 	if r, ok := needAddrs(s); !ok {
 		return r
@@ -191,11 +184,17 @@ var HostCheck = CheckFunc{"host", func(ctx context.Context, s *State) CheckResul
 		return nil
 	})
 	s.Client = &ev
-	s.Local = make([]bool, len(s.Addrs))
-	var local []string
+	n := len(s.Addrs)
+	s.Local, s.Hosts, s.Agents = make([]bool, n), make([]*HostEvidence, n), make([]*AgentError, n)
+	var local, remote []string
+	var others []int
 	for i, a := range s.Addrs {
 		if s.Local[i] = ev.isLocal(a); s.Local[i] {
+			s.Hosts[i] = &ev
 			local = append(local, a.String())
+		} else {
+			others = append(others, i)
+			remote = append(remote, a.String())
 		}
 	}
 	seen := fmt.Sprintf("%s on port %d or look-alike ports", count(len(ev.Listening), "listening socket"), s.Target.Port)
@@ -204,19 +203,40 @@ var HostCheck = CheckFunc{"host", func(ctx context.Context, s *State) CheckResul
 	} else {
 		seen += ", no firewall rules (see firewall)"
 	}
+	res := CheckResult{Status: Info}
+	var parts []string
 	if len(local) > 0 {
-		s.Host = &ev
-		return CheckResult{Status: Info, Detail: fmt.Sprintf("%s is this host: looked at its %s", strings.Join(local, ", "), seen)}
+		parts = append(parts, fmt.Sprintf("%s is this host: looked at its %s", strings.Join(local, ", "), seen))
 	}
-	if s.Options.Remote == nil {
-		return CheckResult{Status: Skip, Detail: fmt.Sprintf("%s is another host: its sockets and firewall cannot be seen from here (run reach check there, or an agent); looked at this host's %s", s.Addrs[0], seen)}
+	switch {
+	case len(others) == 0:
+	case s.Options.Remote == nil:
+		parts = append(parts, fmt.Sprintf("%s %s another host: its sockets and firewall cannot be seen from here (run reach check there, or ask its agent: --agent or --hub)", strings.Join(remote, ", "), map[bool]string{true: "is", false: "are"}[len(remote) == 1]))
+		if len(local) == 0 {
+			res.Status = Skip
+			parts = append(parts, "looked at this host's "+seen)
+		}
+	default:
+		askAgents(ctx, s, others)
+		answered := len(local) > 0
+		for _, i := range others {
+			if h := s.Hosts[i]; h != nil {
+				answered = true
+				parts = append(parts, fmt.Sprintf("%s answered for %s: %s, %s", h.Host, s.Addrs[i], count(len(h.Listening), "listening socket"), count(len(h.Rules), "firewall rule")))
+				continue
+			}
+			ae := s.Agents[i]
+			if ae.Failure != AgentNone {
+				res.Status = Error
+			}
+			parts = append(parts, fmt.Sprintf("no evidence for %s: %v", s.Addrs[i], ae))
+		}
+		if !answered && res.Status != Error {
+			res.Status = Skip
+		}
 	}
-	rev, err := s.Options.Remote.Evidence(ctx, s.addrPort(0))
-	if err != nil {
-		return CheckResult{Status: Error, Detail: fmt.Sprintf("asked %s for its evidence: %v", s.Addrs[0], err)}
-	}
-	s.Host = &rev
-	return CheckResult{Status: Info, Detail: fmt.Sprintf("%s answered for %s: %d listening sockets, %d firewall rules", rev.Host, s.Addrs[0], len(rev.Listening), len(rev.Rules))}
+	res.Detail = strings.Join(parts, "; ")
+	return res
 }}
 
 // denied reports whether every tool that ran was refused for lack of privilege.

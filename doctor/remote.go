@@ -1,8 +1,13 @@
 package doctor
 
 import (
+	"cmp"
+	"context"
+	"errors"
 	"fmt"
+	"net"
 	"net/netip"
+	"net/url"
 	"strings"
 
 	"github.com/reach-tools/reach/probe"
@@ -52,4 +57,117 @@ func Explain(ev HostEvidence, src, dst netip.AddrPort, class probe.Class) (detai
 		}
 	}
 	return detail, findings
+}
+
+// AgentFailure names why an agent gave no evidence for an address.
+type AgentFailure string
+
+// The ways asking an agent fails.
+const (
+	AgentUnreachable  AgentFailure = "unreachable"  // no connection, or no answer in time
+	AgentUnauthorized AgentFailure = "unauthorized" // it refused our token or certificate
+	AgentRateLimited  AgentFailure = "rate-limited" // it limits how often it answers
+	AgentNone         AgentFailure = "no-agent"     // none is known for that address
+	AgentWrongHost    AgentFailure = "wrong-host"   // it answered, but the address is not its host's
+	AgentFailed       AgentFailure = "failed"       // anything else: a bad answer, a server error
+)
+
+// AgentError is why an agent gave no evidence. RemoteEvidence sources return
+// it, wrapping the cause; other errors count as AgentUnreachable when they
+// are network errors or timeouts, else AgentFailed.
+type AgentError struct {
+	// Agent names who was asked, as HostEvidence.Host does: "agent db
+	// (https://198.18.0.2:7070)", or "hub URL" when finding the agent failed.
+	Agent   string
+	Failure AgentFailure
+	Err     error
+}
+
+func (e *AgentError) Error() string {
+	return fmt.Sprintf("%s: %s: %v", cmp.Or(e.Agent, "the agent"), e.Failure, e.Err)
+}
+
+func (e *AgentError) Unwrap() error { return e.Err }
+
+// asAgentError finds or makes the AgentError behind err.
+func asAgentError(err error) *AgentError {
+	var ae *AgentError
+	if errors.As(err, &ae) {
+		return ae
+	}
+	var ne net.Error
+	if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) {
+		return &AgentError{Failure: AgentUnreachable, Err: err}
+	}
+	return &AgentError{Failure: AgentFailed, Err: err}
+}
+
+// fix says what to do about e when asking about ap.
+func (e *AgentError) fix(ap netip.AddrPort) string {
+	host := ap.Addr()
+	there := fmt.Sprintf("or run `reach check %s` on %s itself", ap, host)
+	switch e.Failure {
+	case AgentUnreachable:
+		reach := ""
+		for _, f := range strings.Fields(e.Agent) {
+			if u, err := url.Parse(strings.Trim(f, "()")); err == nil && u.Host != "" {
+				reach = " (reach check " + u.Host + ")"
+			}
+		}
+		if strings.HasPrefix(e.Agent, "hub ") {
+			return fmt.Sprintf("check that the hub runs and that this host reaches it%s; %s", reach, there)
+		}
+		return fmt.Sprintf("check that reach agent runs on %s, listening where other hosts reach it, and that this host reaches it%s; %s", host, reach, there)
+	case AgentUnauthorized:
+		return fmt.Sprintf("use the token the agent was started with (--token-file or REACH_TOKEN) and, if it requires mTLS, --agent-cert and --agent-key signed by its CA; %s", there)
+	case AgentRateLimited:
+		return fmt.Sprintf("the agent limits evidence queries (5 a second by default): check again in a moment; %s", there)
+	case AgentNone:
+		return fmt.Sprintf("run reach agent on %s with --advertise (or give its hosts entry in the hub config an agent: URL), or pass --agent URL; %s", host, there)
+	case AgentWrongHost:
+		return fmt.Sprintf("--agent names one host's agent: use --hub to ask the agent of each address's host, %s", there)
+	}
+	return fmt.Sprintf("see the error; %s", there)
+}
+
+// askAgents asks Options.Remote about addresses idx, all at once, each
+// bounded by the probe timeout so the checks after them keep their share
+// of the deadline. An agent that fails costs only its own address.
+func askAgents(ctx context.Context, s *State, idx []int) {
+	each(len(idx), func(j int) {
+		i := idx[j]
+		ctx, cancel := context.WithTimeout(ctx, s.Options.timeout())
+		defer cancel()
+		ev, err := s.Options.Remote.Evidence(ctx, s.addrPort(i))
+		switch {
+		case err != nil:
+			s.Agents[i] = asAgentError(err)
+		case len(s.Addrs) > 1 && len(ev.Addresses) > 0 && !ev.has(s.Addrs[i]):
+			// One agent asked about a name's every address: its answer
+			// says nothing about the hosts it does not run on.
+			s.Agents[i] = &AgentError{Agent: ev.Host, Failure: AgentWrongHost,
+				Err: fmt.Errorf("%s is not one of its addresses (%s)", s.Addrs[i], prefixes(ev.Addresses))}
+		default:
+			s.Hosts[i] = &ev
+		}
+	})
+}
+
+// has reports whether addr is one of the host's own addresses.
+func (ev *HostEvidence) has(addr netip.Addr) bool {
+	addr = addr.Unmap().WithZone("")
+	for _, p := range ev.Addresses {
+		if p.Addr().Unmap().WithZone("") == addr {
+			return true
+		}
+	}
+	return false
+}
+
+func prefixes(ps []netip.Prefix) string {
+	var out []string
+	for _, p := range ps {
+		out = append(out, p.Addr().String())
+	}
+	return strings.Join(out, ", ")
 }

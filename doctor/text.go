@@ -82,8 +82,8 @@ func (r *Report) WriteText(w io.Writer, opt TextOptions) error {
 		b.WriteString(paint("1", fmt.Sprintf("%-*s%-*s%s", cols[0], "Issue", cols[1], "Evidence", "Fix")) + "\n")
 		for _, f := range r.Findings {
 			issue := f.Issue + " [" + string(f.Cause) + ", " + string(f.Confidence) + "]"
-			if f.Addr != "" {
-				issue += " " + f.Addr
+			if f.Addr != "" { // the target has several addresses: say which
+				issue = f.Addr + ": " + issue
 			}
 			row(issue, f.Evidence, f.Fix)
 		}

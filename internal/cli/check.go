@@ -37,22 +37,28 @@ stable cause id:
 Sockets, processes and firewall rules can be seen only on the target host:
 run check there for a confirmed cause, or let check ask the reach agent there
 (--agent URL, or --hub URL to find it; token from --token-file or
-$REACH_TOKEN). Without either, from another host, check says what the
+$REACH_TOKEN). With --hub, the agent of each address's host is asked, all at
+once: a name whose addresses live on several hosts gets each host's view,
+and an agent that fails (unreachable, token refused, rate limited) costs only
+its own address. Without either, from another host, check says what the
 client saw, lists the possible causes most likely first, and what would tell
 them apart. Reading firewall rules and other users' processes needs root.
 
 --json reports target, reachable, class, cause, confidence (confirmed, likely
-or possible), verdict, addresses[] (each probed with its class), findings[]
-(cause, issue, evidence, fix) and checks[] (name, status, detail,
-duration_ms). A name reachable on some addresses only is reachable, and its
-cause names what is wrong with the others.
+or possible), verdict, addresses[] (each probed with its class, and
+evidence: who answered for it, or the agent's failure and its fix),
+findings[] (cause, issue, evidence, fix, and addr when the name has several
+addresses) and checks[] (name, status, detail, duration_ms). A name
+reachable on some addresses only is reachable, and its cause names what is
+wrong with the others.
 
 Exit status: 0 every target is reachable, 1 one is not, 2 usage error.`,
 		Example: `  reach check 127.0.0.1:7707              # a server on this host
   reach check db.internal:5432 --timeout 5s
   reach check [fd00::2]:443 web:80        # several targets
   reach check api:8080 --json | jq -r .cause
-  reach check db:5432 --agent http://db:7070 --token-file /etc/reach/token   # ask db's agent`,
+  reach check db:5432 --agent http://db:7070 --token-file /etc/reach/token   # ask db's agent
+  reach check api:8080 --hub http://hub:9190   # ask the agent on each of api's hosts`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if timeout <= 0 {
