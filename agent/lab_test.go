@@ -22,6 +22,7 @@ import (
 	"github.com/reach-tools/reach/internal/cli"
 	"github.com/reach-tools/reach/internal/netlab"
 	"github.com/reach-tools/reach/probe"
+	"github.com/reach-tools/reach/target"
 )
 
 // TestMain lets the test binary stand in for reach: the lab starts
@@ -52,6 +53,7 @@ type fleet struct {
 	web    *http.Client // dials from the hub's host
 	watch  []string     // how the hub was started
 	hub    *exec.Cmd
+	agents []*exec.Cmd // each host's reach agent
 }
 
 func newFleet(t *testing.T) *fleet { return newFleetWith(t, false) }
@@ -111,7 +113,7 @@ func newFleetWith(t *testing.T, mTLS bool) *fleet {
 			cert, key := ca.Issue(t, f.names[i], x509.ExtKeyUsageClientAuth)
 			args = append(args, "--hub-ca", ca.CAFile(), "--cert", cert, "--key", key)
 		}
-		h.Start(t, args...)
+		f.agents = append(f.agents, h.Start(t, args...))
 	}
 	f.waitHub(t)
 	return f
@@ -350,20 +352,7 @@ func TestFleetCheckAsksAgent(t *testing.T) {
 		}
 		return r
 	}
-	waitAgent(t, f, 2)
-	// --hub finds db's agent by the URL db advertised when it fetched its list.
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		var agents []agent.AgentInfo
-		if err := json.Unmarshal([]byte(f.getToken(t, agent.PathAgents)), &agents); err != nil {
-			t.Fatal(err)
-		}
-		if agents[2].Agent == f.agentURL(2) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("db's agent never advertised %s: %+v", f.agentURL(2), agents)
-		}
-	}
+	waitAdvertised(t, f, 2)
 	for _, tc := range []struct {
 		port int
 		args []string
@@ -386,6 +375,121 @@ func TestFleetCheckAsksAgent(t *testing.T) {
 	out, _ := web.Exec("env", "REACH_LAB_EXEC=1", "REACH_TOKEN=wrong", exe, "check", netip.AddrPortFrom(f.addrs[2], 6000).String(), "--agent", f.agentURL(2), "--timeout", "1s")
 	if !strings.Contains(string(out), "unauthorized") {
 		t.Errorf("check with a wrong token does not say the agent refused it:\n%s", out)
+	}
+}
+
+// waitAdvertised waits until host i's agent answers and the hub knows it by
+// the URL it advertised when it fetched its list (what --hub finds).
+func waitAdvertised(t *testing.T, f *fleet, i int) {
+	t.Helper()
+	waitAgent(t, f, i)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		var agents []agent.AgentInfo
+		if err := json.Unmarshal([]byte(f.getToken(t, agent.PathAgents)), &agents); err != nil {
+			t.Fatal(err)
+		}
+		if agents[i].Agent == f.agentURL(i) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s's agent never advertised %s: %+v", f.names[i], f.agentURL(i), agents)
+		}
+	}
+}
+
+// A name whose two addresses live on two hosts, each with an agent: check
+// gets each host's own view, tied to its address. With one agent stopped,
+// the other's evidence still arrives and the stopped one is named as such.
+func TestFleetCheckNameOnTwoHosts(t *testing.T) {
+	f := newFleet(t)
+	web, db, batch := f.hosts[1], f.hosts[2], f.hosts[3]
+	serve(t, db.Listen(t, "tcp", "127.0.0.1:6000"))  // loopback only
+	serve(t, batch.Listen(t, "tcp", "0.0.0.0:6000")) // open, but rejected by batch's firewall
+	batch.Iptables(t, "-I", "INPUT", "-p", "tcp", "--dport", "6000", "-j", "REJECT", "--reject-with", "tcp-reset")
+	ns := web.ServeDNS(t, f.addrs[1], map[string][]netip.Addr{"api.reach.test": {f.addrs[2], f.addrs[3]}})
+	dbAP, batchAP := netip.AddrPortFrom(f.addrs[2], 6000).String(), netip.AddrPortFrom(f.addrs[3], 6000).String()
+	waitAdvertised(t, f, 2)
+	waitAdvertised(t, f, 3)
+	// What reach check --hub builds, running on web.
+	disc, err := agent.NewDiscovery(f.hubURL, labToken, &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: web.DialContext}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep, err := target.ParseEndpoint("api.reach.test:6000", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const timeout = time.Second
+	check := func() (*doctor.Report, string) {
+		t.Helper()
+		start := time.Now()
+		r := doctor.Run(context.Background(), ep, doctor.Options{Timeout: timeout, Dial: web.DialContext, Enter: web.Do, Resolver: web.Resolver(ns), Remote: disc})
+		if took := time.Since(start); took > 2*timeout+time.Second {
+			t.Errorf("check took %v with timeout %v", took, timeout)
+		}
+		var b strings.Builder
+		r.WriteText(&b, doctor.TextOptions{Width: 400}) // wide: no issue wraps
+		if testing.Verbose() {
+			t.Log("\n" + b.String())
+		}
+		return r, b.String()
+	}
+	finding := func(r *doctor.Report, addr string, c doctor.Cause) *doctor.Finding {
+		for i, f := range r.Findings {
+			if f.Addr == addr && f.Cause == c && f.Confidence == doctor.Confirmed {
+				return &r.Findings[i]
+			}
+		}
+		return nil
+	}
+	evidence := func(r *doctor.Report, addr string) doctor.EvidenceSource {
+		for _, a := range r.Addresses {
+			if a.Addr == addr && a.Evidence != nil {
+				return *a.Evidence
+			}
+		}
+		return doctor.EvidenceSource{}
+	}
+
+	r, text := check()
+	if len(r.Addresses) != 2 {
+		t.Fatalf("addresses %+v, want db's and batch's", r.Addresses)
+	}
+	if f := finding(r, dbAP, doctor.LoopbackOnly); f == nil || !strings.Contains(f.Evidence, "127.0.0.1:6000") || !strings.Contains(f.Evidence, "agent db (") {
+		t.Errorf("no confirmed loopback-only for %s from db's agent\n%s", dbAP, text)
+	}
+	if f := finding(r, batchAP, doctor.FirewallReject); f == nil || !strings.Contains(f.Evidence, "REJECT") || !strings.Contains(f.Evidence, "agent batch (") {
+		t.Errorf("no confirmed firewall-reject for %s from batch's agent\n%s", batchAP, text)
+	}
+	if finding(r, dbAP, doctor.FirewallReject) != nil || finding(r, batchAP, doctor.LoopbackOnly) != nil {
+		t.Errorf("one host's evidence explains the other's address\n%s", text)
+	}
+	for addr, who := range map[string]string{dbAP: "agent db (" + f.agentURL(2) + ")", batchAP: "agent batch (" + f.agentURL(3) + ")"} {
+		if got := evidence(r, addr); got.From != who || got.Failure != "" {
+			t.Errorf("%s: evidence %+v, want from %s", addr, got, who)
+		}
+	}
+	for _, want := range []string{dbAP + ": Server bound to loopback only [loopback-only, confirmed]", batchAP + ": A firewall rejects the connection on the target host"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the table lacks %q\n%s", want, text)
+		}
+	}
+
+	// db's agent stops (by pid: the process this test started).
+	f.agents[2].Process.Kill()
+	f.agents[2].Wait()
+	r, text = check()
+	if finding(r, batchAP, doctor.FirewallReject) == nil {
+		t.Errorf("with db's agent stopped, batch's evidence is lost\n%s", text)
+	}
+	if finding(r, dbAP, doctor.LoopbackOnly) != nil {
+		t.Errorf("loopback-only still confirmed for %s without its agent\n%s", dbAP, text)
+	}
+	if got := evidence(r, dbAP); got.From != "agent db ("+f.agentURL(2)+")" || got.Failure != doctor.AgentUnreachable || !strings.Contains(got.Error, "connection refused") || !strings.Contains(got.Fix, "reach agent runs on "+f.addrs[2].String()) {
+		t.Errorf("%s: evidence %+v, want db's agent unreachable (connection refused) with what to do", dbAP, got)
+	}
+	if !strings.Contains(strings.Join(r.Next, "\n"), "agent db ("+f.agentURL(2)+") gave no evidence for "+f.addrs[2].String()+" (unreachable") {
+		t.Errorf("next steps do not name db's stopped agent: %q", r.Next)
 	}
 }
 
