@@ -18,7 +18,8 @@ import (
 // single-level store held (schema 1: 2h of raw samples, 5-minute buckets for
 // the rest of 30 days) for REACH_BENCH_ENDPOINTS endpoints (default 100),
 // measures rows and bytes, upgrades the schema, compacts, and measures again.
-// The "-10k" metrics extrapolate linearly to 10,000 endpoints. SQLite, and
+// The "-10k" metrics extrapolate linearly to 10,000 endpoints. Meanwhile a
+// write every 100ms reports its longest wait for the store. SQLite, and
 // PostgreSQL when REACH_TEST_POSTGRES is set. Run it with bench/history-size.
 func BenchmarkHistoryFootprint(b *testing.B) {
 	eps := 100
@@ -124,11 +125,35 @@ func footprint(b *testing.B, dsn string, eps int) {
 		b.Fatal(err)
 	}
 	defer s.Close()
+	// The monitor's batch writer goes on during the first compaction, the
+	// one with the backlog: how long does a write wait?
+	stop := make(chan struct{})
+	waited := make(chan time.Duration)
+	go func() {
+		var worst time.Duration
+		defer func() { waited <- worst }()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			t0 := time.Now()
+			err := s.Write(ctx, Batch{Samples: []Sample{{Endpoint: "writer", Source: LocalSource, Time: now.Add(time.Duration(i) * time.Millisecond), OK: true, Class: "open"}}})
+			if err != nil {
+				b.Error(err)
+			}
+			worst = max(worst, time.Since(t0))
+		}
+	}()
 	start := time.Now()
-	if err := s.Compact(ctx, now, raw, retain); err != nil {
+	err = s.Compact(ctx, now, raw, retain)
+	first := time.Since(start)
+	close(stop)
+	worstWrite := <-waited
+	if err != nil {
 		b.Fatal(err)
 	}
-	first := time.Since(start)
 	// What each later compaction costs: five minutes on.
 	start = time.Now()
 	if err := s.Compact(ctx, now.Add(compactEvery), raw, retain); err != nil {
@@ -147,6 +172,7 @@ func footprint(b *testing.B, dsn string, eps int) {
 	b.ReportMetric(float64(bytesBefore)*scale/1e9, "GB-before-10k")
 	b.ReportMetric(float64(bytesAfter)*scale/1e9, "GB-after-10k")
 	b.ReportMetric(float64(first.Milliseconds()), "first-compact-ms")
+	b.ReportMetric(float64(worstWrite.Milliseconds()), "max-write-ms-meanwhile")
 	b.ReportMetric(float64(next.Microseconds())/1000, "next-compact-ms")
 }
 

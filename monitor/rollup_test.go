@@ -1,10 +1,13 @@
 package monitor
 
 import (
+	"cmp"
 	"context"
-	"database/sql"
 	"fmt"
+	"maps"
 	"reflect"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -196,88 +199,140 @@ func checkLevels(t *testing.T, s *Store, samples []Sample) {
 
 func head(p []Point) []Point { return p[:min(len(p), 3)] }
 
-func TestStoreLevels(t *testing.T) {
-	forEachStore(t, func(t *testing.T, dsn string) {
-		ctx := context.Background()
-		s := openTestStore(t, dsn)
-		samples := tenDays()
-		if err := s.Write(ctx, Batch{Samples: samples}); err != nil {
-			t.Fatal(err)
-		}
-		// Before compaction every answer comes from raw samples.
-		for _, c := range uptimeCases[:5] {
-			if got, _ := s.Uptime(ctx, LocalSource, "api", c.since); got != rawUptime(samples, c.since) {
-				t.Errorf("%s before compaction: %+v", c.name, got)
-			}
-		}
-		if err := s.Compact(ctx, rollupNow, 2*time.Hour, 7*24*time.Hour); err != nil {
-			t.Fatal(err)
-		}
-		checkLevels(t, s, samples)
-		before := dump(t, s)
-		if err := s.Compact(ctx, rollupNow, 2*time.Hour, 7*24*time.Hour); err != nil {
-			t.Fatal(err)
-		}
-		if after := dump(t, s); after != before {
-			t.Errorf("compacting again changed the history:\nbefore:\n%.2000s\nafter:\n%.2000s", before, after)
-		}
-
-		// A compaction that fails half-way (here: the hourly table is
-		// missing when its fold runs) leaves the history as it was; run
-		// again, it counts every probe once. A late sample (an agent's
-		// delayed report) for an hour already folded is added to it.
-		hour := time.Date(2026, 3, 6, 7, 0, 0, 0, time.UTC)
-		early := Sample{Endpoint: "api", Source: "agent-1", Time: hour.Add(time.Minute), OK: true, Class: probe.Open, RTT: 20 * time.Millisecond}
-		late := Sample{Endpoint: "api", Source: "agent-1", Time: hour.Add(59 * time.Minute), OK: false, Class: probe.Refused, RTT: 90 * time.Millisecond}
-		if err := s.Write(ctx, Batch{Samples: []Sample{early}}); err != nil {
-			t.Fatal(err)
-		}
-		if err := s.Compact(ctx, rollupNow, 2*time.Hour, 7*24*time.Hour); err != nil {
-			t.Fatal(err)
-		}
-		if err := s.Write(ctx, Batch{Samples: []Sample{late}}); err != nil {
-			t.Fatal(err)
-		}
-		before = dump(t, s)
-		if _, err := s.db.Exec(`ALTER TABLE rollups_hourly RENAME TO rollups_hourly_away`); err != nil {
-			t.Fatal(err)
-		}
-		if err := s.Compact(ctx, rollupNow, 2*time.Hour, 7*24*time.Hour); err == nil {
-			t.Fatal("compaction without the hourly table succeeded")
-		}
-		if _, err := s.db.Exec(`ALTER TABLE rollups_hourly_away RENAME TO rollups_hourly`); err != nil {
-			t.Fatal(err)
-		}
-		if after := dump(t, s); after != before {
-			t.Errorf("a failed compaction changed the history")
-		}
-		if err := s.Compact(ctx, rollupNow, 2*time.Hour, 7*24*time.Hour); err != nil {
-			t.Fatal(err)
-		}
-		var n, okN, sum, mx int64
-		if err := s.db.QueryRow(s.q(`SELECT n, ok_n, rtt_sum_us, rtt_max_us FROM rollups_hourly WHERE source = ? AND bucket = ?`),
-			"agent-1", hour.UnixMilli()).Scan(&n, &okN, &sum, &mx); err != nil || n != 2 || okN != 1 || sum != 110000 || mx != 90000 {
-			t.Errorf("the late sample's hour: n=%d ok=%d sum=%dus max=%dus (%v), want 2, 1, 110000, 90000", n, okN, sum, mx, err)
-		}
-		checkLevels(t, s, samples)
-
-		// Later compactions move the cuts on; the answers stay exact.
-		if err := s.Compact(ctx, rollupNow.Add(3*time.Hour), 2*time.Hour, 7*24*time.Hour); err != nil {
-			t.Fatal(err)
-		}
-		since := time.Date(2026, 3, 4, 0, 0, 0, 0, time.UTC)
-		got, err := s.Latency(ctx, LocalSource, "api", since, 24*time.Hour)
+// readings are answers that do not depend on how the history is split
+// into levels: every source's uptime and day-by-day latency since rollupNow-8d.
+func readings(t *testing.T, s *Store) string {
+	t.Helper()
+	ctx := context.Background()
+	since := time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)
+	all, err := s.Uptimes(ctx, since)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := fmt.Sprintln(all) // fmt sorts map keys
+	keys := slices.SortedFunc(maps.Keys(all), func(a, b UptimeKey) int {
+		return cmp.Or(strings.Compare(a.Source, b.Source), strings.Compare(a.Endpoint, b.Endpoint))
+	})
+	for _, k := range keys {
+		p, err := s.Latency(ctx, k.Source, k.Endpoint, since, 24*time.Hour)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if want := rawLatency(samples, since, 24*time.Hour); !reflect.DeepEqual(got, want) {
-			t.Errorf("days after a later compaction:\n got %+v\nwant %+v", got, want)
+		out += fmt.Sprintln(k, p)
+	}
+	return out
+}
+
+func TestStoreLevels(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		foldRows int
+	}{
+		{"one step a level", defaultFoldRows},
+		{"many steps a level", 700},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			forEachStore(t, func(t *testing.T, dsn string) {
+				testLevels(t, openTestStore(t, dsn), c.foldRows)
+			})
+		})
+	}
+}
+
+func testLevels(t *testing.T, s *Store, foldRows int) {
+	ctx := context.Background()
+	s.foldRows = foldRows
+	compact := func(now time.Time) error { return s.Compact(ctx, now, 2*time.Hour, 7*24*time.Hour) }
+	samples := tenDays()
+	if err := s.Write(ctx, Batch{Samples: samples}); err != nil {
+		t.Fatal(err)
+	}
+	// Before compaction every answer comes from raw samples.
+	for _, c := range uptimeCases[:5] {
+		if got, _ := s.Uptime(ctx, LocalSource, "api", c.since); got != rawUptime(samples, c.since) {
+			t.Errorf("%s before compaction: %+v", c.name, got)
 		}
-		// Cuts at 13:00 (no raw sample left), 03-08 15:00 and 03-03 15:02:30.
-		if rows, _ := levelRows(t, s); rows != [3]int64{0, 45*12 + 1, 5*24 - 1} {
-			t.Errorf("rows per level 3h later = %v", rows)
-		}
-	})
+	}
+	want := readings(t, s)
+	// A compaction interrupted after some steps has folded the oldest rows
+	// up to a bucket boundary, what a fold with an earlier cut does.
+	if err := s.fold(ctx, "samples", "ts", "COUNT(*), SUM(ok), SUM(rtt_us), MAX(rtt_us)", "rollups",
+		RollupWidth.Milliseconds(), time.Date(2026, 3, 4, 17, 35, 0, 0, time.UTC).UnixMilli()); err != nil {
+		t.Fatal(err)
+	}
+	if got := readings(t, s); got != want {
+		t.Errorf("half a fold changed the answers:\n got %s\nwant %s", got, want)
+	}
+	if err := compact(rollupNow); err != nil {
+		t.Fatal(err)
+	}
+	checkLevels(t, s, samples)
+	before := dump(t, s)
+	if err := compact(rollupNow); err != nil {
+		t.Fatal(err)
+	}
+	if after := dump(t, s); after != before {
+		t.Errorf("compacting again changed the history:\nbefore:\n%.2000s\nafter:\n%.2000s", before, after)
+	}
+
+	// A late sample (an agent's delayed report) for an hour already folded
+	// is added to it. A compaction that fails half-way (here: the hourly
+	// table is missing when its fold runs) changes no answer; run again, it
+	// counts every probe once.
+	hour := time.Date(2026, 3, 6, 7, 0, 0, 0, time.UTC)
+	early := Sample{Endpoint: "api", Source: "agent-1", Time: hour.Add(time.Minute), OK: true, Class: probe.Open, RTT: 20 * time.Millisecond}
+	late := Sample{Endpoint: "api", Source: "agent-1", Time: hour.Add(59 * time.Minute), OK: false, Class: probe.Refused, RTT: 90 * time.Millisecond}
+	if err := s.Write(ctx, Batch{Samples: []Sample{early}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := compact(rollupNow); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Write(ctx, Batch{Samples: []Sample{late}}); err != nil {
+		t.Fatal(err)
+	}
+	want = readings(t, s)
+	if _, err := s.db.Exec(`ALTER TABLE rollups_hourly RENAME TO rollups_hourly_away`); err != nil {
+		t.Fatal(err)
+	}
+	if err := compact(rollupNow); err == nil {
+		t.Fatal("compaction without the hourly table succeeded")
+	}
+	if _, err := s.db.Exec(`ALTER TABLE rollups_hourly_away RENAME TO rollups_hourly`); err != nil {
+		t.Fatal(err)
+	}
+	if got := readings(t, s); got != want {
+		t.Errorf("a failed compaction changed the answers:\n got %s\nwant %s", got, want)
+	}
+	if err := compact(rollupNow); err != nil {
+		t.Fatal(err)
+	}
+	if got := readings(t, s); got != want {
+		t.Errorf("compaction after a failed one changed the answers:\n got %s\nwant %s", got, want)
+	}
+	var n, okN, sum, mx int64
+	if err := s.db.QueryRow(s.q(`SELECT n, ok_n, rtt_sum_us, rtt_max_us FROM rollups_hourly WHERE source = ? AND bucket = ?`),
+		"agent-1", hour.UnixMilli()).Scan(&n, &okN, &sum, &mx); err != nil || n != 2 || okN != 1 || sum != 110000 || mx != 90000 {
+		t.Errorf("the late sample's hour: n=%d ok=%d sum=%dus max=%dus (%v), want 2, 1, 110000, 90000", n, okN, sum, mx, err)
+	}
+	checkLevels(t, s, samples)
+
+	// Later compactions move the cuts on; the answers stay exact.
+	if err := compact(rollupNow.Add(3 * time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	since := time.Date(2026, 3, 4, 0, 0, 0, 0, time.UTC)
+	got, err := s.Latency(ctx, LocalSource, "api", since, 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := rawLatency(samples, since, 24*time.Hour); !reflect.DeepEqual(got, want) {
+		t.Errorf("days after a later compaction:\n got %+v\nwant %+v", got, want)
+	}
+	// Cuts at 13:00 (no raw sample left), 03-08 15:00 and 03-03 15:02:30.
+	if rows, _ := levelRows(t, s); rows != [3]int64{0, 45*12 + 1, 5*24 - 1} {
+		t.Errorf("rows per level 3h later = %v", rows)
+	}
 }
 
 // A database written by a reach with only the 5-minute level (schema 1)
@@ -299,14 +354,7 @@ func TestStoreUpgradeFromSingleLevel(t *testing.T) {
 		// What the old Compact left: 5-minute buckets for everything
 		// older than 2h, raw samples after.
 		cut := rollupNow.Add(-2*time.Hour).UnixMilli() / RollupWidth.Milliseconds() * RollupWidth.Milliseconds()
-		err = old.tx(ctx, func(tx *sql.Tx) error {
-			if err := old.fold(ctx, tx, "samples", "ts", "COUNT(*), SUM(ok), SUM(rtt_us), MAX(rtt_us)", "rollups", RollupWidth.Milliseconds(), cut); err != nil {
-				return err
-			}
-			_, err := tx.Exec(old.q(`DELETE FROM samples WHERE ts < ?`), cut)
-			return err
-		})
-		if err != nil {
+		if err := old.fold(ctx, "samples", "ts", "COUNT(*), SUM(ok), SUM(rtt_us), MAX(rtt_us)", "rollups", RollupWidth.Milliseconds(), cut); err != nil {
 			t.Fatal(err)
 		}
 		old.Close()
@@ -328,5 +376,37 @@ func TestStoreUpgradeFromSingleLevel(t *testing.T) {
 			t.Fatal(err)
 		}
 		checkLevels(t, s, samples)
+	})
+}
+
+// A fold step moves at least a whole bucket, even when more rows than a
+// step reads share one time (many endpoints probed at the same instant).
+func TestStoreFoldStepsForward(t *testing.T) {
+	forEachStore(t, func(t *testing.T, dsn string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		s := openTestStore(t, dsn)
+		s.foldRows = 2
+		var samples []Sample
+		for i := range 3 * 4 {
+			at := rollupNow.Add(-3*time.Hour - time.Duration(i/4)*RollupWidth) // 4 samples per bucket...
+			for _, ep := range []string{"a", "b", "c"} {                       // ...of 3 endpoints at one instant
+				samples = append(samples, Sample{Endpoint: ep, Source: LocalSource, Time: at, OK: i%2 == 0, Class: probe.Open, RTT: time.Duration(i+1) * time.Millisecond})
+			}
+		}
+		if err := s.Write(ctx, Batch{Samples: samples}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Compact(ctx, rollupNow, 2*time.Hour, 7*24*time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		if rows, probes := levelRows(t, s); rows != [3]int64{0, 9, 0} || probes != [3]int64{0, 36, 0} {
+			t.Errorf("rows %v probes %v per level, want 9 5-minute buckets of 4", rows, probes)
+		}
+		for _, ep := range []string{"a", "b", "c"} {
+			if u, err := s.Uptime(ctx, LocalSource, ep, rollupNow.Add(-24*time.Hour)); err != nil || u != (Uptime{OK: 6, Total: 12}) {
+				t.Errorf("%s: uptime %+v (%v), want 6/12", ep, u, err)
+			}
+		}
 	})
 }

@@ -42,6 +42,7 @@ var ErrStore = errors.New("monitor: store")
 type Store struct {
 	db       *sql.DB
 	postgres bool
+	foldRows int // rows a fold step reads (defaultFoldRows; tests lower it)
 }
 
 // OpenStore opens (and migrates) a store. dsn is a postgres:// or
@@ -60,7 +61,7 @@ func OpenStore(ctx context.Context, dsn string) (*Store, error) {
 
 // openDB connects without migrating.
 func openDB(ctx context.Context, dsn string) (*Store, error) {
-	s := &Store{}
+	s := &Store{foldRows: defaultFoldRows}
 	var err error
 	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
 		s.postgres = true
@@ -488,28 +489,76 @@ func (s *Store) Uptime(ctx context.Context, source, endpoint string, since time.
 	return u, nil
 }
 
-// fold adds the rows of a level older than cut into the next level's
-// buckets of width w (the ON CONFLICT merges into buckets an earlier fold
-// made, for samples that arrive late); the caller deletes what it folded
-// in the same transaction, so a fold counts each row once even if
-// interrupted and run again.
-func (s *Store) fold(ctx context.Context, tx *sql.Tx, from, t, cols, to string, w, cut int64) error {
-	_, err := tx.ExecContext(ctx, s.q(`INSERT INTO `+to+` (source, endpoint, bucket, n, ok_n, rtt_sum_us, rtt_max_us)
-		SELECT source, endpoint, (`+t+` / ?) * ?, `+cols+` FROM `+from+` WHERE `+t+` < ? GROUP BY 1, 2, 3
-		ON CONFLICT (source, endpoint, bucket) DO UPDATE SET n = `+to+`.n + excluded.n,
-		ok_n = `+to+`.ok_n + excluded.ok_n, rtt_sum_us = `+to+`.rtt_sum_us + excluded.rtt_sum_us,
-		rtt_max_us = CASE WHEN excluded.rtt_max_us > `+to+`.rtt_max_us THEN excluded.rtt_max_us ELSE `+to+`.rtt_max_us END`),
-		w, w, cut)
-	if err != nil {
-		return fmt.Errorf("downsample %s into %s: %v", from, to, err)
+// defaultFoldRows bounds the rows one fold transaction reads: a backlog
+// (the first compaction after the upgrade to hourly buckets, or after days
+// stopped) is folded in steps of about half a second, so the batch writer,
+// waiting for SQLite's one write lock, never reaches its busy timeout.
+const defaultFoldRows = 100_000
+
+// fold moves the rows of level from (time column t) older than cut into
+// the next level, to, as buckets of width w: cols aggregate a bucket's rows
+// as n, ok_n, rtt_sum_us, rtt_max_us. Each step folds the oldest rows (about
+// s.foldRows, ending on a bucket boundary) and deletes them in one
+// transaction, so an interrupted fold has counted each row exactly once and
+// the next carries on. The ON CONFLICT merges into buckets a step made
+// before: a bucket split between steps, or samples that arrived late.
+//
+// Between steps it pauses as long as the step took: SQLite's writer waits
+// for the lock by polling, and would never find it free between steps
+// that follow each other at once.
+func (s *Store) fold(ctx context.Context, from, t, cols, to string, w, cut int64) error {
+	for {
+		done := false
+		start := time.Now()
+		err := s.tx(ctx, func(tx *sql.Tx) error {
+			var lo, next sql.NullInt64
+			if err := tx.QueryRowContext(ctx, s.q(`SELECT MIN(`+t+`) FROM `+from+` WHERE `+t+` < ?`), cut).Scan(&lo); err != nil {
+				return fmt.Errorf("downsample %s: %v", from, err)
+			}
+			if !lo.Valid {
+				done = true
+				return nil
+			}
+			err := tx.QueryRowContext(ctx, s.q(`SELECT `+t+` FROM `+from+` WHERE `+t+` < ? ORDER BY `+t+` LIMIT 1 OFFSET ?`),
+				cut, s.foldRows).Scan(&next)
+			if err != nil && !errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("downsample %s: %v", from, err)
+			}
+			hi := cut
+			if next.Valid {
+				hi = min(max(next.Int64/w*w, lo.Int64/w*w+w), cut)
+			}
+			done = hi >= cut
+			_, err = tx.ExecContext(ctx, s.q(`INSERT INTO `+to+` (source, endpoint, bucket, n, ok_n, rtt_sum_us, rtt_max_us)
+				SELECT source, endpoint, (`+t+` / ?) * ?, `+cols+` FROM `+from+` WHERE `+t+` < ? GROUP BY 1, 2, 3
+				ON CONFLICT (source, endpoint, bucket) DO UPDATE SET n = `+to+`.n + excluded.n,
+				ok_n = `+to+`.ok_n + excluded.ok_n, rtt_sum_us = `+to+`.rtt_sum_us + excluded.rtt_sum_us,
+				rtt_max_us = CASE WHEN excluded.rtt_max_us > `+to+`.rtt_max_us THEN excluded.rtt_max_us ELSE `+to+`.rtt_max_us END`),
+				w, w, hi)
+			if err != nil {
+				return fmt.Errorf("downsample %s into %s: %v", from, to, err)
+			}
+			if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM `+from+` WHERE `+t+` < ?`), hi); err != nil {
+				return fmt.Errorf("downsample %s: %v", from, err)
+			}
+			return nil
+		})
+		if err != nil || done {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: downsample %s: %v", ErrStore, from, ctx.Err())
+		case <-time.After(time.Since(start)):
+		}
 	}
-	return nil
 }
 
 // Compact downsamples samples older than now-raw into RollupWidth buckets,
-// folds those older than now-RollupFor into HourlyWidth buckets, and deletes
-// everything older than now-retain, all in one transaction. Running it again
-// at the same time changes nothing.
+// folds those older than now-RollupFor into HourlyWidth buckets, then
+// deletes everything older than now-retain. Each step is a transaction that
+// leaves every probe counted once (see fold), so Compact may be interrupted
+// at any point; run again at the same time, it changes nothing.
 func (s *Store) Compact(ctx context.Context, now time.Time, raw, retain time.Duration) error {
 	raw = min(raw, retain)
 	// Cut on bucket boundaries so a bucket is downsampled whole; hourly
@@ -518,23 +567,17 @@ func (s *Store) Compact(ctx context.Context, now time.Time, raw, retain time.Dur
 	cut := now.Add(-raw).UnixMilli() / w * w
 	hcut := min(now.Add(-RollupFor).UnixMilli(), cut) / hw * hw
 	old := now.Add(-retain).UnixMilli()
+	if err := s.fold(ctx, "samples", "ts", "COUNT(*), SUM(ok), SUM(rtt_us), MAX(rtt_us)", "rollups", w, cut); err != nil {
+		return err
+	}
+	if err := s.fold(ctx, "rollups", "bucket", "SUM(n), SUM(ok_n), SUM(rtt_sum_us), MAX(rtt_max_us)", "rollups_hourly", hw, hcut); err != nil {
+		return err
+	}
 	return s.tx(ctx, func(tx *sql.Tx) error {
-		if err := s.fold(ctx, tx, "samples", "ts", "COUNT(*), SUM(ok), SUM(rtt_us), MAX(rtt_us)", "rollups", w, cut); err != nil {
-			return err
-		}
-		if err := s.fold(ctx, tx, "rollups", "bucket", "SUM(n), SUM(ok_n), SUM(rtt_sum_us), MAX(rtt_max_us)", "rollups_hourly", hw, hcut); err != nil {
-			return err
-		}
-		for _, d := range []struct {
-			q   string
-			arg int64
-		}{
-			{`DELETE FROM samples WHERE ts < ?`, cut},
-			{`DELETE FROM rollups WHERE bucket < ?`, max(hcut, old)},
-			{`DELETE FROM rollups_hourly WHERE bucket < ?`, old},
-			{`DELETE FROM transitions WHERE ts < ?`, old},
-		} {
-			if _, err := tx.ExecContext(ctx, s.q(d.q), d.arg); err != nil {
+		// 5-minute buckets outlive retention when it is shorter than RollupFor.
+		for _, q := range []string{`DELETE FROM rollups WHERE bucket < ?`,
+			`DELETE FROM rollups_hourly WHERE bucket < ?`, `DELETE FROM transitions WHERE ts < ?`} {
+			if _, err := tx.ExecContext(ctx, s.q(q), old); err != nil {
 				return fmt.Errorf("retention: %v", err)
 			}
 		}
