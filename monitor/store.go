@@ -385,9 +385,9 @@ type Point struct {
 }
 
 // history is every level of history as one table (source, endpoint, t, n,
-// ok_n, rtt_sum, rtt_max), t being a bucket's start or a sample's time. The
-// levels never overlap in time: Compact moves rows from one to the next in
-// one transaction, and a query reads one snapshot. cond filters each level,
+// ok_n, rtt_sum, rtt_max), t being a bucket's start or a sample's time. A
+// row is in one level only: a fold step adds rows to the next level and
+// deletes them in one transaction, and a query reads one snapshot. cond filters each level,
 // {t} standing for its time column; args are repeated for each level.
 func history(cond string, args ...any) (string, []any) {
 	var b strings.Builder
