@@ -137,6 +137,7 @@ const (
 	DefaultDiscoveryWait = 4 * time.Second
 	DefaultRetries       = 1
 	MaxConcurrency       = 16384
+	MaxRetryLimit        = 254 // the most retries a port gets, whatever MaxRetries asks
 )
 
 // Options tune a scan. The zero value of each field picks a sensible default.
@@ -152,8 +153,8 @@ type Options struct {
 	// Rate caps new connects per second; 0 means no cap.
 	Rate float64
 	// MaxRetries is how often a port that got no answer is tried again.
-	// 0 means DefaultRetries; negative means never. Ports that answered
-	// (open, closed, prohibited) are never retried.
+	// 0 means DefaultRetries; negative means never; at most MaxRetryLimit.
+	// Ports that answered (open, closed, prohibited) are never retried.
 	MaxRetries int
 	// Timeout is how long a probe waits before a host's round-trip time is
 	// known, and the ceiling of the adaptive deadline (srtt + 4·rttvar, at
@@ -218,6 +219,8 @@ func (o Options) withDefaults() Options {
 	case o.MaxRetries < 0:
 		o.MaxRetries = 0
 	}
+	// A port's try count is a byte; more would wrap it and retry forever.
+	o.MaxRetries = min(o.MaxRetries, MaxRetryLimit)
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}

@@ -572,3 +572,30 @@ func TestRateIsACeiling(t *testing.T) {
 	}
 	t.Logf("elapsed %v", rep.Elapsed)
 }
+
+// MaxRetries beyond what a port's try count can hold is capped at
+// MaxRetryLimit: a dropped port is tried that often and decided, instead of
+// its count wrapping around and the scan never ending.
+func TestMaxRetriesIsBounded(t *testing.T) {
+	lab := netlab.New(t)
+	h := lab.Host("lo")
+	p := closedPort(t, h, "127.0.0.1")
+	h.Run(t, "iptables", "-w", "-A", "INPUT", "-p", "tcp", "--dport", strconv.Itoa(int(p)), "-j", "DROP")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rep, err := scan.Scan(ctx, target(netip.MustParseAddr("127.0.0.1")), scan.Options{Ports: []uint16{p}, RunIn: h.Do,
+		MaxRetries: 300, Timeout: time.Millisecond, DiscoveryWait: time.Millisecond})
+	if err != nil {
+		t.Fatalf("Scan with MaxRetries 300: %v after %d probes", err, rep.Probes)
+	}
+	want := scan.Port{Addr: netip.MustParseAddr("127.0.0.1"), Port: p, State: scan.Filtered, Reason: scan.ReasonNoResponse,
+		Class: probe.Timeout, Tries: 1 + scan.MaxRetryLimit}
+	got := rep.Hosts[0].Ports
+	if len(got) != 1 || rep.Probes != int64(want.Tries) {
+		t.Fatalf("ports %+v after %d probes; want one after %d", got, rep.Probes, want.Tries)
+	}
+	got[0].RTT = 0
+	if got[0] != want {
+		t.Fatalf("port %+v, want %+v", got[0], want)
+	}
+}

@@ -140,8 +140,8 @@ func runScan(env *Env, cmd *cobra.Command, args []string, fl scanFlags) error {
 	switch {
 	case fl.rate < 0:
 		return usageErrorf("--rate %v: give a positive number of connections per second, or 0 for no limit", fl.rate)
-	case fl.maxRetries < 0:
-		return usageErrorf("--max-retries %d: give 0 or more", fl.maxRetries)
+	case fl.maxRetries < 0 || fl.maxRetries > scan.MaxRetryLimit:
+		return usageErrorf("--max-retries %d: give 0 to %d", fl.maxRetries, scan.MaxRetryLimit)
 	case fl.timeout <= 0:
 		return usageErrorf("--timeout %v: give a positive duration such as 500ms", fl.timeout)
 	}

@@ -2,7 +2,9 @@ package cli
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -31,7 +33,8 @@ func TestScanUsage(t *testing.T) {
 		{[]string{"scan", "198.18.0.1", "--exclude", "198.18.0.300"}, "--exclude:"},
 		{[]string{"scan", "198.18.0.1", "--exclude", "198.18.0.2,db.internal"}, "--exclude db.internal: a name would exclude nothing"},
 		{[]string{"scan", "198.18.0.1", "-p", "22", "--rate", "-1"}, "--rate -1"},
-		{[]string{"scan", "198.18.0.1", "-p", "22", "--max-retries", "-2"}, "--max-retries -2"},
+		{[]string{"scan", "198.18.0.1", "-p", "22", "--max-retries", "-2"}, "--max-retries -2: give 0 to 254"},
+		{[]string{"scan", "198.18.0.1", "-p", "22", "--max-retries", "255"}, "--max-retries 255: give 0 to 254"},
 		{[]string{"scan", "198.18.0.1", "-p", "22", "--timeout", "0s"}, "--timeout 0s"},
 		{[]string{"scan", "198.18.0.1", "--no-such-flag"}, "unknown flag"},
 		{[]string{"scan", "198.18.0.1", "--top", "0"}, "--top 0: give a positive number"},
@@ -39,9 +42,15 @@ func TestScanUsage(t *testing.T) {
 		{[]string{"scan", "198.0.0.0/8", "-p", "22"}, "holds more than 1048576 addresses"},
 		{[]string{"scan", "-iL", filepath.Join(t.TempDir(), "missing")}, "reading targets"},
 	}
+	// The context is canceled before the command runs: a case that wrongly
+	// passes validation fails without sending a packet from this namespace.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
-			code, _, errs := run(t, tt.args...)
+			var errb strings.Builder
+			code := Run(ctx, tt.args, Stdio{In: strings.NewReader(""), Out: io.Discard, Err: &errb})
+			errs := errb.String()
 			want := ExitUsage
 			if strings.Contains(tt.wantErr, "reading") {
 				want = ExitFail
