@@ -80,6 +80,13 @@ func TestExpand(t *testing.T) {
 	if _, err := Expand(context.Background(), parse("fe80::1%no-such-if0"), nil, probe.Options{}); !errors.Is(err, ErrZone) {
 		t.Fatalf("unknown zone: %v, want ErrZone", err)
 	}
+	// A link-local address without a zone cannot be connected to (EINVAL
+	// at once): refused, not reported as a host that answers nothing.
+	for _, in := range []string{"fe80::1", "fe80::/120", "fe80::1-fe80::3"} {
+		if _, err := Expand(context.Background(), parse(in), nil, probe.Options{}); !errors.Is(err, ErrZone) || !strings.Contains(err.Error(), "link-local") {
+			t.Errorf("%s: %v, want ErrZone saying link-local", in, err)
+		}
+	}
 	if lo, err := net.InterfaceByName("lo"); err == nil {
 		for _, zone := range []string{"lo", strconv.Itoa(lo.Index)} {
 			got, err := Expand(context.Background(), parse("fe80::1%"+zone), nil, probe.Options{})

@@ -186,7 +186,7 @@ var (
 	ErrOutOfSockets = errors.New("scan: could not create sockets")
 	// ErrTooBig and ErrZone are targets Expand refuses: user input to fix.
 	ErrTooBig = errors.New("scan: too many hosts")
-	ErrZone   = errors.New("scan: unknown IPv6 zone")
+	ErrZone   = errors.New("scan: missing or unknown IPv6 zone")
 )
 
 // ResourceError says the scan stopped because this host ran out of file

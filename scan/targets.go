@@ -51,13 +51,17 @@ func Expand(ctx context.Context, hosts, exclude []target.Hosts, resolver probe.O
 			}
 			continue
 		}
-		if h.Len() > MaxHosts {
-			return nil, fmt.Errorf("%w: %s holds more than %d addresses; split the scan into smaller blocks", ErrTooBig, h, MaxHosts)
-		}
-		// A zone naming no interface would make every connect fail at
-		// once, which must not read as "filtered".
+		// A zone naming no interface, or none on a link-local address,
+		// would make every connect fail at once, which must not read as
+		// "filtered".
 		if _, err := zoneIndex(h.First.Zone()); err != nil {
 			return nil, err
+		}
+		if h.First.Zone() == "" && (h.First.IsLinkLocalUnicast() || h.Last.IsLinkLocalUnicast()) && h.First.Is6() {
+			return nil, fmt.Errorf("%w: %s is link-local: give its interface as a zone, one address at a time (e.g. fe80::1%%eth0; see ip link)", ErrZone, h)
+		}
+		if h.Len() > MaxHosts {
+			return nil, fmt.Errorf("%w: %s holds more than %d addresses; split the scan into smaller blocks", ErrTooBig, h, MaxHosts)
 		}
 		for a := range h.All() {
 			if err := add(Target{Addr: a}); err != nil {

@@ -39,6 +39,7 @@ func TestScanUsage(t *testing.T) {
 		{[]string{"scan", "198.18.0.1", "--no-such-flag"}, "unknown flag"},
 		{[]string{"scan", "198.18.0.1", "--top", "0"}, "--top 0: give a positive number"},
 		{[]string{"scan", "fe80::1%no-such-if0", "-p", "22"}, `no network interface "no-such-if0"`},
+		{[]string{"scan", "fe80::1", "-p", "22"}, "fe80::1 is link-local: give its interface as a zone"},
 		{[]string{"scan", "198.0.0.0/8", "-p", "22"}, "holds more than 1048576 addresses"},
 		{[]string{"scan", "-iL", filepath.Join(t.TempDir(), "missing")}, "reading targets"},
 	}
