@@ -57,6 +57,7 @@ func run(ctx context.Context, e *engine) error {
 		}
 		g.Go(func() error {
 			return e.opt.RunIn(func() error {
+				e.scopes.Do(e.lookupScopes)
 				w, err := newWorker(e, share, lim)
 				if err != nil {
 					return err
@@ -273,7 +274,7 @@ func (w *worker) connect(fd int, h *hostState, port uint16) error {
 		w.raw4 = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: h.Addr.As4()}
 		binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&w.raw4.Port))[:], port)
 	} else {
-		w.raw6 = unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: h.Addr.As16(), Scope_id: zoneID(h.Addr.Zone())}
+		w.raw6 = unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: h.Addr.As16(), Scope_id: h.scope}
 		binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&w.raw6.Port))[:], port)
 		ptr, size = unsafe.Pointer(&w.raw6), unsafe.Sizeof(w.raw6)
 	}
@@ -281,12 +282,6 @@ func (w *worker) connect(fd int, h *hostState, port uint16) error {
 		return errno
 	}
 	return nil
-}
-
-// zoneID is the scope id of a zone Expand has checked.
-func zoneID(zone string) uint32 {
-	i, _ := zoneIndex(zone)
-	return uint32(i)
 }
 
 // poolKind sorts sockets by family, and loopback targets apart: their

@@ -599,3 +599,26 @@ func TestMaxRetriesIsBounded(t *testing.T) {
 		t.Fatalf("port %+v, want %+v", got[0], want)
 	}
 }
+
+// A link-local target carries its zone to connect(): by interface name and by
+// index, each looked up inside the scan's namespace, open and closed ports
+// come out right.
+func TestLinkLocalZone(t *testing.T) {
+	lab := netlab.New(t)
+	c, s := lab.Host("c"), lab.Host("s")
+	_, saddr := lab.LinkV6(c, s)
+	ifname := strings.Fields(c.Run(t, "ip", "-o", "-6", "addr", "show", "scope", "global"))[1]
+	index := strings.TrimSpace(c.Run(t, "cat", "/sys/class/net/"+ifname+"/ifindex"))
+	sname := strings.Fields(s.Run(t, "ip", "-o", "-6", "addr", "show", "to", saddr.String()))[1]
+	s.Run(t, "ip", "addr", "add", "fe80::2/64", "dev", sname, "nodad")
+	open := portOf(t, s.Listen(t, "tcp6", "[::]:0"))
+	closed := closedPort(t, s, "::")
+	for _, zone := range []string{ifname, index} {
+		addr := netip.MustParseAddr("fe80::2").WithZone(zone)
+		rep := scanIn(t, c, target(addr), scan.Options{Ports: []uint16{open, closed}, MaxRetries: -1})
+		want := map[uint16]string{open: "open/syn-ack", closed: "closed/conn-refused"}
+		if got := byState(rep.Hosts[0]); !maps.Equal(got, want) {
+			t.Errorf("zone %q: %v, want %v", zone, got, want)
+		}
+	}
+}

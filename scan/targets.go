@@ -88,3 +88,9 @@ func zoneIndex(zone string) (int, error) {
 	}
 	return 0, fmt.Errorf("%w: no network interface %q (see ip link; e.g. fe80::1%%eth0)", ErrZone, zone)
 }
+
+// zoneID is the scope id of a zone Expand has checked.
+func zoneID(zone string) uint32 {
+	i, _ := zoneIndex(zone)
+	return uint32(i)
+}
