@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/netip"
 	"os"
 	"slices"
@@ -66,7 +67,10 @@ open-file limit, and adapts each host's timeout to its measured round trips
 to 4s: Linux needs 3s to give up on ARP, and only then can a host that is
 not there be told from one behind a firewall. Unanswered ports are retried
 (--max-retries); answered ones never are. Ctrl-C stops the scan and prints
-what was found so far.`,
+what was found so far.
+
+Exit status: 0 the scan finished (whatever the ports' states), 1 it failed
+or was interrupted (what was found so far is printed), 2 usage error.`,
 		Example: `  reach scan 127.0.0.1 -p-                    # every port of this host
   reach scan db.internal -p 5432,6432 --reason
   reach scan 198.18.0.0/24 --top 100 --exclude 198.18.0.1
@@ -96,7 +100,7 @@ what was found so far.`,
 	f.BoolVar(&fl.asJSON, "json", false, "stream JSON Lines: ports as they are decided, then hosts and a summary")
 	f.Float64Var(&fl.rate, "rate", 0, "at most N new connections per second (0: no limit)")
 	f.IntVar(&fl.maxRetries, "max-retries", scan.DefaultRetries, "retries for ports that got no answer")
-	f.DurationVar(&fl.timeout, "timeout", scan.DefaultTimeout, "longest wait for one port; shorter once round trips are measured")
+	f.DurationVar(&fl.timeout, "timeout", scan.DefaultTimeout, fmt.Sprintf("longest wait for one port of a host that has answered (until then up to %v); shorter once round trips are measured", scan.DefaultDiscoveryWait))
 	return cmd
 }
 
@@ -138,7 +142,7 @@ func runScan(env *Env, cmd *cobra.Command, args []string, fl scanFlags) error {
 		}
 	}
 	switch {
-	case fl.rate < 0:
+	case fl.rate < 0 || math.IsNaN(fl.rate) || math.IsInf(fl.rate, 0):
 		return usageErrorf("--rate %v: give a positive number of connections per second, or 0 for no limit", fl.rate)
 	case fl.maxRetries < 0 || fl.maxRetries > scan.MaxRetryLimit:
 		return usageErrorf("--max-retries %d: give 0 to %d", fl.maxRetries, scan.MaxRetryLimit)

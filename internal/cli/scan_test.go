@@ -33,6 +33,8 @@ func TestScanUsage(t *testing.T) {
 		{[]string{"scan", "198.18.0.1", "--exclude", "198.18.0.300"}, "--exclude:"},
 		{[]string{"scan", "198.18.0.1", "--exclude", "198.18.0.2,db.internal"}, "--exclude db.internal: a name would exclude nothing"},
 		{[]string{"scan", "198.18.0.1", "-p", "22", "--rate", "-1"}, "--rate -1"},
+		{[]string{"scan", "198.18.0.1", "-p", "22", "--rate", "NaN"}, "--rate NaN: give a positive number"},
+		{[]string{"scan", "198.18.0.1", "-p", "22", "--rate", "Inf"}, "--rate +Inf: give a positive number"},
 		{[]string{"scan", "198.18.0.1", "-p", "22", "--max-retries", "-2"}, "--max-retries -2: give 0 to 254"},
 		{[]string{"scan", "198.18.0.1", "-p", "22", "--max-retries", "255"}, "--max-retries 255: give 0 to 254"},
 		{[]string{"scan", "198.18.0.1", "-p", "22", "--timeout", "0s"}, "--timeout 0s"},
@@ -65,7 +67,8 @@ func TestScanUsage(t *testing.T) {
 
 func TestScanHelpTeaches(t *testing.T) {
 	code, out, _ := run(t, "scan", "--help")
-	for _, want := range []string{"-p-", "--top", "-iL", "host-unreachable", "admin-prohibited", "topports.txt"} {
+	for _, want := range []string{"-p-", "--top", "-iL", "host-unreachable", "admin-prohibited", "topports.txt",
+		"Exit status: 0 the scan finished", "until then up to 4s"} {
 		if code != ExitOK || !strings.Contains(out, want) {
 			t.Fatalf("scan --help (exit %d) lacks %q:\n%s", code, want, out)
 		}
