@@ -48,6 +48,7 @@ const (
 	HostUnreachable HostState = "host-unreachable" // no ARP/ND answer, or ICMP host-unreachable from a router
 	HostNoRoute     HostState = "no-route"         // no route to the host (locally or ICMP net-unreachable)
 	HostUnknown     HostState = "unknown"          // the scan was canceled before the host answered
+	HostLocalError  HostState = "local-error"      // no probe left this host (a prohibit or blackhole route, a firewall rule); see the ports' reasons
 )
 
 // Reasons, in nmap's words where nmap has one.
@@ -496,7 +497,10 @@ func (e *engine) report(elapsed time.Duration) *Report {
 			out.State = HostNoAnswer
 		default:
 			out.State = HostUnknown
-			if int64(h.counts.Filtered) == int64(len(e.ports)) {
+			switch {
+			case h.decided == len(e.ports) && h.refusedHere():
+				out.State = HostLocalError
+			case h.counts.Filtered == len(e.ports):
 				out.State = HostNoAnswer
 			}
 		}
@@ -508,6 +512,18 @@ func (e *engine) report(elapsed time.Duration) *Report {
 	}
 	slices.SortFunc(r.Hosts, func(a, b Host) int { return a.Addr.Compare(b.Addr) })
 	return r
+}
+
+// refusedHere reports whether every decided port failed on this host,
+// before a packet left.
+func (h *hostState) refusedHere() bool {
+	local := []uint8{indexOf(reasons, ReasonLocalProhibited), indexOf(reasons, ReasonLocalError)}
+	for _, r := range h.results {
+		if r.state != 0 && !slices.Contains(local, r.why) {
+			return false
+		}
+	}
+	return true
 }
 
 // ports builds the public form of the host's results, in port order.

@@ -622,3 +622,26 @@ func TestLinkLocalZone(t *testing.T) {
 		}
 	}
 }
+
+// A host this host's own routes refuse to send to (prohibit: EACCES;
+// blackhole: EINVAL) got no probe at all: it is local-error, not a host that
+// "did not answer", and its ports say why.
+func TestLocalRouteRefusals(t *testing.T) {
+	lab := netlab.New(t)
+	c := lab.Host("c")
+	prohibited, blackholed := netip.MustParseAddr("198.19.254.1"), netip.MustParseAddr("198.19.253.1")
+	c.AddRoute(t, "prohibit", prohibited.String()+"/32")
+	c.AddRoute(t, "blackhole", blackholed.String()+"/32")
+	rep := scanIn(t, c, []scan.Target{{Addr: prohibited}, {Addr: blackholed}}, scan.Options{Ports: []uint16{1, 2, 3}})
+	for _, h := range rep.Hosts {
+		reason := map[netip.Addr]string{prohibited: scan.ReasonLocalProhibited, blackholed: scan.ReasonLocalError}[h.Addr]
+		if h.State != scan.HostLocalError || h.Counts != (scan.Counts{Filtered: 3}) || len(h.Ports) != 3 {
+			t.Errorf("%v: state %s counts %+v ports %d; want local-error, 3 filtered", h.Addr, h.State, h.Counts, len(h.Ports))
+		}
+		for _, p := range h.Ports {
+			if p.Reason != reason || p.Tries != 1 {
+				t.Errorf("%v: %+v, want reason %s after 1 try", h.Addr, p, reason)
+			}
+		}
+	}
+}

@@ -375,6 +375,8 @@ func (r *scanRenderer) hostText(h scan.Host) {
 		fmt.Fprintln(out, "Host did not answer on any port: it may be down, or a firewall drops everything.")
 	case scan.HostUnknown:
 		fmt.Fprintln(out, "Host state unknown: the scan ended before it answered.")
+	case scan.HostLocalError:
+		fmt.Fprintf(out, "Nothing was sent: this machine's own routes or firewall refused every probe (see the reasons; check ip route get %s).\n", h.Addr)
 	}
 	byState := map[scan.State][]scan.Port{}
 	for _, p := range h.Ports {
@@ -417,8 +419,11 @@ func (r *scanRenderer) hostText(h scan.Host) {
 }
 
 func reasonText(p scan.Port) string {
-	if p.From.IsValid() {
+	switch {
+	case p.From.IsValid():
 		return fmt.Sprintf("%s from %s", p.Reason, p.From)
+	case p.Class == probe.LocalError && p.Errno != 0:
+		return fmt.Sprintf("%s (%v)", p.Reason, p.Errno) // which local error: the fix differs
 	}
 	return p.Reason
 }

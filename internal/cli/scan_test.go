@@ -6,14 +6,17 @@ import (
 	"encoding/json"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/reach-tools/reach/internal/netlab"
+	"github.com/reach-tools/reach/probe"
 	"github.com/reach-tools/reach/scan"
 )
 
@@ -237,4 +240,23 @@ func TestScanOutputInNamespace(t *testing.T) {
 			t.Fatalf("dead host output:\n%s", out)
 		}
 	})
+}
+
+// A host that no probe left this host for says so, and --reason names the
+// local error behind each port.
+func TestScanTextLocalError(t *testing.T) {
+	addr := netip.MustParseAddr("198.19.253.1")
+	rep := &scan.Report{Ports: 1, Hosts: []scan.Host{{Addr: addr, State: scan.HostLocalError, Counts: scan.Counts{Filtered: 1},
+		Ports: []scan.Port{{Addr: addr, Port: 22, State: scan.Filtered, Reason: scan.ReasonLocalError, Class: probe.LocalError, Errno: syscall.EINVAL, Tries: 1}}}}}
+	var out strings.Builder
+	r := &scanRenderer{env: &Env{Stdio: Stdio{Out: &out}}, fl: scanFlags{reason: true}, services: scan.Services{}}
+	r.text(rep)
+	for _, want := range []string{"Nothing was sent: this machine's own routes or firewall refused every probe (see the reasons; check ip route get 198.19.253.1)", "22/tcp  filtered  unknown  local-error (invalid argument)"} {
+		if !strings.Contains(out.String(), want) {
+			t.Fatalf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "did not answer") {
+		t.Fatalf("a host nothing was sent to reported as silent:\n%s", out.String())
+	}
 }
