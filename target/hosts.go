@@ -125,6 +125,12 @@ func ParseHosts(s string) (Hosts, error) {
 	if strings.Contains(s, "://") {
 		return Hosts{}, parseErr(in, ErrSyntax, "looks like a URL; give a host or address (ports go in -p)")
 	}
+	// "[::1]", as written before a port elsewhere, is the address itself.
+	if inner, ok := strings.CutPrefix(s, "["); ok && strings.HasSuffix(inner, "]") {
+		if a, err := netip.ParseAddr(strings.TrimSuffix(inner, "]")); err == nil && a.Is6() {
+			s = a.String()
+		}
+	}
 	if i := strings.IndexByte(s, '/'); i >= 0 {
 		return parseCIDR(in, s, i)
 	}

@@ -35,6 +35,8 @@ func TestParseHosts(t *testing.T) {
 		{in: "fe80::1%eth0", first: "fe80::1%eth0", last: "fe80::1%eth0", n: 1},
 		{in: "fe80::1%br-lan", first: "fe80::1%br-lan", last: "fe80::1%br-lan", n: 1},
 		{in: "::ffff:198.18.0.1", first: "198.18.0.1", last: "198.18.0.1", n: 1},
+		{in: "[::1]", first: "::1", last: "::1", n: 1, str: "::1"},
+		{in: "[fe80::1%eth0]", first: "fe80::1%eth0", last: "fe80::1%eth0", n: 1},
 		{in: "0.0.0.0/0", first: "0.0.0.0", last: "255.255.255.255", n: 1 << 32},
 
 		{in: "", wantErr: ErrSyntax},
@@ -57,6 +59,8 @@ func TestParseHosts(t *testing.T) {
 		{in: "d b", wantErr: ErrBadHost},
 		{in: "-db", wantErr: ErrBadHost},
 		{in: "fe80::1%eth0-fe80::2", wantErr: ErrSyntax},
+		{in: "[198.18.0.1]", wantErr: ErrBadHost},
+		{in: "[::1]:80", wantErr: ErrSyntax, msg: `"[::1]:80": a scan target has no port; give ports with -p`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
@@ -150,7 +154,7 @@ func TestParseHostList(t *testing.T) {
 // FuzzParseHosts checks that every accepted target is a sane range that
 // renders back to itself, and every rejection is a typed *ParseError.
 func FuzzParseHosts(f *testing.F) {
-	for _, s := range []string{"198.18.0.1-20", "198.18.0.0/24", "fd00::1-fd00::ff", "db", "fe80::1%eth0", "1.2.3.4-1.2.3.3", "::ffff:1.2.3.4/120", "a-b"} {
+	for _, s := range []string{"198.18.0.1-20", "198.18.0.0/24", "fd00::1-fd00::ff", "db", "fe80::1%eth0", "1.2.3.4-1.2.3.3", "::ffff:1.2.3.4/120", "a-b", "[::1]"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
