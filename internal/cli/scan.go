@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -329,13 +330,18 @@ func rate(rep *scan.Report) float64 {
 	if rep.Elapsed <= 0 {
 		return 0
 	}
-	n := rep.Counts.Open + rep.Counts.Closed + rep.Counts.Filtered
+	return float64(settled(rep)) / rep.Elapsed.Seconds()
+}
+
+// settled counts the host×port pairs decided.
+func settled(rep *scan.Report) int64 {
+	n := int64(rep.Counts.Open + rep.Counts.Closed + rep.Counts.Filtered)
 	for _, h := range rep.Hosts {
 		if h.State == scan.HostUnreachable || h.State == scan.HostNoRoute {
-			n += rep.Ports
+			n += int64(rep.Ports)
 		}
 	}
-	return float64(n) / rep.Elapsed.Seconds()
+	return n
 }
 
 func (r *scanRenderer) text(rep *scan.Report) {
@@ -353,10 +359,15 @@ func (r *scanRenderer) text(rep *scan.Report) {
 		r.hostText(h)
 	}
 	r.downText(down)
+	perSecond := rate(rep)
+	rateText := thousands(int64(perSecond))
+	if perSecond < 10 {
+		rateText = strconv.FormatFloat(perSecond, 'g', 2, 64) // not "0" for a slow scan
+	}
 	fmt.Fprintf(out, "\nScanned %s on %s (%d up, %d unreachable) in %.2fs (%s ports/s)",
-		plural(rep.Ports, "port"), plural(len(rep.Hosts), "host"), up, len(down), rep.Elapsed.Seconds(), thousands(int64(rate(rep))))
+		plural(rep.Ports, "port"), plural(len(rep.Hosts), "host"), up, len(down), rep.Elapsed.Seconds(), rateText)
 	if rep.Canceled {
-		fmt.Fprint(out, " (interrupted: partial results)")
+		fmt.Fprintf(out, " (interrupted: %s of %s decided; partial results)", thousands(settled(rep)), thousands(int64(rep.Ports)*int64(len(rep.Hosts))))
 	}
 	fmt.Fprintln(out)
 }

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/reach-tools/reach/internal/netlab"
 	"github.com/reach-tools/reach/probe"
@@ -258,5 +259,29 @@ func TestScanTextLocalError(t *testing.T) {
 	}
 	if strings.Contains(out.String(), "did not answer") {
 		t.Fatalf("a host nothing was sent to reported as silent:\n%s", out.String())
+	}
+}
+
+// The summary line is exact about slow and interrupted scans.
+func TestScanSummaryLine(t *testing.T) {
+	addr := netip.MustParseAddr("198.18.0.2")
+	tests := []struct {
+		rep  scan.Report
+		want string
+	}{
+		{scan.Report{Ports: 1, Elapsed: 4 * time.Second, Counts: scan.Counts{Filtered: 1}, Hosts: []scan.Host{{Addr: addr, State: scan.HostNoAnswer, Counts: scan.Counts{Filtered: 1}}}},
+			"Scanned 1 port on 1 host (0 up, 0 unreachable) in 4.00s (0.25 ports/s)\n"},
+		{scan.Report{Ports: 10000, Elapsed: time.Second, Canceled: true, Counts: scan.Counts{Open: 1, Closed: 1980}, Hosts: []scan.Host{
+			{Addr: addr, State: scan.HostUp, Counts: scan.Counts{Open: 1, Closed: 1980}},
+			{Addr: addr.Next(), State: scan.HostUnreachable}}},
+			"Scanned 10,000 ports on 2 hosts (1 up, 1 unreachable) in 1.00s (11,981 ports/s) (interrupted: 11,981 of 20,000 decided; partial results)\n"},
+	}
+	for _, tt := range tests {
+		var out strings.Builder
+		r := &scanRenderer{env: &Env{Stdio: Stdio{Out: &out}}, services: scan.Services{}}
+		r.text(&tt.rep)
+		if got := out.String()[strings.LastIndex(out.String(), "\nScanned")+1:]; got != tt.want {
+			t.Errorf("summary %q\n     want %q", got, tt.want)
+		}
 	}
 }
