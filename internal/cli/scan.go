@@ -212,13 +212,16 @@ func scanTargets(env *Env, args []string, inputList string) ([]target.Hosts, err
 		if err != nil {
 			return nil, &ExitError{Code: ExitFail, Err: fmt.Errorf("reading targets: %w", err)}
 		}
+		src := inputList
+		if src == "-" {
+			src = "standard input"
+		}
 		more, err := target.ParseHostList(string(data))
 		if err != nil {
-			src := inputList
-			if src == "-" {
-				src = "standard input"
-			}
 			return nil, usageErrorf("-iL %s: %w", src, err)
+		}
+		if len(more) == 0 && len(hosts) == 0 {
+			return nil, usageErrorf("-iL %s: no targets in it; give one or more per line (hosts, addresses, CIDRs or ranges; '#' starts a comment)", src)
 		}
 		hosts = append(hosts, more...)
 	}

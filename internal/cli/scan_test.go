@@ -22,6 +22,10 @@ import (
 )
 
 func TestScanUsage(t *testing.T) {
+	empty := filepath.Join(t.TempDir(), "empty")
+	if err := os.WriteFile(empty, []byte("# nothing yet\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		args    []string
 		wantErr string
@@ -48,6 +52,8 @@ func TestScanUsage(t *testing.T) {
 		{[]string{"scan", "fe80::1", "-p", "22"}, "fe80::1 is link-local: give its interface as a zone"},
 		{[]string{"scan", "198.0.0.0/8", "-p", "22"}, "holds more than 1048576 addresses"},
 		{[]string{"scan", "-iL", filepath.Join(t.TempDir(), "missing")}, "reading targets"},
+		{[]string{"scan", "-iL", empty, "-p", "22"}, "-iL " + empty + ": no targets in it; give one or more per line"},
+		{[]string{"scan", "-iL", "-", "-p", "22"}, "-iL standard input: no targets in it; give one or more per line"},
 	}
 	// The context is canceled before the command runs: a case that wrongly
 	// passes validation fails without sending a packet from this namespace.
