@@ -121,7 +121,7 @@ type Report struct {
 
 // Target is a host to scan: an address and, when the user typed a name, that name.
 type Target struct {
-	Addr netip.Addr
+	Addr netip.Addr // an IPv4-mapped IPv6 address is scanned and reported as its IPv4 address
 	Name string
 }
 
@@ -307,6 +307,7 @@ func (e *engine) lookupScopes() {
 func newEngine(targets []Target, opt Options) *engine {
 	e := &engine{opt: opt}
 	for _, t := range targets {
+		t.Addr = t.Addr.Unmap()
 		h := &hostState{Target: t}
 		h.timeoutNs.Store(int64(opt.DiscoveryWait))
 		e.hosts = append(e.hosts, h)

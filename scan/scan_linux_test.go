@@ -645,3 +645,18 @@ func TestLocalRouteRefusals(t *testing.T) {
 		}
 	}
 }
+
+// An IPv4-mapped IPv6 target is its IPv4 address: connect() from an IPv6
+// socket bound to ::1 could not reach it (it was reported no-route).
+func TestMappedTargetIsIPv4(t *testing.T) {
+	lab := netlab.New(t)
+	h := lab.Host("lo")
+	open := portOf(t, h.Listen(t, "tcp", "127.0.0.1:0"))
+	closed := closedPort(t, h, "127.0.0.1")
+	rep := scanIn(t, h, target(netip.MustParseAddr("::ffff:127.0.0.1")), scan.Options{Ports: []uint16{open, closed}, MaxRetries: -1})
+	host := rep.Hosts[0]
+	want := map[uint16]string{open: "open/syn-ack", closed: "closed/conn-refused"}
+	if got := byState(host); host.Addr != netip.MustParseAddr("127.0.0.1") || host.State != scan.HostUp || !maps.Equal(got, want) {
+		t.Fatalf("host %v %s ports %v; want 127.0.0.1 up with %v", host.Addr, host.State, got, want)
+	}
+}
