@@ -389,21 +389,27 @@ func TestEMFILEIsNeverClosed(t *testing.T) {
 func TestCancelReturnsPartialResults(t *testing.T) {
 	c, s, saddr, _ := lab2(t)
 	open := portOf(t, s.Listen(t, "tcp", net.JoinHostPort(saddr.String(), "0")))
-	s.Iptables(t, "-A", "INPUT", "-p", "tcp", "!", "--dport", strconv.Itoa(int(open)), "-j", "DROP")
+	s.Iptables(t, "-A", "INPUT", "-p", "tcp", "--dport", "1:300", "-j", "DROP") // open is ephemeral, above 300
 	fds, goroutines := openFDs(t), runtime.NumGoroutine()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ports := []uint16{open}
 	for p := 1; p <= 300; p++ {
-		if uint16(p) != open {
-			ports = append(ports, uint16(p))
-		}
+		ports = append(ports, uint16(p))
+	}
+	for p := 400; p < 450; p++ { // closed: decided at once
+		ports = append(ports, uint16(p))
 	}
 	seen := make(chan struct{})
+	opened, closed := false, 0 // OnPort calls are serialized
 	rep, err := scan.Scan(ctx, target(saddr), scan.Options{
 		Ports: ports, Concurrency: 1000, Timeout: 10 * time.Second, MinTimeout: 10 * time.Second, RunIn: c.Do,
 		OnPort: func(p scan.Port) {
-			if p.State == scan.Open {
+			opened = opened || p.State == scan.Open
+			if p.State == scan.Closed {
+				closed++
+			}
+			if opened && closed >= 10 && ctx.Err() == nil {
 				close(seen)
 				cancel()
 			}
@@ -415,6 +421,16 @@ func TestCancelReturnsPartialResults(t *testing.T) {
 	<-seen
 	if got := openSet(rep.Hosts[0]); !slices.Equal(got, []uint16{open}) {
 		t.Fatalf("partial report open = %v, want [%d]", got, open)
+	}
+	// Only decided ports, each once, in port order, and counted.
+	host := rep.Hosts[0]
+	for i, p := range host.Ports {
+		if p.State == "" || p.Tries == 0 || (i > 0 && host.Ports[i-1].Port >= p.Port) {
+			t.Fatalf("partial report port %d: %+v (previous %+v)", i, p, host.Ports[max(i-1, 0)])
+		}
+	}
+	if c := host.Counts; c.Open+c.Closed+c.Filtered != len(host.Ports) || rep.Counts != c || c.Closed < 10 || c.Filtered != 0 {
+		t.Fatalf("partial report counts %+v (report %+v) for %d ports", c, rep.Counts, len(host.Ports))
 	}
 	if got := openFDs(t); got > fds {
 		t.Fatalf("fd leak after cancel: %d before, %d after", fds, got)
