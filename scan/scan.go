@@ -231,9 +231,9 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
-// Scan probes every port in opt.Ports on every target. It returns what it
-// found even when ctx ends the scan early (then Report.Canceled is set and
-// the error is ctx's).
+// Scan probes every port in opt.Ports on every target, each address once.
+// It returns what it found even when ctx ends the scan early (then
+// Report.Canceled is set and the error is ctx's).
 func Scan(ctx context.Context, targets []Target, opt Options) (*Report, error) {
 	if len(opt.Ports) == 0 {
 		return nil, ErrNoPorts
@@ -306,8 +306,13 @@ func (e *engine) lookupScopes() {
 
 func newEngine(targets []Target, opt Options) *engine {
 	e := &engine{opt: opt}
+	seen := make(map[netip.Addr]bool, len(targets))
 	for _, t := range targets {
 		t.Addr = t.Addr.Unmap()
+		if seen[t.Addr] {
+			continue // the first name given for an address stays
+		}
+		seen[t.Addr] = true
 		h := &hostState{Target: t}
 		h.timeoutNs.Store(int64(opt.DiscoveryWait))
 		e.hosts = append(e.hosts, h)

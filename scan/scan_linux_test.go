@@ -676,3 +676,18 @@ func TestMappedTargetIsIPv4(t *testing.T) {
 		t.Fatalf("host %v %s ports %v; want 127.0.0.1 up with %v", host.Addr, host.State, got, want)
 	}
 }
+
+// A target given twice (here once as IPv4-mapped) is scanned and reported
+// once: every port probed once, one host in the report.
+func TestDuplicateTargetsScannedOnce(t *testing.T) {
+	lab := netlab.New(t)
+	h := lab.Host("lo")
+	open := portOf(t, h.Listen(t, "tcp", "127.0.0.1:0"))
+	lo := netip.MustParseAddr("127.0.0.1")
+	var seen []uint16 // OnPort calls are serialized
+	rep := scanIn(t, h, []scan.Target{{Addr: lo}, {Addr: netip.MustParseAddr("::ffff:127.0.0.1")}, {Addr: lo, Name: "localhost"}},
+		scan.Options{Ports: []uint16{open, open, 1}, MaxRetries: -1, OnPort: func(p scan.Port) { seen = append(seen, p.Port) }})
+	if len(rep.Hosts) != 1 || rep.Probes != 2 || len(seen) != 2 || rep.Ports != 2 || len(rep.Hosts[0].Ports) != 2 {
+		t.Fatalf("%d hosts, %d probes, ports per host %d, OnPort saw %v; want 1 host, 2 ports probed once", len(rep.Hosts), rep.Probes, rep.Ports, seen)
+	}
+}
