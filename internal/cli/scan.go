@@ -98,7 +98,7 @@ or was interrupted (what was found so far is printed), 2 usage error.`,
 	f.StringVar(&fl.excludePorts, "exclude-ports", "", "ports not to scan")
 	f.BoolVar(&fl.reason, "reason", false, "show why each port has its state")
 	f.BoolVar(&fl.allStates, "all-states", false, "list every port, not only open ones and small groups")
-	f.BoolVar(&fl.asJSON, "json", false, "stream JSON Lines: ports as they are decided, then hosts and a summary")
+	f.BoolVar(&fl.asJSON, "json", false, "stream JSON Lines: open ports as they are decided (every port with --all-states), then hosts and a summary")
 	f.Float64Var(&fl.rate, "rate", 0, "at most N new connections per second (0: no limit)")
 	f.IntVar(&fl.maxRetries, "max-retries", scan.DefaultRetries, "retries for ports that got no answer")
 	f.DurationVar(&fl.timeout, "timeout", scan.DefaultTimeout, fmt.Sprintf("longest wait for one port of a host that has answered (until then up to %v); shorter once round trips are measured", scan.DefaultDiscoveryWait))

@@ -78,7 +78,7 @@ func TestScanUsage(t *testing.T) {
 func TestScanHelpTeaches(t *testing.T) {
 	code, out, _ := run(t, "scan", "--help")
 	for _, want := range []string{"-p-", "--top", "-iL", "host-unreachable", "admin-prohibited", "topports.txt",
-		"Exit status: 0 the scan finished", "until then up to 4s"} {
+		"Exit status: 0 the scan finished", "until then up to 4s", "every port with --all-states"} {
 		if code != ExitOK || !strings.Contains(out, want) {
 			t.Fatalf("scan --help (exit %d) lacks %q:\n%s", code, want, out)
 		}
