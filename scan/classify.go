@@ -119,7 +119,7 @@ func classify(errno syscall.Errno, icmp *icmpInfo, sync bool) verdict {
 		}
 	case syscall.ENETUNREACH, syscall.ENETDOWN:
 		v.host, v.reason, v.class = HostNoRoute, ReasonNoRoute, probe.NetUnreachable
-		v.evidence = "connect: network is unreachable (no route on this host)"
+		v.evidence = "connect: network is unreachable (no route on this host, or a broadcast or multicast address)"
 	case syscall.EACCES:
 		v.state, v.reason, v.class = Filtered, ReasonLocalProhibited, probe.LocalError
 		v.evidence = "connect: permission denied (a prohibit route or firewall rule on this host)"

@@ -3,6 +3,7 @@ package scan
 import (
 	"encoding/binary"
 	"net/netip"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -46,6 +47,11 @@ func TestClassify(t *testing.T) {
 		{"reset after the handshake", syscall.ECONNRESET, nil, false, Open, "", ReasonSynAck, probe.Reset},
 		{"kernel gave up", syscall.ETIMEDOUT, nil, false, Filtered, "", ReasonNoResponse, probe.Timeout},
 		{"odd errno", syscall.EPROTO, nil, false, Filtered, "", ReasonLocalError, probe.LocalError},
+	}
+	// Linux refuses a TCP connect to a broadcast or multicast address with
+	// ENETUNREACH although a route exists (a /24 scan's .255): say so.
+	if v := classify(syscall.ENETUNREACH, nil, true); !strings.Contains(v.evidence, "broadcast") {
+		t.Errorf("no local route: evidence %q does not mention broadcast addresses", v.evidence)
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
