@@ -104,4 +104,7 @@ func TestExpand(t *testing.T) {
 	if !errors.Is(err, probe.DNS) {
 		t.Fatalf("unresolvable name: %v, want a probe.DNS error", err)
 	}
+	if msg := err.Error(); !strings.Contains(msg, "db.example did not resolve") || !strings.Contains(msg, "reach check db.example:PORT") {
+		t.Errorf("unresolvable name: %q, want what failed and what to do", msg)
+	}
 }

@@ -44,7 +44,7 @@ func Expand(ctx context.Context, hosts, exclude []target.Hosts, resolver probe.O
 		if h.IsName() {
 			addrs, err := probe.Resolve(ctx, h.Name, resolver)
 			if err != nil {
-				return nil, err
+				return nil, fmt.Errorf("%s did not resolve: %w; check the name (or give an address), and run `reach check %s:PORT` to see the resolver's answer for every address family", h.Name, err, h.Name)
 			}
 			if err := add(Target{Addr: addrs[0], Name: h.Name}); err != nil {
 				return nil, err
