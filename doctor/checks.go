@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -46,6 +47,14 @@ var DNSCheck = CheckFunc{"dns", func(ctx context.Context, s *State) CheckResult 
 			case de.IsTimeout:
 				issue = fmt.Sprintf("The resolver did not answer for %s", s.Target.Host)
 				fix = "check that the resolver (" + via + ") is up and reachable (reach check it on port 53), or use another"
+			case resolverRefused(de.Err):
+				issue = fmt.Sprintf("Nothing serves DNS at the resolver %s", queried(de))
+				fix = "start the DNS server there, or point the nameserver lines of /etc/resolv.conf at one that runs"
+			case resolverUnreachable(de.Err):
+				server := queried(de)
+				host, _, _ := net.SplitHostPort(server)
+				issue = fmt.Sprintf("This host cannot reach its resolver %s", server)
+				fix = fmt.Sprintf("the query never left this host: check the route to the resolver (ip route get %s) and the nameserver lines of /etc/resolv.conf", host)
 			}
 		}
 		return CheckResult{Status: Fail,
@@ -68,6 +77,36 @@ var DNSCheck = CheckFunc{"dns", func(ctx context.Context, s *State) CheckResult 
 	}
 	return CheckResult{Status: Pass, Detail: fmt.Sprintf("%s → %s (%d A, %d AAAA) via %s in %s", s.Target.Host, strings.Join(strs, ", "), v4, v6, via, round(s.Lookup))}
 }}
+
+// resolverRefused and resolverUnreachable read why a query to the resolver
+// failed from the DNSError's text: Go's resolver keeps only the text of the
+// socket error (no Unwrap), e.g. "read udp ...: connection refused" when the
+// resolver's host answered port-unreachable, or "dial udp ...: connect:
+// network is unreachable" when this host has no route to it.
+func resolverRefused(msg string) bool { return strings.HasSuffix(msg, "connection refused") }
+
+// socketPeer finds the peer in a socket error's text: "dial udp PEER: ..."
+// or "read udp LOCAL->PEER: ...".
+var socketPeer = regexp.MustCompile(`(?:dial|read|write) (?:udp|tcp)[46]? (?:\S+->)?(\S+?): `)
+
+// queried is the resolver a failed query went to: the socket error names
+// it even when a custom Dial sent the query elsewhere than de.Server, the
+// first nameserver of resolv.conf, which Go's resolver reports regardless.
+func queried(de *net.DNSError) string {
+	if m := socketPeer.FindStringSubmatch(de.Err); m != nil {
+		return m[1]
+	}
+	return de.Server
+}
+
+func resolverUnreachable(msg string) bool {
+	for _, s := range []string{"network is unreachable", "no route to host", "operation not permitted", "permission denied"} {
+		if strings.HasSuffix(msg, s) {
+			return true
+		}
+	}
+	return false
+}
 
 // resolverName says which resolver a lookup used.
 func resolverName(r *net.Resolver) string {

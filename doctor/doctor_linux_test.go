@@ -367,6 +367,24 @@ func TestCauses(t *testing.T) {
 		},
 		views: []view{{onClient, want{cause: doctor.DNS, confidence: doctor.Confirmed, evidence: "lookup via the configured resolver"}}},
 		class: "dns",
+		extra: func(t *testing.T, _ side, r *doctor.Report) {
+			if !strings.Contains(r.Findings[0].Issue, "Nothing serves DNS at the resolver") {
+				t.Errorf("issue %q, want the resolver without a DNS server named", r.Findings[0].Issue)
+			}
+		},
+	}, {
+		name: "dns/resolver-unreachable",
+		// The resolver's address is on no route of the client.
+		setup: func(t *testing.T, p *pair) setup {
+			return setup{ep: "db.reach.test:5432", resolver: p.cli.Resolver(netip.MustParseAddrPort("198.19.9.1:53"))}
+		},
+		views: []view{{onClient, want{cause: doctor.DNS, confidence: doctor.Confirmed, evidence: "network is unreachable"}}},
+		class: "dns",
+		extra: func(t *testing.T, _ side, r *doctor.Report) {
+			if f := r.Findings[0]; !strings.Contains(f.Issue, "cannot reach its resolver 198.19.9.1:53") || !strings.Contains(f.Fix, "ip route get 198.19.9.1") {
+				t.Errorf("finding %+v, want the unreachable resolver named with the route to check", f)
+			}
+		},
 	}, {
 		name: "dns/no-such-name",
 		// A lab DNS server that knows another name only.
