@@ -59,7 +59,7 @@ Exit status: 0 every target is reachable, 1 one is not, 2 usage error.`,
   reach check api:8080 --json | jq -r .cause
   reach check db:5432 --agent http://db:7070 --token-file /etc/reach/token   # ask db's agent
   reach check api:8080 --hub http://hub:9190   # ask the agent on each of api's hosts`,
-		Args: cobra.MinimumNArgs(1),
+		Args: minArgs("check"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if timeout <= 0 {
 				return usageErrorf("--timeout must be positive, got %v", timeout)

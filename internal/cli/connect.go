@@ -59,7 +59,7 @@ Exit status: 0 connected, 1 no target accepted, 2 usage error.`,
   reach connect 198.18.0.2:80 198.18.1.2:80 --policy race --attempt-delay 100ms -z
   reach connect 127.0.0.1:7000 --retries 5 --backoff-max 10s   # wait out a restart
   reach connect db1:5432 db2:5432 -z --json | jq .endpoint`,
-		Args: cobra.MinimumNArgs(1),
+		Args: minArgs("connect to"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			eps, err := target.ParseEndpoints(args, 0)
 			if err != nil {
@@ -69,8 +69,8 @@ Exit status: 0 connected, 1 no target accepted, 2 usage error.`,
 			if err != nil {
 				return &UsageError{Err: err}
 			}
-			if timeout < 0 || attemptDelay < 0 || backoffMax < 0 {
-				return usageErrorf("--timeout, --attempt-delay and --backoff-max must not be negative")
+			if err := mustBePositive(durationFlag{"timeout", timeout}, durationFlag{"attempt-delay", attemptDelay}, durationFlag{"backoff-max", backoffMax}); err != nil {
+				return err
 			}
 			if retries < -1 {
 				return usageErrorf("--retries %d: give 0 or more rounds, or -1 to retry until interrupted", retries)

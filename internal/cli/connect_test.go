@@ -128,15 +128,26 @@ func TestConnectProbeOnlyJSON(t *testing.T) {
 }
 
 func TestConnectUsage(t *testing.T) {
-	for _, args := range [][]string{
-		{"connect"},
-		{"connect", "db:99999"},
-		{"connect", "127.0.0.1:1", "--policy", "fastest"},
-		{"connect", "127.0.0.1:1", "--timeout", "-1s"},
-		{"connect", "127.0.0.1:1", "--retries", "-2"},
+	for _, tt := range []struct {
+		args    []string
+		wantErr string // what the message must name
+	}{
+		{[]string{"connect"}, "give at least one TARGET"},
+		{[]string{"connect", "db:99999"}, "port out of range"},
+		{[]string{"connect", "127.0.0.1:1", "--policy", "fastest"}, "fastest"},
+		{[]string{"connect", "127.0.0.1:1", "--timeout", "-1s"}, "--timeout -1s"},
+		{[]string{"connect", "127.0.0.1:1", "--attempt-delay", "-1s"}, "--attempt-delay -1s"},
+		{[]string{"connect", "127.0.0.1:1", "--backoff-max", "-1s"}, "--backoff-max -1s"},
+		// 0 used to mean the library default silently: 3s, 250ms, and
+		// 2 minutes for --backoff-max, the opposite of what it reads as.
+		{[]string{"connect", "127.0.0.1:1", "--timeout", "0"}, "--timeout 0s"},
+		{[]string{"connect", "127.0.0.1:1", "--attempt-delay", "0"}, "--attempt-delay 0s"},
+		{[]string{"connect", "127.0.0.1:1", "--backoff-max", "0"}, "--backoff-max 0s"},
+		{[]string{"connect", "127.0.0.1:1", "--retries", "-2"}, "--retries -2"},
 	} {
-		if code, _, errs := runWithInput(t, "", args...); code != ExitUsage {
-			t.Errorf("%v: exit %d (stderr %q), want 2", args, code, errs)
+		code, _, errs := runWithInput(t, "", tt.args...)
+		if code != ExitUsage || !strings.Contains(errs, tt.wantErr) {
+			t.Errorf("%v: exit %d, stderr %q; want 2 and a message naming %q", tt.args, code, errs, tt.wantErr)
 		}
 	}
 }

@@ -29,6 +29,9 @@ func TestRootExitCodes(t *testing.T) {
 		{args: []string{"version", "extra"}, code: ExitUsage, wantErr: "unknown command"},
 		{args: []string{"no-such-command"}, code: ExitUsage, wantErr: "usage: reach COMMAND ... (see: reach --help)"},
 		{args: []string{"connect"}, code: ExitUsage, wantErr: "usage: reach connect TARGET... [flags] (see: reach connect --help)"},
+		// cobra's "requires at least 1 arg(s), only received 0" taught nothing.
+		{args: []string{"connect"}, code: ExitUsage, wantErr: "reach: give at least one TARGET (host:port) to connect to"},
+		{args: []string{"check"}, code: ExitUsage, wantErr: "reach: give at least one TARGET (host:port) to check"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -49,6 +52,9 @@ func TestEveryCommandHasExamples(t *testing.T) {
 		}
 		if c.Example == "" || c.Short == "" {
 			t.Errorf("reach %s: missing Short or Example in --help", c.Name())
+		}
+		if owned := strings.Contains(" serve connect wait ports check scan ", " "+c.Name()+" "); owned && !strings.Contains(c.Long, "Exit status") {
+			t.Errorf("reach %s: --help does not state the exit statuses", c.Name())
 		}
 	}
 }

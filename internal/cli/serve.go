@@ -50,7 +50,10 @@ and exits 0. A second SIGINT or SIGTERM ends the process at once.
 
 Logs go to stderr: one line when each listener starts, one per connection
 (remote address, duration, bytes in and out, how it ended), and errors;
---log-level debug also logs each accept.`,
+--log-level debug also logs each accept.
+
+Exit status: 0 after a shutdown on SIGINT or SIGTERM, 1 when an address
+cannot be bound or serving fails, 2 usage error.`,
 		Example: `  reach serve --listen 127.0.0.1:7000                  # echo server on loopback
   reach serve --listen :7000 --listen [::1]:7001       # several addresses, one process
   reach serve --listen 127.0.0.1:0 --log-format json   # any free port; read it from the log

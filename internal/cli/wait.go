@@ -64,8 +64,8 @@ Exit status: 0 ready (or CMD's status), 1 timed out, 2 usage error,
 			if err != nil {
 				return &UsageError{Err: err}
 			}
-			if timeout <= 0 || interval <= 0 {
-				return usageErrorf("--timeout and --interval must be positive")
+			if err := mustBePositive(durationFlag{"timeout", timeout}, durationFlag{"interval", interval}); err != nil {
+				return err
 			}
 			var progress io.Writer
 			if !quiet && !asJ && showsProgress(env.Err) {

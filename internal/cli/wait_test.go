@@ -105,15 +105,20 @@ func TestWaitRunsCommand(t *testing.T) {
 }
 
 func TestWaitUsage(t *testing.T) {
-	for _, args := range [][]string{
-		{"wait"},
-		{"wait", "--", "true"},
-		{"wait", "127.0.0.1:1", "--"},
-		{"wait", "db"},
-		{"wait", "127.0.0.1:1", "--timeout", "0s"},
+	for _, tt := range []struct {
+		args    []string
+		wantErr string // what the message must name
+	}{
+		{[]string{"wait"}, "give at least one TARGET"},
+		{[]string{"wait", "--", "true"}, "give at least one TARGET"},
+		{[]string{"wait", "127.0.0.1:1", "--"}, "nothing after --"},
+		{[]string{"wait", "db"}, "missing port"},
+		{[]string{"wait", "127.0.0.1:1", "--timeout", "0s"}, "--timeout 0s"},
+		{[]string{"wait", "127.0.0.1:1", "--interval", "-1s"}, "--interval -1s"},
 	} {
-		if code, _, errs := runWithInput(t, "", args...); code != ExitUsage {
-			t.Errorf("%v: exit %d (stderr %q), want 2", args, code, errs)
+		code, _, errs := runWithInput(t, "", tt.args...)
+		if code != ExitUsage || !strings.Contains(errs, tt.wantErr) {
+			t.Errorf("%v: exit %d, stderr %q; want 2 and a message naming %q", tt.args, code, errs, tt.wantErr)
 		}
 	}
 }
