@@ -37,6 +37,10 @@ type BindError struct {
 	// why when the lookup itself failed.
 	Holders   []sockets.Socket
 	HolderErr error
+	// Overlaps is an earlier address of the same Config.Listen that took
+	// the port (a wildcard and a specific address, or one address written
+	// twice): the server got in its own way (CauseInUse).
+	Overlaps string
 	// HostAddrs are this host's addresses (CauseNotLocal).
 	HostAddrs []netip.Prefix
 	// PortStart is net.ipv4.ip_unprivileged_port_start, the first port an
@@ -54,6 +58,8 @@ func (e *BindError) Error() string {
 	switch e.Cause {
 	case CauseInUse:
 		switch {
+		case e.Overlaps != "":
+			return fmt.Sprintf("%s: address already in use: it overlaps %s, given before it to the same server, which already holds port %d there", head, e.Overlaps, e.Bind.Port())
 		case len(e.Holders) > 0:
 			return fmt.Sprintf("%s: address already in use: held by %s", head, owners(e.Holders))
 		case e.HolderErr != nil:
@@ -76,6 +82,9 @@ func (e *BindError) Fix() []string {
 	port := e.Bind.Port()
 	switch e.Cause {
 	case CauseInUse:
+		if e.Overlaps != "" {
+			return []string{fmt.Sprintf("give only one of %s and %s: an address without a host (:%d), 0.0.0.0 or [::] already listens on every address", e.Overlaps, e.Addr, port)}
+		}
 		var fix []string
 		var pids []string // each once: a process may hold the port on several addresses
 		for _, s := range e.Holders {
@@ -153,6 +162,22 @@ func explainBind(ctx context.Context, addr string, err error) *BindError {
 		e.HostAddrs, _ = sockets.Addresses() // without them the message still names the address
 	}
 	return e
+}
+
+// overlapping returns the first of the bound listeners whose address
+// clashes with b, as its configured address (listen[i] for bound[i]).
+func overlapping(listen []string, bound []net.Listener, b netip.AddrPort) string {
+	for i, ln := range bound {
+		ta, ok := ln.Addr().(*net.TCPAddr)
+		if !ok || ta.AddrPort().Port() != b.Port() {
+			continue
+		}
+		a := ta.AddrPort().Addr().Unmap()
+		if a == b.Addr() || a.IsUnspecified() || b.Addr().IsUnspecified() {
+			return listen[i]
+		}
+	}
+	return ""
 }
 
 // conflicting keeps the sockets whose address clashes with addr: the same

@@ -143,10 +143,14 @@ func Listen(ctx context.Context, cfg Config) (*Server, error) {
 	for _, addr := range cfg.Listen {
 		ln, err := lc.Listen(ctx, "tcp", addr)
 		if err != nil {
+			be := explainBind(ctx, addr, err)
+			if be.Cause == CauseInUse {
+				be.Overlaps = overlapping(cfg.Listen, s.listeners, be.Bind)
+			}
 			for _, l := range s.listeners {
 				l.Close()
 			}
-			return nil, explainBind(ctx, addr, err)
+			return nil, be
 		}
 		s.listeners = append(s.listeners, ln)
 	}

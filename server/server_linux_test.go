@@ -457,3 +457,33 @@ func TestBindInUseWildcard(t *testing.T) {
 		t.Errorf("fix does not say to kill our pid, once:\n%s", fix)
 	}
 }
+
+// Two --listen addresses of one server that overlap (a wildcard and a
+// specific address on the same port) fail with in-use. The holder is the
+// server's own earlier listener, closed again by then: the error used to
+// send people looking for a container in another network namespace.
+func TestBindOverlapsOwnListener(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	for _, listen := range [][]string{
+		{fmt.Sprintf(":%d", port), fmt.Sprintf("127.0.0.1:%d", port)},
+		{fmt.Sprintf("127.0.0.1:%d", port), fmt.Sprintf("0.0.0.0:%d", port)},
+		{fmt.Sprintf("127.0.0.1:%d", port), fmt.Sprintf("127.0.0.1:0%d", port)},
+	} {
+		_, err := server.Listen(context.Background(), server.Config{Listen: listen})
+		var be *server.BindError
+		if !errors.As(err, &be) || be.Cause != server.CauseInUse || be.Addr != listen[1] {
+			t.Fatalf("Listen(%q) = %v, want in-use on %s", listen, err, listen[1])
+		}
+		if be.Overlaps != listen[0] || !strings.Contains(be.Error(), "overlaps "+listen[0]) {
+			t.Errorf("Listen(%q): Overlaps %q, error %q; want it to name %s", listen, be.Overlaps, be.Error(), listen[0])
+		}
+		if fix := strings.Join(be.Fix(), "\n"); !strings.Contains(fix, "only one of") || strings.Contains(fix, "namespace") {
+			t.Errorf("Listen(%q): fix %q, want: give only one of them", listen, fix)
+		}
+	}
+}
