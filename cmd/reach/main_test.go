@@ -177,6 +177,39 @@ func TestWaitThenRun(t *testing.T) {
 	}
 }
 
+// reach wait -- CMD becomes CMD (exec), as wait-for-it's exec "$@" does: CMD
+// keeps reach's pid, so a supervisor's signals reach it as sent. Run as a
+// child, an interrupt (Ctrl-C in psql) reached it as SIGTERM, and it was
+// killed 10s after that.
+func TestWaitExecsCommand(t *testing.T) {
+	addr, _ := startServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	script := `trap 'echo got INT; exit 0' INT; trap 'echo got TERM; exit 0' TERM; echo pid $$; sleep 20 & wait`
+	cmd := exec.CommandContext(ctx, reachBin, "wait", addr, "-q", "--", "sh", "-c", script)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := bufio.NewScanner(out)
+	if !lines.Scan() {
+		t.Fatalf("no output from the command: %v", cmd.Wait())
+	}
+	if want := "pid " + strconv.Itoa(cmd.Process.Pid); lines.Text() != want {
+		t.Errorf("the command printed %q, want %q: it runs as a child of reach, not in its place", lines.Text(), want)
+	}
+	cmd.Process.Signal(os.Interrupt)
+	if !lines.Scan() || lines.Text() != "got INT" {
+		t.Errorf("after SIGINT the command printed %q, want %q", lines.Text(), "got INT")
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("exit: %v, want the command's status 0", err)
+	}
+}
+
 // A second Ctrl-C during the drain ends the server at once.
 func TestSecondInterruptForcesExit(t *testing.T) {
 	cmd := exec.Command(reachBin, "serve", "--listen", "127.0.0.1:0", "--log-format", "text", "--drain", "60s")

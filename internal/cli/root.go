@@ -25,6 +25,10 @@ type Stdio struct {
 	In  io.Reader
 	Out io.Writer
 	Err io.Writer
+	// Exec replaces the process with a program, as syscall.Exec does; reach
+	// wait -- CMD uses it so CMD gets reach's pid and signals. Nil runs CMD
+	// as a child with these streams instead (tests, embedding).
+	Exec func(path string, argv, envv []string) error
 }
 
 // commandFactory builds one subcommand. Each subcommand file registers its

@@ -31,8 +31,9 @@ func newWaitCmd(env *Env) *cobra.Command {
 		Use:   "wait TARGET... [-- CMD ARGS...]",
 		Short: "Block until endpoints accept TCP connections, then run a command",
 		Long: `Wait tries each target until it accepts a TCP connection (every target, or
-any one with --any), then runs CMD if one is given after --; CMD's exit
-status becomes wait's. Attempts start 50ms apart and back off to --interval.
+any one with --any), then runs CMD if one is given after --, in wait's
+place (exec: CMD keeps the pid, gets signals as sent, and its exit status
+is the one seen). Attempts start 50ms apart and back off to --interval.
 
 On timeout, each target that is not ready is reported with its last class
 (refused, timeout, dns, ...), the likely cause, and what to run next.
@@ -265,14 +266,28 @@ func (r *waitResult) showProgress(ctx context.Context, w io.Writer) (stop func()
 	return func() { close(done); <-finished }
 }
 
-// runAfterWait runs the command with our standard streams; its exit status
-// becomes ours. An interrupt is passed on to it as SIGTERM.
+// runAfterWait runs the command in place of reach (env.Exec), so it keeps
+// our pid and gets every signal as sent, as wait-for-it's exec "$@" does.
+// Without env.Exec it runs as a child with our streams, its exit status
+// becomes ours, and an interrupt is passed on to it as SIGTERM.
 func runAfterWait(env *Env, command []string) error {
-	c := exec.CommandContext(env.Ctx, command[0], command[1:]...)
+	path, err := exec.LookPath(command[0])
+	switch {
+	case errors.Is(err, exec.ErrNotFound), errors.Is(err, os.ErrNotExist):
+		return &ExitError{Code: 127, Err: fmt.Errorf("wait: targets ready, but cannot run %q: %w; check the command name and PATH", command[0], err)}
+	case err != nil:
+		return &ExitError{Code: 126, Err: fmt.Errorf("wait: targets ready, but cannot run %q: %w; is it an executable file?", command[0], err)}
+	}
+	if env.Exec != nil {
+		err := env.Exec(path, command, os.Environ())
+		return &ExitError{Code: 126, Err: fmt.Errorf("wait: targets ready, but cannot run %q: %w", command[0], err)}
+	}
+	c := exec.CommandContext(env.Ctx, path, command[1:]...)
+	c.Args[0] = command[0]
 	c.Stdin, c.Stdout, c.Stderr = env.In, env.Out, env.Err
 	c.Cancel = func() error { return c.Process.Signal(syscall.SIGTERM) }
 	c.WaitDelay = 10 * time.Second
-	err := c.Run()
+	err = c.Run()
 	var ee *exec.ExitError
 	switch {
 	case err == nil:
@@ -283,8 +298,6 @@ func runAfterWait(env *Env, command []string) error {
 			code = 128 + int(ws.Signal())
 		}
 		return &ExitError{Code: code}
-	case errors.Is(err, exec.ErrNotFound), errors.Is(err, os.ErrNotExist):
-		return &ExitError{Code: 127, Err: fmt.Errorf("wait: targets ready, but cannot run %q: %w; check the command name and PATH", command[0], err)}
 	}
 	return &ExitError{Code: 126, Err: fmt.Errorf("wait: targets ready, but cannot run %q: %w", command[0], err)}
 }

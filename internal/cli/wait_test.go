@@ -90,6 +90,7 @@ func TestWaitRunsCommand(t *testing.T) {
 		{[]string{"sh", "-c", "echo started"}, 0, "started\n", ""},
 		{[]string{"sh", "-c", "exit 3"}, 3, "", ""},
 		{[]string{"reach-no-such-command"}, 127, "", "cannot run"},
+		{[]string{"/"}, 126, "", "is it an executable file?"},
 	}
 	for _, tt := range tests {
 		args := append([]string{"wait", up, "-q", "--"}, tt.cmd...)
