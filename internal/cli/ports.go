@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -25,6 +26,10 @@ func newPortsCmd(env *Env) *cobra.Command {
 		Short: "List listening TCP sockets and the processes that own them",
 		Long: `List the TCP sockets of this host (IPv4 and IPv6) with the process that owns
 each one, like "ss -ltnp". By default only listening sockets are shown.
+
+LOCAL *:PORT is an IPv6 socket on [::] that takes IPv4 too (dual-stack), as
+ss writes it; [::]:PORT takes IPv6 only (IPV6_V6ONLY). Only the netlink
+source can tell them apart: with procfs every [::] shows as [::]:PORT.
 
 For a listening socket RECV-Q is the number of connections waiting to be
 accepted and SEND-Q the backlog: when RECV-Q exceeds SEND-Q the queue is full
@@ -140,10 +145,14 @@ func writePortsTable(env *Env, t sockets.Table, all bool) error {
 		if s.Inode == 0 {
 			owner = "-"
 		}
+		local := s.Local.String()
+		if t.Source == "netlink" && s.Local.Addr() == netip.IPv6Unspecified() && !s.V6Only {
+			local = "*:" + strconv.Itoa(int(s.Local.Port())) // takes IPv4 too, as ss writes it
+		}
 		if all {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\n", s.Proto, s.Local, s.Remote, s.State, s.RecvQ, s.SendQ, owner)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\n", s.Proto, local, s.Remote, s.State, s.RecvQ, s.SendQ, owner)
 		} else {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\n", s.Proto, s.Local, s.State, s.RecvQ, s.SendQ, owner)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\n", s.Proto, local, s.State, s.RecvQ, s.SendQ, owner)
 		}
 	}
 	if err := tw.Flush(); err != nil {

@@ -112,3 +112,42 @@ func TestPortsTableBuffered(t *testing.T) {
 		t.Fatalf("%d lines in %d writes, want %d lines in 1 write:\n%s", rows, out.writes, len(lns)+1, out.String())
 	}
 }
+
+// A dual-stack [::] socket takes IPv4 too; one with IPV6_V6ONLY does not.
+// The table showed both as [::]:PORT; it marks the dual-stack one *:PORT as
+// ss does, so "does anything take IPv4 on this port?" has an answer.
+func TestPortsDualStack(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("sockets are listed on Linux only")
+	}
+	dual, err := net.Listen("tcp", ":0") // Go: [::] with IPV6_V6ONLY off
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dual.Close()
+	only6, err := net.Listen("tcp6", "[::]:0") // Go: IPV6_V6ONLY on
+	if err != nil {
+		t.Skipf("no IPv6: %v", err)
+	}
+	defer only6.Close()
+	if dual.Addr().(*net.TCPAddr).IP.To4() != nil {
+		t.Skip("no dual-stack sockets on this host")
+	}
+	for _, tt := range []struct {
+		ln   net.Listener
+		want string
+	}{
+		{dual, "*:"},
+		{only6, "[::]:"},
+	} {
+		port := strconv.Itoa(tt.ln.Addr().(*net.TCPAddr).Port)
+		code, out, errs := portsRun("ports", "--port", port)
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		if code != ExitOK || len(lines) != 2 {
+			t.Fatalf("port %s: exit %d, stdout %q, stderr %q", port, code, out, errs)
+		}
+		if f := strings.Fields(lines[1]); len(f) < 2 || f[1] != tt.want+port {
+			t.Errorf("port %s: row %q, want LOCAL %s%s", port, lines[1], tt.want, port)
+		}
+	}
+}
