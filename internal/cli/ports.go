@@ -60,6 +60,10 @@ Exit status: 0 when a socket matched, 1 when none did (so scripts can ask
 			if opt.PID < 0 || (opt.PID == 0 && cmd.Flags().Changed("pid")) {
 				return usageErrorf("--pid %d: a process id is 1 or more", opt.PID)
 			}
+			if strings.TrimSpace(opt.Process) == "" && cmd.Flags().Changed("process") {
+				// An empty name (an unset shell variable) would list every socket.
+				return usageErrorf("--process %q: give a command name, e.g. --process postgres", opt.Process)
+			}
 			opt.Port = uint16(port)
 			t, err := sockets.List(env.Ctx, opt)
 			if err != nil {

@@ -72,6 +72,8 @@ func TestPortsUsage(t *testing.T) {
 		{"ports", "--port", "0"},
 		{"ports", "--pid", "0"},
 		{"ports", "extra"},
+		{"ports", "--process", ""},
+		{"ports", "--process", " "},
 	} {
 		if code, _, errs := portsRun(args...); code != ExitUsage {
 			t.Errorf("%q: exit %d, want %d (stderr %q)", args, code, ExitUsage, errs)
