@@ -89,7 +89,7 @@ func ParseEndpoint(s string, defaultPort uint16) (Endpoint, error) {
 	}
 	if !hasPort {
 		if defaultPort == 0 {
-			return Endpoint{}, parseErr(in, ErrMissingPort, "missing port; want host:port (e.g. %s)", net.JoinHostPort(host, "443"))
+			return Endpoint{}, parseErr(in, ErrMissingPort, "missing port; want host:port (e.g. %s)%s", net.JoinHostPort(host, "443"), bareV6PortHint(s))
 		}
 		return Endpoint{Host: host, Port: defaultPort}, nil
 	}
@@ -111,6 +111,24 @@ func ParseEndpoints(args []string, defaultPort uint16) ([]Endpoint, error) {
 		out = append(out, e)
 	}
 	return out, nil
+}
+
+// bareV6PortHint says how to write "::1:22" when 22 was meant as the port:
+// an unbracketed IPv6 literal whose last group is decimal and whose rest is
+// itself an address. Empty otherwise.
+func bareV6PortHint(s string) string {
+	i := strings.LastIndexByte(s, ':')
+	if strings.HasPrefix(s, "[") || i < 0 {
+		return ""
+	}
+	addr, last := s[:i], s[i+1:]
+	if _, err := strconv.ParseUint(last, 10, 16); err != nil || last == "0" {
+		return ""
+	}
+	if a, err := netip.ParseAddr(addr); err != nil || !a.Is6() {
+		return ""
+	}
+	return fmt.Sprintf("; if %s is the port, write %s", last, net.JoinHostPort(addr, last))
 }
 
 func urlHint(rest string) string {

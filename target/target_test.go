@@ -31,7 +31,10 @@ func TestParseEndpoint(t *testing.T) {
 		{in: "db:", wantErr: ErrSyntax, msg: `"db:": empty port after ':'`},
 		{in: "db", wantErr: ErrMissingPort, msg: `"db": missing port; want host:port (e.g. db:443)`},
 		{in: "", wantErr: ErrSyntax},
-		{in: "::1:22", wantErr: ErrMissingPort}, // a bare IPv6 literal, not host:port
+		// A bare IPv6 literal, not host:port; the port people meant is
+		// likely the last group, so say how to write that.
+		{in: "::1:22", wantErr: ErrMissingPort, msg: `"::1:22": missing port; want host:port (e.g. [::1:22]:443); if 22 is the port, write [::1]:22`},
+		{in: "fe80::2", wantErr: ErrMissingPort, msg: `"fe80::2": missing port; want host:port (e.g. [fe80::2]:443)`},
 		{in: "fd00::1:2:3:4:5:6:7", wantErr: ErrSyntax},
 		{in: "[::1", wantErr: ErrSyntax},
 		{in: "[db]:1", wantErr: ErrSyntax},
