@@ -60,6 +60,8 @@ func (e *BindError) Error() string {
 		switch {
 		case e.Overlaps != "":
 			return fmt.Sprintf("%s: address already in use: it overlaps %s, given before it to the same server, which already holds port %d there", head, e.Overlaps, e.Bind.Port())
+		case len(e.Holders) > 0 && e.Holders[0].State != sockets.StateListen:
+			return fmt.Sprintf("%s: address already in use: held by %s, whose socket is not listening (state %s): bound to the port, or a connection using it as its source port", head, owners(e.Holders), e.Holders[0].State)
 		case len(e.Holders) > 0:
 			return fmt.Sprintf("%s: address already in use: held by %s", head, owners(e.Holders))
 		case e.HolderErr != nil:
@@ -149,6 +151,12 @@ func explainBind(ctx context.Context, addr string, err error) *BindError {
 		e.Cause = CauseInUse
 		socks, lerr := sockets.Listening(ctx, e.Bind.Port())
 		e.Holders, e.HolderErr = conflicting(socks, e.Bind.Addr()), lerr
+		if lerr == nil && len(e.Holders) == 0 {
+			// No listener: a socket bound but not listening, or a
+			// connection using the port as its source, holds it.
+			t, err := sockets.List(ctx, sockets.Options{All: true, Port: e.Bind.Port()})
+			e.Holders, e.HolderErr = conflicting(t.Sockets, e.Bind.Addr()), err
+		}
 	case syscall.EACCES:
 		start, ok := unprivilegedPortStart()
 		if !ok {

@@ -487,3 +487,33 @@ func TestBindOverlapsOwnListener(t *testing.T) {
 		}
 	}
 }
+
+// A port held by a socket that is bound but not listening (a program that
+// bound and has not called listen yet, or a client that bound its source
+// port) is named like a listener, with its state; the error said no holder
+// was visible although reach ports --all shows it.
+func TestBindInUseNotListening(t *testing.T) {
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(fd)
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
+
+	_, err = server.Listen(context.Background(), server.Config{Listen: []string{addr}})
+	var be *server.BindError
+	if !errors.As(err, &be) || be.Cause != server.CauseInUse {
+		t.Fatalf("Listen(%s) = %v, want a BindError with cause in-use", addr, err)
+	}
+	checkHeldByUs(t, be)
+	if !strings.Contains(be.Error(), "not listening (state CLOSE)") {
+		t.Errorf("message %q does not say the holder is not listening", be.Error())
+	}
+}
