@@ -44,7 +44,7 @@ except for failures.
 targets[] (target, ready, after_ms, attempts, class: the last attempt's,
 error, hint).
 
-Exit status: 0 ready (or CMD's status), 1 timed out, 2 usage error,
+Exit status: 0 ready (or CMD's status), 1 timed out or interrupted, 2 usage error,
 126/127 CMD could not be run.`,
 		Example: `  reach wait 127.0.0.1:5432 --timeout 30s -- psql -h 127.0.0.1   # start when the db is up
   reach wait db:5432 cache:6379 -- ./app                         # every target
