@@ -26,6 +26,7 @@ func newWaitCmd(env *Env) *cobra.Command {
 	var (
 		timeout, interval  time.Duration
 		anyOne, quiet, asJ bool
+		checkAccept        bool
 	)
 	cmd := &cobra.Command{
 		Use:   "wait TARGET... [-- CMD ARGS...]",
@@ -34,6 +35,9 @@ func newWaitCmd(env *Env) *cobra.Command {
 any one with --any), then runs CMD if one is given after --, in wait's
 place (exec: CMD keeps the pid, gets signals as sent, and its exit status
 is the one seen). Attempts start 50ms apart and back off to --interval.
+A proxy in front of the server (docker-proxy, a load balancer) may accept
+while the server behind it is down: --check-accept then holds each
+connection 200ms and counts a reset or close as not ready.
 
 On timeout, each target that is not ready is reported with its last class
 (refused, timeout, dns, ...), the likely cause, and what to run next.
@@ -49,6 +53,7 @@ Exit status: 0 ready (or CMD's status), 1 timed out or interrupted, 2 usage erro
 		Example: `  reach wait 127.0.0.1:5432 --timeout 30s -- psql -h 127.0.0.1   # start when the db is up
   reach wait db:5432 cache:6379 -- ./app                         # every target
   reach wait db1:5432 db2:5432 --any -q                          # any one; exit status only
+  reach wait 127.0.0.1:8080 --check-accept -- ./smoke-test       # behind docker-proxy
   reach wait api:443 --json | jq '.targets[] | {target, after_ms}'`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			targets, command := args, []string(nil)
@@ -72,7 +77,11 @@ Exit status: 0 ready (or CMD's status), 1 timed out or interrupted, 2 usage erro
 			if !quiet && !asJ && showsProgress(env.Err) {
 				progress = env.Err
 			}
-			res := waitReady(env.Ctx, eps, waitOptions{timeout: timeout, interval: interval, any: anyOne, progress: progress})
+			o := waitOptions{timeout: timeout, interval: interval, any: anyOne, progress: progress}
+			if checkAccept {
+				o.readWait = 200 * time.Millisecond
+			}
+			res := waitReady(env.Ctx, eps, o)
 			if asJ {
 				enc := json.NewEncoder(env.Out)
 				enc.SetIndent("", "  ")
@@ -107,13 +116,15 @@ Exit status: 0 ready (or CMD's status), 1 timed out or interrupted, 2 usage erro
 	f.BoolVar(&anyOne, "any", false, "ready when any one target accepts (default: all)")
 	f.BoolVarP(&quiet, "quiet", "q", false, "no progress or success output; failures are still explained")
 	f.BoolVar(&asJ, "json", false, "print the result as one JSON object on stdout")
+	f.BoolVar(&checkAccept, "check-accept", false, "count a target ready only if it keeps the connection 200ms without reset or close (a proxy such as docker-proxy accepts while its backend is down)")
 	return cmd
 }
 
 type waitOptions struct {
 	timeout, interval time.Duration
 	any               bool
-	progress          io.Writer // nil: no progress line
+	readWait          time.Duration // see dial.Options.ReadWait
+	progress          io.Writer     // nil: no progress line
 }
 
 // waitResult is what wait found, also its --json form.
@@ -149,9 +160,10 @@ func waitReady(ctx context.Context, eps []target.Endpoint, o waitOptions) *waitR
 		wt := &waitTarget{Target: ep.String()}
 		res.Targets = append(res.Targets, wt)
 		d := dial.New([]target.Endpoint{ep}, dial.Options{
-			Retries: -1,
-			Backoff: dial.Backoff{Initial: 50 * time.Millisecond, Max: o.interval},
-			Eject:   dial.Ejection{Consecutive: -1},
+			Retries:  -1,
+			Backoff:  dial.Backoff{Initial: 50 * time.Millisecond, Max: o.interval},
+			Eject:    dial.Ejection{Consecutive: -1},
+			ReadWait: o.readWait,
 			OnAttempt: func(a dial.Attempt) {
 				res.mu.Lock()
 				defer res.mu.Unlock()

@@ -137,3 +137,31 @@ func TestWaitInterrupted(t *testing.T) {
 		t.Errorf("exit %d, stderr %q; want 1 and the target's state when interrupted", code, errb.String())
 	}
 }
+
+// A port that accepts and at once closes (docker-proxy or a load balancer
+// whose backend is down) is ready for plain wait, but not with
+// --check-accept, which reports it closed-by-peer.
+func TestWaitCheckAccept(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	addr := ln.Addr().String()
+	if code, _, errs := runWithInput(t, "", "wait", addr, "--timeout", "5s", "-q"); code != ExitOK {
+		t.Fatalf("plain wait: exit %d, stderr %q; want 0", code, errs)
+	}
+	code, _, errs := runWithInput(t, "", "wait", addr, "--timeout", "700ms", "--check-accept")
+	if code != ExitFail || !strings.Contains(errs, addr+" still closed-by-peer") {
+		t.Fatalf("--check-accept: exit %d, stderr %q; want 1 and closed-by-peer", code, errs)
+	}
+}
