@@ -210,6 +210,18 @@ func join(field, key string) string {
 	return field + "." + key
 }
 
+// shortDuration writes 24h and 1m, not 24h0m0s and 1m0s.
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
+}
+
 func kindName(n *yaml.Node) string {
 	switch n.Kind {
 	case yaml.MappingNode:
@@ -264,7 +276,11 @@ func (p *configParser) document(doc *yaml.Node) *Config {
 		}
 		return cfg
 	}
-	if eps.Kind != yaml.SequenceNode || len(eps.Content) == 0 {
+	if eps.Kind == yaml.SequenceNode && len(eps.Content) == 0 || eps.ShortTag() == "!!null" {
+		p.errf(eps, "endpoints", "the list is empty; add at least one endpoint (- name: NAME, target: HOST:PORT)")
+		return nil
+	}
+	if eps.Kind != yaml.SequenceNode {
 		p.errf(eps, "endpoints", "want a list of endpoints (lines starting with '- name:'), got %s", kindName(eps))
 		return nil
 	}
@@ -390,7 +406,7 @@ func (p *configParser) duration(v *yaml.Node, field string, lo, hi time.Duration
 		return 0
 	}
 	if d < lo || d > hi {
-		p.errf(v, field, "%v is outside %v-%v", d, lo, hi)
+		p.errf(v, field, "%s is outside %s-%s", shortDuration(d), shortDuration(lo), shortDuration(hi))
 		return 0
 	}
 	return d
