@@ -157,7 +157,10 @@ func parseRetention(s string) (time.Duration, error) {
 		}
 	}
 	if d < time.Hour {
-		return 0, fmt.Errorf("%q: keep at least 1h", s)
+		return 0, fmt.Errorf("%q: keep at least 1h (m is minutes; write days as e.g. 30d)", s)
+	}
+	if d > 3650*24*time.Hour {
+		return 0, fmt.Errorf("%q: keep at most 3650d", s)
 	}
 	return d, nil
 }

@@ -57,7 +57,7 @@ func TestParseRetention(t *testing.T) {
 			t.Errorf("parseRetention(%q) = %v, %v", in, got, err)
 		}
 	}
-	for _, in := range []string{"", "0d", "-1d", "d", "10m", "1.5d", "99999d"} {
+	for _, in := range []string{"", "0d", "-1d", "d", "10m", "1.5d", "99999d", "87601h", "1000000h"} {
 		if _, err := parseRetention(in); err == nil {
 			t.Errorf("parseRetention(%q) accepted", in)
 		}
