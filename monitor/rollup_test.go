@@ -410,3 +410,77 @@ func TestStoreFoldStepsForward(t *testing.T) {
 		}
 	})
 }
+
+// TestStoreFoldKeepsLateSamples: a sample older than the cut that commits
+// while a fold step runs (an agent's results after a hub outage) is either
+// folded or left for the next compaction, never deleted uncounted. In
+// PostgreSQL each statement of a READ COMMITTED transaction sees a new
+// snapshot, so a fold's DELETE could see rows its INSERT ... SELECT did not.
+// The test holds the fold's INSERT on a locked rollup row while the late
+// sample commits. (SQLite runs one writer at a time: no such window.)
+func TestStoreFoldKeepsLateSamples(t *testing.T) {
+	forEachStore(t, func(t *testing.T, dsn string) {
+		s := openTestStore(t, dsn)
+		if !s.postgres {
+			t.Skip("SQLite serialises writers")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		at := rollupNow.Add(-3 * time.Hour)
+		sample := Sample{Endpoint: "db", Source: LocalSource, Time: at, OK: true, Class: probe.Open, RTT: time.Millisecond}
+		// A 5-minute bucket already folded, and one more sample for it.
+		for range 2 {
+			if err := s.Write(ctx, Batch{Samples: []Sample{sample}}); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Compact(ctx, rollupNow, 2*time.Hour, 7*24*time.Hour); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.Write(ctx, Batch{Samples: []Sample{sample}}); err != nil {
+			t.Fatal(err)
+		}
+		other, err := s.db.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer other.Rollback()
+		var pid int
+		if err := other.QueryRowContext(ctx, `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := other.ExecContext(ctx, `UPDATE rollups SET n = n`); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- s.Compact(ctx, rollupNow, 2*time.Hour, 7*24*time.Hour) }()
+		for blocked := 0; blocked == 0; {
+			select {
+			case err := <-done:
+				t.Fatalf("compaction ended (%v) without waiting for the locked rollup", err)
+			case <-ctx.Done():
+				t.Fatal("compaction never waited for the locked rollup")
+			case <-time.After(10 * time.Millisecond):
+			}
+			if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))`, pid).Scan(&blocked); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := other.ExecContext(ctx, `INSERT INTO samples (endpoint, source, ts, ok, class, errno, rtt_us) VALUES ('db', $1, $2, 1, 'open', 0, 1000)`,
+			LocalSource, at.UnixMilli()); err != nil {
+			t.Fatal(err)
+		}
+		if err := other.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if _, probes := levelRows(t, s); probes[0]+probes[1]+probes[2] != 4 {
+			t.Errorf("probes per level %v, want 4 in all: a sample was deleted without being counted\n%s", probes, dump(t, s))
+		}
+		if u, err := s.Uptime(ctx, LocalSource, "db", rollupNow.Add(-24*time.Hour)); err != nil || u.Total != 4 {
+			t.Errorf("uptime %+v (%v), want 4 probes", u, err)
+		}
+	})
+}

@@ -529,14 +529,26 @@ func (s *Store) fold(ctx context.Context, from, t, cols, to string, w, cut int64
 				hi = min(max(next.Int64/w*w, lo.Int64/w*w+w), cut)
 			}
 			done = hi >= cut
-			_, err = tx.ExecContext(ctx, s.q(`INSERT INTO `+to+` (source, endpoint, bucket, n, ok_n, rtt_sum_us, rtt_max_us)
-				SELECT source, endpoint, (`+t+` / ?) * ?, `+cols+` FROM `+from+` WHERE `+t+` < ? GROUP BY 1, 2, 3
+			// PostgreSQL gives each statement of the transaction a new
+			// snapshot: a late row committed between an INSERT ... SELECT
+			// and a DELETE would be deleted uncounted. One statement that
+			// inserts what it deletes has one snapshot. SQLite has no
+			// data-modifying WITH, and no such window: one writer at a time.
+			rows, del, args := from+` WHERE `+t+` < ?`, "", []any{w, w, hi}
+			if s.postgres {
+				rows, del, args = `moved`, `WITH moved AS (DELETE FROM `+from+` WHERE `+t+` < ? RETURNING *) `, []any{hi, w, w}
+			}
+			_, err = tx.ExecContext(ctx, s.q(del+`INSERT INTO `+to+` (source, endpoint, bucket, n, ok_n, rtt_sum_us, rtt_max_us)
+				SELECT source, endpoint, (`+t+` / ?) * ?, `+cols+` FROM `+rows+` GROUP BY 1, 2, 3
 				ON CONFLICT (source, endpoint, bucket) DO UPDATE SET n = `+to+`.n + excluded.n,
 				ok_n = `+to+`.ok_n + excluded.ok_n, rtt_sum_us = `+to+`.rtt_sum_us + excluded.rtt_sum_us,
 				rtt_max_us = CASE WHEN excluded.rtt_max_us > `+to+`.rtt_max_us THEN excluded.rtt_max_us ELSE `+to+`.rtt_max_us END`),
-				w, w, hi)
+				args...)
 			if err != nil {
 				return fmt.Errorf("downsample %s into %s: %v", from, to, err)
+			}
+			if s.postgres {
+				return nil
 			}
 			if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM `+from+` WHERE `+t+` < ?`), hi); err != nil {
 				return fmt.Errorf("downsample %s: %v", from, err)
