@@ -88,7 +88,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// as is /healthz for load balancers and liveness probes.
 	if !s.authorized(r) && !strings.HasPrefix(r.URL.Path, "/static/") && r.URL.Path != "/healthz" {
 		if s.opt.User != "" {
-			h.Set("WWW-Authenticate", `Basic realm="reach", charset="UTF-8"`)
+			h.Add("WWW-Authenticate", `Basic realm="reach", charset="UTF-8"`)
+		}
+		if s.opt.Token != "" {
+			h.Add("WWW-Authenticate", `Bearer realm="reach"`)
 		}
 		http.Error(w, "unauthorized: pass the token (Authorization: Bearer TOKEN or ?token=TOKEN) or the basic-auth user", http.StatusUnauthorized)
 		return
@@ -102,8 +105,9 @@ func (s *Server) authorized(r *http.Request) bool {
 	}
 	if s.opt.Token != "" {
 		tok := r.URL.Query().Get("token")
-		if b, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
-			tok = b
+		// The scheme is case-insensitive: some clients send "bearer".
+		if a := r.Header.Get("Authorization"); len(a) > 7 && strings.EqualFold(a[:7], "Bearer ") {
+			tok = a[7:]
 		}
 		if tok != "" && equal(tok, s.opt.Token) {
 			return true

@@ -142,6 +142,8 @@ func TestReadOnlyAndAuth(t *testing.T) {
 		{"wrong token", "GET", "/api/endpoints?token=nope", nil, 401},
 		{"token in query", "GET", "/api/endpoints?token=s3cret", nil, 200},
 		{"bearer token", "GET", "/metrics", []string{"Authorization", "Bearer s3cret"}, 200},
+		{"bearer in lower case", "GET", "/metrics", []string{"Authorization", "bearer s3cret"}, 200}, // the scheme is case-insensitive (RFC 9110)
+		{"wrong bearer token", "GET", "/metrics", []string{"Authorization", "Bearer nope"}, 401},
 		{"basic auth", "GET", "/", []string{"Authorization", "Basic b3BzOnB3"}, 200},     // ops:pw
 		{"wrong password", "GET", "/", []string{"Authorization", "Basic b3BzOnB4"}, 401}, // ops:px
 		{"assets without credentials", "GET", "/static/app.js", nil, 200},                // the page's <script> cannot carry ?token=
@@ -166,6 +168,20 @@ func TestReadOnlyAndAuth(t *testing.T) {
 		if c.want == 401 && resp.Header.Get("WWW-Authenticate") == "" {
 			t.Errorf("%s: no WWW-Authenticate header", c.name)
 		}
+	}
+}
+
+// TestTokenOnlyChallenge: a 401 always says which scheme to use (RFC 9110
+// requires WWW-Authenticate), also when only a token is configured.
+func TestTokenOnlyChallenge(t *testing.T) {
+	srv, _, _ := newTestServer(t, Options{Token: "s3cret"})
+	resp, err := http.Get(srv.URL + "/api/endpoints")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 401 || !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Bearer ") {
+		t.Errorf("%d with WWW-Authenticate %q, want 401 with a Bearer challenge", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
 	}
 }
 
