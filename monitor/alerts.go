@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"sync"
 	"time"
 )
@@ -128,18 +130,37 @@ func (w *Webhook) post(ctx context.Context, client *http.Client, body []byte) er
 	u := w.url()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
 	if err != nil {
-		return err
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return fmt.Errorf("webhook URL: %w", err)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "reach-watch")
 	resp, err := client.Do(req)
 	if err != nil {
-		return err
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // its message holds the whole URL
+		}
+		return fmt.Errorf("POST %s: %w", hideURLSecrets(req.URL), err)
 	}
 	defer resp.Body.Close()
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("POST %s: %s", u, resp.Status)
+		return fmt.Errorf("POST %s: %s", hideURLSecrets(req.URL), resp.Status)
 	}
 	return nil
+}
+
+// hideURLSecrets gives a webhook URL for messages: chat webhooks carry
+// their secret in the path (hooks.slack.com/services/T/B/SECRET), the query
+// or the user info, so only the scheme and host are shown.
+func hideURLSecrets(u *url.URL) string {
+	s := u.Scheme + "://" + u.Host
+	if u.Path != "" && u.Path != "/" || u.RawQuery != "" {
+		s += "/..."
+	}
+	return s
 }

@@ -1,11 +1,14 @@
 package monitor
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -85,5 +88,45 @@ func TestWebhookGivesUp(t *testing.T) {
 	err := w.send(t.Context(), Alert{Endpoint: "db"})
 	if err == nil || calls.Load() != 3 {
 		t.Errorf("err %v after %d calls; want an error after 3", err, calls.Load())
+	}
+}
+
+// TestWebhookErrorsHideSecrets: chat webhooks carry their secret in the
+// URL's path (hooks.slack.com/services/T/B/SECRET), query or user info;
+// errors and log lines name only the scheme and host.
+func TestWebhookErrorsHideSecrets(t *testing.T) {
+	cases := []struct {
+		name    string
+		handler http.HandlerFunc
+	}{
+		{"status 503", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusServiceUnavailable) }},
+		{"connection closed", func(w http.ResponseWriter, r *http.Request) {
+			c, _, err := w.(http.Hijacker).Hijack()
+			if err == nil {
+				c.Close()
+			}
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			srv := httptest.NewServer(c.handler)
+			defer srv.Close()
+			var logs bytes.Buffer
+			u := strings.Replace(srv.URL, "http://", "http://bot:PASSWORD@", 1) + "/services/T0/B0/PATHSECRET?token=QUERYSECRET"
+			w := &Webhook{URL: u, Attempts: 2, Backoff: time.Millisecond, Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+			err := w.send(t.Context(), Alert{Endpoint: "db"})
+			if err == nil {
+				t.Fatal("no error")
+			}
+			all := err.Error() + "\n" + logs.String()
+			for _, secret := range []string{"PASSWORD", "PATHSECRET", "QUERYSECRET"} {
+				if strings.Contains(all, secret) {
+					t.Errorf("%s shown:\n%s", secret, all)
+				}
+			}
+			if host := strings.TrimPrefix(srv.URL, "http://"); !strings.Contains(err.Error(), host) {
+				t.Errorf("error %q does not name the host %s", err, host)
+			}
+		})
 	}
 }
