@@ -513,7 +513,13 @@ func (m *Monitor) writer(ctx context.Context) {
 			}
 		}
 		if err != nil {
-			m.log.Error("write batch; it is lost", "samples", len(b.Samples), "transitions", len(b.Transitions), "err", err)
+			// State changes, their diagnoses and the latest statuses are
+			// few, and are what findings and a restart's state come from:
+			// they go with the next batch. Samples are lost.
+			m.log.Error("write batch; its samples are lost, its state changes are retried with the next", "samples", len(b.Samples),
+				"transitions", len(b.Transitions), "err", err)
+			b = Batch{Samples: b.Samples[:0], Transitions: newest(b.Transitions), Diagnoses: newest(b.Diagnoses)}
+			return
 		}
 		b = Batch{Samples: b.Samples[:0]}
 		clear(latest)
@@ -544,6 +550,14 @@ func (m *Monitor) writer(ctx context.Context) {
 			flush()
 		}
 	}
+}
+
+// maxRetried bounds the state changes (and diagnoses) kept for the next
+// batch while the store fails: the newest are kept.
+const maxRetried = 10_000
+
+func newest(ts []Transition) []Transition {
+	return ts[max(0, len(ts)-maxRetried):]
 }
 
 // update is one thing for the batch writer to store.

@@ -11,6 +11,9 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/reach-tools/reach/probe"
 	"github.com/reach-tools/reach/target"
 )
@@ -367,5 +370,54 @@ func TestObserveAfterRun(t *testing.T) {
 		if a := rec.snapshot(); len(a) != 0 || rec.diags != 0 {
 			t.Errorf("after Run: %d alerts, %d diagnoses; want none", len(a), rec.diags)
 		}
+	})
+}
+
+// TestFailedWriteKeepsStateChanges: a batch the store refuses loses its
+// samples, but its state changes and diagnoses are written with the next
+// batch that succeeds: they are what the dashboard's findings and a
+// restart's state come from.
+func TestFailedWriteKeepsStateChanges(t *testing.T) {
+	forEachStore(t, func(t *testing.T, dsn string) {
+		s := openTestStore(t, dsn)
+		reg := prometheus.NewRegistry()
+		mt := NewMetrics(reg)
+		rec := &recorder{}
+		e := ep("db", 5432, time.Hour)
+		m, err := New(t.Context(), &Config{Alerts: Alerts{Rise: 1, Fall: 1}},
+			Options{Store: s, Metrics: mt, Notifier: rec, FlushInterval: 5 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeErrors := func() float64 {
+			var d dto.Metric
+			mt.writeErrors.Write(&d)
+			return d.GetCounter().GetValue()
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- m.Run(ctx) }()
+		defer func() { cancel(); <-done }()
+
+		// Every write fails while the samples table is away.
+		if _, err := s.db.Exec(`ALTER TABLE samples RENAME TO samples_away`); err != nil {
+			t.Fatal(err)
+		}
+		down := time.Now()
+		m.Observe(t.Context(), "agent-1", e, down, probe.Result{Class: probe.Refused})
+		waitFor(t, 30*time.Second, func() bool { return len(rec.snapshot()) == 1 }) // the change is queued
+		// Two more failed writes: the change was in one of them.
+		for e0 := writeErrors(); writeErrors() < e0+2; {
+			m.Observe(t.Context(), "agent-1", e, time.Now(), probe.Result{Class: probe.Refused})
+			time.Sleep(5 * time.Millisecond)
+		}
+		if _, err := s.db.Exec(`ALTER TABLE samples_away RENAME TO samples`); err != nil {
+			t.Fatal(err)
+		}
+		m.Observe(t.Context(), "agent-1", e, time.Now(), probe.Result{Class: probe.Refused})
+		waitFor(t, 30*time.Second, func() bool {
+			ts, err := s.Transitions(t.Context(), "agent-1", "db", 5)
+			return err == nil && len(ts) == 1 && ts[0].To == StateDown && ts[0].Time.Equal(time.UnixMilli(down.UnixMilli()))
+		})
 	})
 }
