@@ -236,6 +236,26 @@ func (m *Monitor) Reload(cfg *Config) {
 	}
 }
 
+// ForgetSources drops the state and metrics of the endpoints seen from
+// other sources (agents) that keep refuses, e.g. the pairs a reload removed
+// from the hub's configuration; their history stays in the store. The
+// monitor's own endpoints follow Reload.
+func (m *Monitor) ForgetSources(keep func(source, name string) bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	forgot := false
+	for k := range m.entries {
+		if k.source != LocalSource && !keep(k.source, k.name) {
+			delete(m.entries, k)
+			m.opt.Metrics.forget(k.source, k.name)
+			forgot = true
+		}
+	}
+	if forgot {
+		m.notifyLocked()
+	}
+}
+
 // Run probes until ctx ends, then waits for probes in flight and writes the
 // last batch.
 func (m *Monitor) Run(ctx context.Context) error {

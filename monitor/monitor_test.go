@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -420,4 +421,50 @@ func TestFailedWriteKeepsStateChanges(t *testing.T) {
 			return err == nil && len(ts) == 1 && ts[0].To == StateDown && ts[0].Time.Equal(time.UnixMilli(down.UnixMilli()))
 		})
 	})
+}
+
+// TestForgetSources: a pair removed from the hub's configuration leaves
+// the dashboard and /metrics (a down pair kept reach_endpoint_up at 0, and
+// alerts firing, until a restart); the monitor's own endpoints and the pairs
+// kept stay.
+func TestForgetSources(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	local := ep("api", 8080, time.Hour)
+	m, err := New(t.Context(), &Config{Endpoints: []Endpoint{local}, Alerts: Alerts{Rise: 1, Fall: 1}}, Options{Metrics: NewMetrics(reg)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := ep("db:5432", 5432, time.Hour)
+	for _, src := range []string{"web-1", "web-2"} {
+		m.Observe(t.Context(), src, db, time.Now(), probe.Result{Class: probe.Refused})
+	}
+	m.Observe(t.Context(), LocalSource, local, time.Now(), probe.Result{Class: probe.Open})
+	m.wg.Wait()
+	changed := m.Changed()
+	m.ForgetSources(func(source, name string) bool { return source == "web-1" && name == "db:5432" })
+	select {
+	case <-changed:
+	default:
+		t.Error("the dashboard was not told")
+	}
+	var got []string
+	for _, st := range m.Statuses() {
+		got = append(got, st.Source+"/"+st.Endpoint)
+	}
+	if want := []string{"local/api", "web-1/db:5432"}; !slices.Equal(got, want) {
+		t.Errorf("statuses %v, want %v", got, want)
+	}
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		for _, mt := range f.GetMetric() {
+			for _, l := range mt.GetLabel() {
+				if l.GetName() == "source" && l.GetValue() == "web-2" {
+					t.Errorf("%s still has a series for web-2: %v", f.GetName(), mt.GetLabel())
+				}
+			}
+		}
+	}
 }
