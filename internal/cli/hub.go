@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -118,7 +119,8 @@ func (d hubDiagnoser) DiagnoseFrom(ctx context.Context, source string, ep monito
 }
 
 // reloadHub applies a reloaded agents: section; a bad one keeps the old.
-func reloadHub(hub *agent.Hub, cfg *monitor.Config, log *slog.Logger) {
+// The pairs it removed leave the dashboard and /metrics.
+func reloadHub(hub *agent.Hub, m *monitor.Monitor, cfg *monitor.Config, log *slog.Logger) {
 	if hub == nil {
 		return
 	}
@@ -131,7 +133,26 @@ func reloadHub(hub *agent.Hub, cfg *monitor.Config, log *slog.Logger) {
 	}
 	if err != nil {
 		log.Error("agents: reload refused; the running hub configuration stays", "err", err)
+		return
 	}
+	forgetRemovedPairs(m, hc)
+}
+
+// forgetRemovedPairs drops from the monitor the pairs seen from agents
+// that hc (nil: no agents: section) no longer holds: states restored from
+// the store, or kept across a reload, would stay "down" and keep
+// reach_endpoint_up at 0 for a pair nobody probes.
+func forgetRemovedPairs(m *monitor.Monitor, hc *agent.HubConfig) {
+	lists := map[string]agent.ProbeList{}
+	if hc != nil {
+		var err error
+		if lists, err = hc.ProbeLists(); err != nil {
+			return // the hub refused it too
+		}
+	}
+	m.ForgetSources(func(source, name string) bool {
+		return slices.ContainsFunc(lists[source].Targets, func(t agent.Target) bool { return t.ID == name })
+	})
 }
 
 // withHub serves the agent protocol (behind the agents' token) beside the

@@ -241,6 +241,8 @@ func (w *watcher) run() error {
 	if hub != nil {
 		hub.Sink = agent.MonitorSink{Monitor: m, Ctx: env.Ctx}
 	}
+	hc, _ := hubConfig(w.cfg) // checked by newHub
+	forgetRemovedPairs(m, hc)
 	if ta, ok := ln.Addr().(*net.TCPAddr); ok && !ta.IP.IsLoopback() && w.auth.Token == "" && w.auth.User == "" && w.tls.clientCA == "" {
 		log.Warn("the dashboard has no auth and listens beyond loopback: anyone who reaches it sees every endpoint, and on a hub what agents see of their hosts' sockets and firewalls; set REACH_WATCH_TOKEN or REACH_WATCH_BASIC_AUTH, or --tls-client-ca",
 			"listen", ln.Addr().String())
@@ -285,7 +287,7 @@ func (w *watcher) reloadOnHUP(ctx context.Context, hup <-chan os.Signal, m *moni
 			continue
 		}
 		m.Reload(cfg)
-		reloadHub(hub, cfg, log)
+		reloadHub(hub, m, cfg, log)
 		hook.SetURL(cfg.Alerts.Webhook)
 		log.Info("configuration reloaded", "config", w.path, "endpoints", len(cfg.Endpoints))
 	}
