@@ -122,6 +122,7 @@ type Monitor struct {
 	queue    jobHeap
 	entries  map[key]*entry
 	seq      uint64
+	listSeq  uint64        // seq when endpoints were last added or removed
 	changed  chan struct{} // closed and replaced on every state change
 	draining bool          // Run is ending: no new goroutines
 	stopped  bool          // batch is closed
@@ -229,6 +230,8 @@ func (m *Monitor) Reload(cfg *Config) {
 			m.opt.Metrics.forget(LocalSource, k.name)
 		}
 	}
+	m.seq++
+	m.listSeq = m.seq
 	m.notifyLocked()
 	select {
 	case m.wake <- struct{}{}:
@@ -252,6 +255,8 @@ func (m *Monitor) ForgetSources(keep func(source, name string) bool) {
 		}
 	}
 	if forgot {
+		m.seq++
+		m.listSeq = m.seq
 		m.notifyLocked()
 	}
 }
@@ -626,18 +631,21 @@ func (m *Monitor) Changed() <-chan struct{} {
 
 // Statuses returns every endpoint's status, sorted by source then name.
 func (m *Monitor) Statuses() []Status {
-	out, _ := m.StatusesSince(0)
+	out, _, _ := m.StatusesSince(0)
 	return out
 }
 
 // StatusesSince returns the statuses that changed after seq, and the
-// sequence number to pass next time. seq 0 returns all.
-func (m *Monitor) StatusesSince(seq uint64) ([]Status, uint64) {
+// sequence number to pass next time. It returns every status, and full,
+// for seq 0 or when endpoints were added or removed since seq (a reload):
+// the caller's list is then replaced, not updated.
+func (m *Monitor) StatusesSince(seq uint64) (sts []Status, next uint64, full bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	full = seq == 0 || seq < m.listSeq
 	var out []Status
 	for _, e := range m.entries {
-		if e.seq > seq || seq == 0 {
+		if e.seq > seq || full {
 			out = append(out, e.status)
 		}
 	}
@@ -656,7 +664,7 @@ func (m *Monitor) StatusesSince(seq uint64) ([]Status, uint64) {
 		}
 		return 0
 	})
-	return out, m.seq
+	return out, m.seq, full
 }
 
 // ErrNoEndpoint is returned for an endpoint the monitor does not know.

@@ -146,8 +146,9 @@ func (s *Server) serveLatency(w http.ResponseWriter, r *http.Request) {
 }
 
 // serveEvents streams status changes as server-sent events: a "snapshot"
-// event with every status first, then "status" events with those that
-// changed, at most a few per second.
+// event with every status first (and again after a reload added or removed
+// endpoints), then "status" events with those that changed, at most a few
+// per second.
 func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 	fl, ok := w.(http.Flusher)
 	if !ok {
@@ -158,7 +159,7 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	m := s.opt.Monitor
 	changed := m.Changed()
-	all, seq := m.StatusesSince(0)
+	all, seq, _ := m.StatusesSince(0)
 	if !send(w, "snapshot", all) {
 		return
 	}
@@ -179,9 +180,14 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 		case <-tick.C:
 		}
 		changed = m.Changed()
-		var sts []monitor.Status
-		sts, seq = m.StatusesSince(seq)
-		if len(sts) == 0 {
+		sts, next, full := m.StatusesSince(seq)
+		seq = next
+		if full {
+			// Endpoints came or went (a reload): the page replaces its list.
+			if !send(w, "snapshot", sts) {
+				return
+			}
+		} else if len(sts) == 0 {
 			// A comment keeps proxies from closing an idle stream.
 			if _, err := w.Write([]byte(": idle\n\n")); err != nil {
 				return

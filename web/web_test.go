@@ -230,6 +230,21 @@ func TestEventsStreamChanges(t *testing.T) {
 			break
 		}
 	}
+	// A reload that adds and removes endpoints sends the whole new list,
+	// which the page puts in place of its own: status events alone never
+	// removed an endpoint, nor showed one added before its first probe.
+	api := ep
+	api.Name = "api"
+	m.Reload(&monitor.Config{Endpoints: []monitor.Endpoint{api}})
+	for {
+		ev, sts = next()
+		if ev == "snapshot" {
+			break
+		}
+	}
+	if len(sts) != 1 || sts[0].Endpoint != "api" {
+		t.Errorf("snapshot after the reload: %+v, want api alone", sts)
+	}
 }
 
 // Before its first probe an endpoint has no "last" result, rather than one

@@ -200,7 +200,18 @@ function renderPlot(lat) {
 function connect() {
   const live = document.getElementById("live");
   const es = new EventSource(api("api/events"));
-  es.addEventListener("snapshot", (e) => { live.textContent = "live"; live.classList.add("on"); merge(JSON.parse(e.data)); });
+  // A snapshot is the whole list (on connecting, and after a reload added or
+  // removed endpoints): it replaces ours.
+  es.addEventListener("snapshot", (e) => {
+    live.textContent = "live"; live.classList.add("on");
+    const sts = JSON.parse(e.data);
+    for (const st of sts) { // the stream has no uptime: keep the list's
+      const old = rows.get(keyOf(st));
+      if (old && old.uptime_24h != null) st.uptime_24h = old.uptime_24h;
+    }
+    rows.clear();
+    merge(sts);
+  });
   es.addEventListener("status", (e) => merge(JSON.parse(e.data)));
   es.onerror = () => { live.textContent = "reconnecting…"; live.classList.remove("on"); };
 }
