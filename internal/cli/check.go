@@ -94,13 +94,26 @@ Exit status: 0 every target is reachable, 1 one is not, 2 usage error.`,
 			if len(eps) == 1 {
 				enc.SetIndent("", "  ") // several targets: JSON Lines
 			}
+			// Every target is checked at once (a few at a time), so several
+			// firewalled ones cost one timeout, not one each; reports come
+			// out in the order given, each as soon as those before it are.
+			reports := make([]chan *doctor.Report, len(eps))
+			sem := make(chan struct{}, maxConcurrentChecks)
+			for i, ep := range eps {
+				reports[i] = make(chan *doctor.Report, 1)
+				go func() {
+					sem <- struct{}{}
+					defer func() { <-sem }()
+					reports[i] <- doctor.Run(env.Ctx, ep, opt)
+				}()
+			}
 			failed := false
 			for i, ep := range eps {
 				progress := showsProgress(env.Err)
 				if progress {
 					fmt.Fprintf(env.Err, "checking %s (up to %v)…", ep, timeout+timeout*3/20)
 				}
-				r := doctor.Run(env.Ctx, ep, opt)
+				r := <-reports[i]
 				if progress {
 					fmt.Fprint(env.Err, "\r\x1b[K") // clear the progress line
 				}
@@ -133,6 +146,10 @@ Exit status: 0 every target is reachable, 1 one is not, 2 usage error.`,
 	remote.add(cmd)
 	return cmd
 }
+
+// maxConcurrentChecks bounds the targets checked at once: each check runs
+// several probes, reads the socket table and the firewall.
+const maxConcurrentChecks = 8
 
 // colorOK reports whether stdout is a terminal and NO_COLOR is unset.
 func colorOK(env *Env) bool {
