@@ -48,8 +48,8 @@ except for failures.
 targets[] (target, ready, after_ms, attempts, class: the last attempt's,
 error, hint).
 
-Exit status: 0 ready (or CMD's status), 1 timed out or interrupted, 2 usage error,
-126/127 CMD could not be run.`,
+Exit status: 0 ready (or CMD's status), 1 timed out or interrupted,
+2 usage error, 126/127 CMD could not be run.`,
 		Example: `  reach wait 127.0.0.1:5432 --timeout 30s -- psql -h 127.0.0.1   # start when the db is up
   reach wait db:5432 cache:6379 -- ./app                         # every target
   reach wait db1:5432 db2:5432 --any -q                          # any one; exit status only
