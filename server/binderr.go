@@ -43,6 +43,9 @@ type BindError struct {
 	Overlaps string
 	// HostAddrs are this host's addresses (CauseNotLocal).
 	HostAddrs []netip.Prefix
+	// IPv6Off is set when the address is IPv6 and IPv6 is switched off
+	// here (net.ipv6.conf.all.disable_ipv6 = 1; CauseNotLocal).
+	IPv6Off bool
 	// PortStart is net.ipv4.ip_unprivileged_port_start, the first port an
 	// unprivileged process may bind; UID is our effective uid (CausePrivileged).
 	PortStart int
@@ -73,6 +76,9 @@ func (e *BindError) Error() string {
 		return fmt.Sprintf("%s: permission denied: ports below %d are privileged here (net.ipv4.ip_unprivileged_port_start = %d), and this process (uid %d) lacks CAP_NET_BIND_SERVICE",
 			head, e.PortStart, e.PortStart, e.UID)
 	case CauseNotLocal:
+		if e.IPv6Off {
+			return fmt.Sprintf("%s: cannot assign requested address: IPv6 is disabled on this host (net.ipv6.conf.all.disable_ipv6 = 1), so it has no %s", head, e.Bind.Addr())
+		}
 		return fmt.Sprintf("%s: cannot assign requested address: %s is not an address of this host (it has %s)", head, e.Bind.Addr(), prefixList(e.HostAddrs))
 	}
 	return e.Err.Error()
@@ -121,6 +127,16 @@ func (e *BindError) Fix() []string {
 			fmt.Sprintf("or let unprivileged processes bind from port %d (per network namespace): sudo sysctl net.ipv4.ip_unprivileged_port_start=%d", port, port),
 		}
 	case CauseNotLocal:
+		if e.IPv6Off {
+			v4 := "0.0.0.0"
+			if e.Bind.Addr().IsLoopback() {
+				v4 = "127.0.0.1"
+			}
+			return []string{
+				fmt.Sprintf("listen on an IPv4 address instead: %s", netip.AddrPortFrom(netip.MustParseAddr(v4), e.Bind.Port())),
+				"or turn IPv6 on: sudo sysctl net.ipv6.conf.all.disable_ipv6=0 (and net.ipv6.conf.IFACE.disable_ipv6=0 for the interface, lo for ::1)",
+			}
+		}
 		return []string{
 			"listen on one of this host's addresses, or on 0.0.0.0 (IPv4) / [::] (IPv6) for all of them",
 			"if the address is added later (keepalived, DHCP), allow binding it early: sudo sysctl net.ipv4.ip_nonlocal_bind=1 (net.ipv6.ip_nonlocal_bind=1 for IPv6)",
@@ -168,6 +184,7 @@ func explainBind(ctx context.Context, addr string, err error) *BindError {
 	case syscall.EADDRNOTAVAIL:
 		e.Cause = CauseNotLocal
 		e.HostAddrs, _ = sockets.Addresses() // without them the message still names the address
+		e.IPv6Off = e.Bind.Addr().Is6() && ipv6Disabled()
 	}
 	return e
 }

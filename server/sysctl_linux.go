@@ -16,3 +16,10 @@ func unprivilegedPortStart() (int, bool) {
 	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
 	return n, err == nil
 }
+
+// ipv6Disabled reports whether net.ipv6.conf.all.disable_ipv6 is 1 in the
+// calling thread's network namespace.
+func ipv6Disabled() bool {
+	b, err := os.ReadFile("/proc/sys/net/ipv6/conf/all/disable_ipv6")
+	return err == nil && strings.TrimSpace(string(b)) == "1"
+}
