@@ -23,7 +23,8 @@ const (
 )
 
 // Webhook POSTs each Alert as JSON to a URL, in order, retrying failures with
-// exponential backoff. Notify never blocks: alerts queue (up to 1024; older
+// exponential backoff (but not a 4xx refusal other than 408 and 429: it
+// would fail the same way). Notify never blocks: alerts queue (up to 1024; older
 // ones are kept and newer ones dropped, with a log line, beyond that).
 type Webhook struct {
 	URL string // empty drops alerts; change it with SetURL once running
@@ -122,6 +123,10 @@ func (w *Webhook) send(ctx context.Context, a Alert) error {
 		if last = w.post(ctx, client, body); last == nil {
 			return nil
 		}
+		var se *statusError
+		if errors.As(last, &se) && se.code/100 == 4 && se.code != http.StatusRequestTimeout && se.code != http.StatusTooManyRequests {
+			return fmt.Errorf("not retried: %w (check the webhook URL and its credentials)", last)
+		}
 	}
 	return fmt.Errorf("after %d attempts: %w", attempts, last)
 }
@@ -149,10 +154,18 @@ func (w *Webhook) post(ctx context.Context, client *http.Client, body []byte) er
 	defer resp.Body.Close()
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("POST %s: %s", hideURLSecrets(req.URL), resp.Status)
+		return &statusError{url: hideURLSecrets(req.URL), code: resp.StatusCode, status: resp.Status}
 	}
 	return nil
 }
+
+// statusError is a webhook's answer other than 2xx.
+type statusError struct {
+	url, status string
+	code        int
+}
+
+func (e *statusError) Error() string { return "POST " + e.url + ": " + e.status }
 
 // hideURLSecrets gives a webhook URL for messages: chat webhooks carry
 // their secret in the path (hooks.slack.com/services/T/B/SECRET), the query

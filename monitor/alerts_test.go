@@ -130,3 +130,33 @@ func TestWebhookErrorsHideSecrets(t *testing.T) {
 		})
 	}
 }
+
+// TestWebhookRetriesOnlyWhatMayPass: a request the receiver refuses as
+// such (400, 401, 404: a wrong URL or token) fails the same way every time;
+// retrying it only holds up the alerts queued behind it. Timeouts, rate
+// limits and server errors are retried.
+func TestWebhookRetriesOnlyWhatMayPass(t *testing.T) {
+	for _, c := range []struct {
+		status int
+		calls  int32
+	}{
+		{http.StatusBadRequest, 1},
+		{http.StatusUnauthorized, 1},
+		{http.StatusNotFound, 1},
+		{http.StatusRequestTimeout, 3},
+		{http.StatusTooManyRequests, 3},
+		{http.StatusBadGateway, 3},
+	} {
+		var calls atomic.Int32
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			calls.Add(1)
+			w.WriteHeader(c.status)
+		}))
+		w := &Webhook{URL: srv.URL, Attempts: 3, Backoff: time.Millisecond}
+		err := w.send(t.Context(), Alert{Endpoint: "db"})
+		srv.Close()
+		if err == nil || !strings.Contains(err.Error(), http.StatusText(c.status)) || calls.Load() != c.calls {
+			t.Errorf("status %d: %d calls, err %v; want %d calls and an error naming the status", c.status, calls.Load(), err, c.calls)
+		}
+	}
+}
