@@ -76,8 +76,13 @@ func (c Class) Causes() []string {
 		return []string{"no route to that network from this host", "the interface is down"}
 	case DNS:
 		return []string{"the name is wrong", "the resolver is down or unreachable", "the record does not exist for this address family"}
-	case Reset, ClosedByPeer:
+	case Reset:
 		return []string{"the server crashed or restarted", "the server is full (connection limit)", "application-level access control"}
+	case ClosedByPeer:
+		// Accepted, then closed: the port had a listener, so a crash is
+		// less likely than a proxy (docker-proxy, a load balancer)
+		// whose backend is down.
+		return []string{"a proxy or load balancer accepted for a server behind it that is down", "the server is full (connection limit)", "application-level access control", "the server crashed or restarted"}
 	case LocalError:
 		return []string{"out of file descriptors", "ephemeral ports exhausted", "a local OUTPUT firewall rule"}
 	}

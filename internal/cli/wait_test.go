@@ -164,4 +164,9 @@ func TestWaitCheckAccept(t *testing.T) {
 	if code != ExitFail || !strings.Contains(errs, addr+" still closed-by-peer") {
 		t.Fatalf("--check-accept: exit %d, stderr %q; want 1 and closed-by-peer", code, errs)
 	}
+	// A port that accepts and closes at once is a proxy without a backend
+	// more often than a crash: a crashed server's port refuses.
+	if !strings.Contains(errs, "likely: a proxy or load balancer accepted for a server behind it that is down") {
+		t.Errorf("--check-accept: hint %q does not name the likely proxy", errs)
+	}
 }
