@@ -78,17 +78,47 @@ func (w *Webhook) logger() *slog.Logger {
 	return w.Logger
 }
 
-// Run sends queued alerts until ctx ends.
+// webhookDrain bounds sending the alerts still queued when Run's context
+// ends: a change announced just before a restart is not seen again after it.
+const webhookDrain = 5 * time.Second
+
+// Run sends queued alerts until ctx ends, then for up to 5 s those still
+// queued.
 func (w *Webhook) Run(ctx context.Context) {
 	w.init()
-	for {
+	for ctx.Err() == nil {
 		select {
 		case <-ctx.Done():
-			return
 		case a := <-w.queue:
 			if err := w.send(ctx, a); err != nil {
+				if ctx.Err() != nil {
+					w.drain(ctx, &a) // interrupted: send it with the rest
+					return
+				}
 				w.logger().Error("webhook failed; alert lost", "endpoint", a.Endpoint, "state", a.State, "err", err)
 			}
+		}
+	}
+	w.drain(ctx, nil)
+}
+
+// drain sends first (when set) and the queued alerts, within webhookDrain.
+func (w *Webhook) drain(ctx context.Context, first *Alert) {
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), webhookDrain)
+	defer cancel()
+	for {
+		var a Alert
+		if first != nil {
+			a, first = *first, nil
+		} else {
+			select {
+			case a = <-w.queue:
+			default:
+				return
+			}
+		}
+		if err := w.send(dctx, a); err != nil {
+			w.logger().Error("webhook failed while stopping; alert lost", "endpoint", a.Endpoint, "state", a.State, "err", err)
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -158,5 +159,26 @@ func TestWebhookRetriesOnlyWhatMayPass(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), http.StatusText(c.status)) || calls.Load() != c.calls {
 			t.Errorf("status %d: %d calls, err %v; want %d calls and an error naming the status", c.status, calls.Load(), err, c.calls)
 		}
+	}
+}
+
+// TestWebhookDrainsOnShutdown: alerts queued when reach watch stops are
+// still sent (for a few seconds): a "down" lost there was never sent, as
+// the restarted process restores the state without a change to announce.
+func TestWebhookDrainsOnShutdown(t *testing.T) {
+	var got atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got.Add(1)
+	}))
+	defer srv.Close()
+	w := &Webhook{URL: srv.URL, Backoff: time.Millisecond}
+	for i := range 8 {
+		w.Notify(Alert{Endpoint: fmt.Sprint("db-", i), State: StateDown})
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel() // stopping already
+	w.Run(ctx)
+	if got.Load() != 8 {
+		t.Errorf("%d of 8 queued alerts sent on shutdown", got.Load())
 	}
 }
