@@ -276,10 +276,21 @@ var FirewallCheck = CheckFunc{"firewall", func(ctx context.Context, s *State) Ch
 				dir string
 			}{h, "in"})
 		}
+		// The interfaces the SYN passes, where this host knows them: it
+		// leaves by the route's device, and a target on this host (a route
+		// over lo) also arrives on lo.
+		var dev string
+		if len(s.Routes) > i {
+			dev = s.Routes[i].Dev
+		}
 		count := 0
 		for _, set := range sets {
 			count += len(set.ev.Rules)
-			for _, m := range Evaluate(set.ev.Rules, Packet{Direction: set.dir, Src: src, Dst: ap}) {
+			p := Packet{Direction: set.dir, Src: src, Dst: ap, Out: dev}
+			if set.dir == "in" && dev == "lo" {
+				p.Out, p.In = "", "lo"
+			}
+			for _, m := range Evaluate(set.ev.Rules, p) {
 				matches = append(matches, m)
 				if f, ok := firewallFinding(m, set.dir, ap, class, set.ev.Host); ok {
 					f.Addr = s.label(i)

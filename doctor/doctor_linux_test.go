@@ -276,6 +276,18 @@ func TestCauses(t *testing.T) {
 		},
 		class: "timeout",
 	}, {
+		name: "firewall-drop/loopback-interface",
+		// A rule matching the interface (-i lo), as most host firewalls
+		// write loopback rules: the doctor knows a target on this host is
+		// reached over lo, so the rule is confirmed, not "possible" (which
+		// left the absent listener to be blamed for a timeout).
+		setup: func(t *testing.T, p *pair) setup {
+			p.srv.Iptables(t, "-A", "INPUT", "-i", "lo", "-p", "tcp", "--dport", "5999", "-j", "DROP")
+			return setup{ep: "127.0.0.1:5999"}
+		},
+		views: []view{{onServer, want{cause: doctor.FirewallDrop, confidence: doctor.Confirmed, evidence: "-A INPUT -i lo -p tcp -m tcp --dport 5999 -j DROP"}}},
+		class: "timeout",
+	}, {
 		name: "firewall-drop/default-deny-policy",
 		setup: func(t *testing.T, p *pair) setup {
 			port := listenServe(t, p.srv, "tcp", "0.0.0.0:0")

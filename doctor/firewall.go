@@ -27,7 +27,34 @@ type Rule struct {
 	notPorts []portRange // "! --dport": the port must be outside these
 	dst      []netip.Prefix
 	src      []netip.Prefix
-	other    []string // conditions the doctor does not evaluate (ct state, interfaces, ...)
+	ifaces   []ifaceCond
+	other    []string // conditions the doctor does not evaluate (ct state, marks, ...)
+}
+
+// ifaceCond is an interface match (-i/-o, iifname/oifname). It is decided
+// when the packet's interface is known, and otherwise left unchecked.
+type ifaceCond struct {
+	in     bool   // the interface the packet arrives on; else the one it leaves by
+	name   string // a trailing '+' (iptables) or '*' (nft) makes it a prefix
+	negate bool
+	text   string // as written, for Match.Unchecked
+}
+
+// decide reports whether the condition holds for p, and whether p says
+// enough to tell.
+func (c ifaceCond) decide(p Packet) (holds, known bool) {
+	dev := p.Out
+	if c.in {
+		dev = p.In
+	}
+	if dev == "" {
+		return false, false
+	}
+	holds = dev == c.name
+	if n := len(c.name); n > 0 && (c.name[n-1] == '+' || c.name[n-1] == '*') {
+		holds = strings.HasPrefix(dev, c.name[:n-1])
+	}
+	return holds != c.negate, true
 }
 
 type portRange struct{ lo, hi uint16 }
@@ -37,6 +64,9 @@ type portRange struct{ lo, hi uint16 }
 type Packet struct {
 	Direction string
 	Src, Dst  netip.AddrPort
+	// In and Out name the interfaces the packet arrives on and leaves by,
+	// "" when unknown (rules matching on them then stay unchecked).
+	In, Out string
 }
 
 // Match says how a rule applies to a packet: Exact when every condition was
@@ -75,6 +105,22 @@ func (r Rule) matches(p Packet) bool {
 		return false
 	}
 	return inPrefixes(r.dst, dst) && (!src.IsValid() || inPrefixes(r.src, src))
+}
+
+// unchecked returns the conditions of r that p leaves open, or false when
+// an interface condition rules r out.
+func (r Rule) unchecked(p Packet) ([]string, bool) {
+	other := r.other[:len(r.other):len(r.other)]
+	for _, c := range r.ifaces {
+		holds, known := c.decide(p)
+		switch {
+		case !known:
+			other = append(other, c.text)
+		case !holds:
+			return nil, false
+		}
+	}
+	return other, true
 }
 
 func inRanges(rs []portRange, port uint16) bool {
@@ -118,6 +164,10 @@ func Evaluate(rules []Rule, p Packet) []Match {
 			if decided[k] || (pass == 1 && tableDecided[[2]string{r.Source, r.Table}]) || !r.matches(p) {
 				continue
 			}
+			other, ok := r.unchecked(p)
+			if !ok {
+				continue
+			}
 			if r.Policy {
 				if r.Verdict != "accept" {
 					out = append(out, Match{Rule: r, Exact: true})
@@ -130,9 +180,9 @@ func Evaluate(rules []Rule, p Packet) []Match {
 			default:
 				continue
 			}
-			if len(r.other) > 0 {
+			if len(other) > 0 {
 				if r.Verdict != "accept" {
-					out = append(out, Match{Rule: r, Unchecked: r.other})
+					out = append(out, Match{Rule: r, Unchecked: other})
 				}
 				continue
 			}
@@ -295,6 +345,15 @@ func parseIptablesRule(s, table, family string) (Rule, error) {
 			default:
 				r.Verdict = "jump"
 			}
+		case "-i", "--in-interface", "-o", "--out-interface":
+			if verr != nil {
+				return Rule{}, verr
+			}
+			text := a + " " + v
+			if negate {
+				text = "! " + text
+			}
+			r.ifaces = append(r.ifaces, ifaceCond{in: a == "-i" || a == "--in-interface", name: v, negate: negate, text: text})
 		case "--reject-with":
 			r.RejectWith = v
 		case "--comment":
@@ -520,6 +579,10 @@ func (r *Rule) addNftMatch(raw json.RawMessage) []string {
 		}
 	}
 	text := fmt.Sprintf("%s %s %s", field, m.Op, string(m.Right))
+	if name := ""; (field == "meta iifname" || field == "meta oifname") && (m.Op == "==" || m.Op == "!=") && json.Unmarshal(m.Right, &name) == nil {
+		r.ifaces = append(r.ifaces, ifaceCond{in: field == "meta iifname", name: name, negate: m.Op == "!=", text: text})
+		return []string{text}
+	}
 	if m.Op != "==" && m.Op != "in" {
 		r.other = append(r.other, text)
 		return []string{text}

@@ -3,6 +3,7 @@ package doctor
 import (
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -113,6 +114,62 @@ func TestEvaluateNft(t *testing.T) {
 	}
 	if ipt.Verdict != "reject" || ipt.Text != "tcp dport 7708 reject" {
 		t.Errorf("xt REJECT rule: %+v", ipt)
+	}
+}
+
+// Interface matches are decided when the packet's interfaces are known
+// (a target on this host is reached over lo) and stay unchecked otherwise.
+func TestEvaluateInterfaces(t *testing.T) {
+	rules, err := ParseIptablesSave(`*filter
+:INPUT DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -i lo -j ACCEPT
+-A INPUT ! -i eth+ -p tcp --dport 7000 -j DROP
+-A OUTPUT -o eth0 -p tcp --dport 7001 -j REJECT
+COMMIT
+`, "ip")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nft, err := ParseNftJSON([]byte(`{"nftables":[{"chain":{"family":"inet","table":"t","name":"in","type":"filter","hook":"input","prio":0,"policy":"drop"}},
+		{"rule":{"family":"inet","table":"t","chain":"in","handle":1,"expr":[{"match":{"op":"==","left":{"meta":{"key":"iifname"}},"right":"lo"}},{"accept":null}]}}]}`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := func(dst, dev string) Packet {
+		return Packet{Direction: "in", Dst: netip.MustParseAddrPort(dst), In: dev}
+	}
+	out := func(dst, dev string) Packet {
+		return Packet{Direction: "out", Dst: netip.MustParseAddrPort(dst), Out: dev}
+	}
+	for _, tc := range []struct {
+		name  string
+		rules []Rule
+		p     Packet
+		want  []string // "exact: rule" or "maybe: rule", in order
+	}{
+		{"lo accepted", rules, in("127.0.0.1:5432", "lo"), []string{"exact: -A INPUT -i lo -j ACCEPT"}},
+		{"interface unknown: the accept cannot decide", rules, in("127.0.0.1:5432", ""), []string{"exact: -P INPUT DROP"}},
+		{"another interface: the policy", rules, in("198.18.0.2:5432", "eth1"), []string{"exact: -P INPUT DROP"}},
+		{"negated prefix holds", rules, in("198.18.0.2:7000", "wlan0"), []string{"exact: -A INPUT ! -i eth+ -p tcp --dport 7000 -j DROP"}},
+		{"negated prefix fails", rules, in("198.18.0.2:7000", "eth3"), []string{"exact: -P INPUT DROP"}},
+		{"negated prefix unknown", rules, in("198.18.0.2:7000", ""), []string{"maybe: -A INPUT ! -i eth+ -p tcp --dport 7000 -j DROP", "exact: -P INPUT DROP"}},
+		{"out interface matches", rules, out("198.18.0.2:7001", "eth0"), []string{"exact: -A OUTPUT -o eth0 -p tcp --dport 7001 -j REJECT"}},
+		{"out interface differs", rules, out("198.18.0.2:7001", "lo"), nil},
+		{"nft iifname lo accepted", nft, in("127.0.0.1:5432", "lo"), []string{`exact: meta iifname == "lo" accept`}},
+		{"nft iifname unknown", nft, in("127.0.0.1:5432", ""), []string{"exact: chain in { type filter hook input priority 0; policy drop; }"}},
+	} {
+		var got []string
+		for _, m := range Evaluate(tc.rules, tc.p) {
+			kind := "maybe"
+			if m.Exact {
+				kind = "exact"
+			}
+			got = append(got, kind+": "+m.Rule.Text)
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%s:\n got %q\nwant %q", tc.name, got, tc.want)
+		}
 	}
 }
 
