@@ -549,7 +549,8 @@ func TestAgentCompactMetrics(t *testing.T) {
 				Hosts: []HostConfig{{Name: "a", Addr: netip.MustParseAddr("127.0.0.1")}},
 				Pairs: []PairConfig{{From: "a", To: open.String()}, {From: "a", To: closed.String()}},
 			})
-			a := runAgent(t, Config{Name: "a", Hub: srv.URL, Token: testToken, ReportEvery: 50 * time.Millisecond, CompactMetrics: tc.compact})
+			// The test polls /metrics; the query rate limit must not answer 429.
+			a := runAgent(t, Config{Name: "a", Hub: srv.URL, Token: testToken, ReportEvery: 50 * time.Millisecond, CompactMetrics: tc.compact, QueryRate: 1000})
 			var body string
 			waitFor(t, 10*time.Second, "both targets probed", func() bool {
 				body = get(t, a.Handler(), PathMetrics, testToken, http.StatusOK)
