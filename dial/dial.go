@@ -70,6 +70,10 @@ type Options struct {
 	// OnAttempt, when set, is called after every attempt and lookup. Calls
 	// for one dial are never concurrent; calls for concurrent dials are.
 	OnAttempt func(Attempt)
+	// OnRetry, when set, is called when a round has failed and the dial
+	// waits before the next: round is the failed round (from 0) and wait
+	// the pause, so a caller can say why nothing happens meanwhile.
+	OnRetry func(round int, wait time.Duration)
 	// Logger receives a debug record per attempt and a warning per
 	// ejection; nil discards.
 	Logger *slog.Logger
@@ -159,6 +163,9 @@ func (d *Dialer) DialContext(ctx context.Context) (net.Conn, error) {
 			return nil, c.err(ctx)
 		}
 		if wait := d.opt.Backoff.Delay(round) - time.Since(start); wait > 0 {
+			if d.opt.OnRetry != nil {
+				d.opt.OnRetry(round, wait)
+			}
 			t := time.NewTimer(wait)
 			select {
 			case <-ctx.Done():

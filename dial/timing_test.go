@@ -63,7 +63,14 @@ func TestRetryBackoffSchedule(t *testing.T) {
 			}
 			return accept(0)(ctx)
 		})
-		d := New(eps(t, "198.18.0.1:80"), Options{Dial: fn.dial, Retries: -1, Backoff: Backoff{Jitter: -1}, Eject: Ejection{Consecutive: -1}})
+		var pauses []time.Duration
+		onRetry := func(round int, wait time.Duration) {
+			if round != len(pauses) {
+				t.Errorf("OnRetry for round %d, want %d", round, len(pauses))
+			}
+			pauses = append(pauses, wait)
+		}
+		d := New(eps(t, "198.18.0.1:80"), Options{Dial: fn.dial, Retries: -1, Backoff: Backoff{Jitter: -1}, Eject: Ejection{Consecutive: -1}, OnRetry: onRetry})
 		conn, err := d.DialContext(t.Context())
 		if err != nil {
 			t.Fatal(err)
@@ -72,6 +79,10 @@ func TestRetryBackoffSchedule(t *testing.T) {
 		want := []time.Duration{0, time.Second, 2600 * time.Millisecond, 5160 * time.Millisecond}
 		if got := callTimes(fn.log()); !slices.Equal(got, want) {
 			t.Errorf("attempts at %v, want %v (gRPC backoff 1s ×1.6)", got, want)
+		}
+		// Each pause is announced before it starts, with its length.
+		if wantPauses := []time.Duration{time.Second, 1600 * time.Millisecond, 2560 * time.Millisecond}; !slices.Equal(pauses, wantPauses) {
+			t.Errorf("OnRetry pauses %v, want %v", pauses, wantPauses)
 		}
 	})
 }

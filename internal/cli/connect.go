@@ -91,6 +91,11 @@ Exit status: 0 connected, 1 no target accepted, 2 usage error.`,
 						fmt.Fprintf(env.Err, "reach: attempt %d: %s: %s (%s)\n", a.N, a.Label(), a.Class, fmtDuration(a.RTT))
 					}
 				},
+				OnRetry: func(round int, wait time.Duration) {
+					if !quiet && !asJSON {
+						fmt.Fprintf(env.Err, "reach: round %d failed; next round in %s\n", round+1, fmtDuration(wait))
+					}
+				},
 			}
 			if readWait {
 				opt.ReadWait = 200 * time.Millisecond

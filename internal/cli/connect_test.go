@@ -177,6 +177,20 @@ func TestConnectRetriesTryEveryTargetEachRound(t *testing.T) {
 	}
 }
 
+// Between rounds connect says why nothing happens: the round failed and
+// when the next starts. --quiet keeps it silent.
+func TestConnectAnnouncesRetryPause(t *testing.T) {
+	a := refusingAddr(t)
+	code, _, errOut := runWithInput(t, "", "connect", a, "--retries", "2", "--backoff-max", "20ms", "-z")
+	if code != ExitFail || strings.Count(errOut, "failed; next round in ") != 2 || !strings.Contains(errOut, "reach: round 1 failed; next round in ") {
+		t.Errorf("exit %d, stderr:\n%s\nwant two 'round N failed; next round in' lines", code, errOut)
+	}
+	_, _, quietErr := runWithInput(t, "", "connect", a, "--retries", "2", "--backoff-max", "20ms", "-z", "-q")
+	if strings.Contains(quietErr, "next round") {
+		t.Errorf("--quiet printed the pause:\n%s", quietErr)
+	}
+}
+
 // The server answers only after our end of input: connect must half-close,
 // not close, so the answer still arrives.
 func TestConnectHalfCloses(t *testing.T) {
