@@ -22,6 +22,12 @@ func runWithInput(t *testing.T, stdin string, args ...string) (code int, stdout,
 
 // echoServer serves echo on 127.0.0.1 until the test ends and returns its address.
 func echoServer(t *testing.T) string {
+	return serveTCP(t, func(c net.Conn) { io.Copy(c, c) })
+}
+
+// serveTCP accepts on 127.0.0.1 until the test ends, runs handle on each
+// connection and then closes it; it returns the address.
+func serveTCP(t *testing.T, handle func(net.Conn)) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -36,7 +42,7 @@ func echoServer(t *testing.T) string {
 			}
 			go func() {
 				defer c.Close()
-				io.Copy(c, c)
+				handle(c)
 			}()
 		}
 	}()

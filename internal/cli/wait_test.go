@@ -142,21 +142,7 @@ func TestWaitInterrupted(t *testing.T) {
 // whose backend is down) is ready for plain wait, but not with
 // --check-accept, which reports it closed-by-peer.
 func TestWaitCheckAccept(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	addr := ln.Addr().String()
+	addr := serveTCP(t, func(net.Conn) {}) // closed as soon as accepted
 	if code, _, errs := runWithInput(t, "", "wait", addr, "--timeout", "5s", "-q"); code != ExitOK {
 		t.Fatalf("plain wait: exit %d, stderr %q; want 0", code, errs)
 	}
