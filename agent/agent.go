@@ -19,7 +19,7 @@ import (
 	"github.com/reach-tools/reach/doctor"
 	"github.com/reach-tools/reach/monitor"
 	"github.com/reach-tools/reach/probe"
-	"github.com/reach-tools/reach/target"
+	"github.com/reach-tools/reach/endpoint"
 	"golang.org/x/time/rate"
 )
 
@@ -263,7 +263,7 @@ func (a *Agent) schedule(ctx context.Context, pl ProbeList) {
 				case <-ctx.Done():
 					return
 				}
-				r := probe.Run(ctx, target.FromAddrPort(t.Addr), opt)
+				r := probe.Run(ctx, endpoint.FromAddrPort(t.Addr), opt)
 				<-sem
 				if ctx.Err() != nil {
 					return // a probe cut short says nothing about the target

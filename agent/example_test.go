@@ -10,7 +10,7 @@ import (
 
 	"github.com/reach-tools/reach/agent"
 	"github.com/reach-tools/reach/doctor"
-	"github.com/reach-tools/reach/target"
+	"github.com/reach-tools/reach/endpoint"
 )
 
 // A hub config names hosts and what they probe: groups are full meshes,
@@ -52,6 +52,6 @@ func ExampleClient() {
 		fmt.Println(err)
 		return
 	}
-	report := doctor.Run(context.Background(), target.Endpoint{Host: "198.18.0.3", Port: 5432}, doctor.Options{Remote: c})
+	report := doctor.Run(context.Background(), endpoint.Endpoint{Host: "198.18.0.3", Port: 5432}, doctor.Options{Remote: c})
 	fmt.Println(report.Cause)
 }

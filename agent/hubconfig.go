@@ -13,7 +13,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/reach-tools/reach/monitor"
-	"github.com/reach-tools/reach/target"
+	"github.com/reach-tools/reach/endpoint"
 )
 
 // HubConfig says which agent probes what: the agents: section of the hub's
@@ -153,7 +153,7 @@ func hostTarget(h HostConfig, port uint16) Target {
 }
 
 func pairTarget(hosts map[string]HostConfig, to string) (Target, error) {
-	ep, err := target.ParseEndpoint(to, 0)
+	ep, err := endpoint.ParseEndpoint(to, 0)
 	if err != nil {
 		return Target{}, fmt.Errorf("to: %w", err)
 	}

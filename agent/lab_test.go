@@ -22,7 +22,7 @@ import (
 	"github.com/reach-tools/reach/internal/cli"
 	"github.com/reach-tools/reach/internal/netlab"
 	"github.com/reach-tools/reach/probe"
-	"github.com/reach-tools/reach/target"
+	"github.com/reach-tools/reach/endpoint"
 )
 
 // TestMain lets the test binary stand in for reach: the lab starts
@@ -415,7 +415,7 @@ func TestFleetCheckNameOnTwoHosts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ep, err := target.ParseEndpoint("api.reach.test:6000", 0)
+	ep, err := endpoint.ParseEndpoint("api.reach.test:6000", 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,7 @@ import (
 
 	"github.com/reach-tools/reach/monitor"
 	"github.com/reach-tools/reach/probe"
-	"github.com/reach-tools/reach/target"
+	"github.com/reach-tools/reach/endpoint"
 )
 
 // MonitorSink stores agent results in a monitor (reach watch) like its own
@@ -29,7 +29,7 @@ func (s MonitorSink) Ingest(ctx context.Context, rs []Result) error {
 		ctx = context.WithoutCancel(ctx)
 	}
 	for _, r := range rs {
-		ep := monitor.Endpoint{Name: r.Target, Target: target.FromAddrPort(r.Addr), Expect: monitor.ExpectOpen}
+		ep := monitor.Endpoint{Name: r.Target, Target: endpoint.FromAddrPort(r.Addr), Expect: monitor.ExpectOpen}
 		pr := probe.Result{Endpoint: ep.Target, Addr: r.Addr, Class: r.Class, Errno: syscall.Errno(r.Errno), RTT: time.Duration(r.RTT)}
 		if r.Class != probe.Open {
 			pr.Err = &probe.Error{Op: "dial", Addr: r.Addr.String(), Class: r.Class, Errno: pr.Errno, Err: fmt.Errorf("seen from %s: %s", r.Source, r.Error)}

@@ -19,7 +19,7 @@ import (
 	"github.com/reach-tools/reach/dial"
 	"github.com/reach-tools/reach/internal/netlab"
 	"github.com/reach-tools/reach/probe"
-	"github.com/reach-tools/reach/target"
+	"github.com/reach-tools/reach/endpoint"
 )
 
 var naive = flag.Bool("naive", false, "also measure a plain dial of a dropped primary (waits out the kernel's SYN retries, about 2 minutes)")
@@ -98,7 +98,7 @@ func BenchmarkFailoverRefused(b *testing.B) {
 				up = listen(b, p.s, netip.AddrPortFrom(p.sAddr, 0).String())
 				down = refusing(b, p.s, netip.AddrPortFrom(p.sAddr, 0).String())
 			}
-			eps := []target.Endpoint{target.FromAddrPort(down), target.FromAddrPort(up)}
+			eps := []endpoint.Endpoint{endpoint.FromAddrPort(down), endpoint.FromAddrPort(up)}
 			failover := dial.New(eps, dial.Options{Dial: p.c.DialContext, Eject: noEject})
 			ejecting := dial.New(eps, dial.Options{Dial: p.c.DialContext})
 			var direct, viaDialer, viaEjecting time.Duration
@@ -134,7 +134,7 @@ func BenchmarkDropPrimary(b *testing.B) {
 	up := listen(b, p.s, netip.AddrPortFrom(p.sAddr, 0).String())
 	primary := netip.AddrPortFrom(p.s.AddAddr(b, p.sAddr), up.Port())
 	p.s.Iptables(b, "-A", "INPUT", "-d", primary.Addr().String(), "-p", "tcp", "-j", "DROP")
-	eps := []target.Endpoint{target.FromAddrPort(primary), target.FromAddrPort(up)}
+	eps := []endpoint.Endpoint{endpoint.FromAddrPort(primary), endpoint.FromAddrPort(up)}
 	for _, tc := range []struct {
 		name string
 		opt  dial.Options
@@ -209,7 +209,7 @@ func BenchmarkFlappingServer(b *testing.B) {
 				addr := netip.AddrPortFrom(p.sAddr, port)
 				opt := tc.opt
 				opt.Dial = p.c.DialContext
-				d := dial.New([]target.Endpoint{target.FromAddrPort(addr)}, opt)
+				d := dial.New([]endpoint.Endpoint{endpoint.FromAddrPort(addr)}, opt)
 				run, cancel := context.WithTimeout(b.Context(), 2*cycles*period)
 				flapErr := make(chan error, 1)
 				go func() { flapErr <- flap(run, p.s, addr, period) }()

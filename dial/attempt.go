@@ -10,13 +10,13 @@ import (
 	"time"
 
 	"github.com/reach-tools/reach/probe"
-	"github.com/reach-tools/reach/target"
+	"github.com/reach-tools/reach/endpoint"
 )
 
 // Attempt is one connection attempt (or one name lookup) made by a Dialer,
 // as given to Options.OnAttempt and logged.
 type Attempt struct {
-	Endpoint target.Endpoint // the endpoint as configured (may be a name)
+	Endpoint endpoint.Endpoint // the endpoint as configured (may be a name)
 	Addr     netip.AddrPort  // the address dialled; zero when the lookup failed
 	N        int             // attempt number within the dial, from 1; 0 for health checks
 	Round    int             // retry round within the dial, from 0

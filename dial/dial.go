@@ -22,7 +22,7 @@ import (
 	"time"
 
 	"github.com/reach-tools/reach/probe"
-	"github.com/reach-tools/reach/target"
+	"github.com/reach-tools/reach/endpoint"
 )
 
 // DefaultAttemptDelay is the stagger between racing attempts (RFC 8305's
@@ -82,7 +82,7 @@ type Options struct {
 // Dialer dials one of a fixed list of endpoints. It is safe for concurrent
 // use; health state is shared by all its dials.
 type Dialer struct {
-	eps []target.Endpoint
+	eps []endpoint.Endpoint
 	opt Options
 	log *slog.Logger
 	rr  atomic.Uint64
@@ -98,9 +98,9 @@ type Dialer struct {
 // New returns a Dialer over endpoints; a name among them stands for every
 // address it resolves to, looked up on each dial. Call Close when done if
 // opt.HealthInterval is set.
-func New(endpoints []target.Endpoint, opt Options) *Dialer {
+func New(endpoints []endpoint.Endpoint, opt Options) *Dialer {
 	d := &Dialer{
-		eps:    append([]target.Endpoint(nil), endpoints...),
+		eps:    append([]endpoint.Endpoint(nil), endpoints...),
 		opt:    opt,
 		log:    opt.Logger,
 		health: map[netip.AddrPort]*health{},
@@ -129,8 +129,8 @@ func (d *Dialer) Close() error {
 }
 
 // Endpoints returns the endpoints the Dialer was made with.
-func (d *Dialer) Endpoints() []target.Endpoint {
-	return append([]target.Endpoint(nil), d.eps...)
+func (d *Dialer) Endpoints() []endpoint.Endpoint {
+	return append([]endpoint.Endpoint(nil), d.eps...)
 }
 
 // DialNetwork has the shape of net.Dialer.DialContext so the Dialer plugs
@@ -203,7 +203,7 @@ func (d *Dialer) attemptDelay() time.Duration {
 
 // candidate is one address to dial, with the endpoint it came from.
 type candidate struct {
-	ep   target.Endpoint
+	ep   endpoint.Endpoint
 	addr netip.AddrPort
 }
 
@@ -250,7 +250,7 @@ func (c *call) round(ctx context.Context, round int) (conn net.Conn, stop bool) 
 func (c *call) expand(ctx context.Context, round int) ([]candidate, bool) {
 	var out []candidate
 	seen := map[netip.AddrPort]bool{}
-	add := func(ep target.Endpoint, ap netip.AddrPort) {
+	add := func(ep endpoint.Endpoint, ap netip.AddrPort) {
 		if !seen[ap] {
 			seen[ap] = true
 			out = append(out, candidate{ep, ap})

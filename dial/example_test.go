@@ -12,7 +12,7 @@ import (
 
 	"github.com/reach-tools/reach/dial"
 	"github.com/reach-tools/reach/probe"
-	"github.com/reach-tools/reach/target"
+	"github.com/reach-tools/reach/endpoint"
 )
 
 // closedAddr returns a loopback address that refuses connections.
@@ -32,7 +32,7 @@ func ExampleNew() {
 		panic(err)
 	}
 	defer ln.Close()
-	eps, err := target.ParseEndpoints([]string{closedAddr(), ln.Addr().String()}, 0)
+	eps, err := endpoint.ParseEndpoints([]string{closedAddr(), ln.Addr().String()}, 0)
 	if err != nil {
 		panic(err)
 	}
@@ -60,7 +60,7 @@ func ExampleDialer_DialNetwork() {
 		io.WriteString(w, "hello from the secondary")
 	}))
 	defer srv.Close()
-	eps, _ := target.ParseEndpoints([]string{closedAddr(), srv.Listener.Addr().String()}, 0)
+	eps, _ := endpoint.ParseEndpoints([]string{closedAddr(), srv.Listener.Addr().String()}, 0)
 	d := dial.New(eps, dial.Options{Policy: dial.Race, AttemptDelay: 100 * time.Millisecond})
 	client := &http.Client{Transport: &http.Transport{DialContext: d.DialNetwork}}
 	resp, err := client.Get("http://api.internal/")
@@ -76,7 +76,7 @@ func ExampleDialer_DialNetwork() {
 
 // A failed dial names every endpoint's last class and matches each with errors.Is.
 func ExampleError() {
-	eps, _ := target.ParseEndpoints([]string{closedAddr()}, 0)
+	eps, _ := endpoint.ParseEndpoints([]string{closedAddr()}, 0)
 	_, err := dial.New(eps, dial.Options{}).DialContext(context.Background())
 	var de *dial.Error
 	if errors.As(err, &de) {

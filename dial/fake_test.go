@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/reach-tools/reach/target"
+	"github.com/reach-tools/reach/endpoint"
 )
 
 // fakeNet is a DialFunc whose endpoints behave as each test says. It records
@@ -87,9 +87,9 @@ func fail(e syscall.Errno) behaviour {
 	return func(context.Context) (net.Conn, error) { return nil, sysErr(e) }
 }
 
-func eps(t *testing.T, ss ...string) []target.Endpoint {
+func eps(t *testing.T, ss ...string) []endpoint.Endpoint {
 	t.Helper()
-	out, err := target.ParseEndpoints(ss, 0)
+	out, err := endpoint.ParseEndpoints(ss, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/reach-tools/reach/probe"
-	"github.com/reach-tools/reach/target"
+	"github.com/reach-tools/reach/endpoint"
 )
 
 func TestEjectionPeriodGrows(t *testing.T) {
@@ -346,8 +346,8 @@ func TestHealthForgetsVanishedAddresses(t *testing.T) {
 		map[string][]netip.Addr{"svc.reach.test": {gone.Addr()}, "db.reach.test": {stays.Addr()}},
 		map[string][]netip.Addr{"svc.reach.test": {up.Addr()}, "db.reach.test": {stays.Addr()}})
 	eject := Ejection{Consecutive: 1, BaseTime: 10 * time.Millisecond, MaxTime: 20 * time.Millisecond}
-	svc := New([]target.Endpoint{{Host: "svc.reach.test", Port: up.Port()}}, Options{Resolver: res, Eject: eject})
-	db := New([]target.Endpoint{{Host: "db.reach.test", Port: up.Port()}}, Options{Resolver: res, Eject: eject})
+	svc := New([]endpoint.Endpoint{{Host: "svc.reach.test", Port: up.Port()}}, Options{Resolver: res, Eject: eject})
+	db := New([]endpoint.Endpoint{{Host: "db.reach.test", Port: up.Port()}}, Options{Resolver: res, Eject: eject})
 	if _, err := svc.DialContext(t.Context()); !errors.Is(err, probe.Refused) {
 		t.Fatalf("first dial: %v, want refused by %v", err, gone)
 	}

@@ -11,7 +11,7 @@ import (
 
 	"github.com/reach-tools/reach/internal/netlab"
 	"github.com/reach-tools/reach/probe"
-	"github.com/reach-tools/reach/target"
+	"github.com/reach-tools/reach/endpoint"
 )
 
 // faultLab is a client host c and a server host s on one link. s has two
@@ -46,8 +46,8 @@ func acceptAll(ln net.Listener, fn func(net.Conn)) {
 	}
 }
 
-func (f *faultLab) ep(a netip.Addr) target.Endpoint {
-	return target.FromAddrPort(netip.AddrPortFrom(a, f.port))
+func (f *faultLab) ep(a netip.Addr) endpoint.Endpoint {
+	return endpoint.FromAddrPort(netip.AddrPortFrom(a, f.port))
 }
 
 // reject makes s answer SYNs to primary:port with the given iptables target.
@@ -85,7 +85,7 @@ func TestLabFailover(t *testing.T) {
 			opt := tt.opt
 			opt.Dial, opt.OnAttempt = f.c.DialContext, log.add
 			start := time.Now()
-			conn, err := New([]target.Endpoint{f.ep(f.primary), f.ep(f.secondary)}, opt).DialContext(t.Context())
+			conn, err := New([]endpoint.Endpoint{f.ep(f.primary), f.ep(f.secondary)}, opt).DialContext(t.Context())
 			took := time.Since(start)
 			if err != nil {
 				t.Fatal(err)
@@ -113,9 +113,9 @@ func TestLabNameWithSeveralAddresses(t *testing.T) {
 	ns := f.s.ListenPacket(t, "udp", netip.AddrPortFrom(f.primary, 0).String())
 	serveDNS(t, ns, map[string][]netip.Addr{"svc.lab.test": {f.primary, f.secondary}})
 	res := f.c.Resolver(ns.LocalAddr().(*net.UDPAddr).AddrPort())
-	ep := target.Endpoint{Host: "svc.lab.test", Port: f.port}
+	ep := endpoint.Endpoint{Host: "svc.lab.test", Port: f.port}
 	var log attemptLog
-	conn, err := New([]target.Endpoint{ep}, Options{Dial: f.c.DialContext, Resolver: res, OnAttempt: log.add}).DialContext(t.Context())
+	conn, err := New([]endpoint.Endpoint{ep}, Options{Dial: f.c.DialContext, Resolver: res, OnAttempt: log.add}).DialContext(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +132,7 @@ func TestLabNameWithSeveralAddresses(t *testing.T) {
 func TestLabAllDown(t *testing.T) {
 	f := newFaultLab(t)
 	f.s.Iptables(t, "-A", "INPUT", "-d", f.secondary.String(), "-p", "tcp", "-j", "DROP")
-	d := New([]target.Endpoint{f.ep(f.primary), f.ep(f.secondary)}, Options{Dial: f.c.DialContext,
+	d := New([]endpoint.Endpoint{f.ep(f.primary), f.ep(f.secondary)}, Options{Dial: f.c.DialContext,
 		Timeout: 200 * time.Millisecond, Retries: 1, Backoff: Backoff{Initial: 10 * time.Millisecond}})
 	_, err := d.DialContext(t.Context())
 	var de *Error
@@ -165,7 +165,7 @@ func TestLabRaceInterleavesFamilies(t *testing.T) {
 	ns := f.s.ListenPacket(t, "udp", netip.AddrPortFrom(f.primary, 0).String())
 	serveDNS(t, ns, map[string][]netip.Addr{"dual.lab.test": {f.primary, f.secondary, v6}})
 	var log attemptLog
-	d := New([]target.Endpoint{{Host: "dual.lab.test", Port: f.port}}, Options{Policy: Race, AttemptDelay: 100 * time.Millisecond,
+	d := New([]endpoint.Endpoint{{Host: "dual.lab.test", Port: f.port}}, Options{Policy: Race, AttemptDelay: 100 * time.Millisecond,
 		Timeout: 20 * time.Second, Dial: f.c.DialContext, Resolver: f.c.Resolver(ns.LocalAddr().(*net.UDPAddr).AddrPort()), OnAttempt: log.add})
 	start := time.Now()
 	conn, err := d.DialContext(t.Context())

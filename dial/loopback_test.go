@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/reach-tools/reach/probe"
-	"github.com/reach-tools/reach/target"
+	"github.com/reach-tools/reach/endpoint"
 )
 
 // serve listens on addr and hands each connection to fn until the test ends.
@@ -76,10 +76,10 @@ func closedPort(t testing.TB, host string) netip.AddrPort {
 	return ap
 }
 
-func endpoints(aps ...netip.AddrPort) []target.Endpoint {
-	out := make([]target.Endpoint, len(aps))
+func endpoints(aps ...netip.AddrPort) []endpoint.Endpoint {
+	out := make([]endpoint.Endpoint, len(aps))
 	for i, ap := range aps {
-		out[i] = target.FromAddrPort(ap)
+		out[i] = endpoint.FromAddrPort(ap)
 	}
 	return out
 }
@@ -178,9 +178,9 @@ func TestNameResolvesToSeveralAddresses(t *testing.T) {
 	}
 	ln.Close()
 	res := loopbackResolver(t, map[string][]netip.Addr{"svc.reach.test": {netip.MustParseAddr("127.0.0.2"), netip.MustParseAddr("127.0.0.3")}})
-	ep := target.Endpoint{Host: "svc.reach.test", Port: up.Port()}
+	ep := endpoint.Endpoint{Host: "svc.reach.test", Port: up.Port()}
 	var log attemptLog
-	d := New([]target.Endpoint{ep}, Options{Resolver: res, OnAttempt: log.add})
+	d := New([]endpoint.Endpoint{ep}, Options{Resolver: res, OnAttempt: log.add})
 	conn, err := d.DialContext(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -195,8 +195,8 @@ func TestNameResolvesToSeveralAddresses(t *testing.T) {
 	}
 
 	// A name that does not resolve is a dns failure of that endpoint.
-	bad := target.Endpoint{Host: "nope.reach.test", Port: 80}
-	_, err = New([]target.Endpoint{bad}, Options{Resolver: res}).DialContext(t.Context())
+	bad := endpoint.Endpoint{Host: "nope.reach.test", Port: 80}
+	_, err = New([]endpoint.Endpoint{bad}, Options{Resolver: res}).DialContext(t.Context())
 	var de *Error
 	if !errors.As(err, &de) || !errors.Is(err, probe.DNS) || len(de.Last) != 1 || de.Last[0].Endpoint != bad {
 		t.Errorf("err = %v, want a dns failure of %s", err, bad)

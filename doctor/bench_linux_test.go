@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/reach-tools/reach/doctor"
-	"github.com/reach-tools/reach/target"
+	"github.com/reach-tools/reach/endpoint"
 )
 
 // BenchmarkRefusedLocal diagnoses a refused port on this host's loopback:
@@ -19,7 +19,7 @@ func BenchmarkRefusedLocal(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	ep := target.FromAddrPort(ln.Addr().(*net.TCPAddr).AddrPort())
+	ep := endpoint.FromAddrPort(ln.Addr().(*net.TCPAddr).AddrPort())
 	ln.Close()
 	b.ResetTimer()
 	for b.Loop() {
@@ -40,7 +40,7 @@ func BenchmarkDropped(b *testing.B) {
 			ln := p.srv.Listen(b, "tcp", "0.0.0.0:0")
 			port := ln.Addr().(*net.TCPAddr).AddrPort().Port()
 			p.srv.Iptables(b, "-A", "INPUT", "-p", "tcp", "--dport", fmt.Sprint(port), "-j", "DROP")
-			ep := target.FromAddrPort(netip.AddrPortFrom(p.srvAddr, port))
+			ep := endpoint.FromAddrPort(netip.AddrPortFrom(p.srvAddr, port))
 			opt := doctor.Options{Timeout: timeout, Dial: p.cli.DialContext, Enter: p.cli.Do}
 			var worst time.Duration
 			for b.Loop() {

@@ -15,7 +15,7 @@ import (
 
 	"github.com/reach-tools/reach/internal/sys"
 	"github.com/reach-tools/reach/probe"
-	"github.com/reach-tools/reach/target"
+	"github.com/reach-tools/reach/endpoint"
 )
 
 // maxAddrs bounds how many addresses of a name are probed.
@@ -200,7 +200,7 @@ var TCPCheck = CheckFunc{"tcp", func(ctx context.Context, s *State) CheckResult 
 	opt := probe.Options{Timeout: s.Options.timeout(), Dial: s.Options.Dial, ReadWait: readWait}
 	each(len(s.Addrs), func(i int) {
 		for range n {
-			r := probe.Run(ctx, target.FromAddrPort(s.addrPort(i)), opt)
+			r := probe.Run(ctx, endpoint.FromAddrPort(s.addrPort(i)), opt)
 			s.Probes[i] = append(s.Probes[i], r)
 			// A slow answer is steady enough; repeating it would blow the budget.
 			if r.Class == probe.Timeout || r.Class == probe.Canceled || r.RTT > opt.Timeout/4 || ctx.Err() != nil {

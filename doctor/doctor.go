@@ -21,7 +21,7 @@ import (
 	"github.com/reach-tools/reach/internal/sys"
 	"github.com/reach-tools/reach/probe"
 	"github.com/reach-tools/reach/sockets"
-	"github.com/reach-tools/reach/target"
+	"github.com/reach-tools/reach/endpoint"
 )
 
 // Cause is a stable id naming why an endpoint is (not) reachable; scripts
@@ -209,7 +209,7 @@ func (o *Options) enter(fn func() error) error {
 // State is the evidence the checks share. Each field is written by the one
 // check named in its comment and read by later stages.
 type State struct {
-	Target  target.Endpoint
+	Target  endpoint.Endpoint
 	Options Options
 
 	Addrs    []netip.Addr  // dns: every address to probe
@@ -301,7 +301,7 @@ type EvidenceSource struct {
 
 // Run diagnoses ep and returns the report. It never fails: a check that
 // cannot run says so in its record.
-func Run(ctx context.Context, ep target.Endpoint, opt Options) *Report {
+func Run(ctx context.Context, ep endpoint.Endpoint, opt Options) *Report {
 	start := time.Now()
 	log := opt.Logger
 	if log == nil {

@@ -14,7 +14,7 @@ import (
 	"github.com/reach-tools/reach/doctor"
 	"github.com/reach-tools/reach/internal/netlab"
 	"github.com/reach-tools/reach/sockets"
-	"github.com/reach-tools/reach/target"
+	"github.com/reach-tools/reach/endpoint"
 	"golang.org/x/net/dns/dnsmessage"
 )
 
@@ -111,7 +111,7 @@ func (s side) String() string { return [...]string{"server", "client", "agent"}[
 
 func (p *pair) run(t *testing.T, sd side, ep string, timeout time.Duration, resolver *net.Resolver) *doctor.Report {
 	t.Helper()
-	e, err := target.ParseEndpoint(ep, 0)
+	e, err := endpoint.ParseEndpoint(ep, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,7 @@ import (
 	"syscall"
 
 	"github.com/reach-tools/reach/doctor"
-	"github.com/reach-tools/reach/target"
+	"github.com/reach-tools/reach/endpoint"
 )
 
 // From a client that only sees "connection refused", the doctor names the
@@ -17,7 +17,7 @@ func ExampleRun() {
 	refused := func(ctx context.Context, network, addr string) (net.Conn, error) {
 		return nil, &net.OpError{Op: "dial", Net: network, Err: syscall.ECONNREFUSED}
 	}
-	ep, _ := target.ParseEndpoint("198.18.0.2:5432", 0)
+	ep, _ := endpoint.ParseEndpoint("198.18.0.2:5432", 0)
 	r := doctor.Run(context.Background(), ep, doctor.Options{
 		Dial:   refused,
 		Ladder: []doctor.Stage{{doctor.DNSCheck}, {doctor.TCPCheck}},

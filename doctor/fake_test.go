@@ -8,7 +8,7 @@ import (
 
 	"github.com/reach-tools/reach/probe"
 	"github.com/reach-tools/reach/sockets"
-	"github.com/reach-tools/reach/target"
+	"github.com/reach-tools/reach/endpoint"
 )
 
 // fakeHost is a host whose sockets and firewall the test writes.
@@ -80,7 +80,7 @@ func TestCausesWithFakes(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			opt := Options{Dial: dialClass(tt.class), Sockets: tt.host, Firewall: tt.host, Ladder: ladder, Probes: 1}
-			r := Run(context.Background(), target.Endpoint{Host: "198.18.0.2", Port: 5432}, opt)
+			r := Run(context.Background(), endpoint.Endpoint{Host: "198.18.0.2", Port: 5432}, opt)
 			if r.Cause != tt.cause || r.Confidence != tt.conf {
 				t.Errorf("cause %s (%s), want %s (%s); findings %+v", r.Cause, r.Confidence, tt.cause, tt.conf, r.Findings)
 			}
@@ -99,7 +99,7 @@ func TestWrongPortOnHostAddsNoClientGuesses(t *testing.T) {
 	host := fakeHost{self, []sockets.Socket{listener("0.0.0.0:5433", "sleeping", 0, 128)}, nil}
 	opt := Options{Dial: dialClass(probe.Refused), Sockets: host, Firewall: host,
 		Ladder: []Stage{{DNSCheck}, {TCPCheck, HostCheck}, {SocketsCheck, FirewallCheck}}, Probes: 1}
-	r := Run(context.Background(), target.Endpoint{Host: "198.18.0.2", Port: 5432}, opt)
+	r := Run(context.Background(), endpoint.Endpoint{Host: "198.18.0.2", Port: 5432}, opt)
 	if r.Cause != WrongPort || len(r.Findings) != 1 || len(r.Next) != 0 {
 		t.Errorf("cause %s, findings %+v, next %q; want wrong-port alone", r.Cause, r.Findings, r.Next)
 	}

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/reach-tools/reach/doctor"
-	"github.com/reach-tools/reach/target"
+	"github.com/reach-tools/reach/endpoint"
 )
 
 func openFDs(t *testing.T) int {
@@ -43,9 +43,9 @@ func TestNoLeaks(t *testing.T) {
 		t.Fatal(err)
 	}
 	closed.Close()
-	eps := []target.Endpoint{
-		target.FromAddrPort(open.Addr().(*net.TCPAddr).AddrPort()),
-		target.FromAddrPort(closed.Addr().(*net.TCPAddr).AddrPort()),
+	eps := []endpoint.Endpoint{
+		endpoint.FromAddrPort(open.Addr().(*net.TCPAddr).AddrPort()),
+		endpoint.FromAddrPort(closed.Addr().(*net.TCPAddr).AddrPort()),
 	}
 	run := func() {
 		for _, ep := range eps {

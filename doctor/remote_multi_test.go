@@ -11,7 +11,7 @@ import (
 
 	"github.com/reach-tools/reach/probe"
 	"github.com/reach-tools/reach/sockets"
-	"github.com/reach-tools/reach/target"
+	"github.com/reach-tools/reach/endpoint"
 )
 
 // fakeAgents answers for each address as the agent on its host would.
@@ -56,7 +56,7 @@ func TestRemoteEvidencePerAddress(t *testing.T) {
 	opt := Options{Timeout: timeout, Dial: dialClass(probe.Refused), Sockets: self, Firewall: self, Remote: agents, Probes: 1,
 		Ladder: []Stage{{resolved(a, b, c, d)}, {TCPCheck, HostCheck}, {SocketsCheck, FirewallCheck}}}
 	start := time.Now()
-	r := Run(context.Background(), target.Endpoint{Host: "db.reach.test", Port: 5432}, opt)
+	r := Run(context.Background(), endpoint.Endpoint{Host: "db.reach.test", Port: 5432}, opt)
 	if took := time.Since(start); took > 2*timeout+time.Second {
 		t.Errorf("took %v: the silent agent was not bounded by the timeout %v", took, timeout)
 	}

@@ -13,7 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/reach-tools/reach/target"
+	"github.com/reach-tools/reach/endpoint"
 )
 
 // BenchmarkWatch10k is issue #6's figure: 10,000 endpoints at a 10 s
@@ -63,7 +63,7 @@ func BenchmarkWatch10k(b *testing.B) {
 		if i%2 == 1 {
 			port = refused[i%ports]
 		}
-		cfg.Endpoints = append(cfg.Endpoints, Endpoint{Name: "ep-" + strconv.Itoa(i), Target: target.Endpoint{Host: "127.0.0.1", Port: port},
+		cfg.Endpoints = append(cfg.Endpoints, Endpoint{Name: "ep-" + strconv.Itoa(i), Target: endpoint.Endpoint{Host: "127.0.0.1", Port: port},
 			Interval: interval, Timeout: 2 * time.Second, Expect: ExpectOpen})
 	}
 

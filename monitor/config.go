@@ -13,7 +13,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/reach-tools/reach/target"
+	"github.com/reach-tools/reach/endpoint"
 )
 
 // Config defaults and limits.
@@ -38,7 +38,7 @@ const (
 // Endpoint is one thing to watch.
 type Endpoint struct {
 	Name     string
-	Target   target.Endpoint
+	Target   endpoint.Endpoint
 	Interval time.Duration
 	Timeout  time.Duration
 	Labels   map[string]string
@@ -324,7 +324,7 @@ func (p *configParser) endpoint(n *yaml.Node, field string, defInterval, defTime
 		ep.Name = v.Value
 	}
 	if v := p.scalar(m["target"], n, join(field, "target")); v != nil {
-		t, err := target.ParseEndpoint(v.Value, 0)
+		t, err := endpoint.ParseEndpoint(v.Value, 0)
 		if err != nil {
 			p.errf(v, join(field, "target"), "%v", err)
 		}

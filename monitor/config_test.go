@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/reach-tools/reach/target"
+	"github.com/reach-tools/reach/endpoint"
 )
 
 func TestParseConfigValid(t *testing.T) {
@@ -37,9 +37,9 @@ endpoints:
 		t.Fatal(err)
 	}
 	want := []Endpoint{
-		{Name: "db", Target: target.Endpoint{Host: "127.0.0.1", Port: 5432}, Interval: 15 * time.Second, Timeout: DefaultTimeout, Expect: ExpectOpen, Labels: map[string]string{"team": "data", "tier": "1"}},
-		{Name: "ssh-closed", Target: target.Endpoint{Host: "::1", Port: 23}, Interval: time.Minute, Timeout: 2 * time.Second, Expect: ExpectClosed},
-		{Name: "api", Target: target.Endpoint{Host: "localhost", Port: 8080}, Interval: 15 * time.Second, Timeout: DefaultTimeout, Expect: ExpectOpen, LatencyThreshold: 200 * time.Millisecond},
+		{Name: "db", Target: endpoint.Endpoint{Host: "127.0.0.1", Port: 5432}, Interval: 15 * time.Second, Timeout: DefaultTimeout, Expect: ExpectOpen, Labels: map[string]string{"team": "data", "tier": "1"}},
+		{Name: "ssh-closed", Target: endpoint.Endpoint{Host: "::1", Port: 23}, Interval: time.Minute, Timeout: 2 * time.Second, Expect: ExpectClosed},
+		{Name: "api", Target: endpoint.Endpoint{Host: "localhost", Port: 8080}, Interval: 15 * time.Second, Timeout: DefaultTimeout, Expect: ExpectOpen, LatencyThreshold: 200 * time.Millisecond},
 	}
 	if len(cfg.Endpoints) != len(want) {
 		t.Fatalf("got %d endpoints, want %d", len(cfg.Endpoints), len(want))

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/reach-tools/reach/probe"
-	"github.com/reach-tools/reach/target"
+	"github.com/reach-tools/reach/endpoint"
 )
 
 // Defaults for Options.
@@ -38,7 +38,7 @@ type Options struct {
 	// Metrics, when set, are updated with every result.
 	Metrics *Metrics
 	// Probe runs one probe; nil uses probe.Run.
-	Probe func(context.Context, target.Endpoint, probe.Options) probe.Result
+	Probe func(context.Context, endpoint.Endpoint, probe.Options) probe.Result
 	// Dial is passed to every probe; nil dials directly.
 	Dial probe.DialFunc
 	// Concurrency bounds probes in flight (DefaultConcurrency).

@@ -16,11 +16,11 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/reach-tools/reach/probe"
-	"github.com/reach-tools/reach/target"
+	"github.com/reach-tools/reach/endpoint"
 )
 
 func ep(name string, port uint16, interval time.Duration) Endpoint {
-	return Endpoint{Name: name, Target: target.Endpoint{Host: "127.0.0.1", Port: port}, Interval: interval, Timeout: interval, Expect: ExpectOpen}
+	return Endpoint{Name: name, Target: endpoint.Endpoint{Host: "127.0.0.1", Port: port}, Interval: interval, Timeout: interval, Expect: ExpectOpen}
 }
 
 // fakeProber answers by port: port 1 hangs until the timeout, others are open.
@@ -31,7 +31,7 @@ type fakeProber struct {
 	maxIn    atomic.Int32
 }
 
-func (f *fakeProber) probe(ctx context.Context, e target.Endpoint, opt probe.Options) probe.Result {
+func (f *fakeProber) probe(ctx context.Context, e endpoint.Endpoint, opt probe.Options) probe.Result {
 	n := f.inFlight.Add(1)
 	defer f.inFlight.Add(-1)
 	for {
@@ -139,7 +139,7 @@ func (r *recorder) Notify(a Alert) {
 	r.alerts = append(r.alerts, a)
 }
 
-func (r *recorder) Diagnose(ctx context.Context, e target.Endpoint) (Diagnosis, error) {
+func (r *recorder) Diagnose(ctx context.Context, e endpoint.Endpoint) (Diagnosis, error) {
 	r.mu.Lock()
 	r.diags++
 	r.mu.Unlock()

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/reach-tools/reach/probe"
-	"github.com/reach-tools/reach/target"
+	"github.com/reach-tools/reach/endpoint"
 )
 
 // LocalSource names results probed by this process.
@@ -81,7 +81,7 @@ type Diagnosis struct {
 // Diagnoser explains why an endpoint cannot be reached; the doctor
 // implements it. Monitor calls it once per transition to down.
 type Diagnoser interface {
-	Diagnose(ctx context.Context, ep target.Endpoint) (Diagnosis, error)
+	Diagnose(ctx context.Context, ep endpoint.Endpoint) (Diagnosis, error)
 }
 
 // SourceDiagnoser is a Diagnoser that can also explain what another host
@@ -93,10 +93,10 @@ type SourceDiagnoser interface {
 }
 
 // DiagnoserFunc adapts a function to Diagnoser.
-type DiagnoserFunc func(ctx context.Context, ep target.Endpoint) (Diagnosis, error)
+type DiagnoserFunc func(ctx context.Context, ep endpoint.Endpoint) (Diagnosis, error)
 
 // Diagnose calls f.
-func (f DiagnoserFunc) Diagnose(ctx context.Context, ep target.Endpoint) (Diagnosis, error) {
+func (f DiagnoserFunc) Diagnose(ctx context.Context, ep endpoint.Endpoint) (Diagnosis, error) {
 	return f(ctx, ep)
 }
 

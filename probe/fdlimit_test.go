@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/reach-tools/reach/probe"
-	"github.com/reach-tools/reach/target"
+	"github.com/reach-tools/reach/endpoint"
 )
 
 // TestLocalErrorOutOfFiles produces EMFILE for real: a child test process
@@ -44,7 +44,7 @@ func outOfFilesChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	ep := target.FromAddrPort(ln.Addr().(*net.TCPAddr).AddrPort())
+	ep := endpoint.FromAddrPort(ln.Addr().(*net.TCPAddr).AddrPort())
 
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {

@@ -16,7 +16,7 @@ import (
 
 	"github.com/reach-tools/reach/internal/netlab"
 	"github.com/reach-tools/reach/probe"
-	"github.com/reach-tools/reach/target"
+	"github.com/reach-tools/reach/endpoint"
 )
 
 // Every class produced for real: a client host probes a server host across a
@@ -35,7 +35,7 @@ type site struct {
 
 // serve runs fn for each connection accepted on the server's link address and
 // returns the endpoint it listens on.
-func (s *site) serve(t *testing.T, fn func(net.Conn)) target.Endpoint {
+func (s *site) serve(t *testing.T, fn func(net.Conn)) endpoint.Endpoint {
 	t.Helper()
 	ln := s.server.Listen(t, "tcp", netip.AddrPortFrom(s.serverAddr, 0).String())
 	go func() {
@@ -47,7 +47,7 @@ func (s *site) serve(t *testing.T, fn func(net.Conn)) target.Endpoint {
 			go fn(c)
 		}
 	}()
-	return target.FromAddrPort(ln.Addr().(*net.TCPAddr).AddrPort())
+	return endpoint.FromAddrPort(ln.Addr().(*net.TCPAddr).AddrPort())
 }
 
 // idle keeps a connection open without sending, like a server waiting for
@@ -65,14 +65,14 @@ func resetAfterAccept(c net.Conn) {
 
 // firewalled is a listening server whose port a rule then blocks, so the rule
 // and nothing else makes the probe fail.
-func (s *site) firewalled(t *testing.T, rule func(port string)) target.Endpoint {
+func (s *site) firewalled(t *testing.T, rule func(port string)) endpoint.Endpoint {
 	t.Helper()
 	ep := s.serve(t, idle)
 	rule(strconv.Itoa(int(ep.Port)))
 	return ep
 }
 
-func (s *site) iptablesInput(t *testing.T, reject ...string) target.Endpoint {
+func (s *site) iptablesInput(t *testing.T, reject ...string) endpoint.Endpoint {
 	t.Helper()
 	return s.firewalled(t, func(port string) {
 		tool := "iptables"
@@ -83,7 +83,7 @@ func (s *site) iptablesInput(t *testing.T, reject ...string) target.Endpoint {
 	})
 }
 
-func (s *site) nftInput(t *testing.T, verdict string) target.Endpoint {
+func (s *site) nftInput(t *testing.T, verdict string) endpoint.Endpoint {
 	t.Helper()
 	return s.firewalled(t, func(port string) {
 		s.server.Nft(t, fmt.Sprintf(`table inet reachtest {
@@ -110,7 +110,7 @@ func (s *site) route(t *testing.T) {
 
 // exhaustPorts leaves the client a single ephemeral port and uses it for a
 // connection to ep, so the next connect to ep has no local port left.
-func (s *site) exhaustPorts(t *testing.T, ep target.Endpoint) {
+func (s *site) exhaustPorts(t *testing.T, ep endpoint.Endpoint) {
 	t.Helper()
 	s.client.Sysctl(t, "net.ipv4.ip_local_port_range", "40000 40000")
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
@@ -132,7 +132,7 @@ type labCase struct {
 	name   string
 	v6     bool
 	routed bool // client and server on different subnets, a router between
-	setup  func(t *testing.T, s *site) (target.Endpoint, probe.Options)
+	setup  func(t *testing.T, s *site) (endpoint.Endpoint, probe.Options)
 	want   probe.Class
 	errno  syscall.Errno // 0: no errno behind the class
 }
@@ -140,163 +140,163 @@ type labCase struct {
 var labCases = []labCase{
 	{
 		name: "open",
-		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
+		setup: func(t *testing.T, s *site) (endpoint.Endpoint, probe.Options) {
 			return s.serve(t, idle), probe.Options{Timeout: quick}
 		},
 		want: probe.Open,
 	},
 	{
 		name: "open-waits-for-client",
-		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
+		setup: func(t *testing.T, s *site) (endpoint.Endpoint, probe.Options) {
 			return s.serve(t, idle), probe.Options{Timeout: quick, ReadWait: 200 * time.Millisecond}
 		},
 		want: probe.Open,
 	},
 	{
 		name: "refused-nothing-listening",
-		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
-			return target.FromAddrPort(netip.AddrPortFrom(s.serverAddr, 9)), probe.Options{Timeout: quick}
+		setup: func(t *testing.T, s *site) (endpoint.Endpoint, probe.Options) {
+			return endpoint.FromAddrPort(netip.AddrPortFrom(s.serverAddr, 9)), probe.Options{Timeout: quick}
 		},
 		want: probe.Refused, errno: syscall.ECONNREFUSED,
 	},
 	{
 		name: "timeout-iptables-drop",
-		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
+		setup: func(t *testing.T, s *site) (endpoint.Endpoint, probe.Options) {
 			return s.iptablesInput(t, "DROP"), probe.Options{Timeout: dropped}
 		},
 		want: probe.Timeout,
 	},
 	{
 		name: "refused-iptables-reject-tcp-reset",
-		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
+		setup: func(t *testing.T, s *site) (endpoint.Endpoint, probe.Options) {
 			return s.iptablesInput(t, "REJECT", "--reject-with", "tcp-reset"), probe.Options{Timeout: quick}
 		},
 		want: probe.Refused, errno: syscall.ECONNREFUSED,
 	},
 	{
 		name: "refused-iptables-reject-port-unreachable",
-		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
+		setup: func(t *testing.T, s *site) (endpoint.Endpoint, probe.Options) {
 			return s.iptablesInput(t, "REJECT", "--reject-with", "icmp-port-unreachable"), probe.Options{Timeout: quick}
 		},
 		want: probe.Refused, errno: syscall.ECONNREFUSED,
 	},
 	{
 		name: "host-unreachable-iptables-reject-admin-prohibited",
-		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
+		setup: func(t *testing.T, s *site) (endpoint.Endpoint, probe.Options) {
 			return s.iptablesInput(t, "REJECT", "--reject-with", "icmp-admin-prohibited"), probe.Options{Timeout: quick}
 		},
 		want: probe.HostUnreachable, errno: syscall.EHOSTUNREACH,
 	},
 	{
 		name: "host-unreachable-iptables-reject-host-prohibited",
-		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
+		setup: func(t *testing.T, s *site) (endpoint.Endpoint, probe.Options) {
 			return s.iptablesInput(t, "REJECT", "--reject-with", "icmp-host-prohibited"), probe.Options{Timeout: quick}
 		},
 		want: probe.HostUnreachable, errno: syscall.EHOSTUNREACH,
 	},
 	{
 		name: "net-unreachable-iptables-reject-net-unreachable",
-		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
+		setup: func(t *testing.T, s *site) (endpoint.Endpoint, probe.Options) {
 			return s.iptablesInput(t, "REJECT", "--reject-with", "icmp-net-unreachable"), probe.Options{Timeout: quick}
 		},
 		want: probe.NetUnreachable, errno: syscall.ENETUNREACH,
 	},
 	{
 		name: "timeout-nft-drop",
-		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
+		setup: func(t *testing.T, s *site) (endpoint.Endpoint, probe.Options) {
 			return s.nftInput(t, "drop"), probe.Options{Timeout: dropped}
 		},
 		want: probe.Timeout,
 	},
 	{
 		name: "refused-nft-reject-tcp-reset",
-		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
+		setup: func(t *testing.T, s *site) (endpoint.Endpoint, probe.Options) {
 			return s.nftInput(t, "reject with tcp reset"), probe.Options{Timeout: quick}
 		},
 		want: probe.Refused, errno: syscall.ECONNREFUSED,
 	},
 	{
 		name: "refused-nft-reject-port-unreachable",
-		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
+		setup: func(t *testing.T, s *site) (endpoint.Endpoint, probe.Options) {
 			return s.nftInput(t, "reject with icmpx type port-unreachable"), probe.Options{Timeout: quick}
 		},
 		want: probe.Refused, errno: syscall.ECONNREFUSED,
 	},
 	{
 		name: "host-unreachable-nft-reject-admin-prohibited",
-		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
+		setup: func(t *testing.T, s *site) (endpoint.Endpoint, probe.Options) {
 			return s.nftInput(t, "reject with icmpx type admin-prohibited"), probe.Options{Timeout: quick}
 		},
 		want: probe.HostUnreachable, errno: syscall.EHOSTUNREACH,
 	},
 	{
 		name: "host-unreachable-no-such-host-on-link",
-		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
-			return target.FromAddrPort(netip.AddrPortFrom(s.lab.Unowned(t, s.serverAddr), 80)), probe.Options{Timeout: arp}
+		setup: func(t *testing.T, s *site) (endpoint.Endpoint, probe.Options) {
+			return endpoint.FromAddrPort(netip.AddrPortFrom(s.lab.Unowned(t, s.serverAddr), 80)), probe.Options{Timeout: arp}
 		},
 		want: probe.HostUnreachable, errno: syscall.EHOSTUNREACH,
 	},
 	{
 		name: "net-unreachable-no-route",
-		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
-			return target.Endpoint{Host: "198.19.200.1", Port: 80}, probe.Options{Timeout: quick}
+		setup: func(t *testing.T, s *site) (endpoint.Endpoint, probe.Options) {
+			return endpoint.Endpoint{Host: "198.19.200.1", Port: 80}, probe.Options{Timeout: quick}
 		},
 		want: probe.NetUnreachable, errno: syscall.ENETUNREACH,
 	},
 	{
 		name: "dns-nameserver-refused",
-		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
+		setup: func(t *testing.T, s *site) (endpoint.Endpoint, probe.Options) {
 			// Nothing listens on the server's port 53: every query is refused.
 			r := s.client.Resolver(netip.AddrPortFrom(s.serverAddr, 53))
-			return target.Endpoint{Host: "db.reach.test", Port: 5432}, probe.Options{Timeout: quick, Resolver: r}
+			return endpoint.Endpoint{Host: "db.reach.test", Port: 5432}, probe.Options{Timeout: quick, Resolver: r}
 		},
 		want: probe.DNS,
 	},
 	{
 		name: "dns-nxdomain",
-		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
+		setup: func(t *testing.T, s *site) (endpoint.Endpoint, probe.Options) {
 			ns := s.server.ServeDNS(t, s.serverAddr, map[string][]netip.Addr{"db.reach.test": {s.serverAddr}})
-			return target.Endpoint{Host: "typo.reach.test", Port: 5432}, probe.Options{Timeout: quick, Resolver: s.client.Resolver(ns)}
+			return endpoint.Endpoint{Host: "typo.reach.test", Port: 5432}, probe.Options{Timeout: quick, Resolver: s.client.Resolver(ns)}
 		},
 		want: probe.DNS,
 	},
 	{
 		name: "open-by-name",
-		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
+		setup: func(t *testing.T, s *site) (endpoint.Endpoint, probe.Options) {
 			port := s.serve(t, idle).Port
 			ns := s.server.ServeDNS(t, s.serverAddr, map[string][]netip.Addr{"db.reach.test": {s.serverAddr}})
-			return target.Endpoint{Host: "db.reach.test", Port: port}, probe.Options{Timeout: quick, Resolver: s.client.Resolver(ns)}
+			return endpoint.Endpoint{Host: "db.reach.test", Port: port}, probe.Options{Timeout: quick, Resolver: s.client.Resolver(ns)}
 		},
 		want: probe.Open,
 	},
 	{
 		name: "dns-nameserver-silent",
-		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
+		setup: func(t *testing.T, s *site) (endpoint.Endpoint, probe.Options) {
 			// The nameserver's host drops DNS queries: the lookup runs out of time.
 			s.server.Iptables(t, "-A", "INPUT", "-p", "udp", "--dport", "53", "-j", "DROP")
 			s.server.Iptables(t, "-A", "INPUT", "-p", "tcp", "--dport", "53", "-j", "DROP")
 			r := s.client.Resolver(netip.AddrPortFrom(s.serverAddr, 53))
-			return target.Endpoint{Host: "db.reach.test", Port: 5432}, probe.Options{Timeout: dropped, Resolver: r}
+			return endpoint.Endpoint{Host: "db.reach.test", Port: 5432}, probe.Options{Timeout: dropped, Resolver: r}
 		},
 		want: probe.DNS,
 	},
 	{
 		name: "reset-after-accept",
-		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
+		setup: func(t *testing.T, s *site) (endpoint.Endpoint, probe.Options) {
 			return s.serve(t, resetAfterAccept), probe.Options{Timeout: quick, ReadWait: quick}
 		},
 		want: probe.Reset, errno: syscall.ECONNRESET,
 	},
 	{
 		name: "closed-by-peer-after-accept",
-		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
+		setup: func(t *testing.T, s *site) (endpoint.Endpoint, probe.Options) {
 			return s.serve(t, func(c net.Conn) { c.Close() }), probe.Options{Timeout: quick, ReadWait: quick}
 		},
 		want: probe.ClosedByPeer,
 	},
 	{
 		name: "local-error-ephemeral-ports-exhausted",
-		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
+		setup: func(t *testing.T, s *site) (endpoint.Endpoint, probe.Options) {
 			ep := s.serve(t, idle)
 			s.exhaustPorts(t, ep)
 			return ep, probe.Options{Timeout: quick}
@@ -307,31 +307,31 @@ var labCases = []labCase{
 	// Through a router: the answers come from the router, not the target.
 	{
 		name: "routed-open", routed: true,
-		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
+		setup: func(t *testing.T, s *site) (endpoint.Endpoint, probe.Options) {
 			return s.serve(t, idle), probe.Options{Timeout: quick}
 		},
 		want: probe.Open,
 	},
 	{
 		name: "routed-host-unreachable-host-down-behind-router", routed: true,
-		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
+		setup: func(t *testing.T, s *site) (endpoint.Endpoint, probe.Options) {
 			// The router's neighbour discovery fails and it answers ICMP host-unreachable.
-			return target.FromAddrPort(netip.AddrPortFrom(s.lab.Unowned(t, s.serverAddr), 80)), probe.Options{Timeout: arp}
+			return endpoint.FromAddrPort(netip.AddrPortFrom(s.lab.Unowned(t, s.serverAddr), 80)), probe.Options{Timeout: arp}
 		},
 		want: probe.HostUnreachable, errno: syscall.EHOSTUNREACH,
 	},
 	{
 		name: "routed-net-unreachable-router-has-no-route", routed: true,
-		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
+		setup: func(t *testing.T, s *site) (endpoint.Endpoint, probe.Options) {
 			// The client sends 198.19.0.0/16 to the router, which has no route for it.
 			s.client.AddRoute(t, "198.19.0.0/16", "via", s.gateway.String())
-			return target.Endpoint{Host: "198.19.7.7", Port: 80}, probe.Options{Timeout: quick}
+			return endpoint.Endpoint{Host: "198.19.7.7", Port: 80}, probe.Options{Timeout: quick}
 		},
 		want: probe.NetUnreachable, errno: syscall.ENETUNREACH,
 	},
 	{
 		name: "routed-timeout-router-drops", routed: true,
-		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
+		setup: func(t *testing.T, s *site) (endpoint.Endpoint, probe.Options) {
 			ep := s.serve(t, idle)
 			s.router.Iptables(t, "-A", "FORWARD", "-p", "tcp", "--dport", strconv.Itoa(int(ep.Port)), "-j", "DROP")
 			return ep, probe.Options{Timeout: dropped}
@@ -340,7 +340,7 @@ var labCases = []labCase{
 	},
 	{
 		name: "routed-host-unreachable-router-rejects-admin-prohibited", routed: true,
-		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
+		setup: func(t *testing.T, s *site) (endpoint.Endpoint, probe.Options) {
 			ep := s.serve(t, idle)
 			s.router.Iptables(t, "-A", "FORWARD", "-p", "tcp", "--dport", strconv.Itoa(int(ep.Port)), "-j", "REJECT", "--reject-with", "icmp-admin-prohibited")
 			return ep, probe.Options{Timeout: quick}
@@ -351,28 +351,28 @@ var labCases = []labCase{
 	// IPv6: the same ladder over fd00::/64.
 	{
 		name: "v6-open", v6: true,
-		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
+		setup: func(t *testing.T, s *site) (endpoint.Endpoint, probe.Options) {
 			return s.serve(t, idle), probe.Options{Timeout: quick}
 		},
 		want: probe.Open,
 	},
 	{
 		name: "v6-refused-nothing-listening", v6: true,
-		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
-			return target.FromAddrPort(netip.AddrPortFrom(s.serverAddr, 9)), probe.Options{Timeout: quick}
+		setup: func(t *testing.T, s *site) (endpoint.Endpoint, probe.Options) {
+			return endpoint.FromAddrPort(netip.AddrPortFrom(s.serverAddr, 9)), probe.Options{Timeout: quick}
 		},
 		want: probe.Refused, errno: syscall.ECONNREFUSED,
 	},
 	{
 		name: "v6-timeout-ip6tables-drop", v6: true,
-		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
+		setup: func(t *testing.T, s *site) (endpoint.Endpoint, probe.Options) {
 			return s.iptablesInput(t, "DROP"), probe.Options{Timeout: dropped}
 		},
 		want: probe.Timeout,
 	},
 	{
 		name: "v6-refused-ip6tables-reject-port-unreachable", v6: true,
-		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
+		setup: func(t *testing.T, s *site) (endpoint.Endpoint, probe.Options) {
 			return s.iptablesInput(t, "REJECT", "--reject-with", "icmp6-port-unreachable"), probe.Options{Timeout: quick}
 		},
 		want: probe.Refused, errno: syscall.ECONNREFUSED,
@@ -380,29 +380,29 @@ var labCases = []labCase{
 	{
 		// Linux reports ICMPv6 administratively-prohibited as EACCES.
 		name: "v6-host-unreachable-ip6tables-reject-adm-prohibited", v6: true,
-		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
+		setup: func(t *testing.T, s *site) (endpoint.Endpoint, probe.Options) {
 			return s.iptablesInput(t, "REJECT", "--reject-with", "icmp6-adm-prohibited"), probe.Options{Timeout: quick}
 		},
 		want: probe.HostUnreachable, errno: syscall.EACCES,
 	},
 	{
 		name: "v6-host-unreachable-nft-reject-admin-prohibited", v6: true,
-		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
+		setup: func(t *testing.T, s *site) (endpoint.Endpoint, probe.Options) {
 			return s.nftInput(t, "reject with icmpx type admin-prohibited"), probe.Options{Timeout: quick}
 		},
 		want: probe.HostUnreachable, errno: syscall.EACCES,
 	},
 	{
 		name: "v6-host-unreachable-no-such-host-on-link", v6: true,
-		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
-			return target.FromAddrPort(netip.AddrPortFrom(s.lab.Unowned(t, s.serverAddr), 80)), probe.Options{Timeout: arp}
+		setup: func(t *testing.T, s *site) (endpoint.Endpoint, probe.Options) {
+			return endpoint.FromAddrPort(netip.AddrPortFrom(s.lab.Unowned(t, s.serverAddr), 80)), probe.Options{Timeout: arp}
 		},
 		want: probe.HostUnreachable, errno: syscall.EHOSTUNREACH,
 	},
 	{
 		name: "v6-net-unreachable-no-route", v6: true,
-		setup: func(t *testing.T, s *site) (target.Endpoint, probe.Options) {
-			return target.Endpoint{Host: "fd00:ffff::1", Port: 80}, probe.Options{Timeout: quick}
+		setup: func(t *testing.T, s *site) (endpoint.Endpoint, probe.Options) {
+			return endpoint.Endpoint{Host: "fd00:ffff::1", Port: 80}, probe.Options{Timeout: quick}
 		},
 		want: probe.NetUnreachable, errno: syscall.ENETUNREACH,
 	},
@@ -447,7 +447,7 @@ func TestClassesInLab(t *testing.T) {
 
 // checkResultError checks the error chain level by level: *probe.Error, its
 // class via errors.Is, and the errno or *net.DNSError underneath.
-func checkResultError(t *testing.T, r probe.Result, ep target.Endpoint) {
+func checkResultError(t *testing.T, r probe.Result, ep endpoint.Endpoint) {
 	t.Helper()
 	if r.Class == probe.Open {
 		if r.Err != nil || r.Addr.Port() != ep.Port || !slices.Contains(r.Resolved, r.Addr.Addr()) {

@@ -14,7 +14,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/reach-tools/reach/target"
+	"github.com/reach-tools/reach/endpoint"
 )
 
 // DefaultTimeout bounds a probe when Options.Timeout is zero.
@@ -58,7 +58,7 @@ func (o Options) network() string {
 
 // Result is the outcome of one probe.
 type Result struct {
-	Endpoint target.Endpoint
+	Endpoint endpoint.Endpoint
 	Addr     netip.AddrPort // the address dialled; zero when resolution failed
 	Local    netip.AddrPort // our side of the connection, when one was made
 	Class    Class
@@ -102,7 +102,7 @@ func (e *Error) Is(target error) bool {
 var ErrSelfConnect = errors.New("probe: connected to itself (no listener; the kernel picked the destination port as source port)")
 
 // Run probes ep once and closes the connection.
-func Run(ctx context.Context, ep target.Endpoint, opt Options) Result {
+func Run(ctx context.Context, ep endpoint.Endpoint, opt Options) Result {
 	conn, r := Dial(ctx, ep, opt)
 	if conn != nil {
 		conn.Close()
@@ -113,7 +113,7 @@ func Run(ctx context.Context, ep target.Endpoint, opt Options) Result {
 // Dial probes ep once and, when it is open, returns the connection too; the
 // caller owns it. A name is resolved first and its first address of the
 // wanted family is dialled; Result.Resolved lists them all.
-func Dial(ctx context.Context, ep target.Endpoint, opt Options) (net.Conn, Result) {
+func Dial(ctx context.Context, ep endpoint.Endpoint, opt Options) (net.Conn, Result) {
 	r := Result{Endpoint: ep}
 	ctx, cancel := context.WithTimeout(ctx, opt.timeout())
 	defer cancel()
@@ -180,7 +180,7 @@ func resolve(ctx context.Context, host string, opt Options) ([]netip.Addr, error
 
 // DialAddr probes one address; see Dial.
 func DialAddr(ctx context.Context, ap netip.AddrPort, opt Options) (net.Conn, Result) {
-	r := Result{Endpoint: target.FromAddrPort(ap), Addr: ap, Resolved: []netip.Addr{ap.Addr()}}
+	r := Result{Endpoint: endpoint.FromAddrPort(ap), Addr: ap, Resolved: []netip.Addr{ap.Addr()}}
 	ctx, cancel := context.WithTimeout(ctx, opt.timeout())
 	defer cancel()
 

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/reach-tools/reach/probe"
-	"github.com/reach-tools/reach/target"
+	"github.com/reach-tools/reach/endpoint"
 )
 
 // listen returns a loopback listener whose accepted connections are handled by fn.
@@ -65,19 +65,19 @@ func TestRunLoopback(t *testing.T) {
 
 	tests := []struct {
 		name  string
-		ep    target.Endpoint
+		ep    endpoint.Endpoint
 		opt   probe.Options
 		class probe.Class
 		errno syscall.Errno
 	}{
-		{"open", target.FromAddrPort(open), probe.Options{}, probe.Open, 0},
-		{"open with read wait", target.FromAddrPort(open), probe.Options{ReadWait: 50 * time.Millisecond}, probe.Open, 0},
-		{"banner", target.FromAddrPort(banner), probe.Options{ReadWait: time.Second}, probe.Open, 0},
-		{"refused", target.FromAddrPort(refused), probe.Options{}, probe.Refused, syscall.ECONNREFUSED},
-		{"closed by peer", target.FromAddrPort(closer), probe.Options{ReadWait: time.Second}, probe.ClosedByPeer, 0},
-		{"reset", target.FromAddrPort(resetter), probe.Options{ReadWait: time.Second}, probe.Reset, syscall.ECONNRESET},
-		{"dns", target.Endpoint{Host: "db.reach.test", Port: 5432}, probe.Options{Resolver: deadDNS, Timeout: 2 * time.Second}, probe.DNS, 0},
-		{"bad family", target.Endpoint{Host: "127.0.0.1", Port: 1}, probe.Options{Network: "tcp6"}, probe.LocalError, 0},
+		{"open", endpoint.FromAddrPort(open), probe.Options{}, probe.Open, 0},
+		{"open with read wait", endpoint.FromAddrPort(open), probe.Options{ReadWait: 50 * time.Millisecond}, probe.Open, 0},
+		{"banner", endpoint.FromAddrPort(banner), probe.Options{ReadWait: time.Second}, probe.Open, 0},
+		{"refused", endpoint.FromAddrPort(refused), probe.Options{}, probe.Refused, syscall.ECONNREFUSED},
+		{"closed by peer", endpoint.FromAddrPort(closer), probe.Options{ReadWait: time.Second}, probe.ClosedByPeer, 0},
+		{"reset", endpoint.FromAddrPort(resetter), probe.Options{ReadWait: time.Second}, probe.Reset, syscall.ECONNRESET},
+		{"dns", endpoint.Endpoint{Host: "db.reach.test", Port: 5432}, probe.Options{Resolver: deadDNS, Timeout: 2 * time.Second}, probe.DNS, 0},
+		{"bad family", endpoint.Endpoint{Host: "127.0.0.1", Port: 1}, probe.Options{Network: "tcp6"}, probe.LocalError, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -103,7 +103,7 @@ func TestRunLoopback(t *testing.T) {
 			}
 		})
 	}
-	if r := probe.Run(context.Background(), target.FromAddrPort(banner), probe.Options{ReadWait: time.Second}); string(r.Banner) != "SSH-2.0-test\r\n" {
+	if r := probe.Run(context.Background(), endpoint.FromAddrPort(banner), probe.Options{ReadWait: time.Second}); string(r.Banner) != "SSH-2.0-test\r\n" {
 		t.Errorf("banner = %q", r.Banner)
 	}
 }
@@ -114,7 +114,7 @@ func TestDNSErrorChain(t *testing.T) {
 		var d net.Dialer
 		return d.DialContext(ctx, network, refused.String())
 	}}
-	r := probe.Run(context.Background(), target.Endpoint{Host: "x.reach.test", Port: 1}, probe.Options{Resolver: res, Timeout: 2 * time.Second})
+	r := probe.Run(context.Background(), endpoint.Endpoint{Host: "x.reach.test", Port: 1}, probe.Options{Resolver: res, Timeout: 2 * time.Second})
 	var dnsErr *net.DNSError
 	if !errors.As(r.Err, &dnsErr) || dnsErr.Name != "x.reach.test" {
 		t.Fatalf("want *net.DNSError in chain, got %v", r.Err)
@@ -127,7 +127,7 @@ func TestDNSErrorChain(t *testing.T) {
 func TestCanceled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	r := probe.Run(ctx, target.FromAddrPort(closedPort(t)), probe.Options{})
+	r := probe.Run(ctx, endpoint.FromAddrPort(closedPort(t)), probe.Options{})
 	if r.Class != probe.Canceled || r.Class.Retryable() {
 		t.Fatalf("class %s (%v), want canceled and not retryable", r.Class, r.Err)
 	}
@@ -148,7 +148,7 @@ func TestCanceledDuringLookup(t *testing.T) {
 	}}
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() { <-asked; cancel() }()
-	r := probe.Run(ctx, target.Endpoint{Host: "db.reach.test", Port: 5432}, probe.Options{Resolver: silent, Timeout: time.Minute})
+	r := probe.Run(ctx, endpoint.Endpoint{Host: "db.reach.test", Port: 5432}, probe.Options{Resolver: silent, Timeout: time.Minute})
 	if r.Class != probe.Canceled || !errors.Is(r.Err, context.Canceled) {
 		t.Fatalf("class %s (%v), want canceled wrapping context.Canceled", r.Class, r.Err)
 	}
@@ -160,7 +160,7 @@ func TestTimeoutWithFakeDialer(t *testing.T) {
 		<-ctx.Done()
 		return nil, &net.OpError{Op: "dial", Net: "tcp", Err: ctx.Err()}
 	}
-	r := probe.Run(context.Background(), target.Endpoint{Host: "198.18.0.1", Port: 80}, probe.Options{Dial: hang, Timeout: 20 * time.Millisecond})
+	r := probe.Run(context.Background(), endpoint.Endpoint{Host: "198.18.0.1", Port: 80}, probe.Options{Dial: hang, Timeout: 20 * time.Millisecond})
 	if r.Class != probe.Timeout || !errors.Is(r.Err, context.DeadlineExceeded) {
 		t.Fatalf("class %s err %v, want timeout wrapping DeadlineExceeded", r.Class, r.Err)
 	}

@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/reach-tools/reach/probe"
-	"github.com/reach-tools/reach/target"
+	"github.com/reach-tools/reach/endpoint"
 )
 
 func TestTopPorts(t *testing.T) {
@@ -54,8 +54,8 @@ func TestParseServices(t *testing.T) {
 }
 
 func TestExpand(t *testing.T) {
-	parse := func(s string) []target.Hosts {
-		h, err := target.ParseHostList(s)
+	parse := func(s string) []endpoint.Hosts {
+		h, err := endpoint.ParseHostList(s)
 		if err != nil {
 			t.Fatal(err)
 		}

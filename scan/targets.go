@@ -8,7 +8,7 @@ import (
 	"strconv"
 
 	"github.com/reach-tools/reach/probe"
-	"github.com/reach-tools/reach/target"
+	"github.com/reach-tools/reach/endpoint"
 )
 
 // MaxHosts bounds how many addresses one scan expands to.
@@ -18,7 +18,7 @@ const MaxHosts = 1 << 20
 // names resolved (the first address, as nmap does), duplicates and excluded
 // addresses dropped. A name that does not resolve fails the whole call, with
 // the probe's typed error.
-func Expand(ctx context.Context, hosts, exclude []target.Hosts, resolver probe.Options) ([]Target, error) {
+func Expand(ctx context.Context, hosts, exclude []endpoint.Hosts, resolver probe.Options) ([]Target, error) {
 	seen := map[netip.Addr]bool{}
 	var out []Target
 	excluded := func(a netip.Addr) bool {

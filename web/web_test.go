@@ -16,7 +16,7 @@ import (
 
 	"github.com/reach-tools/reach/monitor"
 	"github.com/reach-tools/reach/probe"
-	"github.com/reach-tools/reach/target"
+	"github.com/reach-tools/reach/endpoint"
 )
 
 // newTestServer serves a dashboard over a monitor with a real SQLite store,
@@ -28,9 +28,9 @@ func newTestServer(t *testing.T, opt Options) (*httptest.Server, *monitor.Monito
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	ep := monitor.Endpoint{Name: "db", Target: target.Endpoint{Host: "127.0.0.1", Port: 5432}, Interval: time.Second, Timeout: time.Second, Expect: monitor.ExpectOpen}
+	ep := monitor.Endpoint{Name: "db", Target: endpoint.Endpoint{Host: "127.0.0.1", Port: 5432}, Interval: time.Second, Timeout: time.Second, Expect: monitor.ExpectOpen}
 	reg := prometheus.NewRegistry()
-	diag := monitor.DiagnoserFunc(func(context.Context, target.Endpoint) (monitor.Diagnosis, error) {
+	diag := monitor.DiagnoserFunc(func(context.Context, endpoint.Endpoint) (monitor.Diagnosis, error) {
 		return monitor.Diagnosis{Cause: "not-listening", Verdict: "nothing listens on 127.0.0.1:5432",
 			Findings: []monitor.Finding{{Issue: "Server not running", Evidence: "no socket on :5432", Fix: "start postgres"}}}, nil
 	})

@@ -53,7 +53,7 @@ func layer(p string) int {
 		return 4
 	case p == "internal/cli":
 		return 3
-	case p == "target", p == "internal/sys":
+	case p == "endpoint", p == "internal/sys":
 		return 0
 	case p == "probe", p == "sockets", p == "internal/netlab", p == "internal/archtest":
 		return 1
@@ -73,7 +73,7 @@ func TestImportsFlowOneWay(t *testing.T) {
 				t.Errorf("%s imports the test lab; only _test files may", from)
 			}
 			if layer(to) >= layer(from) && !(layer(from) == 2 && layer(to) == 2) {
-				t.Errorf("%s (layer %d) imports %s (layer %d): imports must flow cmd -> cli -> features -> probe/sockets -> target/internal/sys", from, layer(from), to, layer(to))
+				t.Errorf("%s (layer %d) imports %s (layer %d): imports must flow cmd -> cli -> features -> probe/sockets -> endpoint/internal/sys", from, layer(from), to, layer(to))
 			}
 		}
 	}

@@ -10,7 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/reach-tools/reach/doctor"
-	"github.com/reach-tools/reach/target"
+	"github.com/reach-tools/reach/endpoint"
 )
 
 func init() { register("check", newCheckCmd) }
@@ -69,7 +69,7 @@ Exit status: 0 every target is reachable, 1 one is not, 2 usage error.`,
 			default:
 				return usageErrorf("--network must be tcp, tcp4 or tcp6, got %q", network)
 			}
-			eps, err := target.ParseEndpoints(args, 0)
+			eps, err := endpoint.ParseEndpoints(args, 0)
 			if err != nil {
 				return &UsageError{Err: err}
 			}

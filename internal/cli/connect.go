@@ -16,7 +16,7 @@ import (
 
 	"github.com/reach-tools/reach/dial"
 	"github.com/reach-tools/reach/probe"
-	"github.com/reach-tools/reach/target"
+	"github.com/reach-tools/reach/endpoint"
 )
 
 func init() { register("connect", newConnectCmd) }
@@ -61,7 +61,7 @@ Exit status: 0 connected, 1 no target accepted, 2 usage error.`,
   reach connect db1:5432 db2:5432 -z --json | jq .endpoint`,
 		Args: minArgs("connect to"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			eps, err := target.ParseEndpoints(args, 0)
+			eps, err := endpoint.ParseEndpoints(args, 0)
 			if err != nil {
 				return &UsageError{Err: err}
 			}

@@ -17,7 +17,7 @@ import (
 
 	"github.com/reach-tools/reach/probe"
 	"github.com/reach-tools/reach/scan"
-	"github.com/reach-tools/reach/target"
+	"github.com/reach-tools/reach/endpoint"
 	"github.com/spf13/cobra"
 )
 
@@ -131,9 +131,9 @@ func runScan(env *Env, cmd *cobra.Command, args []string, fl scanFlags) error {
 	if err != nil {
 		return err
 	}
-	var exclude []target.Hosts
+	var exclude []endpoint.Hosts
 	if fl.exclude != "" {
-		if exclude, err = target.ParseHostList(fl.exclude); err != nil {
+		if exclude, err = endpoint.ParseHostList(fl.exclude); err != nil {
 			return usageErrorf("--exclude: %w", err)
 		}
 		for _, x := range exclude {
@@ -192,10 +192,10 @@ func runScan(env *Env, cmd *cobra.Command, args []string, fl scanFlags) error {
 	return nil
 }
 
-func scanTargets(env *Env, args []string, inputList string) ([]target.Hosts, error) {
-	var hosts []target.Hosts
+func scanTargets(env *Env, args []string, inputList string) ([]endpoint.Hosts, error) {
+	var hosts []endpoint.Hosts
 	for _, a := range args {
-		h, err := target.ParseHosts(a)
+		h, err := endpoint.ParseHosts(a)
 		if err != nil {
 			return nil, &UsageError{Err: err}
 		}
@@ -216,7 +216,7 @@ func scanTargets(env *Env, args []string, inputList string) ([]target.Hosts, err
 		if src == "-" {
 			src = "standard input"
 		}
-		more, err := target.ParseHostList(string(data))
+		more, err := endpoint.ParseHostList(string(data))
 		if err != nil {
 			return nil, usageErrorf("-iL %s: %w", src, err)
 		}
@@ -238,7 +238,7 @@ func scanPorts(cmd *cobra.Command, fl scanFlags) ([]uint16, error) {
 	var ports []uint16
 	switch {
 	case fl.ports != "":
-		p, err := target.ParsePorts(fl.ports)
+		p, err := endpoint.ParsePorts(fl.ports)
 		if err != nil {
 			return nil, usageErrorf("-p: %w", err)
 		}
@@ -253,7 +253,7 @@ func scanPorts(cmd *cobra.Command, fl scanFlags) ([]uint16, error) {
 		ports = scan.TopPorts(scan.TopPortsLen())
 	}
 	if fl.excludePorts != "" {
-		ex, err := target.ParsePorts(fl.excludePorts)
+		ex, err := endpoint.ParsePorts(fl.excludePorts)
 		if err != nil {
 			return nil, usageErrorf("--exclude-ports: %w", err)
 		}

@@ -17,7 +17,7 @@ import (
 
 	"github.com/reach-tools/reach/dial"
 	"github.com/reach-tools/reach/probe"
-	"github.com/reach-tools/reach/target"
+	"github.com/reach-tools/reach/endpoint"
 )
 
 func init() { register("wait", newWaitCmd) }
@@ -66,7 +66,7 @@ Exit status: 0 ready (or CMD's status), 1 timed out or interrupted,
 			if len(targets) == 0 {
 				return usageErrorf("give at least one TARGET (host:port) to wait for")
 			}
-			eps, err := target.ParseEndpoints(targets, 0)
+			eps, err := endpoint.ParseEndpoints(targets, 0)
 			if err != nil {
 				return &UsageError{Err: err}
 			}
@@ -150,7 +150,7 @@ type waitTarget struct {
 // waitReady dials every target until it accepts (or any one, with o.any) or
 // the timeout ends. Each target has its own dialer retrying without end;
 // the timeout bounds them all.
-func waitReady(ctx context.Context, eps []target.Endpoint, o waitOptions) *waitResult {
+func waitReady(ctx context.Context, eps []endpoint.Endpoint, o waitOptions) *waitResult {
 	res := &waitResult{TimeoutMS: ms(o.timeout), start: time.Now()}
 	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
@@ -159,7 +159,7 @@ func waitReady(ctx context.Context, eps []target.Endpoint, o waitOptions) *waitR
 	for _, ep := range eps {
 		wt := &waitTarget{Target: ep.String()}
 		res.Targets = append(res.Targets, wt)
-		d := dial.New([]target.Endpoint{ep}, dial.Options{
+		d := dial.New([]endpoint.Endpoint{ep}, dial.Options{
 			Retries:  -1,
 			Backoff:  dial.Backoff{Initial: 50 * time.Millisecond, Max: o.interval},
 			Eject:    dial.Ejection{Consecutive: -1},

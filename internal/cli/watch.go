@@ -23,7 +23,7 @@ import (
 	"github.com/reach-tools/reach/agent"
 	"github.com/reach-tools/reach/doctor"
 	"github.com/reach-tools/reach/monitor"
-	"github.com/reach-tools/reach/target"
+	"github.com/reach-tools/reach/endpoint"
 	"github.com/reach-tools/reach/web"
 )
 
@@ -295,7 +295,7 @@ func (w *watcher) reloadOnHUP(ctx context.Context, hup <-chan os.Signal, m *moni
 
 // doctorDiagnoser runs the doctor's whole ladder for the monitor.
 func doctorDiagnoser(timeout time.Duration, log *slog.Logger) monitor.Diagnoser {
-	return monitor.DiagnoserFunc(func(ctx context.Context, ep target.Endpoint) (monitor.Diagnosis, error) {
+	return monitor.DiagnoserFunc(func(ctx context.Context, ep endpoint.Endpoint) (monitor.Diagnosis, error) {
 		r := doctor.Run(ctx, ep, doctor.Options{Timeout: timeout, Logger: log})
 		raw, err := json.Marshal(r)
 		if err != nil {

@@ -1,7 +1,7 @@
-// Package target parses what users type to name things to reach: endpoints
+// Package endpoint parses what users type to name things to reach: endpoints
 // (host:port, [v6]:port, host with a default port) and port lists
 // (22,80,8000-8100). Every error names the input and the rule it broke.
-package target
+package endpoint
 
 import (
 	"errors"
