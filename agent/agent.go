@@ -17,9 +17,9 @@ import (
 	"time"
 
 	"github.com/reach-tools/reach/doctor"
+	"github.com/reach-tools/reach/endpoint"
 	"github.com/reach-tools/reach/monitor"
 	"github.com/reach-tools/reach/probe"
-	"github.com/reach-tools/reach/endpoint"
 	"golang.org/x/time/rate"
 )
 

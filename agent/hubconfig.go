@@ -12,8 +12,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/reach-tools/reach/monitor"
 	"github.com/reach-tools/reach/endpoint"
+	"github.com/reach-tools/reach/monitor"
 )
 
 // HubConfig says which agent probes what: the agents: section of the hub's

@@ -19,10 +19,10 @@ import (
 
 	"github.com/reach-tools/reach/agent"
 	"github.com/reach-tools/reach/doctor"
+	"github.com/reach-tools/reach/endpoint"
 	"github.com/reach-tools/reach/internal/cli"
 	"github.com/reach-tools/reach/internal/netlab"
 	"github.com/reach-tools/reach/probe"
-	"github.com/reach-tools/reach/endpoint"
 )
 
 // TestMain lets the test binary stand in for reach: the lab starts

@@ -6,9 +6,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/reach-tools/reach/endpoint"
 	"github.com/reach-tools/reach/monitor"
 	"github.com/reach-tools/reach/probe"
-	"github.com/reach-tools/reach/endpoint"
 )
 
 // MonitorSink stores agent results in a monitor (reach watch) like its own

@@ -17,9 +17,9 @@ import (
 	"time"
 
 	"github.com/reach-tools/reach/dial"
+	"github.com/reach-tools/reach/endpoint"
 	"github.com/reach-tools/reach/internal/netlab"
 	"github.com/reach-tools/reach/probe"
-	"github.com/reach-tools/reach/endpoint"
 )
 
 var naive = flag.Bool("naive", false, "also measure a plain dial of a dropped primary (waits out the kernel's SYN retries, about 2 minutes)")

@@ -9,17 +9,17 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/reach-tools/reach/probe"
 	"github.com/reach-tools/reach/endpoint"
+	"github.com/reach-tools/reach/probe"
 )
 
 // Attempt is one connection attempt (or one name lookup) made by a Dialer,
 // as given to Options.OnAttempt and logged.
 type Attempt struct {
 	Endpoint endpoint.Endpoint // the endpoint as configured (may be a name)
-	Addr     netip.AddrPort  // the address dialled; zero when the lookup failed
-	N        int             // attempt number within the dial, from 1; 0 for health checks
-	Round    int             // retry round within the dial, from 0
+	Addr     netip.AddrPort    // the address dialled; zero when the lookup failed
+	N        int               // attempt number within the dial, from 1; 0 for health checks
+	Round    int               // retry round within the dial, from 0
 	Class    probe.Class
 	Errno    syscall.Errno // 0 when no errno was involved
 	RTT      time.Duration // time spent connecting (or looking up)

@@ -21,8 +21,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/reach-tools/reach/probe"
 	"github.com/reach-tools/reach/endpoint"
+	"github.com/reach-tools/reach/probe"
 )
 
 // DefaultAttemptDelay is the stagger between racing attempts (RFC 8305's

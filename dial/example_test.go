@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/reach-tools/reach/dial"
-	"github.com/reach-tools/reach/probe"
 	"github.com/reach-tools/reach/endpoint"
+	"github.com/reach-tools/reach/probe"
 )
 
 // closedAddr returns a loopback address that refuses connections.

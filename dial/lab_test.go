@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/reach-tools/reach/endpoint"
 	"github.com/reach-tools/reach/internal/netlab"
 	"github.com/reach-tools/reach/probe"
-	"github.com/reach-tools/reach/endpoint"
 )
 
 // faultLab is a client host c and a server host s on one link. s has two

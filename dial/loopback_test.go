@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/reach-tools/reach/probe"
 	"github.com/reach-tools/reach/endpoint"
+	"github.com/reach-tools/reach/probe"
 )
 
 // serve listens on addr and hands each connection to fn until the test ends.

@@ -13,9 +13,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/reach-tools/reach/endpoint"
 	"github.com/reach-tools/reach/internal/sys"
 	"github.com/reach-tools/reach/probe"
-	"github.com/reach-tools/reach/endpoint"
 )
 
 // maxAddrs bounds how many addresses of a name are probed.

@@ -18,10 +18,10 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/reach-tools/reach/endpoint"
 	"github.com/reach-tools/reach/internal/sys"
 	"github.com/reach-tools/reach/probe"
 	"github.com/reach-tools/reach/sockets"
-	"github.com/reach-tools/reach/endpoint"
 )
 
 // Cause is a stable id naming why an endpoint is (not) reachable; scripts

@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/reach-tools/reach/doctor"
+	"github.com/reach-tools/reach/endpoint"
 	"github.com/reach-tools/reach/internal/netlab"
 	"github.com/reach-tools/reach/sockets"
-	"github.com/reach-tools/reach/endpoint"
 	"golang.org/x/net/dns/dnsmessage"
 )
 

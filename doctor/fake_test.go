@@ -6,9 +6,9 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/reach-tools/reach/endpoint"
 	"github.com/reach-tools/reach/probe"
 	"github.com/reach-tools/reach/sockets"
-	"github.com/reach-tools/reach/endpoint"
 )
 
 // fakeHost is a host whose sockets and firewall the test writes.

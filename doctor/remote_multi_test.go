@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/reach-tools/reach/endpoint"
 	"github.com/reach-tools/reach/probe"
 	"github.com/reach-tools/reach/sockets"
-	"github.com/reach-tools/reach/endpoint"
 )
 
 // fakeAgents answers for each address as the agent on its host would.

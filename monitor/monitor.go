@@ -11,8 +11,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/reach-tools/reach/probe"
 	"github.com/reach-tools/reach/endpoint"
+	"github.com/reach-tools/reach/probe"
 )
 
 // Defaults for Options.

@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/reach-tools/reach/probe"
 	"github.com/reach-tools/reach/endpoint"
+	"github.com/reach-tools/reach/probe"
 )
 
 // TestLocalErrorOutOfFiles produces EMFILE for real: a child test process

@@ -14,9 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/reach-tools/reach/endpoint"
 	"github.com/reach-tools/reach/internal/netlab"
 	"github.com/reach-tools/reach/probe"
-	"github.com/reach-tools/reach/endpoint"
 )
 
 // Every class produced for real: a client host probes a server host across a

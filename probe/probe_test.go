@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/reach-tools/reach/probe"
 	"github.com/reach-tools/reach/endpoint"
+	"github.com/reach-tools/reach/probe"
 )
 
 // listen returns a loopback listener whose accepted connections are handled by fn.

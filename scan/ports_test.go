@@ -9,8 +9,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/reach-tools/reach/probe"
 	"github.com/reach-tools/reach/endpoint"
+	"github.com/reach-tools/reach/probe"
 )
 
 func TestTopPorts(t *testing.T) {

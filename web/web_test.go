@@ -14,9 +14,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/reach-tools/reach/endpoint"
 	"github.com/reach-tools/reach/monitor"
 	"github.com/reach-tools/reach/probe"
-	"github.com/reach-tools/reach/endpoint"
 )
 
 // newTestServer serves a dashboard over a monitor with a real SQLite store,

@@ -15,8 +15,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/reach-tools/reach/dial"
-	"github.com/reach-tools/reach/probe"
 	"github.com/reach-tools/reach/endpoint"
+	"github.com/reach-tools/reach/probe"
 )
 
 func init() { register("connect", newConnectCmd) }

@@ -15,9 +15,9 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/reach-tools/reach/endpoint"
 	"github.com/reach-tools/reach/probe"
 	"github.com/reach-tools/reach/scan"
-	"github.com/reach-tools/reach/endpoint"
 	"github.com/spf13/cobra"
 )
 

@@ -22,8 +22,8 @@ import (
 
 	"github.com/reach-tools/reach/agent"
 	"github.com/reach-tools/reach/doctor"
-	"github.com/reach-tools/reach/monitor"
 	"github.com/reach-tools/reach/endpoint"
+	"github.com/reach-tools/reach/monitor"
 	"github.com/reach-tools/reach/web"
 )
 
