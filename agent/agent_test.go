@@ -614,6 +614,11 @@ func TestEvidenceFailures(t *testing.T) {
 		var ae *doctor.AgentError
 		if !errors.As(err, &ae) || ae.Failure != tc.want || (tc.is != nil && !errors.Is(err, tc.is)) {
 			t.Errorf("%s: %v, want a doctor.AgentError %s wrapping %v", tc.name, err, tc.want, tc.is)
+			continue
+		}
+		// Who was asked is typed: the hub, or the agent at its URL.
+		if isHub := tc.remote == disc; ae.Hub != isHub || ae.URL == "" || !strings.HasPrefix(ae.URL, "http://127.0.0.1:") {
+			t.Errorf("%s: asked hub=%v at %q, want hub=%v at a loopback URL", tc.name, ae.Hub, ae.URL, isHub)
 		}
 	}
 }

@@ -129,7 +129,7 @@ func NewClient(base, token string, hc *http.Client) (*Client, error) {
 func (c *Client) Evidence(ctx context.Context, addr netip.AddrPort) (doctor.HostEvidence, error) {
 	ev, err := c.EvidenceFor(ctx, netip.Addr{}, addr)
 	if err != nil {
-		return ev, &doctor.AgentError{Agent: "agent " + c.c.base, Failure: failure(err), Err: err}
+		return ev, &doctor.AgentError{URL: c.c.base, Failure: failure(err), Err: err}
 	}
 	return ev, nil
 }
@@ -195,22 +195,22 @@ func NewDiscovery(base, token string, hc *http.Client) (*Discovery, error) {
 func (d *Discovery) Evidence(ctx context.Context, addr netip.AddrPort) (doctor.HostEvidence, error) {
 	var hosts []AgentInfo
 	if err := d.hub.call(ctx, http.MethodGet, PathAgents, nil, nil, &hosts); err != nil {
-		return doctor.HostEvidence{}, &doctor.AgentError{Agent: "hub " + d.hub.base, Failure: failure(err), Err: err}
+		return doctor.HostEvidence{}, &doctor.AgentError{Hub: true, URL: d.hub.base, Failure: failure(err), Err: err}
 	}
 	for _, h := range hosts {
 		if h.Addr == addr.Addr().Unmap() && h.Agent != "" {
 			c, err := NewClient(h.Agent, d.token, d.hub.http)
 			if err != nil {
-				return doctor.HostEvidence{}, &doctor.AgentError{Agent: "agent " + h.Name, Failure: doctor.AgentFailed, Err: err}
+				return doctor.HostEvidence{}, &doctor.AgentError{Name: h.Name, URL: h.Agent, Failure: doctor.AgentFailed, Err: err}
 			}
 			ev, err := c.Evidence(ctx, addr)
 			var ae *doctor.AgentError
 			if errors.As(err, &ae) {
-				ae.Agent = fmt.Sprintf("agent %s (%s)", h.Name, h.Agent)
+				ae.Name, ae.URL = h.Name, h.Agent
 			}
 			return ev, err
 		}
 	}
-	return doctor.HostEvidence{}, &doctor.AgentError{Agent: "hub " + d.hub.base, Failure: doctor.AgentNone,
+	return doctor.HostEvidence{}, &doctor.AgentError{Hub: true, URL: d.hub.base, Failure: doctor.AgentNone,
 		Err: fmt.Errorf("%w: %s (give its hosts entry an agent: URL in the hub config)", ErrNoAgent, addr.Addr())}
 }

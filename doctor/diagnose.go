@@ -44,7 +44,7 @@ func diagnose(s *State, findings []Finding) *Report {
 			ar.Evidence = &EvidenceSource{From: h.Host}
 		case i < len(s.Agents) && s.Agents[i] != nil:
 			ae := s.Agents[i]
-			ar.Evidence = &EvidenceSource{From: ae.Agent, Failure: ae.Failure, Error: ae.Err.Error(), Fix: ae.fix(s.addrPort(i))}
+			ar.Evidence = &EvidenceSource{From: ae.Who(), Failure: ae.Failure, Error: ae.Err.Error(), Fix: ae.fix(s.addrPort(i))}
 		}
 		r.Addresses = append(r.Addresses, ar)
 		if ar.Class != probe.Open && ar.Class != "" && !settled(findings, s.label(i)) {
@@ -203,7 +203,7 @@ func infer(s *State, i int, c probe.Class) ([]Finding, []string) {
 	askHost := fmt.Sprintf("run `reach check %s` on %s itself, or ask the reach agent there (reach check %s --agent URL): its socket table and firewall rules tell these apart", ap, host, ap)
 	if i < len(s.Agents) && s.Agents[i] != nil {
 		ae := s.Agents[i]
-		askHost = fmt.Sprintf("%s gave no evidence for %s (%s, see the host check): %s; its socket table and firewall rules tell these apart", cmp.Or(ae.Agent, "the agent"), host, ae.Failure, ae.fix(ap))
+		askHost = fmt.Sprintf("%s gave no evidence for %s (%s, see the host check): %s; its socket table and firewall rules tell these apart", cmp.Or(ae.Who(), "the agent"), host, ae.Failure, ae.fix(ap))
 	}
 	f := func(cause Cause, conf Confidence, issue, evidence, fix string) Finding {
 		return Finding{Cause: cause, Confidence: conf, Issue: issue, Evidence: evidence, Fix: fix, Addr: label}

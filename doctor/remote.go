@@ -74,17 +74,42 @@ const (
 
 // AgentError is why an agent gave no evidence. RemoteEvidence sources return
 // it, wrapping the cause; other errors count as AgentUnreachable when they
-// are network errors or timeouts, else AgentFailed.
+// are network errors or timeouts, else AgentFailed. Who was asked is in
+// typed fields, so the report can say what to do without reading messages.
 type AgentError struct {
-	// Agent names who was asked, as HostEvidence.Host does: "agent db
-	// (https://198.18.0.2:7070)", or "hub URL" when finding the agent failed.
-	Agent   string
-	Failure AgentFailure
-	Err     error
+	// Hub is set when the hub failed, asked which agent runs on the host;
+	// else the agent failed.
+	Hub bool
+	// URL is the base URL of the hub or agent asked; empty when not known.
+	URL string
+	// Name is the agent's host name in the hub's config; empty when not known.
+	Name string
+	// Answered, set with AgentWrongHost, names the agent that answered for
+	// another host, as its HostEvidence.Host does.
+	Answered string
+	Failure  AgentFailure
+	Err      error
+}
+
+// Who names who was asked, as HostEvidence.Host names an agent that
+// answers: "agent db (https://198.18.0.2:7070)", "agent URL" or "hub URL";
+// empty when nothing is known of it.
+func (e *AgentError) Who() string {
+	switch {
+	case e.Answered != "":
+		return e.Answered
+	case e.Hub:
+		return strings.TrimSpace("hub " + e.URL)
+	case e.Name != "" && e.URL != "":
+		return fmt.Sprintf("agent %s (%s)", e.Name, e.URL)
+	case e.Name != "" || e.URL != "":
+		return "agent " + e.Name + e.URL
+	}
+	return ""
 }
 
 func (e *AgentError) Error() string {
-	return fmt.Sprintf("%s: %s: %v", cmp.Or(e.Agent, "the agent"), e.Failure, e.Err)
+	return fmt.Sprintf("%s: %s: %v", cmp.Or(e.Who(), "the agent"), e.Failure, e.Err)
 }
 
 func (e *AgentError) Unwrap() error { return e.Err }
@@ -109,12 +134,10 @@ func (e *AgentError) fix(ap netip.AddrPort) string {
 	switch e.Failure {
 	case AgentUnreachable:
 		reach := ""
-		for _, f := range strings.Fields(e.Agent) {
-			if u, err := url.Parse(strings.Trim(f, "()")); err == nil && u.Host != "" {
-				reach = " (reach check " + u.Host + ")"
-			}
+		if u, err := url.Parse(e.URL); err == nil && u.Host != "" {
+			reach = " (reach check " + u.Host + ")"
 		}
-		if strings.HasPrefix(e.Agent, "hub ") {
+		if e.Hub {
 			return fmt.Sprintf("check that the hub runs and that this host reaches it%s; %s", reach, there)
 		}
 		return fmt.Sprintf("check that reach agent runs on %s, listening where other hosts reach it, and that this host reaches it%s; %s", host, reach, there)
@@ -145,7 +168,7 @@ func askAgents(ctx context.Context, s *State, idx []int) {
 		case len(s.Addrs) > 1 && len(ev.Addresses) > 0 && !ev.has(s.Addrs[i]):
 			// One agent asked about a name's every address: its answer
 			// says nothing about the hosts it does not run on.
-			s.Agents[i] = &AgentError{Agent: ev.Host, Failure: AgentWrongHost,
+			s.Agents[i] = &AgentError{Answered: ev.Host, Failure: AgentWrongHost,
 				Err: fmt.Errorf("%s is not one of its addresses (%s)", s.Addrs[i], prefixes(ev.Addresses))}
 		default:
 			s.Hosts[i] = &ev

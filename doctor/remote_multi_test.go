@@ -46,7 +46,7 @@ func TestRemoteEvidencePerAddress(t *testing.T) {
 			Listening: []sockets.Socket{listener("127.0.0.1:5432", "sleeping", 0, 128)}}),
 		b: func(ctx context.Context) (HostEvidence, error) { <-ctx.Done(); return HostEvidence{}, ctx.Err() },
 		c: func(context.Context) (HostEvidence, error) {
-			return HostEvidence{}, &AgentError{Agent: "agent c (http://198.18.0.4:7070)", Failure: AgentUnauthorized, Err: errors.New("HTTP 401")}
+			return HostEvidence{}, &AgentError{Name: "c", URL: "http://198.18.0.4:7070", Failure: AgentUnauthorized, Err: errors.New("HTTP 401")}
 		},
 		d: answer(HostEvidence{Host: "agent e", Addresses: []netip.Prefix{netip.MustParsePrefix("198.18.0.6/24")}, Firewall: true,
 			Rules: reject, Listening: []sockets.Socket{}}),

@@ -2,7 +2,9 @@ package doctor
 
 import (
 	"encoding/json"
+	"errors"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/reach-tools/reach/probe"
@@ -72,6 +74,42 @@ func TestExplainRemote(t *testing.T) {
 		}
 		if !found {
 			t.Errorf("%s %s: findings %+v, want %s", tc.dst, tc.class, fs, tc.want)
+		}
+	}
+}
+
+// Who was asked is typed: the report names it and picks the fix from the
+// fields, never from the message.
+func TestAgentErrorWho(t *testing.T) {
+	ap := netip.MustParseAddrPort("198.18.0.2:5432")
+	for _, tc := range []struct {
+		err       AgentError
+		who, fix  string
+		fixLacks  string
+		errPrefix string
+	}{
+		{AgentError{Name: "db", URL: "https://198.18.0.2:7070", Failure: AgentUnreachable},
+			"agent db (https://198.18.0.2:7070)", "reach agent runs on 198.18.0.2", "", "agent db (https://198.18.0.2:7070): unreachable"},
+		{AgentError{URL: "http://198.18.0.2:7070", Failure: AgentUnreachable},
+			"agent http://198.18.0.2:7070", "(reach check 198.18.0.2:7070)", "hub runs", "agent http://198.18.0.2:7070: unreachable"},
+		{AgentError{Hub: true, URL: "http://198.18.0.1:9190", Failure: AgentUnreachable},
+			"hub http://198.18.0.1:9190", "check that the hub runs and that this host reaches it (reach check 198.18.0.1:9190)", "reach agent runs", "hub http://198.18.0.1:9190: unreachable"},
+		{AgentError{Hub: true, URL: "http://198.18.0.1:9190", Failure: AgentNone},
+			"hub http://198.18.0.1:9190", "--advertise", "", "hub http://198.18.0.1:9190: no-agent"},
+		{AgentError{Answered: "agent e (http://198.18.0.6:7070)", Failure: AgentWrongHost},
+			"agent e (http://198.18.0.6:7070)", "use --hub", "", "agent e (http://198.18.0.6:7070): wrong-host"},
+		{AgentError{Failure: AgentUnreachable}, "", "reach agent runs on 198.18.0.2", "(reach check", "the agent: unreachable"},
+	} {
+		tc.err.Err = errors.New("boom")
+		if got := tc.err.Who(); got != tc.who {
+			t.Errorf("%+v: Who %q, want %q", tc.err, got, tc.who)
+		}
+		fix := tc.err.fix(ap)
+		if !strings.Contains(fix, tc.fix) || (tc.fixLacks != "" && strings.Contains(fix, tc.fixLacks)) {
+			t.Errorf("%+v: fix %q, want %q without %q", tc.err, fix, tc.fix, tc.fixLacks)
+		}
+		if got := tc.err.Error(); !strings.HasPrefix(got, tc.errPrefix) {
+			t.Errorf("%+v: Error %q, want it to start with %q", tc.err, got, tc.errPrefix)
 		}
 	}
 }
