@@ -1,0 +1,156 @@
+package sys
+
+import (
+	"errors"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/reach-tools/reach/internal/netlab"
+	"golang.org/x/sys/unix"
+)
+
+// threadNetns is the inode of the calling thread's network namespace.
+func threadNetns(t testing.TB) uint64 {
+	t.Helper()
+	ino, err := NetnsInode("/proc/thread-self/ns/net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ino
+}
+
+func labNetns(t *testing.T) (*netlab.Host, *Netns) {
+	t.Helper()
+	netlab.Require(t)
+	h := netlab.New(t).Host("ns")
+	ns, err := OpenNetns("/run/netns/" + h.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Close() })
+	return h, ns
+}
+
+// TestNetnsDo runs code in a lab namespace: it sees that namespace (its
+// thread, its /proc/thread-self/net), its listener is not in ours, and the
+// caller's thread never moves.
+func TestNetnsDo(t *testing.T) {
+	h, ns := labNetns(t)
+	byName, err := NetnsInode("/run/netns/" + h.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	own := threadNetns(t)
+	if ns.Inode() != byName || ns.Inode() == own {
+		t.Fatalf("opened inode %d, by name %d, ours %d", ns.Inode(), byName, own)
+	}
+	var inside uint64
+	var ln net.Listener
+	err = ns.Do(func() (err error) {
+		inside = threadNetns(t)
+		ln, err = net.Listen("tcp", "127.0.0.1:0")
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if inside != ns.Inode() {
+		t.Errorf("inside Do the thread is in %d, want %d", inside, ns.Inode())
+	}
+	if got := threadNetns(t); got != own {
+		t.Errorf("after Do the caller is in %d, want %d", got, own)
+	}
+	// The listener is in the lab: connecting from here is refused.
+	if c, err := net.DialTimeout("tcp", ln.Addr().String(), 2*time.Second); err == nil {
+		c.Close()
+		t.Errorf("dialled %v from the root namespace; the listener should be in the lab", ln.Addr())
+	} else if !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("dial %v from outside: %v, want refused", ln.Addr(), err)
+	}
+	want := errors.New("fn's own error")
+	if err := InNetns("/run/netns/"+h.Name(), func() error { return want }); err != want {
+		t.Errorf("InNetns returned %v, want fn's error", err)
+	}
+}
+
+func TestNetnsDoPanics(t *testing.T) {
+	_, ns := labNetns(t)
+	func() {
+		defer func() {
+			if r := recover(); r != "boom" {
+				t.Errorf("recovered %v, want boom", r)
+			}
+		}()
+		ns.Do(func() error { panic("boom") })
+		t.Error("Do returned after a panic")
+	}()
+	if err := ns.Do(func() error { runtime.Goexit(); return nil }); !errors.Is(err, ErrNetnsGoexit) {
+		t.Errorf("Goexit: err %v, want ErrNetnsGoexit", err)
+	}
+}
+
+// TestNetnsRestoreFails makes the switch back fail: Do says so, and the
+// thread that is stuck in the lab namespace is gone rather than reused.
+func TestNetnsRestoreFails(t *testing.T) {
+	_, ns := labNetns(t)
+	restoreNetns = func(int) error { return unix.EPERM }
+	defer func() { restoreNetns = func(fd int) error { return unix.Setns(fd, unix.CLONE_NEWNET) } }()
+	var tid int
+	err := ns.Do(func() error { tid = unix.Gettid(); return nil })
+	if !errors.Is(err, ErrNetnsRestore) || !errors.Is(err, unix.EPERM) {
+		t.Fatalf("err %v, want ErrNetnsRestore wrapping EPERM", err)
+	}
+	task := filepath.Join("/proc/self/task", strconv.Itoa(tid))
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := os.Stat(task); errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("thread %d, left in namespace %d, still exists after 5s", tid, ns.Inode())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestOpenNetnsErrors(t *testing.T) {
+	plain := filepath.Join(t.TempDir(), "plain")
+	if err := os.WriteFile(plain, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		path string
+		want error
+	}{
+		{"/run/netns/reach-no-such-namespace", fs.ErrNotExist},
+		{"/proc/2147483647/ns/net", fs.ErrNotExist},
+		{plain, ErrNotNetns},
+		{"/proc/self/ns/uts", ErrNotNetns},
+	}
+	for _, tt := range tests {
+		ns, err := OpenNetns(tt.path)
+		var nerr *NetnsError
+		if !errors.Is(err, tt.want) || !errors.As(err, &nerr) || nerr.Path != tt.path {
+			t.Errorf("OpenNetns(%s) = %v, %v; want a *NetnsError wrapping %v", tt.path, ns, err, tt.want)
+		}
+		if _, err := NetnsInode(tt.path); !errors.Is(err, tt.want) {
+			t.Errorf("NetnsInode(%s) = %v, want %v", tt.path, err, tt.want)
+		}
+	}
+	self, err := OpenNetns("/proc/self/ns/net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer self.Close()
+	if ino, err := NetnsInode("/proc/self/ns/net"); err != nil || ino != self.Inode() {
+		t.Errorf("NetnsInode(/proc/self/ns/net) = %d, %v; open says %d", ino, err, self.Inode())
+	}
+}
