@@ -56,7 +56,7 @@ func (c Class) Explain() string {
 	case ClosedByPeer:
 		return "the connection was accepted, then closed by the peer before any data"
 	case LocalError:
-		return "this host failed before anything reached the network (file descriptors, ports, local firewall)"
+		return "this host failed or ended the attempt itself (file descriptors, ports, local firewall, a destroyed socket)"
 	case Canceled:
 		return "the attempt was canceled before it finished"
 	}
@@ -84,7 +84,8 @@ func (c Class) Causes() []string {
 		// whose backend is down.
 		return []string{"a proxy or load balancer accepted for a server behind it that is down", "the server is full (connection limit)", "application-level access control", "the server crashed or restarted"}
 	case LocalError:
-		return []string{"out of file descriptors", "ephemeral ports exhausted", "a local OUTPUT firewall rule"}
+		return []string{"out of file descriptors", "ephemeral ports exhausted", "a local OUTPUT firewall rule",
+			"the connection was destroyed on this host (ss -K, a service load balancer dropping a backend)"}
 	}
 	return nil
 }
@@ -128,12 +129,12 @@ func Classify(err error) (Class, syscall.Errno) {
 	case !hasErrno:
 		return LocalError, 0
 	case errno == syscall.EACCES && dialedIPv6(err):
-		// Linux reports ICMPv6 administratively-prohibited (a firewall
-		// REJECT on the path or the host) as EACCES, where IPv4's
-		// admin-prohibited gives EHOSTUNREACH.
-		return HostUnreachable, errno
+		// net.Dialer does not read the error queue, so the ICMPv6 error
+		// behind EACCES is inferred: admin-prohibited (a firewall REJECT on
+		// the path or the host) is likelier than a prohibit route here.
+		return ClassifyErrno(errno, &adminProhibited6), errno
 	}
-	return classifyErrno(errno), errno
+	return ClassifyErrno(errno, nil), errno
 }
 
 // dialedIPv6 reports whether err comes from connecting to an IPv6 address.
@@ -146,18 +147,41 @@ func dialedIPv6(err error) bool {
 	return ok && a.IP.To4() == nil
 }
 
-func classifyErrno(e syscall.Errno) Class {
-	switch e {
-	case syscall.ECONNREFUSED:
+// adminProhibited6 is the ICMPv6 error Classify infers behind EACCES.
+var adminProhibited6 = ICMP{V6: true, Type: 1, Code: 1}
+
+// ClassifyErrno is the one mapping from what the kernel reported about a
+// failed TCP connect, read or write to a class. icmp is the ICMP error
+// queued with errno, nil when none came or the caller cannot read the
+// socket's error queue. A named ICMP kind decides between causes the errno
+// confuses: Linux reports a router's admin-prohibited as EHOSTUNREACH or
+// ENETUNREACH, and ICMPv6's as EACCES, which a prohibit route on this host
+// also gives.
+func ClassifyErrno(errno syscall.Errno, icmp *ICMP) Class {
+	switch errno {
+	case syscall.ECONNREFUSED: // a reset to the SYN, or ICMP port-unreachable
 		return Refused
+	case syscall.ECONNRESET, syscall.EPIPE: // a reset after the handshake
+		return Reset
 	case syscall.ETIMEDOUT:
 		return Timeout
+	case syscall.EPERM: // this host's firewall refused to send, whatever came back before
+		return LocalError
+	}
+	if icmp != nil {
+		if c, ok := icmp.Class(); ok {
+			return c
+		}
+	}
+	switch errno {
 	case syscall.EHOSTUNREACH, syscall.EHOSTDOWN:
 		return HostUnreachable
 	case syscall.ENETUNREACH, syscall.ENETDOWN:
 		return NetUnreachable
-	case syscall.ECONNRESET, syscall.EPIPE, syscall.ECONNABORTED:
-		return Reset
 	}
+	// This host's own doing: EMFILE, EADDRNOTAVAIL, EACCES (a prohibit route
+	// or firewall rule), and ECONNABORTED, which no packet carries: Linux
+	// gives it when a socket is destroyed on this host (ss -K, or a service
+	// load balancer whose backend went away), never for a peer's reset.
 	return LocalError
 }

@@ -490,3 +490,35 @@ func checkResultError(t *testing.T, r probe.Result, ep endpoint.Endpoint) {
 		t.Errorf("op %q for class %s", pe.Op, r.Class)
 	}
 }
+
+// A connection destroyed on the client's own host (ss -K, as a service load
+// balancer does when a backend goes away) fails with ECONNABORTED: this
+// host's doing, not the peer's, so local-error and not reset. The server
+// only waits; nothing it does ends the connection.
+func TestAbortedIsLocal(t *testing.T) {
+	netlab.Require(t)
+	lab := netlab.New(t)
+	s := &site{lab: lab, client: lab.Host("client"), server: lab.Host("server")}
+	s.clientAddr, s.serverAddr = lab.Link(s.client, s.server)
+	ep := s.serve(t, idle)
+	killed := make(chan string, 1)
+	go func() {
+		defer close(killed)
+		// ss -K prints the sockets it destroyed; poll until it has one,
+		// established (one killed in SYN-SENT fails the connect instead).
+		for range 200 {
+			out, err := s.client.Exec("ss", "-K", "-tnH", "state", "established", "dst", ep.String())
+			if err != nil || strings.TrimSpace(string(out)) != "" {
+				killed <- fmt.Sprintf("%v %s", err, out)
+				return
+			}
+			time.Sleep(25 * time.Millisecond)
+		}
+	}()
+	r := probe.Run(t.Context(), ep, probe.Options{Timeout: 20 * time.Second, ReadWait: 15 * time.Second, Dial: s.client.DialContext})
+	t.Logf("ss -K: %s", <-killed)
+	var pe *probe.Error
+	if r.Class != probe.LocalError || r.Errno != syscall.ECONNABORTED || !errors.As(r.Err, &pe) || pe.Op != "read" {
+		t.Fatalf("class %s errno %d, err %v; want local-error from ECONNABORTED on read (needs CONFIG_INET_DIAG_DESTROY)", r.Class, r.Errno, r.Err)
+	}
+}

@@ -166,7 +166,7 @@ func TestTimeoutWithFakeDialer(t *testing.T) {
 	}
 }
 
-func TestClassifyErrno(t *testing.T) {
+func TestClassify(t *testing.T) {
 	tests := []struct {
 		err  error
 		want probe.Class
@@ -178,6 +178,11 @@ func TestClassifyErrno(t *testing.T) {
 		{&net.OpError{Op: "dial", Err: syscall.EMFILE}, probe.LocalError},
 		{&net.OpError{Op: "dial", Err: syscall.EADDRNOTAVAIL}, probe.LocalError},
 		{&net.OpError{Op: "read", Err: syscall.ECONNRESET}, probe.Reset},
+		{&net.OpError{Op: "read", Err: syscall.ECONNABORTED}, probe.LocalError},
+		// EACCES over IPv6 is taken for ICMPv6 admin-prohibited, over IPv4
+		// for a prohibit route.
+		{&net.OpError{Op: "dial", Addr: &net.TCPAddr{IP: net.ParseIP("fd00::2")}, Err: syscall.EACCES}, probe.HostUnreachable},
+		{&net.OpError{Op: "dial", Addr: &net.TCPAddr{IP: net.ParseIP("198.18.0.2")}, Err: syscall.EACCES}, probe.LocalError},
 		{&net.DNSError{Err: "no such host", IsNotFound: true}, probe.DNS},
 		{context.Canceled, probe.Canceled},
 		{probe.Refused, probe.Refused},

@@ -2,7 +2,6 @@ package scan
 
 import (
 	"encoding/binary"
-	"fmt"
 	"net/netip"
 	"syscall"
 	"time"
@@ -39,115 +38,84 @@ var (
 
 // icmpInfo is an ICMP error the kernel queued on the socket (IP_RECVERR).
 type icmpInfo struct {
-	v6         bool
-	typ, code  uint8
-	offender   netip.Addr
+	probe.ICMP
 	fromTarget bool // the target itself sent it
 }
 
-func (i *icmpInfo) String() string {
-	name := map[bool]string{false: "ICMP", true: "ICMPv6"}[i.v6]
-	return fmt.Sprintf("%s %s from %s", name, i.what(), i.offender)
-}
-
-// what names the ICMP destination-unreachable code.
-func (i *icmpInfo) what() string {
-	if i.v6 {
-		switch i.code {
-		case 0:
-			return "no-route"
-		case 1:
-			return "admin-prohibited"
-		case 3:
-			return "address-unreachable"
-		case 4:
-			return "port-unreachable"
-		case 5, 6:
-			return "policy-reject"
-		}
-		return fmt.Sprintf("type %d code %d", i.typ, i.code)
-	}
-	switch i.code {
-	case 0, 6, 11:
-		return "net-unreachable"
-	case 1, 7, 12:
-		return "host-unreachable"
-	case 3:
-		return "port-unreachable"
-	case 9, 10, 13:
-		return "admin-prohibited"
-	}
-	return fmt.Sprintf("type %d code %d", i.typ, i.code)
-}
-
-// classify maps a failed connect to a verdict. icmp is the error the kernel
-// queued, nil when none; sync says connect() itself failed, before any
-// packet could come back (so the decision was made by this host).
+// classify maps a failed connect to a verdict: the class is probe's, the
+// port state and reason nmap's. icmp is the error the kernel queued, nil
+// when none; sync says connect() itself failed, before any packet could
+// come back (so the decision was made by this host).
 func classify(errno syscall.Errno, icmp *icmpInfo, sync bool) verdict {
 	v := verdict{errno: errno}
+	var msg *probe.ICMP
 	if icmp != nil {
-		v.from, v.evidence = icmp.offender, icmp.String()
+		msg = &icmp.ICMP
+		v.from, v.evidence = icmp.From, icmp.String()
 	}
-	switch errno {
-	case syscall.ECONNREFUSED:
-		v.state, v.reason, v.class, v.answered = Closed, ReasonConnRefused, probe.Refused, true
-		if icmp != nil && icmp.what() == "port-unreachable" {
+	v.class = probe.ClassifyErrno(errno, msg)
+	switch v.class {
+	case probe.Refused:
+		v.state, v.reason, v.answered = Closed, ReasonConnRefused, true
+		if icmp != nil && icmp.Kind() == probe.ICMPPortUnreachable {
 			v.reason = ReasonPortUnreach
 		}
 		return v
-	case syscall.ECONNRESET, syscall.EPIPE:
+	case probe.Reset:
 		// A reset after the handshake (one before it is ECONNREFUSED): the
 		// port answered SYN-ACK, so it is open, as nmap counts it.
-		v.state, v.reason, v.class, v.answered = Open, ReasonSynAck, probe.Reset, true
+		v.state, v.reason, v.answered = Open, ReasonSynAck, true
 		return v
-	case syscall.ETIMEDOUT:
+	case probe.Timeout:
 		return vNoResponse
-	case syscall.EPERM:
-		v.state, v.reason, v.class = Filtered, ReasonLocalProhibited, probe.LocalError
-		v.evidence = "connect: operation not permitted (a firewall rule on this host)"
+	case probe.HostUnreachable, probe.NetUnreachable:
+		if icmp != nil {
+			return unreachable(v, icmp)
+		}
+		if v.class == probe.HostUnreachable {
+			v.host, v.reason = HostUnreachable, ReasonHostUnreach
+			v.evidence = "connect: no route to host (reported by this host)"
+			if sync {
+				v.evidence = "connect: no route to host (an unreachable route on this host)"
+			}
+			return v
+		}
+		v.host, v.reason = HostNoRoute, ReasonNoRoute
+		v.evidence = "connect: network is unreachable (no route on this host, or a broadcast or multicast address)"
 		return v
 	}
-	if icmp != nil {
-		return classifyICMP(v, icmp)
-	}
-	switch errno {
-	case syscall.EHOSTUNREACH, syscall.EHOSTDOWN:
-		v.host, v.reason, v.class = HostUnreachable, ReasonHostUnreach, probe.HostUnreachable
-		v.evidence = "connect: no route to host (reported by this host)"
-		if sync {
-			v.evidence = "connect: no route to host (an unreachable route on this host)"
-		}
-	case syscall.ENETUNREACH, syscall.ENETDOWN:
-		v.host, v.reason, v.class = HostNoRoute, ReasonNoRoute, probe.NetUnreachable
-		v.evidence = "connect: network is unreachable (no route on this host, or a broadcast or multicast address)"
-	case syscall.EACCES:
-		v.state, v.reason, v.class = Filtered, ReasonLocalProhibited, probe.LocalError
+	v.state = Filtered
+	switch {
+	case errno == syscall.EPERM:
+		v.reason = ReasonLocalProhibited
+		v.evidence = "connect: operation not permitted (a firewall rule on this host)"
+	case icmp != nil:
+		// An ICMP error of a kind probe does not name, with an errno of
+		// this host's: something answered, but not about reachability.
+		v.reason, v.answered = ReasonLocalError, true
+	case errno == syscall.EACCES:
+		v.reason = ReasonLocalProhibited
 		v.evidence = "connect: permission denied (a prohibit route or firewall rule on this host)"
 	default:
-		v.state, v.reason, v.class = Filtered, ReasonLocalError, probe.LocalError
+		v.reason = ReasonLocalError
 		v.evidence = "connect: " + errno.Error()
 	}
 	return v
 }
 
-// classifyICMP follows nmap: admin-prohibited means filtered; an unreachable
+// unreachable follows nmap: admin-prohibited means filtered; an unreachable
 // from the target itself is about this port; one from anyone else (a router,
 // or this host when ARP/ND got no answer) is about the whole host.
-func classifyICMP(v verdict, icmp *icmpInfo) verdict {
+func unreachable(v verdict, icmp *icmpInfo) verdict {
 	v.answered = true
-	switch icmp.what() {
-	case "admin-prohibited", "policy-reject":
-		v.state, v.reason, v.class = Filtered, ReasonAdminProhibited, probe.HostUnreachable
+	switch {
+	case icmp.Kind().Prohibited():
+		v.state, v.reason = Filtered, ReasonAdminProhibited
 		return v
-	case "host-unreachable", "address-unreachable":
-		v.reason, v.class = ReasonHostUnreach, probe.HostUnreachable
-		v.host = HostUnreachable
-	case "net-unreachable", "no-route":
-		v.reason, v.class = ReasonNetUnreach, probe.NetUnreachable
-		v.host = HostNoRoute
+	case v.class == probe.HostUnreachable:
+		v.reason, v.host = ReasonHostUnreach, HostUnreachable
 	default:
-		v.state, v.reason, v.class = Filtered, ReasonLocalError, probe.LocalError
-		return v
+		v.reason, v.host = ReasonNetUnreach, HostNoRoute
 	}
 	if icmp.fromTarget {
 		return v.asPort()
@@ -175,21 +143,21 @@ func parseExtendedErr(b []byte) (icmpInfo, bool) {
 	switch {
 	case origin == eeOriginICMP && typ == 3: // destination unreachable
 	case origin == eeOriginICMP6 && typ == 1:
-		in.v6 = true
+		in.V6 = true
 	default:
 		return icmpInfo{}, false
 	}
-	in.typ, in.code = typ, code
+	in.Type, in.Code = typ, code
 	off := b[16:]
 	if len(off) >= 2 {
 		switch binary.NativeEndian.Uint16(off) {
 		case afInet:
 			if len(off) >= 8 {
-				in.offender = netip.AddrFrom4([4]byte(off[4:8]))
+				in.From = netip.AddrFrom4([4]byte(off[4:8]))
 			}
 		case afInet6:
 			if len(off) >= 24 {
-				in.offender = netip.AddrFrom16([16]byte(off[8:24])).Unmap()
+				in.From = netip.AddrFrom16([16]byte(off[8:24])).Unmap()
 			}
 		}
 	}

@@ -15,10 +15,10 @@ func TestClassify(t *testing.T) {
 	target := netip.MustParseAddr("198.18.0.2")
 	router := netip.MustParseAddr("198.18.0.1")
 	icmp4 := func(code uint8, from netip.Addr) *icmpInfo {
-		return &icmpInfo{typ: 3, code: code, offender: from, fromTarget: from == target}
+		return &icmpInfo{ICMP: probe.ICMP{Type: 3, Code: code, From: from}, fromTarget: from == target}
 	}
 	icmp6 := func(code uint8, from netip.Addr) *icmpInfo {
-		return &icmpInfo{v6: true, typ: 1, code: code, offender: from, fromTarget: from == target}
+		return &icmpInfo{ICMP: probe.ICMP{V6: true, Type: 1, Code: code, From: from}, fromTarget: from == target}
 	}
 	tests := []struct {
 		name   string
@@ -47,6 +47,16 @@ func TestClassify(t *testing.T) {
 		{"reset after the handshake", syscall.ECONNRESET, nil, false, Open, "", ReasonSynAck, probe.Reset},
 		{"kernel gave up", syscall.ETIMEDOUT, nil, false, Filtered, "", ReasonNoResponse, probe.Timeout},
 		{"odd errno", syscall.EPROTO, nil, false, Filtered, "", ReasonLocalError, probe.LocalError},
+		// A socket destroyed on this host (ss -K) is not the peer's reset.
+		{"aborted here", syscall.ECONNABORTED, nil, false, Filtered, "", ReasonLocalError, probe.LocalError},
+		{"v6 policy reject", syscall.EACCES, icmp6(5, router), false, Filtered, "", ReasonAdminProhibited, probe.HostUnreachable},
+		{"net prohibited", syscall.ENETUNREACH, icmp4(9, router), false, Filtered, "", ReasonAdminProhibited, probe.HostUnreachable},
+		{"v6 no route from a router", syscall.ENETUNREACH, icmp6(0, router), false, "", HostNoRoute, ReasonNetUnreach, probe.NetUnreachable},
+		{"firewall here after an ICMP", syscall.EPERM, icmp4(13, router), false, Filtered, "", ReasonLocalProhibited, probe.LocalError},
+		{"ICMP of no named kind", syscall.EMSGSIZE, icmp4(4, router), false, Filtered, "", ReasonLocalError, probe.LocalError},
+		// An unnamed code with EHOSTUNREACH (precedence cutoff) is what the
+		// errno says, as probe classifies it without the message.
+		{"unnamed code, host unreachable", syscall.EHOSTUNREACH, icmp4(15, router), false, "", HostUnreachable, ReasonHostUnreach, probe.HostUnreachable},
 	}
 	// Linux refuses a TCP connect to a broadcast or multicast address with
 	// ENETUNREACH although a route exists (a /24 scan's .255): say so.
@@ -60,8 +70,15 @@ func TestClassify(t *testing.T) {
 				t.Fatalf("classify = state %q host %q reason %q class %q; want %q %q %q %q",
 					v.state, v.host, v.reason, v.class, tt.state, tt.host, tt.reason, tt.class)
 			}
-			if tt.icmp != nil && v.from != tt.icmp.offender {
-				t.Fatalf("from = %v, want %v", v.from, tt.icmp.offender)
+			if tt.icmp != nil && v.from != tt.icmp.From {
+				t.Fatalf("from = %v, want %v", v.from, tt.icmp.From)
+			}
+			var msg *probe.ICMP
+			if tt.icmp != nil {
+				msg = &tt.icmp.ICMP
+			}
+			if c := probe.ClassifyErrno(tt.errno, msg); c != v.class {
+				t.Fatalf("class %s, but probe.ClassifyErrno says %s", v.class, c)
 			}
 			if v.host != "" {
 				p := v.asPort()
@@ -88,10 +105,10 @@ func TestParseExtendedErr(t *testing.T) {
 	a6 := netip.MustParseAddr("fd00::1").As16()
 	copy(sin6[8:], a6[:])
 
-	if in, ok := parseExtendedErr(ee(eeOriginICMP, 3, 13, sin)); !ok || in.v6 || in.code != 13 || in.offender != netip.MustParseAddr("198.18.0.1") {
+	if in, ok := parseExtendedErr(ee(eeOriginICMP, 3, 13, sin)); !ok || in.V6 || in.Code != 13 || in.From != netip.MustParseAddr("198.18.0.1") {
 		t.Fatalf("v4 = %+v, %v", in, ok)
 	}
-	if in, ok := parseExtendedErr(ee(eeOriginICMP6, 1, 3, sin6)); !ok || !in.v6 || in.code != 3 || in.offender != netip.MustParseAddr("fd00::1") {
+	if in, ok := parseExtendedErr(ee(eeOriginICMP6, 1, 3, sin6)); !ok || !in.V6 || in.Code != 3 || in.From != netip.MustParseAddr("fd00::1") {
 		t.Fatalf("v6 = %+v, %v", in, ok)
 	}
 	for name, b := range map[string][]byte{
@@ -103,7 +120,7 @@ func TestParseExtendedErr(t *testing.T) {
 			t.Errorf("%s: parsed, want rejected", name)
 		}
 	}
-	if in, ok := parseExtendedErr(ee(eeOriginICMP, 3, 1, sin[:3])); !ok || in.offender.IsValid() {
+	if in, ok := parseExtendedErr(ee(eeOriginICMP, 3, 1, sin[:3])); !ok || in.From.IsValid() {
 		t.Fatalf("truncated offender = %+v, %v; want an ICMP without offender", in, ok)
 	}
 }
@@ -171,25 +188,34 @@ func TestParseNeigh(t *testing.T) {
 }
 
 // TestResultKeepsVerdict checks that every verdict classify can produce
-// survives the engine's compact storage unchanged.
+// survives the engine's compact storage unchanged, and that its class is
+// probe's for the same errno and ICMP error.
 func TestResultKeepsVerdict(t *testing.T) {
 	addr := netip.MustParseAddr("198.18.0.2")
 	var vs []verdict
 	vs = append(vs, vOpen, vSelfConnect, vNoResponse)
 	icmps := []*icmpInfo{nil}
-	for _, code := range []uint8{0, 1, 3, 9, 10, 13, 7} {
+	for _, code := range []uint8{0, 1, 3, 4, 9, 10, 13, 7, 15} {
 		icmps = append(icmps,
-			&icmpInfo{typ: 3, code: code, offender: netip.MustParseAddr("198.18.0.1")},
-			&icmpInfo{typ: 3, code: code, offender: addr, fromTarget: true})
+			&icmpInfo{ICMP: probe.ICMP{Type: 3, Code: code, From: netip.MustParseAddr("198.18.0.1")}},
+			&icmpInfo{ICMP: probe.ICMP{Type: 3, Code: code, From: addr}, fromTarget: true})
 	}
-	for _, code := range []uint8{0, 1, 3, 4, 5, 6} {
-		icmps = append(icmps, &icmpInfo{v6: true, typ: 1, code: code, offender: netip.MustParseAddr("fd00::1")})
+	for _, code := range []uint8{0, 1, 2, 3, 4, 5, 6} {
+		icmps = append(icmps, &icmpInfo{ICMP: probe.ICMP{V6: true, Type: 1, Code: code, From: netip.MustParseAddr("fd00::1")}})
 	}
 	for _, errno := range []syscall.Errno{syscall.ECONNREFUSED, syscall.ECONNRESET, syscall.EPIPE, syscall.ETIMEDOUT,
-		syscall.EPERM, syscall.EHOSTUNREACH, syscall.EHOSTDOWN, syscall.ENETUNREACH, syscall.ENETDOWN, syscall.EACCES, syscall.EINVAL} {
+		syscall.EPERM, syscall.EHOSTUNREACH, syscall.EHOSTDOWN, syscall.ENETUNREACH, syscall.ENETDOWN, syscall.EACCES,
+		syscall.ECONNABORTED, syscall.EINVAL} {
 		for _, in := range icmps {
 			for _, sync := range []bool{false, true} {
 				v := classify(errno, in, sync)
+				var msg *probe.ICMP
+				if in != nil {
+					msg = &in.ICMP
+				}
+				if c := probe.ClassifyErrno(errno, msg); v.class != c {
+					t.Errorf("classify(%v, %v) class %s; probe.ClassifyErrno says %s", errno, msg, v.class, c)
+				}
 				vs = append(vs, v, v.asPort())
 			}
 		}

@@ -508,7 +508,7 @@ func (w *worker) icmp(fd int, h *hostState, port uint16) *icmpInfo {
 			if (m.Header.Level == unix.SOL_IP && m.Header.Type == unix.IP_RECVERR) ||
 				(m.Header.Level == unix.SOL_IPV6 && m.Header.Type == unix.IPV6_RECVERR) {
 				if in, ok := parseExtendedErr(m.Data); ok {
-					in.fromTarget = in.offender == h.Addr.WithZone("")
+					in.fromTarget = in.From == h.Addr.WithZone("")
 					last = &in
 				}
 			}

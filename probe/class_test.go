@@ -1,0 +1,155 @@
+package probe_test
+
+import (
+	"fmt"
+	"net/netip"
+	"syscall"
+	"testing"
+
+	"github.com/reach-tools/reach/probe"
+)
+
+// Every errno the mapping names, and a few it leaves to local-error, with no
+// ICMP error known.
+func TestClassifyErrno(t *testing.T) {
+	tests := []struct {
+		errno syscall.Errno
+		want  probe.Class
+	}{
+		{syscall.ECONNREFUSED, probe.Refused},
+		{syscall.ECONNRESET, probe.Reset},
+		{syscall.EPIPE, probe.Reset},
+		{syscall.ETIMEDOUT, probe.Timeout},
+		{syscall.EHOSTUNREACH, probe.HostUnreachable},
+		{syscall.EHOSTDOWN, probe.HostUnreachable},
+		{syscall.ENETUNREACH, probe.NetUnreachable},
+		{syscall.ENETDOWN, probe.NetUnreachable},
+		{syscall.EPERM, probe.LocalError},
+		{syscall.EACCES, probe.LocalError},
+		// No packet carries an abort: Linux gives ECONNABORTED for a socket
+		// destroyed on this host (TestAbortedIsLocal), not for a peer's RST.
+		{syscall.ECONNABORTED, probe.LocalError},
+		{syscall.EMFILE, probe.LocalError},
+		{syscall.ENFILE, probe.LocalError},
+		{syscall.EADDRNOTAVAIL, probe.LocalError},
+		{syscall.EADDRINUSE, probe.LocalError},
+		{syscall.ENOBUFS, probe.LocalError},
+		{syscall.EINVAL, probe.LocalError}, // a blackhole route
+		{syscall.EPROTO, probe.LocalError},
+		{0, probe.LocalError},
+	}
+	for _, tt := range tests {
+		if got := probe.ClassifyErrno(tt.errno, nil); got != tt.want {
+			t.Errorf("ClassifyErrno(%v, nil) = %s, want %s", tt.errno, got, tt.want)
+		}
+	}
+}
+
+// What Linux reports for each destination-unreachable code (icmp_err_convert
+// in net/ipv4/icmp.c, icmpv6_err_convert in net/ipv6/icmp.c), and the class
+// with and without the ICMP error known: the message refines the errno.
+func TestClassifyErrnoWithICMP(t *testing.T) {
+	from := netip.MustParseAddr("198.18.0.1")
+	tests := []struct {
+		v6         bool
+		code       uint8
+		errno      syscall.Errno
+		kind       probe.ICMPKind
+		withICMP   probe.Class
+		errnoAlone probe.Class
+	}{
+		{false, 0, syscall.ENETUNREACH, probe.ICMPNetUnreachable, probe.NetUnreachable, probe.NetUnreachable},
+		{false, 1, syscall.EHOSTUNREACH, probe.ICMPHostUnreachable, probe.HostUnreachable, probe.HostUnreachable},
+		{false, 2, syscall.ENOPROTOOPT, "", probe.LocalError, probe.LocalError},
+		{false, 3, syscall.ECONNREFUSED, probe.ICMPPortUnreachable, probe.Refused, probe.Refused},
+		{false, 4, syscall.EMSGSIZE, "", probe.LocalError, probe.LocalError},
+		{false, 5, syscall.EOPNOTSUPP, "", probe.LocalError, probe.LocalError},
+		{false, 6, syscall.ENETUNREACH, probe.ICMPNetUnreachable, probe.NetUnreachable, probe.NetUnreachable},
+		{false, 7, syscall.EHOSTDOWN, probe.ICMPHostUnreachable, probe.HostUnreachable, probe.HostUnreachable},
+		{false, 8, syscall.ENONET, "", probe.LocalError, probe.LocalError},
+		// A network prohibited is a firewall's verdict, not a missing route.
+		{false, 9, syscall.ENETUNREACH, probe.ICMPAdminProhibited, probe.HostUnreachable, probe.NetUnreachable},
+		{false, 10, syscall.EHOSTUNREACH, probe.ICMPAdminProhibited, probe.HostUnreachable, probe.HostUnreachable},
+		{false, 11, syscall.ENETUNREACH, probe.ICMPNetUnreachable, probe.NetUnreachable, probe.NetUnreachable},
+		{false, 12, syscall.EHOSTUNREACH, probe.ICMPHostUnreachable, probe.HostUnreachable, probe.HostUnreachable},
+		{false, 13, syscall.EHOSTUNREACH, probe.ICMPAdminProhibited, probe.HostUnreachable, probe.HostUnreachable},
+		{false, 14, syscall.EHOSTUNREACH, "", probe.HostUnreachable, probe.HostUnreachable},
+		{false, 15, syscall.EHOSTUNREACH, "", probe.HostUnreachable, probe.HostUnreachable},
+		{true, 0, syscall.ENETUNREACH, probe.ICMPNoRoute, probe.NetUnreachable, probe.NetUnreachable},
+		// ICMPv6 admin-prohibited is EACCES, which a prohibit route here
+		// gives too: only the message tells them apart.
+		{true, 1, syscall.EACCES, probe.ICMPAdminProhibited, probe.HostUnreachable, probe.LocalError},
+		{true, 2, syscall.EHOSTUNREACH, "", probe.HostUnreachable, probe.HostUnreachable},
+		{true, 3, syscall.EHOSTUNREACH, probe.ICMPAddressUnreachable, probe.HostUnreachable, probe.HostUnreachable},
+		{true, 4, syscall.ECONNREFUSED, probe.ICMPPortUnreachable, probe.Refused, probe.Refused},
+		{true, 5, syscall.EACCES, probe.ICMPPolicyReject, probe.HostUnreachable, probe.LocalError},
+		{true, 6, syscall.EACCES, probe.ICMPPolicyReject, probe.HostUnreachable, probe.LocalError},
+	}
+	for _, tt := range tests {
+		m := probe.ICMP{V6: tt.v6, Type: 3, Code: tt.code, From: from}
+		if tt.v6 {
+			m.Type = 1
+		}
+		t.Run(m.String(), func(t *testing.T) {
+			if got := m.Kind(); got != tt.kind {
+				t.Errorf("kind %q, want %q", got, tt.kind)
+			}
+			if got := probe.ClassifyErrno(tt.errno, &m); got != tt.withICMP {
+				t.Errorf("ClassifyErrno(%v, ICMP) = %s, want %s", tt.errno, got, tt.withICMP)
+			}
+			if got := probe.ClassifyErrno(tt.errno, nil); got != tt.errnoAlone {
+				t.Errorf("ClassifyErrno(%v, nil) = %s, want %s", tt.errno, got, tt.errnoAlone)
+			}
+		})
+	}
+	// The errno wins where it is certain: a refusal, a reset, a timeout, or
+	// this host's firewall (EPERM), whatever ICMP came before.
+	prohibited := &probe.ICMP{Type: 3, Code: 13, From: from}
+	for errno, want := range map[syscall.Errno]probe.Class{syscall.ECONNREFUSED: probe.Refused,
+		syscall.ECONNRESET: probe.Reset, syscall.EPIPE: probe.Reset, syscall.ETIMEDOUT: probe.Timeout,
+		syscall.EPERM: probe.LocalError} {
+		if got := probe.ClassifyErrno(errno, prohibited); got != want {
+			t.Errorf("ClassifyErrno(%v, admin-prohibited) = %s, want %s", errno, got, want)
+		}
+	}
+}
+
+// Every code of every type: the named kinds are exactly the ones above, each
+// names a class, the others name none, and String says which.
+func TestICMPKinds(t *testing.T) {
+	named := map[probe.ICMPKind]int{}
+	for _, v6 := range []bool{false, true} {
+		for typ := range 256 {
+			for code := range 256 {
+				m := probe.ICMP{V6: v6, Type: uint8(typ), Code: uint8(code)}
+				k := m.Kind()
+				c, ok := m.Class()
+				if ok != (k != "") || (ok && c == "") {
+					t.Fatalf("%+v: kind %q, class %q %v", m, k, c, ok)
+				}
+				want := fmt.Sprintf("type %d code %d", typ, code)
+				if k != "" {
+					named[k]++
+					want = string(k)
+				}
+				if s := m.String(); s != map[bool]string{false: "ICMP ", true: "ICMPv6 "}[v6]+want {
+					t.Fatalf("%+v: String %q", m, s)
+				}
+			}
+		}
+	}
+	want := map[probe.ICMPKind]int{probe.ICMPNetUnreachable: 3, probe.ICMPNoRoute: 1, probe.ICMPHostUnreachable: 3,
+		probe.ICMPAddressUnreachable: 1, probe.ICMPPortUnreachable: 2, probe.ICMPAdminProhibited: 4, probe.ICMPPolicyReject: 2}
+	if fmt.Sprint(named) != fmt.Sprint(want) {
+		t.Errorf("codes per kind %v, want %v", named, want)
+	}
+	for k := range want {
+		if k.Prohibited() != (k == probe.ICMPAdminProhibited || k == probe.ICMPPolicyReject) {
+			t.Errorf("%s.Prohibited() = %v", k, k.Prohibited())
+		}
+	}
+	m := probe.ICMP{V6: true, Type: 1, Code: 1, From: netip.MustParseAddr("fd00::1")}
+	if s := m.String(); s != "ICMPv6 admin-prohibited from fd00::1" {
+		t.Errorf("String = %q", s)
+	}
+}
