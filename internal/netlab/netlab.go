@@ -7,10 +7,15 @@
 // panicking test. Labs left behind by a test binary that was killed (for
 // example by -timeout) are removed by the next New on the machine.
 //
+// Lab.Pair (a client and a server on one link) and Lab.Routed (client,
+// router, server) are the layouts most tests need.
+//
 // Sockets are created inside a host with Listen, ListenPacket and DialContext
 // (a probe.DialFunc); Resolver and ServeDNS keep name lookups in the lab;
 // commands run inside a host with Run, Exec and Start; Iptables, Nft, AddRoute
-// and Sysctl shape its network. All of it needs root (see Require).
+// and Sysctl shape its network; ApplyRules and AddRule load firewall rules
+// that are taken out again when the test ends. All of it needs root (see
+// Require).
 package netlab
 
 import (
