@@ -18,7 +18,6 @@ import (
 
 	"github.com/reach-tools/reach/doctor"
 	"github.com/reach-tools/reach/endpoint"
-	"github.com/reach-tools/reach/monitor"
 	"github.com/reach-tools/reach/probe"
 	"golang.org/x/time/rate"
 )
@@ -83,7 +82,7 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Name == "" {
 		return nil, errors.New("agent: no name: give the agent the name the hub config knows this host by")
 	}
-	if !monitor.ValidName(cfg.Name) {
+	if !endpoint.ValidName(cfg.Name) {
 		return nil, fmt.Errorf("agent: name %q: want 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit, as in the hub config", cfg.Name)
 	}
 	hub, err := newClient(cfg.Hub, cfg.Token, cfg.HTTPClient)

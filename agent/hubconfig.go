@@ -13,7 +13,6 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/reach-tools/reach/endpoint"
-	"github.com/reach-tools/reach/monitor"
 )
 
 // HubConfig says which agent probes what: the agents: section of the hub's
@@ -89,7 +88,7 @@ func (c *HubConfig) ProbeLists() (map[string]ProbeList, error) {
 		switch {
 		case h.Name == "":
 			return nil, configErr("hosts[%d]: no name", i)
-		case !monitor.ValidName(h.Name):
+		case !endpoint.ValidName(h.Name):
 			return nil, configErr("hosts[%d]: name %q: want 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit (the agent's --name)", i, h.Name)
 		case !h.Addr.IsValid():
 			return nil, configErr("host %q: no addr (an IP address; agents resolve no names)", h.Name)

@@ -300,14 +300,6 @@ func (p *configParser) document(doc *yaml.Node) *Config {
 	return cfg
 }
 
-// Names become metric labels and URL path segments: keep them plain.
-var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
-
-// ValidName reports whether s may name an endpoint or a source (an agent):
-// 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit.
-// Names go into metric labels and URL paths.
-func ValidName(s string) bool { return validName.MatchString(s) }
-
 var validLabel = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,63}$`)
 
 func (p *configParser) endpoint(n *yaml.Node, field string, defInterval, defTimeout time.Duration) (Endpoint, bool) {
@@ -318,7 +310,7 @@ func (p *configParser) endpoint(n *yaml.Node, field string, defInterval, defTime
 	}
 	ep := Endpoint{Interval: defInterval, Timeout: defTimeout, Expect: ExpectOpen}
 	if v := p.scalar(m["name"], n, join(field, "name")); v != nil {
-		if !validName.MatchString(v.Value) {
+		if !endpoint.ValidName(v.Value) {
 			p.errf(v, join(field, "name"), "%q: want 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit", v.Value)
 		}
 		ep.Name = v.Value

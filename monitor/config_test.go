@@ -196,7 +196,7 @@ func FuzzParseConfig(f *testing.F) {
 		}
 		seen := map[string]bool{}
 		for _, ep := range cfg.Endpoints {
-			if seen[ep.Name] || !validName.MatchString(ep.Name) {
+			if seen[ep.Name] || !endpoint.ValidName(ep.Name) {
 				t.Fatalf("bad or duplicate name %q accepted", ep.Name)
 			}
 			seen[ep.Name] = true
