@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/reach-tools/reach/firewall"
 	"github.com/reach-tools/reach/probe"
 	"github.com/reach-tools/reach/sockets"
 )
@@ -265,7 +266,7 @@ var FirewallCheck = CheckFunc{"firewall", func(ctx context.Context, s *State) Ch
 		if !src.IsValid() && len(s.Routes) > i && s.Routes[i].Route.Src.IsValid() {
 			src = netip.AddrPortFrom(s.Routes[i].Route.Src, 0)
 		}
-		var matches []Match
+		var matches []firewall.Hit
 		sets := []struct {
 			ev  *HostEvidence
 			dir string
@@ -286,11 +287,11 @@ var FirewallCheck = CheckFunc{"firewall", func(ctx context.Context, s *State) Ch
 		count := 0
 		for _, set := range sets {
 			count += len(set.ev.Rules)
-			p := Packet{Direction: set.dir, Src: src, Dst: ap, Out: dev}
+			p := firewall.Packet{Direction: set.dir, Src: src, Dst: ap, Out: dev}
 			if set.dir == "in" && dev == "lo" {
 				p.Out, p.In = "", "lo"
 			}
-			for _, m := range Evaluate(set.ev.Rules, p) {
+			for _, m := range firewall.Evaluate(set.ev.Rules, p) {
 				matches = append(matches, m)
 				if f, ok := firewallFinding(m, set.dir, ap, class, set.ev.Host); ok {
 					f.Addr = s.label(i)
@@ -325,7 +326,7 @@ var FirewallCheck = CheckFunc{"firewall", func(ctx context.Context, s *State) Ch
 
 // firewallFinding turns a matching rule into a finding when what the rule
 // does agrees with what the probe saw.
-func firewallFinding(m Match, dir string, ap netip.AddrPort, class probe.Class, host string) (Finding, bool) {
+func firewallFinding(m firewall.Hit, dir string, ap netip.AddrPort, class probe.Class, host string) (Finding, bool) {
 	r := m.Rule
 	quote := fmt.Sprintf("%s, table %s, chain %s: %s", r.Source, r.Table, r.Chain, r.Text)
 	conf := Confirmed
@@ -365,7 +366,7 @@ func firewallFinding(m Match, dir string, ap netip.AddrPort, class probe.Class, 
 }
 
 // rejectQuote adds how a rule rejects when its text does not say.
-func rejectQuote(quote string, r Rule) string {
+func rejectQuote(quote string, r firewall.Rule) string {
 	if r.RejectWith == "" || strings.Contains(r.Text, r.RejectWith) {
 		return quote
 	}

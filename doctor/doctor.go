@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/reach-tools/reach/endpoint"
+	"github.com/reach-tools/reach/firewall"
 	"github.com/reach-tools/reach/internal/sys"
 	"github.com/reach-tools/reach/probe"
 	"github.com/reach-tools/reach/sockets"
@@ -135,10 +136,10 @@ type SocketSource interface {
 	Addresses() ([]netip.Prefix, error)
 }
 
-// FirewallSource reads a host's firewall rules; notes say what was read and
-// what could not be.
+// FirewallSource reads a host's firewall rules, every table; the Ruleset's
+// notes say what could not be read. firewall.Commands is the default.
 type FirewallSource interface {
-	Rules(ctx context.Context) (rules []Rule, notes []string, err error)
+	Read(ctx context.Context) (*firewall.Ruleset, error)
 }
 
 // HostEvidence is what a host knows about a port: its addresses, listening
@@ -148,7 +149,7 @@ type HostEvidence struct {
 	Addresses []netip.Prefix   `json:"addresses"`
 	Listening []sockets.Socket `json:"listening"` // every listening socket, for nearby ports
 	Firewall  bool             `json:"firewall"`  // whether its firewall rules could be read
-	Rules     []Rule           `json:"rules,omitempty"`
+	Rules     []firewall.Rule  `json:"rules,omitempty"`
 	Notes     []string         `json:"notes,omitempty"` // what could not be seen, and why
 }
 

@@ -1,15 +1,12 @@
 package doctor
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
-	"os/exec"
 	"strings"
-	"time"
 
+	"github.com/reach-tools/reach/firewall"
 	"github.com/reach-tools/reach/sockets"
 )
 
@@ -22,95 +19,6 @@ func (hostSockets) Listening(ctx context.Context, keep func(uint16) bool) ([]soc
 }
 func (hostSockets) Addresses() ([]netip.Prefix, error) { return sockets.Addresses() }
 
-// CommandFirewall reads rules with `nft -j list ruleset` (quoting them as
-// `nft -a list ruleset` prints them) and iptables-save / ip6tables-save.
-// When iptables runs on nf_tables its tables appear in both; they are read
-// from iptables-save only, in iptables syntax.
-type CommandFirewall struct{}
-
-// cmdTimeout bounds each firewall command.
-const cmdTimeout = 2 * time.Second
-
-func runCmd(ctx context.Context, name string, args ...string) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, cmdTimeout)
-	defer cancel()
-	var out, errb bytes.Buffer
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		if msg := strings.TrimSpace(errb.String()); msg != "" {
-			return nil, fmt.Errorf("%s: %w: %s", name, err, firstLine(msg))
-		}
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	return out.Bytes(), nil
-}
-
-func firstLine(s string) string {
-	l, _, _ := strings.Cut(s, "\n")
-	return l
-}
-
-// iptablesTables are the tables iptables-nft makes in nftables.
-var iptablesTables = map[string]bool{"filter": true, "nat": true, "mangle": true, "raw": true, "security": true}
-
-// Rules implements FirewallSource.
-func (CommandFirewall) Rules(ctx context.Context) ([]Rule, []string, error) {
-	var rules []Rule
-	var notes []string
-	nfIptables := false
-	read := 0
-	for _, v := range []struct{ cmd, family string }{{"iptables-save", "ip"}, {"ip6tables-save", "ip6"}} {
-		if _, err := exec.LookPath(v.cmd); err != nil {
-			notes = append(notes, v.cmd+" is not installed")
-			continue
-		}
-		out, err := runCmd(ctx, v.cmd)
-		if err != nil {
-			notes = append(notes, fmt.Sprintf("could not read iptables rules: %v", err))
-			continue
-		}
-		rs, err := ParseIptablesSave(string(out), v.family)
-		if err != nil {
-			notes = append(notes, err.Error())
-			continue
-		}
-		read++
-		nfIptables = nfIptables || bytes.Contains(out, []byte("(nf_tables)"))
-		rules = append(rules, rs...)
-	}
-	if _, err := exec.LookPath("nft"); err != nil {
-		notes = append(notes, "nft is not installed")
-	} else if js, err := runCmd(ctx, "nft", "-j", "list", "ruleset"); err != nil {
-		notes = append(notes, fmt.Sprintf("could not read nftables rules: %v", err))
-	} else {
-		var texts map[string]string
-		if txt, err := runCmd(ctx, "nft", "-a", "list", "ruleset"); err == nil {
-			texts = ParseNftText(string(txt))
-		}
-		rs, err := ParseNftJSON(js, texts)
-		if err != nil {
-			notes = append(notes, err.Error())
-		} else {
-			read++
-			for _, r := range rs {
-				fam, name, _ := strings.Cut(r.Table, " ")
-				if nfIptables && (fam == "ip" || fam == "ip6") && iptablesTables[name] {
-					continue // shown by iptables-save
-				}
-				rules = append(rules, r)
-			}
-		}
-	}
-	if read == 0 {
-		if denied(notes) {
-			return nil, nil, errors.New("reading them needs root (CAP_NET_ADMIN): nft and iptables-save were refused")
-		}
-		return nil, notes, errors.New(strings.Join(notes, "; "))
-	}
-	return rules, notes, nil
-}
-
 func (o *Options) socketSource() SocketSource {
 	if o.Sockets != nil {
 		return o.Sockets
@@ -122,7 +30,7 @@ func (o *Options) firewallSource() FirewallSource {
 	if o.Firewall != nil {
 		return o.Firewall
 	}
-	return CommandFirewall{}
+	return firewall.Commands{}
 }
 
 // Gather collects this host's evidence: addresses, every listening socket
@@ -142,7 +50,7 @@ func gather(ctx context.Context, src SocketSource, fw FirewallSource, keep func(
 		src = hostSockets{}
 	}
 	if fw == nil {
-		fw = CommandFirewall{}
+		fw = firewall.Commands{}
 	}
 	ev := HostEvidence{Host: "this host"}
 	var err error
@@ -155,12 +63,13 @@ func gather(ctx context.Context, src SocketSource, fw FirewallSource, keep func(
 	} else {
 		ev.Listening = append([]sockets.Socket{}, ls...)
 	}
-	rules, notes, err := fw.Rules(ctx)
-	if err != nil {
+	if rs, err := fw.Read(ctx); err != nil {
 		ev.Notes = append(ev.Notes, fmt.Sprintf("firewall rules: %v", err))
 	} else {
-		ev.Rules, ev.Firewall = rules, true
-		ev.Notes = append(ev.Notes, notes...)
+		ev.Rules, ev.Firewall = rs.Rules(), true
+		if rs != nil {
+			ev.Notes = append(ev.Notes, rs.Notes...)
+		}
 	}
 	return ev
 }
@@ -238,21 +147,6 @@ var HostCheck = CheckFunc{"host", func(ctx context.Context, s *State) CheckResul
 	res.Detail = strings.Join(parts, "; ")
 	return res
 }}
-
-// denied reports whether every tool that ran was refused for lack of privilege.
-func denied(notes []string) bool {
-	ran := false
-	for _, n := range notes {
-		if strings.HasSuffix(n, "is not installed") {
-			continue
-		}
-		ran = true
-		if !strings.Contains(n, "ermission denied") && !strings.Contains(n, "not permitted") && !strings.Contains(n, "must be root") {
-			return false
-		}
-	}
-	return ran
-}
 
 // count says "1 thing" or "n things".
 func count(n int, thing string) string {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/reach-tools/reach/endpoint"
+	"github.com/reach-tools/reach/firewall"
 	"github.com/reach-tools/reach/probe"
 	"github.com/reach-tools/reach/sockets"
 )
@@ -15,7 +16,7 @@ import (
 type fakeHost struct {
 	addrs []netip.Prefix
 	socks []sockets.Socket
-	rules []Rule
+	rules *firewall.Ruleset
 }
 
 func (f fakeHost) Listening(_ context.Context, keep func(uint16) bool) ([]sockets.Socket, error) {
@@ -28,7 +29,17 @@ func (f fakeHost) Listening(_ context.Context, keep func(uint16) bool) ([]socket
 	return out, nil
 }
 func (f fakeHost) Addresses() ([]netip.Prefix, error)              { return f.addrs, nil }
-func (f fakeHost) Rules(context.Context) ([]Rule, []string, error) { return f.rules, nil, nil }
+func (f fakeHost) Read(context.Context) (*firewall.Ruleset, error) { return f.rules, nil }
+
+// iptablesRules parses iptables-save output.
+func iptablesRules(t testing.TB, text string) *firewall.Ruleset {
+	t.Helper()
+	rs, err := firewall.ParseIptablesSave(text, "ip")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rs
+}
 
 // dialClass fails every dial with class c (nil error when c is Open).
 func dialClass(c probe.Class) probe.DialFunc {
@@ -51,10 +62,7 @@ func listener(addr string, state string, rq, sq uint32) sockets.Socket {
 // network: the analysis from socket tables and rules to causes.
 func TestCausesWithFakes(t *testing.T) {
 	self := []netip.Prefix{netip.MustParsePrefix("127.0.0.1/8"), netip.MustParsePrefix("198.18.0.2/24")}
-	dropRule, err := ParseIptablesSave("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p tcp -m tcp --dport 5432 -j DROP\nCOMMIT\n", "ip")
-	if err != nil {
-		t.Fatal(err)
-	}
+	dropRule := iptablesRules(t, "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p tcp -m tcp --dport 5432 -j DROP\nCOMMIT\n")
 	tests := []struct {
 		name  string
 		class probe.Class

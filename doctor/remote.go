@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/reach-tools/reach/firewall"
 	"github.com/reach-tools/reach/probe"
 	"github.com/reach-tools/reach/sockets"
 )
@@ -34,7 +35,7 @@ func (ev HostEvidence) Narrow(src, dst netip.AddrPort) HostEvidence {
 			out.Listening = append(out.Listening, sk)
 		}
 	}
-	for _, m := range Evaluate(ev.Rules, Packet{Direction: "in", Src: src, Dst: dst}) {
+	for _, m := range firewall.Evaluate(ev.Rules, firewall.Packet{Direction: "in", Src: src, Dst: dst}) {
 		if m.Exact {
 			out.Rules = append(out.Rules, m.Rule)
 			continue
@@ -51,7 +52,7 @@ func (ev HostEvidence) Narrow(src, dst netip.AddrPort) HostEvidence {
 // evidence. detail says what was looked at, also when nothing was found.
 func Explain(ev HostEvidence, src, dst netip.AddrPort, class probe.Class) (detail string, findings []Finding) {
 	detail, findings = analyzeSockets(&ev, dst, class)
-	for _, m := range Evaluate(ev.Rules, Packet{Direction: "in", Src: src, Dst: dst}) {
+	for _, m := range firewall.Evaluate(ev.Rules, firewall.Packet{Direction: "in", Src: src, Dst: dst}) {
 		if f, ok := firewallFinding(m, "in", dst, class, ev.Host); ok {
 			findings = append(findings, f)
 		}

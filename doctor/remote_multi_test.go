@@ -34,10 +34,7 @@ func resolved(addrs ...netip.Addr) Check {
 // and says so with what to do.
 func TestRemoteEvidencePerAddress(t *testing.T) {
 	a, b, c, d := netip.MustParseAddr("198.18.0.2"), netip.MustParseAddr("198.18.0.3"), netip.MustParseAddr("198.18.0.4"), netip.MustParseAddr("198.18.0.5")
-	reject, err := ParseIptablesSave("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p tcp -m tcp --dport 5432 -j REJECT --reject-with tcp-reset\nCOMMIT\n", "ip")
-	if err != nil {
-		t.Fatal(err)
-	}
+	reject := iptablesRules(t, "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p tcp -m tcp --dport 5432 -j REJECT --reject-with tcp-reset\nCOMMIT\n").Rules()
 	answer := func(ev HostEvidence) func(context.Context) (HostEvidence, error) {
 		return func(context.Context) (HostEvidence, error) { return ev, nil }
 	}

@@ -4,20 +4,29 @@ import (
 	"encoding/json"
 	"errors"
 	"net/netip"
+	"os"
 	"strings"
 	"testing"
 
+	"github.com/reach-tools/reach/firewall"
 	"github.com/reach-tools/reach/probe"
 	"github.com/reach-tools/reach/sockets"
 )
 
-// Narrowed evidence survives JSON and the asker's evaluation finds the same
-// deciding rule, while unrelated sockets and rules stay on the host.
-func TestNarrowForRemote(t *testing.T) {
-	rules, err := ParseIptablesSave(mustRead(t, "iptables-save.txt"), "ip")
+// fixtureRules are the firewall package's iptables-save fixture.
+func fixtureRules(t *testing.T) []firewall.Rule {
+	t.Helper()
+	b, err := os.ReadFile("../firewall/testdata/iptables-save.txt")
 	if err != nil {
 		t.Fatal(err)
 	}
+	return iptablesRules(t, string(b)).Rules()
+}
+
+// Narrowed evidence survives JSON and the asker's evaluation finds the same
+// deciding rule, while unrelated sockets and rules stay on the host.
+func TestNarrowForRemote(t *testing.T) {
+	rules := fixtureRules(t)
 	listen := func(ap string) sockets.Socket {
 		return sockets.Socket{Proto: "tcp", Local: netip.MustParseAddrPort(ap), State: sockets.StateListen}
 	}
@@ -39,7 +48,11 @@ func TestNarrowForRemote(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := "-A INPUT -d 198.18.0.2/32 -p tcp -m multiport --dports 80,8000:8100 -j REJECT --reject-with tcp-reset |exact\n"
-	if got := describe(Evaluate(back.Rules, Packet{Direction: "in", Src: src, Dst: dst})); got != want {
+	var got string
+	for _, h := range firewall.Evaluate(back.Rules, firewall.Packet{Direction: "in", Src: src, Dst: dst}) {
+		got += h.Rule.Text + map[bool]string{true: " |exact", false: ""}[h.Exact] + "\n"
+	}
+	if got != want {
 		t.Errorf("after the wire, evaluation gives\n%s\nwant\n%s", got, want)
 	}
 	if len(back.Rules) >= len(rules) {
@@ -48,10 +61,7 @@ func TestNarrowForRemote(t *testing.T) {
 }
 
 func TestExplainRemote(t *testing.T) {
-	rules, err := ParseIptablesSave(mustRead(t, "iptables-save.txt"), "ip")
-	if err != nil {
-		t.Fatal(err)
-	}
+	rules := fixtureRules(t)
 	src := netip.MustParseAddrPort("198.18.0.5:0")
 	lo := sockets.Socket{Proto: "tcp", Local: netip.MustParseAddrPort("127.0.0.1:6000"), State: sockets.StateListen}
 	any := sockets.Socket{Proto: "tcp", Local: netip.MustParseAddrPort("0.0.0.0:7707"), State: sockets.StateListen}

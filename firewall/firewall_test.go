@@ -1,4 +1,4 @@
-package doctor
+package firewall
 
 import (
 	"net/netip"
@@ -17,12 +17,53 @@ func mustRead(t testing.TB, name string) string {
 	return string(b)
 }
 
+func mustParse(t testing.TB, name string) []Rule {
+	t.Helper()
+	rs, err := ParseIptablesSave(mustRead(t, name), "ip")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rs.Rules()
+}
+
+func mustParseNft(t testing.TB, js, txt string) *Ruleset {
+	t.Helper()
+	rs, err := ParseNftJSON([]byte(mustRead(t, js)), ParseNftText(mustRead(t, txt)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rs
+}
+
+// checkRuleset checks what every parsed ruleset keeps: each rule sits in
+// the chain and table it names, and Rules lists each rule and policy once.
+func checkRuleset(t *testing.T, rs *Ruleset) {
+	t.Helper()
+	n := 0
+	for _, tb := range rs.Tables {
+		for _, c := range tb.Chains {
+			n += len(c.Rules)
+			if c.Policy != "" {
+				n++
+			}
+			for _, r := range c.Rules {
+				if r.Table != tb.Label() || r.Chain != c.Name || r.Hook != c.Hook || r.Source != tb.Source {
+					t.Fatalf("rule %q of %s/%s says %s/%s (hook %q, chain's %q)", r.Text, tb.Label(), c.Name, r.Table, r.Chain, r.Hook, c.Hook)
+				}
+			}
+		}
+	}
+	if got := len(rs.Rules()); got != n {
+		t.Fatalf("Rules lists %d, want %d rules and policies", got, n)
+	}
+}
+
 func pkt(dir, dst string) Packet {
 	return Packet{Direction: dir, Src: netip.MustParseAddrPort("198.18.0.5:40000"), Dst: netip.MustParseAddrPort(dst)}
 }
 
 // describe renders matches as "text|exact" lines for comparison.
-func describe(ms []Match) string {
+func describe(ms []Hit) string {
 	var b strings.Builder
 	for _, m := range ms {
 		b.WriteString(m.Rule.Text)
@@ -35,10 +76,7 @@ func describe(ms []Match) string {
 }
 
 func TestEvaluateIptablesSave(t *testing.T) {
-	rules, err := ParseIptablesSave(mustRead(t, "iptables-save.txt"), "ip")
-	if err != nil {
-		t.Fatal(err)
-	}
+	rules := mustParse(t, "iptables-save.txt")
 	tests := []struct {
 		name string
 		p    Packet
@@ -69,10 +107,7 @@ func TestEvaluateIptablesSave(t *testing.T) {
 }
 
 func TestEvaluateNft(t *testing.T) {
-	rules, err := ParseNftJSON([]byte(mustRead(t, "nft.json")), ParseNftText(mustRead(t, "nft.txt")))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rules := mustParseNft(t, "nft.json", "nft.txt").Rules()
 	var inet []Rule
 	for _, r := range rules {
 		if r.Table == "inet t" {
@@ -95,7 +130,7 @@ func TestEvaluateNft(t *testing.T) {
 	for _, tt := range tests {
 		ms := Evaluate(inet, tt.p)
 		// Unchecked rules (ct state, iif) may precede; keep only exact ones.
-		var exact []Match
+		var exact []Hit
 		for _, m := range ms {
 			if m.Exact {
 				exact = append(exact, m)
@@ -120,7 +155,7 @@ func TestEvaluateNft(t *testing.T) {
 // Interface matches are decided when the packet's interfaces are known
 // (a target on this host is reached over lo) and stay unchecked otherwise.
 func TestEvaluateInterfaces(t *testing.T) {
-	rules, err := ParseIptablesSave(`*filter
+	rs, err := ParseIptablesSave(`*filter
 :INPUT DROP [0:0]
 :OUTPUT ACCEPT [0:0]
 -A INPUT -i lo -j ACCEPT
@@ -131,11 +166,13 @@ COMMIT
 	if err != nil {
 		t.Fatal(err)
 	}
-	nft, err := ParseNftJSON([]byte(`{"nftables":[{"chain":{"family":"inet","table":"t","name":"in","type":"filter","hook":"input","prio":0,"policy":"drop"}},
+	rules := rs.Rules()
+	nrs, err := ParseNftJSON([]byte(`{"nftables":[{"chain":{"family":"inet","table":"t","name":"in","type":"filter","hook":"input","prio":0,"policy":"drop"}},
 		{"rule":{"family":"inet","table":"t","chain":"in","handle":1,"expr":[{"match":{"op":"==","left":{"meta":{"key":"iifname"}},"right":"lo"}},{"accept":null}]}}]}`), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	nft := nrs.Rules()
 	in := func(dst, dev string) Packet {
 		return Packet{Direction: "in", Dst: netip.MustParseAddrPort(dst), In: dev}
 	}
@@ -193,12 +230,15 @@ func TestParseFirewallErrors(t *testing.T) {
 
 func FuzzParseIptablesSave(f *testing.F) {
 	f.Add(mustRead(f, "iptables-save.txt"))
+	f.Add(mustRead(f, "iptables-save-nat.txt"))
 	f.Add("*filter\n:INPUT DROP [0:0]\n-A INPUT ! -p tcp -j ACCEPT\n")
 	f.Fuzz(func(t *testing.T, s string) {
-		rules, err := ParseIptablesSave(s, "ip")
+		rs, err := ParseIptablesSave(s, "ip")
 		if err != nil {
 			return
 		}
+		checkRuleset(t, rs)
+		rules := rs.Rules()
 		for _, r := range rules {
 			for _, pr := range r.ports {
 				if pr.lo > pr.hi {
@@ -212,12 +252,15 @@ func FuzzParseIptablesSave(f *testing.F) {
 
 func FuzzParseNftJSON(f *testing.F) {
 	f.Add([]byte(mustRead(f, "nft.json")))
+	f.Add([]byte(mustRead(f, "nft-nat.json")))
 	f.Add([]byte(`{"nftables":[{"rule":{"family":"inet","table":"t","chain":"c","handle":1,"expr":[{"match":{"op":"==","left":{"payload":{"protocol":"tcp","field":"dport"}},"right":{"range":[9,1]}}},{"drop":null}]}}]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		rules, err := ParseNftJSON(b, nil)
+		rs, err := ParseNftJSON(b, nil)
 		if err != nil {
 			return
 		}
+		checkRuleset(t, rs)
+		rules := rs.Rules()
 		for _, r := range rules {
 			for _, pr := range r.ports {
 				if pr.lo > pr.hi {
@@ -231,5 +274,6 @@ func FuzzParseNftJSON(f *testing.F) {
 
 func FuzzParseNftText(f *testing.F) {
 	f.Add(mustRead(f, "nft.txt"))
+	f.Add(mustRead(f, "nft-nat.txt"))
 	f.Fuzz(func(t *testing.T, s string) { ParseNftText(s) })
 }

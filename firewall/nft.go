@@ -1,0 +1,347 @@
+package firewall
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+)
+
+// ParseNftJSON parses `nft -j list ruleset`: every table in it, each chain
+// with its hook, priority, policy and rules. texts, when not nil, maps
+// "family table chain handle" to the rule as `nft -a list ruleset` prints
+// it (see ParseNftText), so Rule.Text quotes the user's own syntax.
+func ParseNftJSON(data []byte, texts map[string]string) (*Ruleset, error) {
+	var doc struct {
+		Nftables []map[string]json.RawMessage `json:"nftables"`
+	}
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return nil, &ParseError{"nft JSON", 0, err}
+	}
+	rs := &Ruleset{}
+	table := func(family, name string) *Table {
+		for i := range rs.Tables {
+			if t := &rs.Tables[i]; t.Family == family && t.Name == name {
+				return t
+			}
+		}
+		rs.Tables = append(rs.Tables, Table{Source: Nftables, Family: family, Name: name})
+		return &rs.Tables[len(rs.Tables)-1]
+	}
+	for _, obj := range doc.Nftables {
+		if raw, ok := obj["table"]; ok {
+			var t struct{ Family, Name string }
+			if err := json.Unmarshal(raw, &t); err != nil {
+				return nil, &ParseError{"nft JSON table", 0, err}
+			}
+			table(t.Family, t.Name)
+		}
+		if raw, ok := obj["chain"]; ok {
+			var jc struct {
+				Family, Table, Name, Type, Hook, Policy string
+				Prio                                    int
+			}
+			if err := json.Unmarshal(raw, &jc); err != nil {
+				return nil, &ParseError{"nft JSON chain", 0, err}
+			}
+			c := table(jc.Family, jc.Table).chain(jc.Name)
+			c.Hook, c.Type, c.Priority = jc.Hook, jc.Type, jc.Prio
+			if jc.Hook != "" {
+				c.Policy = jc.Policy
+			}
+		}
+		raw, ok := obj["rule"]
+		if !ok {
+			continue
+		}
+		var jr struct {
+			Family, Table, Chain, Comment string
+			Handle                        int
+			Expr                          []map[string]json.RawMessage
+		}
+		if err := json.Unmarshal(raw, &jr); err != nil {
+			return nil, &ParseError{"nft JSON rule", 0, err}
+		}
+		t := table(jr.Family, jr.Table)
+		c := t.chain(jr.Chain)
+		r := Rule{Source: Nftables, Table: t.Label(), Chain: jr.Chain, Hook: c.Hook, Comment: jr.Comment,
+			conds: conds{family: t.evalFamily()}}
+		var words []string
+		for _, e := range jr.Expr {
+			words = append(words, r.addNftExpr(e)...)
+		}
+		r.Text = texts[fmt.Sprintf("%s %s %s %d", jr.Family, jr.Table, jr.Chain, jr.Handle)]
+		if r.Text == "" {
+			r.Text = strings.Join(words, " ")
+		}
+		c.Rules = append(c.Rules, r)
+	}
+	// A chain's rules carry its hook, also where nft listed a rule first.
+	for _, t := range rs.Tables {
+		for _, c := range t.Chains {
+			for i := range c.Rules {
+				c.Rules[i].Hook = c.Hook
+			}
+		}
+	}
+	return rs, nil
+}
+
+// addNftExpr folds one JSON expression into r and returns it rendered.
+func (r *Rule) addNftExpr(e map[string]json.RawMessage) []string {
+	for kind, raw := range e {
+		switch kind {
+		case "match":
+			return r.addNftMatch(raw)
+		case "counter", "log", "limit", "comment":
+			return nil
+		case "accept", "drop", "return":
+			r.Verdict = kind
+			return []string{kind}
+		case "reject":
+			r.Verdict = "reject"
+			var rj struct{ Type, Expr string }
+			_ = json.Unmarshal(raw, &rj) // null means the default
+			r.RejectWith = strings.TrimSpace(rj.Type + " " + rj.Expr)
+			if r.RejectWith == "" {
+				r.RejectWith = "icmp port-unreachable"
+			}
+			return []string{"reject with " + r.RejectWith}
+		case "jump", "goto":
+			var j struct{ Target string }
+			_ = json.Unmarshal(raw, &j)
+			r.Verdict, r.JumpTo = kind, j.Target
+			return []string{kind + " " + j.Target}
+		case "dnat", "snat", "masquerade", "redirect":
+			r.Verdict, r.To = kind, nftNATTo(raw)
+			if r.To == "" {
+				return []string{kind}
+			}
+			return []string{kind + " to " + r.To}
+		case "xt":
+			var xt struct{ Type, Name string }
+			_ = json.Unmarshal(raw, &xt)
+			switch {
+			case xt.Type == "target" && xt.Name == "REJECT":
+				r.Verdict, r.RejectWith = "reject", "(iptables REJECT)"
+			case xt.Type == "target":
+				// iptables-nft's target (DNAT, MASQUERADE, ...): nft -j
+				// does not show its options.
+				r.Verdict = strings.ToLower(xt.Name)
+			default:
+				r.other = append(r.other, "xt "+xt.Type+" "+xt.Name)
+			}
+			return []string{"xt " + xt.Name}
+		default:
+			r.other = append(r.other, kind)
+			return []string{kind}
+		}
+	}
+	return nil
+}
+
+// nftNATTo renders where a dnat, snat, masquerade or redirect statement
+// translates to: "198.19.0.2:80", "[fd00::2]:80", "443" (ports only); an
+// address or port given by an expression (a map, a range) as its JSON.
+func nftNATTo(raw json.RawMessage) string {
+	var st struct{ Addr, Port json.RawMessage }
+	if json.Unmarshal(raw, &st) != nil {
+		return ""
+	}
+	var addr string
+	if len(st.Addr) > 0 && json.Unmarshal(st.Addr, &addr) != nil {
+		addr = string(st.Addr)
+	}
+	var port string
+	if len(st.Port) > 0 {
+		var n uint16
+		var rg struct{ Range [2]uint16 }
+		switch {
+		case json.Unmarshal(st.Port, &n) == nil:
+			port = strconv.Itoa(int(n))
+		case json.Unmarshal(st.Port, &rg) == nil && rg.Range[1] != 0:
+			port = fmt.Sprintf("%d-%d", rg.Range[0], rg.Range[1])
+		default:
+			port = string(st.Port)
+		}
+	}
+	switch {
+	case addr == "":
+		return port
+	case port == "":
+		return addr
+	}
+	if _, err := netip.ParseAddr(addr); err == nil {
+		return net.JoinHostPort(addr, port)
+	}
+	return addr + ":" + port
+}
+func (r *Rule) addNftMatch(raw json.RawMessage) []string {
+	var m struct {
+		Op    string
+		Left  map[string]json.RawMessage
+		Right json.RawMessage
+	}
+	if err := json.Unmarshal(raw, &m); err != nil {
+		r.other = append(r.other, "match")
+		return []string{"match"}
+	}
+	field := ""
+	if p, ok := m.Left["payload"]; ok {
+		var pl struct{ Protocol, Field string }
+		_ = json.Unmarshal(p, &pl)
+		field = pl.Protocol + " " + pl.Field
+	} else if p, ok := m.Left["meta"]; ok {
+		var mk struct{ Key string }
+		_ = json.Unmarshal(p, &mk)
+		field = "meta " + mk.Key
+	} else {
+		for k := range m.Left {
+			field = k
+		}
+	}
+	text := fmt.Sprintf("%s %s %s", field, m.Op, string(m.Right))
+	if name := ""; (field == "meta iifname" || field == "meta oifname") && (m.Op == "==" || m.Op == "!=") && json.Unmarshal(m.Right, &name) == nil {
+		r.ifaces = append(r.ifaces, ifaceCond{in: field == "meta iifname", name: name, negate: m.Op == "!=", text: text})
+		return []string{text}
+	}
+	if m.Op != "==" && m.Op != "in" {
+		r.other = append(r.other, text)
+		return []string{text}
+	}
+	switch {
+	case field == "meta l4proto" || field == "ip protocol" || field == "ip6 nexthdr":
+		var p string
+		if json.Unmarshal(m.Right, &p) == nil {
+			r.proto = p
+			return []string{field + " " + p}
+		}
+	case strings.HasSuffix(field, " dport") && field != "th dport":
+		r.proto = strings.TrimSuffix(field, " dport")
+		fallthrough
+	case field == "th dport":
+		if pr, ok := nftPorts(m.Right); ok {
+			r.ports = append(r.ports, pr...)
+			return []string{field + " " + string(m.Right)}
+		}
+	case field == "ip daddr" || field == "ip6 daddr" || field == "ip saddr" || field == "ip6 saddr":
+		if ps, ok := nftPrefixes(m.Right); ok {
+			if strings.HasSuffix(field, "daddr") {
+				r.dst = append(r.dst, ps...)
+			} else {
+				r.src = append(r.src, ps...)
+			}
+			if r.family == "inet" || r.family == "" {
+				r.family = strings.Fields(field)[0]
+			}
+			return []string{field + " " + string(m.Right)}
+		}
+	}
+	r.other = append(r.other, text)
+	return []string{text}
+}
+
+// nftPorts reads a port match's right side: a number, a range or a set.
+func nftPorts(raw json.RawMessage) ([]portRange, bool) {
+	var n uint16
+	if json.Unmarshal(raw, &n) == nil {
+		return []portRange{{n, n}}, true
+	}
+	var rg struct{ Range [2]uint16 }
+	if json.Unmarshal(raw, &rg) == nil && rg.Range[1] != 0 {
+		return []portRange{{rg.Range[0], rg.Range[1]}}, rg.Range[0] <= rg.Range[1]
+	}
+	var set struct{ Set []json.RawMessage }
+	if json.Unmarshal(raw, &set) == nil && len(set.Set) > 0 {
+		var out []portRange
+		for _, el := range set.Set {
+			pr, ok := nftPorts(el)
+			if !ok {
+				return nil, false
+			}
+			out = append(out, pr...)
+		}
+		return out, true
+	}
+	return nil, false
+}
+
+// nftPrefixes reads an address match's right side: an address, a prefix or a set.
+func nftPrefixes(raw json.RawMessage) ([]netip.Prefix, bool) {
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		p, err := parsePrefix(s)
+		return []netip.Prefix{p}, err == nil
+	}
+	var px struct {
+		Prefix struct {
+			Addr string
+			Len  int
+		}
+	}
+	if json.Unmarshal(raw, &px) == nil && px.Prefix.Addr != "" {
+		a, err := netip.ParseAddr(px.Prefix.Addr)
+		if err != nil || px.Prefix.Len < 0 || px.Prefix.Len > a.BitLen() {
+			return nil, false
+		}
+		return []netip.Prefix{netip.PrefixFrom(a, px.Prefix.Len).Masked()}, true
+	}
+	var set struct{ Set []json.RawMessage }
+	if json.Unmarshal(raw, &set) == nil && len(set.Set) > 0 {
+		var out []netip.Prefix
+		for _, el := range set.Set {
+			ps, ok := nftPrefixes(el)
+			if !ok {
+				return nil, false
+			}
+			out = append(out, ps...)
+		}
+		return out, true
+	}
+	return nil, false
+}
+
+// ParseNftText maps "family table chain handle" to each rule's text in the
+// output of `nft -a list ruleset` (counters and the handle comment removed).
+func ParseNftText(text string) map[string]string {
+	out := map[string]string{}
+	var table, chain string
+	for _, line := range strings.Split(text, "\n") {
+		s := strings.TrimSpace(line)
+		body, comment, _ := strings.Cut(s, "# handle ")
+		body = strings.TrimSpace(body)
+		f := strings.Fields(body)
+		switch {
+		case len(f) >= 3 && f[0] == "table" && f[len(f)-1] == "{":
+			table, chain = f[1]+" "+f[2], ""
+		case len(f) >= 2 && f[0] == "chain" && f[len(f)-1] == "{":
+			chain = f[1]
+		case body == "}":
+			if chain != "" {
+				chain = ""
+			} else {
+				table = ""
+			}
+		case comment != "" && table != "" && chain != "" && body != "":
+			h, err := strconv.Atoi(strings.TrimSpace(comment))
+			if err == nil {
+				out[fmt.Sprintf("%s %s %d", table, chain, h)] = stripCounter(body)
+			}
+		}
+	}
+	return out
+}
+
+// stripCounter drops "counter packets N bytes M", which changes every time.
+func stripCounter(s string) string {
+	f := strings.Fields(s)
+	for i := 0; i+5 <= len(f); i++ {
+		if f[i] == "counter" && f[i+1] == "packets" && f[i+3] == "bytes" {
+			f = append(f[:i], f[i+5:]...)
+			break
+		}
+	}
+	return strings.Join(f, " ")
+}
