@@ -8,7 +8,10 @@
 // example by -timeout) are removed by the next New on the machine.
 //
 // Lab.Pair (a client and a server on one link) and Lab.Routed (client,
-// router, server) are the layouts most tests need.
+// router, server) are the layouts most tests need. Lab.Docker lays out a
+// Docker host as dockerd does (bridge, container namespaces, its iptables
+// rules, docker-proxy processes), on 198.19.0.0/24, which Link then leaves
+// alone. Host.Serve runs a server process that says who answered.
 //
 // Sockets are created inside a host with Listen, ListenPacket and DialContext
 // (a probe.DialFunc); Resolver and ServeDNS keep name lookups in the lab;
@@ -63,16 +66,35 @@ type Lab struct {
 	id      string // random; every namespace of the lab is named rl-<id>-<host>
 	release func()
 
-	mu    sync.Mutex
-	hosts []*Host
-	links []*link
-	procs []*proc
+	mu       sync.Mutex
+	hosts    []*Host
+	links    []*link
+	procs    []*proc
+	veths    []veth         // every veth pair, for Delete
+	nets     int            // subnets handed out to links and LANs so far
+	reserved []netip.Prefix // subnets of bridges the lab built (Docker, Kube)
+	bin      string         // directory of the role links (startRole)
 }
 
 // Host is one network namespace of a lab.
 type Host struct {
 	lab  *Lab
 	name string
+}
+
+// veth is a veth pair: interface ifA in host a, its peer ifB in b.
+type veth struct {
+	a, b     *Host
+	ifA, ifB string
+}
+
+// addVeth makes a veth pair between a and b and records it.
+func (l *Lab) addVeth(a *Host, ifA string, b *Host, ifB string) {
+	l.t.Helper()
+	l.ip("link", "add", ifA, "netns", a.name, "type", "veth", "peer", "name", ifB, "netns", b.name)
+	l.mu.Lock()
+	l.veths = append(l.veths, veth{a: a, b: b, ifA: ifA, ifB: ifB})
+	l.mu.Unlock()
 }
 
 // link is one veth pair, or one LAN; each of hosts has an interface named
@@ -159,15 +181,10 @@ func (l *Lab) link(a, b *Host, v6 bool) (netip.Addr, netip.Addr) {
 	}
 	l.mu.Lock()
 	n := len(l.links)
-	if n >= maxLinks {
+	prefix, ok := l.nextPrefix(v6)
+	if !ok {
 		l.mu.Unlock()
 		l.t.Fatalf("netlab: more than %d links in one lab", maxLinks)
-	}
-	var prefix netip.Prefix
-	if v6 {
-		prefix = netip.PrefixFrom(netip.AddrFrom16([16]byte{0xfd, 6: byte(n >> 8), 7: byte(n)}), 64)
-	} else {
-		prefix = netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18 + byte(n>>8), byte(n), 0}), 24)
 	}
 	lk := &link{prefix: prefix, hosts: []*Host{a, b}, ifname: fmt.Sprintf("veth%d", n)}
 	addrA, addrB := nth(prefix, 1), nth(prefix, 2)
@@ -175,7 +192,7 @@ func (l *Lab) link(a, b *Host, v6 bool) (netip.Addr, netip.Addr) {
 	l.links = append(l.links, lk)
 	l.mu.Unlock()
 
-	l.ip("link", "add", lk.ifname, "netns", a.name, "type", "veth", "peer", "name", lk.ifname, "netns", b.name)
+	l.addVeth(a, lk.ifname, b, lk.ifname)
 	// Up before addressing: an IPv6 address added to a down interface joins
 	// its solicited-node group late, and the first neighbour solicitation
 	// for it is lost (a 1 s stall on the first connection).
@@ -226,11 +243,11 @@ func (l *Lab) LAN(hosts ...*Host) []netip.Addr {
 	}
 	l.mu.Lock()
 	n := len(l.links)
-	if n >= maxLinks {
+	prefix, ok := l.nextPrefix(false)
+	if !ok {
 		l.mu.Unlock()
 		l.t.Fatalf("netlab: more than %d links in one lab", maxLinks)
 	}
-	prefix := netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18 + byte(n>>8), byte(n), 0}), 24)
 	lk := &link{prefix: prefix, hosts: slices.Clone(hosts), ifname: fmt.Sprintf("lan%d", n)}
 	lk.next = nth(prefix, byte(len(hosts)+1))
 	l.links = append(l.links, lk)
@@ -242,7 +259,7 @@ func (l *Lab) LAN(hosts ...*Host) []netip.Addr {
 	addrs := make([]netip.Addr, len(hosts))
 	for i, h := range hosts {
 		port := fmt.Sprintf("p%d", i)
-		l.ip("link", "add", lk.ifname, "netns", h.name, "type", "veth", "peer", "name", port, "netns", sw.name)
+		l.addVeth(h, lk.ifname, sw, port)
 		l.ip("-n", sw.name, "link", "set", port, "master", "br0", "up")
 		addrs[i] = nth(prefix, byte(i+1))
 		if err := addAddr(h, lk, addrs[i]); err != nil {
@@ -256,6 +273,49 @@ func (l *Lab) LAN(hosts ...*Host) []netip.Addr {
 	}
 	return addrs
 }
+
+// nextPrefix hands out the next free 198.18.X.0/24 of 198.18.0.0/15 (or
+// fd00:0:0:X::/64), skipping subnets reserved by reserve. l.mu is held.
+func (l *Lab) nextPrefix(v6 bool) (netip.Prefix, bool) {
+	for ; l.nets < maxLinks; l.nets++ {
+		n := l.nets
+		p := netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18 + byte(n>>8), byte(n), 0}), 24)
+		if slices.ContainsFunc(l.reserved, p.Overlaps) {
+			continue
+		}
+		l.nets++
+		if v6 {
+			p = netip.PrefixFrom(netip.AddrFrom16([16]byte{0xfd, 6: byte(n >> 8), 7: byte(n)}), 64)
+		}
+		return p, true
+	}
+	return netip.Prefix{}, false
+}
+
+// reserve keeps Link and LAN off prefix, which must lie in 198.18.0.0/15
+// and overlap no link or reservation already made.
+func (l *Lab) reserve(t testing.TB, prefix netip.Prefix) {
+	t.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !labNet.Contains(prefix.Addr()) || prefix.Bits() < labNet.Bits() {
+		t.Fatalf("netlab: subnet %v is outside the lab's %v", prefix, labNet)
+	}
+	for _, lk := range l.links {
+		if lk.prefix.Overlaps(prefix) {
+			t.Fatalf("netlab: subnet %v overlaps link subnet %v", prefix, lk.prefix)
+		}
+	}
+	for _, r := range l.reserved {
+		if r.Overlaps(prefix) {
+			t.Fatalf("netlab: subnet %v overlaps %v, already in use in this lab", prefix, r)
+		}
+	}
+	l.reserved = append(l.reserved, prefix)
+}
+
+// labNet holds every IPv4 address the lab hands out.
+var labNet = netip.MustParsePrefix("198.18.0.0/15")
 
 // nth returns the address i after the prefix's first address (i < 256).
 func nth(p netip.Prefix, i byte) netip.Addr {
@@ -414,6 +474,7 @@ func (h *Host) Sysctl(t testing.TB, key, value string) {
 type proc struct {
 	cmd  *exec.Cmd
 	out  *syncBuffer
+	host *Host
 	once sync.Once
 }
 
@@ -439,7 +500,7 @@ func (h *Host) Start(t testing.TB, args ...string) *exec.Cmd {
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("netlab: start %s in %s: %v", strings.Join(args, " "), h.name, err)
 	}
-	p := &proc{cmd: cmd, out: out}
+	p := &proc{cmd: cmd, out: out, host: h}
 	h.lab.mu.Lock()
 	h.lab.procs = append(h.lab.procs, p)
 	h.lab.mu.Unlock()
@@ -590,9 +651,61 @@ func (l *Lab) cleanup() {
 			errs = append(errs, fmt.Errorf("%w: %s", err, out))
 		}
 	}
+	if l.bin != "" {
+		errs = append(errs, os.RemoveAll(l.bin))
+	}
 	l.release()
 	if err := errors.Join(errs...); err != nil {
 		l.t.Errorf("netlab: cleanup: %v", err)
+	}
+}
+
+// Delete removes h from the lab before the test ends, as a container that
+// stops: the processes the lab started in it, and any other process still
+// inside, are killed, the namespace is deleted, and Delete waits (bounded)
+// until the kernel has removed its interfaces, which takes the peer end of
+// each veth with them. h must not be used afterwards.
+func (h *Host) Delete(t testing.TB) {
+	t.Helper()
+	l := h.lab
+	l.mu.Lock()
+	procs := slices.Clone(l.procs)
+	l.mu.Unlock()
+	for _, p := range procs {
+		if p.host == h {
+			p.stop()
+		}
+	}
+	if err := killInside(h.name); err != nil {
+		t.Fatalf("netlab: delete %s: %v", h.name, err)
+	}
+	// The namespace dies once no process is in it and its bind mount is
+	// gone; the kernel then removes its interfaces, and each veth's peer
+	// with them, a little later.
+	l.ip("netns", "del", h.name)
+	l.mu.Lock()
+	var peers []veth // b is the surviving end
+	for _, v := range l.veths {
+		switch h {
+		case v.a:
+			peers = append(peers, v)
+		case v.b:
+			peers = append(peers, veth{a: v.b, ifA: v.ifB, b: v.a, ifB: v.ifA})
+		}
+	}
+	l.mu.Unlock()
+	deadline := time.Now().Add(5 * time.Second)
+	for _, v := range peers {
+		for {
+			out, err := run(nil, "ip", "-n", v.b.name, "-o", "link", "show", "dev", v.ifB)
+			if err != nil && (strings.Contains(string(out), "does not exist") || !namespaceExists(v.b.name)) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("netlab: %s still has %s 5s after %s was deleted: %s", v.b.name, v.ifB, h.name, out)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
 	}
 }
 
