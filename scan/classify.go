@@ -1,7 +1,6 @@
 package scan
 
 import (
-	"encoding/binary"
 	"net/netip"
 	"syscall"
 	"time"
@@ -122,46 +121,6 @@ func unreachable(v verdict, icmp *icmpInfo) verdict {
 	}
 	v.answered = false // the router's RTT says nothing about the target
 	return v
-}
-
-// Linux's struct sock_extended_err origins and address families.
-const (
-	eeOriginICMP  = 2
-	eeOriginICMP6 = 3
-	afInet        = 2
-	afInet6       = 10
-)
-
-// parseExtendedErr decodes a Linux IP_RECVERR/IPV6_RECVERR control message:
-// struct sock_extended_err followed by the offender's sockaddr.
-func parseExtendedErr(b []byte) (icmpInfo, bool) {
-	if len(b) < 16 {
-		return icmpInfo{}, false
-	}
-	origin, typ, code := b[4], b[5], b[6]
-	var in icmpInfo
-	switch {
-	case origin == eeOriginICMP && typ == 3: // destination unreachable
-	case origin == eeOriginICMP6 && typ == 1:
-		in.V6 = true
-	default:
-		return icmpInfo{}, false
-	}
-	in.Type, in.Code = typ, code
-	off := b[16:]
-	if len(off) >= 2 {
-		switch binary.NativeEndian.Uint16(off) {
-		case afInet:
-			if len(off) >= 8 {
-				in.From = netip.AddrFrom4([4]byte(off[4:8]))
-			}
-		case afInet6:
-			if len(off) >= 24 {
-				in.From = netip.AddrFrom16([16]byte(off[8:24])).Unmap()
-			}
-		}
-	}
-	return in, true
 }
 
 // rttEstimator is RFC 6298's smoothed RTT, which nmap uses for its timeouts.

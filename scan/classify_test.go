@@ -1,7 +1,6 @@
 package scan
 
 import (
-	"encoding/binary"
 	"net/netip"
 	"strings"
 	"syscall"
@@ -90,41 +89,6 @@ func TestClassify(t *testing.T) {
 	}
 }
 
-func TestParseExtendedErr(t *testing.T) {
-	ee := func(origin, typ, code uint8, off []byte) []byte {
-		b := make([]byte, 16, 16+len(off))
-		binary.NativeEndian.PutUint32(b, uint32(syscall.EHOSTUNREACH))
-		b[4], b[5], b[6] = origin, typ, code
-		return append(b, off...)
-	}
-	sin := make([]byte, 16)
-	binary.NativeEndian.PutUint16(sin, afInet)
-	copy(sin[4:], []byte{198, 18, 0, 1})
-	sin6 := make([]byte, 28)
-	binary.NativeEndian.PutUint16(sin6, afInet6)
-	a6 := netip.MustParseAddr("fd00::1").As16()
-	copy(sin6[8:], a6[:])
-
-	if in, ok := parseExtendedErr(ee(eeOriginICMP, 3, 13, sin)); !ok || in.V6 || in.Code != 13 || in.From != netip.MustParseAddr("198.18.0.1") {
-		t.Fatalf("v4 = %+v, %v", in, ok)
-	}
-	if in, ok := parseExtendedErr(ee(eeOriginICMP6, 1, 3, sin6)); !ok || !in.V6 || in.Code != 3 || in.From != netip.MustParseAddr("fd00::1") {
-		t.Fatalf("v6 = %+v, %v", in, ok)
-	}
-	for name, b := range map[string][]byte{
-		"short":         make([]byte, 8),
-		"local origin":  ee(1, 0, 0, sin),
-		"time exceeded": ee(eeOriginICMP, 11, 0, sin),
-	} {
-		if _, ok := parseExtendedErr(b); ok {
-			t.Errorf("%s: parsed, want rejected", name)
-		}
-	}
-	if in, ok := parseExtendedErr(ee(eeOriginICMP, 3, 1, sin[:3])); !ok || in.From.IsValid() {
-		t.Fatalf("truncated offender = %+v, %v; want an ICMP without offender", in, ok)
-	}
-}
-
 func TestRTTEstimator(t *testing.T) {
 	var r rttEstimator
 	lo, hi := 100*time.Millisecond, time.Second
@@ -144,46 +108,6 @@ func TestRTTEstimator(t *testing.T) {
 	r.update(10 * time.Second)
 	if got := r.timeout(lo, hi); got != hi {
 		t.Fatalf("after a slow sample: %v, want the ceiling %v", got, hi)
-	}
-}
-
-func TestParseNeigh(t *testing.T) {
-	msg := func(state uint16, attrs ...[]byte) []byte {
-		b := make([]byte, ndmsgLen)
-		binary.NativeEndian.PutUint16(b[8:], state)
-		for _, a := range attrs {
-			b = append(b, a...)
-		}
-		return b
-	}
-	attr := func(typ uint16, data []byte) []byte {
-		a := make([]byte, 4, 4+len(data)+3)
-		binary.NativeEndian.PutUint16(a, uint16(4+len(data)))
-		binary.NativeEndian.PutUint16(a[2:], typ)
-		a = append(a, data...)
-		for len(a)%4 != 0 {
-			a = append(a, 0)
-		}
-		return a
-	}
-	v4 := []byte{198, 18, 1, 7}
-	v6 := netip.MustParseAddr("fd00::7").As16()
-	mac := []byte{1, 2, 3, 4, 5, 6}
-	if a, st, ok := parseNeigh(msg(nudFailed, attr(2, mac), attr(ndaDst, v4))); !ok || st != nudFailed || a != netip.MustParseAddr("198.18.1.7") {
-		t.Fatalf("v4 = %v %#x %v", a, st, ok)
-	}
-	if a, st, ok := parseNeigh(msg(nudIncomplete, attr(ndaDst, v6[:]))); !ok || st != nudIncomplete || a != netip.MustParseAddr("fd00::7") {
-		t.Fatalf("v6 = %v %#x %v", a, st, ok)
-	}
-	for name, b := range map[string][]byte{
-		"short":       make([]byte, 4),
-		"no dst":      msg(2, attr(2, mac)),
-		"bad length":  append(msg(2), 0xff, 0, 1, 0),
-		"zero length": append(msg(2), 0, 0, 1, 0),
-	} {
-		if _, _, ok := parseNeigh(b); ok {
-			t.Errorf("%s: parsed, want rejected", name)
-		}
 	}
 }
 

@@ -2,20 +2,16 @@ package scan
 
 import (
 	"context"
-	"encoding/binary"
-	"errors"
 	"net/netip"
 	"os"
 	"runtime"
 	"slices"
 	"syscall"
 	"time"
-	"unsafe"
 
 	"github.com/reach-tools/reach/internal/sys"
 	"github.com/reach-tools/reach/probe"
 	"golang.org/x/sync/errgroup"
-	"golang.org/x/sys/unix"
 	"golang.org/x/time/rate"
 )
 
@@ -77,22 +73,15 @@ func run(ctx context.Context, e *engine) error {
 // concurrencyFromLimit raises the soft RLIMIT_NOFILE to the hard limit and
 // leaves a reserve (an eighth, at least 32) for the rest of the program.
 func concurrencyFromLimit() int {
-	var lim unix.Rlimit
-	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+	limit, err := sys.RaiseFileLimit()
+	if err != nil {
 		return 256
-	}
-	if lim.Cur < lim.Max {
-		raised := lim
-		raised.Cur = raised.Max
-		if unix.Setrlimit(unix.RLIMIT_NOFILE, &raised) == nil {
-			lim = raised
-		}
 	}
 	used := 16
 	if ents, err := os.ReadDir("/proc/self/fd"); err == nil {
 		used = len(ents)
 	}
-	n := int64(lim.Cur) - int64(used) - max(32, int64(lim.Cur)/8)
+	n := int64(limit) - int64(used) - max(32, int64(limit)/8)
 	return int(min(max(n, 1), MaxConcurrency))
 }
 
@@ -116,8 +105,7 @@ type hostQueue struct {
 type worker struct {
 	e        *engine
 	lim      *rate.Limiter
-	epfd     int
-	events   []unix.EpollEvent
+	poller   *sys.Poller
 	byFD     []*flight
 	queues   map[*hostState]*hostQueue
 	active   []*hostQueue
@@ -127,10 +115,8 @@ type worker struct {
 	inflight int
 	cap, max int      // current and configured cap on flights
 	pool     [6][]int // by poolKind
-	raw4     unix.RawSockaddrInet4
-	raw6     unix.RawSockaddrInet6
-	errBuf   [512]byte
-	oobBuf   [512]byte
+	conn     sys.Connector
+	errq     sys.ErrQueue
 	backoff  time.Duration
 	busy     time.Time // when sockets last ran out with nothing in flight; zero if not
 	wake     time.Time // do not launch before this (backoff or rate limit)
@@ -140,18 +126,12 @@ type worker struct {
 }
 
 func newWorker(e *engine, conc int, lim *rate.Limiter) (*worker, error) {
-	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
-	if err != nil {
-		return nil, &ResourceError{Errno: errnoOf(err)}
+	p, errno := sys.NewPoller(1024)
+	if errno != 0 {
+		return nil, &ResourceError{Errno: errno}
 	}
-	return &worker{e: e, lim: lim, epfd: epfd, events: make([]unix.EpollEvent, 1024),
-		queues: map[*hostState]*hostQueue{}, cap: max(1, conc), max: max(1, conc), out: batch{e: e}}, nil
-}
-
-func errnoOf(err error) syscall.Errno {
-	var en syscall.Errno
-	errors.As(err, &en)
-	return en
+	return &worker{e: e, lim: lim, poller: p, queues: map[*hostState]*hostQueue{},
+		cap: max(1, conc), max: max(1, conc), out: batch{e: e}}, nil
 }
 
 func (w *worker) close() {
@@ -166,10 +146,10 @@ func (w *worker) close() {
 	}
 	for _, p := range w.pool {
 		for _, fd := range p {
-			unix.Close(fd)
+			sys.Close(fd)
 		}
 	}
-	unix.Close(w.epfd)
+	w.poller.Close()
 }
 
 func (w *worker) loop(ctx context.Context) error {
@@ -190,13 +170,12 @@ func (w *worker) loop(ctx context.Context) error {
 		} else if w.inflight < w.cap && (!w.drained || len(w.retry) > 0) {
 			wait = 0
 		}
-		ms := (min(wait, maxWait) + time.Millisecond - 1) / time.Millisecond
-		n, err := unix.EpollWait(w.epfd, w.events, int(ms))
-		if err != nil && err != unix.EINTR {
+		ready, err := w.poller.Wait(min(wait, maxWait))
+		if err != nil {
 			return err
 		}
-		for _, ev := range w.events[:max(n, 0)] {
-			w.ready(int(ev.Fd), ev.Events)
+		for _, r := range ready {
+			w.ready(r)
 		}
 		w.sweep(time.Now())
 	}
@@ -262,26 +241,9 @@ func (w *worker) fill(ctx context.Context) error {
 	return nil
 }
 
-// connect is connect(2) to h:port, made as a raw system call: without the
-// Go scheduler's bookkeeping. A connect here never waits long (sockets are
-// non-blocking, or blocking for at most one clock tick), and announcing each
-// of the scan's tens of thousands of calls lets the runtime's monitor thread
-// hand the event loop's P to another thread mid-call: a thread wake-up and a
-// pair of context switches, every few hundred microseconds on each core.
-func (w *worker) connect(fd int, h *hostState, port uint16) error {
-	ptr, size := unsafe.Pointer(&w.raw4), unsafe.Sizeof(w.raw4)
-	if h.Addr.Is4() {
-		w.raw4 = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: h.Addr.As4()}
-		binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&w.raw4.Port))[:], port)
-	} else {
-		w.raw6 = unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: h.Addr.As16(), Scope_id: h.scope}
-		binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&w.raw6.Port))[:], port)
-		ptr, size = unsafe.Pointer(&w.raw6), unsafe.Sizeof(w.raw6)
-	}
-	if _, _, errno := syscall.RawSyscall(unix.SYS_CONNECT, uintptr(fd), uintptr(ptr), size); errno != 0 {
-		return errno
-	}
-	return nil
+// connect is connect(2) to h:port.
+func (w *worker) connect(fd int, h *hostState, port uint16) syscall.Errno {
+	return w.conn.Connect(fd, h.Addr, port, h.scope)
 }
 
 // poolKind sorts sockets by family, and loopback targets apart: their
@@ -314,73 +276,37 @@ const blockingWait = time.Microsecond
 
 // socket returns a fresh socket of the kind poolKind gave for h, or one of
 // that kind whose last connect was refused (connecting again on it skips
-// socket() and close()).
+// socket() and close()). Sockets queue ICMP errors, so admin-prohibited can
+// be told from host-unreachable.
 func (w *worker) socket(h *hostState, kind int) (int, syscall.Errno) {
 	if p := w.pool[kind]; len(p) > 0 {
 		fd := p[len(p)-1]
 		w.pool[kind] = p[:len(p)-1]
 		return fd, 0
 	}
-	domain := unix.AF_INET
-	if h.Addr.Is6() {
-		domain = unix.AF_INET6
-	}
-	flags := unix.SOCK_STREAM | unix.SOCK_CLOEXEC
-	if !blocking(kind) {
-		flags |= unix.SOCK_NONBLOCK
-	}
-	fd, err := unix.Socket(domain, flags, 0)
-	if err != nil {
-		return -1, errnoOf(err)
-	}
+	var wait time.Duration
 	if blocking(kind) {
-		tv := unix.NsecToTimeval(blockingWait.Nanoseconds())
-		if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv); err != nil {
-			unix.Close(fd)
-			return -1, errnoOf(err)
-		}
+		wait = blockingWait
 	}
-	// Queue ICMP errors so we can tell admin-prohibited from host-unreachable.
-	if domain == unix.AF_INET {
-		unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_RECVERR, 1)
-	} else {
-		unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_RECVERR, 1)
+	fd, errno := sys.NewTCPSocket(h.Addr.Is6(), wait)
+	if errno != 0 {
+		return -1, errno
 	}
 	if h.Addr.IsLoopback() {
-		bindSourcePort(fd, domain)
+		// A port the program chose stays bound when a connect is refused,
+		// so reconnecting skips the kernel's search for an ephemeral port:
+		// about a sixth less kernel time per port on loopback. Scanning
+		// that port finds the socket connected to itself: closed, as it
+		// is. Failure leaves fd unbound, which only costs speed.
+		sys.BindLoopbackPort(fd, h.Addr.Is6())
 	}
 	return fd, 0
-}
-
-// bindSourcePort binds a loopback socket to an explicit free port. A port
-// the program chose stays bound when a connect is refused, so reconnecting
-// skips the kernel's search for an ephemeral port: about a sixth less kernel
-// time per port on loopback. The port comes from a scratch socket's
-// automatic bind; no SO_REUSEADDR, so nothing can listen on it meanwhile
-// (scanning it finds the socket connected to itself: closed, as it is).
-// Failure leaves fd unbound, which only costs speed.
-func bindSourcePort(fd, domain int) {
-	var lo unix.Sockaddr = &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}
-	if domain == unix.AF_INET6 {
-		lo = &unix.SockaddrInet6{Addr: netip.IPv6Loopback().As16()}
-	}
-	tmp, err := unix.Socket(domain, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return
-	}
-	err = unix.Bind(tmp, lo)
-	sa, serr := unix.Getsockname(tmp)
-	unix.Close(tmp)
-	if err != nil || serr != nil {
-		return
-	}
-	unix.Bind(fd, sa)
 }
 
 // busyErrno reports errors that mean this host is short of a resource.
 func busyErrno(e syscall.Errno) bool {
 	switch e {
-	case unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM, unix.EADDRNOTAVAIL, unix.EAGAIN, unix.EINTR:
+	case syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.EADDRNOTAVAIL, syscall.EAGAIN, syscall.EINTR:
 		return true
 	}
 	return false
@@ -411,40 +337,39 @@ func (w *worker) launch(it item) syscall.Errno {
 	}
 	start := time.Now()
 	w.tries++
-	err := w.connect(fd, h, it.port)
-	if block && (err == unix.EINPROGRESS || err == unix.EINTR) {
+	errno = w.connect(fd, h, it.port)
+	if block && (errno == syscall.EINPROGRESS || errno == syscall.EINTR) {
 		// Still connecting after the wait (or a signal cut it short): the
 		// socket goes on without blocking, watched by epoll like any other.
-		if err == unix.EINPROGRESS {
+		if errno == syscall.EINPROGRESS {
 			h.slow.Store(true)
 		}
-		if err := unix.SetNonblock(fd, true); err != nil {
-			unix.Close(fd)
-			return errnoOf(err)
+		if errno := sys.SetNonblock(fd); errno != 0 {
+			sys.Close(fd)
+			return errno
 		}
-		err = unix.EINPROGRESS
-	} else if err == unix.EINPROGRESS {
-		err = w.connect(fd, h, it.port)
+		errno = syscall.EINPROGRESS
+	} else if errno == syscall.EINPROGRESS {
+		errno = w.connect(fd, h, it.port)
 	}
-	switch err {
-	case nil, unix.EISCONN:
+	switch errno {
+	case 0, syscall.EISCONN:
 		w.connected(fd, h, it, time.Since(start))
 		return 0
-	case unix.ECONNREFUSED:
+	case syscall.ECONNREFUSED:
 		// Refused inside connect(): a reset on a local path, no ICMP to read.
-		w.out.decide(h, it, classify(unix.ECONNREFUSED, nil, true), time.Since(start))
+		w.out.decide(h, it, classify(syscall.ECONNREFUSED, nil, true), time.Since(start))
 		w.recycle(fd, kind)
 		return 0
-	case unix.EALREADY, unix.EINPROGRESS:
-		if err := unix.EpollCtl(w.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLOUT, Fd: int32(fd)}); err != nil {
-			unix.Close(fd)
-			return errnoOf(err)
+	case syscall.EALREADY, syscall.EINPROGRESS:
+		if errno := w.poller.Add(fd); errno != 0 {
+			sys.Close(fd)
+			return errno
 		}
 		w.track(&flight{item: it, fd: fd, h: h, sent: start})
 		return 0
 	}
-	unix.Close(fd)
-	errno = errnoOf(err)
+	sys.Close(fd)
 	if busyErrno(errno) {
 		w.tries--
 		return errno
@@ -459,7 +384,7 @@ func (w *worker) recycle(fd int, kind int) {
 		w.pool[kind] = append(w.pool[kind], fd)
 		return
 	}
-	unix.Close(fd)
+	sys.Close(fd)
 }
 
 // connected decides a completed handshake and closes the socket with a reset
@@ -468,53 +393,22 @@ func (w *worker) recycle(fd int, kind int) {
 // nothing listens there and the port is closed.
 func (w *worker) connected(fd int, h *hostState, it item, rtt time.Duration) {
 	v := vOpen
-	if la, err := unix.Getsockname(fd); err == nil && sameAddrPort(la, h, it.port) {
+	if la, ok := sys.LocalAddr(fd); ok && la == netip.AddrPortFrom(h.Addr.WithZone(""), it.port) {
 		v = vSelfConnect
 	}
-	unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
-	unix.Close(fd)
+	sys.CloseReset(fd)
 	w.out.decide(h, it, v, rtt)
 }
 
-func sameAddrPort(sa unix.Sockaddr, h *hostState, port uint16) bool {
-	switch a := sa.(type) {
-	case *unix.SockaddrInet4:
-		return a.Port == int(port) && h.Addr.Is4() && a.Addr == h.Addr.As4()
-	case *unix.SockaddrInet6:
-		return a.Port == int(port) && h.Addr.Is6() && a.Addr == h.Addr.As16()
-	}
-	return false
-}
-
-// icmp reads the socket's error queue and returns the latest ICMP
-// destination-unreachable in it about a probe to port, nil if none. A
-// reused socket may still hold an error about the port it probed before;
-// the TCP header the error quotes tells them apart.
+// icmp returns the latest ICMP destination-unreachable queued on fd about
+// a probe to port, nil if none.
 func (w *worker) icmp(fd int, h *hostState, port uint16) *icmpInfo {
-	var last *icmpInfo
-	for range 16 {
-		n, oobn, _, _, err := unix.Recvmsg(fd, w.errBuf[:], w.oobBuf[:], unix.MSG_ERRQUEUE|unix.MSG_DONTWAIT)
-		if err != nil {
-			break
-		}
-		if n >= 4 && binary.BigEndian.Uint16(w.errBuf[2:4]) != port {
-			continue
-		}
-		msgs, err := unix.ParseSocketControlMessage(w.oobBuf[:oobn])
-		if err != nil {
-			continue
-		}
-		for _, m := range msgs {
-			if (m.Header.Level == unix.SOL_IP && m.Header.Type == unix.IP_RECVERR) ||
-				(m.Header.Level == unix.SOL_IPV6 && m.Header.Type == unix.IPV6_RECVERR) {
-				if in, ok := parseExtendedErr(m.Data); ok {
-					in.fromTarget = in.From == h.Addr.WithZone("")
-					last = &in
-				}
-			}
-		}
+	e, ok := w.errq.Unreachable(fd, port)
+	if !ok {
+		return nil
 	}
-	return last
+	return &icmpInfo{ICMP: probe.ICMP{V6: e.Origin == sys.OriginICMP6, Type: e.Type, Code: e.Code, From: e.Offender},
+		fromTarget: e.Offender == h.Addr.WithZone("")}
 }
 
 func (w *worker) track(f *flight) {
@@ -544,42 +438,36 @@ func (w *worker) finish(f *flight) {
 
 // drop closes a flight without a result (host down, or shutting down).
 func (w *worker) drop(f *flight) {
-	unix.Close(f.fd)
+	sys.Close(f.fd)
 	w.finish(f)
 }
 
 // ready handles an epoll event: the connect finished one way or another.
-func (w *worker) ready(fd int, events uint32) {
-	if fd >= len(w.byFD) || w.byFD[fd] == nil {
+func (w *worker) ready(r sys.Ready) {
+	if r.FD >= len(w.byFD) || w.byFD[r.FD] == nil {
 		return
 	}
-	f := w.byFD[fd]
-	if !w.settle(f, time.Since(f.sent)) && events&unix.EPOLLERR != 0 {
-		w.icmp(fd, f.h, f.port) // a stale queued error; drain it so the event stops
+	f := w.byFD[r.FD]
+	if !w.settle(f, time.Since(f.sent)) && r.Err {
+		w.icmp(r.FD, f.h, f.port) // a stale queued error; drain it so the event stops
 	}
 }
 
 // settle decides a flight from the socket's state; it reports false if the
 // connect is still in progress.
 func (w *worker) settle(f *flight, rtt time.Duration) bool {
-	soerr, err := unix.GetsockoptInt(f.fd, unix.SOL_SOCKET, unix.SO_ERROR)
-	if err == nil && soerr == 0 {
+	errno := sys.SocketError(f.fd)
+	if errno == 0 {
 		// No error: connected, or (for a deadline check) still trying.
-		switch cerr := w.connect(f.fd, f.h, f.port); cerr {
-		case nil, unix.EISCONN:
+		switch errno = w.connect(f.fd, f.h, f.port); errno {
+		case 0, syscall.EISCONN:
 			w.finish(f)
 			w.connected(f.fd, f.h, f.item, rtt)
 			return true
-		case unix.EALREADY, unix.EINPROGRESS:
+		case syscall.EALREADY, syscall.EINPROGRESS:
 			return false
-		default:
-			soerr = int(errnoOf(cerr))
 		}
 	}
-	if err != nil {
-		soerr = int(errnoOf(err))
-	}
-	errno := syscall.Errno(soerr)
 	info := w.icmp(f.fd, f.h, f.port)
 	w.drop(f)
 	if f.h.status.Load() == statusDown {
@@ -670,19 +558,14 @@ func (w *worker) unresolved(h *hostState) bool {
 	if time.Since(w.neighAt) > neighMaxAge {
 		w.neigh = map[netip.Addr]uint16{}
 		w.neighAt = time.Now()
-		// AF_UNSPEC: every family. Failing to read the table only loses the shortcut.
-		sys.NetlinkDump(context.Background(), unix.NETLINK_ROUTE, unix.RTM_GETNEIGH, make([]byte, ndmsgLen), func(m sys.NetlinkMessage) error {
-			if a, st, ok := parseNeigh(m.Data); ok {
-				w.neigh[a] = st
-			}
-			return nil
-		})
+		// Failing to read the table only loses the shortcut.
+		sys.Neighbours(context.Background(), func(a netip.Addr, st uint16) { w.neigh[a] = st })
 	}
 	st, ok := w.neigh[h.Addr.WithZone("")]
-	if !ok || st&(nudFailed|nudIncomplete) == 0 {
+	if !ok || st&(sys.NeighFailed|sys.NeighIncomplete) == 0 {
 		return false
 	}
 	what := map[bool]string{true: "ARP", false: "neighbour solicitation"}[h.Addr.Is4()]
 	return w.e.hostDown(h, verdict{host: HostUnreachable, reason: ReasonHostUnreach, class: probe.HostUnreachable,
-		evidence: "no reply to " + what + " (neighbour entry " + map[bool]string{true: "FAILED", false: "INCOMPLETE"}[st&nudFailed != 0] + ")"})
+		evidence: "no reply to " + what + " (neighbour entry " + map[bool]string{true: "FAILED", false: "INCOMPLETE"}[st&sys.NeighFailed != 0] + ")"})
 }

@@ -138,7 +138,7 @@ func Run(ctx context.Context, args []string, stdio Stdio) int {
 }
 
 // showsProgress reports whether progress lines, redrawn with \r and ESC[K,
-// belong on w: a terminal that understands them (isTerminal is in scan.go).
+// belong on w: a terminal that understands them.
 func showsProgress(w io.Writer) bool {
 	return isTerminal(w) && os.Getenv("TERM") != "dumb"
 }

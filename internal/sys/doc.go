@@ -1,6 +1,14 @@
-// Package sys is the only importer of golang.org/x/sys/unix: the few raw
-// system interfaces reach needs (netlink requests, namespaces) live here,
-// behind small functions, with Linux code in _linux.go files.
+// Package sys holds the raw system interfaces reach needs, behind small
+// functions: netlink requests (routes, neighbour tables), network
+// namespaces, path probes that read ICMP errors, and the scan engine's TCP
+// sockets, epoll loop and socket error queues. Linux code is in _linux.go
+// files; parsers of what the kernel answers are untagged, so they are
+// tested and fuzzed on every OS. What only Linux code calls (the scan
+// engine's sockets) has no version for other systems.
+//
+// It is the only package of reach that imports golang.org/x/sys/unix,
+// besides the test lab internal/netlab, which only tests import;
+// internal/archtest holds every other package to that.
 package sys
 
 import "errors"

@@ -1,7 +1,6 @@
 package sys
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -20,44 +19,23 @@ type Hop struct {
 	Errno   syscall.Errno // the error the kernel reported with it
 }
 
-// Origins of a sock_extended_err (linux/errqueue.h).
-const (
-	eeOriginLocal = 1
-	eeOriginICMP  = 2
-	eeOriginICMP6 = 3
-)
-
-// parseExtendedErr decodes the IP_RECVERR / IPV6_RECVERR control message: a
-// sock_extended_err followed by the offender's sockaddr.
-func parseExtendedErr(b []byte) (Hop, error) {
-	if len(b) < 16 {
-		return Hop{}, fmt.Errorf("%w: sock_extended_err of %d bytes", ErrNetlinkTruncated, len(b))
+// parseHop decodes the IP_RECVERR / IPV6_RECVERR control message a path
+// probe provoked.
+func parseHop(b []byte) (Hop, error) {
+	e, err := ParseExtendedErr(b)
+	if err != nil {
+		return Hop{}, err
 	}
-	var h Hop
-	h.Errno = syscall.Errno(binary.NativeEndian.Uint32(b[0:4]))
-	origin, typ, code := b[4], b[5], b[6]
-	sa := b[16:]
-	if len(sa) >= 2 {
-		switch binary.NativeEndian.Uint16(sa[0:2]) {
-		case 2: // AF_INET: family, port, addr[4]
-			if len(sa) >= 8 {
-				h.From = netip.AddrFrom4([4]byte(sa[4:8]))
-			}
-		case 10: // AF_INET6: family, port, flowinfo, addr[16]
-			if len(sa) >= 24 {
-				h.From = netip.AddrFrom16([16]byte(sa[8:24]))
-			}
-		}
-	}
-	switch origin {
-	case eeOriginICMP:
-		h.What, h.Reached = icmp4What(typ, code)
-	case eeOriginICMP6:
-		h.What, h.Reached = icmp6What(typ, code)
-	case eeOriginLocal:
+	h := Hop{From: e.Offender, Errno: e.Errno}
+	switch e.Origin {
+	case OriginICMP:
+		h.What, h.Reached = icmp4What(e.Type, e.Code)
+	case OriginICMP6:
+		h.What, h.Reached = icmp6What(e.Type, e.Code)
+	case OriginLocal:
 		h.What = "local error: " + h.Errno.Error()
 	default:
-		return Hop{}, errors.New("sys: extended error of unknown origin " + fmt.Sprint(origin))
+		return Hop{}, errors.New("sys: extended error of unknown origin " + fmt.Sprint(e.Origin))
 	}
 	return h, nil
 }

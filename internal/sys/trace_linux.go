@@ -76,7 +76,7 @@ func ProbeHop(ctx context.Context, dst netip.AddrPort, ttl int, wait time.Durati
 			if m.Header.Level != int32(level) || m.Header.Type != int32(recvErr) {
 				continue
 			}
-			got, err := parseExtendedErr(m.Data)
+			got, err := parseHop(m.Data)
 			if err != nil {
 				return h, err
 			}

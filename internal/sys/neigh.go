@@ -1,16 +1,20 @@
-package scan
+package sys
 
 import (
 	"encoding/binary"
 	"net/netip"
 )
 
-// Neighbour states (linux/neighbour.h) that mean address resolution failed:
-// the host did not answer ARP (IPv4) or neighbour solicitation (IPv6).
+// Neighbour states (NUD_* in linux/neighbour.h) that mean address
+// resolution failed: the host did not answer ARP (IPv4) or neighbour
+// solicitation (IPv6).
 const (
-	nudIncomplete = 0x01
-	nudFailed     = 0x20
+	NeighIncomplete = 0x01
+	NeighFailed     = 0x20
+)
 
+// Neighbour messages (linux/neighbour.h).
+const (
 	ndmsgLen = 12 // struct ndmsg
 	ndaDst   = 1  // NDA_DST
 )
