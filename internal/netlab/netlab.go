@@ -10,8 +10,10 @@
 // Lab.Pair (a client and a server on one link) and Lab.Routed (client,
 // router, server) are the layouts most tests need. Lab.Docker lays out a
 // Docker host as dockerd does (bridge, container namespaces, its iptables
-// rules, docker-proxy processes), on 198.19.0.0/24, which Link then leaves
-// alone. Host.Serve runs a server process that says who answered.
+// rules, docker-proxy processes) on 198.19.0.0/24; Lab.Kube a Kubernetes
+// node as kube-proxy programs it (pods on 198.19.1.0/24, ClusterIPs on
+// 198.19.2.0/24); Link leaves those subnets alone. Host.Serve runs a server
+// process that says who answered.
 //
 // Sockets are created inside a host with Listen, ListenPacket and DialContext
 // (a probe.DialFunc); Resolver and ServeDNS keep name lookups in the lab;
