@@ -2,7 +2,9 @@
 // classifies the outcome (open, refused, timeout, host-unreachable,
 // net-unreachable, dns, reset, closed-by-peer, local-error). Every other
 // reach package speaks in probe results, so the meaning of each class is
-// defined once, here.
+// defined once, here: ClassifyErrno is the one mapping from what the kernel
+// reports (an errno, and the ICMP error behind it when the caller read one)
+// to a class, and ICMP names what an ICMP destination-unreachable says.
 package probe
 
 import (
