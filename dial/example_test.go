@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"time"
 
 	"github.com/reach-tools/reach/dial"
@@ -84,4 +85,46 @@ func ExampleError() {
 	}
 	// Output:
 	// 1 refused true
+}
+
+// Wait until a database and a cache accept connections, as a program (or
+// reach wait db:5432 cache:6379 -- ./app) does before it starts.
+func ExampleWait() {
+	db, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer db.Close()
+	cache, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer cache.Close()
+	eps, _ := endpoint.ParseEndpoints([]string{db.Addr().String(), cache.Addr().String()}, 0)
+	res, err := dial.Wait(context.Background(), eps, dial.WaitOptions{Timeout: 30 * time.Second})
+	if err != nil {
+		panic(err)
+	}
+	for _, t := range res.Targets {
+		fmt.Println(t.Ready, t.Class, t.Attempts)
+	}
+	// Output:
+	// true open 1
+	// true open 1
+}
+
+// A wait that timed out names each endpoint that was not ready, with its
+// last class and likely cause, and matches them with errors.Is.
+func ExampleWaitError() {
+	eps, _ := endpoint.ParseEndpoints([]string{closedAddr()}, 0)
+	_, err := dial.Wait(context.Background(), eps, dial.WaitOptions{Timeout: 500 * time.Millisecond})
+	var we *dial.WaitError
+	if errors.As(err, &we) {
+		t := we.NotReady[0]
+		fmt.Println(t.Class, errors.Is(err, probe.Refused), errors.Is(err, context.DeadlineExceeded))
+		fmt.Println(strings.TrimPrefix(t.Why, t.Endpoint.String()))
+	}
+	// Output:
+	// refused true true
+	//  still refused after 500ms — likely: the server is not running
 }

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,7 +16,6 @@ import (
 
 	"github.com/reach-tools/reach/dial"
 	"github.com/reach-tools/reach/endpoint"
-	"github.com/reach-tools/reach/probe"
 )
 
 func init() { register("wait", newWaitCmd) }
@@ -73,25 +71,30 @@ Exit status: 0 ready (or CMD's status), 1 timed out or interrupted,
 			if err := mustBePositive(durationFlag{"timeout", timeout}, durationFlag{"interval", interval}); err != nil {
 				return err
 			}
-			var progress io.Writer
-			if !quiet && !asJ && showsProgress(env.Err) {
-				progress = env.Err
-			}
-			o := waitOptions{timeout: timeout, interval: interval, any: anyOne, progress: progress}
+			o := dial.WaitOptions{Timeout: timeout, Interval: interval, Any: anyOne}
 			if checkAccept {
-				o.readWait = 200 * time.Millisecond
+				o.ReadWait = 200 * time.Millisecond
 			}
-			res := waitReady(env.Ctx, eps, o)
+			var progress *waitProgress
+			if !quiet && !asJ && showsProgress(env.Err) {
+				progress = newWaitProgress(env.Err, eps)
+				o.OnUpdate = progress.update
+			}
+			res, err := dial.Wait(env.Ctx, eps, o)
+			progress.stop()
+			if res == nil {
+				return &ExitError{Code: ExitFail, Err: err}
+			}
 			if asJ {
 				enc := json.NewEncoder(env.Out)
 				enc.SetIndent("", "  ")
-				enc.Encode(res)
+				enc.Encode(newWaitJSON(res, timeout))
 			}
 			if !res.Ready {
 				if !asJ {
 					for _, t := range res.Targets {
 						if !t.Ready {
-							fmt.Fprintf(env.Err, "reach: %s\n", t.Hint)
+							fmt.Fprintf(env.Err, "reach: %s\n", waitHint(t))
 						}
 					}
 				}
@@ -100,7 +103,7 @@ Exit status: 0 ready (or CMD's status), 1 timed out or interrupted,
 			if !quiet && !asJ {
 				for _, t := range res.Targets {
 					if t.Ready {
-						fmt.Fprintf(env.Err, "reach: %s ready after %s (%s)\n", t.Target, fmtDuration(time.Duration(t.AfterMS*float64(time.Millisecond))), plural(t.Attempts, "attempt"))
+						fmt.Fprintf(env.Err, "reach: %s ready after %s (%s)\n", t.Endpoint, fmtDuration(t.After), plural(t.Attempts, "attempt"))
 					}
 				}
 			}
@@ -112,7 +115,7 @@ Exit status: 0 ready (or CMD's status), 1 timed out or interrupted,
 	}
 	f := cmd.Flags()
 	f.DurationVar(&timeout, "timeout", 60*time.Second, "give up after this long")
-	f.DurationVar(&interval, "interval", 250*time.Millisecond, "longest pause between attempts to one target")
+	f.DurationVar(&interval, "interval", dial.DefaultWaitInterval, "longest pause between attempts to one target")
 	f.BoolVar(&anyOne, "any", false, "ready when any one target accepts (default: all)")
 	f.BoolVarP(&quiet, "quiet", "q", false, "no progress or success output; failures are still explained")
 	f.BoolVar(&asJ, "json", false, "print the result as one JSON object on stdout")
@@ -120,24 +123,15 @@ Exit status: 0 ready (or CMD's status), 1 timed out or interrupted,
 	return cmd
 }
 
-type waitOptions struct {
-	timeout, interval time.Duration
-	any               bool
-	readWait          time.Duration // see dial.Options.ReadWait
-	progress          io.Writer     // nil: no progress line
+// waitJSON is wait's --json form of a dial.WaitResult.
+type waitJSON struct {
+	Ready     bool             `json:"ready"`
+	ElapsedMS float64          `json:"elapsed_ms"`
+	TimeoutMS float64          `json:"timeout_ms"`
+	Targets   []waitTargetJSON `json:"targets"`
 }
 
-// waitResult is what wait found, also its --json form.
-type waitResult struct {
-	Ready     bool          `json:"ready"`
-	ElapsedMS float64       `json:"elapsed_ms"`
-	TimeoutMS float64       `json:"timeout_ms"`
-	Targets   []*waitTarget `json:"targets"`
-	mu        sync.Mutex    // guards the targets while waiting
-	start     time.Time
-}
-
-type waitTarget struct {
+type waitTargetJSON struct {
 	Target   string  `json:"target"`
 	Ready    bool    `json:"ready"`
 	AfterMS  float64 `json:"after_ms,omitempty"`
@@ -147,135 +141,91 @@ type waitTarget struct {
 	Hint     string  `json:"hint,omitempty"`
 }
 
-// waitReady dials every target until it accepts (or any one, with o.any) or
-// the timeout ends. Each target has its own dialer retrying without end;
-// the timeout bounds them all.
-func waitReady(ctx context.Context, eps []endpoint.Endpoint, o waitOptions) *waitResult {
-	res := &waitResult{TimeoutMS: ms(o.timeout), start: time.Now()}
-	parent := ctx
-	ctx, cancel := context.WithTimeout(ctx, o.timeout)
-	defer cancel()
-	var wg sync.WaitGroup
-	for _, ep := range eps {
-		wt := &waitTarget{Target: ep.String()}
-		res.Targets = append(res.Targets, wt)
-		d := dial.New([]endpoint.Endpoint{ep}, dial.Options{
-			Retries:  -1,
-			Backoff:  dial.Backoff{Initial: 50 * time.Millisecond, Max: o.interval},
-			Eject:    dial.Ejection{Consecutive: -1},
-			ReadWait: o.readWait,
-			OnAttempt: func(a dial.Attempt) {
-				res.mu.Lock()
-				defer res.mu.Unlock()
-				wt.Attempts++
-				if a.Class != probe.Canceled || wt.Class == "" {
-					wt.Class = a.Class.String()
-					wt.Error = ""
-					if a.Err != nil {
-						wt.Error = a.Err.Error()
-					}
-				}
-			},
-		})
-		wg.Go(func() {
-			conn, err := d.DialContext(ctx)
-			if err != nil {
-				return
-			}
-			conn.Close()
-			res.mu.Lock()
-			wt.Ready, wt.AfterMS = true, ms(time.Since(res.start))
-			wt.Class, wt.Error = probe.Open.String(), ""
-			res.mu.Unlock()
-			if o.any {
-				cancel()
-			}
-		})
-	}
-	stopProgress := func() {}
-	if o.progress != nil {
-		stopProgress = res.showProgress(ctx, o.progress)
-	}
-	wg.Wait()
-	stopProgress()
-
-	res.mu.Lock()
-	defer res.mu.Unlock()
-	res.ElapsedMS = ms(time.Since(res.start))
-	ready := 0
+func newWaitJSON(res *dial.WaitResult, timeout time.Duration) waitJSON {
+	j := waitJSON{Ready: res.Ready, ElapsedMS: ms(res.Elapsed), TimeoutMS: ms(timeout)}
 	for _, t := range res.Targets {
-		if t.Ready {
-			ready++
+		tj := waitTargetJSON{Target: t.Endpoint.String(), Ready: t.Ready, AfterMS: ms(t.After),
+			Attempts: t.Attempts, Class: t.Class.String()}
+		if t.Err != nil {
+			tj.Error = t.Err.Error()
 		}
-	}
-	res.Ready = ready == len(res.Targets) || (o.any && ready > 0)
-	if !res.Ready {
-		for _, t := range res.Targets {
-			if !t.Ready {
-				t.Hint = waitHint(t, o.timeout, parent.Err() != nil)
-			}
+		if !t.Ready {
+			tj.Hint = waitHint(t)
 		}
+		j.Targets = append(j.Targets, tj)
 	}
-	return res
+	return j
 }
 
-// waitHint says what the target last did, the likely cause, and what to run.
-// After an interrupt it says so instead of naming the timeout.
-func waitHint(t *waitTarget, timeout time.Duration, interrupted bool) string {
-	c := probe.Class(t.Class)
-	after := "after " + timeout.String()
-	if interrupted {
-		after = "when interrupted"
-	}
-	if t.Class == "" {
-		return fmt.Sprintf("%s: no attempt finished %s; try: reach check %s", t.Target, after, t.Target)
-	}
-	likely := ""
-	if causes := c.Causes(); len(causes) > 0 {
-		likely = " — likely: " + causes[0]
-	}
-	return fmt.Sprintf("%s still %s %s%s; try: reach check %s", t.Target, c, after, likely, t.Target)
+// waitHint is what a target not ready did, its likely cause, and what to run.
+func waitHint(t dial.WaitTarget) string {
+	return fmt.Sprintf("%s; try: reach check %s", t.Why, t.Endpoint)
 }
 
-// showProgress rewrites one status line on w every 250ms until stopped.
-func (r *waitResult) showProgress(ctx context.Context, w io.Writer) (stop func()) {
-	done := make(chan struct{})
-	finished := make(chan struct{})
-	go func() {
-		defer close(finished)
-		t := time.NewTicker(250 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				fmt.Fprint(w, "\r\x1b[K")
-				return
-			case <-ctx.Done():
-			case <-t.C:
-			}
-			r.mu.Lock()
-			parts := make([]string, len(r.Targets))
-			for i, t := range r.Targets {
-				state := t.Class
-				switch {
-				case t.Ready:
-					state = "ready"
-				case state == "":
-					state = "trying"
-				}
-				parts[i] = t.Target + " " + state
-			}
-			line := fmt.Sprintf("waiting %s: %s", time.Since(r.start).Round(time.Second), strings.Join(parts, ", "))
-			r.mu.Unlock()
-			fmt.Fprint(w, "\r\x1b[K"+line)
-			if ctx.Err() != nil {
-				<-done
-				fmt.Fprint(w, "\r\x1b[K")
-				return
-			}
+// waitProgress rewrites one status line every 250ms with what each target
+// last did, until stopped.
+type waitProgress struct {
+	w       io.Writer
+	start   time.Time
+	mu      sync.Mutex
+	targets []dial.WaitTarget
+	done    chan struct{}
+	stopped chan struct{}
+}
+
+func newWaitProgress(w io.Writer, eps []endpoint.Endpoint) *waitProgress {
+	p := &waitProgress{w: w, start: time.Now(), targets: make([]dial.WaitTarget, len(eps)),
+		done: make(chan struct{}), stopped: make(chan struct{})}
+	for i, ep := range eps {
+		p.targets[i].Endpoint = ep
+	}
+	go p.run()
+	return p
+}
+
+// update is dial.WaitOptions.OnUpdate.
+func (p *waitProgress) update(i int, t dial.WaitTarget) {
+	p.mu.Lock()
+	p.targets[i] = t
+	p.mu.Unlock()
+}
+
+func (p *waitProgress) run() {
+	defer close(p.stopped)
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.done:
+			fmt.Fprint(p.w, "\r\x1b[K")
+			return
+		case <-t.C:
 		}
-	}()
-	return func() { close(done); <-finished }
+		p.mu.Lock()
+		parts := make([]string, len(p.targets))
+		for i, t := range p.targets {
+			state := t.Class.String()
+			switch {
+			case t.Ready:
+				state = "ready"
+			case state == "":
+				state = "trying"
+			}
+			parts[i] = t.Endpoint.String() + " " + state
+		}
+		p.mu.Unlock()
+		line := fmt.Sprintf("waiting %s: %s", time.Since(p.start).Round(time.Second), strings.Join(parts, ", "))
+		fmt.Fprint(p.w, "\r\x1b[K"+line)
+	}
+}
+
+// stop clears the line; a nil progress does nothing.
+func (p *waitProgress) stop() {
+	if p == nil {
+		return
+	}
+	close(p.done)
+	<-p.stopped
 }
 
 // runAfterWait runs the command in place of reach (env.Exec), so it keeps
