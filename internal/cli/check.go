@@ -94,27 +94,18 @@ Exit status: 0 every target is reachable, 1 one is not, 2 usage error.`,
 			if len(eps) == 1 {
 				enc.SetIndent("", "  ") // several targets: JSON Lines
 			}
-			// Every target is checked at once (a few at a time), so several
-			// firewalled ones cost one timeout, not one each; reports come
-			// out in the order given, each as soon as those before it are.
-			reports := make([]chan *doctor.Report, len(eps))
-			sem := make(chan struct{}, maxConcurrentChecks)
-			for i, ep := range eps {
-				reports[i] = make(chan *doctor.Report, 1)
-				go func() {
-					sem <- struct{}{}
-					defer func() { <-sem }()
-					reports[i] <- doctor.Run(env.Ctx, ep, opt)
-				}()
-			}
-			failed := false
-			for i, ep := range eps {
-				progress := showsProgress(env.Err)
-				if progress {
-					fmt.Fprintf(env.Err, "checking %s (up to %v)…", ep, timeout+timeout*3/20)
+			// Every target is checked at once (doctor.RunMany); reports
+			// come out in the order given, each as soon as those before it
+			// are, with a progress line for the one awaited.
+			progress := func(i int) {
+				if showsProgress(env.Err) {
+					fmt.Fprintf(env.Err, "checking %s (up to %v)…", eps[i], timeout+timeout*3/20)
 				}
-				r := <-reports[i]
-				if progress {
+			}
+			progress(0)
+			failed := false
+			for i, r := range doctor.RunMany(env.Ctx, eps, opt) {
+				if showsProgress(env.Err) {
 					fmt.Fprint(env.Err, "\r\x1b[K") // clear the progress line
 				}
 				if err := env.Ctx.Err(); err != nil {
@@ -125,13 +116,16 @@ Exit status: 0 every target is reachable, 1 one is not, 2 usage error.`,
 					if err := enc.Encode(r); err != nil {
 						return err
 					}
-					continue
+				} else {
+					if i > 0 {
+						env.Out.Write([]byte("\n"))
+					}
+					if err := r.WriteText(env.Out, doctor.TextOptions{Color: colorOK(env)}); err != nil {
+						return err
+					}
 				}
-				if i > 0 {
-					env.Out.Write([]byte("\n"))
-				}
-				if err := r.WriteText(env.Out, doctor.TextOptions{Color: colorOK(env)}); err != nil {
-					return err
+				if i+1 < len(eps) {
+					progress(i + 1)
 				}
 			}
 			if failed {
@@ -146,10 +140,6 @@ Exit status: 0 every target is reachable, 1 one is not, 2 usage error.`,
 	remote.add(cmd)
 	return cmd
 }
-
-// maxConcurrentChecks bounds the targets checked at once: each check runs
-// several probes, reads the socket table and the firewall.
-const maxConcurrentChecks = 8
 
 // colorOK reports whether stdout is a terminal and NO_COLOR is unset.
 func colorOK(env *Env) bool {
