@@ -36,3 +36,22 @@ func ExampleList() {
 		fmt.Println("warning:", w)
 	}
 }
+
+// Who listens on port 80 anywhere on this host, containers included?
+func ExampleListAllNamespaces() {
+	t, err := sockets.ListAllNamespaces(context.Background(), sockets.Options{Port: 80})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	for _, s := range t.Sockets {
+		where := "netns " + s.Namespace.String()
+		if s.Container != nil {
+			where += ", container " + s.Container.Short()
+		}
+		fmt.Printf("%s listens on %s (%s)\n", s.Owner(), s.Local, where)
+	}
+	for _, n := range t.NotSeen {
+		fmt.Printf("not seen: %s (%s)\n", n.Namespace, n.Reason)
+	}
+}

@@ -5,7 +5,10 @@
 //
 // Both sources are per network namespace: List reports the namespace of the
 // calling thread, so a caller that has entered a namespace on a locked OS
-// thread sees that namespace's sockets.
+// thread sees that namespace's sockets. ListAllNamespaces lists every network
+// namespace of the host (containers', ip netns ones) and ListNamespace one of
+// them, each socket with its Namespace and, where the owner's cgroup names
+// one, its Container (Docker, containerd/CRI, CRI-O, Podman).
 package sockets
 
 import (
@@ -64,6 +67,9 @@ type Process struct {
 	User    string `json:"user"`    // user name, or the uid in decimal when it has no name
 	UID     int    `json:"uid"`     // real uid
 	State   string `json:"state"`   // "running", "sleeping", "stopped", ... from /proc/PID/status
+	// Container is the container the process runs in, when its
+	// /proc/PID/cgroup names one.
+	Container *Container `json:"container,omitempty"`
 }
 
 // Socket is one TCP socket.
@@ -89,6 +95,13 @@ type Socket struct {
 	// ProcessState is the state of the first owner ("running", "sleeping",
 	// "stopped", ...), empty when there is none.
 	ProcessState string `json:"process_state,omitempty"`
+	// Namespace is the network namespace the socket is in. List leaves it
+	// nil (the caller's namespace); ListAllNamespaces and ListNamespace
+	// set it.
+	Namespace *Namespace `json:"namespace,omitempty"`
+	// Container is the container the socket belongs to: that of its first
+	// owner that runs in one, or else that of its namespace.
+	Container *Container `json:"container,omitempty"`
 }
 
 // Owner names who holds the socket: "postgres (pid 812)", "nginx (pids 10,
@@ -149,11 +162,19 @@ type Options struct {
 	Ports func(port uint16) bool
 }
 
-// Table is the result of List.
+// Table is the result of List, ListNamespace and ListAllNamespaces.
 type Table struct {
-	Sockets  []Socket `json:"sockets"`
-	Source   string   `json:"source"`   // "netlink" or "procfs"
+	Sockets []Socket `json:"sockets"`
+	// Source is "netlink" or "procfs"; "mixed" when namespaces listed
+	// together were read from different sources (each Namespace says).
+	Source   string   `json:"source"`
 	Warnings []string `json:"warnings"` // what could not be seen, and why
+	// Namespaces are the network namespaces listed (ListAllNamespaces and
+	// ListNamespace), whether or not any socket in them matched.
+	Namespaces []Namespace `json:"namespaces,omitempty"`
+	// NotSeen are the namespaces, or processes' namespaces, that could not
+	// be listed, with the reason; Warnings says the same in words.
+	NotSeen []NotSeen `json:"not_seen,omitempty"`
 }
 
 // Listening returns the listening sockets on port (any port when 0).
@@ -213,4 +234,14 @@ func sortSockets(ss []Socket) {
 // String formats a socket on one line, for logs and test failures.
 func (s Socket) String() string {
 	return fmt.Sprintf("%s %s %s %s recv-q=%d send-q=%d uid=%d inode=%d", s.Proto, s.Local, s.Remote, s.State, s.RecvQ, s.SendQ, s.UID, s.Inode)
+}
+
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	if strings.HasSuffix(noun, "s") {
+		return strconv.Itoa(n) + " " + noun + "es"
+	}
+	return strconv.Itoa(n) + " " + noun + "s"
 }

@@ -10,7 +10,6 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 
@@ -26,38 +25,51 @@ func List(ctx context.Context, opt Options) (Table, error) {
 // list reads sockets from netlink (or, when it fails or useNetlink is false,
 // from procfs), then finds their owners and applies the filters.
 func list(ctx context.Context, opt Options, useNetlink bool) (Table, error) {
-	var t Table
-	var socks []Socket
-	var nlErr error
-	if useNetlink {
-		socks, nlErr = listNetlink(ctx, opt)
-		t.Source = "netlink"
-		if err := ctx.Err(); err != nil {
-			return Table{}, err
-		}
-	}
-	if !useNetlink || nlErr != nil {
-		var err error
-		socks, err = listProcfs(opt)
-		if err != nil {
-			return Table{}, errors.Join(nlErr, err)
-		}
-		t.Source = "procfs"
-		if nlErr != nil {
-			t.Warnings = append(t.Warnings, fmt.Sprintf("netlink sock_diag failed (%v); read /proc/net/tcp instead, which does not show listen backlogs (SEND-Q)", nlErr))
-		}
-	}
-	if err := ctx.Err(); err != nil {
-		return Table{}, err
-	}
-	w, err := attachOwners(ctx, socks, opt.PID)
+	socks, source, warnings, err := read(ctx, opt, useNetlink)
 	if err != nil {
 		return Table{}, err
 	}
-	t.Warnings = append(t.Warnings, w...)
-	t.Sockets = slices.DeleteFunc(socks, func(s Socket) bool { return !opt.keepOwner(&s) })
-	sortSockets(t.Sockets)
+	t := Table{Source: source, Warnings: warnings}
+	sortSockets(socks)
+	if t.Sockets, err = own(ctx, socks, opt, &t.Warnings); err != nil {
+		return Table{}, err
+	}
 	return t, nil
+}
+
+// read returns the sockets of the calling thread's network namespace that
+// pass opt's address and state filters, and the source that listed them.
+func read(ctx context.Context, opt Options, useNetlink bool) (socks []Socket, source string, warnings []string, err error) {
+	var nlErr error
+	if useNetlink {
+		socks, nlErr = listNetlink(ctx, opt)
+		source = "netlink"
+		if err := ctx.Err(); err != nil {
+			return nil, "", nil, err
+		}
+	}
+	if !useNetlink || nlErr != nil {
+		socks, err = listProcfs(opt)
+		if err != nil {
+			return nil, "", nil, errors.Join(nlErr, err)
+		}
+		source = "procfs"
+		if nlErr != nil {
+			warnings = append(warnings, fmt.Sprintf("netlink sock_diag failed (%v); read /proc/net/tcp instead, which does not show listen backlogs (SEND-Q)", nlErr))
+		}
+	}
+	return socks, source, warnings, ctx.Err()
+}
+
+// own finds the owners of socks, keeps those that pass opt's process
+// filters, in order, and appends to warnings what it could not see.
+func own(ctx context.Context, socks []Socket, opt Options, warnings *[]string) ([]Socket, error) {
+	w, err := attachOwners(ctx, socks, opt.PID)
+	if err != nil {
+		return nil, err
+	}
+	*warnings = append(*warnings, w...)
+	return slices.DeleteFunc(socks, func(s Socket) bool { return !opt.keepOwner(&s) }), nil
 }
 
 func listNetlink(ctx context.Context, opt Options) ([]Socket, error) {
@@ -177,6 +189,9 @@ func attachOwners(ctx context.Context, socks []Socket, pid int) ([]string, error
 			if len(s.Processes) == 0 {
 				s.ProcessState = proc.State
 			}
+			if s.Container == nil {
+				s.Container = proc.Container
+			}
 			if !hasPID(s.Processes, proc.PID) {
 				s.Processes = append(s.Processes, *proc)
 			}
@@ -242,16 +257,6 @@ func readSocketLinks(dir string, fds []string) (inodes []uint64, denied bool) {
 	return inodes, false
 }
 
-func plural(n int, noun string) string {
-	if n == 1 {
-		return "1 " + noun
-	}
-	if strings.HasSuffix(noun, "s") {
-		return strconv.Itoa(n) + " " + noun + "es"
-	}
-	return strconv.Itoa(n) + " " + noun + "s"
-}
-
 func hasPID(ps []Process, pid int) bool {
 	for _, p := range ps {
 		if p.PID == pid {
@@ -261,7 +266,8 @@ func hasPID(ps []Process, pid int) bool {
 	return false
 }
 
-// readProcess reads /proc/PID/status; nil when the process is gone.
+// readProcess reads /proc/PID/status, and /proc/PID/cgroup for its
+// container; nil when the process is gone.
 func readProcess(pid string, users map[int]string) *Process {
 	b, err := os.ReadFile("/proc/" + pid + "/status")
 	if err != nil {
@@ -280,5 +286,11 @@ func readProcess(pid string, users map[int]string) *Process {
 		}
 		users[st.UID] = name
 	}
-	return &Process{PID: n, Command: st.Name, User: name, UID: st.UID, State: st.State}
+	p := &Process{PID: n, Command: st.Name, User: name, UID: st.UID, State: st.State}
+	if b, err := os.ReadFile("/proc/" + pid + "/cgroup"); err == nil {
+		if c, ok := parseCgroup(string(b)); ok {
+			p.Container = &c
+		}
+	}
+	return p
 }

@@ -44,6 +44,15 @@ func TestMain(m *testing.M) {
 			c.Close()
 		}
 	}
+	if os.Getenv(helperEnv) == "listall" {
+		tab, err := ListAllNamespaces(context.Background(), Options{})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		json.NewEncoder(os.Stdout).Encode(tab)
+		os.Exit(0)
+	}
 	if os.Getenv(helperEnv) == "list" {
 		port, _ := strconv.ParseUint(os.Getenv(helperAddrEnv), 10, 16)
 		tab, err := List(context.Background(), Options{Port: uint16(port)})
@@ -61,8 +70,16 @@ func TestMain(m *testing.M) {
 // returns it with the port; the child is killed at the end of the test.
 func startListener(t *testing.T) (*exec.Cmd, uint16) {
 	t.Helper()
+	return startListenerWith(t, "127.0.0.1:0", nil)
+}
+
+// startListenerWith is startListener on addr, with the child's attributes
+// (e.g. a new network namespace) set by attr.
+func startListenerWith(t *testing.T, addr string, attr *syscall.SysProcAttr) (*exec.Cmd, uint16) {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"=listen")
+	cmd.Env = append(os.Environ(), helperEnv+"=listen", helperAddrEnv+"="+addr)
+	cmd.SysProcAttr = attr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -357,6 +374,26 @@ func TestUnprivileged(t *testing.T) {
 		t.Skip("needs root to start a process as another user")
 	}
 	_, addr := listen(t, "tcp", "127.0.0.1:0")
+	out := runAsNobody(t, helperEnv+"=list", helperAddrEnv+"="+strconv.Itoa(int(addr.Port())))
+	var tab Table
+	if err := json.Unmarshal(out, &tab); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if len(tab.Sockets) != 1 || tab.Sockets[0].Local != addr || len(tab.Sockets[0].Processes) != 0 {
+		t.Fatalf("as nobody got %v, want %v without owner", tab.Sockets, addr)
+	}
+	if got := tab.Sockets[0].Owner(); got != "unknown process (uid 0)" {
+		t.Errorf("Owner() = %q", got)
+	}
+	if len(tab.Warnings) != 1 || !strings.Contains(tab.Warnings[0], "no owner found for 1 socket:") || !strings.Contains(tab.Warnings[0], "run as root") {
+		t.Errorf("warnings %q, want one saying to run as root", tab.Warnings)
+	}
+}
+
+// runAsNobody runs a copy of the test binary as user nobody, with env added,
+// and returns its standard output.
+func runAsNobody(t *testing.T, env ...string) []byte {
+	t.Helper()
 	// nobody must be able to execute a copy of the test binary.
 	dir := t.TempDir()
 	bin := dir + "/sockets.test"
@@ -374,26 +411,14 @@ func TestUnprivileged(t *testing.T) {
 	}
 	const nobody = 65534
 	cmd := exec.Command(bin, "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"=list", helperAddrEnv+"="+strconv.Itoa(int(addr.Port())))
+	cmd.Env = append(os.Environ(), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("listing as nobody: %v", err)
+		t.Fatalf("running as nobody: %v", err)
 	}
-	var tab Table
-	if err := json.Unmarshal(out, &tab); err != nil {
-		t.Fatalf("%v: %s", err, out)
-	}
-	if len(tab.Sockets) != 1 || tab.Sockets[0].Local != addr || len(tab.Sockets[0].Processes) != 0 {
-		t.Fatalf("as nobody got %v, want %v without owner", tab.Sockets, addr)
-	}
-	if got := tab.Sockets[0].Owner(); got != "unknown process (uid 0)" {
-		t.Errorf("Owner() = %q", got)
-	}
-	if len(tab.Warnings) != 1 || !strings.Contains(tab.Warnings[0], "no owner found for 1 socket:") || !strings.Contains(tab.Warnings[0], "run as root") {
-		t.Errorf("warnings %q, want one saying to run as root", tab.Warnings)
-	}
+	return out
 }
 
 // TestNoFDLeak lists repeatedly and checks no file descriptor stays open.

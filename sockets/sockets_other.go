@@ -8,3 +8,21 @@ import "context"
 func List(ctx context.Context, opt Options) (Table, error) {
 	return Table{}, ErrUnsupported
 }
+
+// ListAllNamespaces is implemented on Linux only; elsewhere it returns
+// ErrUnsupported.
+func ListAllNamespaces(ctx context.Context, opt Options) (Table, error) {
+	return Table{}, ErrUnsupported
+}
+
+// ListNamespace is implemented on Linux only; elsewhere it returns
+// ErrUnsupported.
+func ListNamespace(ctx context.Context, ref NamespaceRef, opt Options) (Table, error) {
+	return Table{}, ErrUnsupported
+}
+
+// Namespaces is implemented on Linux only; elsewhere it returns
+// ErrUnsupported.
+func Namespaces(ctx context.Context) ([]Namespace, []NotSeen, error) {
+	return nil, nil, ErrUnsupported
+}
