@@ -98,7 +98,8 @@ func TestNetnsDoPanics(t *testing.T) {
 }
 
 // TestNetnsRestoreFails makes the switch back fail: Do says so, and the
-// thread that is stuck in the lab namespace is gone rather than reused.
+// thread that is stuck in the lab namespace is gone rather than reused (or,
+// when it is the main thread, which Go cannot end, parked for good).
 func TestNetnsRestoreFails(t *testing.T) {
 	_, ns := labNetns(t)
 	restoreNetns = func(int) error { return unix.EPERM }
@@ -107,6 +108,22 @@ func TestNetnsRestoreFails(t *testing.T) {
 	err := ns.Do(func() error { tid = unix.Gettid(); return nil })
 	if !errors.Is(err, ErrNetnsRestore) || !errors.Is(err, unix.EPERM) {
 		t.Fatalf("err %v, want ErrNetnsRestore wrapping EPERM", err)
+	}
+	if tid == os.Getpid() {
+		// Go wedges the main thread instead of ending it: no goroutine
+		// may run on it again.
+		for range 50 {
+			ch := make(chan int)
+			go func() {
+				runtime.LockOSThread()
+				defer runtime.UnlockOSThread()
+				ch <- unix.Gettid()
+			}()
+			if got := <-ch; got == tid {
+				t.Fatalf("a goroutine ran on thread %d, left in namespace %d", tid, ns.Inode())
+			}
+		}
+		return
 	}
 	task := filepath.Join("/proc/self/task", strconv.Itoa(tid))
 	deadline := time.Now().Add(5 * time.Second)
