@@ -8,10 +8,31 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
+	"strings"
 )
+
+// KubeProxyMode is kube-proxy's --proxy-mode.
+type KubeProxyMode int
+
+const (
+	// KubeIPTables is iptables mode (the zero value): chains in the
+	// filter and nat tables.
+	KubeIPTables KubeProxyMode = iota
+	// KubeNFTables is nftables mode (GA in Kubernetes 1.33): one table,
+	// ip kube-proxy, with verdict maps.
+	KubeNFTables
+)
+
+func (m KubeProxyMode) String() string {
+	if m == KubeNFTables {
+		return "nftables"
+	}
+	return "iptables"
+}
 
 // KubeOptions lays out one Kubernetes node as kube-proxy programs it.
 type KubeOptions struct {
+	Mode KubeProxyMode
 	// Pods are namespaces on the node's pod bridge, cni0.
 	Pods []PodOptions
 	// Services are TCP Service ports; their ready endpoints are pods.
@@ -54,10 +75,12 @@ type Kube struct {
 	Gateway              netip.Addr   // 198.19.1.1, cni0's address
 	Pods                 []*Pod
 	Services             []*Service
-	// Rules are what kube-proxy (iptables mode) writes in Node's filter
-	// and nat tables, with kubelet's KUBE-FIREWALL, in iptables-save's
-	// form.
+	// Rules are what kube-proxy writes in Node: in iptables mode its
+	// filter and nat rules, with kubelet's KUBE-FIREWALL, in
+	// iptables-save's form; in nftables mode the nft commands that build
+	// table ip kube-proxy.
 	Rules   *Rules
+	Mode    KubeProxyMode
 	Backend string // the iptables backend: "nf_tables" or "legacy"
 }
 
@@ -78,15 +101,26 @@ type Service struct {
 	// ServicePortName is kube-proxy's name for this Service port,
 	// "NAMESPACE/NAME:PORTNAME" (or "NAMESPACE/NAME"): its rules'
 	// comments quote it.
-	ServicePortName             string
-	ClusterIP                   netip.Addr // 198.19.2.10, .11, ...
-	Port, TargetPort            uint16
-	NodePort                    uint16
-	Endpoints                   []*Pod
-	Chain                       string   // KUBE-SVC-<hash>; set even when no rule uses it
-	EndpointChains              []string // KUBE-SEP-<hash>, one per endpoint, in order
-	Reject                      []string // with no endpoints: the filter rules that REJECT it, as iptables-save prints them
-	ClusterIPRule, NodePortRule string   // the nat rules that capture it (empty without endpoints / NodePort)
+	ServicePortName  string
+	ClusterIP        netip.Addr // 198.19.2.10, .11, ...
+	Port, TargetPort uint16
+	NodePort         uint16
+	Endpoints        []*Pod
+	// Chain is its service chain, KUBE-SVC-<hash> (iptables mode) or
+	// service-<hash>-NS/NAME/tcp/PORTNAME (nftables mode), named even
+	// when no rule uses it; EndpointChains are its KUBE-SEP-<hash> or
+	// endpoint-<hash>-... chains, one per endpoint, in order.
+	Chain          string
+	EndpointChains []string
+	// With no endpoints, Reject holds what rejects its traffic: the
+	// filter rules with "has no endpoints" (iptables mode, as
+	// iptables-save prints them), or the no-endpoint-services and
+	// no-endpoint-nodeports elements (nftables mode, as written).
+	Reject []string
+	// ClusterIPRule and NodePortRule capture it (empty without endpoints,
+	// or without a NodePort): the nat rules (iptables mode) or the
+	// service-ips and service-nodeports elements (nftables mode).
+	ClusterIPRule, NodePortRule string
 }
 
 var (
@@ -94,14 +128,15 @@ var (
 	kubeServiceCIDR = netip.MustParsePrefix("198.19.2.0/24")
 )
 
-// Kube lays out a Kubernetes node with kube-proxy in iptables mode, as a
-// kind or kubeadm node runs it, inside the lab: host "node" with a pod
+// Kube lays out a Kubernetes node with kube-proxy in o.Mode, as a kind or
+// kubeadm node runs it, inside the lab: host "node" with a pod
 // bridge cni0 at 198.19.1.1/24 and forwarding on; one namespace per pod
 // behind a veth on cni0, at 198.19.1.2, .3, ... in the order given; a
-// ClusterIP per Service from 198.19.2.10 on; the filter and nat rules
-// kube-proxy writes for them (cluster CIDR 198.19.1.0/24, localhost
-// NodePorts on, so route_localnet=1, with kubelet's KUBE-FIREWALL); and
-// host "client" on a link to the node.
+// ClusterIP per Service from 198.19.2.10 on; the rules kube-proxy writes
+// for them (cluster CIDR 198.19.1.0/24; in iptables mode with localhost
+// NodePorts on, so route_localnet=1, and kubelet's KUBE-FIREWALL; in
+// nftables mode NodePorts on the node's link address); and host "client"
+// on a link to the node.
 //
 // Unlike a real node, the node has no default route: the service range
 // is routed to an empty bridge, "uplink", in its place (either way, only
@@ -126,7 +161,7 @@ func (l *Lab) Kube(o KubeOptions) *Kube {
 	k := &Kube{
 		Node: l.Host("node"), Client: l.Host("client"), Bridge: "cni0",
 		PodCIDR: kubePodCIDR, ServiceCIDR: kubeServiceCIDR, Gateway: nth(kubePodCIDR, 1),
-		Backend: backend,
+		Backend: backend, Mode: o.Mode,
 	}
 	k.ClientAddr, k.NodeAddr = l.Link(k.Client, k.Node)
 	n := k.Node
@@ -134,7 +169,9 @@ func (l *Lab) Kube(o KubeOptions) *Kube {
 	l.ip("-n", n.name, "addr", "add", netip.PrefixFrom(k.Gateway, k.PodCIDR.Bits()).String(), "dev", k.Bridge)
 	l.ip("-n", n.name, "link", "set", k.Bridge, "up")
 	n.Sysctl(t, "net.ipv4.ip_forward", "1")
-	n.Sysctl(t, "net.ipv4.conf.all.route_localnet", "1")
+	if o.Mode == KubeIPTables {
+		n.Sysctl(t, "net.ipv4.conf.all.route_localnet", "1") // localhost NodePorts
+	}
 	n.Sysctl(t, "net.bridge.bridge-nf-call-iptables", "1")
 	// The service range leaves by "uplink", an empty bridge standing in
 	// for the node's default route (kernels may lack the dummy device):
@@ -191,7 +228,11 @@ func (l *Lab) Kube(o KubeOptions) *Kube {
 		k.Services = append(k.Services, s)
 	}
 
-	k.Rules = n.ApplyRules(t, IPTables, kubeRules(k).String())
+	if o.Mode == KubeNFTables {
+		k.Rules = n.ApplyRules(t, NFTables, kubeNFTRules(k))
+	} else {
+		k.Rules = n.ApplyRules(t, IPTables, kubeRules(k).String())
+	}
 	for _, p := range k.Pods {
 		if len(p.Listen) > 0 {
 			p.Server = p.Host.Serve(t, p.Name, p.Listen...)
@@ -325,4 +366,125 @@ func kubeRules(k *Kube) *ruleset {
 	}
 	nat.add("KUBE-SERVICES", `-m comment --comment "kubernetes service nodeports; NOTE: this must be the last rule in this chain" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS`)
 	return &rs
+}
+
+// kubeNFTHash is kube-proxy's nftables chain-name base: the first 8
+// characters of the base32 SHA-256 of name, a dash, and name
+// ("ULMVA6XW-ns1/svc1/tcp/p80"). Names here are short enough never to be
+// truncated.
+func kubeNFTHash(name string) string {
+	sum := sha256.Sum256([]byte(name))
+	return base32.StdEncoding.EncodeToString(sum[:])[:8] + "-" + name
+}
+
+// kubeNFTRules writes the nft commands kube-proxy (nftables mode) runs for
+// k, and fills each Service's chains and elements. The shapes follow
+// kube-proxy's proxier (pkg/proxy/nftables) and its tests' base ruleset.
+func kubeNFTRules(k *Kube) string {
+	var b strings.Builder
+	add := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
+	const tbl = "ip kube-proxy"
+	add(`add table %s { comment "rules for kube-proxy" ; }`, tbl)
+	add(`add set %s cluster-ips { type ipv4_addr ; comment "Active ClusterIPs" ; }`, tbl)
+	add(`add set %s nodeport-ips { type ipv4_addr ; comment "IPs that accept NodePort traffic" ; }`, tbl)
+	add(`add map %s firewall-ips { type ipv4_addr . inet_proto . inet_service : verdict ; comment "destinations that are subject to LoadBalancerSourceRanges" ; }`, tbl)
+	add(`add map %s no-endpoint-nodeports { type inet_proto . inet_service : verdict ; comment "vmap to drop or reject packets to service nodeports with no endpoints" ; }`, tbl)
+	add(`add map %s no-endpoint-services { type ipv4_addr . inet_proto . inet_service : verdict ; comment "vmap to drop or reject packets to services with no endpoints" ; }`, tbl)
+	add(`add map %s service-ips { type ipv4_addr . inet_proto . inet_service : verdict ; comment "ClusterIP, ExternalIP and LoadBalancer IP traffic" ; }`, tbl)
+	add(`add map %s service-nodeports { type inet_proto . inet_service : verdict ; comment "NodePort traffic" ; }`, tbl)
+	for _, c := range []string{
+		"cluster-ips-check",
+		"filter-prerouting-pre-dnat { type filter hook prerouting priority -110 ; }",
+		"filter-output-pre-dnat { type filter hook output priority -110 ; }",
+		"filter-forward { type filter hook forward priority 0 ; }",
+		"filter-input { type filter hook input priority 0 ; }",
+		"filter-output { type filter hook output priority 0 ; }",
+		"firewall-check", "mark-for-masquerade", "masquerading",
+		"nat-output { type nat hook output priority -100 ; }",
+		"nat-postrouting { type nat hook postrouting priority 100 ; }",
+		"nat-prerouting { type nat hook prerouting priority -100 ; }",
+		"nodeport-endpoints-check",
+		`reject-chain { comment "helper for @no-endpoint-services / @no-endpoint-nodeports" ; }`,
+		"services", "service-endpoints-check",
+	} {
+		add("add chain %s %s", tbl, c)
+	}
+	for _, r := range []string{
+		`cluster-ips-check ip daddr @cluster-ips reject comment "Reject traffic to invalid ports of ClusterIPs"`,
+		`cluster-ips-check ip daddr { ` + k.ServiceCIDR.String() + ` } drop comment "Drop traffic to unallocated ClusterIPs"`,
+		"filter-prerouting-pre-dnat ct state new jump firewall-check",
+		"filter-forward ct state new jump service-endpoints-check",
+		"filter-forward ct state new jump cluster-ips-check",
+		"filter-input ct state new jump nodeport-endpoints-check",
+		"filter-input ct state new jump service-endpoints-check",
+		"filter-output ct state new jump service-endpoints-check",
+		"filter-output-pre-dnat ct state new jump firewall-check",
+		"filter-output ct state new jump cluster-ips-check",
+		"firewall-check ip daddr . meta l4proto . th dport vmap @firewall-ips",
+		"mark-for-masquerade mark set mark or 0x4000",
+		"masquerading mark and 0x4000 == 0 return",
+		"masquerading mark set mark xor 0x4000",
+		"masquerading masquerade fully-random",
+		"nat-output jump services",
+		"nat-postrouting jump masquerading",
+		"nat-prerouting jump services",
+		"nodeport-endpoints-check ip daddr @nodeport-ips meta l4proto . th dport vmap @no-endpoint-nodeports",
+		"reject-chain reject",
+		"services ip daddr . meta l4proto . th dport vmap @service-ips",
+		"services ip daddr @nodeport-ips meta l4proto . th dport vmap @service-nodeports",
+	} {
+		add("add rule %s %s", tbl, r)
+	}
+	add("add element %s nodeport-ips { %s }", tbl, k.NodeAddr)
+	add("add rule %s service-endpoints-check ip daddr . meta l4proto . th dport vmap @no-endpoint-services", tbl)
+
+	for _, s := range k.Services {
+		port := s.PortName
+		base := kubeNFTHash(s.Namespace + "/" + s.Name + "/tcp/" + port)
+		s.Chain = "service-" + base
+		ext := "external-" + base
+		cip := s.ClusterIP.String()
+		b.WriteString("\n")
+		if len(s.Endpoints) == 0 {
+			add("add element %s cluster-ips { %s }", tbl, cip)
+			s.Reject = append(s.Reject, fmt.Sprintf(`add element %s no-endpoint-services { %s . tcp . %d comment "%s" : goto reject-chain }`, tbl, cip, s.Port, s.ServicePortName))
+			if s.NodePort != 0 {
+				s.Reject = append(s.Reject, fmt.Sprintf(`add element %s no-endpoint-nodeports { tcp . %d comment "%s" : goto reject-chain }`, tbl, s.NodePort, s.ServicePortName))
+			}
+			for _, r := range s.Reject {
+				add("%s", r)
+			}
+			continue
+		}
+		// Every chain before the rules that jump to it (kube-proxy's one
+		// transaction creates them all first).
+		add("add chain %s %s", tbl, s.Chain)
+		var vmap []string
+		for i, p := range s.Endpoints {
+			chain := "endpoint-" + kubeNFTHash(s.Namespace+"/"+s.Name+"/tcp/"+port+"__"+p.Addr.String()+"/"+strconv.Itoa(int(s.TargetPort)))
+			s.EndpointChains = append(s.EndpointChains, chain)
+			vmap = append(vmap, fmt.Sprintf("%d : goto %s", i, chain))
+			add("add chain %s %s", tbl, chain)
+		}
+		add("add rule %s %s ip daddr %s ip saddr != %s jump mark-for-masquerade", tbl, s.Chain, cip, k.PodCIDR)
+		add("add rule %s %s numgen random mod %d vmap { %s }", tbl, s.Chain, len(s.Endpoints), strings.Join(vmap, " , "))
+		if s.NodePort != 0 {
+			add("add chain %s %s", tbl, ext)
+			add("add rule %s %s jump mark-for-masquerade", tbl, ext)
+			add("add rule %s %s goto %s", tbl, ext, s.Chain)
+		}
+		for i, p := range s.Endpoints {
+			chain := s.EndpointChains[i]
+			add("add rule %s %s ip saddr %s jump mark-for-masquerade", tbl, chain, p.Addr)
+			add("add rule %s %s meta l4proto tcp dnat to %s", tbl, chain, netip.AddrPortFrom(p.Addr, s.TargetPort))
+		}
+		add("add element %s cluster-ips { %s }", tbl, cip)
+		s.ClusterIPRule = fmt.Sprintf("add element %s service-ips { %s . tcp . %d : goto %s }", tbl, cip, s.Port, s.Chain)
+		add("%s", s.ClusterIPRule)
+		if s.NodePort != 0 {
+			s.NodePortRule = fmt.Sprintf("add element %s service-nodeports { tcp . %d : goto %s }", tbl, s.NodePort, ext)
+			add("%s", s.NodePortRule)
+		}
+	}
+	return b.String()
 }

@@ -16,9 +16,10 @@ var port8080 = netip.MustParseAddrPort("0.0.0.0:8080")
 // (NodePort 30080), a pod listening on its own loopback behind
 // default/local:http, Service default/empty:http (NodePort 30081) with no
 // ready endpoints, and a pod that only connects.
-func kubeLab(t *testing.T) *netlab.Kube {
+func kubeLab(t *testing.T, mode netlab.KubeProxyMode) *netlab.Kube {
 	t.Helper()
 	return netlab.New(t).Kube(netlab.KubeOptions{
+		Mode: mode,
 		Pods: []netlab.PodOptions{
 			{Name: "web-a", Listen: []netip.AddrPort{port8080}},
 			{Name: "web-b", Listen: []netip.AddrPort{port8080}},
@@ -47,15 +48,48 @@ func packets(t *testing.T, h *netlab.Host, table, rule string) int {
 	return n
 }
 
-// Connections to a Service go where kube-proxy's rules send them: split
-// between the ready endpoints (each endpoint chain counts packets), from
-// the node, from another host (NodePort and ClusterIP) and from a pod;
-// refused through DNAT by a pod bound to its loopback; and refused by the
-// REJECT rule of a Service with no endpoints.
+// icmpUnreachSent is how many ICMP destination-unreachable messages h has
+// sent, from /proc/net/snmp.
+func icmpUnreachSent(t *testing.T, h *netlab.Host) int {
+	t.Helper()
+	var head []string
+	for line := range strings.Lines(h.Run(t, "cat", "/proc/net/snmp")) {
+		f := strings.Fields(line)
+		if len(f) == 0 || f[0] != "Icmp:" {
+			continue
+		}
+		if head == nil {
+			head = f
+			continue
+		}
+		for i, name := range head {
+			if name == "OutDestUnreachs" && i < len(f) {
+				n, _ := strconv.Atoi(f[i])
+				return n
+			}
+		}
+	}
+	t.Fatalf("no Icmp OutDestUnreachs in %s's /proc/net/snmp", h.Name())
+	return 0
+}
+
+// Connections to a Service go where kube-proxy's rules send them, in both
+// of its modes: split between the ready endpoints, from the node, from
+// another host (NodePort and ClusterIP) and from a pod; refused through
+// DNAT by a pod bound to its loopback; and refused by an ICMP the node
+// sends for a Service with no endpoints (kube-proxy's reject).
 func TestKubeTraffic(t *testing.T) {
 	netlab.Require(t)
 	t.Parallel()
-	k := kubeLab(t)
+	for _, mode := range []netlab.KubeProxyMode{netlab.KubeIPTables, netlab.KubeNFTables} {
+		t.Run(mode.String(), func(t *testing.T) {
+			t.Parallel()
+			kubeTraffic(t, kubeLab(t, mode))
+		})
+	}
+}
+
+func kubeTraffic(t *testing.T, k *netlab.Kube) {
 	web, local, empty := k.Service("default/web:http"), k.Service("default/local:http"), k.Service("default/empty:http")
 	if web == nil || local == nil || empty == nil {
 		t.Fatalf("services %v", k.Services)
@@ -96,6 +130,9 @@ func TestKubeTraffic(t *testing.T) {
 		}
 	}
 	for i, sep := range web.EndpointChains {
+		if k.Mode != netlab.KubeIPTables {
+			break // kube-proxy's nft rules keep no counters
+		}
 		ep := netip.AddrPortFrom(web.Endpoints[i].Addr, 8080)
 		if n := packets(t, k.Node, "nat", `-A `+sep+` -p tcp -m comment --comment "default/web:http" -m tcp -j DNAT --to-destination `+ep.String()); n == 0 {
 			t.Errorf("endpoint chain %s counted no packet", sep)
@@ -114,12 +151,20 @@ func TestKubeTraffic(t *testing.T) {
 		{k.Client, netip.AddrPortFrom(empty.ClusterIP, 80), 0},
 		{k.Client, netip.AddrPortFrom(k.NodeAddr, 30081), 1},
 	} {
-		before := packets(t, k.Node, "filter", empty.Reject[tc.rule])
+		before, icmp := 0, icmpUnreachSent(t, k.Node)
+		if k.Mode == netlab.KubeIPTables {
+			before = packets(t, k.Node, "filter", empty.Reject[tc.rule])
+		}
 		if got := outcome(t, tc.from, tc.to); got != "refused" {
 			t.Errorf("%s -> %v (no endpoints): %s, want refused", tc.from.Name(), tc.to, got)
 		}
-		if after := packets(t, k.Node, "filter", empty.Reject[tc.rule]); after <= before {
-			t.Errorf("%s -> %v: the REJECT rule %q counted no packet", tc.from.Name(), tc.to, empty.Reject[tc.rule])
+		if sent := icmpUnreachSent(t, k.Node) - icmp; sent < 1 {
+			t.Errorf("%s -> %v: refused, but the node sent no ICMP unreachable (a reset, not kube-proxy's reject)", tc.from.Name(), tc.to)
+		}
+		if k.Mode == netlab.KubeIPTables {
+			if after := packets(t, k.Node, "filter", empty.Reject[tc.rule]); after <= before {
+				t.Errorf("%s -> %v: the REJECT rule %q counted no packet", tc.from.Name(), tc.to, empty.Reject[tc.rule])
+			}
 		}
 	}
 }
@@ -129,7 +174,7 @@ func TestKubeTraffic(t *testing.T) {
 func TestKubeRules(t *testing.T) {
 	netlab.Require(t)
 	t.Parallel()
-	k := kubeLab(t)
+	k := kubeLab(t, netlab.KubeIPTables)
 	web, empty := k.Service("default/web:http"), k.Service("default/empty:http")
 	a, b, c := web.EndpointChains[0], web.EndpointChains[1], web.EndpointChains[2]
 	want := map[string][]string{
@@ -169,5 +214,43 @@ func TestKubeRules(t *testing.T) {
 	}
 	if web.ClusterIPRule == "" || web.NodePortRule == "" || web.Reject != nil {
 		t.Errorf("web: %+v", web)
+	}
+}
+
+// In nftables mode the table holds kube-proxy's maps, chains and elements,
+// as nft lists them back.
+func TestKubeNFTRules(t *testing.T) {
+	netlab.Require(t)
+	t.Parallel()
+	k := kubeLab(t, netlab.KubeNFTables)
+	web, empty := k.Service("default/web:http"), k.Service("default/empty:http")
+	listed := k.Node.Run(t, "nft", "list", "table", "ip", "kube-proxy")
+	for _, want := range []string{
+		`comment "rules for kube-proxy"`,
+		"chain " + web.Chain + " {",
+		"ip daddr 198.19.2.10 ip saddr != 198.19.1.0/24 jump mark-for-masquerade",
+		"numgen random mod 3 vmap { 0 : goto " + web.EndpointChains[0] + ", 1 : goto " + web.EndpointChains[1] + ", 2 : goto " + web.EndpointChains[2] + " }",
+		"chain " + web.EndpointChains[0] + " {",
+		"meta l4proto tcp dnat to 198.19.1.2:8080",
+		"198.19.2.10 . tcp . 80 : goto " + web.Chain,
+		"tcp . 30080 : goto external-" + strings.TrimPrefix(web.Chain, "service-"),
+		`198.19.2.12 . tcp . 80 comment "default/empty:http" : goto reject-chain`,
+		`tcp . 30081 comment "default/empty:http" : goto reject-chain`,
+		`ip daddr 198.19.2.0/24 drop comment "Drop traffic to unallocated ClusterIPs"`,
+		"elements = { " + k.NodeAddr.String() + " }",
+	} {
+		if !strings.Contains(listed, want) {
+			t.Errorf("nft list table ip kube-proxy lacks %q:\n%s", want, listed)
+		}
+	}
+	if !strings.HasPrefix(web.Chain, "service-") || !strings.HasSuffix(web.Chain, "-default/web/tcp/http") ||
+		!strings.HasSuffix(web.EndpointChains[1], "-default/web/tcp/http__198.19.1.3/8080") {
+		t.Errorf("chains %s %v", web.Chain, web.EndpointChains)
+	}
+	if len(empty.Reject) != 2 || web.Reject != nil || web.NodePortRule == "" {
+		t.Errorf("empty.Reject %q, web %+v", empty.Reject, web)
+	}
+	if out := k.Node.Run(t, "iptables-save"); strings.Contains(out, "KUBE-") {
+		t.Errorf("nftables mode wrote iptables rules:\n%s", out)
 	}
 }
