@@ -81,14 +81,23 @@ const linger = time.Second
 // it they are closed at once.
 const maxRejecting = 64
 
-// ConfigError is an invalid Config field.
+// ConfigError is an invalid Config field. Err says what is wrong and what
+// to give instead, in words that read after the field's name or after the
+// name a front end gives it (reach serve names the flag: --listen, ...).
 type ConfigError struct {
-	Field string // "listen address", "mode", ...
-	Value string
+	// Field is one of "listen address", "mode", "banner", "max conns",
+	// "idle timeout" and "drain".
+	Field string
+	Value string // the value given; empty when the field was left empty
 	Err   error
 }
 
-func (e *ConfigError) Error() string { return fmt.Sprintf("%s %q: %v", e.Field, e.Value, e.Err) }
+func (e *ConfigError) Error() string {
+	if e.Value == "" {
+		return fmt.Sprintf("%s: %v", e.Field, e.Err)
+	}
+	return fmt.Sprintf("%s %q: %v", e.Field, e.Value, e.Err)
+}
 func (e *ConfigError) Unwrap() error { return e.Err }
 
 // Stats counts what a server did since Listen.
@@ -159,7 +168,7 @@ func Listen(ctx context.Context, cfg Config) (*Server, error) {
 
 func (c *Config) validate() error {
 	if len(c.Listen) == 0 {
-		return &ConfigError{Field: "listen address", Err: errors.New("no address to listen on; give one like 127.0.0.1:7000")}
+		return &ConfigError{Field: "listen address", Err: errors.New("none given; give at least one address to listen on, e.g. 127.0.0.1:7000")}
 	}
 	seen := map[string]bool{}
 	for _, a := range c.Listen {
@@ -174,11 +183,15 @@ func (c *Config) validate() error {
 	switch c.Mode {
 	case "", ModeEcho, ModeDiscard:
 		if c.Banner != "" {
-			return &ConfigError{Field: "banner", Value: c.Banner, Err: fmt.Errorf("only used in mode %q", ModeBanner)}
+			mode := c.Mode
+			if mode == "" {
+				mode = ModeEcho
+			}
+			return &ConfigError{Field: "banner", Value: c.Banner, Err: fmt.Errorf("only sent in mode %q, not %q; drop the banner, or use mode %q", ModeBanner, mode, ModeBanner)}
 		}
 	case ModeBanner:
 		if c.Banner == "" {
-			return &ConfigError{Field: "banner", Err: errors.New("mode banner needs the text to send")}
+			return &ConfigError{Field: "banner", Err: fmt.Errorf("mode %q needs one: the text to send to each client", ModeBanner)}
 		}
 	default:
 		return &ConfigError{Field: "mode", Value: string(c.Mode), Err: fmt.Errorf("unknown mode; use one of %v", Modes)}

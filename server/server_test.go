@@ -358,21 +358,23 @@ func TestConfigErrors(t *testing.T) {
 		name  string
 		cfg   server.Config
 		field string
+		msg   string // the whole message, where pinned
 	}{
-		{"no address", server.Config{}, "listen address"},
-		{"bare port", server.Config{Listen: []string{"7000"}}, "listen address"},
-		{"no port", server.Config{Listen: []string{"127.0.0.1"}}, "listen address"},
-		{"empty port", server.Config{Listen: []string{"127.0.0.1:"}}, "listen address"},
-		{"port range", server.Config{Listen: []string{"127.0.0.1:70000"}}, "listen address"},
-		{"port name", server.Config{Listen: []string{"127.0.0.1:http"}}, "listen address"},
-		{"v6 unbracketed", server.Config{Listen: []string{"::1:7000"}}, "listen address"},
-		{"twice", server.Config{Listen: []string{":7000", ":7000"}}, "listen address"},
-		{"bad mode", server.Config{Listen: []string{":0"}, Mode: "chargen"}, "mode"},
-		{"banner without text", server.Config{Listen: []string{":0"}, Mode: server.ModeBanner}, "banner"},
-		{"text without banner", server.Config{Listen: []string{":0"}, Banner: "hi"}, "banner"},
-		{"negative max", server.Config{Listen: []string{":0"}, MaxConns: -1}, "max conns"},
-		{"negative idle", server.Config{Listen: []string{":0"}, IdleTimeout: -1}, "idle timeout"},
-		{"negative drain", server.Config{Listen: []string{":0"}, Drain: -1}, "drain"},
+		{"no address", server.Config{}, "listen address", "listen address: none given; give at least one address to listen on, e.g. 127.0.0.1:7000"},
+		{"bare port", server.Config{Listen: []string{"7000"}}, "listen address", ""},
+		{"no port", server.Config{Listen: []string{"127.0.0.1"}}, "listen address", ""},
+		{"empty port", server.Config{Listen: []string{"127.0.0.1:"}}, "listen address", ""},
+		{"port range", server.Config{Listen: []string{"127.0.0.1:70000"}}, "listen address", ""},
+		{"port name", server.Config{Listen: []string{"127.0.0.1:http"}}, "listen address", ""},
+		{"v6 unbracketed", server.Config{Listen: []string{"::1:7000"}}, "listen address", ""},
+		{"twice", server.Config{Listen: []string{":7000", ":7000"}}, "listen address", ""},
+		{"bad mode", server.Config{Listen: []string{":0"}, Mode: "chargen"}, "mode", ""},
+		{"banner without text", server.Config{Listen: []string{":0"}, Mode: server.ModeBanner}, "banner", `banner: mode "banner" needs one: the text to send to each client`},
+		{"text without banner", server.Config{Listen: []string{":0"}, Banner: "hi"}, "banner", `banner "hi": only sent in mode "banner", not "echo"; drop the banner, or use mode "banner"`},
+		{"text in discard", server.Config{Listen: []string{":0"}, Mode: server.ModeDiscard, Banner: "hi"}, "banner", `banner "hi": only sent in mode "banner", not "discard"; drop the banner, or use mode "banner"`},
+		{"negative max", server.Config{Listen: []string{":0"}, MaxConns: -1}, "max conns", ""},
+		{"negative idle", server.Config{Listen: []string{":0"}, IdleTimeout: -1}, "idle timeout", ""},
+		{"negative drain", server.Config{Listen: []string{":0"}, Drain: -1}, "drain", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -383,6 +385,9 @@ func TestConfigErrors(t *testing.T) {
 					srv.Close()
 				}
 				t.Fatalf("Listen = %v, want a ConfigError on %q", err, tt.field)
+			}
+			if tt.msg != "" && err.Error() != tt.msg {
+				t.Errorf("message %q, want %q", err, tt.msg)
 			}
 		})
 	}

@@ -63,22 +63,11 @@ cannot be bound or serving fails, 2 usage error.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg.Mode = server.Mode(mode)
-			if cfg.Banner != "" {
-				if !cmd.Flags().Changed("mode") {
-					cfg.Mode = server.ModeBanner
-				}
-				if cfg.Mode == server.ModeEcho || cfg.Mode == server.ModeDiscard {
-					return usageErrorf("--banner is only used in mode %q, not %s; drop --mode (--banner alone selects banner mode)", server.ModeBanner, cfg.Mode)
-				}
-				if !strings.HasSuffix(cfg.Banner, "\n") {
-					cfg.Banner += "\n"
-				}
+			if cfg.Banner != "" && !cmd.Flags().Changed("mode") {
+				cfg.Mode = server.ModeBanner // --banner alone selects banner mode
 			}
-			if cfg.Mode == server.ModeBanner && cfg.Banner == "" {
-				return usageErrorf("--mode banner needs the text to send to each client: add --banner TEXT")
-			}
-			if len(cfg.Listen) == 0 {
-				return usageErrorf("give at least one --listen ADDR, e.g. --listen 127.0.0.1:7000")
+			if cfg.Mode == server.ModeBanner && cfg.Banner != "" && !strings.HasSuffix(cfg.Banner, "\n") {
+				cfg.Banner += "\n"
 			}
 			log, err := serveLogger(env.Err, logFormat, logLevel)
 			if err != nil {
@@ -90,7 +79,7 @@ cannot be bound or serving fails, 2 usage error.`,
 			var bindErr *server.BindError
 			switch {
 			case errors.As(err, &cfgErr):
-				return &UsageError{Err: err}
+				return serveUsageError(cfgErr)
 			case errors.As(err, &bindErr):
 				fmt.Fprintf(env.Err, "reach: %v\n", bindErr)
 				for _, f := range bindErr.Fix() {
@@ -132,4 +121,27 @@ func serveLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return nil, usageErrorf("--log-format %q: use text or json", format)
+}
+
+// serveFlags names the flag behind each server.ConfigError field.
+var serveFlags = map[string]string{
+	"listen address": "--listen",
+	"mode":           "--mode",
+	"banner":         "--banner",
+	"max conns":      "--max-conns",
+	"idle timeout":   "--idle-timeout",
+	"drain":          "--drain",
+}
+
+// serveUsageError words a server.ConfigError (server.Config is serve's one
+// validator) with the flag in place of the field's name.
+func serveUsageError(ce *server.ConfigError) error {
+	name, ok := serveFlags[ce.Field]
+	if !ok {
+		return &UsageError{Err: ce}
+	}
+	if ce.Value == "" {
+		return usageErrorf("%s: %w", name, ce.Err)
+	}
+	return usageErrorf("%s %q: %w", name, ce.Value, ce.Err)
 }

@@ -167,15 +167,18 @@ func TestServeUsage(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"serve"}, "give at least one --listen"},
-		{[]string{"serve", "--listen", "7000"}, `use :7000 for every address`},
+		{[]string{"serve"}, "--listen: none given; give at least one address to listen on, e.g. 127.0.0.1:7000"},
+		{[]string{"serve", "--listen", "7000"}, `--listen "7000": missing host: use :7000 for every address`},
 		{[]string{"serve", "--listen", "127.0.0.1:99999"}, "port 99999 out of range"},
-		{[]string{"serve", "--listen", ":0", "--mode", "chargen"}, `mode "chargen": unknown mode`},
-		{[]string{"serve", "--listen", ":0", "--mode", "banner"}, "mode banner needs the text"},
-		{[]string{"serve", "--listen", ":0", "--mode", "echo", "--banner", "hi"}, `only used in mode "banner"`},
+		{[]string{"serve", "--listen", ":0", "--mode", "chargen"}, `--mode "chargen": unknown mode`},
+		{[]string{"serve", "--listen", ":0", "--mode", "banner"}, `--banner: mode "banner" needs one: the text to send to each client`},
+		{[]string{"serve", "--listen", ":0", "--mode", "echo", "--banner", "hi"}, `--banner "hi": only sent in mode "banner", not "echo"; drop the banner, or use mode "banner"`},
+		{[]string{"serve", "--listen", ":0", "--mode", "discard", "--banner", "hi"}, `not "discard"`},
 		{[]string{"serve", "--listen", ":0", "--log-format", "xml"}, "use text or json"},
 		{[]string{"serve", "--listen", ":0", "--log-level", "loud"}, "use debug, info, warn or error"},
-		{[]string{"serve", "--listen", ":0", "--max-conns", "-1"}, "max conns"},
+		{[]string{"serve", "--listen", ":0", "--max-conns", "-1"}, `--max-conns "-1": must be 0 (no limit) or more`},
+		{[]string{"serve", "--listen", ":0", "--idle-timeout", "-1s"}, `--idle-timeout "-1s": must be 0 (none) or more`},
+		{[]string{"serve", "--listen", ":0", "--drain", "-1s"}, `--drain "-1s": must be 0 (close at once) or more`},
 		{[]string{"serve", "--listen", ":0", "--drain", "soon"}, "invalid argument"},
 	}
 	for _, tt := range tests {
