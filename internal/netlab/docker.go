@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
+	"strings"
 )
 
 // DockerVersion picks the generation of Docker's iptables rules a Docker
@@ -46,7 +47,11 @@ type DockerOptions struct {
 	// instead OUTPUT jumps to DOCKER for loopback addresses too, the
 	// bridge gets route_localnet=1, and traffic from the host and from a
 	// container to its own published port is masqueraded.
-	NoProxy    bool
+	NoProxy bool
+	// NFTables is dockerd --firewall-backend=nftables (Docker 29, where it
+	// is experimental): table ip docker-bridges instead of iptables rules,
+	// and FORWARD's policy left alone. It implies Docker29.
+	NFTables   bool
 	Containers []ContainerOptions
 }
 
@@ -92,12 +97,15 @@ type Docker struct {
 	Subnet               netip.Prefix // 198.19.0.0/24
 	Gateway              netip.Addr   // 198.19.0.1, the bridge's address
 	Containers           []*Container
-	// Rules are the iptables rules written in Host (filter, nat and, from
-	// Docker 28, raw), in iptables-save's own form.
-	Rules   *Rules
-	Version DockerVersion
-	NoProxy bool
-	Backend string // the iptables backend: "nf_tables" or "legacy"
+	// Rules are the rules written in Host: iptables rules (filter, nat
+	// and, from Docker 28, raw) in iptables-save's own form, or with
+	// NFTables the table ip docker-bridges as nft lists it (less the
+	// counters' values).
+	Rules    *Rules
+	Version  DockerVersion
+	NoProxy  bool
+	NFTables bool
+	Backend  string // the iptables backend: "nf_tables" or "legacy"
 }
 
 // Container is one container of a Docker lab.
@@ -111,8 +119,9 @@ type Container struct {
 	Veth    string     // the host end of its veth, on the bridge
 	Listen  []netip.AddrPort
 	Publish []Publish
-	// DNAT holds, for each Publish, the nat rule that translates it, as
-	// iptables-save prints it.
+	// DNAT holds, for each Publish, the rule that translates it: as
+	// iptables-save prints it, or with NFTables the rule of chain
+	// nat-prerouting-and-output.
 	DNAT []string
 	// Server is the process listening inside (nil without Listen, or
 	// when stopped); Proxies the docker-proxy process of each Publish
@@ -140,7 +149,7 @@ var dockerSubnet = netip.MustParsePrefix("198.19.0.0/24")
 // namespace per container behind a veth on the bridge, at 198.19.0.2, .3,
 // ... in the order given; the iptables rules of o.Version for the bridge
 // and each published port (FORWARD's policy set to DROP, as dockerd does
-// when it turns forwarding on); a docker-proxy process per published port
+// when it turns forwarding on), or its nftables table; a docker-proxy process per published port
 // unless NoProxy; and host "client" on a link to the Docker host.
 //
 // Unlike Docker, containers get no default route, only one to the lab's
@@ -156,7 +165,10 @@ func (l *Lab) Docker(o DockerOptions) *Docker {
 	d := &Docker{
 		Host: l.Host("docker"), Client: l.Host("client"),
 		Bridge: "docker0", Subnet: dockerSubnet, Gateway: nth(dockerSubnet, 1),
-		Version: o.Version, NoProxy: o.NoProxy, Backend: backend,
+		Version: o.Version, NoProxy: o.NoProxy, NFTables: o.NFTables, Backend: backend,
+	}
+	if o.NFTables {
+		d.Version = Docker29
 	}
 	d.ClientAddr, d.HostAddr = l.Link(d.Client, d.Host)
 	h := d.Host
@@ -196,8 +208,11 @@ func (l *Lab) Docker(o DockerOptions) *Docker {
 	}
 	l.waitUp(h, d.Bridge)
 
-	rs := dockerRules(d)
-	d.Rules = h.ApplyRules(t, IPTables, rs.String())
+	if d.NFTables {
+		d.Rules = h.ApplyRules(t, NFTables, dockerNFTRules(d))
+	} else {
+		d.Rules = h.ApplyRules(t, IPTables, dockerRules(d).String())
+	}
 
 	for i, co := range o.Containers {
 		c := d.Containers[i]
@@ -327,4 +342,82 @@ func dockerRules(d *Docker) *ruleset {
 		}
 	}
 	return &rs
+}
+
+// dockerNFTRules writes table ip docker-bridges as dockerd 29 with
+// --firewall-backend=nftables writes it for d's bridge and containers (its
+// own generated documentation, integration/network/bridge/nftablesdoc),
+// and fills each container's DNAT.
+func dockerNFTRules(d *Docker) string {
+	br, sub := strconv.Quote(d.Bridge), d.Subnet.String()
+	var dnat, raw, in, postIn []string
+	for _, c := range d.Containers {
+		a := c.Addr.String()
+		raw = append(raw, "ip daddr "+a+" iifname != "+br+` counter drop comment "DROP DIRECT ACCESS"`)
+		for _, p := range c.Publish {
+			hp, cp := strconv.Itoa(int(p.HostPort)), strconv.Itoa(int(p.ContainerPort))
+			rule := ""
+			if !d.NoProxy {
+				rule = "iifname != " + br + " "
+			}
+			if p.HostIP.IsValid() && !p.HostIP.IsUnspecified() {
+				rule += "ip daddr " + p.HostIP.String() + " "
+			}
+			rule += "tcp dport " + hp + " counter dnat to " + netip.AddrPortFrom(c.Addr, p.ContainerPort).String() + ` comment "DNAT"`
+			dnat = append(dnat, rule)
+			c.DNAT = append(c.DNAT, rule)
+			in = append(in, "ip daddr "+a+" tcp dport "+cp+" counter accept")
+			if d.NoProxy {
+				postIn = append(postIn, "ip saddr "+a+" ip daddr "+a+" tcp dport "+cp+` counter masquerade comment "MASQ TO OWN PORT"`)
+			}
+			if p.HostIP.Is4() && p.HostIP.IsLoopback() {
+				raw = append(raw, `iifname != "lo" ip daddr `+p.HostIP.String()+" tcp dport "+hp+` counter drop comment "DROP REMOTE LOOPBACK"`)
+			}
+		}
+	}
+	if d.NoProxy {
+		postIn = append([]string{`fib saddr type local counter masquerade comment "MASQUERADE FROM HOST"`}, postIn...)
+	}
+	output := "ip daddr != 127.0.0.0/8 fib daddr type local counter jump nat-prerouting-and-output"
+	if d.NoProxy {
+		output = "fib daddr type local counter jump nat-prerouting-and-output"
+	}
+	var b strings.Builder
+	jumps := func(name, chain string) {
+		fmt.Fprintf(&b, "\tmap %s {\n\t\ttype ifname : verdict\n\t\telements = { %s : jump %s__%s }\n\t}\n\n", name, br, chain, d.Bridge)
+	}
+	chain := func(name, hook string, rules ...string) {
+		fmt.Fprintf(&b, "\tchain %s {\n", name)
+		if hook != "" {
+			fmt.Fprintf(&b, "\t\t%s\n", hook)
+		}
+		for _, r := range rules {
+			fmt.Fprintf(&b, "\t\t%s\n", r)
+		}
+		b.WriteString("\t}\n\n")
+	}
+	b.WriteString("table ip docker-bridges {\n")
+	jumps("filter-forward-in-jumps", "filter-forward-in")
+	jumps("filter-forward-out-jumps", "filter-forward-out")
+	jumps("nat-postrouting-in-jumps", "nat-postrouting-in")
+	jumps("nat-postrouting-out-jumps", "nat-postrouting-out")
+	chain("filter-forward-in__"+d.Bridge, "", append(append([]string{
+		"ct state established,related counter accept",
+		"iifname " + br + ` counter accept comment "ICC"`}, in...),
+		`counter drop comment "UNPUBLISHED PORT DROP"`)...)
+	chain("filter-forward-out__"+d.Bridge, "", "ct state established,related counter accept", `counter accept comment "OUTGOING"`)
+	chain("nat-postrouting-in__"+d.Bridge, "", postIn...)
+	chain("nat-postrouting-out__"+d.Bridge, "", "oifname != "+br+" ip saddr "+sub+` counter masquerade comment "MASQUERADE"`)
+	chain("nat-prerouting-and-output", "", dnat...)
+	chain("filter-FORWARD", "type filter hook forward priority filter; policy accept;",
+		"oifname vmap @filter-forward-in-jumps", "iifname vmap @filter-forward-out-jumps")
+	// -100 is dstnat, a name nft before 1.0.7 takes only on prerouting.
+	chain("nat-OUTPUT", "type nat hook output priority -100; policy accept;", output)
+	chain("nat-POSTROUTING", "type nat hook postrouting priority srcnat; policy accept;",
+		"iifname vmap @nat-postrouting-out-jumps", "oifname vmap @nat-postrouting-in-jumps")
+	chain("nat-PREROUTING", "type nat hook prerouting priority dstnat; policy accept;",
+		"fib daddr type local counter jump nat-prerouting-and-output")
+	chain("raw-PREROUTING", "type filter hook prerouting priority raw; policy accept;", raw...)
+	b.WriteString("}\n")
+	return b.String()
 }

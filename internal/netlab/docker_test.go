@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -100,6 +101,13 @@ func TestDockerTraffic(t *testing.T) {
 		{"published on 127.0.0.1 only, no proxy", netlab.DockerOptions{NoProxy: true, Containers: []netlab.ContainerOptions{
 			web([]netip.AddrPort{port80}, netlab.Publish{HostIP: loopback, HostPort: 8080, ContainerPort: 80})}},
 			map[string]string{"host->HOST": "refused", "host->lo": fromBridge, "client->HOST": "refused"}},
+		{"nftables backend", netlab.DockerOptions{NFTables: true, Containers: []netlab.ContainerOptions{web([]netip.AddrPort{port80}, p8080)}},
+			map[string]string{"host->HOST": webOK + "HOST", "host->lo": fromBridge, "client->HOST": webOK + "CLIENT", "peer->HOST": fromBridge}},
+		{"nftables backend, no proxy", netlab.DockerOptions{NFTables: true, NoProxy: true, Containers: []netlab.ContainerOptions{web([]netip.AddrPort{port80}, p8080)}},
+			map[string]string{"host->HOST": fromBridge, "host->lo": fromBridge, "client->HOST": webOK + "CLIENT", "peer->HOST": fromPeer}},
+		{"nftables backend, loopback-bound, on 127.0.0.1 only", netlab.DockerOptions{NFTables: true, Containers: []netlab.ContainerOptions{
+			web([]netip.AddrPort{local80}, netlab.Publish{HostIP: loopback, HostPort: 8080, ContainerPort: 80})}},
+			map[string]string{"host->HOST": "refused", "host->lo": "closed", "client->HOST": "refused"}},
 		{"stopped", netlab.DockerOptions{Containers: []netlab.ContainerOptions{
 			{Name: "web", Listen: []netip.AddrPort{port80}, Publish: []netlab.Publish{p8080}, Stopped: true}}},
 			map[string]string{"host->HOST": "host-unreachable", "client->HOST": "host-unreachable"}},
@@ -279,4 +287,40 @@ func inode(t *testing.T, path string) uint64 {
 		t.Fatal(err)
 	}
 	return fi.Sys().(*syscall.Stat_t).Ino
+}
+
+// With the nftables backend the rules are table ip docker-bridges, as
+// dockerd 29 writes it, and no iptables rule at all.
+func TestDockerNFTRules(t *testing.T) {
+	netlab.Require(t)
+	t.Parallel()
+	d := netlab.New(t).Docker(netlab.DockerOptions{NFTables: true, Containers: []netlab.ContainerOptions{{
+		Name: "web", Publish: []netlab.Publish{{HostPort: 8080, ContainerPort: 80}, {HostIP: loopback, HostPort: 9090, ContainerPort: 90}},
+	}}})
+	listed := d.Host.Run(t, "nft", "list", "table", "ip", "docker-bridges")
+	listed = regexp.MustCompile(`counter packets \d+ bytes \d+`).ReplaceAllString(listed, "counter")
+	web := d.Container("web")
+	for _, want := range append([]string{
+		"type nat hook prerouting priority dstnat; policy accept;",
+		"fib daddr type local counter jump nat-prerouting-and-output",
+		"ip daddr != 127.0.0.0/8 fib daddr type local counter jump nat-prerouting-and-output",
+		`oifname != "docker0" ip saddr 198.19.0.0/24 counter masquerade comment "MASQUERADE"`,
+		`ip daddr 198.19.0.2 iifname != "docker0" counter drop comment "DROP DIRECT ACCESS"`,
+		`iifname != "lo" ip daddr 127.0.0.1 tcp dport 9090 counter drop comment "DROP REMOTE LOOPBACK"`,
+		"ip daddr 198.19.0.2 tcp dport 80 counter accept",
+		`counter drop comment "UNPUBLISHED PORT DROP"`,
+		`elements = { "docker0" : jump filter-forward-in__docker0 }`,
+		`iifname != "docker0" tcp dport 8080 counter dnat to 198.19.0.2:80 comment "DNAT"`,
+		`iifname != "docker0" ip daddr 127.0.0.1 tcp dport 9090 counter dnat to 198.19.0.2:90 comment "DNAT"`,
+	}, web.DNAT...) {
+		if !strings.Contains(listed, want) {
+			t.Errorf("nft list table ip docker-bridges lacks %q:\n%s", want, listed)
+		}
+	}
+	if d.Version != netlab.Docker29 || d.Rules.Tool != netlab.NFTables || len(web.DNAT) != 2 {
+		t.Errorf("version %v, tool %s, DNAT %q", d.Version, d.Rules.Tool, web.DNAT)
+	}
+	if out := d.Host.Run(t, "iptables-save"); strings.Contains(out, "DOCKER") {
+		t.Errorf("the nftables backend wrote iptables rules:\n%s", out)
+	}
 }
