@@ -4,11 +4,45 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"strings"
 
 	"github.com/reach-tools/reach/firewall"
 	"github.com/reach-tools/reach/sockets"
 )
+
+// SocketSource lists a host's listening sockets and addresses; the sockets
+// package is the default.
+type SocketSource interface {
+	// Listening returns the listening sockets whose local port keep
+	// accepts (nil: all of them).
+	Listening(ctx context.Context, keep func(port uint16) bool) ([]sockets.Socket, error)
+	Addresses() ([]netip.Prefix, error)
+}
+
+// FirewallSource reads a host's firewall rules, every table; the Ruleset's
+// notes say what could not be read. firewall.Commands is the default.
+type FirewallSource interface {
+	Read(ctx context.Context) (*firewall.Ruleset, error)
+}
+
+// HostEvidence is what a host knows about a port: its addresses, listening
+// sockets and firewall rules.
+type HostEvidence struct {
+	Host      string           `json:"host"` // "this host", or who answered
+	Addresses []netip.Prefix   `json:"addresses"`
+	Listening []sockets.Socket `json:"listening"` // every listening socket, for nearby ports
+	Firewall  bool             `json:"firewall"`  // whether its firewall rules could be read
+	Rules     []firewall.Rule  `json:"rules,omitempty"`
+	Notes     []string         `json:"notes,omitempty"` // what could not be seen, and why
+}
+
+// RemoteEvidence asks the target host itself (an agent there) what it sees
+// for a port. Nil means only the client's view is available. The doctor asks
+// it once for each address of the target that is not this host's,
+// concurrently; an error that is (or wraps) an *AgentError says why that
+// agent gave nothing, so the report can say what to do.
+type RemoteEvidence interface {
+	Evidence(ctx context.Context, addr netip.AddrPort) (HostEvidence, error)
+}
 
 // hostSockets reads this host's sockets with the sockets package.
 type hostSockets struct{}
@@ -17,21 +51,8 @@ func (hostSockets) Listening(ctx context.Context, keep func(uint16) bool) ([]soc
 	t, err := sockets.List(ctx, sockets.Options{Ports: keep})
 	return t.Sockets, err
 }
+
 func (hostSockets) Addresses() ([]netip.Prefix, error) { return sockets.Addresses() }
-
-func (o *Options) socketSource() SocketSource {
-	if o.Sockets != nil {
-		return o.Sockets
-	}
-	return hostSockets{}
-}
-
-func (o *Options) firewallSource() FirewallSource {
-	if o.Firewall != nil {
-		return o.Firewall
-	}
-	return firewall.Commands{}
-}
 
 // Gather collects this host's evidence: addresses, every listening socket
 // and firewall rules. An agent on a target host answers RemoteEvidence with it.
@@ -78,80 +99,4 @@ func gather(ctx context.Context, src SocketSource, fw FirewallSource, keep func(
 func (ev *HostEvidence) isLocal(addr netip.Addr) bool {
 	addr = addr.Unmap()
 	return addr.IsLoopback() || addr.IsUnspecified() || ev.has(addr)
-}
-
-// HostCheck gathers the target host's evidence (sockets, firewall) for each
-// address: from this host when the address is one of its own, else from
-// Options.Remote, asked about every other address at once.
-var HostCheck = CheckFunc{"host", func(ctx context.Context, s *State) CheckResult {
-	if r, ok := needAddrs(s); !ok {
-		return r
-	}
-	var ev HostEvidence
-	s.Options.enter(func() error {
-		ev = gather(ctx, s.Options.socketSource(), s.Options.firewallSource(), nearPort(s.Target.Port))
-		return nil
-	})
-	s.Client = &ev
-	n := len(s.Addrs)
-	s.Local, s.Hosts, s.Agents = make([]bool, n), make([]*HostEvidence, n), make([]*AgentError, n)
-	var local, remote []string
-	var others []int
-	for i, a := range s.Addrs {
-		if s.Local[i] = ev.isLocal(a); s.Local[i] {
-			s.Hosts[i] = &ev
-			local = append(local, a.String())
-		} else {
-			others = append(others, i)
-			remote = append(remote, a.String())
-		}
-	}
-	seen := fmt.Sprintf("%s on port %d or look-alike ports", count(len(ev.Listening), "listening socket"), s.Target.Port)
-	if ev.Firewall {
-		seen += ", " + count(len(ev.Rules), "firewall rule")
-	} else {
-		seen += ", no firewall rules (see firewall)"
-	}
-	res := CheckResult{Status: Info}
-	var parts []string
-	if len(local) > 0 {
-		parts = append(parts, fmt.Sprintf("%s is this host: looked at its %s", strings.Join(local, ", "), seen))
-	}
-	switch {
-	case len(others) == 0:
-	case s.Options.Remote == nil:
-		parts = append(parts, fmt.Sprintf("%s %s another host: its sockets and firewall cannot be seen from here (run reach check there, or ask its agent: --agent or --hub)", strings.Join(remote, ", "), map[bool]string{true: "is", false: "are"}[len(remote) == 1]))
-		if len(local) == 0 {
-			res.Status = Skip
-			parts = append(parts, "looked at this host's "+seen)
-		}
-	default:
-		askAgents(ctx, s, others)
-		answered := len(local) > 0
-		for _, i := range others {
-			if h := s.Hosts[i]; h != nil {
-				answered = true
-				parts = append(parts, fmt.Sprintf("%s answered for %s: %s, %s", h.Host, s.Addrs[i], count(len(h.Listening), "listening socket"), count(len(h.Rules), "firewall rule")))
-				continue
-			}
-			ae := s.Agents[i]
-			if ae.Failure != AgentNone {
-				res.Status = Error
-			}
-			parts = append(parts, fmt.Sprintf("no evidence for %s: %v", s.Addrs[i], ae))
-		}
-		if !answered && res.Status != Error {
-			res.Status = Skip
-		}
-	}
-	res.Detail = strings.Join(parts, "; ")
-	return res
-}}
-
-// count says "1 thing" or "n things".
-func count(n int, thing string) string {
-	if n == 1 {
-		return "1 " + thing
-	}
-	return fmt.Sprintf("%d %ss", n, thing)
 }

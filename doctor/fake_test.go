@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/reach-tools/reach/endpoint"
 	"github.com/reach-tools/reach/firewall"
@@ -121,5 +122,18 @@ func TestSimilarPort(t *testing.T) {
 		if got := similarPort(tt.a, tt.b); got != tt.want {
 			t.Errorf("similarPort(%d, %d) = %v, want %v", tt.a, tt.b, got, tt.want)
 		}
+	}
+}
+
+// The path check reads the host check's view: a target on this host that
+// times out is not traced (there is no path). On loopback, so that a path
+// check that traced it anyway would stay on this host.
+func TestPathSkipsThisHost(t *testing.T) {
+	self := fakeHost{addrs: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/8")}}
+	opt := Options{Timeout: 200 * time.Millisecond, Dial: dialClass(probe.Timeout), Sockets: self, Firewall: self,
+		Ladder: []Stage{{DNSCheck}, {TCPCheck, HostCheck}, {PathCheck}}, Probes: 1}
+	r := Run(context.Background(), endpoint.Endpoint{Host: "127.0.0.1", Port: 5432}, opt)
+	if c := r.Checks[3]; c.Name != "path" || c.Status != Skip || c.Detail != "not needed: the target is this host" {
+		t.Errorf("path check on this host: %+v", c)
 	}
 }

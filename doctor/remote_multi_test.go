@@ -23,7 +23,7 @@ func (f fakeAgents) Evidence(ctx context.Context, ap netip.AddrPort) (HostEviden
 
 // resolved stands in for the dns check: the name has these addresses.
 func resolved(addrs ...netip.Addr) Check {
-	return CheckFunc{"dns", func(_ context.Context, s *State) CheckResult {
+	return CheckFunc{CheckName: "dns", Fn: func(_ context.Context, s *State) CheckResult {
 		s.Addrs, s.LookupOK = addrs, true
 		return CheckResult{Status: Pass}
 	}}

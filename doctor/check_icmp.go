@@ -16,6 +16,55 @@ import (
 	"golang.org/x/net/ipv6"
 )
 
+// ICMPCheck sends one echo request to each address, or says why it cannot.
+var ICMPCheck = CheckFunc{
+	CheckName: "icmp",
+	ReadsFrom: []string{"dns"}, // the addresses
+	Fn:        checkICMP,
+}
+
+func checkICMP(ctx context.Context, s *State) CheckResult {
+	if r, ok := needAddrs(s); !ok {
+		return r
+	}
+	s.Echo = make([]EchoInfo, len(s.Addrs))
+	wait := min(s.Options.timeout(), time.Second)
+	each(len(s.Addrs), func(i int) {
+		s.Options.enter(func() error {
+			s.Echo[i] = echo(ctx, s.Addrs[i], wait)
+			return nil
+		})
+	})
+	res := CheckResult{Status: Pass}
+	var parts []string
+	for i, e := range s.Echo {
+		switch {
+		case e.Skipped != "":
+			res.Status = Skip
+			parts = append(parts, "skipped: "+e.Skipped)
+		case errors.Is(e.Err, syscall.ENETUNREACH) || errors.Is(e.Err, syscall.EHOSTUNREACH):
+			if res.Status == Pass {
+				res.Status = Info
+			}
+			var errno syscall.Errno
+			errors.As(e.Err, &errno)
+			parts = append(parts, fmt.Sprintf("no echo sent to %s: %v", s.Addrs[i], errno))
+		case e.Err != nil:
+			res.Status = Error
+			parts = append(parts, fmt.Sprintf("echo to %s: %v", s.Addrs[i], e.Err))
+		case e.Replied:
+			parts = append(parts, fmt.Sprintf("echo reply from %s in %s (%s)", s.Addrs[i], round(e.RTT), e.Socket))
+		default:
+			if res.Status == Pass {
+				res.Status = Info
+			}
+			parts = append(parts, fmt.Sprintf("no echo reply from %s within %v (many hosts drop ping)", s.Addrs[i], wait))
+		}
+	}
+	res.Detail = strings.Join(parts, "; ")
+	return res
+}
+
 // echo sends one ICMP echo request to addr and waits up to wait for the
 // reply. It uses an unprivileged ICMP socket when net.ipv4.ping_group_range
 // allows, a raw socket with CAP_NET_RAW, and otherwise says why it skipped.

@@ -12,18 +12,15 @@ import (
 	"github.com/reach-tools/reach/probe"
 )
 
-// Path probing bounds: at most maxHops TTLs, each waiting up to hopWait,
-// stopping after silentHops unanswered TTLs in a row, and at the deadline.
-const (
-	maxHops    = 16
-	hopWait    = 300 * time.Millisecond
-	silentHops = 2
-	tracePort  = 33434 // traceroute's first port, as firewalls expect
-)
-
 // PathCheck traces the path to addresses that timed out or were unreachable,
 // with UDP probes of rising TTL, and names the last hop that answered.
-var PathCheck = CheckFunc{"path", func(ctx context.Context, s *State) CheckResult {
+var PathCheck = CheckFunc{
+	CheckName: "path",
+	ReadsFrom: []string{"dns", "tcp", "host"}, // addresses; classes; which addresses are this host
+	Fn:        checkPath,
+}
+
+func checkPath(ctx context.Context, s *State) CheckResult {
 	if r, ok := needAddrs(s); !ok {
 		return r
 	}
@@ -65,7 +62,16 @@ var PathCheck = CheckFunc{"path", func(ctx context.Context, s *State) CheckResul
 	}
 	res.Detail = strings.Join(parts, "; ")
 	return res
-}}
+}
+
+// Path probing bounds: at most maxHops TTLs, each waiting up to hopWait,
+// stopping after silentHops unanswered TTLs in a row, and at the deadline.
+const (
+	maxHops    = 16
+	hopWait    = 300 * time.Millisecond
+	silentHops = 2
+	tracePort  = 33434 // traceroute's first port, as firewalls expect
+)
 
 // trace sends UDP probes with rising TTL until the destination answers, a
 // local error, silentHops silent TTLs in a row, maxHops, or the deadline.

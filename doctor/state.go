@@ -1,0 +1,122 @@
+package doctor
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/reach-tools/reach/endpoint"
+	"github.com/reach-tools/reach/internal/sys"
+	"github.com/reach-tools/reach/probe"
+)
+
+// State is the evidence of one run. Each field after Options is written by
+// the one check named in its comment; Run hands a check only the evidence
+// of the checks it reads (see Check), and keeps what it wrote of its own.
+type State struct {
+	Target  endpoint.Endpoint
+	Options Options
+
+	Addrs    []netip.Addr  // dns: every address to probe
+	Lookup   time.Duration // dns
+	LookupOK bool          // dns: a name resolved, or the host is a literal
+
+	Probes [][]probe.Result // tcp: per address, the repeated probes
+	Routes []RouteInfo      // route: per address
+	Echo   []EchoInfo       // icmp: per address
+	Local  []bool           // host: per address, whether it is this host
+	Client *HostEvidence    // host: this host's firewall, for outgoing rules
+	// Hosts holds, per address, the evidence of the host that has it: this
+	// host's, or the answer of the agent there; nil where none was seen.
+	Hosts []*HostEvidence // host
+	// Agents holds, per address, why the agent asked about it gave no
+	// evidence; nil where it answered or none was asked.
+	Agents []*AgentError // host
+	Path   [][]sys.Hop   // path: per address, for timeouts and unreachables
+}
+
+// take copies into s the evidence check name stored in from: the fields
+// whose comment names it.
+func (s *State) take(name string, from *State) {
+	switch name {
+	case "dns":
+		s.Addrs, s.Lookup, s.LookupOK = from.Addrs, from.Lookup, from.LookupOK
+	case "tcp":
+		s.Probes = from.Probes
+	case "route":
+		s.Routes = from.Routes
+	case "icmp":
+		s.Echo = from.Echo
+	case "host":
+		s.Local, s.Client, s.Hosts, s.Agents = from.Local, from.Client, from.Hosts, from.Agents
+	case "path":
+		s.Path = from.Path
+	}
+}
+
+// view is the State a check reading the evidence of the checks named in
+// reads runs on: the target, the options and that evidence only.
+func (s *State) view(reads []string) *State {
+	v := &State{Target: s.Target, Options: s.Options}
+	for _, name := range reads {
+		v.take(name, s)
+	}
+	return v
+}
+
+// RouteInfo is the route check's view of one address.
+type RouteInfo struct {
+	Route sys.Route
+	Dev   string // the outgoing interface's name, when known
+	Err   error
+}
+
+// EchoInfo is the ICMP check's view of one address.
+type EchoInfo struct {
+	Socket  string // "unprivileged ICMP socket" or "raw socket"
+	Replied bool
+	RTT     time.Duration
+	Skipped string // why no echo was sent
+	Err     error
+}
+
+// needAddrs skips a check when the dns check left no address.
+func needAddrs(s *State) (CheckResult, bool) {
+	if len(s.Addrs) == 0 {
+		return CheckResult{Status: Skip, Detail: "no address to look at: the name did not resolve"}, false
+	}
+	return CheckResult{}, true
+}
+
+// addrPort is address i with the target's port (dns).
+func (s *State) addrPort(i int) netip.AddrPort { return netip.AddrPortFrom(s.Addrs[i], s.Target.Port) }
+
+// label names address i in findings when the target has several (dns).
+func (s *State) label(i int) string {
+	if len(s.Addrs) > 1 {
+		return s.addrPort(i).String()
+	}
+	return ""
+}
+
+// Primary returns the class of address i (tcp): the first probe's class,
+// or the class of the failures when probes disagree.
+func (s *State) Primary(i int) probe.Class {
+	if i >= len(s.Probes) || len(s.Probes[i]) == 0 {
+		return ""
+	}
+	for _, r := range s.Probes[i] {
+		if !r.OK() {
+			return r.Class
+		}
+	}
+	return probe.Open
+}
+
+// host returns the evidence of address i's host (host), nil when none was
+// seen.
+func (s *State) host(i int) *HostEvidence {
+	if i < len(s.Hosts) {
+		return s.Hosts[i]
+	}
+	return nil
+}
