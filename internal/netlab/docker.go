@@ -191,6 +191,13 @@ func (l *Lab) Docker(o DockerOptions) *Docker {
 	if len(o.Containers) > 250 {
 		t.Fatalf("netlab: %d containers; a Docker lab holds up to 250", len(o.Containers))
 	}
+	for _, co := range o.Containers {
+		for _, p := range co.Publish {
+			if p.HostPort == 0 || p.ContainerPort == 0 || p.HostIP.IsValid() && !p.HostIP.Is4() {
+				t.Fatalf("netlab: container %s: -p %v: give both ports, and an IPv4 host address if any", co.Name, p)
+			}
+		}
+	}
 	for i, co := range o.Containers {
 		c := &Container{
 			Name: co.Name, ID: randomHex(32), Host: l.Host(co.Name),

@@ -211,6 +211,9 @@ func (l *Lab) Kube(o KubeOptions) *Kube {
 		if s.Namespace == "" {
 			s.Namespace = "default"
 		}
+		if s.Port == 0 || s.Name == "" {
+			t.Fatalf("netlab: service %+v: give it a name and a port", so)
+		}
 		if s.TargetPort == 0 {
 			s.TargetPort = s.Port
 		}

@@ -641,7 +641,7 @@ func (h *Host) Resolver(nameserver netip.AddrPort) *net.Resolver {
 // the veth pairs with them).
 func (l *Lab) cleanup() {
 	l.mu.Lock()
-	procs, hosts := l.procs, l.hosts
+	procs, hosts, bin := l.procs, l.hosts, l.bin
 	l.mu.Unlock()
 	for _, p := range procs {
 		p.stop()
@@ -653,8 +653,8 @@ func (l *Lab) cleanup() {
 			errs = append(errs, fmt.Errorf("%w: %s", err, out))
 		}
 	}
-	if l.bin != "" {
-		errs = append(errs, os.RemoveAll(l.bin))
+	if bin != "" {
+		errs = append(errs, os.RemoveAll(bin))
 	}
 	l.release()
 	if err := errors.Join(errs...); err != nil {

@@ -2,9 +2,12 @@ package netlab_test
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -94,5 +97,28 @@ func TestRouted(t *testing.T) {
 	if c, err := r.Client.DialContext(ctx, "tcp", ln.Addr().String()); err == nil {
 		c.Close()
 		t.Errorf("client reached the server with forwarding off in the router")
+	}
+}
+
+// A host deleted mid-test takes its processes and its end of every link
+// with it; the peer is left with no route to it.
+func TestDeleteHost(t *testing.T) {
+	netlab.Require(t)
+	t.Parallel()
+	p := netlab.New(t).Pair()
+	srv := p.Server.Serve(t, "gone", netip.AddrPortFrom(p.ServerAddr, 80))
+	name := p.Server.Name()
+	p.Server.Delete(t)
+	if out := p.Client.Run(t, "ip", "-o", "link"); strings.Contains(out, "veth0") {
+		t.Errorf("the client still has its end of the link:\n%s", out)
+	}
+	if _, err := os.Stat("/run/netns/" + name); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("namespace %s still there: %v", name, err)
+	}
+	if err := syscall.Kill(srv.Pid, 0); !errors.Is(err, syscall.ESRCH) {
+		t.Errorf("server pid %d still alive (kill -0: %v)", srv.Pid, err)
+	}
+	if got := outcome(t, p.Client, netip.AddrPortFrom(p.ServerAddr, 80)); !strings.Contains(got, "network is unreachable") {
+		t.Errorf("dial the deleted host: %s, want network is unreachable", got)
 	}
 }

@@ -170,15 +170,21 @@ func (h *Host) startRole(t testing.TB, role string, args ...string) *Process {
 	}
 	cmd := exec.Command("ip", append([]string{"netns", "exec", h.name, path}, args...)...)
 	cmd.Env = append(os.Environ(), roleEnv+"="+role)
-	stdout, err := cmd.StdoutPipe()
+	// A pipe of our own, not StdoutPipe: Wait (at cleanup) must not close
+	// it under the reader, which ends on EOF when the process dies.
+	stdout, w, err := os.Pipe()
 	if err != nil {
 		t.Fatalf("netlab: %v", err)
 	}
+	cmd.Stdout = w
 	stderr := &syncBuffer{}
 	cmd.Stderr = stderr
 	cmd.WaitDelay = time.Second
 	dieWithParent(cmd)
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	w.Close()
+	if err != nil {
+		stdout.Close()
 		t.Fatalf("netlab: start %s in %s: %v", role, h.name, err)
 	}
 	p := &proc{cmd: cmd, out: stderr, host: h}
@@ -189,6 +195,7 @@ func (h *Host) startRole(t testing.TB, role string, args ...string) *Process {
 
 	line := make(chan string, 1)
 	go func() {
+		defer stdout.Close()
 		r := bufio.NewReader(stdout)
 		s, _ := r.ReadString('\n')
 		line <- strings.TrimSpace(s)
