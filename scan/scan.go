@@ -185,9 +185,11 @@ var (
 	ErrNoTargets    = errors.New("scan: no hosts to scan")
 	ErrUnsupported  = errors.New("scan: unsupported on this OS (the scan engine needs Linux epoll)")
 	ErrOutOfSockets = errors.New("scan: could not create sockets")
-	// ErrTooBig and ErrZone are targets Expand refuses: user input to fix.
-	ErrTooBig = errors.New("scan: too many hosts")
-	ErrZone   = errors.New("scan: missing or unknown IPv6 zone")
+	// ErrTooBig, ErrZone and ErrExcludeName are targets Expand refuses:
+	// user input to fix.
+	ErrTooBig      = errors.New("scan: too many hosts")
+	ErrZone        = errors.New("scan: missing or unknown IPv6 zone")
+	ErrExcludeName = errors.New("scan: a name cannot be excluded")
 )
 
 // ResourceError says the scan stopped because this host ran out of file

@@ -17,8 +17,15 @@ const MaxHosts = 1 << 20
 // Expand turns parsed targets into the hosts to scan: ranges are expanded,
 // names resolved (the first address, as nmap does), duplicates and excluded
 // addresses dropped. A name that does not resolve fails the whole call, with
-// the probe's typed error.
+// the probe's typed error. Exclusions are addresses, CIDRs or ranges: a
+// name among them is ErrExcludeName (it is not resolved, so it would
+// exclude nothing).
 func Expand(ctx context.Context, hosts, exclude []endpoint.Hosts, resolver probe.Options) ([]Target, error) {
+	for _, x := range exclude {
+		if x.IsName() {
+			return nil, fmt.Errorf("%w: %s is not resolved for exclusions, so it would exclude nothing; give its address, a CIDR or a range", ErrExcludeName, x.Name)
+		}
+	}
 	seen := map[netip.Addr]bool{}
 	var out []Target
 	excluded := func(a netip.Addr) bool {

@@ -136,11 +136,6 @@ func runScan(env *Env, cmd *cobra.Command, args []string, fl scanFlags) error {
 		if exclude, err = endpoint.ParseHostList(fl.exclude); err != nil {
 			return usageErrorf("--exclude: %w", err)
 		}
-		for _, x := range exclude {
-			if x.IsName() {
-				return usageErrorf("--exclude %s: a name would exclude nothing (names are not resolved here); give its address, a CIDR or a range", x.Name)
-			}
-		}
 	}
 	switch {
 	case fl.rate < 0 || math.IsNaN(fl.rate) || math.IsInf(fl.rate, 0):
@@ -151,7 +146,7 @@ func runScan(env *Env, cmd *cobra.Command, args []string, fl scanFlags) error {
 		return usageErrorf("--timeout %v: give a positive duration such as 500ms", fl.timeout)
 	}
 	targets, err := scan.Expand(env.Ctx, hosts, exclude, probe.Options{})
-	if errors.Is(err, scan.ErrTooBig) || errors.Is(err, scan.ErrZone) {
+	if errors.Is(err, scan.ErrTooBig) || errors.Is(err, scan.ErrZone) || errors.Is(err, scan.ErrExcludeName) {
 		return &UsageError{Err: err}
 	}
 	if err != nil {
@@ -315,7 +310,7 @@ func (r *scanRenderer) jsonHost(h scan.Host) {
 
 func (r *scanRenderer) jsonEnd(rep *scan.Report) {
 	s := jsonSummary{Type: "summary", Hosts: len(rep.Hosts), Ports: rep.Ports, Counts: rep.Counts, Probes: rep.Probes,
-		ElapsedMS: rep.Elapsed.Milliseconds(), Rate: rate(rep), Canceled: rep.Canceled}
+		ElapsedMS: rep.Elapsed.Milliseconds(), Rate: rep.Rate(), Canceled: rep.Canceled}
 	for _, h := range rep.Hosts {
 		if h.State == scan.HostUp {
 			s.HostsUp++
@@ -325,26 +320,6 @@ func (r *scanRenderer) jsonEnd(rep *scan.Report) {
 		}
 	}
 	r.enc.Encode(s)
-}
-
-// rate is host×port pairs settled per second; an unreachable host settles
-// all its ports at once.
-func rate(rep *scan.Report) float64 {
-	if rep.Elapsed <= 0 {
-		return 0
-	}
-	return float64(settled(rep)) / rep.Elapsed.Seconds()
-}
-
-// settled counts the host×port pairs decided.
-func settled(rep *scan.Report) int64 {
-	n := int64(rep.Counts.Open + rep.Counts.Closed + rep.Counts.Filtered)
-	for _, h := range rep.Hosts {
-		if h.State == scan.HostUnreachable || h.State == scan.HostNoRoute {
-			n += int64(rep.Ports)
-		}
-	}
-	return n
 }
 
 func (r *scanRenderer) text(rep *scan.Report) {
@@ -362,7 +337,7 @@ func (r *scanRenderer) text(rep *scan.Report) {
 		r.hostText(h)
 	}
 	r.downText(down)
-	perSecond := rate(rep)
+	perSecond := rep.Rate()
 	rateText := thousands(int64(perSecond))
 	if perSecond < 10 {
 		rateText = strconv.FormatFloat(perSecond, 'g', 2, 64) // not "0" for a slow scan
@@ -370,7 +345,7 @@ func (r *scanRenderer) text(rep *scan.Report) {
 	fmt.Fprintf(out, "\nScanned %s on %s (%d up, %d unreachable) in %.2fs (%s ports/s)",
 		plural(rep.Ports, "port"), plural(len(rep.Hosts), "host"), up, len(down), rep.Elapsed.Seconds(), rateText)
 	if rep.Canceled {
-		fmt.Fprintf(out, " (interrupted: %s of %s decided; partial results)", thousands(settled(rep)), thousands(int64(rep.Ports)*int64(len(rep.Hosts))))
+		fmt.Fprintf(out, " (interrupted: %s of %s decided; partial results)", thousands(rep.Settled()), thousands(int64(rep.Ports)*int64(len(rep.Hosts))))
 	}
 	fmt.Fprintln(out)
 }

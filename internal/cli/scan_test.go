@@ -39,7 +39,7 @@ func TestScanUsage(t *testing.T) {
 		{[]string{"scan", "198.18.0.1", "-p", "22", "--exclude-ports", "1-100"}, "every port is excluded"},
 		{[]string{"scan", "198.18.0.0/30", "-p", "22", "--exclude", "198.18.0.0/29"}, "every target is excluded"},
 		{[]string{"scan", "198.18.0.1", "--exclude", "198.18.0.300"}, "--exclude:"},
-		{[]string{"scan", "198.18.0.1", "--exclude", "198.18.0.2,db.internal"}, "--exclude db.internal: a name would exclude nothing"},
+		{[]string{"scan", "198.18.0.1", "--exclude", "198.18.0.2,db.internal"}, "a name cannot be excluded: db.internal is not resolved for exclusions, so it would exclude nothing; give its address, a CIDR or a range"},
 		{[]string{"scan", "198.18.0.1", "-p", "22", "--rate", "-1"}, "--rate -1"},
 		{[]string{"scan", "198.18.0.1", "-p", "22", "--rate", "NaN"}, "--rate NaN: give a positive number"},
 		{[]string{"scan", "198.18.0.1", "-p", "22", "--rate", "Inf"}, "--rate +Inf: give a positive number"},
