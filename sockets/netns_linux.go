@@ -77,7 +77,11 @@ func listAll(ctx context.Context, opt Options, beforeEnter func(Namespace)) (Tab
 	}
 
 	var t Table
-	var socks []Socket
+	total := 0
+	for _, r := range results {
+		total += len(r.socks)
+	}
+	socks := make([]Socket, 0, total)
 	sources := map[string]bool{}
 	for i, r := range results {
 		if r.notSeen != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"sync"
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
@@ -11,11 +12,16 @@ import (
 
 var netlinkSeq atomic.Uint32
 
+// dumpBufs keeps receive buffers between dumps: listing every namespace of a
+// host makes two dumps per namespace, and 64 KiB each was most of its garbage.
+var dumpBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
+
 // NetlinkDump sends payload as a dump request of type typ on a new netlink
 // socket of protocol proto (unix.NETLINK_*) and calls fn for every message of
 // the reply. The socket is created on the calling thread, so it belongs to
 // that thread's network namespace: callers inside a namespace (a locked
-// thread after setns) see that namespace.
+// thread after setns) see that namespace. m.Data is valid only until fn
+// returns: the receive buffer is reused.
 func NetlinkDump(ctx context.Context, proto int, typ uint16, payload []byte, fn func(NetlinkMessage) error) error {
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, proto)
 	if err != nil {
@@ -32,7 +38,9 @@ func NetlinkDump(ctx context.Context, proto int, typ uint16, payload []byte, fn 
 	if err := unix.Sendto(fd, netlinkRequest(typ, seq, payload), 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		return fmt.Errorf("sys: netlink send: %w", os.NewSyscallError("sendto", err))
 	}
-	buf := make([]byte, 64<<10)
+	bp := dumpBufs.Get().(*[]byte)
+	defer dumpBufs.Put(bp)
+	buf := *bp
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
