@@ -58,11 +58,15 @@ func layer(p string) int {
 		return 3
 	case p == "endpoint", p == "internal/sys":
 		return 0
-	case p == "probe", p == "sockets", p == "kstat", p == "firewall", p == "internal/netlab", p == "internal/archtest":
+	case p == "probe", p == "sockets", p == "kstat", p == "firewall", p == "internal/netlab", p == "internal/testnet", p == "internal/archtest":
 		return 1
 	}
 	return 2 // dial, server, doctor, scan, monitor, web, agent
 }
+
+// testOnly are the packages of test helpers: the namespace lab and the
+// loopback sockets.
+var testOnly = map[string]bool{"internal/netlab": true, "internal/testnet": true}
 
 func TestImportsFlowOneWay(t *testing.T) {
 	for _, p := range listPackages(t) {
@@ -72,8 +76,8 @@ func TestImportsFlowOneWay(t *testing.T) {
 				continue
 			}
 			to := rel(imp)
-			if to == "internal/netlab" {
-				t.Errorf("%s imports the test lab; only _test files may", from)
+			if testOnly[to] {
+				t.Errorf("%s imports %s, a test helper; only _test files may", from, to)
 			}
 			if layer(to) >= layer(from) && !(layer(from) == 2 && layer(to) == 2) {
 				t.Errorf("%s (layer %d) imports %s (layer %d): imports must flow cmd -> cli -> features -> probe/sockets -> endpoint/internal/sys", from, layer(from), to, layer(to))
