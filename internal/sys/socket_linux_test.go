@@ -1,32 +1,14 @@
 package sys_test
 
 import (
-	"net"
 	"net/netip"
-	"strconv"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/reach-tools/reach/internal/netlab"
 	"github.com/reach-tools/reach/internal/sys"
+	"github.com/reach-tools/reach/internal/testnet"
 )
-
-// listen returns a loopback listener's address, and one where nothing listens.
-func listen(t *testing.T, network, addr string) (open, closed netip.AddrPort) {
-	t.Helper()
-	ln, err := net.Listen(network, addr)
-	if err != nil {
-		t.Skipf("no %s loopback: %v", network, err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	gone, err := net.Listen(network, addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gone.Close()
-	return ln.Addr().(*net.TCPAddr).AddrPort(), gone.Addr().(*net.TCPAddr).AddrPort()
-}
 
 // wait connects fd (non-blocking) to ap and waits for the poller to report it.
 func wait(t *testing.T, p *sys.Poller, c *sys.Connector, fd int, ap netip.AddrPort) sys.Ready {
@@ -56,7 +38,8 @@ func wait(t *testing.T, p *sys.Poller, c *sys.Connector, fd int, ap netip.AddrPo
 func TestTCPSocketLoopback(t *testing.T) {
 	for _, tc := range []struct{ network, addr string }{{"tcp4", "127.0.0.1:0"}, {"tcp6", "[::1]:0"}} {
 		t.Run(tc.network, func(t *testing.T) {
-			open, closed := listen(t, tc.network, tc.addr)
+			open := testnet.AddrPort(testnet.ListenOn(t, tc.network, tc.addr))
+			closed := testnet.ClosedPortOn(t, tc.network, tc.addr)
 			v6 := tc.network == "tcp6"
 			p, errno := sys.NewPoller(8)
 			if errno != 0 {
@@ -139,49 +122,5 @@ func TestRaiseFileLimit(t *testing.T) {
 	}
 	if got != lim.Cur || got == 0 {
 		t.Fatalf("RaiseFileLimit = %d, soft limit now %d (hard %d)", got, lim.Cur, lim.Max)
-	}
-}
-
-// A firewall's REJECT comes back as an ICMP error the socket queues: the
-// errno says EHOSTUNREACH, the queue says admin-prohibited and who sent it,
-// but only when asked about the port the connect went to.
-func TestErrQueueUnreachable(t *testing.T) {
-	netlab.Require(t)
-	t.Parallel()
-	lab := netlab.New(t)
-	c, s := lab.Host("c"), lab.Host("s")
-	_, saddr := lab.Link(c, s)
-	port := uint16(9)
-	s.Iptables(t, "-A", "INPUT", "-p", "tcp", "--dport", strconv.Itoa(int(port)), "-j", "REJECT", "--reject-with", "icmp-admin-prohibited")
-	if err := c.Do(func() error {
-		p, errno := sys.NewPoller(8)
-		if errno != 0 {
-			return errno
-		}
-		defer p.Close()
-		var conn sys.Connector
-		var q sys.ErrQueue
-		for _, ask := range []uint16{port + 1, port} {
-			fd, errno := sys.NewTCPSocket(false, 0)
-			if errno != 0 {
-				return errno
-			}
-			r := wait(t, p, &conn, fd, netip.AddrPortFrom(saddr, port))
-			errno = sys.SocketError(fd)
-			e, ok := q.Unreachable(fd, ask)
-			sys.Close(fd)
-			if !r.Err || errno != syscall.EHOSTUNREACH {
-				t.Errorf("ready %+v, SO_ERROR %v; want an error, EHOSTUNREACH", r, errno)
-			}
-			switch {
-			case ask != port && ok:
-				t.Errorf("asked about port %d, got %+v about port %d", ask, e, port)
-			case ask == port && (!ok || e.Origin != sys.OriginICMP || e.Type != 3 || e.Code != 13 || e.Offender != saddr):
-				t.Errorf("got %+v %v, want ICMP type 3 code 13 from %v", e, ok, saddr)
-			}
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
 	}
 }

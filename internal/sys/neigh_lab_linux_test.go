@@ -14,9 +14,7 @@ import (
 func TestNeighbours(t *testing.T) {
 	netlab.Require(t)
 	t.Parallel()
-	lab := netlab.New(t)
-	a, b := lab.Host("a"), lab.Host("b")
-	lab.Link(a, b) // veth0 in a
+	a := netlab.New(t).Pair().Client // its link is veth0
 	failed4, perm4, failed6 := netip.MustParseAddr("198.18.0.9"), netip.MustParseAddr("198.18.0.10"), netip.MustParseAddr("fd00::9")
 	a.Run(t, "ip", "neigh", "replace", failed4.String(), "dev", "veth0", "nud", "failed")
 	a.Run(t, "ip", "neigh", "replace", perm4.String(), "lladdr", "02:00:00:00:00:0a", "dev", "veth0", "nud", "permanent")

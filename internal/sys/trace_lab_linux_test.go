@@ -16,13 +16,8 @@ import (
 func TestProbeHop(t *testing.T) {
 	netlab.Require(t)
 	t.Parallel()
-	lab := netlab.New(t)
-	cli, rtr, srv := lab.Host("cli"), lab.Host("rtr"), lab.Host("srv")
-	cliAddr, rtrA := lab.Link(cli, rtr)
-	rtrB, srvAddr := lab.Link(rtr, srv)
-	rtr.Sysctl(t, "net.ipv4.ip_forward", "1")
-	cli.AddRoute(t, netip.PrefixFrom(srvAddr, 24).Masked().String(), "via", rtrA.String())
-	srv.AddRoute(t, netip.PrefixFrom(cliAddr, 24).Masked().String(), "via", rtrB.String())
+	r := netlab.New(t).Routed()
+	cli, srv, srvAddr, rtrA := r.Client, r.Server, r.ServerAddr, r.RouterClientSide
 	dst := netip.AddrPortFrom(srvAddr, 33434)
 
 	hop := func(ttl int) sys.Hop {
@@ -64,9 +59,8 @@ func TestProbeHop(t *testing.T) {
 func TestProbeHopIPv6(t *testing.T) {
 	netlab.Require(t)
 	t.Parallel()
-	lab := netlab.New(t)
-	a, b := lab.Host("a"), lab.Host("b")
-	_, bAddr := lab.LinkV6(a, b)
+	p := netlab.New(t).PairV6()
+	a, bAddr := p.Client, p.ServerAddr
 	var h sys.Hop
 	if err := a.Do(func() (err error) {
 		h, err = sys.ProbeHop(context.Background(), netip.AddrPortFrom(bAddr, 33434), 1, 2*time.Second)

@@ -14,9 +14,8 @@ import (
 func TestRouteGet(t *testing.T) {
 	netlab.Require(t)
 	t.Parallel()
-	lab := netlab.New(t)
-	a, b := lab.Host("a"), lab.Host("b")
-	aAddr, bAddr := lab.Link(a, b)
+	p := netlab.New(t).Pair()
+	a, aAddr, bAddr := p.Client, p.ClientAddr, p.ServerAddr
 	a.AddRoute(t, "unreachable", "198.19.7.0/24")
 	a.AddRoute(t, "blackhole", "198.19.8.0/24")
 	tests := []struct {
@@ -28,7 +27,7 @@ func TestRouteGet(t *testing.T) {
 		wantIfOK bool
 	}{
 		{dst: "127.0.0.1", typ: "local", prefix: "127.0.0.1/32", src: netip.MustParseAddr("127.0.0.1"), wantIfOK: true},
-		{dst: bAddr.String(), typ: "unicast", prefix: "198.18.0.0/24", src: aAddr, wantIfOK: true},
+		{dst: bAddr.String(), typ: "unicast", prefix: netip.PrefixFrom(bAddr, 24).Masked().String(), src: aAddr, wantIfOK: true},
 		{dst: "198.19.7.1", typ: "unreachable", errno: syscall.EHOSTUNREACH, prefix: "198.19.7.0/24"},
 		{dst: "198.19.8.1", typ: "blackhole", errno: syscall.EINVAL, prefix: "198.19.8.0/24"},
 		{dst: "198.19.9.1", errno: syscall.ENETUNREACH},
