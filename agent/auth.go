@@ -33,6 +33,13 @@ func tokenEqual(got, want string) bool {
 	return subtle.ConstantTimeCompare(g[:], w[:]) == 1
 }
 
+// RequireToken wraps next so that only requests carrying the bearer token
+// reach it: the hub serves the protocol behind it. token is asked on each
+// request, so a reload can change it.
+func RequireToken(token func() string, next http.Handler) http.Handler {
+	return guard(token, nil, next)
+}
+
 // guard wraps next so that only requests with the bearer token (and, when
 // limit is set, within its rate) reach it. Refusals carry no detail beyond
 // the status, so a prober learns nothing but "no".
@@ -119,10 +126,10 @@ func loadPool(path string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-// certAllows reports whether the request may act as agent name: always
+// CertAllows reports whether the request may act as agent name: always
 // without a verified client certificate (the token is the only identity),
 // otherwise only when the certificate names the agent (CN or a DNS SAN).
-func certAllows(r *http.Request, name string) bool {
+func CertAllows(r *http.Request, name string) bool {
 	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 {
 		return true
 	}

@@ -20,9 +20,6 @@ import (
 // has no timeout of its own.
 const defaultCallTimeout = 10 * time.Second
 
-// maxBody bounds what either side reads from the other.
-const maxBody = 8 << 20
-
 // CallError is a protocol call that failed: what was called and why. It
 // unwraps to ErrUnauthorized or ErrRateLimited when the status says so.
 type CallError struct {
@@ -100,10 +97,10 @@ func (c *client) call(ctx context.Context, method, path string, query url.Values
 		return cerr
 	}
 	if out == nil {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxBody))
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, MaxBody))
 		return nil
 	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, maxBody)).Decode(out); err != nil {
+	if err := json.NewDecoder(io.LimitReader(resp.Body, MaxBody)).Decode(out); err != nil {
 		return &CallError{Method: method, URL: u, Status: resp.StatusCode, Err: fmt.Errorf("bad answer: %w", err)}
 	}
 	return nil

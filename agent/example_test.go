@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"net/netip"
 	"os"
 	"time"
 
@@ -12,37 +11,6 @@ import (
 	"github.com/reach-tools/reach/doctor"
 	"github.com/reach-tools/reach/endpoint"
 )
-
-// A hub config names hosts and what they probe: groups are full meshes,
-// pairs single probes. Each agent gets only its own list.
-func ExampleHubConfig_ProbeLists() {
-	cfg := agent.HubConfig{
-		Interval: 10 * time.Second,
-		Hosts: []agent.HostConfig{
-			{Name: "web-1", Addr: netip.MustParseAddr("198.18.0.1")},
-			{Name: "web-2", Addr: netip.MustParseAddr("198.18.0.2")},
-			{Name: "db", Addr: netip.MustParseAddr("198.18.0.3")},
-		},
-		Groups: []agent.GroupConfig{{Name: "web", Hosts: []string{"web-1", "web-2"}, Ports: []uint16{80}}},
-		Pairs:  []agent.PairConfig{{From: "web-1", To: "db:5432"}, {From: "web-2", To: "db:5432"}},
-	}
-	lists, err := cfg.ProbeLists()
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	for _, name := range []string{"web-1", "web-2", "db"} {
-		fmt.Printf("%s:", name)
-		for _, t := range lists[name].Targets {
-			fmt.Printf(" %s (%s)", t.ID, t.Addr)
-		}
-		fmt.Println()
-	}
-	// Output:
-	// web-1: db:5432 (198.18.0.3:5432) web-2:80 (198.18.0.2:80)
-	// web-2: db:5432 (198.18.0.3:5432) web-1:80 (198.18.0.1:80)
-	// db:
-}
 
 // Asking the agent on a target host lets the doctor name the exact cause of
 // a refused connection (loopback-only, firewall-reject, ...).

@@ -1,14 +1,16 @@
-// Package agent runs reach on every server of a fleet. An Agent fetches its
-// probe list from a hub, probes those targets on schedule, reports the
-// results in batches (buffering, bounded, through hub outages) and exports
-// them as Prometheus metrics. It also answers one narrow question for the
-// doctor on other hosts: "what do you see for port P?" (listening sockets on
-// P and nearby ports, the firewall rules that decide the asker's connection). A Hub hands out probe lists from its config,
-// ingests batches and draws the source × target connectivity matrix.
+// Package agent runs reach on every server of a fleet, and defines the wire
+// protocol it speaks with the hub. An Agent fetches its probe list from the
+// hub, probes those targets on schedule, reports the results in batches
+// (buffering, bounded, through hub outages) and exports them as Prometheus
+// metrics. It also answers one narrow question for the doctor on other
+// hosts: "what do you see for port P?" (listening sockets on P and nearby
+// ports, the firewall rules that decide the asker's connection); Client and
+// Discovery ask it, as a doctor.RemoteEvidence.
 //
-// Agent and hub speak HTTP+JSON. Every call carries a shared bearer token,
-// compared in constant time; TLS with client certificates (mTLS) is
-// supported through standard tls.Config values (see ServerTLS, ClientTLS).
+// The hub's side of the protocol is package hub; agents know it only over
+// the network. Every call carries a shared bearer token, compared in
+// constant time; TLS with client certificates (mTLS) is supported through
+// standard tls.Config values (see ServerTLS, ClientTLS).
 package agent
 
 import (
@@ -20,13 +22,19 @@ import (
 	"github.com/reach-tools/reach/probe"
 )
 
-// Paths of the protocol. The hub serves the first two, the agent the rest.
+// Paths of the protocol. The hub serves the first three, the agent the rest.
 const (
-	PathTargets  = "/agent/v1/targets"  // GET ?agent=NAME -> ProbeList
-	PathResults  = "/agent/v1/results"  // POST Batch
+	PathTargets = "/agent/v1/targets" // GET ?agent=NAME -> ProbeList
+	PathResults = "/agent/v1/results" // POST Batch -> IngestReply
+	// PathAgents lists the fleet's hosts and their agents' URLs
+	// ([]AgentInfo), so the doctor can find the agent on a target host.
+	PathAgents   = "/agent/v1/agents"
 	PathEvidence = "/agent/v1/evidence" // GET ?addr=IP:PORT -> doctor.HostEvidence (served by agents)
 	PathMetrics  = "/metrics"           // Prometheus exposition (served by agents)
 )
+
+// MaxBody bounds what either side reads from the other.
+const MaxBody = 8 << 20
 
 // Target is one endpoint an agent must probe.
 type Target struct {
@@ -69,6 +77,24 @@ type Batch struct {
 	// Dropped counts results the agent discarded since it started because
 	// its buffer was full while the hub was unreachable.
 	Dropped uint64 `json:"dropped"`
+}
+
+// IngestReply is the hub's answer to a batch.
+type IngestReply struct {
+	Accepted int `json:"accepted"`
+	// Rejected counts results for targets the hub config does not give this
+	// agent; they are not stored.
+	Rejected int `json:"rejected"`
+}
+
+// AgentInfo is one host of the fleet as the hub sees it: the answer to
+// PathAgents.
+type AgentInfo struct {
+	Name     string     `json:"name"`
+	Addr     netip.Addr `json:"addr"`
+	Agent    string     `json:"agent,omitempty"` // base URL of its agent: configured, or as it advertised
+	LastSeen time.Time  `json:"last_seen,omitzero"`
+	Dropped  uint64     `json:"dropped"`
 }
 
 // Duration is a time.Duration that reads and writes JSON as "1.5s".

@@ -58,7 +58,7 @@ type Alerts struct {
 type Config struct {
 	Endpoints []Endpoint
 	Alerts    Alerts
-	// Agents is the agents: section, left for the hub (package agent) to
+	// Agents is the agents: section, left for the hub (package hub) to
 	// decode with Node.Decode; nil when absent.
 	Agents *yaml.Node
 }

@@ -125,6 +125,7 @@ type Monitor struct {
 	listSeq  uint64        // seq when endpoints were last added or removed
 	changed  chan struct{} // closed and replaced on every state change
 	draining bool          // Run is ending: no new goroutines
+	stop     chan struct{} // closed when Run begins to end
 	stopped  bool          // batch is closed
 
 	wg sync.WaitGroup
@@ -164,6 +165,7 @@ func New(ctx context.Context, cfg *Config, opt Options) (*Monitor, error) {
 		jobs:    map[string]*job{},
 		entries: map[key]*entry{},
 		changed: make(chan struct{}),
+		stop:    make(chan struct{}),
 	}
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
@@ -286,7 +288,10 @@ func (m *Monitor) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			m.mu.Lock()
-			m.draining = true // after this, nothing adds to wg
+			if !m.draining {
+				m.draining = true // after this, nothing adds to wg
+				close(m.stop)     // and the diagnoses in flight end
+			}
 			m.mu.Unlock()
 			m.wg.Wait()
 			m.mu.Lock()
@@ -349,8 +354,10 @@ func (m *Monitor) probe(ctx context.Context, j *job, ep Endpoint, due time.Time)
 
 // Observe records one probe result for an endpoint: local probes call it, and
 // so can a hub receiving results from remote agents (with their own source).
-// It never blocks on the store, the doctor or alerts; ctx bounds the
-// diagnosis a transition to down starts (pass Run's context).
+// It never blocks on the store, the doctor or alerts. The diagnosis a
+// transition to down starts ends when ctx does or when Run ends, whichever
+// is first: a caller whose ctx ends sooner than the monitor (an HTTP request)
+// passes context.WithoutCancel of it.
 func (m *Monitor) Observe(ctx context.Context, source string, ep Endpoint, at time.Time, r probe.Result) {
 	at = time.UnixMilli(at.UnixMilli()) // the store's resolution, so memory and store agree
 	s := sampleFrom(ep, source, at, r)
@@ -432,6 +439,8 @@ func (m *Monitor) Observe(ctx context.Context, source string, ep Endpoint, at ti
 // and announces it. It runs off the probe path.
 func (m *Monitor) transition(ctx context.Context, ep Endpoint, t Transition) {
 	defer m.wg.Done()
+	ctx, cancel := m.untilStop(ctx)
+	defer cancel()
 	m.record(update{transition: &t}) // even while shutting down: it was seen
 	m.log.Info("state change", "endpoint", t.Endpoint, "source", t.Source, "from", t.From, "to", t.To, "class", t.Class)
 	a := Alert{Endpoint: t.Endpoint, Source: t.Source, Target: ep.Target.String(), Labels: ep.Labels,
@@ -461,6 +470,21 @@ func (m *Monitor) transition(ctx context.Context, ep Endpoint, t Transition) {
 	if m.opt.Notifier != nil && !(t.From == StateUnknown && t.To == StateUp) {
 		m.opt.Notifier.Notify(a)
 	}
+}
+
+// untilStop returns ctx, canceled also when Run begins to end: the monitor
+// started the goroutine, so its end is the monitor's to decide, whatever
+// context the caller of Observe had.
+func (m *Monitor) untilStop(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-m.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
 }
 
 // diagnose asks the doctor, at most DiagnoseLimit at once; ok is false when

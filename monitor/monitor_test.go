@@ -468,3 +468,45 @@ func TestForgetSources(t *testing.T) {
 		}
 	}
 }
+
+// blockingDiagnoser waits for its context to end, as a doctor asking a
+// silent host would until its timeout.
+type blockingDiagnoser struct{ entered chan struct{} }
+
+func (d blockingDiagnoser) Diagnose(ctx context.Context, _ endpoint.Endpoint) (Diagnosis, error) {
+	d.entered <- struct{}{}
+	<-ctx.Done()
+	return Diagnosis{}, ctx.Err()
+}
+
+func (d blockingDiagnoser) DiagnoseFrom(ctx context.Context, _ string, ep Endpoint, _ probe.Class) (Diagnosis, error) {
+	return d.Diagnose(ctx, ep.Target)
+}
+
+// TestRunEndsOutsideDiagnoses: a diagnosis started by a result observed
+// from outside (an agent's, through the hub, whose request context is gone
+// or never ends) ends when Run does, not after its own timeout: the
+// monitor started it, so the monitor ends it, and no caller has to keep
+// Run's context around for Observe.
+func TestRunEndsOutsideDiagnoses(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		d := blockingDiagnoser{entered: make(chan struct{}, 1)}
+		m, err := New(t.Context(), &Config{Alerts: Alerts{Rise: 1, Fall: 1}}, Options{Diagnoser: d})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- m.Run(ctx) }()
+		m.Observe(context.Background(), "agent-1", ep("db", 5432, time.Hour), time.Now(), probe.Result{Class: probe.Refused})
+		<-d.entered
+		start := time.Now()
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if took := time.Since(start); took > 0 {
+			t.Errorf("Run took %v to end after its context: the diagnosis outlived it", took)
+		}
+	})
+}

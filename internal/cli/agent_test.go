@@ -9,15 +9,15 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/reach-tools/reach/agent"
+	"github.com/reach-tools/reach/hub"
 )
 
 func TestAgentCommandErrors(t *testing.T) {
-	hub, err := agent.NewHub(agent.HubConfig{Token: "right", Hosts: []agent.HostConfig{{Name: "a", Addr: netip.MustParseAddr("127.0.0.1")}}})
+	h, err := hub.New(hub.Config{Token: "right", Hosts: []hub.HostConfig{{Name: "a", Addr: netip.MustParseAddr("127.0.0.1")}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(hub.Handler())
+	srv := httptest.NewServer(h.Handler())
 	defer srv.Close()
 	dir := t.TempDir()
 	wrong, empty := filepath.Join(dir, "wrong"), filepath.Join(dir, "empty")

@@ -13,7 +13,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/reach-tools/reach/agent"
+	"github.com/reach-tools/reach/hub"
 	"github.com/reach-tools/reach/monitor"
 )
 
@@ -111,13 +111,13 @@ func TestDeployManifests(t *testing.T) {
 		}
 	}
 	var cfg struct {
-		Agents agent.HubConfig `yaml:"agents"`
+		Agents hub.Config `yaml:"agents"`
 	}
 	if err := yaml.Unmarshal([]byte(hubCfg), &cfg); err != nil {
 		t.Fatalf("hub ConfigMap reach.yaml: %v", err)
 	}
 	cfg.Agents.TokenFile, cfg.Agents.Token = "", "x"
-	if _, err := agent.NewHub(cfg.Agents); err != nil {
+	if _, err := hub.New(cfg.Agents); err != nil {
 		t.Errorf("hub ConfigMap: %v", err)
 	}
 
@@ -169,8 +169,11 @@ func TestExampleAgentsSection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hc, err := hubConfig(cfg)
-	if err != nil || hc == nil || len(hc.Hosts) != 3 {
+	if cfg.Agents == nil {
+		t.Fatal("examples/reach.yaml: the agents: section does not parse as one")
+	}
+	hc, err := hub.ParseConfig(cfg.Agents)
+	if err != nil || len(hc.Hosts) != 3 {
 		t.Fatalf("agents example: %+v, %v", hc, err)
 	}
 }

@@ -1,16 +1,12 @@
 package cli
 
 import (
-	"cmp"
-	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
-	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -18,31 +14,16 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/reach-tools/reach/agent"
-	"github.com/reach-tools/reach/doctor"
+	"github.com/reach-tools/reach/hub"
 	"github.com/reach-tools/reach/monitor"
-	"github.com/reach-tools/reach/probe"
-	"github.com/reach-tools/reach/web"
 )
 
-// This file makes reach watch the agents' hub when reach.yaml has an
-// agents: section: agent results are stored like the monitor's own probes
-// (source = the agent), and the matrix joins the dashboard at /agents/.
-
-// hubConfig checks reach.yaml's agents: section; nil when there is none.
-func hubConfig(cfg *monitor.Config) (*agent.HubConfig, error) {
-	if cfg.Agents == nil {
-		return nil, nil
-	}
-	hc, err := agent.ParseHubConfig(cfg.Agents)
-	if err != nil {
-		return nil, err
-	}
-	return &hc, nil
-}
+// This file holds reach watch's flags and output for the agents' hub (when
+// reach.yaml has an agents: section); package hub does the work.
 
 // printHub lists a valid agents: section for --check-config.
 func printHub(env *Env, cfg *monitor.Config) {
-	hc, err := hubConfig(cfg)
+	hc, err := hub.FromMonitorConfig(cfg)
 	if hc == nil || err != nil {
 		return
 	}
@@ -68,104 +49,6 @@ func printHub(env *Env, cfg *monitor.Config) {
 		}
 		fmt.Fprintf(env.Out, "  %-16s %-16s probes %s\n", h.Name, h.Addr, probes)
 	}
-}
-
-// newHub builds the hub for cfg's agents: section (nil when absent); set
-// its Sink once the monitor exists. agents, when not nil, calls https agents.
-func newHub(cfg *monitor.Config, log *slog.Logger, agents *http.Client) (*agent.Hub, error) {
-	hc, err := hubConfig(cfg)
-	if hc == nil || err != nil {
-		return nil, err
-	}
-	if hc.TokenFile == "" {
-		return nil, errors.New("agents: no token_file: agents and hub share a bearer token; create one (openssl rand -hex 32 > /etc/reach/agent-token) and set agents.token_file to it")
-	}
-	hub, err := agent.NewHub(*hc)
-	if err != nil {
-		return nil, err
-	}
-	hub.Logger, hub.AgentClient = log, agents
-	hub.HistoryLink = func(source, target string) string {
-		return "/api/endpoints/" + url.PathEscape(source) + "/" + url.PathEscape(target)
-	}
-	return hub, nil
-}
-
-// hubDiagnoser explains pairs seen from agents by asking the target host's
-// agent (the doctor's findings from that side); the monitor's own endpoints
-// go to the doctor here as before.
-type hubDiagnoser struct {
-	monitor.Diagnoser
-	hub *agent.Hub
-}
-
-func (d hubDiagnoser) DiagnoseFrom(ctx context.Context, source string, ep monitor.Endpoint, class probe.Class) (monitor.Diagnosis, error) {
-	ap, _ := ep.Target.AddrPort()
-	host, detail, findings, _, err := d.hub.Explain(ctx, source, ep.Name, ap, class)
-	if errors.Is(err, agent.ErrNoAgent) {
-		return monitor.Diagnosis{Cause: string(doctor.Unknown), Verdict: fmt.Sprintf("seen from %s: %s; no agent on %s to ask", source, class, cmp.Or(host, ap.Addr().String()))}, nil
-	}
-	if err != nil {
-		return monitor.Diagnosis{}, err
-	}
-	d2 := monitor.Diagnosis{Cause: string(doctor.Unknown), Verdict: fmt.Sprintf("seen from %s: %s; on %s: %s", source, class, host, detail)}
-	for _, f := range findings {
-		if d2.Cause == string(doctor.Unknown) {
-			d2.Cause = string(f.Cause)
-		}
-		d2.Findings = append(d2.Findings, monitor.Finding{Cause: string(f.Cause), Confidence: string(f.Confidence), Issue: f.Issue, Evidence: f.Evidence, Fix: f.Fix})
-	}
-	return d2, nil
-}
-
-// reloadHub applies a reloaded agents: section; a bad one keeps the old.
-// The pairs it removed leave the dashboard and /metrics.
-func reloadHub(hub *agent.Hub, m *monitor.Monitor, cfg *monitor.Config, log *slog.Logger) {
-	if hub == nil {
-		return
-	}
-	hc, err := hubConfig(cfg)
-	if err == nil && hc == nil {
-		err = errors.New("the agents: section was removed; restart reach watch to stop the hub")
-	}
-	if err == nil {
-		err = hub.SetConfig(*hc)
-	}
-	if err != nil {
-		log.Error("agents: reload refused; the running hub configuration stays", "err", err)
-		return
-	}
-	forgetRemovedPairs(m, hc)
-}
-
-// forgetRemovedPairs drops from the monitor the pairs seen from agents
-// that hc (nil: no agents: section) no longer holds: states restored from
-// the store, or kept across a reload, would stay "down" and keep
-// reach_endpoint_up at 0 for a pair nobody probes.
-func forgetRemovedPairs(m *monitor.Monitor, hc *agent.HubConfig) {
-	lists := map[string]agent.ProbeList{}
-	if hc != nil {
-		var err error
-		if lists, err = hc.ProbeLists(); err != nil {
-			return // the hub refused it too
-		}
-	}
-	m.ForgetSources(func(source, name string) bool {
-		return slices.ContainsFunc(lists[source].Targets, func(t agent.Target) bool { return t.ID == name })
-	})
-}
-
-// withHub serves the agent protocol (behind the agents' token) beside the
-// dashboard, and the matrix pages inside it (behind the dashboard's auth).
-func withHub(hub *agent.Hub, dash *web.Server) http.Handler {
-	if hub == nil {
-		return dash
-	}
-	dash.Handle("GET /agents/", hub.Pages())
-	mux := http.NewServeMux()
-	mux.Handle("/agent/v1/", hub.Handler())
-	mux.Handle("/", dash)
-	return mux
 }
 
 // hubTLSFlags serve reach watch (dashboard and hub) over https, and with

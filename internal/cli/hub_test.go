@@ -2,7 +2,6 @@ package cli
 
 import (
 	"bytes"
-	"context"
 	"encoding/pem"
 	"fmt"
 	"log/slog"
@@ -10,14 +9,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/reach-tools/reach/agent"
+	"github.com/reach-tools/reach/hub"
 	"github.com/reach-tools/reach/monitor"
 	"github.com/reach-tools/reach/probe"
 )
@@ -56,13 +53,14 @@ func TestWatchAgentTLSFlags(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		hub, err := newHub(cfg, nil, hc)
+		w, err := hub.NewWatch(t.Context(), cfg, hub.WatchOptions{AgentClient: hc})
 		if err != nil {
 			t.Fatal(err)
 		}
-		host, _, _, _, err := hub.Explain(context.Background(), "web-1", "db-1:5432", netip.MustParseAddrPort("198.18.0.2:5432"), probe.Refused)
-		if err == nil && host != "db-1" {
-			t.Errorf("Explain named host %q, want db-1", host)
+		x, err := w.Hub.Explain(t.Context(), hub.Pair{Source: "web-1", Target: "db-1:5432",
+			Addr: netip.MustParseAddrPort("198.18.0.2:5432"), Class: probe.Refused})
+		if err == nil && x.Host != "db-1" {
+			t.Errorf("Explain named host %q, want db-1", x.Host)
 		}
 		return err
 	}
@@ -107,68 +105,5 @@ func TestWarnHubOnLoopback(t *testing.T) {
 		if got := strings.Contains(buf.String(), "agents on other hosts cannot reach it"); got != tc.warn {
 			t.Errorf("listen %v, agents %v: warned %v, want %v: %s", tc.addr, tc.agents, got, tc.warn, buf.String())
 		}
-	}
-}
-
-// TestReloadHubForgetsRemovedPairs: a pair removed from the agents: section
-// by a reload, or by a restart, leaves the dashboard and /metrics; it stayed
-// there, down for ever, keeping reach_endpoint_up at 0.
-func TestReloadHubForgetsRemovedPairs(t *testing.T) {
-	dir := t.TempDir()
-	tok := filepath.Join(dir, "token")
-	if err := os.WriteFile(tok, []byte("0123456789abcdef0123456789abcdef\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	config := func(pairs string) *monitor.Config {
-		t.Helper()
-		cfg, err := monitor.ParseConfig("reach.yaml", []byte(`endpoints:
-  - name: api
-    target: 127.0.0.1:8080
-agents:
-  token_file: `+tok+`
-  hosts:
-    - {name: web-1, addr: 127.0.0.1}
-    - {name: web-2, addr: 127.0.0.2}
-    - {name: db-1, addr: 127.0.0.3}
-  pairs:
-`+pairs))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return cfg
-	}
-	both := config("    - {from: web-1, to: \"db-1:5432\"}\n    - {from: web-2, to: \"db-1:5432\"}\n")
-	log := slog.New(slog.DiscardHandler)
-	hub, err := newHub(both, log, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := monitor.New(t.Context(), both, monitor.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hc, _ := hubConfig(both)
-	lists, _ := hc.ProbeLists()
-	for src, pl := range lists {
-		for _, tg := range pl.Targets {
-			m.Observe(t.Context(), src, monitor.Endpoint{Name: tg.ID, Expect: monitor.ExpectOpen}, time.Now(), probe.Result{Class: probe.Refused})
-		}
-	}
-	shown := func() (out []string) {
-		for _, st := range m.Statuses() {
-			out = append(out, st.Source+"/"+st.Endpoint)
-		}
-		return out
-	}
-	if got := shown(); len(got) != 3 {
-		t.Fatalf("before the reload: %v, want api and two pairs", got)
-	}
-	reloadHub(hub, m, config("    - {from: web-1, to: \"db-1:5432\"}\n"), log)
-	if got, want := shown(), []string{"local/api", "web-1/db-1:5432"}; !slices.Equal(got, want) {
-		t.Errorf("after the reload: %v, want %v", got, want)
-	}
-	forgetRemovedPairs(m, nil) // a restart without an agents: section
-	if got, want := shown(), []string{"local/api"}; !slices.Equal(got, want) {
-		t.Errorf("without agents: %v, want %v", got, want)
 	}
 }

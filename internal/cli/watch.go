@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,9 +19,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/reach-tools/reach/agent"
-	"github.com/reach-tools/reach/doctor"
-	"github.com/reach-tools/reach/endpoint"
+	"github.com/reach-tools/reach/hub"
 	"github.com/reach-tools/reach/monitor"
 	"github.com/reach-tools/reach/web"
 )
@@ -109,8 +106,8 @@ the dashboard (the flags work too, but show in ps).`,
 			if err != nil {
 				return err
 			}
-			// Build the hub to validate: that also reads its token file.
-			if _, err := newHub(cfg, nil, agents); err != nil {
+			// Check the agents: section now: that also reads its token file.
+			if _, err := hub.FromMonitorConfig(cfg); err != nil {
 				fmt.Fprintf(env.Err, "reach: %s is not valid:\n%v\nFix the agents: section; see deploy/README.md.\n", config, err)
 				return &ExitError{Code: ExitFail}
 			}
@@ -221,52 +218,36 @@ func (w *watcher) run() error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	hook := &monitor.Webhook{URL: w.cfg.Alerts.Webhook, Logger: log}
-	opt := monitor.Options{Store: store, Notifier: hook, Metrics: monitor.NewMetrics(reg),
-		Concurrency: w.concurrency, Retain: w.retain, Logger: log}
-	hub, err := newHub(w.cfg, log, w.agents)
+	dash := w.auth
+	dash.Gatherer = reg
+	wt, err := hub.NewWatch(env.Ctx, w.cfg, hub.WatchOptions{
+		Monitor: monitor.Options{Store: store, Metrics: monitor.NewMetrics(reg),
+			Concurrency: w.concurrency, Retain: w.retain},
+		NoDoctor: w.noDoctor, DoctorTimeout: w.doctorTimeout, AgentClient: w.agents,
+		Dashboard: dash, Logger: log})
 	if err != nil {
 		return &ExitError{Code: ExitFail, Err: err}
 	}
-	if !w.noDoctor {
-		opt.Diagnoser = doctorDiagnoser(w.doctorTimeout, log)
-		if hub != nil {
-			opt.Diagnoser = hubDiagnoser{Diagnoser: opt.Diagnoser, hub: hub}
-		}
-	}
-	m, err := monitor.New(env.Ctx, w.cfg, opt)
-	if err != nil {
-		return &ExitError{Code: ExitFail, Err: err}
-	}
-	if hub != nil {
-		hub.Sink = agent.MonitorSink{Monitor: m, Ctx: env.Ctx}
-	}
-	hc, _ := hubConfig(w.cfg) // checked by newHub
-	forgetRemovedPairs(m, hc)
 	if ta, ok := ln.Addr().(*net.TCPAddr); ok && !ta.IP.IsLoopback() && w.auth.Token == "" && w.auth.User == "" && w.tls.clientCA == "" {
 		log.Warn("the dashboard has no auth and listens beyond loopback: anyone who reaches it sees every endpoint, and on a hub what agents see of their hosts' sockets and firewalls; set REACH_WATCH_TOKEN or REACH_WATCH_BASIC_AUTH, or --tls-client-ca",
 			"listen", ln.Addr().String())
 	}
-	dash := w.auth
-	dash.Monitor, dash.Gatherer, dash.Logger = m, reg, log
 	// Catch SIGHUP before saying we run, so no early one kills the process.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	fmt.Fprintf(env.Err, "reach watch: %s, history in %s (%s), dashboard %s://%s/\n",
 		plural(len(w.cfg.Endpoints), "endpoint"), monitor.Redact(w.store), store.Dialect(), scheme, ln.Addr())
-	if hub != nil {
-		fmt.Fprintf(env.Err, "reach watch: hub for %s at %s://%s, matrix %[2]s://%[3]s/agents/\n", plural(len(hub.Agents()), "agent"), scheme, ln.Addr())
-		warnHubOnLoopback(log, ln.Addr(), hub.Agents())
+	if wt.Hub != nil {
+		fmt.Fprintf(env.Err, "reach watch: hub for %s at %s://%s, matrix %[2]s://%[3]s/agents/\n", plural(len(wt.Hub.Agents()), "agent"), scheme, ln.Addr())
+		warnHubOnLoopback(log, ln.Addr(), wt.Hub.Agents())
 	}
 
 	ctx, stop := context.WithCancel(env.Ctx)
 	defer stop()
 	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return m.Run(ctx) })
-	g.Go(func() error { hook.Run(ctx); return nil })
-	g.Go(func() error { return web.Serve(ctx, ln, withHub(hub, web.New(dash))) })
-	g.Go(func() error { w.reloadOnHUP(ctx, hup, m, hub, hook, log); return nil })
+	g.Go(func() error { return wt.Run(ctx, ln) })
+	g.Go(func() error { w.reloadOnHUP(ctx, hup, wt, log); return nil })
 	if err := g.Wait(); err != nil && env.Ctx.Err() == nil {
 		return &ExitError{Code: ExitFail, Err: err}
 	}
@@ -274,7 +255,7 @@ func (w *watcher) run() error {
 }
 
 // reloadOnHUP re-reads the configuration on SIGHUP.
-func (w *watcher) reloadOnHUP(ctx context.Context, hup <-chan os.Signal, m *monitor.Monitor, hub *agent.Hub, hook *monitor.Webhook, log *slog.Logger) {
+func (w *watcher) reloadOnHUP(ctx context.Context, hup <-chan os.Signal, wt *hub.Watch, log *slog.Logger) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -286,26 +267,9 @@ func (w *watcher) reloadOnHUP(ctx context.Context, hup <-chan os.Signal, m *moni
 			log.Error("reload refused; the running configuration stays", "config", w.path, "err", err)
 			continue
 		}
-		m.Reload(cfg)
-		reloadHub(hub, m, cfg, log)
-		hook.SetURL(cfg.Alerts.Webhook)
+		if err := wt.Reload(cfg); err != nil {
+			log.Error("agents: reload refused; the running hub configuration stays", "err", err)
+		}
 		log.Info("configuration reloaded", "config", w.path, "endpoints", len(cfg.Endpoints))
 	}
-}
-
-// doctorDiagnoser runs the doctor's whole ladder for the monitor.
-func doctorDiagnoser(timeout time.Duration, log *slog.Logger) monitor.Diagnoser {
-	return monitor.DiagnoserFunc(func(ctx context.Context, ep endpoint.Endpoint) (monitor.Diagnosis, error) {
-		r := doctor.Run(ctx, ep, doctor.Options{Timeout: timeout, Logger: log})
-		raw, err := json.Marshal(r)
-		if err != nil {
-			return monitor.Diagnosis{}, err
-		}
-		d := monitor.Diagnosis{Cause: string(r.Cause), Verdict: r.Verdict, Report: raw}
-		for _, f := range r.Findings {
-			d.Findings = append(d.Findings, monitor.Finding{Cause: string(f.Cause), Confidence: string(f.Confidence),
-				Issue: f.Issue, Evidence: f.Evidence, Fix: f.Fix})
-		}
-		return d, nil
-	})
 }

@@ -1,23 +1,24 @@
-package agent
+package hub
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"errors"
 	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/reach-tools/reach/agent"
 )
 
 // TestCA is a throw-away CA that signs server and client certificates,
@@ -95,7 +96,7 @@ func TestMutualTLS(t *testing.T) {
 	aCert, aKey := p.Issue(t, "a", x509.ExtKeyUsageClientAuth)
 	bCert, bKey := p.Issue(t, "b", x509.ExtKeyUsageClientAuth)
 
-	h, err := NewHub(HubConfig{
+	h, err := New(Config{
 		Token: testToken, Interval: 50 * time.Millisecond, Timeout: 50 * time.Millisecond,
 		Hosts: []HostConfig{{Name: "a", Addr: netip.MustParseAddr("127.0.0.1")}, {Name: "b", Addr: netip.MustParseAddr("127.0.0.1")}},
 		Pairs: []PairConfig{{From: "a", To: open.String()}},
@@ -104,7 +105,7 @@ func TestMutualTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := httptest.NewUnstartedServer(h.Handler())
-	srv.TLS, err = ServerTLS(srvCert, srvKey, ca)
+	srv.TLS, err = agent.ServerTLS(srvCert, srvKey, ca)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +113,7 @@ func TestMutualTLS(t *testing.T) {
 	defer srv.Close()
 
 	clientWith := func(cert, key string) *http.Client {
-		cfg, err := ClientTLS(ca, cert, key)
+		cfg, err := agent.ClientTLS(ca, cert, key)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -120,40 +121,31 @@ func TestMutualTLS(t *testing.T) {
 	}
 
 	// Agent a with its own certificate works end to end.
-	runAgent(t, Config{Name: "a", Hub: srv.URL, Token: testToken, HTTPClient: clientWith(aCert, aKey), ReportEvery: 30 * time.Millisecond})
+	runAgent(t, agent.Config{Name: "a", Hub: srv.URL, Token: testToken, HTTPClient: clientWith(aCert, aKey), ReportEvery: 30 * time.Millisecond})
 	waitFor(t, 10*time.Second, "a's result over mTLS", func() bool { return len(h.History("a", open.String())) > 0 })
 
-	ctx := context.Background()
 	for _, tc := range []struct {
 		name   string
 		client *http.Client
-		want   func(error) bool
+		status int // 0: no answer at all
 	}{
-		{"b's certificate cannot act as a", clientWith(bCert, bKey), func(err error) bool { return errors.Is(err, ErrUnauthorized) }},
-		{"no client certificate", clientWith("", ""), func(err error) bool {
-			var ce *CallError
-			return errors.As(err, &ce) && ce.Status == 0 // the TLS handshake fails
-		}},
+		{"b's certificate cannot act as a", clientWith(bCert, bKey), http.StatusForbidden},
+		{"no client certificate", clientWith("", ""), 0}, // the TLS handshake fails
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, err := newClient(srv.URL, testToken, tc.client)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var pl ProbeList
-			err = c.call(ctx, http.MethodGet, PathTargets, map[string][]string{"agent": {"a"}}, nil, &pl)
-			if !tc.want(err) {
-				t.Errorf("got %v", err)
+			var pl agent.ProbeList
+			status, err := call(tc.client, srv.URL, http.MethodGet, agent.PathTargets, url.Values{"agent": {"a"}}, nil, &pl)
+			if err == nil || status != tc.status {
+				t.Errorf("got status %d, %v; want %d", status, err, tc.status)
 			}
 		})
 	}
 	// b's certificate does work as b.
-	c, _ := newClient(srv.URL, testToken, clientWith(bCert, bKey))
-	var pl ProbeList
-	if err := c.call(ctx, http.MethodGet, PathTargets, map[string][]string{"agent": {"b"}}, nil, &pl); err != nil {
+	var pl agent.ProbeList
+	if _, err := call(clientWith(bCert, bKey), srv.URL, http.MethodGet, agent.PathTargets, url.Values{"agent": {"b"}}, nil, &pl); err != nil {
 		t.Errorf("b as b: %v", err)
 	}
-	if _, err := ServerTLS(srvCert, srvKey, filepath.Join(p.dir, "missing.pem")); err == nil {
-		t.Error("ServerTLS with a missing CA file: no error")
+	if _, err := agent.ServerTLS(srvCert, srvKey, filepath.Join(p.dir, "missing.pem")); err == nil {
+		t.Error("agent.ServerTLS with a missing CA file: no error")
 	}
 }

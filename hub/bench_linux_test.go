@@ -1,4 +1,4 @@
-package agent
+package hub
 
 import (
 	"bytes"
@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/reach-tools/reach/agent"
 	"github.com/reach-tools/reach/monitor"
 	"github.com/reach-tools/reach/probe"
 )
@@ -26,7 +27,7 @@ import (
 // "core%" metric is the process CPU time per batch (hub and client side
 // together, so an upper bound on the hub's) times 50 batches per second.
 //
-//	go test -run xxx -bench HubIngest -benchtime 5000x ./agent/
+//	go test -run xxx -bench HubIngest -benchtime 5000x ./hub/
 //
 // benchFleet is the load: 100 agents, each probing 99 peers on one
 // port plus one explicit pair (100 targets), reporting every 2 s (the
@@ -37,7 +38,7 @@ const benchAgents, benchTargets, benchPerBatch = 100, 100, 20
 // interval's worth of pre-encoded batches.
 func newBenchHub(b *testing.B, sink Sink) (*httptest.Server, [][]byte) {
 	b.Helper()
-	cfg := HubConfig{Token: testToken, Interval: 10 * time.Second}
+	cfg := Config{Token: testToken, Interval: 10 * time.Second}
 	var names []string
 	for i := range benchAgents {
 		name := fmt.Sprintf("host-%d", i)
@@ -46,7 +47,7 @@ func newBenchHub(b *testing.B, sink Sink) (*httptest.Server, [][]byte) {
 		cfg.Pairs = append(cfg.Pairs, PairConfig{From: name, To: "198.19.0.1:443"})
 	}
 	cfg.Groups = []GroupConfig{{Name: "all", Hosts: names, Ports: []uint16{5432}}}
-	h, err := NewHub(cfg)
+	h, err := New(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -60,9 +61,9 @@ func newBenchHub(b *testing.B, sink Sink) (*httptest.Server, [][]byte) {
 			b.Fatalf("%s has %d targets, want %d", n, len(pl.Targets), benchTargets)
 		}
 		for start := 0; start < benchTargets; start += benchPerBatch {
-			batch := Batch{Agent: n}
+			batch := agent.Batch{Agent: n}
 			for _, t := range pl.Targets[start : start+benchPerBatch] {
-				batch.Results = append(batch.Results, Result{Target: t.ID, Addr: t.Addr, Class: probe.Open, RTT: Duration(180 * time.Microsecond)})
+				batch.Results = append(batch.Results, agent.Result{Target: t.ID, Addr: t.Addr, Class: probe.Open, RTT: agent.Duration(180 * time.Microsecond)})
 			}
 			bodies = append(bodies, mustJSON(b, batch))
 		}
@@ -79,7 +80,7 @@ func mustJSON(b *testing.B, v any) []byte {
 }
 
 func postBatch(b *testing.B, srv *httptest.Server, body []byte) {
-	req, _ := http.NewRequest(http.MethodPost, srv.URL+PathResults, bytes.NewReader(body))
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+agent.PathResults, bytes.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+testToken)
 	resp, err := srv.Client().Do(req)
 	if err != nil {
@@ -97,7 +98,7 @@ func postBatch(b *testing.B, srv *httptest.Server, body []byte) {
 // side together, so an upper bound on the hub's) times the fleet's 50
 // batches per second.
 //
-//	go test -run '^$' -bench 'HubIngest$' -benchtime 20000x ./agent/
+//	go test -run '^$' -bench 'HubIngest$' -benchtime 20000x ./hub/
 func BenchmarkHubIngest(b *testing.B) {
 	srv, bodies := newBenchHub(b, discardSink{})
 	postBatch(b, srv, bodies[0]) // warm the connection
@@ -117,7 +118,7 @@ func BenchmarkHubIngest(b *testing.B) {
 // each op is one 10 s interval (500 batches, 10,000 results, spread evenly).
 // "core%" is the process CPU over the op's wall time.
 //
-//	go test -run '^$' -bench 'HubFleetStored' -benchtime 3x ./agent/
+//	go test -run '^$' -bench 'HubFleetStored' -benchtime 3x ./hub/
 func BenchmarkHubFleetStored(b *testing.B) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -178,7 +179,7 @@ func counter(b *testing.B, reg *prometheus.Registry, name string) float64 {
 
 type discardSink struct{}
 
-func (discardSink) Ingest(context.Context, []Result) error { return nil }
+func (discardSink) Ingest(context.Context, []agent.Result) error { return nil }
 
 func cpuTime() time.Duration {
 	var ru syscall.Rusage

@@ -1,4 +1,4 @@
-package agent
+package hub
 
 import (
 	"errors"
@@ -7,17 +7,19 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/reach-tools/reach/agent"
 )
 
-func parseHubConfig(t testing.TB, src string) (HubConfig, error) {
+func parseConfig(t testing.TB, src string) (Config, error) {
 	t.Helper()
-	var c HubConfig
+	var c Config
 	err := yaml.Unmarshal([]byte(src), &c)
 	return c, err
 }
 
-func TestHubConfigProbeLists(t *testing.T) {
-	c, err := parseHubConfig(t, `
+func TestConfigProbeLists(t *testing.T) {
+	c, err := parseConfig(t, `
 interval: 5s
 hosts:
   - {name: web-1, addr: 198.18.0.1}
@@ -54,12 +56,12 @@ pairs:
 			t.Errorf("%s probes\n  %s\nwant\n  %s", name, got, want)
 		}
 	}
-	if pl := lists["db"]; pl.Interval != Duration(5*time.Second) || pl.Timeout != Duration(3*time.Second) {
+	if pl := lists["db"]; pl.Interval != agent.Duration(5*time.Second) || pl.Timeout != agent.Duration(3*time.Second) {
 		t.Errorf("interval %v timeout %v, want 5s and the 3s default", pl.Interval, pl.Timeout)
 	}
 }
 
-func TestHubConfigErrors(t *testing.T) {
+func TestConfigErrors(t *testing.T) {
 	for _, tc := range []struct{ src, want string }{
 		{"hosts: [{addr: 198.18.0.1}]", "no name"},
 		{"hosts: [{name: a}]", `host "a": no addr`},
@@ -71,7 +73,7 @@ func TestHubConfigErrors(t *testing.T) {
 		{"hosts: [{name: a, addr: 198.18.0.1}]\npairs: [{from: a, to: a}]", "missing port"},
 		{"interval: 1s\ntimeout: 2s", "longer than interval"},
 	} {
-		c, err := parseHubConfig(t, tc.src)
+		c, err := parseConfig(t, tc.src)
 		if err != nil {
 			t.Fatalf("%s: %v", tc.src, err)
 		}
@@ -82,14 +84,14 @@ func TestHubConfigErrors(t *testing.T) {
 	}
 }
 
-// FuzzHubConfig feeds arbitrary agents: sections to the config checker: it
+// FuzzConfig feeds arbitrary agents: sections to the config checker: it
 // must never panic, and every list it accepts names only configured sources.
-func FuzzHubConfig(f *testing.F) {
+func FuzzConfig(f *testing.F) {
 	f.Add("hosts: [{name: a, addr: 198.18.0.1}, {name: b, addr: 198.18.0.2}]\ngroups: [{name: g, hosts: [a, b], ports: [22, 80]}]")
 	f.Add("hosts: [{name: a, addr: '::1'}]\npairs: [{from: a, to: '[::1]:22'}, {from: a, to: 'a:1'}]")
 	f.Add("interval: 1s\ntimeout: 1s\nhosts: []")
 	f.Fuzz(func(t *testing.T, src string) {
-		c, err := parseHubConfig(t, src)
+		c, err := parseConfig(t, src)
 		if err != nil {
 			return
 		}
@@ -113,7 +115,7 @@ func FuzzHubConfig(f *testing.F) {
 	})
 }
 
-func TestParseHubConfigRefusesUnknownFields(t *testing.T) {
+func TestParseConfigRefusesUnknownFields(t *testing.T) {
 	for _, tc := range []struct{ src, want string }{
 		{"agents:\n  hosts: [{name: a, addr: 198.18.0.1}]\n  intervall: 5s\n", `line 3: agents: unknown field "intervall"`},
 		{"agents:\n  hosts:\n    - {name: a, adr: 198.18.0.1}\n", `line 3: hosts: unknown field "adr"`},
@@ -130,7 +132,7 @@ func TestParseHubConfigRefusesUnknownFields(t *testing.T) {
 		if err := yaml.Unmarshal([]byte(tc.src), &doc); err != nil {
 			t.Fatal(err)
 		}
-		_, err := ParseHubConfig(&doc.Agents)
+		_, err := ParseConfig(&doc.Agents)
 		if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q:\n  got %v\n  want ErrConfig containing %q", tc.src, err, tc.want)
 		}
@@ -139,7 +141,7 @@ func TestParseHubConfigRefusesUnknownFields(t *testing.T) {
 		Agents yaml.Node `yaml:"agents"`
 	}
 	yaml.Unmarshal([]byte("agents:\n  interval: 5s\n  hosts: [{name: a, addr: 198.18.0.1}]\n"), &doc)
-	if c, err := ParseHubConfig(&doc.Agents); err != nil || c.Interval != 5*time.Second {
+	if c, err := ParseConfig(&doc.Agents); err != nil || c.Interval != 5*time.Second {
 		t.Errorf("valid section: %+v, %v", c, err)
 	}
 }

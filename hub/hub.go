@@ -1,4 +1,4 @@
-package agent
+package hub
 
 import (
 	"cmp"
@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/reach-tools/reach/agent"
 	"github.com/reach-tools/reach/doctor"
 	"github.com/reach-tools/reach/probe"
 )
@@ -22,7 +23,7 @@ import (
 // Sink stores ingested results (e.g. the monitor's history store). Results
 // arrive with Source set to the authenticated agent.
 type Sink interface {
-	Ingest(ctx context.Context, results []Result) error
+	Ingest(ctx context.Context, results []agent.Result) error
 }
 
 // historyLen is how many results per pair the hub keeps in memory for the
@@ -44,8 +45,8 @@ type Hub struct {
 	AgentClient *http.Client
 
 	mu     sync.RWMutex
-	cfg    HubConfig
-	lists  map[string]ProbeList
+	cfg    Config
+	lists  map[string]agent.ProbeList
 	cells  map[pair]*cell
 	agents map[string]*agentSeen
 }
@@ -53,9 +54,9 @@ type Hub struct {
 type pair struct{ source, target string }
 
 type cell struct {
-	last    Result
-	since   time.Time // when last.Class began
-	history []Result  // newest last, at most historyLen
+	last    agent.Result
+	since   time.Time      // when last.Class began
+	history []agent.Result // newest last, at most historyLen
 }
 
 type agentSeen struct {
@@ -65,24 +66,24 @@ type agentSeen struct {
 	url     string // the agent's advertised base URL, checked against its address
 }
 
-// NewHub checks cfg and returns a hub. cfg.Token (or TokenFile) is required.
-func NewHub(cfg HubConfig) (*Hub, error) {
+// New checks cfg and returns a hub. cfg.Token (or TokenFile) is required.
+func New(cfg Config) (*Hub, error) {
 	h := &Hub{cells: map[pair]*cell{}, agents: map[string]*agentSeen{}}
 	return h, h.SetConfig(cfg)
 }
 
 // SetConfig replaces the configuration (e.g. on SIGHUP), keeping the state
 // of pairs that remain.
-func (h *Hub) SetConfig(cfg HubConfig) error {
+func (h *Hub) SetConfig(cfg Config) error {
 	if cfg.Token == "" && cfg.TokenFile != "" {
-		tok, err := ReadToken(cfg.TokenFile)
+		tok, err := agent.ReadToken(cfg.TokenFile)
 		if err != nil {
 			return fmt.Errorf("agents.token_file: %w", err)
 		}
 		cfg.Token = tok
 	}
 	if cfg.Token == "" {
-		return ErrNoToken
+		return agent.ErrNoToken
 	}
 	lists, err := cfg.ProbeLists()
 	if err != nil {
@@ -105,11 +106,11 @@ func (h *Hub) allowed(source, target string) bool {
 }
 
 // target is the entry with that ID in source's probe list; h.mu must be held.
-func (h *Hub) target(source, id string) (Target, bool) {
+func (h *Hub) target(source, id string) (agent.Target, bool) {
 	ts := h.lists[source].Targets
-	i := slices.IndexFunc(ts, func(t Target) bool { return t.ID == id })
+	i := slices.IndexFunc(ts, func(t agent.Target) bool { return t.ID == id })
 	if i < 0 {
-		return Target{}, false
+		return agent.Target{}, false
 	}
 	return ts[i], true
 }
@@ -125,23 +126,19 @@ func (h *Hub) logger() *slog.Logger {
 // the token (and, with mTLS, a client certificate naming the agent).
 func (h *Hub) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET "+PathTargets, h.serveTargets)
-	mux.HandleFunc("POST "+PathResults, h.serveResults)
-	mux.HandleFunc("GET "+PathAgents, h.serveAgents)
-	return guard(func() string {
+	mux.HandleFunc("GET "+agent.PathTargets, h.serveTargets)
+	mux.HandleFunc("POST "+agent.PathResults, h.serveResults)
+	mux.HandleFunc("GET "+agent.PathAgents, h.serveAgents)
+	return agent.RequireToken(func() string {
 		h.mu.RLock()
 		defer h.mu.RUnlock()
 		return h.cfg.Token
-	}, nil, mux)
+	}, mux)
 }
-
-// PathAgents lists the fleet's hosts and their agents' URLs, so the doctor
-// can find the agent on a target host.
-const PathAgents = "/agent/v1/agents"
 
 func (h *Hub) serveTargets(w http.ResponseWriter, r *http.Request) {
 	name := r.URL.Query().Get("agent")
-	if !certAllows(r, name) {
+	if !agent.CertAllows(r, name) {
 		http.Error(w, "client certificate does not name agent "+name, http.StatusForbidden)
 		return
 	}
@@ -173,7 +170,8 @@ func (h *Hub) serveTargets(w http.ResponseWriter, r *http.Request) {
 // at another machine. h.mu must be held.
 func (h *Hub) checkAdvertise(name, adv string) error {
 	u, err := url.Parse(adv)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Port() == "" || (u.Path != "" && u.Path != "/") {
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Port() == "" ||
+		(u.Path != "" && u.Path != "/") {
 		return fmt.Errorf("%q: want http(s)://address:port", adv)
 	}
 	ip, err := netip.ParseAddr(u.Hostname())
@@ -208,21 +206,13 @@ func (h *Hub) seen(name string, r *http.Request) *agentSeen {
 	return a
 }
 
-// IngestReply is the hub's answer to a batch.
-type IngestReply struct {
-	Accepted int `json:"accepted"`
-	// Rejected counts results for targets the hub config does not give this
-	// agent; they are not stored.
-	Rejected int `json:"rejected"`
-}
-
 func (h *Hub) serveResults(w http.ResponseWriter, r *http.Request) {
-	var b Batch
-	if err := json.NewDecoder(io.LimitReader(r.Body, maxBody)).Decode(&b); err != nil {
+	var b agent.Batch
+	if err := json.NewDecoder(io.LimitReader(r.Body, agent.MaxBody)).Decode(&b); err != nil {
 		http.Error(w, "bad batch: "+err.Error(), http.StatusBadRequest)
 		return
 	}
-	if !certAllows(r, b.Agent) {
+	if !agent.CertAllows(r, b.Agent) {
 		http.Error(w, "client certificate does not name agent "+b.Agent, http.StatusForbidden)
 		return
 	}
@@ -235,8 +225,8 @@ func (h *Hub) serveResults(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, reply)
 }
 
-func (h *Hub) ingest(ctx context.Context, b Batch, r *http.Request) (IngestReply, error) {
-	var reply IngestReply
+func (h *Hub) ingest(ctx context.Context, b agent.Batch, r *http.Request) (agent.IngestReply, error) {
+	var reply agent.IngestReply
 	now := time.Now()
 	h.mu.Lock()
 	if _, ok := h.lists[b.Agent]; !ok {
@@ -265,7 +255,8 @@ func (h *Hub) ingest(ctx context.Context, b Batch, r *http.Request) (IngestReply
 	h.mu.Unlock()
 	reply.Accepted = len(kept)
 	if reply.Rejected > 0 {
-		h.logger().Warn("agent reported targets its probe list does not hold; ignored", "agent", b.Agent, "rejected", reply.Rejected)
+		h.logger().Warn("agent reported targets its probe list does not hold; ignored",
+			"agent", b.Agent, "rejected", reply.Rejected)
 	}
 	if h.Sink != nil && len(kept) > 0 {
 		if err := h.Sink.Ingest(ctx, kept); err != nil {
@@ -276,7 +267,7 @@ func (h *Hub) ingest(ctx context.Context, b Batch, r *http.Request) (IngestReply
 }
 
 // update folds one result into its pair's state; h.mu must be held.
-func (h *Hub) update(res Result) {
+func (h *Hub) update(res agent.Result) {
 	p := pair{res.Source, res.Target}
 	c := h.cells[p]
 	if c == nil {
@@ -297,22 +288,13 @@ func (h *Hub) update(res Result) {
 	c.history = append(c.history, res)
 }
 
-// AgentInfo is one host of the fleet as the hub sees it.
-type AgentInfo struct {
-	Name     string     `json:"name"`
-	Addr     netip.Addr `json:"addr"`
-	Agent    string     `json:"agent,omitempty"` // base URL of its agent: configured, or as it advertised
-	LastSeen time.Time  `json:"last_seen,omitzero"`
-	Dropped  uint64     `json:"dropped"`
-}
-
 // Agents lists the configured hosts with what the hub knows of their agents.
-func (h *Hub) Agents() []AgentInfo {
+func (h *Hub) Agents() []agent.AgentInfo {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	out := make([]AgentInfo, 0, len(h.cfg.Hosts))
+	out := make([]agent.AgentInfo, 0, len(h.cfg.Hosts))
 	for _, hc := range h.cfg.Hosts {
-		ai := AgentInfo{Name: hc.Name, Addr: hc.Addr, Agent: h.agentURL(hc)}
+		ai := agent.AgentInfo{Name: hc.Name, Addr: hc.Addr, Agent: h.agentURL(hc)}
 		if s := h.agents[hc.Name]; s != nil {
 			ai.LastSeen, ai.Dropped = s.last, s.dropped
 		}
@@ -325,11 +307,11 @@ func (h *Hub) serveAgents(w http.ResponseWriter, _ *http.Request) { writeJSON(w,
 
 // Cell is the latest state of one source × target pair.
 type Cell struct {
-	Class probe.Class `json:"class"`
-	Since time.Time   `json:"since"` // when Class began
-	Last  time.Time   `json:"last"`  // when the latest result was taken
-	RTT   Duration    `json:"rtt"`
-	Error string      `json:"error,omitempty"`
+	Class probe.Class    `json:"class"`
+	Since time.Time      `json:"since"` // when Class began
+	Last  time.Time      `json:"last"`  // when the latest result was taken
+	RTT   agent.Duration `json:"rtt"`
+	Error string         `json:"error,omitempty"`
 	// Stale is set when no result came for three intervals: the agent or
 	// its link to the hub is down, and Class is old news.
 	Stale bool `json:"stale"`
@@ -339,10 +321,10 @@ type Cell struct {
 // Targets[j]; nil where the config does not ask Sources[i] to probe it, or
 // no result came yet.
 type Matrix struct {
-	Interval Duration  `json:"interval"`
-	Sources  []string  `json:"sources"`
-	Targets  []string  `json:"targets"`
-	Cells    [][]*Cell `json:"cells"`
+	Interval agent.Duration `json:"interval"`
+	Sources  []string       `json:"sources"`
+	Targets  []string       `json:"targets"`
+	Cells    [][]*Cell      `json:"cells"`
 }
 
 // Matrix returns the current matrix.
@@ -350,12 +332,12 @@ func (h *Hub) Matrix() Matrix {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	interval := time.Duration(cmp.Or(h.cfg.Interval, 10*time.Second))
-	m := Matrix{Interval: Duration(interval), Sources: []string{}, Targets: []string{}}
-	var targets []Target
+	m := Matrix{Interval: agent.Duration(interval), Sources: []string{}, Targets: []string{}}
+	var targets []agent.Target
 	for _, hc := range h.cfg.Hosts {
 		m.Sources = append(m.Sources, hc.Name)
 		for _, t := range h.lists[hc.Name].Targets {
-			if !slices.ContainsFunc(targets, func(o Target) bool { return o.ID == t.ID }) {
+			if !slices.ContainsFunc(targets, func(o agent.Target) bool { return o.ID == t.ID }) {
 				targets = append(targets, t)
 			}
 		}
@@ -367,7 +349,7 @@ func (h *Hub) Matrix() Matrix {
 		}
 		return i
 	}
-	slices.SortStableFunc(targets, func(a, b Target) int {
+	slices.SortStableFunc(targets, func(a, b agent.Target) int {
 		if d := hostIndex(a.Host) - hostIndex(b.Host); d != 0 {
 			return d
 		}
@@ -396,7 +378,7 @@ func (h *Hub) Matrix() Matrix {
 
 // History returns the results the hub holds in memory for one pair, oldest
 // first.
-func (h *Hub) History(source, target string) []Result {
+func (h *Hub) History(source, target string) []agent.Result {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	c := h.cells[pair{source, target}]
@@ -406,44 +388,69 @@ func (h *Hub) History(source, target string) []Result {
 	return slices.Clone(c.history)
 }
 
-// Explain says what the agent on a target host sees for the connection that
-// source tried to target (a target id, dialled at addr) and that ended in
-// class: the doctor's findings on that host, with the target's evidence
-// judged for source's address. host names the target host; the error is
-// ErrNoAgent when the config gives it no agent URL.
-func (h *Hub) Explain(ctx context.Context, source, target string, addr netip.AddrPort, class probe.Class) (host, detail string, findings []doctor.Finding, ev doctor.HostEvidence, err error) {
+// Pair names a connection an agent reported: Source dialled Target (a
+// target id of its probe list) at Addr, and it ended in Class.
+type Pair struct {
+	Source, Target string
+	Addr           netip.AddrPort
+	Class          probe.Class
+}
+
+// Explanation is what the agent on a pair's target host sees of it.
+type Explanation struct {
+	// Host is the target host's name in the config; empty for a target
+	// outside the fleet. It is set also when Explain fails.
+	Host string
+	// Detail says what the doctor looked at there, also when it found
+	// nothing; Findings are what it found.
+	Detail   string
+	Findings []doctor.Finding
+	// Evidence is the target host's answer, judged for the source's address.
+	Evidence doctor.HostEvidence
+}
+
+// Explain says what the agent on a pair's target host sees: the doctor's
+// findings on that host, with the target's evidence judged for the
+// source's address. The error is agent.ErrNoAgent when the config gives
+// the target host no agent URL and it advertised none.
+func (h *Hub) Explain(ctx context.Context, p Pair) (Explanation, error) {
+	var x Explanation
 	h.mu.RLock()
 	var srcAddr netip.Addr
 	var agentURL string
-	for _, t := range h.lists[source].Targets {
-		if t.ID == target {
-			host = t.Host
-		}
+	if t, ok := h.target(p.Source, p.Target); ok {
+		x.Host = t.Host
 	}
 	for _, hc := range h.cfg.Hosts {
 		switch hc.Name {
-		case source:
+		case p.Source:
 			srcAddr = hc.Addr
-		case host:
+		case x.Host:
 			agentURL = h.agentURL(hc)
 		}
 	}
 	token := h.cfg.Token
 	h.mu.RUnlock()
 	if agentURL == "" {
-		return host, "", nil, ev, fmt.Errorf("%w: %s (give its hosts entry an agent: URL)", ErrNoAgent, cmp.Or(host, addr.Addr().String()))
+		return x, fmt.Errorf("%w: %s (give its hosts entry an agent: URL)",
+			agent.ErrNoAgent, cmp.Or(x.Host, p.Addr.Addr().String()))
 	}
 	hc := h.AgentClient
 	if hc == nil {
 		hc = &http.Client{Timeout: 3 * time.Second}
 	}
-	c, err := NewClient(agentURL, token, hc)
+	c, err := agent.NewClient(agentURL, token, hc)
 	if err != nil {
-		return host, "", nil, ev, err
+		return x, err
 	}
-	if ev, err = c.EvidenceFor(ctx, srcAddr, addr); err != nil {
-		return host, "", nil, ev, err
+	if x.Evidence, err = c.EvidenceFor(ctx, srcAddr, p.Addr); err != nil {
+		return x, err
 	}
-	detail, findings = doctor.Explain(ev, netip.AddrPortFrom(srcAddr, 0), addr, class)
-	return host, detail, findings, ev, nil
+	x.Detail, x.Findings = doctor.Explain(x.Evidence, netip.AddrPortFrom(srcAddr, 0), p.Addr, p.Class)
+	return x, nil
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(v)
 }

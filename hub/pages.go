@@ -1,4 +1,4 @@
-package agent
+package hub
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/reach-tools/reach/agent"
 	"github.com/reach-tools/reach/doctor"
 	"github.com/reach-tools/reach/probe"
 )
@@ -19,7 +20,9 @@ import (
 func (h *Hub) Pages() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /agents/{$}", h.serveMatrix)
-	mux.HandleFunc("GET /agents/matrix.json", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, h.Matrix()) })
+	mux.HandleFunc("GET /agents/matrix.json", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, h.Matrix())
+	})
 	mux.HandleFunc("GET /agents/pair", h.servePair)
 	mux.HandleFunc("GET /agents/matrix.js", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
@@ -67,8 +70,8 @@ var pageFuncs = template.FuncMap{
 		return "/agents/pair?" + q.Encode()
 	},
 	"query": query,
-	"dur":   func(d Duration) string { return time.Duration(d).String() },
-	"ms":    func(d Duration) string { return time.Duration(d).Round(10 * time.Microsecond).String() },
+	"dur":   func(d agent.Duration) string { return time.Duration(d).String() },
+	"ms":    func(d agent.Duration) string { return time.Duration(d).Round(10 * time.Microsecond).String() },
 	"when":  func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05Z") },
 	"ago":   func(t time.Time) string { return time.Since(t).Round(time.Second).String() },
 }
@@ -131,7 +134,7 @@ func (h *Hub) serveMatrix(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	_ = matrixPage.Execute(w, struct {
 		Matrix
-		Agents []AgentInfo
+		Agents []agent.AgentInfo
 		Keep   url.Values
 	}{h.Matrix(), h.Agents(), keep(r)})
 }
@@ -171,18 +174,15 @@ type remoteView struct {
 
 // explain is Explain for the pair page: nil for open pairs and targets
 // without an agent.
-func (h *Hub) explain(ctx context.Context, res Result) *remoteView {
+func (h *Hub) explain(ctx context.Context, res agent.Result) *remoteView {
 	if res.Class == probe.Open {
 		return nil
 	}
-	v := &remoteView{}
-	var ev doctor.HostEvidence
-	v.Host, v.Detail, v.Findings, ev, v.Err = h.Explain(ctx, res.Source, res.Target, res.Addr, res.Class)
-	if errors.Is(v.Err, ErrNoAgent) {
+	x, err := h.Explain(ctx, Pair{Source: res.Source, Target: res.Target, Addr: res.Addr, Class: res.Class})
+	if errors.Is(err, agent.ErrNoAgent) {
 		return nil
 	}
-	v.Notes = ev.Notes
-	return v
+	return &remoteView{Host: x.Host, Err: err, Detail: x.Detail, Findings: x.Findings, Notes: x.Evidence.Notes}
 }
 
 func (h *Hub) servePair(w http.ResponseWriter, r *http.Request) {
@@ -202,8 +202,8 @@ func (h *Hub) servePair(w http.ResponseWriter, r *http.Request) {
 	_ = pairPage.Execute(w, struct {
 		Source, Target string
 		Addr           string
-		Last           *Result
-		History        []Result
+		Last           *agent.Result
+		History        []agent.Result
 		Keep           url.Values
 		Stored         string
 		Remote         *remoteView

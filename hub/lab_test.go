@@ -1,4 +1,4 @@
-package agent_test
+package hub_test
 
 import (
 	"context"
@@ -20,6 +20,7 @@ import (
 	"github.com/reach-tools/reach/agent"
 	"github.com/reach-tools/reach/doctor"
 	"github.com/reach-tools/reach/endpoint"
+	"github.com/reach-tools/reach/hub"
 	"github.com/reach-tools/reach/internal/cli"
 	"github.com/reach-tools/reach/internal/netlab"
 	"github.com/reach-tools/reach/probe"
@@ -90,9 +91,9 @@ func newFleetWith(t *testing.T, mTLS bool) *fleet {
 	f.web = &http.Client{Timeout: 5 * time.Second, Transport: tr}
 	watch := []string{"env", "REACH_LAB_EXEC=1", exe, "watch", "-c", filepath.Join(dir, "reach.yaml"),
 		"--listen", hubAddr, "--store", filepath.Join(dir, "reach.db")}
-	var ca *agent.TestCA
+	var ca *hub.TestCA
 	if mTLS {
-		ca = agent.NewTestCA(t)
+		ca = hub.NewTestCA(t)
 		cert, key := ca.Issue(t, "hub-server", x509.ExtKeyUsageServerAuth, f.addrs[0].AsSlice())
 		watch = append(watch, "--tls-cert", cert, "--tls-key", key, "--tls-client-ca", ca.CAFile())
 		f.hubURL = "https://" + hubAddr
@@ -129,9 +130,9 @@ func (f *fleet) waitHub(t *testing.T) {
 }
 
 // matrix fetches the hub's matrix as the dashboard would.
-func (f *fleet) matrix(t *testing.T) agent.Matrix {
+func (f *fleet) matrix(t *testing.T) hub.Matrix {
 	t.Helper()
-	var m agent.Matrix
+	var m hub.Matrix
 	if err := json.Unmarshal([]byte(f.get(t, "/agents/matrix.json")), &m); err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +173,7 @@ func serve(t *testing.T, ln net.Listener) {
 
 // failing returns the matrix's cells that are not fresh and open, as
 // "source->target=class", and how many cells are filled.
-func failing(m agent.Matrix) (bad []string, filled int) {
+func failing(m hub.Matrix) (bad []string, filled int) {
 	for i, src := range m.Sources {
 		for j, tgt := range m.Targets {
 			c := m.Cells[i][j]

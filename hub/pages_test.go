@@ -1,4 +1,4 @@
-package agent
+package hub
 
 import (
 	"context"
@@ -8,11 +8,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/reach-tools/reach/agent"
 	"github.com/reach-tools/reach/probe"
 )
 
 func TestPages(t *testing.T) {
-	h, err := NewHub(HubConfig{Token: testToken, Interval: time.Second,
+	h, err := New(Config{Token: testToken, Interval: time.Second,
 		Hosts:  []HostConfig{{Name: "a", Addr: netip.MustParseAddr("198.18.0.1")}, {Name: "b", Addr: netip.MustParseAddr("198.18.0.2")}},
 		Groups: []GroupConfig{{Name: "g", Hosts: []string{"a", "b"}, Ports: []uint16{22}}}})
 	if err != nil {
@@ -20,7 +21,7 @@ func TestPages(t *testing.T) {
 	}
 	h.HistoryLink = func(s, t string) string { return "/api/endpoints/" + s + "/" + t }
 	now := time.Now()
-	_, err = h.ingest(context.Background(), Batch{Agent: "a", Dropped: 7, Results: []Result{
+	_, err = h.ingest(context.Background(), agent.Batch{Agent: "a", Dropped: 7, Results: []agent.Result{
 		{Target: "b:22", Addr: netip.MustParseAddrPort("198.18.0.2:22"), Class: probe.Open, Time: now.Add(-time.Second)},
 		{Target: "b:22", Addr: netip.MustParseAddrPort("198.18.0.2:22"), Class: probe.Refused, Time: now, Error: "dial 198.18.0.2:22: refused"},
 	}}, &http.Request{RemoteAddr: "198.18.0.1:40000"})

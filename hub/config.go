@@ -1,4 +1,4 @@
-package agent
+package hub
 
 import (
 	"cmp"
@@ -12,10 +12,12 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/reach-tools/reach/agent"
 	"github.com/reach-tools/reach/endpoint"
+	"github.com/reach-tools/reach/monitor"
 )
 
-// HubConfig says which agent probes what: the agents: section of the hub's
+// Config says which agent probes what: the agents: section of the hub's
 // reach.yaml. Agents get only the targets it allows.
 //
 //	agents:
@@ -30,7 +32,7 @@ import (
 //	  pairs:                       # one agent, one target
 //	    - {from: web-1, to: "db-1:6379"}
 //	    - {from: web-1, to: "198.18.0.9:443"}
-type HubConfig struct {
+type Config struct {
 	// Token is the shared bearer token; TokenFile is read when it is empty.
 	Token     string        `yaml:"-"`
 	TokenFile string        `yaml:"token_file"`
@@ -66,14 +68,14 @@ type PairConfig struct {
 }
 
 // ErrConfig marks an invalid hub configuration.
-var ErrConfig = errors.New("agent: invalid hub config")
+var ErrConfig = errors.New("hub: invalid config")
 
 func configErr(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrConfig, fmt.Sprintf(format, args...))
 }
 
 // ProbeLists checks c and returns each agent's probe list, by name.
-func (c *HubConfig) ProbeLists() (map[string]ProbeList, error) {
+func (c *Config) ProbeLists() (map[string]agent.ProbeList, error) {
 	interval := cmp.Or(c.Interval, 10*time.Second)
 	timeout := cmp.Or(c.Timeout, min(interval, 3*time.Second))
 	if interval < 0 || timeout < 0 {
@@ -83,13 +85,14 @@ func (c *HubConfig) ProbeLists() (map[string]ProbeList, error) {
 		return nil, configErr("timeout %v is longer than interval %v", timeout, interval)
 	}
 	hosts := map[string]HostConfig{}
-	lists := map[string]ProbeList{}
+	lists := map[string]agent.ProbeList{}
 	for i, h := range c.Hosts {
 		switch {
 		case h.Name == "":
 			return nil, configErr("hosts[%d]: no name", i)
 		case !endpoint.ValidName(h.Name):
-			return nil, configErr("hosts[%d]: name %q: want 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit (the agent's --name)", i, h.Name)
+			return nil, configErr("hosts[%d]: name %q: want 1-64 letters, digits, '.', '_' or '-', "+
+				"starting with a letter or digit (the agent's --name)", i, h.Name)
 		case !h.Addr.IsValid():
 			return nil, configErr("host %q: no addr (an IP address; agents resolve no names)", h.Name)
 		}
@@ -97,11 +100,12 @@ func (c *HubConfig) ProbeLists() (map[string]ProbeList, error) {
 			return nil, configErr("host %q is listed twice", h.Name)
 		}
 		hosts[h.Name] = h
-		lists[h.Name] = ProbeList{Agent: h.Name, Interval: Duration(interval), Timeout: Duration(timeout), Targets: []Target{}}
+		lists[h.Name] = agent.ProbeList{Agent: h.Name, Interval: agent.Duration(interval),
+			Timeout: agent.Duration(timeout), Targets: []agent.Target{}}
 	}
-	add := func(from string, t Target) {
+	add := func(from string, t agent.Target) {
 		pl := lists[from]
-		if !slices.ContainsFunc(pl.Targets, func(o Target) bool { return o.ID == t.ID }) {
+		if !slices.ContainsFunc(pl.Targets, func(o agent.Target) bool { return o.ID == t.ID }) {
 			pl.Targets = append(pl.Targets, t)
 		}
 		lists[from] = pl
@@ -139,7 +143,7 @@ func (c *HubConfig) ProbeLists() (map[string]ProbeList, error) {
 		add(p.From, t)
 	}
 	for name, pl := range lists {
-		slices.SortFunc(pl.Targets, func(a, b Target) int {
+		slices.SortFunc(pl.Targets, func(a, b agent.Target) int {
 			return cmp.Or(cmp.Compare(a.Host, b.Host), a.Addr.Compare(b.Addr), cmp.Compare(a.ID, b.ID))
 		})
 		lists[name] = pl
@@ -147,30 +151,32 @@ func (c *HubConfig) ProbeLists() (map[string]ProbeList, error) {
 	return lists, nil
 }
 
-func hostTarget(h HostConfig, port uint16) Target {
-	return Target{ID: h.Name + ":" + strconv.Itoa(int(port)), Host: h.Name, Addr: netip.AddrPortFrom(h.Addr, port)}
+func hostTarget(h HostConfig, port uint16) agent.Target {
+	id := h.Name + ":" + strconv.Itoa(int(port))
+	return agent.Target{ID: id, Host: h.Name, Addr: netip.AddrPortFrom(h.Addr, port)}
 }
 
-func pairTarget(hosts map[string]HostConfig, to string) (Target, error) {
+func pairTarget(hosts map[string]HostConfig, to string) (agent.Target, error) {
 	ep, err := endpoint.ParseEndpoint(to, 0)
 	if err != nil {
-		return Target{}, fmt.Errorf("to: %w", err)
+		return agent.Target{}, fmt.Errorf("to: %w", err)
 	}
 	if h, ok := hosts[ep.Host]; ok {
 		return hostTarget(h, ep.Port), nil
 	}
 	ap, ok := ep.AddrPort()
 	if !ok {
-		return Target{}, fmt.Errorf("to %q: %q is neither a host in hosts nor an IP address (agents resolve no names)", to, ep.Host)
+		return agent.Target{}, fmt.Errorf("to %q: %q is neither a host in hosts nor an IP address "+
+			"(agents resolve no names)", to, ep.Host)
 	}
-	return Target{ID: ap.String(), Addr: ap}, nil
+	return agent.Target{ID: ap.String(), Addr: ap}, nil
 }
 
-// ParseHubConfig decodes an agents: section (as kept by the monitor's config
+// ParseConfig decodes an agents: section (as kept by the monitor's config
 // loader) and checks it, refusing unknown fields with their line so a typo
 // never silently drops a host.
-func ParseHubConfig(n *yaml.Node) (HubConfig, error) {
-	var c HubConfig
+func ParseConfig(n *yaml.Node) (Config, error) {
+	var c Config
 	if err := checkKeys(n, "agents", hubKeys); err != nil {
 		return c, err
 	}
@@ -196,6 +202,27 @@ func ParseHubConfig(n *yaml.Node) (HubConfig, error) {
 	return c, nil
 }
 
+// FromMonitorConfig returns the agents: section of a reach.yaml (cfg.Agents),
+// checked, with its token read from token_file; nil when there is none. The
+// section must name a token_file: agents and hub share a bearer token.
+func FromMonitorConfig(cfg *monitor.Config) (*Config, error) {
+	if cfg.Agents == nil {
+		return nil, nil
+	}
+	c, err := ParseConfig(cfg.Agents)
+	if err != nil {
+		return nil, err
+	}
+	if c.TokenFile == "" {
+		return nil, fmt.Errorf("%w: agents: no token_file: agents and hub share a bearer token; "+
+			"create one (openssl rand -hex 32 > /etc/reach/agent-token) and set agents.token_file to it", ErrConfig)
+	}
+	if c.Token, err = agent.ReadToken(c.TokenFile); err != nil {
+		return nil, fmt.Errorf("agents.token_file: %w", err)
+	}
+	return &c, nil
+}
+
 // hubKeys lists the known fields of each part of the agents: section.
 var hubKeys = map[string][]string{
 	"agents": {"token_file", "interval", "timeout", "hosts", "groups", "pairs"},
@@ -213,7 +240,8 @@ func checkKeys(n *yaml.Node, part string, known map[string][]string) error {
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		if !slices.Contains(known[part], k.Value) {
-			return configErr("line %d: %s: unknown field %q (known: %s)", k.Line, part, k.Value, strings.Join(known[part], ", "))
+			return configErr("line %d: %s: unknown field %q (known: %s)",
+				k.Line, part, k.Value, strings.Join(known[part], ", "))
 		}
 		if _, list := known[k.Value]; list && part == "agents" && v.Kind == yaml.SequenceNode {
 			for _, item := range v.Content {

@@ -1,0 +1,169 @@
+package hub
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/reach-tools/reach/agent"
+	"github.com/reach-tools/reach/monitor"
+	"github.com/reach-tools/reach/web"
+)
+
+// WatchOptions configure a Watch. The zero value watches with the doctor,
+// without history or metrics, and serves an open dashboard.
+type WatchOptions struct {
+	// Monitor configures the monitor: Store, Metrics, Concurrency, Retain
+	// and the rest are used as given. Its Diagnoser and Notifier are the
+	// Watch's: the doctor (see NoDoctor) and the config's webhook.
+	Monitor monitor.Options
+	// NoDoctor leaves endpoints that go down undiagnosed.
+	NoDoctor bool
+	// DoctorTimeout bounds each probe of the doctor; zero is the doctor's
+	// default.
+	DoctorTimeout time.Duration
+	// AgentClient calls agents for the pair page and for diagnoses of pairs
+	// seen from agents; nil uses one with a 3 s timeout. Set its TLS config
+	// for https agents.
+	AgentClient *http.Client
+	// Dashboard configures the dashboard: its auth and Gatherer are used as
+	// given; its Monitor and Logger are the Watch's.
+	Dashboard web.Options
+	// Logger receives the monitor's, the webhook's and the hub's logs; nil
+	// discards them.
+	Logger *slog.Logger
+}
+
+// Watch is reach watch as a library: a monitor of a reach.yaml's endpoints
+// with its dashboard and alerts, and, when the file has an agents: section,
+// the hub of its agents, whose results the monitor stores like its own
+// probes (source = the agent) and whose matrix joins the dashboard at
+// /agents/. Build it with NewWatch, start it with Run.
+type Watch struct {
+	// Monitor probes the endpoints and keeps every state and its history.
+	Monitor *monitor.Monitor
+	// Hub serves the agents; nil without an agents: section.
+	Hub *Hub
+
+	hook    *monitor.Webhook
+	handler http.Handler
+}
+
+// NewWatch builds the monitor, the hub and the dashboard for cfg, restoring
+// state from opt.Monitor.Store (ctx bounds that). Pairs seen from agents that
+// the store holds but cfg no longer gives any agent are forgotten.
+func NewWatch(ctx context.Context, cfg *monitor.Config, opt WatchOptions) (*Watch, error) {
+	log := opt.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	hc, err := FromMonitorConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	w := &Watch{hook: &monitor.Webhook{URL: cfg.Alerts.Webhook, Logger: log}}
+	if hc != nil {
+		if w.Hub, err = New(*hc); err != nil {
+			return nil, err
+		}
+		w.Hub.Logger, w.Hub.AgentClient = log, opt.AgentClient
+		w.Hub.HistoryLink = func(source, target string) string {
+			return "/api/endpoints/" + url.PathEscape(source) + "/" + url.PathEscape(target)
+		}
+	}
+	mo := opt.Monitor
+	mo.Logger, mo.Notifier, mo.Diagnoser = log, w.hook, nil
+	if !opt.NoDoctor {
+		mo.Diagnoser = doctorDiagnoser(opt.DoctorTimeout, log)
+		if w.Hub != nil {
+			mo.Diagnoser = sourceDiagnoser{Diagnoser: mo.Diagnoser, hub: w.Hub}
+		}
+	}
+	if w.Monitor, err = monitor.New(ctx, cfg, mo); err != nil {
+		return nil, err
+	}
+	forgetRemovedPairs(w.Monitor, hc)
+	dash := opt.Dashboard
+	dash.Monitor, dash.Logger = w.Monitor, log
+	w.handler = withHub(w.Hub, web.New(dash))
+	if w.Hub != nil {
+		w.Hub.Sink = MonitorSink{Monitor: w.Monitor}
+	}
+	return w, nil
+}
+
+// Handler serves the dashboard (page, API, /metrics) and, with a hub, the
+// agent protocol beside it (behind the agents' token) and the matrix pages
+// inside it (behind the dashboard's auth).
+func (w *Watch) Handler() http.Handler { return w.handler }
+
+// withHub mounts the hub's protocol and pages on the dashboard.
+func withHub(hub *Hub, dash *web.Server) http.Handler {
+	if hub == nil {
+		return dash
+	}
+	dash.Handle("GET /agents/", hub.Pages())
+	mux := http.NewServeMux()
+	mux.Handle("/agent/v1/", hub.Handler())
+	mux.Handle("/", dash)
+	return mux
+}
+
+// Run probes, alerts and serves Handler on ln until ctx ends; then it
+// writes the last batch of history and sends the alerts still queued.
+func (w *Watch) Run(ctx context.Context, ln net.Listener) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return w.Monitor.Run(ctx) })
+	g.Go(func() error { w.hook.Run(ctx); return nil })
+	g.Go(func() error { return web.Serve(ctx, ln, w.handler) })
+	return g.Wait()
+}
+
+// Reload applies a new configuration without losing state: the monitor's
+// endpoints and alerts, the webhook's URL and the agents: section, whose
+// removed pairs leave the dashboard and /metrics. An agents: section the hub
+// refuses (or one removed: stopping the hub takes a restart) is the error,
+// and the hub keeps its running configuration; the rest is applied anyway.
+func (w *Watch) Reload(cfg *monitor.Config) error {
+	w.Monitor.Reload(cfg)
+	w.hook.SetURL(cfg.Alerts.Webhook)
+	if w.Hub == nil {
+		return nil
+	}
+	hc, err := FromMonitorConfig(cfg)
+	if err == nil && hc == nil {
+		err = errors.New("the agents: section was removed; restart reach watch to stop the hub")
+	}
+	if err == nil {
+		err = w.Hub.SetConfig(*hc)
+	}
+	if err != nil {
+		return err
+	}
+	forgetRemovedPairs(w.Monitor, hc)
+	return nil
+}
+
+// forgetRemovedPairs drops from the monitor the pairs seen from agents
+// that hc (nil: no agents: section) no longer holds: states restored from
+// the store, or kept across a reload, would stay "down" and keep
+// reach_endpoint_up at 0 for a pair nobody probes.
+func forgetRemovedPairs(m *monitor.Monitor, hc *Config) {
+	lists := map[string]agent.ProbeList{}
+	if hc != nil {
+		var err error
+		if lists, err = hc.ProbeLists(); err != nil {
+			return // the hub refused it too
+		}
+	}
+	m.ForgetSources(func(source, name string) bool {
+		return slices.ContainsFunc(lists[source].Targets, func(t agent.Target) bool { return t.ID == name })
+	})
+}
