@@ -1,9 +1,6 @@
 package firewall
 
-import (
-	"net/netip"
-	"strings"
-)
+import "net/netip"
 
 // Packet is the connection attempt a rule is compared against: a TCP SYN
 // from Src to Dst, passing the hooks of Direction ("in" or "out").
@@ -107,7 +104,7 @@ func (r Rule) matches(p Packet) bool {
 // unchecked returns the conditions of r that p leaves open, or false when
 // an interface condition rules r out.
 func (r Rule) unchecked(p Packet) ([]string, bool) {
-	other := r.other[:len(r.other):len(r.other)]
+	other := texts(r.other)
 	for _, c := range r.ifaces {
 		holds, known := c.decide(p)
 		switch {
@@ -139,11 +136,7 @@ func (c ifaceCond) decide(p Packet) (holds, known bool) {
 	if dev == "" {
 		return false, false
 	}
-	holds = dev == c.name
-	if n := len(c.name); n > 0 && (c.name[n-1] == '+' || c.name[n-1] == '*') {
-		holds = strings.HasPrefix(dev, c.name[:n-1])
-	}
-	return holds != c.negate, true
+	return ifaceName(c.name, dev) != c.negate, true
 }
 
 func inRanges(rs []portRange, port uint16) bool {

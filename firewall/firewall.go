@@ -7,8 +7,12 @@
 //
 // Evaluate compares a connection's first packet with the rules of the
 // hooks it passes and returns the rules that accept, drop or reject it,
-// with the conditions it could not check. It diagnoses nothing: the doctor
-// and the agent turn its answers into findings.
+// with the conditions it could not check. Walk follows that packet through
+// every chain as the kernel does — jumps, returns, verdict maps, random
+// splits, DNAT and REDIRECT, then the filter chains the translated packet
+// meets — and returns every place it may end up, with the path to each.
+// Neither diagnoses: the doctor and the agent turn their answers into
+// findings.
 package firewall
 
 import (
@@ -40,6 +44,12 @@ type Table struct {
 	Family string
 	Name   string // "filter", "nat", "mangle", ... for iptables; any name in nftables
 	Chains []Chain
+	// Sets are the table's named nftables sets and maps (verdict maps
+	// among them), which rules look up with @NAME.
+	Sets []Set
+	// index maps a chain's name to its place in Chains. Parsers keep it;
+	// a Table built otherwise has none, and Chain searches.
+	index map[string]int
 }
 
 // Label names the table as Rule.Table does: "filter" for iptables, "inet
@@ -53,6 +63,9 @@ func (t *Table) Label() string {
 
 // Chain returns the chain called name, or nil.
 func (t *Table) Chain(name string) *Chain {
+	if i, ok := t.index[name]; ok && i < len(t.Chains) && t.Chains[i].Name == name {
+		return &t.Chains[i]
+	}
 	for i := range t.Chains {
 		if t.Chains[i].Name == name {
 			return &t.Chains[i]
@@ -62,12 +75,28 @@ func (t *Table) Chain(name string) *Chain {
 }
 
 // chain returns the chain called name, adding it when the table has none.
+// A kube-proxy table has tens of thousands of chains: the index keeps
+// parsing linear.
 func (t *Table) chain(name string) *Chain {
 	if c := t.Chain(name); c != nil {
 		return c
 	}
+	if t.index == nil {
+		t.index = map[string]int{}
+	}
+	t.index[name] = len(t.Chains)
 	t.Chains = append(t.Chains, Chain{Name: name})
 	return &t.Chains[len(t.Chains)-1]
+}
+
+// Set returns the set or map called name, or nil.
+func (t *Table) Set(name string) *Set {
+	for i := range t.Sets {
+		if t.Sets[i].Name == name {
+			return &t.Sets[i]
+		}
+	}
+	return nil
 }
 
 // Chain is a list of rules. A base chain is attached to a hook, where
@@ -175,10 +204,9 @@ type Rule struct {
 	Text string `json:"text"` // the rule as its tool prints it
 	// Verdict is what the rule does with a packet it matches: "accept",
 	// "drop", "reject", "return", "jump" or "goto" (to JumpTo), a
-	// translation ("dnat", "snat", "masquerade", "redirect", to To), the
-	// lower-case name of another target ("log", "mark", ...), or "" when
-	// it has none (it only counts; an nft verdict map stays a condition,
-	// "vmap", for now).
+	// translation ("dnat", "snat", "masquerade", "redirect", to To),
+	// "vmap" (an nft verdict map decides), the lower-case name of another
+	// target ("log", "mark", ...), or "" when it has none (it only counts).
 	Verdict    string `json:"verdict"`
 	RejectWith string `json:"reject_with,omitempty"`
 	// JumpTo is the chain a jump or goto continues in.
@@ -192,6 +220,7 @@ type Rule struct {
 	Comment string `json:"comment,omitempty"`
 	Policy  bool   `json:"policy,omitempty"` // the chain's default policy, not a rule
 	conds
+	action
 }
 
 // conds are a rule's match conditions. A rule matches a packet when every
@@ -204,7 +233,36 @@ type conds struct {
 	dst      []netip.Prefix
 	src      []netip.Prefix
 	ifaces   []ifaceCond
-	other    []string // conditions Evaluate does not check (ct state, marks, ...), as written
+	// other are the conditions Evaluate does not check (ct state, marks,
+	// address types, ...), as written; Walk decides those it knows.
+	other []cond
+}
+
+// cond is one condition of conds.other: its text, and how Walk decides it
+// (nil: Walk does not know it, and the rule may match).
+type cond struct {
+	text string
+	m    matcher
+}
+
+// texts returns the conditions as written.
+func texts(cs []cond) []string {
+	out := make([]string, len(cs))
+	for i, c := range cs {
+		out[i] = c.text
+	}
+	return out
+}
+
+// action is what Walk needs of a rule's target beyond Verdict, JumpTo and
+// To: those parsed.
+type action struct {
+	// target is the target as written when it names no chain ("LOG",
+	// "KUBE-SVC-X" when the table lacks that chain).
+	target string
+	nat    *natTo  // dnat, snat, redirect, masquerade: where to; nil if not understood
+	mark   *markOp // a target or statement that sets the packet's mark
+	vmap   *vmap   // Verdict "vmap": the key and the map
 }
 
 type portRange struct{ lo, hi uint16 }

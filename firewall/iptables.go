@@ -180,6 +180,7 @@ func parseIptablesRule(s, table, family string) (Rule, error) {
 		return args[i+1], nil
 	}
 	negate, target := false, false
+	module := "" // the last -m: what its options mean
 	for i := 2; i < len(args); i++ {
 		a := args[i]
 		if a == "!" {
@@ -191,9 +192,10 @@ func parseIptablesRule(s, table, family string) (Rule, error) {
 		switch a {
 		case "-m", "--match":
 			// Modules only enable options; the options are what we read.
+			module = strings.ToLower(v)
 		case "-p", "--protocol":
 			if negate {
-				r.other = append(r.other, "! -p "+v)
+				r.other = append(r.other, cond{"! -p " + v, notProto{v}})
 			} else if v != "all" {
 				r.proto = strings.ToLower(v)
 			}
@@ -220,7 +222,7 @@ func parseIptablesRule(s, table, family string) (Rule, error) {
 			}
 			switch {
 			case negate:
-				r.other = append(r.other, "! "+a+" "+v)
+				r.other = append(r.other, cond{"! " + a + " " + v, notPrefix{src: a == "-s" || a == "--source", ps: ps}})
 			case a == "-d" || a == "--destination":
 				r.dst = append(r.dst, ps...)
 			default:
@@ -232,6 +234,7 @@ func parseIptablesRule(s, table, family string) (Rule, error) {
 			switch r.Verdict {
 			case "accept", "drop", "reject", "return", "dnat", "snat", "masquerade", "redirect":
 			default:
+				r.target = v
 				// A chain, or a target extension: told apart once the
 				// table's chains are known (resolveTargets).
 				r.Verdict, r.JumpTo = "jump", v
@@ -262,23 +265,29 @@ func parseIptablesRule(s, table, family string) (Rule, error) {
 			if !strings.HasPrefix(a, "-") {
 				return Rule{}, fmt.Errorf("unexpected word %q in %q", a, s)
 			}
-			// An option we do not evaluate; keep it (and its value) as a
-			// condition, unless it follows the target: then it is the
-			// target's (--log-prefix, --set-xmark), and the text keeps it.
-			cond := a
-			if verr == nil && !strings.HasPrefix(v, "-") && v != "!" {
-				cond += " " + v
-			} else {
-				takes = false
+			// An option Evaluate does not check, with its values (none
+			// for a flag, two for --tcp-flags or --match-set): a condition,
+			// unless it follows the target: then it is the target's
+			// (--log-prefix, --set-xmark), and the text keeps it.
+			takes = false
+			var vals []string
+			for i+1 < len(args) && !strings.HasPrefix(args[i+1], "-") && args[i+1] != "!" {
+				i++
+				vals = append(vals, args[i])
 			}
+			text := strings.Join(append([]string{a}, vals...), " ")
 			if negate {
-				cond = "! " + cond
+				text = "! " + text
 			}
 			switch {
 			case !target:
-				r.other = append(r.other, cond)
-			case takes && (a == "--to-destination" || a == "--to-source" || a == "--to-ports"):
-				r.To = v
+				r.other = append(r.other, cond{text, iptablesMatcher(module, a, vals, negate)})
+			case len(vals) == 1 && (a == "--to-destination" || a == "--to-source" || a == "--to-ports"):
+				r.To = vals[0]
+			default:
+				if op, ok := iptablesMark(strings.ToLower(r.target), a, strings.Join(vals, " ")); ok {
+					r.mark = &op
+				}
 			}
 		}
 		if verr != nil && takes && a != "-m" {
@@ -291,6 +300,12 @@ func parseIptablesRule(s, table, family string) (Rule, error) {
 	}
 	if r.Verdict == "reject" && r.RejectWith == "" {
 		r.RejectWith = "icmp-port-unreachable"
+	}
+	switch r.Verdict {
+	case "dnat", "snat":
+		r.nat, _ = parseNatTo(r.To, false)
+	case "redirect", "masquerade":
+		r.nat, _ = parseNatTo(r.To, true)
 	}
 	return r, nil
 }

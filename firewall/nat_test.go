@@ -30,7 +30,7 @@ func outline(rs *Ruleset) []string {
 					rl += " #" + r.Comment
 				}
 				if len(r.other) > 0 {
-					rl += " if " + strings.Join(r.other, ", ")
+					rl += " if " + strings.Join(texts(r.other), ", ")
 				}
 				out = append(out, rl)
 			}
@@ -119,8 +119,8 @@ COMMIT
 	}
 }
 
-// nft's nat chains: native jumps, gotos, verdict maps (kept as a condition
-// for now), dnat, snat, masquerade and redirect, with comments; and the
+// nft's nat chains: native jumps, gotos, verdict maps, dnat, snat,
+// masquerade and redirect, with comments; and the
 // nat table iptables-nft writes, whose targets nft -j shows without options.
 func TestNftNatTable(t *testing.T) {
 	rs := mustParseNft(t, "nft-nat.json", "nft-nat.txt")
@@ -129,7 +129,7 @@ func TestNftNatTable(t *testing.T) {
 		"  jump DOCKER if xt match addrtype",
 		"nftables ip nat/INPUT hook input nat 100 policy accept",
 		"nftables ip nat/OUTPUT hook output nat -100 policy accept",
-		`  jump DOCKER if ip daddr != {"prefix": {"addr": "127.0.0.0", "len": 8}}, xt match addrtype`,
+		"  jump DOCKER if ip daddr != 127.0.0.0/8, xt match addrtype",
 		"nftables ip nat/POSTROUTING hook postrouting nat 100 policy accept",
 		"  masquerade",
 		"nftables ip nat/DOCKER",
@@ -143,12 +143,12 @@ func TestNftNatTable(t *testing.T) {
 		"nftables inet kp/nat-prerouting hook prerouting nat -100 policy accept",
 		"  jump services",
 		"nftables inet kp/nat-output hook output nat -100 policy accept",
-		`  jump services if ip daddr != {"prefix": {"addr": "127.0.0.0", "len": 8}}, fib == "local"`,
+		`  jump services if ip daddr != 127.0.0.0/8, fib daddr type == "local"`,
 		"nftables inet kp/services",
 		"  goto service-web #default/web:http",
 		"  redirect to 443",
 		"nftables inet kp/service-web",
-		"   if vmap",
+		"  vmap",
 		"nftables inet kp/endpoint-a",
 		"  dnat to 198.19.0.2:80",
 		"nftables inet kp/endpoint-b",

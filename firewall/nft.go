@@ -52,6 +52,18 @@ func ParseNftJSON(data []byte, texts map[string]string) (*Ruleset, error) {
 				c.Policy = jc.Policy
 			}
 		}
+		for _, kind := range []string{"set", "map"} {
+			raw, ok := obj[kind]
+			if !ok {
+				continue
+			}
+			family, tname, set, err := parseNftSet(raw, kind == "map")
+			if err != nil {
+				return nil, &ParseError{"nft JSON " + kind, 0, err}
+			}
+			t := table(family, tname)
+			t.Sets = append(t.Sets, set)
+		}
 		raw, ok := obj["rule"]
 		if !ok {
 			continue
@@ -116,10 +128,30 @@ func (r *Rule) addNftExpr(e map[string]json.RawMessage) []string {
 			return []string{kind + " " + j.Target}
 		case "dnat", "snat", "masquerade", "redirect":
 			r.Verdict, r.To = kind, nftNATTo(raw)
+			if n, ok := nftNat(raw); ok {
+				r.nat = n
+			}
 			if r.To == "" {
 				return []string{kind}
 			}
 			return []string{kind + " to " + r.To}
+		case "vmap":
+			r.Verdict = "vmap"
+			if vm, err := parseVmap(raw); err == nil {
+				r.vmap = vm
+			}
+			return []string{"vmap"}
+		case "mangle":
+			// A statement: "meta mark set ..." changes the packet's mark;
+			// others (ct mark set, ...) change nothing the walk reads.
+			if op, ok := nftMarkSet(raw); ok {
+				r.Verdict, r.mark = "mark", &op
+				return []string{"meta mark set"}
+			}
+			return []string{kind}
+		case "update", "set", "notrack":
+			// Statements that change a set or conntrack, not the packet.
+			return []string{kind}
 		case "xt":
 			var xt struct{ Type, Name string }
 			_ = json.Unmarshal(raw, &xt)
@@ -131,11 +163,11 @@ func (r *Rule) addNftExpr(e map[string]json.RawMessage) []string {
 				// does not show its options.
 				r.Verdict = strings.ToLower(xt.Name)
 			default:
-				r.other = append(r.other, "xt "+xt.Type+" "+xt.Name)
+				r.other = append(r.other, cond{text: "xt " + xt.Type + " " + xt.Name})
 			}
 			return []string{"xt " + xt.Name}
 		default:
-			r.other = append(r.other, kind)
+			r.other = append(r.other, cond{text: kind})
 			return []string{kind}
 		}
 	}
@@ -185,30 +217,17 @@ func (r *Rule) addNftMatch(raw json.RawMessage) []string {
 		Right json.RawMessage
 	}
 	if err := json.Unmarshal(raw, &m); err != nil {
-		r.other = append(r.other, "match")
+		r.other = append(r.other, cond{text: "match"})
 		return []string{"match"}
 	}
-	field := ""
-	if p, ok := m.Left["payload"]; ok {
-		var pl struct{ Protocol, Field string }
-		_ = json.Unmarshal(p, &pl)
-		field = pl.Protocol + " " + pl.Field
-	} else if p, ok := m.Left["meta"]; ok {
-		var mk struct{ Key string }
-		_ = json.Unmarshal(p, &mk)
-		field = "meta " + mk.Key
-	} else {
-		for k := range m.Left {
-			field = k
-		}
-	}
-	text := fmt.Sprintf("%s %s %s", field, m.Op, string(m.Right))
+	field := nftExprText(m.Left)
+	text := fmt.Sprintf("%s %s %s", field, m.Op, nftValueText(m.Right))
 	if name := ""; (field == "meta iifname" || field == "meta oifname") && (m.Op == "==" || m.Op == "!=") && json.Unmarshal(m.Right, &name) == nil {
 		r.ifaces = append(r.ifaces, ifaceCond{in: field == "meta iifname", name: name, negate: m.Op == "!=", text: text})
 		return []string{text}
 	}
 	if m.Op != "==" && m.Op != "in" {
-		r.other = append(r.other, text)
+		r.other = append(r.other, cond{text, nftMatcher(m.Left, m.Op, m.Right)})
 		return []string{text}
 	}
 	switch {
@@ -239,8 +258,162 @@ func (r *Rule) addNftMatch(raw json.RawMessage) []string {
 			return []string{field + " " + string(m.Right)}
 		}
 	}
-	r.other = append(r.other, text)
+	r.other = append(r.other, cond{text, nftMatcher(m.Left, m.Op, m.Right)})
 	return []string{text}
+}
+
+// nftExprText renders a match's left side: "ip daddr", "meta mark",
+// "fib daddr type", "ct state", "meta mark & 16384".
+func nftExprText(left map[string]json.RawMessage) string {
+	for kind, body := range left {
+		switch kind {
+		case "payload":
+			var pl struct{ Protocol, Field string }
+			_ = json.Unmarshal(body, &pl)
+			return pl.Protocol + " " + pl.Field
+		case "meta", "ct":
+			var k struct{ Key string }
+			_ = json.Unmarshal(body, &k)
+			return kind + " " + k.Key
+		case "fib":
+			var fb struct {
+				Result string
+				Flags  json.RawMessage
+			}
+			_ = json.Unmarshal(body, &fb)
+			return "fib " + strings.Join(stringList(fb.Flags), " . ") + " " + fb.Result
+		case "&", "|", "^":
+			var mixed []json.RawMessage
+			if json.Unmarshal(body, &mixed) == nil && len(mixed) == 2 {
+				var l map[string]json.RawMessage
+				_ = json.Unmarshal(mixed[0], &l)
+				return nftExprText(l) + " " + kind + " " + nftValueText(mixed[1])
+			}
+		case "concat":
+			var list []map[string]json.RawMessage
+			_ = json.Unmarshal(body, &list)
+			parts := make([]string, len(list))
+			for i, e := range list {
+				parts[i] = nftExprText(e)
+			}
+			return strings.Join(parts, " . ")
+		}
+		return kind
+	}
+	return ""
+}
+
+// nftValueText renders a match's right side as nft writes it: prefixes,
+// ranges, sets and concatenations; strings stay quoted, and anything else
+// stays JSON.
+func nftValueText(raw json.RawMessage) string {
+	var s struct{ Set []json.RawMessage }
+	if json.Unmarshal(raw, &s) == nil && len(s.Set) > 0 {
+		parts := make([]string, len(s.Set))
+		for i, e := range s.Set {
+			parts[i] = nftValueText(e)
+		}
+		return "{ " + strings.Join(parts, ", ") + " }"
+	}
+	var obj map[string]json.RawMessage
+	if json.Unmarshal(raw, &obj) == nil {
+		if parts, _, ok := parseKey(raw); ok {
+			list := make([]string, len(parts))
+			for i, p := range parts {
+				list[i] = p.String()
+			}
+			return strings.Join(list, " . ")
+		}
+	}
+	return string(raw)
+}
+
+// nftMatcher types a match Evaluate does not check, for the walk: ct
+// state and status, and any comparison of an expression it can evaluate
+// (fib types, marks, negations, sets by name); nil for others.
+func nftMatcher(left map[string]json.RawMessage, op string, right json.RawMessage) matcher {
+	if ct, ok := left["ct"]; ok {
+		var k struct{ Key string }
+		if json.Unmarshal(ct, &k) != nil || (k.Key != "state" && k.Key != "status") || (op != "==" && op != "in" && op != "!=") {
+			return nil
+		}
+		var names []string
+		if json.Unmarshal(right, &names) != nil {
+			var one string
+			if json.Unmarshal(right, &one) != nil {
+				return nil
+			}
+			names = []string{one}
+		}
+		for i := range names {
+			names[i] = strings.ToUpper(names[i])
+		}
+		if k.Key == "state" {
+			return ctState{states: names, neg: op == "!="}
+		}
+		return ctStatus{statuses: names, neg: op == "!="}
+	}
+	switch op {
+	case "==", "in", "!=", "<", "<=", ">", ">=":
+	default:
+		return nil
+	}
+	lraw, err := json.Marshal(left)
+	if err != nil {
+		return nil
+	}
+	key, ok := parseKeyExpr(lraw)
+	if !ok {
+		return nil
+	}
+	elems, set, ok := parseRight(right)
+	if !ok {
+		return nil
+	}
+	if op == "in" {
+		op = "=="
+	}
+	return exprMatch{key: key, op: op, elems: elems, set: set}
+}
+
+// nftMarkSet reads "meta mark set EXPR" where EXPR is a constant or the
+// mark combined with one (|, &, ^).
+func nftMarkSet(raw json.RawMessage) (markOp, bool) {
+	var mg struct{ Key, Value json.RawMessage }
+	if json.Unmarshal(raw, &mg) != nil {
+		return markOp{}, false
+	}
+	key, ok := parseKeyExpr(mg.Key)
+	if !ok || len(key) != 1 || key[0].kind != "mark" {
+		return markOp{}, false
+	}
+	if v, ok := parseValue(mg.Value); ok && v.kind == vNum && v.num <= 0xffffffff {
+		return markOp{and: 0, xor: uint32(v.num)}, true
+	}
+	var expr map[string][]json.RawMessage
+	if json.Unmarshal(mg.Value, &expr) != nil || len(expr) != 1 {
+		return markOp{unknown: true}, true
+	}
+	for op, args := range expr {
+		if len(args) != 2 {
+			break
+		}
+		k, ok1 := parseKeyExpr(args[0])
+		n, ok2 := parseValue(args[1])
+		if !ok1 || !ok2 || len(k) != 1 || k[0].kind != "mark" || n.kind != vNum || n.num > 0xffffffff {
+			break
+		}
+		c := uint32(n.num)
+		switch op {
+		case "|":
+			return markOp{and: ^c, xor: c}, true
+		case "&":
+			return markOp{and: c}, true
+		case "^":
+			return markOp{and: 0xffffffff, xor: c}, true
+		}
+	}
+	return markOp{unknown: true}, true
 }
 
 // nftPorts reads a port match's right side: a number, a range or a set.
