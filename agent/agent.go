@@ -80,10 +80,12 @@ type Agent struct {
 // New checks cfg and returns an agent ready to Run.
 func New(cfg Config) (*Agent, error) {
 	if cfg.Name == "" {
-		return nil, errors.New("agent: no name: give the agent the name the hub config knows this host by")
+		return nil, errors.New("agent: no name: " +
+			"give the agent the name the hub config knows this host by")
 	}
 	if !endpoint.ValidName(cfg.Name) {
-		return nil, fmt.Errorf("agent: name %q: want 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit, as in the hub config", cfg.Name)
+		return nil, fmt.Errorf("agent: name %q: want 1-64 letters, digits, '.', '_' or '-', "+
+			"starting with a letter or digit, as in the hub config", cfg.Name)
 	}
 	hub, err := newClient(cfg.Hub, cfg.Token, cfg.HTTPClient)
 	if err != nil {
@@ -94,12 +96,15 @@ func New(cfg Config) (*Agent, error) {
 		neg  bool
 		v    any
 	}{
-		{"Buffer", cfg.Buffer < 0, cfg.Buffer}, {"ReportEvery", cfg.ReportEvery < 0, cfg.ReportEvery},
-		{"RefreshEvery", cfg.RefreshEvery < 0, cfg.RefreshEvery}, {"Concurrency", cfg.Concurrency < 0, cfg.Concurrency},
+		{"Buffer", cfg.Buffer < 0, cfg.Buffer},
+		{"ReportEvery", cfg.ReportEvery < 0, cfg.ReportEvery},
+		{"RefreshEvery", cfg.RefreshEvery < 0, cfg.RefreshEvery},
+		{"Concurrency", cfg.Concurrency < 0, cfg.Concurrency},
 		{"QueryRate", cfg.QueryRate < 0, cfg.QueryRate},
 	} {
 		if f.neg {
-			return nil, fmt.Errorf("agent: %s %v is negative; give a positive value, or 0 for the default", f.name, f.v)
+			return nil, fmt.Errorf("agent: %s %v is negative; give a positive value, "+
+				"or 0 for the default", f.name, f.v)
 		}
 	}
 	cfg.Buffer = cmp.Or(cfg.Buffer, DefaultBuffer)
@@ -170,7 +175,8 @@ func (a *Agent) fetch(ctx context.Context) (ProbeList, error) {
 		return pl, err
 	}
 	if pl.Interval <= 0 {
-		return pl, fmt.Errorf("agent: the hub sent interval %v; want a positive one", time.Duration(pl.Interval))
+		return pl, fmt.Errorf("agent: the hub sent interval %v; want a positive one",
+			time.Duration(pl.Interval))
 	}
 	if pl.Timeout <= 0 || pl.Timeout > pl.Interval {
 		pl.Timeout = min(Duration(probe.DefaultTimeout), pl.Interval)
@@ -189,7 +195,8 @@ func (a *Agent) firstList(ctx context.Context) (ProbeList, error) {
 			return pl, nil
 		}
 		if errors.Is(err, ErrUnauthorized) {
-			return pl, fmt.Errorf("the hub refused this agent: %w (check that agent and hub share the same token)", err)
+			return pl, fmt.Errorf("the hub refused this agent: %w "+
+				"(check that agent and hub share the same token)", err)
 		}
 		a.log.Warn("cannot fetch probe list; retrying", "err", err, "in", wait)
 		select {
@@ -220,7 +227,8 @@ func (a *Agent) nextList(ctx context.Context, cur ProbeList) ProbeList {
 			continue
 		}
 		if !sameList(pl, cur) {
-			a.log.Info("probe list changed", "targets", len(pl.Targets), "interval", time.Duration(pl.Interval))
+			a.log.Info("probe list changed",
+				"targets", len(pl.Targets), "interval", time.Duration(pl.Interval))
 			return pl
 		}
 	}
@@ -309,7 +317,8 @@ func (a *Agent) report(ctx context.Context) {
 		switch {
 		case err != nil && !down && ctx.Err() == nil:
 			pending, _ := a.buf.stats()
-			a.log.Warn("hub unreachable; buffering results", "err", err, "pending", pending, "buffer", a.cfg.Buffer)
+			a.log.Warn("hub unreachable; buffering results",
+				"err", err, "pending", pending, "buffer", a.cfg.Buffer)
 			down = true
 		case err == nil && down:
 			_, dropped := a.buf.stats()
@@ -327,7 +336,8 @@ func (a *Agent) flush(ctx context.Context) error {
 			return nil
 		}
 		_, dropped := a.buf.stats()
-		err := a.hub.call(ctx, http.MethodPost, PathResults, nil, Batch{Agent: a.cfg.Name, Results: batch, Dropped: dropped}, nil)
+		b := Batch{Agent: a.cfg.Name, Results: batch, Dropped: dropped}
+		err := a.hub.call(ctx, http.MethodPost, PathResults, nil, b, nil)
 		if err != nil {
 			a.m.hubErrs.Inc()
 			return err

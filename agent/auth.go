@@ -16,7 +16,8 @@ import (
 
 // ErrNoToken is returned when a server or client is built without a token:
 // reach never runs the agent protocol unauthenticated.
-var ErrNoToken = errors.New("agent: no token: every agent and hub call needs the shared bearer token (--token-file or REACH_TOKEN)")
+var ErrNoToken = errors.New("agent: no token: every agent and hub call needs the shared " +
+	"bearer token (--token-file or REACH_TOKEN)")
 
 // ErrUnauthorized is the error a client sees when the other side refused its
 // token or certificate.
@@ -53,7 +54,8 @@ func guard(token func() string, limit *rate.Limiter, next http.Handler) http.Han
 		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		if !ok || !tokenEqual(got, token()) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="reach"`)
-			http.Error(w, "unauthorized: send the shared token as Authorization: Bearer", http.StatusUnauthorized)
+			http.Error(w, "unauthorized: send the shared token as Authorization: Bearer",
+				http.StatusUnauthorized)
 			return
 		}
 		next.ServeHTTP(w, r)

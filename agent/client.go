@@ -59,7 +59,8 @@ func newClient(base, token string, hc *http.Client) (*client, error) {
 }
 
 // call sends in (when not nil) as JSON and decodes the answer into out.
-func (c *client) call(ctx context.Context, method, path string, query url.Values, in, out any) error {
+func (c *client) call(ctx context.Context, method, path string, query url.Values,
+	in, out any) error {
 	u := c.base + path
 	if len(query) > 0 {
 		u += "?" + query.Encode()
@@ -87,7 +88,8 @@ func (c *client) call(ctx context.Context, method, path string, query url.Values
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		cerr := &CallError{Method: method, URL: u, Status: resp.StatusCode, Err: fmt.Errorf("%s", strings.TrimSpace(string(msg)))}
+		cerr := &CallError{Method: method, URL: u, Status: resp.StatusCode,
+			Err: fmt.Errorf("%s", strings.TrimSpace(string(msg)))}
 		switch resp.StatusCode {
 		case http.StatusUnauthorized, http.StatusForbidden:
 			cerr.Err = fmt.Errorf("%w: %s", ErrUnauthorized, strings.TrimSpace(string(msg)))
@@ -101,7 +103,8 @@ func (c *client) call(ctx context.Context, method, path string, query url.Values
 		return nil
 	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, MaxBody)).Decode(out); err != nil {
-		return &CallError{Method: method, URL: u, Status: resp.StatusCode, Err: fmt.Errorf("bad answer: %w", err)}
+		return &CallError{Method: method, URL: u, Status: resp.StatusCode,
+			Err: fmt.Errorf("bad answer: %w", err)}
 	}
 	return nil
 }
@@ -147,7 +150,8 @@ func failure(err error) doctor.AgentFailure {
 
 // EvidenceFor is Evidence for a connection from src rather than from us: a
 // hub explaining what another agent saw.
-func (c *Client) EvidenceFor(ctx context.Context, src netip.Addr, addr netip.AddrPort) (doctor.HostEvidence, error) {
+func (c *Client) EvidenceFor(ctx context.Context, src netip.Addr, addr netip.AddrPort) (
+	doctor.HostEvidence, error) {
 	q := url.Values{"addr": {addr.String()}}
 	if src.IsValid() {
 		q.Set("src", src.String())
@@ -192,13 +196,15 @@ func NewDiscovery(base, token string, hc *http.Client) (*Discovery, error) {
 func (d *Discovery) Evidence(ctx context.Context, addr netip.AddrPort) (doctor.HostEvidence, error) {
 	var hosts []AgentInfo
 	if err := d.hub.call(ctx, http.MethodGet, PathAgents, nil, nil, &hosts); err != nil {
-		return doctor.HostEvidence{}, &doctor.AgentError{Hub: true, URL: d.hub.base, Failure: failure(err), Err: err}
+		return doctor.HostEvidence{},
+			&doctor.AgentError{Hub: true, URL: d.hub.base, Failure: failure(err), Err: err}
 	}
 	for _, h := range hosts {
 		if h.Addr == addr.Addr().Unmap() && h.Agent != "" {
 			c, err := NewClient(h.Agent, d.token, d.hub.http)
 			if err != nil {
-				return doctor.HostEvidence{}, &doctor.AgentError{Name: h.Name, URL: h.Agent, Failure: doctor.AgentFailed, Err: err}
+				return doctor.HostEvidence{},
+					&doctor.AgentError{Name: h.Name, URL: h.Agent, Failure: doctor.AgentFailed, Err: err}
 			}
 			ev, err := c.Evidence(ctx, addr)
 			var ae *doctor.AgentError
@@ -209,5 +215,6 @@ func (d *Discovery) Evidence(ctx context.Context, addr netip.AddrPort) (doctor.H
 		}
 	}
 	return doctor.HostEvidence{}, &doctor.AgentError{Hub: true, URL: d.hub.base, Failure: doctor.AgentNone,
-		Err: fmt.Errorf("%w: %s (give its hosts entry an agent: URL in the hub config)", ErrNoAgent, addr.Addr())}
+		Err: fmt.Errorf("%w: %s (give its hosts entry an agent: URL in the hub config)",
+			ErrNoAgent, addr.Addr())}
 }

@@ -44,7 +44,9 @@ func newMetrics(source string, compact bool) *metrics {
 			Name: "reach_agent_results_pending", Help: "Results waiting to be sent to the hub.", ConstLabels: constLabels,
 		}),
 		dropped: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "reach_agent_results_dropped_total", Help: "Results dropped because the buffer was full while the hub was unreachable.", ConstLabels: constLabels,
+			Name:        "reach_agent_results_dropped_total",
+			Help:        "Results dropped because the buffer was full while the hub was unreachable.",
+			ConstLabels: constLabels,
 		}),
 		hubErrs: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "reach_agent_hub_errors_total", Help: "Failed calls to the hub.", ConstLabels: constLabels,

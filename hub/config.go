@@ -215,7 +215,8 @@ func FromMonitorConfig(cfg *monitor.Config) (*Config, error) {
 	}
 	if c.TokenFile == "" {
 		return nil, fmt.Errorf("%w: agents: no token_file: agents and hub share a bearer token; "+
-			"create one (openssl rand -hex 32 > /etc/reach/agent-token) and set agents.token_file to it", ErrConfig)
+			"create one (openssl rand -hex 32 > /etc/reach/agent-token) "+
+			"and set agents.token_file to it", ErrConfig)
 	}
 	if c.Token, err = agent.ReadToken(c.TokenFile); err != nil {
 		return nil, fmt.Errorf("agents.token_file: %w", err)

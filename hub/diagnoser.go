@@ -19,7 +19,8 @@ import (
 // doctorDiagnoser runs the doctor's whole ladder for the monitor's own
 // endpoints: what this host sees.
 func doctorDiagnoser(timeout time.Duration, log *slog.Logger) monitor.Diagnoser {
-	return monitor.DiagnoserFunc(func(ctx context.Context, ep endpoint.Endpoint) (monitor.Diagnosis, error) {
+	return monitor.DiagnoserFunc(func(ctx context.Context, ep endpoint.Endpoint) (
+		monitor.Diagnosis, error) {
 		r := doctor.Run(ctx, ep, doctor.Options{Timeout: timeout, Logger: log})
 		raw, err := json.Marshal(r)
 		if err != nil {

@@ -159,7 +159,8 @@ func (h *Hub) serveTargets(w http.ResponseWriter, r *http.Request) {
 	}
 	if !ok {
 		h.logger().Warn("unknown agent asked for its probe list", "agent", name, "remote", r.RemoteAddr)
-		http.Error(w, "unknown agent "+name+": add it to agents.hosts in the hub config", http.StatusNotFound)
+		http.Error(w, "unknown agent "+name+": add it to agents.hosts in the hub config",
+			http.StatusNotFound)
 		return
 	}
 	writeJSON(w, pl)
@@ -225,7 +226,8 @@ func (h *Hub) serveResults(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, reply)
 }
 
-func (h *Hub) ingest(ctx context.Context, b agent.Batch, r *http.Request) (agent.IngestReply, error) {
+func (h *Hub) ingest(ctx context.Context, b agent.Batch, r *http.Request) (
+	agent.IngestReply, error) {
 	var reply agent.IngestReply
 	now := time.Now()
 	h.mu.Lock()

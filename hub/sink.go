@@ -22,7 +22,8 @@ type MonitorSink struct{ Monitor *monitor.Monitor }
 func (s MonitorSink) Ingest(ctx context.Context, rs []agent.Result) error {
 	ctx = context.WithoutCancel(ctx)
 	for _, r := range rs {
-		ep := monitor.Endpoint{Name: r.Target, Target: endpoint.FromAddrPort(r.Addr), Expect: monitor.ExpectOpen}
+		ep := monitor.Endpoint{Name: r.Target, Target: endpoint.FromAddrPort(r.Addr),
+			Expect: monitor.ExpectOpen}
 		pr := probe.Result{Endpoint: ep.Target, Addr: r.Addr, Class: r.Class,
 			Errno: syscall.Errno(r.Errno), RTT: time.Duration(r.RTT)}
 		if r.Class != probe.Open {

@@ -164,6 +164,7 @@ func forgetRemovedPairs(m *monitor.Monitor, hc *Config) {
 		}
 	}
 	m.ForgetSources(func(source, name string) bool {
-		return slices.ContainsFunc(lists[source].Targets, func(t agent.Target) bool { return t.ID == name })
+		return slices.ContainsFunc(lists[source].Targets,
+			func(t agent.Target) bool { return t.ID == name })
 	})
 }

@@ -111,7 +111,8 @@ func listenOn(what, addr string) (net.Listener, error) {
 	case errors.Is(err, syscall.EACCES):
 		hint = "ports below 1024 need root or CAP_NET_BIND_SERVICE; pick a port above 1023"
 	}
-	return nil, &ExitError{Code: ExitFail, Err: fmt.Errorf("%s cannot listen on %s: %w (%s)", what, addr, err, hint)}
+	return nil, &ExitError{Code: ExitFail,
+		Err: fmt.Errorf("%s cannot listen on %s: %w (%s)", what, addr, err, hint)}
 }
 
 // warnHubOnLoopback says so when the hub listens on loopback (the default)
@@ -123,7 +124,8 @@ func warnHubOnLoopback(log *slog.Logger, addr net.Addr, agents []agent.AgentInfo
 	}
 	for _, a := range agents {
 		if !a.Addr.IsLoopback() {
-			log.Warn("the hub listens on loopback only: agents on other hosts cannot reach it; use --listen 0.0.0.0:9190 (with REACH_WATCH_TOKEN) or an address of this host",
+			log.Warn("the hub listens on loopback only: agents on other hosts cannot reach it; "+
+				"use --listen 0.0.0.0:9190 (with REACH_WATCH_TOKEN) or an address of this host",
 				"listen", addr.String(), "agent", a.Name, "addr", a.Addr.String())
 			return
 		}

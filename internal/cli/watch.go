@@ -79,7 +79,8 @@ the dashboard (the flags work too, but show in ps).`,
 			}
 			switch {
 			case concurrency < 1:
-				return usageErrorf("--concurrency %d: give at least 1 probe in flight (default %d)", concurrency, monitor.DefaultConcurrency)
+				return usageErrorf("--concurrency %d: give at least 1 probe in flight (default %d)",
+					concurrency, monitor.DefaultConcurrency)
 			case doctorTimeout <= 0:
 				return usageErrorf("--doctor-timeout %v: give a positive duration such as 3s", doctorTimeout)
 			}
@@ -97,7 +98,8 @@ the dashboard (the flags work too, but show in ps).`,
 			if err != nil {
 				var ce monitor.ConfigErrors
 				if errors.As(err, &ce) {
-					fmt.Fprintf(env.Err, "reach: %s is not valid:\n%v\nFix the lines above; see examples/reach.yaml for every field.\n", config, err)
+					fmt.Fprintf(env.Err, "reach: %s is not valid:\n%v\n"+
+						"Fix the lines above; see examples/reach.yaml for every field.\n", config, err)
 					return &ExitError{Code: ExitFail}
 				}
 				return &ExitError{Code: ExitFail, Err: fmt.Errorf("%w (pass the file with -c)", err)}
@@ -108,7 +110,8 @@ the dashboard (the flags work too, but show in ps).`,
 			}
 			// Check the agents: section now: that also reads its token file.
 			if _, err := hub.FromMonitorConfig(cfg); err != nil {
-				fmt.Fprintf(env.Err, "reach: %s is not valid:\n%v\nFix the agents: section; see deploy/README.md.\n", config, err)
+				fmt.Fprintf(env.Err, "reach: %s is not valid:\n%v\n"+
+					"Fix the agents: section; see deploy/README.md.\n", config, err)
 				return &ExitError{Code: ExitFail}
 			}
 			if checkOnly {
@@ -116,9 +119,9 @@ the dashboard (the flags work too, but show in ps).`,
 				printHub(env, cfg)
 				return err
 			}
-			w := watcher{env: env, cfg: cfg, path: config, store: store, listen: listen, retain: ret, tls: tlsFlags,
-				agents: agents, concurrency: concurrency, noDoctor: noDoctor, doctorTimeout: doctorTimeout,
-				auth: web.Options{Token: token, User: user, Password: pass}}
+			w := watcher{env: env, cfg: cfg, path: config, store: store, listen: listen, retain: ret,
+				tls: tlsFlags, agents: agents, concurrency: concurrency, noDoctor: noDoctor,
+				doctorTimeout: doctorTimeout, auth: web.Options{Token: token, User: user, Password: pass}}
 			return w.run()
 		},
 	}
@@ -172,13 +175,15 @@ func printConfig(env *Env, path string, cfg *monitor.Config) error {
 		if ep.LatencyThreshold > 0 {
 			extra += " slower than " + ep.LatencyThreshold.String() + " fails"
 		}
-		fmt.Fprintf(env.Out, "  %-24s %-28s every %v, timeout %v%s\n", ep.Name, ep.Target, ep.Interval, ep.Timeout, extra)
+		fmt.Fprintf(env.Out, "  %-24s %-28s every %v, timeout %v%s\n",
+			ep.Name, ep.Target, ep.Interval, ep.Timeout, extra)
 	}
 	hook := "no webhook"
 	if cfg.Alerts.Webhook != "" {
 		hook = "webhook " + cfg.Alerts.Webhook
 	}
-	fmt.Fprintf(env.Out, "alerts: %s, down after %d failures, up after %d successes\n", hook, cfg.Alerts.Fall, cfg.Alerts.Rise)
+	fmt.Fprintf(env.Out, "alerts: %s, down after %d failures, up after %d successes\n",
+		hook, cfg.Alerts.Fall, cfg.Alerts.Rise)
 	return nil
 }
 
@@ -212,12 +217,14 @@ func (w *watcher) run() error {
 	}
 	store, err := monitor.OpenStore(env.Ctx, w.store)
 	if err != nil {
-		return &ExitError{Code: ExitFail, Err: fmt.Errorf("%w\nCheck --store: a writable SQLite file path, or a reachable postgres:// DSN", err)}
+		return &ExitError{Code: ExitFail, Err: fmt.Errorf("%w\nCheck --store: a writable SQLite file path, "+
+			"or a reachable postgres:// DSN", err)}
 	}
 	defer store.Close()
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	dash := w.auth
 	dash.Gatherer = reg
 	wt, err := hub.NewWatch(env.Ctx, w.cfg, hub.WatchOptions{
@@ -228,8 +235,11 @@ func (w *watcher) run() error {
 	if err != nil {
 		return &ExitError{Code: ExitFail, Err: err}
 	}
-	if ta, ok := ln.Addr().(*net.TCPAddr); ok && !ta.IP.IsLoopback() && w.auth.Token == "" && w.auth.User == "" && w.tls.clientCA == "" {
-		log.Warn("the dashboard has no auth and listens beyond loopback: anyone who reaches it sees every endpoint, and on a hub what agents see of their hosts' sockets and firewalls; set REACH_WATCH_TOKEN or REACH_WATCH_BASIC_AUTH, or --tls-client-ca",
+	open := w.auth.Token == "" && w.auth.User == "" && w.tls.clientCA == ""
+	if ta, ok := ln.Addr().(*net.TCPAddr); ok && !ta.IP.IsLoopback() && open {
+		log.Warn("the dashboard has no auth and listens beyond loopback: anyone who reaches it "+
+			"sees every endpoint, and on a hub what agents see of their hosts' sockets and firewalls; "+
+			"set REACH_WATCH_TOKEN or REACH_WATCH_BASIC_AUTH, or --tls-client-ca",
 			"listen", ln.Addr().String())
 	}
 	// Catch SIGHUP before saying we run, so no early one kills the process.
@@ -239,7 +249,8 @@ func (w *watcher) run() error {
 	fmt.Fprintf(env.Err, "reach watch: %s, history in %s (%s), dashboard %s://%s/\n",
 		plural(len(w.cfg.Endpoints), "endpoint"), monitor.Redact(w.store), store.Dialect(), scheme, ln.Addr())
 	if wt.Hub != nil {
-		fmt.Fprintf(env.Err, "reach watch: hub for %s at %s://%s, matrix %[2]s://%[3]s/agents/\n", plural(len(wt.Hub.Agents()), "agent"), scheme, ln.Addr())
+		fmt.Fprintf(env.Err, "reach watch: hub for %s at %s://%s, matrix %[2]s://%[3]s/agents/\n",
+			plural(len(wt.Hub.Agents()), "agent"), scheme, ln.Addr())
 		warnHubOnLoopback(log, ln.Addr(), wt.Hub.Agents())
 	}
 
@@ -255,7 +266,8 @@ func (w *watcher) run() error {
 }
 
 // reloadOnHUP re-reads the configuration on SIGHUP.
-func (w *watcher) reloadOnHUP(ctx context.Context, hup <-chan os.Signal, wt *hub.Watch, log *slog.Logger) {
+func (w *watcher) reloadOnHUP(ctx context.Context, hup <-chan os.Signal, wt *hub.Watch,
+	log *slog.Logger) {
 	for {
 		select {
 		case <-ctx.Done():
