@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/reach-tools/reach/internal/netlab"
 )
 
 // helperEnv makes the test binary act as a child process that listens on
@@ -51,6 +53,15 @@ func TestMain(m *testing.M) {
 			os.Exit(1)
 		}
 		json.NewEncoder(os.Stdout).Encode(tab)
+		os.Exit(0)
+	}
+	if os.Getenv(helperEnv) == "peers" {
+		ps, err := ListPeers(context.Background(), Options{})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		json.NewEncoder(os.Stdout).Encode(ps)
 		os.Exit(0)
 	}
 	if os.Getenv(helperEnv) == "list" {
@@ -394,6 +405,13 @@ func TestUnprivileged(t *testing.T) {
 // and returns its standard output.
 func runAsNobody(t *testing.T, env ...string) []byte {
 	t.Helper()
+	return runAsNobodyIn(t, nil, env...)
+}
+
+// runAsNobodyIn is runAsNobody in lab host h's network namespace (its own
+// when h is nil): the child is forked from a thread inside it.
+func runAsNobodyIn(t *testing.T, h *netlab.Host, env ...string) []byte {
+	t.Helper()
 	// nobody must be able to execute a copy of the test binary.
 	dir := t.TempDir()
 	bin := dir + "/sockets.test"
@@ -414,7 +432,13 @@ func runAsNobody(t *testing.T, env ...string) []byte {
 	cmd.Env = append(os.Environ(), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
 	cmd.Stderr = os.Stderr
-	out, err := cmd.Output()
+	var out []byte
+	run := func() (err error) { out, err = cmd.Output(); return err }
+	if h != nil {
+		err = h.Do(run)
+	} else {
+		err = run()
+	}
 	if err != nil {
 		t.Fatalf("running as nobody: %v", err)
 	}

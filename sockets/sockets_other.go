@@ -26,3 +26,9 @@ func ListNamespace(ctx context.Context, ref NamespaceRef, opt Options) (Table, e
 func Namespaces(ctx context.Context) ([]Namespace, []NotSeen, error) {
 	return nil, nil, ErrUnsupported
 }
+
+// ListPeers is implemented on Linux only; elsewhere it returns
+// ErrUnsupported.
+func ListPeers(ctx context.Context, opt Options) (Peers, error) {
+	return Peers{}, ErrUnsupported
+}
