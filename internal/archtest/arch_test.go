@@ -7,7 +7,6 @@ import (
 	"go/token"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 )
@@ -83,22 +82,6 @@ func TestImportsFlowOneWay(t *testing.T) {
 			}
 			if layer(to) >= layer(from) && !(layer(from) == 2 && layer(to) == 2) {
 				t.Errorf("%s (layer %d) imports %s (layer %d): imports must flow cmd -> cli -> hub -> features -> probe/sockets -> endpoint/internal/sys", from, layer(from), to, layer(to))
-			}
-		}
-	}
-}
-
-// Raw system interfaces live behind internal/sys (see its doc). The test
-// lab, which only tests import, sets its namespaces up by hand.
-func TestOnlySysImportsUnix(t *testing.T) {
-	allowed := map[string]bool{"internal/sys": true, "internal/netlab": true}
-	for _, p := range listPackages(t) {
-		if allowed[rel(p.ImportPath)] {
-			continue
-		}
-		for _, imp := range slices.Concat(p.Imports, p.TestImports, p.XTestImports) {
-			if imp == "golang.org/x/sys/unix" {
-				t.Errorf("%s imports golang.org/x/sys/unix; put the system call behind internal/sys", rel(p.ImportPath))
 			}
 		}
 	}
