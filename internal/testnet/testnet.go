@@ -1,10 +1,10 @@
 // Package testnet gives tests real TCP sockets on loopback: a listener
 // (Listen), a port that refuses because it was listened on and closed
 // (ClosedPort), servers that echo, drain, hang up or reset each connection
-// (Serve with Echo, Drain, HangUp, Reset), and Eventually, a poll bounded in
-// time and in count for what those sockets make happen. Everything is closed
-// when the test ends. ServeOn serves on a listener made elsewhere, such as
-// one inside a netlab host.
+// (Serve with Echo, Drain, HangUp, Reset), and Eventually and Poll, bounded
+// in time and in count, to wait for what those sockets make happen.
+// Everything is closed when the test ends. ServeOn serves on a listener made
+// elsewhere, such as one inside a netlab host.
 //
 // Only _test files import testnet (internal/archtest fails otherwise).
 package testnet
@@ -176,22 +176,35 @@ func (s *server) stop(limit time.Duration) bool {
 	}
 }
 
-// Eventually calls cond until it returns true, failing the test when it has
-// not within the given time. It polls at growing intervals (5 ms doubling to
-// 100 ms), so it also stops after a bounded number of calls; what says in the
-// failure what was waited for.
+// Eventually calls cond until it returns true, and fails the test, saying
+// what was waited for, when it has not within the given time (see Poll).
 func Eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
 	t.Helper()
+	if calls, ok := poll(within, cond); !ok {
+		t.Fatalf("testnet: %s: not so after %v (%d polls)", what, within, calls)
+	}
+}
+
+// Poll calls cond until it returns true or the time is up, and reports
+// whether it did: for a test that says more than Eventually when it fails.
+// It polls at growing intervals (5 ms doubling to 100 ms), so it also stops
+// after a bounded number of calls.
+func Poll(within time.Duration, cond func() bool) bool {
+	_, ok := poll(within, cond)
+	return ok
+}
+
+func poll(within time.Duration, cond func() bool) (calls int, ok bool) {
 	const first, most = 5 * time.Millisecond, 100 * time.Millisecond
 	deadline := time.Now().Add(within)
 	maxCalls := int(within/first) + 2
 	pause := first
-	for calls := 1; ; calls++ {
+	for calls = 1; ; calls++ {
 		if cond() {
-			return
+			return calls, true
 		}
 		if calls >= maxCalls || !time.Now().Before(deadline) {
-			t.Fatalf("testnet: %s: not so after %v (%d polls)", what, within, calls)
+			return calls, false
 		}
 		time.Sleep(min(pause, time.Until(deadline)))
 		pause = min(2*pause, most)

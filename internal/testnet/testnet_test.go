@@ -158,3 +158,17 @@ func TestEventually(t *testing.T) {
 		t.Errorf("cond called %d times in 200ms, want 4 to 10", calls)
 	}
 }
+
+func TestPoll(t *testing.T) {
+	calls := 0
+	if !testnet.Poll(5*time.Second, func() bool { calls++; return calls == 2 }) || calls != 2 {
+		t.Errorf("Poll of a condition true at the second call: %d calls", calls)
+	}
+	start := time.Now()
+	if testnet.Poll(50*time.Millisecond, func() bool { return false }) {
+		t.Error("Poll reported a condition that never held")
+	}
+	if took := time.Since(start); took < 50*time.Millisecond || took > time.Second {
+		t.Errorf("gave up after %v, want about 50ms", took)
+	}
+}
