@@ -20,6 +20,7 @@ import (
 
 	"github.com/reach-tools/reach/internal/netlab"
 	"github.com/reach-tools/reach/internal/sys"
+	"github.com/reach-tools/reach/internal/testnet"
 )
 
 // startInNewNetns starts a child listening on every address (its loopback is
@@ -70,7 +71,7 @@ func TestListAllNamespaces(t *testing.T) {
 	lab := netlab.New(t)
 	a := lab.Host("a")
 	labAddr := a.Listen(t, "tcp", "127.0.0.1:0").Addr().(*net.TCPAddr).AddrPort()
-	_, rootAddr := listen(t, "tcp", "127.0.0.1:0")
+	rootAddr := testnet.AddrPort(testnet.Listen(t))
 	child, childPort := startInNewNetns(t)
 	childAddr := anyPort(childPort)
 
@@ -205,7 +206,7 @@ func TestListAllNamespacesUnprivileged(t *testing.T) {
 	netlab.Require(t)
 	a := netlab.New(t).Host("a")
 	labAddr := a.Listen(t, "tcp", "127.0.0.1:0").Addr().(*net.TCPAddr).AddrPort()
-	_, rootAddr := listen(t, "tcp", "127.0.0.1:0")
+	rootAddr := testnet.AddrPort(testnet.Listen(t))
 	out := runAsNobody(t, helperEnv+"=listall")
 	var tab Table
 	if err := json.Unmarshal(out, &tab); err != nil {
@@ -270,7 +271,7 @@ func TestListNamespace(t *testing.T) {
 		}
 	}
 	// Reach's own namespace, through its pid.
-	_, rootAddr := listen(t, "tcp", "127.0.0.1:0")
+	rootAddr := testnet.AddrPort(testnet.Listen(t))
 	tab, err := ListNamespace(context.Background(), NamespaceRef{PID: os.Getpid()}, Options{Port: rootAddr.Port()})
 	if err != nil || len(tab.Sockets) != 1 || !tab.Sockets[0].Namespace.Self {
 		t.Errorf("own namespace by pid: %v, %+v", err, tab)

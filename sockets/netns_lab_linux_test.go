@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/reach-tools/reach/internal/netlab"
+	"github.com/reach-tools/reach/internal/testnet"
 )
 
 // TestNamespaceMatchesSS lists the sockets of a fresh namespace, where the
@@ -41,14 +42,9 @@ func TestNamespaceMatchesSS(t *testing.T) {
 		}
 		return tab
 	}
-	// Wait, boundedly, for the child to listen.
-	deadline := time.Now().Add(10 * time.Second)
-	for len(inNS(Options{Port: childAddr.Port()}, true).Sockets) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("child pid %d did not listen on %v within 10s", child.Process.Pid, childAddr)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testnet.Eventually(t, 10*time.Second, fmt.Sprintf("child pid %d listens on %v", child.Process.Pid, childAddr), func() bool {
+		return len(inNS(Options{Port: childAddr.Port()}, true).Sockets) > 0
+	})
 
 	ss, err := parseSS(h.Run(t, "ss", "-ltnpH"))
 	if err != nil {
@@ -132,9 +128,8 @@ func TestManySockets(t *testing.T) {
 // thread's namespace: a's own link address is local to a, b's is not.
 func TestIsLocalInNamespace(t *testing.T) {
 	netlab.Require(t)
-	lab := netlab.New(t)
-	a, b := lab.Host("a"), lab.Host("b")
-	addrA, addrB := lab.Link(a, b)
+	p := netlab.New(t).Pair()
+	a, addrA, addrB := p.Client, p.ClientAddr, p.ServerAddr
 	err := a.Do(func() error {
 		for addr, want := range map[netip.Addr]bool{addrA: true, addrB: false, netip.MustParseAddr("127.0.0.1"): true} {
 			got, err := IsLocal(addr)

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/reach-tools/reach/internal/netlab"
+	"github.com/reach-tools/reach/internal/testnet"
 )
 
 // helperEnv makes the test binary act as a child process that listens on
@@ -114,16 +115,6 @@ func startListenerWith(t *testing.T, addr string, attr *syscall.SysProcAttr) (*e
 	return cmd, uint16(port)
 }
 
-func listen(t *testing.T, network, addr string) (net.Listener, netip.AddrPort) {
-	t.Helper()
-	ln, err := net.Listen(network, addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	return ln, ln.Addr().(*net.TCPAddr).AddrPort()
-}
-
 func mustList(t *testing.T, opt Options) Table {
 	t.Helper()
 	tab, err := List(context.Background(), opt)
@@ -134,7 +125,7 @@ func mustList(t *testing.T, opt Options) Table {
 }
 
 func TestListOwnListener(t *testing.T) {
-	_, addr := listen(t, "tcp", "127.0.0.1:0")
+	addr := testnet.AddrPort(testnet.Listen(t))
 	tab := mustList(t, Options{Port: addr.Port()})
 	if tab.Source != "netlink" {
 		t.Errorf("source %q, want netlink (warnings %q)", tab.Source, tab.Warnings)
@@ -214,7 +205,8 @@ func TestSourcesAgree(t *testing.T) {
 }
 
 func TestFilters(t *testing.T) {
-	ln, a := listen(t, "tcp", "127.0.0.1:0")
+	ln := testnet.Listen(t)
+	a := testnet.AddrPort(ln)
 	child, b := startListener(t)
 	conn, err := net.Dial("tcp", a.String())
 	if err != nil {
@@ -271,8 +263,8 @@ func TestStoppedProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The state changes once the signal is delivered; wait for it, boundedly.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	var state string
+	if !testnet.Poll(5*time.Second, func() bool {
 		socks, err := Listening(context.Background(), port)
 		if err != nil {
 			t.Fatal(err)
@@ -280,13 +272,10 @@ func TestStoppedProcess(t *testing.T) {
 		if len(socks) != 1 || len(socks[0].Processes) != 1 || socks[0].Processes[0].PID != pid {
 			t.Fatalf("got %v, want one socket owned by pid %d", socks, pid)
 		}
-		if socks[0].ProcessState == "stopped" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("process state %q 5s after SIGSTOP, want stopped", socks[0].ProcessState)
-		}
-		time.Sleep(10 * time.Millisecond)
+		state = socks[0].ProcessState
+		return state == "stopped"
+	}) {
+		t.Fatalf("process state %q 5s after SIGSTOP, want stopped", state)
 	}
 	syscall.Kill(pid, syscall.SIGCONT)
 }
@@ -319,8 +308,8 @@ func TestFullBacklog(t *testing.T) {
 		}
 		defer c.Close()
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	var recvQ uint32
+	if !testnet.Poll(5*time.Second, func() bool {
 		socks, err := Listening(context.Background(), port)
 		if err != nil {
 			t.Fatal(err)
@@ -332,13 +321,10 @@ func TestFullBacklog(t *testing.T) {
 		if s.SendQ != 1 {
 			t.Fatalf("send-q %d, want the backlog 1", s.SendQ)
 		}
-		if s.RecvQ > s.SendQ {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("recv-q %d after 5s, want 2 queued connections", s.RecvQ)
-		}
-		time.Sleep(10 * time.Millisecond)
+		recvQ = s.RecvQ
+		return s.RecvQ > s.SendQ
+	}) {
+		t.Fatalf("recv-q %d after 5s, want 2 queued connections", recvQ)
 	}
 }
 
@@ -384,7 +370,7 @@ func TestUnprivileged(t *testing.T) {
 	if os.Getuid() != 0 {
 		t.Skip("needs root to start a process as another user")
 	}
-	_, addr := listen(t, "tcp", "127.0.0.1:0")
+	addr := testnet.AddrPort(testnet.Listen(t))
 	out := runAsNobody(t, helperEnv+"=list", helperAddrEnv+"="+strconv.Itoa(int(addr.Port())))
 	var tab Table
 	if err := json.Unmarshal(out, &tab); err != nil {
@@ -454,7 +440,7 @@ func TestNoFDLeak(t *testing.T) {
 		}
 		return len(ents)
 	}
-	_, addr := listen(t, "tcp", "127.0.0.1:0")
+	addr := testnet.AddrPort(testnet.Listen(t))
 	opt := Options{Port: addr.Port(), PID: os.Getpid()}
 	mustList(t, opt) // warm up: lazily opened runtime files
 	before := count()

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/reach-tools/reach/internal/testnet"
 )
 
 // ssListening runs `ss -ltnpH` and returns, for each listening address, the
@@ -110,7 +112,7 @@ LISTEN 0      128             [::]:22           [::]:*    users:(("sshd",pid=900
 // namespace other programs come and go, so only our own listeners are
 // compared, and they must carry our pid in both.
 func TestMatchesSS(t *testing.T) {
-	_, a := listen(t, "tcp", "127.0.0.1:0")
+	a := testnet.AddrPort(testnet.Listen(t))
 	child, b := startListener(t)
 	ss, ours := ssListening(t), ourListening(t)
 	for ap, pid := range map[netip.AddrPort]int{a: os.Getpid(), netip.AddrPortFrom(a.Addr(), b): child.Process.Pid} {
