@@ -27,7 +27,7 @@ func rank(c Confidence) int {
 
 // diagnose turns the evidence and the checks' findings into a report.
 func diagnose(s *State, findings []Finding) *Report {
-	r := &Report{Target: s.Target.String(), Findings: []Finding{}}
+	r := &Report{Target: s.Target.String(), Findings: []Finding{}, Vantage: s.Options.Vantage}
 	for i := range s.Addrs {
 		ar := AddrReport{Addr: s.addrPort(i).String(), Class: s.Primary(i)}
 		if i < len(s.Probes) {
@@ -54,6 +54,11 @@ func diagnose(s *State, findings []Finding) *Report {
 		}
 	}
 	findings = merge(findings)
+	if v := s.Options.Vantage; v != nil {
+		for i := range findings {
+			findings[i].Evidence += " (seen from " + v.Short() + ")"
+		}
+	}
 	// Confirmed causes in priority order; guesses keep infer's order, which
 	// is their likelihood.
 	slices.SortStableFunc(findings, func(a, b Finding) int {
@@ -135,6 +140,10 @@ func merge(fs []Finding) []Finding {
 
 func verdict(s *State, r *Report) string {
 	t := r.Target
+	from := ""
+	if v := s.Options.Vantage; v != nil {
+		from = " from " + v.Short()
+	}
 	issue := ""
 	if len(r.Findings) > 0 {
 		issue = r.Findings[0].Issue
@@ -144,15 +153,15 @@ func verdict(s *State, r *Report) string {
 	}
 	switch {
 	case r.Reachable && r.Cause == Reachable:
-		return fmt.Sprintf("%s is reachable (%s)", t, describeOpen(s))
+		return fmt.Sprintf("%s is reachable%s (%s)", t, from, describeOpen(s))
 	case r.Reachable:
-		return fmt.Sprintf("%s is reachable on some addresses only: %s (%s, %s)", t, issue, r.Cause, r.Confidence)
+		return fmt.Sprintf("%s is reachable%s on some addresses only: %s (%s, %s)", t, from, issue, r.Cause, r.Confidence)
 	case len(r.Findings) > 0 && r.Class == probe.Open:
-		return fmt.Sprintf("%s is not reachable: the handshake completes, but: %s (%s, %s)", t, issue, r.Cause, r.Confidence)
+		return fmt.Sprintf("%s is not reachable%s: the handshake completes, but: %s (%s, %s)", t, from, issue, r.Cause, r.Confidence)
 	case len(r.Findings) > 0:
-		return fmt.Sprintf("%s is not reachable: %s — %s (%s, %s)", t, r.Class, issue, r.Cause, r.Confidence)
+		return fmt.Sprintf("%s is not reachable%s: %s — %s (%s, %s)", t, from, r.Class, issue, r.Cause, r.Confidence)
 	}
-	return fmt.Sprintf("%s is not reachable: %s — %s", t, r.Class, r.Class.Explain())
+	return fmt.Sprintf("%s is not reachable%s: %s — %s", t, from, r.Class, r.Class.Explain())
 }
 
 func describeOpen(s *State) string {

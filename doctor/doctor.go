@@ -130,6 +130,10 @@ type Options struct {
 	// Probes is how many TCP probes tell a steady failure from an
 	// intermittent one; zero means 3.
 	Probes int
+	// Vantage is set in a process RunFrom started inside another network
+	// namespace, to what ChildVantage returned: reports name it. It
+	// changes nothing else; the process already runs in the namespace.
+	Vantage *Vantage
 	// Ladder replaces DefaultLadder.
 	Ladder []Stage
 	// Logger receives debug logs; nil discards them.

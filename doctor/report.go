@@ -63,7 +63,10 @@ type Report struct {
 	Findings   []Finding     `json:"findings"`
 	Checks     []CheckRecord `json:"checks"`
 	Next       []string      `json:"next,omitempty"` // what would tell possible causes apart
-	DurationMS float64       `json:"duration_ms"`
+	// Vantage is the network namespace the ladder ran from, when it was
+	// not the asking program's own (RunFrom); absent otherwise.
+	Vantage    *Vantage `json:"vantage,omitempty"`
+	DurationMS float64  `json:"duration_ms"`
 }
 
 // AddrReport is the outcome for one address of the target.

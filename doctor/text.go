@@ -33,6 +33,9 @@ func (r *Report) WriteText(w io.Writer, opt TextOptions) error {
 		}
 	}
 	b.WriteString(paint(code+";1", mark+" "+r.Verdict) + "\n\n")
+	if v := r.Vantage; v != nil {
+		b.WriteString("From " + v.String() + ";\n  " + v.DNS + "\n\n")
+	}
 
 	b.WriteString("Checks walked:\n")
 	nameW := 0

@@ -32,3 +32,9 @@ func Namespaces(ctx context.Context) ([]Namespace, []NotSeen, error) {
 func ListPeers(ctx context.Context, opt Options) (Peers, error) {
 	return Peers{}, ErrUnsupported
 }
+
+// LookupNamespace is implemented on Linux only; elsewhere it returns
+// ErrUnsupported.
+func LookupNamespace(ctx context.Context, ref NamespaceRef) (Namespace, error) {
+	return Namespace{}, ErrUnsupported
+}

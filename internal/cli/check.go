@@ -21,6 +21,8 @@ func newCheckCmd(env *Env) *cobra.Command {
 		asJSON  bool
 		network string
 		remote  remoteFlags
+		netns   string
+		pid     int
 	)
 	cmd := &cobra.Command{
 		Use:   "check TARGET...",
@@ -52,13 +54,29 @@ addresses) and checks[] (name, status, detail, duration_ms). A name
 reachable on some addresses only is reachable, and its cause names what is
 wrong with the others.
 
+--netns NAME|PATH and --pid PID run the whole ladder from inside another
+network namespace of this host: an ip netns name, a namespace file such as
+/proc/PID/ns/net or /run/docker/netns/ID, or that of process PID (a
+container's: docker inspect -f '{{.State.Pid}}' NAME). For "it works from the
+host but not from my container": the probes, routes, ping, path, the
+listening sockets, firewall rules and kernel counters are all the
+container's. reach starts itself again inside the namespace to do it, and
+gives that process the namespace's own /etc/resolv.conf and /etc/hosts when
+it has them (a container's, or /etc/netns/NAME's as ip netns exec does);
+otherwise lookups use this host's, and the report says which. The report
+names the namespace ("vantage" in --json). --agent and --hub are asked from
+inside it too. Entering a namespace needs root (CAP_SYS_ADMIN); or run reach
+under ip netns exec / nsenter -t PID -n.
+
 Exit status: 0 every target is reachable, 1 one is not, 2 usage error.`,
 		Example: `  reach check 127.0.0.1:7707              # a server on this host
   reach check db.internal:5432 --timeout 5s
   reach check [fd00::2]:443 web:80        # several targets
   reach check api:8080 --json | jq -r .cause
   reach check db:5432 --agent http://db:7070 --token-file /etc/reach/token   # ask db's agent
-  reach check api:8080 --hub http://hub:9190   # ask the agent on each of api's hosts`,
+  reach check api:8080 --hub http://hub:9190   # ask the agent on each of api's hosts
+  reach check db:5432 --pid 4242          # from the container of process 4242
+  reach check 198.18.0.2:80 --netns blue  # from the namespace ip netns calls blue`,
 		Args: minArgs("check"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if timeout <= 0 {
@@ -90,6 +108,13 @@ Exit status: 0 every target is reachable, 1 one is not, 2 usage error.`,
 			if opt.Remote, err = remote.remote(); err != nil {
 				return err
 			}
+			if opt.Vantage, err = doctor.ChildVantage(); err != nil {
+				return &ExitError{Code: ExitFail, Err: err}
+			}
+			ref, inside, err := vantageRef(cmd, netns, pid)
+			if err != nil {
+				return err
+			}
 			enc := json.NewEncoder(env.Out)
 			if len(eps) == 1 {
 				enc.SetIndent("", "  ") // several targets: JSON Lines
@@ -104,7 +129,12 @@ Exit status: 0 every target is reachable, 1 one is not, 2 usage error.`,
 			}
 			progress(0)
 			failed := false
-			for i, r := range doctor.RunMany(env.Ctx, eps, opt) {
+			reports := doctor.RunMany(env.Ctx, eps, opt)
+			var insideErr error
+			if inside {
+				reports = fromInside(env, cmd, ref, args, &insideErr)
+			}
+			for i, r := range reports {
 				if showsProgress(env.Err) {
 					fmt.Fprint(env.Err, "\r\x1b[K") // clear the progress line
 				}
@@ -128,6 +158,9 @@ Exit status: 0 every target is reachable, 1 one is not, 2 usage error.`,
 					progress(i + 1)
 				}
 			}
+			if insideErr != nil {
+				return &ExitError{Code: ExitFail, Err: insideErr}
+			}
 			if failed {
 				return &ExitError{Code: ExitFail}
 			}
@@ -137,6 +170,8 @@ Exit status: 0 every target is reachable, 1 one is not, 2 usage error.`,
 	cmd.Flags().DurationVar(&timeout, "timeout", 3*time.Second, "how long name resolution and each probe wait for an answer; the checks after resolution take at most about 15% more together")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON (one object; JSON Lines for several targets)")
 	cmd.Flags().StringVar(&network, "network", "tcp", "tcp, tcp4 or tcp6: which address family of a name to check")
+	cmd.Flags().StringVar(&netns, "netns", "", "run the ladder from inside this network namespace: an ip netns `NAME`, or a PATH such as /proc/PID/ns/net; needs root")
+	cmd.Flags().IntVar(&pid, "pid", 0, "run the ladder from inside the network namespace of process `PID` (a container's); needs root")
 	remote.add(cmd)
 	return cmd
 }
