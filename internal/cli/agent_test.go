@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"net"
 	"net/http/httptest"
 	"net/netip"
 	"os"
@@ -10,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/reach-tools/reach/hub"
+	"github.com/reach-tools/reach/internal/testnet"
 )
 
 func TestAgentCommandErrors(t *testing.T) {
@@ -24,12 +24,7 @@ func TestAgentCommandErrors(t *testing.T) {
 	os.WriteFile(wrong, []byte("wrong\n"), 0o600)
 	os.WriteFile(empty, []byte("\n"), 0o600)
 	t.Setenv("REACH_TOKEN", "")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	busy := ln.Addr().String()
+	busy := testnet.Listen(t).Addr().String()
 	for _, tc := range []struct {
 		args    []string
 		code    int

@@ -2,34 +2,17 @@ package cli
 
 import (
 	"encoding/json"
-	"net"
 	"strings"
 	"testing"
+
+	"github.com/reach-tools/reach/internal/testnet"
 )
 
 func TestCheckCommand(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			defer c.Close()
-		}
-	}()
-	closed, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closedAddr := closed.Addr().String()
-	closed.Close()
+	open := testnet.Serve(t, nil).String() // each connection held until the test ends
+	closedAddr := testnet.ClosedPort(t).String()
 
-	code, out, errs := run(t, "check", ln.Addr().String(), "--json", "--timeout", "2s")
+	code, out, errs := run(t, "check", open, "--json", "--timeout", "2s")
 	var rep struct {
 		Target    string `json:"target"`
 		Reachable bool   `json:"reachable"`

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/reach-tools/reach/internal/testnet"
 )
 
 // runWithInput runs a reach command line with the given standard input.
@@ -20,49 +22,8 @@ func runWithInput(t *testing.T, stdin string, args ...string) (code int, stdout,
 	return code, out.String(), errb.String()
 }
 
-// echoServer serves echo on 127.0.0.1 until the test ends and returns its address.
-func echoServer(t *testing.T) string {
-	return serveTCP(t, func(c net.Conn) { io.Copy(c, c) })
-}
-
-// serveTCP accepts on 127.0.0.1 until the test ends, runs handle on each
-// connection and then closes it; it returns the address.
-func serveTCP(t *testing.T, handle func(net.Conn)) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				handle(c)
-			}()
-		}
-	}()
-	return ln.Addr().String()
-}
-
-// refusingAddr returns an address we listened on and closed: it refuses.
-func refusingAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
 func TestConnectPipesThroughFirstThatAccepts(t *testing.T) {
-	up, down := echoServer(t), refusingAddr(t)
+	up, down := testnet.Serve(t, testnet.Echo).String(), testnet.ClosedPort(t).String()
 	for _, policy := range []string{"ordered", "race", "round-robin", "random"} {
 		t.Run(policy, func(t *testing.T) {
 			code, out, errs := runWithInput(t, "hello\n", "connect", down, up, "--policy", policy)
@@ -80,7 +41,7 @@ func TestConnectPipesThroughFirstThatAccepts(t *testing.T) {
 }
 
 func TestConnectFailureExplainsEachEndpoint(t *testing.T) {
-	a, b := refusingAddr(t), refusingAddr(t)
+	a, b := testnet.ClosedPort(t).String(), testnet.ClosedPort(t).String()
 	code, out, errs := runWithInput(t, "", "connect", a, b)
 	if code != ExitFail || out != "" {
 		t.Fatalf("exit %d, stdout %q; want 1 and no output", code, out)
@@ -96,7 +57,7 @@ func TestConnectFailureExplainsEachEndpoint(t *testing.T) {
 }
 
 func TestConnectProbeOnlyJSON(t *testing.T) {
-	up, down := echoServer(t), refusingAddr(t)
+	up, down := testnet.Serve(t, testnet.Echo).String(), testnet.ClosedPort(t).String()
 	code, out, errs := runWithInput(t, "not sent", "connect", down, up, "-z", "--json")
 	if code != ExitOK {
 		t.Fatalf("exit %d, stderr %q", code, errs)
@@ -159,7 +120,7 @@ func TestConnectUsage(t *testing.T) {
 }
 
 func TestConnectVerboseLogsEveryAttempt(t *testing.T) {
-	up, down := echoServer(t), refusingAddr(t)
+	up, down := testnet.Serve(t, testnet.Echo).String(), testnet.ClosedPort(t).String()
 	code, _, errs := runWithInput(t, "", "connect", down, up, "-z", "-v")
 	if code != ExitOK {
 		t.Fatalf("exit %d, stderr %q", code, errs)
@@ -172,7 +133,7 @@ func TestConnectVerboseLogsEveryAttempt(t *testing.T) {
 }
 
 func TestConnectRetriesTryEveryTargetEachRound(t *testing.T) {
-	a, b := refusingAddr(t), refusingAddr(t)
+	a, b := testnet.ClosedPort(t).String(), testnet.ClosedPort(t).String()
 	code, out, _ := runWithInput(t, "", "connect", a, b, "--retries", "6", "--backoff-max", "1ms", "-z", "--json")
 	var rep struct{ Attempts []struct{ Class string } }
 	if err := json.Unmarshal([]byte(out), &rep); err != nil || code != ExitFail {
@@ -186,7 +147,7 @@ func TestConnectRetriesTryEveryTargetEachRound(t *testing.T) {
 // Between rounds connect says why nothing happens: the round failed and
 // when the next starts. --quiet keeps it silent.
 func TestConnectAnnouncesRetryPause(t *testing.T) {
-	a := refusingAddr(t)
+	a := testnet.ClosedPort(t).String()
 	code, _, errOut := runWithInput(t, "", "connect", a, "--retries", "2", "--backoff-max", "20ms", "-z")
 	if code != ExitFail || strings.Count(errOut, "failed; next round in ") != 2 || !strings.Contains(errOut, "reach: round 1 failed; next round in ") {
 		t.Errorf("exit %d, stderr:\n%s\nwant two 'round N failed; next round in' lines", code, errOut)
@@ -200,21 +161,11 @@ func TestConnectAnnouncesRetryPause(t *testing.T) {
 // The server answers only after our end of input: connect must half-close,
 // not close, so the answer still arrives.
 func TestConnectHalfCloses(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
+	addr := testnet.Serve(t, func(c net.Conn) {
 		n, _ := io.Copy(io.Discard, c)
 		io.WriteString(c, "got "+strconv.Itoa(int(n))+" bytes\n")
-	}()
-	code, out, errs := runWithInput(t, "abc", "connect", ln.Addr().String(), "-q")
+	})
+	code, out, errs := runWithInput(t, "abc", "connect", addr.String(), "-q")
 	if code != ExitOK || out != "got 3 bytes\n" || errs != "" {
 		t.Errorf("exit %d, stdout %q, stderr %q; want the answer sent after EOF", code, out, errs)
 	}

@@ -12,23 +12,16 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/reach-tools/reach/internal/testnet"
 )
 
 func TestServePortInUse(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("the holder of a port is looked up on Linux only")
 	}
-	held, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer held.Close()
-	free, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	freeAddr := free.Addr().String()
-	free.Close()
+	held := testnet.Listen(t)
+	freeAddr := testnet.ClosedPort(t).String()
 
 	// The free address comes first: it must be released again when the second fails.
 	code, out, errs := run(t, "serve", "--listen", freeAddr, "--listen", held.Addr().String())

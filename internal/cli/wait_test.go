@@ -4,13 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"net"
 	"strings"
 	"testing"
+
+	"github.com/reach-tools/reach/internal/testnet"
 )
 
 func TestWaitReadyAndQuiet(t *testing.T) {
-	up := echoServer(t)
+	up := testnet.Serve(t, testnet.Echo).String()
 	code, out, errs := runWithInput(t, "", "wait", up, "--timeout", "10s", "-q")
 	if code != ExitOK || out != "" || errs != "" {
 		t.Fatalf("exit %d, stdout %q, stderr %q; want 0 and silence", code, out, errs)
@@ -22,7 +23,7 @@ func TestWaitReadyAndQuiet(t *testing.T) {
 }
 
 func TestWaitTimeoutExplains(t *testing.T) {
-	down := refusingAddr(t)
+	down := testnet.ClosedPort(t).String()
 	// Long enough for an attempt to finish on a loaded machine (one takes
 	// well under a millisecond here).
 	code, _, errs := runWithInput(t, "", "wait", down, "--timeout", "1s", "-q")
@@ -33,7 +34,7 @@ func TestWaitTimeoutExplains(t *testing.T) {
 }
 
 func TestWaitAnyAndJSON(t *testing.T) {
-	up, down := echoServer(t), refusingAddr(t)
+	up, down := testnet.Serve(t, testnet.Echo).String(), testnet.ClosedPort(t).String()
 	code, out, _ := runWithInput(t, "", "wait", down, up, "--any", "--json", "--timeout", "10s")
 	var res struct {
 		Ready   bool `json:"ready"`
@@ -64,7 +65,7 @@ func TestWaitAnyAndJSON(t *testing.T) {
 }
 
 func TestWaitRunsCommand(t *testing.T) {
-	up := echoServer(t)
+	up := testnet.Serve(t, testnet.Echo).String()
 	tests := []struct {
 		cmd      []string
 		code     int
@@ -82,7 +83,7 @@ func TestWaitRunsCommand(t *testing.T) {
 			t.Errorf("%v: exit %d, stdout %q, stderr %q; want %d, %q, ~%q", tt.cmd, code, out, errs, tt.code, tt.out, tt.err)
 		}
 	}
-	down := refusingAddr(t)
+	down := testnet.ClosedPort(t).String()
 	if code, out, _ := runWithInput(t, "", "wait", down, "--timeout", "100ms", "-q", "--", "sh", "-c", "echo ran"); code != ExitFail || out != "" {
 		t.Errorf("command ran (%q, exit %d) although the target never came up", out, code)
 	}
@@ -108,7 +109,7 @@ func TestWaitUsage(t *testing.T) {
 }
 
 func TestWaitInterrupted(t *testing.T) {
-	down := refusingAddr(t)
+	down := testnet.ClosedPort(t).String()
 	ctx, cancel := context.WithCancel(context.Background())
 	var out, errb bytes.Buffer
 	done := make(chan int)
@@ -126,7 +127,7 @@ func TestWaitInterrupted(t *testing.T) {
 // --check-accept, which reports it closed-by-peer (dial's TestWaitReadWait
 // checks the explanation).
 func TestWaitCheckAccept(t *testing.T) {
-	addr := serveTCP(t, func(net.Conn) {}) // closed as soon as accepted
+	addr := testnet.Serve(t, testnet.HangUp).String()
 	if code, _, errs := runWithInput(t, "", "wait", addr, "--timeout", "5s", "-q"); code != ExitOK {
 		t.Fatalf("plain wait: exit %d, stderr %q; want 0", code, errs)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/reach-tools/reach/internal/testnet"
 	"github.com/reach-tools/reach/monitor"
 	"github.com/reach-tools/reach/web"
 )
@@ -50,7 +51,8 @@ func artifactDir(t *testing.T) string {
 // it down with the doctor's cause and findings; the webhook got the same.
 func TestWatchDashboardInBrowser(t *testing.T) {
 	browser := chromium(t)
-	steady, victim := listen(t), listen(t)
+	steady, victim := testnet.Serve(t, testnet.HangUp), testnet.Listen(t)
+	testnet.ServeOn(t, victim, testnet.HangUp)
 	alerts := make(chan monitor.Alert, 10)
 	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var a monitor.Alert
@@ -64,7 +66,7 @@ func TestWatchDashboardInBrowser(t *testing.T) {
 	config := filepath.Join(t.TempDir(), "reach.yaml")
 	writeConfig(t, config, `alerts: {webhook: "`+hook.URL+`", rise: 1, fall: 1}
 endpoints:
-  - {name: steady, target: "`+steady.Addr().String()+`", interval: 1s, labels: {team: ops}}
+  - {name: steady, target: "`+steady.String()+`", interval: 1s, labels: {team: ops}}
   - {name: victim, target: "`+victim.Addr().String()+`", interval: 1s}
 `)
 	w := startWatch(t, config, "--doctor-timeout", "500ms")

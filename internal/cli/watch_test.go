@@ -6,7 +6,6 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -17,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/reach-tools/reach/internal/testnet"
 	"github.com/reach-tools/reach/monitor"
 	"github.com/reach-tools/reach/web"
 )
@@ -152,37 +152,6 @@ func (w *watchProcess) endpoints(t *testing.T) map[string]web.EndpointView {
 	return out
 }
 
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// listen returns a loopback listener that accepts and closes connections.
-func listen(t *testing.T) net.Listener {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	t.Cleanup(func() { ln.Close() })
-	return ln
-}
-
 func writeConfig(t *testing.T, path, body string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
@@ -191,21 +160,21 @@ func writeConfig(t *testing.T, path, body string) {
 }
 
 func TestWatchReloadsOnSIGHUP(t *testing.T) {
-	a, b := listen(t), listen(t)
+	a, b := testnet.Serve(t, testnet.HangUp), testnet.Serve(t, testnet.HangUp)
 	config := filepath.Join(t.TempDir(), "reach.yaml")
-	writeConfig(t, config, "endpoints:\n  - {name: a, target: '"+a.Addr().String()+"', interval: 1s}\n")
+	writeConfig(t, config, "endpoints:\n  - {name: a, target: '"+a.String()+"', interval: 1s}\n")
 	w := startWatch(t, config, "--no-doctor")
 	var before web.EndpointView
-	waitUntil(t, "a up", func() bool { before = w.endpoints(t)["a"]; return before.State == monitor.StateUp })
+	testnet.Eventually(t, 30*time.Second, "a up", func() bool { before = w.endpoints(t)["a"]; return before.State == monitor.StateUp })
 
 	// A bad file is refused and the running configuration stays.
 	writeConfig(t, config, "endpoints:\n  - {name: a, target: 'nope:99999'}\n")
 	syscall.Kill(os.Getpid(), syscall.SIGHUP)
-	waitUntil(t, "the reload to be refused", func() bool { return strings.Contains(w.errs.String(), "reload refused") })
+	testnet.Eventually(t, 30*time.Second, "the reload to be refused", func() bool { return strings.Contains(w.errs.String(), "reload refused") })
 
-	writeConfig(t, config, "endpoints:\n  - {name: a, target: '"+a.Addr().String()+"', interval: 1s}\n  - {name: b, target: '"+b.Addr().String()+"', interval: 1s}\n")
+	writeConfig(t, config, "endpoints:\n  - {name: a, target: '"+a.String()+"', interval: 1s}\n  - {name: b, target: '"+b.String()+"', interval: 1s}\n")
 	syscall.Kill(os.Getpid(), syscall.SIGHUP)
-	waitUntil(t, "b up after the reload", func() bool { return w.endpoints(t)["b"].State == monitor.StateUp })
+	testnet.Eventually(t, 30*time.Second, "b up after the reload", func() bool { return w.endpoints(t)["b"].State == monitor.StateUp })
 	after := w.endpoints(t)["a"]
 	if after.State != monitor.StateUp || !after.Since.Equal(before.Since) {
 		t.Errorf("a lost its state across the reload: before %+v, after %+v", before.Status, after.Status)
@@ -242,9 +211,7 @@ func TestWatchWithPostgres(t *testing.T) {
 	}
 	store := dsn + sep + "search_path=" + schema
 
-	gone := listen(t)
-	addr := gone.Addr().String()
-	gone.Close()
+	addr := testnet.ClosedPort(t).String()
 	config := filepath.Join(t.TempDir(), "reach.yaml")
 	writeConfig(t, config, "alerts: {fall: 1}\nendpoints:\n  - {name: gone, target: '"+addr+"', interval: 1s}\n")
 	w := startWatch(t, config, "--store", store, "--no-doctor")
@@ -252,7 +219,7 @@ func TestWatchWithPostgres(t *testing.T) {
 		t.Errorf("not on PostgreSQL:\n%s", w.errs.String())
 	}
 	var first web.EndpointView
-	waitUntil(t, "gone down", func() bool { first = w.endpoints(t)["gone"]; return first.State == monitor.StateDown })
+	testnet.Eventually(t, 30*time.Second, "gone down", func() bool { first = w.endpoints(t)["gone"]; return first.State == monitor.StateDown })
 	w.stop(t)
 
 	w = startWatch(t, config, "--store", store, "--no-doctor")
@@ -307,7 +274,7 @@ func TestWatchWarnsOfOpenDashboard(t *testing.T) {
 			done <- Run(ctx, []string{"watch", "-c", config, "--store", filepath.Join(t.TempDir(), "reach.db"), "--listen", tc.listen},
 				Stdio{In: strings.NewReader(""), Out: &bytes.Buffer{}, Err: errs})
 		}()
-		waitUntil(t, "reach watch to start", func() bool { return strings.Contains(errs.String(), "dashboard http") })
+		testnet.Eventually(t, 30*time.Second, "reach watch to start", func() bool { return strings.Contains(errs.String(), "dashboard http") })
 		cancel()
 		select {
 		case code := <-done:
