@@ -75,8 +75,8 @@ type Path struct {
 	// Hook is where the walk entered: "output" for a client on this host,
 	// "prerouting" for one elsewhere.
 	Hook string
-	// Outcomes are the ways the packet may go, likeliest first. Under the
-	// same assumptions their probabilities add up to 1.
+	// Outcomes are the ways the packet may go, likeliest first. When the
+	// path is Certain their probabilities add up to 1.
 	Outcomes []Outcome
 	// MayMatch are the rules with conditions the walk could not decide
 	// (Hit.Unchecked) that change where the packet goes: Outcomes has it
@@ -124,7 +124,7 @@ type Outcome struct {
 	// "default/web:http").
 	Comment string
 	// Probability is the chance of this outcome, from random splits
-	// (iptables' statistic match, nft numgen), under Assumed.
+	// (iptables' statistic match, nft numgen), when Assumed holds.
 	Probability float64
 	// Assumed are the undecided conditions this outcome depends on, and
 	// whether it takes them as holding.
@@ -132,6 +132,8 @@ type Outcome struct {
 	// Steps are the rules that acted on the packet, in order: jumps,
 	// returns, map lookups, marks, translations, verdicts.
 	Steps []Step
+	// assumed identifies Assumed, to tell outcomes apart cheaply.
+	assumed uint64
 }
 
 // Assumption is a condition the walk could not decide, taken one way.
@@ -218,9 +220,9 @@ func (e *WalkError) Unwrap() error { return e.Err }
 // jumps and refuses loops), but rules read from elsewhere may not be.
 const (
 	maxDepth  = 64        // nested jumps
-	maxForks  = 128       // undecided conditions and random splits on one path
-	maxPaths  = 4096      // paths followed in one walk
-	maxVisits = 4_000_000 // rules evaluated in one walk
+	maxForks  = 64        // undecided conditions and random splits on one path
+	maxPaths  = 1024      // paths followed in one walk
+	maxVisits = 1_000_000 // rules evaluated in one walk
 	maxCands  = 32        // map elements an unknown key may be
 )
 
@@ -240,7 +242,7 @@ const (
 // is in MayMatch. Bad rules (cycles, missing chains) end their path with
 // Verdict "unknown" and a Problem; Walk never loops and is bounded.
 func Walk(rs *Ruleset, c Conn, h Host) *Path {
-	w := &walker{rs: rs, host: &h, may: map[string]int{}, problems: map[string]bool{}}
+	w := &walker{rs: rs, host: &h, may: map[string]int{}, problems: map[string]bool{}, assumptions: map[string]uint64{}}
 	p := &Path{Hook: "prerouting"}
 	if c.Local {
 		p.Hook = "output"
@@ -283,8 +285,10 @@ type walker struct {
 	chains map[string][]base
 	paths  int
 	visits int
-	// may and problems deduplicate MayMatch and Problems.
+	// may and problems deduplicate MayMatch and Problems; assumptions
+	// numbers each undecided condition, for outcome keys.
 	may         map[string]int
+	assumptions map[string]uint64
 	mayList     []Hit
 	problems    map[string]bool
 	problemList []error
@@ -531,20 +535,35 @@ func (w *walker) fork(s *state, r *Rule, conds []undecided, held, not func(*stat
 	if sameOutcomes(yes, no) {
 		return yes
 	}
+	key := strings.Join(unchecked, "\x00")
 	if r != nil {
-		key := r.Source + "\x00" + r.Table + "\x00" + r.Chain + "\x00" + r.Text
+		key = r.Source + "\x00" + r.Table + "\x00" + r.Chain + "\x00" + r.Text + "\x00" + key
 		if _, ok := w.may[key]; !ok {
 			w.may[key] = len(w.mayList)
 			w.mayList = append(w.mayList, Hit{Rule: *r, Unchecked: unchecked})
 		}
 	}
+	id, ok := w.assumptions[key]
+	if !ok {
+		id = uint64(len(w.assumptions)+1) * 2
+		w.assumptions[key] = id
+	}
 	for i := range yes {
 		yes[i].Assumed = append([]Assumption{{Rule: r, Unchecked: unchecked, Held: true}}, yes[i].Assumed...)
+		yes[i].assumed = mix(yes[i].assumed, id+1)
 	}
 	for i := range no {
 		no[i].Assumed = append([]Assumption{{Rule: r, Unchecked: unchecked}}, no[i].Assumed...)
+		no[i].assumed = mix(no[i].assumed, id)
 	}
 	return append(yes, no...)
+}
+
+// mix folds one assumption into an outcome's list of them.
+func mix(h, id uint64) uint64 {
+	h ^= id
+	h *= 0x100000001b3 // FNV-1a's prime
+	return h ^ h>>29
 }
 
 // nextChain moves s into the next base chain of its hook, or on to the
@@ -864,21 +883,9 @@ func (w *walker) vmap(s *state, r *Rule, chance float64, unchecked []string) ([]
 	}
 	if len(vm.key) == 1 && vm.key[0].kind == "numgen" {
 		k := vm.key[0]
-		if k.mod > 1<<16 {
-			return w.problem(s, ErrUnknownTarget, r, "a random split over too many values"), true
-		}
-		count := make([]int, len(elems))
-		miss := 0
-		for v := k.off; v < k.off+k.mod; v++ {
-			idx, known := lookup(elems, []value{{kind: vNum, num: v}}, []bool{true})
-			switch {
-			case !known:
-				return w.problem(s, ErrUnknownTarget, r, "a random split over elements the walk cannot read"), true
-			case len(idx) == 0:
-				miss++
-			default:
-				count[idx[0]]++
-			}
+		count, miss, ok := numgenShares(k, elems)
+		if !ok {
+			return w.problem(s, ErrUnknownTarget, r, "a random split over elements the walk cannot read"), true
 		}
 		if s.forks++; s.forks > maxForks {
 			return w.problem(s, ErrWalkLimit, r, fmt.Sprintf("more than %d random splits and undecided conditions on one path", maxForks)), true
@@ -1044,21 +1051,31 @@ func (w *walker) translate(s *state, r *Rule, st Step) ([]Outcome, bool) {
 	return nil, false
 }
 
-// outcomeKey identifies an outcome, leaving out its steps and probability.
-func outcomeKey(o *Outcome) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s|%v|%v|%d|%v|%s", o.Verdict, o.Dst, o.LastAddr, o.LastPort, o.Local, o.Comment)
-	for _, r := range []*Rule{o.Translation, o.Decider} {
-		if r != nil {
-			b.WriteString("|" + r.Table + "/" + r.Chain + "/" + r.Text)
-		} else {
-			b.WriteString("|-")
-		}
+// outcomeKey identifies an outcome, leaving out its steps and
+// probability.
+type outcomeKey struct {
+	verdict, comment string
+	dst              netip.AddrPort
+	lastAddr         netip.Addr
+	lastPort         uint16
+	local            bool
+	trans, decider   ruleKey
+	assumed          uint64
+	nAssumed         int
+}
+
+type ruleKey struct{ table, chain, text string }
+
+func keyOf(r *Rule) ruleKey {
+	if r == nil {
+		return ruleKey{}
 	}
-	for _, a := range o.Assumed {
-		b.WriteString("|" + a.String())
-	}
-	return b.String()
+	return ruleKey{r.Table, r.Chain, r.Text}
+}
+
+func keyOfOutcome(o *Outcome) outcomeKey {
+	return outcomeKey{o.Verdict, o.Comment, o.Dst, o.LastAddr, o.LastPort, o.Local,
+		keyOf(o.Translation), keyOf(o.Decider), o.assumed, len(o.Assumed)}
 }
 
 // mergeSame adds up the probabilities of outcomes alike but for their
@@ -1067,10 +1084,10 @@ func mergeSame(outs []Outcome) []Outcome {
 	if len(outs) < 2 {
 		return outs
 	}
-	seen := make(map[string]int, len(outs))
+	seen := make(map[outcomeKey]int, len(outs))
 	out := outs[:0]
 	for _, o := range outs {
-		k := outcomeKey(&o)
+		k := keyOfOutcome(&o)
 		if i, ok := seen[k]; ok {
 			out[i].Probability += o.Probability
 			continue
@@ -1083,10 +1100,13 @@ func mergeSame(outs []Outcome) []Outcome {
 
 // sameOutcomes reports whether a and b end alike with the same chances.
 func sameOutcomes(a, b []Outcome) bool {
-	sum := func(l []Outcome) map[string]float64 {
-		m := map[string]float64{}
+	if len(a) != len(b) && (len(a) == 0 || len(b) == 0) {
+		return false
+	}
+	sum := func(l []Outcome) map[outcomeKey]float64 {
+		m := make(map[outcomeKey]float64, len(l))
 		for i := range l {
-			m[outcomeKey(&l[i])] += l[i].Probability
+			m[keyOfOutcome(&l[i])] += l[i].Probability
 		}
 		return m
 	}

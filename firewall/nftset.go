@@ -607,21 +607,45 @@ func (m exprMatch) numgen(k keyExpr) (float64, bool) {
 	if len(m.key) != 1 || m.set != "" || m.op != "==" && m.op != "!=" {
 		return unknown()
 	}
-	n := 0
-	for v := k.off; v < k.off+k.mod && v-k.off < 1<<16; v++ {
-		idx, known := lookup(m.elems, []value{{kind: vNum, num: v}}, []bool{true})
-		if !known {
-			return unknown()
-		}
-		if len(idx) > 0 {
-			n++
-		}
+	counts, _, ok := numgenShares(k, m.elems)
+	if !ok {
+		return unknown()
+	}
+	n := uint64(0)
+	for _, c := range counts {
+		n += c
 	}
 	p := float64(n) / float64(k.mod)
 	if m.op == "!=" {
 		p = 1 - p
 	}
 	return p, true
+}
+
+// numgenShares counts the values of a random number (numgen random mod N
+// offset O: O to O+N-1) each element holds, and those none holds; false
+// when an element is not a number or range of them, or elements overlap.
+func numgenShares(k keyExpr, elems []Element) (counts []uint64, miss uint64, ok bool) {
+	lo, hi := k.off, k.off+k.mod-1
+	if hi < lo {
+		return nil, 0, false // wraps around
+	}
+	counts = make([]uint64, len(elems))
+	total := uint64(0)
+	for i, e := range elems {
+		if len(e.key) != 1 || e.key[0].lo.kind != vNum || e.key[0].prefix.IsValid() {
+			return nil, 0, false
+		}
+		a, b := max(e.key[0].lo.num, lo), min(e.key[0].hi.num, hi)
+		if a <= b {
+			counts[i] = b - a + 1
+			total += counts[i]
+		}
+	}
+	if total > k.mod {
+		return nil, 0, false
+	}
+	return counts, k.mod - total, true
 }
 
 func cmpNum(a, b uint64) int {
