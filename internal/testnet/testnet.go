@@ -71,7 +71,13 @@ func ClosedPort(t testing.TB) netip.AddrPort {
 // ClosedPortOn is ClosedPort on another network and address (see ListenOn).
 func ClosedPortOn(t testing.TB, network, addr string) netip.AddrPort {
 	t.Helper()
-	ln := ListenOn(t, network, addr)
+	return Closed(ListenOn(t, network, addr))
+}
+
+// Closed closes ln and returns the address it listened on, where nothing
+// listens now: ClosedPort for a listener made elsewhere, such as in a
+// netlab host.
+func Closed(ln net.Listener) netip.AddrPort {
 	ap := AddrPort(ln)
 	ln.Close()
 	return ap
