@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -19,6 +18,7 @@ import (
 	"github.com/reach-tools/reach/dial"
 	"github.com/reach-tools/reach/endpoint"
 	"github.com/reach-tools/reach/internal/netlab"
+	"github.com/reach-tools/reach/internal/testnet"
 	"github.com/reach-tools/reach/probe"
 )
 
@@ -28,12 +28,6 @@ var naive = flag.Bool("naive", false, "also measure a plain dial of a dropped pr
 // measures failover rather than ejection.
 var noEject = dial.Ejection{Consecutive: -1}
 
-// drain reads until the client goes away, so the client closes first.
-func drain(c net.Conn) {
-	defer c.Close()
-	io.Copy(io.Discard, c)
-}
-
 // abort closes with a reset: no TIME_WAIT, so long runs keep their ports.
 func abort(c net.Conn) {
 	if tc, ok := c.(*net.TCPConn); ok {
@@ -42,42 +36,15 @@ func abort(c net.Conn) {
 	c.Close()
 }
 
-func serve(ln net.Listener) {
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		go drain(c)
-	}
-}
-
-// pair is a client host and a server host on one link.
-type pair struct {
-	c, s         *netlab.Host
-	cAddr, sAddr netip.Addr
-}
-
-func newPair(b *testing.B) pair {
-	lab := netlab.New(b)
-	p := pair{c: lab.Host("c"), s: lab.Host("s")}
-	p.cAddr, p.sAddr = lab.Link(p.c, p.s)
-	return p
-}
-
-// listen serves on addr inside h and returns the address.
+// listen serves on addr inside h, reading until each client goes away (so
+// the client closes first), and returns the address.
 func listen(b *testing.B, h *netlab.Host, addr string) netip.AddrPort {
-	ln := h.Listen(b, "tcp", addr)
-	go serve(ln)
-	return ln.Addr().(*net.TCPAddr).AddrPort()
+	return testnet.ServeOn(b, h.Listen(b, "tcp", addr), testnet.Drain)
 }
 
 // refusing returns an address inside h that we listened on and closed.
 func refusing(b *testing.B, h *netlab.Host, addr string) netip.AddrPort {
-	ln := h.Listen(b, "tcp", addr)
-	ap := ln.Addr().(*net.TCPAddr).AddrPort()
-	ln.Close()
-	return ap
+	return testnet.Closed(h.Listen(b, "tcp", addr))
 }
 
 // BenchmarkFailoverRefused: the primary refuses, the secondary is up. Each
@@ -87,20 +54,20 @@ func refusing(b *testing.B, h *netlab.Host, addr string) netip.AddrPort {
 // default ejection, which skips the primary after 5 failures ("ejecting").
 // All dial from inside the client namespace.
 func BenchmarkFailoverRefused(b *testing.B) {
-	p := newPair(b)
+	p := netlab.New(b).Pair()
 	for _, where := range []string{"loopback", "veth"} {
 		b.Run(where, func(b *testing.B) {
 			var up, down netip.AddrPort
 			if where == "loopback" { // the client namespace's own loopback
-				up = listen(b, p.c, "127.0.0.1:0")
-				down = refusing(b, p.c, "127.0.0.1:0")
+				up = listen(b, p.Client, "127.0.0.1:0")
+				down = refusing(b, p.Client, "127.0.0.1:0")
 			} else {
-				up = listen(b, p.s, netip.AddrPortFrom(p.sAddr, 0).String())
-				down = refusing(b, p.s, netip.AddrPortFrom(p.sAddr, 0).String())
+				up = listen(b, p.Server, netip.AddrPortFrom(p.ServerAddr, 0).String())
+				down = refusing(b, p.Server, netip.AddrPortFrom(p.ServerAddr, 0).String())
 			}
 			eps := []endpoint.Endpoint{endpoint.FromAddrPort(down), endpoint.FromAddrPort(up)}
-			failover := dial.New(eps, dial.Options{Dial: p.c.DialContext, Eject: noEject})
-			ejecting := dial.New(eps, dial.Options{Dial: p.c.DialContext})
+			failover := dial.New(eps, dial.Options{Dial: p.Client.DialContext, Eject: noEject})
+			ejecting := dial.New(eps, dial.Options{Dial: p.Client.DialContext})
 			var direct, viaDialer, viaEjecting time.Duration
 			timed := func(total *time.Duration, fn func() (net.Conn, error)) {
 				start := time.Now()
@@ -112,7 +79,7 @@ func BenchmarkFailoverRefused(b *testing.B) {
 				abort(c)
 			}
 			for b.Loop() {
-				timed(&direct, func() (net.Conn, error) { return p.c.DialContext(b.Context(), "tcp", up.String()) })
+				timed(&direct, func() (net.Conn, error) { return p.Client.DialContext(b.Context(), "tcp", up.String()) })
 				timed(&viaDialer, func() (net.Conn, error) { return failover.DialContext(b.Context()) })
 				timed(&viaEjecting, func() (net.Conn, error) { return ejecting.DialContext(b.Context()) })
 			}
@@ -130,10 +97,10 @@ func BenchmarkFailoverRefused(b *testing.B) {
 // with a 3s attempt timeout, and (with -naive) a plain dial of the primary
 // first, which waits for the kernel's SYN retries.
 func BenchmarkDropPrimary(b *testing.B) {
-	p := newPair(b)
-	up := listen(b, p.s, netip.AddrPortFrom(p.sAddr, 0).String())
-	primary := netip.AddrPortFrom(p.s.AddAddr(b, p.sAddr), up.Port())
-	p.s.Iptables(b, "-A", "INPUT", "-d", primary.Addr().String(), "-p", "tcp", "-j", "DROP")
+	p := netlab.New(b).Pair()
+	up := listen(b, p.Server, netip.AddrPortFrom(p.ServerAddr, 0).String())
+	primary := netip.AddrPortFrom(p.Server.AddAddr(b, p.ServerAddr), up.Port())
+	p.Server.Iptables(b, "-A", "INPUT", "-d", primary.Addr().String(), "-p", "tcp", "-j", "DROP")
 	eps := []endpoint.Endpoint{endpoint.FromAddrPort(primary), endpoint.FromAddrPort(up)}
 	for _, tc := range []struct {
 		name string
@@ -144,7 +111,7 @@ func BenchmarkDropPrimary(b *testing.B) {
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			opt := tc.opt
-			opt.Dial, opt.Eject = p.c.DialContext, noEject
+			opt.Dial, opt.Eject = p.Client.DialContext, noEject
 			d := dial.New(eps, opt)
 			for b.Loop() {
 				c, err := d.DialContext(b.Context())
@@ -161,11 +128,11 @@ func BenchmarkDropPrimary(b *testing.B) {
 			b.Skip("pass -naive to wait out the kernel's SYN retries")
 		}
 		for b.Loop() {
-			_, err := p.c.DialContext(context.Background(), "tcp", primary.String())
+			_, err := p.Client.DialContext(context.Background(), "tcp", primary.String())
 			if class, _ := probe.Classify(err); class != probe.Timeout {
 				b.Fatalf("primary: %v (%s), want the kernel's timeout", err, class)
 			}
-			c, err := p.c.DialContext(context.Background(), "tcp", up.String())
+			c, err := p.Client.DialContext(context.Background(), "tcp", up.String())
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -204,15 +171,15 @@ func BenchmarkFlappingServer(b *testing.B) {
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			for b.Loop() {
-				p := newPair(b)
-				port := refusing(b, p.s, netip.AddrPortFrom(p.sAddr, 0).String()).Port()
-				addr := netip.AddrPortFrom(p.sAddr, port)
+				p := netlab.New(b).Pair()
+				port := refusing(b, p.Server, netip.AddrPortFrom(p.ServerAddr, 0).String()).Port()
+				addr := netip.AddrPortFrom(p.ServerAddr, port)
 				opt := tc.opt
-				opt.Dial = p.c.DialContext
+				opt.Dial = p.Client.DialContext
 				d := dial.New([]endpoint.Endpoint{endpoint.FromAddrPort(addr)}, opt)
 				run, cancel := context.WithTimeout(b.Context(), 2*cycles*period)
 				flapErr := make(chan error, 1)
-				go func() { flapErr <- flap(run, p.s, addr, period) }()
+				go func() { flapErr <- flap(run, b, p.Server, addr, period) }()
 				counts := &flapCounts{failed: map[probe.Class]int{}}
 				var wg sync.WaitGroup
 				for range clients {
@@ -253,7 +220,7 @@ func sum(m map[probe.Class]int) int {
 }
 
 // flap serves on addr for period, closes for period, until ctx ends.
-func flap(ctx context.Context, h *netlab.Host, addr netip.AddrPort, period time.Duration) error {
+func flap(ctx context.Context, b *testing.B, h *netlab.Host, addr netip.AddrPort, period time.Duration) error {
 	for ctx.Err() == nil {
 		var ln net.Listener
 		err := h.Do(func() (err error) {
@@ -263,7 +230,7 @@ func flap(ctx context.Context, h *netlab.Host, addr netip.AddrPort, period time.
 		if err != nil {
 			return fmt.Errorf("flap: listen %v: %w", addr, err)
 		}
-		go serve(ln)
+		testnet.ServeOn(b, ln, testnet.Drain)
 		sleepCtx(ctx, period)
 		ln.Close()
 		sleepCtx(ctx, period)
@@ -319,24 +286,24 @@ func BenchmarkWaitPortOpensAfter2s(b *testing.B) {
 	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/reach").CombinedOutput(); err != nil {
 		b.Fatalf("build reach: %v\n%s", err, out)
 	}
-	p := newPair(b)
-	addr := refusing(b, p.s, netip.AddrPortFrom(p.sAddr, 0).String())
+	p := netlab.New(b).Pair()
+	addr := refusing(b, p.Server, netip.AddrPortFrom(p.ServerAddr, 0).String())
 	var after []time.Duration
 	for b.Loop() {
-		cmd := exec.Command("ip", "netns", "exec", p.c.Name(), bin, "wait", addr.String(), "--timeout", "10s", "-q")
+		cmd := exec.Command("ip", "netns", "exec", p.Client.Name(), bin, "wait", addr.String(), "--timeout", "10s", "-q")
 		cmd.Stderr = os.Stderr
 		if err := cmd.Start(); err != nil {
 			b.Fatal(err)
 		}
 		time.Sleep(2 * time.Second) // the scenario: the server comes up 2s later
 		var ln net.Listener
-		if err := p.s.Do(func() (err error) { ln, err = net.Listen("tcp", addr.String()); return err }); err != nil {
+		if err := p.Server.Do(func() (err error) { ln, err = net.Listen("tcp", addr.String()); return err }); err != nil {
 			cmd.Process.Kill()
 			cmd.Wait()
 			b.Fatal(err)
 		}
 		opened := time.Now()
-		go serve(ln)
+		testnet.ServeOn(b, ln, testnet.Drain)
 		err := cmd.Wait()
 		after = append(after, time.Since(opened))
 		ln.Close()
