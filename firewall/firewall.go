@@ -63,8 +63,12 @@ func (t *Table) Label() string {
 
 // Chain returns the chain called name, or nil.
 func (t *Table) Chain(name string) *Chain {
-	if i, ok := t.index[name]; ok && i < len(t.Chains) && t.Chains[i].Name == name {
-		return &t.Chains[i]
+	if t.index != nil && len(t.index) == len(t.Chains) { // else chains were added by hand
+		if i, ok := t.index[name]; ok && t.Chains[i].Name == name {
+			return &t.Chains[i]
+		} else if !ok {
+			return nil
+		}
 	}
 	for i := range t.Chains {
 		if t.Chains[i].Name == name {

@@ -1,7 +1,6 @@
 package firewall
 
 import (
-	"bufio"
 	"fmt"
 	"net/netip"
 	"strconv"
@@ -37,18 +36,23 @@ func ParseIptablesSave(text, family string) (*Ruleset, error) {
 		}
 		return t
 	}
+	sizes := chainSizes(text)
 	chain := func(name string) *Chain {
 		c := table().chain(name)
+		if c.Rules == nil {
+			c.Rules = make([]Rule, 0, sizes[[2]string{t.Name, name}])
+		}
 		c.Hook = iptablesHook(name)
 		c.Type, c.Priority = iptablesChainType(t.Name, c.Hook)
 		return c
 	}
-	sc := bufio.NewScanner(strings.NewReader(text))
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	line := 0
-	for sc.Scan() {
+	var args []string
+	for rest := text; rest != ""; {
+		var s string
+		s, rest, _ = strings.Cut(rest, "\n")
 		line++
-		s := strings.TrimSpace(sc.Text())
+		s = strings.TrimSpace(s)
 		switch {
 		case s == "" || strings.HasPrefix(s, "#") || s == "COMMIT":
 		case strings.HasPrefix(s, "*"):
@@ -64,7 +68,9 @@ func ParseIptablesSave(text, family string) (*Ruleset, error) {
 				c.Policy = strings.ToLower(f[1])
 			}
 		case strings.HasPrefix(s, "-A "):
-			r, err := parseIptablesRule(s, table().Name, family)
+			var r Rule
+			var err error
+			r, args, err = parseIptablesRule(s, table().Name, family, args)
 			if err != nil {
 				return nil, &ParseError{"iptables-save", line, err}
 			}
@@ -74,13 +80,31 @@ func ParseIptablesSave(text, family string) (*Ruleset, error) {
 			return nil, &ParseError{"iptables-save", line, fmt.Errorf("unexpected %q", s)}
 		}
 	}
-	if err := sc.Err(); err != nil {
-		return nil, &ParseError{"iptables-save", 0, err}
-	}
 	for i := range rs.Tables {
 		resolveTargets(&rs.Tables[i])
 	}
 	return rs, nil
+}
+
+// chainSizes counts each chain's rules ("-A" lines) by table, so a
+// chain's rules are allocated once: kube-proxy's KUBE-SERVICES has one
+// per Service.
+func chainSizes(text string) map[[2]string]int {
+	sizes := map[[2]string]int{}
+	table := ""
+	for rest := text; rest != ""; {
+		var s string
+		s, rest, _ = strings.Cut(rest, "\n")
+		s = strings.TrimSpace(s)
+		switch {
+		case strings.HasPrefix(s, "*"):
+			table = s[1:]
+		case strings.HasPrefix(s, "-A "):
+			name, _, _ := strings.Cut(strings.TrimLeft(s[3:], " \t"), " ")
+			sizes[[2]string{table, name}]++
+		}
+	}
+	return sizes
 }
 
 // resolveTargets tells jumps from other targets: "-j NAME" jumps when the
@@ -130,44 +154,65 @@ func iptablesChainType(table, hook string) (typ string, prio int) {
 	return "filter", 0
 }
 
-// splitArgs splits a line as iptables-save quotes it ("a b" is one word).
-func splitArgs(s string) ([]string, error) {
-	var out []string
-	var cur strings.Builder
-	inWord, quoted := false, false
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '\\' && quoted && i+1 < len(s):
+// splitArgs splits a line as iptables-save quotes it ("a b" is one word;
+// \" and \\ escape inside quotes), appending to out[:0]. Unquoted words
+// are slices of s.
+func splitArgs(s string, out []string) ([]string, error) {
+	out = out[:0]
+	for i := 0; i < len(s); {
+		for i < len(s) && (s[i] == ' ' || s[i] == '\t') {
 			i++
-			cur.WriteByte(s[i])
-		case c == '"':
-			quoted, inWord = !quoted, true
-		case (c == ' ' || c == '\t') && !quoted:
-			if inWord {
-				out = append(out, cur.String())
-				cur.Reset()
-				inWord = false
-			}
-		default:
-			cur.WriteByte(c)
-			inWord = true
 		}
-	}
-	if quoted {
-		return nil, fmt.Errorf("unterminated quote in %q", s)
-	}
-	if inWord {
+		if i == len(s) {
+			break
+		}
+		start := i
+		for i < len(s) && s[i] != ' ' && s[i] != '\t' && s[i] != '"' {
+			i++
+		}
+		if i == len(s) || s[i] != '"' {
+			out = append(out, s[start:i])
+			continue
+		}
+		var cur strings.Builder
+		quoted := false
+		for i = start; i < len(s); i++ {
+			c := s[i]
+			if c == '\\' && quoted && i+1 < len(s) {
+				i++
+				cur.WriteByte(s[i])
+				continue
+			}
+			if c == '"' {
+				quoted = !quoted
+				continue
+			}
+			if (c == ' ' || c == '\t') && !quoted {
+				break
+			}
+			cur.WriteByte(c)
+		}
+		if quoted {
+			return nil, fmt.Errorf("unterminated quote in %q", s)
+		}
 		out = append(out, cur.String())
 	}
 	return out, nil
 }
 
-func parseIptablesRule(s, table, family string) (Rule, error) {
-	args, err := splitArgs(s)
+// parseIptablesRule parses one "-A" line; args is scratch space for its
+// words, returned for the next line.
+func parseIptablesRule(s, table, family string, args []string) (Rule, []string, error) {
+	args, err := splitArgs(s, args)
 	if err != nil {
-		return Rule{}, err
+		return Rule{}, args, err
 	}
+	r, err := iptablesRule(s, table, family, args)
+	return r, args, err
+}
+
+// iptablesRule reads the words of an "-A" line.
+func iptablesRule(s, table, family string, args []string) (Rule, error) {
 	if len(args) < 2 {
 		return Rule{}, fmt.Errorf("rule without chain: %q", s)
 	}
