@@ -1,7 +1,8 @@
 // Package sys holds the raw system interfaces reach needs, behind small
 // functions: netlink requests (routes, neighbour tables), network
-// namespaces, path probes that read ICMP errors, and the scan engine's TCP
-// sockets, epoll loop and socket error queues. Linux code is in _linux.go
+// namespaces, path probes that read ICMP errors, a probe's own connect and
+// its net.Dialer socket options (source, device, error queue), and the scan
+// engine's TCP sockets, epoll loop and socket error queues. Linux code is in _linux.go
 // files; parsers of what the kernel answers are untagged, so they are
 // tested and fuzzed on every OS. What only Linux code calls (the scan
 // engine's sockets) has no version for other systems.

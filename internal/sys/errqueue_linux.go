@@ -2,6 +2,7 @@ package sys
 
 import (
 	"encoding/binary"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -13,6 +14,10 @@ type ErrQueue struct {
 	data [512]byte
 	oob  [512]byte
 }
+
+// errQueues keeps the buffers of single reads (a probe's), which would
+// otherwise cost a kilobyte each.
+var errQueues = sync.Pool{New: func() any { return new(ErrQueue) }}
 
 // Unreachable drains fd's error queue (at most 16 errors) and returns the
 // latest ICMP destination-unreachable in it about a TCP connection to port.
