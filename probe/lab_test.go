@@ -104,6 +104,11 @@ func (s *site) route(t *testing.T) {
 	s.clientAddr, s.gateway = s.lab.Link(s.client, s.router)
 	viaServer, s.serverAddr = s.lab.Link(s.router, s.server)
 	s.router.Sysctl(t, "net.ipv4.ip_forward", "1")
+	// Each case probes three times. A router's ICMP errors about
+	// forwarding draw on two rate limits that share one bucket per
+	// destination; lift the per-namespace one, so the third still gets its
+	// answer (the other, global, allows a burst of five).
+	s.router.Sysctl(t, "net.ipv4.icmp_ratelimit", "0")
 	s.client.AddRoute(t, netip.PrefixFrom(s.serverAddr, 24).Masked().String(), "via", s.gateway.String())
 	s.server.AddRoute(t, netip.PrefixFrom(s.clientAddr, 24).Masked().String(), "via", viaServer.String())
 }
@@ -135,6 +140,14 @@ type labCase struct {
 	setup  func(t *testing.T, s *site) (endpoint.Endpoint, probe.Options)
 	want   probe.Class
 	errno  syscall.Errno // 0: no errno behind the class
+	// icmp is the ICMP error the probe must report, and from whom: the
+	// server, the router, or the client itself (no ARP/ND answer); ""
+	// for none (a reset, a timeout, a failure decided on the client).
+	icmp probe.ICMPKind
+	from string
+	// withDial is the class a caller's DialFunc gets when it differs:
+	// without the ICMP error queue, the probe can only infer.
+	withDial probe.Class
 }
 
 var labCases = []labCase{
@@ -179,6 +192,7 @@ var labCases = []labCase{
 			return s.iptablesInput(t, "REJECT", "--reject-with", "icmp-port-unreachable"), probe.Options{Timeout: quick}
 		},
 		want: probe.Refused, errno: syscall.ECONNREFUSED,
+		icmp: probe.ICMPPortUnreachable, from: "server",
 	},
 	{
 		name: "host-unreachable-iptables-reject-admin-prohibited",
@@ -186,6 +200,7 @@ var labCases = []labCase{
 			return s.iptablesInput(t, "REJECT", "--reject-with", "icmp-admin-prohibited"), probe.Options{Timeout: quick}
 		},
 		want: probe.HostUnreachable, errno: syscall.EHOSTUNREACH,
+		icmp: probe.ICMPAdminProhibited, from: "server",
 	},
 	{
 		name: "host-unreachable-iptables-reject-host-prohibited",
@@ -193,6 +208,7 @@ var labCases = []labCase{
 			return s.iptablesInput(t, "REJECT", "--reject-with", "icmp-host-prohibited"), probe.Options{Timeout: quick}
 		},
 		want: probe.HostUnreachable, errno: syscall.EHOSTUNREACH,
+		icmp: probe.ICMPAdminProhibited, from: "server",
 	},
 	{
 		name: "net-unreachable-iptables-reject-net-unreachable",
@@ -200,6 +216,7 @@ var labCases = []labCase{
 			return s.iptablesInput(t, "REJECT", "--reject-with", "icmp-net-unreachable"), probe.Options{Timeout: quick}
 		},
 		want: probe.NetUnreachable, errno: syscall.ENETUNREACH,
+		icmp: probe.ICMPNetUnreachable, from: "server",
 	},
 	{
 		name: "timeout-nft-drop",
@@ -221,6 +238,7 @@ var labCases = []labCase{
 			return s.nftInput(t, "reject with icmpx type port-unreachable"), probe.Options{Timeout: quick}
 		},
 		want: probe.Refused, errno: syscall.ECONNREFUSED,
+		icmp: probe.ICMPPortUnreachable, from: "server",
 	},
 	{
 		name: "host-unreachable-nft-reject-admin-prohibited",
@@ -228,6 +246,7 @@ var labCases = []labCase{
 			return s.nftInput(t, "reject with icmpx type admin-prohibited"), probe.Options{Timeout: quick}
 		},
 		want: probe.HostUnreachable, errno: syscall.EHOSTUNREACH,
+		icmp: probe.ICMPAdminProhibited, from: "server",
 	},
 	{
 		name: "host-unreachable-no-such-host-on-link",
@@ -235,6 +254,7 @@ var labCases = []labCase{
 			return endpoint.FromAddrPort(netip.AddrPortFrom(s.lab.Unowned(t, s.serverAddr), 80)), probe.Options{Timeout: arp}
 		},
 		want: probe.HostUnreachable, errno: syscall.EHOSTUNREACH,
+		icmp: probe.ICMPHostUnreachable, from: "client",
 	},
 	{
 		name: "net-unreachable-no-route",
@@ -319,6 +339,7 @@ var labCases = []labCase{
 			return endpoint.FromAddrPort(netip.AddrPortFrom(s.lab.Unowned(t, s.serverAddr), 80)), probe.Options{Timeout: arp}
 		},
 		want: probe.HostUnreachable, errno: syscall.EHOSTUNREACH,
+		icmp: probe.ICMPHostUnreachable, from: "router",
 	},
 	{
 		name: "routed-net-unreachable-router-has-no-route", routed: true,
@@ -328,6 +349,7 @@ var labCases = []labCase{
 			return endpoint.Endpoint{Host: "198.19.7.7", Port: 80}, probe.Options{Timeout: quick}
 		},
 		want: probe.NetUnreachable, errno: syscall.ENETUNREACH,
+		icmp: probe.ICMPNetUnreachable, from: "router",
 	},
 	{
 		name: "routed-timeout-router-drops", routed: true,
@@ -346,6 +368,7 @@ var labCases = []labCase{
 			return ep, probe.Options{Timeout: quick}
 		},
 		want: probe.HostUnreachable, errno: syscall.EHOSTUNREACH,
+		icmp: probe.ICMPAdminProhibited, from: "router",
 	},
 
 	// IPv6: the same ladder over fd00::/64.
@@ -376,6 +399,7 @@ var labCases = []labCase{
 			return s.iptablesInput(t, "REJECT", "--reject-with", "icmp6-port-unreachable"), probe.Options{Timeout: quick}
 		},
 		want: probe.Refused, errno: syscall.ECONNREFUSED,
+		icmp: probe.ICMPPortUnreachable, from: "server",
 	},
 	{
 		// Linux reports ICMPv6 administratively-prohibited as EACCES.
@@ -384,6 +408,7 @@ var labCases = []labCase{
 			return s.iptablesInput(t, "REJECT", "--reject-with", "icmp6-adm-prohibited"), probe.Options{Timeout: quick}
 		},
 		want: probe.HostUnreachable, errno: syscall.EACCES,
+		icmp: probe.ICMPAdminProhibited, from: "server",
 	},
 	{
 		name: "v6-host-unreachable-nft-reject-admin-prohibited", v6: true,
@@ -391,6 +416,7 @@ var labCases = []labCase{
 			return s.nftInput(t, "reject with icmpx type admin-prohibited"), probe.Options{Timeout: quick}
 		},
 		want: probe.HostUnreachable, errno: syscall.EACCES,
+		icmp: probe.ICMPAdminProhibited, from: "server",
 	},
 	{
 		name: "v6-host-unreachable-no-such-host-on-link", v6: true,
@@ -398,6 +424,18 @@ var labCases = []labCase{
 			return endpoint.FromAddrPort(netip.AddrPortFrom(s.lab.Unowned(t, s.serverAddr), 80)), probe.Options{Timeout: arp}
 		},
 		want: probe.HostUnreachable, errno: syscall.EHOSTUNREACH,
+		icmp: probe.ICMPAddressUnreachable, from: "client",
+	},
+	{
+		// EACCES without an ICMP error: this host's own prohibit route,
+		// which a caller's DialFunc cannot tell from a firewall's
+		// ICMPv6 admin-prohibited.
+		name: "v6-local-error-prohibit-route", v6: true,
+		setup: func(t *testing.T, s *site) (endpoint.Endpoint, probe.Options) {
+			s.client.AddRoute(t, "prohibit", "fd00:fffe::/64")
+			return endpoint.Endpoint{Host: "fd00:fffe::1", Port: 80}, probe.Options{Timeout: quick}
+		},
+		want: probe.LocalError, errno: syscall.EACCES, withDial: probe.HostUnreachable,
 	},
 	{
 		name: "v6-net-unreachable-no-route", v6: true,
@@ -424,13 +462,29 @@ func TestClassesInLab(t *testing.T) {
 				s.clientAddr, s.serverAddr = lab.Link(s.client, s.server)
 			}
 			ep, opt := tc.setup(t, s)
-			opt.Dial = s.client.DialContext
 
+			// The probe's own dialer, as commands use it, run on a
+			// thread inside the client's namespace: its socket reads
+			// the ICMP error queue.
 			start := time.Now()
-			r := probe.Run(t.Context(), ep, opt)
+			var r, kept probe.Result
+			if err := s.client.Do(func() error { r = probe.Run(t.Context(), ep, opt); return nil }); err != nil {
+				t.Fatal(err)
+			}
 			elapsed := time.Since(start)
-			t.Logf("%s -> %s errno=%d rtt=%v err=%v", ep, r.Class, r.Errno, r.RTT, r.Err)
-
+			// Dial, which hands the connection over, goes through
+			// net.Dialer; Run does not. They must agree.
+			if err := s.client.Do(func() error {
+				conn, res := probe.Dial(t.Context(), ep, opt)
+				if conn != nil {
+					conn.Close()
+				}
+				kept = res
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%s -> %s errno=%d icmp=%v rtt=%v err=%v", ep, r.Class, r.Errno, r.ICMP, r.RTT, r.Err)
 			if r.Class != tc.want || r.Errno != tc.errno {
 				t.Fatalf("class %s errno %d (%v), want %s errno %d; err: %v", r.Class, r.Errno, r.Errno, tc.want, tc.errno, r.Err)
 			}
@@ -441,7 +495,54 @@ func TestClassesInLab(t *testing.T) {
 				t.Errorf("result endpoint %v, want %v", r.Endpoint, ep)
 			}
 			checkResultError(t, r, ep)
+			checkICMP(t, r, tc, s)
+			if kept.Class != r.Class || kept.Errno != r.Errno {
+				t.Errorf("Dial: class %s errno %d, Run: %s errno %d; err: %v", kept.Class, kept.Errno, r.Class, r.Errno, kept.Err)
+			}
+			checkResultError(t, kept, ep)
+			checkICMP(t, kept, tc, s)
+
+			// A DialFunc of the caller's (here the lab's) gives the same
+			// class and errno, without the ICMP error: net.Dialer's
+			// sockets do not queue it.
+			opt.Dial = s.client.DialContext
+			d := probe.Run(t.Context(), ep, opt)
+			want := tc.want
+			if tc.withDial != "" {
+				want = tc.withDial
+			}
+			if d.Class != want || d.Errno != tc.errno || d.ICMP != nil {
+				t.Errorf("with Options.Dial: class %s errno %d icmp %v, want %s errno %d and no ICMP; err: %v", d.Class, d.Errno, d.ICMP, want, tc.errno, d.Err)
+			}
+			checkResultError(t, d, ep)
 		})
+	}
+}
+
+// checkICMP checks the ICMP error a result carries: its kind, who sent it,
+// and that the error message names it.
+func checkICMP(t *testing.T, r probe.Result, tc labCase, s *site) {
+	t.Helper()
+	if tc.icmp == "" {
+		if r.ICMP != nil {
+			t.Errorf("ICMP %v, want none", r.ICMP)
+		}
+		return
+	}
+	if r.ICMP == nil {
+		t.Fatalf("no ICMP error, want %s from the %s", tc.icmp, tc.from)
+	}
+	// The router answers from its address on the client's link (its
+	// route back); the client itself when its ARP/ND went unanswered.
+	from := map[string]netip.Addr{"server": s.serverAddr, "client": s.clientAddr, "router": s.gateway}[tc.from]
+	if r.ICMP.From != from {
+		t.Errorf("ICMP from %v, want the %s (%v)", r.ICMP.From, tc.from, from)
+	}
+	if r.ICMP.Kind() != tc.icmp || r.ICMP.V6 != tc.v6 {
+		t.Errorf("ICMP %+v is %q (v6 %v), want %s", r.ICMP, r.ICMP.Kind(), r.ICMP.V6, tc.icmp)
+	}
+	if !strings.Contains(r.Err.Error(), r.ICMP.String()) {
+		t.Errorf("error %q does not name %v", r.Err, r.ICMP)
 	}
 }
 

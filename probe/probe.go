@@ -5,6 +5,12 @@
 // defined once, here: ClassifyErrno is the one mapping from what the kernel
 // reports (an errno, and the ICMP error behind it when the caller read one)
 // to a class, and ICMP names what an ICMP destination-unreachable says.
+//
+// On Linux a probe's own socket queues ICMP errors, so a result says which
+// one came (a firewall's REJECT with port-unreachable or admin-prohibited,
+// a router's, or this host's own when ARP got no answer); a probe can leave
+// from a given address or interface, and hold the connection a while to
+// catch a server that accepts and then drops it.
 package probe
 
 import (
@@ -17,6 +23,7 @@ import (
 	"time"
 
 	"github.com/reach-tools/reach/endpoint"
+	"github.com/reach-tools/reach/internal/sys"
 )
 
 // DefaultTimeout bounds a probe when Options.Timeout is zero.
@@ -42,6 +49,23 @@ type Options struct {
 	// to speak, reset (class Reset) or close (class ClosedByPeer). Servers
 	// that accept and then drop connections look open without it.
 	ReadWait time.Duration
+	// Hold, when positive, keeps the connection up to Hold after connecting
+	// (within Timeout) and reports a peer that resets or closes it meanwhile
+	// (class Reset or ClosedByPeer, Result.Held saying when), even after it
+	// sent data: a proxy whose backend is down, a server that accepts and
+	// then finds it is full. What the peer sends is read: its first bytes
+	// are Result.Banner, the rest is discarded. Hold replaces ReadWait.
+	Hold time.Duration
+	// Source, when valid, is the address the connection leaves from (bound
+	// before connecting; the kernel still picks the port). It must be an
+	// address of this host (CheckLocal) of the target's family; a name
+	// resolves to addresses of that family only.
+	Source netip.Addr
+	// Interface, when set, makes the connection leave by that network
+	// interface (SO_BINDTODEVICE, Linux only), whatever the routes prefer:
+	// the target must be reachable on that interface's link or by a route
+	// through it.
+	Interface string
 }
 
 func (o Options) timeout() time.Duration {
@@ -68,8 +92,21 @@ type Result struct {
 	RTT      time.Duration // time spent connecting (resolution excluded)
 	Lookup   time.Duration // time spent resolving the name; 0 for literals
 	Resolved []netip.Addr  // every address the name resolved to
-	Banner   []byte        // first bytes the server sent within ReadWait
-	Err      error         // *Error, nil when Class is Open
+	Banner   []byte        // first bytes the server sent within ReadWait or Hold
+	// Held is, with Options.Hold, how long the connection stayed up after
+	// connecting: until the peer reset or closed it (Class Reset or
+	// ClosedByPeer), or the whole hold.
+	Held time.Duration
+	// ICMP is the ICMP error the kernel received about the connection
+	// attempt, when one came; nil for a reset, a timeout, and failures
+	// decided on this host. It tells apart what one errno covers: a
+	// refusal by ICMP port-unreachable (a firewall's REJECT) from a reset
+	// (no listener), and a host-unreachable from a firewall's
+	// admin-prohibited (From: the firewall's host) from one this host
+	// sends itself when nobody answers ARP (From: this host). Linux only,
+	// with the probe's own dialer (Options.Dial nil).
+	ICMP *ICMP
+	Err  error // *Error, nil when Class is Open
 }
 
 // OK reports whether the endpoint accepted the connection.
@@ -79,14 +116,18 @@ func (r Result) OK() bool { return r.Class == Open }
 // unwraps to the underlying error (e.g. *net.OpError, syscall.Errno), and
 // errors.Is(err, probe.Refused) matches its class.
 type Error struct {
-	Op    string // "lookup", "dial" or "read"
+	Op    string // "lookup", "dial", "read" (ReadWait) or "hold"
 	Addr  string // host:port as dialled, or the name looked up
 	Class Class
 	Errno syscall.Errno
+	ICMP  *ICMP // the ICMP error behind a failed dial, when one came
 	Err   error
 }
 
 func (e *Error) Error() string {
+	if e.ICMP != nil {
+		return fmt.Sprintf("%s %s: %s (%v): %v", e.Op, e.Addr, e.Class, e.ICMP, e.Err)
+	}
 	return fmt.Sprintf("%s %s: %s: %v", e.Op, e.Addr, e.Class, e.Err)
 }
 
@@ -105,7 +146,7 @@ var ErrSelfConnect = errors.New("probe: connected to itself (no listener; the ke
 
 // Run probes ep once and closes the connection.
 func Run(ctx context.Context, ep endpoint.Endpoint, opt Options) Result {
-	conn, r := Dial(ctx, ep, opt)
+	conn, r := dial(ctx, ep, opt, false)
 	if conn != nil {
 		conn.Close()
 	}
@@ -116,6 +157,11 @@ func Run(ctx context.Context, ep endpoint.Endpoint, opt Options) Result {
 // caller owns it. A name is resolved first and its first address of the
 // wanted family is dialled; Result.Resolved lists them all.
 func Dial(ctx context.Context, ep endpoint.Endpoint, opt Options) (net.Conn, Result) {
+	return dial(ctx, ep, opt, true)
+}
+
+// dial is Dial; without keep, the caller only wants the outcome.
+func dial(ctx context.Context, ep endpoint.Endpoint, opt Options, keep bool) (net.Conn, Result) {
 	r := Result{Endpoint: ep}
 	ctx, cancel := context.WithTimeout(ctx, opt.timeout())
 	defer cancel()
@@ -134,7 +180,7 @@ func Dial(ctx context.Context, ep endpoint.Endpoint, opt Options) (net.Conn, Res
 	} else {
 		r.Resolved = []netip.Addr{addr}
 	}
-	conn, rr := DialAddr(ctx, netip.AddrPortFrom(addr, ep.Port), opt)
+	conn, rr := dialAddr(ctx, netip.AddrPortFrom(addr, ep.Port), opt, keep)
 	rr.Endpoint, rr.Lookup, rr.Resolved = r.Endpoint, r.Lookup, r.Resolved
 	return conn, rr
 }
@@ -161,6 +207,10 @@ func resolve(ctx context.Context, host string, opt Options) ([]netip.Addr, error
 	if ipNet == "" {
 		return nil, fmt.Errorf("probe: unsupported network %q (want tcp, tcp4 or tcp6)", opt.Network)
 	}
+	if ipNet == "ip" && opt.Source.IsValid() {
+		// Only the source's family can be reached from it.
+		ipNet = map[bool]string{true: "ip4", false: "ip6"}[opt.Source.Unmap().Is4()]
+	}
 	addrs, err := res.LookupNetIP(ctx, ipNet, host)
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
@@ -182,14 +232,38 @@ func resolve(ctx context.Context, host string, opt Options) ([]netip.Addr, error
 
 // DialAddr probes one address; see Dial.
 func DialAddr(ctx context.Context, ap netip.AddrPort, opt Options) (net.Conn, Result) {
+	return dialAddr(ctx, ap, opt, true)
+}
+
+func dialAddr(ctx context.Context, ap netip.AddrPort, opt Options, keep bool) (net.Conn, Result) {
 	r := Result{Endpoint: endpoint.FromAddrPort(ap), Addr: ap, Resolved: []netip.Addr{ap.Addr()}}
 	ctx, cancel := context.WithTimeout(ctx, opt.timeout())
 	defer cancel()
 
+	if src := opt.Source.Unmap(); src.IsValid() && src.Is4() != ap.Addr().Unmap().Is4() {
+		r.fail("dial", ap.String(), &SourceError{Source: opt.Source, Target: ap.Addr(), Err: ErrSourceFamily})
+		return nil, r
+	}
+	if !keep && opt.Dial == nil && opt.ReadWait <= 0 && opt.Hold <= 0 && sys.CanConnectOnce && familyFits(opt.network(), ap) {
+		connectOnce(ctx, ap, opt, &r)
+		return nil, r
+	}
 	dial := opt.Dial
-	if dial == nil {
-		var d net.Dialer
+	var sock *sys.DialSocket
+	switch {
+	case dial == nil:
+		// The probe's own dialer: the socket queues ICMP errors, so a
+		// failure can name the message behind it.
+		sock = &sys.DialSocket{Device: opt.Interface, NoPort: opt.Source.IsValid()}
+		defer sock.Close()
+		d := net.Dialer{Control: sock.Control}
+		if opt.Source.IsValid() {
+			d.LocalAddr = opt.sourceAddr()
+		}
 		dial = d.DialContext
+	case opt.Source.IsValid() || opt.Interface != "":
+		r.fail("dial", ap.String(), ErrOwnDialer)
+		return nil, r
 	}
 	start := time.Now()
 	conn, err := dial(ctx, opt.network(), ap.String())
@@ -198,19 +272,33 @@ func DialAddr(ctx context.Context, ap netip.AddrPort, opt Options) (net.Conn, Re
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			err = fmt.Errorf("no answer within %v: %w", opt.timeout(), err)
 		}
-		r.fail("dial", ap.String(), err)
+		var e sys.ExtendedErr
+		found, read := false, sock != nil && sock.Reads()
+		if read {
+			e, found = sock.Unreachable(ap.Port())
+		}
+		r.failDial(ap, localError(err, opt), e, found, read)
 		return nil, r
 	}
 	if la, ok := conn.LocalAddr().(*net.TCPAddr); ok {
 		r.Local = la.AddrPort()
 		r.Local = netip.AddrPortFrom(r.Local.Addr().Unmap(), r.Local.Port())
 	}
-	if r.Local == ap {
+	if r.selfConnect(ap) {
 		conn.Close()
-		r.fail("dial", ap.String(), fmt.Errorf("%w: %w", ErrSelfConnect, syscall.ECONNREFUSED))
 		return nil, r
 	}
-	if opt.ReadWait > 0 {
+	if sock != nil {
+		sock.Connected(ap.Addr().Is6() && !ap.Addr().Is4In6())
+	}
+	switch {
+	case opt.Hold > 0:
+		if err := hold(ctx, conn, opt.Hold, &r); err != nil {
+			conn.Close()
+			r.fail("hold", ap.String(), err)
+			return nil, r
+		}
+	case opt.ReadWait > 0:
 		if err := readWait(ctx, conn, opt.ReadWait, &r); err != nil {
 			conn.Close()
 			r.fail("read", ap.String(), err)
@@ -219,6 +307,56 @@ func DialAddr(ctx context.Context, ap netip.AddrPort, opt Options) (net.Conn, Re
 	}
 	r.Class = Open
 	return conn, r
+}
+
+// connectOnce probes ap on a socket of its own that it closes (what Run
+// needs), the quickest way there is: see sys.ConnectOnce. Its errors read
+// as net.Dialer's.
+func connectOnce(ctx context.Context, ap netip.AddrPort, opt Options, r *Result) {
+	start := time.Now()
+	a := sys.ConnectOnce(ctx, ap, opt.Source, opt.Interface)
+	r.RTT = time.Since(start)
+	if a.Err == nil {
+		r.Local = netip.AddrPortFrom(a.Local.Addr().Unmap(), a.Local.Port())
+		if !r.selfConnect(ap) {
+			r.Class = Open
+		}
+		return
+	}
+	var src net.Addr
+	if opt.Source.IsValid() {
+		src = opt.sourceAddr()
+	}
+	var err error = &net.OpError{Op: "dial", Net: opt.network(), Source: src, Addr: net.TCPAddrFromAddrPort(ap), Err: a.Err}
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		err = fmt.Errorf("no answer within %v: %w", opt.timeout(), err)
+	}
+	r.failDial(ap, localError(err, opt), a.ICMP, a.HasICMP, a.QueueRead)
+}
+
+// familyFits reports whether network may dial ap; net.Dialer says why not.
+func familyFits(network string, ap netip.AddrPort) bool {
+	switch network {
+	case "tcp4":
+		return ap.Addr().Unmap().Is4()
+	case "tcp6":
+		return ap.Addr().Is6() && !ap.Addr().Is4In6()
+	}
+	return true
+}
+
+func (o Options) sourceAddr() *net.TCPAddr {
+	return &net.TCPAddr{IP: o.Source.AsSlice(), Zone: o.Source.Zone()}
+}
+
+// selfConnect fails a connection the kernel made to our own socket (see
+// ErrSelfConnect); r.Local must be set.
+func (r *Result) selfConnect(ap netip.AddrPort) bool {
+	if r.Local != ap {
+		return false
+	}
+	r.fail("dial", ap.String(), fmt.Errorf("%w: %w", ErrSelfConnect, syscall.ECONNREFUSED))
+	return true
 }
 
 // readWait reads briefly after connecting. A timeout is success (the server
@@ -242,10 +380,63 @@ func readWait(ctx context.Context, conn net.Conn, wait time.Duration, r *Result)
 	return err
 }
 
+// hold keeps the connection until d has passed (or ctx's deadline) and
+// returns the peer's reset or close meanwhile, saying when it came.
+func hold(ctx context.Context, conn net.Conn, d time.Duration, r *Result) error {
+	start := time.Now()
+	deadline := start.Add(d)
+	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
+		deadline = dl
+	}
+	conn.SetReadDeadline(deadline)
+	defer conn.SetReadDeadline(time.Time{})
+	// Canceling ctx ends the hold at once.
+	stop := context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Now()) })
+	defer stop()
+	buf := make([]byte, 256)
+	for {
+		n, err := conn.Read(buf)
+		if room := cap(buf) - len(r.Banner); n > 0 && room > 0 {
+			r.Banner = append(r.Banner, buf[:min(n, room)]...)
+		}
+		if err == nil {
+			continue
+		}
+		r.Held = time.Since(start)
+		if errors.Is(ctx.Err(), context.Canceled) {
+			return fmt.Errorf("held %v: %w", r.Held.Round(time.Millisecond), ctx.Err())
+		}
+		switch c, _ := Classify(err); c {
+		case Timeout:
+			return nil
+		case ClosedByPeer:
+			return fmt.Errorf("the peer closed the connection %v after it was accepted: %w", r.Held.Round(time.Millisecond), err)
+		case Reset:
+			return fmt.Errorf("the peer reset the connection %v after it was accepted: %w", r.Held.Round(time.Millisecond), err)
+		}
+		return fmt.Errorf("after %v: %w", r.Held.Round(time.Millisecond), err)
+	}
+}
+
+// failDial fails a connect whose socket's ICMP error queue was read (when
+// read), and held e (when found).
+func (r *Result) failDial(ap netip.AddrPort, err error, e sys.ExtendedErr, found, read bool) {
+	if found {
+		r.ICMP = &ICMP{V6: e.Origin == sys.OriginICMP6, Type: e.Type, Code: e.Code, From: e.Offender}
+	}
+	r.fail("dial", ap.String(), err)
+	if read && r.Errno != 0 {
+		// What came, or that nothing did, where Classify can only infer:
+		// an IPv6 EACCES without ICMP is this host's prohibit route.
+		r.Class = ClassifyErrno(r.Errno, r.ICMP)
+		r.Err.(*Error).Class = r.Class
+	}
+}
+
 func (r *Result) fail(op, addr string, err error) {
 	r.Class, r.Errno = Classify(err)
 	if r.Class == Open { // a fake dialer returned probe.Open as an error; treat as local
 		r.Class = LocalError
 	}
-	r.Err = &Error{Op: op, Addr: addr, Class: r.Class, Errno: r.Errno, Err: err}
+	r.Err = &Error{Op: op, Addr: addr, Class: r.Class, Errno: r.Errno, ICMP: r.ICMP, Err: err}
 }
