@@ -67,6 +67,13 @@ type Options struct {
 	Dial probe.DialFunc
 	// Resolver resolves names; nil uses net.DefaultResolver.
 	Resolver *net.Resolver
+	// Source and Interface pin where connections leave from: an address
+	// of this host, a network interface (probe.Options.Source and
+	// Interface; they need Dial to be nil). probe.CheckLocal checks them
+	// beforehand; a dial with values this host cannot honour fails at once
+	// with a local error (not retried) saying what there is instead.
+	Source    netip.Addr
+	Interface string
 	// OnAttempt, when set, is called after every attempt and lookup. Calls
 	// for one dial are never concurrent; calls for concurrent dials are.
 	OnAttempt func(Attempt)
@@ -186,11 +193,13 @@ func (d *Dialer) retryable(c probe.Class) bool {
 
 func (d *Dialer) probeOptions() probe.Options {
 	return probe.Options{
-		Timeout:  d.opt.Timeout,
-		Network:  d.opt.Network,
-		Dial:     d.opt.Dial,
-		Resolver: d.opt.Resolver,
-		ReadWait: d.opt.ReadWait,
+		Timeout:   d.opt.Timeout,
+		Network:   d.opt.Network,
+		Dial:      d.opt.Dial,
+		Resolver:  d.opt.Resolver,
+		ReadWait:  d.opt.ReadWait,
+		Source:    d.opt.Source,
+		Interface: d.opt.Interface,
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -38,10 +39,12 @@ type WaitOptions struct {
 	// (Options.ReadWait): a proxy such as docker-proxy accepts while the
 	// server behind it is down.
 	ReadWait time.Duration
-	// Network, Dial and Resolver are as in Options.
-	Network  string
-	Dial     probe.DialFunc
-	Resolver *net.Resolver
+	// Network, Dial, Resolver, Source and Interface are as in Options.
+	Network   string
+	Dial      probe.DialFunc
+	Resolver  *net.Resolver
+	Source    netip.Addr
+	Interface string
 	// OnUpdate, when set, is called with what is known of endpoint i (in
 	// the order given) after each of its attempts and when it is ready.
 	// Calls for one endpoint are never concurrent; calls for different
@@ -156,13 +159,15 @@ func Wait(ctx context.Context, endpoints []endpoint.Endpoint, opt WaitOptions) (
 			}
 		}
 		d := New([]endpoint.Endpoint{ep}, Options{
-			Retries:  -1,
-			Backoff:  Backoff{Initial: waitFirstPause, Max: interval},
-			Eject:    Ejection{Consecutive: -1},
-			ReadWait: opt.ReadWait,
-			Network:  opt.Network,
-			Dial:     opt.Dial,
-			Resolver: opt.Resolver,
+			Retries:   -1,
+			Backoff:   Backoff{Initial: waitFirstPause, Max: interval},
+			Eject:     Ejection{Consecutive: -1},
+			ReadWait:  opt.ReadWait,
+			Network:   opt.Network,
+			Dial:      opt.Dial,
+			Resolver:  opt.Resolver,
+			Source:    opt.Source,
+			Interface: opt.Interface,
 			OnAttempt: func(a Attempt) {
 				// An attempt that the end of the wait cut short (canceled,
 				// or a connect or read wait timed out at the wait's

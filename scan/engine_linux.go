@@ -277,20 +277,38 @@ const blockingWait = time.Microsecond
 // socket returns a fresh socket of the kind poolKind gave for h, or one of
 // that kind whose last connect was refused (connecting again on it skips
 // socket() and close()). Sockets queue ICMP errors, so admin-prohibited can
-// be told from host-unreachable.
-func (w *worker) socket(h *hostState, kind int) (int, syscall.Errno) {
+// be told from host-unreachable. bound says the errno is a failure to bind
+// the socket to Options.Source or Options.Interface.
+func (w *worker) socket(h *hostState, kind int) (fd int, errno syscall.Errno, bound bool) {
 	if p := w.pool[kind]; len(p) > 0 {
 		fd := p[len(p)-1]
 		w.pool[kind] = p[:len(p)-1]
-		return fd, 0
+		return fd, 0, false
 	}
 	var wait time.Duration
 	if blocking(kind) {
 		wait = blockingWait
 	}
-	fd, errno := sys.NewTCPSocket(h.Addr.Is6(), wait)
+	fd, errno = sys.NewTCPSocket(h.Addr.Is6(), wait)
 	if errno != 0 {
-		return -1, errno
+		return -1, errno, false
+	}
+	// Bound before connect, and kept bound while the socket is reused.
+	// Scan checked both first; failing now, the interface or address went
+	// away mid-scan, and no wait brings them back (bind's EADDRNOTAVAIL
+	// is not a shortage of ports: no port is picked before connect).
+	if name := w.e.opt.Interface; name != "" {
+		if errno := sys.BindDevice(fd, name); errno != 0 {
+			sys.Close(fd)
+			return -1, errno, true
+		}
+	}
+	if src := w.e.opt.Source; src.IsValid() {
+		if errno := sys.BindSource(fd, src.Unmap()); errno != 0 {
+			sys.Close(fd)
+			return -1, errno, true
+		}
+		return fd, 0, false
 	}
 	if h.Addr.IsLoopback() {
 		// A port the program chose stays bound when a connect is refused,
@@ -300,7 +318,7 @@ func (w *worker) socket(h *hostState, kind int) (int, syscall.Errno) {
 		// is. Failure leaves fd unbound, which only costs speed.
 		sys.BindLoopbackPort(fd, h.Addr.Is6())
 	}
-	return fd, 0
+	return fd, 0, false
 }
 
 // busyErrno reports errors that mean this host is short of a resource.
@@ -327,12 +345,16 @@ func (w *worker) launch(it item) syscall.Errno {
 	// and the socket must go back to the pool it came from.
 	kind := poolKind(h)
 	block := blocking(kind)
-	fd, errno := w.socket(h, kind)
+	fd, errno, bound := w.socket(h, kind)
 	if errno != 0 {
-		if busyErrno(errno) {
+		if busyErrno(errno) && !bound {
 			return errno
 		}
-		w.out.decide(h, it, classify(errno, nil, true), 0)
+		v := classify(errno, nil, true)
+		if bound {
+			v.evidence = "bind to the source address or interface: " + errno.Error()
+		}
+		w.out.decide(h, it, v, 0)
 		return 0
 	}
 	start := time.Now()

@@ -173,6 +173,13 @@ type Options struct {
 	OnHost func(Host)
 	// Progress, when set, is called about five times a second.
 	Progress func(Progress)
+	// Source, when valid, is the address every probe leaves from (bound
+	// before connect; the kernel picks the ports). Every target must be of
+	// its family, and it must be an address of this host.
+	Source netip.Addr
+	// Interface, when set, makes every probe leave by that network
+	// interface (SO_BINDTODEVICE), whatever the routes prefer.
+	Interface string
 	// RunIn, when set, runs each event loop; the loop creates its sockets
 	// inside it. Tests pass a network namespace's Do.
 	RunIn  func(func() error) error
@@ -243,7 +250,11 @@ func Scan(ctx context.Context, targets []Target, opt Options) (*Report, error) {
 	if len(targets) == 0 {
 		return nil, ErrNoTargets
 	}
-	e := newEngine(targets, opt.withDefaults())
+	opt = opt.withDefaults()
+	if err := checkLocal(targets, opt); err != nil {
+		return nil, err
+	}
+	e := newEngine(targets, opt)
 	start := time.Now()
 	e.start = start
 	stop := e.reportProgress()
@@ -255,6 +266,25 @@ func Scan(ctx context.Context, targets []Target, opt Options) (*Report, error) {
 		return rep, ctx.Err()
 	}
 	return rep, err
+}
+
+// checkLocal refuses, before any probe, a source or interface that every
+// probe would fail on: a *probe.SourceError (not an address of this host,
+// or not of a target's family) or a *probe.InterfaceError.
+func checkLocal(targets []Target, opt Options) error {
+	if !opt.Source.IsValid() && opt.Interface == "" {
+		return nil
+	}
+	if src := opt.Source.Unmap(); src.IsValid() {
+		for _, t := range targets {
+			if t.Addr.Unmap().Is4() != src.Is4() {
+				return &probe.SourceError{Source: opt.Source, Target: t.Addr, Err: probe.ErrSourceFamily}
+			}
+		}
+	}
+	return opt.RunIn(func() error {
+		return probe.CheckLocal(probe.Options{Source: opt.Source, Interface: opt.Interface})
+	})
 }
 
 // Host status, kept in hostState.status.
