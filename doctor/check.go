@@ -33,9 +33,9 @@ type Stage []Check
 // check reads only from checks of earlier stages.
 func DefaultLadder() []Stage {
 	return []Stage{
-		{DNSCheck},
+		{DNSCheck, CountersCheck},
 		{TCPCheck, RouteCheck, ICMPCheck, HostCheck},
-		{SocketsCheck, FirewallCheck, PathCheck},
+		{SocketsCheck, FirewallCheck, PathCheck, KernelCheck},
 	}
 }
 

@@ -12,7 +12,7 @@ import (
 
 // priority orders causes with equal confidence: what stops a packet first
 // (this host, the name, the route, a firewall) explains what follows.
-var priority = []Cause{LocalError, DNS, NoRoute, FirewallReject, FirewallDrop, ServerHung, Overloaded,
+var priority = []Cause{LocalError, DNS, NoRoute, ConntrackFull, FirewallReject, FirewallDrop, ServerHung, Overloaded,
 	LoopbackOnly, AddressFamilyMismatch, WrongPort, NotListening, HostDown, ResetByPeer, ClosedByPeer}
 
 func rank(c Confidence) int {
@@ -117,8 +117,8 @@ func settled(fs []Finding, addr string) bool {
 	return false
 }
 
-// merge keeps one finding per cause and address, the most certain, with the
-// other findings' evidence appended.
+// merge keeps one finding per cause and address, the most certain (or, as
+// certain, one that refines it), with the other findings' evidence appended.
 func merge(fs []Finding) []Finding {
 	var out []Finding
 	for _, f := range fs {
@@ -129,6 +129,13 @@ func merge(fs []Finding) []Finding {
 		case rank(f.Confidence) < rank(out[j].Confidence):
 			if !strings.Contains(f.Evidence, out[j].Evidence) {
 				f.Evidence += "; " + out[j].Evidence
+			}
+			out[j] = f
+		case f.refines && rank(f.Confidence) == rank(out[j].Confidence):
+			// As certain, and it names the cause more precisely: its
+			// issue and fix, after the evidence already there.
+			if !strings.Contains(out[j].Evidence, f.Evidence) {
+				f.Evidence = out[j].Evidence + "; " + f.Evidence
 			}
 			out[j] = f
 		case !strings.Contains(out[j].Evidence, f.Evidence):

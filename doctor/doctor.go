@@ -125,6 +125,9 @@ type Options struct {
 	// package and the nft / iptables-save commands.
 	Sockets  SocketSource
 	Firewall FirewallSource
+	// Counters reads the kernel's network counters before and after the
+	// probes; nil uses the kstat package.
+	Counters CounterSource
 	// Remote, when set, is asked for evidence when the target is another host.
 	Remote RemoteEvidence
 	// Probes is how many TCP probes tell a steady failure from an

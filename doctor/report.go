@@ -24,6 +24,7 @@ const (
 	ResetByPeer           Cause = "reset-by-peer"
 	ClosedByPeer          Cause = "closed-by-peer"
 	LocalError            Cause = "local-error"
+	ConntrackFull         Cause = "conntrack-full" // the connection tracking table has no room
 	Reachable             Cause = "reachable"
 	Unknown               Cause = "unknown" // cancelled, or nothing explains what was seen
 )
@@ -49,6 +50,9 @@ type Finding struct {
 	Evidence   string     `json:"evidence"`
 	Fix        string     `json:"fix"`
 	Addr       string     `json:"addr,omitempty"` // the address it concerns, when the target has several
+	// refines marks a finding that names more precisely a cause another
+	// check found as certainly: merge keeps its issue and fix.
+	refines bool
 }
 
 // Report is the doctor's answer.

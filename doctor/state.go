@@ -6,6 +6,7 @@ import (
 
 	"github.com/reach-tools/reach/endpoint"
 	"github.com/reach-tools/reach/internal/sys"
+	"github.com/reach-tools/reach/kstat"
 	"github.com/reach-tools/reach/probe"
 )
 
@@ -32,6 +33,11 @@ type State struct {
 	// evidence; nil where it answered or none was asked.
 	Agents []*AgentError // host
 	Path   [][]sys.Hop   // path: per address, for timeouts and unreachables
+	// Before is the kernel's counters of the namespace the probes run in,
+	// read before they start.
+	Before *kstat.Snapshot // counters
+	// Kernel is what those counters counted over the probes.
+	Kernel *kstat.Delta // kernel
 }
 
 // take copies into s the evidence check name stored in from: the fields
@@ -50,6 +56,10 @@ func (s *State) take(name string, from *State) {
 		s.Local, s.Client, s.Hosts, s.Agents = from.Local, from.Client, from.Hosts, from.Agents
 	case "path":
 		s.Path = from.Path
+	case "counters":
+		s.Before = from.Before
+	case "kernel":
+		s.Kernel = from.Kernel
 	}
 }
 

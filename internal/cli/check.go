@@ -34,7 +34,13 @@ stable cause id:
 
   not-listening, wrong-port, loopback-only, address-family-mismatch,
   firewall-drop, firewall-reject, host-down, no-route, dns, overloaded,
-  server-hung, reset-by-peer, closed-by-peer, local-error, reachable
+  server-hung, reset-by-peer, closed-by-peer, local-error, conntrack-full,
+  reachable
+
+The kernel's counters, read before and after the probes, confirm a full
+accept queue with the SYNs it dropped, report SYN cookies, show a full
+conntrack table (conntrack-full) and, when connect fails with EADDRNOTAVAIL,
+count the ephemeral ports held towards the address (a local-error).
 
 Sockets, processes and firewall rules can be seen only on the target host:
 run check there for a confirmed cause, or let check ask the reach agent there
