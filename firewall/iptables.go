@@ -329,6 +329,8 @@ func iptablesRule(s, table, family string, args []string) (Rule, error) {
 				r.other = append(r.other, cond{text, iptablesMatcher(module, a, vals, negate)})
 			case len(vals) == 1 && (a == "--to-destination" || a == "--to-source" || a == "--to-ports"):
 				r.To = vals[0]
+			case strings.EqualFold(r.target, "CT") && a == "--notrack":
+				r.Verdict = "notrack"
 			default:
 				if op, ok := iptablesMark(strings.ToLower(r.target), a, strings.Join(vals, " ")); ok {
 					r.mark = &op

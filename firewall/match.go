@@ -36,6 +36,8 @@ type flow struct {
 	// and SNAT status); dstDone and srcDone that its destination / source
 	// nat is decided, so later nat chains of that kind are not consulted.
 	dnat, snat, dstDone, srcDone bool
+	// untracked: a NOTRACK rule took it out of conntrack (and of nat).
+	untracked bool
 	// dstLocal overrides the host's word on whether the destination is
 	// one of its addresses: 1 after a REDIRECT at PREROUTING (to an
 	// address the walk does not know) or when assumed, -1 when assumed
@@ -376,12 +378,14 @@ func (m ctState) match(f *flow, _ *Table) (float64, bool) {
 	for _, s := range m.states {
 		switch s {
 		case "NEW":
-			found = true
+			found = found || !f.untracked
+		case "UNTRACKED":
+			found = found || f.untracked
 		case "DNAT":
 			found = found || f.dnat
 		case "SNAT":
 			found = found || f.snat
-		case "ESTABLISHED", "RELATED", "INVALID", "UNTRACKED":
+		case "ESTABLISHED", "RELATED", "INVALID":
 		default:
 			return unknown()
 		}

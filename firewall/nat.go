@@ -240,7 +240,8 @@ const (
 // a match it does not know) are taken both ways when they change the
 // outcome: both are in the Path, each with its assumptions, and the rule
 // is in MayMatch. Bad rules (cycles, missing chains) end their path with
-// Verdict "unknown" and a Problem; Walk never loops and is bounded.
+// Verdict "unknown" and a Problem; Walk never loops and is bounded. A
+// Conn without a valid Dst has no outcomes.
 func Walk(rs *Ruleset, c Conn, h Host) *Path {
 	w := &walker{rs: rs, host: &h, may: map[string]int{}, problems: map[string]bool{}, assumptions: map[string]uint64{}}
 	p := &Path{Hook: "prerouting"}
@@ -385,17 +386,11 @@ func (s *state) clone() *state {
 	return &c
 }
 
-// local says whether s's destination is this host's: 1 yes, 0 no, -1
-// unknown.
-func (w *walker) local(s *state) int {
-	return s.f.isLocalDst()
-}
-
 // outcome ends s's path. note is the comment of the map element that led
 // to the decider.
 func (w *walker) outcome(s *state, verdict string, decider *Rule, note string) []Outcome {
 	o := Outcome{Verdict: verdict, Dst: s.f.dst, LastAddr: s.lastAddr, LastPort: s.lastPort,
-		Translation: s.translation, Decider: decider, Probability: s.prob, Local: w.local(s) == 1}
+		Translation: s.translation, Decider: decider, Probability: s.prob, Local: s.f.isLocalDst() == 1}
 	switch {
 	case decider != nil && decider.Comment != "":
 		o.Comment = decider.Comment
@@ -588,7 +583,7 @@ func (w *walker) nextChain(s *state) (bool, []Outcome) {
 	case "postrouting", "input":
 		s.f.srcDone = true
 	}
-	local := w.local(s)
+	local := s.f.isLocalDst()
 	routing := s.hook == "prerouting" || s.hook == "postrouting" && s.f.local && !s.looped
 	if routing && local < 0 {
 		fact := s.f.dst.Addr().String() + " is an address of this host"
@@ -612,7 +607,7 @@ func (w *walker) nextChain(s *state) (bool, []Outcome) {
 // advance moves s to the hook routing sends it to after its own; the
 // outcome when the packet leaves the hooks there (delivered, or sent).
 func (w *walker) advance(s *state) []Outcome {
-	local := w.local(s)
+	local := s.f.isLocalDst()
 	switch s.hook {
 	case "output":
 		s.hook = "postrouting"
@@ -640,6 +635,9 @@ func (w *walker) advance(s *state) []Outcome {
 // each connection's destination is translated once (PREROUTING or
 // OUTPUT), and its source once (POSTROUTING or INPUT).
 func (w *walker) natDone(s *state) bool {
+	if s.f.untracked {
+		return true // nat works on conntrack's entries
+	}
 	switch s.hook {
 	case "prerouting", "output":
 		return s.f.dstDone
@@ -806,6 +804,9 @@ func (w *walker) take(s *state, r *Rule, chance float64, unchecked []string) ([]
 		s.step(st)
 	case "dnat", "redirect":
 		return w.translate(s, r, st)
+	case "notrack":
+		s.step(st)
+		s.f.untracked = true
 	case "snat", "masquerade":
 		st.Detail = r.To
 		s.step(st)
@@ -1033,6 +1034,12 @@ func (w *walker) translate(s *state, r *Rule, st Step) ([]Outcome, bool) {
 		s.f.dstLocal = 1
 	} else if s.f.dstLocal != 0 {
 		s.f.dstLocal = 0 // a new address: the host says
+	}
+	if s.hook == "output" {
+		// The kernel routes the packet again at once: the chains after
+		// nat at OUTPUT see the new interface.
+		s.f.routeFor = netip.Addr{}
+		w.enterHook(s)
 	}
 	st.Detail = s.f.dst.String()
 	if s.lastAddr.IsValid() || s.lastPort != 0 {

@@ -149,8 +149,11 @@ func (r *Rule) addNftExpr(e map[string]json.RawMessage) []string {
 				return []string{"meta mark set"}
 			}
 			return []string{kind}
-		case "update", "set", "notrack":
-			// Statements that change a set or conntrack, not the packet.
+		case "notrack":
+			r.Verdict = "notrack"
+			return []string{kind}
+		case "update", "set":
+			// Statements that change a set, not the packet.
 			return []string{kind}
 		case "xt":
 			var xt struct{ Type, Name string }

@@ -280,7 +280,7 @@ func TestWalkForms(t *testing.T) {
 	ipt := func(nat string) *Ruleset {
 		return mustParseIpt(t, "*nat\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:A - [0:0]\n:B - [0:0]\n"+nat+"COMMIT\n", "ip")
 	}
-	host := Host{LocalAddrs: hostOnly}
+	host := Host{LocalAddrs: hostOnly, Route: labHost.Route}
 	for _, tc := range []struct {
 		name string
 		rs   *Ruleset
@@ -337,6 +337,13 @@ func TestWalkForms(t *testing.T) {
 			Conn{Src: client, Dst: ap("198.18.0.2:53"), Proto: "udp"}, []string{"accept 198.19.0.1:53 p=1.000 via PREROUTING"}},
 		{"an address of the host a rule names as local", ipt("-A PREROUTING -m addrtype ! --dst-type LOCAL -j DNAT --to-destination 198.19.0.1:80\n"),
 			Conn{Src: client, Dst: ap("198.18.0.2:80")}, []string{"accept 198.18.0.2:80 local p=1.000"}},
+		{"NOTRACK in raw: no nat for an untracked packet", mustParseIpt(t, "*raw\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -p tcp --dport 80 -j CT --notrack\nCOMMIT\n"+
+			"*nat\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -j DNAT --to-destination 198.19.0.1:80\nCOMMIT\n"+
+			"*filter\n:INPUT DROP [0:0]\n-A INPUT -m state --state UNTRACKED -j ACCEPT\nCOMMIT\n", "ip"),
+			Conn{Src: client, Dst: ap("198.18.0.2:80")}, []string{"accept 198.18.0.2:80 local p=1.000"}},
+		{"the OUTPUT filter chain sees the interface routing picks after DNAT", mustParseIpt(t, "*nat\n:OUTPUT ACCEPT [0:0]\n-A OUTPUT -p tcp --dport 80 -j DNAT --to-destination 198.19.0.1:80\nCOMMIT\n"+
+			"*filter\n:OUTPUT ACCEPT [0:0]\n-A OUTPUT -o docker0 -j REJECT\nCOMMIT\n", "ip"),
+			Conn{Local: true, Dst: ap("198.18.9.9:80")}, []string{"reject 198.19.0.1:80 p=1.000 via OUTPUT by OUTPUT"}},
 		{"IPv6", mustParseIpt(t, "*nat\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -d fd00::2/128 -p tcp --dport 80 -j DNAT --to-destination [fd00:1::2]:8080\nCOMMIT\n", "ip6"),
 			Conn{Src: netip.MustParseAddr("fd00::1"), Dst: ap("[fd00::2]:80")}, []string{"accept [fd00:1::2]:8080 p=1.000 via PREROUTING"}},
 		{"IPv4 rules leave IPv6 alone", ipt("-A PREROUTING -j DNAT --to-destination 198.19.0.1:80\n"),
