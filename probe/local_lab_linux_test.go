@@ -116,6 +116,11 @@ func TestSourceInLab(t *testing.T) {
 	if r := l.run(t, ep, probe.Options{Source: l.clientA}); r.Class != probe.Refused {
 		t.Fatalf("from %v: %s, want refused", l.clientA, r.Class)
 	}
+	// The same dialer, handed to code that takes a DialFunc.
+	r = l.run(t, ep, probe.Options{Dial: probe.LocalDialer(l.clientB, "")})
+	if r.Class != probe.Open || r.Local.Addr() != l.clientB {
+		t.Fatalf("LocalDialer from %v: %s from %v, want open from it", l.clientB, r.Class, r.Local)
+	}
 }
 
 // The server refuses what arrives on link A: the interface the probe binds

@@ -249,18 +249,9 @@ func dialAddr(ctx context.Context, ap netip.AddrPort, opt Options, keep bool) (n
 		return nil, r
 	}
 	dial := opt.Dial
-	var sock *sys.DialSocket
 	switch {
 	case dial == nil:
-		// The probe's own dialer: the socket queues ICMP errors, so a
-		// failure can name the message behind it.
-		sock = &sys.DialSocket{Device: opt.Interface, NoPort: opt.Source.IsValid()}
-		defer sock.Close()
-		d := net.Dialer{Control: sock.Control}
-		if opt.Source.IsValid() {
-			d.LocalAddr = opt.sourceAddr()
-		}
-		dial = d.DialContext
+		dial = LocalDialer(opt.Source, opt.Interface)
 	case opt.Source.IsValid() || opt.Interface != "":
 		r.fail("dial", ap.String(), ErrOwnDialer)
 		return nil, r
@@ -272,12 +263,7 @@ func dialAddr(ctx context.Context, ap netip.AddrPort, opt Options, keep bool) (n
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			err = fmt.Errorf("no answer within %v: %w", opt.timeout(), err)
 		}
-		var e sys.ExtendedErr
-		found, read := false, sock != nil && sock.Reads()
-		if read {
-			e, found = sock.Unreachable(ap.Port())
-		}
-		r.failDial(ap, localError(err, opt), e, found, read)
+		r.failDial(ap, err)
 		return nil, r
 	}
 	if la, ok := conn.LocalAddr().(*net.TCPAddr); ok {
@@ -287,9 +273,6 @@ func dialAddr(ctx context.Context, ap netip.AddrPort, opt Options, keep bool) (n
 	if r.selfConnect(ap) {
 		conn.Close()
 		return nil, r
-	}
-	if sock != nil {
-		sock.Connected(ap.Addr().Is6() && !ap.Addr().Is4In6())
 	}
 	switch {
 	case opt.Hold > 0:
@@ -325,13 +308,61 @@ func connectOnce(ctx context.Context, ap netip.AddrPort, opt Options, r *Result)
 	}
 	var src net.Addr
 	if opt.Source.IsValid() {
-		src = opt.sourceAddr()
+		src = sourceAddr(opt.Source)
 	}
 	var err error = &net.OpError{Op: "dial", Net: opt.network(), Source: src, Addr: net.TCPAddrFromAddrPort(ap), Err: a.Err}
+	err = &icmpError{icmp: icmpOf(a.ICMP, a.HasICMP), read: a.QueueRead, err: localError(err, opt)}
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		err = fmt.Errorf("no answer within %v: %w", opt.timeout(), err)
 	}
-	r.failDial(ap, localError(err, opt), a.ICMP, a.HasICMP, a.QueueRead)
+	r.failDial(ap, err)
+}
+
+// LocalDialer returns the DialFunc a probe uses when Options.Dial is nil:
+// it leaves from source (when valid) by iface (when not ""), and on Linux
+// its sockets queue ICMP errors, which a probe that calls it reports in
+// Result.ICMP. It is for code that takes a DialFunc rather than Options,
+// such as doctor.Options.Dial. Failing to bind, it returns a *SourceError
+// or an *InterfaceError.
+func LocalDialer(source netip.Addr, iface string) DialFunc {
+	return func(ctx context.Context, network, address string) (net.Conn, error) {
+		sock := &sys.DialSocket{Device: iface, NoPort: source.IsValid()}
+		defer sock.Close()
+		d := net.Dialer{Control: sock.Control}
+		if source.IsValid() {
+			d.LocalAddr = sourceAddr(source)
+		}
+		conn, err := d.DialContext(ctx, network, address)
+		if err != nil {
+			ie := &icmpError{read: sock.Reads(), err: localError(err, Options{Source: source, Interface: iface})}
+			if ap, perr := netip.ParseAddrPort(address); perr == nil && ie.read {
+				ie.icmp = icmpOf(sock.Unreachable(ap.Port()))
+			}
+			return nil, ie
+		}
+		if ra, ok := conn.RemoteAddr().(*net.TCPAddr); ok {
+			sock.Connected(ra.IP.To4() == nil)
+		}
+		return conn, nil
+	}
+}
+
+// icmpError is a failed dial with what the socket's error queue held: the
+// ICMP error behind it, or (read, and none) that none came.
+type icmpError struct {
+	icmp *ICMP
+	read bool
+	err  error
+}
+
+func (e *icmpError) Error() string { return e.err.Error() }
+func (e *icmpError) Unwrap() error { return e.err }
+
+func icmpOf(e sys.ExtendedErr, found bool) *ICMP {
+	if !found {
+		return nil
+	}
+	return &ICMP{V6: e.Origin == sys.OriginICMP6, Type: e.Type, Code: e.Code, From: e.Offender}
 }
 
 // familyFits reports whether network may dial ap; net.Dialer says why not.
@@ -345,8 +376,8 @@ func familyFits(network string, ap netip.AddrPort) bool {
 	return true
 }
 
-func (o Options) sourceAddr() *net.TCPAddr {
-	return &net.TCPAddr{IP: o.Source.AsSlice(), Zone: o.Source.Zone()}
+func sourceAddr(a netip.Addr) *net.TCPAddr {
+	return &net.TCPAddr{IP: a.AsSlice(), Zone: a.Zone()}
 }
 
 // selfConnect fails a connection the kernel made to our own socket (see
@@ -418,14 +449,16 @@ func hold(ctx context.Context, conn net.Conn, d time.Duration, r *Result) error 
 	}
 }
 
-// failDial fails a connect whose socket's ICMP error queue was read (when
-// read), and held e (when found).
-func (r *Result) failDial(ap netip.AddrPort, err error, e sys.ExtendedErr, found, read bool) {
-	if found {
-		r.ICMP = &ICMP{V6: e.Origin == sys.OriginICMP6, Type: e.Type, Code: e.Code, From: e.Offender}
+// failDial fails a dial; when the dialer read the socket's error queue
+// (an *icmpError in err), the ICMP error it held decides the class.
+func (r *Result) failDial(ap netip.AddrPort, err error) {
+	var ie *icmpError
+	queue := errors.As(err, &ie) && ie.read
+	if queue {
+		r.ICMP = ie.icmp
 	}
 	r.fail("dial", ap.String(), err)
-	if read && r.Errno != 0 {
+	if queue && r.Errno != 0 {
 		// What came, or that nothing did, where Classify can only infer:
 		// an IPv6 EACCES without ICMP is this host's prohibit route.
 		r.Class = ClassifyErrno(r.Errno, r.ICMP)
