@@ -153,3 +153,16 @@ func TestICMPKinds(t *testing.T) {
 		t.Errorf("String = %q", s)
 	}
 }
+
+func TestValidInterfaceName(t *testing.T) {
+	for name, want := range map[string]bool{
+		"eth0": true, "lo": true, "veth0": true, "br-3f2a1b4c5d6e": true, "wg.vpn-1": true, "enp0s31f6": true,
+		"": false, ".": false, "..": false, "a/b": false, "eth0:1": false, "eth 0": false, "eth\t0": false,
+		"abcdefghijklmnop": false, // 16 bytes: IFNAMSIZ holds 15 and the NUL
+		"abcdefghijklmno":  true,
+	} {
+		if got := probe.ValidInterfaceName(name); got != want {
+			t.Errorf("ValidInterfaceName(%q) = %v, want %v", name, got, want)
+		}
+	}
+}

@@ -90,6 +90,21 @@ func joinStrings[T fmt.Stringer](xs []T) string {
 	return strings.Join(s, ", ")
 }
 
+// ValidInterfaceName reports whether s can name a network interface on
+// Linux (dev_valid_name): 1 to 15 bytes, not "." or "..", without '/', ':'
+// or white space. Control characters are refused too.
+func ValidInterfaceName(s string) bool {
+	if s == "" || len(s) > 15 || s == "." || s == ".." {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if c == '/' || c == ':' || c <= ' ' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
 // HostAddrs lists the addresses of this host's interfaces (in the network
 // namespace of the calling thread), in interface order.
 func HostAddrs() ([]HostAddr, error) {

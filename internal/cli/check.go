@@ -11,6 +11,7 @@ import (
 
 	"github.com/reach-tools/reach/doctor"
 	"github.com/reach-tools/reach/endpoint"
+	"github.com/reach-tools/reach/probe"
 )
 
 func init() { register("check", newCheckCmd) }
@@ -23,6 +24,7 @@ func newCheckCmd(env *Env) *cobra.Command {
 		remote  remoteFlags
 		netns   string
 		pid     int
+		local   localFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "check TARGET...",
@@ -74,6 +76,10 @@ names the namespace ("vantage" in --json). --agent and --hub are asked from
 inside it too. Entering a namespace needs root (CAP_SYS_ADMIN); or run reach
 under ip netns exec / nsenter -t PID -n.
 
+--source ADDR and --interface NAME make the probes leave from that address
+of this host, by that interface, whatever the routes prefer (with --source,
+a name is checked on its addresses of that family).
+
 Exit status: 0 every target is reachable, 1 one is not, 2 usage error.`,
 		Example: `  reach check 127.0.0.1:7707              # a server on this host
   reach check db.internal:5432 --timeout 5s
@@ -82,7 +88,8 @@ Exit status: 0 every target is reachable, 1 one is not, 2 usage error.`,
   reach check db:5432 --agent http://db:7070 --token-file /etc/reach/token   # ask db's agent
   reach check api:8080 --hub http://hub:9190   # ask the agent on each of api's hosts
   reach check db:5432 --pid 4242          # from the container of process 4242
-  reach check 198.18.0.2:80 --netns blue  # from the namespace ip netns calls blue`,
+  reach check 198.18.0.2:80 --netns blue  # from the namespace ip netns calls blue
+  reach check 198.18.0.2:80 --source 198.18.1.1   # the probes leave from that address`,
 		Args: minArgs("check"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if timeout <= 0 {
@@ -120,6 +127,22 @@ Exit status: 0 every target is reachable, 1 one is not, 2 usage error.`,
 			ref, inside, err := vantageRef(cmd, netns, pid)
 			if err != nil {
 				return err
+			}
+			// From inside another namespace, the reach started there
+			// checks the address and interface: they are its own.
+			source, iface, err := local.parse(network, !inside)
+			if err != nil {
+				return err
+			}
+			if err := sameFamily(source, eps); err != nil {
+				return err
+			}
+			if source.IsValid() || iface != "" {
+				opt.Dial = probe.LocalDialer(source, iface)
+			}
+			if source.IsValid() && network == "tcp" {
+				// A name is checked on the addresses the source can reach.
+				opt.Network = map[bool]string{true: "tcp4", false: "tcp6"}[source.Is4()]
 			}
 			enc := json.NewEncoder(env.Out)
 			if len(eps) == 1 {
@@ -177,6 +200,7 @@ Exit status: 0 every target is reachable, 1 one is not, 2 usage error.`,
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON (one object; JSON Lines for several targets)")
 	cmd.Flags().StringVar(&network, "network", "tcp", "tcp, tcp4 or tcp6: which address family of a name to check")
 	cmd.Flags().StringVar(&netns, "netns", "", "run the ladder from inside this network namespace: an ip netns `NAME`, or a PATH such as /proc/PID/ns/net; needs root")
+	local.add(cmd.Flags())
 	cmd.Flags().IntVar(&pid, "pid", 0, "run the ladder from inside the network namespace of process `PID` (a container's); needs root")
 	remote.add(cmd)
 	return cmd

@@ -28,6 +28,7 @@ func newConnectCmd(env *Env) *cobra.Command {
 		retries                            int
 		probeOnly, asJSON, quiet, readWait bool
 		verbose                            bool
+		local                              localFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "connect TARGET...",
@@ -48,6 +49,10 @@ Policies:
   race         start the next target every --attempt-delay without waiting
                for the last to fail (RFC 8305); the first to connect wins
 
+--source ADDR leaves from that address of this host (a name then stands for
+its addresses of that family); --interface NAME leaves by that interface,
+whatever the routes prefer: "it works from this address, not that one".
+
 --json prints one object (on stdout with -z, else on stderr): connected,
 endpoint and addr (the winner), local, elapsed_ms, attempts[] (attempt,
 round, endpoint, addr, class, errno, rtt_ms, error, ejected), and on failure
@@ -58,7 +63,9 @@ Exit status: 0 connected, 1 no target accepted, 2 usage error.`,
   reach connect db1:5432 db2:5432 -z                   # which one accepts? no data
   reach connect 198.18.0.2:80 198.18.1.2:80 --policy race --attempt-delay 100ms -z
   reach connect 127.0.0.1:7000 --retries 5 --backoff-max 10s   # wait out a restart
-  reach connect db1:5432 db2:5432 -z --json | jq .endpoint`,
+  reach connect db1:5432 db2:5432 -z --json | jq .endpoint
+  reach connect 198.18.0.2:80 -z --source 198.18.1.1   # from this host's other address
+  reach connect 198.18.0.2:80 -z --interface eth1      # out of eth1, whatever the routes say`,
 		Args: minArgs("connect to"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			eps, err := endpoint.ParseEndpoints(args, 0)
@@ -75,6 +82,13 @@ Exit status: 0 connected, 1 no target accepted, 2 usage error.`,
 			if retries < -1 {
 				return usageErrorf("--retries %d: give 0 or more rounds, or -1 to retry until interrupted", retries)
 			}
+			source, iface, err := local.parse("tcp", true)
+			if err != nil {
+				return err
+			}
+			if err := sameFamily(source, eps); err != nil {
+				return err
+			}
 			rep := &connectReport{}
 			opt := dial.Options{
 				Policy:       pol,
@@ -82,6 +96,8 @@ Exit status: 0 connected, 1 no target accepted, 2 usage error.`,
 				Timeout:      timeout,
 				Retries:      retries,
 				Backoff:      dial.Backoff{Max: backoffMax},
+				Source:       source,
+				Interface:    iface,
 				// One dial per run: every round should try every target,
 				// so no endpoint is ejected between rounds.
 				Eject: dial.Ejection{Consecutive: -1},
@@ -147,6 +163,7 @@ Exit status: 0 connected, 1 no target accepted, 2 usage error.`,
 	f.BoolVar(&asJSON, "json", false, "report the attempts as JSON (on stdout with -z, else on stderr)")
 	f.BoolVarP(&quiet, "quiet", "q", false, "do not report attempts; failures are still explained")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log every attempt (endpoint, class, errno, rtt, attempt) as structured records on stderr")
+	local.add(f)
 	f.BoolVar(&readWait, "check-accept", false, "after connecting, wait 200ms for the server to reset or close (servers that accept and drop) and fail over if it does")
 	return cmd
 }

@@ -34,6 +34,7 @@ type scanFlags struct {
 	rate                                    float64
 	maxRetries                              int
 	timeout                                 time.Duration
+	local                                   localFlags
 }
 
 func newScanCmd(env *Env) *cobra.Command {
@@ -70,13 +71,18 @@ not there be told from one behind a firewall. Unanswered ports are retried
 (--max-retries); answered ones never are. Ctrl-C stops the scan and prints
 what was found so far.
 
+--source ADDR scans from that address of this host (names resolve to that
+family); --interface NAME sends every probe out of that interface, whatever
+the routes prefer.
+
 Exit status: 0 the scan finished (whatever the ports' states), 1 it failed
 or was interrupted (what was found so far is printed), 2 usage error.`,
 		Example: `  reach scan 127.0.0.1 -p-                    # every port of this host
   reach scan db.internal -p 5432,6432 --reason
   reach scan 198.18.0.0/24 --top 100 --exclude 198.18.0.1
   reach scan -iL hosts.txt -p 22 --json | jq -c 'select(.state=="open")'
-  reach scan 198.18.0.7 -p 1-1024 --all-states --rate 500`,
+  reach scan 198.18.0.7 -p 1-1024 --all-states --rate 500
+  reach scan 198.18.0.7 -p 22,80 --source 198.18.1.1   # what that address of ours may reach`,
 		// Flags are parsed in RunE so nmap's "-iL FILE" spelling works.
 		DisableFlagParsing: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -101,6 +107,7 @@ or was interrupted (what was found so far is printed), 2 usage error.`,
 	f.BoolVar(&fl.asJSON, "json", false, "stream JSON Lines: open ports as they are decided (every port with --all-states), then hosts and a summary")
 	f.Float64Var(&fl.rate, "rate", 0, "at most N new connections per second (0: no limit)")
 	f.IntVar(&fl.maxRetries, "max-retries", scan.DefaultRetries, "retries for ports that got no answer")
+	fl.local.add(f)
 	f.DurationVar(&fl.timeout, "timeout", scan.DefaultTimeout, fmt.Sprintf("longest wait for one port of a host that has answered (until then up to %v); shorter once round trips are measured", scan.DefaultDiscoveryWait))
 	return cmd
 }
@@ -145,7 +152,12 @@ func runScan(env *Env, cmd *cobra.Command, args []string, fl scanFlags) error {
 	case fl.timeout <= 0:
 		return usageErrorf("--timeout %v: give a positive duration such as 500ms", fl.timeout)
 	}
-	targets, err := scan.Expand(env.Ctx, hosts, exclude, probe.Options{})
+	source, iface, err := fl.local.parse("tcp", true)
+	if err != nil {
+		return err
+	}
+	// A name resolves to addresses of the source's family.
+	targets, err := scan.Expand(env.Ctx, hosts, exclude, probe.Options{Source: source})
 	if errors.Is(err, scan.ErrTooBig) || errors.Is(err, scan.ErrZone) || errors.Is(err, scan.ErrExcludeName) {
 		return &UsageError{Err: err}
 	}
@@ -157,7 +169,8 @@ func runScan(env *Env, cmd *cobra.Command, args []string, fl scanFlags) error {
 	}
 
 	r := &scanRenderer{env: env, fl: fl, services: scan.SystemServices(), emitted: map[netip.Addr]bool{}}
-	opt := scan.Options{Ports: ports, Rate: fl.rate, MaxRetries: fl.maxRetries, Timeout: fl.timeout}
+	opt := scan.Options{Ports: ports, Rate: fl.rate, MaxRetries: fl.maxRetries, Timeout: fl.timeout,
+		Source: source, Interface: iface}
 	if fl.maxRetries == 0 {
 		opt.MaxRetries = -1
 	}
@@ -170,6 +183,9 @@ func runScan(env *Env, cmd *cobra.Command, args []string, fl scanFlags) error {
 	}
 	rep, err := scan.Scan(env.Ctx, targets, opt)
 	r.clearProgress()
+	if rep == nil && isLocalError(err) { // e.g. a target of the other family than --source
+		return &UsageError{Err: err}
+	}
 	if rep == nil {
 		return &ExitError{Code: ExitFail, Err: err}
 	}

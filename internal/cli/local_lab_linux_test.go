@@ -1,0 +1,112 @@
+package cli
+
+import (
+	"encoding/json"
+	"io"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/reach-tools/reach/internal/netlab"
+)
+
+// ifaceOf returns the name of h's interface that holds addr.
+func ifaceOf(t *testing.T, h *netlab.Host, addr netip.Addr) string {
+	t.Helper()
+	f := strings.Fields(h.Run(t, "ip", "-o", "addr", "show", "to", addr.String()))
+	if len(f) < 2 {
+		t.Fatalf("no interface holds %v in %s", addr, h.Name())
+	}
+	return strings.TrimSuffix(f[1], ":")
+}
+
+// A client joined to a server by two links, A and B; the target is the
+// server's address on A, which the routes reach by A, and by B only for a
+// socket bound to B's interface (a route of a higher metric), and so from
+// the client's address on B, the only one the server accepts its port from:
+// connect, scan and check reach it with --source B-address or --interface B,
+// and are refused without.
+func TestSourceAndInterfaceFlags(t *testing.T) {
+	lab := netlab.New(t)
+	bin := buildReach(t)
+	c, s := lab.Host("client"), lab.Host("server")
+	clientA, serverA := lab.Link(c, s)
+	clientB, serverB := lab.Link(c, s)
+	ifB := ifaceOf(t, c, clientB)
+	c.AddRoute(t, netip.PrefixFrom(serverA, 24).Masked().String(), "via", serverB.String(), "dev", ifB, "metric", "500")
+	ln := s.Listen(t, "tcp", netip.AddrPortFrom(serverA, 0).String())
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { io.Copy(io.Discard, conn); conn.Close() }() // open: holds until the client closes
+		}
+	}()
+	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	target := net.JoinHostPort(serverA.String(), port)
+	s.Iptables(t, "-A", "INPUT", "-p", "tcp", "--dport", port, "!", "-s", clientB.String(), "-j", "REJECT", "--reject-with", "tcp-reset")
+
+	for _, tc := range []struct {
+		name  string
+		flags []string
+		code  int // for connect and check: 0 reached, 1 refused
+		from  netip.Addr
+	}{
+		{"as routed", nil, ExitFail, clientA},
+		{"--source", []string{"--source", clientB.String()}, 0, clientB},
+		{"--interface", []string{"--interface", ifB}, 0, clientB},
+		{"--source of link A", []string{"--source", clientA.String()}, ExitFail, clientA},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, errs, code := reachIn(t, bin, c, "", append([]string{"connect", "-z", "--json", "--timeout", "3s", target}, tc.flags...)...)
+			var rep struct {
+				Connected bool
+				Local     string
+			}
+			if code != tc.code || json.Unmarshal([]byte(out), &rep) != nil {
+				t.Fatalf("connect: exit %d, want %d; %s %s", code, tc.code, out, errs)
+			}
+			if rep.Connected && !strings.HasPrefix(rep.Local, tc.from.String()+":") {
+				t.Errorf("connect: left from %s, want %v", rep.Local, tc.from)
+			}
+
+			out, errs, code = reachIn(t, bin, c, "", append([]string{"scan", serverA.String(), "-p", port, "--json", "--all-states"}, tc.flags...)...)
+			want := map[int]string{0: `"state":"open"`, ExitFail: `"state":"closed"`}[tc.code]
+			if code != 0 || !strings.Contains(out, want) {
+				t.Errorf("scan: exit %d, want 0 and %s in\n%s%s", code, want, out, errs)
+			}
+
+			out, errs, code = reachIn(t, bin, c, "", append([]string{"check", "--json", "--timeout", "2s", target}, tc.flags...)...)
+			var chk struct {
+				Reachable bool
+				Class     string
+			}
+			if code != tc.code || json.Unmarshal([]byte(out), &chk) != nil || chk.Reachable != (tc.code == 0) {
+				t.Errorf("check: exit %d reachable %v class %s, want exit %d; %s\n%s", code, chk.Reachable, chk.Class, tc.code, errs, out)
+			}
+		})
+	}
+
+	// Values this host cannot honour are usage errors that say what it has.
+	for _, tc := range []struct {
+		flags []string
+		msg   string
+	}{
+		{[]string{"--source", "198.18.0.9"}, "reach: 198.18.0.9 is not an address of this host: bind: cannot assign requested address; use one of 127.0.0.1 (lo), " + clientA.String() + " (" + ifaceOf(t, c, clientA) + "), " + clientB.String() + " (" + ifB + "), or no source"},
+		{[]string{"--interface", "eth7"}, "reach: no interface eth7: setsockopt SO_BINDTODEVICE: no such device; interfaces here: lo, " + ifaceOf(t, c, clientA) + ", " + ifB},
+		{[]string{"--source", "::1"}, "reach: source ::1 is IPv6 and cannot reach " + serverA.String() + ", which is IPv4"},
+		{[]string{"--source", "198.18.0.300"}, `reach: --source "198.18.0.300": give an IP address of this host`},
+		{[]string{"--interface", "eth0:1"}, `reach: --interface "eth0:1": give a network interface name`},
+	} {
+		for _, cmd := range [][]string{{"connect", "-z", target}, {"scan", serverA.String(), "-p", port}, {"check", target}} {
+			_, errs, code := reachIn(t, bin, c, "", append(cmd, tc.flags...)...)
+			if code != ExitUsage || !strings.Contains(errs, tc.msg) {
+				t.Errorf("%s %v: exit %d, stderr\n%s\nwant %d and\n%s", cmd[0], tc.flags, code, errs, ExitUsage, tc.msg)
+			}
+		}
+	}
+}
