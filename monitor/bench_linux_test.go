@@ -2,7 +2,6 @@ package monitor
 
 import (
 	"context"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -14,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/reach-tools/reach/endpoint"
+	"github.com/reach-tools/reach/internal/testnet"
 )
 
 // BenchmarkWatch10k is issue #6's figure: 10,000 endpoints at a 10 s
@@ -35,27 +35,8 @@ func BenchmarkWatch10k(b *testing.B) {
 	}
 	var open, refused []uint16
 	for range ports {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			b.Fatal(err)
-		}
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				c.Close()
-			}
-		}()
-		defer ln.Close()
-		open = append(open, uint16(ln.Addr().(*net.TCPAddr).Port))
-		gone, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			b.Fatal(err)
-		}
-		refused = append(refused, uint16(gone.Addr().(*net.TCPAddr).Port))
-		gone.Close()
+		open = append(open, testnet.Serve(b, testnet.HangUp).Port())
+		refused = append(refused, testnet.ClosedPort(b).Port())
 	}
 	cfg := &Config{Alerts: Alerts{Rise: DefaultRise, Fall: DefaultFall}}
 	for i := range n {

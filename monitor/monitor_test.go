@@ -3,7 +3,6 @@ package monitor
 import (
 	"context"
 	"errors"
-	"net"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -16,6 +15,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/reach-tools/reach/endpoint"
+	"github.com/reach-tools/reach/internal/testnet"
 	"github.com/reach-tools/reach/probe"
 )
 
@@ -267,13 +267,7 @@ func TestReloadKeepsState(t *testing.T) {
 // doctor's diagnosis.
 func TestMonitorSurvivesRestart(t *testing.T) {
 	forEachStore(t, func(t *testing.T, dsn string) {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := uint16(ln.Addr().(*net.TCPAddr).Port)
-		ln.Close() // refused from now on
-		e := ep("gone", port, 50*time.Millisecond)
+		e := ep("gone", testnet.ClosedPort(t).Port(), 50*time.Millisecond)
 		cfg := &Config{Endpoints: []Endpoint{e}, Alerts: Alerts{Rise: 1, Fall: 2}}
 		rec := &recorder{}
 
@@ -285,7 +279,7 @@ func TestMonitorSurvivesRestart(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		done := make(chan error)
 		go func() { done <- m.Run(ctx) }()
-		waitFor(t, 30*time.Second, func() bool {
+		testnet.Eventually(t, 30*time.Second, "gone is down with a cause", func() bool {
 			st, _ := m.Status(LocalSource, "gone")
 			return st.State == StateDown && st.Cause != ""
 		})
@@ -313,18 +307,6 @@ func TestMonitorSurvivesRestart(t *testing.T) {
 			t.Errorf("uptime = %+v, %v", u, err)
 		}
 	})
-}
-
-// waitFor polls a condition on real time, for tests on real sockets.
-func waitFor(t *testing.T, limit time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v", limit)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // After a stall (a suspended laptop), missed ticks are skipped, not replayed,
@@ -406,17 +388,18 @@ func TestFailedWriteKeepsStateChanges(t *testing.T) {
 		}
 		down := time.Now()
 		m.Observe(t.Context(), "agent-1", e, down, probe.Result{Class: probe.Refused})
-		waitFor(t, 30*time.Second, func() bool { return len(rec.snapshot()) == 1 }) // the change is queued
+		testnet.Eventually(t, 30*time.Second, "the change is queued", func() bool { return len(rec.snapshot()) == 1 })
 		// Two more failed writes: the change was in one of them.
-		for e0 := writeErrors(); writeErrors() < e0+2; {
+		e0 := writeErrors()
+		testnet.Eventually(t, 30*time.Second, "two more failed writes", func() bool {
 			m.Observe(t.Context(), "agent-1", e, time.Now(), probe.Result{Class: probe.Refused})
-			time.Sleep(5 * time.Millisecond)
-		}
+			return writeErrors() >= e0+2
+		})
 		if _, err := s.db.Exec(`ALTER TABLE samples_away RENAME TO samples`); err != nil {
 			t.Fatal(err)
 		}
 		m.Observe(t.Context(), "agent-1", e, time.Now(), probe.Result{Class: probe.Refused})
-		waitFor(t, 30*time.Second, func() bool {
+		testnet.Eventually(t, 30*time.Second, "the down transition is stored", func() bool {
 			ts, err := s.Transitions(t.Context(), "agent-1", "db", 5)
 			return err == nil && len(ts) == 1 && ts[0].To == StateDown && ts[0].Time.Equal(time.UnixMilli(down.UnixMilli()))
 		})

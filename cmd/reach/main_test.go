@@ -18,6 +18,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/reach-tools/reach/internal/testnet"
 )
 
 var reachBin string
@@ -109,15 +111,6 @@ func startServer(t *testing.T) (addr string, pid int) {
 	return addr, cmd.Process.Pid
 }
 
-func closedPort(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 func TestServeConnectEcho(t *testing.T) {
 	addr, _ := startServer(t)
 	r := reach(t, "hello", "connect", addr)
@@ -142,7 +135,7 @@ func TestCheckUpAndDown(t *testing.T) {
 	if r := reach(t, "", "check", addr); r.code != 0 || !strings.Contains(r.stdout, "reachable") {
 		t.Fatalf("check %s: exit %d\n%s%s", addr, r.code, r.stdout, r.stderr)
 	}
-	down := closedPort(t)
+	down := testnet.ClosedPort(t).String()
 	r := reach(t, "", "check", down, "--json")
 	if r.code != 1 {
 		t.Fatalf("check %s: exit %d, want 1\n%s%s", down, r.code, r.stdout, r.stderr)
@@ -170,7 +163,7 @@ func TestWaitThenRun(t *testing.T) {
 	if r.code != 3 || strings.TrimSpace(r.stdout) != "ready" {
 		t.Fatalf("wait then run: exit %d stdout %q stderr %q (want the command's status 3)", r.code, r.stdout, r.stderr)
 	}
-	down := closedPort(t)
+	down := testnet.ClosedPort(t).String()
 	r = reach(t, "", "wait", down, "--timeout", "1s")
 	if r.code != 1 || !strings.Contains(r.stderr, "refused") || !strings.Contains(r.stderr, "reach check") {
 		t.Fatalf("wait on a closed port: exit %d stderr %q", r.code, r.stderr)
