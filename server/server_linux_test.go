@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/reach-tools/reach/internal/testnet"
 	"github.com/reach-tools/reach/server"
 	"github.com/reach-tools/reach/sockets"
 )
@@ -198,14 +199,10 @@ func countFDs(t *testing.T) int {
 }
 
 func TestAllOrNone(t *testing.T) {
-	held, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer held.Close()
+	held := testnet.Listen(t)
 	before, fds := ourListening(t), countFDs(t)
 
-	_, err = server.Listen(context.Background(), server.Config{Listen: []string{"127.0.0.1:0", "127.0.0.1:0", held.Addr().String()}})
+	_, err := server.Listen(context.Background(), server.Config{Listen: []string{"127.0.0.1:0", "127.0.0.1:0", held.Addr().String()}})
 	var be *server.BindError
 	if !errors.As(err, &be) || be.Addr != held.Addr().String() || be.Cause != server.CauseInUse {
 		t.Fatalf("Listen = %v, want in-use on %s", err, held.Addr())
@@ -365,10 +362,7 @@ func TestNoLeaks(t *testing.T) {
 		t.Errorf("stats %+v after %d connections", st, n)
 	}
 	// Goroutines that signalled completion may take a moment to exit.
-	deadline := time.Now().Add(10 * time.Second)
-	for (runtime.NumGoroutine() > goroutines || countFDs(t) > fds) && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	testnet.Poll(10*time.Second, func() bool { return runtime.NumGoroutine() <= goroutines && countFDs(t) <= fds })
 	if g, f := runtime.NumGoroutine(), countFDs(t); g > goroutines || f > fds {
 		buf := make([]byte, 1<<20)
 		t.Fatalf("after %d connections: %d goroutines (was %d), %d fds (was %d)\n%s", n, g, goroutines, f, fds, buf[:runtime.Stack(buf, true)])
@@ -410,14 +404,10 @@ func TestGracefulDrain(t *testing.T) {
 }
 
 func TestBindInUse(t *testing.T) {
-	held, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer held.Close()
+	held := testnet.Listen(t)
 	addr := held.Addr().String()
 
-	_, err = server.Listen(context.Background(), server.Config{Listen: []string{addr}})
+	_, err := server.Listen(context.Background(), server.Config{Listen: []string{addr}})
 	var be *server.BindError
 	if !errors.As(err, &be) || be.Cause != server.CauseInUse {
 		t.Fatalf("Listen(%s) = %v, want a BindError with cause in-use", addr, err)
@@ -436,18 +426,14 @@ func TestBindInUse(t *testing.T) {
 // explained like any other: the error names the holder, and its pid once
 // although it holds the port on two addresses (when the host has IPv6).
 func TestBindInUseWildcard(t *testing.T) {
-	held, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer held.Close()
+	held := testnet.Listen(t)
 	port := held.Addr().(*net.TCPAddr).Port
 	if held6, err := net.Listen("tcp", fmt.Sprintf("[::1]:%d", port)); err == nil {
 		defer held6.Close()
 	}
 	addr := fmt.Sprintf(":%d", port)
 
-	_, err = server.Listen(context.Background(), server.Config{Listen: []string{addr}})
+	_, err := server.Listen(context.Background(), server.Config{Listen: []string{addr}})
 	var be *server.BindError
 	if !errors.As(err, &be) || be.Cause != server.CauseInUse || !errors.Is(err, syscall.EADDRINUSE) {
 		t.Fatalf("Listen(%s) = %v, want a BindError with cause in-use", addr, err)
@@ -463,12 +449,7 @@ func TestBindInUseWildcard(t *testing.T) {
 // server's own earlier listener, closed again by then: the error used to
 // send people looking for a container in another network namespace.
 func TestBindOverlapsOwnListener(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	port := testnet.ClosedPort(t).Port()
 	for _, listen := range [][]string{
 		{fmt.Sprintf(":%d", port), fmt.Sprintf("127.0.0.1:%d", port)},
 		{fmt.Sprintf("127.0.0.1:%d", port), fmt.Sprintf("0.0.0.0:%d", port)},
