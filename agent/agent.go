@@ -18,6 +18,7 @@ import (
 
 	"github.com/reach-tools/reach/doctor"
 	"github.com/reach-tools/reach/endpoint"
+	"github.com/reach-tools/reach/kstat"
 	"github.com/reach-tools/reach/probe"
 	"golang.org/x/time/rate"
 )
@@ -52,6 +53,9 @@ type Config struct {
 	// Gather reads this host's sockets and firewall for the evidence query;
 	// nil uses doctor.Gather. Answers are narrowed to the port asked about.
 	Gather func(ctx context.Context) doctor.HostEvidence
+	// Counters reads the kernel's counters for PathCounters; nil reads
+	// the agent's own namespace's (kstat.Read).
+	Counters func() (kstat.Snapshot, error)
 
 	Buffer       int           // results kept while the hub is unreachable
 	ReportEvery  time.Duration // how often results are sent
@@ -112,6 +116,9 @@ func New(cfg Config) (*Agent, error) {
 	cfg.RefreshEvery = cmp.Or(cfg.RefreshEvery, DefaultRefreshEvery)
 	cfg.Concurrency = cmp.Or(cfg.Concurrency, DefaultConcurrency)
 	cfg.QueryRate = cmp.Or(cfg.QueryRate, DefaultQueryRate)
+	if cfg.Counters == nil {
+		cfg.Counters = kstat.Read
+	}
 	if cfg.Gather == nil {
 		cfg.Gather = func(ctx context.Context) doctor.HostEvidence { return doctor.Gather(ctx, nil, nil) }
 	}
@@ -349,12 +356,14 @@ func (a *Agent) flush(ctx context.Context) error {
 	}
 }
 
-// Handler serves what the agent exposes, and nothing more: /metrics and
-// the evidence query, both behind the token and the query rate limit.
+// Handler serves what the agent exposes, and nothing more: /metrics, the
+// evidence query and the kernel counters, all behind the token and the
+// query rate limit.
 func (a *Agent) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET "+PathMetrics, a.m.handler())
 	mux.HandleFunc("GET "+PathEvidence, a.serveEvidence)
+	mux.HandleFunc("GET "+PathCounters, a.serveCounters)
 	return guard(func() string { return a.cfg.Token }, a.limit, mux)
 }
 

@@ -34,7 +34,7 @@ type Stage []Check
 func DefaultLadder() []Stage {
 	return []Stage{
 		{DNSCheck, CountersCheck},
-		{TCPCheck, RouteCheck, ICMPCheck, HostCheck},
+		{TCPCheck, RouteCheck, ICMPCheck, HostCheck, AgentCountersCheck},
 		{SocketsCheck, FirewallCheck, PathCheck, KernelCheck},
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 	"syscall"
@@ -75,6 +76,75 @@ func checkCounters(ctx context.Context, s *State) CheckResult {
 		count(len(snap.Counters), "kernel counter"), netnsName(snap.Netns), missingNote(snap.Missing))}
 }
 
+// RemoteCounters is a RemoteEvidence that also reads the kernel's counters
+// of the target host (the agent's namespace there), so the kernel check
+// counts what the target's kernel saw during the probes: SYNs it dropped to
+// a full accept queue, its conntrack table. agent.Client and
+// agent.Discovery are.
+type RemoteCounters interface {
+	Counters(ctx context.Context, addr netip.AddrPort) (kstat.Snapshot, error)
+}
+
+// AgentCountersCheck asks the agent of each address that is another host's
+// for its kernel counters as the probes start, when Options.Remote can
+// (RemoteCounters); KernelCheck asks again after them.
+var AgentCountersCheck = CheckFunc{
+	CheckName: "agent-counters",
+	ReadsFrom: []string{"dns"}, // the addresses
+	Fn:        checkAgentCounters,
+}
+
+func checkAgentCounters(ctx context.Context, s *State) CheckResult {
+	if r, ok := needAddrs(s); !ok {
+		return r
+	}
+	rc, ok := s.Options.Remote.(RemoteCounters)
+	if !ok {
+		return CheckResult{Status: Skip, Detail: "no agent to ask for the target host's kernel counters"}
+	}
+	var self HostEvidence
+	err := s.Options.enter(func() (err error) {
+		self.Addresses, err = s.Options.socketSource().Addresses()
+		return err
+	})
+	if err != nil {
+		return CheckResult{Status: Error, Detail: "could not list this host's addresses: " + err.Error()}
+	}
+	var others []int
+	for i, a := range s.Addrs {
+		if !self.isLocal(a) {
+			others = append(others, i)
+		}
+	}
+	if len(others) == 0 {
+		return CheckResult{Status: Skip, Detail: "the target is this host: the counters check reads its counters"}
+	}
+	s.AgentBefore = make([]*kstat.Snapshot, len(s.Addrs))
+	errs := make([]error, len(s.Addrs))
+	each(len(others), func(j int) {
+		i := others[j]
+		snap, err := rc.Counters(ctx, s.addrPort(i))
+		if err != nil {
+			errs[i] = err
+			return
+		}
+		s.AgentBefore[i] = &snap
+	})
+	res := CheckResult{Status: Info}
+	var parts []string
+	for _, i := range others {
+		if errs[i] != nil {
+			res.Status = Error
+			parts = append(parts, fmt.Sprintf("%s: %v", s.Addrs[i], errs[i]))
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("read %s of %s's agent (%s) before the probes",
+			count(len(s.AgentBefore[i].Counters), "kernel counter"), s.Addrs[i], netnsName(s.AgentBefore[i].Netns)))
+	}
+	res.Detail = strings.Join(parts, "; ")
+	return res
+}
+
 // KernelCheck reads the kernel's counters again after the probes and says
 // what the kernel counted meanwhile, in the namespace the probes ran in:
 // SYNs dropped to a full accept queue (confirming overloaded, with the
@@ -85,8 +155,8 @@ func checkCounters(ctx context.Context, s *State) CheckResult {
 var KernelCheck = CheckFunc{
 	CheckName: "kernel",
 	// addresses; classes; listeners and which addresses are this host;
-	// the counters before
-	ReadsFrom: []string{"dns", "tcp", "host", "counters"},
+	// the counters before, here and at the agents
+	ReadsFrom: []string{"dns", "tcp", "host", "counters", "agent-counters"},
 	Fn:        checkKernel,
 }
 
@@ -109,10 +179,28 @@ func checkKernel(ctx context.Context, s *State) CheckResult {
 	k := kernelView{s: s, d: d, where: netnsName(d.Netns)}
 	res := CheckResult{Status: Pass}
 	parts := []string{k.summary()}
+	agents := k.agents(ctx)
 	for i := range s.Addrs {
-		fs, notes := k.listen(i)
-		res.Findings = append(res.Findings, fs...)
-		parts = append(parts, notes...)
+		// The target's kernel: this one for an address of this host, else
+		// its agent's, when it could be asked.
+		target := agents[i]
+		if i < len(s.Local) && s.Local[i] {
+			target = &k
+		}
+		if target != nil {
+			fs, notes := target.listen(i)
+			res.Findings = append(res.Findings, fs...)
+			parts = append(parts, notes...)
+		}
+		if target != nil && target != &k {
+			parts = append(parts, target.summary())
+			if f, ok := target.conntrack(i); ok {
+				res.Findings = append(res.Findings, f)
+			}
+		}
+		if agents[i] == nil && i < len(s.AgentBefore) && s.AgentBefore[i] != nil {
+			parts = append(parts, fmt.Sprintf("%s: %s", s.Addrs[i], k.agentNote(i)))
+		}
 		if f, ok := k.conntrack(i); ok {
 			res.Findings = append(res.Findings, f)
 		}
@@ -130,11 +218,54 @@ func checkKernel(ctx context.Context, s *State) CheckResult {
 	return res
 }
 
-// kernelView is what the kernel counted over the probes, for one run.
+// kernelView is what a kernel counted over the probes: this host's (where
+// the probes ran), or the target host's, read by its agent.
 type kernelView struct {
 	s     *State
 	d     kstat.Delta
 	where string // the namespace, for evidence
+	// agent names the target host's agent that reported the counters;
+	// empty for this host's.
+	agent string
+	// agentErr is why the agent's counters after the probes are missing.
+	agentErr []error
+}
+
+// agents asks each agent asked before the probes for its counters again,
+// and returns, per address, what its host's kernel counted meanwhile.
+func (k *kernelView) agents(ctx context.Context) []*kernelView {
+	s := k.s
+	out := make([]*kernelView, len(s.Addrs))
+	k.agentErr = make([]error, len(s.Addrs))
+	rc, ok := s.Options.Remote.(RemoteCounters)
+	if !ok {
+		return out
+	}
+	each(len(s.Addrs), func(i int) {
+		if i >= len(s.AgentBefore) || s.AgentBefore[i] == nil || s.host(i) == nil {
+			return
+		}
+		after, err := rc.Counters(ctx, s.addrPort(i))
+		var d kstat.Delta
+		if err == nil {
+			d, err = kstat.Diff(*s.AgentBefore[i], after)
+		}
+		if err != nil {
+			k.agentErr[i] = err
+			return
+		}
+		out[i] = &kernelView{s: s, d: d, agent: s.host(i).Host,
+			where: fmt.Sprintf("%s of %s", netnsName(d.Netns), s.host(i).Host)}
+	})
+	return out
+}
+
+// agentNote says why the target's counters over the probes are missing.
+func (k *kernelView) agentNote(i int) string {
+	if err := k.agentErr[i]; err != nil {
+		return "its agent's counters after the probes: " + err.Error()
+	}
+	return "its agent gave no evidence (see host): its counters are left out"
 }
 
 // summary says what moved, and the conntrack table's fill.
@@ -147,6 +278,9 @@ func (k kernelView) summary() string {
 		}
 	}
 	s := fmt.Sprintf("over %s in %s: ", round(d.Interval), k.where)
+	if k.agent != "" {
+		s = fmt.Sprintf("%s counted over %s in %s: ", k.agent, round(d.Interval), netnsName(d.Netns))
+	}
 	if len(moved) == 0 {
 		s += "no SYN dropped to a full accept queue, no SYN cookie sent"
 	} else {
@@ -178,7 +312,7 @@ const overloadFix = "the server does not accept fast enough: look for a stuck ac
 func (k kernelView) listen(i int) ([]Finding, []string) {
 	s, d := k.s, k.d
 	drops := d.Counters[kstat.ListenOverflows]
-	if drops <= 0 || i >= len(s.Local) || !s.Local[i] || s.host(i) == nil {
+	if drops <= 0 || s.host(i) == nil {
 		return nil, nil
 	}
 	ap, class := s.addrPort(i), s.Primary(i)
@@ -228,8 +362,12 @@ func (k kernelView) conntrack(i int) (Finding, bool) {
 	if drops <= 0 && !c.Full() {
 		return Finding{}, false
 	}
+	issue := "The connection tracking table of this host is full"
+	if k.agent != "" {
+		issue = "The connection tracking table of the target host is full"
+	}
 	f := Finding{Cause: ConntrackFull, Confidence: Confirmed, Addr: s.label(i),
-		Issue: "The connection tracking table is full",
+		Issue: issue,
 		Evidence: fmt.Sprintf("conntrack holds %d of %d entries in %s (net.netfilter.nf_conntrack_count of nf_conntrack_max), and the kernel dropped %s for want of a free entry during the probes (/proc/net/stat/nf_conntrack drop +%d)",
 			c.Count, c.Max, k.where, count(int(drops), "packet"), drops),
 		Fix: "find what holds so many entries (conntrack -L, conntrack -S); raise net.netfilter.nf_conntrack_max (set in the host's namespace: it is one limit for all) and nf_conntrack_buckets, or shorten the timeouts of idle entries (net.netfilter.nf_conntrack_tcp_timeout_established, ..._udp_timeout)"}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"regexp"
 	"strconv"
 	"strings"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"github.com/reach-tools/reach/doctor"
+	"github.com/reach-tools/reach/endpoint"
+	"github.com/reach-tools/reach/kstat"
 )
 
 // finding returns the report's finding of cause c, failing the test without one.
@@ -116,4 +119,51 @@ func TestKernelCountsConntrackFull(t *testing.T) {
 	if r.Class != "timeout" {
 		t.Errorf("class %s, want timeout", r.Class)
 	}
+}
+
+// countingAgent is an agent that also serves its host's kernel counters.
+type countingAgent struct{ agent }
+
+func (a countingAgent) Counters(_ context.Context, _ netip.AddrPort) (kstat.Snapshot, error) {
+	var s kstat.Snapshot
+	err := a.h.Do(func() (err error) { s, err = kstat.Read(); return err })
+	return s, err
+}
+
+// From the client, asking the server's agent: its kernel's counters, read
+// before and after the probes, confirm a full accept queue there with the
+// SYNs it dropped, and a full conntrack table there.
+func TestKernelCountsViaAgent(t *testing.T) {
+	run := func(t *testing.T, p *pair, ep string) *doctor.Report {
+		t.Helper()
+		e, err := endpoint.ParseEndpoint(ep, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return doctor.Run(context.Background(), e, doctor.Options{Timeout: quick, Dial: p.cli.DialContext, Enter: p.cli.Do,
+			Remote: countingAgent{agent{p.srv}}})
+	}
+	t.Run("overloaded", func(t *testing.T) {
+		p := newPair(t)
+		port := fullBacklog(t, p)
+		r := run(t, p, p.srvEP(port))
+		check(t, r, want{cause: doctor.Overloaded, confidence: doctor.Confirmed})
+		f := finding(t, r, doctor.Overloaded)
+		if !regexp.MustCompile(`the kernel dropped [1-9]\d* SYNs? to a full accept queue of doctor\.test \(pid \d+\) on 0\.0\.0\.0:\d+ during the probes \(TcpExt ListenOverflows \+[1-9]\d*, ListenDrops \+\d+ in network namespace net:\[\d+\] of agent on ` + p.srv.Name()).MatchString(f.Evidence) {
+			t.Errorf("evidence %q", f.Evidence)
+		}
+	})
+	t.Run("conntrack-full", func(t *testing.T) {
+		p := newPair(t)
+		port := listenServe(t, p.srv, "tcp", net.JoinHostPort(p.srvAddr.String(), "0"))
+		p.srv.Iptables(t, "-A", "INPUT", "-m", "conntrack", "--ctstate", "INVALID", "-j", "DROP")
+		p.srv.FillConntrack(t)
+		r := run(t, p, p.srvEP(port))
+		check(t, r, want{cause: doctor.ConntrackFull, confidence: doctor.Confirmed})
+		f := finding(t, r, doctor.ConntrackFull)
+		if f.Issue != "The connection tracking table of the target host is full" ||
+			!regexp.MustCompile(`conntrack holds \d+ of \d+ entries in network namespace net:\[\d+\] of agent on `+p.srv.Name()+` .*the kernel dropped [1-9]\d* packets?`).MatchString(f.Evidence) {
+			t.Errorf("issue %q, evidence %q", f.Issue, f.Evidence)
+		}
+	})
 }

@@ -36,6 +36,9 @@ type State struct {
 	// Before is the kernel's counters of the namespace the probes run in,
 	// read before they start.
 	Before *kstat.Snapshot // counters
+	// AgentBefore holds, per address of another host, its agent's kernel
+	// counters read as the probes started; nil where none was asked.
+	AgentBefore []*kstat.Snapshot // agent-counters
 	// Kernel is what those counters counted over the probes.
 	Kernel *kstat.Delta // kernel
 }
@@ -58,6 +61,8 @@ func (s *State) take(name string, from *State) {
 		s.Path = from.Path
 	case "counters":
 		s.Before = from.Before
+	case "agent-counters":
+		s.AgentBefore = from.AgentBefore
 	case "kernel":
 		s.Kernel = from.Kernel
 	}
