@@ -1,6 +1,9 @@
 // Package endpoint parses what users type to name things to reach: endpoints
-// (host:port, [v6]:port, host with a default port) and port lists
-// (22,80,8000-8100). Every error names the input and the rule it broke.
+// (host:port, [v6]:port, host with a default port), port lists
+// (22,80,8000-8100), and scan targets (names, addresses, CIDR blocks and
+// dashed ranges, alone or as lists). ValidName is the rule for the names of
+// monitored endpoints and fleet hosts. Every error names the input and the
+// rule it broke.
 package endpoint
 
 import (
@@ -14,10 +17,10 @@ import (
 
 // Sentinel errors; a *ParseError wraps exactly one of them.
 var (
-	ErrSyntax      = errors.New("target: invalid syntax")
-	ErrPortRange   = errors.New("target: port out of range")
-	ErrMissingPort = errors.New("target: missing port")
-	ErrBadHost     = errors.New("target: invalid host")
+	ErrSyntax      = errors.New("endpoint: invalid syntax")
+	ErrPortRange   = errors.New("endpoint: port out of range")
+	ErrMissingPort = errors.New("endpoint: missing port")
+	ErrBadHost     = errors.New("endpoint: invalid host")
 )
 
 // ParseError says which input was rejected and why.
@@ -80,14 +83,14 @@ func ParseEndpoint(s string, defaultPort uint16) (Endpoint, error) {
 	if i := strings.Index(s, "://"); i >= 0 {
 		return Endpoint{}, parseErr(in, ErrSyntax, "looks like a URL; give host:port (e.g. %s)", urlHint(s[i+3:]))
 	}
-	host, portStr, hasPort, err := splitHostPort(s)
+	host, portStr, err := splitHostPort(s)
 	if err != nil {
 		return Endpoint{}, parseErr(in, ErrSyntax, "%v", err)
 	}
 	if err := checkHost(host); err != nil {
 		return Endpoint{}, parseErr(in, ErrBadHost, "%v", err)
 	}
-	if !hasPort {
+	if portStr == "" {
 		if defaultPort == 0 {
 			return Endpoint{}, parseErr(in, ErrMissingPort, "missing port; want host:port (e.g. %s)%s", net.JoinHostPort(host, "443"), bareV6PortHint(s))
 		}
@@ -138,48 +141,49 @@ func urlHint(rest string) string {
 	if rest == "" {
 		return "host:443"
 	}
-	if _, _, has, err := splitHostPort(rest); err == nil && has {
+	if _, port, err := splitHostPort(rest); err == nil && port != "" {
 		return rest
 	}
 	return net.JoinHostPort(strings.Trim(rest, "[]"), "443")
 }
 
 // splitHostPort accepts host, host:port, [v6], [v6]:port and bare v6 literals.
-func splitHostPort(s string) (host, port string, hasPort bool, err error) {
+// port is empty when s has none; a port given empty is an error.
+func splitHostPort(s string) (host, port string, err error) {
 	if strings.HasPrefix(s, "[") {
 		end := strings.IndexByte(s, ']')
 		if end < 0 {
-			return "", "", false, errors.New("missing ']' after IPv6 address")
+			return "", "", errors.New("missing ']' after IPv6 address")
 		}
 		host, rest := s[1:end], s[end+1:]
 		if _, err := netip.ParseAddr(host); err != nil || !strings.Contains(host, ":") {
-			return "", "", false, fmt.Errorf("%q inside brackets is not an IPv6 address", host)
+			return "", "", fmt.Errorf("%q inside brackets is not an IPv6 address", host)
 		}
 		switch {
 		case rest == "":
-			return host, "", false, nil
+			return host, "", nil
 		case rest[0] != ':':
-			return "", "", false, fmt.Errorf("unexpected %q after ']'; want [v6]:port", rest)
+			return "", "", fmt.Errorf("unexpected %q after ']'; want [v6]:port", rest)
 		}
 		if rest[1:] == "" {
-			return "", "", false, errors.New("empty port after ':'")
+			return "", "", errors.New("empty port after ':'")
 		}
-		return host, rest[1:], true, nil
+		return host, rest[1:], nil
 	}
 	switch strings.Count(s, ":") {
 	case 0:
-		return s, "", false, nil
+		return s, "", nil
 	case 1:
 		i := strings.IndexByte(s, ':')
 		if s[i+1:] == "" {
-			return "", "", false, errors.New("empty port after ':'")
+			return "", "", errors.New("empty port after ':'")
 		}
-		return s[:i], s[i+1:], true, nil
+		return s[:i], s[i+1:], nil
 	}
 	if _, err := netip.ParseAddr(s); err == nil {
-		return s, "", false, nil // bare IPv6 literal
+		return s, "", nil // bare IPv6 literal
 	}
-	return "", "", false, errors.New("too many colons; write IPv6 addresses with a port as [v6]:port")
+	return "", "", errors.New("too many colons; write IPv6 addresses with a port as [v6]:port")
 }
 
 // checkHost accepts IP literals and DNS names (RFC 1123 labels, plus '_' which

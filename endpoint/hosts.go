@@ -145,7 +145,7 @@ func ParseHosts(s string) (Hosts, error) {
 		return Hosts{Input: in, First: a, Last: a}, nil
 	}
 	if strings.Contains(s, ":") {
-		if _, _, has, err := splitHostPort(s); err == nil && has {
+		if _, port, err := splitHostPort(s); err == nil && port != "" {
 			return Hosts{}, parseErr(in, ErrSyntax, "a scan target has no port; give ports with -p")
 		}
 		return Hosts{}, parseErr(in, ErrBadHost, "%q is not an IPv6 address", s)
