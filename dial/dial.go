@@ -7,7 +7,8 @@
 //
 // A Dialer plugs into anything that takes a DialContext-shaped function
 // (net/http.Transport, database and cache clients) through its DialNetwork
-// method.
+// method. Wait, reach wait's engine, tries endpoints until they accept
+// (every one, or any one) and says of each that never did why not.
 package dial
 
 import (

@@ -1,8 +1,11 @@
 // Package doctor explains why a TCP endpoint cannot be reached. It walks a
 // ladder of checks (name resolution, route, TCP probes, ICMP echo, the
-// target host's sockets and firewall, the path), each of which reports what
-// it looked at, and turns the evidence into findings: an issue, the evidence
-// for it and a fix, each with a stable cause id (see Cause).
+// target host's sockets and firewall, the path, the kernel's counters before
+// and after the probes), each of which reports what it looked at, and turns
+// the evidence into findings: an issue, the evidence for it and a fix, each
+// with a stable cause id (see Cause). Run diagnoses one endpoint, RunMany
+// several at once, and RunFrom runs the ladder from inside another network
+// namespace (a container's).
 //
 // Local evidence (sockets, processes, firewall rules) exists only when the
 // target is this host, or when a RemoteEvidence source (an agent on the

@@ -1,14 +1,18 @@
-// Package sockets lists the TCP sockets of this host (IPv4 and IPv6) and the
-// processes that own them, like `ss -tanp`. On Linux it asks the kernel over
-// netlink sock_diag and falls back to /proc/net/tcp{,6}; owners are found by
-// matching socket inodes against /proc/PID/fd.
+// Package sockets lists TCP sockets (IPv4 and IPv6) and the processes that
+// own them, like `ss -tanp`, in one network namespace or in every one of the
+// host. On Linux it asks the kernel over netlink sock_diag and falls back to
+// /proc/net/tcp{,6}; owners are found by matching socket inodes against
+// /proc/PID/fd.
 //
 // Both sources are per network namespace: List reports the namespace of the
 // calling thread, so a caller that has entered a namespace on a locked OS
 // thread sees that namespace's sockets. ListAllNamespaces lists every network
 // namespace of the host (containers', ip netns ones) and ListNamespace one of
 // them, each socket with its Namespace and, where the owner's cgroup names
-// one, its Container (Docker, containerd/CRI, CRI-O, Podman).
+// one, its Container (Docker, containerd/CRI, CRI-O, Podman). ListPeers lists
+// the namespaces wired to the caller's by a veth pair (where a DNAT rule or
+// a userland proxy such as docker-proxy, read by ProxyOf, leads), and
+// Addresses and IsLocal say which addresses are this namespace's own.
 package sockets
 
 import (

@@ -12,8 +12,8 @@
 // Docker host as dockerd does (bridge, container namespaces, its iptables
 // rules, docker-proxy processes) on 198.19.0.0/24; Lab.Kube a Kubernetes
 // node as kube-proxy programs it, in iptables or nftables mode (pods on
-// 198.19.1.0/24, ClusterIPs on 198.19.2.0/24); Link leaves those subnets alone. Host.Serve runs a server
-// process that says who answered.
+// 198.19.1.0/24, ClusterIPs on 198.19.2.0/24); Link leaves those subnets
+// alone. Host.Serve runs a server process that says who answered.
 //
 // Sockets are created inside a host with Listen, ListenPacket and DialContext
 // (a probe.DialFunc); Resolver and ServeDNS keep name lookups in the lab;
