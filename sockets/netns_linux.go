@@ -329,19 +329,17 @@ func containerOf(pids []int) *Container {
 // processes. It sets c.ns.Path, PID and Source to what was used.
 func (c *candidate) list(ctx context.Context, opt Options) ([]Socket, []string, error) {
 	if c.ns.Self {
-		var socks []Socket
-		var warnings []string
+		var t Table
 		var err error
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			var source string
-			socks, source, warnings, err = read(ctx, opt, true)
-			c.ns.Source = source
+			t, err = read(ctx, opt, true)
 		}()
 		<-done
-		c.tag(socks)
-		return socks, warnings, err
+		c.ns.Source = t.Source
+		c.tag(t.Sockets)
+		return t.Sockets, t.Warnings, err
 	}
 	var paths []string
 	var pids []int
@@ -376,14 +374,14 @@ func (c *candidate) list(ctx context.Context, opt Options) ([]Socket, []string, 
 
 // listIn reads the sockets of the open namespace ns, which is c's.
 func (c *candidate) listIn(ctx context.Context, ns *sys.Netns, opt Options) ([]Socket, []string, error) {
-	var socks []Socket
-	var warnings []string
+	var t Table
 	err := ns.Do(func() (err error) {
-		socks, c.ns.Source, warnings, err = read(ctx, opt, true)
+		t, err = read(ctx, opt, true)
 		return err
 	})
-	c.tag(socks)
-	return socks, warnings, err
+	c.ns.Source = t.Source
+	c.tag(t.Sockets)
+	return t.Sockets, t.Warnings, err
 }
 
 // tag points each socket at c's namespace, sorted as List sorts them (the

@@ -60,8 +60,7 @@ func ListPeers(ctx context.Context, opt Options) (Peers, error) {
 		if c.ns.Inode == self {
 			continue
 		}
-		if ns, path, pid, ok := c.open(); ok {
-			c.ns.Path, c.ns.PID = path, pid
+		if ns, ok := c.open(); ok {
 			open = append(open, opened{c, ns})
 		}
 	}
@@ -86,10 +85,10 @@ func ListPeers(ctx context.Context, opt Options) (Peers, error) {
 		}
 		c, ns := open[i].c, open[i].ns
 		p := Peer{Link: l.Name, Bridge: names[l.Master]}
-		var ss []Socket
-		var warnings []string
+		var t Table
 		err := ns.Do(func() (err error) {
-			ss, c.ns.Source, warnings, err = read(ctx, opt, true)
+			t, err = read(ctx, opt, true)
+			c.ns.Source = t.Source
 			if err != nil {
 				return err
 			}
@@ -103,11 +102,11 @@ func ListPeers(ctx context.Context, opt Options) (Peers, error) {
 			out.NotSeen = append(out.NotSeen, notSeenFor(c.ns, err))
 			continue
 		}
-		c.tag(ss)
+		c.tag(t.Sockets)
 		p.Namespace = c.ns
 		out.Peers = append(out.Peers, p)
-		out.Warnings = append(out.Warnings, prefixed(&c.ns, warnings)...)
-		socks = append(socks, ss...)
+		out.Warnings = append(out.Warnings, prefixed(&c.ns, t.Warnings)...)
+		socks = append(socks, t.Sockets...)
 	}
 	if out.Sockets, err = own(ctx, socks, opt, &out.Warnings); err != nil {
 		return Peers{}, err
@@ -136,8 +135,8 @@ func ListPeers(ctx context.Context, opt Options) (Peers, error) {
 
 // open opens the candidate's namespace by its name, else through one of
 // its processes (trying a few, as they may exit), and checks it is still
-// the same namespace.
-func (c *candidate) open() (ns *sys.Netns, path string, pid int, ok bool) {
+// the same namespace. It sets c.ns.Path and PID to what was used.
+func (c *candidate) open() (*sys.Netns, bool) {
 	var paths []string
 	var pids []int
 	if c.ns.Name != "" {
@@ -155,9 +154,10 @@ func (c *candidate) open() (ns *sys.Netns, path string, pid int, ok bool) {
 			ns.Close()
 			continue
 		}
-		return ns, path, pids[i], true
+		c.ns.Path, c.ns.PID = path, pids[i]
+		return ns, true
 	}
-	return nil, "", 0, false
+	return nil, false
 }
 
 // unfound says why the namespace at the far end of l was not found: the

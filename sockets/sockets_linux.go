@@ -25,40 +25,42 @@ func List(ctx context.Context, opt Options) (Table, error) {
 // list reads sockets from netlink (or, when it fails or useNetlink is false,
 // from procfs), then finds their owners and applies the filters.
 func list(ctx context.Context, opt Options, useNetlink bool) (Table, error) {
-	socks, source, warnings, err := read(ctx, opt, useNetlink)
+	t, err := read(ctx, opt, useNetlink)
 	if err != nil {
 		return Table{}, err
 	}
-	t := Table{Source: source, Warnings: warnings}
-	sortSockets(socks)
-	if t.Sockets, err = own(ctx, socks, opt, &t.Warnings); err != nil {
+	sortSockets(t.Sockets)
+	if t.Sockets, err = own(ctx, t.Sockets, opt, &t.Warnings); err != nil {
 		return Table{}, err
 	}
 	return t, nil
 }
 
 // read returns the sockets of the calling thread's network namespace that
-// pass opt's address and state filters, and the source that listed them.
-func read(ctx context.Context, opt Options, useNetlink bool) (socks []Socket, source string, warnings []string, err error) {
+// pass opt's address and state filters, without their owners, in a Table
+// that says which source listed them.
+func read(ctx context.Context, opt Options, useNetlink bool) (Table, error) {
+	var t Table
 	var nlErr error
 	if useNetlink {
-		socks, nlErr = listNetlink(ctx, opt)
-		source = "netlink"
+		t.Sockets, nlErr = listNetlink(ctx, opt)
+		t.Source = "netlink"
 		if err := ctx.Err(); err != nil {
-			return nil, "", nil, err
+			return Table{}, err
 		}
 	}
 	if !useNetlink || nlErr != nil {
-		socks, err = listProcfs(opt)
-		if err != nil {
-			return nil, "", nil, errors.Join(nlErr, err)
+		var err error
+		if t.Sockets, err = listProcfs(opt); err != nil {
+			return Table{}, errors.Join(nlErr, err)
 		}
-		source = "procfs"
+		t.Source = "procfs"
 		if nlErr != nil {
-			warnings = append(warnings, fmt.Sprintf("netlink sock_diag failed (%v); read /proc/net/tcp instead, which does not show listen backlogs (SEND-Q)", nlErr))
+			t.Warnings = append(t.Warnings, fmt.Sprintf("netlink sock_diag failed (%v); read /proc/net/tcp "+
+				"instead, which does not show listen backlogs (SEND-Q)", nlErr))
 		}
 	}
-	return socks, source, warnings, ctx.Err()
+	return t, ctx.Err()
 }
 
 // own finds the owners of socks, keeps those that pass opt's process
