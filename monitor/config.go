@@ -3,6 +3,7 @@ package monitor
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"net/url"
 	"os"
 	"regexp"
@@ -14,6 +15,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/reach-tools/reach/endpoint"
+	"github.com/reach-tools/reach/probe"
 )
 
 // Config defaults and limits.
@@ -45,6 +47,11 @@ type Endpoint struct {
 	Expect   Expect
 	// LatencyThreshold, when positive, makes an open probe slower than it a failure.
 	LatencyThreshold time.Duration
+	// Source and Interface, when set, are where the probes leave from: an
+	// address of this host, a network interface (probe.Options). This host
+	// not having them fails each probe as local-error, saying what it has.
+	Source    netip.Addr
+	Interface string
 }
 
 // Alerts configures state changes and where they are announced.
@@ -304,7 +311,7 @@ var validLabel = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,63}$`)
 
 func (p *configParser) endpoint(n *yaml.Node, field string, defInterval, defTimeout time.Duration) (Endpoint, bool) {
 	before := len(p.errs)
-	m := p.mapping(n, field, "name", "target", "interval", "timeout", "labels", "expect", "latency_threshold")
+	m := p.mapping(n, field, "name", "target", "interval", "timeout", "labels", "expect", "latency_threshold", "source", "interface")
 	if m == nil {
 		return Endpoint{}, false
 	}
@@ -354,6 +361,16 @@ func (p *configParser) endpoint(n *yaml.Node, field string, defInterval, defTime
 			p.errf(v, join(field, "latency_threshold"), "makes no sense with expect: closed")
 		}
 	}
+	if v := m["source"]; v != nil {
+		ep.Source = p.source(v, join(field, "source"), ep.Target)
+	}
+	if v := m["interface"]; v != nil {
+		if v.Kind != yaml.ScalarNode || !probe.ValidInterfaceName(v.Value) {
+			p.errf(v, join(field, "interface"), "got %s; want a network interface name such as eth0 (see ip link)", kindName(v))
+		} else {
+			ep.Interface = v.Value
+		}
+	}
 	if v := m["labels"]; v != nil {
 		lm := p.mapping(v, join(field, "labels"))
 		if len(lm) > 0 {
@@ -372,6 +389,22 @@ func (p *configParser) endpoint(n *yaml.Node, field string, defInterval, defTime
 		}
 	}
 	return ep, len(p.errs) == before
+}
+
+// source reads an endpoint's source address, which must be of the family of
+// a target given as an address (a name is resolved to the source's family).
+func (p *configParser) source(v *yaml.Node, field string, target endpoint.Endpoint) netip.Addr {
+	a, err := netip.ParseAddr(v.Value)
+	if v.Kind != yaml.ScalarNode || err != nil {
+		p.errf(v, field, "got %s; want an IP address of this host such as 198.18.0.1 or fd00::1", kindName(v))
+		return netip.Addr{}
+	}
+	a = a.Unmap()
+	if t, ok := target.Addr(); ok && t.Unmap().Is4() != a.Is4() {
+		p.errf(v, field, "%s cannot reach the target %s: give an address of the target's family", a, target)
+		return netip.Addr{}
+	}
+	return a
 }
 
 // scalar returns a required scalar value, reporting a missing or non-scalar one.

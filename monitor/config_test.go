@@ -2,6 +2,7 @@ package monitor
 
 import (
 	"errors"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -31,6 +32,10 @@ endpoints:
   - name: api
     target: localhost:8080
     latency_threshold: 200ms
+  - name: api-from-b
+    target: 198.18.0.2:8080
+    source: 198.18.1.1
+    interface: eth1
 `
 	cfg, err := ParseConfig("reach.yaml", []byte(in))
 	if err != nil {
@@ -40,6 +45,8 @@ endpoints:
 		{Name: "db", Target: endpoint.Endpoint{Host: "127.0.0.1", Port: 5432}, Interval: 15 * time.Second, Timeout: DefaultTimeout, Expect: ExpectOpen, Labels: map[string]string{"team": "data", "tier": "1"}},
 		{Name: "ssh-closed", Target: endpoint.Endpoint{Host: "::1", Port: 23}, Interval: time.Minute, Timeout: 2 * time.Second, Expect: ExpectClosed},
 		{Name: "api", Target: endpoint.Endpoint{Host: "localhost", Port: 8080}, Interval: 15 * time.Second, Timeout: DefaultTimeout, Expect: ExpectOpen, LatencyThreshold: 200 * time.Millisecond},
+		{Name: "api-from-b", Target: endpoint.Endpoint{Host: "198.18.0.2", Port: 8080}, Interval: 15 * time.Second, Timeout: DefaultTimeout, Expect: ExpectOpen,
+			Source: netip.MustParseAddr("198.18.1.1"), Interface: "eth1"},
 	}
 	if len(cfg.Endpoints) != len(want) {
 		t.Fatalf("got %d endpoints, want %d", len(cfg.Endpoints), len(want))
@@ -47,7 +54,8 @@ endpoints:
 	for i, w := range want {
 		g := cfg.Endpoints[i]
 		if g.Name != w.Name || g.Target != w.Target || g.Interval != w.Interval || g.Timeout != w.Timeout ||
-			g.Expect != w.Expect || g.LatencyThreshold != w.LatencyThreshold || len(g.Labels) != len(w.Labels) {
+			g.Expect != w.Expect || g.LatencyThreshold != w.LatencyThreshold || len(g.Labels) != len(w.Labels) ||
+			g.Source != w.Source || g.Interface != w.Interface {
 			t.Errorf("endpoint %d = %+v, want %+v", i, g, w)
 		}
 		for k, v := range w.Labels {
@@ -90,7 +98,10 @@ var invalidConfigs = map[string]string{
 	"invalid-no-endpoints.yaml":          `1: no endpoints: list; want at least one endpoint to watch (or an agents: section)`,
 	"invalid-port.yaml":                  `3: endpoints[0].target: "127.0.0.1:65536": port out of range 1-65535`,
 	"invalid-timeout-over-interval.yaml": `5: endpoints[0].timeout: 5s is longer than the interval 2s; a probe must end before the next one starts`,
-	"invalid-unknown-field.yaml":         `4: endpoints[0]: unknown field "intervall" (known: name, target, interval, timeout, labels, expect, latency_threshold)`,
+	"invalid-unknown-field.yaml":         `4: endpoints[0]: unknown field "intervall" (known: name, target, interval, timeout, labels, expect, latency_threshold, source, interface)`,
+	"invalid-source.yaml":                `4: endpoints[0].source: got "198.18.0.300"; want an IP address of this host such as 198.18.0.1 or fd00::1`,
+	"invalid-source-family.yaml":         `5: endpoints[0].source: ::1 cannot reach the target 127.0.0.1:5432: give an address of the target's family`,
+	"invalid-interface.yaml":             `4: endpoints[0].interface: got "eth0:1"; want a network interface name such as eth0 (see ip link)`,
 	"invalid-top-level.yaml": `1: unknown field "endpoint" (known: endpoints, defaults, alerts, agents)
 testdata/invalid-top-level.yaml:1: no endpoints: list; want at least one endpoint to watch (or an agents: section)`,
 	"invalid-webhook.yaml": `2: alerts.webhook: "ftp://127.0.0.1/hook": want an http:// or https:// URL with a host

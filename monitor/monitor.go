@@ -345,7 +345,8 @@ func (m *Monitor) probe(ctx context.Context, j *job, ep Endpoint, due time.Time)
 	if m.opt.Metrics != nil {
 		m.opt.Metrics.lateness.Observe(start.Sub(due).Seconds())
 	}
-	r := m.opt.Probe(ctx, ep.Target, probe.Options{Timeout: ep.Timeout, Dial: m.opt.Dial})
+	r := m.opt.Probe(ctx, ep.Target, probe.Options{Timeout: ep.Timeout, Dial: m.opt.Dial,
+		Source: ep.Source, Interface: ep.Interface})
 	if ctx.Err() != nil && r.Class == probe.Canceled {
 		return // shutting down; says nothing about the endpoint
 	}

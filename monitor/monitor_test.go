@@ -3,6 +3,7 @@ package monitor
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -490,6 +491,36 @@ func TestRunEndsOutsideDiagnoses(t *testing.T) {
 		}
 		if took := time.Since(start); took > 0 {
 			t.Errorf("Run took %v to end after its context: the diagnosis outlived it", took)
+		}
+	})
+}
+
+// An endpoint's source and interface reach its probes.
+func TestProbesLeaveFromSource(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		seen := map[string]probe.Options{}
+		prober := func(_ context.Context, e endpoint.Endpoint, opt probe.Options) probe.Result {
+			mu.Lock()
+			seen[e.String()] = opt
+			mu.Unlock()
+			return probe.Result{Endpoint: e, Class: probe.Open}
+		}
+		pinned := ep("pinned", 2, time.Second)
+		pinned.Source, pinned.Interface = netip.MustParseAddr("127.0.0.2"), "lo"
+		plain := ep("plain", 3, time.Second)
+		m, err := New(t.Context(), &Config{Endpoints: []Endpoint{pinned, plain}}, Options{Probe: prober})
+		if err != nil {
+			t.Fatal(err)
+		}
+		runFor(t, m, 2*time.Second)
+		mu.Lock()
+		defer mu.Unlock()
+		if o := seen[pinned.Target.String()]; o.Source != pinned.Source || o.Interface != "lo" {
+			t.Errorf("pinned probed with source %v interface %q", o.Source, o.Interface)
+		}
+		if o, ok := seen[plain.Target.String()]; !ok || o.Source.IsValid() || o.Interface != "" {
+			t.Errorf("plain probed (%v) with source %v interface %q", ok, o.Source, o.Interface)
 		}
 	})
 }

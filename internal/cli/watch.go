@@ -175,6 +175,12 @@ func printConfig(env *Env, path string, cfg *monitor.Config) error {
 		if ep.LatencyThreshold > 0 {
 			extra += " slower than " + ep.LatencyThreshold.String() + " fails"
 		}
+		if ep.Source.IsValid() {
+			extra += " from " + ep.Source.String()
+		}
+		if ep.Interface != "" {
+			extra += " by " + ep.Interface
+		}
 		fmt.Fprintf(env.Out, "  %-24s %-28s every %v, timeout %v%s\n",
 			ep.Name, ep.Target, ep.Interval, ep.Timeout, extra)
 	}

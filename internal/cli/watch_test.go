@@ -23,7 +23,8 @@ import (
 
 func TestWatchCheckConfig(t *testing.T) {
 	code, out, errs := run(t, "watch", "-c", "../../examples/reach.yaml", "--check-config")
-	if code != ExitOK || !strings.Contains(out, "valid, 4 endpoints") || !strings.Contains(out, "telnet-must-stay-shut") {
+	if code != ExitOK || !strings.Contains(out, "valid, 5 endpoints") || !strings.Contains(out, "telnet-must-stay-shut") ||
+		!strings.Contains(out, "every 10s, timeout 2s from 127.0.0.2 by lo\n") {
 		t.Errorf("example config: exit %d\n%s%s", code, out, errs)
 	}
 	code, out, errs = run(t, "watch", "-c", "../../monitor/testdata/invalid-webhook.yaml", "--check-config")
