@@ -12,11 +12,16 @@ import (
 // iptables-save and nft; iptables-nft's tables come from iptables-save only.
 func TestCommandsReadEveryTable(t *testing.T) {
 	h := netlab.New(t).Host("fw")
-	h.Iptables(t, "-A", "INPUT", "-p", "tcp", "--dport", "7707", "-j", "DROP")
-	h.Iptables(t, "-t", "nat", "-N", "DOCKER")
-	h.Iptables(t, "-t", "nat", "-A", "PREROUTING", "-m", "addrtype", "--dst-type", "LOCAL", "-j", "DOCKER")
-	h.Iptables(t, "-t", "nat", "-A", "DOCKER", "-p", "tcp", "--dport", "8080", "-j", "DNAT", "--to-destination", "198.19.0.2:80")
-	h.Nft(t, `table inet kp {
+	h.ApplyRules(t, netlab.IPTables, `*filter
+-A INPUT -p tcp -m tcp --dport 7707 -j DROP
+COMMIT
+*nat
+:DOCKER - [0:0]
+-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER
+-A DOCKER -p tcp -m tcp --dport 8080 -j DNAT --to-destination 198.19.0.2:80
+COMMIT
+`)
+	h.ApplyRules(t, netlab.NFTables, `table inet kp {
 	chain nat-prerouting {
 		type nat hook prerouting priority dstnat; policy accept;
 		tcp dport 8443 redirect to :443 comment "kp"
