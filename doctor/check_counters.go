@@ -73,7 +73,7 @@ func checkCounters(ctx context.Context, s *State) CheckResult {
 	}
 	s.Before = &snap
 	return CheckResult{Status: Info, Detail: fmt.Sprintf("read %s of %s before the probes%s",
-		count(len(snap.Counters), "kernel counter"), netnsName(snap.Netns), missingNote(snap.Missing))}
+		count(len(snap.Counters), "kernel counter"), s.netnsLabel(snap.Netns), missingNote(snap.Missing))}
 }
 
 // RemoteCounters is a RemoteEvidence that also reads the kernel's counters
@@ -176,7 +176,7 @@ func checkKernel(ctx context.Context, s *State) CheckResult {
 		return CheckResult{Status: Error, Detail: err.Error()}
 	}
 	s.Kernel = &d
-	k := kernelView{s: s, d: d, where: netnsName(d.Netns)}
+	k := kernelView{s: s, d: d, where: s.netnsLabel(d.Netns)}
 	res := CheckResult{Status: Pass}
 	parts := []string{k.summary()}
 	agents := k.agents(ctx)
@@ -460,6 +460,15 @@ func describeHolders(ss []sockets.Socket) string {
 		parts = append(parts, p)
 	}
 	return strings.Join(parts, ", ")
+}
+
+// netnsLabel names the namespace the probes run in for evidence: as the
+// vantage names it, when the ladder runs from another one (RunFrom).
+func (s *State) netnsLabel(ino uint64) string {
+	if v := s.Options.Vantage; v != nil && v.Namespace.Inode == ino {
+		return fmt.Sprintf("%s (net:[%d])", v.Short(), ino)
+	}
+	return netnsName(ino)
 }
 
 // netnsName names a network namespace by inode for evidence.

@@ -129,6 +129,11 @@ func TestRunFrom(t *testing.T) {
 		if len(r.Addresses) != 1 || r.Addresses[0].Addr != api.String() {
 			t.Errorf("%s resolved to %+v, want %s (through the container's resolv.conf)", r.Target, r.Addresses, api)
 		}
+		for _, c := range r.Checks {
+			if c.Name == "kernel" && !strings.Contains(c.Detail, fmt.Sprintf("in network namespace %s (net:[%d])", app.Host.Name(), appIno)) {
+				t.Errorf("the kernel check does not name the namespace its counters are of: %s", c.Detail)
+			}
+		}
 		if !strings.Contains(v.DNS, "/proc/"+fmt.Sprint(proc.Process.Pid)+"/root/etc/resolv.conf") {
 			t.Errorf("DNS: %s; want the container's resolv.conf", v.DNS)
 		}
