@@ -3,6 +3,7 @@ package doctor
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"strings"
 )
 
@@ -21,18 +22,30 @@ func checkHost(ctx context.Context, s *State) CheckResult {
 	}
 	var ev HostEvidence
 	s.Options.enter(func() error {
-		ev = gather(ctx, s.Options.socketSource(), s.Options.firewallSource(), nearPort(s.Target.Port))
+		src := s.Options.socketSource()
+		ev = gather(ctx, src, s.Options.firewallSource(), nearPort(s.Target.Port))
+		// Every address passes this host's own rules on the way out: a
+		// ClusterIP or a published port is translated here.
+		for _, a := range s.Addrs {
+			ev.walkFor(netip.Addr{}, netip.AddrPortFrom(a, s.Target.Port), true)
+		}
+		ev.listTranslated(ctx, src, nearPort(s.Target.Port))
 		return nil
 	})
 	s.Client = &ev
 	n := len(s.Addrs)
 	s.Local, s.Hosts, s.Agents = make([]bool, n), make([]*HostEvidence, n), make([]*AgentError, n)
-	var local, remote []string
+	var local, remote, here []string
 	var others []int
 	for i, a := range s.Addrs {
 		if s.Local[i] = ev.isLocal(a); s.Local[i] {
 			s.Hosts[i] = &ev
 			local = append(local, a.String())
+		} else if ev.decidesOut(s.addrPort(i)) {
+			// This host's rules send it elsewhere or refuse it: the host
+			// that has the address never sees the connection as dialled.
+			s.Hosts[i] = &ev
+			here = append(here, a.String())
 		} else {
 			others = append(others, i)
 			remote = append(remote, a.String())
@@ -48,6 +61,9 @@ func checkHost(ctx context.Context, s *State) CheckResult {
 	var parts []string
 	if len(local) > 0 {
 		parts = append(parts, fmt.Sprintf("%s is this host: looked at its %s", strings.Join(local, ", "), seen))
+	}
+	if len(here) > 0 {
+		parts = append(parts, fmt.Sprintf("%s is another address, but this host's own rules translate or refuse the connection (see nat): looked at its %s", strings.Join(here, ", "), seen))
 	}
 	switch {
 	case len(others) == 0:

@@ -41,7 +41,7 @@ func checkSockets(ctx context.Context, s *State) CheckResult {
 			parts = append(parts, label+"could not list sockets on "+h.Host+": "+strings.Join(h.Notes, "; "))
 			continue
 		}
-		detail, fs := analyzeSockets(h, s.addrPort(i), s.Primary(i))
+		detail, fs := judgeSockets(h, s.addrPort(i), s.Primary(i), h == s.Client)
 		for j := range fs {
 			fs[j].Addr = s.label(i)
 			if h != s.Client {
@@ -59,6 +59,22 @@ func checkSockets(ctx context.Context, s *State) CheckResult {
 	}
 	res.Detail = strings.Join(parts, "; ")
 	return res
+}
+
+// judgeSockets is analyzeSockets where the evidence past the host's own
+// sockets allows it: not when its rules or a proxy send the connection
+// elsewhere (the nat check says where), and with the confidence lowered
+// when a rule could, or a container may hold the server.
+func judgeSockets(ev *HostEvidence, ap netip.AddrPort, class probe.Class, local bool) (string, []Finding) {
+	detail, fs := analyzeSockets(ev, ap, class)
+	v := examine(ev, ap, class, local)
+	if !v.host {
+		return detail + " (not where the connection goes: see nat)", nil
+	}
+	for j := range fs {
+		fs[j] = v.capped(fs[j])
+	}
+	return detail, fs
 }
 
 // accepts reports whether listener sk takes connections to dst on its own

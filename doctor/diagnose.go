@@ -12,8 +12,9 @@ import (
 
 // priority orders causes with equal confidence: what stops a packet first
 // (this host, the name, the route, a firewall) explains what follows.
-var priority = []Cause{LocalError, DNS, NoRoute, ConntrackFull, FirewallReject, FirewallDrop, ServerHung, Overloaded,
-	LoopbackOnly, AddressFamilyMismatch, WrongPort, NotListening, HostDown, ResetByPeer, ClosedByPeer}
+var priority = []Cause{LocalError, DNS, NoRoute, ConntrackFull, NoEndpoints, FirewallReject, FirewallDrop,
+	ServerHung, Overloaded, NATTargetGone, ProxyBackendDown, PublishedOnLoopback, NATMismatch, LoopbackOnly,
+	AddressFamilyMismatch, WrongPort, NotPublished, NotListening, HostDown, ResetByPeer, ClosedByPeer}
 
 func rank(c Confidence) int {
 	switch c {
@@ -45,6 +46,9 @@ func diagnose(s *State, findings []Finding) *Report {
 		case i < len(s.Agents) && s.Agents[i] != nil:
 			ae := s.Agents[i]
 			ar.Evidence = &EvidenceSource{From: ae.Who(), Failure: ae.Failure, Error: ae.Err.Error(), Fix: ae.fix(s.addrPort(i))}
+		}
+		if i < len(s.Paths) {
+			ar.Paths = s.Paths[i]
 		}
 		r.Addresses = append(r.Addresses, ar)
 		if ar.Class != probe.Open && ar.Class != "" && !settled(findings, s.label(i)) {
@@ -110,7 +114,7 @@ func diagnose(s *State, findings []Finding) *Report {
 // guesses the user's intent, not because evidence is missing).
 func settled(fs []Finding, addr string) bool {
 	for _, f := range fs {
-		if (f.Confidence == Confirmed || f.Cause == WrongPort) && f.Addr == addr {
+		if (f.Confidence == Confirmed || f.Cause == WrongPort || f.settles) && f.Addr == addr {
 			return true
 		}
 	}
@@ -177,6 +181,13 @@ func describeOpen(s *State) string {
 			continue
 		}
 		d := fmt.Sprintf("connected to %s in %s", s.addrPort(i), round(s.Probes[i][0].RTT))
+		if i < len(s.Paths) && len(s.Paths[i]) > 0 {
+			var ps []string
+			for _, p := range s.Paths[i] {
+				ps = append(ps, p.Text)
+			}
+			return d + "; " + strings.Join(ps, "; ")
+		}
 		if h := s.host(i); h != nil {
 			for _, sk := range h.Listening {
 				if sk.Local.Port() == s.Target.Port && accepts(sk, s.Addrs[i]) {

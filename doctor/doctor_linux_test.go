@@ -91,13 +91,14 @@ func serve(t *testing.T, ln net.Listener, fn func(net.Conn)) {
 func portOf(ln net.Listener) uint16 { return ln.Addr().(*net.TCPAddr).AddrPort().Port() }
 
 // agent answers for a host as an agent on it would: it gathers the host's
-// evidence inside its namespace.
+// evidence inside its namespace and narrows it to the connection asked
+// about (from an asker it does not know).
 type agent struct{ h *netlab.Host }
 
-func (a agent) Evidence(ctx context.Context, _ netip.AddrPort) (doctor.HostEvidence, error) {
+func (a agent) Evidence(ctx context.Context, addr netip.AddrPort) (doctor.HostEvidence, error) {
 	var ev doctor.HostEvidence
 	err := a.h.Do(func() error {
-		ev = doctor.Gather(ctx, nil, nil)
+		ev = doctor.Gather(ctx, nil, nil).Narrow(netip.AddrPort{}, addr)
 		return nil
 	})
 	ev.Host = "agent on " + a.h.Name()

@@ -33,6 +33,33 @@ type HostEvidence struct {
 	Firewall  bool             `json:"firewall"`  // whether its firewall rules could be read
 	Rules     []firewall.Rule  `json:"rules,omitempty"`
 	Notes     []string         `json:"notes,omitempty"` // what could not be seen, and why
+
+	// Peers are the network namespaces wired to the host's own (its
+	// containers', its pods'; see sockets.Peer) and PeerListening their
+	// listening sockets, each with its Namespace and Container.
+	// PeersSeen says they were looked at (false: not, or an agent too
+	// old to), PeersNotSeen how many could not be listed (the notes say
+	// why).
+	Peers         []sockets.Peer   `json:"peers,omitempty"`
+	PeerListening []sockets.Socket `json:"peer_listening,omitempty"`
+	PeersSeen     bool             `json:"peers_seen,omitempty"`
+	PeersNotSeen  int              `json:"peers_not_seen,omitempty"`
+	// Proxies are the userland proxies (docker-proxy, socat) among the
+	// listeners, with where they forward.
+	Proxies []sockets.Forward `json:"proxies,omitempty"`
+	// NAT holds where the host's rules send the connections asked about:
+	// for an agent, the asker's; for this host, each of its addresses
+	// dialled; and from the host to its loopback on that port. NATWalked
+	// says the rules were walked (false: not read, or an agent too old
+	// to); NATNotes what of them could not be read.
+	NAT       []NATPath `json:"nat,omitempty"`
+	NATWalked bool      `json:"nat_walked,omitempty"`
+	NATNotes  []string  `json:"nat_notes,omitempty"`
+
+	// The host's own ruleset and routes, for its walks; they stay on the
+	// host (an agent walks and sends the paths).
+	ruleset *firewall.Ruleset
+	routes  []Route
 }
 
 // RemoteEvidence asks the target host itself (an agent there) what it sees
@@ -54,8 +81,10 @@ func (hostSockets) Listening(ctx context.Context, keep func(uint16) bool) ([]soc
 
 func (hostSockets) Addresses() ([]netip.Prefix, error) { return sockets.Addresses() }
 
-// Gather collects this host's evidence: addresses, every listening socket
-// and firewall rules. An agent on a target host answers RemoteEvidence with it.
+// Gather collects this host's evidence: addresses, every listening socket,
+// firewall rules, and what lies past its own namespace (the namespaces
+// wired to it, the userland proxies among its listeners). An agent on a
+// target host answers RemoteEvidence with it, narrowed (see Narrow).
 func Gather(ctx context.Context, src SocketSource, fw FirewallSource) HostEvidence {
 	return gather(ctx, src, fw, nil)
 }
@@ -84,14 +113,18 @@ func gather(ctx context.Context, src SocketSource, fw FirewallSource, keep func(
 	} else {
 		ev.Listening = append([]sockets.Socket{}, ls...)
 	}
-	if rs, err := fw.Read(ctx); err != nil {
+	rs, err := fw.Read(ctx)
+	if err != nil {
 		ev.Notes = append(ev.Notes, fmt.Sprintf("firewall rules: %v", err))
 	} else {
 		ev.Rules, ev.Firewall = rs.Rules(), true
 		if rs != nil {
 			ev.Notes = append(ev.Notes, rs.Notes...)
+		} else {
+			rs = &firewall.Ruleset{} // read, and empty
 		}
 	}
+	gatherBeyond(ctx, src, rs, &ev)
 	return ev
 }
 

@@ -32,6 +32,11 @@ func (f fakeHost) Listening(_ context.Context, keep func(uint16) bool) ([]socket
 func (f fakeHost) Addresses() ([]netip.Prefix, error)              { return f.addrs, nil }
 func (f fakeHost) Read(context.Context) (*firewall.Ruleset, error) { return f.rules, nil }
 
+// Peers: a fake host has no containers, and says it looked.
+func (f fakeHost) Peers(context.Context) (sockets.Peers, error) {
+	return sockets.Peers{Peers: []sockets.Peer{}, Sockets: []sockets.Socket{}}, nil
+}
+
 // iptablesRules parses iptables-save output.
 func iptablesRules(t testing.TB, text string) *firewall.Ruleset {
 	t.Helper()

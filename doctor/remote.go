@@ -16,10 +16,12 @@ import (
 )
 
 // Narrow returns only what ev shows about a TCP connection from src to dst:
-// the listeners on dst's port and on ports that look like a slip of it, and
-// the firewall rules that decide that connection on the way in. An agent
-// answers RemoteEvidence with it, so it never hands out its whole socket
-// table or ruleset.
+// the listeners on dst's port and on ports that look like a slip of it, the
+// firewall rules that decide that connection on the way in, where the
+// host's nat rules send it (walked here, from src: rules cross the wire
+// without their conditions), and the containers' namespaces it or a proxy
+// leads to, or that listen on its port. An agent answers RemoteEvidence
+// with it, so it never hands out its whole socket table or ruleset.
 //
 // Rules cross the wire without their parsed conditions, and the asker
 // evaluates them again: kept rules are exactly those that match, so they
@@ -43,6 +45,7 @@ func (ev HostEvidence) Narrow(src, dst netip.AddrPort) HostEvidence {
 		out.Notes = append(out.Notes, fmt.Sprintf("%s %s/%s: %q %s the connection if %s",
 			m.Rule.Source, m.Rule.Table, m.Rule.Chain, m.Rule.Text, m.Rule.Verdict+"s", strings.Join(m.Unchecked, ", ")))
 	}
+	ev.narrowBeyond(&out, src, dst)
 	return out
 }
 
@@ -51,7 +54,11 @@ func (ev HostEvidence) Narrow(src, dst netip.AddrPort) HostEvidence {
 // a hub uses it to explain a pair an agent reported, with the target's
 // evidence. detail says what was looked at, also when nothing was found.
 func Explain(ev HostEvidence, src, dst netip.AddrPort, class probe.Class) (detail string, findings []Finding) {
-	detail, findings = analyzeSockets(&ev, dst, class)
+	detail, findings = judgeSockets(&ev, dst, class, false)
+	if v := examine(&ev, dst, class, false); len(v.findings) > 0 || len(v.paths) > 0 {
+		detail += "; " + v.detail
+		findings = append(findings, v.findings...)
+	}
 	for _, m := range firewall.Evaluate(ev.Rules, firewall.Packet{Direction: "in", Src: src, Dst: dst}) {
 		if f, ok := firewallFinding(m, "in", dst, class, ev.Host); ok {
 			findings = append(findings, f)

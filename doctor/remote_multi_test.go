@@ -21,6 +21,15 @@ func (f fakeAgents) Evidence(ctx context.Context, ap netip.AddrPort) (HostEviden
 	return f[ap.Addr()](ctx)
 }
 
+// agentView is what an agent on host f answers about dst: its evidence,
+// narrowed (and its rules walked) for a client it does not know.
+func agentView(t *testing.T, name string, f fakeHost, dst netip.AddrPort) HostEvidence {
+	t.Helper()
+	ev := Gather(t.Context(), f, f).Narrow(netip.AddrPort{}, dst)
+	ev.Host = name
+	return ev
+}
+
 // resolved stands in for the dns check: the name has these addresses.
 func resolved(addrs ...netip.Addr) Check {
 	return CheckFunc{CheckName: "dns", Fn: func(_ context.Context, s *State) CheckResult {
@@ -39,8 +48,8 @@ func TestRemoteEvidencePerAddress(t *testing.T) {
 		return func(context.Context) (HostEvidence, error) { return ev, nil }
 	}
 	agents := fakeAgents{
-		a: answer(HostEvidence{Host: "agent a", Addresses: []netip.Prefix{netip.PrefixFrom(a, 24)},
-			Listening: []sockets.Socket{listener("127.0.0.1:5432", "sleeping", 0, 128)}}),
+		a: answer(agentView(t, "agent a", fakeHost{addrs: []netip.Prefix{netip.PrefixFrom(a, 24)},
+			socks: []sockets.Socket{listener("127.0.0.1:5432", "sleeping", 0, 128)}}, netip.AddrPortFrom(a, 5432))),
 		b: func(ctx context.Context) (HostEvidence, error) { <-ctx.Done(); return HostEvidence{}, ctx.Err() },
 		c: func(context.Context) (HostEvidence, error) {
 			return HostEvidence{}, &AgentError{Name: "c", URL: "http://198.18.0.4:7070", Failure: AgentUnauthorized, Err: errors.New("HTTP 401")}

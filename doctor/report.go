@@ -25,8 +25,16 @@ const (
 	ClosedByPeer          Cause = "closed-by-peer"
 	LocalError            Cause = "local-error"
 	ConntrackFull         Cause = "conntrack-full" // the connection tracking table has no room
-	Reachable             Cause = "reachable"
-	Unknown               Cause = "unknown" // cancelled, or nothing explains what was seen
+	// The causes past the host's own sockets: its nat rules, userland
+	// proxies and containers (see NATCheck).
+	NotPublished        Cause = "not-published"         // a container listens on the port; no rule or proxy leads there
+	NATMismatch         Cause = "nat-mismatch"          // the DNAT target's namespace listens on another port
+	NATTargetGone       Cause = "nat-target-gone"       // the DNAT target address belongs to no namespace any more
+	NoEndpoints         Cause = "no-endpoints"          // kube-proxy rejects: the Service has no ready endpoints
+	PublishedOnLoopback Cause = "published-on-loopback" // published on 127.0.0.1 only, dialled on another address
+	ProxyBackendDown    Cause = "proxy-backend-down"    // a userland proxy accepts, then closes: its backend does not answer
+	Reachable           Cause = "reachable"
+	Unknown             Cause = "unknown" // cancelled, or nothing explains what was seen
 )
 
 // Confidence says how a finding is known.
@@ -53,6 +61,10 @@ type Finding struct {
 	// refines marks a finding that names more precisely a cause another
 	// check found as certainly: merge keeps its issue and fix.
 	refines bool
+	// settles says the target host's evidence past its own sockets (its
+	// rules, proxies, containers) names the cause: the client's guesses
+	// would only blur it.
+	settles bool
 }
 
 // Report is the doctor's answer.
@@ -81,6 +93,10 @@ type AddrReport struct {
 	Probes []string    `json:"probes"` // class of each repeated probe
 	// Intermittent is set when the probes disagree: the endpoint flaps.
 	Intermittent bool `json:"intermittent,omitempty"`
+	// Paths are where the target host's rules and proxies send the
+	// connection (one per way, when they split it), when it goes past
+	// the host's own sockets or the path was followed.
+	Paths []Path `json:"paths,omitempty"`
 	// Evidence says whose server-side view (sockets, firewall) covers the
 	// address, or why the agent asked about it gave none; absent when
 	// nobody could be asked.

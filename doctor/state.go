@@ -41,6 +41,9 @@ type State struct {
 	AgentBefore []*kstat.Snapshot // agent-counters
 	// Kernel is what those counters counted over the probes.
 	Kernel *kstat.Delta // kernel
+	// Paths holds, per address, where the target host's nat rules and
+	// proxies send the connection.
+	Paths [][]Path // nat
 }
 
 // take copies into s the evidence check name stored in from: the fields
@@ -65,6 +68,8 @@ func (s *State) take(name string, from *State) {
 		s.AgentBefore = from.AgentBefore
 	case "kernel":
 		s.Kernel = from.Kernel
+	case "nat":
+		s.Paths = from.Paths
 	}
 }
 

@@ -36,6 +36,21 @@ func (r *Report) WriteText(w io.Writer, opt TextOptions) error {
 	if v := r.Vantage; v != nil {
 		b.WriteString("From " + v.String() + ";\n  " + v.DNS + "\n\n")
 	}
+	var paths []string
+	for _, a := range r.Addresses {
+		for _, p := range a.Paths {
+			if len(p.Hops) > 0 {
+				paths = append(paths, p.Text)
+			}
+		}
+	}
+	if len(paths) > 0 {
+		b.WriteString("Where the connection goes:\n")
+		for _, p := range paths {
+			b.WriteString("  " + p + "\n")
+		}
+		b.WriteString("\n")
+	}
 
 	b.WriteString("Checks walked:\n")
 	nameW := 0

@@ -55,3 +55,38 @@ func TestLinksAndNetnsIDs(t *testing.T) {
 		t.Errorf("lo: %+v", links)
 	}
 }
+
+// The main table of a lab host: its link's prefix on its veth, and a route
+// added through it.
+func TestRoutes(t *testing.T) {
+	netlab.Require(t)
+	t.Parallel()
+	lab := netlab.New(t)
+	a, b := lab.Host("a"), lab.Host("b")
+	addrA, addrB := lab.Link(a, b)
+	a.AddRoute(t, "198.18.200.0/24", "via", addrB.String())
+	var routes []Route
+	var links []Link
+	err := a.Do(func() (err error) {
+		if links, err = Links(t.Context()); err != nil {
+			return err
+		}
+		routes, err = Routes(t.Context())
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	veth := links[slices.IndexFunc(links, func(l Link) bool { return l.Kind == "veth" })]
+	var onLink, via bool
+	for _, r := range routes {
+		if r.Table != mainTable || r.IfIndex == 0 {
+			t.Errorf("route %+v: not of the main table, or no device", r)
+		}
+		onLink = onLink || r.Prefix.Contains(addrA) && r.IfIndex == veth.Index && !r.Gateway.IsValid()
+		via = via || r.Prefix.String() == "198.18.200.0/24" && r.Gateway == addrB && r.IfIndex == veth.Index
+	}
+	if !onLink || !via {
+		t.Errorf("routes %+v: want %v's prefix on %s and 198.18.200.0/24 via %v", routes, addrA, veth.Name, addrB)
+	}
+}

@@ -146,3 +146,6 @@ func parseRouteMsg(b []byte) (Route, error) {
 	}
 	return r, nil
 }
+
+// mainTable is the routing table `ip route` shows (RT_TABLE_MAIN).
+const mainTable = 254
