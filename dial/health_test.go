@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/reach-tools/reach/endpoint"
+	"github.com/reach-tools/reach/internal/testnet"
 	"github.com/reach-tools/reach/probe"
 )
 
@@ -332,7 +333,7 @@ func TestHealthForgetsHealthyAddresses(t *testing.T) {
 // forgotten once no dial has had it for forgetAfter; one still in the
 // answers keeps its ejection however long the dialer sits idle.
 func TestHealthForgetsVanishedAddresses(t *testing.T) {
-	up := serve(t, "127.0.0.3:0", echo)
+	up := testnet.ServeOn(t, testnet.ListenOn(t, "tcp", "127.0.0.3:0"), testnet.Echo)
 	gone := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.2"), up.Port())
 	stays := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.4"), up.Port())
 	for _, ap := range []netip.AddrPort{gone, stays} {

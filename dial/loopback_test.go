@@ -12,68 +12,17 @@ import (
 	"time"
 
 	"github.com/reach-tools/reach/endpoint"
+	"github.com/reach-tools/reach/internal/testnet"
 	"github.com/reach-tools/reach/probe"
 )
 
-// serve listens on addr and hands each connection to fn until the test ends.
-func serve(t testing.TB, addr string, fn func(net.Conn)) netip.AddrPort {
-	t.Helper()
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go fn(c)
-		}
-	}()
-	return ln.Addr().(*net.TCPAddr).AddrPort()
-}
-
-func echo(c net.Conn) {
-	defer c.Close()
-	io.Copy(c, c)
-}
-
-func hangUp(c net.Conn) { c.Close() }
-
-// drain reads until the client closes, so the client closes first.
-func drain(c net.Conn) {
-	defer c.Close()
-	io.Copy(io.Discard, c)
-}
-
-// abort closes with a reset, leaving no TIME_WAIT behind: 10,000 dials
-// must not eat the ephemeral ports other tests need.
+// abort closes a dialled connection with a reset, leaving no TIME_WAIT
+// behind: 10,000 dials must not eat the ephemeral ports other tests need.
 func abort(c net.Conn) {
 	if tc, ok := c.(*net.TCPConn); ok {
 		tc.SetLinger(0)
 	}
 	c.Close()
-}
-
-// resetOnAccept accepts and resets at once (SO_LINGER 0), like a server
-// refusing work at the application level.
-func resetOnAccept(c net.Conn) {
-	c.(*net.TCPConn).SetLinger(0)
-	c.Close()
-}
-
-// closedPort returns an address that refuses: we listened on it and closed it.
-func closedPort(t testing.TB, host string) netip.AddrPort {
-	t.Helper()
-	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ap := ln.Addr().(*net.TCPAddr).AddrPort()
-	ln.Close()
-	return ap
 }
 
 func endpoints(aps ...netip.AddrPort) []endpoint.Endpoint {
@@ -85,8 +34,8 @@ func endpoints(aps ...netip.AddrPort) []endpoint.Endpoint {
 }
 
 func TestLoopbackFailover(t *testing.T) {
-	up := serve(t, "127.0.0.1:0", echo)
-	down := closedPort(t, "127.0.0.1")
+	up := testnet.Serve(t, testnet.Echo)
+	down := testnet.ClosedPort(t)
 	for _, p := range []Policy{Ordered, Race} {
 		t.Run(string(p), func(t *testing.T) {
 			var log attemptLog
@@ -118,9 +67,9 @@ func TestLoopbackFailover(t *testing.T) {
 }
 
 func TestResetOnAccept(t *testing.T) {
-	resetter := serve(t, "127.0.0.1:0", resetOnAccept)
-	closer := serve(t, "127.0.0.1:0", hangUp)
-	up := serve(t, "127.0.0.1:0", echo)
+	resetter := testnet.Serve(t, testnet.Reset)
+	closer := testnet.Serve(t, testnet.HangUp)
+	up := testnet.Serve(t, testnet.Echo)
 	var log attemptLog
 	d := New(endpoints(resetter, closer, up), Options{ReadWait: time.Second, OnAttempt: log.add}) // generous: the servers may be slow to accept on a busy host
 	conn, err := d.DialContext(t.Context())
@@ -150,8 +99,7 @@ func TestResetOnAccept(t *testing.T) {
 
 func TestReadWaitReplaysBanner(t *testing.T) {
 	banner := "220 reach ready\r\n"
-	up := serve(t, "127.0.0.1:0", func(c net.Conn) {
-		defer c.Close()
+	up := testnet.Serve(t, func(c net.Conn) {
 		c.Write([]byte(banner))
 		io.Copy(io.Discard, c)
 	})
@@ -171,7 +119,7 @@ func TestReadWaitReplaysBanner(t *testing.T) {
 }
 
 func TestNameResolvesToSeveralAddresses(t *testing.T) {
-	up := serve(t, "127.0.0.3:0", echo)
+	up := testnet.ServeOn(t, testnet.ListenOn(t, "tcp", "127.0.0.3:0"), testnet.Echo)
 	ln, err := net.Listen("tcp", netip.AddrPortFrom(netip.MustParseAddr("127.0.0.2"), up.Port()).String())
 	if err != nil {
 		t.Skipf("cannot hold 127.0.0.2:%d to make it refuse: %v", up.Port(), err)
@@ -209,9 +157,9 @@ func TestNoLeaksAfter10000Dials(t *testing.T) {
 	if testing.Short() {
 		t.Skip("10,000 real dials")
 	}
-	up := serve(t, "127.0.0.1:0", drain)
-	up2 := serve(t, "127.0.0.1:0", drain)
-	down := closedPort(t, "127.0.0.1")
+	up := testnet.Serve(t, testnet.Drain)
+	up2 := testnet.Serve(t, testnet.Drain)
+	down := testnet.ClosedPort(t)
 	noEject := Ejection{Consecutive: -1}
 	dialers := []*Dialer{
 		New(endpoints(down, up), Options{Eject: noEject}),

@@ -12,6 +12,7 @@ import (
 	"github.com/reach-tools/reach/dial"
 	"github.com/reach-tools/reach/endpoint"
 	"github.com/reach-tools/reach/internal/netlab"
+	"github.com/reach-tools/reach/internal/testnet"
 	"github.com/reach-tools/reach/probe"
 )
 
@@ -25,16 +26,7 @@ func TestSourceInLab(t *testing.T) {
 	p := lab.Pair()
 	second := p.Client.AddAddr(t, p.ClientAddr)
 	ln := p.Server.Listen(t, "tcp", netip.AddrPortFrom(p.ServerAddr, 0).String())
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	ep := endpoint.FromAddrPort(ln.Addr().(*net.TCPAddr).AddrPort())
+	ep := endpoint.FromAddrPort(testnet.ServeOn(t, ln, testnet.HangUp))
 	p.Server.Iptables(t, "-A", "INPUT", "-p", "tcp", "--dport", strconv.Itoa(int(ep.Port)), "!", "-s", second.String(), "-j", "REJECT", "--reject-with", "tcp-reset")
 
 	dialIn := func(opt dial.Options) (net.Conn, error) {

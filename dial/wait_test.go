@@ -11,6 +11,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/reach-tools/reach/internal/testnet"
 	"github.com/reach-tools/reach/probe"
 )
 
@@ -197,7 +198,7 @@ func TestWaitNoEndpoints(t *testing.T) {
 }
 
 func TestWaitLoopbackRefused(t *testing.T) {
-	down := closedPort(t, "127.0.0.1")
+	down := testnet.ClosedPort(t)
 	// Long enough for an attempt to finish on a loaded machine (one takes
 	// well under a millisecond here).
 	res, err := Wait(t.Context(), endpoints(down), WaitOptions{Timeout: time.Second})
@@ -208,7 +209,7 @@ func TestWaitLoopbackRefused(t *testing.T) {
 }
 
 func TestWaitForPortThatOpensLater(t *testing.T) {
-	down := closedPort(t, "127.0.0.1")
+	down := testnet.ClosedPort(t)
 	done := make(chan error, 1)
 	go func() {
 		_, err := Wait(t.Context(), endpoints(down), WaitOptions{Timeout: 30 * time.Second})
@@ -228,7 +229,7 @@ func TestWaitForPortThatOpensLater(t *testing.T) {
 // whose backend is down) is ready for a plain wait, but not with ReadWait,
 // which sees it closed-by-peer.
 func TestWaitReadWait(t *testing.T) {
-	addr := serve(t, "127.0.0.1:0", hangUp)
+	addr := testnet.Serve(t, testnet.HangUp)
 	if _, err := Wait(t.Context(), endpoints(addr), WaitOptions{Timeout: 5 * time.Second}); err != nil {
 		t.Fatalf("plain wait: %v; want ready", err)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/reach-tools/reach/endpoint"
 	"github.com/reach-tools/reach/internal/netlab"
+	"github.com/reach-tools/reach/internal/testnet"
 	"github.com/reach-tools/reach/probe"
 )
 
@@ -26,24 +27,12 @@ type faultLab struct {
 
 func newFaultLab(t *testing.T) *faultLab {
 	t.Helper()
-	lab := netlab.New(t)
-	f := &faultLab{lab: lab, c: lab.Host("c"), s: lab.Host("s")}
-	_, f.primary = lab.Link(f.c, f.s)
+	p := netlab.New(t).Pair()
+	f := &faultLab{lab: p.Lab, c: p.Client, s: p.Server, primary: p.ServerAddr}
 	f.secondary = f.s.AddAddr(t, f.primary)
 	ln := f.s.Listen(t, "tcp", netip.AddrPortFrom(f.secondary, 0).String())
-	go acceptAll(ln, drain)
-	f.port = ln.Addr().(*net.TCPAddr).AddrPort().Port()
+	f.port = testnet.ServeOn(t, ln, testnet.Drain).Port()
 	return f
-}
-
-func acceptAll(ln net.Listener, fn func(net.Conn)) {
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		go fn(c)
-	}
 }
 
 func (f *faultLab) ep(a netip.Addr) endpoint.Endpoint {
@@ -74,7 +63,7 @@ func TestLabFailover(t *testing.T) {
 			opt: Options{Policy: Race, AttemptDelay: 50 * time.Millisecond, Timeout: 20 * time.Second}, first: probe.Canceled, within: 10 * time.Second},
 		{name: "reset on accept", setup: func(t *testing.T, f *faultLab) {
 			ln := f.s.Listen(t, "tcp", netip.AddrPortFrom(f.primary, f.port).String())
-			go acceptAll(ln, resetOnAccept)
+			testnet.ServeOn(t, ln, testnet.Reset)
 		}, opt: Options{ReadWait: 2 * time.Second}, first: probe.Reset},
 	}
 	for _, tt := range tests {
@@ -159,8 +148,7 @@ func addrPortOf(a net.Addr) netip.AddrPort {
 func TestLabRaceInterleavesFamilies(t *testing.T) {
 	f := newFaultLab(t)
 	_, v6 := f.lab.LinkV6(f.c, f.s)
-	ln := f.s.Listen(t, "tcp", netip.AddrPortFrom(v6, f.port).String())
-	go acceptAll(ln, drain)
+	testnet.ServeOn(t, f.s.Listen(t, "tcp", netip.AddrPortFrom(v6, f.port).String()), testnet.Drain)
 	f.s.Iptables(t, "-A", "INPUT", "-p", "tcp", "--dport", strconv.Itoa(int(f.port)), "-j", "DROP")
 	ns := f.s.ListenPacket(t, "udp", netip.AddrPortFrom(f.primary, 0).String())
 	serveDNS(t, ns, map[string][]netip.Addr{"dual.lab.test": {f.primary, f.secondary, v6}})
