@@ -3,7 +3,6 @@ package scan_test
 import (
 	"context"
 	"errors"
-	"net"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/reach-tools/reach/internal/netlab"
+	"github.com/reach-tools/reach/internal/testnet"
 	"github.com/reach-tools/reach/probe"
 	"github.com/reach-tools/reach/scan"
 )
@@ -35,10 +35,9 @@ func ifaceOf(t *testing.T, h *netlab.Host, addr netip.Addr) string {
 // scan binds decide what it finds.
 func TestSourceAndInterface(t *testing.T) {
 	netlab.Require(t)
-	lab := netlab.New(t)
-	c, s := lab.Host("client"), lab.Host("server")
-	clientA, serverA := lab.Link(c, s)
-	clientB, serverB := lab.Link(c, s)
+	pair := netlab.New(t).Pair() // link A
+	c, s, clientA, serverA := pair.Client, pair.Server, pair.ClientAddr, pair.ServerAddr
+	clientB, serverB := pair.Lab.Link(c, s)
 	ifA, ifB := ifaceOf(t, c, clientA), ifaceOf(t, c, clientB)
 	c.AddRoute(t, netip.PrefixFrom(serverA, 24).Masked().String(), "via", serverB.String(), "dev", ifB, "metric", "500")
 
@@ -74,28 +73,18 @@ func TestSourceAndInterface(t *testing.T) {
 	}
 }
 
+// listenOn accepts and closes connections on a in h, and returns the port.
 func listenOn(t *testing.T, h *netlab.Host, a netip.Addr) uint16 {
 	t.Helper()
-	ln := h.Listen(t, "tcp", netip.AddrPortFrom(a, 0).String())
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			conn.Close()
-		}
-	}()
-	return uint16(ln.Addr().(*net.TCPAddr).Port)
+	return testnet.ServeOn(t, h.Listen(t, "tcp", netip.AddrPortFrom(a, 0).String()), testnet.HangUp).Port()
 }
 
 // A source or interface the host does not have fails the scan before any
 // probe, saying what there is instead; so does a target of the other family.
 func TestSourceAndInterfaceErrors(t *testing.T) {
 	netlab.Require(t)
-	lab := netlab.New(t)
-	c, s := lab.Host("client"), lab.Host("server")
-	clientA, serverA := lab.Link(c, s)
+	pair := netlab.New(t).Pair()
+	c, clientA, serverA := pair.Client, pair.ClientAddr, pair.ServerAddr
 	for _, tc := range []struct {
 		name    string
 		targets []scan.Target

@@ -18,30 +18,18 @@ import (
 	"time"
 
 	"github.com/reach-tools/reach/internal/netlab"
+	"github.com/reach-tools/reach/internal/testnet"
 	"github.com/reach-tools/reach/probe"
 	"github.com/reach-tools/reach/scan"
 )
 
-func portOf(t testing.TB, ln net.Listener) uint16 {
-	t.Helper()
-	return uint16(ln.Addr().(*net.TCPAddr).Port)
-}
+// portOf is the port ln listens on.
+func portOf(ln net.Listener) uint16 { return testnet.AddrPort(ln).Port() }
 
 // closedPort returns a port nothing listens on in h: one it listened on and closed.
 func closedPort(t testing.TB, h *netlab.Host, addr string) uint16 {
 	t.Helper()
-	var p uint16
-	if err := h.Do(func() error {
-		ln, err := net.Listen("tcp", net.JoinHostPort(addr, "0"))
-		if err != nil {
-			return err
-		}
-		p = portOf(t, ln)
-		return ln.Close()
-	}); err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return testnet.Closed(h.Listen(t, "tcp", net.JoinHostPort(addr, "0"))).Port()
 }
 
 func allPorts() []uint16 {
@@ -104,10 +92,10 @@ func TestLoopbackFullRangeExact(t *testing.T) {
 	want := map[netip.Addr][]uint16{}
 	lo4, lo6 := netip.MustParseAddr("127.0.0.1"), netip.IPv6Loopback()
 	for range 25 {
-		want[lo4] = append(want[lo4], portOf(t, h.Listen(t, "tcp", "127.0.0.1:0")))
+		want[lo4] = append(want[lo4], portOf(h.Listen(t, "tcp", "127.0.0.1:0")))
 	}
 	for range 3 {
-		want[lo6] = append(want[lo6], portOf(t, h.Listen(t, "tcp6", "[::1]:0")))
+		want[lo6] = append(want[lo6], portOf(h.Listen(t, "tcp6", "[::1]:0")))
 	}
 	slices.Sort(want[lo4])
 	slices.Sort(want[lo6])
@@ -147,18 +135,11 @@ func TestLoopbackFullRangeExact(t *testing.T) {
 	}
 }
 
-// lab2 is a scanner host and a server host on one link.
-func lab2(t *testing.T) (c, s *netlab.Host, saddr netip.Addr, lab *netlab.Lab) {
-	lab = netlab.New(t)
-	c, s = lab.Host("c"), lab.Host("s")
-	_, saddr = lab.Link(c, s)
-	return c, s, saddr, lab
-}
-
 // Each firewall answer maps to nmap's state and reason.
 func TestFirewallStates(t *testing.T) {
-	c, s, saddr, _ := lab2(t)
-	listen := func() uint16 { return portOf(t, s.Listen(t, "tcp", net.JoinHostPort(saddr.String(), "0"))) }
+	pair := netlab.New(t).Pair()
+	c, s, saddr := pair.Client, pair.Server, pair.ServerAddr
+	listen := func() uint16 { return portOf(s.Listen(t, "tcp", net.JoinHostPort(saddr.String(), "0"))) }
 	open1, open2 := listen(), listen()
 	drop, reset, admin, portUnreach, hostUnreach := listen(), listen(), listen(), listen(), listen()
 	closed := closedPort(t, s, saddr.String())
@@ -220,7 +201,7 @@ func TestLoopbackFirewallStates(t *testing.T) {
 		t.Run(fam.name, func(t *testing.T) {
 			lab := netlab.New(t)
 			h := lab.Host("lo")
-			listen := func() uint16 { return portOf(t, h.Listen(t, "tcp", net.JoinHostPort(fam.addr, "0"))) }
+			listen := func() uint16 { return portOf(h.Listen(t, "tcp", net.JoinHostPort(fam.addr, "0"))) }
 			open, droppedOpen, reset, admin, portUnreach := listen(), listen(), listen(), listen(), listen()
 			rule := func(ports string, args ...string) {
 				h.Run(t, append([]string{fam.iptables, "-w", "-A", "INPUT", "-p", "tcp", "--dport", ports, "-j"}, args...)...)
@@ -259,10 +240,9 @@ func TestLoopbackFirewallStates(t *testing.T) {
 
 // The same over IPv6 (ip6tables, ICMPv6).
 func TestFirewallStatesIPv6(t *testing.T) {
-	lab := netlab.New(t)
-	c, s := lab.Host("c"), lab.Host("s")
-	_, saddr := lab.LinkV6(c, s)
-	listen := func() uint16 { return portOf(t, s.Listen(t, "tcp", net.JoinHostPort(saddr.String(), "0"))) }
+	pair := netlab.New(t).PairV6()
+	c, s, saddr := pair.Client, pair.Server, pair.ServerAddr
+	listen := func() uint16 { return portOf(s.Listen(t, "tcp", net.JoinHostPort(saddr.String(), "0"))) }
 	open, drop, reset, admin := listen(), listen(), listen(), listen()
 	closed := closedPort(t, s, saddr.String())
 	rule := func(p uint16, args ...string) {
@@ -285,8 +265,9 @@ func TestFirewallStatesIPv6(t *testing.T) {
 // ports, and a host with no route is no-route at once; live hosts in the same
 // scan are unaffected.
 func TestDeadHostsAreHostLevel(t *testing.T) {
-	c, s, saddr, lab := lab2(t)
-	want := []uint16{portOf(t, s.Listen(t, "tcp", net.JoinHostPort(saddr.String(), "0")))}
+	pair := netlab.New(t).Pair()
+	c, s, saddr, lab := pair.Client, pair.Server, pair.ServerAddr, pair.Lab
+	want := []uint16{portOf(s.Listen(t, "tcp", net.JoinHostPort(saddr.String(), "0")))}
 	dead := lab.Unowned(t, saddr)
 	noRoute := netip.MustParseAddr("198.19.255.1") // on no link of the lab
 	ports := make([]uint16, 0, 1000)
@@ -325,10 +306,11 @@ func TestDeadHostsAreHostLevel(t *testing.T) {
 // With almost no file descriptors left, the scan slows down and stays exact:
 // EMFILE never turns into "closed".
 func TestEMFILEIsNeverClosed(t *testing.T) {
-	c, s, saddr, _ := lab2(t)
+	pair := netlab.New(t).Pair()
+	c, s, saddr := pair.Client, pair.Server, pair.ServerAddr
 	want := map[uint16]string{}
 	for range 5 {
-		want[portOf(t, s.Listen(t, "tcp", net.JoinHostPort(saddr.String(), "0")))] = "open/syn-ack"
+		want[portOf(s.Listen(t, "tcp", net.JoinHostPort(saddr.String(), "0")))] = "open/syn-ack"
 	}
 	for range 5 {
 		want[closedPort(t, s, saddr.String())] = "closed/conn-refused"
@@ -387,8 +369,9 @@ func TestEMFILEIsNeverClosed(t *testing.T) {
 
 // Canceling returns what was found so far, and leaks nothing.
 func TestCancelReturnsPartialResults(t *testing.T) {
-	c, s, saddr, _ := lab2(t)
-	open := portOf(t, s.Listen(t, "tcp", net.JoinHostPort(saddr.String(), "0")))
+	pair := netlab.New(t).Pair()
+	c, s, saddr := pair.Client, pair.Server, pair.ServerAddr
+	open := portOf(s.Listen(t, "tcp", net.JoinHostPort(saddr.String(), "0")))
 	s.Iptables(t, "-A", "INPUT", "-p", "tcp", "--dport", "1:300", "-j", "DROP") // open is ephemeral, above 300
 	fds, goroutines := openFDs(t), runtime.NumGoroutine()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -464,12 +447,11 @@ func BenchmarkLoopbackFullRange(b *testing.B) {
 }
 
 func BenchmarkDropped2000(b *testing.B) {
-	lab := netlab.New(b)
-	c, s := lab.Host("c"), lab.Host("s")
-	_, saddr := lab.Link(c, s)
+	pair := netlab.New(b).Pair()
+	c, s, saddr := pair.Client, pair.Server, pair.ServerAddr
 	var open []string
 	for range 5 {
-		open = append(open, strconv.Itoa(int(portOf(b, s.Listen(b, "tcp", net.JoinHostPort(saddr.String(), "0"))))))
+		open = append(open, strconv.Itoa(int(portOf(s.Listen(b, "tcp", net.JoinHostPort(saddr.String(), "0"))))))
 	}
 	ports := make([]uint16, 0, 2005)
 	for p := 1; p <= 2000; p++ {
@@ -493,14 +475,13 @@ func BenchmarkDropped2000(b *testing.B) {
 // host-level verdict (no ARP answer), not 1000 filtered ports, even though
 // the kernel rate-limits the ICMP errors that would say so.
 func TestSubnetOfMostlyDeadHosts(t *testing.T) {
-	lab := netlab.New(t)
-	c, s := lab.Host("c"), lab.Host("s")
-	caddr, saddr := lab.Link(c, s)
+	pair := netlab.New(t).Pair()
+	c, s, caddr, saddr := pair.Client, pair.Server, pair.ClientAddr, pair.ServerAddr
 	s2 := s.AddAddr(t, saddr)
 	want := map[netip.Addr][]uint16{caddr: nil}
 	for _, a := range []netip.Addr{saddr, s2} {
 		for range 2 {
-			want[a] = append(want[a], portOf(t, s.Listen(t, "tcp", net.JoinHostPort(a.String(), "0"))))
+			want[a] = append(want[a], portOf(s.Listen(t, "tcp", net.JoinHostPort(a.String(), "0"))))
 		}
 		slices.Sort(want[a])
 	}
@@ -549,11 +530,10 @@ func TestSubnetOfMostlyDeadHosts(t *testing.T) {
 
 // IPv6: a dead neighbour (no neighbour-solicitation answer) is host-level too.
 func TestDeadHostIPv6(t *testing.T) {
-	lab := netlab.New(t)
-	c, s := lab.Host("c"), lab.Host("s")
-	_, saddr := lab.LinkV6(c, s)
-	open := portOf(t, s.Listen(t, "tcp6", net.JoinHostPort(saddr.String(), "0")))
-	dead := lab.Unowned(t, saddr)
+	pair := netlab.New(t).PairV6()
+	c, s, saddr := pair.Client, pair.Server, pair.ServerAddr
+	open := portOf(s.Listen(t, "tcp6", net.JoinHostPort(saddr.String(), "0")))
+	dead := pair.Lab.Unowned(t, saddr)
 	rep := scanIn(t, c, []scan.Target{{Addr: saddr}, {Addr: dead}}, scan.Options{Ports: []uint16{open, 1, 2, 3}})
 	for _, h := range rep.Hosts {
 		switch h.Addr {
@@ -620,14 +600,13 @@ func TestMaxRetriesIsBounded(t *testing.T) {
 // index, each looked up inside the scan's namespace, open and closed ports
 // come out right.
 func TestLinkLocalZone(t *testing.T) {
-	lab := netlab.New(t)
-	c, s := lab.Host("c"), lab.Host("s")
-	_, saddr := lab.LinkV6(c, s)
+	pair := netlab.New(t).PairV6()
+	c, s, saddr := pair.Client, pair.Server, pair.ServerAddr
 	ifname := strings.Fields(c.Run(t, "ip", "-o", "-6", "addr", "show", "scope", "global"))[1]
 	index := strings.TrimSpace(c.Run(t, "cat", "/sys/class/net/"+ifname+"/ifindex"))
 	sname := strings.Fields(s.Run(t, "ip", "-o", "-6", "addr", "show", "to", saddr.String()))[1]
 	s.Run(t, "ip", "addr", "add", "fe80::2/64", "dev", sname, "nodad")
-	open := portOf(t, s.Listen(t, "tcp6", "[::]:0"))
+	open := portOf(s.Listen(t, "tcp6", "[::]:0"))
 	closed := closedPort(t, s, "::")
 	for _, zone := range []string{ifname, index} {
 		addr := netip.MustParseAddr("fe80::2").WithZone(zone)
@@ -667,7 +646,7 @@ func TestLocalRouteRefusals(t *testing.T) {
 func TestMappedTargetIsIPv4(t *testing.T) {
 	lab := netlab.New(t)
 	h := lab.Host("lo")
-	open := portOf(t, h.Listen(t, "tcp", "127.0.0.1:0"))
+	open := portOf(h.Listen(t, "tcp", "127.0.0.1:0"))
 	closed := closedPort(t, h, "127.0.0.1")
 	rep := scanIn(t, h, target(netip.MustParseAddr("::ffff:127.0.0.1")), scan.Options{Ports: []uint16{open, closed}, MaxRetries: -1})
 	host := rep.Hosts[0]
@@ -682,7 +661,7 @@ func TestMappedTargetIsIPv4(t *testing.T) {
 func TestDuplicateTargetsScannedOnce(t *testing.T) {
 	lab := netlab.New(t)
 	h := lab.Host("lo")
-	open := portOf(t, h.Listen(t, "tcp", "127.0.0.1:0"))
+	open := portOf(h.Listen(t, "tcp", "127.0.0.1:0"))
 	lo := netip.MustParseAddr("127.0.0.1")
 	var seen []uint16 // OnPort calls are serialized
 	rep := scanIn(t, h, []scan.Target{{Addr: lo}, {Addr: netip.MustParseAddr("::ffff:127.0.0.1")}, {Addr: lo, Name: "localhost"}},
