@@ -10,6 +10,7 @@ import (
 
 	"github.com/reach-tools/reach/doctor"
 	"github.com/reach-tools/reach/endpoint"
+	"github.com/reach-tools/reach/internal/netlab"
 )
 
 // BenchmarkRefusedLocal diagnoses a refused port on this host's loopback:
@@ -54,4 +55,24 @@ func BenchmarkDropped(b *testing.B) {
 			b.ReportMetric(float64(worst)/float64(timeout), "worst/timeout")
 		})
 	}
+}
+
+// BenchmarkThroughNAT diagnoses, on a Docker host with three containers, a
+// published port whose server listens on its container's loopback: the
+// containers' namespaces listed, the rules read and walked.
+func BenchmarkThroughNAT(b *testing.B) {
+	local80 := []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:80")}
+	d := netlab.New(b).Docker(netlab.DockerOptions{Containers: []netlab.ContainerOptions{
+		{Name: "web", Listen: local80, Publish: []netlab.Publish{{HostPort: 8080, ContainerPort: 80}}},
+		{Name: "db", Listen: []netip.AddrPort{netip.MustParseAddrPort("0.0.0.0:5432")}},
+		{Name: "cache", Listen: []netip.AddrPort{netip.MustParseAddrPort("0.0.0.0:6379")}},
+	}})
+	ep := endpoint.FromAddrPort(netip.AddrPortFrom(d.HostAddr, 8080))
+	opt := doctor.Options{Timeout: 3 * time.Second, Dial: d.Host.DialContext, Enter: d.Host.Do}
+	for b.Loop() {
+		if r := doctor.Run(context.Background(), ep, opt); r.Cause != doctor.LoopbackOnly {
+			b.Fatalf("cause %s, want loopback-only", r.Cause)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/diagnosis")
 }

@@ -74,6 +74,19 @@ func judgeSockets(ev *HostEvidence, ap netip.AddrPort, class probe.Class, local 
 	for j := range fs {
 		fs[j] = v.capped(fs[j])
 	}
+	if class == probe.Refused && len(fs) == 0 && v.capAll != "" {
+		// A listener takes the address, yet the host refused: a rule the
+		// doctor could not read rejects or translates the connection.
+		for _, sk := range ev.Listening {
+			if sk.Local.Port() == ap.Port() && accepts(sk, ap.Addr()) {
+				fs = append(fs, Finding{Cause: FirewallReject, Confidence: Possible, settles: true,
+					Issue:    fmt.Sprintf("Something listens on port %d, yet the connection is refused before it arrives: a rule rejects or redirects it", ap.Port()),
+					Evidence: fmt.Sprintf("%s listens on %s, yet %s was answered with a reset; %s", sk.Owner(), sk.Local, ap, v.capAllWhy),
+					Fix:      fmt.Sprintf("run reach check %s as root on %s: it reads and walks the nat and filter rules (or read iptables-save and nft list ruleset)", ap, ev.Host)})
+				break
+			}
+		}
+	}
 	return detail, fs
 }
 

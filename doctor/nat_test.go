@@ -153,6 +153,11 @@ func TestNATCauses(t *testing.T) {
 			ev.Firewall, ev.PeersSeen = false, true
 			return ev
 		}(), NotListening, Likely, []string{"were not read (run as root"}, ""},
+		{"a listener takes it, yet refused, the rules unread", ap, probe.Refused, func() HostEvidence {
+			ev := oldAgent(dockerHost(ap, asIs(ap), []sockets.Socket{anyProxy}))
+			ev.Firewall = false
+			return ev
+		}(), FirewallReject, Possible, []string{"listens on 0.0.0.0:8080, yet 198.18.0.2:8080 was answered with a reset"}, "as root"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

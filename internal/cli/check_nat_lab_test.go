@@ -6,9 +6,11 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -17,17 +19,18 @@ import (
 )
 
 // natVantage is where reach check runs in a NAT case: on the Docker host
-// or Kubernetes node itself, on another host asking the agent there, or on
-// that other host alone.
+// or Kubernetes node itself, on another host asking the agent there, on
+// that other host alone, or on the host as an unprivileged user.
 type natVantage int
 
 const (
 	fromHost natVantage = iota
 	viaAgent
 	alone
+	unprivileged
 )
 
-func (v natVantage) String() string { return [...]string{"host", "agent", "alone"}[v] }
+func (v natVantage) String() string { return [...]string{"host", "agent", "alone", "unprivileged"}[v] }
 
 // natWant is what one vantage must report: the cause and confidence, and
 // substrings of the first finding's evidence (the container's namespace,
@@ -58,6 +61,7 @@ const natToken = "nat-lab-token-0123456789"
 // evidence, and the fix. From the client alone it is never confirmed.
 func TestCheckThroughNAT(t *testing.T) {
 	bin := buildReach(t)
+	nobodyBin := forNobody(t, bin)
 	dir := t.TempDir()
 	tokenFile := filepath.Join(dir, "token")
 	if err := os.WriteFile(tokenFile, []byte(natToken+"\n"), 0o600); err != nil {
@@ -125,6 +129,9 @@ func TestCheckThroughNAT(t *testing.T) {
 				fromHost: {cause: doctor.LoopbackOnly, conf: doctor.Confirmed, evidence: []string{"{dnat}", "{web}", "127.0.0.1:80"}, fix: "listen on 0.0.0.0:80"},
 				viaAgent: {cause: doctor.LoopbackOnly, conf: doctor.Confirmed, evidence: []string{"{dnat}", "{web}", "127.0.0.1:80"}, fix: "listen on 0.0.0.0:80"},
 				alone:    neverConfirmed,
+				// Without root neither the rules nor the container can be
+				// seen: the listener docker-proxy holds, yet refused.
+				unprivileged: {conf: doctor.Possible, fix: "as root"},
 			}},
 			tc{"docker " + be + ": published to the wrong container port", docker(dopt(web([]netip.AddrPort{port80}, netlab.Publish{HostPort: 8080, ContainerPort: 81}))), "HOST:8080", map[natVantage]natWant{
 				fromHost: {cause: doctor.NATMismatch, conf: doctor.Confirmed, evidence: []string{"198.19.0.2:81", "{web}"}, fix: "-p 8080:80"},
@@ -169,9 +176,10 @@ func TestCheckThroughNAT(t *testing.T) {
 				alone:    {cause: doctor.Reachable, conf: doctor.Confirmed},
 			}},
 			tc{"kube-proxy " + mode.String() + ": no endpoints", kube(mode, pod8080), "SVC:80", map[natVantage]natWant{
-				fromHost: {cause: doctor.NoEndpoints, conf: doctor.Confirmed, evidence: noEP, fix: "endpointslices"},
-				viaAgent: {cause: doctor.NoEndpoints, conf: doctor.Confirmed, evidence: noEP, fix: "endpointslices"},
-				alone:    neverConfirmed,
+				fromHost:     {cause: doctor.NoEndpoints, conf: doctor.Confirmed, evidence: noEP, fix: "endpointslices"},
+				viaAgent:     {cause: doctor.NoEndpoints, conf: doctor.Confirmed, evidence: noEP, fix: "endpointslices"},
+				alone:        neverConfirmed,
+				unprivileged: neverConfirmed,
 			}},
 			tc{"kube-proxy " + mode.String() + ": the endpoint bound to the pod's loopback", kube(mode, podLocal, "api"), "SVC:80", map[natVantage]natWant{
 				fromHost: {cause: doctor.LoopbackOnly, conf: doctor.Confirmed, evidence: []string{"198.19.1.2:8080", "{api}", "127.0.0.1:8080"}, fix: "listen on 0.0.0.0:8080"},
@@ -186,7 +194,7 @@ func TestCheckThroughNAT(t *testing.T) {
 			l := c.lab(t)
 			l.startAgent(t, bin, tokenFile)
 			target := strings.NewReplacer("HOST", l.hostAddr.String(), "lo", "127.0.0.1", "SVC", l.names["svc"]).Replace(c.target)
-			for _, v := range []natVantage{fromHost, viaAgent, alone} {
+			for _, v := range []natVantage{fromHost, viaAgent, alone, unprivileged} {
 				w, ok := c.want[v]
 				if !ok {
 					continue
@@ -198,7 +206,12 @@ func TestCheckThroughNAT(t *testing.T) {
 				case viaAgent:
 					args = append(args, "--agent", l.agent, "--token-file", tokenFile)
 				}
-				out, errs, _ := reachIn(t, bin, h, "", args...)
+				var out, errs string
+				if v == unprivileged {
+					out, errs = reachAsNobody(t, nobodyBin, l.host, args...)
+				} else {
+					out, errs, _ = reachIn(t, bin, h, "", args...)
+				}
 				var r doctor.Report
 				if err := json.Unmarshal([]byte(out), &r); err != nil {
 					t.Fatalf("%v: %v\n%s\n%s", v, err, out, errs)
@@ -207,6 +220,44 @@ func TestCheckThroughNAT(t *testing.T) {
 			}
 		})
 	}
+}
+
+// forNobody copies bin where user nobody may run it.
+func forNobody(t *testing.T, bin string) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "reach-nobody-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	b, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "reach")
+	if err := os.WriteFile(out, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// reachAsNobody runs bin as user nobody in h's network namespace: it is
+// forked from a thread inside it, since nobody may not enter one.
+func reachAsNobody(t *testing.T, bin string, h *netlab.Host, args ...string) (string, string) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := h.Do(cmd.Run); err != nil {
+		if _, ok := err.(*exec.ExitError); !ok {
+			t.Fatalf("reach as nobody: %v", err)
+		}
+	}
+	return out.String(), errb.String()
 }
 
 // startAgent runs reach agent on the host, with a hub that is not there
@@ -233,7 +284,7 @@ func (l *natLab) startAgent(t *testing.T, bin, tokenFile string) {
 func (l *natLab) check(t *testing.T, v natVantage, w natWant, r *doctor.Report) {
 	t.Helper()
 	dump := func() string { b, _ := json.MarshalIndent(r, "", "  "); return string(b) }
-	if v == alone {
+	if v == alone || v == unprivileged {
 		if r.Confidence == doctor.Confirmed && r.Cause != doctor.Reachable {
 			t.Errorf("%v: %s confirmed: the client alone cannot know that\n%s", v, r.Cause, dump())
 		}
@@ -244,6 +295,9 @@ func (l *natLab) check(t *testing.T, v natVantage, w natWant, r *doctor.Report) 
 		}
 		if w.cause != "" && r.Cause != w.cause {
 			t.Errorf("%v: cause %s, want %s\n%s", v, r.Cause, w.cause, dump())
+		}
+		if w.fix != "" && (len(r.Findings) == 0 || !strings.Contains(r.Findings[0].Fix, w.fix)) {
+			t.Errorf("%v: the fix does not say %q\n%s", v, w.fix, dump())
 		}
 		return
 	}
