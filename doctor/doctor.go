@@ -1,7 +1,9 @@
 // Package doctor explains why a TCP endpoint cannot be reached. It walks a
 // ladder of checks (name resolution, route, TCP probes, ICMP echo, the
-// target host's sockets and firewall, the path, the kernel's counters before
-// and after the probes), each of which reports what it looked at, and turns
+// target host's sockets and firewall, where its nat rules and userland
+// proxies send the connection and what listens there, in which container,
+// the path, the kernel's counters before and after the probes), each of
+// which reports what it looked at, and turns
 // the evidence into findings: an issue, the evidence for it and a fix, each
 // with a stable cause id (see Cause). Run diagnoses one endpoint, RunMany
 // several at once, and RunFrom runs the ladder from inside another network
@@ -11,7 +13,9 @@
 // target is this host, or when a RemoteEvidence source (an agent on the
 // target host) can be asked. Without it the doctor does not pretend: it
 // lists the possible causes in order of likelihood and says what would tell
-// them apart.
+// them apart. A cause is confirmed only when the evidence rules the others
+// out: what could not be read (rules without root, a container's namespace)
+// lowers it, and the report says why.
 package doctor
 
 import (
