@@ -5,7 +5,6 @@ package probe_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"strings"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/reach-tools/reach/endpoint"
+	"github.com/reach-tools/reach/internal/testnet"
 	"github.com/reach-tools/reach/probe"
 )
 
@@ -39,12 +39,8 @@ func TestLocalErrorOutOfFiles(t *testing.T) {
 }
 
 func outOfFilesChild(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0") // also starts the poller, which needs fds of its own
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	ep := endpoint.FromAddrPort(ln.Addr().(*net.TCPAddr).AddrPort())
+	// Listening also starts the poller, which needs fds of its own.
+	ep := endpoint.FromAddrPort(testnet.AddrPort(testnet.Listen(t)))
 
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {

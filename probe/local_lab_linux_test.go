@@ -3,7 +3,6 @@ package probe_test
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/reach-tools/reach/endpoint"
 	"github.com/reach-tools/reach/internal/netlab"
+	"github.com/reach-tools/reach/internal/testnet"
 	"github.com/reach-tools/reach/probe"
 )
 
@@ -42,11 +42,10 @@ type twoLinks struct {
 
 func newTwoLinks(t *testing.T) *twoLinks {
 	t.Helper()
-	lab := netlab.New(t)
-	l := &twoLinks{client: lab.Host("client"), server: lab.Host("server")}
-	l.clientA, l.serverA = lab.Link(l.client, l.server)
+	p := netlab.New(t).Pair() // link A
+	l := &twoLinks{client: p.Client, server: p.Server, clientA: p.ClientAddr, serverA: p.ServerAddr}
 	var serverB netip.Addr
-	l.clientB, serverB = lab.Link(l.client, l.server)
+	l.clientB, serverB = p.Lab.Link(l.client, l.server)
 	l.ifA, l.ifB = ifaceOf(t, l.client, l.clientA), ifaceOf(t, l.client, l.clientB)
 	l.serverIfA = ifaceOf(t, l.server, l.serverA)
 	l.client.AddRoute(t, netip.PrefixFrom(l.serverA, 24).Masked().String(), "via", serverB.String(), "dev", l.ifB, "metric", "500")
@@ -58,16 +57,7 @@ func newTwoLinks(t *testing.T) *twoLinks {
 func (l *twoLinks) serve(t *testing.T, match ...string) endpoint.Endpoint {
 	t.Helper()
 	ln := l.server.Listen(t, "tcp", netip.AddrPortFrom(l.serverA, 0).String())
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go idle(c)
-		}
-	}()
-	ep := endpoint.FromAddrPort(ln.Addr().(*net.TCPAddr).AddrPort())
+	ep := endpoint.FromAddrPort(testnet.ServeOn(t, ln, testnet.Drain))
 	rule := append([]string{"-A", "INPUT", "-p", "tcp", "--dport", strconv.Itoa(int(ep.Port))}, match...)
 	l.server.Iptables(t, append(rule, "-j", "REJECT", "--reject-with", "tcp-reset")...)
 	return ep

@@ -5,58 +5,23 @@ import (
 	"errors"
 	"io"
 	"net"
-	"net/netip"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/reach-tools/reach/endpoint"
+	"github.com/reach-tools/reach/internal/testnet"
 	"github.com/reach-tools/reach/probe"
 )
-
-// listen returns a loopback listener whose accepted connections are handled by fn.
-func listen(t *testing.T, fn func(net.Conn)) netip.AddrPort {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			fn(c)
-		}
-	}()
-	return ln.Addr().(*net.TCPAddr).AddrPort()
-}
-
-// closedPort returns a loopback port that was just listened on and closed.
-func closedPort(t *testing.T) netip.AddrPort {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ap := ln.Addr().(*net.TCPAddr).AddrPort()
-	ln.Close()
-	return ap
-}
 
 func TestRunLoopback(t *testing.T) {
 	// Open servers keep each connection until the client closes it, so a
 	// read wait sees no close however late it starts on a loaded machine.
-	open := listen(t, func(c net.Conn) { io.Copy(io.Discard, c); c.Close() })
-	banner := listen(t, func(c net.Conn) { c.Write([]byte("SSH-2.0-test\r\n")); io.Copy(io.Discard, c); c.Close() })
-	closer := listen(t, func(c net.Conn) { c.Close() })
-	resetter := listen(t, func(c net.Conn) {
-		c.(*net.TCPConn).SetLinger(0)
-		c.Close()
-	})
-	refused := closedPort(t)
+	open := testnet.Serve(t, testnet.Drain)
+	banner := testnet.Serve(t, func(c net.Conn) { c.Write([]byte("SSH-2.0-test\r\n")); io.Copy(io.Discard, c) })
+	closer := testnet.Serve(t, testnet.HangUp)
+	resetter := testnet.Serve(t, testnet.Reset)
+	refused := testnet.ClosedPort(t)
 	// A resolver whose DNS server is a refused loopback port: lookups fail for real.
 	deadDNS := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
 		var d net.Dialer
@@ -109,7 +74,7 @@ func TestRunLoopback(t *testing.T) {
 }
 
 func TestDNSErrorChain(t *testing.T) {
-	refused := closedPort(t)
+	refused := testnet.ClosedPort(t)
 	res := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, network, refused.String())
@@ -127,7 +92,7 @@ func TestDNSErrorChain(t *testing.T) {
 func TestCanceled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	r := probe.Run(ctx, endpoint.FromAddrPort(closedPort(t)), probe.Options{})
+	r := probe.Run(ctx, endpoint.FromAddrPort(testnet.ClosedPort(t)), probe.Options{})
 	if r.Class != probe.Canceled || r.Class.Retryable() {
 		t.Fatalf("class %s (%v), want canceled and not retryable", r.Class, r.Err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"slices"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/reach-tools/reach/endpoint"
 	"github.com/reach-tools/reach/internal/netlab"
+	"github.com/reach-tools/reach/internal/testnet"
 	"github.com/reach-tools/reach/probe"
 )
 
@@ -33,41 +33,43 @@ type site struct {
 	gateway        netip.Addr   // the router's address on the client's link
 }
 
+// newSite lays out a client and a server on one link (IPv4, or IPv6), or
+// routed: on two subnets with a forwarding router between them, routes both
+// ways through it and nowhere else.
+func newSite(t *testing.T, v6, routed bool) *site {
+	t.Helper()
+	lab := netlab.New(t)
+	if routed {
+		r := lab.Routed()
+		// Each case probes three times. A router's ICMP errors about
+		// forwarding draw on two rate limits that share one bucket per
+		// destination; lift the per-namespace one, so the third still gets
+		// its answer (the other, global, allows a burst of five).
+		r.Router.Sysctl(t, "net.ipv4.icmp_ratelimit", "0")
+		return &site{lab: lab, client: r.Client, server: r.Server, clientAddr: r.ClientAddr, serverAddr: r.ServerAddr,
+			router: r.Router, gateway: r.RouterClientSide}
+	}
+	pair := lab.Pair
+	if v6 {
+		pair = lab.PairV6
+	}
+	p := pair()
+	return &site{lab: lab, client: p.Client, server: p.Server, clientAddr: p.ClientAddr, serverAddr: p.ServerAddr}
+}
+
 // serve runs fn for each connection accepted on the server's link address and
 // returns the endpoint it listens on.
 func (s *site) serve(t *testing.T, fn func(net.Conn)) endpoint.Endpoint {
 	t.Helper()
 	ln := s.server.Listen(t, "tcp", netip.AddrPortFrom(s.serverAddr, 0).String())
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go fn(c)
-		}
-	}()
-	return endpoint.FromAddrPort(ln.Addr().(*net.TCPAddr).AddrPort())
-}
-
-// idle keeps a connection open without sending, like a server waiting for
-// the client to speak, until the peer goes away.
-func idle(c net.Conn) {
-	defer c.Close()
-	_, _ = io.Copy(io.Discard, c)
-}
-
-// resetAfterAccept completes the handshake, then aborts the connection (RST).
-func resetAfterAccept(c net.Conn) {
-	_ = c.(*net.TCPConn).SetLinger(0)
-	c.Close()
+	return endpoint.FromAddrPort(testnet.ServeOn(t, ln, fn))
 }
 
 // firewalled is a listening server whose port a rule then blocks, so the rule
 // and nothing else makes the probe fail.
 func (s *site) firewalled(t *testing.T, rule func(port string)) endpoint.Endpoint {
 	t.Helper()
-	ep := s.serve(t, idle)
+	ep := s.serve(t, testnet.Drain)
 	rule(strconv.Itoa(int(ep.Port)))
 	return ep
 }
@@ -93,24 +95,6 @@ func (s *site) nftInput(t *testing.T, verdict string) endpoint.Endpoint {
 	}
 }`, port, verdict))
 	})
-}
-
-// route puts a forwarding router between client and server, each on its own
-// subnet, with routes both ways through it (and nowhere else).
-func (s *site) route(t *testing.T) {
-	t.Helper()
-	s.router = s.lab.Host("router")
-	var viaServer netip.Addr
-	s.clientAddr, s.gateway = s.lab.Link(s.client, s.router)
-	viaServer, s.serverAddr = s.lab.Link(s.router, s.server)
-	s.router.Sysctl(t, "net.ipv4.ip_forward", "1")
-	// Each case probes three times. A router's ICMP errors about
-	// forwarding draw on two rate limits that share one bucket per
-	// destination; lift the per-namespace one, so the third still gets its
-	// answer (the other, global, allows a burst of five).
-	s.router.Sysctl(t, "net.ipv4.icmp_ratelimit", "0")
-	s.client.AddRoute(t, netip.PrefixFrom(s.serverAddr, 24).Masked().String(), "via", s.gateway.String())
-	s.server.AddRoute(t, netip.PrefixFrom(s.clientAddr, 24).Masked().String(), "via", viaServer.String())
 }
 
 // exhaustPorts leaves the client a single ephemeral port and uses it for a
@@ -154,14 +138,14 @@ var labCases = []labCase{
 	{
 		name: "open",
 		setup: func(t *testing.T, s *site) (endpoint.Endpoint, probe.Options) {
-			return s.serve(t, idle), probe.Options{Timeout: quick}
+			return s.serve(t, testnet.Drain), probe.Options{Timeout: quick}
 		},
 		want: probe.Open,
 	},
 	{
 		name: "open-waits-for-client",
 		setup: func(t *testing.T, s *site) (endpoint.Endpoint, probe.Options) {
-			return s.serve(t, idle), probe.Options{Timeout: quick, ReadWait: 200 * time.Millisecond}
+			return s.serve(t, testnet.Drain), probe.Options{Timeout: quick, ReadWait: 200 * time.Millisecond}
 		},
 		want: probe.Open,
 	},
@@ -283,7 +267,7 @@ var labCases = []labCase{
 	{
 		name: "open-by-name",
 		setup: func(t *testing.T, s *site) (endpoint.Endpoint, probe.Options) {
-			port := s.serve(t, idle).Port
+			port := s.serve(t, testnet.Drain).Port
 			ns := s.server.ServeDNS(t, s.serverAddr, map[string][]netip.Addr{"db.reach.test": {s.serverAddr}})
 			return endpoint.Endpoint{Host: "db.reach.test", Port: port}, probe.Options{Timeout: quick, Resolver: s.client.Resolver(ns)}
 		},
@@ -303,21 +287,21 @@ var labCases = []labCase{
 	{
 		name: "reset-after-accept",
 		setup: func(t *testing.T, s *site) (endpoint.Endpoint, probe.Options) {
-			return s.serve(t, resetAfterAccept), probe.Options{Timeout: quick, ReadWait: quick}
+			return s.serve(t, testnet.Reset), probe.Options{Timeout: quick, ReadWait: quick}
 		},
 		want: probe.Reset, errno: syscall.ECONNRESET,
 	},
 	{
 		name: "closed-by-peer-after-accept",
 		setup: func(t *testing.T, s *site) (endpoint.Endpoint, probe.Options) {
-			return s.serve(t, func(c net.Conn) { c.Close() }), probe.Options{Timeout: quick, ReadWait: quick}
+			return s.serve(t, testnet.HangUp), probe.Options{Timeout: quick, ReadWait: quick}
 		},
 		want: probe.ClosedByPeer,
 	},
 	{
 		name: "local-error-ephemeral-ports-exhausted",
 		setup: func(t *testing.T, s *site) (endpoint.Endpoint, probe.Options) {
-			ep := s.serve(t, idle)
+			ep := s.serve(t, testnet.Drain)
 			s.exhaustPorts(t, ep)
 			return ep, probe.Options{Timeout: quick}
 		},
@@ -328,7 +312,7 @@ var labCases = []labCase{
 	{
 		name: "routed-open", routed: true,
 		setup: func(t *testing.T, s *site) (endpoint.Endpoint, probe.Options) {
-			return s.serve(t, idle), probe.Options{Timeout: quick}
+			return s.serve(t, testnet.Drain), probe.Options{Timeout: quick}
 		},
 		want: probe.Open,
 	},
@@ -354,7 +338,7 @@ var labCases = []labCase{
 	{
 		name: "routed-timeout-router-drops", routed: true,
 		setup: func(t *testing.T, s *site) (endpoint.Endpoint, probe.Options) {
-			ep := s.serve(t, idle)
+			ep := s.serve(t, testnet.Drain)
 			s.router.Iptables(t, "-A", "FORWARD", "-p", "tcp", "--dport", strconv.Itoa(int(ep.Port)), "-j", "DROP")
 			return ep, probe.Options{Timeout: dropped}
 		},
@@ -363,7 +347,7 @@ var labCases = []labCase{
 	{
 		name: "routed-host-unreachable-router-rejects-admin-prohibited", routed: true,
 		setup: func(t *testing.T, s *site) (endpoint.Endpoint, probe.Options) {
-			ep := s.serve(t, idle)
+			ep := s.serve(t, testnet.Drain)
 			s.router.Iptables(t, "-A", "FORWARD", "-p", "tcp", "--dport", strconv.Itoa(int(ep.Port)), "-j", "REJECT", "--reject-with", "icmp-admin-prohibited")
 			return ep, probe.Options{Timeout: quick}
 		},
@@ -375,7 +359,7 @@ var labCases = []labCase{
 	{
 		name: "v6-open", v6: true,
 		setup: func(t *testing.T, s *site) (endpoint.Endpoint, probe.Options) {
-			return s.serve(t, idle), probe.Options{Timeout: quick}
+			return s.serve(t, testnet.Drain), probe.Options{Timeout: quick}
 		},
 		want: probe.Open,
 	},
@@ -451,16 +435,7 @@ func TestClassesInLab(t *testing.T) {
 	for _, tc := range labCases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			lab := netlab.New(t)
-			s := &site{lab: lab, client: lab.Host("client"), server: lab.Host("server")}
-			switch {
-			case tc.routed:
-				s.route(t)
-			case tc.v6:
-				s.clientAddr, s.serverAddr = lab.LinkV6(s.client, s.server)
-			default:
-				s.clientAddr, s.serverAddr = lab.Link(s.client, s.server)
-			}
+			s := newSite(t, tc.v6, tc.routed)
 			ep, opt := tc.setup(t, s)
 
 			// The probe's own dialer, as commands use it, run on a
@@ -598,22 +573,20 @@ func checkResultError(t *testing.T, r probe.Result, ep endpoint.Endpoint) {
 // only waits; nothing it does ends the connection.
 func TestAbortedIsLocal(t *testing.T) {
 	netlab.Require(t)
-	lab := netlab.New(t)
-	s := &site{lab: lab, client: lab.Host("client"), server: lab.Host("server")}
-	s.clientAddr, s.serverAddr = lab.Link(s.client, s.server)
-	ep := s.serve(t, idle)
+	s := newSite(t, false, false)
+	ep := s.serve(t, testnet.Drain)
 	killed := make(chan string, 1)
 	go func() {
 		defer close(killed)
 		// ss -K prints the sockets it destroyed; poll until it has one,
 		// established (one killed in SYN-SENT fails the connect instead).
-		for range 200 {
-			out, err := s.client.Exec("ss", "-K", "-tnH", "state", "established", "dst", ep.String())
-			if err != nil || strings.TrimSpace(string(out)) != "" {
-				killed <- fmt.Sprintf("%v %s", err, out)
-				return
-			}
-			time.Sleep(25 * time.Millisecond)
+		var out []byte
+		var err error
+		if testnet.Poll(5*time.Second, func() bool {
+			out, err = s.client.Exec("ss", "-K", "-tnH", "state", "established", "dst", ep.String())
+			return err != nil || strings.TrimSpace(string(out)) != ""
+		}) {
+			killed <- fmt.Sprintf("%v %s", err, out)
 		}
 	}()
 	r := probe.Run(t.Context(), ep, probe.Options{Timeout: 20 * time.Second, ReadWait: 15 * time.Second, Dial: s.client.DialContext})
