@@ -199,7 +199,7 @@ client certificate must name this agent (CN or DNS SAN).`,
 					serveErr <- srv.Serve(ln)
 				}
 			}()
-			ctx, cancel := context.WithCancel(env.Ctx)
+			ctx, cancel := context.WithCancel(cmd.Context())
 			defer cancel()
 			runErr := make(chan error, 1)
 			go func() { runErr <- a.Run(ctx) }()

@@ -158,7 +158,7 @@ Exit status: 0 every target is reachable, 1 one is not, 2 usage error.`,
 			}
 			progress(0)
 			failed := false
-			reports := doctor.RunMany(env.Ctx, eps, opt)
+			reports := doctor.RunMany(cmd.Context(), eps, opt)
 			var insideErr error
 			if inside {
 				reports = fromInside(env, cmd, ref, args, &insideErr)
@@ -167,7 +167,7 @@ Exit status: 0 every target is reachable, 1 one is not, 2 usage error.`,
 				if showsProgress(env.Err) {
 					fmt.Fprint(env.Err, "\r\x1b[K") // clear the progress line
 				}
-				if err := env.Ctx.Err(); err != nil {
+				if err := cmd.Context().Err(); err != nil {
 					return &ExitError{Code: ExitFail, Err: errors.New("interrupted")}
 				}
 				failed = failed || !r.Reachable

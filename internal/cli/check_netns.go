@@ -50,7 +50,7 @@ func fromInside(env *Env, cmd *cobra.Command, ref sockets.NamespaceRef, targets 
 	child := exec.Command("/proc/self/exe", args...)
 	return func(yield func(int, *doctor.Report) bool) {
 		i := 0
-		for r, err := range doctor.RunFrom(env.Ctx, ref, child) {
+		for r, err := range doctor.RunFrom(cmd.Context(), ref, child) {
 			if err != nil {
 				*errp = err
 				return

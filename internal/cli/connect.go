@@ -120,7 +120,7 @@ Exit status: 0 connected, 1 no target accepted, 2 usage error.`,
 				opt.Logger = slog.New(slog.NewTextHandler(env.Err, &slog.HandlerOptions{Level: slog.LevelDebug}))
 			}
 			start := time.Now()
-			conn, err := dial.New(eps, opt).DialContext(env.Ctx)
+			conn, err := dial.New(eps, opt).DialContext(cmd.Context())
 			rep.Elapsed = time.Since(start)
 			report := env.Err // the data stream owns stdout unless we only probe
 			if probeOnly {
@@ -147,7 +147,7 @@ Exit status: 0 connected, 1 no target accepted, 2 usage error.`,
 			if probeOnly {
 				return nil
 			}
-			if err := pipeConn(env.Ctx, conn, env.In, env.Out); err != nil {
+			if err := pipeConn(cmd.Context(), conn, env.In, env.Out); err != nil {
 				return &ExitError{Code: ExitFail, Err: fmt.Errorf("connection to %s: %w", rep.Endpoint, err)}
 			}
 			return nil

@@ -3,7 +3,6 @@ package cli
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"errors"
 	"io"
 	"os"
@@ -62,7 +61,7 @@ func dig(t *testing.T, v any, path ...any) any {
 // parsesAsAgent checks that reach agent accepts args (flags only).
 func parsesAsAgent(t *testing.T, where string, args []string) {
 	t.Helper()
-	cmd := newAgentCmd(&Env{Ctx: context.Background(), Stdio: Stdio{Out: io.Discard, Err: io.Discard}})
+	cmd := newAgentCmd(&Env{Stdio: Stdio{Out: io.Discard, Err: io.Discard}})
 	if err := cmd.ParseFlags(args); err != nil {
 		t.Errorf("%s: reach agent rejects %q: %v", where, args, err)
 	}
@@ -102,7 +101,7 @@ func TestDeployManifests(t *testing.T) {
 			for _, a := range dig(t, d, "spec", "template", "spec", "containers", 0, "args").([]any) {
 				args = append(args, a.(string))
 			}
-			cmd := newWatchCmd(&Env{Ctx: context.Background(), Stdio: Stdio{Out: io.Discard, Err: io.Discard}})
+			cmd := newWatchCmd(&Env{Stdio: Stdio{Out: io.Discard, Err: io.Discard}})
 			if args[0] != "watch" {
 				t.Errorf("hub Deployment runs %q, want reach watch", args[0])
 			} else if err := cmd.ParseFlags(args[1:]); err != nil {

@@ -105,11 +105,11 @@ Exit status: 0 when a socket matched, 1 when none did (so scripts can ask
 			var err error
 			switch {
 			case allNamespaces:
-				t, err = sockets.ListAllNamespaces(env.Ctx, opt)
+				t, err = sockets.ListAllNamespaces(cmd.Context(), opt)
 			case netns != "":
-				t, err = sockets.ListNamespace(env.Ctx, ref, opt)
+				t, err = sockets.ListNamespace(cmd.Context(), ref, opt)
 			default:
-				t, err = sockets.List(env.Ctx, opt)
+				t, err = sockets.List(cmd.Context(), opt)
 			}
 			if err != nil {
 				return &ExitError{Code: ExitFail, Err: fmt.Errorf("listing sockets: %w", err)}

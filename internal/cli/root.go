@@ -44,9 +44,9 @@ func register(name string, f commandFactory) {
 	factories[name] = f
 }
 
-// Env is what every subcommand gets: the process context and standard streams.
+// Env is what every subcommand gets: the standard streams. The process
+// context reaches each command as cmd.Context(), not through Env.
 type Env struct {
-	Ctx context.Context
 	Stdio
 }
 
@@ -109,7 +109,7 @@ net-unreachable, dns, reset, closed-by-peer, local-error).`,
 
 // Run executes the command line and returns the process exit status.
 func Run(ctx context.Context, args []string, stdio Stdio) int {
-	env := &Env{Ctx: ctx, Stdio: stdio}
+	env := &Env{Stdio: stdio}
 	root := NewRoot(env)
 	root.SetArgs(args)
 	cmd, err := root.ExecuteContextC(ctx)

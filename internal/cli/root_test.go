@@ -45,7 +45,7 @@ func TestRootExitCodes(t *testing.T) {
 
 // Every command teaches by example.
 func TestEveryCommandHasExamples(t *testing.T) {
-	root := NewRoot(&Env{Ctx: context.Background(), Stdio: Stdio{In: strings.NewReader(""), Out: &bytes.Buffer{}, Err: &bytes.Buffer{}}})
+	root := NewRoot(&Env{Stdio: Stdio{In: strings.NewReader(""), Out: &bytes.Buffer{}, Err: &bytes.Buffer{}}})
 	for _, c := range root.Commands() {
 		if c.Name() == "help" || c.Name() == "completion" || c.Name() == "version" {
 			continue

@@ -157,7 +157,7 @@ func runScan(env *Env, cmd *cobra.Command, args []string, fl scanFlags) error {
 		return err
 	}
 	// A name resolves to addresses of the source's family.
-	targets, err := scan.Expand(env.Ctx, hosts, exclude, probe.Options{Source: source})
+	targets, err := scan.Expand(cmd.Context(), hosts, exclude, probe.Options{Source: source})
 	if errors.Is(err, scan.ErrTooBig) || errors.Is(err, scan.ErrZone) || errors.Is(err, scan.ErrExcludeName) {
 		return &UsageError{Err: err}
 	}
@@ -181,7 +181,7 @@ func runScan(env *Env, cmd *cobra.Command, args []string, fl scanFlags) error {
 	if showsProgress(env.Err) {
 		opt.Progress = r.progress
 	}
-	rep, err := scan.Scan(env.Ctx, targets, opt)
+	rep, err := scan.Scan(cmd.Context(), targets, opt)
 	r.clearProgress()
 	if rep == nil && isLocalError(err) { // e.g. a target of the other family than --source
 		return &UsageError{Err: err}

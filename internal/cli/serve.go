@@ -74,7 +74,7 @@ cannot be bound or serving fails, 2 usage error.`,
 				return err
 			}
 			cfg.Logger = log
-			srv, err := server.Listen(env.Ctx, cfg)
+			srv, err := server.Listen(cmd.Context(), cfg)
 			var cfgErr *server.ConfigError
 			var bindErr *server.BindError
 			switch {
@@ -89,7 +89,7 @@ cannot be bound or serving fails, 2 usage error.`,
 			case err != nil:
 				return &ExitError{Code: ExitFail, Err: err}
 			}
-			if err := srv.Serve(env.Ctx); err != nil {
+			if err := srv.Serve(cmd.Context()); err != nil {
 				return &ExitError{Code: ExitFail, Err: err}
 			}
 			return nil

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -80,7 +81,7 @@ Exit status: 0 ready (or CMD's status), 1 timed out or interrupted,
 				progress = newWaitProgress(env.Err, eps)
 				o.OnUpdate = progress.update
 			}
-			res, err := dial.Wait(env.Ctx, eps, o)
+			res, err := dial.Wait(cmd.Context(), eps, o)
 			progress.stop()
 			if res == nil {
 				return &ExitError{Code: ExitFail, Err: err}
@@ -110,7 +111,7 @@ Exit status: 0 ready (or CMD's status), 1 timed out or interrupted,
 			if command == nil {
 				return nil
 			}
-			return runAfterWait(env, command)
+			return runAfterWait(cmd.Context(), env, command)
 		},
 	}
 	f := cmd.Flags()
@@ -232,7 +233,7 @@ func (p *waitProgress) stop() {
 // our pid and gets every signal as sent, as wait-for-it's exec "$@" does.
 // Without env.Exec it runs as a child with our streams, its exit status
 // becomes ours, and an interrupt is passed on to it as SIGTERM.
-func runAfterWait(env *Env, command []string) error {
+func runAfterWait(ctx context.Context, env *Env, command []string) error {
 	path, err := exec.LookPath(command[0])
 	switch {
 	case errors.Is(err, exec.ErrNotFound), errors.Is(err, os.ErrNotExist):
@@ -244,7 +245,7 @@ func runAfterWait(env *Env, command []string) error {
 		err := env.Exec(path, command, os.Environ())
 		return &ExitError{Code: 126, Err: fmt.Errorf("wait: targets ready, but cannot run %q: %w", command[0], err)}
 	}
-	c := exec.CommandContext(env.Ctx, path, command[1:]...)
+	c := exec.CommandContext(ctx, path, command[1:]...)
 	c.Args[0] = command[0]
 	c.Stdin, c.Stdout, c.Stderr = env.In, env.Out, env.Err
 	c.Cancel = func() error { return c.Process.Signal(syscall.SIGTERM) }

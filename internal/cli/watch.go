@@ -122,7 +122,7 @@ the dashboard (the flags work too, but show in ps).`,
 			w := watcher{env: env, cfg: cfg, path: config, store: store, listen: listen, retain: ret,
 				tls: tlsFlags, agents: agents, concurrency: concurrency, noDoctor: noDoctor,
 				doctorTimeout: doctorTimeout, auth: web.Options{Token: token, User: user, Password: pass}}
-			return w.run()
+			return w.run(cmd.Context())
 		},
 	}
 	f := cmd.Flags()
@@ -205,7 +205,7 @@ type watcher struct {
 	auth                  web.Options
 }
 
-func (w *watcher) run() error {
+func (w *watcher) run(ctx context.Context) error {
 	env := w.env
 	log := slog.New(slog.NewTextHandler(env.Err, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	// Listen first: a bad --listen or TLS flag fails before the store is
@@ -221,7 +221,7 @@ func (w *watcher) run() error {
 	} else if tln != ln {
 		ln, scheme = tln, "https"
 	}
-	store, err := monitor.OpenStore(env.Ctx, w.store)
+	store, err := monitor.OpenStore(ctx, w.store)
 	if err != nil {
 		return &ExitError{Code: ExitFail, Err: fmt.Errorf("%w\nCheck --store: a writable SQLite file path, "+
 			"or a reachable postgres:// DSN", err)}
@@ -233,7 +233,7 @@ func (w *watcher) run() error {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	dash := w.auth
 	dash.Gatherer = reg
-	wt, err := hub.NewWatch(env.Ctx, w.cfg, hub.WatchOptions{
+	wt, err := hub.NewWatch(ctx, w.cfg, hub.WatchOptions{
 		Monitor: monitor.Options{Store: store, Metrics: monitor.NewMetrics(reg),
 			Concurrency: w.concurrency, Retain: w.retain},
 		NoDoctor: w.noDoctor, DoctorTimeout: w.doctorTimeout, AgentClient: w.agents,
@@ -260,12 +260,12 @@ func (w *watcher) run() error {
 		warnHubOnLoopback(log, ln.Addr(), wt.Hub.Agents())
 	}
 
-	ctx, stop := context.WithCancel(env.Ctx)
+	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
-	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return wt.Run(ctx, ln) })
-	g.Go(func() error { w.reloadOnHUP(ctx, hup, wt, log); return nil })
-	if err := g.Wait(); err != nil && env.Ctx.Err() == nil {
+	g, runCtx := errgroup.WithContext(runCtx)
+	g.Go(func() error { return wt.Run(runCtx, ln) })
+	g.Go(func() error { w.reloadOnHUP(runCtx, hup, wt, log); return nil })
+	if err := g.Wait(); err != nil && ctx.Err() == nil {
 		return &ExitError{Code: ExitFail, Err: err}
 	}
 	return nil
