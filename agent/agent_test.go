@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -21,48 +20,11 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/reach-tools/reach/doctor"
+	"github.com/reach-tools/reach/internal/testnet"
 	"github.com/reach-tools/reach/probe"
 )
 
 const testToken = "s3cret-token"
-
-// waitFor polls cond until it holds or d passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// openAndClosed returns a loopback port that accepts and one that refuses.
-func openAndClosed(t *testing.T) (open, closed netip.AddrPort) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	ln2, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed = ln2.Addr().(*net.TCPAddr).AddrPort()
-	ln2.Close()
-	return ln.Addr().(*net.TCPAddr).AddrPort(), closed
-}
 
 // fakeHub speaks the hub's side of the protocol for the agent's tests: it
 // hands out one probe list per agent, lists the agents it is given, keeps
@@ -168,12 +130,12 @@ func runAgent(t *testing.T, cfg Config) *Agent {
 // The agent probes its list and reports each result with its class and
 // errno, and its own metrics carry source and target.
 func TestAgentReports(t *testing.T) {
-	open, closed := openAndClosed(t)
+	open, closed := testnet.Serve(t, testnet.HangUp), testnet.ClosedPort(t)
 	hub, srv := newFakeHub(t, probeList(100*time.Millisecond, open, closed))
 	a := runAgent(t, Config{Name: "a", Hub: srv.URL, Token: testToken, ReportEvery: 50 * time.Millisecond})
 
 	want := map[string]probe.Class{open.String(): probe.Open, closed.String(): probe.Refused}
-	waitFor(t, 10*time.Second, "both targets reported", func() bool {
+	testnet.Eventually(t, 10*time.Second, "both targets reported", func() bool {
 		seen := map[string]bool{}
 		for _, r := range hub.results() {
 			seen[r.Target] = true
@@ -251,14 +213,14 @@ func TestUnauthenticatedRefused(t *testing.T) {
 // drops the oldest results and counts them, and reports the newest and the
 // count once the hub is back.
 func TestAgentBuffersThroughHubOutage(t *testing.T) {
-	open, _ := openAndClosed(t)
+	open := testnet.Serve(t, testnet.HangUp)
 	hub, srv := newFakeHub(t, probeList(20*time.Millisecond, open))
 	a := runAgent(t, Config{Name: "a", Hub: srv.URL, Token: testToken, ReportEvery: 30 * time.Millisecond, Buffer: 5})
-	waitFor(t, 10*time.Second, "first results", func() bool { return len(hub.results()) > 0 })
+	testnet.Eventually(t, 10*time.Second, "first results", func() bool { return len(hub.results()) > 0 })
 
 	hub.down.Store(true)
 	outage := time.Now()
-	waitFor(t, 10*time.Second, "results dropped during the outage", func() bool {
+	testnet.Eventually(t, 10*time.Second, "results dropped during the outage", func() bool {
 		_, dropped := a.buf.stats()
 		return dropped >= 3
 	})
@@ -267,7 +229,7 @@ func TestAgentBuffersThroughHubOutage(t *testing.T) {
 		t.Errorf("%d results pending, buffer is 5", pending)
 	}
 	hub.down.Store(false)
-	waitFor(t, 10*time.Second, "results after the outage", func() bool {
+	testnet.Eventually(t, 10*time.Second, "results after the outage", func() bool {
 		rs := hub.results()
 		return len(rs) > 0 && rs[len(rs)-1].Time.After(outage)
 	})
@@ -307,7 +269,7 @@ func TestBufferDropsOldest(t *testing.T) {
 }
 
 func TestEvidenceAndRateLimit(t *testing.T) {
-	open, _ := openAndClosed(t)
+	open := testnet.Serve(t, testnet.HangUp)
 	a, err := New(Config{Name: "a", Hub: "http://127.0.0.1:1", Token: testToken, QueryRate: 1})
 	if err != nil {
 		t.Fatal(err)
@@ -362,7 +324,7 @@ func TestEvidenceAndRateLimit(t *testing.T) {
 
 // Run leaves no goroutine behind once it returns.
 func TestAgentRunLeaksNothing(t *testing.T) {
-	open, _ := openAndClosed(t)
+	open := testnet.Serve(t, testnet.HangUp)
 	_, srv := newFakeHub(t, probeList(50*time.Millisecond, open))
 	hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{}}
 	before := runtime.NumGoroutine()
@@ -373,7 +335,7 @@ func TestAgentRunLeaksNothing(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
-	waitFor(t, 10*time.Second, "results sent", func() bool {
+	testnet.Eventually(t, 10*time.Second, "results sent", func() bool {
 		_, dropped := a.buf.stats()
 		return dropped == 0 && testutilSent(a) > 0
 	})
@@ -382,7 +344,7 @@ func TestAgentRunLeaksNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	hc.CloseIdleConnections()
-	waitFor(t, 10*time.Second, "goroutines back to where they were", func() bool { return runtime.NumGoroutine() <= before })
+	testnet.Eventually(t, 10*time.Second, "goroutines back to where they were", func() bool { return runtime.NumGoroutine() <= before })
 }
 
 func testutilSent(a *Agent) float64 {
@@ -432,12 +394,12 @@ func TestAgentCompactMetrics(t *testing.T) {
 			[]string{`reach_agent_probe_duration_seconds_count{source="a",target=`}},
 	} {
 		t.Run(fmt.Sprintf("compact=%v", tc.compact), func(t *testing.T) {
-			open, closed := openAndClosed(t)
+			open, closed := testnet.Serve(t, testnet.HangUp), testnet.ClosedPort(t)
 			_, srv := newFakeHub(t, probeList(100*time.Millisecond, open, closed))
 			// The test polls /metrics; the query rate limit must not answer 429.
 			a := runAgent(t, Config{Name: "a", Hub: srv.URL, Token: testToken, ReportEvery: 50 * time.Millisecond, CompactMetrics: tc.compact, QueryRate: 1000})
 			var body string
-			waitFor(t, 10*time.Second, "both targets probed", func() bool {
+			testnet.Eventually(t, 10*time.Second, "both targets probed", func() bool {
 				body = get(t, a.Handler(), PathMetrics, testToken, http.StatusOK)
 				return strings.Contains(body, `reach_agent_probe_success{source="a",target="`+open.String()+`"} 1`) &&
 					strings.Contains(body, `reach_agent_probe_failures_total{class="refused",source="a",target="`+closed.String()+`"}`)
@@ -459,7 +421,7 @@ func TestAgentCompactMetrics(t *testing.T) {
 // The doctor learns how asking an agent failed, so it can say what to do:
 // wrong token, rate limit, nothing listening, a hub that knows no agent.
 func TestEvidenceFailures(t *testing.T) {
-	open, closed := openAndClosed(t)
+	open, closed := testnet.Serve(t, testnet.HangUp), testnet.ClosedPort(t)
 	a, err := New(Config{Name: "a", Hub: "http://127.0.0.1:1", Token: testToken, QueryRate: 1})
 	if err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/reach-tools/reach/doctor"
+	"github.com/reach-tools/reach/internal/testnet"
 	"github.com/reach-tools/reach/kstat"
 )
 
@@ -16,7 +17,7 @@ import (
 // through the hub; a bad address is refused, and a hub without the agent's
 // URL says so as the evidence query does.
 func TestAgentCounters(t *testing.T) {
-	open, _ := openAndClosed(t)
+	open := testnet.Serve(t, testnet.HangUp)
 	a, err := New(Config{Name: "a", Hub: "http://127.0.0.1:1", Token: testToken, QueryRate: 1000})
 	if err != nil {
 		t.Fatal(err)

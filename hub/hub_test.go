@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -19,48 +18,11 @@ import (
 
 	"github.com/reach-tools/reach/agent"
 	"github.com/reach-tools/reach/doctor"
+	"github.com/reach-tools/reach/internal/testnet"
 	"github.com/reach-tools/reach/probe"
 )
 
 const testToken = "s3cret-token"
-
-// waitFor polls cond until it holds or d passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// openAndClosed returns a loopback port that accepts and one that refuses.
-func openAndClosed(t *testing.T) (open, closed netip.AddrPort) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	ln2, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed = ln2.Addr().(*net.TCPAddr).AddrPort()
-	ln2.Close()
-	return ln.Addr().(*net.TCPAddr).AddrPort(), closed
-}
 
 type memSink struct {
 	mu  sync.Mutex
@@ -166,7 +128,7 @@ func call(hc *http.Client, base, method, path string, query url.Values, in, out 
 // A real agent reports to the hub: the matrix, the sink and the history
 // get its results under its name, with their errno.
 func TestAgentReportsToHub(t *testing.T) {
-	open, closed := openAndClosed(t)
+	open, closed := testnet.Serve(t, testnet.HangUp), testnet.ClosedPort(t)
 	h, srv := newTestHub(t, Config{
 		Interval: 100 * time.Millisecond, Timeout: 100 * time.Millisecond,
 		Hosts: []HostConfig{{Name: "a", Addr: netip.MustParseAddr("127.0.0.1")}},
@@ -177,7 +139,7 @@ func TestAgentReportsToHub(t *testing.T) {
 	a := runAgent(t, agent.Config{Name: "a", Hub: srv.URL, Token: testToken, ReportEvery: 50 * time.Millisecond})
 
 	want := map[string]probe.Class{open.String(): probe.Open, closed.String(): probe.Refused}
-	waitFor(t, 10*time.Second, "both targets in the matrix", func() bool {
+	testnet.Eventually(t, 10*time.Second, "both targets in the matrix", func() bool {
 		m := h.Matrix()
 		for j, id := range m.Targets {
 			c := m.Cells[0][j]
@@ -248,7 +210,7 @@ func TestHubRefusesUnauthenticated(t *testing.T) {
 }
 
 func TestHubRejectsTargetsNotInConfig(t *testing.T) {
-	open, _ := openAndClosed(t)
+	open := testnet.Serve(t, testnet.HangUp)
 	h, srv := newTestHub(t, Config{
 		Hosts: []HostConfig{{Name: "a", Addr: netip.MustParseAddr("127.0.0.1")}, {Name: "b", Addr: netip.MustParseAddr("127.0.0.2")}},
 		Pairs: []PairConfig{{From: "a", To: open.String()}},
@@ -314,7 +276,7 @@ func metric(t *testing.T, a *agent.Agent, name string) float64 {
 // The hub learns how many results an agent dropped during an outage, and
 // gets the newest ones once it is back.
 func TestAgentBuffersThroughHubOutage(t *testing.T) {
-	open, _ := openAndClosed(t)
+	open := testnet.Serve(t, testnet.HangUp)
 	h, err := New(Config{
 		Token: testToken, Interval: 20 * time.Millisecond, Timeout: 20 * time.Millisecond,
 		Hosts: []HostConfig{{Name: "a", Addr: netip.MustParseAddr("127.0.0.1")}},
@@ -330,15 +292,15 @@ func TestAgentBuffersThroughHubOutage(t *testing.T) {
 	defer srv.Close()
 	a := runAgent(t, agent.Config{Name: "a", Hub: srv.URL, Token: testToken, ReportEvery: 30 * time.Millisecond,
 		Buffer: 5, QueryRate: 1000})
-	waitFor(t, 10*time.Second, "first results", func() bool { return len(sink.results()) > 0 })
+	testnet.Eventually(t, 10*time.Second, "first results", func() bool { return len(sink.results()) > 0 })
 
 	f.down.Store(true)
 	outage := time.Now()
-	waitFor(t, 10*time.Second, "results dropped during the outage", func() bool {
+	testnet.Eventually(t, 10*time.Second, "results dropped during the outage", func() bool {
 		return metric(t, a, "reach_agent_results_dropped_total") >= 3
 	})
 	f.down.Store(false)
-	waitFor(t, 10*time.Second, "results after the outage", func() bool {
+	testnet.Eventually(t, 10*time.Second, "results after the outage", func() bool {
 		rs := sink.results()
 		return len(rs) > 0 && rs[len(rs)-1].Time.After(outage)
 	})
@@ -414,7 +376,7 @@ func TestHubAdvertisedAgentURL(t *testing.T) {
 // an agent there answers; a host without one is the hub's "no agent", typed
 // so the doctor can say what to do.
 func TestDiscoveryThroughHub(t *testing.T) {
-	open, _ := openAndClosed(t)
+	open := testnet.Serve(t, testnet.HangUp)
 	a, err := agent.New(agent.Config{Name: "a", Hub: "http://127.0.0.1:1", Token: testToken, QueryRate: 1000})
 	if err != nil {
 		t.Fatal(err)

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/reach-tools/reach/agent"
+	"github.com/reach-tools/reach/internal/testnet"
 )
 
 // TestCA is a throw-away CA that signs server and client certificates,
@@ -89,7 +90,7 @@ func (p *TestCA) Issue(t *testing.T, name string, usage x509.ExtKeyUsage, ips ..
 }
 
 func TestMutualTLS(t *testing.T) {
-	open, _ := openAndClosed(t)
+	open := testnet.Serve(t, testnet.HangUp)
 	p := NewTestCA(t)
 	ca := filepath.Join(p.dir, "ca.pem")
 	srvCert, srvKey := p.Issue(t, "hub", x509.ExtKeyUsageServerAuth, net.IPv4(127, 0, 0, 1))
@@ -122,7 +123,7 @@ func TestMutualTLS(t *testing.T) {
 
 	// Agent a with its own certificate works end to end.
 	runAgent(t, agent.Config{Name: "a", Hub: srv.URL, Token: testToken, HTTPClient: clientWith(aCert, aKey), ReportEvery: 30 * time.Millisecond})
-	waitFor(t, 10*time.Second, "a's result over mTLS", func() bool { return len(h.History("a", open.String())) > 0 })
+	testnet.Eventually(t, 10*time.Second, "a's result over mTLS", func() bool { return len(h.History("a", open.String())) > 0 })
 
 	for _, tc := range []struct {
 		name   string

@@ -7,12 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -23,6 +23,7 @@ import (
 	"github.com/reach-tools/reach/hub"
 	"github.com/reach-tools/reach/internal/cli"
 	"github.com/reach-tools/reach/internal/netlab"
+	"github.com/reach-tools/reach/internal/testnet"
 	"github.com/reach-tools/reach/probe"
 )
 
@@ -73,7 +74,7 @@ func newFleetWith(t *testing.T, mTLS bool) *fleet {
 	conf := fmt.Sprintf("alerts: {rise: 1, fall: 1}\nagents:\n  token_file: %s\n  interval: %v\n  timeout: %v\n  hosts:\n", filepath.Join(dir, "token"), labInterval, labTimeout)
 	for i, n := range f.names {
 		conf += fmt.Sprintf("    - {name: %s, addr: %s}\n", n, f.addrs[i]) // agents advertise their URLs
-		serve(t, f.hosts[i].Listen(t, "tcp", netip.AddrPortFrom(f.addrs[i], labPort).String()))
+		testnet.ServeOn(t, f.hosts[i].Listen(t, "tcp", netip.AddrPortFrom(f.addrs[i], labPort).String()), testnet.HangUp)
 	}
 	conf += fmt.Sprintf("  groups:\n    - {name: all, hosts: [%s], ports: [%d]}\n", strings.Join(f.names, ", "), labPort)
 	for name, body := range map[string]string{"token": labToken + "\n", "reach.yaml": conf} {
@@ -122,11 +123,7 @@ func newFleetWith(t *testing.T, mTLS bool) *fleet {
 
 func (f *fleet) waitHub(t *testing.T) {
 	t.Helper()
-	for deadline := time.Now().Add(30 * time.Second); f.get(t, "/healthz") == ""; time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("reach watch (the hub) does not answer")
-		}
-	}
+	testnet.Eventually(t, 30*time.Second, "reach watch (the hub) answers", func() bool { return f.get(t, "/healthz") != "" })
 }
 
 // matrix fetches the hub's matrix as the dashboard would.
@@ -158,19 +155,6 @@ func (f *fleet) agentURL(i int) string {
 	return "http://" + netip.AddrPortFrom(f.addrs[i], agentPort).String()
 }
 
-// serve accepts and closes connections until ln is closed.
-func serve(t *testing.T, ln net.Listener) {
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-}
-
 // failing returns the matrix's cells that are not fresh and open, as
 // "source->target=class", and how many cells are filled.
 func failing(m hub.Matrix) (bad []string, filled int) {
@@ -195,12 +179,8 @@ func waitMatrix(t *testing.T, f *fleet, d time.Duration, what string, cond func(
 	start := time.Now()
 	var bad []string
 	var filled int
-	for time.Since(start) < d {
-		bad, filled = failing(f.matrix(t))
-		if cond(bad, filled) {
-			return time.Since(start)
-		}
-		time.Sleep(50 * time.Millisecond)
+	if testnet.Poll(d, func() bool { bad, filled = failing(f.matrix(t)); return cond(bad, filled) }) {
+		return time.Since(start)
 	}
 	t.Fatalf("after %v the matrix still does not show %s: %d cells, failing %v", d, what, filled, bad)
 	return 0
@@ -215,8 +195,7 @@ func TestFleetMatrixShowsBlockedPair(t *testing.T) {
 
 	// Block web -> db with a firewall rule on db.
 	web, db := f.addrs[1], f.hosts[2]
-	rule := []string{"INPUT", "-s", web.String(), "-p", "tcp", "--dport", fmt.Sprint(labPort), "-j", "DROP"}
-	db.Iptables(t, append([]string{"-I"}, rule...)...)
+	rule := db.AddRule(t, "filter", fmt.Sprintf("-I INPUT -s %s/32 -p tcp -m tcp --dport %d -j DROP", web, labPort))
 	want := fmt.Sprintf("web->db:%d=%s", labPort, probe.Timeout)
 	took := waitMatrix(t, f, 2*labInterval, "exactly "+want, func(bad []string, filled int) bool {
 		return filled == cells && len(bad) == 1 && bad[0] == want
@@ -232,20 +211,19 @@ func TestFleetMatrixShowsBlockedPair(t *testing.T) {
 	var stored struct {
 		Transitions []transition `json:"transitions"`
 	}
-	found := false
-	for deadline := time.Now().Add(10 * time.Second); !found && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+	found := testnet.Poll(10*time.Second, func() bool {
 		if err := json.Unmarshal([]byte(f.get(t, "/api/endpoints/web/db:5000")), &stored); err != nil {
 			t.Fatal(err)
 		}
-		for _, tr := range stored.Transitions {
-			found = found || tr.To == "down" && tr.Class == "timeout" && tr.Diagnosis != nil && tr.Diagnosis.Cause == "firewall-drop"
-		}
-	}
+		return slices.ContainsFunc(stored.Transitions, func(tr transition) bool {
+			return tr.To == "down" && tr.Class == "timeout" && tr.Diagnosis != nil && tr.Diagnosis.Cause == "firewall-drop"
+		})
+	})
 	if !found {
 		t.Errorf("the monitor did not store web->db going down (timeout, firewall-drop): %+v", stored)
 	}
 
-	db.Iptables(t, append([]string{"-D"}, rule...)...)
+	rule.Remove(t)
 	took = waitMatrix(t, f, 2*labInterval, "recovery", func(bad []string, filled int) bool {
 		return filled == cells && len(bad) == 0
 	})
@@ -276,7 +254,7 @@ func TestFleetEvidenceAndAuth(t *testing.T) {
 	f := newFleet(t)
 	web, db := f.hosts[1], f.hosts[2]
 	lo := db.Listen(t, "tcp", "127.0.0.1:6000")
-	serve(t, lo)
+	testnet.ServeOn(t, lo, testnet.HangUp)
 	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: web.DialContext}}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -335,8 +313,8 @@ func TestFleetEvidenceAndAuth(t *testing.T) {
 func TestFleetCheckAsksAgent(t *testing.T) {
 	f := newFleet(t)
 	web, db := f.hosts[1], f.hosts[2]
-	serve(t, db.Listen(t, "tcp", "127.0.0.1:6000")) // loopback only
-	serve(t, db.Listen(t, "tcp", "0.0.0.0:6001"))   // open, but rejected by db's firewall
+	testnet.ServeOn(t, db.Listen(t, "tcp", "127.0.0.1:6000"), testnet.HangUp) // loopback only
+	testnet.ServeOn(t, db.Listen(t, "tcp", "0.0.0.0:6001"), testnet.HangUp)   // open, but rejected by db's firewall
 	db.Iptables(t, "-I", "INPUT", "-p", "tcp", "--dport", "6001", "-j", "REJECT", "--reject-with", "tcp-reset")
 	exe, err := os.Executable()
 	if err != nil {
@@ -384,17 +362,14 @@ func TestFleetCheckAsksAgent(t *testing.T) {
 func waitAdvertised(t *testing.T, f *fleet, i int) {
 	t.Helper()
 	waitAgent(t, f, i)
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		var agents []agent.AgentInfo
+	var agents []agent.AgentInfo
+	if !testnet.Poll(30*time.Second, func() bool {
 		if err := json.Unmarshal([]byte(f.getToken(t, agent.PathAgents)), &agents); err != nil {
 			t.Fatal(err)
 		}
-		if agents[i].Agent == f.agentURL(i) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s's agent never advertised %s: %+v", f.names[i], f.agentURL(i), agents)
-		}
+		return agents[i].Agent == f.agentURL(i)
+	}) {
+		t.Fatalf("%s's agent never advertised %s: %+v", f.names[i], f.agentURL(i), agents)
 	}
 }
 
@@ -404,8 +379,8 @@ func waitAdvertised(t *testing.T, f *fleet, i int) {
 func TestFleetCheckNameOnTwoHosts(t *testing.T) {
 	f := newFleet(t)
 	web, db, batch := f.hosts[1], f.hosts[2], f.hosts[3]
-	serve(t, db.Listen(t, "tcp", "127.0.0.1:6000"))  // loopback only
-	serve(t, batch.Listen(t, "tcp", "0.0.0.0:6000")) // open, but rejected by batch's firewall
+	testnet.ServeOn(t, db.Listen(t, "tcp", "127.0.0.1:6000"), testnet.HangUp)  // loopback only
+	testnet.ServeOn(t, batch.Listen(t, "tcp", "0.0.0.0:6000"), testnet.HangUp) // open, but rejected by batch's firewall
 	batch.Iptables(t, "-I", "INPUT", "-p", "tcp", "--dport", "6000", "-j", "REJECT", "--reject-with", "tcp-reset")
 	ns := web.ServeDNS(t, f.addrs[1], map[string][]netip.Addr{"api.reach.test": {f.addrs[2], f.addrs[3]}})
 	dbAP, batchAP := netip.AddrPortFrom(f.addrs[2], 6000).String(), netip.AddrPortFrom(f.addrs[3], 6000).String()
@@ -498,19 +473,17 @@ func TestFleetCheckNameOnTwoHosts(t *testing.T) {
 func waitAgent(t *testing.T, f *fleet, i int) {
 	t.Helper()
 	hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{DialContext: f.hosts[0].DialContext}}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	var err error
+	if !testnet.Poll(30*time.Second, func() bool {
 		req, _ := http.NewRequest(http.MethodGet, f.agentURL(i)+agent.PathMetrics, nil)
 		req.Header.Set("Authorization", "Bearer "+labToken)
-		resp, err := hc.Do(req)
-		if err == nil {
+		var resp *http.Response
+		if resp, err = hc.Do(req); err == nil {
 			resp.Body.Close()
-			return
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("agent %s does not answer: %v", f.names[i], err)
-		}
-		time.Sleep(100 * time.Millisecond)
+		return err == nil
+	}) {
+		t.Fatalf("agent %s does not answer: %v", f.names[i], err)
 	}
 }
 
@@ -544,10 +517,9 @@ func TestFleetHubOutage(t *testing.T) {
 	f.hub.Wait()
 	down := time.Now()
 	web, db := f.addrs[1], f.hosts[2]
-	rule := []string{"INPUT", "-s", web.String(), "-p", "tcp", "--dport", fmt.Sprint(labPort), "-j", "DROP"}
-	db.Iptables(t, append([]string{"-I"}, rule...)...)
+	rule := db.AddRule(t, "filter", fmt.Sprintf("-I INPUT -s %s/32 -p tcp -m tcp --dport %d -j DROP", web, labPort))
 	time.Sleep(2 * labInterval) // the outage: agents buffer what they see
-	db.Iptables(t, append([]string{"-D"}, rule...)...)
+	rule.Remove(t)
 	time.Sleep(labInterval)
 	f.hub = f.hosts[0].Start(t, f.watch...)
 	up := time.Now()
@@ -556,22 +528,22 @@ func TestFleetHubOutage(t *testing.T) {
 		return filled == 4*3 && len(bad) == 0
 	})
 	// State changes reach the store a moment after the results.
-	var stored struct {
-		Transitions []struct {
-			To    string    `json:"to"`
-			Class string    `json:"class"`
-			Time  time.Time `json:"time"`
-		} `json:"transitions"`
+	type outageTransition struct {
+		To    string    `json:"to"`
+		Class string    `json:"class"`
+		Time  time.Time `json:"time"`
 	}
-	found := false
-	for deadline := time.Now().Add(10 * time.Second); !found && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+	var stored struct {
+		Transitions []outageTransition `json:"transitions"`
+	}
+	found := testnet.Poll(10*time.Second, func() bool {
 		if err := json.Unmarshal([]byte(f.get(t, "/api/endpoints/web/db:5000")), &stored); err != nil {
 			t.Fatal(err)
 		}
-		for _, tr := range stored.Transitions {
-			found = found || tr.To == "down" && tr.Class == "timeout" && tr.Time.After(down) && tr.Time.Before(up)
-		}
-	}
+		return slices.ContainsFunc(stored.Transitions, func(tr outageTransition) bool {
+			return tr.To == "down" && tr.Class == "timeout" && tr.Time.After(down) && tr.Time.Before(up)
+		})
+	})
 	if !found {
 		t.Errorf("no stored web->db timeout from the outage (%v to %v): %+v", down.Format(time.TimeOnly), up.Format(time.TimeOnly), stored.Transitions)
 	}
