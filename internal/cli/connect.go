@@ -55,8 +55,9 @@ whatever the routes prefer: "it works from this address, not that one".
 
 --json prints one object (on stdout with -z, else on stderr): connected,
 endpoint and addr (the winner), local, elapsed_ms, attempts[] (attempt,
-round, endpoint, addr, class, errno, rtt_ms, error, ejected), and on failure
-failed[] (endpoint, addr, class, explain, hint) and error.
+round, endpoint, addr, class, errno, rtt_ms, error, icmp: the ICMP error
+behind a failure, ejected), and on failure failed[] (endpoint, addr, class,
+explain, hint) and error.
 
 Exit status: 0 connected, 1 no target accepted, 2 usage error.`,
 		Example: `  printf hello | reach connect 127.0.0.1:7000          # talk to an echo server
@@ -104,7 +105,7 @@ Exit status: 0 connected, 1 no target accepted, 2 usage error.`,
 				OnAttempt: func(a dial.Attempt) {
 					rep.add(a)
 					if !quiet && !asJSON && !verbose && a.Class != probe.Open && a.Class != probe.Canceled {
-						fmt.Fprintf(env.Err, "reach: attempt %d: %s: %s (%s)\n", a.N, a.Label(), a.Class, fmtDuration(a.RTT))
+						fmt.Fprintf(env.Err, "reach: attempt %d: %s: %s%s (%s)\n", a.N, a.Label(), a.Class, byICMP(a.Err), fmtDuration(a.RTT))
 					}
 				},
 				OnRetry: func(round int, wait time.Duration) {
@@ -207,7 +208,7 @@ func explainConnectFailure(env *Env, err error) {
 		if a.Ejected {
 			ejected = " (ejected)"
 		}
-		fmt.Fprintf(env.Err, "reach: connect %s: %s%s — %s; try: reach check %s\n", a.Label(), a.Class, ejected, a.Class.Explain(), a.Endpoint)
+		fmt.Fprintf(env.Err, "reach: connect %s: %s%s%s — %s; try: reach check %s\n", a.Label(), a.Class, byICMP(a.Err), ejected, a.Class.Explain(), a.Endpoint)
 	}
 	switch {
 	case errors.Is(de.Err, context.Canceled):
@@ -215,6 +216,23 @@ func explainConnectFailure(env *Env, err error) {
 	case de.Err != nil:
 		fmt.Fprintf(env.Err, "reach: gave up after %s: %v\n", plural(de.Attempts, "attempt"), de.Err)
 	}
+}
+
+// byICMP names the ICMP error behind a failed attempt, when one came: a
+// refusal by a firewall's port-unreachable reads apart from a reset.
+func byICMP(err error) string {
+	if m := icmpOf(err); m != nil {
+		return " by " + m.String()
+	}
+	return ""
+}
+
+func icmpOf(err error) *probe.ICMP {
+	var pe *probe.Error
+	if errors.As(err, &pe) {
+		return pe.ICMP
+	}
+	return nil
 }
 
 // connectReport is what connect saw, for --json and the summary line.
@@ -242,6 +260,7 @@ type attemptJSON struct {
 	Errno    int     `json:"errno,omitempty"`
 	RTTMS    float64 `json:"rtt_ms"`
 	Error    string  `json:"error,omitempty"`
+	ICMP     string  `json:"icmp,omitempty"` // the ICMP error behind the failure, e.g. "ICMP port-unreachable from 198.18.0.2"
 	Ejected  bool    `json:"ejected,omitempty"`
 	label    string
 }
@@ -263,6 +282,9 @@ func newAttemptJSON(a dial.Attempt) attemptJSON {
 	}
 	if a.Err != nil {
 		j.Error = a.Err.Error()
+	}
+	if m := icmpOf(a.Err); m != nil {
+		j.ICMP = m.String()
 	}
 	return j
 }

@@ -110,3 +110,31 @@ func TestSourceAndInterfaceFlags(t *testing.T) {
 		}
 	}
 }
+
+// A refusal carried by a firewall's ICMP port-unreachable reads apart from a
+// reset, in the attempt lines and in --json.
+func TestConnectNamesICMP(t *testing.T) {
+	p := netlab.New(t).Pair()
+	bin := buildReach(t)
+	p.Server.Iptables(t, "-A", "INPUT", "-p", "tcp", "--dport", "7", "-j", "REJECT", "--reject-with", "icmp-port-unreachable")
+	rejected := net.JoinHostPort(p.ServerAddr.String(), "7")
+	reset := net.JoinHostPort(p.ServerAddr.String(), "9") // nothing listens: a reset
+	_, errs, code := reachIn(t, bin, p.Client, "", "connect", "-z", rejected, reset)
+	byICMP := "refused by ICMP port-unreachable from " + p.ServerAddr.String()
+	for _, want := range []string{
+		"reach: attempt 1: " + rejected + ": " + byICMP + " (",
+		"reach: attempt 2: " + reset + ": refused (",
+		"reach: connect " + rejected + ": " + byICMP + " — ",
+		"reach: connect " + reset + ": refused — ",
+	} {
+		if code != ExitFail || !strings.Contains(errs, want) {
+			t.Errorf("exit %d, stderr lacks %q:\n%s", code, want, errs)
+		}
+	}
+	out, _, _ := reachIn(t, bin, p.Client, "", "connect", "-z", "--json", rejected, reset)
+	var rep struct{ Attempts []struct{ Class, ICMP string } }
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || len(rep.Attempts) != 2 ||
+		rep.Attempts[0].ICMP != "ICMP port-unreachable from "+p.ServerAddr.String() || rep.Attempts[1].ICMP != "" {
+		t.Errorf("--json attempts %+v (%v), want the first with its ICMP error, the second without:\n%s", rep.Attempts, err, out)
+	}
+}
