@@ -57,12 +57,9 @@ func ParseNftJSON(data []byte, texts map[string]string) (*Ruleset, error) {
 			if !ok {
 				continue
 			}
-			family, tname, set, err := parseNftSet(raw, kind == "map")
-			if err != nil {
+			if err := addNftSet(raw, kind == "map", table); err != nil {
 				return nil, &ParseError{"nft JSON " + kind, 0, err}
 			}
-			t := table(family, tname)
-			t.Sets = append(t.Sets, set)
 		}
 		raw, ok := obj["rule"]
 		if !ok {

@@ -242,24 +242,27 @@ func parseElements(list []json.RawMessage, isMap bool) []Element {
 	return out
 }
 
-// parseNftSet reads a "set" or "map" object of nft -j.
-func parseNftSet(raw json.RawMessage, isMap bool) (family, table string, s Set, err error) {
+// addNftSet reads a "set" or "map" object of nft -j into its table, which
+// table(family, name) finds or makes.
+func addNftSet(raw json.RawMessage, isMap bool, table func(family, name string) *Table) error {
 	var js struct {
 		Family, Table, Name, Comment string
 		Type, Map, Flags             json.RawMessage
 		Elem                         []json.RawMessage
 	}
 	if err := json.Unmarshal(raw, &js); err != nil {
-		return "", "", Set{}, err
+		return err
 	}
-	s = Set{Name: js.Name, Comment: js.Comment, Type: stringList(js.Type), Flags: stringList(js.Flags)}
+	s := Set{Name: js.Name, Comment: js.Comment, Type: stringList(js.Type), Flags: stringList(js.Flags)}
 	if isMap {
 		if s.Map = strings.Join(stringList(js.Map), " . "); s.Map == "" {
 			s.Map = "verdict"
 		}
 	}
 	s.Elements = parseElements(js.Elem, isMap)
-	return js.Family, js.Table, s, nil
+	t := table(js.Family, js.Table)
+	t.Sets = append(t.Sets, s)
+	return nil
 }
 
 // stringList reads "a" or ["a", "b"].
