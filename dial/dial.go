@@ -279,7 +279,8 @@ func (c *call) expand(ctx context.Context, round int) ([]candidate, bool) {
 		if err != nil {
 			c.attempts++
 			class, errno := probe.Classify(err)
-			a := Attempt{Endpoint: ep, N: c.attempts, Round: round, Class: class, Errno: errno, RTT: time.Since(start), Err: err}
+			a := Attempt{Endpoint: ep, N: c.attempts, Round: round, Class: class, Errno: errno,
+				RTT: time.Since(start), Err: err}
 			c.record(a)
 			if !c.d.retryable(class) {
 				return nil, true
@@ -394,7 +395,8 @@ var errLostRace = errors.New("dial: connected after another endpoint won the rac
 // try makes one attempt.
 func (d *Dialer) try(ctx context.Context, cd candidate, round, n int) (net.Conn, Attempt) {
 	conn, r := probe.DialAddr(ctx, cd.addr, d.probeOptions())
-	a := Attempt{Endpoint: cd.ep, Addr: cd.addr, N: n, Round: round, Class: r.Class, Errno: r.Errno, RTT: r.RTT}
+	a := Attempt{Endpoint: cd.ep, Addr: cd.addr, N: n, Round: round, Class: r.Class, Errno: r.Errno,
+		RTT: r.RTT}
 	if r.Err != nil {
 		a.Err = r.Err // keep a nil interface for success
 	}

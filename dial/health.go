@@ -139,7 +139,8 @@ func (d *Dialer) forgetLocked(now time.Time) {
 	for ap, h := range d.health {
 		if now.Sub(h.seen) > horizon {
 			delete(d.health, ap)
-			d.log.Debug("dial: forgot an address no longer among the candidates", "addr", ap, "last_seen", h.seen)
+			d.log.Debug("dial: forgot an address no longer among the candidates",
+				"addr", ap, "last_seen", h.seen)
 		}
 	}
 }
@@ -214,7 +215,8 @@ func (d *Dialer) checkEjected(ctx context.Context) {
 		if conn != nil {
 			conn.Close()
 		}
-		a := Attempt{Endpoint: r.Endpoint, Addr: ap, Class: r.Class, Errno: r.Errno, RTT: r.RTT, Err: r.Err, Health: true}
+		a := Attempt{Endpoint: r.Endpoint, Addr: ap, Class: r.Class, Errno: r.Errno, RTT: r.RTT,
+			Err: r.Err, Health: true}
 		if r.Class == probe.Open {
 			d.mu.Lock()
 			if h := d.health[ap]; h != nil {

@@ -81,7 +81,8 @@ func ParseEndpoint(s string, defaultPort uint16) (Endpoint, error) {
 		return Endpoint{}, parseErr(in, ErrSyntax, "empty target; want host:port")
 	}
 	if i := strings.Index(s, "://"); i >= 0 {
-		return Endpoint{}, parseErr(in, ErrSyntax, "looks like a URL; give host:port (e.g. %s)", urlHint(s[i+3:]))
+		return Endpoint{}, parseErr(in, ErrSyntax, "looks like a URL; give host:port (e.g. %s)",
+			urlHint(s[i+3:]))
 	}
 	host, portStr, err := splitHostPort(s)
 	if err != nil {
@@ -92,7 +93,8 @@ func ParseEndpoint(s string, defaultPort uint16) (Endpoint, error) {
 	}
 	if portStr == "" {
 		if defaultPort == 0 {
-			return Endpoint{}, parseErr(in, ErrMissingPort, "missing port; want host:port (e.g. %s)%s", net.JoinHostPort(host, "443"), bareV6PortHint(s))
+			return Endpoint{}, parseErr(in, ErrMissingPort, "missing port; want host:port (e.g. %s)%s",
+				net.JoinHostPort(host, "443"), bareV6PortHint(s))
 		}
 		return Endpoint{Host: host, Port: defaultPort}, nil
 	}
@@ -213,7 +215,7 @@ func checkHost(h string) error {
 			return fmt.Errorf("label %q starts or ends with '-'", label)
 		}
 		for _, c := range []byte(label) {
-			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			if !alnum(c) && c != '-' && c != '_' {
 				return fmt.Errorf("character %q not allowed in host name", c)
 			}
 		}
@@ -236,7 +238,7 @@ func allDigitsAndDots(s string) bool {
 // validZone accepts interface names and indexes (fe80::1%eth0, fe80::1%2).
 func validZone(z string) bool {
 	for _, c := range []byte(z) {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+		if !alnum(c) && c != '-' && c != '_' && c != '.' {
 			return false
 		}
 	}

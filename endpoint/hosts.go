@@ -170,14 +170,16 @@ func looksLikeRange(s string, dash int) bool {
 
 func parseCIDR(in, s string, slash int) (Hosts, error) {
 	if _, err := netip.ParseAddr(s[:slash]); err != nil {
-		return Hosts{}, parseErr(in, ErrBadHost, "%q before '/' is not an IP address (names with a prefix length are not supported)", s[:slash])
+		return Hosts{}, parseErr(in, ErrBadHost,
+			"%q before '/' is not an IP address (names with a prefix length are not supported)", s[:slash])
 	}
 	p, err := netip.ParsePrefix(s)
 	if err != nil {
 		return Hosts{}, parseErr(in, ErrSyntax, "invalid CIDR block; want e.g. 198.18.0.0/24 or fd00::/120")
 	}
 	if p.Addr().Is4In6() {
-		return Hosts{}, parseErr(in, ErrSyntax, "IPv4-mapped IPv6 blocks are not supported; write the IPv4 block")
+		return Hosts{}, parseErr(in, ErrSyntax,
+			"IPv4-mapped IPv6 blocks are not supported; write the IPv4 block")
 	}
 	p = p.Masked()
 	return Hosts{Input: in, First: p.Addr(), Last: lastOf(p)}, nil

@@ -233,7 +233,8 @@ func readConntrack(procRoot string, miss []Missing) (*Conntrack, []Missing) {
 			*f.v, err = parseNumber(string(b))
 		}
 		if errors.Is(err, fs.ErrNotExist) {
-			err = fmt.Errorf("%w: %s%s is absent: the nf_conntrack module is not loaded, so no connection is tracked", err, dir, f.name)
+			err = fmt.Errorf("%w: %s%s is absent: the nf_conntrack module is not loaded, "+
+				"so no connection is tracked", err, dir, f.name)
 		}
 		if err != nil {
 			return nil, append(miss, missing("conntrack", err))

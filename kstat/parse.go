@@ -95,7 +95,8 @@ func parseConntrackStat(text string) (map[string]int64, error) {
 	for i, line := range lines[1:] {
 		values := strings.Fields(line)
 		if len(values) != len(names) {
-			return nil, fmt.Errorf("%w: nf_conntrack stats line %d has %d values for %d columns", ErrSyntax, i+2, len(values), len(names))
+			return nil, fmt.Errorf("%w: nf_conntrack stats line %d has %d values for %d columns",
+				ErrSyntax, i+2, len(values), len(names))
 		}
 		for j, v := range values {
 			n, err := strconv.ParseUint(v, 16, 64)

@@ -120,16 +120,21 @@ func notSeenWarnings(ns []NotSeen, euid int) []string {
 	}
 	fix := "run as root (sudo) to list them"
 	if euid == 0 {
-		fix = "root is refused too: another user namespace or a security module (SELinux, AppArmor) forbids it"
+		fix = "root is refused too: another user namespace or a security module (SELinux, AppArmor) " +
+			"forbids it"
 	}
 	if deniedProcs > 0 {
-		w = append(w, fmt.Sprintf("the network namespaces of %s are hidden from uid %d; %s", plural(deniedProcs, "process"), euid, fix))
+		w = append(w, fmt.Sprintf("the network namespaces of %s are hidden from uid %d; %s",
+			plural(deniedProcs, "process"), euid, fix))
 	}
 	if len(denied) > 0 {
-		w = append(w, fmt.Sprintf("%s not entered (%s): entering a namespace needs CAP_SYS_ADMIN; %s", plural(len(denied), "network namespace"), strings.Join(denied, ", "), fix))
+		w = append(w, fmt.Sprintf("%s not entered (%s): entering a namespace needs CAP_SYS_ADMIN; %s",
+			plural(len(denied), "network namespace"), strings.Join(denied, ", "), fix))
 	}
 	if len(vanished) > 0 {
-		w = append(w, fmt.Sprintf("%s went away while being listed (%s): their processes exited or their names were deleted", plural(len(vanished), "network namespace"), strings.Join(vanished, ", ")))
+		w = append(w, fmt.Sprintf("%s went away while being listed (%s): "+
+			"their processes exited or their names were deleted",
+			plural(len(vanished), "network namespace"), strings.Join(vanished, ", ")))
 	}
 	return w
 }
@@ -183,7 +188,8 @@ func (r NamespaceRef) file() (string, error) {
 		return "", ErrBadNamespaceRef
 	case r.Name != "":
 		if r.Name == "." || r.Name == ".." || strings.ContainsAny(r.Name, "/\x00") {
-			return "", fmt.Errorf("%w: %q is not a namespace name (ip netns list shows them)", ErrBadNamespaceRef, r.Name)
+			return "", fmt.Errorf("%w: %q is not a namespace name (ip netns list shows them)",
+				ErrBadNamespaceRef, r.Name)
 		}
 		return netnsDir + "/" + r.Name, nil
 	case r.PID < 0:
@@ -215,11 +221,13 @@ func (e *NamespaceError) Error() string {
 	case errors.Is(e.Err, fs.ErrNotExist) && e.Ref.PID != 0:
 		hint = ": no such process"
 	case errors.Is(e.Err, fs.ErrNotExist) && e.Ref.Name != "":
-		hint = ": no such name in " + netnsDir + " (ip netns list shows the names; a container's namespace is reached with --pid and one of its processes)"
+		hint = ": no such name in " + netnsDir + " (ip netns list shows the names; " +
+			"a container's namespace is reached with --pid and one of its processes)"
 	case errors.Is(e.Err, fs.ErrNotExist):
 		hint = ": no such file"
 	case errors.Is(e.Err, sys.ErrNotNetns):
-		hint = ": " + e.Ref.String() + " is not a network namespace file (/run/netns/NAME or /proc/PID/ns/net is)"
+		hint = ": " + e.Ref.String() +
+			" is not a network namespace file (/run/netns/NAME or /proc/PID/ns/net is)"
 	case errors.Is(e.Err, fs.ErrPermission) || errors.Is(e.Err, syscall.EPERM):
 		hint = ": permission denied; entering a network namespace needs root (CAP_SYS_ADMIN), run with sudo"
 	default:

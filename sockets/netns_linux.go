@@ -361,7 +361,8 @@ func (c *candidate) list(ctx context.Context, opt Options) ([]Socket, []string, 
 		}
 		if ns.Inode() != c.ns.Inode { // the pid was reused by another process
 			ns.Close()
-			err = &sys.NetnsError{Op: "open", Path: path, Err: fmt.Errorf("now names another namespace: %w", fs.ErrNotExist)}
+			err = &sys.NetnsError{Op: "open", Path: path,
+				Err: fmt.Errorf("now names another namespace: %w", fs.ErrNotExist)}
 			continue
 		}
 		c.ns.Path, c.ns.PID = path, pids[i]

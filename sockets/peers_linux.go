@@ -80,7 +80,7 @@ func ListPeers(ctx context.Context, opt Options) (Peers, error) {
 			out.NotSeen = append(out.NotSeen, unfound(l, notSeen))
 			continue
 		}
-		if slices.ContainsFunc(out.Peers, func(p Peer) bool { return p.Namespace.Inode == open[i].c.ns.Inode }) {
+		if peerIndex(out.Peers, open[i].c.ns.Inode) >= 0 {
 			continue // a second device to the same namespace
 		}
 		c, ns := open[i].c, open[i].ns
@@ -114,7 +114,7 @@ func ListPeers(ctx context.Context, opt Options) (Peers, error) {
 	// Point each socket at its Peer's Namespace, which outlives the candidates.
 	for i := range out.Sockets {
 		s := &out.Sockets[i]
-		if j := slices.IndexFunc(out.Peers, func(p Peer) bool { return p.Namespace.Inode == s.Namespace.Inode }); j >= 0 {
+		if j := peerIndex(out.Peers, s.Namespace.Inode); j >= 0 {
 			s.Namespace = &out.Peers[j].Namespace
 		}
 		if s.Container == nil {
@@ -165,10 +165,18 @@ func (c *candidate) open() (*sys.Netns, bool) {
 func unfound(l sys.Link, notSeen []NotSeen) NotSeen {
 	for _, n := range notSeen {
 		if n.Reason == NotSeenPermission {
-			err := fmt.Errorf("%s leads to a network namespace among those hidden from uid %d: %w", l.Name, os.Geteuid(), n.Err)
+			err := fmt.Errorf("%s leads to a network namespace among those hidden from uid %d: %w",
+				l.Name, os.Geteuid(), n.Err)
 			return NotSeen{Reason: NotSeenPermission, Err: err, Error: err.Error()}
 		}
 	}
-	err := fmt.Errorf("%s leads to a network namespace that no process and no name in %s holds", l.Name, netnsDir)
+	err := fmt.Errorf("%s leads to a network namespace that no process and no name in %s holds",
+		l.Name, netnsDir)
 	return NotSeen{Reason: NotSeenError, Err: err, Error: err.Error()}
+}
+
+// peerIndex returns the index of the peer in the namespace of that inode,
+// -1 when none is.
+func peerIndex(peers []Peer, inode uint64) int {
+	return slices.IndexFunc(peers, func(p Peer) bool { return p.Namespace.Inode == inode })
 }

@@ -237,7 +237,8 @@ func sortSockets(ss []Socket) {
 
 // String formats a socket on one line, for logs and test failures.
 func (s Socket) String() string {
-	return fmt.Sprintf("%s %s %s %s recv-q=%d send-q=%d uid=%d inode=%d", s.Proto, s.Local, s.Remote, s.State, s.RecvQ, s.SendQ, s.UID, s.Inode)
+	return fmt.Sprintf("%s %s %s %s recv-q=%d send-q=%d uid=%d inode=%d",
+		s.Proto, s.Local, s.Remote, s.State, s.RecvQ, s.SendQ, s.UID, s.Inode)
 }
 
 func plural(n int, noun string) string {

@@ -81,7 +81,8 @@ func listNetlink(ctx context.Context, opt Options) ([]Socket, error) {
 	}
 	var socks []Socket
 	for _, family := range []uint8{afInet, afInet6} {
-		err := sys.NetlinkDump(ctx, netlinkSockDiag, sockDiagByFamily, diagRequest(family, states), func(m sys.NetlinkMessage) error {
+		req := diagRequest(family, states)
+		err := sys.NetlinkDump(ctx, netlinkSockDiag, sockDiagByFamily, req, func(m sys.NetlinkMessage) error {
 			s, err := parseDiagMsg(m.Data)
 			if err != nil {
 				return err
@@ -209,13 +210,20 @@ func attachOwners(ctx context.Context, socks []Socket, pid int) ([]string, error
 	case unowned == 0 || pid != 0:
 		return nil, nil
 	case denied > 0 && os.Geteuid() == 0:
-		return []string{fmt.Sprintf("no owner found for %s: held by the kernel, by processes outside this PID namespace, or by %s whose open files even root may not read (another user namespace, or a security module)", plural(unowned, "socket"), plural(denied, "process"))}, nil
+		return []string{fmt.Sprintf("no owner found for %s: held by the kernel, by processes outside "+
+			"this PID namespace, or by %s whose open files even root may not read (another user "+
+			"namespace, or a security module)", plural(unowned, "socket"), plural(denied, "process"))}, nil
 	case denied > 0:
-		return []string{fmt.Sprintf("no owner found for %s: %s of other users do not let uid %d read their open files; run as root (sudo) to see them", plural(unowned, "socket"), plural(denied, "process"), os.Geteuid())}, nil
+		return []string{fmt.Sprintf("no owner found for %s: %s of other users do not let uid %d read "+
+			"their open files; run as root (sudo) to see them",
+			plural(unowned, "socket"), plural(denied, "process"), os.Geteuid())}, nil
 	case os.Geteuid() != 0: // /proc may be mounted with hidepid
-		return []string{fmt.Sprintf("no owner found for %s: held by the kernel, by processes outside this PID namespace, or by processes hidden from uid %d; run as root (sudo) to see them", plural(unowned, "socket"), os.Geteuid())}, nil
+		return []string{fmt.Sprintf("no owner found for %s: held by the kernel, by processes outside "+
+			"this PID namespace, or by processes hidden from uid %d; run as root (sudo) to see them",
+			plural(unowned, "socket"), os.Geteuid())}, nil
 	default:
-		return []string{fmt.Sprintf("no owner found for %s: held by the kernel or by processes outside this PID namespace", plural(unowned, "socket"))}, nil
+		return []string{fmt.Sprintf("no owner found for %s: held by the kernel or by processes "+
+			"outside this PID namespace", plural(unowned, "socket"))}, nil
 	}
 }
 

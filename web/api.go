@@ -82,7 +82,8 @@ func (s *Server) serveEndpoint(w http.ResponseWriter, r *http.Request) {
 	d := EndpointDetail{Status: st, Uptime: map[string]*float64{}, Transitions: []monitor.Transition{}}
 	if store := s.opt.Monitor.Store(); store != nil {
 		now := time.Now()
-		for label, win := range map[string]time.Duration{"1h": time.Hour, "24h": 24 * time.Hour, "30d": 30 * 24 * time.Hour} {
+		day := 24 * time.Hour
+		for label, win := range map[string]time.Duration{"1h": time.Hour, "24h": day, "30d": 30 * day} {
 			u, err := store.Uptime(r.Context(), source, name, now.Add(-win))
 			if err != nil {
 				s.fail(w, r, err)

@@ -62,7 +62,8 @@ func New(opt Options) *Server {
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
 	s.registerAPI()
 	if opt.Gatherer != nil {
-		s.mux.Handle("GET /metrics", promhttp.HandlerFor(opt.Gatherer, promhttp.HandlerOpts{ErrorLog: slogPrinter{s.log}}))
+		s.mux.Handle("GET /metrics",
+			promhttp.HandlerFor(opt.Gatherer, promhttp.HandlerOpts{ErrorLog: slogPrinter{s.log}}))
 	}
 	return s
 }
@@ -76,7 +77,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("X-Frame-Options", "DENY")
-	h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'")
+	h.Set("Content-Security-Policy",
+		"default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'")
 	h.Set("Referrer-Policy", "no-referrer")
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		h.Set("Allow", "GET, HEAD")
@@ -93,7 +95,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if s.opt.Token != "" {
 			h.Add("WWW-Authenticate", `Bearer realm="reach"`)
 		}
-		http.Error(w, "unauthorized: pass the token (Authorization: Bearer TOKEN or ?token=TOKEN) or the basic-auth user", http.StatusUnauthorized)
+		http.Error(w, "unauthorized: pass the token (Authorization: Bearer TOKEN or ?token=TOKEN) "+
+			"or the basic-auth user", http.StatusUnauthorized)
 		return
 	}
 	s.mux.ServeHTTP(w, r)
@@ -128,7 +131,8 @@ func equal(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []by
 
 // Serve serves the dashboard on ln until ctx ends, then shuts down gracefully.
 func Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second,
+		BaseContext: func(net.Listener) context.Context { return ctx }}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

@@ -16,7 +16,8 @@ func main() {
 	// The first SIGINT/SIGTERM cancels ctx so commands shut down gracefully;
 	// restoring the default handlers then lets a second one end us at once.
 	go func() { <-ctx.Done(); stop() }()
-	code := cli.Run(ctx, os.Args[1:], cli.Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr, Exec: syscall.Exec})
+	stdio := cli.Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr, Exec: syscall.Exec}
+	code := cli.Run(ctx, os.Args[1:], stdio)
 	stop()
 	os.Exit(code)
 }

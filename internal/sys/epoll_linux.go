@@ -32,7 +32,8 @@ func NewPoller(batch int) (*Poller, syscall.Errno) {
 
 // Add watches fd until it is closed (closing removes it).
 func (p *Poller) Add(fd int) syscall.Errno {
-	return errnoOf(unix.EpollCtl(p.fd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLOUT, Fd: int32(fd)}))
+	ev := unix.EpollEvent{Events: unix.EPOLLOUT, Fd: int32(fd)}
+	return errnoOf(unix.EpollCtl(p.fd, unix.EPOLL_CTL_ADD, fd, &ev))
 }
 
 // Wait waits up to timeout (rounded up to a millisecond; 0 does not wait)

@@ -53,7 +53,7 @@ func NetnsIDs(ctx context.Context, nss []*Netns) ([]int, error) {
 			return nil, err
 		}
 		seq := netlinkSeq.Add(1)
-		if err := unix.Sendto(fd, nsidRequest(ns.fd, seq), 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		if err := unix.Sendto(fd, nsidRequest(ns.fd, seq), 0, toKernel()); err != nil {
 			return nil, fmt.Errorf("sys: netlink send: %w", os.NewSyscallError("sendto", err))
 		}
 		answered := false

@@ -12,7 +12,8 @@ import (
 // calling thread's network namespace.
 func Neighbours(ctx context.Context, fn func(addr netip.Addr, state uint16)) error {
 	// AF_UNSPEC: every family.
-	return NetlinkDump(ctx, unix.NETLINK_ROUTE, unix.RTM_GETNEIGH, make([]byte, ndmsgLen), func(m NetlinkMessage) error {
+	req := make([]byte, ndmsgLen)
+	return NetlinkDump(ctx, unix.NETLINK_ROUTE, unix.RTM_GETNEIGH, req, func(m NetlinkMessage) error {
 		if a, st, ok := parseNeigh(m.Data); ok {
 			fn(a, st)
 		}

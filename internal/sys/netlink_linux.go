@@ -12,6 +12,10 @@ import (
 
 var netlinkSeq atomic.Uint32
 
+// toKernel returns the netlink address requests are sent to. Not a shared
+// variable: Sendto writes its raw form into the value it is given.
+func toKernel() *unix.SockaddrNetlink { return &unix.SockaddrNetlink{Family: unix.AF_NETLINK} }
+
 // dumpBufs keeps receive buffers between dumps: listing every namespace of a
 // host makes two dumps per namespace, and 64 KiB each was most of its garbage.
 var dumpBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
@@ -22,7 +26,8 @@ var dumpBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b 
 // that thread's network namespace: callers inside a namespace (a locked
 // thread after setns) see that namespace. m.Data is valid only until fn
 // returns: the receive buffer is reused.
-func NetlinkDump(ctx context.Context, proto int, typ uint16, payload []byte, fn func(NetlinkMessage) error) error {
+func NetlinkDump(ctx context.Context, proto int, typ uint16, payload []byte,
+	fn func(NetlinkMessage) error) error {
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, proto)
 	if err != nil {
 		return fmt.Errorf("sys: netlink socket (protocol %d): %w", proto, os.NewSyscallError("socket", err))
@@ -35,7 +40,7 @@ func NetlinkDump(ctx context.Context, proto int, typ uint16, payload []byte, fn 
 		return fmt.Errorf("sys: netlink socket: %w", os.NewSyscallError("setsockopt", err))
 	}
 	seq := netlinkSeq.Add(1)
-	if err := unix.Sendto(fd, netlinkRequest(typ, seq, payload), 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+	if err := unix.Sendto(fd, netlinkRequest(typ, seq, payload), 0, toKernel()); err != nil {
 		return fmt.Errorf("sys: netlink send: %w", os.NewSyscallError("sendto", err))
 	}
 	bp := dumpBufs.Get().(*[]byte)

@@ -15,7 +15,8 @@ var ErrNotNetns = errors.New("sys: not a network namespace file")
 // namespace after running a function in another one. The thread was thrown
 // away (its goroutine exited still locked to it), so no other goroutine ran
 // in the wrong namespace; the function's own result is joined to this error.
-var ErrNetnsRestore = errors.New("sys: could not return to the original network namespace; the thread was discarded")
+var ErrNetnsRestore = errors.New("sys: could not return to the original network namespace; " +
+	"the thread was discarded")
 
 // ErrNetnsGoexit means the function given to Netns.Do called runtime.Goexit
 // (t.Fatal, for example); the namespace was left and the function's goroutine

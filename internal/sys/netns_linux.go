@@ -131,7 +131,9 @@ func (n *Netns) Do(fn func() error) error {
 				}
 			}
 			if err := restoreNetns(orig); err != nil {
-				r.err = errors.Join(r.err, fmt.Errorf("%w (after %s): %w", ErrNetnsRestore, n.path, os.NewSyscallError("setns", err)))
+				err = fmt.Errorf("%w (after %s): %w", ErrNetnsRestore, n.path,
+					os.NewSyscallError("setns", err))
+				r.err = errors.Join(r.err, err)
 			} else {
 				runtime.UnlockOSThread()
 			}

@@ -109,7 +109,8 @@ func parseRouteMsg(b []byte) (Route, error) {
 	for a := b[rtmsgLen:]; len(a) >= 4; {
 		n := int(binary.NativeEndian.Uint16(a[0:2]))
 		if n < 4 || n > len(a) {
-			return Route{}, fmt.Errorf("%w: route attribute length %d, %d bytes left", ErrNetlinkTruncated, n, len(a))
+			return Route{}, fmt.Errorf("%w: route attribute length %d, %d bytes left",
+				ErrNetlinkTruncated, n, len(a))
 		}
 		typ, val := binary.NativeEndian.Uint16(a[2:4])&0x3fff, a[4:n]
 		switch typ {

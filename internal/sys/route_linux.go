@@ -32,12 +32,14 @@ func RouteGet(ctx context.Context, dst netip.Addr) (Route, error) {
 	if dst.Is6() {
 		family = unix.AF_INET6
 	}
-	derr := NetlinkDump(ctx, unix.NETLINK_ROUTE, rtmGetRoute, append([]byte{family}, make([]byte, rtmsgLen-1)...), func(m NetlinkMessage) error {
+	req := routeDump(family)
+	derr := NetlinkDump(ctx, unix.NETLINK_ROUTE, rtmGetRoute, req, func(m NetlinkMessage) error {
 		e, perr := parseRouteMsg(m.Data)
 		if perr != nil {
 			return perr
 		}
-		if e.Prefix.IsValid() && e.Prefix.Contains(dst) && (!best.Prefix.IsValid() || e.Prefix.Bits() > best.Prefix.Bits()) {
+		longer := !best.Prefix.IsValid() || e.Prefix.Bits() > best.Prefix.Bits()
+		if e.Prefix.IsValid() && e.Prefix.Contains(dst) && longer {
 			best = e
 		}
 		return nil
@@ -63,7 +65,7 @@ func routeQuery(ctx context.Context, dst netip.Addr, fibMatch bool) (Route, erro
 		return Route{}, os.NewSyscallError("setsockopt", err)
 	}
 	seq := netlinkSeq.Add(1)
-	if err := unix.Sendto(fd, routeRequest(dst, seq, fibMatch), 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+	if err := unix.Sendto(fd, routeRequest(dst, seq, fibMatch), 0, toKernel()); err != nil {
 		return Route{}, os.NewSyscallError("sendto", err)
 	}
 	buf := make([]byte, 16<<10)

@@ -13,7 +13,8 @@ import (
 func Routes(ctx context.Context) ([]Route, error) {
 	var out []Route
 	for _, family := range []byte{unix.AF_INET, unix.AF_INET6} {
-		err := NetlinkDump(ctx, unix.NETLINK_ROUTE, rtmGetRoute, append([]byte{family}, make([]byte, rtmsgLen-1)...), func(m NetlinkMessage) error {
+		req := routeDump(family)
+		err := NetlinkDump(ctx, unix.NETLINK_ROUTE, rtmGetRoute, req, func(m NetlinkMessage) error {
 			if m.Type != rtmNewRoute {
 				return nil
 			}
@@ -31,4 +32,10 @@ func Routes(ctx context.Context) ([]Route, error) {
 		}
 	}
 	return out, nil
+}
+
+// routeDump is the payload of a dump of family's routes: an rtmsg that
+// names only the family.
+func routeDump(family byte) []byte {
+	return append([]byte{family}, make([]byte, rtmsgLen-1)...)
 }

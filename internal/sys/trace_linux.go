@@ -16,7 +16,8 @@ import (
 // namespace.
 func ProbeHop(ctx context.Context, dst netip.AddrPort, ttl int, wait time.Duration) (Hop, error) {
 	dst = netip.AddrPortFrom(dst.Addr().Unmap(), dst.Port())
-	family, level, recvErr, ttlOpt := unix.AF_INET6, unix.IPPROTO_IPV6, unix.IPV6_RECVERR, unix.IPV6_UNICAST_HOPS
+	family, level := unix.AF_INET6, unix.IPPROTO_IPV6
+	recvErr, ttlOpt := unix.IPV6_RECVERR, unix.IPV6_UNICAST_HOPS
 	var sa unix.Sockaddr = &unix.SockaddrInet6{Port: int(dst.Port()), Addr: dst.Addr().As16()}
 	if dst.Addr().Is4() {
 		family, level, recvErr, ttlOpt = unix.AF_INET, unix.IPPROTO_IP, unix.IP_RECVERR, unix.IP_TTL
