@@ -3,11 +3,10 @@
 // target host's sockets and firewall, where its nat rules and userland
 // proxies send the connection and what listens there, in which container,
 // the path, the kernel's counters before and after the probes), each of
-// which reports what it looked at, and turns
-// the evidence into findings: an issue, the evidence for it and a fix, each
-// with a stable cause id (see Cause). Run diagnoses one endpoint, RunMany
-// several at once, and RunFrom runs the ladder from inside another network
-// namespace (a container's).
+// which reports what it looked at, and turns the evidence into findings: an
+// issue, the evidence for it and a fix, each with a stable cause id (see
+// Cause). Run diagnoses one endpoint, RunMany several at once, and RunFrom
+// runs the ladder from inside another network namespace (a container's).
 //
 // Local evidence (sockets, processes, firewall rules) exists only when the
 // target is this host, or when a RemoteEvidence source (an agent on the
