@@ -42,7 +42,8 @@ type Vantage struct {
 	// host sees them: /etc/netns/NAME/resolv.conf for an ip netns name
 	// (where ip netns exec finds them), or the file under /proc/PID/root
 	// of a process in it that has a mount namespace of its own (a
-	// container's). Empty when it has none.
+	// container's) where they are other files than this host's. Empty
+	// when it has none.
 	ResolvConf string `json:"resolv_conf,omitempty"`
 	Hosts      string `json:"hosts,omitempty"`
 }
@@ -243,10 +244,30 @@ func resolverFiles(ns sockets.Namespace) (resolv, hosts, dns string) {
 		return "", "", fmt.Sprintf("lookups used this host's /etc/resolv.conf and /etc/hosts, which are also those of pid %d (it shares this host's mount namespace)%s", ns.PID, netnsDirNote(ns))
 	}
 	root := "/proc/" + strconv.Itoa(ns.PID) + "/root/etc/"
-	if resolv, hosts = exists(root+"resolv.conf"), exists(root+"hosts"); resolv != "" || hosts != "" {
-		return resolv, hosts, ""
+	if resolv, hosts = exists(root+"resolv.conf"), exists(root+"hosts"); resolv == "" && hosts == "" {
+		return "", "", fmt.Sprintf("lookups used this host's /etc/resolv.conf and /etc/hosts: those of pid %d could not be read under %s", ns.PID, root)
 	}
-	return "", "", fmt.Sprintf("lookups used this host's /etc/resolv.conf and /etc/hosts: those of pid %d could not be read under %s", ns.PID, root)
+	// A mount namespace of its own is not a root of its own: ip netns exec
+	// and unshare -m give one to processes that still see this host's
+	// /etc. Those files are not the namespace's own.
+	resolv, hosts = notSame(resolv, "/etc/resolv.conf"), notSame(hosts, "/etc/hosts")
+	if resolv == "" && hosts == "" {
+		return "", "", fmt.Sprintf("lookups used this host's /etc/resolv.conf and /etc/hosts, which are also those of pid %d (it sees this host's files)%s", ns.PID, netnsDirNote(ns))
+	}
+	return resolv, hosts, ""
+}
+
+// notSame is p, or "" when p is the same file as host's.
+func notSame(p, host string) string {
+	if p == "" {
+		return ""
+	}
+	a, err1 := os.Stat(p)
+	b, err2 := os.Stat(host)
+	if err1 == nil && err2 == nil && os.SameFile(a, b) {
+		return ""
+	}
+	return p
 }
 
 func netnsDirNote(ns sockets.Namespace) string {
