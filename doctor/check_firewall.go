@@ -60,9 +60,10 @@ func checkFirewall(ctx context.Context, s *State) CheckResult {
 		if len(s.Routes) > i {
 			dev = s.Routes[i].Dev
 		}
-		count := 0
+		// This host's rules, read here; those of the target's host are
+		// counted once, and an agent sends only the rules that match.
+		count := len(s.Client.Rules)
 		for _, set := range sets {
-			count += len(set.ev.Rules)
 			p := firewall.Packet{Direction: set.dir, Src: src, Dst: ap, Out: dev}
 			if set.dir == "in" && dev == "lo" {
 				p.Out, p.In = "", "lo"
@@ -77,8 +78,13 @@ func checkFirewall(ctx context.Context, s *State) CheckResult {
 		}
 		if len(matches) == 0 {
 			d := fmt.Sprintf("no rule matches tcp to %s (%d rules read", ap, count)
-			if s.host(i) == nil {
+			switch h := s.host(i); {
+			case h == nil:
 				d += " on this host; the target's firewall cannot be seen from here"
+			case h != s.Client && h.Firewall:
+				d += " on this host; " + h.Host + " read its own and sent none that match"
+			case h != s.Client:
+				d += " on this host; " + h.Host + " could not read its own"
 			}
 			parts = append(parts, d+")")
 			continue
