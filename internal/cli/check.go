@@ -37,7 +37,19 @@ stable cause id:
   not-listening, wrong-port, loopback-only, address-family-mismatch,
   firewall-drop, firewall-reject, host-down, no-route, dns, overloaded,
   server-hung, reset-by-peer, closed-by-peer, local-error, conntrack-full,
-  reachable
+  not-published, nat-mismatch, nat-target-gone, no-endpoints,
+  published-on-loopback, proxy-backend-down, reachable
+
+On a Docker host or a Kubernetes node, check follows the connection through
+the nat rules as the kernel would (Docker's DNAT, kube-proxy's iptables and
+nftables modes, REDIRECT) and through userland proxies (docker-proxy), and
+looks where it ends: which container's network namespace has the address and
+what listens there. "Where the connection goes" (paths in --json) shows
+that path, also when the target is reachable. A server in a container bound
+to its own 127.0.0.1 is loopback-only; a container listening on the port
+with no rule leading there is not-published; a DNAT to a port the container
+does not listen on is nat-mismatch; to an address no namespace has any more
+(a removed container) nat-target-gone.
 
 The kernel's counters, read before and after the probes, confirm a full
 accept queue with the SYNs it dropped, report SYN cookies, show a full
