@@ -79,7 +79,8 @@ func checkHost(ctx context.Context, s *State) CheckResult {
 		for _, i := range others {
 			if h := s.Hosts[i]; h != nil {
 				answered = true
-				parts = append(parts, fmt.Sprintf("%s answered for %s: %s, %s", h.Host, s.Addrs[i], count(len(h.Listening), "listening socket"), count(len(h.Rules), "firewall rule")))
+				// An agent sends only what concerns the connection (Narrow).
+				parts = append(parts, fmt.Sprintf("%s answered for %s: %s on port %d or look-alike ports, %s that match", h.Host, s.Addrs[i], count(len(h.Listening), "listening socket"), s.Target.Port, count(len(h.Rules), "firewall rule")))
 				continue
 			}
 			ae := s.Agents[i]
