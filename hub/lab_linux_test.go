@@ -265,12 +265,10 @@ func TestFleetEvidenceAndAuth(t *testing.T) {
 	}
 	var ev doctor.HostEvidence
 	dbPort := netip.AddrPortFrom(f.addrs[2], 6000)
-	for { // the agent process may still be starting
-		if ev, err = c.Evidence(ctx, dbPort); err == nil || ctx.Err() != nil {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	testnet.Poll(30*time.Second, func() bool { // the agent process may still be starting
+		ev, err = c.Evidence(ctx, dbPort)
+		return err == nil || ctx.Err() != nil
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

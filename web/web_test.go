@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/reach-tools/reach/endpoint"
+	"github.com/reach-tools/reach/internal/testnet"
 	"github.com/reach-tools/reach/monitor"
 	"github.com/reach-tools/reach/probe"
 )
@@ -73,12 +74,7 @@ func TestAPI(t *testing.T) {
 
 	// The down transition gets its diagnosis asynchronously; wait for it.
 	var d EndpointDetail
-	deadline := time.Now().Add(30 * time.Second)
-	for d.Down == nil || d.Down.Diagnosis == nil {
-		if time.Now().After(deadline) {
-			t.Fatalf("no diagnosis in the detail: %+v", d)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !testnet.Poll(30*time.Second, func() bool {
 		code, body := get(t, srv.URL+"/api/endpoints/local/db")
 		if code != 200 {
 			t.Fatalf("detail: %d %s", code, body)
@@ -87,6 +83,9 @@ func TestAPI(t *testing.T) {
 		if err := json.Unmarshal([]byte(body), &d); err != nil {
 			t.Fatal(err)
 		}
+		return d.Down != nil && d.Down.Diagnosis != nil
+	}) {
+		t.Fatalf("no diagnosis in the detail: %+v", d)
 	}
 	if d.State != monitor.StateDown || d.Down.Diagnosis.Cause != "not-listening" || len(d.Down.Diagnosis.Findings) != 1 || len(d.Transitions) != 2 {
 		t.Errorf("detail = %+v", d)
@@ -97,18 +96,13 @@ func TestAPI(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &list); code != 200 || err != nil || len(list.Endpoints) != 1 || list.Endpoints[0].State != monitor.StateDown {
 		t.Errorf("list: %d %s", code, body)
 	}
-	deadline = time.Now().Add(30 * time.Second)
-	for {
+	if !testnet.Poll(30*time.Second, func() bool {
 		code, body = get(t, srv.URL+"/api/endpoints/local/db/latency?window=1h")
 		var lat struct{ Points []monitor.Point }
 		json.Unmarshal([]byte(body), &lat)
-		if code == 200 && len(lat.Points) > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("latency: %d %s", code, body)
-		}
-		time.Sleep(20 * time.Millisecond)
+		return code == 200 && len(lat.Points) > 0
+	}) {
+		t.Fatalf("latency: %d %s", code, body)
 	}
 	for path, want := range map[string]int{
 		"/api/endpoints/local/nope":                 404,
