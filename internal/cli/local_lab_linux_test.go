@@ -132,7 +132,9 @@ func TestConnectNamesICMP(t *testing.T) {
 		}
 	}
 	out, _, _ := reachIn(t, bin, p.Client, "", "connect", "-z", "--json", rejected, reset)
-	var rep struct{ Attempts []struct{ Class, ICMP string } }
+	var rep struct {
+		Attempts []struct{ Class, ICMP string }
+	}
 	if err := json.Unmarshal([]byte(out), &rep); err != nil || len(rep.Attempts) != 2 ||
 		rep.Attempts[0].ICMP != "ICMP port-unreachable from "+p.ServerAddr.String() || rep.Attempts[1].ICMP != "" {
 		t.Errorf("--json attempts %+v (%v), want the first with its ICMP error, the second without:\n%s", rep.Attempts, err, out)
