@@ -83,6 +83,17 @@ func accept(rtt time.Duration) behaviour {
 	}
 }
 
+// timeoutAtDeadline times out as net.Dialer does: at the context's
+// deadline, by a timer of its own, which may fire before the context says
+// it is done.
+func timeoutAtDeadline(ctx context.Context) (net.Conn, error) {
+	if dl, ok := ctx.Deadline(); ok {
+		time.Sleep(time.Until(dl))
+		return nil, &net.OpError{Op: "dial", Net: "tcp", Err: os.ErrDeadlineExceeded}
+	}
+	return drop(ctx)
+}
+
 func fail(e syscall.Errno) behaviour {
 	return func(context.Context) (net.Conn, error) { return nil, sysErr(e) }
 }

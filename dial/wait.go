@@ -171,8 +171,13 @@ func Wait(ctx context.Context, endpoints []endpoint.Endpoint, opt WaitOptions) (
 			OnAttempt: func(a Attempt) {
 				// An attempt that the end of the wait cut short (canceled,
 				// or a connect or read wait timed out at the wait's
-				// deadline) says nothing new about the target.
+				// deadline) says nothing new about the target. The
+				// dialer's own timer may end it at the deadline before the
+				// context is done: the clock decides.
 				cut := a.Class == probe.Canceled || ctx.Err() != nil
+				if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+					cut = true
+				}
 				update(func(t *WaitTarget) {
 					t.Attempts++
 					if !cut || t.Class == "" {

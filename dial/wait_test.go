@@ -251,11 +251,18 @@ func TestWaitKeepsClassOverCutAttempt(t *testing.T) {
 		name string
 		opt  WaitOptions
 		next behaviour // the second attempt, cut by the end of the wait
+		// more: a third attempt may start, and be cut, at the deadline
+		// before the context is done.
+		more bool
 	}{
 		// Canceled: the other target is ready.
-		{"any", WaitOptions{Timeout: time.Minute, Any: true}, drop},
+		{"any", WaitOptions{Timeout: time.Minute, Any: true}, drop, false},
 		// Timed out at the wait's deadline, long before its own.
-		{"deadline", WaitOptions{Timeout: time.Second}, accept(time.Minute)},
+		{"deadline", WaitOptions{Timeout: time.Second}, accept(time.Minute), false},
+		// Timed out by the dialer's own timer at the wait's deadline, maybe
+		// before the wait's context is done (reach wait said "still
+		// timeout" of a refused port, now and then).
+		{"dialer deadline", WaitOptions{Timeout: time.Second}, timeoutAtDeadline, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -271,7 +278,8 @@ func TestWaitKeepsClassOverCutAttempt(t *testing.T) {
 				fn.set("198.18.0.2:80", accept(500*time.Millisecond))
 				tt.opt.Dial = fn.dial
 				res, _ := Wait(t.Context(), eps(t, "198.18.0.1:80", "198.18.0.2:80"), tt.opt)
-				if tg := res.Targets[0]; tg.Attempts != 2 || tg.Class != probe.Refused || !errors.Is(tg.Err, syscall.ECONNREFUSED) {
+				tg := res.Targets[0]
+				if tg.Attempts != 2 && !(tt.more && tg.Attempts == 3) || tg.Class != probe.Refused || !errors.Is(tg.Err, syscall.ECONNREFUSED) {
 					t.Errorf("target %+v; want 2 attempts, the last cut short, and the class refused", tg)
 				}
 			})
