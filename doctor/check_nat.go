@@ -460,6 +460,10 @@ func (e *examiner) notPublished(ap netip.AddrPort) {
 			on = append(on, sk)
 		}
 	}
+	other := len(on) == 0
+	if other {
+		on = h.unled()
+	}
 	if len(on) == 0 {
 		return
 	}
@@ -469,6 +473,18 @@ func (e *examiner) notPublished(ap netip.AddrPort) {
 		c = sk.Namespace.Container
 	}
 	where := in(sk.Namespace, c)
+	at := sk.Local
+	if p := h.peerOf(sk.Namespace); p != nil && at.Addr().IsUnspecified() {
+		// The address it is reached at: IPv4 first (a [::] socket
+		// takes both), as the host dialled.
+		for _, a := range p.Addresses {
+			if b := a.Addr(); !b.IsLoopback() && !b.IsLinkLocalUnicast() && (b.Is4() || at.Addr().Is6()) {
+				if at.Addr().IsUnspecified() || at.Addr().Is6() && b.Is4() {
+					at = netip.AddrPortFrom(b, at.Port())
+				}
+			}
+		}
+	}
 	plat := platform(c, nil, h.bridgeOf(sk.Namespace))
 	fix := fmt.Sprintf("forward the port to it (a DNAT rule or a proxy), or run the server in %s's own network namespace", h.Host)
 	switch plat {
@@ -485,13 +501,82 @@ func (e *examiner) notPublished(ap netip.AddrPort) {
 		fix += fmt.Sprintf("; and make the server listen on 0.0.0.0:%d: it listens on its own loopback only", sk.Local.Port())
 	}
 	ev := fmt.Sprintf("nothing listens on port %d on %s itself and no rule or proxy leads elsewhere; %s listens on %s%s", ap.Port(), h.Host, sk.Owner(), sk.Local, where)
-	if len(on) > 1 {
+	issue := fmt.Sprintf("Port %d is not published: the server listening on it is in a container", ap.Port())
+	if other {
+		// Not the same port: the server may be another one, but
+		// nothing says the one asked for is not there.
+		ev = fmt.Sprintf("nothing listens on port %d on %s itself, in its containers, and no rule or proxy leads elsewhere; %s listens on %s%s and nothing is published to it",
+			ap.Port(), h.Host, sk.Owner(), at, where)
+		issue = fmt.Sprintf("Port %d is not published: a server in a container listens on port %d, and no rule or proxy leads to it", ap.Port(), sk.Local.Port())
+		if len(on) > 1 {
+			ev += fmt.Sprintf(" (and %s not published)", count(len(on)-1, "more listener"))
+		}
+	} else if len(on) > 1 {
 		ev += fmt.Sprintf(" (and %d more namespaces listen on port %d)", len(on)-1, ap.Port())
 	}
-	e.add(Finding{Cause: NotPublished, Confidence: Likely,
-		Issue:    fmt.Sprintf("Port %d is not published: the server listening on it is in a container", ap.Port()),
-		Evidence: ev, Fix: fix})
+	e.add(Finding{Cause: NotPublished, Confidence: Likely, Issue: issue, Evidence: ev, Fix: fix})
+	if other {
+		e.v.capNL, e.v.capNLW = Likely, fmt.Sprintf("%s listens on %s%s, which nothing is published to (see not-published)", sk.Owner(), at, where)
+		return
+	}
 	e.v.capNL, e.v.capNLW = Possible, "a server in a container listens on that port (see not-published)"
+}
+
+// unled returns the listeners in the namespaces wired to the host that no
+// DNAT rule or userland proxy of it leads to: servers in containers that
+// were never published. A rule that names no port leads to every port.
+func (ev *HostEvidence) unled() []sockets.Socket {
+	var to []netip.AddrPort
+	for _, f := range ev.Proxies {
+		to = append(to, f.To)
+	}
+	for _, p := range ev.NAT {
+		for _, o := range p.Outcomes {
+			if o.Translation != nil {
+				to = append(to, o.Dst)
+			}
+		}
+	}
+	if ev.ruleset != nil {
+		for _, t := range ev.ruleset.Tables {
+			for _, c := range t.Chains {
+				for _, r := range c.Rules {
+					if r.Verdict != "dnat" {
+						continue
+					}
+					if ap, err := netip.ParseAddrPort(r.To); err == nil {
+						to = append(to, ap)
+					} else if a, err := netip.ParseAddr(r.To); err == nil {
+						to = append(to, netip.AddrPortFrom(a, 0))
+					}
+				}
+			}
+		}
+	}
+	var out []sockets.Socket
+	for _, sk := range ev.PeerListening {
+		if sk.Namespace == nil {
+			continue
+		}
+		p := ev.peerOf(sk.Namespace)
+		led := slices.ContainsFunc(to, func(t netip.AddrPort) bool {
+			return (t.Port() == 0 || t.Port() == sk.Local.Port()) && p != nil && p.Has(t.Addr())
+		})
+		if !led {
+			out = append(out, sk)
+		}
+	}
+	return out
+}
+
+// peerOf returns the peer whose namespace is ns, nil when none.
+func (ev *HostEvidence) peerOf(ns *sockets.Namespace) *sockets.Peer {
+	for i, p := range ev.Peers {
+		if ns != nil && p.Namespace.Inode == ns.Inode {
+			return &ev.Peers[i]
+		}
+	}
+	return nil
 }
 
 // translatedHere examines a connection translated to an address of the

@@ -283,11 +283,16 @@ func (ev *HostEvidence) narrowBeyond(out *HostEvidence, src, dst netip.AddrPort)
 	if ev.PeerListening != nil {
 		out.PeerListening = []sockets.Socket{}
 	}
+	// Also the listeners nothing leads to: a server never published may
+	// be the one asked for, on another port (see notPublished).
+	unled := ev.unled()
 	for _, sk := range ev.PeerListening {
 		ino := sk.Namespace.Inode
 		switch {
 		case slices.Contains(keep, ino):
-		case sk.Local.Port() == dst.Port():
+		case sk.Local.Port() == dst.Port() || slices.ContainsFunc(unled, func(u sockets.Socket) bool {
+			return u.Namespace.Inode == ino && u.Local == sk.Local
+		}):
 			if !slices.ContainsFunc(out.Peers, func(p sockets.Peer) bool { return p.Namespace.Inode == ino }) {
 				if i := slices.IndexFunc(ev.Peers, func(p sockets.Peer) bool { return p.Namespace.Inode == ino }); i >= 0 {
 					out.Peers = append(out.Peers, ev.Peers[i])

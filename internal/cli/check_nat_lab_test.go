@@ -40,6 +40,9 @@ type natWant struct {
 	conf     doctor.Confidence
 	evidence []string
 	fix      string
+	// also, when set, is another finding the report must carry; evidence
+	// and fix are that finding's.
+	also doctor.Cause
 }
 
 // natLab is one Docker host or Kubernetes node with a client beside it,
@@ -141,6 +144,13 @@ func TestCheckThroughNAT(t *testing.T) {
 			tc{"docker " + be + ": not published", docker(dopt(web([]netip.AddrPort{port80}))), "HOST:80", map[natVantage]natWant{
 				fromHost: {cause: doctor.NotPublished, conf: doctor.Likely, evidence: []string{"{web}", ":80"}, fix: "docker run -p 80:80"},
 				viaAgent: {cause: doctor.NotPublished, conf: doctor.Likely, evidence: []string{"{web}", ":80"}, fix: "docker run -p 80:80"},
+				alone:    neverConfirmed,
+			}},
+			// Nothing listens on 8080 anywhere, but a container listens
+			// on 80 and nothing leads there: not-listening is not certain.
+			tc{"docker " + be + ": not published, the container on another port", docker(dopt(web([]netip.AddrPort{port80}))), "HOST:8080", map[natVantage]natWant{
+				fromHost: {cause: doctor.NotListening, conf: doctor.Likely, also: doctor.NotPublished, evidence: []string{"{web}", "198.19.0.2:80"}, fix: "docker run -p 8080:80"},
+				viaAgent: {cause: doctor.NotListening, conf: doctor.Likely, also: doctor.NotPublished, evidence: []string{"{web}", "198.19.0.2:80"}, fix: "docker run -p 8080:80"},
 				alone:    neverConfirmed,
 			}},
 			tc{"docker " + be + ": published on 127.0.0.1 only", docker(dopt(web([]netip.AddrPort{port80}, netlab.Publish{HostIP: lo, HostPort: 8080, ContainerPort: 80}))), "HOST:8080", map[natVantage]natWant{
@@ -315,6 +325,14 @@ func (l *natLab) check(t *testing.T, v natVantage, w natWant, r *doctor.Report) 
 		evidence += r.Verdict
 	} else {
 		evidence, fix = r.Findings[0].Evidence, r.Findings[0].Fix
+	}
+	if w.also != "" {
+		i := slices.IndexFunc(r.Findings, func(f doctor.Finding) bool { return f.Cause == w.also })
+		if i < 0 || r.Findings[i].Confidence == doctor.Confirmed {
+			t.Errorf("%v: no %s finding, or a confirmed one\n%s", v, w.also, dump())
+			return
+		}
+		evidence, fix = r.Findings[i].Evidence, r.Findings[i].Fix
 	}
 	for _, s := range w.evidence {
 		s = l.expand(s)
