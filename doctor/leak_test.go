@@ -2,7 +2,6 @@ package doctor_test
 
 import (
 	"context"
-	"net"
 	"os"
 	"runtime"
 	"testing"
@@ -10,6 +9,7 @@ import (
 
 	"github.com/reach-tools/reach/doctor"
 	"github.com/reach-tools/reach/endpoint"
+	"github.com/reach-tools/reach/internal/testnet"
 )
 
 func openFDs(t *testing.T) int {
@@ -24,28 +24,9 @@ func openFDs(t *testing.T) int {
 // Diagnosing open and refused ports on loopback leaves no descriptor and no
 // goroutine behind.
 func TestNoLeaks(t *testing.T) {
-	open, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer open.Close()
-	go func() {
-		for {
-			c, err := open.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	closed, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed.Close()
 	eps := []endpoint.Endpoint{
-		endpoint.FromAddrPort(open.Addr().(*net.TCPAddr).AddrPort()),
-		endpoint.FromAddrPort(closed.Addr().(*net.TCPAddr).AddrPort()),
+		endpoint.FromAddrPort(testnet.Serve(t, testnet.HangUp)),
+		endpoint.FromAddrPort(testnet.ClosedPort(t)),
 	}
 	run := func() {
 		for _, ep := range eps {
@@ -57,15 +38,11 @@ func TestNoLeaks(t *testing.T) {
 	for range 10 {
 		run()
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		nf, ng := openFDs(t), runtime.NumGoroutine()
-		if nf <= fds && ng <= gs {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after 20 diagnoses: %d descriptors (was %d), %d goroutines (was %d)", nf, fds, ng, gs)
-		}
-		time.Sleep(20 * time.Millisecond)
+	var nf, ng int
+	if !testnet.Poll(5*time.Second, func() bool {
+		nf, ng = openFDs(t), runtime.NumGoroutine()
+		return nf <= fds && ng <= gs
+	}) {
+		t.Fatalf("after 20 diagnoses: %d descriptors (was %d), %d goroutines (was %d)", nf, fds, ng, gs)
 	}
 }

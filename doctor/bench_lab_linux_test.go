@@ -3,7 +3,6 @@ package doctor_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/netip"
 	"testing"
 	"time"
@@ -11,17 +10,13 @@ import (
 	"github.com/reach-tools/reach/doctor"
 	"github.com/reach-tools/reach/endpoint"
 	"github.com/reach-tools/reach/internal/netlab"
+	"github.com/reach-tools/reach/internal/testnet"
 )
 
 // BenchmarkRefusedLocal diagnoses a refused port on this host's loopback:
 // the whole ladder, sockets and firewall included (issue #4: under 200 ms).
 func BenchmarkRefusedLocal(b *testing.B) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	ep := endpoint.FromAddrPort(ln.Addr().(*net.TCPAddr).AddrPort())
-	ln.Close()
+	ep := endpoint.FromAddrPort(testnet.ClosedPort(b))
 	b.ResetTimer()
 	for b.Loop() {
 		r := doctor.Run(context.Background(), ep, doctor.Options{Timeout: 3 * time.Second})
@@ -39,7 +34,7 @@ func BenchmarkDropped(b *testing.B) {
 		b.Run(fmt.Sprint(timeout), func(b *testing.B) {
 			p := newPair(b)
 			ln := p.srv.Listen(b, "tcp", "0.0.0.0:0")
-			port := ln.Addr().(*net.TCPAddr).AddrPort().Port()
+			port := portOf(ln)
 			p.srv.Iptables(b, "-A", "INPUT", "-p", "tcp", "--dport", fmt.Sprint(port), "-j", "DROP")
 			ep := endpoint.FromAddrPort(netip.AddrPortFrom(p.srvAddr, port))
 			opt := doctor.Options{Timeout: timeout, Dial: p.cli.DialContext, Enter: p.cli.Do}

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"github.com/reach-tools/reach/doctor"
 	"github.com/reach-tools/reach/endpoint"
 	"github.com/reach-tools/reach/internal/netlab"
+	"github.com/reach-tools/reach/internal/testnet"
 	"github.com/reach-tools/reach/sockets"
 	"golang.org/x/net/dns/dnsmessage"
 )
@@ -54,41 +56,11 @@ type pair struct {
 func newPair(t testing.TB) *pair {
 	t.Helper()
 	netlab.Require(t)
-	lab := netlab.New(t)
-	p := &pair{lab: lab, cli: lab.Host("cli"), srv: lab.Host("srv")}
-	p.cliAddr, p.srvAddr = lab.Link(p.cli, p.srv)
-	return p
+	np := netlab.New(t).Pair()
+	return &pair{lab: np.Lab, cli: np.Client, srv: np.Server, cliAddr: np.ClientAddr, srvAddr: np.ServerAddr}
 }
 
-// serve accepts connections on ln and hands each to fn (nil: keep it open
-// until the test ends).
-func serve(t *testing.T, ln net.Listener, fn func(net.Conn)) {
-	t.Helper()
-	done := make(chan struct{})
-	t.Cleanup(func() { ln.Close(); <-done })
-	go func() {
-		defer close(done)
-		var conns []net.Conn
-		defer func() {
-			for _, c := range conns {
-				c.Close()
-			}
-		}()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			if fn == nil {
-				conns = append(conns, c)
-				continue
-			}
-			fn(c)
-		}
-	}()
-}
-
-func portOf(ln net.Listener) uint16 { return ln.Addr().(*net.TCPAddr).AddrPort().Port() }
+func portOf(ln net.Listener) uint16 { return testnet.AddrPort(ln).Port() }
 
 // agent answers for a host as an agent on it would: it gathers the host's
 // evidence inside its namespace and narrows it to the connection asked
@@ -189,7 +161,7 @@ type view struct {
 func listenServe(t *testing.T, h *netlab.Host, network, addr string) uint16 {
 	t.Helper()
 	ln := h.Listen(t, network, addr)
-	serve(t, ln, nil)
+	testnet.ServeOn(t, ln, nil) // each connection held until the test ends
 	return portOf(ln)
 }
 
@@ -465,10 +437,7 @@ func TestCauses(t *testing.T) {
 		name: "reset-by-peer",
 		setup: func(t *testing.T, p *pair) setup {
 			ln := p.srv.Listen(t, "tcp", "0.0.0.0:0")
-			serve(t, ln, func(c net.Conn) {
-				c.(*net.TCPConn).SetLinger(0)
-				c.Close()
-			})
+			testnet.ServeOn(t, ln, testnet.Reset)
 			return setup{ep: p.srvEP(portOf(ln))}
 		},
 		views: []view{
@@ -480,7 +449,7 @@ func TestCauses(t *testing.T) {
 		name: "closed-by-peer",
 		setup: func(t *testing.T, p *pair) setup {
 			ln := p.srv.Listen(t, "tcp", "0.0.0.0:0")
-			serve(t, ln, func(c net.Conn) { c.Close() })
+			testnet.ServeOn(t, ln, testnet.HangUp)
 			return setup{ep: p.srvEP(portOf(ln))}
 		},
 		views: []view{
@@ -571,45 +540,33 @@ func fullBacklog(t *testing.T, p *pair) uint16 {
 // waitFor polls the listener on port inside h until ok holds (bounded).
 func waitFor(t *testing.T, h *netlab.Host, port uint16, ok func(sockets.Socket) bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		var socks []sockets.Socket
+	var socks []sockets.Socket
+	if !testnet.Poll(10*time.Second, func() bool {
 		if err := h.Do(func() (err error) {
 			socks, err = sockets.Listening(context.Background(), port)
 			return err
 		}); err != nil {
 			t.Fatal(err)
 		}
-		for _, s := range socks {
-			if ok(s) {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("listener on port %d never reached the wanted state: %v", port, socks)
-		}
-		time.Sleep(20 * time.Millisecond)
+		return slices.ContainsFunc(socks, ok)
+	}) {
+		t.Fatalf("listener on port %d never reached the wanted state: %v", port, socks)
 	}
 }
 
 // routed is cli -> rtr -> srv, the router forwarding between two links.
 type routed struct {
 	pair
-	rtr        *netlab.Host
-	rtrA, rtrB netip.Addr
+	rtr  *netlab.Host
+	rtrA netip.Addr // the router's address on the client's link
 }
 
 func newRouted(t *testing.T) *routed {
 	t.Helper()
 	netlab.Require(t)
-	lab := netlab.New(t)
-	r := &routed{pair: pair{lab: lab, cli: lab.Host("cli"), srv: lab.Host("srv")}, rtr: lab.Host("rtr")}
-	r.cliAddr, r.rtrA = lab.Link(r.cli, r.rtr)
-	r.rtrB, r.srvAddr = lab.Link(r.rtr, r.srv)
-	r.rtr.Sysctl(t, "net.ipv4.ip_forward", "1")
-	r.cli.AddRoute(t, netip.PrefixFrom(r.srvAddr, 24).Masked().String(), "via", r.rtrA.String())
-	r.srv.AddRoute(t, netip.PrefixFrom(r.cliAddr, 24).Masked().String(), "via", r.rtrB.String())
-	return r
+	nr := netlab.New(t).Routed()
+	return &routed{pair: pair{lab: nr.Lab, cli: nr.Client, srv: nr.Server, cliAddr: nr.ClientAddr, srvAddr: nr.ServerAddr},
+		rtr: nr.Router, rtrA: nr.RouterClientSide}
 }
 
 func checkDetail(t *testing.T, r *doctor.Report, name, substr string) {
@@ -629,7 +586,7 @@ func TestRoutedFirewallDrop(t *testing.T) {
 	t.Parallel()
 	r := newRouted(t)
 	ln := r.srv.Listen(t, "tcp", "0.0.0.0:0")
-	serve(t, ln, nil)
+	testnet.ServeOn(t, ln, nil) // each connection held until the test ends
 	port := portOf(ln)
 	r.srv.Iptables(t, "-A", "INPUT", "-p", "tcp", "--dport", fmt.Sprint(port), "-j", "DROP")
 	rep := r.run(t, onClient, r.srvEP(port), quick, nil)
@@ -719,7 +676,7 @@ func TestNameWithGoodAndBadAddress(t *testing.T) {
 	p := newPair(t)
 	bad := p.srv.AddAddr(t, p.srvAddr)
 	ln := p.srv.Listen(t, "tcp", netip.AddrPortFrom(p.srvAddr, 0).String())
-	serve(t, ln, nil)
+	testnet.ServeOn(t, ln, nil) // each connection held until the test ends
 	ns := serveDNS(t, p.srv, p.srvAddr, "db.reach.test.", []netip.Addr{p.srvAddr, bad})
 	ep := fmt.Sprintf("db.reach.test:%d", portOf(ln))
 	r := p.run(t, onServer, ep, quick, p.srv.Resolver(ns))
@@ -739,21 +696,33 @@ func TestIntermittent(t *testing.T) {
 	t.Parallel()
 	p := newPair(t)
 	ln := p.srv.Listen(t, "tcp", "0.0.0.0:0")
+	// Accepted and decided in the order the probes connect, one at a time:
+	// testnet's server hands each connection to a goroutine of its own,
+	// which would not keep that order.
+	done := make(chan struct{})
 	var conns []net.Conn
 	t.Cleanup(func() {
+		ln.Close()
+		<-done
 		for _, c := range conns {
 			c.Close()
 		}
 	})
-	n := 0
-	serve(t, ln, func(c net.Conn) {
-		if n++; n%2 == 0 {
-			c.(*net.TCPConn).SetLinger(0)
-			c.Close()
-			return
+	go func() {
+		defer close(done)
+		for n := 1; ; n++ {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			if n%2 == 0 {
+				c.(*net.TCPConn).SetLinger(0)
+				c.Close()
+				continue
+			}
+			conns = append(conns, c) // held until the test ends
 		}
-		conns = append(conns, c) // closed by the cleanup above, after serve's
-	})
+	}()
 	r := p.run(t, onClient, p.srvEP(portOf(ln)), quick, nil)
 	check(t, r, want{cause: doctor.ResetByPeer, confidence: doctor.Confirmed})
 	if len(r.Addresses) != 1 || !r.Addresses[0].Intermittent || !strings.Contains(r.Verdict, "intermittent: open, reset, open") {
@@ -786,7 +755,7 @@ func TestRoutedFirewallOnPath(t *testing.T) {
 	t.Parallel()
 	r := newRouted(t)
 	ln := r.srv.Listen(t, "tcp", "0.0.0.0:0")
-	serve(t, ln, nil)
+	testnet.ServeOn(t, ln, nil) // each connection held until the test ends
 	port := portOf(ln)
 	r.rtr.Iptables(t, "-A", "FORWARD", "-p", "tcp", "--dport", fmt.Sprint(port), "-j", "DROP")
 	rep := r.run(t, viaAgent, r.srvEP(port), quick, nil)
