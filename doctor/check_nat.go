@@ -526,6 +526,9 @@ func (e *examiner) notPublished(ap netip.AddrPort) {
 // DNAT rule or userland proxy of it leads to: servers in containers that
 // were never published. A rule that names no port leads to every port.
 func (ev *HostEvidence) unled() []sockets.Socket {
+	if ev.ruleset == nil && ev.Firewall {
+		return ev.Unpublished // an agent's answer: it read the rules
+	}
 	var to []netip.AddrPort
 	for _, f := range ev.Proxies {
 		to = append(to, f.To)

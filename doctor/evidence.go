@@ -44,6 +44,10 @@ type HostEvidence struct {
 	PeerListening []sockets.Socket `json:"peer_listening,omitempty"`
 	PeersSeen     bool             `json:"peers_seen,omitempty"`
 	PeersNotSeen  int              `json:"peers_not_seen,omitempty"`
+	// Unpublished are, in an agent's answer, the listeners of those
+	// namespaces that no DNAT rule or proxy of its host leads to, which
+	// only the host's whole ruleset tells (see unled).
+	Unpublished []sockets.Socket `json:"unpublished,omitempty"`
 	// Proxies are the userland proxies (docker-proxy, socat) among the
 	// listeners, with where they forward.
 	Proxies []sockets.Forward `json:"proxies,omitempty"`

@@ -285,14 +285,19 @@ func (ev *HostEvidence) narrowBeyond(out *HostEvidence, src, dst netip.AddrPort)
 	}
 	// Also the listeners nothing leads to: a server never published may
 	// be the one asked for, on another port (see notPublished).
-	unled := ev.unled()
+	out.Unpublished = ev.unled()
+	for _, sk := range out.Unpublished {
+		if !slices.ContainsFunc(out.Peers, func(p sockets.Peer) bool { return p.Namespace.Inode == sk.Namespace.Inode }) {
+			if p := ev.peerOf(sk.Namespace); p != nil {
+				out.Peers = append(out.Peers, *p)
+			}
+		}
+	}
 	for _, sk := range ev.PeerListening {
 		ino := sk.Namespace.Inode
 		switch {
 		case slices.Contains(keep, ino):
-		case sk.Local.Port() == dst.Port() || slices.ContainsFunc(unled, func(u sockets.Socket) bool {
-			return u.Namespace.Inode == ino && u.Local == sk.Local
-		}):
+		case sk.Local.Port() == dst.Port():
 			if !slices.ContainsFunc(out.Peers, func(p sockets.Peer) bool { return p.Namespace.Inode == ino }) {
 				if i := slices.IndexFunc(ev.Peers, func(p sockets.Peer) bool { return p.Namespace.Inode == ino }); i >= 0 {
 					out.Peers = append(out.Peers, ev.Peers[i])
