@@ -283,6 +283,8 @@ func (e *examiner) outcome(o NATOutcome, ways int) {
 		default:
 			e.v.host = true // a rule before any translation: the firewall check quotes it
 		}
+	case o.Translation == nil && o.Local && o.Skipped != nil && !e.hostTakes(o.Dst):
+		e.noHairpin(path, o)
 	case o.Translation == nil && o.Local:
 		e.atHost(path, "")
 	case o.Translation == nil:
@@ -383,6 +385,31 @@ func (e *examiner) atHost(path Path, via string) {
 		return
 	}
 	e.notPublished(ap)
+}
+
+// hostTakes reports whether a listener of the host takes ap.
+func (e *examiner) hostTakes(ap netip.AddrPort) bool {
+	return slices.ContainsFunc(e.h.Listening, func(sk sockets.Socket) bool {
+		return sk.Local.Port() == ap.Port() && accepts(sk, ap.Addr())
+	})
+}
+
+// noHairpin explains a connection a RETURN rule kept from the DNAT that
+// publishes the port: a client in a container to its own host's published
+// port, without docker-proxy (no hairpin from the bridge).
+func (e *examiner) noHairpin(path Path, o NATOutcome) {
+	e.v.host = true
+	to := o.Skipped.To
+	path.Hops = append(path.Hops, Hop{Kind: "return", Rule: o.Return})
+	path.text("")
+	e.v.paths = append(e.v.paths, path)
+	quote := func(r *firewall.Rule) string { return fmt.Sprintf("%s %s/%s: %s", r.Source, r.Table, r.Chain, r.Text) }
+	e.add(Finding{Cause: NotPublished, Confidence: Likely,
+		Issue: fmt.Sprintf("Port %d is published, but not to this client: a rule returns its connections before the DNAT (no hairpin NAT)", e.ap.Port()),
+		Evidence: fmt.Sprintf("the connection arrives from %s's bridge side; %s returns it, so %s (to %s) is skipped and nothing on %s listens on port %d",
+			e.h.Host, quote(o.Return), quote(o.Skipped), to, e.h.Host, e.ap.Port()),
+		Fix: fmt.Sprintf("from the container, connect to the server directly at %s (or by its name on a shared network); or let the host forward it: run docker-proxy (dockerd's userland proxy, --userland-proxy=true) or enable hairpin NAT for the bridge", to)})
+	e.v.capNL, e.v.capNLW = Possible, "the port is published, but a rule returns this client's connections before its DNAT (see not-published)"
 }
 
 // proxyFor returns the userland proxy holding listener sk, nil when none.

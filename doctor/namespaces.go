@@ -101,6 +101,12 @@ type NATOutcome struct {
 	Assumed     []string `json:"assumed,omitempty"`
 	// Steps are the rules that acted on the packet, in order.
 	Steps []string `json:"steps,omitempty"`
+	// Skipped is the translation a client arriving on another interface
+	// gets, which a RETURN for this one's interface skipped (Docker's
+	// "-A DOCKER -i docker0 -j RETURN": no hairpin from the bridge), and
+	// Return that RETURN rule.
+	Skipped *firewall.Rule `json:"skipped,omitempty"`
+	Return  *firewall.Rule `json:"return,omitempty"`
 }
 
 // walk follows c through the host's rules; false when they were not read.
@@ -129,6 +135,24 @@ func (ev *HostEvidence) walk(c firewall.Conn) (NATPath, bool) {
 		}
 		for _, s := range o.Steps {
 			no.Steps = append(no.Steps, s.String())
+			if s.Action == "return" && c.In != "" && o.Translation == nil && no.Return == nil {
+				r := s.Rule
+				no.Return = &r
+			}
+		}
+		if no.Return != nil {
+			// Would a client from elsewhere be translated?
+			other := c
+			other.In = "reach-elsewhere0"
+			for _, oo := range firewall.Walk(ev.ruleset, other, h).Outcomes {
+				if oo.Translation != nil && oo.Verdict == "accept" {
+					no.Skipped = oo.Translation
+					break
+				}
+			}
+			if no.Skipped == nil {
+				no.Return = nil
+			}
 		}
 		np.Outcomes = append(np.Outcomes, no)
 	}

@@ -377,3 +377,62 @@ func TestCheckThroughNATText(t *testing.T) {
 		t.Errorf("the report still blames a missing listener:\n%s", out)
 	}
 }
+
+// TestCheckFromContainerNoHairpin: from inside a container, to its own
+// host's published port when no docker-proxy holds it. Docker's
+// "-A DOCKER -i docker0 -j RETURN" skips the DNAT for connections that
+// arrive from the bridge, so the host refuses them: the report quotes that
+// rule and says how to reach the container, never "not-listening,
+// confirmed" with "start the server".
+func TestCheckFromContainerNoHairpin(t *testing.T) {
+	bin := buildReach(t)
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte(natToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := netlab.New(t).Docker(netlab.DockerOptions{Containers: []netlab.ContainerOptions{{Name: "web",
+		Listen: []netip.AddrPort{netip.MustParseAddrPort("0.0.0.0:80")}, Publish: []netlab.Publish{{HostPort: 8080, ContainerPort: 80}}}}})
+	web := d.Container("web")
+	proxy := web.Proxies[0]
+	if err := syscall.Kill(proxy.Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		// Gone, or a zombie its lab has not reaped yet: its socket is closed.
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", proxy.Pid))
+		if err != nil || strings.Contains(string(b), "State:\tZ") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("docker-proxy (pid %d) still runs", proxy.Pid)
+		}
+	}
+	l := &natLab{host: d.Host, client: web.Host, hostAddr: d.HostAddr}
+	l.startAgent(t, bin, tokenFile)
+	out, errs, _ := reachIn(t, bin, d.Host, "", "check", "--netns", web.Host.Name(), netip.AddrPortFrom(d.HostAddr, 8080).String(),
+		"--json", "--timeout", "5s", "--agent", l.agent, "--token-file", tokenFile)
+	var r doctor.Report
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("%v\n%s\n%s", err, out, errs)
+	}
+	dump := func() string { b, _ := json.MarshalIndent(r, "", "  "); return string(b) }
+	if r.Cause != doctor.NotPublished || r.Confidence == doctor.Possible {
+		t.Fatalf("%s (%s), want not-published, likely or confirmed\n%s", r.Cause, r.Confidence, dump())
+	}
+	for _, f := range r.Findings {
+		if f.Cause == doctor.NotListening && f.Confidence == doctor.Confirmed {
+			t.Errorf("not-listening confirmed\n%s", dump())
+		}
+	}
+	f := r.Findings[0]
+	for _, s := range []string{"-i docker0 -j RETURN", web.DNAT[0]} {
+		if !strings.Contains(f.Evidence, s) {
+			t.Errorf("the evidence does not quote %q: %s", s, f.Evidence)
+		}
+	}
+	for _, s := range []string{"198.19.0.2:80", "userland proxy"} {
+		if !strings.Contains(f.Fix, s) {
+			t.Errorf("the fix does not say %q: %s", s, f.Fix)
+		}
+	}
+}
