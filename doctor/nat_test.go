@@ -55,6 +55,17 @@ func asIs(dst netip.AddrPort) []NATOutcome {
 	return []NATOutcome{{Verdict: "accept", Dst: dst, Local: true, Probability: 1}}
 }
 
+// unpublished is ev with its containers' listeners nothing leads to, as an
+// agent that read its whole ruleset sends them.
+func unpublished(ev HostEvidence) HostEvidence { ev.Unpublished = ev.PeerListening; return ev }
+
+// noHairpin is the way of a connection from the bridge that Docker's
+// RETURN keeps from the DNAT publishing the port.
+func noHairpin(dst netip.AddrPort) []NATOutcome {
+	ret := &firewall.Rule{Source: "iptables", Table: "nat", Chain: "DOCKER", Verdict: "return", Text: "-A DOCKER -i docker0 -j RETURN"}
+	return []NATOutcome{{Verdict: "accept", Dst: dst, Local: true, Probability: 1, Skipped: dnat8080, Return: ret}}
+}
+
 // TestNATCauses runs the ladder on evidence an agent on a Docker host or a
 // Kubernetes node might send: the cause each layout names, how sure it is,
 // and how doubt about the rules or the containers lowers it.
@@ -111,6 +122,12 @@ func TestNATCauses(t *testing.T) {
 		}(), NATTargetGone, Likely, []string{"could not be looked at"}, "docker start"},
 		{"a DNAT to another host: what refuses is there, the client's guess stands", ap, probe.Refused, dockerHost(ap, []NATOutcome{{Verdict: "accept",
 			Dst: netip.MustParseAddrPort("198.18.7.7:80"), Translation: dnat8080, Probability: 1}}, nil), NotListening, Likely, []string{"answered the SYN with a reset"}, ""},
+		{"not published, the container on another port", ap, probe.Refused, unpublished(dockerHost(ap, asIs(ap), nil, inWeb("0.0.0.0:80"))),
+			NotListening, Likely, []string{"nginx (pid 4242) listens on 198.19.0.2:80 in container docker 3f2a1b4c5d6e", "nothing is published to"}, ""},
+		{"the container on another port, published", ap, probe.Refused, dockerHost(ap, asIs(ap), nil, inWeb("0.0.0.0:80")),
+			NotListening, Confirmed, nil, ""},
+		{"from the bridge, no hairpin", ap, probe.Refused, dockerHost(ap, noHairpin(ap), nil, inWeb("0.0.0.0:80")),
+			NotPublished, Likely, []string{"-A DOCKER -i docker0 -j RETURN returns it", dnat8080.Text}, "directly at 198.19.0.2:80"},
 		{"not published", netip.AddrPortFrom(natHost, 80), probe.Refused, dockerHost(netip.AddrPortFrom(natHost, 80), asIs(netip.AddrPortFrom(natHost, 80)), nil, inWeb("0.0.0.0:80")),
 			NotPublished, Likely, []string{"nginx (pid 4242) listens on 0.0.0.0:80 in container docker 3f2a1b4c5d6e"}, "docker run -p 80:80"},
 		{"published on 127.0.0.1 by docker-proxy", ap, probe.Refused, withProxy(dockerHost(ap, asIs(ap), []sockets.Socket{proxy}, inWeb("0.0.0.0:80")), "127.0.0.1:8080"),
