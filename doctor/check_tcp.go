@@ -86,7 +86,13 @@ func describeProbes(ap netip.AddrPort, rs []probe.Result) string {
 	} else if len(rs) == 1 {
 		what = "one probe"
 	}
-	return fmt.Sprintf("%s %s (%s) in %s", ap, strings.Join(parts, ", "), what, round(rs[0].RTT))
+	d := fmt.Sprintf("%s %s (%s) in %s", ap, strings.Join(parts, ", "), what, round(rs[0].RTT))
+	for _, r := range rs {
+		if r.ICMP != nil {
+			return d + " by " + r.ICMP.String()
+		}
+	}
+	return d
 }
 
 // classFindings are the findings a probe class proves on its own.

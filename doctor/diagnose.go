@@ -235,6 +235,9 @@ func infer(s *State, i int, c probe.Class) ([]Finding, []string) {
 	f := func(cause Cause, conf Confidence, issue, evidence, fix string) Finding {
 		return Finding{Cause: cause, Confidence: conf, Issue: issue, Evidence: evidence, Fix: fix, Addr: label}
 	}
+	if f, ok := icmpReject(s, i, c); ok {
+		return []Finding{f}, []string{askHost}
+	}
 	switch c {
 	case probe.Refused:
 		seen := fmt.Sprintf("%s answered the SYN with a reset: the host is up, nothing accepted on port %d", host, port)
@@ -319,4 +322,42 @@ func queueOK(ev *HostEvidence, ap netip.AddrPort) bool {
 		}
 	}
 	return false
+}
+
+// icmpReject is what the ICMP error behind a failure says on its own, when
+// the target host gave no evidence: a TCP port without a listener answers
+// with a reset, never with ICMP port-unreachable, and a host that is down
+// sends no prohibition, so either is a firewall's REJECT (iptables' default
+// reject type, firewalld's icmp-host-prohibited). With the host's evidence
+// its firewall check decides instead.
+func icmpReject(s *State, i int, c probe.Class) (Finding, bool) {
+	if s.host(i) != nil || i >= len(s.Probes) {
+		return Finding{}, false
+	}
+	for _, r := range s.Probes[i] {
+		if r.Class != c || r.ICMP == nil {
+			continue
+		}
+		k := r.ICMP.Kind()
+		var how, why string
+		switch {
+		case c == probe.Refused && k == probe.ICMPPortUnreachable:
+			how, why = "refused", "a TCP port without a listener answers with a reset"
+		case c == probe.HostUnreachable && k.Prohibited():
+			how, why = "host-unreachable", "a host that is down or absent sends no prohibition"
+		default:
+			continue
+		}
+		from := "the path"
+		if r.ICMP.From.IsValid() {
+			from = r.ICMP.From.String()
+		}
+		return Finding{Cause: FirewallReject, Confidence: Likely, Addr: s.label(i),
+			Issue: "A firewall rejects the connection",
+			Evidence: fmt.Sprintf("%s by %v — %s, so a firewall rejected the SYN (the ICMP "+
+				"came %s after the SYN)", how, r.ICMP, why, round(r.RTT)),
+			Fix: fmt.Sprintf("find the REJECT rule on %s (reach check there quotes it, or read "+
+				"nft list ruleset / iptables-save) and allow tcp port %d", from, s.Target.Port)}, true
+	}
+	return Finding{}, false
 }

@@ -45,3 +45,42 @@ func TestCheckTargetsConcurrently(t *testing.T) {
 		t.Errorf("3 firewalled targets took %v, want under %v: checked one after another?", elapsed, limit)
 	}
 }
+
+// From the client alone (the target is another host, no agent), a refusal
+// or a host-unreachable that an ICMP error carries is a firewall's REJECT:
+// a port without a listener answers with a reset, a down host sends no
+// prohibition. A reset stays not-listening, as before.
+func TestCheckICMPRejectFromClient(t *testing.T) {
+	p := netlab.New(t).Pair()
+	bin := buildReach(t)
+	// Three probes an address: no ICMP may be rate-limited away.
+	p.Server.Sysctl(t, "net.ipv4.icmp_ratelimit", "0")
+	p.Server.AddRule(t, "filter", "-A INPUT -p tcp -m tcp --dport 7 -j REJECT")
+	p.Server.AddRule(t, "filter",
+		"-A INPUT -p tcp -m tcp --dport 8 -j REJECT --reject-with icmp-host-prohibited")
+	srv := p.ServerAddr.String()
+	for _, tc := range []struct {
+		port, class, cause, conf, evidence string
+	}{
+		{"7", "refused", "firewall-reject", "likely", "refused by ICMP port-unreachable from " + srv +
+			" — a TCP port without a listener answers with a reset, so a firewall rejected the SYN"},
+		{"8", "host-unreachable", "firewall-reject", "likely", "host-unreachable by ICMP " +
+			"admin-prohibited from " + srv + " — a host that is down or absent sends no prohibition"},
+		{"9", "refused", "not-listening", "likely", "answered the SYN with a reset"},
+	} {
+		ep := net.JoinHostPort(srv, tc.port)
+		out, errs, code := reachIn(t, bin, p.Client, "", "check", "--json", "--timeout", "2s", ep)
+		var r struct {
+			Class, Cause, Confidence string
+			Findings                 []struct{ Cause, Evidence string }
+		}
+		if err := json.Unmarshal([]byte(out), &r); err != nil || code != ExitFail {
+			t.Fatalf("%s: exit %d, %v; stdout %q stderr %q", ep, code, err, out, errs)
+		}
+		if r.Class != tc.class || r.Cause != tc.cause || r.Confidence != tc.conf ||
+			len(r.Findings) == 0 || !strings.Contains(r.Findings[0].Evidence, tc.evidence) {
+			t.Errorf("%s: %s %s (%s), findings %+v; want %s %s (%s) with evidence %q",
+				ep, r.Class, r.Cause, r.Confidence, r.Findings, tc.class, tc.cause, tc.conf, tc.evidence)
+		}
+	}
+}
