@@ -31,6 +31,7 @@ func checkTCP(ctx context.Context, s *State) CheckResult {
 	}
 	s.Probes = make([][]probe.Result, len(s.Addrs))
 	opt := probe.Options{Timeout: s.Options.timeout(), Dial: s.Options.Dial, ReadWait: readWait}
+	s.Hold = startHold(s, opt)
 	each(len(s.Addrs), func(i int) {
 		for range n {
 			r := probe.Run(ctx, endpoint.FromAddrPort(s.addrPort(i)), opt)

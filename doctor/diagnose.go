@@ -76,7 +76,8 @@ func diagnose(s *State, findings []Finding) *Report {
 
 	blocked := map[string]bool{} // addresses that connect but cannot be served
 	for _, f := range findings {
-		if f.Confidence == Confirmed && (f.Cause == ServerHung || f.Cause == Overloaded) {
+		if f.Confidence == Confirmed && (f.Cause == ServerHung || f.Cause == Overloaded ||
+			f.Cause == ResetByPeer || f.Cause == ClosedByPeer) {
 			blocked[f.Addr] = true
 		}
 	}

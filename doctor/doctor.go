@@ -21,6 +21,7 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -58,7 +59,9 @@ func Run(ctx context.Context, ep endpoint.Endpoint, opt Options) *Report {
 		}
 		return context.WithDeadline(ctx, rest)
 	}
-	s := &State{Target: ep, Options: opt}
+	bg, stop := context.WithCancel(ctx)
+	defer stop()
+	s := &State{Target: ep, Options: opt, bg: bg}
 	var records []CheckRecord
 	var findings []Finding
 	for n, stage := range ladder {
@@ -66,6 +69,16 @@ func Run(ctx context.Context, ep endpoint.Endpoint, opt Options) *Report {
 		recs, fs := runStage(sctx, s, stage, log)
 		cancel()
 		records, findings = append(records, recs...), append(findings, fs...)
+	}
+	if d, fs, ok := s.Hold.wait(ctx, s); ok {
+		// The hold is the tcp check's, finished late.
+		if i := slices.IndexFunc(records, func(r CheckRecord) bool { return r.Name == "tcp" }); i >= 0 {
+			records[i].Detail += "; " + d
+			if len(fs) > 0 {
+				records[i].Status = Fail
+			}
+		}
+		findings = append(findings, fs...)
 	}
 	r := diagnose(s, findings)
 	r.Checks = records

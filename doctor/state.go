@@ -1,6 +1,7 @@
 package doctor
 
 import (
+	"context"
 	"net/netip"
 	"time"
 
@@ -22,10 +23,13 @@ type State struct {
 	LookupOK bool          // dns: a name resolved, or the host is a literal
 
 	Probes [][]probe.Result // tcp: per address, the repeated probes
-	Routes []RouteInfo      // route: per address
-	Echo   []EchoInfo       // icmp: per address
-	Local  []bool           // host: per address, whether it is this host
-	Client *HostEvidence    // host: this host's firewall, for outgoing rules
+	// Hold is one connection held while the later stages run, to catch a
+	// server that accepts and then drops it.
+	Hold   *heldProbe    // tcp
+	Routes []RouteInfo   // route: per address
+	Echo   []EchoInfo    // icmp: per address
+	Local  []bool        // host: per address, whether it is this host
+	Client *HostEvidence // host: this host's firewall, for outgoing rules
 	// Hosts holds, per address, the evidence of the host that has it: this
 	// host's, or the answer of the agent there; nil where none was seen.
 	Hosts []*HostEvidence // host
@@ -44,6 +48,10 @@ type State struct {
 	// Paths holds, per address, where the target host's nat rules and
 	// proxies send the connection.
 	Paths [][]Path // nat
+
+	// bg outlives the stages: what a check leaves running (the hold) runs
+	// in it, and Run waits for it before the diagnosis.
+	bg context.Context
 }
 
 // take copies into s the evidence check name stored in from: the fields
@@ -53,7 +61,7 @@ func (s *State) take(name string, from *State) {
 	case "dns":
 		s.Addrs, s.Lookup, s.LookupOK = from.Addrs, from.Lookup, from.LookupOK
 	case "tcp":
-		s.Probes = from.Probes
+		s.Probes, s.Hold = from.Probes, from.Hold
 	case "route":
 		s.Routes = from.Routes
 	case "icmp":
@@ -76,7 +84,7 @@ func (s *State) take(name string, from *State) {
 // view is the State a check reading the evidence of the checks named in
 // reads runs on: the target, the options and that evidence only.
 func (s *State) view(reads []string) *State {
-	v := &State{Target: s.Target, Options: s.Options}
+	v := &State{Target: s.Target, Options: s.Options, bg: s.bg}
 	for _, name := range reads {
 		v.take(name, s)
 	}
