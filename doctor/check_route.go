@@ -26,7 +26,16 @@ func checkRoute(ctx context.Context, s *State) CheckResult {
 	s.Routes = make([]RouteInfo, len(s.Addrs))
 	each(len(s.Addrs), func(i int) {
 		s.Options.enter(func() error {
-			r, err := sys.RouteGet(ctx, s.Addrs[i])
+			from := sys.RouteFrom{Src: s.Options.Source}
+			if s.Options.Interface != "" {
+				ifc, err := net.InterfaceByName(s.Options.Interface)
+				if err != nil {
+					s.Routes[i] = RouteInfo{Route: sys.Route{Dst: s.Addrs[i]}, Err: err}
+					return nil
+				}
+				from.OIF = ifc.Index
+			}
+			r, err := sys.RouteGetFrom(ctx, s.Addrs[i], from)
 			s.Routes[i] = RouteInfo{Route: r, Err: err}
 			if ifc, err := net.InterfaceByIndex(r.IfIndex); r.IfIndex != 0 && err == nil {
 				s.Routes[i].Dev = ifc.Name

@@ -30,7 +30,8 @@ func checkTCP(ctx context.Context, s *State) CheckResult {
 		n = 3
 	}
 	s.Probes = make([][]probe.Result, len(s.Addrs))
-	opt := probe.Options{Timeout: s.Options.timeout(), Dial: s.Options.Dial, ReadWait: readWait}
+	opt := probe.Options{Timeout: s.Options.timeout(), Dial: s.Options.Dial, ReadWait: readWait,
+		Source: s.Options.Source, Interface: s.Options.Interface}
 	s.Hold = startHold(s, opt)
 	each(len(s.Addrs), func(i int) {
 		for range n {

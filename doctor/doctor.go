@@ -21,6 +21,7 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"net/netip"
 	"slices"
 	"sync"
 	"time"
@@ -136,6 +137,11 @@ type Options struct {
 	// Dial and Resolver are passed to the probes; nil uses the defaults.
 	Dial     probe.DialFunc
 	Resolver *net.Resolver
+	// Source and Interface, when set, are where the TCP probes leave from
+	// (probe.Options' fields of those names), and the route check asks
+	// the route from that address and by that interface.
+	Source    netip.Addr
+	Interface string
 	// Enter runs fn where local evidence lives: sockets, routes, firewall
 	// rules and ICMP are read inside it. Tests pass a network namespace's
 	// Do; nil calls fn directly.

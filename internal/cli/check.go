@@ -11,7 +11,6 @@ import (
 
 	"github.com/reach-tools/reach/doctor"
 	"github.com/reach-tools/reach/endpoint"
-	"github.com/reach-tools/reach/probe"
 )
 
 func init() { register("check", newCheckCmd) }
@@ -149,9 +148,7 @@ Exit status: 0 every target is reachable, 1 one is not, 2 usage error.`,
 			if err := sameFamily(source, eps); err != nil {
 				return err
 			}
-			if source.IsValid() || iface != "" {
-				opt.Dial = probe.LocalDialer(source, iface)
-			}
+			opt.Source, opt.Interface = source, iface
 			if source.IsValid() && network == "tcp" {
 				// A name is checked on the addresses the source can reach.
 				opt.Network = map[bool]string{true: "tcp4", false: "tcp6"}[source.Is4()]

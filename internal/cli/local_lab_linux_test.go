@@ -55,11 +55,12 @@ func TestSourceAndInterfaceFlags(t *testing.T) {
 		flags []string
 		code  int // for connect and check: 0 reached, 1 refused
 		from  netip.Addr
+		route string // in the check's route detail: the route from that source or interface
 	}{
-		{"as routed", nil, ExitFail, clientA},
-		{"--source", []string{"--source", clientB.String()}, 0, clientB},
-		{"--interface", []string{"--interface", ifB}, 0, clientB},
-		{"--source of link A", []string{"--source", clientA.String()}, ExitFail, clientA},
+		{"as routed", nil, ExitFail, clientA, "dev " + ifaceOf(t, c, clientA) + " src " + clientA.String()},
+		{"--source", []string{"--source", clientB.String()}, 0, clientB, "src " + clientB.String()},
+		{"--interface", []string{"--interface", ifB}, 0, clientB, "via " + serverB.String() + " dev " + ifB},
+		{"--source of link A", []string{"--source", clientA.String()}, ExitFail, clientA, "src " + clientA.String()},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, errs, code := reachIn(t, bin, c, "", append([]string{"connect", "-z", "--json", "--timeout", "3s", target}, tc.flags...)...)
@@ -84,9 +85,15 @@ func TestSourceAndInterfaceFlags(t *testing.T) {
 			var chk struct {
 				Reachable bool
 				Class     string
+				Checks    []struct{ Name, Detail string }
 			}
 			if code != tc.code || json.Unmarshal([]byte(out), &chk) != nil || chk.Reachable != (tc.code == 0) {
 				t.Errorf("check: exit %d reachable %v class %s, want exit %d; %s\n%s", code, chk.Reachable, chk.Class, tc.code, errs, out)
+			}
+			for _, ck := range chk.Checks {
+				if ck.Name == "route" && !strings.Contains(ck.Detail, tc.route) {
+					t.Errorf("check: route %q, want %q", ck.Detail, tc.route)
+				}
 			}
 		})
 	}

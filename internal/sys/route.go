@@ -25,6 +25,7 @@ const (
 	rtmGetRoute = 26
 
 	rtaDst     = 1
+	rtaSrc     = 2
 	rtaOIF     = 4
 	rtaGateway = 5
 	rtaPrefSrc = 7
@@ -45,17 +46,30 @@ func routeTypeName(t uint8) string {
 	return fmt.Sprintf("type-%d", t)
 }
 
-// routeRequest frames an RTM_GETROUTE request for dst. With fibMatch the
-// kernel returns the matching table entry (its prefix and type) instead of
-// the resolved route.
-func routeRequest(dst netip.Addr, seq uint32, fibMatch bool) []byte {
+// routeRequest frames an RTM_GETROUTE request for dst, from src and out
+// of interface oif when they are set (ip route get DST from SRC oif DEV).
+// With fibMatch the kernel returns the matching table entry (its prefix and
+// type) instead of the resolved route.
+func routeRequest(dst netip.Addr, from RouteFrom, seq uint32, fibMatch bool) []byte {
 	family, bits := byte(2), byte(32) // AF_INET
 	if dst.Is6() {
 		family, bits = 10, 128 // AF_INET6
 	}
-	raw := dst.AsSlice()
-	attrLen := 4 + len(raw)
-	total := nlmsgHdrLen + rtmsgLen + attrLen
+	type attr struct {
+		kind uint16
+		val  []byte
+	}
+	attrs := []attr{{rtaDst, dst.AsSlice()}}
+	if from.Src.IsValid() {
+		attrs = append(attrs, attr{rtaSrc, from.Src.Unmap().AsSlice()})
+	}
+	if from.OIF > 0 {
+		attrs = append(attrs, attr{rtaOIF, binary.NativeEndian.AppendUint32(nil, uint32(from.OIF))})
+	}
+	total := nlmsgHdrLen + rtmsgLen
+	for _, a := range attrs {
+		total += 4 + len(a.val) // addresses and u32s need no padding
+	}
 	b := make([]byte, total)
 	binary.NativeEndian.PutUint32(b[0:4], uint32(total))
 	binary.NativeEndian.PutUint16(b[4:6], rtmGetRoute)
@@ -63,14 +77,27 @@ func routeRequest(dst netip.Addr, seq uint32, fibMatch bool) []byte {
 	binary.NativeEndian.PutUint32(b[8:12], seq)
 	m := b[nlmsgHdrLen:]
 	m[0], m[1] = family, bits
+	if from.Src.IsValid() {
+		m[2] = bits // rtm_src_len
+	}
 	if fibMatch {
 		binary.NativeEndian.PutUint32(m[8:12], rtmFFibMatch)
 	}
 	a := m[rtmsgLen:]
-	binary.NativeEndian.PutUint16(a[0:2], uint16(attrLen))
-	binary.NativeEndian.PutUint16(a[2:4], rtaDst)
-	copy(a[4:], raw)
+	for _, at := range attrs {
+		binary.NativeEndian.PutUint16(a[0:2], uint16(4+len(at.val)))
+		binary.NativeEndian.PutUint16(a[2:4], at.kind)
+		copy(a[4:], at.val)
+		a = a[4+len(at.val):]
+	}
 	return b
+}
+
+// RouteFrom narrows a route lookup to packets from an address of this host
+// (Src) or leaving by an interface (OIF, its index); the zero value is any.
+type RouteFrom struct {
+	Src netip.Addr
+	OIF int
 }
 
 // parseRouteReply finds the answer to request seq in a netlink buffer: a

@@ -16,11 +16,21 @@ import (
 // table entry, if any, is still returned. The netlink socket belongs to the
 // calling thread's network namespace.
 func RouteGet(ctx context.Context, dst netip.Addr) (Route, error) {
+	return RouteGetFrom(ctx, dst, RouteFrom{})
+}
+
+// RouteGetFrom is RouteGet for packets from from.Src or leaving by
+// from.OIF (ip route get DST from SRC oif DEV), as a connection bound to
+// that source or device is routed.
+func RouteGetFrom(ctx context.Context, dst netip.Addr, from RouteFrom) (Route, error) {
 	dst = dst.Unmap()
-	r, err := routeQuery(ctx, dst, false)
+	r, err := routeQuery(ctx, dst, from, false)
 	if err == nil {
 		r.Dst = dst
-		if m, merr := routeQuery(ctx, dst, true); merr == nil {
+		if !r.Src.IsValid() {
+			r.Src = from.Src.Unmap() // the kernel answers it as RTA_SRC, not the preferred source
+		}
+		if m, merr := routeQuery(ctx, dst, from, true); merr == nil {
 			r.Prefix = m.Prefix
 		}
 		return r, nil
@@ -51,7 +61,7 @@ func RouteGet(ctx context.Context, dst netip.Addr) (Route, error) {
 	return best, err
 }
 
-func routeQuery(ctx context.Context, dst netip.Addr, fibMatch bool) (Route, error) {
+func routeQuery(ctx context.Context, dst netip.Addr, from RouteFrom, fibMatch bool) (Route, error) {
 	if err := ctx.Err(); err != nil {
 		return Route{}, err
 	}
@@ -65,7 +75,7 @@ func routeQuery(ctx context.Context, dst netip.Addr, fibMatch bool) (Route, erro
 		return Route{}, os.NewSyscallError("setsockopt", err)
 	}
 	seq := netlinkSeq.Add(1)
-	if err := unix.Sendto(fd, routeRequest(dst, seq, fibMatch), 0, toKernel()); err != nil {
+	if err := unix.Sendto(fd, routeRequest(dst, from, seq, fibMatch), 0, toKernel()); err != nil {
 		return Route{}, os.NewSyscallError("sendto", err)
 	}
 	buf := make([]byte, 16<<10)

@@ -11,3 +11,8 @@ import (
 func RouteGet(ctx context.Context, dst netip.Addr) (Route, error) {
 	return Route{Dst: dst}, ErrUnsupported
 }
+
+// RouteGetFrom is Linux-only; elsewhere it returns ErrUnsupported.
+func RouteGetFrom(ctx context.Context, dst netip.Addr, from RouteFrom) (Route, error) {
+	return Route{Dst: dst}, ErrUnsupported
+}

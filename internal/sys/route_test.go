@@ -79,9 +79,20 @@ func TestParseRouteReply(t *testing.T) {
 	if _, err := parseRouteReply(errno, 9); !errors.Is(err, syscall.ENETUNREACH) {
 		t.Errorf("error reply: %v, want ENETUNREACH", err)
 	}
-	req := routeRequest(netip.MustParseAddr("fd00::2"), 5, true)
+	req := routeRequest(netip.MustParseAddr("fd00::2"), RouteFrom{}, 5, true)
 	if len(req) != nlmsgHdrLen+rtmsgLen+4+16 || req[nlmsgHdrLen] != 10 || req[nlmsgHdrLen+1] != 128 {
 		t.Errorf("v6 request framed wrong: % x", req)
+	}
+	// From a source and by an interface: RTA_SRC with rtm_src_len, RTA_OIF.
+	req = routeRequest(netip.MustParseAddr("198.18.0.2"), RouteFrom{netip.MustParseAddr("198.18.0.1"), 3}, 6, false)
+	attr := func(k uint16, v []byte) string {
+		b := binary.NativeEndian.AppendUint16(nil, uint16(4+len(v)))
+		return string(append(binary.NativeEndian.AppendUint16(b, k), v...))
+	}
+	want := attr(rtaDst, []byte{198, 18, 0, 2}) + attr(rtaSrc, []byte{198, 18, 0, 1}) + attr(rtaOIF, u32(3))
+	if len(req) != nlmsgHdrLen+rtmsgLen+len(want) || req[nlmsgHdrLen+2] != 32 ||
+		string(req[nlmsgHdrLen+rtmsgLen:]) != want {
+		t.Errorf("request from a source by an interface framed wrong: % x", req)
 	}
 }
 
