@@ -22,6 +22,7 @@ type pkg struct {
 	GoFiles    []string
 
 	TestImports, XTestImports []string
+	TestGoFiles, XTestGoFiles []string
 }
 
 func listPackages(t *testing.T) []pkg {
