@@ -4,13 +4,16 @@
 # at the working tree, starts `reach serve` on a loopback port inside a
 # throw-away network namespace, and runs both binaries' `reach check` against
 # it alternately, RUNS times each. Prints each median and the ratio (issue 12:
-# the new doctor must be no slower than before + 5%). Needs root (namespace).
+# the new doctor must be no slower than before + 5%). NEW_FLAGS are given to
+# the new binary only (NEW_FLAGS="--hold 0": without the held connection).
+# Needs root (namespace).
 # Only the namespace's own loopback is contacted.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 BASE=${BASE:-6c7911a}
 RUNS=${RUNS:-30}
+read -r -a new_flags <<<"${NEW_FLAGS:-}"
 [ "$(id -u)" = 0 ] || { echo "check-healthy: needs root for a network namespace" >&2; exit 2; }
 
 tmp=$(mktemp -d)
@@ -42,15 +45,15 @@ done
 ms() {
   local t0 t1
   t0=$(date +%s%N)
-  ip netns exec "$ns" "$1" check 127.0.0.1:7000 >/dev/null || { echo "check-healthy: $1 says unreachable" >&2; exit 1; }
+  ip netns exec "$ns" "$@" >/dev/null || { echo "check-healthy: $1 says unreachable" >&2; exit 1; }
   t1=$(date +%s%N)
   echo $(( (t1 - t0) / 1000000 ))
 }
 : >"$tmp/base.ms"; : >"$tmp/new.ms"
 for _ in $(seq "$RUNS"); do
-  ms "$tmp/reach-base" >>"$tmp/base.ms"
-  ms "$tmp/reach-new" >>"$tmp/new.ms"
+  ms "$tmp/reach-base" check 127.0.0.1:7000 >>"$tmp/base.ms"
+  ms "$tmp/reach-new" check 127.0.0.1:7000 "${new_flags[@]}" >>"$tmp/new.ms"
 done
 median() { sort -n "$1" | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 b=$(median "$tmp/base.ms") n=$(median "$tmp/new.ms")
-echo "healthy reach check, median of $RUNS: base ($BASE) ${b} ms, new ${n} ms, new/base $(awk -v n="$n" -v b="$b" 'BEGIN{printf "%.2f", n/b}')"
+echo "healthy reach check ${NEW_FLAGS:-}, median of $RUNS: base ($BASE) ${b} ms, new ${n} ms, new/base $(awk -v n="$n" -v b="$b" 'BEGIN{printf "%.2f", n/b}')"

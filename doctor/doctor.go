@@ -142,6 +142,13 @@ type Options struct {
 	// the route from that address and by that interface.
 	Source    netip.Addr
 	Interface string
+	// Hold is how long the tcp check keeps one connection open after the
+	// handshake, to catch a server that accepts and then resets or closes
+	// it. It runs beside the later stages, so it lengthens only a check
+	// that would end sooner (a healthy one: about a second instead of half
+	// a second on loopback). Zero means DefaultHold; negative holds nothing.
+	// Never longer than Timeout.
+	Hold time.Duration
 	// Enter runs fn where local evidence lives: sockets, routes, firewall
 	// rules and ICMP are read inside it. Tests pass a network namespace's
 	// Do; nil calls fn directly.
@@ -173,6 +180,16 @@ func (o *Options) timeout() time.Duration {
 		return o.Timeout
 	}
 	return probe.DefaultTimeout
+}
+
+func (o *Options) hold() time.Duration {
+	switch {
+	case o.Hold < 0:
+		return 0
+	case o.Hold == 0:
+		return min(DefaultHold, o.timeout())
+	}
+	return min(o.Hold, o.timeout())
 }
 
 func (o *Options) enter(fn func() error) error {

@@ -9,11 +9,12 @@ import (
 	"github.com/reach-tools/reach/probe"
 )
 
-// maxHold is how long the tcp check holds one connection, at most (and
-// never longer than the timeout): servers that accept and then drop a
-// connection (a proxy whose backend is down, a server over its connection
-// limit, one that crashes on accept) mostly do it within a second.
-const maxHold = time.Second
+// DefaultHold is how long the tcp check holds one connection unless
+// Options.Hold says otherwise (never longer than the timeout): servers that
+// accept and then drop a connection (a proxy whose backend is down, a server
+// over its connection limit, one that crashes on accept) mostly do it within
+// a second.
+const DefaultHold = time.Second
 
 // heldProbe is one connection held after the handshake while the later
 // stages run, so a healthy check is not slower by the hold.
@@ -28,11 +29,12 @@ type heldProbe struct {
 // (Run's, which outlives the tcp stage); nil when there is no address or
 // no such context (a check run outside Run).
 func startHold(s *State, opt probe.Options) *heldProbe {
-	if s.bg == nil || len(s.Addrs) == 0 {
+	hold := s.Options.hold()
+	if s.bg == nil || len(s.Addrs) == 0 || hold <= 0 {
 		return nil
 	}
 	opt.ReadWait = 0
-	opt.Hold = min(maxHold, s.Options.timeout())
+	opt.Hold = hold
 	h := &heldProbe{hold: opt.Hold, done: make(chan struct{})}
 	ep := endpoint.FromAddrPort(s.addrPort(h.addr))
 	go func() {

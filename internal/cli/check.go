@@ -18,6 +18,7 @@ func init() { register("check", newCheckCmd) }
 func newCheckCmd(env *Env) *cobra.Command {
 	var (
 		timeout time.Duration
+		hold    time.Duration
 		asJSON  bool
 		network string
 		remote  remoteFlags
@@ -91,6 +92,11 @@ under ip netns exec / nsenter -t PID -n.
 of this host, by that interface, whatever the routes prefer (with --source,
 a name is checked on its addresses of that family).
 
+A connection that opens is held for --hold (1s) while the other checks run,
+to catch a server that accepts and then resets or closes it (a proxy whose
+backend is down, a server over its connection limit): a healthy check takes
+about that long. --hold 0 skips it for the fastest answer.
+
 Exit status: 0 every target is reachable, 1 one is not, 2 usage error.`,
 		Example: `  reach check 127.0.0.1:7707              # a server on this host
   reach check db.internal:5432 --timeout 5s
@@ -105,6 +111,9 @@ Exit status: 0 every target is reachable, 1 one is not, 2 usage error.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if timeout <= 0 {
 				return usageErrorf("--timeout must be positive, got %v", timeout)
+			}
+			if hold < 0 {
+				return usageErrorf("--hold must be 0 (no hold) or more, got %v", hold)
 			}
 			switch network {
 			case "tcp", "tcp4", "tcp6":
@@ -128,7 +137,10 @@ Exit status: 0 every target is reachable, 1 one is not, 2 usage error.`,
 				}
 				return usageErrorf("--network %s, but %s is an %s address; drop --network or give a name", network, ep, fam)
 			}
-			opt := doctor.Options{Timeout: timeout, Network: network}
+			opt := doctor.Options{Timeout: timeout, Network: network, Hold: hold}
+			if hold == 0 {
+				opt.Hold = -1 // the library's zero is its default
+			}
 			if opt.Remote, err = remote.remote(); err != nil {
 				return err
 			}
@@ -205,6 +217,7 @@ Exit status: 0 every target is reachable, 1 one is not, 2 usage error.`,
 			return nil
 		},
 	}
+	cmd.Flags().DurationVar(&hold, "hold", doctor.DefaultHold, "how long to hold one connection that opens, to catch a server that accepts and then drops it (beside the other checks; at most --timeout; 0 skips it)")
 	cmd.Flags().DurationVar(&timeout, "timeout", 3*time.Second, "how long name resolution and each probe wait for an answer; the checks after resolution take at most about 15% more together")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON (one object; JSON Lines for several targets)")
 	cmd.Flags().StringVar(&network, "network", "tcp", "tcp, tcp4 or tcp6: which address family of a name to check")

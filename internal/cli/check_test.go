@@ -36,12 +36,43 @@ func TestCheckCommand(t *testing.T) {
 		{"check"},
 		{"check", "no-port-here"},
 		{"check", "127.0.0.1:80", "--timeout", "0s"},
+		{"check", "127.0.0.1:80", "--hold", "-1s"},
 		{"check", "127.0.0.1:80", "--network", "udp"},
 		{"check", "127.0.0.1:80", "--network", "tcp6"},
 		{"check", "[::1]:80", "--network", "tcp4"},
 	} {
 		if code, _, errs := run(t, args...); code != ExitUsage {
 			t.Errorf("%v: exit %d, want %d (%s)", args, code, ExitUsage, errs)
+		}
+	}
+}
+
+// --hold sets how long the tcp check holds a connection; 0 holds none.
+func TestCheckHold(t *testing.T) {
+	addr := testnet.Serve(t, nil).String() // connections kept open
+	for _, tt := range []struct{ hold, want string }{
+		{"200ms", "held a connection to " + addr + " for 200ms"},
+		{"0", ""},
+	} {
+		code, out, errs := run(t, "check", addr, "--hold", tt.hold, "--json")
+		var rep struct {
+			Checks []struct {
+				Name   string `json:"name"`
+				Detail string `json:"detail"`
+			} `json:"checks"`
+		}
+		if err := json.Unmarshal([]byte(out), &rep); err != nil || code != ExitOK {
+			t.Fatalf("--hold %s: exit %d, %v\n%s%s", tt.hold, code, err, out, errs)
+		}
+		var tcp string
+		for _, c := range rep.Checks {
+			if c.Name == "tcp" {
+				tcp = c.Detail
+			}
+		}
+		held := strings.Contains(tcp, "held a connection")
+		if (tt.want == "" && held) || (tt.want != "" && !strings.Contains(tcp, tt.want)) {
+			t.Errorf("--hold %s: tcp detail %q, want %q", tt.hold, tcp, tt.want)
 		}
 	}
 }
