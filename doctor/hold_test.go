@@ -77,17 +77,22 @@ func TestHoldOption(t *testing.T) {
 		name    string
 		hold    time.Duration
 		timeout time.Duration
+		keep    bool // a server that keeps its connections, not one that drops them late
 		cause   Cause
 		detail  string // in the tcp check's detail; "" wants no hold there
 	}{
-		{"default", 0, 2 * time.Second, ResetByPeer, ""},
-		{"shorter than the drop", 100 * time.Millisecond, 2 * time.Second, Reachable, "for 100ms: the server kept it"},
-		{"bounded by the timeout", 5 * time.Second, 150 * time.Millisecond, Reachable, "for 150ms: the server kept it"},
-		{"off", -1, 2 * time.Second, Reachable, ""},
+		{"default", 0, 2 * time.Second, false, ResetByPeer, ""},
+		{"shorter than the drop", 100 * time.Millisecond, 2 * time.Second, false, Reachable, "for 100ms: the server kept it"},
+		{"bounded by the timeout", 5 * time.Second, 700 * time.Millisecond, true, Reachable, "for 700ms: the server kept it"},
+		{"off", -1, 2 * time.Second, false, Reachable, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ap := testnet.Serve(t, late)
+			handle := late
+			if tt.keep {
+				handle = nil
+			}
+			ap := testnet.Serve(t, handle)
 			r := Run(context.Background(), endpoint.FromAddrPort(ap),
 				Options{Timeout: tt.timeout, Hold: tt.hold, Ladder: []Stage{{DNSCheck}, {TCPCheck}}})
 			if r.Cause != tt.cause {
