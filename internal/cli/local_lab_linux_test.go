@@ -2,7 +2,6 @@ package cli
 
 import (
 	"encoding/json"
-	"io"
 	"net"
 	"net/netip"
 	"strconv"
@@ -10,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/reach-tools/reach/internal/netlab"
+	"github.com/reach-tools/reach/internal/testnet"
 )
 
 // ifaceOf returns the name of h's interface that holds addr.
@@ -29,24 +29,14 @@ func ifaceOf(t *testing.T, h *netlab.Host, addr netip.Addr) string {
 // connect, scan and check reach it with --source B-address or --interface B,
 // and are refused without.
 func TestSourceAndInterfaceFlags(t *testing.T) {
-	lab := netlab.New(t)
+	pair := netlab.New(t).Pair() // link A
 	bin := buildReach(t)
-	c, s := lab.Host("client"), lab.Host("server")
-	clientA, serverA := lab.Link(c, s)
-	clientB, serverB := lab.Link(c, s)
+	c, s, clientA, serverA := pair.Client, pair.Server, pair.ClientAddr, pair.ServerAddr
+	clientB, serverB := pair.Lab.Link(c, s)
 	ifB := ifaceOf(t, c, clientB)
 	c.AddRoute(t, netip.PrefixFrom(serverA, 24).Masked().String(), "via", serverB.String(), "dev", ifB, "metric", "500")
 	ln := s.Listen(t, "tcp", netip.AddrPortFrom(serverA, 0).String())
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { io.Copy(io.Discard, conn); conn.Close() }() // open: holds until the client closes
-		}
-	}()
-	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	port := strconv.Itoa(int(testnet.ServeOn(t, ln, testnet.Drain).Port())) // open: holds until the client closes
 	target := net.JoinHostPort(serverA.String(), port)
 	s.Iptables(t, "-A", "INPUT", "-p", "tcp", "--dport", port, "!", "-s", clientB.String(), "-j", "REJECT", "--reject-with", "tcp-reset")
 
