@@ -16,17 +16,6 @@ import (
 	"github.com/reach-tools/reach/probe"
 )
 
-// ifaceOf returns the name of h's interface that holds addr.
-func ifaceOf(t *testing.T, h *netlab.Host, addr netip.Addr) string {
-	t.Helper()
-	// "3: veth1    inet 198.18.1.1/24 scope global veth1 ..."
-	f := strings.Fields(h.Run(t, "ip", "-o", "addr", "show", "to", addr.String()))
-	if len(f) < 2 {
-		t.Fatalf("no interface holds %v in %s", addr, h.Name())
-	}
-	return strings.TrimSuffix(f[1], ":")
-}
-
 // twoLinks is a client joined to a server by two links, A and B. The
 // server's address on A is the target; the client reaches it by A, as the
 // routes prefer, and by B only through a route of a higher metric that
@@ -46,8 +35,8 @@ func newTwoLinks(t *testing.T) *twoLinks {
 	l := &twoLinks{client: p.Client, server: p.Server, clientA: p.ClientAddr, serverA: p.ServerAddr}
 	var serverB netip.Addr
 	l.clientB, serverB = p.Lab.Link(l.client, l.server)
-	l.ifA, l.ifB = ifaceOf(t, l.client, l.clientA), ifaceOf(t, l.client, l.clientB)
-	l.serverIfA = ifaceOf(t, l.server, l.serverA)
+	l.ifA, l.ifB = l.client.InterfaceOf(t, l.clientA), l.client.InterfaceOf(t, l.clientB)
+	l.serverIfA = l.server.InterfaceOf(t, l.serverA)
 	l.client.AddRoute(t, netip.PrefixFrom(l.serverA, 24).Masked().String(), "via", serverB.String(), "dev", l.ifB, "metric", "500")
 	return l
 }

@@ -17,16 +17,6 @@ import (
 	"github.com/reach-tools/reach/scan"
 )
 
-// ifaceOf returns the name of h's interface that holds addr.
-func ifaceOf(t *testing.T, h *netlab.Host, addr netip.Addr) string {
-	t.Helper()
-	f := strings.Fields(h.Run(t, "ip", "-o", "addr", "show", "to", addr.String()))
-	if len(f) < 2 {
-		t.Fatalf("no interface holds %v in %s", addr, h.Name())
-	}
-	return strings.TrimSuffix(f[1], ":")
-}
-
 // A client joined to a server by two links, A and B. The scan targets the
 // server's address on A; the routes go by A, and by B only for a socket
 // bound to B's interface (a route of a higher metric). The server resets
@@ -38,12 +28,12 @@ func TestSourceAndInterface(t *testing.T) {
 	pair := netlab.New(t).Pair() // link A
 	c, s, clientA, serverA := pair.Client, pair.Server, pair.ClientAddr, pair.ServerAddr
 	clientB, serverB := pair.Lab.Link(c, s)
-	ifA, ifB := ifaceOf(t, c, clientA), ifaceOf(t, c, clientB)
+	ifA, ifB := c.InterfaceOf(t, clientA), c.InterfaceOf(t, clientB)
 	c.AddRoute(t, netip.PrefixFrom(serverA, 24).Masked().String(), "via", serverB.String(), "dev", ifB, "metric", "500")
 
 	bySource, byInterface := listenOn(t, s, serverA), listenOn(t, s, serverA)
 	s.Iptables(t, "-A", "INPUT", "-p", "tcp", "--dport", strconv.Itoa(int(bySource)), "!", "-s", clientB.String(), "-j", "REJECT", "--reject-with", "tcp-reset")
-	s.Iptables(t, "-A", "INPUT", "-p", "tcp", "--dport", strconv.Itoa(int(byInterface)), "-i", ifaceOf(t, s, serverA), "-j", "REJECT", "--reject-with", "tcp-reset")
+	s.Iptables(t, "-A", "INPUT", "-p", "tcp", "--dport", strconv.Itoa(int(byInterface)), "-i", s.InterfaceOf(t, serverA), "-j", "REJECT", "--reject-with", "tcp-reset")
 	ports := []uint16{bySource, byInterface}
 
 	for _, tc := range []struct {
@@ -95,7 +85,7 @@ func TestSourceAndInterfaceErrors(t *testing.T) {
 		{"source not here", target(serverA), scan.Options{Source: netip.MustParseAddr("198.18.0.9")}, syscall.EADDRNOTAVAIL,
 			"198.18.0.9 is not an address of this host: bind: cannot assign requested address; use one of 127.0.0.1 (lo), " + clientA.String()},
 		{"no such interface", target(serverA), scan.Options{Interface: "eth7"}, syscall.ENODEV,
-			"no interface eth7: setsockopt SO_BINDTODEVICE: no such device; interfaces here: lo, " + ifaceOf(t, c, clientA)},
+			"no interface eth7: setsockopt SO_BINDTODEVICE: no such device; interfaces here: lo, " + c.InterfaceOf(t, clientA)},
 		{"other family", []scan.Target{{Addr: serverA}, {Addr: netip.MustParseAddr("fd00::2")}}, scan.Options{Source: clientA}, probe.ErrSourceFamily,
 			"source " + clientA.String() + " is IPv4 and cannot reach fd00::2, which is IPv6"},
 	} {

@@ -12,16 +12,6 @@ import (
 	"github.com/reach-tools/reach/internal/testnet"
 )
 
-// ifaceOf returns the name of h's interface that holds addr.
-func ifaceOf(t *testing.T, h *netlab.Host, addr netip.Addr) string {
-	t.Helper()
-	f := strings.Fields(h.Run(t, "ip", "-o", "addr", "show", "to", addr.String()))
-	if len(f) < 2 {
-		t.Fatalf("no interface holds %v in %s", addr, h.Name())
-	}
-	return strings.TrimSuffix(f[1], ":")
-}
-
 // A client joined to a server by two links, A and B; the target is the
 // server's address on A, which the routes reach by A, and by B only for a
 // socket bound to B's interface (a route of a higher metric), and so from
@@ -33,7 +23,7 @@ func TestSourceAndInterfaceFlags(t *testing.T) {
 	bin := buildReach(t)
 	c, s, clientA, serverA := pair.Client, pair.Server, pair.ClientAddr, pair.ServerAddr
 	clientB, serverB := pair.Lab.Link(c, s)
-	ifB := ifaceOf(t, c, clientB)
+	ifB := c.InterfaceOf(t, clientB)
 	c.AddRoute(t, netip.PrefixFrom(serverA, 24).Masked().String(), "via", serverB.String(), "dev", ifB, "metric", "500")
 	ln := s.Listen(t, "tcp", netip.AddrPortFrom(serverA, 0).String())
 	port := strconv.Itoa(int(testnet.ServeOn(t, ln, testnet.Drain).Port())) // open: holds until the client closes
@@ -47,7 +37,7 @@ func TestSourceAndInterfaceFlags(t *testing.T) {
 		from  netip.Addr
 		route string // in the check's route detail: the route from that source or interface
 	}{
-		{"as routed", nil, ExitFail, clientA, "dev " + ifaceOf(t, c, clientA) + " src " + clientA.String()},
+		{"as routed", nil, ExitFail, clientA, "dev " + c.InterfaceOf(t, clientA) + " src " + clientA.String()},
 		{"--source", []string{"--source", clientB.String()}, 0, clientB, "src " + clientB.String()},
 		{"--interface", []string{"--interface", ifB}, 0, clientB, "via " + serverB.String() + " dev " + ifB},
 		{"--source of link A", []string{"--source", clientA.String()}, ExitFail, clientA, "src " + clientA.String()},
@@ -93,8 +83,8 @@ func TestSourceAndInterfaceFlags(t *testing.T) {
 		flags []string
 		msg   string
 	}{
-		{[]string{"--source", "198.18.0.9"}, "reach: 198.18.0.9 is not an address of this host: bind: cannot assign requested address; use one of 127.0.0.1 (lo), " + clientA.String() + " (" + ifaceOf(t, c, clientA) + "), " + clientB.String() + " (" + ifB + "), or no source"},
-		{[]string{"--interface", "eth7"}, "reach: no interface eth7: setsockopt SO_BINDTODEVICE: no such device; interfaces here: lo, " + ifaceOf(t, c, clientA) + ", " + ifB},
+		{[]string{"--source", "198.18.0.9"}, "reach: 198.18.0.9 is not an address of this host: bind: cannot assign requested address; use one of 127.0.0.1 (lo), " + clientA.String() + " (" + c.InterfaceOf(t, clientA) + "), " + clientB.String() + " (" + ifB + "), or no source"},
+		{[]string{"--interface", "eth7"}, "reach: no interface eth7: setsockopt SO_BINDTODEVICE: no such device; interfaces here: lo, " + c.InterfaceOf(t, clientA) + ", " + ifB},
 		{[]string{"--source", "::1"}, "reach: source ::1 is IPv6 and cannot reach " + serverA.String() + ", which is IPv4"},
 		{[]string{"--source", "198.18.0.300"}, `reach: --source "198.18.0.300": give an IP address of this host`},
 		{[]string{"--interface", "eth0:1"}, `reach: --interface "eth0:1": give a network interface name`},

@@ -436,6 +436,16 @@ func (h *Host) Run(t testing.TB, args ...string) string {
 	return string(out)
 }
 
+// InterfaceOf returns the name of h's interface that holds addr.
+func (h *Host) InterfaceOf(t testing.TB, addr netip.Addr) string {
+	t.Helper()
+	f := strings.Fields(h.Run(t, "ip", "-o", "addr", "show", "to", addr.String()))
+	if len(f) < 2 {
+		t.Fatalf("no interface holds %v in %s", addr, h.Name())
+	}
+	return strings.TrimSuffix(f[1], ":")
+}
+
 // Iptables runs iptables inside the namespace (waiting for the xtables lock,
 // which all namespaces share).
 func (h *Host) Iptables(t testing.TB, args ...string) {
