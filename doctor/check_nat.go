@@ -126,10 +126,7 @@ func checkNAT(ctx context.Context, s *State) CheckResult {
 		if h == nil {
 			continue
 		}
-		label := ""
-		if l := s.label(i); l != "" {
-			label = l + ": "
-		}
+		label := s.prefix(i)
 		v := examine(h, s.addrPort(i), s.Primary(i), h == s.Client)
 		s.Paths[i] = v.paths
 		for j := range v.findings {

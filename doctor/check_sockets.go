@@ -32,10 +32,7 @@ func checkSockets(ctx context.Context, s *State) CheckResult {
 		if h == nil {
 			continue
 		}
-		label := ""
-		if l := s.label(i); l != "" {
-			label = l + ": "
-		}
+		label := s.prefix(i)
 		if h.Listening == nil {
 			res.Status = Error
 			parts = append(parts, label+"could not list sockets on "+h.Host+": "+strings.Join(h.Notes, "; "))

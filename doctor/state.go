@@ -126,6 +126,15 @@ func (s *State) label(i int) string {
 	return ""
 }
 
+// prefix is label(i) followed by ": ", or "" when there is one address:
+// how a check's detail names the address it speaks of.
+func (s *State) prefix(i int) string {
+	if l := s.label(i); l != "" {
+		return l + ": "
+	}
+	return ""
+}
+
 // Primary returns the class of address i (tcp): the first probe's class,
 // or the class of the failures when probes disagree.
 func (s *State) Primary(i int) probe.Class {
