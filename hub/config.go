@@ -93,6 +93,8 @@ func (c *Config) ProbeLists() (map[string]agent.ProbeList, error) {
 		case !endpoint.ValidName(h.Name):
 			return nil, configErr("hosts[%d]: name %q: want 1-64 letters, digits, '.', '_' or '-', "+
 				"starting with a letter or digit (the agent's --name)", i, h.Name)
+		case h.Name == monitor.LocalSource:
+			return nil, configErr("hosts[%d]: %s", i, reservedName)
 		case !h.Addr.IsValid():
 			return nil, configErr("host %q: no addr (an IP address; agents resolve no names)", h.Name)
 		}
@@ -151,6 +153,12 @@ func (c *Config) ProbeLists() (map[string]agent.ProbeList, error) {
 	return lists, nil
 }
 
+// reservedName explains why no host may be named monitor.LocalSource: the
+// monitor keeps the hub's own probes under that source, and results an
+// agent of that name sent were taken for them and dropped.
+var reservedName = fmt.Sprintf("name %q is reserved for what this hub probes itself "+
+	"(the endpoints: list); name the host otherwise, and its agent's --name the same", monitor.LocalSource)
+
 func hostTarget(h HostConfig, port uint16) agent.Target {
 	id := h.Name + ":" + strconv.Itoa(int(port))
 	return agent.Target{ID: id, Host: h.Name, Addr: netip.AddrPortFrom(h.Addr, port)}
@@ -190,6 +198,9 @@ func ParseConfig(n *yaml.Node) (Config, error) {
 			var h HostConfig
 			if err := item.Decode(&h); err != nil {
 				return c, configErr("line %d: hosts[%d]: %v (addr wants an IP address)", item.Line, j, err)
+			}
+			if h.Name == monitor.LocalSource {
+				return c, configErr("line %d: hosts[%d]: %s", item.Line, j, reservedName)
 			}
 		}
 	}

@@ -1,8 +1,10 @@
 package monitor
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"net/url"
 	"os"
@@ -142,17 +144,42 @@ func ParseConfig(file string, data []byte) (*Config, error) {
 		p.errf(nil, "", "file is %d bytes; the limit is %d", len(data), maxConfigBytes)
 		return nil, p.errs
 	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
+	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
 		p.errs = append(p.errs, yamlError(file, err))
 		return nil, p.errs
 	}
 	cfg := p.document(&doc)
+	p.oneDocument(dec)
 	if len(p.errs) > 0 {
 		slices.SortStableFunc(p.errs, func(a, b *ConfigError) int { return a.Line - b.Line })
 		return nil, p.errs
 	}
 	return cfg, nil
+}
+
+// oneDocument refuses a second YAML document (after ---), which would
+// otherwise be ignored without a word: its endpoints never watched. An empty
+// one (a trailing ---) holds nothing to lose. The input is bounded, so is
+// the loop: each Decode consumes some of it.
+func (p *configParser) oneDocument(dec *yaml.Decoder) {
+	for {
+		var doc yaml.Node
+		err := dec.Decode(&doc)
+		switch {
+		case errors.Is(err, io.EOF):
+			return
+		case err != nil:
+			p.errs = append(p.errs, yamlError(p.file, err))
+			return
+		case len(doc.Content) == 1 && doc.Content[0].ShortTag() == "!!null":
+			continue
+		}
+		p.errf(&doc, "", "a second YAML document starts here (---); reach reads one document: "+
+			"move what follows into the first and remove this ---")
+		return
+	}
 }
 
 var yamlLine = regexp.MustCompile(`^yaml: (?:line (\d+): )?(.*)$`)

@@ -107,6 +107,8 @@ testdata/invalid-top-level.yaml:1: no endpoints: list; want at least one endpoin
 	"invalid-webhook.yaml": `2: alerts.webhook: "ftp://127.0.0.1/hook": want an http:// or https:// URL with a host
 testdata/invalid-webhook.yaml:3: alerts.rise: got "0"; want a whole number from 1 to 100`,
 	"invalid-yaml-syntax.yaml": `1: not valid YAML: did not find expected '-' indicator`,
+	"invalid-two-documents.yaml": `4: a second YAML document starts here (---); reach reads one document: ` +
+		`move what follows into the first and remove this ---`,
 }
 
 func TestInvalidConfigFixtures(t *testing.T) {
