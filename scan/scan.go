@@ -10,6 +10,43 @@
 // source port (self-connect) is not "open"; running out of file descriptors
 // (EMFILE) or ephemeral ports slows the scan down and never makes a port
 // "closed".
+//
+// # Host discovery
+//
+// With Options.Discover (reach scan does it unless --skip-discovery, like
+// nmap without -Pn) a discovery phase first asks every target whether it is
+// there, and the port scan then probes only what may be: hosts found up,
+// and hosts discovery could not judge. Options.HostsOnly (--hosts-only,
+// nmap's -sn) stops after it. Every Host says how it was judged (JudgedBy)
+// and why (Reason):
+//
+//	judged_by  reason                 how
+//	arp        arp-response           an ARP reply (IPv4 on a directly connected segment)
+//	nd         nd-response            a neighbour advertisement (IPv6, likewise)
+//	echo       echo-reply             an ICMP echo reply
+//	tcp        syn-ack / reset        a TCP ping to one of PingPorts: either answer means up
+//	local      localhost-response     an address of this host
+//	arp, nd    no-response            down (host-unreachable): see the rule below
+//	ports      syn-ack, conn-refused, the port scan judged: discovery was off or its
+//	           host-unreach, ...      evidence thin; the port reasons apply
+//
+// The rule: discovery declares a host down only on evidence as strong as
+// the kernel's own. That exists only on a directly connected segment, where
+// no packet reaches a host that does not answer ARP or neighbour
+// solicitation. There a host is down (host-unreachable, reason no-response)
+// when all of these hold: it got every request (three when reach sends them
+// itself), each request waited its full timeout, and at least one other host
+// on the same segment answered in this discovery, so the segment works and
+// its round-trip time is measured. Timeouts follow nmap: RFC 6298's srtt +
+// 4·rttvar over the segment's answers, at least DiscoveryFloor, at most
+// Timeout, doubling with each retransmission; so a segment that answers in
+// a millisecond gives up on a silent address after 7·DiscoveryFloor.
+// Everything else is thin evidence and never makes a host down: a host
+// behind a router that answers no ping (a firewall, or pings to ports it
+// does not serve), and a segment where nothing answered, go to the port
+// scan, which waits DiscoveryWait for the kernel's (or the router's) own
+// verdict as it does without discovery. A host that answers only on TCP, or
+// late, is up as soon as anything answers.
 package scan
 
 import (
@@ -66,6 +103,31 @@ const (
 	ReasonLocalError      = "local-error"      // another error on this host
 )
 
+// Host reasons that only discovery gives (a host judged by its ports gets
+// the reason of a port that answered: syn-ack, conn-refused, ...).
+const (
+	ReasonARPResponse = "arp-response"       // up: an ARP reply
+	ReasonNDResponse  = "nd-response"        // up: a neighbour advertisement
+	ReasonEchoReply   = "echo-reply"         // up: an ICMP echo reply
+	ReasonReset       = "reset"              // up: a TCP ping was refused with a reset
+	ReasonLocalhost   = "localhost-response" // up: an address of this host
+)
+
+// Method names the evidence that decided a host's state (Host.JudgedBy).
+type Method string
+
+// Methods.
+const (
+	ByARP   Method = "arp"   // ARP, on a directly connected IPv4 segment
+	ByND    Method = "nd"    // neighbour discovery, on a directly connected IPv6 segment
+	ByEcho  Method = "echo"  // ICMP echo
+	ByTCP   Method = "tcp"   // a TCP ping to one of Options.PingPorts
+	ByLocal Method = "local" // the address is this host's own
+	// ByPorts: the port scan judged the host, because discovery was off
+	// or had only thin evidence (see the package doc).
+	ByPorts Method = "ports"
+)
+
 // Port is the result for one port of one host.
 type Port struct {
 	Addr   netip.Addr    `json:"addr"`
@@ -102,8 +164,10 @@ type Host struct {
 	Addr     netip.Addr    `json:"addr"`
 	Name     string        `json:"name,omitempty"` // the name the user gave, if any
 	State    HostState     `json:"state"`
-	Reason   string        `json:"reason,omitempty"`   // for host-unreachable and no-route
+	Reason   string        `json:"reason,omitempty"`   // why it has its state; empty only for unknown
+	JudgedBy Method        `json:"judged_by"`          // which evidence decided the state
 	Evidence string        `json:"evidence,omitempty"` // what was seen, e.g. "ICMP host-unreachable from 198.18.0.1"
+	MAC      string        `json:"mac,omitempty"`      // its link-layer address, when ARP or ND gave it
 	SRTT     time.Duration `json:"srtt_ns"`            // smoothed round-trip time; 0 when nothing answered
 	Counts   Counts        `json:"counts"`
 	Ports    []Port        `json:"-"` // every decided port, in port order (none for an unreachable host)
@@ -111,12 +175,17 @@ type Host struct {
 
 // Report is the outcome of a scan.
 type Report struct {
-	Hosts    []Host        // in address order
-	Ports    int           // ports per host
-	Counts   Counts        // over all hosts
-	Probes   int64         // connect attempts made
-	Elapsed  time.Duration //
-	Canceled bool          // the context ended the scan early; results are partial
+	Hosts   []Host        // in address order
+	Ports   int           // ports per host
+	Counts  Counts        // over all hosts
+	Probes  int64         // connect attempts made
+	Elapsed time.Duration //
+	// Discovery is how long host discovery took; 0 when it was off.
+	Discovery time.Duration
+	// HostsOnly: the scan stopped after discovery (Options.HostsOnly);
+	// Ports is 0 and no host has ports.
+	HostsOnly bool
+	Canceled  bool // the context ended the scan early; results are partial
 }
 
 // Target is a host to scan: an address and, when the user typed a name, that name.
@@ -127,9 +196,19 @@ type Target struct {
 
 // Progress is a snapshot of a running scan.
 type Progress struct {
-	Done, Total int64 // host×port pairs decided, and in all
+	Phase       Phase
+	Done, Total int64 // hosts judged (discovery) or host×port pairs decided (ports), and in all
 	Elapsed     time.Duration
 }
+
+// Phase names a part of the scan, for Progress.
+type Phase string
+
+// Phases, in the order they run.
+const (
+	PhaseDiscovery Phase = "discovery"
+	PhasePorts     Phase = "ports"
+)
 
 // Defaults used when Options fields are zero.
 const (
@@ -137,14 +216,34 @@ const (
 	DefaultMinTimeout    = 50 * time.Millisecond
 	DefaultDiscoveryWait = 4 * time.Second
 	DefaultRetries       = 1
-	MaxConcurrency       = 16384
-	MaxRetryLimit        = 254 // the most retries a port gets, whatever MaxRetries asks
+	// DiscoveryFloor is the shortest wait for a discovery answer, however
+	// fast the segment answers (nmap -T5's minimum RTT timeout).
+	DiscoveryFloor = 50 * time.Millisecond
+	// DiscoveryTries is how many requests a silent address gets before
+	// discovery judges it (see the package doc).
+	DiscoveryTries = 3
+	MaxConcurrency = 16384
+	MaxRetryLimit  = 254 // the most retries a port gets, whatever MaxRetries asks
 )
 
-// Options tune a scan. The zero value of each field picks a sensible default.
+// DefaultPingPorts are the ports of discovery's TCP pings: nmap's 80 and 443
+// (an unprivileged nmap's ping), and 22.
+var DefaultPingPorts = []uint16{80, 443, 22}
+
+// Options tune a scan. The zero value of each field picks a sensible default,
+// except Discover: the library scans every target's ports unless asked.
 type Options struct {
-	// Ports to probe on every host; required.
+	// Ports to probe on every host; required unless HostsOnly.
 	Ports []uint16
+	// Discover runs host discovery first (see the package doc), so the
+	// ports of hosts found down are not probed.
+	Discover bool
+	// HostsOnly runs discovery and stops (nmap -sn); Ports is ignored. A
+	// host discovery could not judge is reported no-answer, reason
+	// no-response, judged by the method that got no answer.
+	HostsOnly bool
+	// PingPorts are discovery's TCP ping ports; nil means DefaultPingPorts.
+	PingPorts []uint16
 	// Concurrency caps connects in flight; 0 sizes it from RLIMIT_NOFILE
 	// (raising the soft limit to the hard one, keeping a reserve), at most
 	// MaxConcurrency.
@@ -192,6 +291,7 @@ var (
 	ErrNoTargets    = errors.New("scan: no hosts to scan")
 	ErrUnsupported  = errors.New("scan: unsupported on this OS (the scan engine needs Linux epoll)")
 	ErrOutOfSockets = errors.New("scan: could not create sockets")
+	ErrNoDiscovery  = errors.New("scan: host discovery is not implemented yet; --hosts-only cannot run")
 	// ErrTooBig, ErrZone and ErrExcludeName are targets Expand refuses:
 	// user input to fix.
 	ErrTooBig      = errors.New("scan: too many hosts")
@@ -244,6 +344,9 @@ func (o Options) withDefaults() Options {
 // It returns what it found even when ctx ends the scan early (then
 // Report.Canceled is set and the error is ctx's).
 func Scan(ctx context.Context, targets []Target, opt Options) (*Report, error) {
+	if opt.HostsOnly {
+		return nil, ErrNoDiscovery
+	}
 	if len(opt.Ports) == 0 {
 		return nil, ErrNoPorts
 	}
@@ -512,7 +615,7 @@ func (e *engine) reportProgress() (stop func()) {
 			case <-done:
 				return
 			case <-t.C:
-				e.opt.Progress(Progress{Done: e.done.Load(), Total: e.total, Elapsed: time.Since(e.start)})
+				e.opt.Progress(Progress{Phase: PhasePorts, Done: e.done.Load(), Total: e.total, Elapsed: time.Since(e.start)})
 			}
 		}
 	})
@@ -543,6 +646,10 @@ func (e *engine) report(elapsed time.Duration) *Report {
 			}
 		}
 		h.mu.Unlock()
+		out.JudgedBy = ByPorts
+		if out.Reason == "" {
+			out.Reason = portsReason(out)
+		}
 		r.Counts.Open += out.Counts.Open
 		r.Counts.Closed += out.Counts.Closed
 		r.Counts.Filtered += out.Counts.Filtered
@@ -550,6 +657,36 @@ func (e *engine) report(elapsed time.Duration) *Report {
 	}
 	slices.SortFunc(r.Hosts, func(a, b Host) int { return a.Addr.Compare(b.Addr) })
 	return r
+}
+
+// portsReason is the reason of a host the port scan judged: the best answer
+// one of its ports gave (syn-ack, then a reset, then any other), or
+// no-response when none answered.
+func portsReason(h Host) string {
+	if h.State == HostUnknown {
+		return ""
+	}
+	best := ""
+	rank := func(r string) int {
+		switch r {
+		case ReasonSynAck:
+			return 3
+		case ReasonConnRefused, ReasonSelfConnect:
+			return 2
+		case ReasonNoResponse, "":
+			return 0
+		}
+		return 1
+	}
+	for _, p := range h.Ports {
+		if rank(p.Reason) > rank(best) {
+			best = p.Reason
+		}
+	}
+	if best == "" {
+		return ReasonNoResponse
+	}
+	return best
 }
 
 // refusedHere reports whether every decided port failed on this host,

@@ -31,6 +31,7 @@ type scanFlags struct {
 	ports, excludePorts, exclude, inputList string
 	top                                     int
 	reason, allStates, asJSON               bool
+	skipDiscovery, hostsOnly                bool
 	rate                                    float64
 	maxRetries                              int
 	timeout                                 time.Duration
@@ -53,6 +54,28 @@ Each port gets nmap's state and a reason:
 A host that cannot be reached at all is reported once, as host-unreachable
 (no ARP/ND answer, or a router said so) or no-route, instead of as thousands
 of filtered ports.
+
+Host discovery (like nmap's ping scan) comes first: each target is asked
+whether it is there, and only hosts that may be are port-scanned. On a
+directly connected segment that is ARP (IPv4) or neighbour solicitation
+(IPv6); through a router, ICMP echo and TCP pings to ports 80, 443 and 22
+(a SYN-ACK or a reset both mean up). Every host says how it was judged
+(judged_by) and why (reason):
+
+  arp-response, nd-response  it answered ARP / neighbour solicitation
+  echo-reply                 it answered an ICMP echo
+  syn-ack, reset             it answered a TCP ping
+  no-response                nothing answered: down (host-unreachable)
+                             only on a connected segment where other hosts
+                             answered; elsewhere its ports are scanned, and
+                             their reasons judge it (judged_by "ports")
+
+A host is declared down only on evidence as strong as the kernel's own:
+silence to three ARP/ND requests, each waiting its full (adaptive) timeout,
+on a segment where others answered. A host that answers late or only on
+TCP is never declared down: when the evidence is thin, its ports decide.
+--skip-discovery (nmap's -Pn) scans every target's ports, as if all were
+up; --hosts-only (nmap's -sn) stops after discovery.
 
 TARGETS are host names, addresses, CIDR blocks (198.18.0.0/24, fd00::/120)
 and ranges (198.18.0.1-20, 198.18.0.250-198.18.1.5); -iL FILE reads more
@@ -78,6 +101,8 @@ the routes prefer.
 Exit status: 0 the scan finished (whatever the ports' states), 1 it failed
 or was interrupted (what was found so far is printed), 2 usage error.`,
 		Example: `  reach scan 127.0.0.1 -p-                    # every port of this host
+  reach scan 198.18.0.0/24 --hosts-only       # which hosts are there (nmap -sn)
+  reach scan 198.18.0.0/24 -p 22 --skip-discovery   # probe every address (nmap -Pn)
   reach scan db.internal -p 5432,6432 --reason
   reach scan 198.18.0.0/24 --top 100 --exclude 198.18.0.1
   reach scan -iL hosts.txt -p 22 --json | jq -c 'select(.state=="open")'
@@ -104,6 +129,8 @@ or was interrupted (what was found so far is printed), 2 usage error.`,
 	f.StringVar(&fl.excludePorts, "exclude-ports", "", "ports not to scan")
 	f.BoolVar(&fl.reason, "reason", false, "show why each port has its state")
 	f.BoolVar(&fl.allStates, "all-states", false, "list every port, not only open ones and small groups")
+	f.BoolVar(&fl.skipDiscovery, "skip-discovery", false, "no host discovery: scan the ports of every target (nmap's -Pn works too)")
+	f.BoolVar(&fl.hostsOnly, "hosts-only", false, "host discovery only, no port scan (nmap's -sn works too)")
 	f.BoolVar(&fl.asJSON, "json", false, "stream JSON Lines: open ports as they are decided (every port with --all-states), then hosts and a summary")
 	f.Float64Var(&fl.rate, "rate", 0, "at most N new connections per second (0: no limit)")
 	f.IntVar(&fl.maxRetries, "max-retries", scan.DefaultRetries, "retries for ports that got no answer")
@@ -112,7 +139,8 @@ or was interrupted (what was found so far is printed), 2 usage error.`,
 	return cmd
 }
 
-// nmapArgs rewrites nmap's two-letter "-iL" into the long flag.
+// nmapArgs rewrites nmap's two-letter "-iL", "-Pn" and "-sn" into the long
+// flags.
 func nmapArgs(args []string) []string {
 	out := make([]string, 0, len(args))
 	for _, a := range args {
@@ -121,6 +149,10 @@ func nmapArgs(args []string) []string {
 			return append(out, args[len(out):]...)
 		case a == "-iL":
 			a = "--input-list"
+		case a == "-Pn":
+			a = "--skip-discovery"
+		case a == "-sn":
+			a = "--hosts-only"
 		case strings.HasPrefix(a, "-iL="):
 			a = "--input-list=" + a[len("-iL="):]
 		}
@@ -134,8 +166,15 @@ func runScan(env *Env, cmd *cobra.Command, args []string, fl scanFlags) error {
 	if err != nil {
 		return err
 	}
-	ports, err := scanPorts(cmd, fl)
-	if err != nil {
+	if fl.skipDiscovery && fl.hostsOnly {
+		return usageErrorf("give either --skip-discovery or --hosts-only, not both")
+	}
+	var ports []uint16
+	if fl.hostsOnly {
+		if cmd.Flags().Changed("ports") || cmd.Flags().Changed("top") || cmd.Flags().Changed("exclude-ports") {
+			return usageErrorf("--hosts-only scans no ports; drop -p, --top and --exclude-ports")
+		}
+	} else if ports, err = scanPorts(cmd, fl); err != nil {
 		return err
 	}
 	var exclude []endpoint.Hosts
@@ -170,7 +209,7 @@ func runScan(env *Env, cmd *cobra.Command, args []string, fl scanFlags) error {
 
 	r := &scanRenderer{env: env, fl: fl, services: scan.SystemServices(), emitted: map[netip.Addr]bool{}}
 	opt := scan.Options{Ports: ports, Rate: fl.rate, MaxRetries: fl.maxRetries, Timeout: fl.timeout,
-		Source: source, Interface: iface}
+		Source: source, Interface: iface, Discover: !fl.skipDiscovery, HostsOnly: fl.hostsOnly}
 	if fl.maxRetries == 0 {
 		opt.MaxRetries = -1
 	}
@@ -299,15 +338,22 @@ type jsonHost struct {
 }
 
 type jsonSummary struct {
-	Type      string      `json:"type"`
-	Hosts     int         `json:"hosts"`
-	HostsUp   int         `json:"hosts_up"`
-	Ports     int         `json:"ports_per_host"`
-	Counts    scan.Counts `json:"counts"`
-	Probes    int64       `json:"probes"`
-	ElapsedMS int64       `json:"elapsed_ms"`
-	Rate      float64     `json:"ports_per_second"`
-	Canceled  bool        `json:"canceled"`
+	Type      string `json:"type"`
+	Hosts     int    `json:"hosts"`
+	HostsUp   int    `json:"hosts_up"`
+	Discovery bool   `json:"discovery"`    // host discovery ran
+	HostsOnly bool   `json:"hosts_only"`   // and the scan stopped after it
+	DiscMS    int64  `json:"discovery_ms"` // how long discovery took
+	// JudgedBy and Reasons count hosts by how they were judged and why:
+	// {"arp": 3, "ports": 1}, {"arp-response": 3, "no-response": 253}.
+	JudgedBy  map[scan.Method]int `json:"judged_by"`
+	Reasons   map[string]int      `json:"reasons"`
+	Ports     int                 `json:"ports_per_host"`
+	Counts    scan.Counts         `json:"counts"`
+	Probes    int64               `json:"probes"`
+	ElapsedMS int64               `json:"elapsed_ms"`
+	Rate      float64             `json:"ports_per_second"`
+	Canceled  bool                `json:"canceled"`
 }
 
 func (r *scanRenderer) jsonPort(p scan.Port) {
@@ -326,7 +372,9 @@ func (r *scanRenderer) jsonHost(h scan.Host) {
 
 func (r *scanRenderer) jsonEnd(rep *scan.Report) {
 	s := jsonSummary{Type: "summary", Hosts: len(rep.Hosts), Ports: rep.Ports, Counts: rep.Counts, Probes: rep.Probes,
-		ElapsedMS: rep.Elapsed.Milliseconds(), Rate: rep.Rate(), Canceled: rep.Canceled}
+		ElapsedMS: rep.Elapsed.Milliseconds(), Rate: rep.Rate(), Canceled: rep.Canceled,
+		Discovery: !r.fl.skipDiscovery, HostsOnly: rep.HostsOnly, DiscMS: rep.Discovery.Milliseconds(),
+		JudgedBy: judgedBy(rep.Hosts), Reasons: hostReasons(rep.Hosts)}
 	for _, h := range rep.Hosts {
 		if h.State == scan.HostUp {
 			s.HostsUp++
@@ -336,6 +384,55 @@ func (r *scanRenderer) jsonEnd(rep *scan.Report) {
 		}
 	}
 	r.enc.Encode(s)
+}
+
+// judgedBy counts hosts by the evidence that judged them.
+func judgedBy(hosts []scan.Host) map[scan.Method]int {
+	n := map[scan.Method]int{}
+	for _, h := range hosts {
+		n[h.JudgedBy]++
+	}
+	return n
+}
+
+// hostReasons counts hosts by their reason.
+func hostReasons(hosts []scan.Host) map[string]int {
+	n := map[string]int{}
+	for _, h := range hosts {
+		if h.Reason != "" {
+			n[h.Reason]++
+		}
+	}
+	return n
+}
+
+// judgedText says how the hosts were judged, e.g. "3 up by arp-response,
+// 253 host-unreachable by no-response (arp)".
+func judgedText(hosts []scan.Host) string {
+	type key struct {
+		state  scan.HostState
+		reason string
+		by     scan.Method
+	}
+	n := map[key]int{}
+	var keys []key
+	for _, h := range hosts {
+		k := key{h.State, h.Reason, h.JudgedBy}
+		if n[k] == 0 {
+			keys = append(keys, k)
+		}
+		n[k]++
+	}
+	slices.SortFunc(keys, func(a, b key) int { return n[b] - n[a] })
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%d %s", n[k], k.state)
+		if k.reason != "" {
+			parts[i] += " by " + k.reason
+		}
+		parts[i] += " (" + string(k.by) + ")"
+	}
+	return strings.Join(parts, ", ")
 }
 
 func (r *scanRenderer) text(rep *scan.Report) {
@@ -353,6 +450,13 @@ func (r *scanRenderer) text(rep *scan.Report) {
 		r.hostText(h)
 	}
 	r.downText(down)
+	if len(rep.Hosts) > 0 {
+		fmt.Fprintf(out, "\nHosts judged: %s", judgedText(rep.Hosts))
+		if rep.Discovery > 0 {
+			fmt.Fprintf(out, "; discovery took %.2fs", rep.Discovery.Seconds())
+		}
+		fmt.Fprintln(out)
+	}
 	perSecond := rep.Rate()
 	rateText := thousands(int64(perSecond))
 	if perSecond < 10 {
@@ -375,7 +479,7 @@ func (r *scanRenderer) hostText(h scan.Host) {
 	fmt.Fprintf(out, "\nreach scan report for %s\n", name)
 	switch h.State {
 	case scan.HostUp:
-		fmt.Fprintf(out, "Host is up (%.6fs latency).\n", h.SRTT.Seconds())
+		fmt.Fprintf(out, "Host is up, %s (%s) (%.6fs latency).\n", h.Reason, h.JudgedBy, h.SRTT.Seconds())
 	case scan.HostNoAnswer:
 		fmt.Fprintln(out, "Host did not answer on any port: it may be down, or a firewall drops everything.")
 	case scan.HostUnknown:
@@ -508,7 +612,11 @@ func (r *scanRenderer) progress(p scan.Progress) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	fmt.Fprintf(r.env.Err, "\r[%s] %3.0f%%  %s/%s  ETA %s ", bar, 100*frac, thousands(p.Done), thousands(p.Total), eta)
+	what := "ports"
+	if p.Phase == scan.PhaseDiscovery {
+		what = "hosts"
+	}
+	fmt.Fprintf(r.env.Err, "\r%-9s [%s] %3.0f%%  %s/%s %s  ETA %s ", p.Phase, bar, 100*frac, thousands(p.Done), thousands(p.Total), what, eta)
 	r.barShown = true
 }
 

@@ -48,6 +48,8 @@ func TestScanUsage(t *testing.T) {
 		{[]string{"scan", "-iL", filepath.Join(t.TempDir(), "missing")}, "reading targets"},
 		{[]string{"scan", "-iL", empty, "-p", "22"}, "-iL " + empty + ": no targets in it; give one or more per line"},
 		{[]string{"scan", "-iL", "-", "-p", "22"}, "-iL standard input: no targets in it; give one or more per line"},
+		{[]string{"scan", "198.18.0.1", "-Pn", "-sn"}, "either --skip-discovery or --hosts-only"},
+		{[]string{"scan", "198.18.0.1", "--hosts-only", "-p", "22"}, "--hosts-only scans no ports"},
 	}
 	// The context is canceled before the command runs: a case that wrongly
 	// passes validation fails without sending a packet from this namespace.
@@ -72,7 +74,8 @@ func TestScanUsage(t *testing.T) {
 func TestScanHelpTeaches(t *testing.T) {
 	code, out, _ := run(t, "scan", "--help")
 	for _, want := range []string{"-p-", "--top", "-iL", "host-unreachable", "admin-prohibited", "topports.txt",
-		"Exit status: 0 the scan finished", "until then up to 4s", "every port with --all-states"} {
+		"Exit status: 0 the scan finished", "until then up to 4s", "every port with --all-states",
+		"--skip-discovery", "--hosts-only", "arp-response", "echo-reply", "no-response", "judged_by"} {
 		if code != ExitOK || !strings.Contains(out, want) {
 			t.Fatalf("scan --help (exit %d) lacks %q:\n%s", code, want, out)
 		}
@@ -80,8 +83,8 @@ func TestScanHelpTeaches(t *testing.T) {
 }
 
 func TestNmapArgs(t *testing.T) {
-	got := nmapArgs([]string{"-iL", "f", "-iL=g", "-p-", "--", "-iL"})
-	want := []string{"--input-list", "f", "--input-list=g", "-p-", "--", "-iL"}
+	got := nmapArgs([]string{"-iL", "f", "-iL=g", "-p-", "-Pn", "-sn", "--", "-iL"})
+	want := []string{"--input-list", "f", "--input-list=g", "-p-", "--skip-discovery", "--hosts-only", "--", "-iL"}
 	if strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Fatalf("nmapArgs = %q, want %q", got, want)
 	}
