@@ -8,7 +8,8 @@
 // example by -timeout) are removed by the next New on the machine.
 //
 // Lab.Pair (a client and a server on one link) and Lab.Routed (client,
-// router, server) are the layouts most tests need. Lab.Docker lays out a
+// router, server) are the layouts most tests need; Lab.LAN (and LANWith:
+// IPv6, hosts that answer late) puts many hosts on one switch. Lab.Docker lays out a
 // Docker host as dockerd does (bridge, container namespaces, its iptables
 // rules, docker-proxy processes) on 198.19.0.0/24; Lab.Kube a Kubernetes
 // node as kube-proxy programs it, in iptables or nftables mode (pods on
@@ -76,6 +77,7 @@ type Lab struct {
 	nets     int            // subnets handed out to links and LANs so far
 	reserved []netip.Prefix // subnets of bridges the lab built (Docker, Kube)
 	bin      string         // directory of the role links (startRole)
+	lines    []*delay       // delay lines of LANWith, stopped at cleanup
 }
 
 // Host is one network namespace of a lab.
@@ -219,7 +221,11 @@ func (l *Lab) waitUp(h *Host, ifname string) {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		out, err := run(nil, "ip", "-n", h.name, "-o", "link", "show", "dev", ifname)
-		if err == nil && strings.Contains(string(out), " state UP ") {
+		// A tap device reports no operational state (UNKNOWN); its
+		// carrier (LOWER_UP) is what counts.
+		up := strings.Contains(string(out), " state UP ") ||
+			strings.Contains(string(out), " state UNKNOWN ") && strings.Contains(string(out), ",LOWER_UP>")
+		if err == nil && up {
 			return
 		}
 		if time.Now().After(deadline) {
@@ -232,8 +238,31 @@ func (l *Lab) waitUp(h *Host, ifname string) {
 // LAN puts hosts on one shared 198.18.X.0/24, as if plugged into one switch:
 // a bridge in a namespace of its own (named lanX-sw). It returns each host's
 // address, in order. Every host reaches every other directly; no routes are
-// added beyond the subnet. AddAddr and Unowned work on it as on a Link.
+// added beyond the subnet. Addresses no host holds are simply not there: no
+// ARP or ND answer comes for them. AddAddr and Unowned work on it as on a
+// Link.
 func (l *Lab) LAN(hosts ...*Host) []netip.Addr {
+	l.t.Helper()
+	return l.LANWith(LANOptions{}, hosts...)
+}
+
+// LANOptions shape a LAN made by LANWith; the zero value is LAN's.
+type LANOptions struct {
+	// IPv6 addresses the LAN from a fresh fd00:0:0:X::/64 (duplicate
+	// address detection off, multicast snooping off in the bridge so
+	// neighbour solicitations reach every port, as on a plain switch).
+	IPv6 bool
+	// Delay holds back every frame a host sends into the LAN (ARP and ND
+	// answers, ICMP, TCP) for that long, so the host answers late; frames
+	// to it are not delayed. Its port is a user-space delay line (two tap
+	// devices and this test process between them) rather than a veth,
+	// because tc's netem is not built into every kernel. The line stops
+	// when the test ends.
+	Delay map[*Host]time.Duration
+}
+
+// LANWith is LAN with options.
+func (l *Lab) LANWith(opt LANOptions, hosts ...*Host) []netip.Addr {
 	l.t.Helper()
 	if len(hosts) < 2 || len(hosts) > unownedHost-1 {
 		l.t.Fatalf("netlab: LAN needs 2 to %d hosts", unownedHost-1)
@@ -243,9 +272,14 @@ func (l *Lab) LAN(hosts ...*Host) []netip.Addr {
 			l.t.Fatalf("netlab: LAN needs different hosts of this lab")
 		}
 	}
+	for h, d := range opt.Delay {
+		if !slices.Contains(hosts, h) || d <= 0 {
+			l.t.Fatalf("netlab: LAN delay %v for %s: give a positive delay for a host of the LAN", d, h.name)
+		}
+	}
 	l.mu.Lock()
 	n := len(l.links)
-	prefix, ok := l.nextPrefix(false)
+	prefix, ok := l.nextPrefix(opt.IPv6)
 	if !ok {
 		l.mu.Unlock()
 		l.t.Fatalf("netlab: more than %d links in one lab", maxLinks)
@@ -257,17 +291,25 @@ func (l *Lab) LAN(hosts ...*Host) []netip.Addr {
 
 	sw := l.Host(fmt.Sprintf("lan%d-sw", n))
 	l.ip("-n", sw.name, "link", "add", "br0", "type", "bridge")
+	if opt.IPv6 {
+		l.ip("-n", sw.name, "link", "set", "br0", "type", "bridge", "mcast_snooping", "0")
+	}
 	l.ip("-n", sw.name, "link", "set", "br0", "up")
 	addrs := make([]netip.Addr, len(hosts))
 	for i, h := range hosts {
 		port := fmt.Sprintf("p%d", i)
-		l.addVeth(h, lk.ifname, sw, port)
+		if d := opt.Delay[h]; d > 0 {
+			l.delayLine(h, lk.ifname, sw, port, d)
+		} else {
+			l.addVeth(h, lk.ifname, sw, port)
+		}
 		l.ip("-n", sw.name, "link", "set", port, "master", "br0", "up")
+		// Up before addressing (see link).
+		l.ip("-n", h.name, "link", "set", lk.ifname, "up")
 		addrs[i] = nth(prefix, byte(i+1))
 		if err := addAddr(h, lk, addrs[i]); err != nil {
 			l.t.Fatalf("netlab: %v", err)
 		}
-		l.ip("-n", h.name, "link", "set", lk.ifname, "up")
 	}
 	for i, h := range hosts {
 		l.waitUp(h, lk.ifname)
@@ -651,10 +693,13 @@ func (h *Host) Resolver(nameserver netip.AddrPort) *net.Resolver {
 // the veth pairs with them).
 func (l *Lab) cleanup() {
 	l.mu.Lock()
-	procs, hosts, bin := l.procs, l.hosts, l.bin
+	procs, hosts, bin, lines := l.procs, l.hosts, l.bin, l.lines
 	l.mu.Unlock()
 	for _, p := range procs {
 		p.stop()
+	}
+	for _, d := range lines {
+		d.stop()
 	}
 	var errs []error
 	for _, h := range hosts {
@@ -686,6 +731,14 @@ func (h *Host) Delete(t testing.TB) {
 	for _, p := range procs {
 		if p.host == h {
 			p.stop()
+		}
+	}
+	l.mu.Lock()
+	lines := slices.Clone(l.lines)
+	l.mu.Unlock()
+	for _, d := range lines {
+		if d.host == h || d.sw == h {
+			d.stop() // its tap devices go with it
 		}
 	}
 	if err := killInside(h.name); err != nil {
