@@ -19,6 +19,39 @@ import (
 var ErrNoToken = errors.New("agent: no token: every agent and hub call needs the shared " +
 	"bearer token (--token-file or REACH_TOKEN)")
 
+// MinTokenBytes is the shortest shared token accepted: anything shorter can
+// be guessed by whoever reaches an agent or the dashboard.
+const MinTokenBytes = 16
+
+// ErrShortToken marks a token shorter than MinTokenBytes (a *ShortTokenError).
+var ErrShortToken = errors.New("agent: token too short")
+
+// ShortTokenError is a token shorter than MinTokenBytes, and where it came from.
+type ShortTokenError struct {
+	From string // "token file /etc/reach/token", "REACH_TOKEN"
+	Len  int    // in bytes, surrounding white space trimmed
+}
+
+func (e *ShortTokenError) Error() string {
+	unit := "bytes"
+	if e.Len == 1 {
+		unit = "byte"
+	}
+	return fmt.Sprintf("the token in %s is %d %s; it needs at least %d, or it can be guessed: "+
+		"make one with  head -c 32 /dev/urandom | base64", e.From, e.Len, unit, MinTokenBytes)
+}
+
+func (e *ShortTokenError) Unwrap() error { return ErrShortToken }
+
+// CheckToken refuses a token shorter than MinTokenBytes; from says where
+// it came from, for the message.
+func CheckToken(from, tok string) error {
+	if len(tok) < MinTokenBytes {
+		return &ShortTokenError{From: from, Len: len(tok)}
+	}
+	return nil
+}
+
 // ErrUnauthorized is the error a client sees when the other side refused its
 // token or certificate.
 var ErrUnauthorized = errors.New("agent: unauthorized (wrong token or certificate)")
@@ -63,7 +96,7 @@ func guard(token func() string, limit *rate.Limiter, next http.Handler) http.Han
 }
 
 // ReadToken reads a token file, trimming surrounding white space; an empty
-// file is an error.
+// file or a token shorter than MinTokenBytes is an error.
 func ReadToken(path string) (string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -72,6 +105,9 @@ func ReadToken(path string) (string, error) {
 	tok := strings.TrimSpace(string(b))
 	if tok == "" {
 		return "", fmt.Errorf("agent: token file %s is empty: %w", path, ErrNoToken)
+	}
+	if err := CheckToken("token file "+path, tok); err != nil {
+		return "", err
 	}
 	return tok, nil
 }

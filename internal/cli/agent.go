@@ -34,6 +34,9 @@ func (f *tokenFlags) token() (string, error) {
 		return tok, nil
 	}
 	if tok := os.Getenv("REACH_TOKEN"); tok != "" {
+		if err := agent.CheckToken("REACH_TOKEN", tok); err != nil {
+			return "", usageErrorf("%v", err)
+		}
 		return tok, nil
 	}
 	return "", usageErrorf("%v", agent.ErrNoToken)

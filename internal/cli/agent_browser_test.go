@@ -23,7 +23,7 @@ import (
 func TestAgentMatrixInBrowser(t *testing.T) {
 	browser := chromium(t)
 	dir := t.TempDir()
-	writeConfig(t, filepath.Join(dir, "token"), "agent-token\n")
+	writeConfig(t, filepath.Join(dir, "token"), "agent-token-0123456789\n")
 	config := filepath.Join(dir, "reach.yaml")
 	writeConfig(t, config, `agents:
   token_file: `+filepath.Join(dir, "token")+`
@@ -34,13 +34,13 @@ func TestAgentMatrixInBrowser(t *testing.T) {
   groups:
     - {name: all, hosts: [web, db], ports: [5432]}
 `)
-	t.Setenv("REACH_WATCH_TOKEN", "dash token")
+	t.Setenv("REACH_WATCH_TOKEN", "dash token 0123456789")
 	w := startWatch(t, config, "--no-doctor")
 	report := func(source, target string, class probe.Class) {
 		t.Helper()
 		b, _ := json.Marshal(agent.Batch{Agent: source, Results: []agent.Result{{Target: target, Addr: netip.MustParseAddrPort("127.0.0.2:5432"), Class: class, Time: time.Now()}}})
 		req, _ := http.NewRequest(http.MethodPost, w.url+"agent/v1/results", bytes.NewReader(b))
-		req.Header.Set("Authorization", "Bearer agent-token")
+		req.Header.Set("Authorization", "Bearer agent-token-0123456789")
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -65,7 +65,7 @@ func TestAgentMatrixInBrowser(t *testing.T) {
 	// The dashboard of a hub, opened with ?token=, runs (its assets load
 	// without the token) and links to the matrix, keeping the token.
 	if err := chromedp.Do(ctx,
-		chromedp.Navigate(w.url+"?token=dash+token"),
+		chromedp.Navigate(w.url+"?token=dash+token+0123456789"),
 		chromedp.WaitVisible(chromedp.CSS(`#live.on`)),
 		chromedp.WaitVisible(chromedp.CSS(`#matrix-link`)),
 		chromedp.Click(chromedp.CSS(`#matrix-link`)),
@@ -75,7 +75,7 @@ func TestAgentMatrixInBrowser(t *testing.T) {
 	}
 	cell := `td[data-source="web"][data-target="db:5432"]`
 	if err := chromedp.Do(ctx,
-		chromedp.Navigate(w.url+"agents/?token=dash+token"),
+		chromedp.Navigate(w.url+"agents/?token=dash+token+0123456789"),
 		chromedp.WaitVisible(chromedp.CSS(cell+`[data-class="open"]`)),
 	); err != nil {
 		t.Fatalf("matrix never showed web->db open: %v\n%s", err, w.errs.String())

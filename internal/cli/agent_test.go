@@ -21,7 +21,7 @@ func TestAgentCommandErrors(t *testing.T) {
 	defer srv.Close()
 	dir := t.TempDir()
 	wrong, empty := filepath.Join(dir, "wrong"), filepath.Join(dir, "empty")
-	os.WriteFile(wrong, []byte("wrong\n"), 0o600)
+	os.WriteFile(wrong, []byte("wrong-token-0123456789\n"), 0o600)
 	os.WriteFile(empty, []byte("\n"), 0o600)
 	t.Setenv("REACH_TOKEN", "")
 	busy := testnet.Listen(t).Addr().String()

@@ -33,7 +33,7 @@ func TestWatchAgentTLSFlags(t *testing.T) {
 	dir := t.TempDir()
 	ca, token, config := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "token"), filepath.Join(dir, "reach.yaml")
 	writeConfig(t, ca, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: agentSrv.Certificate().Raw})))
-	writeConfig(t, token, "s3cret\n")
+	writeConfig(t, token, "s3cret-s3cret-s3cret\n")
 	// Only the agent's URL is called: 198.18.0.x are never dialled here.
 	writeConfig(t, config, fmt.Sprintf(`agents:
   token_file: %s

@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/reach-tools/reach/agent"
 	"github.com/reach-tools/reach/hub"
 	"github.com/reach-tools/reach/monitor"
 	"github.com/reach-tools/reach/web"
@@ -69,7 +70,7 @@ the dashboard (the flags work too, but show in ps).`,
 		Example: `  reach watch -c reach.yaml                       # dashboard on http://127.0.0.1:9190/
   reach watch -c reach.yaml --check-config        # validate, print the endpoints, exit
   reach watch -c reach.yaml --store postgres://reach@127.0.0.1/reach --retain 90d
-  REACH_WATCH_TOKEN=s3cret reach watch -c reach.yaml --listen 0.0.0.0:9190
+  REACH_WATCH_TOKEN=$(head -c 32 /dev/urandom | base64) reach watch -c reach.yaml --listen 0.0.0.0:9190
   kill -HUP $(pidof reach)                        # reload reach.yaml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -86,6 +87,11 @@ the dashboard (the flags work too, but show in ps).`,
 			}
 			if token == "" {
 				token = os.Getenv("REACH_WATCH_TOKEN")
+			}
+			if token != "" {
+				if err := agent.CheckToken("--token or REACH_WATCH_TOKEN", token); err != nil {
+					return usageErrorf("%v", err)
+				}
 			}
 			if basic == "" {
 				basic = os.Getenv("REACH_WATCH_BASIC_AUTH")

@@ -246,7 +246,7 @@ func TestWatchCheckConfigReadsAgentToken(t *testing.T) {
 			t.Errorf("%s: exit %d, stdout %q, stderr:\n%s", tc.name, code, out, errs)
 		}
 	}
-	writeConfig(t, filepath.Join(dir, "token"), "s3cret\n")
+	writeConfig(t, filepath.Join(dir, "token"), "s3cret-s3cret-s3cret\n")
 	writeConfig(t, filepath.Join(dir, "reach.yaml"), fmt.Sprintf(section, "  token_file: "+filepath.Join(dir, "token")+"\n"))
 	if code, out, errs := run(t, "watch", "-c", filepath.Join(dir, "reach.yaml"), "--check-config"); code != ExitOK {
 		t.Errorf("valid token file: exit %d\n%s%s", code, out, errs)
@@ -264,7 +264,7 @@ func TestWatchWarnsOfOpenDashboard(t *testing.T) {
 		warn   bool
 	}{
 		{"0.0.0.0:0", "", true},
-		{"0.0.0.0:0", "s3cret", false},
+		{"0.0.0.0:0", "s3cret-s3cret-s3cret", false},
 		{"127.0.0.1:0", "", false},
 	} {
 		t.Setenv("REACH_WATCH_TOKEN", tc.env)
