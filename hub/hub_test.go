@@ -22,7 +22,7 @@ import (
 	"github.com/reach-tools/reach/probe"
 )
 
-const testToken = "s3cret-token"
+const testToken = "s3cret-token-0123456789"
 
 type memSink struct {
 	mu  sync.Mutex

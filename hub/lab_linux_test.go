@@ -349,7 +349,7 @@ func TestFleetCheckAsksAgent(t *testing.T) {
 		t.Errorf("without an agent the cause is confirmed as %s: the client cannot know that", r.Cause)
 	}
 	// A wrong token gets no evidence: check says so and still reports.
-	out, _ := web.Exec("env", "REACH_LAB_EXEC=1", "REACH_TOKEN=wrong", exe, "check", netip.AddrPortFrom(f.addrs[2], 6000).String(), "--agent", f.agentURL(2), "--timeout", "1s")
+	out, _ := web.Exec("env", "REACH_LAB_EXEC=1", "REACH_TOKEN=wrong-token-0123456789", exe, "check", netip.AddrPortFrom(f.addrs[2], 6000).String(), "--agent", f.agentURL(2), "--timeout", "1s")
 	if !strings.Contains(string(out), "unauthorized") {
 		t.Errorf("check with a wrong token does not say the agent refused it:\n%s", out)
 	}
