@@ -23,7 +23,7 @@ import (
 // agent's certificate; without it the call fails on the certificate.
 func TestWatchAgentTLSFlags(t *testing.T) {
 	agentSrv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != agent.PathEvidence || r.Header.Get("Authorization") != "Bearer s3cret" {
+		if r.URL.Path != agent.PathEvidence || r.Header.Get("Authorization") != "Bearer s3cret-s3cret-s3cret" {
 			http.Error(w, "no", http.StatusUnauthorized)
 			return
 		}
