@@ -344,13 +344,19 @@ func (a *Agent) flush(ctx context.Context) error {
 		}
 		_, dropped := a.buf.stats()
 		b := Batch{Agent: a.cfg.Name, Results: batch, Dropped: dropped}
-		err := a.hub.call(ctx, http.MethodPost, PathResults, nil, b, nil)
+		var reply IngestReply
+		err := a.hub.call(ctx, http.MethodPost, PathResults, nil, b, &reply)
 		if err != nil {
 			a.m.hubErrs.Inc()
 			return err
 		}
 		a.buf.ack(end)
-		a.m.sent.Add(float64(len(batch)))
+		a.m.sent.Add(float64(reply.Accepted))
+		if reply.Rejected > 0 || reply.Truncated > 0 {
+			// Resending cannot help: the hub judged them. Say why, once a batch.
+			a.log.Warn("the hub refused results", "sent", len(batch), "accepted", reply.Accepted,
+				"refused", reply.Refused, "error_text_cut", reply.Truncated)
+		}
 		pending, _ := a.buf.stats()
 		a.m.pending.Set(float64(pending))
 	}

@@ -82,10 +82,55 @@ type Batch struct {
 // IngestReply is the hub's answer to a batch.
 type IngestReply struct {
 	Accepted int `json:"accepted"`
-	// Rejected counts results for targets the hub config does not give this
-	// agent; they are not stored.
+	// Rejected counts results the hub did not store, for any of the reasons
+	// in Refused.
 	Rejected int `json:"rejected"`
+	// Refused counts the rejected results by reason, so the agent's operator
+	// sees why (the hub counts them in reach_hub_rejected_results_total).
+	Refused map[Reason]int `json:"refused,omitempty"`
+	// Truncated counts accepted results whose error text the hub cut to
+	// MaxErrorText.
+	Truncated int `json:"truncated,omitempty"`
 }
+
+// Reason says why the hub refused a result. The values are the reason
+// label of the hub's reach_hub_rejected_results_total.
+type Reason string
+
+// The reasons. Every one is counted; none ends in a stored sample.
+const (
+	// RefusedUnknownAgent: the batch names an agent the hub config lacks.
+	RefusedUnknownAgent Reason = "unknown_agent"
+	// RefusedUnassigned: a target the hub did not give this agent.
+	RefusedUnassigned Reason = "unassigned"
+	// RefusedClass: not one of probe.Classes.
+	RefusedClass Reason = "class"
+	// RefusedRTT: negative, or longer than the pair's timeout and a margin.
+	RefusedRTT Reason = "rtt"
+	// RefusedErrno: an errno outside [0, MaxErrno].
+	RefusedErrno Reason = "errno"
+	// RefusedTooOld: taken before anything the agent's buffer could hold.
+	RefusedTooOld Reason = "too_old"
+	// RefusedFuture: taken ahead of the hub's clock by more than the skew
+	// allowed.
+	RefusedFuture Reason = "future"
+)
+
+// Reasons lists every Reason.
+var Reasons = []Reason{RefusedUnknownAgent, RefusedUnassigned, RefusedClass, RefusedRTT,
+	RefusedErrno, RefusedTooOld, RefusedFuture}
+
+// Bounds the hub holds results to.
+const (
+	// MaxErrorText caps a result's error text. A probe's error is one line
+	// (operation, address, errno: under 200 bytes); 1 KiB keeps any real one
+	// whole. Longer text is cut, not refused: class, rtt and time are still
+	// evidence, and only the text is too long to show.
+	MaxErrorText = 1024
+	// MaxErrno is the largest errno a result may carry: above Linux's 4095
+	// and the Windows socket errors (WSAE*, 10000-11999).
+	MaxErrno = 1<<16 - 1
+)
 
 // AgentInfo is one host of the fleet as the hub sees it: the answer to
 // PathAgents.

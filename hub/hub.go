@@ -37,6 +37,8 @@ type Hub struct {
 	Sink Sink
 	// Logger receives ingest and auth problems; nil discards.
 	Logger *slog.Logger
+	// Metrics, when set, count the results the hub refuses, by reason.
+	Metrics *Metrics
 	// HistoryLink, when set, gives the URL of a pair's stored history and
 	// findings (e.g. the dashboard's API), linked from the pair page.
 	HistoryLink func(source, target string) string
@@ -224,48 +226,6 @@ func (h *Hub) serveResults(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, reply)
-}
-
-func (h *Hub) ingest(ctx context.Context, b agent.Batch, r *http.Request) (
-	agent.IngestReply, error) {
-	var reply agent.IngestReply
-	now := time.Now()
-	h.mu.Lock()
-	if _, ok := h.lists[b.Agent]; !ok {
-		h.mu.Unlock()
-		reply.Rejected = len(b.Results)
-		return reply, nil
-	}
-	seen := h.seen(b.Agent, r)
-	seen.dropped = b.Dropped
-	kept := b.Results[:0]
-	for _, res := range b.Results {
-		t, ok := h.target(b.Agent, res.Target)
-		if !ok {
-			reply.Rejected++
-			continue
-		}
-		// The address is the config's, not the agent's word: it is stored,
-		// shown and asked about.
-		res.Source, res.Addr = b.Agent, t.Addr
-		if res.Time.After(now) || res.Time.IsZero() {
-			res.Time = now // a skewed agent clock must not make results "future"
-		}
-		h.update(res)
-		kept = append(kept, res)
-	}
-	h.mu.Unlock()
-	reply.Accepted = len(kept)
-	if reply.Rejected > 0 {
-		h.logger().Warn("agent reported targets its probe list does not hold; ignored",
-			"agent", b.Agent, "rejected", reply.Rejected)
-	}
-	if h.Sink != nil && len(kept) > 0 {
-		if err := h.Sink.Ingest(ctx, kept); err != nil {
-			return reply, err
-		}
-	}
-	return reply, nil
 }
 
 // update folds one result into its pair's state; h.mu must be held.

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -309,27 +310,61 @@ func TestAgentBuffersThroughHubOutage(t *testing.T) {
 	}
 }
 
-// FuzzHubIngest posts arbitrary bodies: the hub answers 200 or 400 and
-// never stores a result outside the agent's probe list.
+// FuzzHubIngest posts arbitrary bodies: the hub answers 200 or 400, counts
+// every result of a 200 as accepted or refused, and stores only results
+// within bounds, for the agent's own probe list.
 func FuzzHubIngest(f *testing.F) {
 	f.Add([]byte(`{"agent":"a","results":[{"target":"127.0.0.1:1","class":"open","rtt":"1ms","time":"2026-01-01T00:00:00Z"}]}`))
 	f.Add([]byte(`{"agent":"a","results":[{"target":"x","class":"refused"}],"dropped":3}`))
 	f.Add([]byte(`{"agent":"b"}`))
 	f.Add([]byte(`{"results":[{"rtt":5}]}`))
-	h, err := New(Config{Token: testToken,
+	f.Add([]byte(`{"agent":"a","results":[{"target":"127.0.0.1:1","class":"<script>","rtt":"-5s","time":"0001-01-01T00:00:00Z"}]}`))
+	f.Add([]byte(`{"agent":"a","results":[{"target":"127.0.0.1:1","class":"timeout","rtt":"3.5s","errno":110,"error":"` +
+		strings.Repeat("x", 2000) + `"}]}`))
+	h, err := New(Config{Token: testToken, Interval: 10 * time.Second, Timeout: 3 * time.Second,
 		Hosts: []HostConfig{{Name: "a", Addr: netip.MustParseAddr("127.0.0.1")}},
 		Pairs: []PairConfig{{From: "a", To: "127.0.0.1:1"}}})
 	if err != nil {
 		f.Fatal(err)
 	}
+	sink := &memSink{}
+	h.Sink = sink
 	handler := h.Handler()
+	window := Window(h.lists["a"])
 	f.Fuzz(func(t *testing.T, body []byte) {
+		start := time.Now()
+		sink.mu.Lock()
+		sink.got = nil
+		sink.mu.Unlock()
 		req := httptest.NewRequest(http.MethodPost, agent.PathResults, bytes.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+testToken)
 		rec := httptest.NewRecorder()
 		handler.ServeHTTP(rec, req)
 		if rec.Code != http.StatusOK && rec.Code != http.StatusBadRequest {
 			t.Fatalf("status %d: %s", rec.Code, rec.Body)
+		}
+		if rec.Code == http.StatusOK {
+			var b agent.Batch
+			var reply agent.IngestReply
+			_ = json.Unmarshal(body, &b)
+			if err := json.Unmarshal(rec.Body.Bytes(), &reply); err != nil {
+				t.Fatalf("reply %s: %v", rec.Body, err)
+			}
+			refused := 0
+			for _, n := range reply.Refused {
+				refused += n
+			}
+			if reply.Accepted+reply.Rejected != len(b.Results) || refused != reply.Rejected {
+				t.Fatalf("%d results, reply %+v", len(b.Results), reply)
+			}
+		}
+		for _, r := range sink.results() {
+			if r.Source != "a" || r.Target != "127.0.0.1:1" || r.Addr != netip.MustParseAddrPort("127.0.0.1:1") ||
+				!slices.Contains(probe.Classes, r.Class) || r.RTT < 0 ||
+				time.Duration(r.RTT) > 3*time.Second+RTTMargin || len(r.Error) > agent.MaxErrorText ||
+				r.Time.Before(start.Add(-window)) || r.Time.After(time.Now()) {
+				t.Fatalf("stored out of bounds: %+v", r)
+			}
 		}
 		m := h.Matrix()
 		if len(m.Targets) != 1 || m.Targets[0] != "127.0.0.1:1" {

@@ -39,6 +39,8 @@ type WatchOptions struct {
 	// Logger receives the monitor's, the webhook's and the hub's logs; nil
 	// discards them.
 	Logger *slog.Logger
+	// HubMetrics, when set, count what the hub refuses from agents.
+	HubMetrics *Metrics
 }
 
 // Watch is reach watch as a library: a monitor of a reach.yaml's endpoints
@@ -73,7 +75,7 @@ func NewWatch(ctx context.Context, cfg *monitor.Config, opt WatchOptions) (*Watc
 		if w.Hub, err = New(*hc); err != nil {
 			return nil, err
 		}
-		w.Hub.Logger, w.Hub.AgentClient = log, opt.AgentClient
+		w.Hub.Logger, w.Hub.AgentClient, w.Hub.Metrics = log, opt.AgentClient, opt.HubMetrics
 		w.Hub.HistoryLink = func(source, target string) string {
 			return "/api/endpoints/" + url.PathEscape(source) + "/" + url.PathEscape(target)
 		}

@@ -243,7 +243,7 @@ func (w *watcher) run(ctx context.Context) error {
 		Monitor: monitor.Options{Store: store, Metrics: monitor.NewMetrics(reg),
 			Concurrency: w.concurrency, Retain: w.retain},
 		NoDoctor: w.noDoctor, DoctorTimeout: w.doctorTimeout, AgentClient: w.agents,
-		Dashboard: dash, Logger: log})
+		Dashboard: dash, Logger: log, HubMetrics: hub.NewMetrics(reg)})
 	if err != nil {
 		return &ExitError{Code: ExitFail, Err: err}
 	}
