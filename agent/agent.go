@@ -79,6 +79,7 @@ type Agent struct {
 	m     *metrics
 	log   *slog.Logger
 	limit *rate.Limiter
+	run   int64 // Batch.Run: when New made this agent, in Unix nanoseconds
 }
 
 // New checks cfg and returns an agent ready to Run.
@@ -133,6 +134,7 @@ func New(cfg Config) (*Agent, error) {
 		m:     newMetrics(cfg.Name, cfg.CompactMetrics),
 		log:   log.With("agent", cfg.Name),
 		limit: rate.NewLimiter(cfg.QueryRate, max(1, int(cfg.QueryRate)*2)),
+		run:   time.Now().UnixNano(),
 	}, nil
 }
 
@@ -338,12 +340,13 @@ func (a *Agent) report(ctx context.Context) {
 // flush sends everything buffered, in batches, stopping at the first error.
 func (a *Agent) flush(ctx context.Context) error {
 	for {
-		batch, end := a.buf.peek(maxBatch)
+		batch, seq := a.buf.peek(maxBatch)
 		if len(batch) == 0 {
 			return nil
 		}
+		end := seq + uint64(len(batch))
 		_, dropped := a.buf.stats()
-		b := Batch{Agent: a.cfg.Name, Results: batch, Dropped: dropped}
+		b := Batch{Agent: a.cfg.Name, Results: batch, Dropped: dropped, Run: a.run, Seq: seq}
 		var reply IngestReply
 		err := a.hub.call(ctx, http.MethodPost, PathResults, nil, b, &reply)
 		if err != nil {

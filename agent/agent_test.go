@@ -247,17 +247,21 @@ func TestBufferDropsOldest(t *testing.T) {
 	for i := range 5 {
 		b.push(Result{Target: string(rune('a' + i))})
 	}
-	got, end := b.peek(10)
-	if len(got) != 3 || got[0].Target != "c" || got[2].Target != "e" {
-		t.Fatalf("peek %v, want c d e", got)
+	got, seq := b.peek(10)
+	if len(got) != 3 || got[0].Target != "c" || got[2].Target != "e" || seq != 3 {
+		t.Fatalf("peek %v from %d, want c d e from 3 (results are numbered from 1)", got, seq)
 	}
+	if again, seq2 := b.peek(10); seq2 != seq || len(again) != 3 {
+		t.Fatalf("a resend starts at %d with %d results, want the same numbers", seq2, len(again))
+	}
+	end := seq + uint64(len(got))
 	// Two more arrive while c d e are being sent: c and d are dropped.
 	b.push(Result{Target: "f"})
 	b.push(Result{Target: "g"})
 	b.ack(end) // removes e only; c and d are gone already
-	got, _ = b.peek(10)
-	if len(got) != 2 || got[0].Target != "f" || got[1].Target != "g" {
-		t.Fatalf("after ack: %v, want f g", got)
+	got, seq = b.peek(10)
+	if len(got) != 2 || got[0].Target != "f" || got[1].Target != "g" || seq != 6 {
+		t.Fatalf("after ack: %v from %d, want f g from 6", got, seq)
 	}
 	if _, dropped := b.stats(); dropped != 4 {
 		t.Errorf("dropped %d, want 4", dropped)

@@ -13,7 +13,8 @@ type buffer struct {
 	dropped uint64
 }
 
-func newBuffer(max int) *buffer { return &buffer{max: max} }
+// newBuffer numbers results from 1: 0 is "no sequence number" on the wire.
+func newBuffer(max int) *buffer { return &buffer{max: max, first: 1} }
 
 // push appends r and reports how many results were dropped to make room.
 func (b *buffer) push(r Result) (dropped int) {
@@ -30,13 +31,14 @@ func (b *buffer) push(r Result) (dropped int) {
 	return dropped
 }
 
-// peek returns up to n of the oldest results and the sequence number just
-// after them, to pass to ack once the hub has them.
+// peek returns up to n of the oldest results and the sequence number of
+// the first; a result keeps its number until it is acknowledged or
+// dropped, so a resend carries the same ones.
 func (b *buffer) peek(n int) ([]Result, uint64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	n = min(n, len(b.items))
-	return append([]Result(nil), b.items[:n]...), b.first + uint64(n)
+	return append([]Result(nil), b.items[:n]...), b.first
 }
 
 // ack removes results before sequence number end. Results dropped while

@@ -77,6 +77,15 @@ type Batch struct {
 	// Dropped counts results the agent discarded since it started because
 	// its buffer was full while the hub was unreachable.
 	Dropped uint64 `json:"dropped"`
+	// Run names this run of the agent: when it started, in Unix
+	// nanoseconds. A later run replaces an earlier one at the hub.
+	Run int64 `json:"run,omitempty"`
+	// Seq is the sequence number of Results[0] in this run: the agent
+	// numbers results from 1 as it buffers them, and a resend carries the
+	// same numbers, so the hub ignores what it already has. A batch
+	// without Run and Seq (an agent from before them) is accepted without
+	// that protection, with a warning, until its agent sends a sequenced one.
+	Seq uint64 `json:"seq,omitempty"`
 }
 
 // IngestReply is the hub's answer to a batch.
@@ -91,6 +100,9 @@ type IngestReply struct {
 	// Truncated counts accepted results whose error text the hub cut to
 	// MaxErrorText.
 	Truncated int `json:"truncated,omitempty"`
+	// Next is the sequence number the hub expects next from this run; 0
+	// for an unsequenced batch.
+	Next uint64 `json:"next,omitempty"`
 }
 
 // Reason says why the hub refused a result. The values are the reason
@@ -114,11 +126,24 @@ const (
 	// RefusedFuture: taken ahead of the hub's clock by more than the skew
 	// allowed.
 	RefusedFuture Reason = "future"
+	// RefusedDuplicate: a sequence number this run already sent: a resend
+	// of what the hub has, or a replay.
+	RefusedDuplicate Reason = "duplicate"
+	// RefusedOldRun: a batch of an earlier run of the agent than the hub
+	// has seen (a replay, or a second agent process with the same name).
+	RefusedOldRun Reason = "old_run"
+	// RefusedUnsequenced: a batch without Run and Seq from an agent that
+	// sent them before (a downgrade, or a replay stripped of them).
+	RefusedUnsequenced Reason = "unsequenced"
+	// RefusedSequence: a run that starts ahead of the hub's clock, or
+	// sequence numbers that overflow.
+	RefusedSequence Reason = "sequence"
 )
 
 // Reasons lists every Reason.
 var Reasons = []Reason{RefusedUnknownAgent, RefusedUnassigned, RefusedClass, RefusedRTT,
-	RefusedErrno, RefusedTooOld, RefusedFuture}
+	RefusedErrno, RefusedTooOld, RefusedFuture, RefusedDuplicate, RefusedOldRun,
+	RefusedUnsequenced, RefusedSequence}
 
 // Bounds the hub holds results to.
 const (

@@ -66,6 +66,11 @@ type agentSeen struct {
 	addr    string
 	dropped uint64
 	url     string // the agent's advertised base URL, checked against its address
+	// run and next are the agent's latest Batch.Run and the Seq expected
+	// next in it; warnedLegacy is set once it sent an unsequenced batch.
+	run          int64
+	next         uint64
+	warnedLegacy bool
 }
 
 // New checks cfg and returns a hub. cfg.Token (or TokenFile) is required.

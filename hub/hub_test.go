@@ -317,6 +317,7 @@ func FuzzHubIngest(f *testing.F) {
 	f.Add([]byte(`{"agent":"a","results":[{"target":"127.0.0.1:1","class":"open","rtt":"1ms","time":"2026-01-01T00:00:00Z"}]}`))
 	f.Add([]byte(`{"agent":"a","results":[{"target":"x","class":"refused"}],"dropped":3}`))
 	f.Add([]byte(`{"agent":"b"}`))
+	f.Add([]byte(`{"agent":"a","run":1764900000000000000,"seq":18446744073709551615,"results":[{"target":"127.0.0.1:1","class":"open","rtt":"1ms"}]}`))
 	f.Add([]byte(`{"results":[{"rtt":5}]}`))
 	f.Add([]byte(`{"agent":"a","results":[{"target":"127.0.0.1:1","class":"<script>","rtt":"-5s","time":"0001-01-01T00:00:00Z"}]}`))
 	f.Add([]byte(`{"agent":"a","results":[{"target":"127.0.0.1:1","class":"timeout","rtt":"3.5s","errno":110,"error":"` +

@@ -2,6 +2,7 @@ package hub
 
 import (
 	"context"
+	"math"
 	"net/http"
 	"slices"
 	"strconv"
@@ -50,8 +51,9 @@ func Window(pl agent.ProbeList) time.Duration {
 // Metrics are the hub's Prometheus series. Register them on your own
 // registry with NewMetrics; a nil *Metrics counts nothing.
 type Metrics struct {
-	rejected  *prometheus.CounterVec
-	truncated prometheus.Counter
+	rejected    *prometheus.CounterVec
+	truncated   prometheus.Counter
+	unsequenced prometheus.Counter
 }
 
 // NewMetrics creates the hub's metrics and registers them on reg. Every
@@ -67,12 +69,23 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Accepted results whose error text was cut to " +
 				strconv.Itoa(agent.MaxErrorText) + " bytes.",
 		}),
+		unsequenced: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "reach_hub_unsequenced_batches_total",
+			Help: "Batches accepted without sequence numbers (agents that predate them), " +
+				"so without protection against replays.",
+		}),
 	}
 	for _, r := range agent.Reasons {
 		m.rejected.WithLabelValues(string(r))
 	}
-	reg.MustRegister(m.rejected, m.truncated)
+	reg.MustRegister(m.rejected, m.truncated, m.unsequenced)
 	return m
+}
+
+func (m *Metrics) countUnsequenced() {
+	if m != nil {
+		m.unsequenced.Inc()
+	}
 }
 
 // count adds a reply's refusals and truncations to the metrics.
@@ -116,8 +129,19 @@ func (h *Hub) ingest(ctx context.Context, b agent.Batch, r *http.Request) (
 	}
 	seen := h.seen(b.Agent, r)
 	seen.dropped = b.Dropped
-	kept := make([]agent.Result, 0, len(b.Results))
-	for _, res := range b.Results {
+	skip, why := seen.admit(b, now)
+	if why != "" {
+		h.mu.Unlock()
+		refuse(&reply, why, len(b.Results))
+		h.report(b.Agent, reply)
+		return reply, nil
+	}
+	refuse(&reply, agent.RefusedDuplicate, skip)
+	reply.Next = seen.next
+	legacy := b.Seq == 0 && !seen.warnedLegacy
+	seen.warnedLegacy = seen.warnedLegacy || b.Seq == 0
+	kept := make([]agent.Result, 0, len(b.Results)-skip)
+	for _, res := range b.Results[skip:] {
 		res, why, cut := check(pl, res, now)
 		if why != "" {
 			refuse(&reply, why, 1)
@@ -133,6 +157,13 @@ func (h *Hub) ingest(ctx context.Context, b agent.Batch, r *http.Request) (
 	h.mu.Unlock()
 	reply.Accepted = len(kept)
 	h.report(b.Agent, reply)
+	if b.Seq == 0 {
+		h.Metrics.countUnsequenced()
+	}
+	if legacy {
+		h.logger().Warn("agent sends no sequence numbers (it predates them): its batches are "+
+			"accepted without protection against replays and duplicates; upgrade it", "agent", b.Agent)
+	}
 	if h.Sink != nil && len(kept) > 0 {
 		if err := h.Sink.Ingest(ctx, kept); err != nil {
 			return reply, err
@@ -154,6 +185,33 @@ func (h *Hub) report(name string, reply agent.IngestReply) {
 		}
 	}
 	h.logger().Warn("agent results refused (see reach_hub_rejected_results_total)", args...)
+}
+
+// admit says how many of b's first results this run of the agent already
+// sent (they are duplicates), or why the whole batch is refused, and
+// advances the agent's sequence. An unsequenced batch is admitted whole
+// until the agent sends a sequenced one. h.mu must be held.
+func (a *agentSeen) admit(b agent.Batch, now time.Time) (skip int, why agent.Reason) {
+	n := uint64(len(b.Results))
+	switch {
+	case b.Run == 0 && b.Seq == 0:
+		if a.run != 0 {
+			return len(b.Results), agent.RefusedUnsequenced
+		}
+		return 0, ""
+	case b.Run <= 0 || b.Seq == 0 || b.Seq > math.MaxUint64-n ||
+		time.Unix(0, b.Run).After(now.Add(MaxSkew)):
+		return len(b.Results), agent.RefusedSequence
+	case b.Run < a.run:
+		return len(b.Results), agent.RefusedOldRun
+	case b.Run > a.run: // the agent restarted, or this hub did
+		a.run, a.next = b.Run, 0
+	}
+	if a.next > b.Seq {
+		skip = int(min(n, a.next-b.Seq))
+	}
+	a.next = max(a.next, b.Seq+n)
+	return skip, ""
 }
 
 // check returns res as the hub stores it, or the reason it is refused.

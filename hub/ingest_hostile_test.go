@@ -1,15 +1,21 @@
 package hub
 
 import (
+	"context"
+	"math"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/reach-tools/reach/agent"
+	"github.com/reach-tools/reach/internal/testnet"
 	"github.com/reach-tools/reach/probe"
 )
 
@@ -146,4 +152,238 @@ func TestHostileForgedResults(t *testing.T) {
 	for _, r := range agent.Reasons {
 		t.Logf("rejected %-14s %v", r, counterValue(t, reg, "reach_hub_rejected_results_total", "reason", string(r)))
 	}
+}
+
+// post sends one batch as agent a would and returns the hub's reply.
+func post(t *testing.T, base string, b agent.Batch) agent.IngestReply {
+	t.Helper()
+	var reply agent.IngestReply
+	if _, err := call(nil, base, http.MethodPost, agent.PathResults, nil, b, &reply); err != nil {
+		t.Fatal(err)
+	}
+	return reply
+}
+
+// One batch replayed three times is stored once; the replays are refused
+// as duplicates and counted. They were stored three times, and pushed out
+// every agent's real samples.
+func TestHostileReplayedBatch(t *testing.T) {
+	open := netip.MustParseAddrPort("127.0.0.1:1")
+	h, srv := newTestHub(t, Config{
+		Hosts: []HostConfig{{Name: "a", Addr: netip.MustParseAddr("127.0.0.1")}},
+		Pairs: []PairConfig{{From: "a", To: open.String()}},
+	})
+	reg := prometheus.NewRegistry()
+	h.Metrics = NewMetrics(reg)
+	sink := &memSink{}
+	h.Sink = sink
+	start := time.Now().Add(-time.Minute)
+	results := func(from, n int) []agent.Result {
+		var rs []agent.Result
+		for i := from; i < from+n; i++ {
+			rs = append(rs, agent.Result{Target: open.String(), Class: probe.Open,
+				RTT: agent.Duration(time.Millisecond), Time: start.Add(time.Duration(i) * time.Second)})
+		}
+		return rs
+	}
+	run := start.UnixNano()
+	batch := agent.Batch{Agent: "a", Run: run, Seq: 1, Results: results(1, 3)}
+	if r := post(t, srv.URL, batch); r.Accepted != 3 || r.Next != 4 {
+		t.Fatalf("first: %+v, want 3 accepted, next 4", r)
+	}
+	for i := range 3 {
+		if r := post(t, srv.URL, batch); r.Accepted != 0 || r.Refused[agent.RefusedDuplicate] != 3 {
+			t.Errorf("replay %d: %+v, want 3 refused as duplicates", i+1, r)
+		}
+	}
+	// A resend that overlaps (results 2-3 again, 4-5 new) keeps the new ones.
+	if r := post(t, srv.URL, agent.Batch{Agent: "a", Run: run, Seq: 2, Results: results(2, 4)}); r.Accepted != 2 ||
+		r.Refused[agent.RefusedDuplicate] != 2 || r.Next != 6 {
+		t.Errorf("overlapping resend: %+v, want 2 accepted, 2 duplicates, next 6", r)
+	}
+	// A later run of the agent (it restarted) starts over; the earlier
+	// run's batches are then refused whole.
+	if r := post(t, srv.URL, agent.Batch{Agent: "a", Run: run + 1, Seq: 1, Results: results(6, 1)}); r.Accepted != 1 {
+		t.Errorf("new run: %+v, want 1 accepted", r)
+	}
+	if r := post(t, srv.URL, agent.Batch{Agent: "a", Run: run, Seq: 6, Results: results(7, 1)}); r.Refused[agent.RefusedOldRun] != 1 {
+		t.Errorf("batch of an earlier run: %+v, want refused as old_run", r)
+	}
+	// Stripping the sequence numbers does not get a replay in.
+	if r := post(t, srv.URL, agent.Batch{Agent: "a", Results: results(1, 3)}); r.Refused[agent.RefusedUnsequenced] != 3 {
+		t.Errorf("unsequenced replay: %+v, want 3 refused as unsequenced", r)
+	}
+	// Nor does a run that starts in the future or numbers that overflow.
+	for _, b := range []agent.Batch{
+		{Agent: "a", Run: time.Now().Add(time.Hour).UnixNano(), Seq: 1, Results: results(8, 1)},
+		{Agent: "a", Run: run + 1, Seq: math.MaxUint64, Results: results(8, 2)},
+		{Agent: "a", Run: run + 1, Results: results(8, 1)},
+	} {
+		if r := post(t, srv.URL, b); r.Accepted != 0 || r.Refused[agent.RefusedSequence] != len(b.Results) {
+			t.Errorf("run %d seq %d: %+v, want refused as sequence", b.Run, b.Seq, r)
+		}
+	}
+	if got := len(sink.results()); got != 6 {
+		t.Errorf("the sink has %d results, want 6 (each once)", got)
+	}
+	want := map[agent.Reason]float64{agent.RefusedDuplicate: 11, agent.RefusedOldRun: 1,
+		agent.RefusedUnsequenced: 3, agent.RefusedSequence: 4}
+	for r, n := range want {
+		if got := counterValue(t, reg, "reach_hub_rejected_results_total", "reason", string(r)); got != n {
+			t.Errorf("reach_hub_rejected_results_total{reason=%q} = %v, want %v", r, got, n)
+		}
+	}
+
+	// An agent that predates sequence numbers is accepted, and counted.
+	h2, srv2 := newTestHub(t, Config{
+		Hosts: []HostConfig{{Name: "a", Addr: netip.MustParseAddr("127.0.0.1")}},
+		Pairs: []PairConfig{{From: "a", To: open.String()}},
+	})
+	reg2 := prometheus.NewRegistry()
+	h2.Metrics = NewMetrics(reg2)
+	for range 2 {
+		if r := post(t, srv2.URL, agent.Batch{Agent: "a", Results: results(1, 1)}); r.Accepted != 1 || r.Next != 0 {
+			t.Errorf("unsequenced batch from an old agent: %+v, want accepted", r)
+		}
+	}
+	if got := counterValue(t, reg2, "reach_hub_unsequenced_batches_total"); got != 2 {
+		t.Errorf("reach_hub_unsequenced_batches_total = %v, want 2", got)
+	}
+}
+
+// relay stands between an agent and a hub: it can lose the hub's answers
+// (the hub stored the batch, the agent hears 503), be down, or be pointed
+// at a new hub (a restart).
+type relay struct {
+	mode  atomic.Int32 // relayPass, relayLoseReply, relayDown
+	hub   atomic.Pointer[http.Handler]
+	posts atomic.Int32 // batches posted while not passing
+}
+
+const (
+	relayPass int32 = iota
+	relayLoseReply
+	relayDown
+)
+
+func (f *relay) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	mode := f.mode.Load()
+	if r.Method == http.MethodPost && mode != relayPass {
+		f.posts.Add(1)
+	}
+	switch mode {
+	case relayDown:
+		http.Error(w, "down for the test", http.StatusServiceUnavailable)
+	case relayLoseReply:
+		if r.Method == http.MethodPost {
+			(*f.hub.Load()).ServeHTTP(httptest.NewRecorder(), r)
+			http.Error(w, "the answer was lost", http.StatusServiceUnavailable)
+			return
+		}
+		fallthrough
+	default:
+		(*f.hub.Load()).ServeHTTP(w, r)
+	}
+}
+
+// agentCount reads a value of the agent's /metrics: the line that starts
+// with prefix.
+func agentCount(t *testing.T, a *agent.Agent, prefix string) float64 {
+	t.Helper()
+	for _, line := range strings.Split(get(t, a.Handler(), agent.PathMetrics, testToken, http.StatusOK), "\n") {
+		if v, ok := strings.CutPrefix(line, prefix); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				t.Fatalf("%s: %v", line, err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("no %s in the agent's metrics", prefix)
+	return 0
+}
+
+// A real agent resends what the hub did not acknowledge with the same
+// sequence numbers: a batch the hub stored but whose answer was lost is
+// not stored twice, and one sent while the hub was down (then restarted,
+// knowing nothing of the agent) is not lost. Every result the agent
+// probed is stored exactly once.
+func TestAgentResendNeitherLostNorDoubled(t *testing.T) {
+	open := testnet.Serve(t, testnet.HangUp)
+	cfg := Config{Token: testToken, Interval: 20 * time.Millisecond, Timeout: 20 * time.Millisecond,
+		Hosts: []HostConfig{{Name: "a", Addr: netip.MustParseAddr("127.0.0.1")}},
+		Pairs: []PairConfig{{From: "a", To: open.String()}}}
+	sink := &memSink{}
+	f := &relay{}
+	var regs []*prometheus.Registry
+	newHub := func() {
+		h, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		reg := prometheus.NewRegistry()
+		h.Sink, h.Metrics = sink, NewMetrics(reg)
+		regs = append(regs, reg)
+		var hh http.Handler = h.Handler()
+		f.hub.Store(&hh)
+	}
+	newHub()
+	srv := httptest.NewServer(f)
+	defer srv.Close()
+	a, err := agent.New(agent.Config{Name: "a", Hub: srv.URL, Token: testToken,
+		ReportEvery: 30 * time.Millisecond, QueryRate: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	stored := func() int { return len(sink.results()) }
+	testnet.Eventually(t, 10*time.Second, "first results", func() bool { return stored() > 0 })
+
+	// The hub stores batches, but the agent never hears so: it resends.
+	f.mode.Store(relayLoseReply)
+	testnet.Eventually(t, 10*time.Second, "answers lost", func() bool { return f.posts.Load() >= 3 })
+	f.mode.Store(relayPass)
+	n := stored()
+	testnet.Eventually(t, 10*time.Second, "results after the lost answers", func() bool { return stored() > n })
+
+	// The hub is down, then restarts knowing nothing of the agent.
+	f.posts.Store(0)
+	f.mode.Store(relayDown)
+	testnet.Eventually(t, 10*time.Second, "posts while down", func() bool { return f.posts.Load() >= 3 })
+	newHub()
+	f.mode.Store(relayPass)
+	n = stored()
+	testnet.Eventually(t, 10*time.Second, "results after the restart", func() bool { return stored() > n })
+
+	cancel() // the agent sends what it holds
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	probed := agentCount(t, a, `reach_agent_probe_duration_seconds_count{source="a",target="`+open.String()+`"}`)
+	pending := agentCount(t, a, `reach_agent_results_pending{source="a"}`)
+	dropped := agentCount(t, a, `reach_agent_results_dropped_total{source="a"}`)
+	rs := sink.results()
+	times := map[time.Time]int{}
+	for _, r := range rs {
+		times[r.Time]++
+	}
+	for tm, c := range times {
+		if c > 1 {
+			t.Errorf("the result of %v was stored %d times", tm, c)
+		}
+	}
+	if float64(len(rs)) != probed-pending || dropped != 0 {
+		t.Errorf("stored %d results; the agent probed %v, holds %v, dropped %v", len(rs), probed, pending, dropped)
+	}
+	dups := 0
+	for _, reg := range regs {
+		dups += int(counterValue(t, reg, "reach_hub_rejected_results_total",
+			"reason", string(agent.RefusedDuplicate)))
+	}
+	if dups == 0 {
+		t.Error("the hub refused no duplicates: the answers were not lost, the test proves nothing")
+	}
+	t.Logf("%d results stored once each; %d resent results refused as duplicates", len(rs), dups)
 }
