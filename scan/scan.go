@@ -62,6 +62,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/reach-tools/reach/discover"
 	"github.com/reach-tools/reach/probe"
 )
 
@@ -123,6 +124,7 @@ const (
 	ByEcho  Method = "echo"  // ICMP echo
 	ByTCP   Method = "tcp"   // a TCP ping to one of Options.PingPorts
 	ByLocal Method = "local" // the address is this host's own
+	ByRoute Method = "route" // this host's routes send nothing there (no route, a broadcast address)
 	// ByPorts: the port scan judged the host, because discovery was off
 	// or had only thin evidence (see the package doc).
 	ByPorts Method = "ports"
@@ -291,7 +293,6 @@ var (
 	ErrNoTargets    = errors.New("scan: no hosts to scan")
 	ErrUnsupported  = errors.New("scan: unsupported on this OS (the scan engine needs Linux epoll)")
 	ErrOutOfSockets = errors.New("scan: could not create sockets")
-	ErrNoDiscovery  = errors.New("scan: host discovery is not implemented yet; --hosts-only cannot run")
 	// ErrTooBig, ErrZone and ErrExcludeName are targets Expand refuses:
 	// user input to fix.
 	ErrTooBig      = errors.New("scan: too many hosts")
@@ -344,10 +345,7 @@ func (o Options) withDefaults() Options {
 // It returns what it found even when ctx ends the scan early (then
 // Report.Canceled is set and the error is ctx's).
 func Scan(ctx context.Context, targets []Target, opt Options) (*Report, error) {
-	if opt.HostsOnly {
-		return nil, ErrNoDiscovery
-	}
-	if len(opt.Ports) == 0 {
+	if len(opt.Ports) == 0 && !opt.HostsOnly {
 		return nil, ErrNoPorts
 	}
 	if len(targets) == 0 {
@@ -357,13 +355,37 @@ func Scan(ctx context.Context, targets []Target, opt Options) (*Report, error) {
 	if err := checkLocal(targets, opt); err != nil {
 		return nil, err
 	}
-	e := newEngine(targets, opt)
 	start := time.Now()
-	e.start = start
-	stop := e.reportProgress()
-	err := run(ctx, e)
-	stop()
-	rep := e.report(time.Since(start))
+	var d *discovery
+	if opt.Discover || opt.HostsOnly {
+		var err error
+		if d, err = discoverHosts(ctx, targets, opt); err != nil && ctx.Err() == nil {
+			return nil, err
+		}
+		if opt.HostsOnly || ctx.Err() != nil {
+			rep := d.report(targets, time.Since(start), opt.HostsOnly)
+			if ctx.Err() != nil {
+				rep.Canceled = true
+				return rep, ctx.Err()
+			}
+			return rep, nil
+		}
+		targets = d.toScan(targets)
+	}
+	var rep *Report
+	var err error
+	if len(targets) > 0 {
+		e := newEngine(targets, opt)
+		d.prime(e)
+		e.start = start
+		stop := e.reportProgress()
+		err = run(ctx, e)
+		stop()
+		rep = e.report(time.Since(start))
+	} else {
+		rep = &Report{Ports: len(slices.Compact(slices.Sorted(slices.Values(opt.Ports))))}
+	}
+	d.merge(rep, time.Since(start))
 	if ctx.Err() != nil {
 		rep.Canceled = true
 		return rep, ctx.Err()
@@ -402,10 +424,11 @@ const (
 type hostState struct {
 	Target
 	status    atomic.Int32
-	timeoutNs atomic.Int64 // the current probe deadline
-	slow      atomic.Bool  // a loopback connect outlasted its wait: probe without blocking
-	scope     uint32       // the IPv6 zone's interface index; see lookupScopes
-	mu        sync.Mutex   // guards rtt and down
+	timeoutNs atomic.Int64     // the current probe deadline
+	slow      atomic.Bool      // a loopback connect outlasted its wait: probe without blocking
+	scope     uint32           // the IPv6 zone's interface index; see lookupScopes
+	found     *discover.Result // discovery's verdict, when it ran
+	mu        sync.Mutex       // guards rtt and down
 	rtt       rttEstimator
 	down      Host     // the host-level verdict, once statusDown
 	results   []result // by index into engine.ports; allocated with the first result
@@ -649,6 +672,9 @@ func (e *engine) report(elapsed time.Duration) *Report {
 		out.JudgedBy = ByPorts
 		if out.Reason == "" {
 			out.Reason = portsReason(out)
+		}
+		if f := h.found; f != nil {
+			out = withDiscovery(out, *f)
 		}
 		r.Counts.Open += out.Counts.Open
 		r.Counts.Closed += out.Counts.Closed

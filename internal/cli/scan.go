@@ -437,14 +437,19 @@ func judgedText(hosts []scan.Host) string {
 
 func (r *scanRenderer) text(rep *scan.Report) {
 	out := r.env.Out
-	up := 0
+	up, silent := 0, 0
 	var down []scan.Host
 	for _, h := range rep.Hosts {
-		switch h.State {
-		case scan.HostUnreachable, scan.HostNoRoute:
+		switch {
+		case h.State == scan.HostUnreachable, h.State == scan.HostNoRoute:
 			down = append(down, h)
 			continue
-		case scan.HostUp:
+		case h.State == scan.HostNoAnswer && rep.HostsOnly:
+			// Only after --hosts-only: one line, like the unreachable.
+			silent++
+			down = append(down, h)
+			continue
+		case h.State == scan.HostUp:
 			up++
 		}
 		r.hostText(h)
@@ -461,6 +466,11 @@ func (r *scanRenderer) text(rep *scan.Report) {
 	rateText := thousands(int64(perSecond))
 	if perSecond < 10 {
 		rateText = strconv.FormatFloat(perSecond, 'g', 2, 64) // not "0" for a slow scan
+	}
+	if rep.HostsOnly {
+		fmt.Fprintf(out, "\nDiscovered %s (%d up, %d unreachable, %d silent) in %.2fs (no port scan: --hosts-only)\n",
+			plural(len(rep.Hosts), "host"), up, len(down)-silent, silent, rep.Elapsed.Seconds())
+		return
 	}
 	fmt.Fprintf(out, "\nScanned %s on %s (%d up, %d unreachable) in %.2fs (%s ports/s)",
 		plural(rep.Ports, "port"), plural(len(rep.Hosts), "host"), up, len(down), rep.Elapsed.Seconds(), rateText)
@@ -565,6 +575,7 @@ func (r *scanRenderer) downText(down []scan.Host) {
 	for i := 0; i < len(down); {
 		j := i
 		for j+1 < len(down) && down[j+1].State == down[i].State && down[j+1].Reason == down[i].Reason &&
+			down[j+1].JudgedBy == down[i].JudgedBy &&
 			down[j+1].Name == "" && down[i].Name == "" && down[j].Addr.Next() == down[j+1].Addr {
 			j++
 		}
@@ -579,7 +590,7 @@ func (r *scanRenderer) downText(down []scan.Host) {
 		if j > i {
 			evidence = "e.g. " + evidence
 		}
-		fmt.Fprintf(out, "\nreach scan report for %s: %s (%s)\n", what, down[i].State, evidence)
+		fmt.Fprintf(out, "\nreach scan report for %s: %s (%s); %s, judged by %s\n", what, down[i].State, evidence, down[i].Reason, down[i].JudgedBy)
 		i = j + 1
 	}
 }

@@ -13,6 +13,18 @@ const (
 	NeighFailed     = 0x20
 )
 
+// Neighbour states that hold an answer: REACHABLE was confirmed within the
+// last reachable time; STALE, DELAY and PROBE were, earlier, and are being
+// (or will be) checked again; PERMANENT and NOARP were never asked.
+const (
+	NeighReachable = 0x02
+	NeighStale     = 0x04
+	NeighDelay     = 0x08
+	NeighProbe     = 0x10
+	NeighNoARP     = 0x40
+	NeighPermanent = 0x80
+)
+
 // Neighbour messages (linux/neighbour.h).
 const (
 	ndmsgLen = 12 // struct ndmsg

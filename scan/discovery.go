@@ -1,0 +1,183 @@
+package scan
+
+import (
+	"context"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/reach-tools/reach/discover"
+)
+
+// discovery holds what host discovery found, by address.
+type discovery struct {
+	found map[netip.Addr]discover.Result
+	took  time.Duration
+	opt   Options
+}
+
+// discoverHosts runs package discover over the targets, reporting progress
+// as PhaseDiscovery.
+func discoverHosts(ctx context.Context, targets []Target, opt Options) (*discovery, error) {
+	addrs := make([]netip.Addr, 0, len(targets))
+	for _, t := range targets {
+		addrs = append(addrs, t.Addr.Unmap())
+	}
+	start := time.Now()
+	var judged atomic.Int64
+	stop := func() {}
+	if opt.Progress != nil {
+		total := int64(len(slices.Compact(slices.SortedFunc(slices.Values(addrs), netip.Addr.Compare))))
+		done := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			t := time.NewTicker(200 * time.Millisecond)
+			defer t.Stop()
+			for {
+				select {
+				case <-done:
+					return
+				case <-t.C:
+					opt.Progress(Progress{Phase: PhaseDiscovery, Done: judged.Load(), Total: total, Elapsed: time.Since(start)})
+				}
+			}
+		})
+		stop = func() { close(done); wg.Wait() }
+	}
+	res, err := discover.Run(ctx, addrs, discover.Options{PingPorts: opt.PingPorts, Source: opt.Source,
+		Interface: opt.Interface, RunIn: opt.RunIn, Logger: opt.Logger,
+		OnResult: func(discover.Result) { judged.Add(1) }})
+	stop()
+	d := &discovery{found: make(map[netip.Addr]discover.Result, len(res)), took: time.Since(start), opt: opt}
+	for _, r := range res {
+		d.found[r.Addr] = r
+	}
+	return d, err
+}
+
+// toScan returns the targets whose ports are to be scanned: every one
+// discovery did not find down. It reports the down ones to OnHost.
+func (d *discovery) toScan(targets []Target) []Target {
+	var out []Target
+	seen := map[netip.Addr]bool{}
+	for _, t := range targets {
+		a := t.Addr.Unmap()
+		if seen[a] {
+			continue
+		}
+		seen[a] = true
+		if r, ok := d.found[a]; ok && r.State == discover.Down {
+			if d.opt.OnHost != nil {
+				d.opt.OnHost(d.host(t, r, false))
+			}
+			continue
+		}
+		out = append(out, t)
+	}
+	return out
+}
+
+// prime marks the hosts discovery found up, so their probes wait Timeout,
+// not DiscoveryWait: they are there, and no ARP is to be waited out.
+func (d *discovery) prime(e *engine) {
+	if d == nil {
+		return
+	}
+	for _, h := range e.hosts {
+		r, ok := d.found[h.Addr]
+		if !ok {
+			continue
+		}
+		h.found = &r
+		if r.State == discover.Up {
+			h.status.Store(statusUp)
+			h.timeoutNs.Store(int64(e.opt.Timeout))
+		}
+	}
+}
+
+// merge adds the hosts discovery found down to a port scan's report.
+func (d *discovery) merge(rep *Report, elapsed time.Duration) {
+	if d == nil {
+		return
+	}
+	rep.Discovery = d.took
+	rep.Elapsed = elapsed
+	for _, r := range d.found {
+		if r.State == discover.Down {
+			rep.Hosts = append(rep.Hosts, d.host(Target{Addr: r.Addr}, r, false))
+		}
+	}
+	slices.SortFunc(rep.Hosts, func(a, b Host) int { return a.Addr.Compare(b.Addr) })
+}
+
+// report is the outcome of a scan that stopped after discovery.
+func (d *discovery) report(targets []Target, elapsed time.Duration, hostsOnly bool) *Report {
+	rep := &Report{Elapsed: elapsed, HostsOnly: hostsOnly}
+	if d == nil {
+		return rep
+	}
+	rep.Discovery = d.took
+	seen := map[netip.Addr]bool{}
+	for _, t := range targets {
+		a := t.Addr.Unmap()
+		if seen[a] {
+			continue
+		}
+		seen[a] = true
+		r, ok := d.found[a]
+		if !ok {
+			rep.Hosts = append(rep.Hosts, Host{Addr: a, Name: t.Name, State: HostUnknown})
+			continue
+		}
+		rep.Hosts = append(rep.Hosts, d.host(t, r, true))
+	}
+	slices.SortFunc(rep.Hosts, func(a, b Host) int { return a.Addr.Compare(b.Addr) })
+	return rep
+}
+
+// host is the Host of a target that discovery judged on its own: down, or
+// (hostsOnly) any.
+func (d *discovery) host(t Target, r discover.Result, hostsOnly bool) Host {
+	h := Host{Addr: r.Addr, Name: t.Name, Reason: r.Reason, JudgedBy: Method(r.By), Evidence: r.Evidence}
+	switch r.State {
+	case discover.Up:
+		h.State, h.SRTT = HostUp, r.RTT
+	case discover.Down:
+		h.State = HostUnreachable
+	default:
+		// Only with hostsOnly: nothing answered and the evidence is
+		// thin, or nothing could be sent.
+		h.State, h.Reason = HostNoAnswer, ReasonNoResponse
+		if r.By == discover.None {
+			h.State, h.Reason, h.JudgedBy = HostNoRoute, ReasonNoRoute, ByRoute
+		}
+	}
+	if r.MAC != nil {
+		h.MAC = r.MAC.String()
+	}
+	return h
+}
+
+// withDiscovery puts what discovery learnt into a host the port scan
+// reported: an up host takes discovery's reason; a host discovery could not
+// judge keeps the ports' verdict, with discovery's evidence when it has
+// none of its own.
+func withDiscovery(h Host, r discover.Result) Host {
+	if r.MAC != nil {
+		h.MAC = r.MAC.String()
+	}
+	if r.State == discover.Up && h.State == HostUp {
+		h.Reason, h.JudgedBy, h.Evidence = r.Reason, Method(r.By), r.Evidence
+		if h.SRTT == 0 {
+			h.SRTT = r.RTT
+		}
+		return h
+	}
+	if h.Evidence == "" {
+		h.Evidence = "discovery: " + r.Evidence
+	}
+	return h
+}
