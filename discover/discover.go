@@ -94,7 +94,11 @@ type Result struct {
 
 // Defaults used when Options fields are zero.
 const (
-	DefaultFloor   = 50 * time.Millisecond
+	// DefaultFloor is the shortest wait. The three waits add up to 7·floor:
+	// 420 ms, which an answer 300 ms late (a loaded bridge, a host that
+	// answers ARP slowly) meets with room to spare, and which keeps a LAN
+	// sweep as fast as nmap's.
+	DefaultFloor   = 60 * time.Millisecond
 	DefaultCeiling = 250 * time.Millisecond // nmap -T5's initial RTT timeout
 	DefaultTries   = 3
 	// MaxInFlight bounds the hosts being asked at once.
@@ -196,7 +200,7 @@ func (r *rtt) timeout(lo, hi time.Duration) time.Duration {
 // group is the hosts that share a path: one directly connected segment (an
 // interface), or one router. Their answers time each other's requests.
 type group struct {
-	name     string // "lan0", or "via 198.18.0.1"
+	name     string // "lan0", or "router 198.18.0.1"
 	onLink   bool   // a directly connected segment: silence there can be decisive
 	rtt      rtt
 	answered int // hosts of the group that answered in this run
@@ -211,7 +215,7 @@ func (g *group) wait(n int, opt Options) time.Duration {
 // kernel is set) and no answer, by the rule of the package doc. entry is
 // what the kernel's neighbour table holds for it when the kernel asked.
 func (g *group) verdict(by Method, sent int, since time.Duration, entry neighEntry, kernel bool) (State, string) {
-	what := map[Method]string{ARP: "ARP request", ND: "neighbour solicitation", Echo: "ICMP echo", TCP: "TCP ping"}[by]
+	what := map[Method]string{ARP: "ARP request", ND: "neighbour solicitation", Echo: "ICMP echo request", TCP: "TCP ping"}[by]
 	asked := "no reply to " + plural(sent, what)
 	if kernel {
 		asked += " (the kernel's)"

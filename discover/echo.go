@@ -45,20 +45,9 @@ func checksum(b []byte) uint16 {
 	return ^uint16(sum)
 }
 
-// parseEchoReply reads an ICMP echo reply as a socket returns it: with its
-// IPv4 header first when ipHeader is set (a raw IPv4 socket), bare
-// otherwise. It returns the reply's identifier.
-func parseEchoReply(b []byte, v6, ipHeader bool) (id uint16, ok bool) {
-	if ipHeader {
-		if len(b) < 20 || b[0]>>4 != 4 {
-			return 0, false
-		}
-		ihl := int(b[0]&0x0f) * 4
-		if ihl < 20 || ihl > len(b) {
-			return 0, false
-		}
-		b = b[ihl:]
-	}
+// parseEchoReply reads an ICMP echo reply as a socket returns it (Go's raw
+// IPv4 sockets strip the IP header) and returns its identifier.
+func parseEchoReply(b []byte, v6 bool) (id uint16, ok bool) {
 	if len(b) < 8 {
 		return 0, false
 	}

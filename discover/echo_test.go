@@ -30,26 +30,23 @@ func TestParseEchoReply(t *testing.T) {
 		b[0] = typ
 		return b
 	}
-	ip := func(b []byte) []byte { return append(append([]byte{0x45}, make([]byte, 19)...), b...) }
 	tests := []struct {
-		name    string
-		b       []byte
-		v6, hdr bool
-		id      uint16
-		ok      bool
+		name string
+		b    []byte
+		v6   bool
+		id   uint16
+		ok   bool
 	}{
-		{"v4 reply", reply(echoReply4, 9), false, false, 9, true},
-		{"v4 reply behind its IP header", ip(reply(echoReply4, 9)), false, true, 9, true},
-		{"v4 request", reply(echoRequest4, 9), false, false, 0, false},
-		{"v6 reply", reply(echoReply6, 3), true, false, 3, true},
-		{"v6 type in v4", reply(echoReply6, 3), false, false, 0, false},
-		{"short", []byte{0, 0, 0}, false, false, 0, false},
-		{"header longer than packet", []byte{0x4f, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, false, true, 0, false},
-		{"not IPv4", append([]byte{0x65}, make([]byte, 30)...), false, true, 0, false},
-		{"non-zero code", append([]byte{0, 1}, make([]byte, 6)...), false, false, 0, false},
+		{"v4 reply", reply(echoReply4, 9), false, 9, true},
+		{"v4 request", reply(echoRequest4, 9), false, 0, false},
+		{"v6 reply", reply(echoReply6, 3), true, 3, true},
+		{"v6 type in v4", reply(echoReply6, 3), false, 0, false},
+		{"v4 type in v6", reply(echoReply4, 3), true, 0, false},
+		{"short", []byte{0, 0, 0, 0, 0, 0, 0}, false, 0, false},
+		{"non-zero code", append([]byte{0, 1}, make([]byte, 6)...), false, 0, false},
 	}
 	for _, tt := range tests {
-		id, ok := parseEchoReply(tt.b, tt.v6, tt.hdr)
+		id, ok := parseEchoReply(tt.b, tt.v6)
 		if ok != tt.ok || id != tt.id {
 			t.Errorf("%s: (%d, %v), want (%d, %v)", tt.name, id, ok, tt.id, tt.ok)
 		}
@@ -57,22 +54,18 @@ func TestParseEchoReply(t *testing.T) {
 }
 
 // Whatever a socket returns, parsing never panics, and an accepted reply
-// is at least a whole ICMP header of the right type.
+// is at least a whole ICMP header of an echo reply's type.
 func FuzzParseEchoReply(f *testing.F) {
-	f.Add(echoRequest(false, 1, 1), false, false)
-	f.Add(append(append([]byte{0x45}, make([]byte, 19)...), 0, 0, 0, 0, 0, 1, 0, 1), false, true)
-	f.Add([]byte{129, 0, 0, 0, 0, 2, 0, 1}, true, false)
-	f.Fuzz(func(t *testing.T, b []byte, v6, hdr bool) {
-		id, ok := parseEchoReply(b, v6, hdr)
+	f.Add(echoRequest(false, 1, 1), false)
+	f.Add([]byte{0, 0, 0, 0, 0, 1, 0, 1}, false)
+	f.Add([]byte{129, 0, 0, 0, 0, 2, 0, 1}, true)
+	f.Fuzz(func(t *testing.T, b []byte, v6 bool) {
+		id, ok := parseEchoReply(b, v6)
 		if !ok {
 			return
 		}
-		off := 0
-		if hdr {
-			off = int(b[0]&0x0f) * 4
-		}
-		if len(b) < off+8 || binary.BigEndian.Uint16(b[off+4:]) != id {
-			t.Fatalf("accepted %x (v6 %v, header %v) as id %d", b, v6, hdr, id)
+		if len(b) < 8 || binary.BigEndian.Uint16(b[4:]) != id || (b[0] != echoReply4 && b[0] != echoReply6) {
+			t.Fatalf("accepted %x (v6 %v) as id %d", b, v6, id)
 		}
 	})
 }

@@ -75,3 +75,58 @@ func TestLAN(t *testing.T) {
 		}
 	}
 }
+
+// IPv6 on a link: the server is up by a neighbour advertisement (by the
+// kernel's, unprivileged), an unowned address down.
+func TestLinkIPv6(t *testing.T) {
+	p := netlab.New(t).PairV6()
+	dead := p.Lab.Unowned(t, p.ServerAddr)
+	for _, unpriv := range []bool{false, true} {
+		got, took := runIn(t, p.Client, []netip.Addr{p.ServerAddr, dead, p.ClientAddr}, discover.Options{Unprivileged: unpriv})
+		if r := got[p.ServerAddr]; r.State != discover.Up || (!unpriv && (r.By != discover.ND || r.Reason != discover.ReasonNDResponse || r.MAC == nil)) {
+			t.Errorf("unprivileged %v: server: %+v", unpriv, r)
+		}
+		if r := got[dead]; r.State != discover.Down || r.By != discover.ND || r.Reason != discover.ReasonNoResponse {
+			t.Errorf("unprivileged %v: unowned: %+v", unpriv, r)
+		}
+		if r := got[p.ClientAddr]; r.State != discover.Up || r.By != discover.Local {
+			t.Errorf("unprivileged %v: own address: %+v", unpriv, r)
+		}
+		t.Logf("unprivileged %v: %v: %+v", unpriv, took, got[dead])
+	}
+}
+
+// Through a router: the server is up by echo (privileged) or a TCP ping's
+// reset; an address nobody owns behind the router is unknown, never down:
+// a router's silence proves nothing. So is a host that drops the pings.
+func TestRouted(t *testing.T) {
+	r := netlab.New(t).Routed()
+	dead := r.Lab.Unowned(t, r.ServerAddr)
+	for _, unpriv := range []bool{false, true} {
+		got, took := runIn(t, r.Client, []netip.Addr{r.ServerAddr, dead}, discover.Options{Unprivileged: unpriv})
+		if s := got[r.ServerAddr]; s.State.String()+" "+string(s.By)+" "+s.Reason != "up tcp reset" &&
+			(unpriv || s.State.String()+" "+string(s.By)+" "+s.Reason != "up echo echo-reply") {
+			t.Errorf("unprivileged %v: server: %+v, want up by a reset (or echo-reply)", unpriv, s)
+		}
+		if d := got[dead]; d.State != discover.Unknown {
+			t.Errorf("unprivileged %v: unowned behind the router: %+v, want unknown", unpriv, d)
+		}
+		t.Logf("unprivileged %v: %v: %+v", unpriv, took, got[dead])
+	}
+	// Only ICMP answers: up by echo, or (unprivileged, no ping socket
+	// here) unknown.
+	r.Server.Iptables(t, "-A", "INPUT", "-p", "tcp", "-j", "DROP")
+	for _, unpriv := range []bool{false, true} {
+		got, _ := runIn(t, r.Client, []netip.Addr{r.ServerAddr}, discover.Options{Unprivileged: unpriv})
+		s := got[r.ServerAddr]
+		if !unpriv && (s.State != discover.Up || s.By != discover.Echo || s.Reason != discover.ReasonEchoReply) ||
+			unpriv && s.State != discover.Unknown {
+			t.Errorf("unprivileged %v: a server dropping TCP: %+v", unpriv, s)
+		}
+	}
+	r.Server.Iptables(t, "-P", "INPUT", "DROP")
+	got, _ := runIn(t, r.Client, []netip.Addr{r.ServerAddr}, discover.Options{})
+	if s := got[r.ServerAddr]; s.State != discover.Unknown {
+		t.Errorf("a server dropping everything: %+v, want unknown", s)
+	}
+}

@@ -229,7 +229,7 @@ func (t *netTransport) route(addr netip.Addr) route {
 		return route{final: &Result{State: Unknown, Evidence: "route by interface " + fmt.Sprint(r.IfIndex) + ": " + err.Error()}}
 	}
 	if r.Gateway.IsValid() {
-		g := t.group("via "+r.Gateway.String(), false)
+		g := t.group("router "+r.Gateway.String(), false)
 		if t.echoConn(addr.Is6()) != nil {
 			return route{g: g, by: Echo}
 		}
@@ -403,7 +403,7 @@ func (t *netTransport) readEcho(e *echoConn) {
 			}
 			continue
 		}
-		id, ok := parseEchoReply(buf[:n], e.v6, e.raw && !e.v6)
+		id, ok := parseEchoReply(buf[:n], e.v6)
 		if !ok || (e.raw && id != t.echoID) {
 			continue // not an answer to us (a raw socket sees every ICMP message)
 		}

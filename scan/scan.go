@@ -39,8 +39,12 @@
 // on the same segment answered in this discovery, so the segment works and
 // its round-trip time is measured. Timeouts follow nmap: RFC 6298's srtt +
 // 4·rttvar over the segment's answers, at least DiscoveryFloor, at most
-// Timeout, doubling with each retransmission; so a segment that answers in
-// a millisecond gives up on a silent address after 7·DiscoveryFloor.
+// 250 ms (and 250 ms before any answer), doubling with each retransmission;
+// so a segment that answers in a millisecond gives up on a silent address
+// after 7·DiscoveryFloor (420 ms), and an answer to any of the requests
+// counts until then. Without the privilege to send ARP/ND itself (AF_PACKET,
+// raw ICMPv6), reach makes the kernel ask (a ping or a TCP connect) and
+// reads its neighbour table: the same window, with the kernel's one request.
 // Everything else is thin evidence and never makes a host down: a host
 // behind a router that answers no ping (a firewall, or pings to ports it
 // does not serve), and a segment where nothing answered, go to the port
@@ -219,11 +223,11 @@ const (
 	DefaultDiscoveryWait = 4 * time.Second
 	DefaultRetries       = 1
 	// DiscoveryFloor is the shortest wait for a discovery answer, however
-	// fast the segment answers (nmap -T5's minimum RTT timeout).
-	DiscoveryFloor = 50 * time.Millisecond
+	// fast the segment answers.
+	DiscoveryFloor = discover.DefaultFloor
 	// DiscoveryTries is how many requests a silent address gets before
 	// discovery judges it (see the package doc).
-	DiscoveryTries = 3
+	DiscoveryTries = discover.DefaultTries
 	MaxConcurrency = 16384
 	MaxRetryLimit  = 254 // the most retries a port gets, whatever MaxRetries asks
 )
@@ -542,7 +546,7 @@ func (e *engine) hostDown(h *hostState, v verdict) bool {
 		return h.status.Load() == statusDown
 	}
 	h.mu.Lock()
-	h.down = Host{Addr: h.Addr, Name: h.Name, State: v.host, Reason: v.reason, Evidence: v.evidence}
+	h.down = Host{Addr: h.Addr, Name: h.Name, State: v.host, Reason: v.reason, JudgedBy: ByPorts, Evidence: v.evidence}
 	down := h.down
 	h.mu.Unlock()
 	e.opt.Logger.Debug("scan: host down", "addr", h.Addr, "state", v.host, "evidence", v.evidence)
