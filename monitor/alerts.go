@@ -197,6 +197,16 @@ type statusError struct {
 
 func (e *statusError) Error() string { return "POST " + e.url + ": " + e.status }
 
+// RedactWebhook gives a webhook URL as logs and --check-config show it:
+// scheme and host only (see hideURLSecrets); what does not parse is hidden.
+func RedactWebhook(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(a URL that does not parse)"
+	}
+	return hideURLSecrets(u)
+}
+
 // hideURLSecrets gives a webhook URL for messages: chat webhooks carry
 // their secret in the path (hooks.slack.com/services/T/B/SECRET), the query
 // or the user info, so only the scheme and host are shown.

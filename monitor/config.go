@@ -478,10 +478,24 @@ func (p *configParser) webhook(v *yaml.Node, field string) string {
 		p.errf(v, field, "want a URL, got %s", kindName(v))
 		return ""
 	}
+	// Quote the URL as the logs do: it may carry a secret.
 	u, err := url.Parse(v.Value)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		p.errf(v, field, "%q: want an http:// or https:// URL with a host", v.Value)
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		p.errf(v, field, "not a URL: %v", ue.Err) // ue itself holds the whole URL
 		return ""
+	}
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" {
+		p.errf(v, field, "%q: want an http:// or https:// URL with a host", RedactWebhook(v.Value))
+		return ""
+	}
+	// url.Parse takes any digits for a port; 0 or 99999 failed only when an
+	// alert was sent.
+	if port := u.Port(); port != "" {
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			p.errf(v, field, "%s: port %s is out of range 1-65535", RedactWebhook(v.Value), port)
+			return ""
+		}
 	}
 	return v.Value
 }

@@ -104,7 +104,7 @@ var invalidConfigs = map[string]string{
 	"invalid-interface.yaml":             `4: endpoints[0].interface: got "eth0:1"; want a network interface name such as eth0 (see ip link)`,
 	"invalid-top-level.yaml": `1: unknown field "endpoint" (known: endpoints, defaults, alerts, agents)
 testdata/invalid-top-level.yaml:1: no endpoints: list; want at least one endpoint to watch (or an agents: section)`,
-	"invalid-webhook.yaml": `2: alerts.webhook: "ftp://127.0.0.1/hook": want an http:// or https:// URL with a host
+	"invalid-webhook.yaml": `2: alerts.webhook: "ftp://127.0.0.1/...": want an http:// or https:// URL with a host
 testdata/invalid-webhook.yaml:3: alerts.rise: got "0"; want a whole number from 1 to 100`,
 	"invalid-yaml-syntax.yaml": `1: not valid YAML: did not find expected '-' indicator`,
 	"invalid-two-documents.yaml": `4: a second YAML document starts here (---); reach reads one document: ` +

@@ -192,7 +192,7 @@ func printConfig(env *Env, path string, cfg *monitor.Config) error {
 	}
 	hook := "no webhook"
 	if cfg.Alerts.Webhook != "" {
-		hook = "webhook " + cfg.Alerts.Webhook
+		hook = "webhook " + monitor.RedactWebhook(cfg.Alerts.Webhook) // as the logs show it
 	}
 	fmt.Fprintf(env.Out, "alerts: %s, down after %d failures, up after %d successes\n",
 		hook, cfg.Alerts.Fall, cfg.Alerts.Rise)
