@@ -35,6 +35,8 @@
 #                defaults set on most distributions (Debian, Ubuntu, Fedora).
 #                PING_GROUPS="1 0" measures an unprivileged reach without them.
 #   REACH_FLAGS  extra flags for reach scan (e.g. "--skip-discovery")
+#   SAVE         a directory to copy each tool's last output into (CASE.TOOL.out,
+#                and .out.bad-RUN for runs that were not exact)
 #
 # Bounded: at most RUNS x 4 tools x 2 cases runs of at most LIMIT seconds.
 # Ctrl-C stops it; the namespaces and servers are removed on any exit.
@@ -68,6 +70,9 @@ p=rbench-$id # every namespace of this run is named $p-*
 pids=()
 cleanup() {
   trap - EXIT INT TERM
+  if [ -n "${SAVE:-}" ]; then
+    mkdir -p "$SAVE" && cp "$tmp"/*.out* "$SAVE"/ 2>/dev/null || true
+  fi
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   for ns in $(ip netns list | awk -v p="$p-" 'index($1, p) == 1 {print $1}'); do
