@@ -89,7 +89,12 @@ type Result struct {
 	// RTT is the first answer's round trip (Up only).
 	RTT      time.Duration
 	MAC      net.HardwareAddr // from ARP or ND
-	Evidence string           // in words, e.g. "no reply to 3 ARP requests in 350ms; 3 hosts on lan0 answered"
+	Evidence string           // in words, e.g. "no reply to 3 ARP requests in 420ms; 3 other hosts on lan0 answered"
+	// Probed is set on an Unknown host behind a router that got every
+	// request, each waited out, while other hosts behind that router
+	// answered: what is missing is proof, not a try. (Unset on a segment,
+	// where the kernel's own neighbour resolution can still tell.)
+	Probed bool
 }
 
 // Defaults used when Options fields are zero.

@@ -165,7 +165,7 @@ func schedule(ctx context.Context, addrs []netip.Addr, opt Options, t transport)
 				by, sent = neighMethod(h.addr), 1+int(now.Sub(h.first)/time.Second)
 			}
 			st, ev := h.g.verdict(by, sent, now.Sub(h.first), entry, h.kernel)
-			r := Result{State: st, By: by, Evidence: ev}
+			r := Result{State: st, By: by, Evidence: ev, Probed: st == Unknown && !h.g.onLink && h.g.answered > 0}
 			switch st {
 			case Down:
 				r.Reason = ReasonNoResponse

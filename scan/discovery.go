@@ -80,7 +80,12 @@ func (d *discovery) toScan(targets []Target) []Target {
 }
 
 // prime marks the hosts discovery found up, so their probes wait Timeout,
-// not DiscoveryWait: they are there, and no ARP is to be waited out.
+// not DiscoveryWait: they are there, and no ARP is to be waited out. A host
+// discovery asked in vain on a path where others answered (behind a router
+// that works) waits Timeout too: discovery has already given it its
+// retries, and the router's verdict would come after 3 s, if ever (routers
+// rate-limit their ICMP errors). It stays unconfirmed, so it is no-answer
+// when nothing answers.
 func (d *discovery) prime(e *engine) {
 	if d == nil {
 		return
@@ -91,8 +96,11 @@ func (d *discovery) prime(e *engine) {
 			continue
 		}
 		h.found = &r
-		if r.State == discover.Up {
+		switch {
+		case r.State == discover.Up:
 			h.status.Store(statusUp)
+			h.timeoutNs.Store(int64(e.opt.Timeout))
+		case r.Probed:
 			h.timeoutNs.Store(int64(e.opt.Timeout))
 		}
 	}

@@ -3,7 +3,9 @@ package scan_test
 import (
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/reach-tools/reach/internal/netlab"
 	"github.com/reach-tools/reach/scan"
@@ -73,4 +75,35 @@ func TestDiscoveryOnLAN(t *testing.T) {
 		}
 		t.Logf("hostsOnly %v: %v (discovery %v), %d probes", hostsOnly, rep.Elapsed, rep.Discovery, rep.Probes)
 	}
+}
+
+// Through a router, silence never makes a host down: an address nobody
+// owns is port-scanned, and since other hosts behind the router answered
+// discovery, its ports wait Timeout, not the 4 s DiscoveryWait: no-answer,
+// judged by ports, with discovery's evidence. The live server is up by a
+// ping and its open port found.
+func TestDiscoveryThroughRouter(t *testing.T) {
+	r := netlab.New(t).Routed()
+	open := portOf(r.Server.Listen(t, "tcp", net.JoinHostPort(r.ServerAddr.String(), "0")))
+	dead := r.Lab.Unowned(t, r.ServerAddr)
+	rep := scanIn(t, r.Client, []scan.Target{{Addr: r.ServerAddr}, {Addr: dead}}, scan.Options{Ports: []uint16{open, 1},
+		Discover: true, MaxRetries: -1, Timeout: 500e6})
+	for _, h := range rep.Hosts {
+		got := string(h.State) + " " + h.Reason + " " + string(h.JudgedBy)
+		switch h.Addr {
+		case r.ServerAddr:
+			if (got != "up echo-reply echo" && got != "up reset tcp") || h.Counts != (scan.Counts{Open: 1, Closed: 1}) {
+				t.Errorf("server: %s %+v (%s)", got, h.Counts, h.Evidence)
+			}
+		case dead:
+			if got != "no-answer no-response ports" || h.Counts != (scan.Counts{Filtered: 2}) ||
+				!strings.Contains(h.Evidence, "discovery: no reply to 3 ICMP echo requests") {
+				t.Errorf("unowned: %s %+v (%s)", got, h.Counts, h.Evidence)
+			}
+		}
+	}
+	if rep.Elapsed > 2500*time.Millisecond {
+		t.Errorf("took %v: the unowned address waited DiscoveryWait", rep.Elapsed)
+	}
+	t.Logf("%v (discovery %v)", rep.Elapsed, rep.Discovery)
 }

@@ -44,13 +44,21 @@
 // after 7·DiscoveryFloor (420 ms), and an answer to any of the requests
 // counts until then. Without the privilege to send ARP/ND itself (AF_PACKET,
 // raw ICMPv6), reach makes the kernel ask (a ping or a TCP connect) and
-// reads its neighbour table: the same window, with the kernel's one request.
-// Everything else is thin evidence and never makes a host down: a host
-// behind a router that answers no ping (a firewall, or pings to ports it
-// does not serve), and a segment where nothing answered, go to the port
-// scan, which waits DiscoveryWait for the kernel's (or the router's) own
-// verdict as it does without discovery. A host that answers only on TCP, or
-// late, is up as soon as anything answers.
+// reads its neighbour table: the same window and rule (entry still
+// INCOMPLETE or FAILED at its end: down; confirmed: up, arp-response).
+// The kernel's request is answered or not the same way; it is one request
+// where reach sends three, so a lost ARP packet can cost a live host there.
+//
+// Everything else is thin evidence and never makes a host down; those hosts
+// go to the port scan. A segment where nothing answered (so its round trip
+// is unknown) or a router behind which nothing answered: their hosts wait
+// DiscoveryWait, for the kernel's (or the router's) own verdict, as without
+// discovery. A host behind a router that answers other hosts' pings, which
+// got all three of its own pings unanswered (a firewall, pings to ports it
+// does not serve, or nothing there): its ports wait Timeout, since
+// discovery gave it its retries; every port unanswered makes it no-answer.
+// A host that answers late (within the window) or only on TCP is up as soon
+// as anything answers.
 package scan
 
 import (
