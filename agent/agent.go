@@ -30,7 +30,6 @@ const (
 	DefaultRefreshEvery = time.Minute
 	DefaultConcurrency  = 32
 	DefaultQueryRate    = 5 // evidence and metrics requests per second
-	maxBatch            = 5000
 )
 
 // Config configures an Agent. Name, Hub and Token are required; the zero
@@ -326,8 +325,11 @@ func (a *Agent) report(ctx context.Context) {
 		switch {
 		case err != nil && !down && ctx.Err() == nil:
 			pending, _ := a.buf.stats()
-			a.log.Warn("hub unreachable; buffering results",
-				"err", err, "pending", pending, "buffer", a.cfg.Buffer)
+			msg := "hub unreachable; buffering results"
+			if errors.Is(err, ErrRateLimited) {
+				msg = "the hub limits how much this agent sends; buffering results"
+			}
+			a.log.Warn(msg, "err", err, "pending", pending, "buffer", a.cfg.Buffer)
 			down = true
 		case err == nil && down:
 			_, dropped := a.buf.stats()
@@ -340,7 +342,7 @@ func (a *Agent) report(ctx context.Context) {
 // flush sends everything buffered, in batches, stopping at the first error.
 func (a *Agent) flush(ctx context.Context) error {
 	for {
-		batch, seq := a.buf.peek(maxBatch)
+		batch, seq := a.buf.peek(MaxBatch)
 		if len(batch) == 0 {
 			return nil
 		}

@@ -36,6 +36,10 @@ const (
 // MaxBody bounds what either side reads from the other.
 const MaxBody = 8 << 20
 
+// MaxBatch is the most results a batch may carry: agents send no more, and
+// the hub refuses a larger batch whole (413, RefusedTooLarge).
+const MaxBatch = 5000
+
 // Target is one endpoint an agent must probe.
 type Target struct {
 	// ID names the target in results, metrics and the matrix: the hub's host
@@ -138,12 +142,19 @@ const (
 	// RefusedSequence: a run that starts ahead of the hub's clock, or
 	// sequence numbers that overflow.
 	RefusedSequence Reason = "sequence"
+	// RefusedTooLarge: the batch held more than MaxBatch results (413).
+	RefusedTooLarge Reason = "batch_too_large"
+	// RefusedRate: the agent sent more results than its budget (429, with
+	// Retry-After; the agent keeps them and sends them later).
+	RefusedRate Reason = "rate_limited"
+	// RefusedBytes: the agent sent more bytes than its budget (429).
+	RefusedBytes Reason = "bytes_limited"
 )
 
 // Reasons lists every Reason.
 var Reasons = []Reason{RefusedUnknownAgent, RefusedUnassigned, RefusedClass, RefusedRTT,
 	RefusedErrno, RefusedTooOld, RefusedFuture, RefusedDuplicate, RefusedOldRun,
-	RefusedUnsequenced, RefusedSequence}
+	RefusedUnsequenced, RefusedSequence, RefusedTooLarge, RefusedRate, RefusedBytes}
 
 // Bounds the hub holds results to.
 const (

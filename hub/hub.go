@@ -4,16 +4,21 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/netip"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/reach-tools/reach/agent"
 	"github.com/reach-tools/reach/doctor"
@@ -39,6 +44,8 @@ type Hub struct {
 	Logger *slog.Logger
 	// Metrics, when set, count the results the hub refuses, by reason.
 	Metrics *Metrics
+	// Limits bound what each agent may send; the zero value is the default.
+	Limits Limits
 	// HistoryLink, when set, gives the URL of a pair's stored history and
 	// findings (e.g. the dashboard's API), linked from the pair page.
 	HistoryLink func(source, target string) string
@@ -71,6 +78,8 @@ type agentSeen struct {
 	run          int64
 	next         uint64
 	warnedLegacy bool
+	// results and bytes are its ingest budgets (see Limits).
+	results, bytes *rate.Limiter
 }
 
 // New checks cfg and returns a hub. cfg.Token (or TokenFile) is required.
@@ -216,7 +225,8 @@ func (h *Hub) seen(name string, r *http.Request) *agentSeen {
 
 func (h *Hub) serveResults(w http.ResponseWriter, r *http.Request) {
 	var b agent.Batch
-	if err := json.NewDecoder(io.LimitReader(r.Body, agent.MaxBody)).Decode(&b); err != nil {
+	body := &countingReader{r: io.LimitReader(r.Body, agent.MaxBody)}
+	if err := json.NewDecoder(body).Decode(&b); err != nil {
 		http.Error(w, "bad batch: "+err.Error(), http.StatusBadRequest)
 		return
 	}
@@ -224,7 +234,15 @@ func (h *Hub) serveResults(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "client certificate does not name agent "+b.Agent, http.StatusForbidden)
 		return
 	}
-	reply, err := h.ingest(r.Context(), b, r)
+	reply, err := h.ingest(r.Context(), b, body.n, r)
+	var over *overError
+	if errors.As(err, &over) {
+		if over.retry > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(over.retry.Seconds()))))
+		}
+		http.Error(w, over.Error(), over.status)
+		return
+	}
 	if err != nil {
 		h.logger().Error("storing agent results failed", "agent", b.Agent, "err", err)
 		http.Error(w, "storing results failed: "+err.Error(), http.StatusServiceUnavailable)

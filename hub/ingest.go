@@ -1,7 +1,10 @@
 package hub
 
 import (
+	"cmp"
 	"context"
+	"fmt"
+	"io"
 	"math"
 	"net/http"
 	"slices"
@@ -11,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
 
 	"github.com/reach-tools/reach/agent"
 	"github.com/reach-tools/reach/probe"
@@ -31,6 +35,80 @@ const (
 	// maxWindow caps how old a result may be, whatever the probe list says.
 	maxWindow = 366 * 24 * time.Hour
 )
+
+// Limits bound what one agent may send the hub, so that no token holder
+// can flood the store and push out other agents' samples. Over a limit, the
+// batch is refused whole, with 429 and Retry-After: a real agent keeps its
+// results and sends them later. The zero value of each field is its
+// default.
+type Limits struct {
+	// Results is the steady rate of results per second an agent may send:
+	// by default ten times what its probe list makes it produce, and at
+	// least 100/s, so a buffer drains after an outage.
+	Results float64
+	// Burst is how many results it may send at once: by default two full
+	// batches (2 × agent.MaxBatch).
+	Burst int
+	// Bytes is the steady rate of batch bytes per second: by default 1 MiB
+	// (a result is about 200 bytes; the rest is error text to be cut).
+	Bytes float64
+	// BytesBurst is how many bytes at once: by default 8 × agent.MaxBody.
+	BytesBurst int
+}
+
+// budgets returns the agent's limiters, set to the limits for pl. h.mu
+// must be held.
+func (l Limits) budgets(a *agentSeen, pl agent.ProbeList) (results, bytes *rate.Limiter) {
+	perSec := 10 * float64(len(pl.Targets)) / time.Duration(pl.Interval).Seconds()
+	r := rate.Limit(cmp.Or(l.Results, max(100, perSec)))
+	burst := cmp.Or(l.Burst, 2*agent.MaxBatch)
+	br, bb := rate.Limit(cmp.Or(l.Bytes, 1<<20)), cmp.Or(l.BytesBurst, 8*agent.MaxBody)
+	if a.results == nil {
+		a.results, a.bytes = rate.NewLimiter(r, burst), rate.NewLimiter(br, bb)
+	}
+	// A reload may change the list: the budget follows it.
+	a.results.SetLimit(r)
+	a.results.SetBurst(burst)
+	a.bytes.SetLimit(br)
+	a.bytes.SetBurst(bb)
+	return a.results, a.bytes
+}
+
+// overError is a batch refused whole for a limit: its HTTP status, and
+// when to try again.
+type overError struct {
+	status int
+	retry  time.Duration
+	msg    string
+}
+
+func (e *overError) Error() string { return e.msg }
+
+// take takes n from lim, or says how long until there is room; n beyond
+// the burst never fits.
+func take(lim *rate.Limiter, n int, now time.Time) (ok bool, retry time.Duration) {
+	res := lim.ReserveN(now, n)
+	if !res.OK() {
+		return false, time.Minute
+	}
+	if d := res.DelayFrom(now); d > 0 {
+		res.CancelAt(now)
+		return false, d
+	}
+	return true, 0
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
 
 // Window is how old a result in a batch from an agent with probe list pl
 // may be: the span the agent's buffer holds (agent.DefaultBuffer results,
@@ -111,31 +189,52 @@ func refuse(reply *agent.IngestReply, r agent.Reason, n int) {
 	reply.Rejected += n
 }
 
-// ingest checks a batch, folds what passes into the matrix and hands it to
-// the Sink. Nothing an agent sends names a series or a pair: targets are
-// looked up in the agent's probe list and carry the config's id and
-// address; classes are probe's own values.
-func (h *Hub) ingest(ctx context.Context, b agent.Batch, r *http.Request) (
+// ingest checks a batch of size bytes, folds what passes into the matrix
+// and hands it to the Sink. Nothing an agent sends names a series or a
+// pair: targets are looked up in the agent's probe list and carry the
+// config's id and address; classes are probe's own values. A batch over a
+// limit is refused whole with an *overError; its results are counted.
+func (h *Hub) ingest(ctx context.Context, b agent.Batch, size int64, r *http.Request) (
 	agent.IngestReply, error) {
 	var reply agent.IngestReply
 	now := time.Now()
+	whole := func(why agent.Reason, err error) (agent.IngestReply, error) {
+		refuse(&reply, why, len(b.Results))
+		h.report(b.Agent, reply)
+		return reply, err
+	}
+	if len(b.Results) > agent.MaxBatch {
+		return whole(agent.RefusedTooLarge, &overError{status: http.StatusRequestEntityTooLarge,
+			msg: fmt.Sprintf("a batch of %d results; send at most %d", len(b.Results), agent.MaxBatch)})
+	}
 	h.mu.Lock()
 	pl, ok := h.lists[b.Agent]
 	if !ok {
 		h.mu.Unlock()
-		refuse(&reply, agent.RefusedUnknownAgent, len(b.Results))
-		h.report(b.Agent, reply)
-		return reply, nil
+		return whole(agent.RefusedUnknownAgent, nil)
 	}
 	seen := h.seen(b.Agent, r)
 	seen.dropped = b.Dropped
+	results, bytes := h.Limits.budgets(seen, pl)
+	if ok, retry := take(bytes, int(size), now); !ok {
+		h.mu.Unlock()
+		return whole(agent.RefusedBytes, &overError{status: http.StatusTooManyRequests, retry: retry,
+			msg: fmt.Sprintf("agent %s sent more than its %.0f bytes/s (burst %d); retry in %v",
+				b.Agent, float64(bytes.Limit()), bytes.Burst(), retry.Round(time.Millisecond))})
+	}
 	skip, why := seen.admit(b, now)
 	if why != "" {
 		h.mu.Unlock()
-		refuse(&reply, why, len(b.Results))
-		h.report(b.Agent, reply)
-		return reply, nil
+		return whole(why, nil)
 	}
+	// Only new results cost: a resend of what the hub has is cheap.
+	if ok, retry := take(results, len(b.Results)-skip, now); !ok {
+		h.mu.Unlock()
+		return whole(agent.RefusedRate, &overError{status: http.StatusTooManyRequests, retry: retry,
+			msg: fmt.Sprintf("agent %s sent more than its %.0f results/s (burst %d); retry in %v",
+				b.Agent, float64(results.Limit()), results.Burst(), retry.Round(time.Millisecond))})
+	}
+	seen.advance(b)
 	refuse(&reply, agent.RefusedDuplicate, skip)
 	reply.Next = seen.next
 	legacy := b.Seq == 0 && !seen.warnedLegacy
@@ -188,9 +287,9 @@ func (h *Hub) report(name string, reply agent.IngestReply) {
 }
 
 // admit says how many of b's first results this run of the agent already
-// sent (they are duplicates), or why the whole batch is refused, and
-// advances the agent's sequence. An unsequenced batch is admitted whole
-// until the agent sends a sequenced one. h.mu must be held.
+// sent (they are duplicates), or why the whole batch is refused. An
+// unsequenced batch is admitted whole until the agent sends a sequenced
+// one. advance records b once it is taken. h.mu must be held.
 func (a *agentSeen) admit(b agent.Batch, now time.Time) (skip int, why agent.Reason) {
 	n := uint64(len(b.Results))
 	switch {
@@ -204,14 +303,21 @@ func (a *agentSeen) admit(b agent.Batch, now time.Time) (skip int, why agent.Rea
 		return len(b.Results), agent.RefusedSequence
 	case b.Run < a.run:
 		return len(b.Results), agent.RefusedOldRun
-	case b.Run > a.run: // the agent restarted, or this hub did
+	case b.Run == a.run && a.next > b.Seq:
+		return int(min(n, a.next-b.Seq)), ""
+	}
+	return 0, "" // a later run: the agent restarted, or this hub did
+}
+
+// advance notes that the hub has b's results. h.mu must be held.
+func (a *agentSeen) advance(b agent.Batch) {
+	if b.Seq == 0 {
+		return
+	}
+	if b.Run > a.run {
 		a.run, a.next = b.Run, 0
 	}
-	if a.next > b.Seq {
-		skip = int(min(n, a.next-b.Seq))
-	}
-	a.next = max(a.next, b.Seq+n)
-	return skip, ""
+	a.next = max(a.next, b.Seq+uint64(len(b.Results)))
 }
 
 // check returns res as the hub stores it, or the reason it is refused.

@@ -1,11 +1,16 @@
 package hub
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"math"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -16,6 +21,7 @@ import (
 
 	"github.com/reach-tools/reach/agent"
 	"github.com/reach-tools/reach/internal/testnet"
+	"github.com/reach-tools/reach/monitor"
 	"github.com/reach-tools/reach/probe"
 )
 
@@ -386,4 +392,232 @@ func TestAgentResendNeitherLostNorDoubled(t *testing.T) {
 		t.Error("the hub refused no duplicates: the answers were not lost, the test proves nothing")
 	}
 	t.Logf("%d results stored once each; %d resent results refused as duplicates", len(rs), dups)
+}
+
+// postStatus sends one batch and returns the status, the Retry-After header
+// and, on 200, the reply.
+func postStatus(t *testing.T, base string, b agent.Batch) (int, string, agent.IngestReply) {
+	t.Helper()
+	body, err := json.Marshal(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return postBody(t, base, body)
+}
+
+// postBody is postStatus for a batch already encoded.
+func postBody(t *testing.T, base string, body []byte) (int, string, agent.IngestReply) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, base+agent.PathResults, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var reply agent.IngestReply
+	if resp.StatusCode == http.StatusOK {
+		if err := json.NewDecoder(resp.Body).Decode(&reply); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return resp.StatusCode, resp.Header.Get("Retry-After"), reply
+}
+
+// Per-agent caps: a batch of more than agent.MaxBatch results is refused
+// whole (413); results or bytes beyond an agent's budget are refused whole
+// (429 with Retry-After) and are not taken as sent, so the agent's resend
+// is stored. Each is counted.
+func TestHostileOverCap(t *testing.T) {
+	open := netip.MustParseAddrPort("127.0.0.1:1")
+	h, srv := newTestHub(t, Config{
+		Hosts: []HostConfig{{Name: "a", Addr: netip.MustParseAddr("127.0.0.1")}},
+		Pairs: []PairConfig{{From: "a", To: open.String()}},
+	})
+	reg := prometheus.NewRegistry()
+	h.Metrics = NewMetrics(reg)
+	sink := &memSink{}
+	h.Sink = sink
+	start := time.Now().Add(-time.Hour)
+	results := func(n int) []agent.Result {
+		rs := make([]agent.Result, n)
+		for i := range rs {
+			rs[i] = agent.Result{Target: open.String(), Class: probe.Open,
+				Time: start.Add(time.Duration(i) * time.Millisecond)}
+		}
+		return rs
+	}
+	run := start.UnixNano()
+	status, _, _ := postStatus(t, srv.URL, agent.Batch{Agent: "a", Run: run, Seq: 1,
+		Results: results(agent.MaxBatch + 1)})
+	if status != http.StatusRequestEntityTooLarge {
+		t.Errorf("a batch of %d results: status %d, want 413", agent.MaxBatch+1, status)
+	}
+
+	h.mu.Lock()
+	h.Limits = Limits{Results: 1, Burst: 10}
+	h.mu.Unlock()
+	if status, _, r := postStatus(t, srv.URL, agent.Batch{Agent: "a", Run: run, Seq: 1,
+		Results: results(10)}); status != http.StatusOK || r.Accepted != 10 {
+		t.Fatalf("within the budget: %d %+v, want 10 accepted", status, r)
+	}
+	over := agent.Batch{Agent: "a", Run: run, Seq: 11, Results: results(5)}
+	status, retry, _ := postStatus(t, srv.URL, over)
+	if status != http.StatusTooManyRequests || retry == "" {
+		t.Errorf("over the results budget: status %d, Retry-After %q; want 429 with Retry-After", status, retry)
+	}
+	h.mu.Lock()
+	h.Limits = Limits{BytesBurst: 100}
+	h.mu.Unlock()
+	if status, _, _ := postStatus(t, srv.URL, over); status != http.StatusTooManyRequests {
+		t.Errorf("over the bytes budget: status %d, want 429", status)
+	}
+	h.mu.Lock()
+	h.Limits = Limits{Results: 1e9, Bytes: 1e12} // refilled within the round trip
+	h.mu.Unlock()
+	// The refused batch was not taken: its resend is stored.
+	if status, _, r := postStatus(t, srv.URL, over); status != http.StatusOK || r.Accepted != 5 {
+		t.Errorf("resend after the refusals: %d %+v, want 5 accepted", status, r)
+	}
+	if got := len(sink.results()); got != 15 {
+		t.Errorf("the sink has %d results, want 15", got)
+	}
+	for r, n := range map[agent.Reason]float64{agent.RefusedTooLarge: agent.MaxBatch + 1,
+		agent.RefusedRate: 5, agent.RefusedBytes: 5} {
+		if got := counterValue(t, reg, "reach_hub_rejected_results_total", "reason", string(r)); got != n {
+			t.Errorf("reach_hub_rejected_results_total{reason=%q} = %v, want %v", r, got, n)
+		}
+	}
+}
+
+// A token holder posing as agent b sends everything of issue 11's row 6 to
+// a running reach watch while agent a reports: the forged results, a 7.9 MB
+// batch three times, a full batch replayed three times. Each is refused
+// (or its text cut) and counted by kind; a's samples keep being stored and
+// the store drops none. The replays were stored three times and pushed out
+// every agent's real samples (reach_store_dropped_samples_total 171609).
+func TestHostileAgentSparesRealSamples(t *testing.T) {
+	dir := t.TempDir()
+	tok := filepath.Join(dir, "token")
+	if err := os.WriteFile(tok, []byte(testToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	target := testnet.Serve(t, testnet.HangUp)
+	cfg, err := monitor.ParseConfig("reach.yaml", []byte(`agents:
+  token_file: `+tok+`
+  interval: 1s
+  timeout: 500ms
+  hosts: [{name: a, addr: 127.0.0.1}, {name: b, addr: 127.0.0.2}]
+  pairs: [{from: a, to: "`+target.String()+`"}, {from: b, to: "`+target.String()+`"}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := monitor.OpenStore(t.Context(), filepath.Join(dir, "reach.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	reg := prometheus.NewRegistry()
+	w, err := NewWatch(t.Context(), cfg, WatchOptions{NoDoctor: true, HubMetrics: NewMetrics(reg),
+		Monitor: monitor.Options{Store: store, Metrics: monitor.NewMetrics(reg)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := testnet.Listen(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx, ln) }()
+	base := "http://" + ln.Addr().String()
+	runAgent(t, agent.Config{Name: "a", Hub: base, Token: testToken, ReportEvery: 50 * time.Millisecond})
+	lastOfA := func() time.Time {
+		st, err := w.Monitor.Status("a", target.String())
+		if err != nil {
+			return time.Time{}
+		}
+		return st.Last.Time
+	}
+	testnet.Eventually(t, 10*time.Second, "a's first result", func() bool { return !lastOfA().IsZero() })
+
+	now := time.Now()
+	good := agent.Result{Target: target.String(), Class: probe.Open, RTT: agent.Duration(time.Millisecond),
+		Time: now.Add(-time.Second)}
+	with := func(f func(*agent.Result)) agent.Result { r := good; f(&r); return r }
+	run := now.Add(-time.Minute).UnixNano()
+	forged := agent.Batch{Agent: "b", Run: run, Seq: 1, Results: []agent.Result{
+		with(func(r *agent.Result) { r.Class = "<script>alert(1)</script>" }),
+		with(func(r *agent.Result) { r.RTT = agent.Duration(-5 * time.Second) }),
+		with(func(r *agent.Result) { r.Time = time.Time{} }),
+		with(func(r *agent.Result) { r.Time = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC) }),
+		with(func(r *agent.Result) { r.Target = "127.0.0.9:22" }),
+		with(func(r *agent.Result) { r.Error = strings.Repeat("x", 7_800_000) }),
+	}}
+	if status, _, r := postStatus(t, base, forged); status != http.StatusOK || r.Accepted != 1 || r.Truncated != 1 {
+		t.Errorf("forged batch: %d %+v, want the one with the long text accepted, cut", status, r)
+	}
+	one, err := json.Marshal(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := agent.Batch{Agent: "b", Run: run, Seq: 7, Results: make([]agent.Result, 7_900_000/(len(one)+1))}
+	for i := range big.Results {
+		big.Results[i] = with(func(r *agent.Result) { r.Time = now.Add(-time.Duration(i) * time.Millisecond) })
+	}
+	bigBody, err := json.Marshal(big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if status, _, _ := postBody(t, base, bigBody); status != http.StatusRequestEntityTooLarge {
+			t.Errorf("%d-byte batch of %d results, post %d: status %d, want 413",
+				len(bigBody), len(big.Results), i+1, status)
+		}
+	}
+	full := agent.Batch{Agent: "b", Run: run, Seq: 7, Results: big.Results[:agent.MaxBatch]}
+	for i := range 4 {
+		status, _, r := postStatus(t, base, full)
+		if want := min(i, 1) * agent.MaxBatch; status != http.StatusOK || r.Refused[agent.RefusedDuplicate] != want {
+			t.Errorf("full batch, post %d: %d %+v, want %d duplicates", i+1, status, r, want)
+		}
+	}
+
+	// a's results keep coming, and the store dropped none of anyone's.
+	attacked := time.Now()
+	testnet.Eventually(t, 10*time.Second, "a's results after the attack", func() bool {
+		return lastOfA().After(attacked)
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if v := counterValue(t, reg, "reach_store_dropped_samples_total"); v != 0 {
+		t.Errorf("reach_store_dropped_samples_total = %v, want 0", v)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == "class" && !slices.Contains(probe.Classes, probe.Class(lp.GetValue())) {
+					t.Errorf("series %s with class %q", mf.GetName(), lp.GetValue())
+				}
+			}
+		}
+	}
+	want := map[agent.Reason]float64{agent.RefusedClass: 1, agent.RefusedRTT: 1, agent.RefusedTooOld: 1,
+		agent.RefusedFuture: 1, agent.RefusedUnassigned: 1, agent.RefusedTooLarge: 3 * float64(len(big.Results)),
+		agent.RefusedDuplicate: 3 * agent.MaxBatch}
+	for _, r := range agent.Reasons {
+		got := counterValue(t, reg, "reach_hub_rejected_results_total", "reason", string(r))
+		t.Logf("reach_hub_rejected_results_total{reason=%q} %v", r, got)
+		if got != want[r] {
+			t.Errorf("reach_hub_rejected_results_total{reason=%q} = %v, want %v", r, got, want[r])
+		}
+	}
+	t.Logf("reach_hub_truncated_errors_total %v", counterValue(t, reg, "reach_hub_truncated_errors_total"))
 }

@@ -24,7 +24,7 @@ func TestPages(t *testing.T) {
 	_, err = h.ingest(context.Background(), agent.Batch{Agent: "a", Dropped: 7, Results: []agent.Result{
 		{Target: "b:22", Addr: netip.MustParseAddrPort("198.18.0.2:22"), Class: probe.Open, Time: now.Add(-time.Second)},
 		{Target: "b:22", Addr: netip.MustParseAddrPort("198.18.0.2:22"), Class: probe.Refused, Time: now, Error: "dial 198.18.0.2:22: refused"},
-	}}, &http.Request{RemoteAddr: "198.18.0.1:40000"})
+	}}, 0, &http.Request{RemoteAddr: "198.18.0.1:40000"})
 	if err != nil {
 		t.Fatal(err)
 	}
