@@ -28,6 +28,7 @@ var allowed = map[string][]string{
 	"monitor":           {"endpoint", "probe"},
 	"scan":              {"discover", "endpoint", "internal/sys", "probe"},
 	"discover":          {"internal/sys"},
+	"netwatch":          {"internal/sys"},
 	"server":            {"sockets"},
 	"web":               {"monitor"},
 	"probe":             {"endpoint", "internal/sys"},

@@ -60,7 +60,7 @@ func layer(p string) int {
 		return 3
 	case p == "endpoint", p == "internal/sys":
 		return 0
-	case p == "probe", p == "discover", p == "sockets", p == "kstat", p == "firewall", p == "internal/netlab", p == "internal/testnet", p == "internal/archtest":
+	case p == "probe", p == "discover", p == "netwatch", p == "sockets", p == "kstat", p == "firewall", p == "internal/netlab", p == "internal/testnet", p == "internal/archtest":
 		return 1
 	}
 	return 2 // dial, server, doctor, scan, monitor, web, agent

@@ -24,6 +24,9 @@ type Link struct {
 	// is in (see NetnsIDs), or -1 when the peer is in this namespace or
 	// there is none.
 	PeerNetnsID int
+	// Up: the administrator set it up and it has carrier (IFF_UP and
+	// IFF_RUNNING).
+	Up bool
 }
 
 // Link message types and attributes (linux/rtnetlink.h, linux/if_link.h,
@@ -55,7 +58,9 @@ func parseLinkMsg(b []byte) (Link, error) {
 	if len(b) < ifinfoLen {
 		return Link{}, fmt.Errorf("%w: ifinfomsg of %d bytes", ErrNetlinkTruncated, len(b))
 	}
-	l := Link{Index: int(int32(binary.NativeEndian.Uint32(b[4:8]))), PeerNetnsID: -1}
+	flags := binary.NativeEndian.Uint32(b[8:12])
+	l := Link{Index: int(int32(binary.NativeEndian.Uint32(b[4:8]))), PeerNetnsID: -1,
+		Up: flags&iffUp != 0 && flags&iffRunning != 0}
 	err := attrs(b[ifinfoLen:], func(typ uint16, val []byte) error {
 		switch typ {
 		case iflaIfname:
