@@ -20,7 +20,7 @@ const unix = "golang.org/x/sys/unix"
 // that diagnoses.
 var allowed = map[string][]string{
 	"cmd/reach":         {"internal/cli"},
-	"internal/cli":      {"agent", "dial", "doctor", "endpoint", "hub", "monitor", "probe", "scan", "server", "sockets", "web"},
+	"internal/cli":      {"agent", "dial", "doctor", "endpoint", "fault", "hub", "monitor", "probe", "scan", "server", "sockets", "web"},
 	"hub":               {"agent", "doctor", "endpoint", "monitor", "probe", "web"},
 	"agent":             {"doctor", "endpoint", "kstat", "probe"},
 	"dial":              {"endpoint", "probe"},
@@ -35,6 +35,7 @@ var allowed = map[string][]string{
 	"sockets":           {"internal/sys"},
 	"kstat":             {"internal/sys"},
 	"firewall":          {},
+	"fault":             {},
 	"endpoint":          {},
 	"internal/sys":      {unix},
 	"internal/netlab":   {unix},
