@@ -60,7 +60,10 @@ type Config struct {
 	ReportEvery  time.Duration // how often results are sent
 	RefreshEvery time.Duration // how often the probe list is fetched again
 	Concurrency  int           // probes in flight at once
-	QueryRate    rate.Limit    // requests per second served by Handler
+	// QueryRate is the requests per second Handler serves to each caller
+	// that holds the token (by client certificate name, else IP address);
+	// requests without the token are refused before they count.
+	QueryRate rate.Limit
 	// CompactMetrics exports one duration histogram for the whole agent
 	// instead of one per target, and the latest duration per target as a
 	// gauge: about 2 series per target instead of about 17, for fleets
@@ -77,7 +80,7 @@ type Agent struct {
 	buf   *buffer
 	m     *metrics
 	log   *slog.Logger
-	limit *rate.Limiter
+	limit *limiters
 	run   int64 // Batch.Run: when New made this agent, in Unix nanoseconds
 }
 
@@ -132,7 +135,7 @@ func New(cfg Config) (*Agent, error) {
 		buf:   newBuffer(cfg.Buffer),
 		m:     newMetrics(cfg.Name, cfg.CompactMetrics),
 		log:   log.With("agent", cfg.Name),
-		limit: rate.NewLimiter(cfg.QueryRate, max(1, int(cfg.QueryRate)*2)),
+		limit: newLimiters(cfg.QueryRate),
 		run:   time.Now().UnixNano(),
 	}, nil
 }

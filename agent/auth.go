@@ -1,17 +1,20 @@
 package agent
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
+	"net/netip"
 	"os"
 	"strings"
+	"sync"
 
 	"golang.org/x/time/rate"
+
+	"github.com/reach-tools/reach/internal/httpsafe"
 )
 
 // ErrNoToken is returned when a server or client is built without a token:
@@ -60,13 +63,6 @@ var ErrUnauthorized = errors.New("agent: unauthorized (wrong token or certificat
 // query rate.
 var ErrRateLimited = errors.New("agent: rate limited")
 
-// tokenEqual compares in constant time. Hashing first makes the time
-// independent of the lengths too.
-func tokenEqual(got, want string) bool {
-	g, w := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(want))
-	return subtle.ConstantTimeCompare(g[:], w[:]) == 1
-}
-
 // RequireToken wraps next so that only requests carrying the bearer token
 // reach it: the hub serves the protocol behind it. token is asked on each
 // request, so a reload can change it.
@@ -75,24 +71,82 @@ func RequireToken(token func() string, next http.Handler) http.Handler {
 }
 
 // guard wraps next so that only requests with the bearer token (and, when
-// limit is set, within its rate) reach it. Refusals carry no detail beyond
-// the status, so a prober learns nothing but "no".
-func guard(token func() string, limit *rate.Limiter, next http.Handler) http.Handler {
+// limit is set, within their caller's rate) reach it. The token is checked
+// first: a request without it is refused before it can spend anyone's
+// budget, so no number of anonymous requests makes a token holder wait.
+// Refusals carry no detail beyond the status, so a prober learns nothing
+// but "no".
+func guard(token func() string, limit *limiters, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if limit != nil && !limit.Allow() {
-			w.Header().Set("Retry-After", "1")
-			http.Error(w, "rate limited", http.StatusTooManyRequests)
-			return
-		}
 		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || !tokenEqual(got, token()) {
+		if !ok || !httpsafe.Equal(got, token()) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="reach"`)
 			http.Error(w, "unauthorized: send the shared token as Authorization: Bearer",
 				http.StatusUnauthorized)
 			return
 		}
+		if limit != nil && !limit.allow(identity(r)) {
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, "rate limited", http.StatusTooManyRequests)
+			return
+		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// identity names an authenticated caller for its rate budget: the name its
+// verified client certificate carries, else its IP address (the token is
+// shared, so it names no one). Prometheus, the hub and a person running
+// reach check each get their own budget.
+func identity(r *http.Request) string {
+	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
+		return "cert:" + r.TLS.VerifiedChains[0][0].Subject.CommonName
+	}
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		return "addr:" + ap.Addr().Unmap().String()
+	}
+	return "addr:" + r.RemoteAddr
+}
+
+// maxIdentities bounds the limiters kept: only token holders get one, so
+// this is the number of hosts asking at once, not of attackers.
+const maxIdentities = 1024
+
+// limiters hold one rate limiter per authenticated caller.
+type limiters struct {
+	rate  rate.Limit
+	burst int
+
+	mu  sync.Mutex
+	per map[string]*rate.Limiter
+}
+
+func newLimiters(r rate.Limit) *limiters {
+	return &limiters{rate: r, burst: max(1, int(r)*2), per: map[string]*rate.Limiter{}}
+}
+
+// allow spends one request of who's budget. When maxIdentities callers
+// hold one, those with a full budget (idle lately) are forgotten first;
+// should every one be busy, the newcomer shares the budget of the rest.
+func (l *limiters) allow(who string) bool {
+	l.mu.Lock()
+	lim, ok := l.per[who]
+	if !ok {
+		if len(l.per) >= maxIdentities {
+			maps.DeleteFunc(l.per, func(_ string, v *rate.Limiter) bool {
+				return v.Tokens() >= float64(l.burst)
+			})
+		}
+		if len(l.per) >= maxIdentities {
+			who = "shared"
+		}
+		if lim = l.per[who]; lim == nil {
+			lim = rate.NewLimiter(l.rate, l.burst)
+			l.per[who] = lim
+		}
+	}
+	l.mu.Unlock()
+	return lim.Allow()
 }
 
 // ReadToken reads a token file, trimming surrounding white space; an empty

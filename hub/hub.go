@@ -22,6 +22,7 @@ import (
 
 	"github.com/reach-tools/reach/agent"
 	"github.com/reach-tools/reach/doctor"
+	"github.com/reach-tools/reach/internal/httpsafe"
 	"github.com/reach-tools/reach/probe"
 )
 
@@ -227,6 +228,9 @@ func (h *Hub) serveResults(w http.ResponseWriter, r *http.Request) {
 	var b agent.Batch
 	body := &countingReader{r: io.LimitReader(r.Body, agent.MaxBody)}
 	if err := json.NewDecoder(body).Decode(&b); err != nil {
+		if httpsafe.TooLarge(w, err) {
+			return
+		}
 		http.Error(w, "bad batch: "+err.Error(), http.StatusBadRequest)
 		return
 	}

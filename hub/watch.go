@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/reach-tools/reach/agent"
+	"github.com/reach-tools/reach/internal/httpsafe"
 	"github.com/reach-tools/reach/monitor"
 	"github.com/reach-tools/reach/web"
 )
@@ -36,6 +38,12 @@ type WatchOptions struct {
 	// Dashboard configures the dashboard: its auth and Gatherer are used as
 	// given; its Monitor and Logger are the Watch's.
 	Dashboard web.Options
+	// Server bounds the HTTP server (timeouts, bodies, connection caps,
+	// TLS). Unless it says otherwise, bodies may be as large as an agent's
+	// batch (agent.MaxBody), and the caps leave the probes in flight
+	// (Monitor.Concurrency) and the store, doctor and alerts 64 file
+	// descriptors, so no number of clients can make an endpoint look down.
+	Server httpsafe.Options
 	// Logger receives the monitor's, the webhook's and the hub's logs; nil
 	// discards them.
 	Logger *slog.Logger
@@ -56,6 +64,7 @@ type Watch struct {
 
 	hook    *monitor.Webhook
 	handler http.Handler
+	server  httpsafe.Options
 }
 
 // NewWatch builds the monitor, the hub and the dashboard for cfg, restoring
@@ -70,7 +79,17 @@ func NewWatch(ctx context.Context, cfg *monitor.Config, opt WatchOptions) (*Watc
 	if err != nil {
 		return nil, err
 	}
-	w := &Watch{hook: &monitor.Webhook{URL: cfg.Alerts.Webhook, Logger: log}}
+	w := &Watch{hook: &monitor.Webhook{URL: cfg.Alerts.Webhook, Logger: log}, server: opt.Server}
+	if w.server.MaxBody == 0 {
+		w.server.MaxBody = agent.MaxBody
+	}
+	if w.server.Reserve == 0 {
+		w.server.Reserve = cmp.Or(opt.Monitor.Concurrency, monitor.DefaultConcurrency) +
+			httpsafe.DefaultReserve
+	}
+	if w.server.Logger == nil {
+		w.server.Logger = log
+	}
 	if hc != nil {
 		if w.Hub, err = New(*hc); err != nil {
 			return nil, err
@@ -118,13 +137,14 @@ func withHub(hub *Hub, dash *web.Server) http.Handler {
 	return mux
 }
 
-// Run probes, alerts and serves Handler on ln until ctx ends; then it
-// writes the last batch of history and sends the alerts still queued.
+// Run probes, alerts and serves Handler on ln (a plain listener: TLS is
+// WatchOptions.Server's) until ctx ends; then it writes the last batch of
+// history and sends the alerts still queued.
 func (w *Watch) Run(ctx context.Context, ln net.Listener) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return w.Monitor.Run(ctx) })
 	g.Go(func() error { w.hook.Run(ctx); return nil })
-	g.Go(func() error { return web.Serve(ctx, ln, w.handler) })
+	g.Go(func() error { return httpsafe.Serve(ctx, ln, w.handler, w.server) })
 	return g.Wait()
 }
 

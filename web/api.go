@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -149,33 +150,49 @@ func (s *Server) serveLatency(w http.ResponseWriter, r *http.Request) {
 // serveEvents streams status changes as server-sent events: a "snapshot"
 // event with every status first (and again after a reload added or removed
 // endpoints), then "status" events with those that changed, at most a few
-// per second.
+// per second, and a comment each idle second. The server's timeouts would
+// cut it: each write gets its own deadline (a client that stops reading is
+// cut after streamWriteTimeout), and the stream ends after StreamLifetime;
+// EventSource reconnects by itself.
 func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
-	fl, ok := w.(http.Flusher)
-	if !ok {
-		http.Error(w, "streaming unsupported", http.StatusInternalServerError)
-		return
+	life := s.opt.StreamLifetime
+	if life <= 0 {
+		life = DefaultStreamLifetime
 	}
+	end := time.Now().Add(life)
+	rc := http.NewResponseController(w)
+	// The server's read timeout would end the request's context mid-stream
+	// (its wait for the client's next bytes times out); the lifetime rules.
+	_ = rc.SetReadDeadline(end.Add(time.Second))
+	ctx, cancel := context.WithDeadline(r.Context(), end)
+	defer cancel()
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")
+	write := func(b []byte) bool {
+		_ = rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
+		if _, err := w.Write(b); err != nil {
+			return false
+		}
+		return rc.Flush() == nil
+	}
 	m := s.opt.Monitor
 	changed := m.Changed()
 	all, seq, _ := m.StatusesSince(0)
-	if !send(w, "snapshot", all) {
+	// retry: the page comes back after a second when the lifetime ends.
+	if !write([]byte("retry: 1000\n\n")) || !write(event("snapshot", all)) {
 		return
 	}
-	fl.Flush()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
 		select {
-		case <-r.Context().Done():
+		case <-ctx.Done():
 			return
 		case <-changed:
 			// Coalesce bursts of changes.
 			select {
 			case <-time.After(200 * time.Millisecond):
-			case <-r.Context().Done():
+			case <-ctx.Done():
 				return
 			}
 		case <-tick.C:
@@ -183,30 +200,27 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 		changed = m.Changed()
 		sts, next, full := m.StatusesSince(seq)
 		seq = next
-		if full {
+		var b []byte
+		switch {
+		case full:
 			// Endpoints came or went (a reload): the page replaces its list.
-			if !send(w, "snapshot", sts) {
-				return
-			}
-		} else if len(sts) == 0 {
+			b = event("snapshot", sts)
+		case len(sts) == 0:
 			// A comment keeps proxies from closing an idle stream.
-			if _, err := w.Write([]byte(": idle\n\n")); err != nil {
-				return
-			}
-		} else if !send(w, "status", sts) {
+			b = []byte(": idle\n\n")
+		default:
+			b = event("status", sts)
+		}
+		if !write(b) {
 			return
 		}
-		fl.Flush()
 	}
 }
 
-func send(w http.ResponseWriter, event string, v any) bool {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return false
-	}
-	_, err = fmt.Fprintf(w, "event: %s\ndata: %s\n\n", event, b)
-	return err == nil
+// event frames v as one server-sent event; statuses always marshal.
+func event(name string, v any) []byte {
+	b, _ := json.Marshal(v)
+	return fmt.Appendf(nil, "event: %s\ndata: %s\n\n", name, b)
 }
 
 // uptimeCache keeps every endpoint's 24h uptime for a while: computing it

@@ -7,13 +7,9 @@
 package web
 
 import (
-	"context"
-	"crypto/subtle"
 	"embed"
-	"errors"
 	"io/fs"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -21,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/reach-tools/reach/internal/httpsafe"
 	"github.com/reach-tools/reach/monitor"
 )
 
@@ -37,8 +34,22 @@ type Options struct {
 	Token string
 	// User and Password, when set, are accepted as HTTP basic auth.
 	User, Password string
+	// StreamLifetime bounds one live-update stream (/api/events); the page
+	// reconnects at once. Zero is DefaultStreamLifetime.
+	StreamLifetime time.Duration
 	Logger         *slog.Logger
 }
+
+// Live-update streams outlive the server's write timeout: each write gets
+// its own deadline instead, and the stream its own lifetime.
+const (
+	// DefaultStreamLifetime bounds a stream, so that a client cannot hold
+	// one (and its connection) forever; the page reconnects.
+	DefaultStreamLifetime = 10 * time.Minute
+	// streamWriteTimeout bounds each write of a stream: a client that stops
+	// reading is cut after it.
+	streamWriteTimeout = 10 * time.Second
+)
 
 // Server is the dashboard's http.Handler.
 type Server struct {
@@ -127,27 +138,8 @@ func (s *Server) authorized(r *http.Request) bool {
 	return false
 }
 
-func equal(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }
-
-// Serve serves the dashboard on ln until ctx ends, then shuts down gracefully.
-func Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second,
-		BaseContext: func(net.Listener) context.Context { return ctx }}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	err := srv.Shutdown(sctx)
-	if e := <-errc; !errors.Is(e, http.ErrServerClosed) && err == nil {
-		err = e
-	}
-	return err
-}
+// equal compares secrets in constant time, telling neither length.
+func equal(a, b string) bool { return httpsafe.Equal(a, b) }
 
 type slogPrinter struct{ l *slog.Logger }
 

@@ -60,6 +60,8 @@ func layer(p string) int {
 		return 3
 	case p == "endpoint", p == "internal/sys":
 		return 0
+	case p == "internal/httpsafe": // the bounds every HTTP server shares, below the features
+		return 1
 	case p == "probe", p == "discover", p == "netwatch", p == "sockets", p == "kstat", p == "firewall", p == "internal/netlab", p == "internal/testnet", p == "internal/archtest":
 		return 1
 	}

@@ -122,6 +122,7 @@ func newAgentCmd(env *Env) *cobra.Command {
 		listen                     string
 		tlsCert, tlsKey, clientCA  string
 		hubCA, hubCert, hubCertKey string
+		server                     httpFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "agent --hub URL",
@@ -136,7 +137,14 @@ It also serves, on --listen and only with the shared token:
   /agent/v1/evidence   "what do you see for port P?": listening sockets on P
                        with their processes, and matching firewall rules,
                        so "reach check" elsewhere can name the exact cause.
-Nothing else is exposed, and queries are rate limited.
+Nothing else is exposed. Requests without the token are refused before
+they count against any budget; each caller with the token (by client
+certificate, else IP address) may ask 5 times a second.
+
+The server bounds its clients as reach watch's does: --read-timeout,
+--write-timeout, --idle-timeout, request bodies of at most 64 KiB, and open
+connections capped (--max-conns, --max-conns-per-client; by default from
+the file limit, leaving 96 descriptors for the probes and the evidence).
 
 The token comes from --token-file or $REACH_TOKEN (never the command line,
 where ps would show it). Use TLS for anything but a trusted network:
@@ -170,14 +178,20 @@ client certificate must name this agent (CN or DNS SAN).`,
 				return err
 			}
 			cfg.Logger = slog.New(slog.NewTextHandler(env.Err, nil))
-			srv := &http.Server{ReadHeaderTimeout: 5 * time.Second}
+			srvOpt, err := server.options()
+			if err != nil {
+				return err
+			}
 			if tlsCert != "" || tlsKey != "" || clientCA != "" {
-				if srv.TLSConfig, err = agent.ServerTLS(tlsCert, tlsKey, clientCA); err != nil {
+				if srvOpt.TLSConfig, err = agent.ServerTLS(tlsCert, tlsKey, clientCA); err != nil {
 					return usageErrorf("%v", err)
 				}
 			}
+			if err := checkListen(listen); err != nil {
+				return usageErrorf("--listen %q: %v", listen, err)
+			}
 			if cfg.Advertise == "" {
-				cfg.Advertise = advertised(listen, srv.TLSConfig != nil)
+				cfg.Advertise = advertised(listen, srvOpt.TLSConfig != nil)
 			}
 			a, err := agent.New(cfg)
 			if err != nil {
@@ -192,29 +206,23 @@ client certificate must name this agent (CN or DNS SAN).`,
 					cfg.Logger.Warn("no --advertise: the hub cannot tell reach check --hub or the matrix where this agent is; add --advertise http://THIS-HOST-IP:PORT (its addr in the hub config)", "listen", listen)
 				}
 			}
-			srv.Handler = a.Handler()
 			cfg.Logger.Info("agent serving", "listen", ln.Addr().String(), "advertise", cfg.Advertise, "hub", cfg.Hub, "name", cfg.Name)
-			serveErr := make(chan error, 1)
-			go func() {
-				if srv.TLSConfig != nil {
-					serveErr <- srv.ServeTLS(ln, "", "")
-				} else {
-					serveErr <- srv.Serve(ln)
-				}
-			}()
+			// The agent runs until the hub refuses it or ctx ends; the server
+			// until ctx ends or it fails. Either ends both.
 			ctx, cancel := context.WithCancel(cmd.Context())
 			defer cancel()
+			serveErr := make(chan error, 1)
+			go func() { serveErr <- a.Serve(ctx, ln, srvOpt) }()
 			runErr := make(chan error, 1)
 			go func() { runErr <- a.Run(ctx) }()
 			select {
 			case err = <-runErr:
+				cancel()
+				<-serveErr
 			case err = <-serveErr:
 				cancel()
 				<-runErr
 			}
-			sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)
-			defer scancel()
-			_ = srv.Shutdown(sctx)
 			if err != nil && !errors.Is(err, http.ErrServerClosed) {
 				return &ExitError{Code: ExitFail, Err: err}
 			}
@@ -237,5 +245,6 @@ client certificate must name this agent (CN or DNS SAN).`,
 	f.StringVar(&hubCA, "hub-ca", "", "trust this CA for the hub's https certificate")
 	f.StringVar(&hubCert, "cert", "", "client certificate to present to the hub (mTLS)")
 	f.StringVar(&hubCertKey, "key", "", "key of --cert")
+	server.add(cmd)
 	return cmd
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/reach-tools/reach/agent"
+	"github.com/reach-tools/reach/endpoint"
 	"github.com/reach-tools/reach/hub"
 	"github.com/reach-tools/reach/monitor"
 )
@@ -79,24 +81,20 @@ func (f *agentTLSFlags) client() (*http.Client, error) {
 	return httpsClient(f.ca, f.cert, f.key, 3*time.Second)
 }
 
-// wrap returns ln serving TLS when the flags ask for it.
-func (f *hubTLSFlags) wrap(ln net.Listener) (net.Listener, error) {
+// config returns the TLS configuration the flags ask for; nil for none.
+func (f *hubTLSFlags) config() (*tls.Config, error) {
 	if f.cert == "" && f.key == "" && f.clientCA == "" {
-		return ln, nil
+		return nil, nil
 	}
-	cfg, err := agent.ServerTLS(f.cert, f.key, f.clientCA)
-	if err != nil {
-		return nil, err
-	}
-	return tls.NewListener(ln, cfg), nil
+	return agent.ServerTLS(f.cert, f.key, f.clientCA)
 }
 
 // listenOn opens what --listen asks for (what names the server, e.g.
 // "dashboard"). A malformed address is a usage error; a failure to listen
 // says what usually causes it.
 func listenOn(what, addr string) (net.Listener, error) {
-	if _, _, err := net.SplitHostPort(addr); err != nil {
-		return nil, usageErrorf("--listen %q: %v; want host:port, e.g. 127.0.0.1:9190", addr, err)
+	if err := checkListen(addr); err != nil {
+		return nil, usageErrorf("--listen %q: %v", addr, err)
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err == nil {
@@ -113,6 +111,27 @@ func listenOn(what, addr string) (net.Listener, error) {
 	}
 	return nil, &ExitError{Code: ExitFail,
 		Err: fmt.Errorf("%s cannot listen on %s: %w (%s)", what, addr, err, hint)}
+}
+
+// checkListen refuses a malformed listen address: it wants host:port, the
+// host empty (every address), an IP address or a host name, the port a
+// number from 0 (any free one) to 65535.
+func checkListen(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%v; want host:port, e.g. 127.0.0.1:9190", err)
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Errorf("port %q: want a number from 0 to 65535 (0 picks a free one)", port)
+	}
+	if host == "" {
+		return nil
+	}
+	if _, err := endpoint.ParseEndpoint(net.JoinHostPort(host, "1"), 0); err != nil {
+		return fmt.Errorf("host %q: want an IP address or a host name of this host "+
+			"(empty for every address)", host)
+	}
+	return nil
 }
 
 // warnHubOnLoopback says so when the hub listens on loopback (the default)

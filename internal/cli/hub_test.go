@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -106,4 +107,38 @@ func TestWarnHubOnLoopback(t *testing.T) {
 			t.Errorf("listen %v, agents %v: warned %v, want %v: %s", tc.addr, tc.agents, got, tc.warn, buf.String())
 		}
 	}
+}
+
+func TestCheckListen(t *testing.T) {
+	for addr, ok := range map[string]bool{
+		"127.0.0.1:9190": true, ":9190": true, "[::1]:0": true, "localhost:7070": true,
+		"[fe80::1%eth0]:7070": true, "0.0.0.0:65535": true,
+		"127.0.0.1:65536": false, "127.0.0.1:70000": false, "127.0.0.1": false, "127.0.0.1:": false,
+		"127.0.0.1:http": false, "::1:80": false, "bogus": false, "": false, "a b:80": false,
+		"1.2.3:80": false, "[::1]:+80": false, "[::1]:0x50": false,
+	} {
+		if err := checkListen(addr); (err == nil) != ok {
+			t.Errorf("checkListen(%q) = %v, want ok=%v", addr, err, ok)
+		}
+	}
+}
+
+func FuzzCheckListen(f *testing.F) {
+	for _, s := range []string{"127.0.0.1:9190", ":0", "[::1]:70000", "x:", "[fe80::1%lo]:1"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, addr string) {
+		if checkListen(addr) != nil {
+			return
+		}
+		// What it accepts, net.Listen parses: a failure to listen is then
+		// about this host, never about the syntax.
+		_, port, err := net.SplitHostPort(addr)
+		if err != nil {
+			t.Fatalf("checkListen accepted %q, which SplitHostPort refuses: %v", addr, err)
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 || strings.ContainsAny(port, "+-") {
+			t.Fatalf("checkListen accepted %q with port %q", addr, port)
+		}
+	})
 }

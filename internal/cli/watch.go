@@ -21,6 +21,7 @@ import (
 
 	"github.com/reach-tools/reach/agent"
 	"github.com/reach-tools/reach/hub"
+	"github.com/reach-tools/reach/internal/httpsafe"
 	"github.com/reach-tools/reach/monitor"
 	"github.com/reach-tools/reach/web"
 )
@@ -34,7 +35,8 @@ func newWatchCmd(env *Env) *cobra.Command {
 		tlsFlags                                    hubTLSFlags
 		agentTLS                                    agentTLSFlags
 		concurrency                                 int
-		doctorTimeout                               time.Duration
+		doctorTimeout, streamLife                   time.Duration
+		server                                      httpFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "watch -c reach.yaml",
@@ -66,7 +68,17 @@ deploy/README.md): --tls-cert/--tls-key/--tls-client-ca serve it over https
 agents that serve https.
 
 Set REACH_WATCH_TOKEN or REACH_WATCH_BASIC_AUTH=user:password to protect
-the dashboard (the flags work too, but show in ps).`,
+the dashboard (the flags work too, but show in ps).
+
+The server bounds its clients: a request must arrive within --read-timeout
+(headers within 5s), a response within --write-timeout, an idle kept-alive
+connection closes after --idle-timeout, and a live-update stream ends after
+--stream-lifetime (the page reconnects). Bodies above 8 MiB are refused
+(413). Open connections are capped (--max-conns, --max-conns-per-client):
+by default from the file limit (ulimit -n), leaving --concurrency + 64
+descriptors for the probes, the store and the doctor, so that no number of
+clients can make an endpoint look down; connections beyond the caps are
+closed at once, counted in reach_http_connections_refused_total and logged.`,
 		Example: `  reach watch -c reach.yaml                       # dashboard on http://127.0.0.1:9190/
   reach watch -c reach.yaml --check-config        # validate, print the endpoints, exit
   reach watch -c reach.yaml --store postgres://reach@127.0.0.1/reach --retain 90d
@@ -84,6 +96,16 @@ the dashboard (the flags work too, but show in ps).`,
 					concurrency, monitor.DefaultConcurrency)
 			case doctorTimeout <= 0:
 				return usageErrorf("--doctor-timeout %v: give a positive duration such as 3s", doctorTimeout)
+			}
+			if err := mustBePositive(durationFlag{"stream-lifetime", streamLife}); err != nil {
+				return err
+			}
+			srvOpt, err := server.options()
+			if err != nil {
+				return err
+			}
+			if err := checkListen(listen); err != nil {
+				return usageErrorf("--listen %q: %v", listen, err)
 			}
 			if token == "" {
 				token = os.Getenv("REACH_WATCH_TOKEN")
@@ -127,7 +149,8 @@ the dashboard (the flags work too, but show in ps).`,
 			}
 			w := watcher{env: env, cfg: cfg, path: config, store: store, listen: listen, retain: ret,
 				tls: tlsFlags, agents: agents, concurrency: concurrency, noDoctor: noDoctor,
-				doctorTimeout: doctorTimeout, auth: web.Options{Token: token, User: user, Password: pass}}
+				doctorTimeout: doctorTimeout, server: srvOpt,
+				auth: web.Options{Token: token, User: user, Password: pass, StreamLifetime: streamLife}}
 			return w.run(cmd.Context())
 		},
 	}
@@ -144,6 +167,9 @@ the dashboard (the flags work too, but show in ps).`,
 	f.IntVar(&concurrency, "concurrency", monitor.DefaultConcurrency, "probes in flight at most")
 	f.BoolVar(&noDoctor, "no-doctor", false, "do not diagnose endpoints that go down")
 	f.DurationVar(&doctorTimeout, "doctor-timeout", 3*time.Second, "timeout of each probe the doctor makes")
+	server.add(cmd)
+	f.DurationVar(&streamLife, "stream-lifetime", web.DefaultStreamLifetime,
+		"HTTP: longest life of one live-update stream of the dashboard (the page reconnects)")
 	return cmd
 }
 
@@ -209,6 +235,7 @@ type watcher struct {
 	concurrency           int
 	noDoctor              bool
 	auth                  web.Options
+	server                httpsafe.Options
 }
 
 func (w *watcher) run(ctx context.Context) error {
@@ -222,10 +249,10 @@ func (w *watcher) run(ctx context.Context) error {
 	}
 	defer ln.Close()
 	scheme := "http"
-	if tln, err := w.tls.wrap(ln); err != nil {
+	if w.server.TLSConfig, err = w.tls.config(); err != nil {
 		return &ExitError{Code: ExitFail, Err: err}
-	} else if tln != ln {
-		ln, scheme = tln, "https"
+	} else if w.server.TLSConfig != nil {
+		scheme = "https"
 	}
 	store, err := monitor.OpenStore(ctx, w.store)
 	if err != nil {
@@ -239,11 +266,12 @@ func (w *watcher) run(ctx context.Context) error {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	dash := w.auth
 	dash.Gatherer = reg
+	w.server.Registerer = reg
 	wt, err := hub.NewWatch(ctx, w.cfg, hub.WatchOptions{
 		Monitor: monitor.Options{Store: store, Metrics: monitor.NewMetrics(reg),
 			Concurrency: w.concurrency, Retain: w.retain},
 		NoDoctor: w.noDoctor, DoctorTimeout: w.doctorTimeout, AgentClient: w.agents,
-		Dashboard: dash, Logger: log, HubMetrics: hub.NewMetrics(reg)})
+		Dashboard: dash, Server: w.server, Logger: log, HubMetrics: hub.NewMetrics(reg)})
 	if err != nil {
 		return &ExitError{Code: ExitFail, Err: err}
 	}

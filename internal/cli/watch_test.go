@@ -40,7 +40,11 @@ func TestWatchCheckConfig(t *testing.T) {
 	if code != ExitUsage || !strings.Contains(errs, "--retain") {
 		t.Errorf("bad --retain: exit %d, stderr %s", code, errs)
 	}
-	for _, args := range [][]string{{"--concurrency", "0"}, {"--concurrency", "-5"}, {"--doctor-timeout", "-1s"}, {"--listen", "bogus"}} {
+	for _, args := range [][]string{{"--concurrency", "0"}, {"--concurrency", "-5"}, {"--doctor-timeout", "-1s"},
+		{"--listen", "bogus"}, {"--listen", "127.0.0.1:70000"}, {"--listen", "127.0.0.1"}, {"--listen", "127.0.0.1:"},
+		{"--listen", "no_such host!:80"}, {"--listen", "[::1:80"}, {"--listen", "127.0.0.1:-1"},
+		{"--read-timeout", "0s"}, {"--idle-timeout", "-1s"}, {"--write-timeout", "0s"}, {"--max-conns", "-1"},
+		{"--stream-lifetime", "0s"}} {
 		db := filepath.Join(t.TempDir(), "r.db")
 		code, _, errs = run(t, append([]string{"watch", "-c", "../../examples/reach.yaml", "--store", db}, args...)...)
 		if code != ExitUsage || !strings.Contains(errs, args[0]) {
