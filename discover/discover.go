@@ -95,6 +95,9 @@ type Result struct {
 	// answered: what is missing is proof, not a try. (Unset on a segment,
 	// where the kernel's own neighbour resolution can still tell.)
 	Probed bool
+	// Waited is the longest that one request waited for a host that never
+	// answered: the last one's timeout (240 ms on a fast path).
+	Waited time.Duration
 }
 
 // Defaults used when Options fields are zero.

@@ -53,7 +53,7 @@ type transport interface {
 }
 
 // launchBatch is how many hosts get their first request between two polls.
-const launchBatch = 32
+const launchBatch = 128
 
 // pollMax bounds one poll, so deadlines are checked often enough.
 const pollMax = 5 * time.Millisecond
@@ -165,7 +165,8 @@ func schedule(ctx context.Context, addrs []netip.Addr, opt Options, t transport)
 				by, sent = neighMethod(h.addr), 1+int(now.Sub(h.first)/time.Second)
 			}
 			st, ev := h.g.verdict(by, sent, now.Sub(h.first), entry, h.kernel)
-			r := Result{State: st, By: by, Evidence: ev, Probed: st == Unknown && !h.g.onLink && h.g.answered > 0}
+			r := Result{State: st, By: by, Evidence: ev, Probed: st == Unknown && !h.g.onLink && h.g.answered > 0,
+				Waited: h.g.wait(h.tries-1, opt)}
 			switch st {
 			case Down:
 				r.Reason = ReasonNoResponse

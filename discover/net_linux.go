@@ -169,9 +169,9 @@ func (t *netTransport) lookup(addr netip.Addr) (sys.Route, error) {
 	if err != nil {
 		return r, err
 	}
-	// A local address is in the local table as a /32 (/128), so only
-	// unicast answers may stand for their prefix.
-	if r.Type == "unicast" && !r.Gateway.IsValid() && r.Prefix.IsValid() && r.Prefix.Bits() < addr.BitLen() && len(t.cache) < 64 {
+	// A local address is in the local table as a /32 (/128), and route
+	// checks them first, so a unicast answer may stand for its prefix.
+	if r.Type == "unicast" && r.Prefix.IsValid() && r.Prefix.Bits() < addr.BitLen() && len(t.cache) < 64 {
 		t.cache = append(t.cache, cachedRoute{r.Prefix, r})
 	}
 	return r, nil
@@ -244,12 +244,11 @@ func (t *netTransport) route(addr netip.Addr) route {
 		return route{g: g, by: ND}
 	}
 	// Without the privilege to ask ourselves, the kernel asks when a
-	// packet goes out: a ping if it may, a TCP connect otherwise.
-	by := TCP
-	if t.echoConn(addr.Is6()) != nil {
-		by = Echo
-	}
-	return route{g: g, by: by, kernel: true}
+	// packet goes out: a TCP connect. (Not a ping: packets waiting for a
+	// neighbour count against their socket's buffer, and one ping socket
+	// for a /24 of absent neighbours fills it, blocking every later
+	// ping for the kernel's 3 s; each connect has a socket of its own.)
+	return route{g: g, by: TCP, kernel: true}
 }
 
 // arpConn opens (once per interface) the AF_PACKET socket ARP goes by; nil
@@ -440,9 +439,6 @@ func (t *netTransport) send(h *host) {
 		return
 	case Echo:
 		t.sendEcho(h)
-		if h.kernel {
-			return // the ping makes the kernel ask; the neighbour table answers
-		}
 	}
 	t.sendTCP(h)
 }
@@ -507,6 +503,9 @@ func (t *netTransport) sendEcho(h *host) {
 	if !e.raw {
 		to = &net.UDPAddr{IP: h.addr.AsSlice(), Zone: h.addr.Zone()}
 	}
+	// Never wait for room in the socket's buffer: a request not sent is
+	// an answer not had, never a wrong verdict.
+	e.c.SetWriteDeadline(time.Now().Add(time.Millisecond))
 	if _, err := e.c.WriteTo(b, to); err != nil {
 		t.opt.Logger.Debug("discover: echo request", "addr", h.addr, "err", err)
 	}

@@ -82,10 +82,11 @@ func (d *discovery) toScan(targets []Target) []Target {
 // prime marks the hosts discovery found up, so their probes wait Timeout,
 // not DiscoveryWait: they are there, and no ARP is to be waited out. A host
 // discovery asked in vain on a path where others answered (behind a router
-// that works) waits Timeout too: discovery has already given it its
-// retries, and the router's verdict would come after 3 s, if ever (routers
-// rate-limit their ICMP errors). It stays unconfirmed, so it is no-answer
-// when nothing answers.
+// that works) waits as long as discovery's last ping to it did (240 ms on a
+// fast path; at least MinTimeout, at most Timeout): it had its three pings
+// in 420 ms, and the router's verdict would come after 3 s, if ever
+// (routers rate-limit their ICMP errors). It stays unconfirmed, so it is
+// no-answer when nothing answers.
 func (d *discovery) prime(e *engine) {
 	if d == nil {
 		return
@@ -101,7 +102,8 @@ func (d *discovery) prime(e *engine) {
 			h.status.Store(statusUp)
 			h.timeoutNs.Store(int64(e.opt.Timeout))
 		case r.Probed:
-			h.timeoutNs.Store(int64(e.opt.Timeout))
+			h.silentWait = min(e.opt.Timeout, max(e.opt.MinTimeout, r.Waited))
+			h.timeoutNs.Store(int64(h.silentWait))
 		}
 	}
 }

@@ -55,8 +55,9 @@
 // DiscoveryWait, for the kernel's (or the router's) own verdict, as without
 // discovery. A host behind a router that answers other hosts' pings, which
 // got all three of its own pings unanswered (a firewall, pings to ports it
-// does not serve, or nothing there): its ports wait Timeout, since
-// discovery gave it its retries; every port unanswered makes it no-answer.
+// does not serve, or nothing there): each probe of its ports waits as long
+// as discovery's last ping did (240 ms on a fast path, at most Timeout),
+// retried as usual; every port unanswered makes it no-answer.
 // A host that answers late (within the window) or only on TCP is up as soon
 // as anything answers.
 package scan
@@ -440,12 +441,15 @@ type hostState struct {
 	slow      atomic.Bool      // a loopback connect outlasted its wait: probe without blocking
 	scope     uint32           // the IPv6 zone's interface index; see lookupScopes
 	found     *discover.Result // discovery's verdict, when it ran
-	mu        sync.Mutex       // guards rtt and down
-	rtt       rttEstimator
-	down      Host     // the host-level verdict, once statusDown
-	results   []result // by index into engine.ports; allocated with the first result
-	decided   int      // results set
-	counts    Counts
+	// silentWait, when set, replaces Timeout as the wait of a silent
+	// host's probes (see discovery.prime).
+	silentWait time.Duration
+	mu         sync.Mutex // guards rtt and down
+	rtt        rttEstimator
+	down       Host     // the host-level verdict, once statusDown
+	results    []result // by index into engine.ports; allocated with the first result
+	decided    int      // results set
+	counts     Counts
 }
 
 type engine struct {
@@ -539,11 +543,16 @@ func (e *engine) answered(h *hostState, rtt time.Duration) {
 	}
 }
 
-// silent marks a host that let a probe wait DiscoveryWait without any error:
-// it exists or is behind a router that drops; its ports are filtered.
+// silent marks a host that let a probe wait DiscoveryWait (or its primed
+// wait) without any error: it exists or is behind a router that drops; its
+// ports are filtered.
 func (e *engine) silent(h *hostState) {
 	if h.status.CompareAndSwap(statusUnconfirmed, statusSilent) {
-		h.timeoutNs.Store(int64(e.opt.Timeout))
+		t := e.opt.Timeout
+		if h.silentWait > 0 {
+			t = h.silentWait
+		}
+		h.timeoutNs.Store(int64(t))
 	}
 }
 
