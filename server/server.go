@@ -58,6 +58,13 @@ type Config struct {
 	// Drain is how long open connections may go on after shutdown starts
 	// before they are closed; 0 closes them at once.
 	Drain time.Duration
+	// Backlog is the listen backlog, the accept queue's length; 0 means
+	// the system's (net.core.somaxconn), or 1 with the NeverAccept fault,
+	// so that a couple of connections fill it.
+	Backlog int
+	// Fault makes the server misbehave on purpose (see FaultKind); the
+	// zero value serves normally.
+	Fault Fault
 	// Logger receives structured logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -86,7 +93,7 @@ const maxRejecting = 64
 // name a front end gives it (reach serve names the flag: --listen, ...).
 type ConfigError struct {
 	// Field is one of "listen address", "mode", "banner", "max conns",
-	// "idle timeout" and "drain".
+	// "idle timeout", "drain", "backlog" and "fault".
 	Field string
 	Value string // the value given; empty when the field was left empty
 	Err   error
@@ -108,6 +115,7 @@ type Stats struct {
 	BytesIn      uint64 `json:"bytes_in"`      // bytes read from clients
 	BytesOut     uint64 `json:"bytes_out"`     // bytes written to clients
 	AcceptErrors uint64 `json:"accept_errors"` // failed accepts (each followed by a back-off)
+	Faulted      uint64 `json:"faulted"`       // connections closed or reset at once by Config.Fault
 }
 
 // Server is a set of bound listeners. Create it with Listen.
@@ -129,7 +137,7 @@ type Server struct {
 	loops sync.WaitGroup // accept loops
 	conn  sync.WaitGroup // connection handlers
 
-	accepted, rejected, bytesIn, bytesOut, acceptErrors atomic.Uint64
+	accepted, rejected, bytesIn, bytesOut, acceptErrors, faulted atomic.Uint64
 }
 
 // Listen validates cfg and binds every address in cfg.Listen, in order. If
@@ -162,6 +170,18 @@ func Listen(ctx context.Context, cfg Config) (*Server, error) {
 			return nil, be
 		}
 		s.listeners = append(s.listeners, ln)
+	}
+	backlog := cfg.Backlog
+	if backlog == 0 && cfg.Fault.Kind == NeverAccept {
+		backlog = 1
+	}
+	if backlog > 0 {
+		for _, ln := range s.listeners {
+			if err := setBacklog(ln, backlog); err != nil {
+				s.Close()
+				return nil, err
+			}
+		}
 	}
 	return s, nil
 }
@@ -205,6 +225,12 @@ func (c *Config) validate() error {
 	if c.Drain < 0 {
 		return &ConfigError{Field: "drain", Value: c.Drain.String(), Err: errors.New("must be 0 (close at once) or more")}
 	}
+	if c.Backlog < 0 || c.Backlog > 1<<16 {
+		return &ConfigError{Field: "backlog", Value: fmt.Sprint(c.Backlog), Err: errors.New("must be 0 (the system's) to 65536")}
+	}
+	if err := c.Fault.validate(); err != nil {
+		return &ConfigError{Field: "fault", Value: c.Fault.String(), Err: err}
+	}
 	return nil
 }
 
@@ -229,6 +255,7 @@ func (s *Server) Stats() Stats {
 		BytesIn:      s.bytesIn.Load(),
 		BytesOut:     s.bytesOut.Load(),
 		AcceptErrors: s.acceptErrors.Load(),
+		Faulted:      s.faulted.Load(),
 	}
 }
 
@@ -266,6 +293,9 @@ func (s *Server) serve(ctx context.Context) error {
 	}
 	for _, ln := range s.listeners {
 		s.log.Info("listening", "addr", ln.Addr().String(), "mode", string(s.cfg.Mode))
+	}
+	if s.cfg.Fault.Kind != "" {
+		s.log.Warn("serving with a fault on purpose", "fault", s.cfg.Fault.String())
 	}
 	s.log.Info("serving", "listeners", len(s.listeners), "mode", string(s.cfg.Mode),
 		"max_conns", s.cfg.MaxConns, "idle_timeout", s.cfg.IdleTimeout, "drain", s.cfg.Drain)
@@ -310,8 +340,21 @@ func (s *Server) serve(ctx context.Context) error {
 func (s *Server) acceptLoop(ln net.Listener) {
 	defer s.loops.Done()
 	local := ln.Addr().String()
+	if s.cfg.Fault.Kind == NeverAccept {
+		<-s.stopping // the kernel queues handshakes until the backlog is full
+		return
+	}
 	var delay time.Duration
 	for {
+		if d := s.cfg.Fault.Delay; d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-t.C:
+			case <-s.stopping:
+				t.Stop()
+				return
+			}
+		}
 		c, err := ln.Accept()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
@@ -330,6 +373,9 @@ func (s *Server) acceptLoop(ln net.Listener) {
 			continue
 		}
 		delay = 0
+		if s.faultAccepted(c) {
+			continue
+		}
 		s.mu.Lock()
 		busy := s.cfg.MaxConns > 0 && s.active >= s.cfg.MaxConns
 		lingering := busy && s.rejecting < maxRejecting
@@ -343,6 +389,10 @@ func (s *Server) acceptLoop(ln net.Listener) {
 		}
 		s.mu.Unlock()
 		switch {
+		case !busy && s.cfg.Fault.Kind == Stall:
+			s.accepted.Add(1)
+			s.conn.Add(1)
+			go s.stall(c)
 		case !busy:
 			s.accepted.Add(1)
 			s.conn.Add(1)

@@ -20,6 +20,7 @@ func newServeCmd(env *Env) *cobra.Command {
 		mode      string
 		logFormat string
 		logLevel  string
+		faultArg  string
 	)
 	cmd := &cobra.Command{
 		Use:   "serve --listen ADDR [--listen ADDR...]",
@@ -38,6 +39,17 @@ says why and what to do, and exits 1: a port in use names the process that
 holds it (pid and command); a port below 1024 without privilege lists the
 ways to allow it; an address that is not on this host lists the host's
 addresses.
+
+--fault makes the server misbehave on purpose, to test clients (and reach
+check) against it:
+  never-accept        listen, never accept: the accept queue (--backlog,
+                      1 by default here) fills, then SYNs are dropped
+  accept-close        accept, then close at once
+  accept-reset        accept, then reset (SO_LINGER 0)
+  delay-accept=DUR    wait DUR before each accept, then serve
+  stall               accept, never read or write
+For faults a client meets before the server (refused, dropped, ICMP), see
+reach fault.
 
 Over --max-conns, a connection is accepted, told "busy: ..." in one line
 and closed, so clients see why instead of timing out. A client that sends
@@ -59,6 +71,7 @@ cannot be bound or serving fails, 2 usage error.`,
   reach serve --listen 127.0.0.1:0 --log-format json   # any free port; read it from the log
   reach serve --listen :2222 --banner "SSH-2.0-test"   # greet and close, like a daemon would
   reach serve --listen :9000 --mode discard --max-conns 100 --idle-timeout 30s
+  reach serve --listen :7000 --fault never-accept      # the backlog fills: reach check says overloaded
   printf hello | reach connect 127.0.0.1:7000          # talk to it`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -68,6 +81,13 @@ cannot be bound or serving fails, 2 usage error.`,
 			}
 			if cfg.Mode == server.ModeBanner && cfg.Banner != "" && !strings.HasSuffix(cfg.Banner, "\n") {
 				cfg.Banner += "\n"
+			}
+			if faultArg != "" {
+				f, err := server.ParseFault(faultArg)
+				if err != nil {
+					return usageErrorf("--fault %q: %w", faultArg, err)
+				}
+				cfg.Fault = f
 			}
 			log, err := serveLogger(env.Err, logFormat, logLevel)
 			if err != nil {
@@ -102,6 +122,8 @@ cannot be bound or serving fails, 2 usage error.`,
 	f.IntVar(&cfg.MaxConns, "max-conns", 0, "serve at most `N` connections at once; others are told \"busy\" and closed (0: no limit)")
 	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", 0, "close a connection silent for this long (0: never)")
 	f.DurationVar(&cfg.Drain, "drain", 10*time.Second, "on shutdown, how long open connections may finish before they are closed")
+	f.IntVar(&cfg.Backlog, "backlog", 0, "listen backlog `N`, the accept queue's length (0: the system's, net.core.somaxconn)")
+	f.StringVar(&faultArg, "fault", "", "misbehave on purpose: never-accept, accept-close, accept-reset, delay-accept=`DUR`, stall")
 	f.StringVar(&logFormat, "log-format", "text", "log `FORMAT`: text or json")
 	f.StringVar(&logLevel, "log-level", "info", "log `LEVEL`: debug, info, warn or error")
 	return cmd
@@ -131,6 +153,8 @@ var serveFlags = map[string]string{
 	"max conns":      "--max-conns",
 	"idle timeout":   "--idle-timeout",
 	"drain":          "--drain",
+	"backlog":        "--backlog",
+	"fault":          "--fault",
 }
 
 // serveUsageError words a server.ConfigError (server.Config is serve's one
