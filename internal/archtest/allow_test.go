@@ -20,9 +20,10 @@ const unix = "golang.org/x/sys/unix"
 // that diagnoses.
 var allowed = map[string][]string{
 	"cmd/reach":         {"internal/cli"},
-	"internal/cli":      {"agent", "dial", "doctor", "endpoint", "fault", "hub", "internal/httpsafe", "monitor", "probe", "scan", "server", "sockets", "web"},
+	"internal/cli":      {"agent", "baseline", "dial", "doctor", "endpoint", "fault", "hub", "internal/httpsafe", "monitor", "probe", "scan", "server", "sockets", "web"},
 	"hub":               {"agent", "doctor", "endpoint", "internal/httpsafe", "monitor", "probe", "web"},
 	"agent":             {"doctor", "endpoint", "internal/httpsafe", "kstat", "probe"},
+	"baseline":          {"doctor", "endpoint", "monitor", "probe"},
 	"dial":              {"endpoint", "probe"},
 	"doctor":            {"endpoint", "firewall", "internal/sys", "kstat", "probe", "sockets"},
 	"monitor":           {"endpoint", "probe"},

@@ -1,0 +1,115 @@
+package baseline
+
+import (
+	"context"
+	"errors"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/reach-tools/reach/doctor"
+	"github.com/reach-tools/reach/internal/testnet"
+	"github.com/reach-tools/reach/probe"
+)
+
+// Save records what each loopback port did; Diff, with nothing changed,
+// finds nothing; a listener closed since is broken (not-listening, from
+// the doctor), a closed port now listened on is newly open.
+func TestSaveDiffLoopback(t *testing.T) {
+	open := testnet.Listen(t)
+	closing := testnet.Listen(t)
+	closed := testnet.ClosedPort(t)
+	targets, err := ParseTargets([]string{open.Addr().String(), closing.Addr().String(), closed.String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 12, 5, 10, 0, 0, 0, time.FixedZone("CET", 3600))
+	opt := Options{Timeout: time.Second, Doctor: doctor.Options{Hold: -1},
+		now:  func() time.Time { return at },
+		host: func() (string, error) { return "web-1", nil }}
+	f, err := Save(t.Context(), targets, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Schema != Schema || f.Host != "web-1" || f.TakenAt.Location() != time.UTC || !f.TakenAt.Equal(at) {
+		t.Errorf("header %+v", f)
+	}
+	want := []struct {
+		class probe.Class
+		cause doctor.Cause
+	}{{probe.Open, doctor.Reachable}, {probe.Open, doctor.Reachable}, {probe.Refused, doctor.NotListening}}
+	for i, w := range want {
+		e := f.Entries[i]
+		if e.Class != w.class || e.Cause != w.cause || e.Target != targets[i] {
+			t.Errorf("entry %d: %+v, want %s %s", i, e, w.class, w.cause)
+		}
+		if (e.Class == probe.Open) != (e.ConnectMS > 0) {
+			t.Errorf("entry %d: connect_ms %v", i, e.ConnectMS)
+		}
+	}
+
+	r, err := Diff(t.Context(), f, DiffOptions{Options: opt})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Differs() || r.Unchanged != 3 || r.Total != 3 || r.Baseline.Host != "web-1" {
+		t.Fatalf("nothing changed, yet: %+v", r)
+	}
+
+	closing.Close()
+	ln, err := net.Listen("tcp", closed.String())
+	if err != nil {
+		t.Skipf("cannot listen on the closed port again: %v", err)
+	}
+	defer ln.Close()
+	r, err = Diff(t.Context(), f, DiffOptions{Options: opt})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Broken) != 1 || len(r.Opened) != 1 || r.Unchanged != 1 || len(r.Changed)+len(r.Slower) != 0 {
+		t.Fatalf("want 1 broken, 1 newly open: %+v", r)
+	}
+	b := r.Broken[0]
+	if b.Target.Target != closing.Addr().String() || b.Now.Class != probe.Refused || b.Now.Cause != doctor.NotListening ||
+		b.Fix == "" || b.Confidence == "" {
+		t.Errorf("broken: %+v", b)
+	}
+	if o := r.Opened[0]; o.Target.Target != closed.String() || o.Was.Class != probe.Refused || o.Now.Class != probe.Open {
+		t.Errorf("newly open: %+v", o)
+	}
+
+	// Without diagnosis, no doctor runs: classes only.
+	r, err = Diff(t.Context(), f, DiffOptions{Options: Options{Timeout: time.Second, NoDiagnosis: true}})
+	if err != nil || len(r.Broken) != 1 || r.Broken[0].Now.Cause != "" || r.Broken[0].Fix != "" {
+		t.Errorf("no diagnosis: %+v, %v", r, err)
+	}
+}
+
+func TestSaveRefuses(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		targets []Target
+	}{
+		{"nothing", nil},
+		{"twice", []Target{{Target: "127.0.0.1:1"}, {Source: LocalSource, Target: "127.0.0.1:1"}}},
+		{"another source", []Target{{Source: "web-1", Target: "127.0.0.1:1"}}},
+		{"no port", []Target{{Target: "127.0.0.1"}}},
+		{"bad source address", []Target{{Target: "127.0.0.1:1", SourceAddr: "nowhere"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := Save(t.Context(), tc.targets, Options{}); !errors.Is(err, ErrTarget) {
+				t.Errorf("error %v, want ErrTarget", err)
+			}
+		})
+	}
+}
+
+// A cancelled Save saves nothing, rather than a file of "canceled" classes.
+func TestSaveCanceled(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	f, err := Save(ctx, []Target{{Target: testnet.ClosedPort(t).String()}}, Options{})
+	if f != nil || !errors.Is(err, context.Canceled) {
+		t.Errorf("got %v, %v", f, err)
+	}
+}
