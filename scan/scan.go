@@ -243,7 +243,7 @@ const (
 
 // DefaultPingPorts are the ports of discovery's TCP pings: nmap's 80 and 443
 // (an unprivileged nmap's ping), and 22.
-var DefaultPingPorts = []uint16{80, 443, 22}
+var DefaultPingPorts = discover.DefaultPingPorts
 
 // Options tune a scan. The zero value of each field picks a sensible default,
 // except Discover: the library scans every target's ports unless asked.

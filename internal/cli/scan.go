@@ -43,7 +43,8 @@ func newScanCmd(env *Env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "scan TARGETS... [-p PORTS]",
 		Short: "Find which TCP ports answer on hosts (a connect scan, like nmap -sT)",
-		Long: `Scan TCP ports with ordinary connect() calls: no privileges, no raw packets.
+		Long: `Scan TCP ports with ordinary connect() calls: no privileges needed (host
+discovery, below, sends ARP and raw ICMP itself when it has CAP_NET_RAW).
 Each port gets nmap's state and a reason:
 
   open      the handshake completed (syn-ack)
@@ -71,9 +72,13 @@ directly connected segment that is ARP (IPv4) or neighbour solicitation
                              their reasons judge it (judged_by "ports")
 
 A host is declared down only on evidence as strong as the kernel's own:
-silence to three ARP/ND requests, each waiting its full (adaptive) timeout,
-on a segment where others answered. A host that answers late or only on
-TCP is never declared down: when the evidence is thin, its ports decide.
+silence to three ARP/ND requests, each waiting its full timeout (adapted
+to the answers seen: 60, 120 and 240 ms on a fast segment), on a segment
+where others answered. Unprivileged, reach cannot send ARP/ND itself: a
+TCP connect makes the kernel ask, and its neighbour table answers, over the
+same 420 ms. A host that answers late (within that window) or only on TCP
+is never declared down: when the evidence is thin, its ports decide (a
+host silent behind a router: each probe waits as long as its last ping).
 --skip-discovery (nmap's -Pn) scans every target's ports, as if all were
 up; --hosts-only (nmap's -sn) stops after discovery.
 
