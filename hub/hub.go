@@ -54,6 +54,12 @@ type Hub struct {
 	// nil uses one with a 3 s timeout. Set its TLS config for https agents.
 	AgentClient *http.Client
 
+	// gate is held for reading by each ingest, from its checks until the
+	// Sink has the batch, and for writing by SetConfig: a batch checked
+	// against the old configuration reaches the Sink before the new one
+	// applies, so what follows a reload (the monitor's ForgetSources)
+	// sees it, and no batch re-creates a pair the reload removed.
+	gate   sync.RWMutex
 	mu     sync.RWMutex
 	cfg    Config
 	lists  map[string]agent.ProbeList
@@ -90,7 +96,8 @@ func New(cfg Config) (*Hub, error) {
 }
 
 // SetConfig replaces the configuration (e.g. on SIGHUP), keeping the state
-// of pairs that remain.
+// of pairs that remain. It waits for the batches being ingested: when it
+// returns, every batch the Sink gets is checked against cfg.
 func (h *Hub) SetConfig(cfg Config) error {
 	if cfg.Token == "" && cfg.TokenFile != "" {
 		tok, err := agent.ReadToken(cfg.TokenFile)
@@ -106,6 +113,8 @@ func (h *Hub) SetConfig(cfg Config) error {
 	if err != nil {
 		return err
 	}
+	h.gate.Lock()
+	defer h.gate.Unlock()
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.cfg, h.lists = cfg, lists

@@ -207,6 +207,8 @@ func (h *Hub) ingest(ctx context.Context, b agent.Batch, size int64, r *http.Req
 		return whole(agent.RefusedTooLarge, &overError{status: http.StatusRequestEntityTooLarge,
 			msg: fmt.Sprintf("a batch of %d results; send at most %d", len(b.Results), agent.MaxBatch)})
 	}
+	h.gate.RLock() // until the Sink has the batch: see Hub.gate
+	defer h.gate.RUnlock()
 	h.mu.Lock()
 	pl, ok := h.lists[b.Agent]
 	if !ok {
