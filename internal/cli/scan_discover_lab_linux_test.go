@@ -7,6 +7,8 @@ import (
 	"maps"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -69,12 +71,23 @@ func parseScanJSON(t *testing.T, out string) scanLines {
 // discovery existed).
 func TestScanDiscoveryInNamespace(t *testing.T) {
 	bin := buildReach(t)
+	// The unprivileged runs execute it too: open its directory (and the
+	// test's temporary directory above it) to every user.
+	for _, dir := range []string{filepath.Dir(bin), filepath.Dir(filepath.Dir(bin))} {
+		if err := os.Chmod(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for _, v6 := range []bool{false, true} {
 		t.Run(map[bool]string{false: "ipv4", true: "ipv6"}[v6], func(t *testing.T) {
 			lab := netlab.New(t)
 			sc, cl, fw, lt := lab.Host("scanner"), lab.Host("closed"), lab.Host("firewalled"), lab.Host("late")
 			addrs := lab.LANWith(netlab.LANOptions{IPv6: v6, Delay: map[*netlab.Host]time.Duration{lt: 300 * time.Millisecond}}, sc, cl, fw, lt)
 			dead, closed, firewalled, late := lab.Unowned(t, addrs[0]), addrs[1], addrs[2], addrs[3]
+			// Who may open ICMP echo sockets: every group, as systemd's
+			// defaults set it on most distributions (a new namespace
+			// starts at "1 0", nobody).
+			sc.Sysctl(t, "net.ipv4.ping_group_range", "0 2147483647")
 			by, up := "arp", "arp-response"
 			if v6 {
 				by, up = "nd", "nd-response"
@@ -105,10 +118,18 @@ func TestScanDiscoveryInNamespace(t *testing.T) {
 				firewalled: "up/" + up + "/" + by,
 				late:       "up/" + up + "/" + by,
 			}
-			run := func(t *testing.T, args ...string) string {
+			// run runs reach scan TARGETS ARGS in the scanner's namespace, as
+			// root or, with unprivileged, as uid/gid 65534 without
+			// capabilities.
+			run := func(t *testing.T, unprivileged bool, args ...string) string {
 				t.Helper()
 				sc.Run(t, "ip", "neigh", "flush", "all") // each run finds the LAN anew
-				out, errs, code := reachIn(t, bin, sc, "", append(append([]string{"scan"}, targets...), args...)...)
+				cmd := append(append([]string{"scan"}, targets...), args...)
+				exe := bin
+				if unprivileged {
+					exe, cmd = "setpriv", append([]string{"--reuid=65534", "--regid=65534", "--clear-groups", bin}, cmd...)
+				}
+				out, errs, code := reachIn(t, exe, sc, "", cmd...)
 				if code != 0 {
 					t.Fatalf("reach scan %s: exit %d: %s\n%s", strings.Join(args, " "), code, errs, out)
 				}
@@ -122,7 +143,7 @@ func TestScanDiscoveryInNamespace(t *testing.T) {
 			}
 
 			t.Run("json", func(t *testing.T) {
-				l := parseScanJSON(t, run(t, "-p", portList, "--json", "--all-states"))
+				l := parseScanJSON(t, run(t, false, "-p", portList, "--json", "--all-states"))
 				if !maps.Equal(l.hosts, judged) || !maps.Equal(l.ports, wantPorts) {
 					t.Fatalf("hosts %v\nwant %v\nports %v\nwant %v", l.hosts, judged, l.ports, wantPorts)
 				}
@@ -134,7 +155,7 @@ func TestScanDiscoveryInNamespace(t *testing.T) {
 			})
 
 			t.Run("hosts only", func(t *testing.T) {
-				l := parseScanJSON(t, run(t, "--hosts-only", "--json"))
+				l := parseScanJSON(t, run(t, false, "--hosts-only", "--json"))
 				if !maps.Equal(l.hosts, judged) || len(l.ports) != 0 {
 					t.Fatalf("hosts %v\nwant %v\nand no ports, got %v", l.hosts, judged, l.ports)
 				}
@@ -142,7 +163,7 @@ func TestScanDiscoveryInNamespace(t *testing.T) {
 			})
 
 			t.Run("text", func(t *testing.T) {
-				out := run(t, "-p", portList)
+				out := run(t, false, "-p", portList)
 				for _, want := range []string{
 					"reach scan report for " + firewalled.String(),
 					"Host is up, " + up + " (" + by + ")",
@@ -154,8 +175,34 @@ func TestScanDiscoveryInNamespace(t *testing.T) {
 				}
 			})
 
+			// Without privilege reach cannot send ARP/ND itself: it pings
+			// (the ICMP echo socket) and reads what the kernel's own
+			// neighbour requests found. The all-closed host answers the
+			// echo; the firewalled one only the kernel's ARP/ND; the late
+			// one's echo reply comes 600 ms after the request (its
+			// neighbour answer and then its reply are each 300 ms late), so
+			// it is judged by the neighbour table unless the machine is
+			// slow enough for the echo reply to come first: both are true.
+			t.Run("unprivileged", func(t *testing.T) {
+				want := maps.Clone(judged)
+				want[closed] = "up/echo-reply/echo"
+				for _, args := range [][]string{{"-p", portList, "--json", "--all-states"}, {"--hosts-only", "--json"}} {
+					l := parseScanJSON(t, run(t, true, args...))
+					if l.hosts[late] == "up/echo-reply/echo" {
+						l.hosts[late] = judged[late]
+					}
+					wantP := wantPorts
+					if args[0] == "--hosts-only" {
+						wantP = map[string]string{}
+					}
+					if !maps.Equal(l.hosts, want) || !maps.Equal(l.ports, wantP) {
+						t.Errorf("%s:\nhosts %v\nwant  %v\nports %v\nwant  %v", strings.Join(args, " "), l.hosts, want, l.ports, wantP)
+					}
+				}
+			})
+
 			t.Run("skip discovery", func(t *testing.T) {
-				l := parseScanJSON(t, run(t, "-p", portList, "--json", "--all-states", "--skip-discovery"))
+				l := parseScanJSON(t, run(t, false, "-p", portList, "--json", "--all-states", "--skip-discovery"))
 				before := map[netip.Addr]string{
 					dead:       "host-unreachable/host-unreach/ports",
 					closed:     "up/conn-refused/ports",
