@@ -42,9 +42,19 @@ func newFleet(t *testing.T) *fleet {
 
 func (f *fleet) ap(a netip.Addr, port uint16) string { return netip.AddrPortFrom(a, port).String() }
 
+// buildReach builds cmd/reach, to run it inside namespaces.
+func buildReach(t testing.TB) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "reach")
+	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/reach").CombinedOutput(); err != nil {
+		t.Fatalf("building reach: %v\n%s", err, out)
+	}
+	return bin
+}
+
 // reachIn runs the reach binary inside h and returns stdout, stderr and
 // the exit status.
-func reachIn(t *testing.T, bin string, h *netlab.Host, args ...string) (string, string, int) {
+func reachIn(t testing.TB, bin string, h *netlab.Host, args ...string) (string, string, int) {
 	t.Helper()
 	cmd := exec.Command("ip", append([]string{"netns", "exec", h.Name(), bin}, args...)...)
 	var out, errb strings.Builder
@@ -67,10 +77,7 @@ func reachIn(t *testing.T, bin string, h *netlab.Host, args ...string) (string, 
 func TestFleetChanges(t *testing.T) {
 	netlab.Require(t)
 	f := newFleet(t)
-	bin := filepath.Join(t.TempDir(), "reach")
-	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/reach").CombinedOutput(); err != nil {
-		t.Fatalf("building reach: %v\n%s", err, out)
-	}
+	bin := buildReach(t)
 	f.web.Serve(t, "web", netip.AddrPortFrom(f.webAddr, 80))
 	f.db.Serve(t, "db", netip.AddrPortFrom(f.dbAddr, 5432))
 	web80, web22 := f.ap(f.webAddr, 80), f.ap(f.webAddr, 22)

@@ -339,9 +339,10 @@ func writeDiff(w io.Writer, path string, r *baseline.Report) {
 	for _, c := range r.Slower {
 		fmt.Fprintf(w, "\nSLOWER      %s: %s\n", c.Target, c.Note)
 	}
-	fmt.Fprintf(w, "\n%s: %d broken, %d newly open, %d changed, %d slower, %d unchanged (%s)\n",
-		plural(r.Total, "endpoint"), len(r.Broken), len(r.Opened), len(r.Changed), len(r.Slower), r.Unchanged,
-		fmtDuration(time.Duration(r.DurationMS*float64(time.Millisecond))))
+	n := func(i int) string { return thousands(int64(i)) }
+	fmt.Fprintf(w, "\n%s: %s broken, %s newly open, %s changed, %s slower, %s unchanged (%s)\n",
+		plural(r.Total, "endpoint"), n(len(r.Broken)), n(len(r.Opened)), n(len(r.Changed)), n(len(r.Slower)),
+		n(r.Unchanged), fmtDuration(time.Duration(r.DurationMS*float64(time.Millisecond))))
 }
 
 func causeOf(c baseline.Change) string {
