@@ -28,6 +28,9 @@ type answer struct {
 	mac      net.HardwareAddr
 	at       time.Time
 	evidence string
+	// coarse: at is when a poll saw it (the neighbour table's state), not
+	// when it arrived, so it is no RTT sample.
+	coarse bool
 }
 
 // route is how the transport will ask an address.
@@ -52,8 +55,12 @@ type transport interface {
 	close()
 }
 
-// launchBatch is how many hosts get their first request between two polls.
-const launchBatch = 128
+// launchBatch is how many hosts get their first request between two polls,
+// and launchSlice how long that may take.
+const (
+	launchBatch = 128
+	launchSlice = 2 * time.Millisecond
+)
 
 // pollMax bounds one poll, so deadlines are checked often enough.
 const pollMax = 5 * time.Millisecond
@@ -104,7 +111,7 @@ func schedule(ctx context.Context, addrs []netip.Addr, opt Options, t transport)
 			return
 		}
 		d := a.at.Sub(h.sent)
-		if h.tries == 1 && d >= 0 {
+		if h.tries == 1 && d >= 0 && !a.coarse {
 			h.g.rtt.update(d) // Karn: only an answer to the one request is a sample
 		}
 		h.g.answered++
@@ -126,7 +133,8 @@ func schedule(ctx context.Context, addrs []netip.Addr, opt Options, t transport)
 		now := time.Now()
 		// A few at a time, answers read in between: a TCP ping's answer is
 		// timed when it is read, so a long burst would inflate the RTTs.
-		for n := 0; n < launchBatch && len(flight) < MaxInFlight && next < len(queue); n++ {
+		for n := 0; n < launchBatch && len(flight) < MaxInFlight && next < len(queue) &&
+			(n == 0 || time.Since(now) < launchSlice); n++ {
 			h := queue[next]
 			next++
 			h.tries, h.first, h.sent = 1, time.Now(), time.Now()

@@ -3,6 +3,7 @@ package discover_test
 import (
 	"context"
 	"net/netip"
+	"os"
 	"testing"
 	"time"
 
@@ -28,6 +29,16 @@ func runIn(t *testing.T, h *netlab.Host, addrs []netip.Addr, opt discover.Option
 	return out, time.Since(start)
 }
 
+// openFDs counts this process's open file descriptors.
+func openFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
 func block(p netip.Prefix) []netip.Addr {
 	var out []netip.Addr
 	for a := p.Masked().Addr(); p.Contains(a); a = a.Next() {
@@ -47,7 +58,11 @@ func TestLAN(t *testing.T) {
 	fw.Iptables(t, "-P", "INPUT", "DROP")
 	b.Listen(t, "tcp", netip.AddrPortFrom(addrs[2], 80).String())
 	for _, unpriv := range []bool{false, true} {
+		fds := openFDs(t)
 		got, took := runIn(t, scanner, block(netip.PrefixFrom(addrs[0], 24)), discover.Options{Unprivileged: unpriv})
+		if n := openFDs(t); n > fds {
+			t.Errorf("unprivileged %v: %d file descriptors open after the run, %d before", unpriv, n, fds)
+		}
 		bcast := netip.MustParseAddr(addrs[0].String()[:len(addrs[0].String())-1] + "255")
 		want := map[netip.Addr]string{addrs[0]: "up local", addrs[1]: "up arp", addrs[2]: "up arp", addrs[3]: "up arp",
 			bcast: "unknown "} // nothing to ask: the port scan says no-route

@@ -619,7 +619,7 @@ func (t *netTransport) readNeighbours(fn func(answer)) {
 	now := time.Now()
 	for a, st := range m {
 		if st&sys.NeighReachable != 0 {
-			fn(answer{addr: a, by: neighMethod(a), reason: neighReason(a), at: now,
+			fn(answer{addr: a, by: neighMethod(a), reason: neighReason(a), at: now, coarse: true,
 				evidence: "the kernel's " + map[bool]string{true: "ARP request", false: "neighbour solicitation"}[a.Is4()] + " was answered (neighbour entry REACHABLE)"})
 		}
 	}
