@@ -16,6 +16,7 @@ import (
 	"github.com/reach-tools/reach/agent"
 	"github.com/reach-tools/reach/internal/httpsafe"
 	"github.com/reach-tools/reach/monitor"
+	"github.com/reach-tools/reach/netwatch"
 	"github.com/reach-tools/reach/web"
 )
 
@@ -49,6 +50,13 @@ type WatchOptions struct {
 	Logger *slog.Logger
 	// HubMetrics, when set, count what the hub refuses from agents.
 	HubMetrics *Metrics
+	// NoNetWatch turns off re-probing on network changes: by default the
+	// kernel's notices of route, address, link and nf_tables changes
+	// (package netwatch) make the endpoints they may affect be re-probed
+	// at once, and are recorded (Monitor.NetChanges, /api/changes).
+	NoNetWatch bool
+	// NetWatch tunes that watch (its Logger is the Watch's).
+	NetWatch netwatch.Options
 }
 
 // Watch is reach watch as a library: a monitor of a reach.yaml's endpoints
@@ -65,6 +73,8 @@ type Watch struct {
 	hook    *monitor.Webhook
 	handler http.Handler
 	server  httpsafe.Options
+	net     *netwatch.Options // nil: no re-probing on network changes
+	log     *slog.Logger
 }
 
 // NewWatch builds the monitor, the hub and the dashboard for cfg, restoring
@@ -79,7 +89,8 @@ func NewWatch(ctx context.Context, cfg *monitor.Config, opt WatchOptions) (*Watc
 	if err != nil {
 		return nil, err
 	}
-	w := &Watch{hook: &monitor.Webhook{URL: cfg.Alerts.Webhook, Logger: log}, server: opt.Server}
+	w := &Watch{hook: &monitor.Webhook{URL: cfg.Alerts.Webhook, Logger: log}, server: opt.Server,
+		log: log}
 	if w.server.MaxBody == 0 {
 		w.server.MaxBody = agent.MaxBody
 	}
@@ -89,6 +100,11 @@ func NewWatch(ctx context.Context, cfg *monitor.Config, opt WatchOptions) (*Watc
 	}
 	if w.server.Logger == nil {
 		w.server.Logger = log
+	}
+	if !opt.NoNetWatch {
+		no := opt.NetWatch
+		no.Logger = log
+		w.net = &no
 	}
 	if hc != nil {
 		if w.Hub, err = New(*hc); err != nil {
@@ -145,7 +161,21 @@ func (w *Watch) Run(ctx context.Context, ln net.Listener) error {
 	g.Go(func() error { return w.Monitor.Run(ctx) })
 	g.Go(func() error { w.hook.Run(ctx); return nil })
 	g.Go(func() error { return httpsafe.Serve(ctx, ln, w.handler, w.server) })
+	if w.net != nil {
+		g.Go(func() error { w.watchNet(ctx); return nil })
+	}
 	return g.Wait()
+}
+
+// watchNet re-probes on network changes until ctx ends. Where changes
+// cannot be watched (not Linux), it says so once: probing goes on by the
+// interval.
+func (w *Watch) watchNet(ctx context.Context) {
+	err := netwatch.Watch(ctx, *w.net, func(b netwatch.Burst) { w.Monitor.NetChanged(b) })
+	if err != nil {
+		w.log.Warn("network changes will not trigger re-probes; endpoints are probed by their interval only",
+			"err", err)
+	}
 }
 
 // Reload applies a new configuration without losing state: the monitor's

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/netip"
 	"slices"
 	"sync"
 	"time"
@@ -75,6 +76,9 @@ type Alert struct {
 	Cause    string            `json:"cause,omitempty"`
 	Verdict  string            `json:"verdict,omitempty"`
 	Findings []Finding         `json:"findings,omitempty"`
+	// Change is the network change this state change followed, when one
+	// did ("route 198.18.0.0/24 dev r0 removed at 10:42:03").
+	Change string `json:"change,omitempty"`
 }
 
 type key struct{ source, name string }
@@ -85,6 +89,9 @@ type job struct {
 	due     time.Time
 	index   int  // in the heap; -1 when removed
 	running bool // a probe is in flight; guarded by Monitor.mu
+	// rechecks is how many re-probes a network change still asks for,
+	// RecheckGap apart, before the interval's schedule resumes.
+	rechecks int
 }
 
 type jobHeap []*job
@@ -103,7 +110,12 @@ func (h *jobHeap) Pop() any {
 type entry struct {
 	ep     Endpoint
 	status Status
-	seq    uint64 // Monitor.seq when status last changed
+	seq    uint64     // Monitor.seq when status last changed
+	addr   netip.Addr // the address the last probe connected to
+	// change is the last network change that may affect the endpoint;
+	// its transitions until changeUntil are counted as that change's.
+	change      *NetChange
+	changeUntil time.Time
 }
 
 // Monitor probes endpoints on schedule and keeps their state. Create it
@@ -122,7 +134,9 @@ type Monitor struct {
 	queue    jobHeap
 	entries  map[key]*entry
 	seq      uint64
-	listSeq  uint64        // seq when endpoints were last added or removed
+	listSeq  uint64       // seq when endpoints were last added or removed
+	changes  []*NetChange // the last keptChanges network changes, oldest first
+	changeID uint64
 	changed  chan struct{} // closed and replaced on every state change
 	draining bool          // Run is ending: no new goroutines
 	stop     chan struct{} // closed when Run begins to end
@@ -333,6 +347,17 @@ func (m *Monitor) probe(ctx context.Context, j *job, ep Endpoint, due time.Time)
 	defer func() {
 		m.mu.Lock()
 		j.running = false
+		if j.rechecks > 0 {
+			j.rechecks--
+		}
+		if j.rechecks > 0 && j.index >= 0 {
+			j.due = time.Now().Add(RecheckGap)
+			heap.Fix(&m.queue, j.index)
+			select {
+			case m.wake <- struct{}{}:
+			default:
+			}
+		}
 		m.mu.Unlock()
 	}()
 	select {
@@ -379,6 +404,7 @@ func (m *Monitor) Observe(ctx context.Context, source string, ep Endpoint, at ti
 	}
 	st := &e.status
 	st.Last = s
+	e.addr = lastAddr(e.addr, r.Addr)
 	if s.OK {
 		st.Oks, st.Fails = st.Oks+1, 0
 	} else {
@@ -405,6 +431,9 @@ func (m *Monitor) Observe(ctx context.Context, source string, ep Endpoint, at ti
 	changed := to != from
 	t := Transition{Endpoint: ep.Name, Source: source, Time: at, From: from, To: to, Class: r.Class, Errno: int(r.Errno)}
 	if changed {
+		if c := m.changeOfLocked(e, to, at); c != nil {
+			t.Change = c.Summary
+		}
 		m.notifyLocked()
 		if m.draining {
 			// No time for the doctor or alerts; keep the record if there is room.
@@ -445,7 +474,7 @@ func (m *Monitor) transition(ctx context.Context, ep Endpoint, t Transition) {
 	m.record(update{transition: &t}) // even while shutting down: it was seen
 	m.log.Info("state change", "endpoint", t.Endpoint, "source", t.Source, "from", t.From, "to", t.To, "class", t.Class)
 	a := Alert{Endpoint: t.Endpoint, Source: t.Source, Target: ep.Target.String(), Labels: ep.Labels,
-		State: t.To, Previous: t.From, Time: t.Time, Class: t.Class, Errno: t.Errno}
+		State: t.To, Previous: t.From, Time: t.Time, Class: t.Class, Errno: t.Errno, Change: t.Change}
 	// The doctor runs here, so it can explain only what this host sees; a
 	// pair seen from an agent needs a SourceDiagnoser.
 	_, fromSource := m.opt.Diagnoser.(SourceDiagnoser)

@@ -58,6 +58,9 @@ type Transition struct {
 	Class     probe.Class `json:"class"`
 	Errno     int         `json:"errno,omitempty"`
 	Diagnosis *Diagnosis  `json:"diagnosis,omitempty"`
+	// Change is the network change the transition followed, when one did
+	// (kept in memory: the store does not keep it).
+	Change string `json:"change,omitempty"`
 }
 
 // Finding is one row of the doctor's table.

@@ -50,13 +50,25 @@ type Change struct {
 
 // Affects reports whether the change may change how a connection to addr
 // goes: a route only for the addresses its prefix covers (a default route
-// for every address of its family); anything else (an address, a link, a
-// firewall rule set, lost notifications) for every address.
+// for every address of its family); an address only for addresses of its
+// family (a new source to choose, a subnet come or gone), and a link-local
+// one only for link-local addresses; anything else (a link, a firewall rule
+// set, lost notifications) for every address.
 func (c Change) Affects(addr netip.Addr) bool {
-	if c.Kind != KindRoute || !c.Prefix.IsValid() {
+	addr = addr.Unmap()
+	switch {
+	case !c.Prefix.IsValid():
 		return true
+	case c.Kind == KindRoute:
+		return c.Prefix.Contains(addr)
+	case c.Kind == KindAddress:
+		a := c.Prefix.Addr()
+		if a.Is4() != addr.Is4() {
+			return false
+		}
+		return !a.IsLinkLocalUnicast() || addr.IsLinkLocalUnicast()
 	}
-	return c.Prefix.Contains(addr.Unmap())
+	return true
 }
 
 // Burst is changes that came close together, reported once.

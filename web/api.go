@@ -17,6 +17,14 @@ func (s *Server) registerAPI() {
 	s.mux.HandleFunc("GET /api/endpoints/{source}/{name}", s.serveEndpoint)
 	s.mux.HandleFunc("GET /api/endpoints/{source}/{name}/latency", s.serveLatency)
 	s.mux.HandleFunc("GET /api/events", s.serveEvents)
+	s.mux.HandleFunc("GET /api/changes", s.serveChanges)
+}
+
+// serveChanges lists the network changes the monitor remembers, newest
+// first: what the kernel announced, which endpoints were re-probed at once,
+// and which went down or came up after it.
+func (s *Server) serveChanges(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, s.opt.Monitor.NetChanges())
 }
 
 // EndpointView is a status with its uptime, as the list shows it.

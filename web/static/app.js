@@ -147,8 +147,32 @@ function renderDown(d) {
 function renderTransitions(ts) {
   document.querySelector("#d-transitions tbody").replaceChildren(...ts.map((t) =>
     el("tr", {}, el("td", { title: new Date(t.time).toLocaleString() }, ago(t.time)),
-      el("td", {}, t.from + " → " + t.to), el("td", {}, t.class),
+      el("td", t.change ? { title: "after " + t.change } : {}, t.from + " → " + t.to + (t.change ? " (after a network change)" : "")),
+      el("td", {}, t.class),
       el("td", {}, t.diagnosis ? t.diagnosis.cause : ""))));
+}
+
+// renderChanges lists the network changes the kernel announced, with the
+// endpoints each sent down or brought up.
+function renderChanges(cs) {
+  document.getElementById("changes").hidden = cs.length === 0;
+  document.querySelector("#changes-table tbody").replaceChildren(...cs.slice(0, 10).map((c) => {
+    const eff = [];
+    if (c.down.length) eff.push(c.down.length + " down: " + c.down.join(", "));
+    if (c.up.length) eff.push(c.up.length + " up: " + c.up.join(", "));
+    if (!eff.length) eff.push(c.rechecked.length ? c.rechecked.length + " re-probed, no change" : "no endpoint affected");
+    return el("tr", { "data-change": c.id }, el("td", { title: new Date(c.time).toLocaleString() }, ago(c.time)),
+      el("td", {}, (c.source === "local" ? "" : c.source + ": ") + c.summary), el("td", {}, eff.join("; ")));
+  }));
+}
+
+let changesTimer = null;
+function loadChanges() { // at most twice a second, however many events come
+  if (changesTimer) return;
+  changesTimer = setTimeout(() => {
+    changesTimer = null;
+    getJSON("api/changes").then(renderChanges).catch(() => {});
+  }, 500);
 }
 
 const SVG = "http://www.w3.org/2000/svg";
@@ -212,7 +236,7 @@ function connect() {
     rows.clear();
     merge(sts);
   });
-  es.addEventListener("status", (e) => merge(JSON.parse(e.data)));
+  es.addEventListener("status", (e) => { merge(JSON.parse(e.data)); loadChanges(); });
   es.onerror = () => { live.textContent = "reconnecting…"; live.classList.remove("on"); };
 }
 
@@ -227,6 +251,8 @@ loadList().then(() => {
   if (first) select(keyOf(first));
 }).catch((e) => { document.getElementById("summary").textContent = String(e); });
 connect();
+loadChanges();
+setInterval(loadChanges, 10000);
 // On a hub (reach watch with an agents: section) the matrix is one click away.
 fetch(api("agents/matrix.json"), { method: "HEAD", cache: "no-store" }).then((r) => {
   if (!r.ok) return;
