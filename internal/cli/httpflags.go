@@ -27,7 +27,7 @@ func (f *httpFlags) add(cmd *cobra.Command) {
 		"HTTP: open connections at most; more are closed at once (0: from the file limit, "+
 			"leaving descriptors for the probes)")
 	fl.IntVar(&f.perClient, "max-conns-per-client", 0,
-		"HTTP: open connections at most from one IP address (0: a quarter of --max-conns, at most 64)")
+		"HTTP: open connections at most from one client, an IPv4 address or IPv6 /64 (0: a quarter of --max-conns, at most 64)")
 }
 
 // options checks the flags and returns them as server options.

@@ -304,3 +304,20 @@ func TestKeepAliveAfterFullBody(t *testing.T) {
 		t.Errorf("connections reused %v, want %v", reused, want)
 	}
 }
+
+func TestClientOf(t *testing.T) {
+	for _, tc := range []struct {
+		addr net.Addr
+		want string
+	}{
+		{&net.TCPAddr{IP: net.ParseIP("198.18.0.7"), Port: 80}, "198.18.0.7"},
+		{&net.TCPAddr{IP: net.ParseIP("::ffff:198.18.0.7"), Port: 80}, "198.18.0.7"},
+		{&net.TCPAddr{IP: net.ParseIP("fd00:1:2:3:4:5:6:7"), Port: 80}, "fd00:1:2:3::"},
+		{&net.TCPAddr{IP: net.ParseIP("fe80::1"), Port: 80, Zone: "eth0"}, "fe80::"},
+		{&net.UnixAddr{Name: "/run/x.sock", Net: "unix"}, "invalid IP"},
+	} {
+		if got := clientOf(tc.addr).String(); got != tc.want {
+			t.Errorf("clientOf(%v) = %s, want %s", tc.addr, got, tc.want)
+		}
+	}
+}

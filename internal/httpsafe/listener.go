@@ -111,18 +111,23 @@ func (l *limitListener) refused(reason string, client netip.Addr) {
 		"since_last_line", LogEvery.String())
 }
 
-// clientOf is the IP address of a remote address; the zero Addr groups
+// clientOf is who a connection counts against: its IPv4 address, or its
+// IPv6 address's /64, since one host commonly holds a whole /64 and could
+// otherwise take a new address for every connection. The zero Addr groups
 // the connections whose address is not IP (unix sockets, pipes in tests).
 func clientOf(a net.Addr) netip.Addr {
+	var ip netip.Addr
 	if ta, ok := a.(*net.TCPAddr); ok {
-		ip, _ := netip.AddrFromSlice(ta.IP)
-		return ip.Unmap()
+		ip, _ = netip.AddrFromSlice(ta.IP)
+	} else if ap, err := netip.ParseAddrPort(a.String()); err == nil {
+		ip = ap.Addr()
 	}
-	ap, err := netip.ParseAddrPort(a.String())
-	if err != nil {
-		return netip.Addr{}
+	ip = ip.Unmap()
+	if ip.Is6() {
+		p, _ := ip.WithZone("").Prefix(64)
+		return p.Addr()
 	}
-	return ap.Addr().Unmap()
+	return ip
 }
 
 // limitConn gives its place back once, on its first Close.

@@ -47,7 +47,8 @@ type Options struct {
 	// a larger chunked one fails the handler's read (*http.MaxBytesError).
 	MaxBody int64
 	// MaxConns and MaxConnsPerClient cap the open connections in total and
-	// per client IP address; beyond them a new connection is closed at once.
+	// per client (an IPv4 address, an IPv6 /64); beyond them a new
+	// connection is closed at once.
 	// Zero derives them from the file limit (see CapsFor).
 	MaxConns, MaxConnsPerClient int
 	// Reserve is how many file descriptors the rest of the program needs
