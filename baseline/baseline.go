@@ -41,6 +41,12 @@ const LocalSource = "local"
 // DefaultConcurrency bounds the probes in flight when Options leaves it zero.
 const DefaultConcurrency = 256
 
+// DefaultMaxDiagnoses bounds the doctor's runs of one Save or Diff when
+// Options leaves it zero: a diagnosis takes up to about the timeout, eight
+// at a time, so 100 take about 13 timeouts; past that the class says enough
+// to start with, and reach check explains any one of the rest.
+const DefaultMaxDiagnoses = 100
+
 // Target is one (source, target) pair of the set: what to probe and how.
 type Target struct {
 	// Source is who probes: LocalSource for this host.
@@ -102,7 +108,9 @@ type File struct {
 	// TimeoutMS bounds each probe of an entry that names none.
 	TimeoutMS  float64 `json:"timeout_ms"`
 	DurationMS float64 `json:"duration_ms"`
-	Entries    []Entry `json:"entries"`
+	// Undiagnosed counts failures left without a cause (Options.MaxDiagnoses).
+	Undiagnosed int     `json:"undiagnosed,omitempty"`
+	Entries     []Entry `json:"entries"`
 }
 
 // Targets returns the file's set, for probing it again.
@@ -131,6 +139,10 @@ type Options struct {
 	// NoDiagnosis records classes only: Save leaves causes empty and Diff
 	// names no cause for what broke (both are then as fast as the probes).
 	NoDiagnosis bool
+	// MaxDiagnoses bounds the doctor's runs: failures past it keep their
+	// class only (in the order given). Zero means DefaultMaxDiagnoses,
+	// negative no limit.
+	MaxDiagnoses int
 	// Progress, when set, is called as probes and diagnoses finish, with
 	// what is being done ("probing", "diagnosing") and how far it is.
 	Progress func(phase string, done, total int)
@@ -276,10 +288,23 @@ func entryOf(t Target, r probe.Result) Entry {
 	return e
 }
 
-// diagnose runs the doctor on the entries at idx and returns its reports
-// in the same order.
+func (o *Options) maxDiagnoses() int {
+	switch {
+	case o.NoDiagnosis:
+		return 0
+	case o.MaxDiagnoses == 0:
+		return DefaultMaxDiagnoses
+	case o.MaxDiagnoses < 0:
+		return MaxEntries
+	}
+	return o.MaxDiagnoses
+}
+
+// diagnose runs the doctor on the entries at idx, at most maxDiagnoses of
+// them, and returns its reports in the same order: nil for those past it.
 func (o *Options) diagnose(ctx context.Context, rs []resolved, idx []int) []*doctor.Report {
 	reports := make([]*doctor.Report, len(idx))
+	idx = idx[:min(len(idx), o.maxDiagnoses())]
 	if len(idx) == 0 {
 		return reports
 	}
@@ -316,7 +341,7 @@ func (o *Options) diagnose(ctx context.Context, rs []resolved, idx []int) []*doc
 }
 
 // Save probes every target and returns the baseline; a target that failed
-// is diagnosed (unless NoDiagnosis) so the file says why. It fails only on
+// is diagnosed (up to MaxDiagnoses) so the file says why. It fails only on
 // a target it cannot probe as written (ErrTarget) or an empty set; a
 // cancelled ctx is its error, with nothing saved.
 func Save(ctx context.Context, targets []Target, opt Options) (*File, error) {
@@ -330,16 +355,18 @@ func Save(ctx context.Context, targets []Target, opt Options) (*File, error) {
 	f := &File{Schema: Schema, TakenAt: opt.clock(), Host: opt.hostname(), TimeoutMS: ms(opt.timeout())}
 	start := time.Now()
 	f.Entries = opt.measure(ctx, rs, targets)
-	if !opt.NoDiagnosis {
-		var failed []int
-		for i, e := range f.Entries {
-			if e.Class != probe.Open {
-				failed = append(failed, i)
-			}
+	var failed []int
+	for i, e := range f.Entries {
+		if e.Class != probe.Open {
+			failed = append(failed, i)
 		}
-		for k, rep := range opt.diagnose(ctx, rs, failed) {
-			f.Entries[failed[k]].Cause = rep.Cause
+	}
+	for k, rep := range opt.diagnose(ctx, rs, failed) {
+		if rep == nil {
+			f.Undiagnosed++
+			continue
 		}
+		f.Entries[failed[k]].Cause = rep.Cause
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("baseline: interrupted, nothing saved: %w", err)

@@ -80,8 +80,30 @@ func TestSaveDiffLoopback(t *testing.T) {
 
 	// Without diagnosis, no doctor runs: classes only.
 	r, err = Diff(t.Context(), f, DiffOptions{Options: Options{Timeout: time.Second, NoDiagnosis: true}})
-	if err != nil || len(r.Broken) != 1 || r.Broken[0].Now.Cause != "" || r.Broken[0].Fix != "" {
+	if err != nil || len(r.Broken) != 1 || r.Broken[0].Now.Cause != "" || r.Broken[0].Fix != "" || r.Undiagnosed != 1 {
 		t.Errorf("no diagnosis: %+v, %v", r, err)
+	}
+}
+
+// MaxDiagnoses bounds the doctor's runs; the failures past it keep their
+// class, and are counted.
+func TestSaveMaxDiagnoses(t *testing.T) {
+	var args []string
+	for range 3 {
+		args = append(args, testnet.ClosedPort(t).String())
+	}
+	targets, _ := ParseTargets(args)
+	f, err := Save(t.Context(), targets, Options{Timeout: time.Second, MaxDiagnoses: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Undiagnosed != 2 || f.Entries[0].Cause != doctor.NotListening || f.Entries[1].Cause != "" || f.Entries[2].Cause != "" {
+		t.Errorf("undiagnosed %d, entries %+v", f.Undiagnosed, f.Entries)
+	}
+	for _, e := range f.Entries {
+		if e.Class != probe.Refused {
+			t.Errorf("%+v", e)
+		}
 	}
 }
 

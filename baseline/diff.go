@@ -101,6 +101,9 @@ type Report struct {
 	Slower    []Change  `json:"slower"`
 	Unchanged int       `json:"unchanged"`
 	Total     int       `json:"total"`
+	// Undiagnosed counts broken and changed pairs the doctor was not run
+	// on (NoDiagnosis, or past MaxDiagnoses).
+	Undiagnosed int `json:"undiagnosed"`
 	// Threshold is the slower rule applied.
 	SlowerFactor float64 `json:"slower_factor"`
 	SlowerByMS   float64 `json:"slower_by_ms"`
@@ -185,7 +188,8 @@ type DiffOptions struct {
 }
 
 // Diff probes the baseline's set again and reports what changed. Pairs
-// that broke or fail differently are diagnosed by the doctor (only those:
+// that broke or fail differently are diagnosed by the doctor (only those,
+// up to MaxDiagnoses:
 // a healthy set costs one probe per pair); a pair the doctor finds
 // reachable after all (it flapped) is reported with its cause, reachable.
 // Slower pairs are probed twice more and the fastest of the three counts,
@@ -213,18 +217,20 @@ func Diff(ctx context.Context, base *File, opt DiffOptions) (*Report, error) {
 	r := Compare(base.Entries, now, opt.Slower)
 	r.Baseline = Taken{TakenAt: base.TakenAt, Host: base.Host, From: base.From}
 	r.TakenAt, r.Host = at, o.hostname()
-	if !o.NoDiagnosis {
-		var idx []int
-		var which []*Change
-		for _, list := range [][]Change{r.Broken, r.Changed} {
-			for k := range list {
-				idx = append(idx, index[list[k].key()])
-				which = append(which, &list[k])
-			}
+	var idx []int
+	var which []*Change
+	for _, list := range [][]Change{r.Broken, r.Changed} {
+		for k := range list {
+			idx = append(idx, index[list[k].key()])
+			which = append(which, &list[k])
 		}
-		for k, rep := range o.diagnose(ctx, rs, idx) {
-			which[k].explain(rep)
+	}
+	for k, rep := range o.diagnose(ctx, rs, idx) {
+		if rep == nil {
+			r.Undiagnosed++
+			continue
 		}
+		which[k].explain(rep)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("baseline: diff interrupted: %w", err)

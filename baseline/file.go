@@ -221,6 +221,8 @@ func (f *File) check() error {
 		return formatErr("%d entries, more than %d", len(f.Entries), MaxEntries)
 	case !finite(f.TimeoutMS) || f.TimeoutMS <= 0 || f.TimeoutMS > maxTimeoutMS:
 		return formatErr("timeout_ms %v: want a positive number of milliseconds, at most %v", f.TimeoutMS, maxTimeoutMS)
+	case f.Undiagnosed < 0 || f.Undiagnosed > len(f.Entries):
+		return formatErr("undiagnosed %d: want 0 to the number of entries", f.Undiagnosed)
 	case !finite(f.DurationMS) || f.DurationMS < 0:
 		return formatErr("duration_ms %v: want zero or more", f.DurationMS)
 	}

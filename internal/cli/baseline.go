@@ -53,12 +53,14 @@ type baselineFlags struct {
 	timeout     time.Duration
 	concurrency int
 	noDiagnose  bool
+	maxDiag     int
 }
 
 func (fl *baselineFlags) add(f *pflag.FlagSet) {
 	f.DurationVar(&fl.timeout, "timeout", probe.DefaultTimeout, "longest wait for one connection attempt")
 	f.IntVar(&fl.concurrency, "concurrency", baseline.DefaultConcurrency, "probes in flight at once")
 	f.BoolVar(&fl.noDiagnose, "no-diagnose", false, "classes only: run no doctor on failures (faster; no causes or fixes)")
+	f.IntVar(&fl.maxDiag, "max-diagnoses", baseline.DefaultMaxDiagnoses, "run the doctor on at most N failures; the rest keep their class (0: no limit)")
 }
 
 func (fl *baselineFlags) options(env *Env) (baseline.Options, *baselineProgress, error) {
@@ -68,7 +70,14 @@ func (fl *baselineFlags) options(env *Env) (baseline.Options, *baselineProgress,
 	if fl.concurrency < 1 || fl.concurrency > 65536 {
 		return baseline.Options{}, nil, usageErrorf("--concurrency %d: give 1 to 65536", fl.concurrency)
 	}
-	o := baseline.Options{Timeout: fl.timeout, Concurrency: fl.concurrency, NoDiagnosis: fl.noDiagnose}
+	if fl.maxDiag < 0 {
+		return baseline.Options{}, nil, usageErrorf("--max-diagnoses %d: give 0 (no limit) or more", fl.maxDiag)
+	}
+	o := baseline.Options{Timeout: fl.timeout, Concurrency: fl.concurrency, NoDiagnosis: fl.noDiagnose,
+		MaxDiagnoses: fl.maxDiag}
+	if fl.maxDiag == 0 {
+		o.MaxDiagnoses = -1
+	}
 	var p *baselineProgress
 	if showsProgress(env.Err) {
 		p = &baselineProgress{w: env.Err}
@@ -149,6 +158,10 @@ exists, cannot be written, or interrupted), 2 usage error.`,
 				return &ExitError{Code: ExitFail, Err: err}
 			}
 			fmt.Fprintf(env.Err, "reach: saved %s to %s (%s)\n", plural(len(file.Entries), "endpoint"), output, tally(file.Entries))
+			if file.Undiagnosed > 0 && !fl.noDiagnose {
+				fmt.Fprintf(env.Err, "reach: %s past --max-diagnoses %d saved without a cause\n",
+					plural(file.Undiagnosed, "failure"), fl.maxDiag)
+			}
 			return nil
 		},
 	}
@@ -338,6 +351,10 @@ func writeDiff(w io.Writer, path string, r *baseline.Report) {
 	}
 	for _, c := range r.Slower {
 		fmt.Fprintf(w, "\nSLOWER      %s: %s\n", c.Target, c.Note)
+	}
+	if r.Undiagnosed > 0 {
+		fmt.Fprintf(w, "\n%s broken or changed not diagnosed (--max-diagnoses, --no-diagnose): reach check TARGET explains one\n",
+			thousands(int64(r.Undiagnosed)))
 	}
 	n := func(i int) string { return thousands(int64(i)) }
 	fmt.Fprintf(w, "\n%s: %s broken, %s newly open, %s changed, %s slower, %s unchanged (%s)\n",
