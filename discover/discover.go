@@ -6,7 +6,8 @@
 // TCP connect) and reads the answer from the kernel's neighbour table.
 // Through a router it sends ICMP echo (a raw socket when privileged, the
 // ping socket where net.ipv4.ping_group_range allows) and TCP pings
-// (connect() to PingPorts: a SYN-ACK or a reset both mean up).
+// (connect() to PingPorts with the first request, kept open until the
+// verdict: a SYN-ACK or a reset both mean up).
 //
 // Timing adapts as nmap's does: each segment (and each router) keeps RFC
 // 6298's smoothed round-trip time over the answers seen; a request waits

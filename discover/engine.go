@@ -168,6 +168,9 @@ func schedule(ctx context.Context, addrs []netip.Addr, opt Options, t transport)
 				entry = t.neigh(h.addr)
 			}
 			by, sent := h.by, h.tries
+			if by == TCP {
+				sent = len(opt.PingPorts) // one per port, with the first request
+			}
 			if h.kernel {
 				// The kernel asked: once, and again each second.
 				by, sent = neighMethod(h.addr), 1+int(now.Sub(h.first)/time.Second)

@@ -440,7 +440,14 @@ func (t *netTransport) send(h *host) {
 	case Echo:
 		t.sendEcho(h)
 	}
-	t.sendTCP(h)
+	// TCP pings go with the first request only, and their sockets stay
+	// open until the verdict, so a late answer still counts. Sending them
+	// again would add nothing: the kernel asks a neighbour once a second
+	// whatever we send, and a host silent behind a router has its ports
+	// scanned next anyway.
+	if h.tries == 1 {
+		t.sendTCP(h)
+	}
 }
 
 func boolInt(b bool) int {
@@ -511,9 +518,8 @@ func (t *netTransport) sendEcho(h *host) {
 	}
 }
 
-// sendTCP connects to each ping port; the sockets of an earlier try go.
+// sendTCP connects to each ping port.
 func (t *netTransport) sendTCP(h *host) {
-	t.closePings(h)
 	for _, port := range t.opt.PingPorts {
 		fd, errno := sys.NewTCPSocket(h.addr.Is6(), 0)
 		if errno != 0 {
@@ -559,10 +565,6 @@ func (t *netTransport) forget(h *host) {
 	if h.kernel && h.tries > 0 {
 		t.kernelUse--
 	}
-	t.closePings(h)
-}
-
-func (t *netTransport) closePings(h *host) {
 	for _, fd := range t.byHost[h] {
 		if _, ok := t.pings[fd]; ok {
 			delete(t.pings, fd)
