@@ -19,6 +19,7 @@ import (
 	"github.com/reach-tools/reach/doctor"
 	"github.com/reach-tools/reach/endpoint"
 	"github.com/reach-tools/reach/kstat"
+	"github.com/reach-tools/reach/netwatch"
 	"github.com/reach-tools/reach/probe"
 	"golang.org/x/time/rate"
 )
@@ -69,6 +70,13 @@ type Config struct {
 	// gauge: about 2 series per target instead of about 17, for fleets
 	// whose full mesh would otherwise swamp Prometheus.
 	CompactMetrics bool
+	// NoNetWatch turns off re-probing on network changes: by default the
+	// kernel's notices of route, address, link and nf_tables changes make
+	// the agent probe the targets they may affect at once (ProbeList.Recheck
+	// times, RecheckGap apart), report at once, and tell the hub the change.
+	NoNetWatch bool
+	// NetWatch tunes that watch (its Logger is the agent's).
+	NetWatch netwatch.Options
 
 	Logger *slog.Logger
 }
@@ -82,6 +90,11 @@ type Agent struct {
 	log   *slog.Logger
 	limit *limiters
 	run   int64 // Batch.Run: when New made this agent, in Unix nanoseconds
+
+	mu      sync.Mutex
+	kick    func(netwatch.Burst) []string // the running schedule's; nil between lists
+	changes []NetChange                   // to tell the hub, oldest first
+	soon    chan struct{}                 // a re-probe is recorded: report it now
 }
 
 // New checks cfg and returns an agent ready to Run.
@@ -137,6 +150,7 @@ func New(cfg Config) (*Agent, error) {
 		log:   log.With("agent", cfg.Name),
 		limit: newLimiters(cfg.QueryRate),
 		run:   time.Now().UnixNano(),
+		soon:  make(chan struct{}, 1),
 	}, nil
 }
 
@@ -155,6 +169,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	var wg sync.WaitGroup
 	wg.Go(func() { a.report(ctx) })
+	if !a.cfg.NoNetWatch {
+		wg.Go(func() { a.watchNet(ctx) })
+	}
 	for ctx.Err() == nil {
 		sctx, cancel := context.WithCancel(ctx)
 		done := make(chan struct{})
@@ -251,7 +268,8 @@ func sameList(a, b ProbeList) bool {
 
 // schedule probes every target once per interval until ctx ends. Targets
 // are spread evenly over the interval, with a random phase so agents started
-// together do not probe in step.
+// together do not probe in step. A network change (kick) makes the targets
+// it may affect be probed at once, pl.Recheck times RecheckGap apart.
 func (a *Agent) schedule(ctx context.Context, pl ProbeList) {
 	n := len(pl.Targets)
 	if n == 0 {
@@ -263,19 +281,49 @@ func (a *Agent) schedule(ctx context.Context, pl ProbeList) {
 	phase := time.Duration(rand.Int64N(int64(step) + 1))
 	sem := make(chan struct{}, a.cfg.Concurrency)
 	opt := probe.Options{Timeout: time.Duration(pl.Timeout), Dial: a.cfg.Dial}
+	rechecks := min(cmp.Or(pl.Recheck, DefaultRecheck), MaxRecheck)
+	kicks := make([]chan struct{}, n)
+	for i := range kicks {
+		kicks[i] = make(chan struct{}, 1)
+	}
+	a.setKick(func(b netwatch.Burst) []string {
+		var ids []string
+		for i, t := range pl.Targets {
+			if b.Affects(t.Addr.Addr()) {
+				ids = append(ids, t.ID)
+				select {
+				case kicks[i] <- struct{}{}:
+				default: // already kicked
+				}
+			}
+		}
+		return ids
+	})
+	defer a.setKick(nil)
 	var wg sync.WaitGroup
 	for i, t := range pl.Targets {
 		wg.Go(func() {
 			timer := time.NewTimer(phase + time.Duration(i)*step)
 			defer timer.Stop()
+			left := 0 // re-probes a change still asks for
 			for {
 				select {
 				case <-ctx.Done():
 					return
 				case <-timer.C:
+				case <-kicks[i]:
+					left = rechecks
 				}
 				start := time.Now()
-				timer.Reset(interval)
+				recheck := left > 0
+				if recheck {
+					left--
+				}
+				if left > 0 {
+					timer.Reset(RecheckGap)
+				} else {
+					timer.Reset(interval)
+				}
 				select {
 				case sem <- struct{}{}:
 				case <-ctx.Done():
@@ -287,10 +335,52 @@ func (a *Agent) schedule(ctx context.Context, pl ProbeList) {
 					return // a probe cut short says nothing about the target
 				}
 				a.record(t, r, start)
+				if recheck {
+					a.reportSoon()
+				}
 			}
 		})
 	}
 	wg.Wait()
+}
+
+func (a *Agent) setKick(f func(netwatch.Burst) []string) {
+	a.mu.Lock()
+	a.kick = f
+	a.mu.Unlock()
+}
+
+func (a *Agent) reportSoon() {
+	select {
+	case a.soon <- struct{}{}:
+	default:
+	}
+}
+
+// watchNet re-probes on network changes until ctx ends, and keeps each
+// change for the next batch. Where changes cannot be watched, it says so
+// once: probing goes on by the interval.
+func (a *Agent) watchNet(ctx context.Context) {
+	opt := a.cfg.NetWatch
+	opt.Logger = a.log
+	err := netwatch.Watch(ctx, opt, func(b netwatch.Burst) {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		c := NetChange{Time: b.First, Count: b.Count, Changes: b.Changes, Targets: []string{}}
+		if a.kick != nil {
+			c.Targets = a.kick(b)
+		}
+		if len(a.changes) == MaxChanges {
+			a.changes = a.changes[1:]
+		}
+		a.changes = append(a.changes, c)
+		a.log.Info("network change", "change", b.String(), "rechecking", len(c.Targets))
+		a.reportSoon()
+	})
+	if err != nil {
+		a.log.Warn("network changes will not trigger re-probes; targets are probed by their interval only",
+			"err", err)
+	}
 }
 
 func (a *Agent) record(t Target, r probe.Result, start time.Time) {
@@ -323,6 +413,13 @@ func (a *Agent) report(ctx context.Context) {
 			cancel()
 			return
 		case <-t.C:
+		case <-a.soon:
+			// Re-probes come RecheckGap apart: one report for a few.
+			select {
+			case <-ctx.Done():
+				continue
+			case <-time.After(RecheckGap / 2):
+			}
 		}
 		err := a.flush(ctx)
 		switch {
@@ -346,12 +443,16 @@ func (a *Agent) report(ctx context.Context) {
 func (a *Agent) flush(ctx context.Context) error {
 	for {
 		batch, seq := a.buf.peek(MaxBatch)
-		if len(batch) == 0 {
+		a.mu.Lock()
+		changes := slices.Clone(a.changes)
+		a.mu.Unlock()
+		if len(batch) == 0 && len(changes) == 0 {
 			return nil
 		}
 		end := seq + uint64(len(batch))
 		_, dropped := a.buf.stats()
-		b := Batch{Agent: a.cfg.Name, Results: batch, Dropped: dropped, Run: a.run, Seq: seq}
+		b := Batch{Agent: a.cfg.Name, Results: batch, Dropped: dropped, Run: a.run, Seq: seq,
+			Changes: changes}
 		var reply IngestReply
 		err := a.hub.call(ctx, http.MethodPost, PathResults, nil, b, &reply)
 		if err != nil {
@@ -359,6 +460,11 @@ func (a *Agent) flush(ctx context.Context) error {
 			return err
 		}
 		a.buf.ack(end)
+		a.mu.Lock()
+		a.changes = slices.DeleteFunc(a.changes, func(c NetChange) bool { // keep what came since
+			return slices.ContainsFunc(changes, func(s NetChange) bool { return s.Time.Equal(c.Time) })
+		})
+		a.mu.Unlock()
 		a.m.sent.Add(float64(reply.Accepted))
 		if reply.Rejected > 0 || reply.Truncated > 0 {
 			// Resending cannot help: the hub judged them. Say why, once a batch.

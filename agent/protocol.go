@@ -19,6 +19,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/reach-tools/reach/netwatch"
 	"github.com/reach-tools/reach/probe"
 )
 
@@ -58,7 +59,19 @@ type ProbeList struct {
 	Interval Duration `json:"interval"`
 	Timeout  Duration `json:"timeout"`
 	Targets  []Target `json:"targets"`
+	// Recheck is how many times, RecheckGap apart, the agent probes a
+	// target again at once after a network change that may affect it:
+	// enough for the hub to move its state (the larger of rise and fall).
+	// 0 means DefaultRecheck.
+	Recheck int `json:"recheck,omitempty"`
 }
+
+// Re-probes after a network change.
+const (
+	DefaultRecheck = 3
+	MaxRecheck     = 10
+	RecheckGap     = 100 * time.Millisecond
+)
 
 // Result is one probe outcome as reported to the hub.
 type Result struct {
@@ -90,6 +103,24 @@ type Batch struct {
 	// without Run and Seq (an agent from before them) is accepted without
 	// that protection, with a warning, until its agent sends a sequenced one.
 	Seq uint64 `json:"seq,omitempty"`
+	// Changes are network changes the agent saw (netwatch) and re-probed
+	// after, at most MaxChanges, oldest first. A batch may carry changes
+	// and no results.
+	Changes []NetChange `json:"changes,omitempty"`
+}
+
+// MaxChanges is the most network changes a batch carries; an agent keeps
+// no more waiting (the oldest go first).
+const MaxChanges = 8
+
+// NetChange is a change of an agent's network (a burst of them, as package
+// netwatch coalesces them) after which it re-probed the targets it may
+// affect.
+type NetChange struct {
+	Time    time.Time         `json:"time"`  // the first change
+	Count   int               `json:"count"` // changes in the burst
+	Changes []netwatch.Change `json:"changes"`
+	Targets []string          `json:"targets"` // Target.IDs re-probed at once
 }
 
 // IngestReply is the hub's answer to a batch.

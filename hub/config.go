@@ -41,6 +41,10 @@ type Config struct {
 	Hosts     []HostConfig  `yaml:"hosts"`
 	Groups    []GroupConfig `yaml:"groups"`
 	Pairs     []PairConfig  `yaml:"pairs"`
+	// Recheck is how often agents probe a pair again at once after a
+	// network change (agent.ProbeList.Recheck); reach watch sets it to the
+	// larger of its rise and fall. 0: agent.DefaultRecheck.
+	Recheck int `yaml:"-"`
 }
 
 // HostConfig is one host of the fleet; its name is its agent's name.
@@ -103,7 +107,7 @@ func (c *Config) ProbeLists() (map[string]agent.ProbeList, error) {
 		}
 		hosts[h.Name] = h
 		lists[h.Name] = agent.ProbeList{Agent: h.Name, Interval: agent.Duration(interval),
-			Timeout: agent.Duration(timeout), Targets: []agent.Target{}}
+			Timeout: agent.Duration(timeout), Targets: []agent.Target{}, Recheck: c.Recheck}
 	}
 	add := func(from string, t agent.Target) {
 		pl := lists[from]
@@ -232,6 +236,8 @@ func FromMonitorConfig(cfg *monitor.Config) (*Config, error) {
 	if c.Token, err = agent.ReadToken(c.TokenFile); err != nil {
 		return nil, fmt.Errorf("agents.token_file: %w", err)
 	}
+	c.Recheck = min(max(cmp.Or(cfg.Alerts.Rise, monitor.DefaultRise), cmp.Or(cfg.Alerts.Fall,
+		monitor.DefaultFall)), agent.MaxRecheck)
 	return &c, nil
 }
 

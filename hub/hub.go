@@ -32,6 +32,13 @@ type Sink interface {
 	Ingest(ctx context.Context, results []agent.Result) error
 }
 
+// ChangeSink, when a Sink implements it, is told of the network changes an
+// agent saw (checked like its results), before the results that followed
+// them, and how long after a change its pairs' state changes count as its.
+type ChangeSink interface {
+	NoteChanges(agent string, changes []agent.NetChange, window time.Duration)
+}
+
 // historyLen is how many results per pair the hub keeps in memory for the
 // pair page; long-term history is the Sink's job.
 const historyLen = 120
@@ -85,6 +92,9 @@ type agentSeen struct {
 	run          int64
 	next         uint64
 	warnedLegacy bool
+	// lastChange is the time of the newest network change it told us of:
+	// a resent batch does not record its changes twice.
+	lastChange time.Time
 	// results and bytes are its ingest budgets (see Limits).
 	results, bytes *rate.Limiter
 }

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/reach-tools/reach/agent"
+	"github.com/reach-tools/reach/netwatch"
 	"github.com/reach-tools/reach/probe"
 )
 
@@ -255,6 +256,7 @@ func (h *Hub) ingest(ctx context.Context, b agent.Batch, size int64, r *http.Req
 		h.update(res)
 		kept = append(kept, res)
 	}
+	changes := checkChanges(pl, seen, b.Changes, now)
 	h.mu.Unlock()
 	reply.Accepted = len(kept)
 	h.report(b.Agent, reply)
@@ -264,6 +266,10 @@ func (h *Hub) ingest(ctx context.Context, b agent.Batch, size int64, r *http.Req
 	if legacy {
 		h.logger().Warn("agent sends no sequence numbers (it predates them): its batches are "+
 			"accepted without protection against replays and duplicates; upgrade it", "agent", b.Agent)
+	}
+	if cs, ok := h.Sink.(ChangeSink); ok && len(changes) > 0 {
+		rounds := time.Duration(cmp.Or(pl.Recheck, agent.DefaultRecheck))
+		cs.NoteChanges(pl.Agent, changes, rounds*(time.Duration(pl.Timeout)+agent.RecheckGap)+time.Second)
 	}
 	if h.Sink != nil && len(kept) > 0 {
 		if err := h.Sink.Ingest(ctx, kept); err != nil {
@@ -351,6 +357,48 @@ func check(pl agent.ProbeList, res agent.Result, now time.Time) (
 	}
 	out.Error, cut = capText(res.Error, agent.MaxErrorText)
 	return out, "", cut
+}
+
+// maxChangeText bounds the text of one change an agent reports.
+const maxChangeText = 200
+
+// checkChanges keeps the network changes an agent may tell: at most
+// agent.MaxChanges, newer than the last it told, within the window its
+// results must be in, of kinds netwatch makes, naming only targets of its
+// list; texts are cut. Nothing else is trusted: the hub words the summary.
+func checkChanges(pl agent.ProbeList, seen *agentSeen, cs []agent.NetChange, now time.Time) []agent.NetChange {
+	var out []agent.NetChange
+	for _, c := range cs[:min(len(cs), agent.MaxChanges)] {
+		if !c.Time.After(seen.lastChange) || c.Time.Before(now.Add(-Window(pl))) ||
+			c.Time.After(now.Add(MaxSkew)) || c.Count < 1 {
+			continue
+		}
+		seen.lastChange = c.Time
+		kept := agent.NetChange{Time: c.Time, Count: c.Count, Targets: []string{}}
+		for _, ch := range c.Changes[:min(len(c.Changes), netwatch.MaxKept)] {
+			switch ch.Kind {
+			case netwatch.KindRoute, netwatch.KindAddress, netwatch.KindLink, netwatch.KindFirewall,
+				netwatch.KindOverflow:
+			default:
+				continue
+			}
+			ch.Detail, _ = capText(ch.Detail, maxChangeText)
+			ch.Op, _ = capText(ch.Op, 16)
+			kept.Changes = append(kept.Changes, ch)
+		}
+		if len(kept.Changes) == 0 {
+			continue
+		}
+		kept.Count = max(kept.Count, len(kept.Changes))
+		for _, id := range c.Targets {
+			i := slices.IndexFunc(pl.Targets, func(t agent.Target) bool { return t.ID == id })
+			if i >= 0 && !slices.Contains(kept.Targets, pl.Targets[i].ID) {
+				kept.Targets = append(kept.Targets, pl.Targets[i].ID)
+			}
+		}
+		out = append(out, kept)
+	}
+	return out
 }
 
 // capText cuts s to at most n bytes at a rune boundary, marked, and copies

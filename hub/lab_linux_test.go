@@ -1,6 +1,7 @@
 package hub_test
 
 import (
+	"cmp"
 	"context"
 	"crypto/x509"
 	"encoding/json"
@@ -58,11 +59,18 @@ type fleet struct {
 	agents []*exec.Cmd // each host's reach agent
 }
 
-func newFleet(t *testing.T) *fleet { return newFleetWith(t, false) }
+func newFleet(t *testing.T) *fleet { return newFleetWith(t, fleetOptions{}) }
 
-// newFleetWith, with mTLS set, serves the hub over https requiring client
-// certificates, and gives each agent its own (CN = its name).
-func newFleetWith(t *testing.T, mTLS bool) *fleet {
+// fleetOptions vary the fleet: with mTLS the hub serves https requiring
+// client certificates, and each agent has its own (CN = its name); interval
+// replaces labInterval.
+type fleetOptions struct {
+	mTLS     bool
+	interval time.Duration
+}
+
+func newFleetWith(t *testing.T, o fleetOptions) *fleet {
+	mTLS := o.mTLS
 	t.Helper()
 	lab := netlab.New(t)
 	f := &fleet{names: []string{"hub", "web", "db", "batch"}}
@@ -71,7 +79,7 @@ func newFleetWith(t *testing.T, mTLS bool) *fleet {
 	}
 	f.addrs = lab.LAN(f.hosts...)
 	dir := t.TempDir()
-	conf := fmt.Sprintf("alerts: {rise: 1, fall: 1}\nagents:\n  token_file: %s\n  interval: %v\n  timeout: %v\n  hosts:\n", filepath.Join(dir, "token"), labInterval, labTimeout)
+	conf := fmt.Sprintf("alerts: {rise: 1, fall: 1}\nagents:\n  token_file: %s\n  interval: %v\n  timeout: %v\n  hosts:\n", filepath.Join(dir, "token"), cmp.Or(o.interval, labInterval), labTimeout)
 	for i, n := range f.names {
 		conf += fmt.Sprintf("    - {name: %s, addr: %s}\n", n, f.addrs[i]) // agents advertise their URLs
 		testnet.ServeOn(t, f.hosts[i].Listen(t, "tcp", netip.AddrPortFrom(f.addrs[i], labPort).String()), testnet.HangUp)
@@ -488,7 +496,7 @@ func waitAgent(t *testing.T, f *fleet, i int) {
 // Agents report to a hub that requires client certificates; without one,
 // nothing gets through, token or not.
 func TestFleetMutualTLS(t *testing.T) {
-	f := newFleetWith(t, true)
+	f := newFleetWith(t, fleetOptions{mTLS: true})
 	waitMatrix(t, f, 30*time.Second, "every pair open over mTLS", func(bad []string, filled int) bool {
 		return filled == 4*3 && len(bad) == 0
 	})

@@ -221,3 +221,49 @@ func TestBurstOfChangesOneRecheckRound(t *testing.T) {
 		t.Errorf("far was probed %d times after one burst; want one round of 3", n)
 	}
 }
+
+// TestAgentRechecksOnNetworkChange: an agent re-probes at once what a
+// change of its own network may affect, and the hub records the change
+// with the pair it sent down. The interval is a minute: only the change
+// can explain a state change within seconds.
+func TestAgentRechecksOnNetworkChange(t *testing.T) {
+	netlab.Require(t)
+	f := newFleetWith(t, fleetOptions{interval: time.Minute})
+	web, db := f.hosts[1], f.addrs[2]
+	// The first probes come from a change too (the schedule's phase could
+	// be a minute): an address on each agent's lo affects every target.
+	for i, h := range f.hosts {
+		h.Run(t, "ip", "addr", "add", fmt.Sprintf("198.19.252.%d/32", i+1), "dev", "lo")
+	}
+	waitMatrix(t, f, 20*time.Second, "every pair open", func(bad []string, filled int) bool {
+		return filled == 12 && len(bad) == 0
+	})
+	changed := time.Now()
+	web.Run(t, "ip", "route", "add", "unreachable", db.String()+"/32")
+	took := waitMatrix(t, f, 10*time.Second, "web->db down", func(bad []string, _ int) bool {
+		return slices.Equal(bad, []string{fmt.Sprintf("web->db:%d=host-unreachable", labPort)})
+	})
+	t.Logf("web->db went down %v after its route changed (interval 1 min)", time.Since(changed).Round(time.Millisecond))
+	if took > 5*time.Second {
+		t.Errorf("web->db took %v to go down after the change; the interval is a minute, want seconds", took)
+	}
+	var changes []monitor.NetChange
+	testnet.Eventually(t, 10*time.Second, "the hub records web's change", func() bool {
+		if err := json.Unmarshal([]byte(f.get(t, "/api/changes")), &changes); err != nil {
+			t.Fatal(err)
+		}
+		return slices.ContainsFunc(changes, func(c monitor.NetChange) bool {
+			return c.Source == "web" && len(c.Down) == 1
+		})
+	})
+	for _, c := range changes {
+		if c.Source != "web" || len(c.Down) != 1 {
+			continue
+		}
+		want := fmt.Sprintf("db:%d", labPort)
+		if c.Down[0] != want || !slices.Equal(c.Rechecked, []string{want}) ||
+			!strings.HasPrefix(c.Summary, "route unreachable "+db.String()+"/32") {
+			t.Errorf("web's change: %+v; want route unreachable %s/32, %s re-probed and down", c, db, want)
+		}
+	}
+}

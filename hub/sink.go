@@ -9,6 +9,7 @@ import (
 	"github.com/reach-tools/reach/agent"
 	"github.com/reach-tools/reach/endpoint"
 	"github.com/reach-tools/reach/monitor"
+	"github.com/reach-tools/reach/netwatch"
 	"github.com/reach-tools/reach/probe"
 )
 
@@ -33,4 +34,13 @@ func (s MonitorSink) Ingest(ctx context.Context, rs []agent.Result) error {
 		s.Monitor.Observe(ctx, r.Source, ep, r.Time, pr)
 	}
 	return nil
+}
+
+// NoteChanges implements ChangeSink: each change is recorded in the
+// monitor with the agent as its source (Monitor.NoteChange).
+func (s MonitorSink) NoteChanges(source string, cs []agent.NetChange, window time.Duration) {
+	for _, c := range cs {
+		b := netwatch.Burst{First: c.Time, Last: c.Time, Count: c.Count, Changes: c.Changes}
+		s.Monitor.NoteChange(source, b, c.Targets, window)
+	}
 }

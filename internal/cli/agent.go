@@ -238,6 +238,8 @@ client certificate must name this agent (CN or DNS SAN).`,
 	f.DurationVar(&cfg.ReportEvery, "report-every", agent.DefaultReportEvery, "how often to send results to the hub")
 	f.DurationVar(&cfg.RefreshEvery, "refresh-every", agent.DefaultRefreshEvery, "how often to fetch the probe list again")
 	f.IntVar(&cfg.Buffer, "buffer", agent.DefaultBuffer, "results kept while the hub is unreachable (then the oldest are dropped)")
+	f.BoolVar(&cfg.NoNetWatch, "no-net-watch", false, "do not re-probe at once when the kernel announces "+
+		"a route, address, link or nf_tables change that may affect a target (nor tell the hub)")
 	f.BoolVar(&cfg.CompactMetrics, "compact-metrics", false, "one duration histogram for the agent instead of one per target, plus the last duration per target as a gauge (about 2 series per target instead of 17; for large meshes)")
 	f.StringVar(&tlsCert, "tls-cert", "", "serve https with this PEM certificate")
 	f.StringVar(&tlsKey, "tls-key", "", "key of --tls-cert")

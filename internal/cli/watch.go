@@ -31,7 +31,7 @@ func init() { register("watch", newWatchCmd) }
 func newWatchCmd(env *Env) *cobra.Command {
 	var (
 		config, store, listen, retain, basic, token string
-		checkOnly, noDoctor                         bool
+		checkOnly, noDoctor, noNetWatch             bool
 		tlsFlags                                    hubTLSFlags
 		agentTLS                                    agentTLSFlags
 		concurrency                                 int
@@ -149,6 +149,7 @@ closed at once, counted in reach_http_connections_refused_total and logged.`,
 			}
 			w := watcher{env: env, cfg: cfg, path: config, store: store, listen: listen, retain: ret,
 				tls: tlsFlags, agents: agents, concurrency: concurrency, noDoctor: noDoctor,
+				noNetWatch:    noNetWatch,
 				doctorTimeout: doctorTimeout, server: srvOpt,
 				auth: web.Options{Token: token, User: user, Password: pass, StreamLifetime: streamLife}}
 			return w.run(cmd.Context())
@@ -166,6 +167,8 @@ closed at once, counted in reach_http_connections_refused_total and logged.`,
 	f.StringVar(&basic, "basic-auth", "", "require HTTP basic auth user:password on the dashboard")
 	f.IntVar(&concurrency, "concurrency", monitor.DefaultConcurrency, "probes in flight at most")
 	f.BoolVar(&noDoctor, "no-doctor", false, "do not diagnose endpoints that go down")
+	f.BoolVar(&noNetWatch, "no-net-watch", false, "do not re-probe at once when the kernel announces a "+
+		"route, address, link or nf_tables change (the changes are listed at /api/changes)")
 	f.DurationVar(&doctorTimeout, "doctor-timeout", 3*time.Second, "timeout of each probe the doctor makes")
 	server.add(cmd)
 	f.DurationVar(&streamLife, "stream-lifetime", web.DefaultStreamLifetime,
@@ -234,6 +237,7 @@ type watcher struct {
 	retain, doctorTimeout time.Duration
 	concurrency           int
 	noDoctor              bool
+	noNetWatch            bool
 	auth                  web.Options
 	server                httpsafe.Options
 }
@@ -270,7 +274,7 @@ func (w *watcher) run(ctx context.Context) error {
 	wt, err := hub.NewWatch(ctx, w.cfg, hub.WatchOptions{
 		Monitor: monitor.Options{Store: store, Metrics: monitor.NewMetrics(reg),
 			Concurrency: w.concurrency, Retain: w.retain},
-		NoDoctor: w.noDoctor, DoctorTimeout: w.doctorTimeout, AgentClient: w.agents,
+		NoDoctor: w.noDoctor, NoNetWatch: w.noNetWatch, DoctorTimeout: w.doctorTimeout, AgentClient: w.agents,
 		Dashboard: dash, Server: w.server, Logger: log, HubMetrics: hub.NewMetrics(reg)})
 	if err != nil {
 		return &ExitError{Code: ExitFail, Err: err}
