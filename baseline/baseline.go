@@ -9,10 +9,11 @@
 // failing differently, and slower beyond a threshold; the rest is counted
 // as unchanged.
 //
-// Everything is probed from this host, whose name the file records. The
-// source of each entry is "local" (the monitor's name for what a host
-// probes itself), so a file keeps its meaning when merged with agents'
-// results later.
+// Targets are probed from this host, whose name the file records, as
+// source "local" (the monitor's name for what a host probes itself). A
+// hub's whole matrix can be recorded too (Options.Hub): every (agent,
+// target) pair as its agent last saw it, read through the hub's dashboard
+// API; Diff then waits for the agents' next round of results.
 package baseline
 
 import (
@@ -23,7 +24,9 @@ import (
 	"math"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -105,6 +108,9 @@ type File struct {
 	TakenAt time.Time `json:"taken_at"`
 	Host    string    `json:"host"`
 	From    string    `json:"from,omitempty"`
+	// Hub is the base URL of the hub whose matrix the file holds (the
+	// entries whose source is an agent); never its token.
+	Hub string `json:"hub,omitempty"`
 	// TimeoutMS bounds each probe of an entry that names none.
 	TimeoutMS  float64 `json:"timeout_ms"`
 	DurationMS float64 `json:"duration_ms"`
@@ -143,6 +149,11 @@ type Options struct {
 	// class only (in the order given). Zero means DefaultMaxDiagnoses,
 	// negative no limit.
 	MaxDiagnoses int
+	// Hub, when set, adds its whole matrix to what Save records: every
+	// (agent, target) pair with a result, as the agents see it. Diff reads
+	// the matrix again from it (or from the file's hub URL, without a
+	// token, when it is nil).
+	Hub *Hub
 	// Progress, when set, is called as probes and diagnoses finish, with
 	// what is being done ("probing", "diagnosing") and how far it is.
 	Progress func(phase string, done, total int)
@@ -345,7 +356,7 @@ func (o *Options) diagnose(ctx context.Context, rs []resolved, idx []int) []*doc
 // a target it cannot probe as written (ErrTarget) or an empty set; a
 // cancelled ctx is its error, with nothing saved.
 func Save(ctx context.Context, targets []Target, opt Options) (*File, error) {
-	if len(targets) == 0 {
+	if len(targets) == 0 && opt.Hub == nil {
 		return nil, fmt.Errorf("%w: no targets", ErrTarget)
 	}
 	rs, err := opt.prepareAll(targets)
@@ -354,6 +365,13 @@ func Save(ctx context.Context, targets []Target, opt Options) (*File, error) {
 	}
 	f := &File{Schema: Schema, TakenAt: opt.clock(), Host: opt.hostname(), TimeoutMS: ms(opt.timeout())}
 	start := time.Now()
+	var fromHub []Entry
+	if opt.Hub != nil {
+		if fromHub, err = opt.Hub.Matrix(ctx); err != nil {
+			return nil, err
+		}
+		f.Hub = redact(opt.Hub.URL)
+	}
 	f.Entries = opt.measure(ctx, rs, targets)
 	var failed []int
 	for i, e := range f.Entries {
@@ -368,6 +386,7 @@ func Save(ctx context.Context, targets []Target, opt Options) (*File, error) {
 		}
 		f.Entries[failed[k]].Cause = rep.Cause
 	}
+	f.Entries = append(f.Entries, fromHub...)
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("baseline: interrupted, nothing saved: %w", err)
 	}
@@ -395,6 +414,17 @@ func (o *Options) prepareAll(targets []Target) ([]resolved, error) {
 		rs[i] = r
 	}
 	return rs, nil
+}
+
+// redact drops a URL's user information, query and fragment: a file
+// keeps where the hub is, never a credential.
+func redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return ""
+	}
+	u.User, u.RawQuery, u.Fragment = nil, "", ""
+	return strings.TrimRight(u.String(), "/")
 }
 
 func ms(d time.Duration) float64 { return math.Round(float64(d.Nanoseconds())/1e3) / 1e3 }

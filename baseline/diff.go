@@ -3,6 +3,7 @@ package baseline
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/reach-tools/reach/doctor"
@@ -101,9 +102,12 @@ type Report struct {
 	Slower    []Change  `json:"slower"`
 	Unchanged int       `json:"unchanged"`
 	Total     int       `json:"total"`
-	// Undiagnosed counts broken and changed pairs the doctor was not run
-	// on (NoDiagnosis, or past MaxDiagnoses).
+	// Undiagnosed counts broken and changed pairs of this host the doctor
+	// was not run on (NoDiagnosis, or past MaxDiagnoses).
 	Undiagnosed int `json:"undiagnosed"`
+	// Stale counts the hub's pairs with no result newer than the diff's
+	// start after two of the agents' intervals: compared as last seen.
+	Stale int `json:"stale"`
 	// Threshold is the slower rule applied.
 	SlowerFactor float64 `json:"slower_factor"`
 	SlowerByMS   float64 `json:"slower_by_ms"`
@@ -199,30 +203,61 @@ func Diff(ctx context.Context, base *File, opt DiffOptions) (*Report, error) {
 	if o.Timeout <= 0 && base.TimeoutMS > 0 {
 		o.Timeout = time.Duration(base.TimeoutMS * float64(time.Millisecond))
 	}
-	targets := base.Targets()
+	var targets []Target
+	agents := false
+	for _, e := range base.Entries {
+		if e.Source == LocalSource {
+			targets = append(targets, e.Target)
+		} else {
+			agents = true
+		}
+	}
 	rs, err := o.prepareAll(targets)
 	if err != nil {
 		return nil, err
 	}
+	h := o.Hub
+	if agents && h == nil {
+		h = &Hub{URL: base.Hub}
+	}
 	start, at := time.Now(), o.clock()
+	// The agents' next round and this host's probes, at once.
+	var fromHub []Entry
+	var stale int
+	var hubErr error
+	var wg sync.WaitGroup
+	if agents {
+		wg.Go(func() { fromHub, stale, hubErr = h.fresh(ctx, start) })
+	}
 	now := o.measure(ctx, rs, targets)
+	wg.Wait()
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("baseline: diff interrupted: %w", err)
+	}
+	if hubErr != nil {
+		return nil, hubErr
 	}
 	index := make(map[string]int, len(targets))
 	for i, t := range targets {
 		index[t.key()] = i
 	}
 	confirmSlower(ctx, o, base.Entries, now, rs, index, opt.Slower)
-	r := Compare(base.Entries, now, opt.Slower)
+	r := Compare(base.Entries, append(now, fromHub...), opt.Slower)
 	r.Baseline = Taken{TakenAt: base.TakenAt, Host: base.Host, From: base.From}
-	r.TakenAt, r.Host = at, o.hostname()
+	r.TakenAt, r.Host, r.Stale = at, o.hostname(), stale
 	var idx []int
 	var which []*Change
 	for _, list := range [][]Change{r.Broken, r.Changed} {
 		for k := range list {
-			idx = append(idx, index[list[k].key()])
-			which = append(which, &list[k])
+			c := &list[k]
+			i, local := index[c.key()]
+			if !local {
+				c.Note = fmt.Sprintf("as agent %s sees it; reach check %s --hub %s asks what the target's agent sees",
+					c.Source, c.Target.Target, h.URL)
+				continue
+			}
+			idx = append(idx, i)
+			which = append(which, c)
 		}
 	}
 	for k, rep := range o.diagnose(ctx, rs, idx) {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -226,10 +227,19 @@ func (f *File) check() error {
 	case !finite(f.DurationMS) || f.DurationMS < 0:
 		return formatErr("duration_ms %v: want zero or more", f.DurationMS)
 	}
+	if f.Hub != "" {
+		if u, err := url.Parse(f.Hub); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+			redact(f.Hub) != f.Hub {
+			return formatErr("hub %q: want the hub's base URL, such as http://hub:9190", f.Hub)
+		}
+	}
 	seen := make(map[string]bool, len(f.Entries))
 	for i, e := range f.Entries {
 		if err := e.check(); err != nil {
 			return formatErr("entries[%d]: %v", i, err)
+		}
+		if e.Source != LocalSource && f.Hub == "" {
+			return formatErr("entries[%d]: source %q is an agent, and the file names no hub", i, e.Source)
 		}
 		if seen[e.key()] {
 			return formatErr("entries[%d]: %s is listed twice", i, e.Target.String())

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -90,6 +91,7 @@ func newBaselineSaveCmd(env *Env) *cobra.Command {
 	var (
 		fl                    baselineFlags
 		output, list, watchCf string
+		hubURL                string
 		force                 bool
 	)
 	cmd := &cobra.Command{
@@ -106,7 +108,13 @@ The set is the TARGETs (host:port), the targets of a list file (-iL FILE,
 comment), and the endpoints of a reach watch config (-c reach.yaml: names,
 timeouts, source addresses and interfaces kept). A watch config's agents:
 section is not probed: those pairs are probed by the agents, from their
-hosts; save a baseline on each of them.
+hosts; --hub URL records the hub's whole matrix instead: every (agent,
+target) pair with a result, its class and connect time as the agent last
+saw it, read from the hub's dashboard API (/agents/matrix.json) with the
+token in REACH_WATCH_TOKEN. The hub's config would only say which pairs to
+probe, and only each agent can probe from its own host. Causes of the
+agents' failures are not recorded: reach check TARGET --hub asks the
+target's agent.
 
 The file is written atomically (a temporary file beside it, then moved into
 place) and an existing file is kept unless --force. "-o -" writes to stdout.
@@ -128,13 +136,17 @@ exists, cannot be written, or interrupted), 2 usage error.`,
 			if output == "" {
 				return usageErrorf("give -o FILE: where to write the baseline (- for stdout)")
 			}
-			targets, from, err := baselineTargets(env, f.Args(), list, watchCf)
+			targets, from, err := baselineTargets(env, f.Args(), list, watchCf, hubURL != "")
 			if err != nil {
 				return err
 			}
 			opt, progress, err := fl.options(env)
 			if err != nil {
 				return err
+			}
+			if hubURL != "" {
+				opt.Hub = &baseline.Hub{URL: hubURL, Token: os.Getenv("REACH_WATCH_TOKEN")}
+				from = strings.TrimPrefix(from+", hub matrix", ", ")
 			}
 			if output != "-" && !force {
 				if _, err := os.Lstat(output); err == nil {
@@ -169,6 +181,7 @@ exists, cannot be written, or interrupted), 2 usage error.`,
 	f.StringVarP(&output, "output", "o", "", `write the baseline to FILE ("-": stdout)`)
 	f.StringVar(&list, "input-list", "", `read targets from FILE ("-" for stdin); -iL FILE works too`)
 	f.StringVarP(&watchCf, "config", "c", "", "probe the endpoints of this reach watch config")
+	f.StringVar(&hubURL, "hub", "", "also record this hub's whole matrix, as its agents see it (token: REACH_WATCH_TOKEN)")
 	f.BoolVar(&force, "force", false, "replace FILE if it exists")
 	fl.add(f)
 	return cmd
@@ -176,7 +189,7 @@ exists, cannot be written, or interrupted), 2 usage error.`,
 
 // baselineTargets gathers the set from arguments, a list and a watch config,
 // and says where it came from.
-func baselineTargets(env *Env, args []string, list, watchCf string) ([]baseline.Target, string, error) {
+func baselineTargets(env *Env, args []string, list, watchCf string, hub bool) ([]baseline.Target, string, error) {
 	targets, err := baseline.ParseTargets(args)
 	if err != nil {
 		return nil, "", &UsageError{Err: err}
@@ -210,8 +223,8 @@ func baselineTargets(env *Env, args []string, list, watchCf string) ([]baseline.
 		targets = append(targets, baseline.FromWatchConfig(cfg)...)
 		from = append(from, "watch config "+watchCf)
 	}
-	if len(targets) == 0 {
-		return nil, "", usageErrorf("no targets; give host:port targets, -iL FILE or -c reach.yaml")
+	if len(targets) == 0 && !hub {
+		return nil, "", usageErrorf("no targets; give host:port targets, -iL FILE, -c reach.yaml or --hub URL")
 	}
 	return targets, strings.Join(from, ", "), nil
 }
@@ -239,6 +252,7 @@ func newBaselineDiffCmd(env *Env) *cobra.Command {
 		asJSON   bool
 		factor   float64
 		slowerBy time.Duration
+		hubURL   string
 	)
 	cmd := &cobra.Command{
 		Use:   "diff FILE",
@@ -269,7 +283,14 @@ A firewall change, checked before and after:
 {taken_at, host}, taken_at, host, broken[], newly_open[], changed[],
 slower[] (each: source, name, target, kind, was, now {class, cause,
 connect_ms}, and the doctor's confidence, issue, evidence, fix), unchanged,
-total. Lists are [] when empty. Progress goes to stderr on a terminal.
+total, undiagnosed, stale. Lists are [] when empty. Progress goes to
+stderr on a terminal.
+
+A baseline with a hub's matrix (save --hub) is compared with the agents'
+next results: diff waits until each pair has one newer than its start (at
+most two of the agents' intervals; the pairs still without one are
+compared as last seen and counted stale). Set REACH_WATCH_TOKEN to the
+hub's dashboard token.
 
 Exit status: 0 nothing changed, 1 something changed (or interrupted),
 2 usage error, 3 FILE cannot be read or is not a baseline.`,
@@ -300,6 +321,9 @@ Exit status: 0 nothing changed, 1 something changed (or interrupted),
 			if err != nil {
 				return &ExitError{Code: ExitBaselineFile, Err: err}
 			}
+			if hubURL != "" || file.Hub != "" {
+				opt.Hub = &baseline.Hub{URL: cmp.Or(hubURL, file.Hub), Token: os.Getenv("REACH_WATCH_TOKEN")}
+			}
 			rep, err := baseline.Diff(cmd.Context(), file, baseline.DiffOptions{Options: opt,
 				Slower: baseline.Threshold{Factor: factor, By: slowerBy}})
 			progress.clear()
@@ -328,6 +352,7 @@ Exit status: 0 nothing changed, 1 something changed (or interrupted),
 	f.BoolVar(&asJSON, "json", false, "print the diff as one JSON object on stdout")
 	f.Float64Var(&factor, "slower", baseline.DefaultSlowerFactor, "slower when the connect time is at least this many times the baseline's")
 	f.DurationVar(&slowerBy, "slower-by", baseline.DefaultSlowerBy, "... and at least this much more")
+	f.StringVar(&hubURL, "hub", "", "read the agents' pairs from this hub (default: the one the baseline names; token: REACH_WATCH_TOKEN)")
 	fl.add(f)
 	return cmd
 }
@@ -351,6 +376,10 @@ func writeDiff(w io.Writer, path string, r *baseline.Report) {
 	}
 	for _, c := range r.Slower {
 		fmt.Fprintf(w, "\nSLOWER      %s: %s\n", c.Target, c.Note)
+	}
+	if r.Stale > 0 {
+		fmt.Fprintf(w, "\n%s of the hub sent no result newer than this diff within two intervals: compared as last seen\n",
+			plural(r.Stale, "pair"))
 	}
 	if r.Undiagnosed > 0 {
 		fmt.Fprintf(w, "\n%s broken or changed not diagnosed (--max-diagnoses, --no-diagnose): reach check TARGET explains one\n",

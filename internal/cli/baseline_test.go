@@ -2,12 +2,18 @@ package cli
 
 import (
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/reach-tools/reach/agent"
+	"github.com/reach-tools/reach/hub"
 	"github.com/reach-tools/reach/internal/testnet"
+	"github.com/reach-tools/reach/probe"
 )
 
 // save, then diff with nothing changed (0), a listener gone (1, with the
@@ -87,5 +93,38 @@ func TestBaselineSaveStdio(t *testing.T) {
 	if code != ExitOK || !strings.Contains(out, `"schema": "reach.baseline/v1"`) ||
 		!strings.Contains(out, `"target":"`+down+`","class":"refused","connect_ms":0`) {
 		t.Errorf("exit %d\n%s%s", code, out, errs)
+	}
+}
+
+// save --hub records the hub's matrix with the token from
+// REACH_WATCH_TOKEN, and the file keeps the hub's URL, not the token.
+func TestBaselineSaveHub(t *testing.T) {
+	const token = "dashboard-token-0123456789abcdef"
+	m := hub.Matrix{Interval: agent.Duration(time.Second), Sources: []string{"web-1"}, Targets: []string{"db-1:5432"},
+		Cells: [][]*hub.Cell{{{Class: probe.Open, RTT: agent.Duration(time.Millisecond), Last: time.Now()}}}}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer "+token || r.URL.Path != "/agents/matrix.json" {
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		json.NewEncoder(w).Encode(m)
+	}))
+	defer srv.Close()
+	pre := filepath.Join(t.TempDir(), "pre.json")
+	code, _, errs := runWithInput(t, "", "baseline", "save", "--hub", srv.URL, "-o", pre)
+	if code != ExitFail || !strings.Contains(errs, "401 unauthorized: set REACH_WATCH_TOKEN") {
+		t.Errorf("without the token: exit %d, %s", code, errs)
+	}
+	t.Setenv("REACH_WATCH_TOKEN", token)
+	code, _, errs = runWithInput(t, "", "baseline", "save", "--hub", srv.URL, "-o", pre)
+	data, _ := os.ReadFile(pre)
+	if code != ExitOK || !strings.Contains(string(data), `"hub": "`+srv.URL+`"`) ||
+		!strings.Contains(string(data), `{"source":"web-1","target":"db-1:5432","class":"open","connect_ms":1}`) ||
+		strings.Contains(string(data), token) {
+		t.Fatalf("exit %d, %s\n%s", code, errs, data)
+	}
+	code, out, errs := runWithInput(t, "", "baseline", "diff", pre)
+	if code != ExitOK || !strings.Contains(out, "1 endpoint: 0 broken") {
+		t.Errorf("diff: exit %d\n%s%s", code, out, errs)
 	}
 }
