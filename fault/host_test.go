@@ -225,3 +225,52 @@ func TestValidate(t *testing.T) {
 		}
 	}
 }
+
+// The remover removes a fault as soon as its owner is gone, and at the
+// latest at its expiry plus WatchGrace, whatever its context says.
+func TestWatch(t *testing.T) {
+	table := readFile(t, "testdata/nft-table.json") // 9b0dbcde is handle 2
+	a := Active{Marker: Marker{ID: "9b0dbcde", Owner: Owner{20671, 1221068}}}
+	for _, tc := range []struct {
+		name    string
+		alive   bool
+		expires time.Duration // from now
+		within  time.Duration
+	}{
+		{"owner killed", false, time.Hour, time.Second},
+		{"expired", true, -WatchGrace, time.Second},
+		{"expires soon", true, 100*time.Millisecond - WatchGrace, 2 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := &fakeFirewall{nftTable: table}
+			h := testHost(t, f, time.Now())
+			h.Now = nil
+			h.Alive = func(Owner) bool { return tc.alive }
+			a := a
+			a.Expires = time.Now().Add(tc.expires)
+			begin := time.Now()
+			if err := h.Watch(context.Background(), a, 10*time.Millisecond); err != nil {
+				t.Fatal(err)
+			}
+			if took := time.Since(begin); took > tc.within {
+				t.Errorf("took %v; want under %v", took, tc.within)
+			}
+			want := []string{"nft -f - <<< delete rule inet reach_fault input handle 2\n"}
+			if !slices.Equal(f.writes(), want) {
+				t.Errorf("writes %q, want %q", f.writes(), want)
+			}
+		})
+	}
+	// A fault already removed by its owner ends the watch with no write.
+	f := &fakeFirewall{}
+	h := testHost(t, f, time.Now(), 20671)
+	h.Now = nil
+	a.Expires = time.Now().Add(time.Hour)
+	begin := time.Now()
+	if err := h.Watch(context.Background(), a, time.Millisecond); err != nil || len(f.writes()) != 0 {
+		t.Errorf("watch of a removed fault: %v, writes %q", err, f.writes())
+	}
+	if took := time.Since(begin); took > 5*time.Second {
+		t.Errorf("watch of a removed fault took %v", took)
+	}
+}

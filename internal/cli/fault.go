@@ -57,9 +57,16 @@ or was ended by a signal, 1 when it could not be applied, 2 usage error.`,
   reach fault reject-icmp --port 443 --for 1m --source 198.18.0.0/24
   reach fault list --json
   reach fault clear`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return usageErrorf("give a mode (%s), list or clear", joinModes())
+		// Flags are the modes'; parsed here they would hide an unknown mode.
+		DisableFlagParsing: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			switch {
+			case len(args) == 0:
+				return usageErrorf("give a mode (%s), list or clear", joinModes())
+			case args[0] == "-h" || args[0] == "--help":
+				return cmd.Help()
+			}
+			return usageErrorf("unknown mode %q: give one of %s, list or clear (reach serve --fault has the server's faults)", args[0], joinModes())
 		},
 	}
 	for _, m := range fault.Modes {
