@@ -26,6 +26,7 @@
 //	echo       echo-reply             an ICMP echo reply
 //	tcp        syn-ack / reset        a TCP ping to one of PingPorts: either answer means up
 //	local      localhost-response     an address of this host
+//	route      no-route               this host routes nothing there (a broadcast address)
 //	arp, nd    no-response            down (host-unreachable): see the rule below
 //	ports      syn-ack, conn-refused, the port scan judged: discovery was off or its
 //	           host-unreach, ...      evidence thin; the port reasons apply
@@ -212,8 +213,8 @@ type Target struct {
 // Progress is a snapshot of a running scan.
 type Progress struct {
 	Phase       Phase
-	Done, Total int64 // hosts judged (discovery) or host×port pairs decided (ports), and in all
-	Elapsed     time.Duration
+	Done, Total int64         // hosts judged (discovery) or host×port pairs decided (ports), and in all
+	Elapsed     time.Duration // since the phase began
 }
 
 // Phase names a part of the scan, for Progress.
@@ -390,7 +391,7 @@ func Scan(ctx context.Context, targets []Target, opt Options) (*Report, error) {
 	if len(targets) > 0 {
 		e := newEngine(targets, opt)
 		d.prime(e)
-		e.start = start
+		e.start = time.Now() // Progress.Elapsed is the phase's
 		stop := e.reportProgress()
 		err = run(ctx, e)
 		stop()

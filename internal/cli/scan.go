@@ -428,7 +428,7 @@ func judgedText(hosts []scan.Host) string {
 		}
 		n[k]++
 	}
-	slices.SortFunc(keys, func(a, b key) int { return n[b] - n[a] })
+	slices.SortStableFunc(keys, func(a, b key) int { return n[b] - n[a] }) // ties: in address order
 	parts := make([]string, len(keys))
 	for i, k := range keys {
 		parts[i] = fmt.Sprintf("%d %s", n[k], k.state)

@@ -132,3 +132,52 @@ func TestScanSummaryLine(t *testing.T) {
 		}
 	}
 }
+
+// The progress bar names its phase and what it counts: hosts while
+// discovering, ports after.
+func TestScanProgressPhases(t *testing.T) {
+	var errb strings.Builder
+	r := &scanRenderer{env: &Env{Stdio: Stdio{Err: &errb}}}
+	r.progress(scan.Progress{Phase: scan.PhaseDiscovery, Done: 64, Total: 256, Elapsed: time.Second})
+	r.progress(scan.Progress{Phase: scan.PhasePorts, Done: 18, Total: 24, Elapsed: 300 * time.Millisecond})
+	out := errb.String()
+	for _, want := range []string{"\rdiscovery [=======       ", " 25%  64/256 hosts  ETA 3s ", "\rports     [", " 75%  18/24 ports  ETA 100ms "} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("progress output %q lacks %q", out, want)
+		}
+	}
+}
+
+// How hosts were judged, in the summary line and in the JSON summary's
+// counts, and the --hosts-only summary.
+func TestScanJudgedSummary(t *testing.T) {
+	a := netip.MustParseAddr("198.18.0.1")
+	hosts := []scan.Host{
+		{Addr: a, State: scan.HostUp, Reason: scan.ReasonLocalhost, JudgedBy: scan.ByLocal},
+		{Addr: a.Next(), State: scan.HostUp, Reason: scan.ReasonARPResponse, JudgedBy: scan.ByARP},
+		{Addr: a.Next().Next(), State: scan.HostUnreachable, Reason: scan.ReasonNoResponse, JudgedBy: scan.ByARP, Evidence: "no reply to 3 ARP requests in 420ms"},
+		{Addr: a.Next().Next().Next(), State: scan.HostUnreachable, Reason: scan.ReasonNoResponse, JudgedBy: scan.ByARP, Evidence: "no reply to 3 ARP requests in 421ms"},
+	}
+	if got, want := judgedText(hosts), "2 host-unreachable by no-response (arp), 1 up by localhost-response (local), 1 up by arp-response (arp)"; got != want {
+		t.Errorf("judgedText = %q, want %q", got, want)
+	}
+	if got := judgedBy(hosts); got[scan.ByARP] != 3 || got[scan.ByLocal] != 1 || len(got) != 2 {
+		t.Errorf("judgedBy = %v", got)
+	}
+	if got := hostReasons(hosts); got[scan.ReasonNoResponse] != 2 || got[scan.ReasonARPResponse] != 1 || len(got) != 3 {
+		t.Errorf("hostReasons = %v", got)
+	}
+	var out strings.Builder
+	r := &scanRenderer{env: &Env{Stdio: Stdio{Out: &out}}, services: scan.Services{}}
+	r.text(&scan.Report{Hosts: hosts, HostsOnly: true, Discovery: 420 * time.Millisecond, Elapsed: 430 * time.Millisecond})
+	for _, want := range []string{
+		"Host is up, arp-response (arp)",
+		"reach scan report for 198.18.0.3-198.18.0.4 (2 hosts): host-unreachable (e.g. no reply to 3 ARP requests in 420ms); no-response, judged by arp",
+		"Hosts judged: 2 host-unreachable by no-response (arp), 1 up by localhost-response (local), 1 up by arp-response (arp); discovery took 0.42s",
+		"Discovered 4 hosts (2 up, 2 unreachable, 0 silent) in 0.43s (no port scan: --hosts-only)",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Fatalf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
