@@ -267,3 +267,86 @@ func TestAgentRechecksOnNetworkChange(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkChangeToReprobe times a route change that affects an endpoint
+// to the first probe it causes (the interval is an hour): p50-ms and
+// p99-ms from the kernel's notice reaching reach (the change's Time) to
+// the probe, netwatch's quiet window included; wall-p99-ms from before
+// the ip command that makes the change. At most 200 changes, whatever b.N.
+func BenchmarkChangeToReprobe(b *testing.B) {
+	netlab.Require(b)
+	lab := netlab.New(b)
+	p := lab.Pair()
+	ln := p.Server.Listen(b, "tcp", netip.AddrPortFrom(p.ServerAddr, 0).String())
+	cfg, err := monitor.ParseConfig("bench.yaml", []byte(fmt.Sprintf(
+		"alerts: {rise: 1, fall: 1}\nendpoints:\n  - {name: db, target: %s, interval: 1h, timeout: 1s}\n",
+		ln.Addr())))
+	if err != nil {
+		b.Fatal(err)
+	}
+	probed := make(chan time.Time, 16)
+	probe1 := func(ctx context.Context, ep endpoint.Endpoint, o probe.Options) probe.Result {
+		select {
+		case probed <- time.Now():
+		default:
+		}
+		return probe.Run(ctx, ep, o)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w, err := hub.NewWatch(ctx, cfg, hub.WatchOptions{NoDoctor: true,
+		Monitor:  monitor.Options{Dial: p.Client.DialContext, Probe: probe1},
+		NetWatch: netwatch.Options{RunIn: p.Client.Do}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	go w.Run(ctx, testnet.Listen(b))
+	dev := p.Client.InterfaceOf(b, p.ClientAddr)
+	route := func(op string) { p.Client.Run(b, "ip", "route", op, p.ServerAddr.String()+"/32", "dev", dev) }
+	wait := func() (time.Time, bool) {
+		select {
+		case at := <-probed:
+			return at, true
+		case <-time.After(2 * time.Second):
+			return time.Time{}, false
+		}
+	}
+	route("add") // the watch is up once this change is probed
+	for range 50 {
+		if _, ok := wait(); ok {
+			break
+		}
+		route("del")
+		route("add")
+	}
+	time.Sleep(300 * time.Millisecond)
+	for len(probed) > 0 {
+		<-probed
+	}
+	n := min(b.N, 200)
+	lat := make([]time.Duration, 0, n)
+	wall := make([]time.Duration, 0, n)
+	b.ResetTimer()
+	for i := range n {
+		start := time.Now()
+		route(map[bool]string{true: "del", false: "add"}[i%2 == 0])
+		at, ok := wait()
+		if !ok {
+			b.Fatalf("change %d: no re-probe within 2 s", i)
+		}
+		noticed := w.Monitor.NetChanges()[0].Time
+		lat = append(lat, at.Sub(noticed))
+		wall = append(wall, at.Sub(start))
+		time.Sleep(150 * time.Millisecond) // the next change is its own burst
+		for len(probed) > 0 {
+			<-probed
+		}
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	slices.Sort(wall)
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	b.ReportMetric(ms(lat[len(lat)/2]), "p50-ms")
+	b.ReportMetric(ms(lat[len(lat)*99/100]), "p99-ms")
+	b.ReportMetric(ms(wall[len(wall)*99/100]), "wall-p99-ms")
+}

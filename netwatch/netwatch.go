@@ -113,7 +113,7 @@ func (b Burst) String() string {
 
 // Defaults for Options.
 const (
-	DefaultQuiet    = 50 * time.Millisecond
+	DefaultQuiet    = 25 * time.Millisecond
 	DefaultMaxDelay = 500 * time.Millisecond
 )
 
