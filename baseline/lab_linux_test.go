@@ -71,9 +71,10 @@ func reachIn(t testing.TB, bin string, h *netlab.Host, args ...string) (string, 
 
 // Issue 14's proof: a baseline of a four-namespace fleet, then a DROP rule
 // (in db's own table), a route removed (the client's to web's subnet) and a
-// port opened by mistake (db:8080). Through the library and the binary,
-// diff names the DROP firewall-drop and the route no-route, reports the
-// port newly open, and before any change finds nothing (exit 0).
+// port opened by mistake (db:8080), and a DROP rule taken away (db:6379, a
+// firewall opened). Through the library and the binary, diff names the
+// DROP firewall-drop and the route no-route, reports both ports newly open,
+// and before any change finds nothing (exit 0).
 func TestFleetChanges(t *testing.T) {
 	netlab.Require(t)
 	f := newFleet(t)
@@ -81,8 +82,11 @@ func TestFleetChanges(t *testing.T) {
 	f.web.Serve(t, "web", netip.AddrPortFrom(f.webAddr, 80))
 	f.db.Serve(t, "db", netip.AddrPortFrom(f.dbAddr, 5432))
 	web80, web22 := f.ap(f.webAddr, 80), f.ap(f.webAddr, 22)
-	db5432, db8080 := f.ap(f.dbAddr, 5432), f.ap(f.dbAddr, 8080)
-	set := []string{web80, web22, db5432, db8080}
+	db5432, db8080, db6379 := f.ap(f.dbAddr, 5432), f.ap(f.dbAddr, 8080), f.ap(f.dbAddr, 6379)
+	set := []string{web80, web22, db5432, db8080, db6379}
+	// db6379 listens behind a DROP rule: filtered, until the rule goes.
+	f.db.Serve(t, "cache", netip.AddrPortFrom(f.dbAddr, 6379))
+	guard := f.db.AddRule(t, "filter", "-A INPUT -p tcp -m tcp --dport 6379 -j DROP")
 
 	const timeout = time.Second
 	opt := baseline.Options{Timeout: timeout, Dial: f.client.DialContext,
@@ -95,7 +99,8 @@ func TestFleetChanges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]probe.Class{web80: probe.Open, web22: probe.Refused, db5432: probe.Open, db8080: probe.Refused}
+	want := map[string]probe.Class{web80: probe.Open, web22: probe.Refused, db5432: probe.Open, db8080: probe.Refused,
+		db6379: probe.Timeout}
 	for _, e := range base.Entries {
 		if e.Class != want[e.Target.Target] {
 			t.Fatalf("baseline: %s %s, want %s", e.Target.Target, e.Class, want[e.Target.Target])
@@ -107,11 +112,11 @@ func TestFleetChanges(t *testing.T) {
 	}
 
 	// Nothing changed yet.
-	if r, err := baseline.Diff(t.Context(), base, baseline.DiffOptions{Options: opt}); err != nil || r.Differs() || r.Unchanged != 4 {
+	if r, err := baseline.Diff(t.Context(), base, baseline.DiffOptions{Options: opt}); err != nil || r.Differs() || r.Unchanged != 5 {
 		t.Fatalf("diff before any change: %+v, %v", r, err)
 	}
 	if out, errs, code := reachIn(t, bin, f.client, "baseline", "diff", pre); code != 0 ||
-		!strings.Contains(out, "4 endpoints: 0 broken, 0 newly open, 0 changed, 0 slower, 4 unchanged") {
+		!strings.Contains(out, "5 endpoints: 0 broken, 0 newly open, 0 changed, 0 slower, 5 unchanged") {
 		t.Fatalf("reach baseline diff before any change: exit %d\n%s%s", code, out, errs)
 	}
 
@@ -119,6 +124,7 @@ func TestFleetChanges(t *testing.T) {
 	f.client.Run(t, "ip", "route", "del", f.webNet.String())
 	ln := f.db.Listen(t, "tcp", db8080)
 	defer ln.Close()
+	guard.Remove(t)
 
 	check := func(t *testing.T, r *baseline.Report) {
 		t.Helper()
@@ -135,6 +141,7 @@ func TestFleetChanges(t *testing.T) {
 			web22:  {baseline.Changed, probe.NetUnreachable, doctor.NoRoute},
 			db5432: {baseline.Broken, probe.Timeout, doctor.FirewallDrop},
 			db8080: {baseline.Opened, probe.Open, doctor.Reachable},
+			db6379: {baseline.Opened, probe.Open, doctor.Reachable},
 		} {
 			c, ok := causes[target]
 			if !ok || c.Kind != w.kind || c.Now.Class != w.class || c.Now.Cause != w.cause {
@@ -174,7 +181,9 @@ func TestFleetChanges(t *testing.T) {
 			"BROKEN      " + db5432 + ": was open", "now timeout: firewall-drop",
 			"BROKEN      " + web80 + ": was open", "now net-unreachable: no-route",
 			"NEWLY OPEN  " + db8080 + ": was refused (not-listening), now open",
-			"4 endpoints: 2 broken, 1 newly open, 1 changed, 0 slower, 0 unchanged",
+			"NEWLY OPEN  " + db6379 + ": was timeout (firewall-drop), now open",
+			"was filtered (timeout), now accepts: a firewall rule opened it",
+			"5 endpoints: 2 broken, 2 newly open, 1 changed, 0 slower, 0 unchanged",
 		} {
 			if code != 1 || !strings.Contains(out, want) {
 				t.Errorf("exit %d; text lacks %q:\n%s", code, want, out)
