@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -84,10 +85,6 @@ func TestScanDiscoveryInNamespace(t *testing.T) {
 			sc, cl, fw, lt := lab.Host("scanner"), lab.Host("closed"), lab.Host("firewalled"), lab.Host("late")
 			addrs := lab.LANWith(netlab.LANOptions{IPv6: v6, Delay: map[*netlab.Host]time.Duration{lt: 300 * time.Millisecond}}, sc, cl, fw, lt)
 			dead, closed, firewalled, late := lab.Unowned(t, addrs[0]), addrs[1], addrs[2], addrs[3]
-			// Who may open ICMP echo sockets: every group, as systemd's
-			// defaults set it on most distributions (a new namespace
-			// starts at "1 0", nobody).
-			sc.Sysctl(t, "net.ipv4.ping_group_range", "0 2147483647")
 			by, up := "arp", "arp-response"
 			if v6 {
 				by, up = "nd", "nd-response"
@@ -176,36 +173,49 @@ func TestScanDiscoveryInNamespace(t *testing.T) {
 			})
 
 			// Without privilege reach cannot send ARP/ND itself: it pings
-			// (the ICMP echo socket and TCP pings) and reads what the
-			// kernel's own neighbour requests found. The all-closed host
-			// answers both pings at once (the echo, and the TCP ping with a
-			// reset), so whichever is read first judges it; the firewalled
-			// one answers only the kernel's ARP/ND; the late one's replies
-			// come 600 ms after a request (its neighbour answer and then its
-			// reply are each 300 ms late), so it is judged by the neighbour
-			// table unless the machine is slow enough for a reply to come
-			// first. Every one of these is true evidence.
-			t.Run("unprivileged", func(t *testing.T) {
-				want := maps.Clone(judged)
-				want[closed] = "up/echo-reply/echo"
-				pings := map[string]bool{"up/echo-reply/echo": true, "up/reset/tcp": true}
-				for _, args := range [][]string{{"-p", portList, "--json", "--all-states"}, {"--hosts-only", "--json"}} {
-					l := parseScanJSON(t, run(t, true, args...))
-					if pings[l.hosts[closed]] {
-						l.hosts[closed] = want[closed]
+			// (the ICMP echo socket where net.ipv4.ping_group_range lets
+			// it, and TCP pings) and reads what the kernel's own neighbour
+			// requests found. The all-closed host answers every ping at
+			// once (the echo, and the TCP ping with a reset), so whichever
+			// is read first judges it; the firewalled one answers only the
+			// kernel's ARP/ND; the late one's replies come 600 ms after a
+			// request (its neighbour answer and then its reply are each
+			// 300 ms late), so it is judged by the neighbour table unless
+			// the machine is slow enough for a reply to come first. Every
+			// one of these is true evidence.
+			for _, c := range []struct {
+				name, groups string
+				pings        []string // what the all-closed host may be judged by
+			}{
+				// Every group may ping, as systemd's defaults set it on most
+				// distributions.
+				{"unprivileged", "0 2147483647", []string{"up/echo-reply/echo", "up/reset/tcp"}},
+				// A new namespace's default: nobody may; TCP pings only.
+				{"unprivileged without ping sockets", "1 0", []string{"up/reset/tcp"}},
+			} {
+				t.Run(c.name, func(t *testing.T) {
+					sc.Sysctl(t, "net.ipv4.ping_group_range", c.groups)
+					for _, args := range [][]string{{"-p", portList, "--json", "--all-states"}, {"--hosts-only", "--json"}} {
+						l := parseScanJSON(t, run(t, true, args...))
+						if slices.Contains(c.pings, l.hosts[closed]) {
+							l.hosts[closed] = "pinged"
+						}
+						if slices.Contains(c.pings, l.hosts[late]) {
+							l.hosts[late] = judged[late]
+						}
+						want := maps.Clone(judged)
+						want[closed] = "pinged"
+						wantP := wantPorts
+						if args[0] == "--hosts-only" {
+							wantP = map[string]string{}
+						}
+						if !maps.Equal(l.hosts, want) || !maps.Equal(l.ports, wantP) {
+							t.Errorf("%s:\nhosts %v\nwant  %v (pinged: one of %q)\nports %v\nwant  %v",
+								strings.Join(args, " "), l.hosts, want, c.pings, l.ports, wantP)
+						}
 					}
-					if pings[l.hosts[late]] {
-						l.hosts[late] = judged[late]
-					}
-					wantP := wantPorts
-					if args[0] == "--hosts-only" {
-						wantP = map[string]string{}
-					}
-					if !maps.Equal(l.hosts, want) || !maps.Equal(l.ports, wantP) {
-						t.Errorf("%s:\nhosts %v\nwant  %v\nports %v\nwant  %v", strings.Join(args, " "), l.hosts, want, l.ports, wantP)
-					}
-				}
-			})
+				})
+			}
 
 			t.Run("skip discovery", func(t *testing.T) {
 				l := parseScanJSON(t, run(t, false, "-p", portList, "--json", "--all-states", "--skip-discovery"))
