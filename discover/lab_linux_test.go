@@ -139,8 +139,15 @@ func TestRouted(t *testing.T) {
 			t.Errorf("unprivileged %v: a server dropping TCP: %+v", unpriv, s)
 		}
 	}
+	// Where ping_group_range lets everyone open a ping socket, an
+	// unprivileged discovery pings too.
+	r.Client.Sysctl(t, "net.ipv4.ping_group_range", "0 2147483647")
+	got, _ := runIn(t, r.Client, []netip.Addr{r.ServerAddr}, discover.Options{Unprivileged: true})
+	if s := got[r.ServerAddr]; s.State != discover.Up || s.By != discover.Echo || s.Reason != discover.ReasonEchoReply {
+		t.Errorf("unprivileged with ping sockets: a server dropping TCP: %+v", s)
+	}
 	r.Server.Iptables(t, "-P", "INPUT", "DROP")
-	got, _ := runIn(t, r.Client, []netip.Addr{r.ServerAddr}, discover.Options{})
+	got, _ = runIn(t, r.Client, []netip.Addr{r.ServerAddr}, discover.Options{})
 	if s := got[r.ServerAddr]; s.State != discover.Unknown {
 		t.Errorf("a server dropping everything: %+v, want unknown", s)
 	}
