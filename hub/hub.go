@@ -72,6 +72,9 @@ type Hub struct {
 	lists  map[string]agent.ProbeList
 	cells  map[pair]*cell
 	agents map[string]*agentSeen
+	// unknownWarned is when the hub last warned of results from agents
+	// its config lacks.
+	unknownWarned time.Time
 }
 
 type pair struct{ source, target string }
@@ -95,6 +98,7 @@ type agentSeen struct {
 	// lastChange is the time of the newest network change it told us of:
 	// a resent batch does not record its changes twice.
 	lastChange time.Time
+	warned       time.Time // when the hub last warned of its refused results
 	// results and bytes are its ingest budgets (see Limits).
 	results, bytes *rate.Limiter
 }

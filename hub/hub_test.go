@@ -310,9 +310,9 @@ func TestAgentBuffersThroughHubOutage(t *testing.T) {
 	}
 }
 
-// FuzzHubIngest posts arbitrary bodies: the hub answers 200 or 400, counts
-// every result of a 200 as accepted or refused, and stores only results
-// within bounds, for the agent's own probe list.
+// FuzzHubIngest posts arbitrary bodies: the hub answers 200, or 400, 413 or
+// 429 storing nothing; counts every result of a 200 as accepted or refused;
+// and stores only results within bounds, for the agent's own probe list.
 func FuzzHubIngest(f *testing.F) {
 	f.Add([]byte(`{"agent":"a","results":[{"target":"127.0.0.1:1","class":"open","rtt":"1ms","time":"2026-01-01T00:00:00Z"}]}`))
 	f.Add([]byte(`{"agent":"a","results":[{"target":"x","class":"refused"}],"dropped":3}`))
@@ -341,7 +341,13 @@ func FuzzHubIngest(f *testing.F) {
 		req.Header.Set("Authorization", "Bearer "+testToken)
 		rec := httptest.NewRecorder()
 		handler.ServeHTTP(rec, req)
-		if rec.Code != http.StatusOK && rec.Code != http.StatusBadRequest {
+		switch rec.Code {
+		case http.StatusOK:
+		case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusTooManyRequests:
+			if got := sink.results(); len(got) > 0 {
+				t.Fatalf("status %d, yet %d results stored", rec.Code, len(got))
+			}
+		default:
 			t.Fatalf("status %d: %s", rec.Code, rec.Body)
 		}
 		if rec.Code == http.StatusOK {

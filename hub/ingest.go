@@ -204,10 +204,6 @@ func (h *Hub) ingest(ctx context.Context, b agent.Batch, size int64, r *http.Req
 		h.report(b.Agent, reply)
 		return reply, err
 	}
-	if len(b.Results) > agent.MaxBatch {
-		return whole(agent.RefusedTooLarge, &overError{status: http.StatusRequestEntityTooLarge,
-			msg: fmt.Sprintf("a batch of %d results; send at most %d", len(b.Results), agent.MaxBatch)})
-	}
 	h.gate.RLock() // until the Sink has the batch: see Hub.gate
 	defer h.gate.RUnlock()
 	h.mu.Lock()
@@ -217,14 +213,20 @@ func (h *Hub) ingest(ctx context.Context, b agent.Batch, size int64, r *http.Req
 		return whole(agent.RefusedUnknownAgent, nil)
 	}
 	seen := h.seen(b.Agent, r)
-	seen.dropped = b.Dropped
 	results, bytes := h.Limits.budgets(seen, pl)
+	// Every body read costs, also one refused for its size.
 	if ok, retry := take(bytes, int(size), now); !ok {
 		h.mu.Unlock()
 		return whole(agent.RefusedBytes, &overError{status: http.StatusTooManyRequests, retry: retry,
 			msg: fmt.Sprintf("agent %s sent more than its %.0f bytes/s (burst %d); retry in %v",
 				b.Agent, float64(bytes.Limit()), bytes.Burst(), retry.Round(time.Millisecond))})
 	}
+	if len(b.Results) > agent.MaxBatch {
+		h.mu.Unlock()
+		return whole(agent.RefusedTooLarge, &overError{status: http.StatusRequestEntityTooLarge,
+			msg: fmt.Sprintf("a batch of %d results; send at most %d", len(b.Results), agent.MaxBatch)})
+	}
+	seen.dropped = b.Dropped
 	skip, why := seen.admit(b, now)
 	if why != "" {
 		h.mu.Unlock()
@@ -279,19 +281,41 @@ func (h *Hub) ingest(ctx context.Context, b agent.Batch, size int64, r *http.Req
 	return reply, nil
 }
 
-// report counts a batch's refusals and logs them.
+// warnEvery bounds the warnings about one agent's refused results (and
+// about unknown agents, together): the metric counts every refusal, the log
+// says it at most once a minute, so a hostile sender cannot flood it.
+const warnEvery = time.Minute
+
+// report counts a batch's refusals and logs them, at most every warnEvery.
 func (h *Hub) report(name string, reply agent.IngestReply) {
 	h.Metrics.count(reply)
-	if reply.Rejected == 0 && reply.Truncated == 0 {
+	if reply.Rejected == 0 && reply.Truncated == 0 || !h.mayWarn(name) {
 		return
 	}
+	name, _ = capText(name, 64) // an unknown agent's name is anybody's string
 	args := []any{"agent", name, "accepted", reply.Accepted, "truncated", reply.Truncated}
 	for _, r := range agent.Reasons {
 		if n := reply.Refused[r]; n > 0 {
 			args = append(args, string(r), n)
 		}
 	}
-	h.logger().Warn("agent results refused (see reach_hub_rejected_results_total)", args...)
+	h.logger().Warn("agent results refused (see reach_hub_rejected_results_total; "+
+		"more in the next minute are only counted)", args...)
+}
+
+// mayWarn says whether a warning about agent name is due, and notes it.
+func (h *Hub) mayWarn(name string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	last := &h.unknownWarned
+	if a := h.agents[name]; a != nil {
+		last = &a.warned
+	}
+	if now := time.Now(); now.Sub(*last) >= warnEvery {
+		*last = now
+		return true
+	}
+	return false
 }
 
 // admit says how many of b's first results this run of the agent already

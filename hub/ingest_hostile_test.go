@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"log/slog"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -13,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -68,6 +70,8 @@ func TestHostileForgedResults(t *testing.T) {
 	})
 	reg := prometheus.NewRegistry()
 	h.Metrics = NewMetrics(reg)
+	logs := &lockedBuffer{}
+	h.Logger = slog.New(slog.NewTextHandler(logs, nil))
 	sink := &memSink{}
 	h.Sink = sink
 	now := time.Now()
@@ -158,6 +162,29 @@ func TestHostileForgedResults(t *testing.T) {
 	for _, r := range agent.Reasons {
 		t.Logf("rejected %-14s %v", r, counterValue(t, reg, "reach_hub_rejected_results_total", "reason", string(r)))
 	}
+	// Eleven batches with refusals, two warnings: one for a, one for the
+	// unknown agent; the rest are only counted.
+	if n := strings.Count(logs.String(), "agent results refused"); n != 2 {
+		t.Errorf("%d warnings of refused results, want 2 (one a minute per agent):\n%s", n, logs)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer for a logger on another goroutine.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // post sends one batch as agent a would and returns the hub's reply.
@@ -475,6 +502,11 @@ func TestHostileOverCap(t *testing.T) {
 	if status, _, _ := postStatus(t, srv.URL, over); status != http.StatusTooManyRequests {
 		t.Errorf("over the bytes budget: status %d, want 429", status)
 	}
+	// Reading a batch too large to take costs bytes too.
+	if status, _, _ := postStatus(t, srv.URL, agent.Batch{Agent: "a", Run: run, Seq: 1,
+		Results: results(agent.MaxBatch + 1)}); status != http.StatusTooManyRequests {
+		t.Errorf("an oversized batch over the bytes budget: status %d, want 429", status)
+	}
 	h.mu.Lock()
 	h.Limits = Limits{Results: 1e9, Bytes: 1e12} // refilled within the round trip
 	h.mu.Unlock()
@@ -486,7 +518,7 @@ func TestHostileOverCap(t *testing.T) {
 		t.Errorf("the sink has %d results, want 15", got)
 	}
 	for r, n := range map[agent.Reason]float64{agent.RefusedTooLarge: agent.MaxBatch + 1,
-		agent.RefusedRate: 5, agent.RefusedBytes: 5} {
+		agent.RefusedRate: 5, agent.RefusedBytes: 5 + agent.MaxBatch + 1} {
 		if got := counterValue(t, reg, "reach_hub_rejected_results_total", "reason", string(r)); got != n {
 			t.Errorf("reach_hub_rejected_results_total{reason=%q} = %v, want %v", r, got, n)
 		}
