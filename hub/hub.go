@@ -98,7 +98,7 @@ type agentSeen struct {
 	// lastChange is the time of the newest network change it told us of:
 	// a resent batch does not record its changes twice.
 	lastChange time.Time
-	warned       time.Time // when the hub last warned of its refused results
+	warned     time.Time // when the hub last warned of its refused results
 	// results and bytes are its ingest budgets (see Limits).
 	results, bytes *rate.Limiter
 }

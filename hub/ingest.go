@@ -431,8 +431,11 @@ func capText(s string, n int) (string, bool) {
 	if len(s) <= n {
 		return s, false
 	}
-	const mark = " …(cut by the hub)"
-	end := n - len(mark)
+	mark := " …(cut by the hub)"
+	if n < 2*len(mark) {
+		mark = "" // too short a cap to say so
+	}
+	end := max(0, n-len(mark))
 	for end > 0 && !utf8.RuneStart(s[end]) {
 		end--
 	}

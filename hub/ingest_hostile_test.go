@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -652,4 +653,21 @@ func TestHostileAgentSparesRealSamples(t *testing.T) {
 		}
 	}
 	t.Logf("reach_hub_truncated_errors_total %v", counterValue(t, reg, "reach_hub_truncated_errors_total"))
+}
+
+// capText never returns more than n bytes, cuts at a rune boundary, and
+// keeps short strings as they are; caps too short for the mark go without.
+func TestCapText(t *testing.T) {
+	for _, s := range []string{"", "abc", strings.Repeat("é", 40), strings.Repeat("x", 300), "日本語のテキスト"} {
+		for _, n := range []int{0, 1, 3, 16, 39, 40, 64, 1024} {
+			got, cut := capText(s, n)
+			switch {
+			case len(s) <= n && (got != s || cut):
+				t.Errorf("capText(%q, %d) = %q, %v; want it whole", s, n, got, cut)
+			case len(s) > n && (!cut || len(got) > n || !utf8.ValidString(got)):
+				t.Errorf("capText(%q, %d) = %q (%d bytes), %v; want at most %d valid bytes, cut",
+					s, n, got, len(got), cut, n)
+			}
+		}
+	}
 }
