@@ -359,3 +359,75 @@ func TestFaultKilled(t *testing.T) {
 		l.gone(t, "after clear")
 	})
 }
+
+// --source limits a fault to its clients; --probability hits that share
+// of SYNs (at 0.5, 40 connects all alike would happen once in 2^39).
+func TestFaultSourceAndProbability(t *testing.T) {
+	l := newFaultLab(t)
+	port := strconv.Itoa(int(l.target.Port()))
+	for _, backend := range []string{"nft", "iptables"} {
+		t.Run(backend, func(t *testing.T) {
+			other := netip.PrefixFrom(l.ServerAddr, 32).String() // the server itself, not the client
+			cmd := l.start(t, "refuse", "--port", port, "--for", "30s", "--source", other, "--backend", backend)
+			if err := l.dialErr(2 * time.Second); err != nil {
+				t.Errorf("a client outside --source %s: %v", other, err)
+			}
+			if list := l.list(t); len(list) != 1 || list[0].Source != other {
+				t.Errorf("listed %+v; want source %s", list, other)
+			}
+			cmd.Process.Signal(syscall.SIGINT)
+			wait(t, cmd, 10*time.Second)
+
+			mine := netip.PrefixFrom(l.ClientAddr, 24).Masked().String()
+			cmd = l.start(t, "refuse", "--port", port, "--for", "30s", "--source", mine,
+				"--probability", "0.5", "--backend", backend)
+			var refused, open int
+			for range 40 {
+				switch err := l.dialErr(2 * time.Second); {
+				case err == nil:
+					open++
+				case errors.Is(err, syscall.ECONNREFUSED):
+					refused++
+				default:
+					t.Fatalf("connect: %v", err)
+				}
+			}
+			if refused == 0 || open == 0 {
+				t.Errorf("at probability 0.5: %d refused, %d open of 40", refused, open)
+			}
+			cmd.Process.Signal(syscall.SIGINT)
+			wait(t, cmd, 10*time.Second)
+			l.gone(t, "after SIGINT")
+		})
+	}
+}
+
+// Over IPv6, nft's icmpx rejects with ICMPv6 port-unreachable, and the
+// doctor names it as it does over IPv4.
+func TestFaultIPv6(t *testing.T) {
+	netlab.Require(t)
+	p := netlab.New(t).PairV6()
+	l := &faultLab{Pair: p, bin: buildReach(t)}
+	p.Server.Sysctl(t, "net.ipv6.icmp.ratelimit", "0")
+	ln := p.Server.Listen(t, "tcp", netip.AddrPortFrom(p.ServerAddr, 0).String())
+	l.target = testnet.ServeOn(t, ln, testnet.Echo)
+	l.before = l.ruleset(t)
+	port := strconv.Itoa(int(l.target.Port()))
+	for _, tc := range []struct{ mode, cause string }{
+		{"refuse", "not-listening"},
+		{"reject-icmp", "firewall-reject"},
+	} {
+		t.Run(tc.mode, func(t *testing.T) {
+			cmd := l.start(t, tc.mode, "--port", port, "--for", "30s", "--source", netip.PrefixFrom(p.ClientAddr, 64).Masked().String())
+			if err := l.dialErr(2 * time.Second); !errors.Is(err, syscall.ECONNREFUSED) {
+				t.Errorf("connect: %v; want refused", err)
+			}
+			if got, _ := l.check(t, l.Client, l.target); got != tc.cause {
+				t.Errorf("reach check from the client: %s; want %s", got, tc.cause)
+			}
+			cmd.Process.Signal(syscall.SIGINT)
+			wait(t, cmd, 10*time.Second)
+			l.gone(t, "after SIGINT")
+		})
+	}
+}
