@@ -253,6 +253,9 @@ run_tool() {
   esac >"$out" 2>"$out.err"
 }
 tools=(nmap-root nmap-user reach-root reach-user)
+echo "nmap-*:  nmap -sT -n -T5 --max-retries 0 -p $PORTS PREFIX/24 -oG -"
+echo "reach-*: reach scan PREFIX/24 -p $PORTS ${reach_flags[*]:+${reach_flags[*]} }--json --all-states"
+echo "*-user:  ip netns exec SCANNER ${unpriv[*]} ...; *-root: ip netns exec SCANNER ..."
 
 failures=0
 i=0
