@@ -95,11 +95,11 @@ func newBaselineSaveCmd(env *Env) *cobra.Command {
 		force                 bool
 	)
 	cmd := &cobra.Command{
-		Use:   "save [TARGET...] [-iL FILE] [-c reach.yaml] -o FILE",
+		Use:   "save [TARGET...] [-iL FILE] [-c reach.yaml] [--hub URL] -o FILE",
 		Short: "Probe a set of endpoints and record what each did",
 		Long: `Save probes every endpoint of the set once from this host, runs the doctor on
 each that failed (so the file says why: firewall-drop, not-listening, ...;
---no-diagnose skips it), and writes the baseline to -o FILE as JSON
+at most --max-diagnoses of them, --no-diagnose none), and writes the baseline to -o FILE as JSON
 (schema reach.baseline/v1: when and on which host it was taken, then one
 entry per endpoint with source, target, class, cause and connect_ms).
 
@@ -108,7 +108,7 @@ The set is the TARGETs (host:port), the targets of a list file (-iL FILE,
 comment), and the endpoints of a reach watch config (-c reach.yaml: names,
 timeouts, source addresses and interfaces kept). A watch config's agents:
 section is not probed: those pairs are probed by the agents, from their
-hosts; --hub URL records the hub's whole matrix instead: every (agent,
+hosts; --hub URL adds the hub's whole matrix to the file: every (agent,
 target) pair with a result, its class and connect time as the agent last
 saw it, read from the hub's dashboard API (/agents/matrix.json) with the
 token in REACH_WATCH_TOKEN. The hub's config would only say which pairs to
@@ -292,8 +292,9 @@ most two of the agents' intervals; the pairs still without one are
 compared as last seen and counted stale). Set REACH_WATCH_TOKEN to the
 hub's dashboard token.
 
-Exit status: 0 nothing changed, 1 something changed (or interrupted),
-2 usage error, 3 FILE cannot be read or is not a baseline.`,
+Exit status: 0 nothing changed, 1 something changed (or the diff failed:
+interrupted, the hub could not be asked), 2 usage error, 3 FILE cannot be
+read or is not a baseline.`,
 		Example: `  reach baseline diff pre.json
   reach baseline diff pre.json --slower 3 --slower-by 100ms
   reach baseline diff pre.json --json | jq -e '.broken == []'`,
@@ -354,6 +355,9 @@ Exit status: 0 nothing changed, 1 something changed (or interrupted),
 	f.DurationVar(&slowerBy, "slower-by", baseline.DefaultSlowerBy, "... and at least this much more")
 	f.StringVar(&hubURL, "hub", "", "read the agents' pairs from this hub (default: the one the baseline names; token: REACH_WATCH_TOKEN)")
 	fl.add(f)
+	// Unless given, each probe waits as long as the baseline's did.
+	t := f.Lookup("timeout")
+	t.Usage, t.DefValue = "longest wait for one connection attempt (default: the baseline's)", "0s"
 	return cmd
 }
 
