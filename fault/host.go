@@ -157,8 +157,11 @@ func (h *Host) read(ctx context.Context) (*state, error) {
 		}
 	case errors.Is(err, exec.ErrNotFound):
 	case bytes.Contains(out, []byte("No such file or directory")):
+	case bytes.Contains(out, []byte("Operation not permitted")):
+		return nil, fmt.Errorf("%w (reading firewall rules needs root, CAP_NET_ADMIN)", err)
 	default:
-		// nft is there but fails otherwise: the table cannot be read.
+		// nft is there but fails otherwise: if it works at all, the table
+		// cannot be read; if not (no nf_tables), iptables may still work.
 		if _, lerr := h.run(ctx, "", "nft", "list", "tables"); lerr == nil {
 			return nil, err
 		}

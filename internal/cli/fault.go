@@ -143,7 +143,7 @@ func newFaultModeCmd(env *Env, mode fault.Mode) *cobra.Command {
 			case errors.Is(err, fault.ErrInvalid):
 				return &UsageError{Err: err}
 			default:
-				return &ExitError{Code: ExitFail, Err: fmt.Errorf("%w\n  try: run as root (CAP_NET_ADMIN), with nft or iptables installed", err)}
+				return faultFail(err)
 			}
 			return nil
 		},
@@ -156,6 +156,11 @@ func newFaultModeCmd(env *Env, mode fault.Mode) *cobra.Command {
 	f.StringVar(&backend, "backend", "", "nft or iptables (default: nft when it works, else iptables)")
 	f.BoolVar(&noRemover, "no-remover", false, "start no detached remover (tests of the sweep after a crash)")
 	return cmd
+}
+
+// faultFail is exit status 1 with the error and what usually fixes it.
+func faultFail(err error) error {
+	return &ExitError{Code: ExitFail, Err: fmt.Errorf("%w\n  try: run as root (CAP_NET_ADMIN), with nft or iptables installed", err)}
 }
 
 // parseSource takes a prefix or a single address.
@@ -258,11 +263,11 @@ func newFaultListCmd(env *Env) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			h := faultHost("", env.Err)
 			if _, err := h.Sweep(cmd.Context()); err != nil {
-				return &ExitError{Code: ExitFail, Err: err}
+				return faultFail(err)
 			}
 			list, err := h.List(cmd.Context())
 			if err != nil {
-				return &ExitError{Code: ExitFail, Err: err}
+				return faultFail(err)
 			}
 			if asJSON {
 				out := []faultJSON{}
@@ -316,7 +321,7 @@ func newFaultClearCmd(env *Env) *cobra.Command {
 				fmt.Fprintf(env.Out, "removed fault %s: %s on tcp port %d\n", a.ID, a.Mode, a.Port)
 			}
 			if err != nil {
-				return &ExitError{Code: ExitFail, Err: err}
+				return faultFail(err)
 			}
 			if len(removed) == 0 {
 				fmt.Fprintln(env.Out, "no faults")
