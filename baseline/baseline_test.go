@@ -9,6 +9,7 @@ import (
 
 	"github.com/reach-tools/reach/doctor"
 	"github.com/reach-tools/reach/internal/testnet"
+	"github.com/reach-tools/reach/monitor"
 	"github.com/reach-tools/reach/probe"
 )
 
@@ -133,5 +134,40 @@ func TestSaveCanceled(t *testing.T) {
 	f, err := Save(ctx, []Target{{Target: testnet.ClosedPort(t).String()}}, Options{})
 	if f != nil || !errors.Is(err, context.Canceled) {
 		t.Errorf("got %v, %v", f, err)
+	}
+}
+
+// A watch config's endpoints keep their names, timeouts and source
+// addresses; the set probes each as the monitor would.
+func TestFromWatchConfig(t *testing.T) {
+	up := testnet.Listen(t)
+	cfg, err := monitor.ParseConfig("reach.yaml", []byte(`
+defaults:
+  timeout: 2s
+endpoints:
+  - name: web
+    target: `+up.Addr().String()+`
+    timeout: 750ms
+    source: 127.0.0.1
+  - name: db
+    target: `+testnet.ClosedPort(t).String()+`
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := FromWatchConfig(cfg)
+	if len(ts) != 2 || ts[0].Name != "web" || ts[0].TimeoutMS != 750 || ts[0].SourceAddr != "127.0.0.1" ||
+		ts[1].Name != "db" || ts[1].TimeoutMS != 2000 || ts[1].SourceAddr != "" {
+		t.Fatalf("targets %+v", ts)
+	}
+	f, err := Save(t.Context(), ts, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Entries[0].Class != probe.Open || f.Entries[1].Class != probe.Refused || f.Entries[1].Cause != doctor.NotListening {
+		t.Errorf("entries %+v", f.Entries)
+	}
+	if s := f.Entries[0].Target.String(); s != "web ("+up.Addr().String()+") from 127.0.0.1" {
+		t.Errorf("String() = %q", s)
 	}
 }
