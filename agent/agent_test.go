@@ -426,7 +426,10 @@ func TestAgentCompactMetrics(t *testing.T) {
 // wrong token, rate limit, nothing listening, a hub that knows no agent.
 func TestEvidenceFailures(t *testing.T) {
 	open, closed := testnet.Serve(t, testnet.HangUp), testnet.ClosedPort(t)
-	a, err := New(Config{Name: "a", Hub: "http://127.0.0.1:1", Token: testToken, QueryRate: 1})
+	// An instant Gather: the burst (2 at 1/s) must be spent before a token
+	// comes back, and a real one can take a second under load.
+	a, err := New(Config{Name: "a", Hub: "http://127.0.0.1:1", Token: testToken, QueryRate: 1,
+		Gather: func(context.Context) doctor.HostEvidence { return doctor.HostEvidence{} }})
 	if err != nil {
 		t.Fatal(err)
 	}
