@@ -94,7 +94,7 @@ func (f *File) Encode(w io.Writer) error {
 // then linked (or, with force, renamed) into place, so a reader sees the old
 // file or the new one, never half of one. Without force an existing path is
 // ErrExists and is left alone.
-func Write(path string, f *File, force bool) (err error) {
+func Write(path string, f *File, force bool) error {
 	wrap := func(err error) error { return &FileError{Path: path, Op: "write", Err: err} }
 	if !force {
 		if _, err := os.Lstat(path); err == nil {
@@ -128,10 +128,19 @@ func Write(path string, f *File, force bool) (err error) {
 		return nil
 	}
 	// link refuses to replace a file that appeared since the check above.
-	if err := os.Link(tmp.Name(), path); err != nil {
-		if errors.Is(err, os.ErrExist) {
-			return wrap(ErrExists)
-		}
+	err = os.Link(tmp.Name(), path)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, os.ErrExist):
+		return wrap(ErrExists)
+	}
+	// A file system without hard links: check again, then rename (a file
+	// created in between would be replaced).
+	if _, err := os.Lstat(path); err == nil {
+		return wrap(ErrExists)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
 		return wrap(err)
 	}
 	return nil
