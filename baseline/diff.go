@@ -93,15 +93,18 @@ type Report struct {
 	Schema string `json:"schema"`
 	// Baseline is when and where the baseline was taken; TakenAt and Host
 	// are the same of this measurement.
-	Baseline  Taken     `json:"baseline"`
-	TakenAt   time.Time `json:"taken_at"`
-	Host      string    `json:"host"`
-	Broken    []Change  `json:"broken"`
-	Opened    []Change  `json:"newly_open"`
-	Changed   []Change  `json:"changed"`
-	Slower    []Change  `json:"slower"`
-	Unchanged int       `json:"unchanged"`
-	Total     int       `json:"total"`
+	Baseline Taken     `json:"baseline"`
+	TakenAt  time.Time `json:"taken_at"`
+	Host     string    `json:"host"`
+	Broken   []Change  `json:"broken"`
+	Opened   []Change  `json:"newly_open"`
+	Changed  []Change  `json:"changed"`
+	Slower   []Change  `json:"slower"`
+	// Gone are the hub's pairs of the baseline its matrix no longer has (an
+	// agent or target taken out of its config).
+	Gone      []Target `json:"gone"`
+	Unchanged int      `json:"unchanged"`
+	Total     int      `json:"total"`
 	// Undiagnosed counts broken and changed pairs of this host the doctor
 	// was not run on (NoDiagnosis, or past MaxDiagnoses).
 	Undiagnosed int `json:"undiagnosed"`
@@ -123,17 +126,17 @@ type Taken struct {
 
 // Differs reports whether anything changed.
 func (r *Report) Differs() bool {
-	return len(r.Broken)+len(r.Opened)+len(r.Changed)+len(r.Slower) > 0
+	return len(r.Broken)+len(r.Opened)+len(r.Changed)+len(r.Slower)+len(r.Gone) > 0
 }
 
 // Compare sorts the entries measured now against the baseline's, matched
 // by source, name, target and where they leave from. It only compares:
-// Diff measures, and diagnoses what Compare calls broken or changed. An
-// entry of now without a baseline counterpart is ignored (Diff measures
-// exactly the baseline's set).
+// Diff measures, and diagnoses what Compare calls broken or changed. A
+// baseline entry missing from now is Gone; an entry of now without a
+// baseline counterpart is ignored (Diff measures the baseline's set).
 func Compare(base, now []Entry, th Threshold) *Report {
 	r := &Report{Schema: DiffSchema, Broken: []Change{}, Opened: []Change{}, Changed: []Change{},
-		Slower: []Change{}, Total: len(base), SlowerFactor: th.factor(), SlowerByMS: ms(th.by())}
+		Slower: []Change{}, Gone: []Target{}, Total: len(base), SlowerFactor: th.factor(), SlowerByMS: ms(th.by())}
 	cur := make(map[string]Entry, len(now))
 	for _, e := range now {
 		cur[e.key()] = e
@@ -141,7 +144,7 @@ func Compare(base, now []Entry, th Threshold) *Report {
 	for _, b := range base {
 		n, ok := cur[b.key()]
 		if !ok {
-			r.Total--
+			r.Gone = append(r.Gone, b.Target)
 			continue
 		}
 		c := Change{Target: b.Target, Was: stateOf(b), Now: stateOf(n)}

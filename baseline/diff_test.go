@@ -93,8 +93,9 @@ func TestCompareMatchesByKey(t *testing.T) {
 		t.Errorf("got %+v", r)
 	}
 	missing := Compare([]Entry{a, b}, []Entry{a}, Threshold{})
-	if missing.Total != 1 || missing.Unchanged != 1 {
-		t.Errorf("a pair not measured counted: %+v", missing)
+	if missing.Total != 2 || missing.Unchanged != 1 || len(missing.Gone) != 1 || missing.Gone[0] != b.Target ||
+		!missing.Differs() {
+		t.Errorf("a pair gone: %+v", missing)
 	}
 }
 
@@ -109,7 +110,7 @@ func TestReportJSONHasNoNullLists(t *testing.T) {
 	if strings.Contains(s, "null") {
 		t.Errorf("null in %s", s)
 	}
-	for _, k := range []string{`"broken":[]`, `"newly_open":[]`, `"changed":[]`, `"slower":[]`, `"schema":"reach.baseline-diff/v1"`} {
+	for _, k := range []string{`"broken":[]`, `"newly_open":[]`, `"changed":[]`, `"slower":[]`, `"gone":[]`, `"schema":"reach.baseline-diff/v1"`} {
 		if !strings.Contains(s, k) {
 			t.Errorf("%s lacks %s", s, k)
 		}

@@ -109,6 +109,15 @@ func TestHubMatrix(t *testing.T) {
 		t.Errorf("broken %+v", b)
 	}
 
+	// A pair taken out of the hub's config leaves its matrix: gone.
+	fh.mu.Lock()
+	delete(fh.cells, [2]string{"db-1", "web-1:80"})
+	fh.mu.Unlock()
+	r, err = Diff(t.Context(), f, DiffOptions{Options: Options{Hub: h}})
+	if err != nil || len(r.Gone) != 1 || r.Gone[0].String() != "db-1 → web-1:80" || !r.Differs() {
+		t.Errorf("gone: %+v, %v", r, err)
+	}
+
 	for _, tc := range []struct {
 		h    *Hub
 		want string

@@ -282,7 +282,8 @@ A firewall change, checked before and after:
 --json prints one object (schema reach.baseline-diff/v1): baseline
 {taken_at, host}, taken_at, host, broken[], newly_open[], changed[],
 slower[] (each: source, name, target, kind, was, now {class, cause,
-connect_ms}, and the doctor's confidence, issue, evidence, fix), unchanged,
+connect_ms}, and the doctor's confidence, issue, evidence, fix), gone[]
+(the hub's pairs its matrix no longer has: a change too), unchanged,
 total, undiagnosed, stale. Lists are [] when empty. Progress goes to
 stderr on a terminal.
 
@@ -381,6 +382,9 @@ func writeDiff(w io.Writer, path string, r *baseline.Report) {
 	for _, c := range r.Slower {
 		fmt.Fprintf(w, "\nSLOWER      %s: %s\n", c.Target, c.Note)
 	}
+	for _, g := range r.Gone {
+		fmt.Fprintf(w, "\nGONE        %s: the hub's matrix no longer has this pair\n", g)
+	}
 	if r.Stale > 0 {
 		fmt.Fprintf(w, "\n%s of the hub sent no result newer than this diff within two intervals: compared as last seen\n",
 			plural(r.Stale, "pair"))
@@ -390,9 +394,13 @@ func writeDiff(w io.Writer, path string, r *baseline.Report) {
 			thousands(int64(r.Undiagnosed)))
 	}
 	n := func(i int) string { return thousands(int64(i)) }
-	fmt.Fprintf(w, "\n%s: %s broken, %s newly open, %s changed, %s slower, %s unchanged (%s)\n",
+	gone := ""
+	if len(r.Gone) > 0 {
+		gone = ", " + n(len(r.Gone)) + " gone"
+	}
+	fmt.Fprintf(w, "\n%s: %s broken, %s newly open, %s changed, %s slower%s, %s unchanged (%s)\n",
 		plural(r.Total, "endpoint"), n(len(r.Broken)), n(len(r.Opened)), n(len(r.Changed)), n(len(r.Slower)),
-		n(r.Unchanged), fmtDuration(time.Duration(r.DurationMS*float64(time.Millisecond))))
+		gone, n(r.Unchanged), fmtDuration(time.Duration(r.DurationMS*float64(time.Millisecond))))
 }
 
 func causeOf(c baseline.Change) string {
