@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -43,6 +44,10 @@ type Store struct {
 	db       *sql.DB
 	postgres bool
 	foldRows int // rows a fold step reads (defaultFoldRows; tests lower it)
+	// lock (SQLite) or pgLock (PostgreSQL) make this process the store's
+	// only writer when opened by OpenExclusive.
+	lock   *os.File
+	pgLock *sql.Conn
 }
 
 // OpenStore opens (and migrates) a store. dsn is a postgres:// or
@@ -63,7 +68,7 @@ func OpenStore(ctx context.Context, dsn string) (*Store, error) {
 func openDB(ctx context.Context, dsn string) (*Store, error) {
 	s := &Store{foldRows: defaultFoldRows}
 	var err error
-	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+	if isPostgres(dsn) {
 		s.postgres = true
 		s.db, err = sql.Open("pgx", dsn)
 	} else {
@@ -92,6 +97,10 @@ func openDB(ctx context.Context, dsn string) (*Store, error) {
 	return s, nil
 }
 
+func isPostgres(dsn string) bool {
+	return strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://")
+}
+
 // Redact hides the password of a postgres:// DSN (in its user part or a
 // password= parameter), for messages and logs; other strings are returned
 // as they are.
@@ -107,8 +116,22 @@ func Redact(dsn string) string {
 	return u.Redacted()
 }
 
-// Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+// Close closes the database, and releases the store to other processes.
+func (s *Store) Close() error {
+	if s.pgLock != nil {
+		// The server drops the lock with the session; unlock first all the
+		// same, as the pool may keep the connection open a while.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		s.pgLock.ExecContext(ctx, `SELECT pg_advisory_unlock_all()`)
+		cancel()
+		s.pgLock.Close()
+		s.pgLock = nil
+	}
+	err := s.db.Close()
+	unlockFile(s.lock)
+	s.lock = nil
+	return err
+}
 
 // Dialect names the database behind the store: "sqlite" or "postgres".
 func (s *Store) Dialect() string {

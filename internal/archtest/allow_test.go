@@ -26,7 +26,7 @@ var allowed = map[string][]string{
 	"baseline":          {"doctor", "endpoint", "monitor", "probe"},
 	"dial":              {"endpoint", "probe"},
 	"doctor":            {"endpoint", "firewall", "internal/sys", "kstat", "probe", "sockets"},
-	"monitor":           {"endpoint", "netwatch", "probe"},
+	"monitor":           {"endpoint", "internal/sys", "netwatch", "probe"},
 	"scan":              {"discover", "endpoint", "internal/sys", "probe"},
 	"discover":          {"internal/sys"},
 	"netwatch":          {"internal/sys"},

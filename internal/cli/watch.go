@@ -258,8 +258,10 @@ func (w *watcher) run(ctx context.Context) error {
 	} else if w.server.TLSConfig != nil {
 		scheme = "https"
 	}
-	store, err := monitor.OpenStore(ctx, w.store)
-	if err != nil {
+	store, err := monitor.OpenExclusive(ctx, w.store, log)
+	if errors.Is(err, monitor.ErrInUse) {
+		return &ExitError{Code: ExitFail, Err: err}
+	} else if err != nil {
 		return &ExitError{Code: ExitFail, Err: fmt.Errorf("%w\nCheck --store: a writable SQLite file path, "+
 			"or a reachable postgres:// DSN", err)}
 	}

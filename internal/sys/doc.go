@@ -5,7 +5,8 @@
 // mounts in a private mount namespace, path probes that read ICMP errors, a
 // probe's own connect and its net.Dialer socket options (source, device,
 // error queue), and the scan engine's TCP sockets, epoll loop, socket error
-// queues and file limit. Linux code is in _linux.go files; parsers of what
+// queues and file limit, and an exclusive file lock (TryLock) that the
+// kernel releases with its holder. Linux code is in _linux.go files; parsers of what
 // the kernel answers are untagged, so they are tested and fuzzed on every
 // OS. What only Linux code calls (the scan engine's sockets) has no version
 // for other systems.
