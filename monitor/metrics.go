@@ -17,6 +17,8 @@ type Metrics struct {
 	dropped     prometheus.Counter
 	written     prometheus.Counter
 	writeErrors prometheus.Counter
+	// storeHealthy is 0 once every write for Options.StoreGrace has failed.
+	storeHealthy prometheus.Gauge
 }
 
 // NewMetrics creates the monitor's metrics and registers them on reg.
@@ -51,8 +53,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		writeErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "reach_store_write_errors_total", Help: "Failed batch writes (their samples are lost).",
 		}),
+		storeHealthy: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "reach_store_healthy", Help: "0 once every write to the store has failed for the grace (--store-grace), 1 otherwise.",
+		}),
 	}
-	reg.MustRegister(m.success, m.duration, m.failures, m.transitions, m.up, m.lateness, m.dropped, m.written, m.writeErrors)
+	m.storeHealthy.Set(1)
+	reg.MustRegister(m.success, m.duration, m.failures, m.transitions, m.up, m.lateness, m.dropped, m.written, m.writeErrors,
+		m.storeHealthy)
 	return m
 }
 

@@ -24,7 +24,9 @@ const (
 	DefaultDiagnoseLimit = 4
 	DefaultRetain        = 30 * 24 * time.Hour
 	DefaultRawFor        = 2 * time.Hour
+	DefaultStoreGrace    = 30 * time.Second
 	compactEvery         = 5 * time.Minute
+	storeLogEvery        = time.Minute
 	diagnoseTimeout      = 30 * time.Second
 )
 
@@ -54,7 +56,12 @@ type Options struct {
 	// RawFor (DefaultRawFor, at most Retain) are downsampled to RollupWidth,
 	// and those buckets to HourlyWidth after RollupFor.
 	Retain, RawFor time.Duration
-	Logger         *slog.Logger
+	// StoreGrace is how long every write to the store may fail before the
+	// store is called unhealthy (StoreHealth, /healthz, reach_store_healthy);
+	// DefaultStoreGrace. A single failed batch is logged at once, and while
+	// failures last, once a minute.
+	StoreGrace time.Duration
+	Logger     *slog.Logger
 }
 
 // Notifier is told of state changes; it must not block.
@@ -143,6 +150,9 @@ type Monitor struct {
 	stopped  bool          // batch is closed
 
 	wg sync.WaitGroup
+
+	healthMu sync.Mutex
+	health   StoreHealth // of the last write; guarded by healthMu
 }
 
 // New builds a monitor for cfg, restoring state from the store.
@@ -164,6 +174,9 @@ func New(ctx context.Context, cfg *Config, opt Options) (*Monitor, error) {
 	}
 	if opt.RawFor <= 0 {
 		opt.RawFor = DefaultRawFor
+	}
+	if opt.StoreGrace <= 0 {
+		opt.StoreGrace = DefaultStoreGrace
 	}
 	opt.RawFor = min(opt.RawFor, opt.Retain)
 	if opt.Probe == nil {
@@ -572,6 +585,7 @@ func (m *Monitor) writer(ctx context.Context) {
 	tick := time.NewTicker(m.opt.FlushInterval)
 	defer tick.Stop()
 	var b Batch
+	var lastLog time.Time // of the last line about failing writes
 	latest := map[key]Status{}
 	flush := func() {
 		for _, st := range latest {
@@ -591,12 +605,11 @@ func (m *Monitor) writer(ctx context.Context) {
 				mt.written.Add(float64(len(b.Samples)))
 			}
 		}
+		m.wrote(time.Now(), err, len(b.Samples), &lastLog)
 		if err != nil {
 			// State changes, their diagnoses and the latest statuses are
 			// few, and are what findings and a restart's state come from:
 			// they go with the next batch. Samples are lost.
-			m.log.Error("write batch; its samples are lost, its state changes are retried with the next", "samples", len(b.Samples),
-				"transitions", len(b.Transitions), "err", err)
 			b = Batch{Samples: b.Samples[:0], Transitions: newest(b.Transitions), Diagnoses: newest(b.Diagnoses)}
 			return
 		}
@@ -628,6 +641,84 @@ func (m *Monitor) writer(ctx context.Context) {
 		case <-tick.C:
 			flush()
 		}
+	}
+}
+
+// StoreHealth is how the store takes the monitor's writes.
+type StoreHealth struct {
+	// Healthy is false once every write for Options.StoreGrace has failed.
+	Healthy bool
+	// Since is the first failed write of the failures going on now; zero
+	// when the last write succeeded.
+	Since  time.Time
+	Failed int   // batches failed since then
+	Err    error // the last failure
+
+	samples bool // a failed batch held samples: one without proves nothing of them
+}
+
+// String says what fails and since when, e.g. for /healthz.
+func (h StoreHealth) String() string {
+	if h.Since.IsZero() {
+		return "store writes succeed"
+	}
+	return fmt.Sprintf("%d store writes failed in a row, since %s (%s): %v", h.Failed,
+		h.Since.UTC().Format(time.RFC3339), time.Since(h.Since).Round(time.Second), h.Err)
+}
+
+// StoreHealth reports whether the store takes the monitor's writes. It is
+// unhealthy once every write for Options.StoreGrace has failed, until one
+// succeeds; always healthy without a store.
+func (m *Monitor) StoreHealth() StoreHealth {
+	m.healthMu.Lock()
+	h := m.health
+	m.healthMu.Unlock()
+	h.Healthy = h.Since.IsZero() || time.Since(h.Since) < m.opt.StoreGrace
+	return h
+}
+
+// wrote records the outcome of a batch write: the store's health, its
+// gauge, and the log, which says the first failure at once and then once
+// per storeLogEvery while they go on (not once a batch, every second), and
+// says when writes recover. Only the writer calls it.
+func (m *Monitor) wrote(now time.Time, err error, samples int, lastLog *time.Time) {
+	m.healthMu.Lock()
+	h := &m.health
+	prev := *h
+	switch {
+	case err == nil && samples == 0 && h.samples:
+		// Statuses alone went in: the samples' table may still refuse
+		// (a corrupt page, a dropped table). Wait for a batch with samples.
+		prev = StoreHealth{} // nothing to log
+	case err == nil:
+		*h = StoreHealth{}
+	default:
+		if h.Since.IsZero() {
+			h.Since = now
+		}
+		h.Failed++
+		h.Err = err
+		h.samples = h.samples || samples > 0
+	}
+	cur := *h
+	m.healthMu.Unlock()
+	if mt := m.opt.Metrics; mt != nil {
+		mt.storeHealthy.Set(float64(boolInt(cur.Since.IsZero() || now.Sub(cur.Since) < m.opt.StoreGrace)))
+	}
+	switch {
+	case err == nil && !prev.Since.IsZero():
+		m.log.Info("store writes succeed again", "failed_batches", prev.Failed,
+			"failing_for", now.Sub(prev.Since).Round(time.Millisecond))
+	case err != nil && prev.Since.IsZero():
+		*lastLog = now
+		m.log.Error("store write failed: the batch's samples are lost, its state changes are retried with "+
+			"the next; while writes fail this is said once a minute, and after "+shortDuration(m.opt.StoreGrace)+
+			" of failures /healthz answers 503 and reach_store_healthy is 0", "samples", samples, "err", err)
+	case err != nil && now.Sub(*lastLog) >= storeLogEvery:
+		*lastLog = now
+		m.log.Error("store writes still fail", "failed_batches", cur.Failed,
+			"failing_for", now.Sub(cur.Since).Round(time.Second),
+			"healthy", now.Sub(cur.Since) < m.opt.StoreGrace, "err", err)
 	}
 }
 

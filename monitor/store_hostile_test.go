@@ -6,9 +6,18 @@ import (
 	"errors"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/reach-tools/reach/endpoint"
+	"github.com/reach-tools/reach/internal/testnet"
+	"github.com/reach-tools/reach/probe"
 )
 
 // Issue 11, row 9: two reach watch on one store both ran and stored every
@@ -77,5 +86,153 @@ func TestHostileStaleLockFile(t *testing.T) {
 	s.Close()
 	if b, _ := os.ReadFile(path + ".lock"); len(b) != 0 {
 		t.Errorf("after Close the lock file holds %q, want it empty", b)
+	}
+}
+
+// lockedBuffer is a log sink the writer goroutine and the test share.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() == name {
+			return f.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
+}
+
+// Issue 11, row 10: with every batch failing, watch went on saying all was
+// well. Here the samples table goes away under a running monitor (a real
+// failure of every write): after the grace the store is unhealthy with the
+// reason, reach_store_healthy is 0 and the log said it once; recreated, the
+// table takes writes again and all turns back.
+func TestHostileStoreWritesFail(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	store := openTestStore(t, filepath.Join(t.TempDir(), "reach.db"))
+	reg := prometheus.NewRegistry()
+	logs := &lockedBuffer{}
+	const grace = 300 * time.Millisecond
+	e := Endpoint{Name: "db", Target: endpoint.Endpoint{Host: "127.0.0.1", Port: 1}, Interval: 20 * time.Millisecond,
+		Timeout: 10 * time.Millisecond, Expect: ExpectOpen}
+	m, err := New(ctx, &Config{Endpoints: []Endpoint{e}}, Options{Store: store, Metrics: NewMetrics(reg),
+		FlushInterval: 20 * time.Millisecond, StoreGrace: grace, Logger: slog.New(slog.NewTextHandler(logs, nil)),
+		Probe: func(context.Context, endpoint.Endpoint, probe.Options) probe.Result {
+			return probe.Result{Class: probe.Open, RTT: time.Millisecond}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error)
+	go func() { done <- m.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	written := func() float64 {
+		fams, _ := reg.Gather()
+		for _, f := range fams {
+			if f.GetName() == "reach_store_written_samples_total" {
+				return f.GetMetric()[0].GetCounter().GetValue()
+			}
+		}
+		return 0
+	}
+	if !testnet.Poll(10*time.Second, func() bool { return written() > 0 }) {
+		t.Fatalf("no sample written:\n%s", logs)
+	}
+	if h := m.StoreHealth(); !h.Healthy || gauge(t, reg, "reach_store_healthy") != 1 {
+		t.Fatalf("healthy store: %+v, gauge %v", h, gauge(t, reg, "reach_store_healthy"))
+	}
+
+	if _, err := store.db.Exec(`DROP TABLE samples`); err != nil {
+		t.Fatal(err)
+	}
+	broke := time.Now()
+	if !testnet.Poll(10*time.Second, func() bool { return !m.StoreHealth().Healthy }) {
+		t.Fatalf("still healthy 10s after every write began to fail: %+v\n%s", m.StoreHealth(), logs)
+	}
+	h := m.StoreHealth()
+	if took := time.Since(broke); took < grace || took > grace+5*time.Second {
+		t.Errorf("unhealthy %v after the writes began to fail, want after the %v grace", took, grace)
+	}
+	if !strings.Contains(h.String(), "no such table: samples") || h.Failed < 2 {
+		t.Errorf("reason %q (%d failed), want the store's error", h, h.Failed)
+	}
+	// The gauge follows at the next batch.
+	if !testnet.Poll(5*time.Second, func() bool { return gauge(t, reg, "reach_store_healthy") == 0 }) {
+		t.Error("reach_store_healthy stayed 1")
+	}
+	time.Sleep(200 * time.Millisecond) // more failing batches, still under a minute
+	if n, f := strings.Count(logs.String(), "store write failed"), m.StoreHealth().Failed; n != 1 || f < 10 ||
+		strings.Contains(logs.String(), "still fail") {
+		t.Errorf("%d batches failed, %d log lines at first failure; want one line a minute:\n%s", f, n, logs)
+	}
+
+	if _, err := store.db.Exec(migrations[0][0]); err != nil {
+		t.Fatal(err)
+	}
+	if !testnet.Poll(10*time.Second, func() bool {
+		return m.StoreHealth().Healthy && gauge(t, reg, "reach_store_healthy") == 1
+	}) {
+		t.Fatalf("writes recovered but the store stays unhealthy: %+v\n%s", m.StoreHealth(), logs)
+	}
+	if !strings.Contains(logs.String(), "store writes succeed again") {
+		t.Errorf("no log line says the writes recovered:\n%s", logs)
+	}
+}
+
+// While writes fail the log speaks once a minute, not once a batch, and the
+// gauge turns 0 exactly at the grace and back to 1 with the next success.
+func TestStoreFailureLogOncePerMinute(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	var logs bytes.Buffer
+	m, err := New(context.Background(), &Config{}, Options{Metrics: NewMetrics(reg),
+		StoreGrace: 30 * time.Second, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	boom := errors.New("monitor: store: disk I/O error")
+	t0 := time.Now()
+	var last time.Time
+	for i := range 180 { // a batch a second for three minutes
+		m.wrote(t0.Add(time.Duration(i)*time.Second), boom, 10, &last)
+		want := 1.0
+		if i >= 30 {
+			want = 0
+		}
+		if g := gauge(t, reg, "reach_store_healthy"); g != want {
+			t.Fatalf("after %ds of failures the gauge is %v, want %v", i, g, want)
+		}
+	}
+	if first, later := strings.Count(logs.String(), "store write failed"), strings.Count(logs.String(), "still fail"); first != 1 || later != 2 {
+		t.Errorf("180 failed batches in 3 minutes: %d + %d log lines, want 1 + 2:\n%s", first, later, logs.String())
+	}
+	// A batch of statuses alone goes in, but says nothing of the samples.
+	m.wrote(t0.Add(179*time.Second+time.Millisecond), nil, 0, &last)
+	if g := gauge(t, reg, "reach_store_healthy"); g != 0 || m.StoreHealth().Since.IsZero() {
+		t.Errorf("a batch without samples went in and the gauge is %v, want still 0", g)
+	}
+	m.wrote(t0.Add(180*time.Second), nil, 10, &last)
+	if g := gauge(t, reg, "reach_store_healthy"); g != 1 || !strings.Contains(logs.String(), "failed_batches=180") {
+		t.Errorf("after a success: gauge %v, log:\n%s", g, logs.String())
 	}
 }

@@ -8,6 +8,7 @@ package web
 
 import (
 	"embed"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"net/http"
@@ -70,13 +71,32 @@ func New(opt Options) *Server {
 	s.mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		http.ServeFileFS(w, r, sub, "index.html")
 	})
-	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
+	s.mux.HandleFunc("GET /healthz", s.serveHealth)
 	s.registerAPI()
 	if opt.Gatherer != nil {
 		s.mux.Handle("GET /metrics",
 			promhttp.HandlerFor(opt.Gatherer, promhttp.HandlerOpts{ErrorLog: slogPrinter{s.log}}))
 	}
 	return s
+}
+
+// serveHealth answers ok, or 503 once every write to the store has failed
+// for the monitor's grace: a process that keeps no history is not healthy.
+// /healthz is public, so only an authorized request (or any, on a dashboard
+// without auth) sees the store's error, which may name its host.
+func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
+	if m := s.opt.Monitor; m != nil {
+		if h := m.StoreHealth(); !h.Healthy {
+			reason := fmt.Sprintf("%d store writes failed in a row, since %s", h.Failed,
+				h.Since.UTC().Format(time.RFC3339))
+			if s.authorized(r) {
+				reason = h.String()
+			}
+			http.Error(w, "unhealthy: "+reason, http.StatusServiceUnavailable)
+			return
+		}
+	}
+	w.Write([]byte("ok\n"))
 }
 
 // Handle adds another read-only page or API behind the same auth, e.g.

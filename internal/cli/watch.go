@@ -35,7 +35,7 @@ func newWatchCmd(env *Env) *cobra.Command {
 		tlsFlags                                    hubTLSFlags
 		agentTLS                                    agentTLSFlags
 		concurrency                                 int
-		doctorTimeout, streamLife                   time.Duration
+		doctorTimeout, streamLife, storeGrace       time.Duration
 		server                                      httpFlags
 	)
 	cmd := &cobra.Command{
@@ -51,7 +51,10 @@ It serves, on --listen (loopback by default):
              uptime, and the doctor's findings for a down endpoint (live)
   /api/...   the JSON the dashboard reads
   /metrics   Prometheus metrics: reach_probe_success, reach_probe_duration_seconds,
-             reach_probe_failures_total{class,cause}, reach_state_transitions_total
+             reach_probe_failures_total{class,cause}, reach_state_transitions_total,
+             reach_store_healthy
+  /healthz   ok, or 503 once every write to the store has failed for --store-grace
+             (the store's error shows to those the dashboard lets in)
 
 History goes to a SQLite file (--store reach.db), or to PostgreSQL with
 --store postgres://...; samples are written in batches once a second, so a
@@ -97,7 +100,8 @@ closed at once, counted in reach_http_connections_refused_total and logged.`,
 			case doctorTimeout <= 0:
 				return usageErrorf("--doctor-timeout %v: give a positive duration such as 3s", doctorTimeout)
 			}
-			if err := mustBePositive(durationFlag{"stream-lifetime", streamLife}); err != nil {
+			if err := mustBePositive(durationFlag{"stream-lifetime", streamLife},
+				durationFlag{"store-grace", storeGrace}); err != nil {
 				return err
 			}
 			srvOpt, err := server.options()
@@ -150,7 +154,7 @@ closed at once, counted in reach_http_connections_refused_total and logged.`,
 			w := watcher{env: env, cfg: cfg, path: config, store: store, listen: listen, retain: ret,
 				tls: tlsFlags, agents: agents, concurrency: concurrency, noDoctor: noDoctor,
 				noNetWatch:    noNetWatch,
-				doctorTimeout: doctorTimeout, server: srvOpt,
+				doctorTimeout: doctorTimeout, storeGrace: storeGrace, server: srvOpt,
 				auth: web.Options{Token: token, User: user, Password: pass, StreamLifetime: streamLife}}
 			return w.run(cmd.Context())
 		},
@@ -170,6 +174,8 @@ closed at once, counted in reach_http_connections_refused_total and logged.`,
 	f.BoolVar(&noNetWatch, "no-net-watch", false, "do not re-probe at once when the kernel announces a "+
 		"route, address, link or nf_tables change (the changes are listed at /api/changes)")
 	f.DurationVar(&doctorTimeout, "doctor-timeout", 3*time.Second, "timeout of each probe the doctor makes")
+	f.DurationVar(&storeGrace, "store-grace", monitor.DefaultStoreGrace,
+		"how long every write to the store may fail before /healthz answers 503 and reach_store_healthy is 0")
 	server.add(cmd)
 	f.DurationVar(&streamLife, "stream-lifetime", web.DefaultStreamLifetime,
 		"HTTP: longest life of one live-update stream of the dashboard (the page reconnects)")
@@ -235,6 +241,7 @@ type watcher struct {
 	tls                   hubTLSFlags
 	agents                *http.Client // calls https agents; nil: the hub's default
 	retain, doctorTimeout time.Duration
+	storeGrace            time.Duration
 	concurrency           int
 	noDoctor              bool
 	noNetWatch            bool
@@ -275,7 +282,7 @@ func (w *watcher) run(ctx context.Context) error {
 	w.server.Registerer = reg
 	wt, err := hub.NewWatch(ctx, w.cfg, hub.WatchOptions{
 		Monitor: monitor.Options{Store: store, Metrics: monitor.NewMetrics(reg),
-			Concurrency: w.concurrency, Retain: w.retain},
+			Concurrency: w.concurrency, Retain: w.retain, StoreGrace: w.storeGrace},
 		NoDoctor: w.noDoctor, NoNetWatch: w.noNetWatch, DoctorTimeout: w.doctorTimeout, AgentClient: w.agents,
 		Dashboard: dash, Server: w.server, Logger: log, HubMetrics: hub.NewMetrics(reg)})
 	if err != nil {
