@@ -141,6 +141,10 @@ func schedule(ctx context.Context, addrs []netip.Addr, opt Options, t transport)
 			t.send(h)
 			flight = append(flight, h)
 		}
+		// Read what has come before judging anyone: after a long stall (a
+		// loaded machine deschedules us) answers wait in the sockets, and a
+		// deadline must not pass over them.
+		t.poll(0, onAnswer)
 		wait := pollMax
 		keep := flight[:0]
 		for _, h := range flight {

@@ -19,8 +19,9 @@ type discovery struct {
 }
 
 // discoverHosts runs package discover over the targets, reporting progress
-// as PhaseDiscovery.
-func discoverHosts(ctx context.Context, targets []Target, opt Options) (*discovery, error) {
+// as PhaseDiscovery. up, when set, gets each host found up as it is
+// (without blocking).
+func discoverHosts(ctx context.Context, targets []Target, opt Options, up func(discover.Result)) (*discovery, error) {
 	addrs := make([]netip.Addr, 0, len(targets))
 	for _, t := range targets {
 		addrs = append(addrs, t.Addr.Unmap())
@@ -48,7 +49,12 @@ func discoverHosts(ctx context.Context, targets []Target, opt Options) (*discove
 	}
 	res, err := discover.Run(ctx, addrs, discover.Options{PingPorts: opt.PingPorts, Source: opt.Source,
 		Interface: opt.Interface, RunIn: opt.RunIn, Logger: opt.Logger,
-		OnResult: func(discover.Result) { judged.Add(1) }})
+		OnResult: func(r discover.Result) {
+			judged.Add(1)
+			if up != nil && r.State == discover.Up {
+				up(r)
+			}
+		}})
 	stop()
 	d := &discovery{found: make(map[netip.Addr]discover.Result, len(res)), took: time.Since(start), opt: opt}
 	for _, r := range res {
@@ -190,4 +196,97 @@ func withDiscovery(h Host, r discover.Result) Host {
 		h.Evidence = "discovery: " + r.Evidence
 	}
 	return h
+}
+
+// discoverAndScan runs discovery and, meanwhile, the port scan of the hosts
+// it finds up in its first DiscoveryFloor (on a LAN, all the live ones:
+// they answer at once, while discovery waits out the silent ones for
+// 420 ms); then the port scan of every other host it did not find down.
+func discoverAndScan(ctx context.Context, targets []Target, opt Options, start time.Time) (*Report, error) {
+	var mu sync.Mutex
+	var ups []discover.Result
+	type outcome struct {
+		d   *discovery
+		err error
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		d, err := discoverHosts(ctx, targets, opt, func(r discover.Result) {
+			mu.Lock()
+			ups = append(ups, r)
+			mu.Unlock()
+		})
+		done <- outcome{d, err}
+	}()
+	var out outcome
+	var early *Report
+	var earlyErr error
+	scanned := map[netip.Addr]bool{}
+	select {
+	case out = <-done:
+	case <-time.After(DiscoveryFloor):
+		mu.Lock()
+		found := ups
+		mu.Unlock()
+		if len(found) > 0 {
+			early, earlyErr = scanFound(ctx, targets, found, opt, scanned)
+		}
+		out = <-done
+	}
+	d, err := out.d, out.err
+	if err != nil && ctx.Err() == nil {
+		return nil, err
+	}
+	var rep *Report
+	rest := slices.DeleteFunc(d.toScan(targets), func(t Target) bool { return scanned[t.Addr.Unmap()] })
+	if len(rest) > 0 && ctx.Err() == nil {
+		e := newEngine(rest, opt)
+		d.prime(e)
+		e.start = time.Now() // Progress.Elapsed is the phase's
+		stop := e.reportProgress()
+		err = run(ctx, e)
+		stop()
+		rep = e.report(0)
+	} else {
+		rep = &Report{Ports: len(slices.Compact(slices.Sorted(slices.Values(opt.Ports))))}
+		for _, t := range rest { // canceled before their ports: unknown
+			rep.Hosts = append(rep.Hosts, Host{Addr: t.Addr.Unmap(), Name: t.Name, State: HostUnknown})
+		}
+	}
+	if early != nil {
+		rep.Hosts = append(rep.Hosts, early.Hosts...)
+		rep.Counts.Open += early.Counts.Open
+		rep.Counts.Closed += early.Counts.Closed
+		rep.Counts.Filtered += early.Counts.Filtered
+		rep.Probes += early.Probes
+	}
+	d.merge(rep, time.Since(start))
+	if err == nil {
+		err = earlyErr
+	}
+	return rep, err
+}
+
+// scanFound scans the ports of the hosts discovery found up so far, while
+// it goes on, and marks them in scanned. Its progress is not reported:
+// the bar is discovery's until discovery ends.
+func scanFound(ctx context.Context, targets []Target, found []discover.Result, opt Options, scanned map[netip.Addr]bool) (*Report, error) {
+	part := &discovery{found: make(map[netip.Addr]discover.Result, len(found)), opt: opt}
+	for _, r := range found {
+		part.found[r.Addr] = r
+	}
+	var ts []Target
+	for _, t := range targets {
+		a := t.Addr.Unmap()
+		if _, ok := part.found[a]; ok && !scanned[a] {
+			scanned[a] = true
+			ts = append(ts, t)
+		}
+	}
+	opt.Progress = nil
+	e := newEngine(ts, opt)
+	part.prime(e)
+	e.start = time.Now()
+	err := run(ctx, e)
+	return e.report(0), err
 }

@@ -370,36 +370,27 @@ func Scan(ctx context.Context, targets []Target, opt Options) (*Report, error) {
 		return nil, err
 	}
 	start := time.Now()
-	var d *discovery
-	if opt.Discover || opt.HostsOnly {
-		var err error
-		if d, err = discoverHosts(ctx, targets, opt); err != nil && ctx.Err() == nil {
-			return nil, err
-		}
-		if opt.HostsOnly || ctx.Err() != nil {
-			rep := d.report(targets, time.Since(start), opt.HostsOnly)
-			if ctx.Err() != nil {
-				rep.Canceled = true
-				return rep, ctx.Err()
-			}
-			return rep, nil
-		}
-		targets = d.toScan(targets)
-	}
 	var rep *Report
 	var err error
-	if len(targets) > 0 {
+	switch {
+	case opt.HostsOnly:
+		var d *discovery
+		if d, err = discoverHosts(ctx, targets, opt, nil); err != nil && ctx.Err() == nil {
+			return nil, err
+		}
+		rep, err = d.report(targets, time.Since(start), true), nil
+	case opt.Discover:
+		if rep, err = discoverAndScan(ctx, targets, opt, start); rep == nil {
+			return nil, err
+		}
+	default:
 		e := newEngine(targets, opt)
-		d.prime(e)
-		e.start = time.Now() // Progress.Elapsed is the phase's
+		e.start = start
 		stop := e.reportProgress()
 		err = run(ctx, e)
 		stop()
 		rep = e.report(time.Since(start))
-	} else {
-		rep = &Report{Ports: len(slices.Compact(slices.Sorted(slices.Values(opt.Ports))))}
 	}
-	d.merge(rep, time.Since(start))
 	if ctx.Err() != nil {
 		rep.Canceled = true
 		return rep, ctx.Err()
