@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -94,9 +95,19 @@ func TestSaveMaxDiagnoses(t *testing.T) {
 		args = append(args, testnet.ClosedPort(t).String())
 	}
 	targets, _ := ParseTargets(args)
-	f, err := Save(t.Context(), targets, Options{Timeout: time.Second, MaxDiagnoses: 1})
+	var mu sync.Mutex
+	last := map[string][2]int{}
+	progress := func(phase string, done, total int) {
+		mu.Lock()
+		defer mu.Unlock()
+		last[phase] = [2]int{done, total}
+	}
+	f, err := Save(t.Context(), targets, Options{Timeout: time.Second, MaxDiagnoses: 1, Progress: progress})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if last["probing"] != [2]int{3, 3} || last["diagnosing"] != [2]int{1, 1} {
+		t.Errorf("progress ended at %v", last)
 	}
 	if f.Undiagnosed != 2 || f.Entries[0].Cause != doctor.NotListening || f.Entries[1].Cause != "" || f.Entries[2].Cause != "" {
 		t.Errorf("undiagnosed %d, entries %+v", f.Undiagnosed, f.Entries)
