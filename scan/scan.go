@@ -16,7 +16,9 @@
 // With Options.Discover (reach scan does it unless --skip-discovery, like
 // nmap without -Pn) a discovery phase first asks every target whether it is
 // there, and the port scan then probes only what may be: hosts found up,
-// and hosts discovery could not judge. Options.HostsOnly (--hosts-only,
+// and hosts discovery could not judge. The two overlap: hosts found up in
+// discovery's first DiscoveryFloor are port-scanned while it waits out the
+// silent ones. Options.HostsOnly (--hosts-only,
 // nmap's -sn) stops after it. Every Host says how it was judged (JudgedBy)
 // and why (Reason):
 //
