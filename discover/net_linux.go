@@ -34,8 +34,11 @@ func run(ctx context.Context, addrs []netip.Addr, opt Options) ([]Result, error)
 }
 
 // neighEvery is how often the kernel's neighbour table is read while the
-// kernel is asking for hosts.
-const neighEvery = 10 * time.Millisecond
+// kernel is asking for hosts; neighTries bounds the reads of one dump.
+const (
+	neighEvery = 10 * time.Millisecond
+	neighTries = 5
+)
 
 // netTransport asks with real sockets. Sockets are made on the calling
 // thread (inside Options.RunIn); readers run on goroutines of their own.
@@ -64,7 +67,8 @@ type netTransport struct {
 	byHost    map[*host][]int // their sockets, by host
 	neighs    map[netip.Addr]uint16
 	neighAt   time.Time
-	kernelUse int // hosts in flight the kernel asks for
+	neighGood time.Time // when neighs was last read in full
+	kernelUse int       // hosts in flight the kernel asks for
 }
 
 type cachedRoute struct {
@@ -613,11 +617,23 @@ drain:
 // for each address whose entry was confirmed (REACHABLE).
 func (t *netTransport) readNeighbours(fn func(answer)) {
 	t.neighAt = time.Now()
-	m := make(map[netip.Addr]uint16, len(t.neighs))
-	if err := sys.Neighbours(t.ctx, func(a netip.Addr, st uint16) { m[a] = st }); err != nil {
+	var m map[netip.Addr]uint16
+	var err error
+	// A dump is cut short (NLM_F_DUMP_INTR) when the table changes under
+	// it, as it does while the kernel resolves a /24 of neighbours: try
+	// again. Failing, the last reading stands for answers; verdicts take
+	// none older than 2·neighEvery (see neigh).
+	for range neighTries {
+		m = make(map[netip.Addr]uint16, len(t.neighs))
+		if err = sys.Neighbours(t.ctx, func(a netip.Addr, st uint16) { m[a] = st }); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		t.opt.Logger.Debug("discover: neighbour table", "err", err)
 		return
 	}
-	t.neighs = m
+	t.neighs, t.neighGood = m, time.Now()
 	now := time.Now()
 	for a, st := range m {
 		if st&sys.NeighReachable != 0 {
@@ -633,6 +649,8 @@ func (t *netTransport) neigh(addr netip.Addr) neighEntry {
 	}
 	st, ok := t.neighs[addr]
 	switch {
+	case time.Since(t.neighGood) > 2*neighEvery:
+		return noEntry // no fresh reading: neither way
 	case !ok:
 		return noEntry
 	case st&sys.NeighReachable != 0:
