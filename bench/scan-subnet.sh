@@ -106,7 +106,7 @@ serve() {
   ip netns exec "$n" "$reach" serve "${args[@]}" --log-format json >/dev/null 2>"$log" &
   pids+=($!)
   for _ in $(seq 100); do
-    grep -q '"msg":"serving"' "$log" && return
+    grep -qs '"msg":"serving"' "$log" && return # the server may not have made it yet
     sleep 0.05
   done
   echo "scan-subnet: server did not start in $n:" >&2
