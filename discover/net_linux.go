@@ -67,8 +67,7 @@ type netTransport struct {
 	byHost    map[*host][]int // their sockets, by host
 	neighs    map[netip.Addr]uint16
 	neighAt   time.Time
-	neighGood time.Time // when neighs was last read in full
-	kernelUse int       // hosts in flight the kernel asks for
+	kernelUse int // hosts in flight the kernel asks for
 }
 
 type cachedRoute struct {
@@ -621,8 +620,8 @@ func (t *netTransport) readNeighbours(fn func(answer)) {
 	var err error
 	// A dump is cut short (NLM_F_DUMP_INTR) when the table changes under
 	// it, as it does while the kernel resolves a /24 of neighbours: try
-	// again. Failing, the last reading stands for answers; verdicts take
-	// none older than 2·neighEvery (see neigh).
+	// again. Failing, the last reading stands; it only gives answers
+	// (verdicts ask for each entry: see neigh).
 	for range neighTries {
 		m = make(map[netip.Addr]uint16, len(t.neighs))
 		if err = sys.Neighbours(t.ctx, func(a netip.Addr, st uint16) { m[a] = st }); err == nil {
@@ -633,7 +632,7 @@ func (t *netTransport) readNeighbours(fn func(answer)) {
 		t.opt.Logger.Debug("discover: neighbour table", "err", err)
 		return
 	}
-	t.neighs, t.neighGood = m, time.Now()
+	t.neighs = m
 	now := time.Now()
 	for a, st := range m {
 		if st&sys.NeighReachable != 0 {
@@ -643,14 +642,19 @@ func (t *netTransport) readNeighbours(fn func(answer)) {
 	}
 }
 
+// neigh asks the kernel for addr's neighbour entry itself: a dump of the
+// whole table is cut short when the table changes under it, as it does
+// while the kernel resolves a /24, and a verdict must not rest on one.
 func (t *netTransport) neigh(addr netip.Addr) neighEntry {
-	if time.Since(t.neighAt) >= neighEvery {
-		t.readNeighbours(func(answer) {})
+	r, err := t.lookup(addr)
+	if err != nil {
+		return noEntry
 	}
-	st, ok := t.neighs[addr]
+	st, ok, err := sys.Neighbour(t.ctx, addr, r.IfIndex)
 	switch {
-	case time.Since(t.neighGood) > 2*neighEvery:
-		return noEntry // no fresh reading: neither way
+	case err != nil:
+		t.opt.Logger.Debug("discover: neighbour entry", "addr", addr, "err", err)
+		return noEntry // neither way
 	case !ok:
 		return noEntry
 	case st&sys.NeighReachable != 0:

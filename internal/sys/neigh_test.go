@@ -3,6 +3,7 @@ package sys
 import (
 	"encoding/binary"
 	"net/netip"
+	"syscall"
 	"testing"
 )
 
@@ -59,6 +60,60 @@ func FuzzParseNeigh(f *testing.F) {
 		}
 		if !a.IsValid() || a.Is4In6() || st != binary.NativeEndian.Uint16(b[8:10]) {
 			t.Fatalf("%x: %v %#x", b, a, st)
+		}
+	})
+}
+
+// A request for one entry carries the family, the interface and NDA_DST;
+// the reply is the entry's state, "none" for ENOENT, or the error.
+func TestNeighRequestAndReply(t *testing.T) {
+	b := neighRequest(netip.MustParseAddr("198.18.0.9"), 7, 42)
+	msgs, err := ParseNetlink(b)
+	if err != nil || len(msgs) != 1 || msgs[0].Seq != 42 || msgs[0].Type != 30 {
+		t.Fatalf("request %x: %+v, %v", b, msgs, err)
+	}
+	if a, _, ok := parseNeigh(msgs[0].Data); !ok || a != netip.MustParseAddr("198.18.0.9") || msgs[0].Data[0] != 2 ||
+		binary.NativeEndian.Uint32(msgs[0].Data[4:8]) != 7 {
+		t.Fatalf("request payload %x", msgs[0].Data)
+	}
+	frame := func(typ uint16, seq uint32, payload []byte) []byte {
+		h := make([]byte, nlmsgHdrLen)
+		binary.NativeEndian.PutUint32(h[0:4], uint32(nlmsgHdrLen+len(payload)))
+		binary.NativeEndian.PutUint16(h[4:6], typ)
+		binary.NativeEndian.PutUint32(h[8:12], seq)
+		return append(h, payload...)
+	}
+	entry := append([]byte(nil), msgs[0].Data...)
+	binary.NativeEndian.PutUint16(entry[8:10], NeighIncomplete)
+	errMsg := func(errno int32) []byte {
+		return binary.NativeEndian.AppendUint32(make([]byte, 0, 20), uint32(-errno))
+	}
+	tests := []struct {
+		name               string
+		b                  []byte
+		state              uint16
+		ok, answered, fail bool
+	}{
+		{"entry", frame(28, 42, entry), NeighIncomplete, true, true, false},
+		{"none", frame(nlmsgError, 42, append(errMsg(int32(syscall.ENOENT)), make([]byte, 16)...)), 0, false, true, false},
+		{"error", frame(nlmsgError, 42, append(errMsg(int32(syscall.EINVAL)), make([]byte, 16)...)), 0, false, true, true},
+		{"someone else's", frame(28, 41, entry), 0, false, false, false},
+		{"truncated entry", frame(28, 42, entry[:8]), 0, false, true, true},
+	}
+	for _, tt := range tests {
+		st, ok, answered, err := parseNeighReply(tt.b, 42)
+		if st != tt.state || ok != tt.ok || answered != tt.answered || (err != nil) != tt.fail {
+			t.Errorf("%s: (%#x, %v, %v, %v)", tt.name, st, ok, answered, err)
+		}
+	}
+}
+
+func FuzzParseNeighReply(f *testing.F) {
+	f.Add(neighRequest(netip.MustParseAddr("fd00::9"), 3, 1))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		st, ok, answered, err := parseNeighReply(b, 1)
+		if (ok || st != 0) && (!answered || err != nil) {
+			t.Fatalf("state %#x ok %v without an answer (answered %v, err %v)", st, ok, answered, err)
 		}
 	})
 }
