@@ -79,7 +79,11 @@ func OpenExclusive(ctx context.Context, dsn string, log *slog.Logger) (*Store, e
 	}
 	s.lock = lock
 	if s.postgres {
-		if err := s.lockPostgres(ctx, dsn); err != nil {
+		s.pgMu.Lock()
+		s.dsn = dsn
+		err := s.lockPostgres(ctx, dsn)
+		s.pgMu.Unlock()
+		if err != nil {
 			s.Close()
 			return nil, err
 		}
@@ -155,7 +159,7 @@ const pgLockClass = 0x72656163
 
 // lockPostgres takes the advisory lock on a connection kept for it, and
 // names this process in that connection's application_name, which the
-// next one reads to say who holds it.
+// next one reads to say who holds it. s.pgMu is held.
 func (s *Store) lockPostgres(ctx context.Context, dsn string) error {
 	conn, err := s.db.Conn(ctx)
 	if err != nil {
@@ -202,6 +206,27 @@ func (s *Store) lockPostgres(ctx context.Context, dsn string) error {
 	}
 	s.pgLock = conn
 	return nil
+}
+
+// keepLock makes sure, before a write, that the session holding the
+// PostgreSQL lock is alive: a server restart or a cut connection ends it,
+// and the lock with it, and another process may have taken it since. It
+// takes the lock again, or fails the write with an *InUseError: two
+// writers never store the same samples.
+func (s *Store) keepLock(ctx context.Context) error {
+	s.pgMu.Lock()
+	defer s.pgMu.Unlock()
+	if s.dsn == "" { // not opened by OpenExclusive, or not PostgreSQL
+		return nil
+	}
+	if s.pgLock != nil {
+		if err := s.pgLock.PingContext(ctx); err == nil {
+			return nil
+		}
+		s.pgLock.Close()
+		s.pgLock = nil
+	}
+	return s.lockPostgres(ctx, s.dsn)
 }
 
 var appPID = regexp.MustCompile(`^reach pid (\d+)`)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers driver "pgx"
@@ -47,7 +48,9 @@ type Store struct {
 	// lock (SQLite) or pgLock (PostgreSQL) make this process the store's
 	// only writer when opened by OpenExclusive.
 	lock   *os.File
+	pgMu   sync.Mutex // guards pgLock and dsn
 	pgLock *sql.Conn
+	dsn    string // PostgreSQL opened by OpenExclusive: to take the lock again
 }
 
 // OpenStore opens (and migrates) a store. dsn is a postgres:// or
@@ -118,6 +121,8 @@ func Redact(dsn string) string {
 
 // Close closes the database, and releases the store to other processes.
 func (s *Store) Close() error {
+	s.pgMu.Lock()
+	defer s.pgMu.Unlock()
 	if s.pgLock != nil {
 		// The server drops the lock with the session; unlock first all the
 		// same, as the pool may keep the connection open a while.
@@ -268,6 +273,9 @@ func (b Batch) Len() int {
 
 // Write stores a batch in one transaction: all of it or, on error, none.
 func (s *Store) Write(ctx context.Context, b Batch) error {
+	if err := s.keepLock(ctx); err != nil {
+		return err
+	}
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		for rows := b.Samples; len(rows) > 0; {
 			chunk := rows[:min(len(rows), rowsPerInsert)]

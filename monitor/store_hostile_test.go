@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -235,4 +236,53 @@ func TestStoreFailureLogOncePerMinute(t *testing.T) {
 	if g := gauge(t, reg, "reach_store_healthy"); g != 1 || !strings.Contains(logs.String(), "failed_batches=180") {
 		t.Errorf("after a success: gauge %v, log:\n%s", g, logs.String())
 	}
+}
+
+// The PostgreSQL lock lives with its session: when the server ends it (a
+// restart, a cut connection), the next write takes the lock again; if
+// another process took it meanwhile, the write fails naming it, rather
+// than both storing the same samples.
+func TestHostilePostgresLockLost(t *testing.T) {
+	forEachStore(t, func(t *testing.T, dsn string) {
+		if !strings.HasPrefix(dsn, "postgres") {
+			t.Skip("PostgreSQL only")
+		}
+		ctx := context.Background()
+		first, err := OpenExclusive(ctx, dsn, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer first.Close()
+		cut := func() {
+			t.Helper()
+			var n int
+			err := first.db.QueryRowContext(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+				WHERE application_name = $1`, fmt.Sprintf("reach pid %d on %s", os.Getpid(), hostname())).Scan(&n)
+			if err != nil || n != 1 {
+				t.Fatalf("ending the lock's session: %d ended, %v", n, err)
+			}
+		}
+		sample := Batch{Samples: []Sample{{Endpoint: "db", Source: LocalSource, Time: time.Now(), OK: true, Class: probe.Open}}}
+		cut()
+		if err := first.Write(ctx, sample); err != nil {
+			t.Fatalf("write after the lock's session ended, none else holding it: %v", err)
+		}
+		cut()
+		second, err := OpenExclusive(ctx, dsn, nil)
+		if err != nil {
+			t.Fatalf("second writer after the first lost its lock: %v", err)
+		}
+		defer second.Close()
+		if err := first.Write(ctx, sample); !errors.Is(err, ErrInUse) {
+			t.Fatalf("the first wrote on while the second held the lock: %v", err)
+		}
+		if err := first.Write(ctx, sample); !errors.Is(err, ErrInUse) {
+			t.Fatalf("and again: %v", err)
+		}
+	})
+}
+
+func hostname() string {
+	h, _ := os.Hostname()
+	return h
 }
