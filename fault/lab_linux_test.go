@@ -190,20 +190,20 @@ func (l *faultLab) dialErr(timeout time.Duration) error {
 }
 
 // check runs reach check --json in h against target and returns the cause
-// and the causes of its findings.
+// and its findings, each as "CAUSE CONFIDENCE".
 func (l *faultLab) check(t *testing.T, h *netlab.Host, target netip.AddrPort) (string, []string) {
 	t.Helper()
 	out, _ := reachIn(t, l.bin, h, "check", "--json", "--timeout", "2s", target.String())
 	var r struct {
 		Cause    string
-		Findings []struct{ Cause string }
+		Findings []struct{ Cause, Confidence string }
 	}
 	if err := json.Unmarshal([]byte(out), &r); err != nil {
 		t.Fatalf("reach check: %v:\n%s", err, out)
 	}
 	var fs []string
 	for _, f := range r.Findings {
-		fs = append(fs, f.Cause)
+		fs = append(fs, f.Cause+" "+f.Confidence)
 	}
 	return r.Cause, fs
 }
@@ -243,16 +243,11 @@ func TestFaultModes(t *testing.T) {
 				if got, _ := l.check(t, l.Client, l.target); got != tc.fromClient {
 					t.Errorf("reach check from the client: %s; want %s", got, tc.fromClient)
 				}
-				switch cause, findings := l.check(t, l.Server, l.target); {
-				case cause == tc.onServer:
-				case backend == "iptables" && slices.Contains(findings, tc.onServer):
-					// The doctor's firewall check takes reach's iptables
-					// chain (a user chain, jumped to from INPUT) for one of
-					// outgoing packets too, and its --tcp-flags as unchecked:
-					// the rule is a possible cause behind not-listening.
-					t.Logf("reach check on the server: %s, then %v", cause, findings)
-				default:
-					t.Errorf("reach check on the server: %s (findings %v); want %s", cause, findings, tc.onServer)
+				// On the server its own rules are evidence: the fault's
+				// rule names the cause for certain, with either backend.
+				cause, findings := l.check(t, l.Server, l.target)
+				if cause != tc.onServer || !slices.Contains(findings, tc.onServer+" confirmed") {
+					t.Errorf("reach check on the server: %s (findings %v); want %s, confirmed", cause, findings, tc.onServer)
 				}
 				if code := wait(t, cmd, 15*time.Second); code != 0 {
 					t.Errorf("exit %d", code)

@@ -205,7 +205,13 @@ type Rule struct {
 	Chain  string `json:"chain"`
 	// Hook is the hook of the rule's chain; empty for a chain reached by jump.
 	Hook string `json:"hook,omitempty"`
-	Text string `json:"text"` // the rule as its tool prints it
+	// Hooks are, for a chain reached by jump, the hooks of the base chains
+	// that reach it through jumps, gotos and verdict maps (see
+	// Table.resolveHooks): empty when none does, nil when not known (a
+	// rule built by hand or decoded from JSON), and then it may be
+	// reached from any hook.
+	Hooks []string `json:"hooks,omitempty"`
+	Text  string   `json:"text"` // the rule as its tool prints it
 	// Verdict is what the rule does with a packet it matches: "accept",
 	// "drop", "reject", "return", "jump" or "goto" (to JumpTo), a
 	// translation ("dnat", "snat", "masquerade", "redirect", to To),
@@ -267,6 +273,9 @@ type action struct {
 	nat    *natTo  // dnat, snat, redirect, masquerade: where to; nil if not understood
 	mark   *markOp // a target or statement that sets the packet's mark
 	vmap   *vmap   // Verdict "vmap": the key and the map
+	// next are the chains the rule may continue in (a jump's, a goto's,
+	// a verdict map's), "" for any; set by Table.resolveHooks.
+	next []string
 }
 
 type portRange struct{ lo, hi uint16 }

@@ -231,6 +231,7 @@ func TestParseFirewallErrors(t *testing.T) {
 func FuzzParseIptablesSave(f *testing.F) {
 	f.Add(mustRead(f, "iptables-save.txt"))
 	f.Add(mustRead(f, "iptables-save-nat.txt"))
+	f.Add(mustRead(f, "iptables-save-jumps.txt"))
 	f.Add("*filter\n:INPUT DROP [0:0]\n-A INPUT ! -p tcp -j ACCEPT\n")
 	f.Fuzz(func(t *testing.T, s string) {
 		rs, err := ParseIptablesSave(s, "ip")
@@ -246,13 +247,56 @@ func FuzzParseIptablesSave(f *testing.F) {
 				}
 			}
 		}
-		Evaluate(rules, pkt("in", "198.18.0.2:80"))
+		checkEvaluate(t, rs)
 	})
+}
+
+// checkEvaluate checks what Evaluate keeps for any ruleset: a chain
+// reached by jump knows the hooks that reach it, all of them hooks of its
+// table's base chains, and a rule reported as certainly matching has no
+// condition left that Evaluate does not decide.
+func checkEvaluate(t *testing.T, rs *Ruleset) {
+	t.Helper()
+	for _, tb := range rs.Tables {
+		hooks := map[string]bool{}
+		for _, c := range tb.Chains {
+			hooks[c.Hook] = true
+		}
+		for _, c := range tb.Chains {
+			for _, r := range c.Rules {
+				if c.Hook == "" && r.Hooks == nil {
+					t.Fatalf("rule %q of jump target %s: hooks not resolved", r.Text, c.Name)
+				}
+				for _, h := range r.Hooks {
+					if h == "" || !hooks[h] {
+						t.Fatalf("rule %q of %s: hook %q no base chain of %s has", r.Text, c.Name, h, tb.Label())
+					}
+				}
+			}
+		}
+	}
+	rules := rs.Rules()
+	for _, dir := range []string{"in", "out"} {
+		for _, m := range Evaluate(rules, pkt(dir, "198.18.0.2:80")) {
+			if !m.Exact {
+				continue
+			}
+			if !m.Rule.hookApplies(dir) {
+				t.Fatalf("%s: %q of a chain no %s hook reaches", dir, m.Rule.Text, dir)
+			}
+			for _, c := range m.Rule.other {
+				if _, ok := c.m.(tcpFlags); !ok {
+					t.Fatalf("%s: %q exact with %q unchecked", dir, m.Rule.Text, c.text)
+				}
+			}
+		}
+	}
 }
 
 func FuzzParseNftJSON(f *testing.F) {
 	f.Add([]byte(mustRead(f, "nft.json")))
 	f.Add([]byte(mustRead(f, "nft-nat.json")))
+	f.Add([]byte(mustRead(f, "nft-jumps.json")))
 	f.Add([]byte(`{"nftables":[{"rule":{"family":"inet","table":"t","chain":"c","handle":1,"expr":[{"match":{"op":"==","left":{"payload":{"protocol":"tcp","field":"dport"}},"right":{"range":[9,1]}}},{"drop":null}]}}]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		rs, err := ParseNftJSON(b, nil)
@@ -268,12 +312,13 @@ func FuzzParseNftJSON(f *testing.F) {
 				}
 			}
 		}
-		Evaluate(rules, pkt("in", "198.18.0.2:80"))
+		checkEvaluate(t, rs)
 	})
 }
 
 func FuzzParseNftText(f *testing.F) {
 	f.Add(mustRead(f, "nft.txt"))
 	f.Add(mustRead(f, "nft-nat.txt"))
+	f.Add(mustRead(f, "nft-jumps.txt"))
 	f.Fuzz(func(t *testing.T, s string) { ParseNftText(s) })
 }

@@ -82,6 +82,7 @@ func ParseIptablesSave(text, family string) (*Ruleset, error) {
 	}
 	for i := range rs.Tables {
 		resolveTargets(&rs.Tables[i])
+		rs.Tables[i].resolveHooks()
 	}
 	return rs, nil
 }

@@ -336,10 +336,14 @@ func (f *flow) addrType(src bool) (string, bool) {
 	return "", false
 }
 
-// tcpFlags is --tcp-flags MASK COMP (and --syn): the walk follows a SYN.
+// tcpFlags is --tcp-flags MASK COMP (and --syn), and nft's tcp flags
+// matches: the packet's flags, masked, equal one of comps (or, with bits,
+// share a flag with comps[0]). Evaluate and the walk follow a SYN.
 type tcpFlags struct {
-	mask, comp uint8
-	neg        bool
+	mask  uint8
+	comps []uint8
+	bits  bool // nft's "tcp flags syn" (in) and "tcp flags ! syn" (neg)
+	neg   bool
 }
 
 const flagSYN = 0x02
@@ -348,12 +352,21 @@ func (m tcpFlags) match(f *flow, _ *Table) (float64, bool) {
 	if f.proto != "tcp" {
 		return 0, true
 	}
-	return yes((flagSYN&m.mask == m.comp) != m.neg)
+	return yes(m.holdsSYN())
+}
+
+// holdsSYN reports whether the match holds for a SYN without other flags.
+func (m tcpFlags) holdsSYN() bool {
+	v := flagSYN & m.mask
+	if m.bits {
+		return (len(m.comps) > 0 && v&m.comps[0] != 0) != m.neg
+	}
+	return slices.Contains(m.comps, v) != m.neg
 }
 
 func parseTCPFlags(s string) (uint8, bool) {
 	bits := map[string]uint8{"FIN": 0x01, "SYN": 0x02, "RST": 0x04, "PSH": 0x08, "ACK": 0x10, "URG": 0x20,
-		"ECE": 0x40, "CWR": 0x80, "ALL": 0xff, "NONE": 0}
+		"ECE": 0x40, "ECN": 0x40, "CWR": 0x80, "ALL": 0xff, "NONE": 0}
 	var out uint8
 	for _, f := range strings.Split(s, ",") {
 		b, ok := bits[strings.ToUpper(f)]
@@ -534,7 +547,7 @@ func iptablesMatcher(module, opt string, vals []string, neg bool) matcher {
 		}
 		return statistic{p}
 	case opt == "--syn":
-		return tcpFlags{mask: 0x17, comp: flagSYN, neg: neg}
+		return tcpFlags{mask: 0x17, comps: []uint8{flagSYN}, neg: neg}
 	case opt == "--tcp-flags":
 		if len(vals) != 2 {
 			return nil
@@ -544,7 +557,7 @@ func iptablesMatcher(module, opt string, vals []string, neg bool) matcher {
 		if !ok1 || !ok2 {
 			return nil
 		}
-		return tcpFlags{mask: mask, comp: comp, neg: neg}
+		return tcpFlags{mask: mask, comps: []uint8{comp}, neg: neg}
 	case (module == "conntrack" && opt == "--ctstate") || (module == "state" && opt == "--state"):
 		return ctState{states: strings.Split(strings.ToUpper(v), ","), neg: neg}
 	case module == "conntrack" && opt == "--ctstatus":

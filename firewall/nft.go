@@ -88,12 +88,14 @@ func ParseNftJSON(data []byte, texts map[string]string) (*Ruleset, error) {
 		c.Rules = append(c.Rules, r)
 	}
 	// A chain's rules carry its hook, also where nft listed a rule first.
-	for _, t := range rs.Tables {
+	for ti := range rs.Tables {
+		t := &rs.Tables[ti]
 		for _, c := range t.Chains {
 			for i := range c.Rules {
 				c.Rules[i].Hook = c.Hook
 			}
 		}
+		t.resolveHooks()
 	}
 	return rs, nil
 }
@@ -332,6 +334,9 @@ func nftValueText(raw json.RawMessage) string {
 // state and status, and any comparison of an expression it can evaluate
 // (fib types, marks, negations, sets by name); nil for others.
 func nftMatcher(left map[string]json.RawMessage, op string, right json.RawMessage) matcher {
+	if m, ok := nftTCPFlags(left, op, right); ok {
+		return m
+	}
 	if ct, ok := left["ct"]; ok {
 		var k struct{ Key string }
 		if json.Unmarshal(ct, &k) != nil || (k.Key != "state" && k.Key != "status") || (op != "==" && op != "in" && op != "!=") {
@@ -481,6 +486,9 @@ func nftPrefixes(raw json.RawMessage) ([]netip.Prefix, bool) {
 func ParseNftText(text string) map[string]string {
 	out := map[string]string{}
 	var table, chain string
+	// The blocks open: "table", "chain", or "" for others (a set, a map,
+	// a flowtable), whose closing brace must not end the table.
+	var open []string
 	for _, line := range strings.Split(text, "\n") {
 		s := strings.TrimSpace(line)
 		body, comment, _ := strings.Cut(s, "# handle ")
@@ -488,14 +496,20 @@ func ParseNftText(text string) map[string]string {
 		f := strings.Fields(body)
 		switch {
 		case len(f) >= 3 && f[0] == "table" && f[len(f)-1] == "{":
-			table, chain = f[1]+" "+f[2], ""
+			table, chain, open = f[1]+" "+f[2], "", []string{"table"}
 		case len(f) >= 2 && f[0] == "chain" && f[len(f)-1] == "{":
-			chain = f[1]
+			chain, open = f[1], append(open, "chain")
+		case len(f) >= 2 && f[len(f)-1] == "{":
+			open = append(open, "")
 		case body == "}":
-			if chain != "" {
-				chain = ""
-			} else {
-				table = ""
+			if len(open) > 0 {
+				switch open[len(open)-1] {
+				case "chain":
+					chain = ""
+				case "table":
+					table, chain = "", ""
+				}
+				open = open[:len(open)-1]
 			}
 		case comment != "" && table != "" && chain != "" && body != "":
 			h, err := strconv.Atoi(strings.TrimSpace(comment))
@@ -517,4 +531,99 @@ func stripCounter(s string) string {
 		}
 	}
 	return strings.Join(f, " ")
+}
+
+// nftTCPFlags reads a tcp flags match: "tcp flags & (syn | ack) == syn"
+// (nft 1.0 prints "tcp flags syn / syn,ack"), "tcp flags == syn", "tcp
+// flags != syn", "tcp flags { syn, syn | ack }", and the bit tests "tcp
+// flags syn" (op "in": any of them set) and "tcp flags ! syn" (none set).
+// false when the match is not one, or has a form it does not know.
+func nftTCPFlags(left map[string]json.RawMessage, op string, right json.RawMessage) (tcpFlags, bool) {
+	if len(left) != 1 {
+		return tcpFlags{}, false
+	}
+	m := tcpFlags{mask: 0xff}
+	field := left["payload"]
+	if and, ok := left["&"]; ok {
+		var args []json.RawMessage
+		if json.Unmarshal(and, &args) != nil || len(args) != 2 {
+			return tcpFlags{}, false
+		}
+		var l map[string]json.RawMessage
+		if json.Unmarshal(args[0], &l) != nil || len(l) != 1 {
+			return tcpFlags{}, false
+		}
+		mask, ok := nftFlagBits(args[1])
+		if !ok {
+			return tcpFlags{}, false
+		}
+		field, m.mask = l["payload"], mask
+	}
+	var pl struct{ Protocol, Field string }
+	if field == nil || json.Unmarshal(field, &pl) != nil || pl.Protocol != "tcp" || pl.Field != "flags" {
+		return tcpFlags{}, false
+	}
+	var set struct{ Set []json.RawMessage }
+	if json.Unmarshal(right, &set) == nil && set.Set != nil {
+		if op != "==" && op != "!=" && op != "in" {
+			return tcpFlags{}, false
+		}
+		for _, e := range set.Set {
+			v, ok := nftFlagBits(e)
+			if !ok {
+				return tcpFlags{}, false
+			}
+			m.comps = append(m.comps, v)
+		}
+		m.neg = op == "!="
+		return m, len(m.comps) > 0
+	}
+	v, ok := nftFlagBits(right)
+	if !ok {
+		return tcpFlags{}, false
+	}
+	m.comps = []uint8{v}
+	switch op {
+	case "==", "!=":
+		m.neg = op == "!="
+	case "in", "!":
+		m.bits, m.neg = true, op == "!"
+	default:
+		return tcpFlags{}, false
+	}
+	return m, true
+}
+
+// nftFlagBits reads tcp flags as nft -j writes them: a name ("syn"), a
+// number, a list of them or an OR ({"|": [...]}) of them.
+func nftFlagBits(raw json.RawMessage) (uint8, bool) {
+	var name string
+	if json.Unmarshal(raw, &name) == nil {
+		b, ok := parseTCPFlags(name)
+		return b, ok && !strings.EqualFold(name, "all") && !strings.EqualFold(name, "none")
+	}
+	var n uint8
+	if json.Unmarshal(raw, &n) == nil {
+		return n, true
+	}
+	var list []json.RawMessage
+	if json.Unmarshal(raw, &list) != nil {
+		var or map[string][]json.RawMessage
+		if json.Unmarshal(raw, &or) != nil || len(or) != 1 || len(or["|"]) == 0 {
+			return 0, false
+		}
+		list = or["|"]
+	}
+	if len(list) == 0 {
+		return 0, false
+	}
+	var out uint8
+	for _, e := range list {
+		b, ok := nftFlagBits(e)
+		if !ok {
+			return 0, false
+		}
+		out |= b
+	}
+	return out, true
 }
