@@ -140,24 +140,29 @@ func reach(rules []Rule, p Packet) (reached map[chainKey]*path, jumpedTo map[cha
 		}
 	}
 	reached = map[chainKey]*path{}
-	// Each round makes a chain reached, or reached without conditions:
-	// at most two rounds per chain, and one more to see nothing changed.
-	for changed := true; changed; {
-		changed = false
-		for _, e := range edges {
-			var conds []string
-			if !e.base {
-				from := reached[e.from]
-				if from == nil {
-					continue
-				}
-				conds = from.conds
-			}
-			conds = append(slices.Clip(conds), e.conds...)
-			if cur := reached[e.to]; cur == nil || len(cur.conds) > 0 && len(conds) == 0 {
-				reached[e.to] = &path{conds: conds}
-				changed = true
-			}
+	out := map[chainKey][]int{} // a chain's edges
+	var queue []chainKey
+	follow := func(e edge, from []string) {
+		conds := append(slices.Clip(from), e.conds...)
+		if cur := reached[e.to]; cur == nil || len(cur.conds) > 0 && len(conds) == 0 {
+			reached[e.to] = &path{conds: conds}
+			queue = append(queue, e.to)
+		}
+	}
+	for i, e := range edges {
+		if e.base {
+			follow(e, nil)
+		} else {
+			out[e.from] = append(out[e.from], i)
+		}
+	}
+	// A chain is queued when first reached and when first reached without
+	// conditions: at most twice, so each edge is followed at most twice.
+	for len(queue) > 0 {
+		k := queue[0]
+		queue = queue[1:]
+		for _, i := range out[k] {
+			follow(edges[i], reached[k].conds)
 		}
 	}
 	return reached, jumpedTo
