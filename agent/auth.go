@@ -8,12 +8,12 @@ import (
 	"maps"
 	"net/http"
 	"net/netip"
-	"os"
 	"strings"
 	"sync"
 
 	"golang.org/x/time/rate"
 
+	"github.com/reach-tools/reach/internal/bounded"
 	"github.com/reach-tools/reach/internal/httpsafe"
 )
 
@@ -149,12 +149,21 @@ func (l *limiters) allow(who string) bool {
 	return lim.Allow()
 }
 
+// Limits on the files the agent protocol reads: a token is one line, a PEM
+// file a few certificates. They keep a wrong path (/dev/zero, a log file)
+// from filling memory.
+const (
+	MaxTokenFile = 4 << 10
+	MaxPEMFile   = 1 << 20
+)
+
 // ReadToken reads a token file, trimming surrounding white space; an empty
-// file or a token shorter than MinTokenBytes is an error.
+// file or a token shorter than MinTokenBytes is an error, and so is a file
+// larger than MaxTokenFile (a *bounded.TooLargeError).
 func ReadToken(path string) (string, error) {
-	b, err := os.ReadFile(path)
+	b, err := bounded.ReadFile(path, "token file", MaxTokenFile)
 	if err != nil {
-		return "", fmt.Errorf("agent: token: %w", err)
+		return "", fmt.Errorf("agent: token: %w (a token is one line, e.g. from openssl rand -hex 32)", err)
 	}
 	tok := strings.TrimSpace(string(b))
 	if tok == "" {
@@ -169,7 +178,7 @@ func ReadToken(path string) (string, error) {
 // ServerTLS builds a server tls.Config from a PEM certificate and key. With
 // clientCA set, clients must present a certificate signed by it (mTLS).
 func ServerTLS(certFile, keyFile, clientCA string) (*tls.Config, error) {
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	cert, err := loadKeyPair(certFile, keyFile)
 	if err != nil {
 		return nil, fmt.Errorf("agent: TLS certificate: %w", err)
 	}
@@ -197,7 +206,7 @@ func ClientTLS(ca, certFile, keyFile string) (*tls.Config, error) {
 		cfg.RootCAs = pool
 	}
 	if certFile != "" || keyFile != "" {
-		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		cert, err := loadKeyPair(certFile, keyFile)
 		if err != nil {
 			return nil, fmt.Errorf("agent: TLS client certificate: %w", err)
 		}
@@ -206,8 +215,21 @@ func ClientTLS(ca, certFile, keyFile string) (*tls.Config, error) {
 	return cfg, nil
 }
 
+// loadKeyPair is tls.LoadX509KeyPair with bounded reads.
+func loadKeyPair(certFile, keyFile string) (tls.Certificate, error) {
+	cert, err := bounded.ReadFile(certFile, "certificate file", MaxPEMFile)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	key, err := bounded.ReadFile(keyFile, "key file", MaxPEMFile)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.X509KeyPair(cert, key)
+}
+
 func loadPool(path string) (*x509.CertPool, error) {
-	b, err := os.ReadFile(path)
+	b, err := bounded.ReadFile(path, "CA file", MaxPEMFile)
 	if err != nil {
 		return nil, fmt.Errorf("agent: TLS CA: %w", err)
 	}

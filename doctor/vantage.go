@@ -10,9 +10,14 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/reach-tools/reach/internal/bounded"
 	"github.com/reach-tools/reach/internal/sys"
 	"github.com/reach-tools/reach/sockets"
 )
+
+// maxResolverFile bounds a namespace's resolv.conf or hosts file as read to
+// be bound over /etc's.
+const maxResolverFile = 16 << 20
 
 // VantageEnv is the environment variable through which RunFrom tells the
 // process it starts which namespace it runs in; ChildVantage reads it.
@@ -201,7 +206,9 @@ func nonEmpty(ss ...string) []string {
 // files of the caller's own (EINVAL). The copy's name is removed at once;
 // the bind keeps the file.
 func bindCopy(src, dst string) error {
-	b, err := os.ReadFile(src)
+	// A container's own file: bounded, since the container decides what
+	// it is (a link to /dev/zero would otherwise fill our memory).
+	b, err := bounded.ReadFile(src, "resolver file", maxResolverFile)
 	if err != nil {
 		return err
 	}

@@ -1,7 +1,10 @@
 package endpoint
 
 import (
+	"bufio"
+	"errors"
 	"fmt"
+	"io"
 	"iter"
 	"math"
 	"net/netip"
@@ -228,21 +231,109 @@ func ParseHostList(s string) ([]Hosts, error) {
 	n, multi := 0, strings.Contains(strings.TrimRight(s, "\r\n"), "\n")
 	for line := range strings.Lines(s) {
 		n++
-		if i := strings.IndexByte(line, '#'); i >= 0 {
-			line = line[:i]
+		more, err := parseListLine(line)
+		if err != nil && multi {
+			return nil, fmt.Errorf("line %d: %w", n, err)
 		}
-		for _, f := range strings.FieldsFunc(line, func(r rune) bool {
-			return r == ',' || r == ' ' || r == '\t' || r == '\n' || r == '\r'
-		}) {
-			h, err := ParseHosts(f)
-			if err != nil && multi {
-				return nil, fmt.Errorf("line %d: %w", n, err)
-			}
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, h)
+		if err != nil {
+			return nil, err
 		}
+		out = append(out, more...)
 	}
 	return out, nil
+}
+
+func parseListLine(line string) ([]Hosts, error) {
+	if i := strings.IndexByte(line, '#'); i >= 0 {
+		line = line[:i]
+	}
+	var out []Hosts
+	for _, f := range strings.FieldsFunc(line, func(r rune) bool {
+		return r == ',' || r == ' ' || r == '\t' || r == '\n' || r == '\r'
+	}) {
+		h, err := ParseHosts(f)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, h)
+	}
+	return out, nil
+}
+
+// Limits of a target list read by ReadHostList. Far beyond any real list,
+// they keep a wrong file (/dev/zero, a binary, a log) from filling memory:
+// a line is read whole only up to MaxListLine bytes.
+const (
+	MaxListLine    = 4096     // bytes in one line, comment included
+	MaxListLines   = 1 << 22  // lines, blank and comment lines included
+	MaxListTargets = 1 << 20  // targets (one CIDR or range counts once)
+	MaxListBytes   = 64 << 20 // bytes in all
+)
+
+// ErrListTooLong marks a target list past one of its limits.
+var ErrListTooLong = errors.New("endpoint: target list past its limits")
+
+// ReadHostList reads a target list in ParseHostList's syntax from r, one
+// line at a time, in bounded memory: past MaxListLine, MaxListLines,
+// MaxListTargets or MaxListBytes it stops with an error wrapping
+// ErrListTooLong that names the line. Syntax errors name their line too.
+func ReadHostList(r io.Reader) ([]Hosts, error) {
+	cr := &capReader{r: r, left: MaxListBytes}
+	sc := bufio.NewScanner(cr)
+	sc.Buffer(make([]byte, 0, 512), MaxListLine+1) // +1: the newline
+	var out []Hosts
+	n := 0
+	for sc.Scan() {
+		n++
+		if n > MaxListLines {
+			return nil, fmt.Errorf("%w: more than %d lines; split the list and scan it in parts",
+				ErrListTooLong, MaxListLines)
+		}
+		more, err := parseListLine(sc.Text())
+		if err != nil {
+			return nil, fmt.Errorf("line %d: %w", n, err)
+		}
+		if len(out)+len(more) > MaxListTargets {
+			return nil, fmt.Errorf("%w: line %d: more than %d targets; split the list and scan it in parts",
+				ErrListTooLong, n, MaxListTargets)
+		}
+		out = append(out, more...)
+	}
+	switch err := sc.Err(); {
+	case errors.Is(err, bufio.ErrTooLong):
+		return nil, fmt.Errorf("%w: line %d is longer than %d bytes: is it a target list? "+
+			"give one or more targets per line (hosts, addresses, CIDRs or ranges)",
+			ErrListTooLong, n+1, MaxListLine)
+	case errors.Is(err, errListBytes):
+		return nil, fmt.Errorf("%w: line %d: more than %d MiB in all; split the list and scan it in parts",
+			ErrListTooLong, n+1, MaxListBytes>>20)
+	case err != nil:
+		return nil, err
+	}
+	return out, nil
+}
+
+var errListBytes = errors.New("endpoint: list too large")
+
+// capReader fails once more than left bytes have been asked of it.
+type capReader struct {
+	r    io.Reader
+	left int64
+}
+
+func (c *capReader) Read(p []byte) (int, error) {
+	if c.left <= 0 {
+		// Only an input with more to give is too large.
+		n, err := c.r.Read(make([]byte, 1))
+		if n > 0 {
+			return 0, errListBytes
+		}
+		return 0, err
+	}
+	if int64(len(p)) > c.left {
+		p = p[:c.left]
+	}
+	n, err := c.r.Read(p)
+	c.left -= int64(n)
+	return n, err
 }

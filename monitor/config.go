@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/netip"
 	"net/url"
-	"os"
 	"regexp"
 	"slices"
 	"strconv"
@@ -17,6 +16,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/reach-tools/reach/endpoint"
+	"github.com/reach-tools/reach/internal/bounded"
 	"github.com/reach-tools/reach/probe"
 )
 
@@ -129,7 +129,9 @@ func (es ConfigErrors) Unwrap() []error {
 
 // LoadConfig reads and validates a configuration file.
 func LoadConfig(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	// Bounded: /dev/zero or a huge file must not be read whole before
+	// ParseConfig refuses it.
+	data, err := bounded.ReadFile(path, "config file", maxConfigBytes)
 	if err != nil {
 		return nil, fmt.Errorf("monitor: read config: %w", err)
 	}

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"net/netip"
 	"os"
@@ -257,21 +256,23 @@ func scanTargets(env *Env, args []string, inputList string) ([]endpoint.Hosts, e
 		hosts = append(hosts, h)
 	}
 	if inputList != "" {
-		var data []byte
-		var err error
+		src, in := inputList, env.In
 		if inputList == "-" {
-			data, err = io.ReadAll(env.In)
-		} else {
-			data, err = os.ReadFile(inputList)
-		}
-		if err != nil {
-			return nil, &ExitError{Code: ExitFail, Err: fmt.Errorf("reading targets: %w", err)}
-		}
-		src := inputList
-		if src == "-" {
 			src = "standard input"
+		} else {
+			f, err := os.Open(inputList)
+			if err != nil {
+				return nil, &ExitError{Code: ExitFail, Err: fmt.Errorf("reading targets: %w", err)}
+			}
+			defer f.Close()
+			in = f
 		}
-		more, err := endpoint.ParseHostList(string(data))
+		// Read line by line, bounded: -iL /dev/zero is an error, not an OOM.
+		more, err := endpoint.ReadHostList(in)
+		var pe *endpoint.ParseError
+		if err != nil && !errors.Is(err, endpoint.ErrListTooLong) && !errors.As(err, &pe) {
+			return nil, &ExitError{Code: ExitFail, Err: fmt.Errorf("-iL %s: reading targets: %w", src, err)}
+		}
 		if err != nil {
 			return nil, usageErrorf("-iL %s: %w", src, err)
 		}
