@@ -33,6 +33,16 @@ const (
 	DefaultQueryRate    = 5 // evidence and metrics requests per second
 )
 
+// Floors of what a hub may ask for. A shorter interval or timeout in a
+// probe list is raised to them, with a warning: whoever runs the hub must
+// not be able to turn every agent into a flood (a hub that sent 1ms made
+// one agent probe 45,000 times a second). They are the monitor's own limits
+// for an endpoint's interval and timeout.
+const (
+	MinInterval = time.Second
+	MinTimeout  = time.Millisecond
+)
+
 // Config configures an Agent. Name, Hub and Token are required; the zero
 // value of every other field is a sensible default.
 type Config struct {
@@ -65,6 +75,10 @@ type Config struct {
 	// that holds the token (by client certificate name, else IP address);
 	// requests without the token are refused before they count.
 	QueryRate rate.Limit
+	// MinInterval is the shortest probe interval taken from the hub; a
+	// shorter one is raised to it. 0 means MinInterval (1s). Only the
+	// agent's own operator sets it (tests lower it); a hub cannot.
+	MinInterval time.Duration
 	// CompactMetrics exports one duration histogram for the whole agent
 	// instead of one per target, and the latest duration per target as a
 	// gauge: about 2 series per target instead of about 17, for fleets
@@ -95,6 +109,10 @@ type Agent struct {
 	kick    func(netwatch.Burst) []string // the running schedule's; nil between lists
 	changes []NetChange                   // to tell the hub, oldest first
 	soon    chan struct{}                 // a re-probe is recorded: report it now
+	// asked is the hub's last interval and timeout raised to the floors,
+	// so that each such request is warned about once. Only Run's
+	// goroutine touches it.
+	asked [2]Duration
 }
 
 // New checks cfg and returns an agent ready to Run.
@@ -121,6 +139,7 @@ func New(cfg Config) (*Agent, error) {
 		{"RefreshEvery", cfg.RefreshEvery < 0, cfg.RefreshEvery},
 		{"Concurrency", cfg.Concurrency < 0, cfg.Concurrency},
 		{"QueryRate", cfg.QueryRate < 0, cfg.QueryRate},
+		{"MinInterval", cfg.MinInterval < 0, cfg.MinInterval},
 	} {
 		if f.neg {
 			return nil, fmt.Errorf("agent: %s %v is negative; give a positive value, "+
@@ -132,6 +151,7 @@ func New(cfg Config) (*Agent, error) {
 	cfg.RefreshEvery = cmp.Or(cfg.RefreshEvery, DefaultRefreshEvery)
 	cfg.Concurrency = cmp.Or(cfg.Concurrency, DefaultConcurrency)
 	cfg.QueryRate = cmp.Or(cfg.QueryRate, DefaultQueryRate)
+	cfg.MinInterval = cmp.Or(cfg.MinInterval, MinInterval)
 	if cfg.Counters == nil {
 		cfg.Counters = kstat.Read
 	}
@@ -209,7 +229,29 @@ func (a *Agent) fetch(ctx context.Context) (ProbeList, error) {
 	if pl.Timeout <= 0 || pl.Timeout > pl.Interval {
 		pl.Timeout = min(Duration(probe.DefaultTimeout), pl.Interval)
 	}
-	return pl, nil
+	return a.floor(pl), nil
+}
+
+// floor raises an interval or timeout below the agent's floors to them, and
+// warns once per value the hub asks for.
+func (a *Agent) floor(pl ProbeList) ProbeList {
+	asked := [2]Duration{pl.Interval, pl.Timeout}
+	pl.Interval = max(pl.Interval, Duration(a.cfg.MinInterval))
+	pl.Timeout = max(pl.Timeout, Duration(min(MinTimeout, a.cfg.MinInterval)))
+	raised := asked != [2]Duration{pl.Interval, pl.Timeout}
+	if raised && asked != a.asked {
+		a.log.Warn("the hub asked for a shorter interval or timeout than this agent allows; "+
+			"probing at the floor (fix agents.interval and agents.timeout in the hub's config)",
+			"interval", time.Duration(asked[0]), "timeout", time.Duration(asked[1]),
+			"floor_interval", a.cfg.MinInterval, "floor_timeout", MinTimeout,
+			"using_interval", time.Duration(pl.Interval), "using_timeout", time.Duration(pl.Timeout))
+	}
+	a.asked = [2]Duration{}
+	if raised {
+		a.asked = asked
+	}
+	a.m.settings(time.Duration(pl.Interval), time.Duration(pl.Timeout), raised)
+	return pl
 }
 
 // firstList retries fetch with backoff (1 s doubling to 30 s) until it

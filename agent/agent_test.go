@@ -132,7 +132,7 @@ func runAgent(t *testing.T, cfg Config) *Agent {
 func TestAgentReports(t *testing.T) {
 	open, closed := testnet.Serve(t, testnet.HangUp), testnet.ClosedPort(t)
 	hub, srv := newFakeHub(t, probeList(100*time.Millisecond, open, closed))
-	a := runAgent(t, Config{Name: "a", Hub: srv.URL, Token: testToken, ReportEvery: 50 * time.Millisecond})
+	a := runAgent(t, Config{Name: "a", Hub: srv.URL, Token: testToken, MinInterval: time.Millisecond, ReportEvery: 50 * time.Millisecond})
 
 	want := map[string]probe.Class{open.String(): probe.Open, closed.String(): probe.Refused}
 	testnet.Eventually(t, 10*time.Second, "both targets reported", func() bool {
@@ -215,7 +215,7 @@ func TestUnauthenticatedRefused(t *testing.T) {
 func TestAgentBuffersThroughHubOutage(t *testing.T) {
 	open := testnet.Serve(t, testnet.HangUp)
 	hub, srv := newFakeHub(t, probeList(20*time.Millisecond, open))
-	a := runAgent(t, Config{Name: "a", Hub: srv.URL, Token: testToken, ReportEvery: 30 * time.Millisecond, Buffer: 5})
+	a := runAgent(t, Config{Name: "a", Hub: srv.URL, Token: testToken, MinInterval: time.Millisecond, ReportEvery: 30 * time.Millisecond, Buffer: 5})
 	testnet.Eventually(t, 10*time.Second, "first results", func() bool { return len(hub.results()) > 0 })
 
 	hub.down.Store(true)
@@ -332,7 +332,7 @@ func TestAgentRunLeaksNothing(t *testing.T) {
 	_, srv := newFakeHub(t, probeList(50*time.Millisecond, open))
 	hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{}}
 	before := runtime.NumGoroutine()
-	a, err := New(Config{Name: "a", Hub: srv.URL, Token: testToken, HTTPClient: hc, ReportEvery: 20 * time.Millisecond, RefreshEvery: 30 * time.Millisecond})
+	a, err := New(Config{Name: "a", Hub: srv.URL, Token: testToken, MinInterval: time.Millisecond, HTTPClient: hc, ReportEvery: 20 * time.Millisecond, RefreshEvery: 30 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -401,7 +401,7 @@ func TestAgentCompactMetrics(t *testing.T) {
 			open, closed := testnet.Serve(t, testnet.HangUp), testnet.ClosedPort(t)
 			_, srv := newFakeHub(t, probeList(100*time.Millisecond, open, closed))
 			// The test polls /metrics; the query rate limit must not answer 429.
-			a := runAgent(t, Config{Name: "a", Hub: srv.URL, Token: testToken, ReportEvery: 50 * time.Millisecond, CompactMetrics: tc.compact, QueryRate: 1000})
+			a := runAgent(t, Config{Name: "a", Hub: srv.URL, Token: testToken, MinInterval: time.Millisecond, ReportEvery: 50 * time.Millisecond, CompactMetrics: tc.compact, QueryRate: 1000})
 			var body string
 			testnet.Eventually(t, 10*time.Second, "both targets probed", func() bool {
 				body = get(t, a.Handler(), PathMetrics, testToken, http.StatusOK)

@@ -20,6 +20,9 @@ type metrics struct {
 	dropped  prometheus.Counter
 	hubErrs  prometheus.Counter
 	sent     prometheus.Counter
+	interval prometheus.Gauge // what the agent probes at, after its floors
+	timeout  prometheus.Gauge
+	raised   prometheus.Gauge // 1 when the hub asked for less than the floors
 }
 
 func newMetrics(source string, compact bool) *metrics {
@@ -54,8 +57,21 @@ func newMetrics(source string, compact bool) *metrics {
 		sent: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "reach_agent_results_sent_total", Help: "Results the hub accepted.", ConstLabels: constLabels,
 		}),
+		interval: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "reach_agent_probe_interval_seconds", ConstLabels: constLabels,
+			Help: "How often each target is probed: the hub's interval, raised to the agent's floor.",
+		}),
+		timeout: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "reach_agent_probe_timeout_seconds", ConstLabels: constLabels,
+			Help: "Each probe's timeout: the hub's, raised to the agent's floor.",
+		}),
+		raised: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "reach_agent_hub_settings_raised", ConstLabels: constLabels,
+			Help: "1 when the hub asked for an interval or timeout below the agent's floor, which the agent uses instead.",
+		}),
 	}
-	m.reg.MustRegister(m.success, m.duration, m.failures, m.pending, m.dropped, m.hubErrs, m.sent)
+	m.reg.MustRegister(m.success, m.duration, m.failures, m.pending, m.dropped, m.hubErrs, m.sent,
+		m.interval, m.timeout, m.raised)
 	if compact {
 		m.last = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "reach_agent_probe_duration_last_seconds", Help: "Time the last successful probe from source to target took to connect.",
@@ -73,6 +89,17 @@ func (m *metrics) observeDuration(source, target string, d time.Duration) {
 	}
 	m.duration.WithLabelValues(source).Observe(d.Seconds())
 	m.last.WithLabelValues(source, target).Set(d.Seconds())
+}
+
+// settings records the interval and timeout in use, and whether they were
+// raised to the floors.
+func (m *metrics) settings(interval, timeout time.Duration, raised bool) {
+	m.interval.Set(interval.Seconds())
+	m.timeout.Set(timeout.Seconds())
+	m.raised.Set(0)
+	if raised {
+		m.raised.Set(1)
+	}
 }
 
 func (m *metrics) handler() http.Handler {

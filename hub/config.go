@@ -34,13 +34,18 @@ import (
 //	    - {from: web-1, to: "198.18.0.9:443"}
 type Config struct {
 	// Token is the shared bearer token; TokenFile is read when it is empty.
-	Token     string        `yaml:"-"`
-	TokenFile string        `yaml:"token_file"`
-	Interval  time.Duration `yaml:"interval"` // default 10s
-	Timeout   time.Duration `yaml:"timeout"`  // default 3s, at most Interval
-	Hosts     []HostConfig  `yaml:"hosts"`
-	Groups    []GroupConfig `yaml:"groups"`
-	Pairs     []PairConfig  `yaml:"pairs"`
+	Token     string `yaml:"-"`
+	TokenFile string `yaml:"token_file"`
+	// Interval is how often each agent probes each of its targets: default
+	// 10s, at least agent.MinInterval (1s) in a config file. Timeout is
+	// each probe's: default 3s, at most Interval, at least agent.MinTimeout
+	// (1ms). Agents raise shorter ones to those floors, whatever the hub
+	// sends.
+	Interval time.Duration `yaml:"interval"`
+	Timeout  time.Duration `yaml:"timeout"`
+	Hosts    []HostConfig  `yaml:"hosts"`
+	Groups   []GroupConfig `yaml:"groups"`
+	Pairs    []PairConfig  `yaml:"pairs"`
 	// Recheck is how often agents probe a pair again at once after a
 	// network change (agent.ProbeList.Recheck); reach watch sets it to the
 	// larger of its rise and fall. 0: agent.DefaultRecheck.
@@ -211,10 +216,41 @@ func ParseConfig(n *yaml.Node) (Config, error) {
 	if err := n.Decode(&c); err != nil {
 		return c, configErr("%v", err)
 	}
+	if err := checkFloors(n, c); err != nil {
+		return c, err
+	}
 	if _, err := c.ProbeLists(); err != nil {
 		return c, err
 	}
 	return c, nil
+}
+
+// checkFloors refuses an interval or timeout below what agents accept
+// (agent.MinInterval, agent.MinTimeout), naming its line: an agent would
+// raise it to the floor anyway, and a hub config that asks for 1ns must not
+// read as valid.
+func checkFloors(n *yaml.Node, c Config) error {
+	for _, f := range []struct {
+		key      string
+		v, floor time.Duration
+		why      string
+	}{
+		{"interval", c.Interval, agent.MinInterval, "each agent probes every target of its list once per interval"},
+		{"timeout", c.Timeout, agent.MinTimeout, "a probe needs time to connect"},
+	} {
+		if f.v == 0 || f.v >= f.floor {
+			continue
+		}
+		line := 0
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == f.key {
+				line = n.Content[i+1].Line
+			}
+		}
+		return configErr("line %d: agents.%s %v is below the floor of %v (%s; agents raise a shorter "+
+			"one to the floor): write %s: %v or longer", line, f.key, f.v, f.floor, f.why, f.key, f.floor)
+	}
+	return nil
 }
 
 // FromMonitorConfig returns the agents: section of a reach.yaml (cfg.Agents),

@@ -137,7 +137,7 @@ func TestAgentReportsToHub(t *testing.T) {
 	})
 	sink := &memSink{}
 	h.Sink = sink
-	a := runAgent(t, agent.Config{Name: "a", Hub: srv.URL, Token: testToken, ReportEvery: 50 * time.Millisecond})
+	a := runAgent(t, agent.Config{Name: "a", Hub: srv.URL, Token: testToken, MinInterval: time.Millisecond, ReportEvery: 50 * time.Millisecond})
 
 	want := map[string]probe.Class{open.String(): probe.Open, closed.String(): probe.Refused}
 	testnet.Eventually(t, 10*time.Second, "both targets in the matrix", func() bool {
@@ -291,7 +291,7 @@ func TestAgentBuffersThroughHubOutage(t *testing.T) {
 	f := &flakyHub{next: h.Handler()}
 	srv := httptest.NewServer(f)
 	defer srv.Close()
-	a := runAgent(t, agent.Config{Name: "a", Hub: srv.URL, Token: testToken, ReportEvery: 30 * time.Millisecond,
+	a := runAgent(t, agent.Config{Name: "a", Hub: srv.URL, Token: testToken, MinInterval: time.Millisecond, ReportEvery: 30 * time.Millisecond,
 		Buffer: 5, QueryRate: 1000})
 	testnet.Eventually(t, 10*time.Second, "first results", func() bool { return len(sink.results()) > 0 })
 

@@ -122,7 +122,7 @@ func TestMutualTLS(t *testing.T) {
 	}
 
 	// Agent a with its own certificate works end to end.
-	runAgent(t, agent.Config{Name: "a", Hub: srv.URL, Token: testToken, HTTPClient: clientWith(aCert, aKey), ReportEvery: 30 * time.Millisecond})
+	runAgent(t, agent.Config{Name: "a", Hub: srv.URL, Token: testToken, MinInterval: time.Millisecond, HTTPClient: clientWith(aCert, aKey), ReportEvery: 30 * time.Millisecond})
 	testnet.Eventually(t, 10*time.Second, "a's result over mTLS", func() bool { return len(h.History("a", open.String())) > 0 })
 
 	for _, tc := range []struct {

@@ -142,3 +142,18 @@ func FuzzCheckListen(f *testing.F) {
 		}
 	})
 }
+
+// --check-config calls a hub interval below the agents' floor invalid,
+// with its line and what to write instead.
+func TestHostileCheckConfigIntervalFloor(t *testing.T) {
+	dir := t.TempDir()
+	writeConfig(t, filepath.Join(dir, "token"), "a-token-of-some-length-0123456789\n")
+	config := filepath.Join(dir, "reach.yaml")
+	writeConfig(t, config, "endpoints:\n  - {name: a, target: 127.0.0.1:1}\nagents:\n  token_file: "+
+		filepath.Join(dir, "token")+"\n  interval: 1ns\n  hosts: [{name: a, addr: 127.0.0.1}]\n")
+	code, out, errs := run(t, "watch", "-c", config, "--check-config")
+	want := "line 5: agents.interval 1ns is below the floor of 1s"
+	if code != ExitFail || out != "" || !strings.Contains(errs, want) || !strings.Contains(errs, "write interval: 1s or longer") {
+		t.Errorf("exit %d, stdout %q, stderr:\n%s\nwant exit 1 and %q", code, out, errs, want)
+	}
+}
