@@ -75,6 +75,10 @@ type Config struct {
 	// that holds the token (by client certificate name, else IP address);
 	// requests without the token are refused before they count.
 	QueryRate rate.Limit
+	// AllowTargets lets the agent probe the addresses Forbidden names, when
+	// one of these prefixes holds them; without, such targets from the hub
+	// are refused, and reported as refused.
+	AllowTargets []netip.Prefix
 	// MinInterval is the shortest probe interval taken from the hub; a
 	// shorter one is raised to it. 0 means MinInterval (1s). Only the
 	// agent's own operator sets it (tests lower it); a hub cannot.
@@ -318,6 +322,20 @@ func (a *Agent) schedule(ctx context.Context, pl ProbeList) {
 		<-ctx.Done()
 		return
 	}
+	refused := map[string]error{}
+	var ids []string
+	for _, t := range pl.Targets {
+		if err := checkTarget(t.Addr, a.cfg.AllowTargets); err != nil {
+			refused[t.ID] = err
+			ids = append(ids, t.ID)
+		}
+	}
+	a.m.refused.Set(float64(len(refused)))
+	if len(refused) > 0 {
+		a.log.Warn("refusing targets the hub sent: link-local, unspecified, broadcast or multicast "+
+			"addresses; each is reported to the hub as refused (allow them with --allow-targets)",
+			"targets", ids)
+	}
 	interval := time.Duration(pl.Interval)
 	step := interval / time.Duration(n)
 	phase := time.Duration(rand.Int64N(int64(step) + 1))
@@ -365,6 +383,11 @@ func (a *Agent) schedule(ctx context.Context, pl ProbeList) {
 					timer.Reset(RecheckGap)
 				} else {
 					timer.Reset(interval)
+				}
+				if err := refused[t.ID]; err != nil {
+					// Checked before any socket: nothing is sent.
+					a.record(t, probe.Result{Class: probe.LocalError, Err: err}, start)
+					continue
 				}
 				select {
 				case sem <- struct{}{}:

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,9 +29,20 @@ func (t handlerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return rec.Result(), nil
 }
 
-// memHub serves one probe list and takes every batch, in memory.
-func memHub(pl ProbeList) (*http.Client, *atomic.Int64) {
-	var results atomic.Int64
+// memHub serves one probe list and keeps every result it is sent, in memory.
+type memHubResults struct {
+	mu sync.Mutex
+	rs []Result
+}
+
+func (m *memHubResults) all() []Result {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.rs)
+}
+
+func memHub(pl ProbeList) (*http.Client, *memHubResults) {
+	results := &memHubResults{}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+PathTargets, func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, pl) })
 	mux.HandleFunc("POST "+PathResults, func(w http.ResponseWriter, r *http.Request) {
@@ -39,10 +51,12 @@ func memHub(pl ProbeList) (*http.Client, *atomic.Int64) {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		results.Add(int64(len(b.Results)))
+		results.mu.Lock()
+		results.rs = append(results.rs, b.Results...)
+		results.mu.Unlock()
 		writeJSON(w, IngestReply{Accepted: len(b.Results)})
 	})
-	return &http.Client{Transport: handlerTransport{guard(func() string { return testToken }, nil, mux)}}, &results
+	return &http.Client{Transport: handlerTransport{guard(func() string { return testToken }, nil, mux)}}, results
 }
 
 // syncBuffer is a log sink safe for the agent's goroutines.
@@ -101,8 +115,8 @@ func TestHostileHubInterval(t *testing.T) {
 		if n < 9 || n > 11 {
 			t.Errorf("%d probes in %v with the hub asking for 1ms: want about one a second (the floor %v)", n, window, MinInterval)
 		}
-		if results.Load() < 9 {
-			t.Errorf("the hub got %d results, want the probes'", results.Load())
+		if n := len(results.all()); n < 9 {
+			t.Errorf("the hub got %d results, want the probes'", n)
 		}
 		if c := strings.Count(log.String(), "the hub asked for a shorter interval"); c != 1 {
 			t.Errorf("warned %d times over %d refreshes, want once:\n%s", c, int(window/time.Second), log.String())

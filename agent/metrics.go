@@ -23,6 +23,7 @@ type metrics struct {
 	interval prometheus.Gauge // what the agent probes at, after its floors
 	timeout  prometheus.Gauge
 	raised   prometheus.Gauge // 1 when the hub asked for less than the floors
+	refused  prometheus.Gauge // targets of the list refused (see Forbidden)
 }
 
 func newMetrics(source string, compact bool) *metrics {
@@ -69,9 +70,13 @@ func newMetrics(source string, compact bool) *metrics {
 			Name: "reach_agent_hub_settings_raised", ConstLabels: constLabels,
 			Help: "1 when the hub asked for an interval or timeout below the agent's floor, which the agent uses instead.",
 		}),
+		refused: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "reach_agent_targets_refused", ConstLabels: constLabels,
+			Help: "Targets of the hub's list the agent refuses to probe: link-local, unspecified, broadcast or multicast, not allowed by --allow-targets.",
+		}),
 	}
 	m.reg.MustRegister(m.success, m.duration, m.failures, m.pending, m.dropped, m.hubErrs, m.sent,
-		m.interval, m.timeout, m.raised)
+		m.interval, m.timeout, m.raised, m.refused)
 	if compact {
 		m.last = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "reach_agent_probe_duration_last_seconds", Help: "Time the last successful probe from source to target took to connect.",

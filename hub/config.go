@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -167,6 +168,30 @@ func (c *Config) ProbeLists() (map[string]agent.ProbeList, error) {
 // agent of that name sent were taken for them and dropped.
 var reservedName = fmt.Sprintf("name %q is reserved for what this hub probes itself "+
 	"(the endpoints: list); name the host otherwise, and its agent's --name the same", monitor.LocalSource)
+
+// Warnings lists the probes agents will refuse unless their operators allow
+// them (agent.Forbidden: link-local, unspecified, broadcast, multicast):
+// such a config is valid, but those pairs will show as refused.
+func (c *Config) Warnings() []string {
+	lists, err := c.ProbeLists()
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, name := range slices.Sorted(maps.Keys(lists)) {
+		for _, t := range lists[name].Targets {
+			kind := agent.Forbidden(t.Addr.Addr())
+			if kind == "" {
+				continue
+			}
+			a := t.Addr.Addr().Unmap()
+			out = append(out, fmt.Sprintf("%s → %s: %s is %s: agent %s will refuse to probe it "+
+				"(and report it refused) unless started with --allow-targets %s", name, t.ID, t.Addr, kind,
+				name, netip.PrefixFrom(a, a.BitLen())))
+		}
+	}
+	return out
+}
 
 func hostTarget(h HostConfig, port uint16) agent.Target {
 	id := h.Name + ":" + strconv.Itoa(int(port))

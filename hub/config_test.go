@@ -178,3 +178,40 @@ func TestHostileConfigFloors(t *testing.T) {
 		}
 	}
 }
+
+// Pairs to addresses agents refuse are valid, with a warning each that
+// names the pair, the kind and how to allow it; fleet addresses get none.
+func TestHostileConfigWarnsOfRefusedTargets(t *testing.T) {
+	c, err := parseConfig(t, `
+hosts: [{name: a, addr: 198.18.0.1}, {name: b, addr: 198.18.0.2}]
+groups: [{name: g, hosts: [a, b], ports: [22]}]
+pairs:
+  - {from: a, to: "169.254.169.254:80"}
+  - {from: a, to: "0.0.0.0:22"}
+  - {from: b, to: "255.255.255.255:1"}
+  - {from: b, to: "224.0.0.1:80"}
+  - {from: b, to: "[fe80::1]:80"}
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ProbeLists(); err != nil {
+		t.Fatalf("want valid: %v", err)
+	}
+	want := []string{
+		"a → 0.0.0.0:22: 0.0.0.0:22 is unspecified: agent a will refuse to probe it (and report it refused) unless started with --allow-targets 0.0.0.0/32",
+		"a → 169.254.169.254:80: 169.254.169.254:80 is link-local: agent a will refuse to probe it (and report it refused) unless started with --allow-targets 169.254.169.254/32",
+		"b → 224.0.0.1:80: 224.0.0.1:80 is multicast",
+		"b → 255.255.255.255:1: 255.255.255.255:1 is broadcast",
+		"b → [fe80::1]:80: [fe80::1]:80 is link-local: agent b will refuse to probe it (and report it refused) unless started with --allow-targets fe80::1/128",
+	}
+	got := c.Warnings()
+	if len(got) != len(want) {
+		t.Fatalf("warnings:\n%s\nwant %d", strings.Join(got, "\n"), len(want))
+	}
+	for i := range want {
+		if !strings.HasPrefix(got[i], want[i]) {
+			t.Errorf("warning %d:\n  %s\nwant\n  %s", i, got[i], want[i])
+		}
+	}
+}

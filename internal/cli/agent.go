@@ -115,6 +115,24 @@ func advertised(listen string, https bool) string {
 	return scheme + "://" + netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()).String()
 }
 
+// parseAllowTargets reads --allow-targets: CIDRs, or addresses (one each).
+func parseAllowTargets(list []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range list {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			a, aerr := netip.ParseAddr(s)
+			if aerr != nil {
+				return nil, usageErrorf("--allow-targets %q: want CIDRs or addresses, comma-separated, "+
+					"e.g. 169.254.169.254/32,fe80::/10", s)
+			}
+			p = netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
 func newAgentCmd(env *Env) *cobra.Command {
 	var (
 		cfg                        agent.Config
@@ -123,6 +141,7 @@ func newAgentCmd(env *Env) *cobra.Command {
 		tlsCert, tlsKey, clientCA  string
 		hubCA, hubCert, hubCertKey string
 		server                     httpFlags
+		allowTargets               []string
 	)
 	cmd := &cobra.Command{
 		Use:   "agent --hub URL",
@@ -146,6 +165,13 @@ The server bounds its clients as reach watch's does: --read-timeout,
 connections capped (--max-conns, --max-conns-per-client; by default from
 the file limit, leaving 96 descriptors for the probes and the evidence).
 
+Whoever controls the hub controls what agents connect to, so an agent
+refuses link-local (169.254.0.0/16, where cloud metadata services answer;
+fe80::/10), unspecified (0.0.0.0, ::), broadcast and multicast targets, and
+reports each to the hub as refused (class local-error) without sending
+anything; --allow-targets lets it probe those you name. It also probes no
+target more often than once a second, whatever interval the hub sends.
+
 The token comes from --token-file or $REACH_TOKEN (never the command line,
 where ps would show it). Use TLS for anything but a trusted network:
 --tls-cert/--tls-key serve https, --tls-client-ca requires client
@@ -163,6 +189,10 @@ client certificate must name this agent (CN or DNS SAN).`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if cfg.Hub == "" {
 				return usageErrorf("--hub is required: the URL of the hub (reach watch with an agents: section)")
+			}
+			var err error
+			if cfg.AllowTargets, err = parseAllowTargets(allowTargets); err != nil {
+				return err
 			}
 			token, err := tok.token()
 			if err != nil {
@@ -241,6 +271,7 @@ client certificate must name this agent (CN or DNS SAN).`,
 	f.BoolVar(&cfg.NoNetWatch, "no-net-watch", false, "do not re-probe at once when the kernel announces "+
 		"a route, address, link or nf_tables change that may affect a target (nor tell the hub)")
 	f.BoolVar(&cfg.CompactMetrics, "compact-metrics", false, "one duration histogram for the agent instead of one per target, plus the last duration per target as a gauge (about 2 series per target instead of 17; for large meshes)")
+	f.StringSliceVar(&allowTargets, "allow-targets", nil, "probe these link-local, unspecified, broadcast or multicast targets when the hub asks (CIDRs or addresses, comma-separated); other such targets are refused")
 	f.StringVar(&tlsCert, "tls-cert", "", "serve https with this PEM certificate")
 	f.StringVar(&tlsKey, "tls-key", "", "key of --tls-cert")
 	f.StringVar(&clientCA, "tls-client-ca", "", "require client certificates signed by this CA (mTLS)")

@@ -157,3 +157,44 @@ func TestHostileCheckConfigIntervalFloor(t *testing.T) {
 		t.Errorf("exit %d, stdout %q, stderr:\n%s\nwant exit 1 and %q", code, out, errs, want)
 	}
 }
+
+// --check-config says valid for pairs agents will refuse, and warns of each.
+func TestHostileCheckConfigWarnsOfRefusedTargets(t *testing.T) {
+	dir := t.TempDir()
+	writeConfig(t, filepath.Join(dir, "token"), "a-token-of-some-length-0123456789\n")
+	config := filepath.Join(dir, "reach.yaml")
+	writeConfig(t, config, "endpoints:\n  - {name: a, target: 127.0.0.1:1}\nagents:\n  token_file: "+
+		filepath.Join(dir, "token")+"\n  hosts: [{name: a, addr: 127.0.0.1}]\n  pairs:\n"+
+		"    - {from: a, to: \"169.254.169.254:80\"}\n    - {from: a, to: \"0.0.0.0:22\"}\n"+
+		"    - {from: a, to: \"255.255.255.255:1\"}\n    - {from: a, to: \"127.0.0.1:22\"}\n")
+	code, out, errs := run(t, "watch", "-c", config, "--check-config")
+	if code != ExitOK || !strings.Contains(out, "valid") {
+		t.Fatalf("exit %d, stdout %q, stderr:\n%s", code, out, errs)
+	}
+	for _, want := range []string{
+		"reach: warning: a → 169.254.169.254:80: 169.254.169.254:80 is link-local: agent a will refuse",
+		"reach: warning: a → 0.0.0.0:22: 0.0.0.0:22 is unspecified",
+		"--allow-targets 255.255.255.255/32",
+	} {
+		if !strings.Contains(errs, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, errs)
+		}
+	}
+	if strings.Contains(errs, "127.0.0.1:22 is") {
+		t.Errorf("a loopback pair warned of:\n%s", errs)
+	}
+}
+
+func TestParseAllowTargets(t *testing.T) {
+	got, err := parseAllowTargets([]string{"169.254.169.254", "fe80::/10", "224.0.0.5/4", "::ffff:0.0.0.0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := fmt.Sprint(got); s != "[169.254.169.254/32 fe80::/10 224.0.0.0/4 0.0.0.0/32]" {
+		t.Errorf("parseAllowTargets = %s", s)
+	}
+	code, _, errs := run(t, "agent", "--hub", "http://127.0.0.1:1", "--allow-targets", "169.254.0.0/16,metadata")
+	if code != ExitUsage || !strings.Contains(errs, `--allow-targets "metadata": want CIDRs or addresses`) {
+		t.Errorf("bad --allow-targets: exit %d, stderr %s", code, errs)
+	}
+}

@@ -141,10 +141,16 @@ closed at once, counted in reach_http_connections_refused_total and logged.`,
 				return err
 			}
 			// Check the agents: section now: that also reads its token file.
-			if _, err := hub.FromMonitorConfig(cfg); err != nil {
+			hc, err := hub.FromMonitorConfig(cfg)
+			if err != nil {
 				fmt.Fprintf(env.Err, "reach: %s is not valid:\n%v\n"+
 					"Fix the agents: section; see deploy/README.md.\n", config, err)
 				return &ExitError{Code: ExitFail}
+			}
+			if hc != nil {
+				for _, w := range hc.Warnings() {
+					fmt.Fprintf(env.Err, "reach: warning: %s\n", w)
+				}
 			}
 			if checkOnly {
 				err := printConfig(env, config, cfg)
