@@ -262,6 +262,9 @@ type Options struct {
 	HostsOnly bool
 	// PingPorts are discovery's TCP ping ports; nil means DefaultPingPorts.
 	PingPorts []uint16
+	// MaxProbes refuses, before anything is sent, a scan of more host×port
+	// pairs (a *SizeError): 0 means DefaultMaxProbes, negative no limit.
+	MaxProbes int64
 	// Concurrency caps connects in flight; 0 sizes it from RLIMIT_NOFILE
 	// (raising the soft limit to the hard one, keeping a reserve), at most
 	// MaxConcurrency.
@@ -366,6 +369,11 @@ func Scan(ctx context.Context, targets []Target, opt Options) (*Report, error) {
 	}
 	if len(targets) == 0 {
 		return nil, ErrNoTargets
+	}
+	if !opt.HostsOnly { // which scans no ports, whatever opt.Ports holds
+		if err := checkSize(targets, opt.Ports, opt.MaxProbes); err != nil {
+			return nil, err
+		}
 	}
 	opt = opt.withDefaults()
 	if err := checkLocal(targets, opt); err != nil {

@@ -33,6 +33,7 @@ type scanFlags struct {
 	skipDiscovery, hostsOnly                bool
 	rate                                    float64
 	maxRetries                              int
+	maxProbes                               int64
 	timeout                                 time.Duration
 	local                                   localFlags
 }
@@ -96,7 +97,14 @@ open-file limit, and adapts each host's timeout to its measured round trips
 to 4s: Linux needs 3s to give up on ARP, and only then can a host that is
 not there be told from one behind a firewall. Unanswered ports are retried
 (--max-retries); answered ones never are. Ctrl-C stops the scan and prints
-what was found so far.
+what was found so far; the hosts it had decided no port of yet share one
+line (in JSON, one "unscanned" record).
+
+Size: a scan of more than --max-probes hosts × ports (16,777,216 by default:
+every port of a /24) is refused before anything is sent, with its size.
+nmap starts any scan it is given; a /12 with -p- is 68.7 billion probes,
+days of traffic, so reach asks you to confirm: give --max-probes at least
+that number (or 0 for no limit).
 
 --source ADDR scans from that address of this host (names resolve to that
 family); --interface NAME sends every probe out of that interface, whatever
@@ -138,6 +146,7 @@ or was interrupted (what was found so far is printed), 2 usage error.`,
 	f.BoolVar(&fl.asJSON, "json", false, "stream JSON Lines: open ports as they are decided (every port with --all-states), then hosts and a summary")
 	f.Float64Var(&fl.rate, "rate", 0, "at most N new connections per second (0: no limit)")
 	f.IntVar(&fl.maxRetries, "max-retries", scan.DefaultRetries, "retries for ports that got no answer")
+	f.Int64Var(&fl.maxProbes, "max-probes", scan.DefaultMaxProbes, "refuse a scan of more hosts × ports than this; raise it to confirm a larger one (0: no limit)")
 	fl.local.add(f)
 	f.DurationVar(&fl.timeout, "timeout", scan.DefaultTimeout, fmt.Sprintf("longest wait for one port of a host that has answered (until then up to %v); shorter once round trips are measured", scan.DefaultDiscoveryWait))
 	return cmd
@@ -194,6 +203,8 @@ func runScan(env *Env, cmd *cobra.Command, args []string, fl scanFlags) error {
 		return usageErrorf("--max-retries %d: give 0 to %d", fl.maxRetries, scan.MaxRetryLimit)
 	case fl.timeout <= 0:
 		return usageErrorf("--timeout %v: give a positive duration such as 500ms", fl.timeout)
+	case fl.maxProbes < 0:
+		return usageErrorf("--max-probes %d: give a number of probes (hosts × ports), or 0 for no limit", fl.maxProbes)
 	}
 	source, iface, err := fl.local.parse("tcp", true)
 	if err != nil {
@@ -217,6 +228,10 @@ func runScan(env *Env, cmd *cobra.Command, args []string, fl scanFlags) error {
 	if fl.maxRetries == 0 {
 		opt.MaxRetries = -1
 	}
+	opt.MaxProbes = fl.maxProbes
+	if fl.maxProbes == 0 {
+		opt.MaxProbes = -1
+	}
 	if fl.asJSON {
 		r.enc = json.NewEncoder(env.Out)
 		opt.OnPort, opt.OnHost = r.jsonPort, r.jsonHost
@@ -226,6 +241,11 @@ func runScan(env *Env, cmd *cobra.Command, args []string, fl scanFlags) error {
 	}
 	rep, err := scan.Scan(cmd.Context(), targets, opt)
 	r.clearProgress()
+	if se := (*scan.SizeError)(nil); errors.As(err, &se) {
+		return usageErrorf("%s hosts × %s ports is %s probes, more than --max-probes %s: nothing was sent. "+
+			"To confirm a scan this size, give --max-probes %d; or scan fewer hosts or ports",
+			thousands(int64(se.Hosts)), thousands(int64(se.Ports)), thousands(se.Probes), thousands(se.Limit), se.Probes)
+	}
 	if rep == nil && isLocalError(err) { // e.g. a target of the other family than --source
 		return &UsageError{Err: err}
 	}
@@ -376,6 +396,32 @@ func (r *scanRenderer) jsonHost(h scan.Host) {
 	r.enc.Encode(jsonHost{Type: "host", Host: h})
 }
 
+// jsonUnscanned is one record for every host the scan ended before it
+// decided any port of (after an interrupt, possibly most of them).
+type jsonUnscanned struct {
+	Type   string   `json:"type"`
+	Hosts  int      `json:"hosts"`
+	Up     int      `json:"hosts_up"` // of them, found up by discovery
+	Ranges []string `json:"ranges"`   // runs of consecutive addresses, the first maxUnscannedJSON
+	More   int      `json:"more_ranges"`
+}
+
+// How many ranges of unscanned hosts are listed: in JSON, and in text.
+const (
+	maxUnscannedJSON = 1000
+	maxUnscannedText = 8
+)
+
+func countUp(hosts []scan.Host) int {
+	n := 0
+	for _, h := range hosts {
+		if h.State == scan.HostUp {
+			n++
+		}
+	}
+	return n
+}
+
 func (r *scanRenderer) jsonEnd(rep *scan.Report) {
 	s := jsonSummary{Type: "summary", Hosts: len(rep.Hosts), Ports: rep.Ports, Counts: rep.Counts, Probes: rep.Probes,
 		ElapsedMS: rep.Elapsed.Milliseconds(), Rate: rep.Rate(), Canceled: rep.Canceled,
@@ -385,9 +431,18 @@ func (r *scanRenderer) jsonEnd(rep *scan.Report) {
 		if h.State == scan.HostUp {
 			s.HostsUp++
 		}
-		if !r.emitted[h.Addr] {
+		if !r.emitted[h.Addr] && !rep.IsUnscanned(h) {
 			r.enc.Encode(jsonHost{Type: "host", Host: h})
 		}
+	}
+	if u := rep.Unscanned(); len(u) > 0 {
+		ranges := scan.Ranges(u)
+		rec := jsonUnscanned{Type: "unscanned", Hosts: len(u), Up: countUp(u), Ranges: []string{}}
+		for _, g := range ranges[:min(len(ranges), maxUnscannedJSON)] {
+			rec.Ranges = append(rec.Ranges, g.String())
+		}
+		rec.More = len(ranges) - len(rec.Ranges)
+		r.enc.Encode(rec)
 	}
 	r.enc.Encode(s)
 }
@@ -458,9 +513,12 @@ func (r *scanRenderer) text(rep *scan.Report) {
 		case h.State == scan.HostUp:
 			up++
 		}
-		r.hostText(h)
+		if !rep.IsUnscanned(h) {
+			r.hostText(h)
+		}
 	}
 	r.downText(down)
+	r.unscannedText(rep.Unscanned())
 	if len(rep.Hosts) > 0 {
 		fmt.Fprintf(out, "\nHosts judged: %s", judgedText(rep.Hosts))
 		if rep.Discovery > 0 {
@@ -484,6 +542,33 @@ func (r *scanRenderer) text(rep *scan.Report) {
 		fmt.Fprintf(out, " (interrupted: %s of %s decided; partial results)", thousands(rep.Settled()), thousands(int64(rep.Ports)*int64(len(rep.Hosts))))
 	}
 	fmt.Fprintln(out)
+}
+
+// unscannedText gives the hosts the scan ended before it decided any port
+// of one line, not a block each (an interrupted /12 printed 762,107 "Host
+// state unknown" blocks).
+func (r *scanRenderer) unscannedText(u []scan.Host) {
+	if len(u) == 0 {
+		return
+	}
+	ranges := scan.Ranges(u)
+	shown := make([]string, 0, maxUnscannedText)
+	for _, g := range ranges[:min(len(ranges), maxUnscannedText)] {
+		shown = append(shown, g.String())
+	}
+	more := ""
+	switch n := len(ranges) - len(shown); {
+	case n == 1:
+		more = " and 1 more range"
+	case n > 1:
+		more = fmt.Sprintf(" and %s more ranges", thousands(int64(n)))
+	}
+	up := ""
+	if n := countUp(u); n > 0 {
+		up = fmt.Sprintf(" (%s found up)", thousands(int64(n)))
+	}
+	fmt.Fprintf(r.env.Out, "\nNo port decided before the scan ended: %s%s: %s%s\n",
+		plural(len(u), "host"), up, strings.Join(shown, ", "), more)
 }
 
 func (r *scanRenderer) hostText(h scan.Host) {
