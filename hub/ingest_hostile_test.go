@@ -364,7 +364,7 @@ func TestAgentResendNeitherLostNorDoubled(t *testing.T) {
 	newHub()
 	srv := httptest.NewServer(f)
 	defer srv.Close()
-	a, err := agent.New(agent.Config{Name: "a", Hub: srv.URL, Token: testToken,
+	a, err := agent.New(agent.Config{Name: "a", Hub: srv.URL, Token: testToken, MinInterval: time.Millisecond,
 		ReportEvery: 30 * time.Millisecond, QueryRate: 1000})
 	if err != nil {
 		t.Fatal(err)
