@@ -90,8 +90,9 @@ func TestHostileHubInterval(t *testing.T) {
 		hc, results := memHub(pl)
 		var dials atomic.Int64
 		var log syncBuffer
+		// No network watch: its netlink socket would block the bubble's clock.
 		a, err := New(Config{Name: "a", Hub: "http://hub.invalid", Token: testToken, HTTPClient: hc,
-			RefreshEvery: time.Second, ReportEvery: time.Second,
+			RefreshEvery: time.Second, ReportEvery: time.Second, NoNetWatch: true,
 			Logger: slog.New(slog.NewTextHandler(&log, nil)),
 			Dial: func(context.Context, string, string) (net.Conn, error) {
 				dials.Add(1)

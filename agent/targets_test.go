@@ -65,7 +65,7 @@ func TestHostileHubTargets(t *testing.T) {
 				got := map[string]Result{}
 				var log syncBuffer
 				a, err := New(Config{Name: "a", Hub: "http://hub.invalid", Token: testToken, HTTPClient: hc,
-					ReportEvery: 500 * time.Millisecond, AllowTargets: tc.allow, Logger: slog.New(slog.NewTextHandler(&log, nil)),
+					ReportEvery: 500 * time.Millisecond, NoNetWatch: true, AllowTargets: tc.allow, Logger: slog.New(slog.NewTextHandler(&log, nil)),
 					// A fake: nothing here ever connects, refused or not.
 					Dial: func(_ context.Context, _, address string) (net.Conn, error) {
 						mu.Lock()
