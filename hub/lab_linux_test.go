@@ -327,10 +327,15 @@ func TestFleetCheckAsksAgent(t *testing.T) {
 		t.Fatal(err)
 	}
 	hub := f.hubURL
+	// The timeout also bounds each question to an agent (hub, then agent):
+	// its answer lists the host's sockets with their processes, which under
+	// -race on a loaded machine took over 1 s, and the evidence was lost (the
+	// report said "context deadline exceeded"). The probes here end at once
+	// (refused, reset), so a longer timeout costs a passing run nothing.
 	check := func(port int, args ...string) doctor.Report {
 		t.Helper()
 		target := netip.AddrPortFrom(f.addrs[2], uint16(port)).String()
-		out, err := web.Exec(append([]string{"env", "REACH_LAB_EXEC=1", "REACH_TOKEN=" + labToken, exe, "check", target, "--json", "--timeout", "1s"}, args...)...)
+		out, err := web.Exec(append([]string{"env", "REACH_LAB_EXEC=1", "REACH_TOKEN=" + labToken, exe, "check", target, "--json", "--timeout", "5s"}, args...)...)
 		var r doctor.Report
 		if jerr := json.Unmarshal(out, &r); jerr != nil {
 			t.Fatalf("reach check %s %v: %v (exit: %v)\n%s", target, args, jerr, err, out)
@@ -347,9 +352,14 @@ func TestFleetCheckAsksAgent(t *testing.T) {
 		{6000, []string{"--hub", hub}, doctor.LoopbackOnly},
 		{6001, []string{"--agent", f.agentURL(2)}, doctor.FirewallReject},
 	} {
+		start := time.Now()
 		r := check(tc.port, tc.args...)
+		if took := time.Since(start); testing.Verbose() {
+			t.Logf("check :%d %v took %v (report: %.0f ms)", tc.port, tc.args, took, r.DurationMS)
+		}
 		if r.Cause != tc.want || r.Confidence != doctor.Confirmed {
-			t.Errorf("check :%d %v: cause %s (%s), want %s confirmed\n%+v", tc.port, tc.args, r.Cause, r.Confidence, tc.want, r.Findings)
+			// The host check says why the agent's evidence is missing.
+			t.Errorf("check :%d %v: cause %s (%s), want %s confirmed\nfindings %+v\nchecks %+v", tc.port, tc.args, r.Cause, r.Confidence, tc.want, r.Findings, r.Checks)
 		}
 	}
 	// Without the agent the client cannot confirm it.
@@ -357,7 +367,7 @@ func TestFleetCheckAsksAgent(t *testing.T) {
 		t.Errorf("without an agent the cause is confirmed as %s: the client cannot know that", r.Cause)
 	}
 	// A wrong token gets no evidence: check says so and still reports.
-	out, _ := web.Exec("env", "REACH_LAB_EXEC=1", "REACH_TOKEN=wrong-token-0123456789", exe, "check", netip.AddrPortFrom(f.addrs[2], 6000).String(), "--agent", f.agentURL(2), "--timeout", "1s")
+	out, _ := web.Exec("env", "REACH_LAB_EXEC=1", "REACH_TOKEN=wrong-token-0123456789", exe, "check", netip.AddrPortFrom(f.addrs[2], 6000).String(), "--agent", f.agentURL(2), "--timeout", "5s")
 	if !strings.Contains(string(out), "unauthorized") {
 		t.Errorf("check with a wrong token does not say the agent refused it:\n%s", out)
 	}
