@@ -283,11 +283,11 @@ func inPrefixes(ps []netip.Prefix, a netip.Addr) bool {
 	return false
 }
 
-// resolveHooks sets Rule.Hooks on the rules of every chain of t reached
-// only by jump, and each rule's targets (action.next): the hooks of the base chains from which jumps, gotos and
-// verdict maps lead to it. A verdict map the parser could not read may
-// lead anywhere: every chain of its table is then taken as reachable from
-// its chain's hooks.
+// resolveHooks sets each rule's targets (action.next), and Rule.Hooks on
+// the rules of every chain of t reached only by jump: the hooks of the
+// base chains from which jumps, gotos and verdict maps lead to it. A
+// verdict map the parser could not read may lead anywhere: every chain of
+// its table is then taken as reachable from its chain's hooks.
 func (t *Table) resolveHooks() {
 	reach := make([]map[string]bool, len(t.Chains))
 	var queue []int
