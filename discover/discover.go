@@ -35,6 +35,8 @@ import (
 	"net/netip"
 	"strconv"
 	"time"
+
+	"github.com/reach-tools/reach/internal/rtt"
 )
 
 // State is what discovery concluded about a host.
@@ -177,47 +179,18 @@ func Run(ctx context.Context, addrs []netip.Addr, opt Options) ([]Result, error)
 	return run(ctx, addrs, opt.withDefaults())
 }
 
-// rtt is RFC 6298's smoothed round-trip time, as nmap keeps per group of
-// hosts.
-type rtt struct {
-	srtt, rttvar time.Duration
-	n            int
-}
-
-func (r *rtt) update(sample time.Duration) {
-	if r.n == 0 {
-		r.srtt, r.rttvar = sample, sample/2
-	} else {
-		d := r.srtt - sample
-		if d < 0 {
-			d = -d
-		}
-		r.rttvar += (d - r.rttvar) / 4
-		r.srtt += (sample - r.srtt) / 8
-	}
-	r.n++
-}
-
-// timeout is srtt + 4·rttvar clamped to [lo, hi]; hi before any sample.
-func (r *rtt) timeout(lo, hi time.Duration) time.Duration {
-	if r.n == 0 {
-		return hi
-	}
-	return min(max(r.srtt+4*r.rttvar, lo), hi)
-}
-
 // group is the hosts that share a path: one directly connected segment (an
 // interface), or one router. Their answers time each other's requests.
 type group struct {
 	name     string // "lan0", or "router 198.18.0.1"
 	onLink   bool   // a directly connected segment: silence there can be decisive
-	rtt      rtt
+	rtt      rtt.Estimator
 	answered int // hosts of the group that answered in this run
 }
 
 // wait is how long try number n (0-based) of a request to this group waits.
 func (g *group) wait(n int, opt Options) time.Duration {
-	return g.rtt.timeout(opt.Floor, opt.Ceiling) << n
+	return g.rtt.Timeout(opt.Floor, opt.Ceiling) << n
 }
 
 // verdict judges a host that got sent requests (made by the kernel when
@@ -241,7 +214,7 @@ func (g *group) verdict(by Method, sent int, since time.Duration, entry neighEnt
 		return Unknown, asked + "; the kernel's neighbour table says neither way"
 	}
 	return Down, asked + "; " + plural(g.answered, "other host") + " on " + g.name + " answered (srtt " +
-		g.rtt.srtt.Round(time.Microsecond).String() + ")"
+		g.rtt.SRTT().Round(time.Microsecond).String() + ")"
 }
 
 // neighEntry is what the kernel's neighbour table says about a host.

@@ -112,7 +112,7 @@ func schedule(ctx context.Context, addrs []netip.Addr, opt Options, t transport)
 		}
 		d := a.at.Sub(h.sent)
 		if h.tries == 1 && d >= 0 && !a.coarse {
-			h.g.rtt.update(d) // Karn: only an answer to the one request is a sample
+			h.g.rtt.Update(d) // Karn: only an answer to the one request is a sample
 		}
 		h.g.answered++
 		// An answer after a Down verdict (late, but before the end) wins.

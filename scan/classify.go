@@ -3,7 +3,6 @@ package scan
 import (
 	"net/netip"
 	"syscall"
-	"time"
 
 	"github.com/reach-tools/reach/probe"
 )
@@ -121,32 +120,4 @@ func unreachable(v verdict, icmp *icmpInfo) verdict {
 	}
 	v.answered = false // the router's RTT says nothing about the target
 	return v
-}
-
-// rttEstimator is RFC 6298's smoothed RTT, which nmap uses for its timeouts.
-type rttEstimator struct {
-	srtt, rttvar time.Duration
-	n            int
-}
-
-func (r *rttEstimator) update(sample time.Duration) {
-	if r.n == 0 {
-		r.srtt, r.rttvar = sample, sample/2
-	} else {
-		d := r.srtt - sample
-		if d < 0 {
-			d = -d
-		}
-		r.rttvar += (d - r.rttvar) / 4
-		r.srtt += (sample - r.srtt) / 8
-	}
-	r.n++
-}
-
-// timeout is srtt + 4·rttvar, clamped to [lo, hi]; hi before any sample.
-func (r *rttEstimator) timeout(lo, hi time.Duration) time.Duration {
-	if r.n == 0 {
-		return hi
-	}
-	return min(max(r.srtt+4*r.rttvar, lo), hi)
 }

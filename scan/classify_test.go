@@ -89,28 +89,6 @@ func TestClassify(t *testing.T) {
 	}
 }
 
-func TestRTTEstimator(t *testing.T) {
-	var r rttEstimator
-	lo, hi := 100*time.Millisecond, time.Second
-	if got := r.timeout(lo, hi); got != hi {
-		t.Fatalf("no samples: %v, want %v", got, hi)
-	}
-	r.update(40 * time.Millisecond) // srtt 40, rttvar 20 -> 120
-	if got := r.timeout(lo, hi); got != 120*time.Millisecond {
-		t.Fatalf("one sample: %v, want 120ms", got)
-	}
-	for range 50 {
-		r.update(50 * time.Microsecond)
-	}
-	if got := r.timeout(lo, hi); got != lo {
-		t.Fatalf("fast host: %v, want the floor %v", got, lo)
-	}
-	r.update(10 * time.Second)
-	if got := r.timeout(lo, hi); got != hi {
-		t.Fatalf("after a slow sample: %v, want the ceiling %v", got, hi)
-	}
-}
-
 // TestResultKeepsVerdict checks that every verdict classify can produce
 // survives the engine's compact storage unchanged, and that its class is
 // probe's for the same errno and ICMP error.

@@ -79,6 +79,7 @@ import (
 	"time"
 
 	"github.com/reach-tools/reach/discover"
+	"github.com/reach-tools/reach/internal/rtt"
 	"github.com/reach-tools/reach/probe"
 )
 
@@ -447,7 +448,7 @@ type hostState struct {
 	// host's probes (see discovery.prime).
 	silentWait time.Duration
 	mu         sync.Mutex // guards rtt and down
-	rtt        rttEstimator
+	rtt        rtt.Estimator
 	down       Host     // the host-level verdict, once statusDown
 	results    []result // by index into engine.ports; allocated with the first result
 	decided    int      // results set
@@ -536,8 +537,8 @@ func (e *engine) answered(h *hostState, rtt time.Duration) {
 	} else if !h.mu.TryLock() {
 		return // another loop is updating this host; one sample fewer is harmless
 	}
-	h.rtt.update(rtt)
-	t := h.rtt.timeout(e.opt.MinTimeout, e.opt.Timeout)
+	h.rtt.Update(rtt)
+	t := h.rtt.Timeout(e.opt.MinTimeout, e.opt.Timeout)
 	h.mu.Unlock()
 	// A host already reported down stays down.
 	if h.status.CompareAndSwap(statusUnconfirmed, statusUp) || h.status.CompareAndSwap(statusSilent, statusUp) || h.status.Load() == statusUp {
@@ -674,7 +675,7 @@ func (e *engine) report(elapsed time.Duration) *Report {
 	r := &Report{Ports: len(e.ports), Probes: e.tries.Load(), Elapsed: elapsed}
 	for _, h := range e.hosts {
 		h.mu.Lock()
-		out := Host{Addr: h.Addr, Name: h.Name, SRTT: h.rtt.srtt, Counts: h.counts, Ports: h.ports(e.ports)}
+		out := Host{Addr: h.Addr, Name: h.Name, SRTT: h.rtt.SRTT(), Counts: h.counts, Ports: h.ports(e.ports)}
 		switch h.status.Load() {
 		case statusDown:
 			out = h.down

@@ -27,8 +27,8 @@ var allowed = map[string][]string{
 	"dial":              {"endpoint", "probe"},
 	"doctor":            {"endpoint", "firewall", "internal/bounded", "internal/sys", "kstat", "probe", "sockets"},
 	"monitor":           {"endpoint", "internal/bounded", "internal/sys", "netwatch", "probe"},
-	"scan":              {"discover", "endpoint", "internal/sys", "probe"},
-	"discover":          {"internal/sys"},
+	"scan":              {"discover", "endpoint", "internal/rtt", "internal/sys", "probe"},
+	"discover":          {"internal/rtt", "internal/sys"},
 	"netwatch":          {"internal/sys"},
 	"server":            {"sockets"},
 	"web":               {"internal/httpsafe", "monitor"},
@@ -43,6 +43,7 @@ var allowed = map[string][]string{
 	"internal/bounded":  {},
 	"internal/netlab":   {unix},
 	"internal/testnet":  {},
+	"internal/rtt":      {},
 	"internal/archtest": {},
 	"bench":             {},
 }
