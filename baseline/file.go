@@ -15,6 +15,7 @@ import (
 
 	"github.com/reach-tools/reach/doctor"
 	"github.com/reach-tools/reach/endpoint"
+	"github.com/reach-tools/reach/internal/bounded"
 	"github.com/reach-tools/reach/probe"
 )
 
@@ -159,26 +160,15 @@ func Read(path string) (*File, error) {
 	return nil, &FileError{Path: path, Op: "read", Err: err}
 }
 
-// readLimited reads path up to limit bytes: a regular file larger than
-// that is refused before reading, anything else when it goes past it.
+// readLimited reads path up to limit bytes (internal/bounded): a regular
+// file larger than that is refused before reading, anything else when it
+// goes past it.
 func readLimited(path string, limit int64) ([]byte, error) {
-	fh, err := os.Open(path)
-	if err != nil {
-		return nil, err
+	data, err := bounded.ReadFile(path, "baseline file", limit)
+	if errors.Is(err, bounded.ErrTooLarge) {
+		return nil, fmt.Errorf("%w: %w", ErrTooLarge, err)
 	}
-	defer fh.Close()
-	tooLarge := fmt.Errorf("%w: more than %d bytes", ErrTooLarge, limit)
-	if st, err := fh.Stat(); err == nil && st.Mode().IsRegular() && st.Size() > limit {
-		return nil, tooLarge
-	}
-	data, err := io.ReadAll(io.LimitReader(fh, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(data)) > limit {
-		return nil, tooLarge
-	}
-	return data, nil
+	return data, err
 }
 
 // Parse decodes and checks a baseline: the schema, and every entry's

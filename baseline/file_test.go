@@ -124,7 +124,7 @@ func TestReadBounded(t *testing.T) {
 	if err := os.WriteFile(big, make([]byte, 2<<20), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := readLimited(big, 1<<20); !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "more than 1048576 bytes") {
+	if _, err := readLimited(big, 1<<20); !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "the limit for a baseline file is 1 MiB") {
 		t.Errorf("reading a 2 MiB file with a 1 MiB limit: %v", err)
 	}
 	_, err := Read(filepath.Join(t.TempDir(), "missing.json"))

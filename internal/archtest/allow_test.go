@@ -23,7 +23,7 @@ var allowed = map[string][]string{
 	"internal/cli":      {"agent", "baseline", "dial", "doctor", "endpoint", "fault", "hub", "internal/httpsafe", "monitor", "probe", "scan", "server", "sockets", "web"},
 	"hub":               {"agent", "doctor", "endpoint", "internal/httpsafe", "monitor", "netwatch", "probe", "web"},
 	"agent":             {"doctor", "endpoint", "internal/bounded", "internal/httpsafe", "kstat", "netwatch", "probe"},
-	"baseline":          {"doctor", "endpoint", "monitor", "probe"},
+	"baseline":          {"doctor", "endpoint", "internal/bounded", "monitor", "probe"},
 	"dial":              {"endpoint", "probe"},
 	"doctor":            {"endpoint", "firewall", "internal/bounded", "internal/sys", "kstat", "probe", "sockets"},
 	"monitor":           {"endpoint", "internal/bounded", "internal/sys", "netwatch", "probe"},
