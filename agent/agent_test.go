@@ -456,6 +456,16 @@ func TestEvidenceFailures(t *testing.T) {
 	bad, _ := NewClient(broken.URL, testToken, nil)
 	certRefused, _ := NewClient(refusing.URL, testToken, nil)
 	disc, _ := NewDiscovery(hubSrv.URL, testToken, nil)
+	// An agent reached but slower than the caller's timeout is not
+	// unreachable: a longer timeout gets its answer.
+	slowSrv := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-time.After(5 * time.Second):
+		}
+	}))
+	defer slowSrv.Close()
+	slowAgent, _ := NewClient(slowSrv.URL, testToken, &http.Client{Timeout: 100 * time.Millisecond})
 	good.Evidence(context.Background(), open) // burst is 2 at 1/s: the next two use it up
 	good.Evidence(context.Background(), open)
 	for _, tc := range []struct {
@@ -468,6 +478,7 @@ func TestEvidenceFailures(t *testing.T) {
 		{"certificate refused", certRefused, doctor.AgentUnauthorized, ErrUnauthorized},
 		{"rate limited", good, doctor.AgentRateLimited, ErrRateLimited},
 		{"nothing listens", gone, doctor.AgentUnreachable, syscall.ECONNREFUSED},
+		{"connected, no answer in time", slowAgent, doctor.AgentSlow, ErrSlow},
 		{"server error", bad, doctor.AgentFailed, nil},
 		{"hub knows no agent", disc, doctor.AgentNone, ErrNoAgent},
 	} {

@@ -7,10 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/netip"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/reach-tools/reach/doctor"
@@ -36,6 +39,21 @@ func (e *CallError) Error() string {
 }
 
 func (e *CallError) Unwrap() error { return e.Err }
+
+// ErrSlow is a call that connected but got no (whole) answer in time: the
+// other side runs and is reached, it is slow (an agent lists its host's
+// sockets with their processes), so a longer timeout may get the answer.
+var ErrSlow = errors.New("agent: connected, but no answer in time")
+
+// slow wraps err in ErrSlow when it is a timeout after the connection was
+// made; a timeout before it is a host that does not answer at all.
+func slow(err error, connected bool) error {
+	var ne net.Error
+	if connected && (errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()) {
+		return fmt.Errorf("%w: %w", ErrSlow, err)
+	}
+	return err
+}
 
 // client makes authenticated JSON calls to a hub or an agent.
 type client struct {
@@ -73,6 +91,9 @@ func (c *client) call(ctx context.Context, method, path string, query url.Values
 		}
 		body = bytes.NewReader(b)
 	}
+	var connected atomic.Bool
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		GotConn: func(httptrace.GotConnInfo) { connected.Store(true) }})
 	req, err := http.NewRequestWithContext(ctx, method, u, body)
 	if err != nil {
 		return &CallError{Method: method, URL: u, Err: err}
@@ -83,7 +104,7 @@ func (c *client) call(ctx context.Context, method, path string, query url.Values
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return &CallError{Method: method, URL: u, Err: err}
+		return &CallError{Method: method, URL: u, Err: slow(err, connected.Load())}
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -104,7 +125,7 @@ func (c *client) call(ctx context.Context, method, path string, query url.Values
 	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, MaxBody)).Decode(out); err != nil {
 		return &CallError{Method: method, URL: u, Status: resp.StatusCode,
-			Err: fmt.Errorf("bad answer: %w", err)}
+			Err: fmt.Errorf("bad answer: %w", slow(err, true))}
 	}
 	return nil
 }
@@ -142,6 +163,8 @@ func failure(err error) doctor.AgentFailure {
 		return doctor.AgentUnauthorized
 	case errors.Is(err, ErrRateLimited):
 		return doctor.AgentRateLimited
+	case errors.Is(err, ErrSlow):
+		return doctor.AgentSlow
 	case errors.As(err, &ce) && ce.Status == 0: // no answer at all
 		return doctor.AgentUnreachable
 	}

@@ -73,6 +73,7 @@ type AgentFailure string
 // The ways asking an agent fails.
 const (
 	AgentUnreachable  AgentFailure = "unreachable"  // no connection, or no answer in time
+	AgentSlow         AgentFailure = "slow"         // connected, but no whole answer within the timeout
 	AgentUnauthorized AgentFailure = "unauthorized" // it refused our token or certificate
 	AgentRateLimited  AgentFailure = "rate-limited" // it limits how often it answers
 	AgentNone         AgentFailure = "no-agent"     // none is known for that address
@@ -149,6 +150,12 @@ func (e *AgentError) fix(ap netip.AddrPort) string {
 			return fmt.Sprintf("check that the hub runs and that this host reaches it%s; %s", reach, there)
 		}
 		return fmt.Sprintf("check that reach agent runs on %s, listening where other hosts reach it, and that this host reaches it%s; %s", host, reach, there)
+	case AgentSlow:
+		who := "the agent"
+		if e.Hub {
+			who = "the hub"
+		}
+		return fmt.Sprintf("%s runs and was reached, but did not answer within the check's timeout (an agent lists its host's sockets with their processes): check again with a longer --timeout; %s", who, there)
 	case AgentUnauthorized:
 		return fmt.Sprintf("use the token the agent was started with (--token-file or REACH_TOKEN) and, if it requires mTLS, --agent-cert and --agent-key signed by its CA; %s", there)
 	case AgentRateLimited:

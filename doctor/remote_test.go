@@ -109,6 +109,10 @@ func TestAgentErrorWho(t *testing.T) {
 		{AgentError{Answered: "agent e (http://198.18.0.6:7070)", Failure: AgentWrongHost},
 			"agent e (http://198.18.0.6:7070)", "use --hub", "", "agent e (http://198.18.0.6:7070): wrong-host"},
 		{AgentError{Failure: AgentUnreachable}, "", "reach agent runs on 198.18.0.2", "(reach check", "the agent: unreachable"},
+		{AgentError{Name: "db", URL: "http://198.18.0.2:7070", Failure: AgentSlow},
+			"agent db (http://198.18.0.2:7070)", "the agent runs and was reached, but did not answer within the check's timeout", "reach agent runs on", "agent db (http://198.18.0.2:7070): slow"},
+		{AgentError{Hub: true, URL: "http://198.18.0.1:9190", Failure: AgentSlow},
+			"hub http://198.18.0.1:9190", "the hub runs and was reached, but did not answer", "the agent runs", "hub http://198.18.0.1:9190: slow"},
 	} {
 		tc.err.Err = errors.New("boom")
 		if got := tc.err.Who(); got != tc.who {
