@@ -1,9 +1,9 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/reach-tools/reach/internal/testnet"
 	"log/slog"
 	"net"
 	"net/http"
@@ -59,24 +59,6 @@ func memHub(pl ProbeList) (*http.Client, *memHubResults) {
 	return &http.Client{Transport: handlerTransport{guard(func() string { return testToken }, nil, mux)}}, results
 }
 
-// syncBuffer is a log sink safe for the agent's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // A hub that asks for a 1ms interval and a 1ns timeout gets probes at the
 // floor: about one a second over 10 s, not 10,000. The agent warns once,
 // though the hub sends the same list every refresh, and its metrics say
@@ -89,7 +71,7 @@ func TestHostileHubInterval(t *testing.T) {
 			Targets: []Target{{ID: target.String(), Addr: target}}}
 		hc, results := memHub(pl)
 		var dials atomic.Int64
-		var log syncBuffer
+		var log testnet.Buffer
 		// No network watch: its netlink socket would block the bubble's clock.
 		a, err := New(Config{Name: "a", Hub: "http://hub.invalid", Token: testToken, HTTPClient: hc,
 			RefreshEvery: time.Second, ReportEvery: time.Second, NoNetWatch: true,
@@ -138,7 +120,7 @@ func TestHostileHubInterval(t *testing.T) {
 // The floor applies to what the hub sends, warning anew only when the
 // hub's values change; values at or above it pass untouched.
 func TestFloorWarnsOncePerChange(t *testing.T) {
-	var log syncBuffer
+	var log testnet.Buffer
 	a, err := New(Config{Name: "a", Hub: "http://hub.invalid", Token: testToken,
 		Logger: slog.New(slog.NewTextHandler(&log, nil))})
 	if err != nil {

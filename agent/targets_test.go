@@ -15,6 +15,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/reach-tools/reach/internal/testnet"
 	"github.com/reach-tools/reach/probe"
 )
 
@@ -63,7 +64,7 @@ func TestHostileHubTargets(t *testing.T) {
 				var mu sync.Mutex
 				var dialled []string
 				got := map[string]Result{}
-				var log syncBuffer
+				var log testnet.Buffer
 				a, err := New(Config{Name: "a", Hub: "http://hub.invalid", Token: testToken, HTTPClient: hc,
 					ReportEvery: 500 * time.Millisecond, NoNetWatch: true, AllowTargets: tc.allow, Logger: slog.New(slog.NewTextHandler(&log, nil)),
 					// A fake: nothing here ever connects, refused or not.

@@ -14,7 +14,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -71,7 +70,7 @@ func TestHostileForgedResults(t *testing.T) {
 	})
 	reg := prometheus.NewRegistry()
 	h.Metrics = NewMetrics(reg)
-	logs := &lockedBuffer{}
+	logs := &testnet.Buffer{}
 	h.Logger = slog.New(slog.NewTextHandler(logs, nil))
 	sink := &memSink{}
 	h.Sink = sink
@@ -168,24 +167,6 @@ func TestHostileForgedResults(t *testing.T) {
 	if n := strings.Count(logs.String(), "agent results refused"); n != 2 {
 		t.Errorf("%d warnings of refused results, want 2 (one a minute per agent):\n%s", n, logs)
 	}
-}
-
-// lockedBuffer is a bytes.Buffer for a logger on another goroutine.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // post sends one batch as agent a would and returns the hub's reply.

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -90,24 +89,6 @@ func TestHostileStaleLockFile(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a log sink the writer goroutine and the test share.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Helper()
 	fams, err := reg.Gather()
@@ -133,7 +114,7 @@ func TestHostileStoreWritesFail(t *testing.T) {
 	defer cancel()
 	store := openTestStore(t, filepath.Join(t.TempDir(), "reach.db"))
 	reg := prometheus.NewRegistry()
-	logs := &lockedBuffer{}
+	logs := &testnet.Buffer{}
 	const grace = 300 * time.Millisecond
 	e := Endpoint{Name: "db", Target: endpoint.Endpoint{Host: "127.0.0.1", Port: 1}, Interval: 20 * time.Millisecond,
 		Timeout: 10 * time.Millisecond, Expect: ExpectOpen}

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,23 +18,6 @@ import (
 	"github.com/reach-tools/reach/monitor"
 	"github.com/reach-tools/reach/probe"
 )
-
-type lockedLog struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // corruptSamples writes a store with some samples at path, then overwrites
 // the samples table's root page with junk, as a failing disk would.
@@ -94,7 +76,7 @@ func TestHostileCorruptStore(t *testing.T) {
 	}
 	t.Cleanup(func() { store.Close() })
 	reg := prometheus.NewRegistry()
-	logs := &lockedLog{}
+	logs := &testnet.Buffer{}
 	const grace = 300 * time.Millisecond
 	ep := monitor.Endpoint{Name: "db", Target: endpoint.Endpoint{Host: "127.0.0.1", Port: 1},
 		Interval: 20 * time.Millisecond, Timeout: 10 * time.Millisecond, Expect: monitor.ExpectOpen}

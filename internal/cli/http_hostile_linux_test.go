@@ -47,7 +47,7 @@ endpoints:
 	cmd := exec.Command(prlimit, "--nofile=128:128", bin, "watch", "-c", config,
 		"--store", filepath.Join(dir, "reach.db"), "--listen", "127.0.0.1:0", "--no-doctor")
 	cmd.Env = append(os.Environ(), "REACH_WATCH_TOKEN="+token)
-	errs := &syncBuffer{}
+	errs := &testnet.Buffer{}
 	cmd.Stderr = errs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"errors"
+	"github.com/reach-tools/reach/internal/testnet"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,7 +18,7 @@ import (
 // and err is then its Wait error.
 type reachProcess struct {
 	cmd    *exec.Cmd
-	errs   *syncBuffer
+	errs   *testnet.Buffer
 	exited chan struct{}
 	err    error
 }
@@ -38,7 +39,7 @@ func (p *reachProcess) wait(t *testing.T) error {
 // its stderr to say the dashboard is up; the process is killed at cleanup.
 func startReach(t *testing.T, bin string, args ...string) *reachProcess {
 	t.Helper()
-	p := &reachProcess{cmd: exec.Command(bin, args...), errs: &syncBuffer{}, exited: make(chan struct{})}
+	p := &reachProcess{cmd: exec.Command(bin, args...), errs: &testnet.Buffer{}, exited: make(chan struct{})}
 	p.cmd.Stderr = p.errs
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -69,28 +68,10 @@ func TestParseRetention(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // watchProcess is reach watch running in-process on loopback.
 type watchProcess struct {
 	url    string
-	errs   *syncBuffer
+	errs   *testnet.Buffer
 	cancel context.CancelFunc
 	done   chan int
 }
@@ -100,7 +81,7 @@ var dashboardLine = regexp.MustCompile(`dashboard (http://127\.0\.0\.1:\d+/)`)
 func startWatch(t *testing.T, config string, args ...string) *watchProcess {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	w := &watchProcess{errs: &syncBuffer{}, cancel: cancel, done: make(chan int, 1)}
+	w := &watchProcess{errs: &testnet.Buffer{}, cancel: cancel, done: make(chan int, 1)}
 	args = append([]string{"watch", "-c", config, "--store", filepath.Join(t.TempDir(), "reach.db"), "--listen", "127.0.0.1:0"}, args...)
 	go func() {
 		w.done <- Run(ctx, args, Stdio{In: strings.NewReader(""), Out: &bytes.Buffer{}, Err: w.errs})
@@ -273,7 +254,7 @@ func TestWatchWarnsOfOpenDashboard(t *testing.T) {
 	} {
 		t.Setenv("REACH_WATCH_TOKEN", tc.env)
 		ctx, cancel := context.WithCancel(context.Background())
-		errs := &syncBuffer{}
+		errs := &testnet.Buffer{}
 		done := make(chan int, 1)
 		go func() {
 			done <- Run(ctx, []string{"watch", "-c", config, "--store", filepath.Join(t.TempDir(), "reach.db"), "--listen", tc.listen},

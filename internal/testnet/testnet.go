@@ -10,6 +10,7 @@
 package testnet
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"net"
@@ -215,4 +216,24 @@ func poll(within time.Duration, cond func() bool) (calls int, ok bool) {
 		time.Sleep(min(pause, time.Until(deadline)))
 		pause = min(2*pause, most)
 	}
+}
+
+// Buffer is a bytes.Buffer a writer on another goroutine (a logger, a
+// child process's output) and the test can share.
+type Buffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *Buffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// String is what was written so far.
+func (l *Buffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
