@@ -31,21 +31,9 @@ func discoverHosts(ctx context.Context, targets []Target, opt Options, up func(d
 	stop := func() {}
 	if opt.Progress != nil {
 		total := int64(len(slices.Compact(slices.SortedFunc(slices.Values(addrs), netip.Addr.Compare))))
-		done := make(chan struct{})
-		var wg sync.WaitGroup
-		wg.Go(func() {
-			t := time.NewTicker(200 * time.Millisecond)
-			defer t.Stop()
-			for {
-				select {
-				case <-done:
-					return
-				case <-t.C:
-					opt.Progress(Progress{Phase: PhaseDiscovery, Done: judged.Load(), Total: total, Elapsed: time.Since(start)})
-				}
-			}
+		stop = every(200*time.Millisecond, func() {
+			opt.Progress(Progress{Phase: PhaseDiscovery, Done: judged.Load(), Total: total, Elapsed: time.Since(start)})
 		})
-		stop = func() { close(done); wg.Wait() }
 	}
 	res, err := discover.Run(ctx, addrs, discover.Options{PingPorts: opt.PingPorts, Source: opt.Source,
 		Interface: opt.Interface, RunIn: opt.RunIn, Logger: opt.Logger,

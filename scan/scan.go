@@ -652,17 +652,25 @@ func (e *engine) reportProgress() (stop func()) {
 	if e.opt.Progress == nil {
 		return func() {}
 	}
+	return every(200*time.Millisecond, func() {
+		e.opt.Progress(Progress{Phase: PhasePorts, Done: e.done.Load(), Total: e.total, Elapsed: time.Since(e.start)})
+	})
+}
+
+// every calls f every d on a goroutine of its own until stop is called;
+// stop returns when f no longer runs.
+func every(d time.Duration, f func()) (stop func()) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		t := time.NewTicker(200 * time.Millisecond)
+		t := time.NewTicker(d)
 		defer t.Stop()
 		for {
 			select {
 			case <-done:
 				return
 			case <-t.C:
-				e.opt.Progress(Progress{Phase: PhasePorts, Done: e.done.Load(), Total: e.total, Elapsed: time.Since(e.start)})
+				f()
 			}
 		}
 	})
