@@ -208,9 +208,10 @@ type Rule struct {
 	// Hooks are, for a chain reached by jump, the hooks of the base chains
 	// that reach it through jumps, gotos and verdict maps (see
 	// Table.resolveHooks): empty when none does, nil when not known (a
-	// rule built by hand or decoded from JSON), and then it may be
-	// reached from any hook.
-	Hooks []string `json:"hooks,omitempty"`
+	// rule built by hand, or from an agent that predates them), and then
+	// it may be reached from any hook. JSON keeps the difference ([] and
+	// null), so an agent's rules are judged as the host's own are.
+	Hooks []string `json:"hooks"`
 	Text  string   `json:"text"` // the rule as its tool prints it
 	// Verdict is what the rule does with a packet it matches: "accept",
 	// "drop", "reject", "return", "jump" or "goto" (to JumpTo), a
