@@ -22,6 +22,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/reach-tools/reach/app"
 	"github.com/reach-tools/reach/endpoint"
 	"github.com/reach-tools/reach/internal/sys"
 )
@@ -66,6 +67,10 @@ type Options struct {
 	// the target must be reachable on that interface's link or by a route
 	// through it.
 	Interface string
+	// App, when set, asks the application behind the port whether it is
+	// ready (package app) once the connection is made, within Timeout:
+	// Result.App says what it answered. Hold and ReadWait are not used with it.
+	App *app.Request
 }
 
 func (o Options) timeout() time.Duration {
@@ -106,7 +111,12 @@ type Result struct {
 	// sends itself when nobody answers ARP (From: this host). Linux only,
 	// with the probe's own dialer (Options.Dial nil).
 	ICMP *ICMP
-	Err  error // *Error, nil when Class is Open
+	// App is the application layer's answer (Options.App), when the
+	// connection was made and the layer asked; nil otherwise. The class
+	// stays Open when the application is not ready: App.Ready and App.Cause
+	// say so. An I/O failure during the layer is the class (Op "app").
+	App *app.Result
+	Err error // *Error, nil when Class is Open
 }
 
 // OK reports whether the endpoint accepted the connection.
@@ -116,7 +126,7 @@ func (r Result) OK() bool { return r.Class == Open }
 // unwraps to the underlying error (e.g. *net.OpError, syscall.Errno), and
 // errors.Is(err, probe.Refused) matches its class.
 type Error struct {
-	Op    string // "lookup", "dial", "read" (ReadWait) or "hold"
+	Op    string // "lookup", "dial", "read" (ReadWait), "hold" or "app"
 	Addr  string // host:port as dialled, or the name looked up
 	Class Class
 	Errno syscall.Errno
@@ -275,6 +285,16 @@ func dialAddr(ctx context.Context, ap netip.AddrPort, opt Options, keep bool) (n
 		return nil, r
 	}
 	switch {
+	case opt.App != nil:
+		req := *opt.App
+		req.Addr = ap
+		res, err := app.Check(ctx, conn, req)
+		r.App = &res
+		if err != nil {
+			conn.Close()
+			r.fail("app", ap.String(), err)
+			return nil, r
+		}
 	case opt.Hold > 0:
 		if err := hold(ctx, conn, opt.Hold, &r); err != nil {
 			conn.Close()
