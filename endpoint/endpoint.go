@@ -1,5 +1,7 @@
 // Package endpoint parses what users type to name things to reach: endpoints
-// (host:port, [v6]:port, host with a default port), port lists
+// (host:port, [v6]:port, host with a default port), targets (an endpoint,
+// or a URL naming the layer to check above TCP: tls://, https://, grpc://,
+// postgres:// ...; ParseTarget), port lists
 // (22,80,8000-8100), and scan targets (names, addresses, CIDR blocks and
 // dashed ranges, alone or as lists). ValidName is the rule for the names of
 // monitored endpoints and fleet hosts. Every error names the input and the
