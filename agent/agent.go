@@ -46,8 +46,13 @@ const (
 // Config configures an Agent. Name, Hub and Token are required; the zero
 // value of every other field is a sensible default.
 type Config struct {
-	Name  string // how the hub knows this host (its hosts: entry)
-	Hub   string // base URL of the hub, e.g. "https://hub:9100"
+	Name string // how the hub knows this host (its hosts: entry)
+	Hub  string // base URL of the hub, e.g. "https://hub:9100"
+	// Hubs are more URLs of the same hub (replicas sharing one PostgreSQL
+	// store), tried after Hub in order: calls go to the first that accepts,
+	// through a dial.Dialer, and results wait in the buffer until one has
+	// them, so failing over loses none.
+	Hubs  []string
 	Token string // shared bearer token, for the hub and for queries to us
 	// Advertise is the base URL where other hosts reach Handler (e.g.
 	// "http://198.18.0.3:7070"); the hub hands it to reach check --hub and
@@ -129,7 +134,7 @@ func New(cfg Config) (*Agent, error) {
 		return nil, fmt.Errorf("agent: name %q: want 1-64 letters, digits, '.', '_' or '-', "+
 			"starting with a letter or digit, as in the hub config", cfg.Name)
 	}
-	hub, err := newClient(cfg.Hub, cfg.Token, cfg.HTTPClient)
+	hub, err := hubClient(append([]string{cfg.Hub}, cfg.Hubs...), cfg.Token, cfg.HTTPClient)
 	if err != nil {
 		return nil, err
 	}

@@ -22,7 +22,7 @@ var allowed = map[string][]string{
 	"cmd/reach":         {"internal/cli"},
 	"internal/cli":      {"agent", "baseline", "dial", "doctor", "endpoint", "fault", "hub", "internal/httpsafe", "monitor", "probe", "scan", "server", "sockets", "web"},
 	"hub":               {"agent", "doctor", "endpoint", "internal/httpsafe", "monitor", "netwatch", "probe", "web"},
-	"agent":             {"doctor", "endpoint", "internal/bounded", "internal/httpsafe", "kstat", "netwatch", "probe"},
+	"agent":             {"dial", "doctor", "endpoint", "internal/bounded", "internal/httpsafe", "kstat", "netwatch", "probe"},
 	"baseline":          {"doctor", "endpoint", "internal/bounded", "monitor", "probe"},
 	"dial":              {"endpoint", "probe"},
 	"doctor":            {"endpoint", "firewall", "internal/bounded", "internal/sys", "kstat", "probe", "sockets"},

@@ -142,6 +142,7 @@ func newAgentCmd(env *Env) *cobra.Command {
 		hubCA, hubCert, hubCertKey string
 		server                     httpFlags
 		allowTargets               []string
+		hubs                       []string
 	)
 	cmd := &cobra.Command{
 		Use:   "agent --hub URL",
@@ -181,15 +182,20 @@ client certificate must name this agent (CN or DNS SAN).`,
   REACH_TOKEN=$(cat /etc/reach/token) reach agent --hub http://hub.internal:9190 \
       --name web-1 --listen 198.18.0.1:7070
 
+  # hub replicas (reach watch --replica on one PostgreSQL): fail over between them
+  reach agent --hub http://hub-1:9190,http://hub-2:9190 --name web-1
+
   # with TLS both ways
   reach agent --hub https://hub:9190 --hub-ca ca.pem --cert web-1.pem --key web-1-key.pem \
       --token-file /etc/reach/token --listen :7070 \
       --tls-cert web-1.pem --tls-key web-1-key.pem --tls-client-ca ca.pem`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if cfg.Hub == "" {
+			hubs = agent.SplitHubs(hubs)
+			if len(hubs) == 0 {
 				return usageErrorf("--hub is required: the URL of the hub (reach watch with an agents: section)")
 			}
+			cfg.Hub, cfg.Hubs = hubs[0], hubs[1:]
 			var err error
 			if cfg.AllowTargets, err = parseAllowTargets(allowTargets); err != nil {
 				return err
@@ -236,7 +242,7 @@ client certificate must name this agent (CN or DNS SAN).`,
 					cfg.Logger.Warn("no --advertise: the hub cannot tell reach check --hub or the matrix where this agent is; add --advertise http://THIS-HOST-IP:PORT (its addr in the hub config)", "listen", listen)
 				}
 			}
-			cfg.Logger.Info("agent serving", "listen", ln.Addr().String(), "advertise", cfg.Advertise, "hub", cfg.Hub, "name", cfg.Name)
+			cfg.Logger.Info("agent serving", "listen", ln.Addr().String(), "advertise", cfg.Advertise, "hub", hubs, "name", cfg.Name)
 			// The agent runs until the hub refuses it or ctx ends; the server
 			// until ctx ends or it fails. Either ends both.
 			ctx, cancel := context.WithCancel(cmd.Context())
@@ -260,7 +266,9 @@ client certificate must name this agent (CN or DNS SAN).`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&cfg.Hub, "hub", "", "base URL of the hub (required), e.g. http://hub:9190")
+	f.StringSliceVar(&hubs, "hub", nil, "base URL of the hub (required), e.g. http://hub:9190; "+
+		"repeat it or give a comma list for hub replicas on one PostgreSQL store: the first that "+
+		"accepts gets the results, and buffered results go to the next when one fails")
 	f.StringVar(&cfg.Name, "name", "", "this host's name in the hub config (default: the host name)")
 	f.StringVar(&cfg.Advertise, "advertise", "", "URL where other hosts reach this agent, told to the hub (default: from --listen when it is one address)")
 	f.StringVar(&listen, "listen", "127.0.0.1:7070", "address for /metrics and the evidence query; 0.0.0.0:7070 to let other hosts ask")
