@@ -54,14 +54,43 @@ type Endpoint struct {
 	// not having them fails each probe as local-error, saying what it has.
 	Source    netip.Addr
 	Interface string
+	// DependsOn names the endpoints this one needs: while one of them is
+	// down, this one's alerts are held and it is named in that one's.
+	DependsOn []string
 }
 
 // Alerts configures state changes and where they are announced.
 type Alerts struct {
 	Webhook string // http(s) URL; empty disables webhooks
-	Rise    int    // consecutive successes before a down endpoint is up (0: DefaultRise)
-	Fall    int    // consecutive failures before an up endpoint is down (0: DefaultFall)
+	// Alertmanager is the base URL of a Prometheus Alertmanager (alerts go
+	// to its /api/v2/alerts); empty sends none. Firing alerts are posted
+	// again every ResendEvery (DefaultResendEvery), well within its
+	// resolve_timeout.
+	Alertmanager string
+	ResendEvery  time.Duration
+	// DashboardURL is this dashboard as people reach it, for the links in
+	// alerts (Alertmanager's generatorURL); empty: reach watch's --listen.
+	DashboardURL string
+	Rise         int // consecutive successes before a down endpoint is up (0: DefaultRise)
+	Fall         int // consecutive failures before an up endpoint is down (0: DefaultFall)
+	// GroupWait holds a down alert this long, so that the alert of what it
+	// depends on, going down at about the same time, comes first and names
+	// it instead (0: none).
+	GroupWait time.Duration
+	// RemindEvery repeats the alert of an endpoint still down (0: never).
+	RemindEvery time.Duration
+	// An endpoint that changes state more than FlapChanges times within
+	// FlapWindow is announced as flapping, once (0: never).
+	FlapChanges int
+	FlapWindow  time.Duration
+	// Maintenance windows hold alerts (not probes).
+	Maintenance []Window
 }
+
+// DefaultResendEvery is how often firing alerts are posted again to
+// Alertmanager: below its default resolve_timeout (5m), and each post
+// says it holds for four times this (endsAt).
+const DefaultResendEvery = time.Minute
 
 // Config is a parsed, validated reach.yaml.
 type Config struct {
@@ -196,8 +225,9 @@ func yamlError(file string, err error) *ConfigError {
 }
 
 type configParser struct {
-	file string
-	errs ConfigErrors
+	file   string
+	errs   ConfigErrors
+	covers []windowNames
 }
 
 func (p *configParser) errf(n *yaml.Node, field, format string, args ...any) {
@@ -281,7 +311,8 @@ func (p *configParser) document(doc *yaml.Node) *Config {
 	if top == nil {
 		return nil
 	}
-	cfg := &Config{Alerts: Alerts{Rise: DefaultRise, Fall: DefaultFall}, Agents: top["agents"]}
+	cfg := &Config{Alerts: Alerts{Rise: DefaultRise, Fall: DefaultFall, ResendEvery: DefaultResendEvery},
+		Agents: top["agents"]}
 	defInterval, defTimeout := DefaultInterval, time.Duration(0)
 	if d := top["defaults"]; d != nil {
 		m := p.mapping(d, "defaults", "interval", "timeout")
@@ -293,10 +324,12 @@ func (p *configParser) document(doc *yaml.Node) *Config {
 		}
 	}
 	if a := top["alerts"]; a != nil {
-		m := p.mapping(a, "alerts", "webhook", "rise", "fall")
+		m := p.mapping(a, "alerts", "webhook", "rise", "fall", "alertmanager", "resend_every",
+			"dashboard_url", "group_wait", "remind_every", "flapping", "maintenance")
 		if v := m["webhook"]; v != nil {
 			cfg.Alerts.Webhook = p.webhook(v, "alerts.webhook")
 		}
+		p.alerting(m, &cfg.Alerts)
 		if v := m["rise"]; v != nil {
 			cfg.Alerts.Rise = p.count(v, "alerts.rise")
 		}
@@ -333,6 +366,8 @@ func (p *configParser) document(doc *yaml.Node) *Config {
 		seen[ep.Name] = n.Line
 		cfg.Endpoints = append(cfg.Endpoints, ep)
 	}
+	p.dependencies(cfg, eps)
+	p.windowEndpoints(cfg)
 	return cfg
 }
 
@@ -340,7 +375,7 @@ var validLabel = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,63}$`)
 
 func (p *configParser) endpoint(n *yaml.Node, field string, defInterval, defTimeout time.Duration) (Endpoint, bool) {
 	before := len(p.errs)
-	m := p.mapping(n, field, "name", "target", "interval", "timeout", "labels", "expect", "latency_threshold", "source", "interface")
+	m := p.mapping(n, field, "name", "target", "interval", "timeout", "labels", "expect", "latency_threshold", "source", "interface", "depends_on")
 	if m == nil {
 		return Endpoint{}, false
 	}
@@ -399,6 +434,9 @@ func (p *configParser) endpoint(n *yaml.Node, field string, defInterval, defTime
 		} else {
 			ep.Interface = v.Value
 		}
+	}
+	if v := m["depends_on"]; v != nil {
+		ep.DependsOn = p.names(v, join(field, "depends_on"))
 	}
 	if v := m["labels"]; v != nil {
 		lm := p.mapping(v, join(field, "labels"))

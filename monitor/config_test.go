@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -64,7 +65,7 @@ endpoints:
 			}
 		}
 	}
-	if cfg.Alerts != (Alerts{Webhook: "http://127.0.0.1:9/hook", Rise: 1, Fall: 2}) {
+	if !reflect.DeepEqual(cfg.Alerts, Alerts{Webhook: "http://127.0.0.1:9/hook", Rise: 1, Fall: 2, ResendEvery: DefaultResendEvery}) {
 		t.Errorf("alerts = %+v", cfg.Alerts)
 	}
 }
@@ -98,7 +99,7 @@ var invalidConfigs = map[string]string{
 	"invalid-no-endpoints.yaml":          `1: no endpoints: list; want at least one endpoint to watch (or an agents: section)`,
 	"invalid-port.yaml":                  `3: endpoints[0].target: "127.0.0.1:65536": port out of range 1-65535`,
 	"invalid-timeout-over-interval.yaml": `5: endpoints[0].timeout: 5s is longer than the interval 2s; a probe must end before the next one starts`,
-	"invalid-unknown-field.yaml":         `4: endpoints[0]: unknown field "intervall" (known: name, target, interval, timeout, labels, expect, latency_threshold, source, interface)`,
+	"invalid-unknown-field.yaml":         `4: endpoints[0]: unknown field "intervall" (known: name, target, interval, timeout, labels, expect, latency_threshold, source, interface, depends_on)`,
 	"invalid-source.yaml":                `4: endpoints[0].source: got "198.18.0.300"; want an IP address of this host such as 198.18.0.1 or fd00::1`,
 	"invalid-source-family.yaml":         `5: endpoints[0].source: ::1 cannot reach the target 127.0.0.1:5432: give an address of the target's family`,
 	"invalid-interface.yaml":             `4: endpoints[0].interface: got "eth0:1"; want a network interface name such as eth0 (see ip link)`,
@@ -107,6 +108,18 @@ testdata/invalid-top-level.yaml:1: no endpoints: list; want at least one endpoin
 	"invalid-webhook.yaml": `2: alerts.webhook: "ftp://127.0.0.1/...": want an http:// or https:// URL with a host
 testdata/invalid-webhook.yaml:3: alerts.rise: got "0"; want a whole number from 1 to 100`,
 	"invalid-yaml-syntax.yaml": `1: not valid YAML: did not find expected '-' indicator`,
+	"invalid-dependency-cycle.yaml": `3: endpoints[1].depends_on: dependencies form a cycle: a → c → b → a; ` +
+		`an endpoint cannot need what needs it: remove one of these depends_on`,
+	"invalid-dependency-unknown.yaml": `5: endpoints[1].depends_on: "dbb" is not an endpoint of this file ` +
+		`(known: db, api); name one of its endpoints`,
+	"invalid-window-zone.yaml": `7: alerts.maintenance[0].zone: "Europe/Berln" is not an IANA time zone; ` +
+		`write one such as Europe/Berlin, America/New_York or UTC`,
+	"invalid-window.yaml": `4: alerts.maintenance[0].days: "sonntag" is not a day; write mon, tue, wed, thu, fri, sat or sun
+testdata/invalid-window.yaml:5: alerts.maintenance[0].at: "25:00": want a wall-clock time HH:MM, 00:00 to 23:59, such as "02:00"
+testdata/invalid-window.yaml:9: alerts.maintenance[1].end: 2026-03-29T01:00:00+01:00 is not after the start 2026-03-29T03:00:00+02:00
+testdata/invalid-window.yaml:11: alerts.maintenance[2]: a window is one-off (start, end) or recurring (days, at, for), not both
+testdata/invalid-window.yaml:14: alerts.maintenance[3].name: "nightly" is already used on line 3; names must be unique
+testdata/invalid-window.yaml:15: alerts.maintenance[3].endpoints: "dbb" is not an endpoint of this file (known: db)`,
 	"invalid-two-documents.yaml": `4: a second YAML document starts here (---); reach reads one document: ` +
 		`move what follows into the first and remove this ---`,
 }

@@ -69,8 +69,11 @@ type Notifier interface {
 	Notify(Alert)
 }
 
-// Alert is a state change as announced to the outside.
+// Alert is a state change as announced to the outside. The monitor tells
+// its Notifier of each change; an Alerter decides which become alerts and
+// sets Kind, Since, Dependents, Changes and Text.
 type Alert struct {
+	Kind     AlertKind         `json:"kind,omitempty"`
 	Endpoint string            `json:"endpoint"`
 	Source   string            `json:"source"`
 	Target   string            `json:"target"`
@@ -86,6 +89,17 @@ type Alert struct {
 	// Change is the network change this state change followed, when one
 	// did ("route 198.18.0.0/24 dev r0 removed at 10:42:03").
 	Change string `json:"change,omitempty"`
+	// Since is when the endpoint went down (for down, reminder and
+	// resolved alerts).
+	Since time.Time `json:"since,omitzero"`
+	// Dependents are the endpoints down behind this one (they depend on
+	// it): their own alerts are held.
+	Dependents []string `json:"dependents,omitempty"`
+	// Changes counts the state changes that made a flapping alert.
+	Changes int `json:"changes,omitempty"`
+	// Text is the alert as one line for people; chat webhooks (Slack,
+	// Mattermost) show this field.
+	Text string `json:"text,omitempty"`
 }
 
 type key struct{ source, name string }
