@@ -4,8 +4,8 @@
 // kernel accepts before the server is ready, and so does every proxy in
 // front of it.
 //
-// Each protocol is one Func, in a file named after it (http.go, grpc.go,
-// and the database protocols), registered by name with register from that
+// Each protocol is one Func, in a file named after it (HTTP in http.go, gRPC's
+// standard health check in grpc.go, and the database protocols), registered by name with register from that
 // file's init, so protocols are added without touching the others:
 //
 //	func Check(ctx context.Context, conn net.Conn, req Request) (Result, error)

@@ -37,22 +37,22 @@ func ParseStatusSet(s string) (StatusSet, error) {
 
 func parseStatusRange(s string) (StatusRange, error) {
 	if len(s) == 3 && (strings.HasSuffix(s, "xx") || strings.HasSuffix(s, "XX")) {
-		c, err := status(s[:1] + "00")
+		c, err := parseStatus(s[:1] + "00")
 		return StatusRange{c, c + 99}, err
 	}
 	from, to, isRange := strings.Cut(s, "-")
-	a, err := status(from)
+	a, err := parseStatus(from)
 	if err != nil || !isRange {
 		return StatusRange{a, a}, err
 	}
-	b, err := status(to)
+	b, err := parseStatus(to)
 	if err == nil && b < a {
 		err = fmt.Errorf("is a range that ends before it starts")
 	}
 	return StatusRange{a, b}, err
 }
 
-func status(s string) (int, error) {
+func parseStatus(s string) (int, error) {
 	n, err := strconv.Atoi(s)
 	if err != nil || len(s) != 3 || n < 100 || n > 599 {
 		return 0, fmt.Errorf("is not an HTTP status (100-599)")
