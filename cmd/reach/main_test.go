@@ -165,7 +165,7 @@ func TestWaitThenRun(t *testing.T) {
 	}
 	down := testnet.ClosedPort(t).String()
 	r = reach(t, "", "wait", down, "--timeout", "1s")
-	if r.code != 1 || !strings.Contains(r.stderr, "refused") || !strings.Contains(r.stderr, "reach check") {
+	if r.code != 124 || !strings.Contains(r.stderr, "refused") || !strings.Contains(r.stderr, "reach check") {
 		t.Fatalf("wait on a closed port: exit %d stderr %q", r.code, r.stderr)
 	}
 }

@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -143,6 +142,7 @@ func newAgentCmd(env *Env) *cobra.Command {
 		server                     httpFlags
 		allowTargets               []string
 		hubs                       []string
+		logs                       logFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "agent --hub URL",
@@ -191,12 +191,15 @@ client certificate must name this agent (CN or DNS SAN).`,
       --tls-cert web-1.pem --tls-key web-1-key.pem --tls-client-ca ca.pem`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			var err error
+			if cfg.Logger, err = logs.logger(env.Err); err != nil {
+				return err
+			}
 			hubs = agent.SplitHubs(hubs)
 			if len(hubs) == 0 {
 				return usageErrorf("--hub is required: the URL of the hub (reach watch with an agents: section)")
 			}
 			cfg.Hub, cfg.Hubs = hubs[0], hubs[1:]
-			var err error
 			if cfg.AllowTargets, err = parseAllowTargets(allowTargets); err != nil {
 				return err
 			}
@@ -213,7 +216,6 @@ client certificate must name this agent (CN or DNS SAN).`,
 			if cfg.HTTPClient, err = httpsClient(hubCA, hubCert, hubCertKey, 10*time.Second); err != nil {
 				return err
 			}
-			cfg.Logger = slog.New(slog.NewTextHandler(env.Err, nil))
 			srvOpt, err := server.options()
 			if err != nil {
 				return err
@@ -287,5 +289,6 @@ client certificate must name this agent (CN or DNS SAN).`,
 	f.StringVar(&hubCert, "cert", "", "client certificate to present to the hub (mTLS)")
 	f.StringVar(&hubCertKey, "key", "", "key of --cert")
 	server.add(cmd)
+	logs.add(f, "info")
 	return cmd
 }

@@ -84,7 +84,7 @@ func joinModes() string {
 	return strings.Join(s, ", ")
 }
 
-// faultHost is the fault.Host the commands share; logs go to w.
+// faultHost is the fault.Host the commands share; warnings go to w.
 func faultHost(backend string, w io.Writer) *fault.Host {
 	return &fault.Host{Backend: backend, Logger: slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}))}
 }
@@ -97,12 +97,17 @@ func newFaultModeCmd(env *Env, mode fault.Mode) *cobra.Command {
 		source    string
 		backend   string
 		noRemover bool
+		logs      logFlags
 	)
 	cmd := &cobra.Command{
 		Use:   string(mode) + " --port N --for DUR",
 		Short: "Apply the " + string(mode) + " fault (see reach fault --help)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := logs.logger(env.Err)
+			if err != nil {
+				return err
+			}
 			if !cmd.Flags().Changed("for") {
 				return usageErrorf("--for is required: how long the fault lasts, e.g. --for 30s (at most %v)", fault.MaxFor)
 			}
@@ -125,7 +130,8 @@ func newFaultModeCmd(env *Env, mode fault.Mode) *cobra.Command {
 				return &UsageError{Err: err}
 			}
 			h := faultHost(backend, env.Err)
-			err := h.Run(cmd.Context(), spec, func(a fault.Active) {
+			h.Logger = log
+			err = h.Run(cmd.Context(), spec, func(a fault.Active) {
 				fmt.Fprintf(env.Out, "fault %s: %s on tcp port %d for %v, from %s%s, until %s (%s); Ctrl-C ends it\n",
 					a.ID, a.Mode, a.Port, dur, sourceText(a.Source), probText(a.Probability),
 					a.Expires.UTC().Format("15:04:05 UTC"), backendText(a.Backend))
@@ -155,6 +161,7 @@ func newFaultModeCmd(env *Env, mode fault.Mode) *cobra.Command {
 	f.StringVar(&source, "source", "", "only clients in this `CIDR` (or address)")
 	f.StringVar(&backend, "backend", "", "nft or iptables (default: nft when it works, else iptables)")
 	f.BoolVar(&noRemover, "no-remover", false, "start no detached remover (tests of the sweep after a crash)")
+	logs.add(f, "warn")
 	return cmd
 }
 

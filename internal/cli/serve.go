@@ -3,8 +3,6 @@ package cli
 import (
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"strings"
 	"time"
 
@@ -16,11 +14,10 @@ func init() { register("serve", newServeCmd) }
 
 func newServeCmd(env *Env) *cobra.Command {
 	var (
-		cfg       server.Config
-		mode      string
-		logFormat string
-		logLevel  string
-		faultArg  string
+		cfg      server.Config
+		mode     string
+		logs     logFlags
+		faultArg string
 	)
 	cmd := &cobra.Command{
 		Use:   "serve --listen ADDR [--listen ADDR...]",
@@ -89,7 +86,7 @@ cannot be bound or serving fails, 2 usage error.`,
 				}
 				cfg.Fault = f
 			}
-			log, err := serveLogger(env.Err, logFormat, logLevel)
+			log, err := logs.logger(env.Err)
 			if err != nil {
 				return err
 			}
@@ -124,25 +121,8 @@ cannot be bound or serving fails, 2 usage error.`,
 	f.DurationVar(&cfg.Drain, "drain", 10*time.Second, "on shutdown, how long open connections may finish before they are closed")
 	f.IntVar(&cfg.Backlog, "backlog", 0, "listen backlog `N`, the accept queue's length (0: the system's, net.core.somaxconn)")
 	f.StringVar(&faultArg, "fault", "", "misbehave on purpose: never-accept, accept-close, accept-reset, delay-accept=`DUR`, stall")
-	f.StringVar(&logFormat, "log-format", "text", "log `FORMAT`: text or json")
-	f.StringVar(&logLevel, "log-level", "info", "log `LEVEL`: debug, info, warn or error")
+	logs.add(f, "info")
 	return cmd
-}
-
-// serveLogger builds the structured logger --log-format and --log-level ask for.
-func serveLogger(w io.Writer, format, level string) (*slog.Logger, error) {
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(level)); err != nil {
-		return nil, usageErrorf("--log-level %q: use debug, info, warn or error", level)
-	}
-	opts := &slog.HandlerOptions{Level: lvl}
-	switch format {
-	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
-	}
-	return nil, usageErrorf("--log-format %q: use text or json", format)
 }
 
 // serveFlags names the flag behind each server.ConfigError field.

@@ -47,8 +47,11 @@ except for failures.
 targets[] (target, ready, after_ms, attempts, class: the last attempt's,
 error, hint).
 
-Exit status: 0 ready (or CMD's status), 1 timed out or interrupted,
-2 usage error, 126/127 CMD could not be run.`,
+Exit status: 0 ready (or CMD's own status, passed through unchanged),
+124 --timeout passed before the targets were ready (as timeout(1) and
+wait4x exit), 1 interrupted or a failure retrying cannot mend (local-error),
+2 usage error, 126/127 CMD could not be run. So a script tells a timeout
+(124) from CMD's own failure.`,
 		Example: `  reach wait 127.0.0.1:5432 --timeout 30s -- psql -h 127.0.0.1   # start when the db is up
   reach wait db:5432 cache:6379 -- ./app                         # every target
   reach wait db1:5432 db2:5432 --any -q                          # any one; exit status only
@@ -99,7 +102,7 @@ Exit status: 0 ready (or CMD's status), 1 timed out or interrupted,
 						}
 					}
 				}
-				return &ExitError{Code: ExitFail}
+				return &ExitError{Code: waitExitCode(err)}
 			}
 			if !quiet && !asJ {
 				for _, t := range res.Targets {
@@ -122,6 +125,21 @@ Exit status: 0 ready (or CMD's status), 1 timed out or interrupted,
 	f.BoolVar(&asJ, "json", false, "print the result as one JSON object on stdout")
 	f.BoolVar(&checkAccept, "check-accept", false, "count a target ready only if it keeps the connection 200ms without reset or close (a proxy such as docker-proxy accepts while its backend is down)")
 	return cmd
+}
+
+// ExitTimeout is wait's exit status when --timeout passed before the targets
+// were ready: 124, as timeout(1) and wait4x use, so that reach wait ... --
+// CMD tells a timeout from CMD's own failure.
+const ExitTimeout = 124
+
+// waitExitCode is ExitTimeout when err says the wait's time ran out, and
+// ExitFail for an interrupt or a dial that stopped retrying.
+func waitExitCode(err error) int {
+	var we *dial.WaitError
+	if errors.As(err, &we) && errors.Is(we.Err, context.DeadlineExceeded) {
+		return ExitTimeout
+	}
+	return ExitFail
 }
 
 // waitJSON is wait's --json form of a dial.WaitResult.

@@ -28,8 +28,8 @@ func TestWaitTimeoutExplains(t *testing.T) {
 	// well under a millisecond here).
 	code, _, errs := runWithInput(t, "", "wait", down, "--timeout", "1s", "-q")
 	want := "reach: " + down + " still refused after 1s — likely: the server is not running; try: reach check " + down
-	if code != ExitFail || !strings.Contains(errs, want) {
-		t.Errorf("exit %d, stderr %q; want 1 and %q", code, errs, want)
+	if code != ExitTimeout || !strings.Contains(errs, want) {
+		t.Errorf("exit %d, stderr %q; want 124 and %q", code, errs, want)
 	}
 }
 
@@ -56,7 +56,7 @@ func TestWaitAnyAndJSON(t *testing.T) {
 		Ready   bool
 		Targets []struct{ Target, Class, Hint string }
 	}
-	if err := json.Unmarshal([]byte(out), &fail); err != nil || code != ExitFail {
+	if err := json.Unmarshal([]byte(out), &fail); err != nil || code != ExitTimeout {
 		t.Fatalf("exit %d, %v\n%s", code, err, out)
 	}
 	if fail.Ready || fail.Targets[0].Class != "refused" || !strings.Contains(fail.Targets[0].Hint, "reach check "+down) || fail.Targets[1].Hint != "" {
@@ -73,6 +73,10 @@ func TestWaitRunsCommand(t *testing.T) {
 	}{
 		{[]string{"sh", "-c", "echo started"}, 0, "started\n", ""},
 		{[]string{"sh", "-c", "exit 3"}, 3, "", ""},
+		// CMD's own status passes through unchanged, even the ones reach
+		// uses itself: 1, and 124 for a timeout.
+		{[]string{"sh", "-c", "exit 1"}, 1, "", ""},
+		{[]string{"sh", "-c", "exit 124"}, 124, "", ""},
 		{[]string{"reach-no-such-command"}, 127, "", "cannot run"},
 		{[]string{"/"}, 126, "", "is it an executable file?"},
 	}
@@ -84,7 +88,7 @@ func TestWaitRunsCommand(t *testing.T) {
 		}
 	}
 	down := testnet.ClosedPort(t).String()
-	if code, out, _ := runWithInput(t, "", "wait", down, "--timeout", "100ms", "-q", "--", "sh", "-c", "echo ran"); code != ExitFail || out != "" {
+	if code, out, _ := runWithInput(t, "", "wait", down, "--timeout", "100ms", "-q", "--", "sh", "-c", "echo ran"); code != ExitTimeout || out != "" {
 		t.Errorf("command ran (%q, exit %d) although the target never came up", out, code)
 	}
 }
@@ -132,7 +136,7 @@ func TestWaitCheckAccept(t *testing.T) {
 		t.Fatalf("plain wait: exit %d, stderr %q; want 0", code, errs)
 	}
 	code, _, errs := runWithInput(t, "", "wait", addr, "--timeout", "700ms", "--check-accept")
-	if code != ExitFail || !strings.Contains(errs, addr+" still closed-by-peer") {
-		t.Fatalf("--check-accept: exit %d, stderr %q; want 1 and closed-by-peer", code, errs)
+	if code != ExitTimeout || !strings.Contains(errs, addr+" still closed-by-peer") {
+		t.Fatalf("--check-accept: exit %d, stderr %q; want 124 and closed-by-peer", code, errs)
 	}
 }

@@ -37,6 +37,7 @@ func newWatchCmd(env *Env) *cobra.Command {
 		concurrency                                 int
 		doctorTimeout, streamLife, storeGrace       time.Duration
 		server                                      httpFlags
+		logs                                        logFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "watch -c reach.yaml",
@@ -108,6 +109,10 @@ closed at once, counted in reach_http_connections_refused_total and logged.`,
 			if err != nil {
 				return err
 			}
+			log, err := logs.logger(env.Err)
+			if err != nil {
+				return err
+			}
 			if err := checkListen(listen); err != nil {
 				return usageErrorf("--listen %q: %v", listen, err)
 			}
@@ -159,7 +164,7 @@ closed at once, counted in reach_http_connections_refused_total and logged.`,
 			}
 			w := watcher{env: env, cfg: cfg, path: config, store: store, listen: listen, retain: ret,
 				tls: tlsFlags, agents: agents, concurrency: concurrency, noDoctor: noDoctor,
-				noNetWatch:    noNetWatch,
+				noNetWatch: noNetWatch, log: log, jsonLogs: logs.format == "json",
 				doctorTimeout: doctorTimeout, storeGrace: storeGrace, server: srvOpt,
 				auth: web.Options{Token: token, User: user, Password: pass, StreamLifetime: streamLife}}
 			return w.run(cmd.Context())
@@ -183,6 +188,7 @@ closed at once, counted in reach_http_connections_refused_total and logged.`,
 	f.DurationVar(&storeGrace, "store-grace", monitor.DefaultStoreGrace,
 		"how long every write to the store may fail before /healthz answers 503 and reach_store_healthy is 0")
 	server.add(cmd)
+	logs.add(f, "info")
 	f.DurationVar(&streamLife, "stream-lifetime", web.DefaultStreamLifetime,
 		"HTTP: longest life of one live-update stream of the dashboard (the page reconnects)")
 	return cmd
@@ -253,11 +259,13 @@ type watcher struct {
 	noNetWatch            bool
 	auth                  web.Options
 	server                httpsafe.Options
+	log                   *slog.Logger // from --log-level and --log-format
+	jsonLogs              bool         // --log-format json: the start lines are records too
 }
 
 func (w *watcher) run(ctx context.Context) error {
 	env := w.env
-	log := slog.New(slog.NewTextHandler(env.Err, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	log := w.log
 	// Listen first: a bad --listen or TLS flag fails before the store is
 	// created. Serve closes ln; closing it again on the way out is harmless.
 	ln, err := listenOn("dashboard", w.listen)
@@ -305,11 +313,22 @@ func (w *watcher) run(ctx context.Context) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	fmt.Fprintf(env.Err, "reach watch: %s, history in %s (%s), dashboard %s://%s/\n",
-		plural(len(w.cfg.Endpoints), "endpoint"), monitor.Redact(w.store), store.Dialect(), scheme, ln.Addr())
+	dashURL := fmt.Sprintf("%s://%s/", scheme, ln.Addr())
+	if w.jsonLogs {
+		// A log pipeline gets the start as a record like any other line.
+		log.Info("watch serving", "endpoints", len(w.cfg.Endpoints), "store", monitor.Redact(w.store),
+			"dialect", store.Dialect(), "dashboard", dashURL)
+	} else {
+		fmt.Fprintf(env.Err, "reach watch: %s, history in %s (%s), dashboard %s\n",
+			plural(len(w.cfg.Endpoints), "endpoint"), monitor.Redact(w.store), store.Dialect(), dashURL)
+	}
 	if wt.Hub != nil {
-		fmt.Fprintf(env.Err, "reach watch: hub for %s at %s://%s, matrix %[2]s://%[3]s/agents/\n",
-			plural(len(wt.Hub.Agents()), "agent"), scheme, ln.Addr())
+		if w.jsonLogs {
+			log.Info("hub serving", "agents", len(wt.Hub.Agents()), "matrix", dashURL+"agents/")
+		} else {
+			fmt.Fprintf(env.Err, "reach watch: hub for %s at %s://%s, matrix %[2]s://%[3]s/agents/\n",
+				plural(len(wt.Hub.Agents()), "agent"), scheme, ln.Addr())
+		}
 		warnHubOnLoopback(log, ln.Addr(), wt.Hub.Agents())
 	}
 
