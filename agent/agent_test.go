@@ -21,6 +21,7 @@ import (
 
 	"github.com/reach-tools/reach/doctor"
 	"github.com/reach-tools/reach/internal/testnet"
+	"github.com/reach-tools/reach/internal/version"
 	"github.com/reach-tools/reach/probe"
 )
 
@@ -157,10 +158,31 @@ func TestAgentReports(t *testing.T) {
 		`reach_agent_probe_success{source="a",target="` + open.String() + `"} 1`,
 		`reach_agent_probe_success{source="a",target="` + closed.String() + `"} 0`,
 		`reach_agent_probe_failures_total{class="refused",source="a",target="` + closed.String() + `"}`,
+		`reach_build_info{commit="` + version.Get().Commit + `",`,
 	} {
 		if !strings.Contains(body, line) {
 			t.Errorf("/metrics lacks %s\n%s", line, body)
 		}
+	}
+}
+
+// Calls between hub and agent say which reach makes them.
+func TestClientUserAgent(t *testing.T) {
+	agents := make(chan string, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		agents <- r.UserAgent()
+		w.Write([]byte("{}"))
+	}))
+	t.Cleanup(srv.Close)
+	c, err := NewClient(srv.URL, testToken, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Evidence(t.Context(), netip.MustParseAddrPort("127.0.0.1:22")); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := <-agents, "reach/"+version.Get().Version; got != want {
+		t.Errorf("User-Agent %q, want %q", got, want)
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/reach-tools/reach/doctor"
+	"github.com/reach-tools/reach/internal/version"
 )
 
 // defaultCallTimeout bounds one protocol call when the caller's http.Client
@@ -99,6 +100,7 @@ func (c *client) call(ctx context.Context, method, path string, query url.Values
 		return &CallError{Method: method, URL: u, Err: err}
 	}
 	req.Header.Set("Authorization", "Bearer "+c.token)
+	req.Header.Set("User-Agent", version.UserAgent)
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}

@@ -6,6 +6,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/reach-tools/reach/internal/version"
 )
 
 // metrics are an agent's Prometheus series, in their own registry so two
@@ -76,7 +78,7 @@ func newMetrics(source string, compact bool) *metrics {
 		}),
 	}
 	m.reg.MustRegister(m.success, m.duration, m.failures, m.pending, m.dropped, m.hubErrs, m.sent,
-		m.interval, m.timeout, m.raised, m.refused)
+		m.interval, m.timeout, m.raised, m.refused, version.Collector())
 	if compact {
 		m.last = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "reach_agent_probe_duration_last_seconds", Help: "Time the last successful probe from source to target took to connect.",

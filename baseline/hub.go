@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/reach-tools/reach/endpoint"
+	"github.com/reach-tools/reach/internal/version"
 	"github.com/reach-tools/reach/probe"
 )
 
@@ -69,6 +70,7 @@ func (h *Hub) fetch(ctx context.Context) (*matrix, error) {
 	if h.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+h.Token)
 	}
+	req.Header.Set("User-Agent", version.UserAgent)
 	c := h.Client
 	if c == nil {
 		c = &http.Client{Timeout: 10 * time.Second}

@@ -12,6 +12,8 @@ import (
 	"net/url"
 	"sync"
 	"time"
+
+	"github.com/reach-tools/reach/internal/version"
 )
 
 // Webhook defaults.
@@ -172,7 +174,7 @@ func (w *Webhook) post(ctx context.Context, client *http.Client, body []byte) er
 		return fmt.Errorf("webhook URL: %w", err)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", "reach-watch")
+	req.Header.Set("User-Agent", version.UserAgent)
 	resp, err := client.Do(req)
 	if err != nil {
 		var ue *url.Error

@@ -20,13 +20,13 @@ const unix = "golang.org/x/sys/unix"
 // that diagnoses.
 var allowed = map[string][]string{
 	"cmd/reach":         {"internal/cli"},
-	"internal/cli":      {"agent", "baseline", "dial", "doctor", "endpoint", "fault", "hub", "internal/httpsafe", "monitor", "probe", "scan", "server", "sockets", "web"},
+	"internal/cli":      {"agent", "baseline", "dial", "doctor", "endpoint", "fault", "hub", "internal/httpsafe", "internal/version", "monitor", "probe", "scan", "server", "sockets", "web"},
 	"hub":               {"agent", "doctor", "endpoint", "internal/httpsafe", "monitor", "netwatch", "probe", "web"},
-	"agent":             {"dial", "doctor", "endpoint", "internal/bounded", "internal/httpsafe", "kstat", "netwatch", "probe"},
-	"baseline":          {"doctor", "endpoint", "internal/bounded", "monitor", "probe"},
+	"agent":             {"dial", "doctor", "endpoint", "internal/bounded", "internal/httpsafe", "internal/version", "kstat", "netwatch", "probe"},
+	"baseline":          {"doctor", "endpoint", "internal/bounded", "internal/version", "monitor", "probe"},
 	"dial":              {"endpoint", "probe"},
 	"doctor":            {"endpoint", "firewall", "internal/bounded", "internal/sys", "kstat", "probe", "sockets"},
-	"monitor":           {"endpoint", "internal/bounded", "internal/sys", "netwatch", "probe"},
+	"monitor":           {"endpoint", "internal/bounded", "internal/sys", "internal/version", "netwatch", "probe"},
 	"scan":              {"discover", "endpoint", "internal/rtt", "internal/sys", "probe"},
 	"discover":          {"internal/rtt", "internal/sys"},
 	"netwatch":          {"internal/sys"},
@@ -45,6 +45,7 @@ var allowed = map[string][]string{
 	"internal/netlab":   {unix},
 	"internal/testnet":  {},
 	"internal/rtt":      {},
+	"internal/version":  {},
 	"internal/archtest": {},
 	"bench":             {},
 }

@@ -58,7 +58,7 @@ func layer(p string) int {
 		return 4
 	case p == "hub": // composes the features: the monitor, the dashboard, the agents' hub
 		return 3
-	case p == "endpoint", p == "app", p == "internal/sys", p == "internal/bounded", p == "internal/rtt":
+	case p == "endpoint", p == "app", p == "internal/sys", p == "internal/bounded", p == "internal/rtt", p == "internal/version":
 		return 0
 	case p == "internal/httpsafe": // the bounds every HTTP server shares, below the features
 		return 1

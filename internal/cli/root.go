@@ -11,6 +11,8 @@ import (
 	"sort"
 
 	"github.com/spf13/cobra"
+
+	"github.com/reach-tools/reach/internal/version"
 )
 
 // Exit statuses shared by every command.
@@ -91,7 +93,10 @@ net-unreachable, dns, reset, closed-by-peer, local-error).`,
   reach check db.internal:5432                  # diagnose a failure`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// --version prints what reach version prints.
+		Version: version.Get().String(),
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetIn(env.In)
 	root.SetOut(env.Out)
 	root.SetErr(env.Err)

@@ -1,30 +1,49 @@
 package cli
 
 import (
+	"encoding/json"
 	"fmt"
-	"runtime"
-	"runtime/debug"
 
 	"github.com/spf13/cobra"
-)
 
-// version is set at build time with -ldflags "-X .../internal/cli.version=v1.2.3".
-var version = "dev"
+	"github.com/reach-tools/reach/internal/version"
+)
 
 func init() { register("version", newVersionCmd) }
 
+// versionJSON is reach version --json: the build's Info under a schema name.
+type versionJSON struct {
+	Schema string `json:"schema"`
+	version.Info
+}
+
 func newVersionCmd(env *Env) *cobra.Command {
-	return &cobra.Command{
+	var asJSON bool
+	cmd := &cobra.Command{
 		Use:   "version",
 		Short: "Print the reach version and build information",
-		Args:  cobra.NoArgs,
+		Long: `Print the version of this build of reach, the commit it was built from and
+that commit's date, the Go toolchain and the platform. reach --version prints
+the same line.
+
+A release build is stamped with them (scripts/release); go install
+.../cmd/reach@VERSION records the version; a build from a git checkout the
+commit, unless built with -buildvcs=false. What is not known reads "dev"
+(version) or "unknown".`,
+		Example: `  reach version
+  reach version --json | jq -r .version`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			v := version
-			if bi, ok := debug.ReadBuildInfo(); ok && v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-				v = bi.Main.Version
+			in := version.Get()
+			if asJSON {
+				enc := json.NewEncoder(env.Out)
+				return enc.Encode(versionJSON{Schema: "reach.version/v1", Info: in})
 			}
-			_, err := fmt.Fprintf(env.Out, "reach %s %s %s/%s\n", v, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			_, err := fmt.Fprintln(env.Out, in)
 			return err
 		},
 	}
+	cmd.Flags().BoolVar(&asJSON, "json", false,
+		`print one JSON object: {"schema","version","commit","date","modified","go_version","platform"}`)
+	return cmd
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/reach-tools/reach/agent"
 	"github.com/reach-tools/reach/hub"
 	"github.com/reach-tools/reach/internal/httpsafe"
+	"github.com/reach-tools/reach/internal/version"
 	"github.com/reach-tools/reach/monitor"
 	"github.com/reach-tools/reach/web"
 )
@@ -290,7 +291,7 @@ func (w *watcher) run(ctx context.Context) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), version.Collector())
 	dash := w.auth
 	dash.Gatherer = reg
 	w.server.Registerer = reg

@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/reach-tools/reach/internal/testnet"
+	"github.com/reach-tools/reach/internal/version"
 	"github.com/reach-tools/reach/monitor"
 	"github.com/reach-tools/reach/web"
 )
@@ -273,5 +275,28 @@ func TestWatchWarnsOfOpenDashboard(t *testing.T) {
 		if got := strings.Contains(errs.String(), "REACH_WATCH_TOKEN or REACH_WATCH_BASIC_AUTH"); got != tc.warn {
 			t.Errorf("--listen %s, token %q: warned %v, want %v:\n%s", tc.listen, tc.env, got, tc.warn, errs)
 		}
+	}
+}
+
+// reach watch's /metrics says which build serves them.
+func TestWatchMetricsBuildInfo(t *testing.T) {
+	a := testnet.Serve(t, testnet.HangUp)
+	config := filepath.Join(t.TempDir(), "reach.yaml")
+	writeConfig(t, config, "endpoints:\n  - {name: a, target: '"+a.String()+"', interval: 1s}\n")
+	w := startWatch(t, config, "--no-doctor")
+	resp, err := http.Get(w.url + "metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := version.Get()
+	want := `reach_build_info{commit="` + in.Commit + `",date="` + in.Date + `",goversion="` + in.GoVersion +
+		`",version="` + in.Version + `"} 1`
+	if !strings.Contains(string(body), want) {
+		t.Errorf("/metrics lacks %s:\n%s", want, body)
 	}
 }
