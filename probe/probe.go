@@ -67,9 +67,13 @@ type Options struct {
 	// the target must be reachable on that interface's link or by a route
 	// through it.
 	Interface string
+	// TLS, when set, runs a TLS handshake once TCP has connected, within
+	// Timeout: Result.TLS says what it learned. Layers makes it from a URL.
+	TLS *TLSOptions
 	// App, when set, asks the application behind the port whether it is
-	// ready (package app) once the connection is made, within Timeout:
-	// Result.App says what it answered. Hold and ReadWait are not used with it.
+	// ready (package app) once the connection is made (and TLS's handshake
+	// done), within Timeout: Result.App says what it answered. Hold and
+	// ReadWait are not used with TLS or App.
 	App *app.Request
 }
 
@@ -111,10 +115,14 @@ type Result struct {
 	// sends itself when nobody answers ARP (From: this host). Linux only,
 	// with the probe's own dialer (Options.Dial nil).
 	ICMP *ICMP
-	// App is the application layer's answer (Options.App), when the
-	// connection was made and the layer asked; nil otherwise. The class
-	// stays Open when the application is not ready: App.Ready and App.Cause
-	// say so. An I/O failure during the layer is the class (Op "app").
+	// TLS and App are the TLS and application layers' answers
+	// (Options.TLS, Options.App), when the layer ran; nil otherwise. The
+	// class stays Open when a layer answered not ready: its Ready and
+	// Cause say so, and Ready and Layer sum them up. An I/O failure
+	// during a layer (reset, close, timeout) is the class, Op "tls" or
+	// "app"; RTT stays the TCP connect's time, TLS.Handshake and
+	// App.FirstByte are the layers'.
+	TLS *TLSResult
 	App *app.Result
 	Err error // *Error, nil when Class is Open
 }
@@ -126,7 +134,7 @@ func (r Result) OK() bool { return r.Class == Open }
 // unwraps to the underlying error (e.g. *net.OpError, syscall.Errno), and
 // errors.Is(err, probe.Refused) matches its class.
 type Error struct {
-	Op    string // "lookup", "dial", "read" (ReadWait), "hold" or "app"
+	Op    string // "lookup", "dial", "read" (ReadWait), "hold", "tls" or "app"
 	Addr  string // host:port as dialled, or the name looked up
 	Class Class
 	Errno syscall.Errno
@@ -190,7 +198,7 @@ func dial(ctx context.Context, ep endpoint.Endpoint, opt Options, keep bool) (ne
 	} else {
 		r.Resolved = []netip.Addr{addr}
 	}
-	conn, rr := dialAddr(ctx, netip.AddrPortFrom(addr, ep.Port), opt, keep)
+	conn, rr := dialAddr(ctx, netip.AddrPortFrom(addr, ep.Port), ep, opt, keep)
 	rr.Endpoint, rr.Lookup, rr.Resolved = r.Endpoint, r.Lookup, r.Resolved
 	return conn, rr
 }
@@ -242,10 +250,12 @@ func resolve(ctx context.Context, host string, opt Options) ([]netip.Addr, error
 
 // DialAddr probes one address; see Dial.
 func DialAddr(ctx context.Context, ap netip.AddrPort, opt Options) (net.Conn, Result) {
-	return dialAddr(ctx, ap, opt, true)
+	return dialAddr(ctx, ap, endpoint.Endpoint{}, opt, true)
 }
 
-func dialAddr(ctx context.Context, ap netip.AddrPort, opt Options, keep bool) (net.Conn, Result) {
+// dialAddr probes ap; ep is what the user named, for the layers above TCP
+// (the host name TLS verifies and HTTP asks for), zero when unknown.
+func dialAddr(ctx context.Context, ap netip.AddrPort, ep endpoint.Endpoint, opt Options, keep bool) (net.Conn, Result) {
 	r := Result{Endpoint: endpoint.FromAddrPort(ap), Addr: ap, Resolved: []netip.Addr{ap.Addr()}}
 	ctx, cancel := context.WithTimeout(ctx, opt.timeout())
 	defer cancel()
@@ -254,7 +264,7 @@ func dialAddr(ctx context.Context, ap netip.AddrPort, opt Options, keep bool) (n
 		r.fail("dial", ap.String(), &SourceError{Source: opt.Source, Target: ap.Addr(), Err: ErrSourceFamily})
 		return nil, r
 	}
-	if !keep && opt.Dial == nil && opt.ReadWait <= 0 && opt.Hold <= 0 && sys.CanConnectOnce && familyFits(opt.network(), ap) {
+	if !keep && opt.Dial == nil && opt.ReadWait <= 0 && opt.Hold <= 0 && opt.TLS == nil && opt.App == nil && sys.CanConnectOnce && familyFits(opt.network(), ap) {
 		connectOnce(ctx, ap, opt, &r)
 		return nil, r
 	}
@@ -285,16 +295,15 @@ func dialAddr(ctx context.Context, ap netip.AddrPort, opt Options, keep bool) (n
 		return nil, r
 	}
 	switch {
-	case opt.App != nil:
-		req := *opt.App
-		req.Addr = ap
-		res, err := app.Check(ctx, conn, req)
-		r.App = &res
-		if err != nil {
-			conn.Close()
-			r.fail("app", ap.String(), err)
+	case opt.TLS != nil || opt.App != nil:
+		r.Class = Open
+		if conn = layers(ctx, conn, ap, ep, opt, &r); conn == nil || !keep {
+			if conn != nil {
+				conn.Close()
+			}
 			return nil, r
 		}
+		return conn, r
 	case opt.Hold > 0:
 		if err := hold(ctx, conn, opt.Hold, &r); err != nil {
 			conn.Close()
