@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"net/url"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -57,8 +58,17 @@ type Config struct {
 	// Advertise is the base URL where other hosts reach Handler (e.g.
 	// "http://198.18.0.3:7070"); the hub hands it to reach check --hub and
 	// asks it for the pair page. Its host must be this host's address in
-	// the hub config. Empty: not advertised.
+	// the hub config (or one of Addrs). Empty: not advertised.
 	Advertise string
+	// Addrs are this host's addresses, first the one peers probe. With
+	// them the agent registers (PathRegister): a hub whose config does not
+	// list this host builds its probe list from Labels and its rules, and
+	// the agent deregisters when Run ends. Empty: the hub config must list
+	// this host by name.
+	Addrs []netip.Addr
+	// Labels describe this host to the hub's rules (role, zone, node...);
+	// they are sent only with Addrs. See CheckLabels.
+	Labels map[string]string
 
 	// HTTPClient calls the hub; nil uses one with a 10 s timeout. Set its
 	// Transport's TLSClientConfig (see ClientTLS) for https and mTLS.
@@ -114,10 +124,11 @@ type Agent struct {
 	limit *limiters
 	run   int64 // Batch.Run: when New made this agent, in Unix nanoseconds
 
-	mu      sync.Mutex
-	kick    func(netwatch.Burst) []string // the running schedule's; nil between lists
-	changes []NetChange                   // to tell the hub, oldest first
-	soon    chan struct{}                 // a re-probe is recorded: report it now
+	mu         sync.Mutex
+	kick       func(netwatch.Burst) []string // the running schedule's; nil between lists
+	changes    []NetChange                   // to tell the hub, oldest first
+	soon       chan struct{}                 // a re-probe is recorded: report it now
+	registered bool                          // the hub took our Registration (or needs none)
 	// asked is the hub's last interval and timeout raised to the floors,
 	// so that each such request is warned about once. Only Run's
 	// goroutine touches it.
@@ -161,6 +172,13 @@ func New(cfg Config) (*Agent, error) {
 	cfg.Concurrency = cmp.Or(cfg.Concurrency, DefaultConcurrency)
 	cfg.QueryRate = cmp.Or(cfg.QueryRate, DefaultQueryRate)
 	cfg.MinInterval = cmp.Or(cfg.MinInterval, MinInterval)
+	if len(cfg.Addrs) > 0 || len(cfg.Labels) > 0 {
+		r := Registration{Name: cfg.Name, Addrs: cfg.Addrs, Labels: cfg.Labels, Advertise: cfg.Advertise,
+			Run: 1}
+		if err := r.Check(); err != nil {
+			return nil, err
+		}
+	}
 	if cfg.Counters == nil {
 		cfg.Counters = kstat.Read
 	}
@@ -197,6 +215,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	var wg sync.WaitGroup
+	defer a.deregister(ctx) // after the last flush: the hub has every result first
+	defer wg.Wait()
 	wg.Go(func() { a.report(ctx) })
 	if !a.cfg.NoNetWatch {
 		wg.Go(func() { a.watchNet(ctx) })
@@ -215,7 +235,6 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		list = next
 	}
-	wg.Wait()
 	return nil
 }
 
@@ -268,7 +287,17 @@ func (a *Agent) floor(pl ProbeList) ProbeList {
 func (a *Agent) firstList(ctx context.Context) (ProbeList, error) {
 	wait := time.Second
 	for {
-		pl, err := a.fetch(ctx)
+		err := a.register(ctx)
+		var pl ProbeList
+		if err == nil {
+			pl, err = a.fetch(ctx)
+		}
+		if errors.Is(err, ErrRegistration) {
+			return pl, err // retrying sends the same
+		}
+		if err != nil && a.forgotten(err) {
+			a.setRegistered(false) // announce ourselves again
+		}
 		if err == nil {
 			a.log.Info("probe list", "targets", len(pl.Targets), "interval", time.Duration(pl.Interval))
 			return pl, nil
@@ -299,6 +328,14 @@ func (a *Agent) nextList(ctx context.Context, cur ProbeList) ProbeList {
 		case <-t.C:
 		}
 		pl, err := a.fetch(ctx)
+		if err != nil && a.forgotten(err) {
+			// The hub lost our registration (its store was reset, or a
+			// replica has not seen it): announce ourselves again.
+			a.setRegistered(false)
+			if err = a.register(ctx); err == nil {
+				pl, err = a.fetch(ctx)
+			}
+		}
 		if err != nil {
 			if ctx.Err() == nil {
 				a.log.Warn("cannot refresh probe list; keeping the last one", "err", err)
@@ -479,7 +516,7 @@ func (a *Agent) report(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-			a.flush(fctx)
+			a.flush(fctx, false)
 			cancel()
 			return
 		case <-t.C:
@@ -491,7 +528,7 @@ func (a *Agent) report(ctx context.Context) {
 			case <-time.After(RecheckGap / 2):
 			}
 		}
-		err := a.flush(ctx)
+		err := a.flush(ctx, a.registers())
 		switch {
 		case err != nil && !down && ctx.Err() == nil:
 			pending, _ := a.buf.stats()
@@ -510,13 +547,16 @@ func (a *Agent) report(ctx context.Context) {
 }
 
 // flush sends everything buffered, in batches, stopping at the first error.
-func (a *Agent) flush(ctx context.Context) error {
-	for {
+// With beat, it sends a batch even when it has nothing to send: a
+// registered agent with an empty probe list tells the hub so that it is
+// alive (the hub takes a registered agent that stays silent for stale).
+func (a *Agent) flush(ctx context.Context, beat bool) error {
+	for first := true; ; first = false {
 		batch, seq := a.buf.peek(MaxBatch)
 		a.mu.Lock()
 		changes := slices.Clone(a.changes)
 		a.mu.Unlock()
-		if len(batch) == 0 && len(changes) == 0 {
+		if len(batch) == 0 && len(changes) == 0 && !(beat && first) {
 			return nil
 		}
 		end := seq + uint64(len(batch))
@@ -584,4 +624,77 @@ func (a *Agent) serveEvidence(w http.ResponseWriter, r *http.Request) {
 func writeJSON(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// registers reports whether this agent announces itself to the hub.
+func (a *Agent) registers() bool { return len(a.cfg.Addrs) > 0 }
+
+func (a *Agent) setRegistered(v bool) {
+	a.mu.Lock()
+	a.registered = v
+	a.mu.Unlock()
+}
+
+// register announces this agent to the hub, once per run unless the hub
+// forgets it. A hub that refuses what we announce (400, 409) is an error
+// wrapping ErrRegistration: sending it again cannot help. A hub that
+// predates registration (404 or 405 on the path) is warned about once, and
+// the agent goes on as one its config must list.
+func (a *Agent) register(ctx context.Context) error {
+	a.mu.Lock()
+	done := a.registered || !a.registers()
+	a.mu.Unlock()
+	if done {
+		return nil
+	}
+	r := Registration{Name: a.cfg.Name, Addrs: a.cfg.Addrs, Labels: a.cfg.Labels,
+		Advertise: a.cfg.Advertise, Run: a.run}
+	var reply RegisterReply
+	err := a.hub.call(ctx, http.MethodPost, PathRegister, nil, r, &reply)
+	var ce *CallError
+	switch {
+	case err == nil:
+		a.log.Info("registered with the hub", "addrs", a.cfg.Addrs, "labels", a.cfg.Labels,
+			"targets", reply.Targets)
+	case errors.As(err, &ce) && (ce.Status == http.StatusNotFound || ce.Status == http.StatusMethodNotAllowed):
+		a.log.Warn("the hub does not take registrations (it predates them): it must list this "+
+			"agent by name in agents.hosts", "err", err)
+	case errors.As(err, &ce) && (ce.Status == http.StatusBadRequest || ce.Status == http.StatusConflict):
+		a.m.hubErrs.Inc()
+		return fmt.Errorf("%w: the hub refused what this agent announces: %w "+
+			"(fix --name, --addr, --label or --labels-file)", ErrRegistration, err)
+	default:
+		a.m.hubErrs.Inc()
+		return err
+	}
+	a.setRegistered(true)
+	return nil
+}
+
+// forgotten reports whether err is the hub saying it does not know us,
+// while we register: it lost our registration.
+func (a *Agent) forgotten(err error) bool {
+	var ce *CallError
+	return a.registers() && errors.As(err, &ce) && ce.Status == http.StatusNotFound
+}
+
+// deregister tells the hub this agent leaves, so that it is not taken for
+// one that vanished; bounded, as the process is stopping.
+func (a *Agent) deregister(ctx context.Context) {
+	a.mu.Lock()
+	reg := a.registered && a.registers()
+	a.mu.Unlock()
+	if !reg {
+		return
+	}
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	q := url.Values{"agent": {a.cfg.Name}, "run": {strconv.FormatInt(a.run, 10)}}
+	if err := a.hub.call(dctx, http.MethodDelete, PathRegister, q, nil, nil); err != nil {
+		a.log.Warn("could not deregister; the hub will take this agent for one that vanished",
+			"err", err)
+		return
+	}
+	a.setRegistered(false)
+	a.log.Info("deregistered from the hub")
 }

@@ -29,7 +29,8 @@ const (
 	PathResults = "/agent/v1/results" // POST Batch -> IngestReply
 	// PathAgents lists the fleet's hosts and their agents' URLs
 	// ([]AgentInfo), so the doctor can find the agent on a target host.
-	PathAgents   = "/agent/v1/agents"
+	PathAgents = "/agent/v1/agents"
+	// PathRegister (register.go): agents announce themselves and leave.
 	PathEvidence = "/agent/v1/evidence" // GET ?addr=IP:PORT -> doctor.HostEvidence (served by agents)
 	PathMetrics  = "/metrics"           // Prometheus exposition (served by agents)
 )
@@ -207,7 +208,21 @@ type AgentInfo struct {
 	Agent    string     `json:"agent,omitempty"` // base URL of its agent: configured, or as it advertised
 	LastSeen time.Time  `json:"last_seen,omitzero"`
 	Dropped  uint64     `json:"dropped"`
+	// Labels are the host's labels (from the config, or as it registered).
+	Labels map[string]string `json:"labels,omitempty"`
+	// Registered is set for a host the hub knows because its agent
+	// registered, not from its config.
+	Registered bool `json:"registered,omitempty"`
+	// State is "" while the agent calls in time, else StateStale or
+	// StateAlerting.
+	State string `json:"state,omitempty"`
 }
+
+// States of a registered agent that stopped calling the hub.
+const (
+	StateStale    = "stale"    // silent past the hub's registration.stale_after
+	StateAlerting = "alerting" // stale past alert_after too: the hub alerted
+)
 
 // Duration is a time.Duration that reads and writes JSON as "1.5s".
 type Duration time.Duration

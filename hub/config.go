@@ -33,6 +33,14 @@ import (
 //	  pairs:                       # one agent, one target
 //	    - {from: web-1, to: "db-1:6379"}
 //	    - {from: web-1, to: "198.18.0.9:443"}
+//	  matrix:                      # by labels: hosts and agents that registered
+//	    rules:
+//	      - {from: {role: web}, to: {role: db}, ports: [5432]}
+//	      - {from: all, to: all, ports: [7070]}
+//	  registration:
+//	    stale_after: 30s           # silent this long: stale
+//	    alert_after: 2m            # stale this long: alert
+//	    max_agents: 1000
 type Config struct {
 	// Token is the shared bearer token; TokenFile is read when it is empty.
 	Token     string `yaml:"-"`
@@ -47,6 +55,11 @@ type Config struct {
 	Hosts    []HostConfig  `yaml:"hosts"`
 	Groups   []GroupConfig `yaml:"groups"`
 	Pairs    []PairConfig  `yaml:"pairs"`
+	// Matrix holds the rules that make probe lists from labels: of the
+	// hosts above and of the agents that registered themselves.
+	Matrix MatrixConfig `yaml:"matrix"`
+	// Registration governs agents that announce themselves.
+	Registration RegistrationConfig `yaml:"registration"`
 	// Recheck is how often agents probe a pair again at once after a
 	// network change (agent.ProbeList.Recheck); reach watch sets it to the
 	// larger of its rise and fall. 0: agent.DefaultRecheck.
@@ -61,7 +74,115 @@ type HostConfig struct {
 	// server-side questions. Optional: agents advertise their own (on this
 	// address only).
 	Agent string `yaml:"agent"`
+	// Labels describe the host to the matrix rules, as an agent that
+	// registers describes itself.
+	Labels map[string]string `yaml:"labels"`
+
+	registered bool         // announced by its agent, not from the config
+	addrs      []netip.Addr // a registered agent's addresses; Addr is the first
 }
+
+// MatrixConfig makes probe lists from labels.
+type MatrixConfig struct {
+	Rules []Rule `yaml:"rules"`
+}
+
+// Rule makes every host From selects probe every other host To selects on
+// Ports. A host never probes itself.
+type Rule struct {
+	From  Selector `yaml:"from"`
+	To    Selector `yaml:"to"`
+	Ports []uint16 `yaml:"ports"`
+}
+
+// Selector picks hosts by labels: All, or those carrying every one of
+// Labels (key and value). In YAML: "all", or a mapping of labels.
+type Selector struct {
+	All    bool
+	Labels map[string]string
+}
+
+// UnmarshalYAML reads "all" (or {all}) or a mapping of label: value.
+func (s *Selector) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode && n.Value == "all" {
+		*s = Selector{All: true}
+		return nil
+	}
+	if n.Kind != yaml.MappingNode {
+		return fmt.Errorf("line %d: a selector is all, or labels such as {role: db}", n.Line)
+	}
+	if len(n.Content) == 2 && n.Content[0].Value == "all" && n.Content[1].Tag == "!!null" {
+		*s = Selector{All: true}
+		return nil
+	}
+	if len(n.Content) == 0 {
+		return fmt.Errorf("line %d: an empty selector: write all to pick every host", n.Line)
+	}
+	l := map[string]string{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		v := n.Content[i+1]
+		if v.Kind != yaml.ScalarNode {
+			return fmt.Errorf("line %d: label %s: want a value such as db", v.Line, n.Content[i].Value)
+		}
+		l[n.Content[i].Value] = v.Value
+	}
+	*s = Selector{Labels: l}
+	return nil
+}
+
+// Matches reports whether labels has every label of s.
+func (s Selector) Matches(labels map[string]string) bool {
+	if s.All {
+		return true
+	}
+	for k, v := range s.Labels {
+		if got, ok := labels[k]; !ok || got != v {
+			return false
+		}
+	}
+	return len(s.Labels) > 0
+}
+
+func (s Selector) String() string {
+	if s.All {
+		return "all"
+	}
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(s.Labels)) {
+		parts = append(parts, k+": "+s.Labels[k])
+	}
+	return "{" + strings.Join(parts, ", ") + "}"
+}
+
+// RegistrationConfig governs agents that register. Zero fields are the
+// defaults.
+type RegistrationConfig struct {
+	// StaleAfter is how long a registered agent may stay silent before it
+	// is stale: default 3 intervals, at least 6 s (three reports of an
+	// agent with nothing to report; agents beat once an interval).
+	StaleAfter time.Duration `yaml:"stale_after"`
+	// AlertAfter is how long an agent may stay stale before the hub alerts
+	// (the webhook, and reach_hub_agent_stale): default 2m.
+	AlertAfter time.Duration `yaml:"alert_after"`
+	// MaxAgents caps how many agents may register: default 1000.
+	MaxAgents int `yaml:"max_agents"`
+}
+
+// Registration defaults.
+const (
+	DefaultAlertAfter = 2 * time.Minute
+	DefaultMaxAgents  = 1000
+	minStaleAfter     = 6 * time.Second
+)
+
+// staleAfter, alertAfter and maxAgents are the settings with defaults.
+func (c *Config) staleAfter() time.Duration {
+	return cmp.Or(c.Registration.StaleAfter, max(3*cmp.Or(c.Interval, 10*time.Second), minStaleAfter))
+}
+func (c *Config) alertAfter() time.Duration {
+	return cmp.Or(c.Registration.AlertAfter, DefaultAlertAfter)
+}
+func (c *Config) maxAgents() int { return cmp.Or(c.Registration.MaxAgents, DefaultMaxAgents) }
 
 // GroupConfig is a full mesh: every host in it probes every other on Ports.
 type GroupConfig struct {
@@ -86,54 +207,82 @@ func configErr(format string, args ...any) error {
 
 // ProbeLists checks c and returns each agent's probe list, by name.
 func (c *Config) ProbeLists() (map[string]agent.ProbeList, error) {
+	lists, _, err := c.probeLists(nil)
+	return lists, err
+}
+
+// probeLists checks c and returns the probe lists of its hosts and of the
+// registered agents in extra, and every member of the fleet: the config's
+// hosts in order, then the registered agents whose names no host of the
+// config takes, in extra's order.
+func (c *Config) probeLists(extra []HostConfig) (map[string]agent.ProbeList, []HostConfig, error) {
 	interval := cmp.Or(c.Interval, 10*time.Second)
 	timeout := cmp.Or(c.Timeout, min(interval, 3*time.Second))
 	if interval < 0 || timeout < 0 {
-		return nil, configErr("interval and timeout must be positive")
+		return nil, nil, configErr("interval and timeout must be positive")
 	}
 	if timeout > interval {
-		return nil, configErr("timeout %v is longer than interval %v", timeout, interval)
+		return nil, nil, configErr("timeout %v is longer than interval %v", timeout, interval)
 	}
 	hosts := map[string]HostConfig{}
 	lists := map[string]agent.ProbeList{}
 	for i, h := range c.Hosts {
 		switch {
 		case h.Name == "":
-			return nil, configErr("hosts[%d]: no name", i)
+			return nil, nil, configErr("hosts[%d]: no name", i)
 		case !endpoint.ValidName(h.Name):
-			return nil, configErr("hosts[%d]: name %q: want 1-64 letters, digits, '.', '_' or '-', "+
+			return nil, nil, configErr("hosts[%d]: name %q: want 1-64 letters, digits, '.', '_' or '-', "+
 				"starting with a letter or digit (the agent's --name)", i, h.Name)
 		case h.Name == monitor.LocalSource:
-			return nil, configErr("hosts[%d]: %s", i, reservedName)
+			return nil, nil, configErr("hosts[%d]: %s", i, reservedName)
 		case !h.Addr.IsValid():
-			return nil, configErr("host %q: no addr (an IP address; agents resolve no names)", h.Name)
+			return nil, nil, configErr("host %q: no addr (an IP address; agents resolve no names)", h.Name)
 		}
 		if _, dup := hosts[h.Name]; dup {
-			return nil, configErr("host %q is listed twice", h.Name)
+			return nil, nil, configErr("host %q is listed twice", h.Name)
 		}
 		hosts[h.Name] = h
 		lists[h.Name] = agent.ProbeList{Agent: h.Name, Interval: agent.Duration(interval),
 			Timeout: agent.Duration(timeout), Targets: []agent.Target{}, Recheck: c.Recheck}
 	}
-	add := func(from string, t agent.Target) {
-		pl := lists[from]
-		if !slices.ContainsFunc(pl.Targets, func(o agent.Target) bool { return o.ID == t.ID }) {
-			pl.Targets = append(pl.Targets, t)
+	if err := c.checkMatrix(); err != nil {
+		return nil, nil, err
+	}
+	members := slices.Clone(c.Hosts)
+	for _, r := range extra {
+		if _, taken := hosts[r.Name]; taken {
+			continue // the config's host of that name wins
 		}
+		hosts[r.Name] = r
+		members = append(members, r)
+		lists[r.Name] = agent.ProbeList{Agent: r.Name, Interval: agent.Duration(interval),
+			Timeout: agent.Duration(timeout), Targets: []agent.Target{}, Recheck: c.Recheck}
+	}
+	have := map[string]map[string]bool{} // from -> target ids it has
+	add := func(from string, t agent.Target) {
+		if have[from] == nil {
+			have[from] = map[string]bool{}
+		}
+		if have[from][t.ID] {
+			return
+		}
+		have[from][t.ID] = true
+		pl := lists[from]
+		pl.Targets = append(pl.Targets, t)
 		lists[from] = pl
 	}
 	for _, g := range c.Groups {
 		if len(g.Ports) == 0 {
-			return nil, configErr("group %q: no ports", g.Name)
+			return nil, nil, configErr("group %q: no ports", g.Name)
 		}
 		for _, name := range g.Hosts {
 			if _, ok := hosts[name]; !ok {
-				return nil, configErr("group %q: host %q is not in hosts", g.Name, name)
+				return nil, nil, configErr("group %q: host %q is not in hosts", g.Name, name)
 			}
 		}
 		for _, port := range g.Ports {
 			if port == 0 {
-				return nil, configErr("group %q: port 0", g.Name)
+				return nil, nil, configErr("group %q: port 0", g.Name)
 			}
 			for _, from := range g.Hosts {
 				for _, to := range g.Hosts {
@@ -146,13 +295,34 @@ func (c *Config) ProbeLists() (map[string]agent.ProbeList, error) {
 	}
 	for i, p := range c.Pairs {
 		if _, ok := hosts[p.From]; !ok {
-			return nil, configErr("pairs[%d]: from %q is not in hosts", i, p.From)
+			return nil, nil, configErr("pairs[%d]: from %q is not in hosts", i, p.From)
 		}
 		t, err := pairTarget(hosts, p.To)
 		if err != nil {
-			return nil, configErr("pairs[%d]: %v", i, err)
+			return nil, nil, configErr("pairs[%d]: %v", i, err)
 		}
 		add(p.From, t)
+	}
+	for _, r := range c.Matrix.Rules {
+		var to []HostConfig
+		for _, m := range members {
+			if r.To.Matches(m.Labels) {
+				to = append(to, m)
+			}
+		}
+		for _, from := range members {
+			if !r.From.Matches(from.Labels) {
+				continue
+			}
+			for _, m := range to {
+				if m.Name == from.Name {
+					continue
+				}
+				for _, port := range r.Ports {
+					add(from.Name, hostTarget(m, port))
+				}
+			}
+		}
 	}
 	for name, pl := range lists {
 		slices.SortFunc(pl.Targets, func(a, b agent.Target) int {
@@ -160,7 +330,36 @@ func (c *Config) ProbeLists() (map[string]agent.ProbeList, error) {
 		})
 		lists[name] = pl
 	}
-	return lists, nil
+	return lists, members, nil
+}
+
+// checkMatrix refuses a rule without ports or with labels no host can
+// carry (agent.CheckLabels), and bad labels on hosts.
+func (c *Config) checkMatrix() error {
+	for _, h := range c.Hosts {
+		if err := agent.CheckLabels(h.Labels); err != nil {
+			return configErr("host %q: %v", h.Name, err)
+		}
+	}
+	for i, r := range c.Matrix.Rules {
+		if len(r.Ports) == 0 || slices.Contains(r.Ports, 0) {
+			return configErr("matrix.rules[%d]: want ports, none of them 0, e.g. ports: [5432]", i)
+		}
+		for _, s := range []Selector{r.From, r.To} {
+			if !s.All && len(s.Labels) == 0 {
+				return configErr("matrix.rules[%d]: want from: and to:, each all or labels "+
+					"such as {role: db}", i)
+			}
+			if err := agent.CheckLabels(s.Labels); err != nil {
+				return configErr("matrix.rules[%d]: %v", i, err)
+			}
+		}
+	}
+	if c.Registration.StaleAfter < 0 || c.Registration.AlertAfter < 0 || c.Registration.MaxAgents < 0 {
+		return configErr("registration: stale_after, alert_after and max_agents must be positive " +
+			"(or left out for the defaults)")
+	}
+	return nil
 }
 
 // reservedName explains why no host may be named monitor.LocalSource: the
@@ -304,10 +503,14 @@ func FromMonitorConfig(cfg *monitor.Config) (*Config, error) {
 
 // hubKeys lists the known fields of each part of the agents: section.
 var hubKeys = map[string][]string{
-	"agents": {"token_file", "interval", "timeout", "hosts", "groups", "pairs"},
-	"hosts":  {"name", "addr", "agent"},
-	"groups": {"name", "hosts", "ports"},
-	"pairs":  {"from", "to"},
+	"agents": {"token_file", "interval", "timeout", "hosts", "groups", "pairs", "matrix",
+		"registration"},
+	"hosts":        {"name", "addr", "agent", "labels"},
+	"matrix":       {"rules"},
+	"rules":        {"from", "to", "ports"},
+	"registration": {"stale_after", "alert_after", "max_agents"},
+	"groups":       {"name", "hosts", "ports"},
+	"pairs":        {"from", "to"},
 }
 
 // checkKeys refuses unknown keys in the mapping n (of kind part) and in the
@@ -322,11 +525,17 @@ func checkKeys(n *yaml.Node, part string, known map[string][]string) error {
 			return configErr("line %d: %s: unknown field %q (known: %s)",
 				k.Line, part, k.Value, strings.Join(known[part], ", "))
 		}
-		if _, list := known[k.Value]; list && part == "agents" && v.Kind == yaml.SequenceNode {
+		_, sub := known[k.Value]
+		switch {
+		case sub && (part == "agents" || part == "matrix") && v.Kind == yaml.SequenceNode:
 			for _, item := range v.Content {
 				if err := checkKeys(item, k.Value, known); err != nil {
 					return err
 				}
+			}
+		case sub && part == "agents" && v.Kind == yaml.MappingNode:
+			if err := checkKeys(v, k.Value, known); err != nil {
+				return err
 			}
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math"
 	"net/http"
 	"net/netip"
@@ -23,6 +24,7 @@ import (
 	"github.com/reach-tools/reach/agent"
 	"github.com/reach-tools/reach/doctor"
 	"github.com/reach-tools/reach/internal/httpsafe"
+	"github.com/reach-tools/reach/monitor"
 	"github.com/reach-tools/reach/probe"
 )
 
@@ -60,18 +62,36 @@ type Hub struct {
 	// AgentClient asks target hosts' agents for evidence on the pair page;
 	// nil uses one with a 3 s timeout. Set its TLS config for https agents.
 	AgentClient *http.Client
+	// Registry keeps the agents that registered, so that a restart (or
+	// another replica on the same store) knows them; nil keeps them in
+	// memory only. See Restore.
+	Registry Registry
+	// Notifier is told when a registered agent has been stale for the
+	// grace (registration.alert_after) and when it is back or leaves.
+	Notifier monitor.Notifier
+	// ListsChanged, when set, is called (without the hub's locks) after
+	// the probe lists changed because agents registered or left, so that
+	// pairs no list holds any more can be forgotten elsewhere.
+	ListsChanged func()
 
 	// gate is held for reading by each ingest, from its checks until the
 	// Sink has the batch, and for writing by SetConfig: a batch checked
 	// against the old configuration reaches the Sink before the new one
 	// applies, so what follows a reload (the monitor's ForgetSources)
 	// sees it, and no batch re-creates a pair the reload removed.
-	gate   sync.RWMutex
-	mu     sync.RWMutex
-	cfg    Config
-	lists  map[string]agent.ProbeList
-	cells  map[pair]*cell
-	agents map[string]*agentSeen
+	gate  sync.RWMutex
+	mu    sync.RWMutex
+	cfg   Config
+	lists map[string]agent.ProbeList
+	// members are the fleet's hosts: the config's, then the registered
+	// agents' (reg) that no host of the config names.
+	members []HostConfig
+	reg     map[string]agent.Registration
+	// reloaded is when the registry was last read again for an agent
+	// the hub did not know (another replica may have registered it).
+	reloaded time.Time
+	cells    map[pair]*cell
+	agents   map[string]*agentSeen
 	// unknownWarned is when the hub last warned of results from agents
 	// its config lacks.
 	unknownWarned time.Time
@@ -101,11 +121,16 @@ type agentSeen struct {
 	warned     time.Time // when the hub last warned of its refused results
 	// results and bytes are its ingest budgets (see Limits).
 	results, bytes *rate.Limiter
+	// state is a registered agent's standing: "" while it calls in time,
+	// agent.StateStale past registration.stale_after, agent.StateAlerting
+	// once stale for alert_after (see Sweep).
+	state string
 }
 
 // New checks cfg and returns a hub. cfg.Token (or TokenFile) is required.
 func New(cfg Config) (*Hub, error) {
-	h := &Hub{cells: map[pair]*cell{}, agents: map[string]*agentSeen{}}
+	h := &Hub{cells: map[pair]*cell{}, agents: map[string]*agentSeen{},
+		reg: map[string]agent.Registration{}}
 	return h, h.SetConfig(cfg)
 }
 
@@ -123,18 +148,40 @@ func (h *Hub) SetConfig(cfg Config) error {
 	if cfg.Token == "" {
 		return agent.ErrNoToken
 	}
-	lists, err := cfg.ProbeLists()
-	if err != nil {
+	if _, err := cfg.ProbeLists(); err != nil {
 		return err
 	}
 	h.gate.Lock()
 	defer h.gate.Unlock()
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.cfg, h.lists = cfg, lists
+	h.cfg = cfg
+	return h.rebuild()
+}
+
+// rebuild makes the probe lists and members from the config and the
+// registered agents, and drops the pairs no list holds. h.gate and h.mu
+// must be held for writing.
+func (h *Hub) rebuild() error {
+	var extra []HostConfig
+	for _, name := range slices.Sorted(maps.Keys(h.reg)) {
+		r := h.reg[name]
+		extra = append(extra, HostConfig{Name: r.Name, Addr: r.Addrs[0].Unmap(), Labels: r.Labels,
+			registered: true, addrs: r.Addrs})
+	}
+	lists, members, err := h.cfg.probeLists(extra)
+	if err != nil {
+		return err
+	}
+	h.lists, h.members = lists, members
 	for p := range h.cells {
 		if !h.allowed(p.source, p.target) {
 			delete(h.cells, p)
+		}
+	}
+	for name := range h.agents {
+		if _, ok := h.lists[name]; !ok {
+			delete(h.agents, name) // left, or removed from the config
 		}
 	}
 	return nil
@@ -169,6 +216,8 @@ func (h *Hub) Handler() http.Handler {
 	mux.HandleFunc("GET "+agent.PathTargets, h.serveTargets)
 	mux.HandleFunc("POST "+agent.PathResults, h.serveResults)
 	mux.HandleFunc("GET "+agent.PathAgents, h.serveAgents)
+	mux.HandleFunc("POST "+agent.PathRegister, h.serveRegister)
+	mux.HandleFunc("DELETE "+agent.PathRegister, h.serveDeregister)
 	return agent.RequireToken(func() string {
 		h.mu.RLock()
 		defer h.mu.RUnlock()
@@ -182,6 +231,7 @@ func (h *Hub) serveTargets(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "client certificate does not name agent "+name, http.StatusForbidden)
 		return
 	}
+	h.knowAgent(r.Context(), name)
 	h.mu.Lock()
 	pl, ok := h.lists[name]
 	var advErr error
@@ -199,8 +249,8 @@ func (h *Hub) serveTargets(w http.ResponseWriter, r *http.Request) {
 	}
 	if !ok {
 		h.logger().Warn("unknown agent asked for its probe list", "agent", name, "remote", r.RemoteAddr)
-		http.Error(w, "unknown agent "+name+": add it to agents.hosts in the hub config",
-			http.StatusNotFound)
+		http.Error(w, "unknown agent "+name+": add it to agents.hosts in the hub config, "+
+			"or start it with --addr so that it registers", http.StatusNotFound)
 		return
 	}
 	writeJSON(w, pl)
@@ -216,8 +266,14 @@ func (h *Hub) checkAdvertise(name, adv string) error {
 		return fmt.Errorf("%q: want http(s)://address:port", adv)
 	}
 	ip, err := netip.ParseAddr(u.Hostname())
-	for _, hc := range h.cfg.Hosts {
-		if hc.Name == name && (err != nil || ip.Unmap() != hc.Addr) {
+	for _, hc := range h.members {
+		if hc.Name != name {
+			continue
+		}
+		if hc.registered && err == nil && slices.Contains(hc.addrs, ip.Unmap()) {
+			return nil
+		}
+		if err != nil || ip.Unmap() != hc.Addr {
 			return fmt.Errorf("%q: the host must be %s, this host's address in the hub config", adv, hc.Addr)
 		}
 	}
@@ -300,15 +356,17 @@ func (h *Hub) update(res agent.Result) {
 	c.history = append(c.history, res)
 }
 
-// Agents lists the configured hosts with what the hub knows of their agents.
+// Agents lists the fleet's hosts, the config's and the registered ones,
+// with what the hub knows of their agents.
 func (h *Hub) Agents() []agent.AgentInfo {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	out := make([]agent.AgentInfo, 0, len(h.cfg.Hosts))
-	for _, hc := range h.cfg.Hosts {
-		ai := agent.AgentInfo{Name: hc.Name, Addr: hc.Addr, Agent: h.agentURL(hc)}
+	out := make([]agent.AgentInfo, 0, len(h.members))
+	for _, hc := range h.members {
+		ai := agent.AgentInfo{Name: hc.Name, Addr: hc.Addr, Agent: h.agentURL(hc), Labels: hc.Labels,
+			Registered: hc.registered}
 		if s := h.agents[hc.Name]; s != nil {
-			ai.LastSeen, ai.Dropped = s.last, s.dropped
+			ai.LastSeen, ai.Dropped, ai.State = s.last, s.dropped, s.state
 		}
 		out = append(out, ai)
 	}
@@ -346,7 +404,7 @@ func (h *Hub) Matrix() Matrix {
 	interval := time.Duration(cmp.Or(h.cfg.Interval, 10*time.Second))
 	m := Matrix{Interval: agent.Duration(interval), Sources: []string{}, Targets: []string{}}
 	var targets []agent.Target
-	for _, hc := range h.cfg.Hosts {
+	for _, hc := range h.members {
 		m.Sources = append(m.Sources, hc.Name)
 		for _, t := range h.lists[hc.Name].Targets {
 			if !slices.ContainsFunc(targets, func(o agent.Target) bool { return o.ID == t.ID }) {
@@ -355,9 +413,9 @@ func (h *Hub) Matrix() Matrix {
 		}
 	}
 	hostIndex := func(name string) int {
-		i := slices.IndexFunc(h.cfg.Hosts, func(hc HostConfig) bool { return hc.Name == name })
+		i := slices.IndexFunc(h.members, func(hc HostConfig) bool { return hc.Name == name })
 		if i < 0 {
-			return len(h.cfg.Hosts) // outside the fleet: last
+			return len(h.members) // outside the fleet: last
 		}
 		return i
 	}
@@ -433,7 +491,7 @@ func (h *Hub) Explain(ctx context.Context, p Pair) (Explanation, error) {
 	if t, ok := h.target(p.Source, p.Target); ok {
 		x.Host = t.Host
 	}
-	for _, hc := range h.cfg.Hosts {
+	for _, hc := range h.members {
 		switch hc.Name {
 		case p.Source:
 			srcAddr = hc.Addr

@@ -133,6 +133,10 @@ type Metrics struct {
 	rejected    *prometheus.CounterVec
 	truncated   prometheus.Counter
 	unsequenced prometheus.Counter
+	// Registered agents: how many in each state, and each one's last call.
+	agents   *prometheus.GaugeVec
+	lastSeen *prometheus.GaugeVec
+	stale    *prometheus.GaugeVec
 }
 
 // NewMetrics creates the hub's metrics and registers them on reg. Every
@@ -154,11 +158,55 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 				"so without protection against replays.",
 		}),
 	}
+	m.agents = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "reach_hub_registered_agents",
+		Help: "Agents that registered with the hub, by state: up (calls in time), stale (silent " +
+			"past registration.stale_after), alerting (stale past alert_after as well).",
+	}, []string{"state"})
+	m.lastSeen = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "reach_hub_agent_last_seen_timestamp_seconds",
+		Help: "When each registered agent last called the hub.",
+	}, []string{"agent"})
+	m.stale = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "reach_hub_agent_stale",
+		Help: "1 while a registered agent is silent past registration.stale_after, else 0.",
+	}, []string{"agent"})
 	for _, r := range agent.Reasons {
 		m.rejected.WithLabelValues(string(r))
 	}
-	reg.MustRegister(m.rejected, m.truncated, m.unsequenced)
+	m.agentStates(nil)
+	reg.MustRegister(m.rejected, m.truncated, m.unsequenced, m.agents, m.lastSeen, m.stale)
 	return m
+}
+
+// agentStates sets how many registered agents are in each state ("" is up).
+func (m *Metrics) agentStates(n map[string]int) {
+	if m == nil {
+		return
+	}
+	m.agents.WithLabelValues("up").Set(float64(n[""]))
+	m.agents.WithLabelValues(agent.StateStale).Set(float64(n[agent.StateStale]))
+	m.agents.WithLabelValues(agent.StateAlerting).Set(float64(n[agent.StateAlerting]))
+}
+
+func (m *Metrics) agentSeen(name string, last time.Time, stale bool) {
+	if m == nil {
+		return
+	}
+	m.lastSeen.WithLabelValues(name).Set(float64(last.UnixMilli()) / 1000)
+	v := 0.0
+	if stale {
+		v = 1
+	}
+	m.stale.WithLabelValues(name).Set(v)
+}
+
+func (m *Metrics) forgetAgent(name string) {
+	if m == nil {
+		return
+	}
+	m.lastSeen.DeleteLabelValues(name)
+	m.stale.DeleteLabelValues(name)
 }
 
 func (m *Metrics) countUnsequenced() {

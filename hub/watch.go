@@ -114,6 +114,13 @@ func NewWatch(ctx context.Context, cfg *monitor.Config, opt WatchOptions) (*Watc
 		w.Hub.HistoryLink = func(source, target string) string {
 			return "/api/endpoints/" + url.PathEscape(source) + "/" + url.PathEscape(target)
 		}
+		w.Hub.Notifier = w.hook
+		if opt.Monitor.Store != nil {
+			w.Hub.Registry = opt.Monitor.Store
+			if err := w.Hub.Restore(ctx); err != nil {
+				return nil, err
+			}
+		}
 	}
 	mo := opt.Monitor
 	mo.Logger, mo.Notifier, mo.Diagnoser = log, w.hook, nil
@@ -126,7 +133,10 @@ func NewWatch(ctx context.Context, cfg *monitor.Config, opt WatchOptions) (*Watc
 	if w.Monitor, err = monitor.New(ctx, cfg, mo); err != nil {
 		return nil, err
 	}
-	forgetRemovedPairs(w.Monitor, hc)
+	forgetRemovedPairs(w.Monitor, w.Hub)
+	if w.Hub != nil {
+		w.Hub.ListsChanged = func() { forgetRemovedPairs(w.Monitor, w.Hub) }
+	}
 	dash := opt.Dashboard
 	dash.Monitor, dash.Logger = w.Monitor, log
 	w.handler = withHub(w.Hub, web.New(dash))
@@ -164,7 +174,25 @@ func (w *Watch) Run(ctx context.Context, ln net.Listener) error {
 	if w.net != nil {
 		g.Go(func() error { w.watchNet(ctx); return nil })
 	}
+	if w.Hub != nil {
+		g.Go(func() error { w.sweep(ctx); return nil })
+	}
 	return g.Wait()
+}
+
+// sweep judges the registered agents every second (Hub.Sweep) until ctx
+// ends.
+func (w *Watch) sweep(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			w.Hub.Sweep(now)
+		}
+	}
 }
 
 // watchNet re-probes on network changes until ctx ends. Where changes
@@ -199,21 +227,19 @@ func (w *Watch) Reload(cfg *monitor.Config) error {
 	if err != nil {
 		return err
 	}
-	forgetRemovedPairs(w.Monitor, hc)
+	forgetRemovedPairs(w.Monitor, w.Hub)
 	return nil
 }
 
 // forgetRemovedPairs drops from the monitor the pairs seen from agents
-// that hc (nil: no agents: section) no longer holds: states restored from
-// the store, or kept across a reload, would stay "down" and keep
-// reach_endpoint_up at 0 for a pair nobody probes.
-func forgetRemovedPairs(m *monitor.Monitor, hc *Config) {
+// that the hub (nil: no agents: section) no longer gives any agent: states
+// restored from the store, or kept across a reload or an agent's leaving,
+// would stay "down" and keep reach_endpoint_up at 0 for a pair nobody
+// probes.
+func forgetRemovedPairs(m *monitor.Monitor, h *Hub) {
 	lists := map[string]agent.ProbeList{}
-	if hc != nil {
-		var err error
-		if lists, err = hc.ProbeLists(); err != nil {
-			return // the hub refused it too
-		}
+	if h != nil {
+		lists = h.Lists()
 	}
 	m.ForgetSources(func(source, name string) bool {
 		return slices.ContainsFunc(lists[source].Targets,

@@ -175,6 +175,12 @@ var migrations = [][]string{
 		`CREATE INDEX rollups_hourly_bucket ON rollups_hourly (bucket)`,
 		`CREATE INDEX rollups_bucket ON rollups (bucket)`,
 	},
+	{
+		// Agents that registered with the hub, so a restart (or another
+		// replica) knows them: the hub's JSON of each, by name.
+		`CREATE TABLE agents (name TEXT NOT NULL PRIMARY KEY, run BIGINT NOT NULL,
+			updated BIGINT NOT NULL, registration TEXT NOT NULL)`,
+	},
 }
 
 func (s *Store) migrate(ctx context.Context) error { return s.migrateTo(ctx, len(migrations)) }

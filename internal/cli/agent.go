@@ -6,7 +6,9 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/reach-tools/reach/agent"
@@ -114,6 +116,52 @@ func advertised(listen string, https bool) string {
 	return scheme + "://" + netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()).String()
 }
 
+// announce reads what the agent tells the hub of itself: --addr (else the
+// address of the advertised URL), and labels from --labels-file and
+// --label, the flags winning.
+func announce(addrs, labels []string, file, advertise string) ([]netip.Addr, map[string]string, error) {
+	var out []netip.Addr
+	for _, s := range addrs {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, nil, usageErrorf("--addr %q: want an IP address such as 198.18.0.3", s)
+		}
+		out = append(out, a.Unmap())
+	}
+	if len(out) == 0 && advertise != "" {
+		if u, err := url.Parse(advertise); err == nil {
+			if a, err := netip.ParseAddr(u.Hostname()); err == nil {
+				out = append(out, a.Unmap())
+			}
+		}
+	}
+	l := map[string]string{}
+	if file != "" {
+		var err error
+		if l, err = agent.ReadLabels(file); err != nil {
+			return nil, nil, usageErrorf("--labels-file: %v", err)
+		}
+	}
+	for _, kv := range labels {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			return nil, nil, usageErrorf("--label %q: want key=value, e.g. role=db", kv)
+		}
+		l[k] = v
+	}
+	if err := agent.CheckLabels(l); err != nil {
+		return nil, nil, usageErrorf("--label: %v", err)
+	}
+	if len(l) > 0 && len(out) == 0 {
+		return nil, nil, usageErrorf("labels need an address to register with: give --addr " +
+			"(in Kubernetes, --addr=$(POD_IP) from the Downward API)")
+	}
+	if len(l) == 0 {
+		l = nil
+	}
+	return out, l, nil
+}
+
 // parseAllowTargets reads --allow-targets: CIDRs, or addresses (one each).
 func parseAllowTargets(list []string) ([]netip.Prefix, error) {
 	var out []netip.Prefix
@@ -143,6 +191,8 @@ func newAgentCmd(env *Env) *cobra.Command {
 		allowTargets               []string
 		hubs                       []string
 		logs                       logFlags
+		addrs, labels              []string
+		labelsFile                 string
 	)
 	cmd := &cobra.Command{
 		Use:   "agent --hub URL",
@@ -151,6 +201,12 @@ func newAgentCmd(env *Env) *cobra.Command {
 (reach watch with an agents: section), probes those targets on schedule and
 reports the results in batches. While the hub is unreachable it keeps probing
 and buffers results (bounded: the oldest are dropped and counted).
+
+With --addr (or an --advertise address) the agent registers: it tells the
+hub its name, addresses and labels (--label, --labels-file), and a hub whose
+config does not list it builds its probe list, and its peers', from the
+matrix rules of its config. On SIGTERM it deregisters; an agent that
+vanishes turns stale at the hub, which alerts after a grace.
 
 It also serves, on --listen and only with the shared token:
   /metrics             Prometheus metrics labelled source and target
@@ -178,12 +234,16 @@ where ps would show it). Use TLS for anything but a trusted network:
 --tls-cert/--tls-key serve https, --tls-client-ca requires client
 certificates; --hub-ca/--cert/--key do the same towards the hub, where a
 client certificate must name this agent (CN or DNS SAN).`,
-		Example: `  # on every server (the name must be in the hub's agents.hosts)
+		Example: `  # on every server the hub config lists by name (agents.hosts)
   REACH_TOKEN=$(cat /etc/reach/token) reach agent --hub http://hub.internal:9190 \
       --name web-1 --listen 198.18.0.1:7070
 
   # hub replicas (reach watch --replica on one PostgreSQL): fail over between them
   reach agent --hub http://hub-1:9190,http://hub-2:9190 --name web-1
+  # a server the hub config does not list: it registers, and the hub's
+  # agents.matrix.rules make its probe list from its labels
+  REACH_TOKEN=$(cat /etc/reach/token) reach agent --hub http://hub.internal:9190 \
+      --name db-7 --addr 198.18.0.7 --label role=db --label zone=z-1 --listen 198.18.0.7:7070
 
   # with TLS both ways
   reach agent --hub https://hub:9190 --hub-ca ca.pem --cert web-1.pem --key web-1-key.pem \
@@ -230,6 +290,9 @@ client certificate must name this agent (CN or DNS SAN).`,
 			}
 			if cfg.Advertise == "" {
 				cfg.Advertise = advertised(listen, srvOpt.TLSConfig != nil)
+			}
+			if cfg.Addrs, cfg.Labels, err = announce(addrs, labels, labelsFile, cfg.Advertise); err != nil {
+				return err
 			}
 			a, err := agent.New(cfg)
 			if err != nil {
@@ -281,6 +344,13 @@ client certificate must name this agent (CN or DNS SAN).`,
 	f.BoolVar(&cfg.NoNetWatch, "no-net-watch", false, "do not re-probe at once when the kernel announces "+
 		"a route, address, link or nf_tables change that may affect a target (nor tell the hub)")
 	f.BoolVar(&cfg.CompactMetrics, "compact-metrics", false, "one duration histogram for the agent instead of one per target, plus the last duration per target as a gauge (about 2 series per target instead of 17; for large meshes)")
+	f.StringArrayVar(&addrs, "addr", nil, "this host's address, told to the hub when registering: "+
+		"a hub whose config does not list this host builds its probe list from the labels "+
+		"(repeat for several; the first is probed; default: the --advertise address)")
+	f.StringArrayVar(&labels, "label", nil, "a label k=v told to the hub's matrix rules "+
+		"(repeat; e.g. --label role=db --label zone=$(ZONE))")
+	f.StringVar(&labelsFile, "labels-file", "", "labels in the Kubernetes Downward API's format, "+
+		"one key=\"value\" a line (--label wins)")
 	f.StringSliceVar(&allowTargets, "allow-targets", nil, "probe these link-local, unspecified, broadcast or multicast targets when the hub asks (CIDRs or addresses, comma-separated); other such targets are refused")
 	f.StringVar(&tlsCert, "tls-cert", "", "serve https with this PEM certificate")
 	f.StringVar(&tlsKey, "tls-key", "", "key of --tls-cert")
