@@ -109,6 +109,7 @@ net-unreachable, dns, reset, closed-by-peer, local-error).`,
 	for _, n := range names {
 		root.AddCommand(factories[n](env))
 	}
+	registerCompletions(root)
 	return root
 }
 
