@@ -44,6 +44,7 @@ var allowed = map[string][]string{
 	"internal/bounded":  {},
 	"internal/netlab":   {unix},
 	"internal/testnet":  {},
+	"internal/testdb":   {"internal/netlab"},
 	"internal/rtt":      {},
 	"internal/version":  {},
 	"internal/archtest": {},
