@@ -34,6 +34,15 @@ type Sink interface {
 	Ingest(ctx context.Context, results []agent.Result) error
 }
 
+// SequencedSink, when a Sink implements it, gets each sequenced batch's
+// results with the agent's run and each result's number, so a store shared
+// by several hubs (replicas) keeps a result once, whichever hub it reached.
+// Until IngestSeq returns nil the agent is not told the batch is stored.
+type SequencedSink interface {
+	Sink
+	IngestSeq(ctx context.Context, run int64, seqs []uint64, results []agent.Result) error
+}
+
 // ChangeSink, when a Sink implements it, is told of the network changes an
 // agent saw (checked like its results), before the results that followed
 // them, and how long after a change its pairs' state changes count as its.

@@ -287,13 +287,15 @@ func (h *Hub) ingest(ctx context.Context, b agent.Batch, size int64, r *http.Req
 			msg: fmt.Sprintf("agent %s sent more than its %.0f results/s (burst %d); retry in %v",
 				b.Agent, float64(results.Limit()), results.Burst(), retry.Round(time.Millisecond))})
 	}
+	prevRun, prevNext := seen.run, seen.next
 	seen.advance(b)
 	refuse(&reply, agent.RefusedDuplicate, skip)
 	reply.Next = seen.next
 	legacy := b.Seq == 0 && !seen.warnedLegacy
 	seen.warnedLegacy = seen.warnedLegacy || b.Seq == 0
 	kept := make([]agent.Result, 0, len(b.Results)-skip)
-	for _, res := range b.Results[skip:] {
+	var seqs []uint64
+	for i, res := range b.Results[skip:] {
 		res, why, cut := check(pl, res, now)
 		if why != "" {
 			refuse(&reply, why, 1)
@@ -305,6 +307,9 @@ func (h *Hub) ingest(ctx context.Context, b agent.Batch, size int64, r *http.Req
 		res.Source = pl.Agent
 		h.update(res)
 		kept = append(kept, res)
+		if b.Seq != 0 {
+			seqs = append(seqs, b.Seq+uint64(skip+i))
+		}
 	}
 	changes := checkChanges(pl, seen, b.Changes, now)
 	h.mu.Unlock()
@@ -322,7 +327,20 @@ func (h *Hub) ingest(ctx context.Context, b agent.Batch, size int64, r *http.Req
 		cs.NoteChanges(pl.Agent, changes, rounds*(time.Duration(pl.Timeout)+agent.RecheckGap)+time.Second)
 	}
 	if h.Sink != nil && len(kept) > 0 {
-		if err := h.Sink.Ingest(ctx, kept); err != nil {
+		var err error
+		if ss, ok := h.Sink.(SequencedSink); ok && b.Seq != 0 {
+			err = ss.IngestSeq(ctx, b.Run, seqs, kept)
+		} else {
+			err = h.Sink.Ingest(ctx, kept)
+		}
+		if err != nil {
+			// The agent keeps the batch and sends it again: it must not
+			// then be taken for a duplicate.
+			h.mu.Lock()
+			if seen.run == b.Run && seen.next == b.Seq+uint64(len(b.Results)) {
+				seen.run, seen.next = prevRun, prevNext
+			}
+			h.mu.Unlock()
 			return reply, err
 		}
 	}

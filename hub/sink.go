@@ -21,8 +21,18 @@ type MonitorSink struct{ Monitor *monitor.Monitor }
 // Ingest implements Sink. The diagnoses that state changes start outlive
 // the ingest request: they end with the monitor's Run, not with ctx.
 func (s MonitorSink) Ingest(ctx context.Context, rs []agent.Result) error {
-	ctx = context.WithoutCancel(ctx)
-	for _, r := range rs {
+	return s.IngestSeq(ctx, 0, nil, rs)
+}
+
+// IngestSeq implements SequencedSink: a replica's monitor returns once the
+// shared store has the results (Monitor.Ingest), each stored once by the
+// agent's run and its number.
+func (s MonitorSink) IngestSeq(ctx context.Context, run int64, seqs []uint64, rs []agent.Result) error {
+	if len(rs) == 0 {
+		return nil
+	}
+	reports := make([]monitor.Report, len(rs))
+	for i, r := range rs {
 		ep := monitor.Endpoint{Name: r.Target, Target: endpoint.FromAddrPort(r.Addr),
 			Expect: monitor.ExpectOpen}
 		pr := probe.Result{Endpoint: ep.Target, Addr: r.Addr, Class: r.Class,
@@ -31,9 +41,13 @@ func (s MonitorSink) Ingest(ctx context.Context, rs []agent.Result) error {
 			pr.Err = &probe.Error{Op: "dial", Addr: r.Addr.String(), Class: r.Class, Errno: pr.Errno,
 				Err: fmt.Errorf("seen from %s: %s", r.Source, r.Error)}
 		}
-		s.Monitor.Observe(ctx, r.Source, ep, r.Time, pr)
+		reports[i] = monitor.Report{Endpoint: ep, Time: r.Time, Result: pr}
+		if i < len(seqs) {
+			reports[i].Run, reports[i].Seq = run, seqs[i]
+		}
 	}
-	return nil
+	// One agent's batch has one source.
+	return s.Monitor.Ingest(ctx, rs[0].Source, reports)
 }
 
 // NoteChanges implements ChangeSink: each change is recorded in the

@@ -73,6 +73,17 @@ func (w *Webhook) Notify(a Alert) {
 	}
 }
 
+// Deliver sends a at once, with Attempts and Backoff, and returns when it
+// was delivered or failed for good (Deliverer); without a URL it does
+// nothing. Replicas send their outbox through it, so an alert is marked
+// sent only once its receiver has it.
+func (w *Webhook) Deliver(ctx context.Context, a Alert) error {
+	if w.url() == "" {
+		return nil
+	}
+	return w.send(ctx, a)
+}
+
 func (w *Webhook) logger() *slog.Logger {
 	if w.Logger == nil {
 		return slog.New(slog.DiscardHandler)

@@ -26,6 +26,7 @@ type InUseError struct {
 	PID      int    // the holder's process id (on its host), 0 when unknown
 	Detail   string // what else is known of the holder, e.g. since when
 	Postgres bool
+	Replica  bool // a replica was refused: a monitor holds the store alone
 }
 
 func (e *InUseError) Error() string {
@@ -40,11 +41,19 @@ func (e *InUseError) Error() string {
 	if len(about) > 0 {
 		who += " (" + strings.Join(about, ", ") + ")"
 	}
+	if e.Replica {
+		return fmt.Sprintf("monitor: store %s is in use by %s, which runs alone (not as a replica): "+
+			"restart it with --replica to share the store, or give this one a store of its own", e.Store, who)
+	}
 	msg := fmt.Sprintf("monitor: store %s is in use by %s: two monitors on one store would store every "+
 		"sample twice; stop that one, or give this one a store of its own", e.Store, who)
 	if e.Postgres {
-		msg += " (another database, or schema with search_path=); several hubs on one database " +
-			"(replicas) are a later feature"
+		msg += " (another database, or schema with search_path=); to run several hubs on one " +
+			"database, start every one as a replica (reach watch --replica; it may be replicas " +
+			"that hold it)"
+	} else {
+		msg += ". SQLite keeps one process's history: use PostgreSQL for replicas " +
+			"(reach watch --replica --store postgres://...)"
 	}
 	return msg
 }
@@ -174,13 +183,19 @@ func (s *Store) lockPostgres(ctx context.Context, dsn string) error {
 	h.Write([]byte(schema))
 	key := int32(h.Sum32())
 	var ok bool
-	if err := conn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock($1, $2)`, int32(pgLockClass), key).Scan(&ok); err != nil {
+	// Replicas take it shared: they run together, and exclude (and are
+	// excluded by) a monitor that takes it alone.
+	try := `SELECT pg_try_advisory_lock($1, $2)`
+	if s.shared {
+		try = `SELECT pg_try_advisory_lock_shared($1, $2)`
+	}
+	if err := conn.QueryRowContext(ctx, try, int32(pgLockClass), key).Scan(&ok); err != nil {
 		conn.Close()
 		return fmt.Errorf("%w: lock: %v", ErrStore, err)
 	}
 	if !ok {
 		conn.Close()
-		e := &InUseError{Store: Redact(dsn), Postgres: true, Detail: "schema " + schema}
+		e := &InUseError{Store: Redact(dsn), Postgres: true, Detail: "schema " + schema, Replica: s.shared}
 		var app, addr sql.NullString
 		err := s.db.QueryRowContext(ctx, `SELECT a.application_name, host(a.client_addr) FROM pg_locks l
 			JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted

@@ -61,7 +61,14 @@ type Options struct {
 	// DefaultStoreGrace. A single failed batch is logged at once, and while
 	// failures last, once a minute.
 	StoreGrace time.Duration
-	Logger     *slog.Logger
+	// Replica, when set, makes this monitor one of several sharing Store
+	// (PostgreSQL, opened by OpenReplica): it probes only the endpoints
+	// Replica.Owns, folds every result into the shared states in the
+	// store (see writeShared), reads the others' changes from there, and
+	// compacts and sends alerts (through Notifier, a Deliverer) only
+	// while it holds those jobs.
+	Replica *Replica
+	Logger  *slog.Logger
 }
 
 // Notifier is told of state changes; it must not block.
@@ -73,7 +80,11 @@ type Notifier interface {
 // its Notifier of each change; an Alerter decides which become alerts and
 // sets Kind, Since, Dependents, Changes and Text.
 type Alert struct {
-	Kind     AlertKind         `json:"kind,omitempty"`
+	Kind AlertKind `json:"kind,omitempty"`
+	// ID is the alert's number in the replicas' outbox, the same however
+	// often it is delivered (a receiver may drop repeats by it); 0 from a
+	// monitor that runs alone.
+	ID       int64             `json:"id,omitempty"`
 	Endpoint string            `json:"endpoint"`
 	Source   string            `json:"source"`
 	Target   string            `json:"target"`
@@ -137,6 +148,7 @@ type entry struct {
 	// its transitions until changeUntil are counted as that change's.
 	change      *NetChange
 	changeUntil time.Time
+	rev         int64 // replicas: the stored revision status is at
 }
 
 // Monitor probes endpoints on schedule and keeps their state. Create it
@@ -167,6 +179,8 @@ type Monitor struct {
 
 	healthMu sync.Mutex
 	health   StoreHealth // of the last write; guarded by healthMu
+
+	pollRev int64 // replicas: the highest stored revision read; only poll touches it
 }
 
 // New builds a monitor for cfg, restoring state from the store.
@@ -211,7 +225,19 @@ func New(ctx context.Context, cfg *Config, opt Options) (*Monitor, error) {
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
 	}
-	if opt.Store != nil {
+	if opt.Replica != nil {
+		if opt.Store == nil || opt.Replica.store != opt.Store {
+			return nil, fmt.Errorf("%w: a replica's monitor writes to the store it joined", ErrReplicaStore)
+		}
+		states, err := opt.Store.statesSince(ctx, 0)
+		if err != nil {
+			return nil, err
+		}
+		for _, st := range states {
+			m.entries[key{st.Source, st.Endpoint}] = &entry{status: st.Status, rev: st.Rev}
+			m.pollRev = max(m.pollRev, st.Rev)
+		}
+	} else if opt.Store != nil {
 		states, err := opt.Store.States(ctx)
 		if err != nil {
 			return nil, err
@@ -316,6 +342,12 @@ func (m *Monitor) Run(ctx context.Context) error {
 		m.wg.Add(1)
 		go m.compactor(ctx)
 	}
+	if r := m.opt.Replica; r != nil {
+		m.wg.Add(3)
+		go func() { defer m.wg.Done(); r.Run(ctx) }()
+		go m.poll(ctx)
+		go m.sendAlerts(ctx)
+	}
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
@@ -362,6 +394,9 @@ func (m *Monitor) dispatch(ctx context.Context, now time.Time) {
 		heap.Fix(&m.queue, 0)
 		if j.running {
 			continue // a probe longer than its interval; config forbids, but be safe
+		}
+		if r := m.opt.Replica; r != nil && !r.Owns(j.ep.Name) {
+			continue // another replica probes it
 		}
 		j.running = true
 		m.wg.Add(1)
@@ -414,6 +449,10 @@ func (m *Monitor) probe(ctx context.Context, j *job, ep Endpoint, due time.Time)
 func (m *Monitor) Observe(ctx context.Context, source string, ep Endpoint, at time.Time, r probe.Result) {
 	at = time.UnixMilli(at.UnixMilli()) // the store's resolution, so memory and store agree
 	s := sampleFrom(ep, source, at, r)
+	if m.opt.Replica != nil {
+		m.observeShared(source, ep, s, 0, 0, nil)
+		return
+	}
 	m.mu.Lock()
 	k := key{source, ep.Name}
 	e := m.entries[k]
@@ -581,7 +620,9 @@ func (m *Monitor) compactor(ctx context.Context) {
 	defer tick.Stop()
 	for {
 		start := time.Now()
-		if err := m.opt.Store.Compact(ctx, start, m.opt.RawFor, m.opt.Retain); err != nil && ctx.Err() == nil {
+		if r := m.opt.Replica; r != nil && !r.Holds(JobCompact) {
+			// Another replica compacts.
+		} else if err := m.opt.Store.Compact(ctx, start, m.opt.RawFor, m.opt.Retain); err != nil && ctx.Err() == nil {
 			m.log.Error("compact history", "err", err)
 		} else {
 			m.log.Debug("compacted history", "took", time.Since(start))
@@ -601,7 +642,33 @@ func (m *Monitor) writer(ctx context.Context) {
 	var b Batch
 	var lastLog time.Time // of the last line about failing writes
 	latest := map[key]Status{}
+	var shared []sharedSample
+	var waits []*ingestWait
 	flush := func() {
+		if m.opt.Replica != nil {
+			if len(shared) == 0 {
+				return
+			}
+			wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			res, err := m.opt.Store.writeShared(wctx, shared, m.sharedRules())
+			cancel()
+			if mt := m.opt.Metrics; mt != nil {
+				if err != nil {
+					mt.writeErrors.Inc()
+				} else {
+					mt.written.Add(float64(len(shared) - res.Duplicates))
+				}
+			}
+			m.wrote(time.Now(), err, len(shared), &lastLog)
+			if err == nil {
+				m.applyShared(ctx, res)
+			}
+			for _, w := range waits {
+				w.finish(err)
+			}
+			shared, waits = shared[:0], waits[:0]
+			return
+		}
 		for _, st := range latest {
 			b.Statuses = append(b.Statuses, st)
 		}
@@ -649,7 +716,13 @@ func (m *Monitor) writer(ctx context.Context) {
 			if u.diagnosis != nil {
 				b.Diagnoses = append(b.Diagnoses, *u.diagnosis)
 			}
-			if len(b.Samples) >= m.opt.BatchSize {
+			if u.shared != nil {
+				shared = append(shared, *u.shared)
+				if u.wait != nil {
+					waits = append(waits, u.wait)
+				}
+			}
+			if len(b.Samples) >= m.opt.BatchSize || len(shared) >= m.opt.BatchSize {
 				flush()
 			}
 		case <-tick.C:
@@ -750,6 +823,8 @@ type update struct {
 	sample     bool        // st.Last is a new sample
 	transition *Transition // a state change
 	diagnosis  *Transition // a diagnosis for a stored state change
+	shared     *sharedSample
+	wait       *ingestWait // replicas: told when shared is stored
 }
 
 // enqueueLocked hands an update to the batch writer, dropping it rather

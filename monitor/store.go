@@ -51,6 +51,7 @@ type Store struct {
 	pgMu   sync.Mutex // guards pgLock and dsn
 	pgLock *sql.Conn
 	dsn    string // PostgreSQL opened by OpenExclusive: to take the lock again
+	shared bool   // opened by OpenReplica: the lock is shared by replicas
 }
 
 // OpenStore opens (and migrates) a store. dsn is a postgres:// or
@@ -181,6 +182,28 @@ var migrations = [][]string{
 		`CREATE TABLE agents (name TEXT NOT NULL PRIMARY KEY, run BIGINT NOT NULL,
 			updated BIGINT NOT NULL, registration TEXT NOT NULL)`,
 	},
+	{
+		// Replicas (several reach watch on one PostgreSQL database; see
+		// Replica): who is alive, who holds each once-only job, each
+		// agent's next sequence number, the state changes whose alerts are
+		// still to be sent, and a revision per status so each replica
+		// reads what the others changed. SQLite gets them too, unused:
+		// one schema for both.
+		`CREATE TABLE replicas (id TEXT PRIMARY KEY, host TEXT NOT NULL, pid BIGINT NOT NULL,
+			started BIGINT NOT NULL, heartbeat BIGINT NOT NULL)`,
+		`CREATE TABLE leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, acquired BIGINT NOT NULL,
+			renewed BIGINT NOT NULL, expires BIGINT NOT NULL)`,
+		`CREATE TABLE agent_seqs (agent TEXT PRIMARY KEY, run BIGINT NOT NULL, next BIGINT NOT NULL)`,
+		`CREATE TABLE outbox (id {{id}}, transition_id BIGINT NOT NULL, created BIGINT NOT NULL,
+			ready INTEGER NOT NULL, alert TEXT NOT NULL, sent BIGINT, sent_by TEXT)`,
+		`CREATE INDEX outbox_unsent ON outbox (id) WHERE sent IS NULL`,
+		`CREATE INDEX outbox_transition ON outbox (transition_id)`,
+		`CREATE TABLE revs (id INTEGER PRIMARY KEY, rev BIGINT NOT NULL)`,
+		`INSERT INTO revs (id, rev) VALUES (1, 0)`,
+		`ALTER TABLE states ADD COLUMN target TEXT NOT NULL DEFAULT ''`,
+		`ALTER TABLE states ADD COLUMN rev BIGINT NOT NULL DEFAULT 0`,
+		`CREATE INDEX states_rev ON states (rev)`,
+	},
 }
 
 func (s *Store) migrate(ctx context.Context) error { return s.migrateTo(ctx, len(migrations)) }
@@ -244,7 +267,7 @@ func (s *Store) tx(ctx context.Context, f func(*sql.Tx) error) error {
 	}
 	if err := f(tx); err != nil {
 		tx.Rollback()
-		return fmt.Errorf("%w: %v", ErrStore, err)
+		return fmt.Errorf("%w: %w", ErrStore, err)
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("%w: commit: %v", ErrStore, err)

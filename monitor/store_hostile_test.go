@@ -43,8 +43,11 @@ func TestHostileSecondWriter(t *testing.T) {
 			!strings.Contains(err.Error(), "(pid "+strconv.Itoa(os.Getpid())+", ") {
 			t.Fatalf("got %v (%+v), want an InUseError naming pid %d", err, iu, os.Getpid())
 		}
-		if strings.HasPrefix(dsn, "postgres") && (!strings.Contains(err.Error(), "replicas") || strings.Contains(err.Error(), "password")) {
+		if strings.HasPrefix(dsn, "postgres") && (!strings.Contains(err.Error(), "--replica") || strings.Contains(err.Error(), "password")) {
 			t.Errorf("postgres: %v", err)
+		}
+		if !strings.HasPrefix(dsn, "postgres") && !strings.Contains(err.Error(), "use PostgreSQL for replicas") {
+			t.Errorf("sqlite: %v, want it to say to use PostgreSQL for replicas", err)
 		}
 		// Readers still open it as before.
 		r, err := OpenStore(ctx, dsn)

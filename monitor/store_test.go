@@ -22,33 +22,37 @@ func forEachStore(t *testing.T, test func(t *testing.T, dsn string)) {
 		path := filepath.Join(t.TempDir(), "reach.db")
 		test(t, path)
 	})
-	t.Run("postgres", func(t *testing.T) {
-		dsn := os.Getenv("REACH_TEST_POSTGRES")
-		if dsn == "" {
-			if os.Getenv("CI") != "" {
-				t.Fatal("REACH_TEST_POSTGRES is not set; in CI the PostgreSQL store must be tested (scripts/test starts one with scripts/pg-start)")
-			}
-			t.Skip("REACH_TEST_POSTGRES not set; run scripts/pg-start and export its DSN")
+	t.Run("postgres", func(t *testing.T) { test(t, freshPostgres(t)) })
+}
+
+// freshPostgres returns the DSN of a schema of its own in REACH_TEST_POSTGRES,
+// dropped when t ends; it skips t without PostgreSQL, except in CI.
+func freshPostgres(t testing.TB) string {
+	t.Helper()
+	dsn := os.Getenv("REACH_TEST_POSTGRES")
+	if dsn == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatal("REACH_TEST_POSTGRES is not set; in CI the PostgreSQL store must be tested (scripts/test starts one with scripts/pg-start)")
 		}
-		// Each test gets its own schema, dropped afterwards.
-		b := make([]byte, 6)
-		rand.Read(b)
-		schema := "reach_test_" + hex.EncodeToString(b)
-		db, err := sql.Open("pgx", dsn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { db.Close() })
-		if _, err := db.Exec("CREATE SCHEMA " + schema); err != nil {
-			t.Fatalf("create schema: %v", err)
-		}
-		t.Cleanup(func() { db.Exec("DROP SCHEMA " + schema + " CASCADE") })
-		sep := "?"
-		if containsQuery(dsn) {
-			sep = "&"
-		}
-		test(t, dsn+sep+"search_path="+schema)
-	})
+		t.Skip("REACH_TEST_POSTGRES not set; run scripts/pg-start and export its DSN")
+	}
+	b := make([]byte, 6)
+	rand.Read(b)
+	schema := "reach_test_" + hex.EncodeToString(b)
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if _, err := db.Exec("CREATE SCHEMA " + schema); err != nil {
+		t.Fatalf("create schema: %v", err)
+	}
+	t.Cleanup(func() { db.Exec("DROP SCHEMA " + schema + " CASCADE") })
+	sep := "?"
+	if containsQuery(dsn) {
+		sep = "&"
+	}
+	return dsn + sep + "search_path=" + schema
 }
 
 func containsQuery(s string) bool {

@@ -79,7 +79,8 @@ func TestHostileTwoWatchesOneStore(t *testing.T) {
 	defer cancel()
 	out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
 	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != ExitFail || !strings.Contains(string(out), "in use by another reach (pid "+pid+",") {
+	if !errors.As(err, &ee) || ee.ExitCode() != ExitFail || !strings.Contains(string(out), "in use by another reach (pid "+pid+",") ||
+		!strings.Contains(string(out), "use PostgreSQL for replicas") {
 		t.Fatalf("second watch: %v, output:\n%s\nwant exit %d naming pid %s", err, out, ExitFail, pid)
 	}
 

@@ -32,7 +32,8 @@ func init() { register("watch", newWatchCmd) }
 func newWatchCmd(env *Env) *cobra.Command {
 	var (
 		config, store, listen, retain, basic, token string
-		checkOnly, noDoctor, noNetWatch             bool
+		checkOnly, noDoctor, noNetWatch, replica    bool
+		replicaInterval                             time.Duration
 		tlsFlags                                    hubTLSFlags
 		agentTLS                                    agentTLSFlags
 		concurrency                                 int
@@ -63,6 +64,15 @@ History goes to a SQLite file (--store reach.db), or to PostgreSQL with
 crash loses at most the last second of samples. Samples older than 2 hours
 are averaged into 5-minute buckets, buckets older than 2 days into hourly
 ones, and everything is dropped after --retain.
+
+With --replica, several reach watch processes share one PostgreSQL store as
+replicas of one hub (start each with the same reach.yaml and --store): any of
+them takes agents' reports (give agents every replica's URL: --hub A,B) and
+serves the dashboard from the shared store; the endpoints of reach.yaml are
+split between the live replicas, each probed by one; sending alerts and
+compacting history are each done by one replica at a time, and taken over
+within two --replica-interval when it dies. Each result and state change is
+stored once, and each alert sent once. SQLite is one process's store.
 
 Send SIGHUP to reload the configuration; endpoints keep their state. A bad
 file is refused and the running configuration stays.
@@ -166,6 +176,7 @@ closed at once, counted in reach_http_connections_refused_total and logged.`,
 			w := watcher{env: env, cfg: cfg, path: config, store: store, listen: listen, retain: ret,
 				tls: tlsFlags, agents: agents, concurrency: concurrency, noDoctor: noDoctor,
 				noNetWatch: noNetWatch, log: log, jsonLogs: logs.format == "json",
+				replica: replica, replicaInterval: replicaInterval,
 				doctorTimeout: doctorTimeout, storeGrace: storeGrace, server: srvOpt,
 				auth: web.Options{Token: token, User: user, Password: pass, StreamLifetime: streamLife}}
 			return w.run(cmd.Context())
@@ -176,6 +187,10 @@ closed at once, counted in reach_http_connections_refused_total and logged.`,
 	f.BoolVar(&checkOnly, "check-config", false, "validate the configuration and exit (0 valid, 1 not)")
 	f.StringVar(&store, "store", "reach.db", "history: a SQLite file, or a postgres:// DSN")
 	f.StringVar(&retain, "retain", "30d", "keep history this long (e.g. 90d, 12h)")
+	f.BoolVar(&replica, "replica", false, "share the --store (PostgreSQL) with other reach watch --replica "+
+		"processes: one fleet, endpoints split between them, alerts and compaction by one at a time")
+	f.DurationVar(&replicaInterval, "replica-interval", monitor.DefaultReplicaInterval,
+		"replicas: how often each says it lives; one silent this long is taken over")
 	f.StringVar(&listen, "listen", "127.0.0.1:9190", "address of the dashboard, API and /metrics")
 	tlsFlags.add(cmd)
 	agentTLS.add(cmd)
@@ -258,6 +273,8 @@ type watcher struct {
 	concurrency           int
 	noDoctor              bool
 	noNetWatch            bool
+	replica               bool
+	replicaInterval       time.Duration
 	auth                  web.Options
 	server                httpsafe.Options
 	log                   *slog.Logger // from --log-level and --log-format
@@ -280,14 +297,28 @@ func (w *watcher) run(ctx context.Context) error {
 	} else if w.server.TLSConfig != nil {
 		scheme = "https"
 	}
-	store, err := monitor.OpenExclusive(ctx, w.store, log)
-	if errors.Is(err, monitor.ErrInUse) {
+	open := monitor.OpenExclusive
+	if w.replica {
+		open = monitor.OpenReplica
+	}
+	store, err := open(ctx, w.store, log)
+	if errors.Is(err, monitor.ErrInUse) || errors.Is(err, monitor.ErrReplicaStore) {
 		return &ExitError{Code: ExitFail, Err: err}
 	} else if err != nil {
 		return &ExitError{Code: ExitFail, Err: fmt.Errorf("%w\nCheck --store: a writable SQLite file path, "+
 			"or a reachable postgres:// DSN", err)}
 	}
 	defer store.Close()
+	var replica *monitor.Replica
+	if w.replica {
+		if w.replicaInterval <= 0 {
+			return usageErrorf("--replica-interval %v: give a positive duration such as 5s", w.replicaInterval)
+		}
+		replica, err = monitor.Join(ctx, store, monitor.ReplicaOptions{Interval: w.replicaInterval, Logger: log})
+		if err != nil {
+			return &ExitError{Code: ExitFail, Err: err}
+		}
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(),
@@ -297,14 +328,14 @@ func (w *watcher) run(ctx context.Context) error {
 	w.server.Registerer = reg
 	wt, err := hub.NewWatch(ctx, w.cfg, hub.WatchOptions{
 		Monitor: monitor.Options{Store: store, Metrics: monitor.NewMetrics(reg),
-			Concurrency: w.concurrency, Retain: w.retain, StoreGrace: w.storeGrace},
+			Concurrency: w.concurrency, Retain: w.retain, StoreGrace: w.storeGrace, Replica: replica},
 		NoDoctor: w.noDoctor, NoNetWatch: w.noNetWatch, DoctorTimeout: w.doctorTimeout, AgentClient: w.agents,
 		Dashboard: dash, Server: w.server, Logger: log, HubMetrics: hub.NewMetrics(reg)})
 	if err != nil {
 		return &ExitError{Code: ExitFail, Err: err}
 	}
-	open := w.auth.Token == "" && w.auth.User == "" && w.tls.clientCA == ""
-	if ta, ok := ln.Addr().(*net.TCPAddr); ok && !ta.IP.IsLoopback() && open {
+	noAuth := w.auth.Token == "" && w.auth.User == "" && w.tls.clientCA == ""
+	if ta, ok := ln.Addr().(*net.TCPAddr); ok && !ta.IP.IsLoopback() && noAuth {
 		log.Warn("the dashboard has no auth and listens beyond loopback: anyone who reaches it "+
 			"sees every endpoint, and on a hub what agents see of their hosts' sockets and firewalls; "+
 			"set REACH_WATCH_TOKEN or REACH_WATCH_BASIC_AUTH, or --tls-client-ca",
@@ -322,6 +353,10 @@ func (w *watcher) run(ctx context.Context) error {
 	} else {
 		fmt.Fprintf(env.Err, "reach watch: %s, history in %s (%s), dashboard %s\n",
 			plural(len(w.cfg.Endpoints), "endpoint"), monitor.Redact(w.store), store.Dialect(), dashURL)
+	}
+	if replica != nil {
+		fmt.Fprintf(env.Err, "reach watch: replica %s, %d live, every %v\n", replica.ID(),
+			len(replica.Live()), replica.Interval())
 	}
 	if wt.Hub != nil {
 		if w.jsonLogs {

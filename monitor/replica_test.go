@@ -1,0 +1,289 @@
+package monitor
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/reach-tools/reach/endpoint"
+	"github.com/reach-tools/reach/internal/testnet"
+	"github.com/reach-tools/reach/probe"
+)
+
+// countingDeliverer counts deliveries by alert id.
+type countingDeliverer struct {
+	mu  sync.Mutex
+	got map[int64]int
+	all []Alert
+}
+
+func (d *countingDeliverer) Deliver(_ context.Context, a Alert) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.got[a.ID]++
+	d.all = append(d.all, a)
+	return nil
+}
+
+func (d *countingDeliverer) alerts() []Alert {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]Alert(nil), d.all...)
+}
+
+type testReplica struct {
+	m      *Monitor
+	r      *Replica
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// startReplica runs a replica's monitor of cfg on dsn until stop or the
+// test's end.
+func startReplica(t *testing.T, dsn string, cfg *Config, d Deliverer, interval time.Duration) *testReplica {
+	t.Helper()
+	ctx := context.Background()
+	store, err := OpenReplica(ctx, dsn, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	r, err := Join(ctx, store, ReplicaOptions{Interval: interval})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n Notifier
+	if d != nil {
+		n = deliverNotifier{d}
+	}
+	m, err := New(ctx, cfg, Options{Store: store, Replica: r, Notifier: n, FlushInterval: 50 * time.Millisecond,
+		Probe: func(context.Context, endpoint.Endpoint, probe.Options) probe.Result {
+			return probe.Result{Class: probe.Refused}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	tr := &testReplica{m: m, r: r, cancel: cancel, done: make(chan error, 1)}
+	go func() { tr.done <- m.Run(rctx) }()
+	t.Cleanup(tr.stop)
+	return tr
+}
+
+func (tr *testReplica) stop() {
+	tr.cancel()
+	<-tr.done
+	tr.done <- nil // stop again returns at once
+}
+
+// deliverNotifier is a Notifier that is a Deliverer, as Webhook is.
+type deliverNotifier struct{ d Deliverer }
+
+func (n deliverNotifier) Notify(Alert) {}
+func (n deliverNotifier) Deliver(ctx context.Context, a Alert) error {
+	return n.d.Deliver(ctx, a)
+}
+
+func report(seq uint64, ok bool, at time.Time) Report {
+	r := probe.Result{Class: probe.Open}
+	if !ok {
+		r.Class = probe.Refused
+	}
+	e := Endpoint{Name: "db:5432", Target: endpoint.Endpoint{Host: "198.18.0.2", Port: 5432}, Expect: ExpectOpen}
+	return Report{Endpoint: e, Time: at, Result: r, Run: 42, Seq: seq}
+}
+
+// Two replicas on one database: an agent's results sent to both (a resend
+// after a failover) are stored once; the state changes they make are
+// recorded once, whichever replica saw them; each alert is delivered once
+// by the replica holding the job; and when that one stops, the other takes
+// the job and the endpoints.
+func TestReplicasShareOneFleet(t *testing.T) {
+	dsn := freshPostgres(t)
+	cfg := &Config{Alerts: Alerts{Rise: 1, Fall: 1}}
+	for _, name := range []string{"e1", "e2", "e3", "e4", "e5", "e6"} {
+		cfg.Endpoints = append(cfg.Endpoints, ep(name, 1, time.Second))
+	}
+	d := &countingDeliverer{got: map[int64]int{}}
+	interval := 400 * time.Millisecond
+	a := startReplica(t, dsn, cfg, d, interval)
+	b := startReplica(t, dsn, cfg, d, interval)
+	testnet.Eventually(t, 10*time.Second, "both replicas see each other", func() bool {
+		return len(a.r.Live()) == 2 && len(b.r.Live()) == 2
+	})
+	// Each endpoint is probed by exactly one of them.
+	for _, e := range cfg.Endpoints {
+		if a.r.Owns(e.Name) == b.r.Owns(e.Name) {
+			t.Errorf("%s: owned by a %v, by b %v; want exactly one", e.Name, a.r.Owns(e.Name), b.r.Owns(e.Name))
+		}
+	}
+
+	ctx := context.Background()
+	t0 := time.Now().Add(-time.Minute).Truncate(time.Millisecond)
+	at := func(i int) time.Time { return t0.Add(time.Duration(i) * time.Second) }
+	// up, down, down, up: to a; then all of it again, and more, to b.
+	if err := a.m.Ingest(ctx, "web", []Report{report(1, true, at(1)), report(2, false, at(2)),
+		report(3, false, at(3))}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.m.Ingest(ctx, "web", []Report{report(1, true, at(1)), report(2, false, at(2)),
+		report(3, false, at(3)), report(4, true, at(4)), report(5, true, at(5))}); err != nil {
+		t.Fatal(err)
+	}
+	// Both at once, the same results: one of them stores them.
+	var wg sync.WaitGroup
+	for _, tr := range []*testReplica{a, b} {
+		wg.Go(func() {
+			if err := tr.m.Ingest(ctx, "web", []Report{report(6, false, at(6)), report(7, true, at(7))}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	count := func(q string, args ...any) int {
+		t.Helper()
+		var n int
+		if err := db.QueryRow(q, args...).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := count(`SELECT COUNT(*) FROM samples WHERE source = 'web'`); n != 7 {
+		t.Errorf("%d samples stored from web, want 7 (each result once)", n)
+	}
+	// unknown→up, up→down, down→up, up→down, down→up.
+	if n := count(`SELECT COUNT(*) FROM transitions WHERE source = 'web'`); n != 5 {
+		t.Errorf("%d state changes stored, want 5", n)
+	}
+	testnet.Eventually(t, 10*time.Second, "four alerts delivered", func() bool {
+		var web int
+		for _, al := range d.alerts() {
+			if al.Source == "web" {
+				web++
+			}
+		}
+		return web >= 4
+	})
+	// Both replicas show the pair as the store has it.
+	for name, tr := range map[string]*testReplica{"a": a, "b": b} {
+		testnet.Eventually(t, 10*time.Second, name+" shows web's pair up", func() bool {
+			st, err := tr.m.Status("web", "db:5432")
+			return err == nil && st.State == StateUp && st.Last.Time.Equal(at(7))
+		})
+	}
+
+	// The local endpoints: each went down once, probed by one replica.
+	testnet.Eventually(t, 10*time.Second, "every endpoint down", func() bool {
+		return count(`SELECT COUNT(*) FROM states WHERE source = 'local' AND state = 'down'`) == len(cfg.Endpoints)
+	})
+	if n := count(`SELECT COUNT(*) FROM transitions WHERE source = 'local'`); n != len(cfg.Endpoints) {
+		t.Errorf("%d state changes of local endpoints, want %d (one each)", n, len(cfg.Endpoints))
+	}
+
+	// The holder of the alerts stops; the other takes over within two
+	// intervals of the holder's last renewal (the database's clock).
+	holder, other := a, b
+	if !a.r.Holds(JobAlerts) {
+		holder, other = b, a
+	}
+	if !holder.r.Holds(JobAlerts) || other.r.Holds(JobAlerts) {
+		t.Fatalf("alerts held by a: %v, b: %v; want exactly one", a.r.Holds(JobAlerts), b.r.Holds(JobAlerts))
+	}
+	holder.stop()
+	testnet.Eventually(t, 10*time.Second, "the other replica takes the alerts", func() bool {
+		return other.r.Holds(JobAlerts) && other.r.Holds(JobCompact) && len(other.r.Live()) == 1
+	})
+	for _, e := range cfg.Endpoints {
+		if !other.r.Owns(e.Name) {
+			t.Errorf("%s is not probed by the replica left", e.Name)
+		}
+	}
+	if err := other.m.Ingest(ctx, "web", []Report{report(8, false, at(8))}); err != nil {
+		t.Fatal(err)
+	}
+	testnet.Eventually(t, 10*time.Second, "the alert after the takeover delivered", func() bool {
+		for _, al := range d.alerts() {
+			if al.Source == "web" && al.Time.Equal(at(8)) {
+				return true
+			}
+		}
+		return false
+	})
+	// Delivered, then marked sent: wait for the mark.
+	testnet.Eventually(t, 10*time.Second, "no alert left queued", func() bool {
+		return count(`SELECT COUNT(*) FROM outbox WHERE sent IS NULL`) == 0
+	})
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for id, n := range d.got {
+		if n != 1 || id == 0 {
+			t.Errorf("alert %d delivered %d times, want once with an id", id, n)
+		}
+	}
+	if n := count(`SELECT COUNT(*) FROM outbox`); n != len(d.got) {
+		t.Errorf("%d alerts queued in all, %d delivered", n, len(d.got))
+	}
+}
+
+// SQLite is one process's store: a replica on it is refused, saying to use
+// PostgreSQL; and a monitor that holds a PostgreSQL store alone and
+// replicas exclude each other.
+func TestReplicaStoreRefusals(t *testing.T) {
+	ctx := context.Background()
+	_, err := OpenReplica(ctx, t.TempDir()+"/reach.db", nil)
+	if !errors.Is(err, ErrReplicaStore) || !containsAll(err.Error(), "use PostgreSQL for replicas") {
+		t.Errorf("replica on SQLite: %v", err)
+	}
+	dsn := freshPostgres(t)
+	alone, err := OpenExclusive(ctx, dsn, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenReplica(ctx, dsn, nil); !errors.Is(err, ErrInUse) || !containsAll(err.Error(), "--replica") {
+		t.Errorf("replica beside a lone monitor: %v", err)
+	}
+	alone.Close()
+	r1, err := OpenReplica(ctx, dsn, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r1.Close()
+	r2, err := OpenReplica(ctx, dsn, nil)
+	if err != nil {
+		t.Fatalf("second replica: %v", err)
+	}
+	defer r2.Close()
+	if s, err := OpenExclusive(ctx, dsn, nil); !errors.Is(err, ErrInUse) {
+		if s != nil {
+			s.Close()
+		}
+		t.Errorf("a lone monitor beside replicas: %v", err)
+	}
+}
+
+func containsAll(s string, subs ...string) bool {
+	for _, sub := range subs {
+		if !contains(s, sub) {
+			return false
+		}
+	}
+	return true
+}
+
+func contains(s, sub string) bool {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if s[i:i+len(sub)] == sub {
+			return true
+		}
+	}
+	return false
+}
