@@ -133,8 +133,8 @@ func TestDeployManifests(t *testing.T) {
 		}
 		found = true
 		fields := strings.Fields(strings.NewReplacer("%H", "web-1", "${CREDENTIALS_DIRECTORY}", "/run/credentials").Replace(line))
-		if fields[0] != "/usr/local/bin/reach" || fields[1] != "agent" {
-			t.Fatalf("unit runs %v, want /usr/local/bin/reach agent", fields[:2])
+		if fields[0] != "/usr/bin/reach" || fields[1] != "agent" {
+			t.Fatalf("unit runs %v, want /usr/bin/reach agent (where the .deb installs it)", fields[:2])
 		}
 		parsesAsAgent(t, "systemd unit", fields[2:])
 	}
