@@ -129,6 +129,8 @@ type Agent struct {
 	changes    []NetChange                   // to tell the hub, oldest first
 	soon       chan struct{}                 // a re-probe is recorded: report it now
 	registered bool                          // the hub took our Registration (or needs none)
+	version    string                        // ProbeList.Version of the list in use
+	relist     chan struct{}                 // the hub's list differs from ours: fetch it now
 	// asked is the hub's last interval and timeout raised to the floors,
 	// so that each such request is warned about once. Only Run's
 	// goroutine touches it.
@@ -190,14 +192,15 @@ func New(cfg Config) (*Agent, error) {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	return &Agent{
-		cfg:   cfg,
-		hub:   hub,
-		buf:   newBuffer(cfg.Buffer),
-		m:     newMetrics(cfg.Name, cfg.CompactMetrics),
-		log:   log.With("agent", cfg.Name),
-		limit: newLimiters(cfg.QueryRate),
-		run:   time.Now().UnixNano(),
-		soon:  make(chan struct{}, 1),
+		cfg:    cfg,
+		hub:    hub,
+		buf:    newBuffer(cfg.Buffer),
+		m:      newMetrics(cfg.Name, cfg.CompactMetrics),
+		log:    log.With("agent", cfg.Name),
+		limit:  newLimiters(cfg.QueryRate),
+		run:    time.Now().UnixNano(),
+		soon:   make(chan struct{}, 1),
+		relist: make(chan struct{}, 1),
 	}, nil
 }
 
@@ -319,6 +322,9 @@ func (a *Agent) firstList(ctx context.Context) (ProbeList, error) {
 // nextList fetches the list every RefreshEvery until it differs from cur or
 // ctx ends. Failures keep cur.
 func (a *Agent) nextList(ctx context.Context, cur ProbeList) ProbeList {
+	a.mu.Lock()
+	a.version = cur.Version
+	a.mu.Unlock()
 	t := time.NewTicker(a.cfg.RefreshEvery)
 	defer t.Stop()
 	for {
@@ -326,6 +332,7 @@ func (a *Agent) nextList(ctx context.Context, cur ProbeList) ProbeList {
 		case <-ctx.Done():
 			return cur
 		case <-t.C:
+		case <-a.relist: // a reply named another version: peers came or left
 		}
 		pl, err := a.fetch(ctx)
 		if err != nil && a.forgotten(err) {
@@ -571,6 +578,12 @@ func (a *Agent) flush(ctx context.Context, beat bool) error {
 		}
 		a.buf.ack(end)
 		a.mu.Lock()
+		if reply.List != "" && a.version != "" && reply.List != a.version {
+			select {
+			case a.relist <- struct{}{}:
+			default:
+			}
+		}
 		a.changes = slices.DeleteFunc(a.changes, func(c NetChange) bool { // keep what came since
 			return slices.ContainsFunc(changes, func(s NetChange) bool { return s.Time.Equal(c.Time) })
 		})

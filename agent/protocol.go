@@ -65,6 +65,10 @@ type ProbeList struct {
 	// enough for the hub to move its state (the larger of rise and fall).
 	// 0 means DefaultRecheck.
 	Recheck int `json:"recheck,omitempty"`
+	// Version names this list's content; IngestReply.List names the
+	// hub's current one, so an agent fetches its list as soon as it
+	// changes (agents registered or left), not only every RefreshEvery.
+	Version string `json:"version,omitempty"`
 }
 
 // Re-probes after a network change.
@@ -139,6 +143,9 @@ type IngestReply struct {
 	// Next is the sequence number the hub expects next from this run; 0
 	// for an unsequenced batch.
 	Next uint64 `json:"next,omitempty"`
+	// List is the Version of the agent's probe list at the hub now: when
+	// it is not the agent's, the agent fetches the list again at once.
+	List string `json:"list,omitempty"`
 }
 
 // Reason says why the hub refused a result. The values are the reason

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"maps"
 	"net/netip"
 	"slices"
@@ -328,9 +329,20 @@ func (c *Config) probeLists(extra []HostConfig) (map[string]agent.ProbeList, []H
 		slices.SortFunc(pl.Targets, func(a, b agent.Target) int {
 			return cmp.Or(cmp.Compare(a.Host, b.Host), a.Addr.Compare(b.Addr), cmp.Compare(a.ID, b.ID))
 		})
+		pl.Version = listVersion(pl)
 		lists[name] = pl
 	}
 	return lists, members, nil
+}
+
+// listVersion names a probe list's content (agent.ProbeList.Version).
+func listVersion(pl agent.ProbeList) string {
+	h := fnv.New64a()
+	fmt.Fprintf(h, "%d %d %d", pl.Interval, pl.Timeout, pl.Recheck)
+	for _, t := range pl.Targets {
+		fmt.Fprintf(h, "|%s %s %s", t.ID, t.Host, t.Addr)
+	}
+	return strconv.FormatUint(h.Sum64(), 36)
 }
 
 // checkMatrix refuses a rule without ports or with labels no host can

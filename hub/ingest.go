@@ -290,7 +290,7 @@ func (h *Hub) ingest(ctx context.Context, b agent.Batch, size int64, r *http.Req
 	prevRun, prevNext := seen.run, seen.next
 	seen.advance(b)
 	refuse(&reply, agent.RefusedDuplicate, skip)
-	reply.Next = seen.next
+	reply.Next, reply.List = seen.next, pl.Version
 	legacy := b.Seq == 0 && !seen.warnedLegacy
 	seen.warnedLegacy = seen.warnedLegacy || b.Seq == 0
 	kept := make([]agent.Result, 0, len(b.Results)-skip)
