@@ -7,6 +7,8 @@ import (
 	"net"
 	"os"
 	"syscall"
+
+	"github.com/reach-tools/reach/internal/sys"
 )
 
 // Class is the outcome of a probe, the vocabulary every reach command shares.
@@ -116,6 +118,7 @@ func Classify(err error) (Class, syscall.Errno) {
 	}
 	var errno syscall.Errno
 	hasErrno := errors.As(err, &errno)
+	errno = sys.Errno(errno) // Windows reports Winsock numbers
 	var dnsErr *net.DNSError
 	switch {
 	case errors.Is(err, context.Canceled):

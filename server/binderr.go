@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/reach-tools/reach/internal/sys"
 	"github.com/reach-tools/reach/sockets"
 )
 
@@ -55,6 +56,11 @@ type BindError struct {
 }
 
 func (e *BindError) Unwrap() error { return e.Err }
+
+// Is matches the errno by its syscall name on every system, also where
+// the error it wraps carries a Winsock number (Windows' WSAEADDRINUSE is
+// syscall.EADDRINUSE here).
+func (e *BindError) Is(target error) bool { return e.Errno != 0 && target == e.Errno }
 
 func (e *BindError) Error() string {
 	head := "listen " + e.Addr
@@ -162,6 +168,7 @@ func explainBind(ctx context.Context, addr string, err error) *BindError {
 	if !errors.As(err, &e.Errno) || !e.Bind.IsValid() {
 		return e
 	}
+	e.Errno = sys.Errno(e.Errno) // WSAEADDRINUSE on Windows
 	switch e.Errno {
 	case syscall.EADDRINUSE:
 		e.Cause = CauseInUse

@@ -30,7 +30,7 @@ var allowed = map[string][]string{
 	"scan":              {"discover", "endpoint", "internal/rtt", "internal/sys", "probe"},
 	"discover":          {"internal/rtt", "internal/sys"},
 	"netwatch":          {"internal/sys"},
-	"server":            {"sockets"},
+	"server":            {"internal/sys", "sockets"},
 	"web":               {"internal/httpsafe", "monitor"},
 	"probe":             {"app", "endpoint", "internal/sys"},
 	"app":               {},
