@@ -117,6 +117,9 @@ func (s Socket) Owner() string {
 	var names []string
 	pids := map[string][]string{}
 	for _, p := range s.Processes {
+		if p.Command == "" {
+			p.Command = "process" // Windows: a pid whose program could not be named
+		}
 		if pids[p.Command] == nil {
 			names = append(names, p.Command)
 		}
@@ -215,10 +218,20 @@ const commMax = 15
 // commandIs reports whether comm, a command name as the kernel keeps it, is
 // name, which may be longer: "systemd-resolved" has comm "systemd-resolve".
 func commandIs(comm, name string) bool {
+	// Windows programs are named with their extension (python.exe), and
+	// asked for with or without it.
+	comm, name = trimExe(comm), trimExe(name)
 	if len(comm) == commMax && len(name) > commMax {
 		name = name[:commMax]
 	}
 	return strings.EqualFold(comm, name)
+}
+
+func trimExe(s string) string {
+	if len(s) > 4 && strings.EqualFold(s[len(s)-4:], ".exe") {
+		return s[:len(s)-4]
+	}
+	return s
 }
 
 // sortSockets orders by local port, then address, then state and remote, so

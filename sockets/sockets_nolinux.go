@@ -4,11 +4,6 @@ package sockets
 
 import "context"
 
-// List is implemented on Linux only; elsewhere it returns ErrUnsupported.
-func List(ctx context.Context, opt Options) (Table, error) {
-	return Table{}, ErrUnsupported
-}
-
 // ListAllNamespaces is implemented on Linux only; elsewhere it returns
 // ErrUnsupported.
 func ListAllNamespaces(ctx context.Context, opt Options) (Table, error) {

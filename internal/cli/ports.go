@@ -67,6 +67,12 @@ object lists them all in "namespaces", and what could not be seen in
 "not_seen": [{"namespace", "processes", "reason": "permission", "vanished"
 or "error", "error"}]. A "container" is {"id", "runtime", "pod"}.
 
+On macOS the sockets and their processes come from lsof (source "lsof"; without
+root only your own processes' sockets), on Windows from the IP Helper API's
+TCP tables (source "iphlpapi"; a service's program is named only from an
+elevated prompt, its pid always; uid is -1). The columns and --json are the
+same; -A and --netns are Linux's.
+
 Exit status: 0 when a socket matched, 1 when none did (so scripts can ask
 "is anything listening on 5432?"), 2 for bad flags.`,
 		Example: `  reach ports                      # every listening socket
@@ -196,8 +202,8 @@ func writePortsTable(env *Env, t sockets.Table, all, namespaces bool) error {
 		if len(s.Processes) > 0 && s.ProcessState == "stopped" {
 			owner += " [stopped]"
 		}
-		if s.Inode == 0 {
-			owner = "-"
+		if s.Inode == 0 && len(s.Processes) == 0 {
+			owner = "-" // no process holds it (TIME_WAIT, a request)
 		}
 		source := t.Source
 		if s.Namespace != nil {
