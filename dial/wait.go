@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/reach-tools/reach/app"
 	"github.com/reach-tools/reach/endpoint"
 	"github.com/reach-tools/reach/probe"
 )
@@ -45,11 +46,24 @@ type WaitOptions struct {
 	Resolver  *net.Resolver
 	Source    netip.Addr
 	Interface string
+	// Layers, when set, holds per endpoint (in the order given) the
+	// layers above TCP it must answer before it is ready: a TLS
+	// handshake, an application's answer (probe.Layers makes them from a
+	// URL). A shorter slice, or a zero Layers, waits for TCP alone. A
+	// connection whose layers are not ready counts as an attempt that
+	// failed: the next comes after the same pauses.
+	Layers []Layers
 	// OnUpdate, when set, is called with what is known of endpoint i (in
 	// the order given) after each of its attempts and when it is ready.
 	// Calls for one endpoint are never concurrent; calls for different
 	// endpoints are.
 	OnUpdate func(i int, t WaitTarget)
+}
+
+// Layers are the layers above TCP an endpoint must answer.
+type Layers struct {
+	TLS *probe.TLSOptions
+	App *app.Request
 }
 
 // WaitResult is what Wait saw.
@@ -73,6 +87,15 @@ type WaitTarget struct {
 	// no attempt has finished.
 	Class probe.Class
 	Err   error // the last attempt's error, as Class; nil when ready
+	// Layer, Cause and Detail say, when the last attempt connected but a
+	// layer above TCP was not ready, which ("tls", "http", ...), its
+	// cause id and what it answered; empty otherwise.
+	Layer  string
+	Cause  app.Cause
+	Detail string
+	// TLS and App are the last attempt's layers, when it reached them.
+	TLS *probe.TLSResult
+	App *app.Result
 	// Why says, for an endpoint not ready when the wait ended, what it last
 	// did and its likely cause: "db:5432 still refused after 30s — likely:
 	// the server is not running". Empty otherwise.
@@ -186,15 +209,45 @@ func Wait(ctx context.Context, endpoints []endpoint.Endpoint, opt WaitOptions) (
 				})
 			},
 		})
+		var layers Layers
+		if i < len(opt.Layers) {
+			layers = opt.Layers[i]
+		}
 		wg.Go(func() {
-			conn, err := d.DialContext(ctx)
-			if err != nil {
-				return
+			pause := waitFirstPause
+			for {
+				conn, err := d.DialContext(ctx)
+				if err != nil {
+					return
+				}
+				if layers.TLS == nil && layers.App == nil {
+					conn.Close()
+					break
+				}
+				up, r := probe.Upgrade(ctx, conn, ep, probe.Options{TLS: layers.TLS, App: layers.App})
+				if up != nil {
+					up.Close()
+					update(func(t *WaitTarget) { t.TLS, t.App = r.TLS, r.App })
+					break
+				}
+				layer, cause, detail := r.Layer()
+				if ctx.Err() == nil {
+					update(func(t *WaitTarget) {
+						t.Class, t.Err, t.TLS, t.App = r.Class, r.Err, r.TLS, r.App
+						t.Layer, t.Cause, t.Detail = layer, cause, detail
+					})
+				}
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(pause):
+				}
+				pause = min(2*pause, interval)
 			}
-			conn.Close()
 			update(func(t *WaitTarget) {
 				t.Ready, t.After = true, time.Since(start)
 				t.Class, t.Err = probe.Open, nil
+				t.Layer, t.Cause, t.Detail = "", "", ""
 			})
 			if opt.Any {
 				cancel()
@@ -241,6 +294,14 @@ func Wait(ctx context.Context, endpoints []endpoint.Endpoint, opt WaitOptions) (
 func (t *WaitTarget) why(after string) string {
 	if t.Class == "" {
 		return fmt.Sprintf("%s: no attempt finished %s", t.Endpoint, after)
+	}
+	if t.Layer != "" && t.Layer != "tcp" {
+		// TCP connected; a layer above it never became ready.
+		why := t.Detail
+		if t.Cause != "" {
+			why = string(t.Cause) + ": " + why
+		}
+		return fmt.Sprintf("%s accepts TCP, but its %s layer was still not ready %s — %s", t.Endpoint, t.Layer, after, why)
 	}
 	likely := ""
 	if causes := t.Class.Causes(); len(causes) > 0 {

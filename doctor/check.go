@@ -35,7 +35,7 @@ func DefaultLadder() []Stage {
 	return []Stage{
 		{DNSCheck, CountersCheck},
 		{TCPCheck, RouteCheck, ICMPCheck, HostCheck, AgentCountersCheck},
-		{SocketsCheck, FirewallCheck, NATCheck, PathCheck, KernelCheck},
+		{SocketsCheck, FirewallCheck, NATCheck, PathCheck, KernelCheck, LayersCheck},
 	}
 }
 

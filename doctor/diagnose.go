@@ -14,7 +14,9 @@ import (
 // (this host, the name, the route, a firewall) explains what follows.
 var priority = []Cause{LocalError, DNS, NoRoute, ConntrackFull, NoEndpoints, FirewallReject, FirewallDrop,
 	ServerHung, Overloaded, NATTargetGone, ProxyBackendDown, PublishedOnLoopback, NATMismatch, LoopbackOnly,
-	AddressFamilyMismatch, WrongPort, NotPublished, NotListening, HostDown, ResetByPeer, ClosedByPeer}
+	AddressFamilyMismatch, WrongPort, NotPublished, NotListening, HostDown, ResetByPeer, ClosedByPeer,
+	WrongProtocol, TLSExpired, TLSNameMismatch, TLSUntrusted, TLSFailed, HostBlocked, TooManyConnections,
+	NotReady, AppError}
 
 func rank(c Confidence) int {
 	switch c {
@@ -50,6 +52,9 @@ func diagnose(s *State, findings []Finding) *Report {
 		if i < len(s.Paths) {
 			ar.Paths = s.Paths[i]
 		}
+		if i < len(s.Layers) && s.Layers[i] != nil {
+			ar.TLS, ar.App = s.Layers[i].TLS, s.Layers[i].App
+		}
 		r.Addresses = append(r.Addresses, ar)
 		if ar.Class != probe.Open && ar.Class != "" && !settled(findings, s.label(i)) {
 			inferred, next := infer(s, i, ar.Class)
@@ -79,6 +84,14 @@ func diagnose(s *State, findings []Finding) *Report {
 		if f.Confidence == Confirmed && (f.Cause == ServerHung || f.Cause == Overloaded ||
 			f.Cause == ResetByPeer || f.Cause == ClosedByPeer) {
 			blocked[f.Addr] = true
+		}
+	}
+	for i, l := range s.Layers {
+		// A layer above TCP that was not ready: the address connects but
+		// does not serve what the target asks for, whatever the finding's
+		// confidence in why.
+		if l != nil && !l.Ready() {
+			blocked[s.label(i)] = true
 		}
 	}
 	r.Class = probe.Open
@@ -182,6 +195,9 @@ func describeOpen(s *State) string {
 			continue
 		}
 		d := fmt.Sprintf("connected to %s in %s", s.addrPort(i), round(s.Probes[i][0].RTT))
+		if i < len(s.Layers) && s.Layers[i] != nil {
+			d += "; " + describeLayers(s.Layers[i], s.Options.WarnDays)
+		}
 		if i < len(s.Paths) && len(s.Paths[i]) > 0 {
 			var ps []string
 			for _, p := range s.Paths[i] {

@@ -26,6 +26,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/reach-tools/reach/app"
 	"github.com/reach-tools/reach/endpoint"
 	"github.com/reach-tools/reach/firewall"
 	"github.com/reach-tools/reach/probe"
@@ -169,6 +170,14 @@ type Options struct {
 	// namespace, to what ChildVantage returned: reports name it. It
 	// changes nothing else; the process already runs in the namespace.
 	Vantage *Vantage
+	// TLS and App are the layers above TCP to check on every address that
+	// connects (the layers check): a TLS handshake, then the application's
+	// answer. probe.Layers makes them from a URL. Nil: none.
+	TLS *probe.TLSOptions
+	App *app.Request
+	// WarnDays, when positive, has the layers check say when the
+	// server's certificate expires within that many days.
+	WarnDays int
 	// Ladder replaces DefaultLadder.
 	Ladder []Stage
 	// Logger receives debug logs; nil discards them.

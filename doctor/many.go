@@ -5,7 +5,9 @@ import (
 	"iter"
 	"sync"
 
+	"github.com/reach-tools/reach/app"
 	"github.com/reach-tools/reach/endpoint"
+	"github.com/reach-tools/reach/probe"
 )
 
 // ManyAtOnce bounds the endpoints RunMany diagnoses at once: each diagnosis
@@ -18,6 +20,23 @@ const ManyAtOnce = 8
 // done. Stopping the iteration early cancels the diagnoses still running
 // and waits for them to end.
 func RunMany(ctx context.Context, endpoints []endpoint.Endpoint, opt Options) iter.Seq2[int, *Report] {
+	targets := make([]Layered, len(endpoints))
+	for i, ep := range endpoints {
+		targets[i] = Layered{Endpoint: ep, TLS: opt.TLS, App: opt.App}
+	}
+	return RunLayered(ctx, targets, opt)
+}
+
+// Layered is an endpoint and the layers above TCP to check on it.
+type Layered struct {
+	Endpoint endpoint.Endpoint
+	TLS      *probe.TLSOptions
+	App      *app.Request
+}
+
+// RunLayered is RunMany for targets that each name their own layers above
+// TCP (opt.TLS and opt.App are replaced by each target's).
+func RunLayered(ctx context.Context, endpoints []Layered, opt Options) iter.Seq2[int, *Report] {
 	return func(yield func(int, *Report) bool) {
 		ctx, cancel := context.WithCancel(ctx)
 		var wg sync.WaitGroup
@@ -31,7 +50,9 @@ func RunMany(ctx context.Context, endpoints []endpoint.Endpoint, opt Options) it
 				turn <- struct{}{}
 				defer func() { <-turn }()
 				// Canceled, Run returns at once, saying so in its report.
-				reports[i] <- Run(ctx, ep, opt)
+				o := opt
+				o.TLS, o.App = ep.TLS, ep.App
+				reports[i] <- Run(ctx, ep.Endpoint, o)
 			})
 		}
 		for i := range endpoints {

@@ -1,6 +1,7 @@
 package doctor
 
 import (
+	"github.com/reach-tools/reach/app"
 	"github.com/reach-tools/reach/probe"
 )
 
@@ -97,6 +98,10 @@ type AddrReport struct {
 	// connection (one per way, when they split it), when it goes past
 	// the host's own sockets or the path was followed.
 	Paths []Path `json:"paths,omitempty"`
+	// TLS and App are what the layers above TCP answered, when the target
+	// asked for them and the address connected.
+	TLS *probe.TLSResult `json:"tls,omitempty"`
+	App *app.Result      `json:"app,omitempty"`
 	// Evidence says whose server-side view (sockets, firewall) covers the
 	// address, or why the agent asked about it gave none; absent when
 	// nobody could be asked.

@@ -48,6 +48,9 @@ type State struct {
 	// Paths holds, per address, where the target host's nat rules and
 	// proxies send the connection.
 	Paths [][]Path // nat
+	// Layers holds, per address that connected, the probe of the layers
+	// above TCP the target asks for; nil elsewhere.
+	Layers []*probe.Result // layers
 
 	// bg outlives the stages: what a check leaves running (the hold) runs
 	// in it, and Run waits for it before the diagnosis.
@@ -78,6 +81,8 @@ func (s *State) take(name string, from *State) {
 		s.Kernel = from.Kernel
 	case "nat":
 		s.Paths = from.Paths
+	case "layers":
+		s.Layers = from.Layers
 	}
 }
 

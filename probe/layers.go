@@ -425,3 +425,21 @@ func RedirectDialer(opt Options) func(ctx context.Context, scheme, hostport stri
 		return conn, nil
 	}
 }
+
+// Upgrade runs the layers opt asks for (TLS, then App) over conn, a
+// connection already made to ep (by a dialer of the caller's), within
+// opt.Timeout. It returns the connection to use (the *tls.Conn after TLS)
+// when every layer is ready; otherwise nil, conn closed, and the result
+// says which layer failed and why (Ready, Layer). Result.RTT is zero: the
+// connect was not the probe's.
+func Upgrade(ctx context.Context, conn net.Conn, ep endpoint.Endpoint, opt Options) (net.Conn, Result) {
+	var ap netip.AddrPort
+	if ta, ok := conn.RemoteAddr().(*net.TCPAddr); ok {
+		ap = ta.AddrPort()
+		ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	r := Result{Endpoint: ep, Addr: ap, Class: Open}
+	ctx, cancel := context.WithTimeout(ctx, opt.timeout())
+	defer cancel()
+	return layers(ctx, conn, ap, ep, opt, &r), r
+}

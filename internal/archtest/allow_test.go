@@ -20,12 +20,12 @@ const unix = "golang.org/x/sys/unix"
 // that diagnoses.
 var allowed = map[string][]string{
 	"cmd/reach":         {"internal/cli"},
-	"internal/cli":      {"agent", "baseline", "dial", "doctor", "endpoint", "fault", "hub", "internal/httpsafe", "internal/version", "monitor", "probe", "scan", "server", "sockets", "web"},
+	"internal/cli":      {"agent", "app", "baseline", "dial", "doctor", "endpoint", "fault", "hub", "internal/bounded", "internal/httpsafe", "internal/version", "monitor", "probe", "scan", "server", "sockets", "web"},
 	"hub":               {"agent", "doctor", "endpoint", "internal/httpsafe", "monitor", "netwatch", "probe", "web"},
 	"agent":             {"dial", "doctor", "endpoint", "internal/bounded", "internal/httpsafe", "internal/version", "kstat", "netwatch", "probe"},
 	"baseline":          {"doctor", "endpoint", "internal/bounded", "internal/version", "monitor", "probe"},
-	"dial":              {"endpoint", "probe"},
-	"doctor":            {"endpoint", "firewall", "internal/bounded", "internal/sys", "kstat", "probe", "sockets"},
+	"dial":              {"app", "endpoint", "probe"},
+	"doctor":            {"app", "endpoint", "firewall", "internal/bounded", "internal/sys", "kstat", "probe", "sockets"},
 	"monitor":           {"endpoint", "internal/bounded", "internal/sys", "internal/version", "netwatch", "probe"},
 	"scan":              {"discover", "endpoint", "internal/rtt", "internal/sys", "probe"},
 	"discover":          {"internal/rtt", "internal/sys"},

@@ -17,18 +17,19 @@ func init() { register("check", newCheckCmd) }
 
 func newCheckCmd(env *Env) *cobra.Command {
 	var (
-		timeout time.Duration
-		hold    time.Duration
-		asJSON  bool
-		network string
-		remote  remoteFlags
-		netns   string
-		pid     int
-		local   localFlags
+		timeout  time.Duration
+		hold     time.Duration
+		asJSON   bool
+		network  string
+		remote   remoteFlags
+		netns    string
+		pid      int
+		local    localFlags
+		layerOpt layerFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "check TARGET...",
-		Short: "Diagnose why a host:port cannot be reached: issue, evidence and fix",
+		Short: "Diagnose why a host:port (or a URL: https://, grpc:// ...) cannot be reached: issue, evidence and fix",
 		Long: `check walks the ladder a person walks by hand when a connection fails — name
 resolution, route, TCP probes, ping, the listening sockets and firewall rules
 of this host, the path — and ends with a table of issue / evidence / fix and a
@@ -39,6 +40,11 @@ stable cause id:
   server-hung, reset-by-peer, closed-by-peer, local-error, conntrack-full,
   not-published, nat-mismatch, nat-target-gone, no-endpoints,
   published-on-loopback, proxy-backend-down, reachable
+
+` + layerHelp + `
+The layers check runs them on every address that connects; --json gains
+addresses[].tls (version, alpn, server_name, verified, not_after, ...) and
+addresses[].app (protocol, ready, state, first_byte_ns, http.status ...).
 
 On a Docker host or a Kubernetes node, check follows the connection through
 the nat rules as the kernel would (Docker's DNAT, kube-proxy's iptables and
@@ -106,7 +112,11 @@ Exit status: 0 every target is reachable, 1 one is not, 2 usage error.`,
   reach check api:8080 --hub http://hub:9190   # ask the agent on each of api's hosts
   reach check db:5432 --pid 4242          # from the container of process 4242
   reach check 198.18.0.2:80 --netns blue  # from the namespace ip netns calls blue
-  reach check 198.18.0.2:80 --source 198.18.1.1   # the probes leave from that address`,
+  reach check 198.18.0.2:80 --source 198.18.1.1   # the probes leave from that address
+  reach check https://127.0.0.1:8443/healthz --ca ca.pem --warn-days 30
+  reach check https://api:443/ --expect-status 200 --expect-body '"ok"'
+  reach check tls://db:5432 --sni db.internal --cert me.pem --key me-key.pem
+  reach check grpc://127.0.0.1:50051/orders.Orders   # grpc.health.v1 Check of one service`,
 		Args: minArgs("check"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if timeout <= 0 {
@@ -120,9 +130,21 @@ Exit status: 0 every target is reachable, 1 one is not, 2 usage error.`,
 			default:
 				return usageErrorf("--network must be tcp, tcp4 or tcp6, got %q", network)
 			}
-			eps, err := endpoint.ParseEndpoints(args, 0)
+			targets, err := endpoint.ParseTargets(args)
 			if err != nil {
 				return &UsageError{Err: err}
+			}
+			if err := layerOpt.check(targets); err != nil {
+				return err
+			}
+			eps := make([]endpoint.Endpoint, len(targets))
+			layered := make([]doctor.Layered, len(targets))
+			for i, t := range targets {
+				eps[i] = t.Endpoint
+				layered[i].Endpoint = t.Endpoint
+				if layered[i].TLS, layered[i].App, err = layerOpt.layers(t); err != nil {
+					return err
+				}
 			}
 			for _, ep := range eps {
 				// --network picks among a name's addresses; an address
@@ -137,7 +159,7 @@ Exit status: 0 every target is reachable, 1 one is not, 2 usage error.`,
 				}
 				return usageErrorf("--network %s, but %s is an %s address; drop --network or give a name", network, ep, fam)
 			}
-			opt := doctor.Options{Timeout: timeout, Network: network, Hold: hold}
+			opt := doctor.Options{Timeout: timeout, Network: network, Hold: hold, WarnDays: layerOpt.warnDays}
 			if hold == 0 {
 				opt.Hold = -1 // the library's zero is its default
 			}
@@ -179,7 +201,7 @@ Exit status: 0 every target is reachable, 1 one is not, 2 usage error.`,
 			}
 			progress(0)
 			failed := false
-			reports := doctor.RunMany(cmd.Context(), eps, opt)
+			reports := doctor.RunLayered(cmd.Context(), layered, opt)
 			var insideErr error
 			if inside {
 				reports = fromInside(env, cmd, ref, args, &insideErr)
@@ -190,6 +212,9 @@ Exit status: 0 every target is reachable, 1 one is not, 2 usage error.`,
 				}
 				if err := cmd.Context().Err(); err != nil {
 					return &ExitError{Code: ExitFail, Err: errors.New("interrupted")}
+				}
+				if targets[i].Scheme != "tcp" {
+					r.Target = targets[i].String() // the URL, layer and all
 				}
 				failed = failed || !r.Reachable
 				if asJSON {
@@ -225,6 +250,7 @@ Exit status: 0 every target is reachable, 1 one is not, 2 usage error.`,
 	local.add(cmd.Flags())
 	cmd.Flags().IntVar(&pid, "pid", 0, "run the ladder from inside the network namespace of process `PID` (a container's); needs root")
 	remote.add(cmd)
+	layerOpt.add(cmd.Flags())
 	return cmd
 }
 

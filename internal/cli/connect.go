@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/reach-tools/reach/app"
 	"github.com/reach-tools/reach/dial"
 	"github.com/reach-tools/reach/endpoint"
 	"github.com/reach-tools/reach/probe"
@@ -29,6 +30,7 @@ func newConnectCmd(env *Env) *cobra.Command {
 		probeOnly, asJSON, quiet, readWait bool
 		verbose                            bool
 		local                              localFlags
+		layerOpt                           layerFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "connect TARGET...",
@@ -59,6 +61,14 @@ round, endpoint, addr, class, errno, rtt_ms, error, icmp: the ICMP error
 behind a failure, ejected), and on failure failed[] (endpoint, addr, class,
 explain, hint) and error.
 
+A tls://HOST[:PORT] target adds a TLS handshake once TCP connects (all
+targets tls://, or none): the chain is verified against the system's roots
+or --ca FILE, the certificate against the host or --sni NAME; --cert and
+--key give a client certificate; --insecure SKIPS verification (and still
+says what it would have failed). The data then flows inside TLS, like
+openssl s_client. A TLS failure (tls-expired, tls-untrusted,
+tls-name-mismatch, tls-failed, wrong-protocol) is explained, exit status 1.
+
 Exit status: 0 connected, 1 no target accepted, 2 usage error.`,
 		Example: `  printf hello | reach connect 127.0.0.1:7000          # talk to an echo server
   reach connect db1:5432 db2:5432 -z                   # which one accepts? no data
@@ -66,12 +76,18 @@ Exit status: 0 connected, 1 no target accepted, 2 usage error.`,
   reach connect 127.0.0.1:7000 --retries 5 --backoff-max 10s   # wait out a restart
   reach connect db1:5432 db2:5432 -z --json | jq .endpoint
   reach connect 198.18.0.2:80 -z --source 198.18.1.1   # from this host's other address
-  reach connect 198.18.0.2:80 -z --interface eth1      # out of eth1, whatever the routes say`,
+  reach connect 198.18.0.2:80 -z --interface eth1      # out of eth1, whatever the routes say
+  reach connect tls://127.0.0.1:8443 --ca ca.pem       # TLS, verified; then type HTTP by hand
+  reach connect tls://db:5432 --sni db.internal --cert me.pem --key me-key.pem -z`,
 		Args: minArgs("connect to"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			eps, err := endpoint.ParseEndpoints(args, 0)
+			targets, err := endpoint.ParseTargets(args)
 			if err != nil {
 				return &UsageError{Err: err}
+			}
+			eps, tlsOpts, err := connectTargets(targets, &layerOpt)
+			if err != nil {
+				return err
 			}
 			pol, err := dial.ParsePolicy(policy)
 			if err != nil {
@@ -139,6 +155,33 @@ Exit status: 0 connected, 1 no target accepted, 2 usage error.`,
 			}
 			defer conn.Close()
 			rep.connected(conn)
+			if tlsOpts != nil {
+				// The winner's TLS layer, verified against the name given.
+				name := rep.winnerEP
+				if name.Host == "" {
+					name = endpoint.FromAddrPort(addrPortOf(conn.RemoteAddr()))
+				}
+				up, r := probe.Upgrade(cmd.Context(), conn, name, probe.Options{Timeout: timeout, TLS: tlsOpts[name.String()]})
+				rep.TLS = r.TLS
+				if up == nil {
+					layer, cause, detail := r.Layer()
+					if cause == "" {
+						cause = app.Cause(r.Class)
+					}
+					rep.Error = fmt.Sprintf("%s: %s layer: %s: %s", rep.Endpoint, layer, cause, detail)
+					if asJSON {
+						writeConnectJSON(report, rep)
+					} else {
+						fmt.Fprintf(env.Err, "reach: connected to %s, but %s\n", rep.Endpoint, rep.Error[len(rep.Endpoint)+2:])
+					}
+					return &ExitError{Code: ExitFail}
+				}
+				conn = up
+				defer conn.Close()
+				if !quiet && !asJSON {
+					fmt.Fprintf(env.Err, "reach: %s with %s in %s\n", describeTLS(r.TLS), rep.Endpoint, fmtDuration(r.TLS.Handshake))
+				}
+			}
 			switch {
 			case asJSON:
 				writeConnectJSON(report, rep)
@@ -165,6 +208,7 @@ Exit status: 0 connected, 1 no target accepted, 2 usage error.`,
 	f.BoolVarP(&quiet, "quiet", "q", false, "do not report attempts; failures are still explained")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log every attempt (endpoint, class, errno, rtt, attempt) as structured records on stderr")
 	local.add(f)
+	layerOpt.addTLS(f)
 	f.BoolVar(&readWait, "check-accept", false, "after connecting, wait 200ms for the server to reset or close (servers that accept and drop) and fail over if it does")
 	return cmd
 }
@@ -247,7 +291,10 @@ type connectReport struct {
 	Attempts  []attemptJSON   `json:"attempts"`
 	Failed    []endpointState `json:"failed,omitempty"`
 	Error     string          `json:"error,omitempty"`
-	winner    int             // the connected attempt's number
+	// TLS is the winner's TLS layer, for tls:// targets.
+	TLS      *probe.TLSResult  `json:"tls,omitempty"`
+	winner   int               // the connected attempt's number
+	winnerEP endpoint.Endpoint // and its endpoint
 }
 
 // attemptJSON is one dial.Attempt as data.
@@ -263,6 +310,7 @@ type attemptJSON struct {
 	ICMP     string  `json:"icmp,omitempty"` // the ICMP error behind the failure, e.g. "ICMP port-unreachable from 198.18.0.2"
 	Ejected  bool    `json:"ejected,omitempty"`
 	label    string
+	ep       endpoint.Endpoint
 }
 
 // endpointState is an endpoint's last outcome with its explanation.
@@ -276,7 +324,7 @@ type endpointState struct {
 
 func newAttemptJSON(a dial.Attempt) attemptJSON {
 	j := attemptJSON{N: a.N, Round: a.Round, Endpoint: a.Endpoint.String(), Class: a.Class.String(),
-		Errno: int(a.Errno), RTTMS: ms(a.RTT), Ejected: a.Ejected, label: a.Label()}
+		Errno: int(a.Errno), RTTMS: ms(a.RTT), Ejected: a.Ejected, label: a.Label(), ep: a.Endpoint}
 	if a.Addr.IsValid() {
 		j.Addr = a.Addr.String()
 	}
@@ -311,7 +359,7 @@ func (r *connectReport) connected(conn net.Conn) {
 	remote := addrPortOf(conn.RemoteAddr())
 	for _, a := range r.Attempts {
 		if a.Class == probe.Open.String() && a.Addr == remote.String() {
-			r.Endpoint, r.Addr, r.winner = a.label, a.Addr, a.N
+			r.Endpoint, r.Addr, r.winner, r.winnerEP = a.label, a.Addr, a.N, a.ep
 		}
 	}
 	if r.Endpoint == "" {
@@ -365,4 +413,36 @@ func fmtDuration(d time.Duration) string {
 		return d.Round(100 * time.Microsecond).String()
 	}
 	return d.Round(10 * time.Millisecond).String()
+}
+
+// connectTargets are connect's endpoints and, when they are tls://, each
+// one's TLS options by its host:port; every target is tls:// or none is.
+func connectTargets(targets []endpoint.Target, f *layerFlags) ([]endpoint.Endpoint, map[string]*probe.TLSOptions, error) {
+	if err := f.check(targets); err != nil {
+		return nil, nil, err
+	}
+	eps := make([]endpoint.Endpoint, len(targets))
+	var opts map[string]*probe.TLSOptions
+	for i, t := range targets {
+		eps[i] = t.Endpoint
+		switch t.Scheme {
+		case "tcp":
+		case "tls":
+			if opts == nil {
+				opts = map[string]*probe.TLSOptions{}
+			}
+			o, _, err := f.layers(t)
+			if err != nil {
+				return nil, nil, err
+			}
+			opts[t.Endpoint.String()] = o
+		default:
+			return nil, nil, usageErrorf("%s: connect takes host:port, tcp:// or tls:// (it pipes bytes; "+
+				"for %s:// readiness, use reach check or reach wait)", t, t.Scheme)
+		}
+	}
+	if opts != nil && len(opts) < len(targets) {
+		return nil, nil, usageErrorf("mix of tls:// and plain targets: give every target as tls://, or none")
+	}
+	return eps, opts, nil
 }

@@ -15,8 +15,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/reach-tools/reach/app"
 	"github.com/reach-tools/reach/dial"
 	"github.com/reach-tools/reach/endpoint"
+	"github.com/reach-tools/reach/probe"
 )
 
 func init() { register("wait", newWaitCmd) }
@@ -26,10 +28,11 @@ func newWaitCmd(env *Env) *cobra.Command {
 		timeout, interval  time.Duration
 		anyOne, quiet, asJ bool
 		checkAccept        bool
+		layerOpt           layerFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "wait TARGET... [-- CMD ARGS...]",
-		Short: "Block until endpoints accept TCP connections, then run a command",
+		Short: "Block until endpoints accept TCP connections (or answer as ready: https://, grpc:// ...), then run a command",
 		Long: `Wait tries each target until it accepts a TCP connection (every target, or
 any one with --any), then runs CMD if one is given after --, in wait's
 place (exec: CMD keeps the pid, gets signals as sent, and its exit status
@@ -37,6 +40,15 @@ is the one seen). Attempts start 50ms apart and back off to --interval.
 A proxy in front of the server (docker-proxy, a load balancer) may accept
 while the server behind it is down: --check-accept then holds each
 connection 200ms and counts a reset or close as not ready.
+
+A URL target waits for the layer it names: tls:// for a TLS handshake that
+verifies, http(s):// for an expected status (and body), grpc(s):// for
+SERVING from the standard health service, a database URL for its server's
+readiness (when built in). A connection whose layer is not ready counts as
+a failed attempt; on timeout wait says which layer never became ready and
+why (the cause id and what the server answered).
+
+` + layerHelp + `
 
 On timeout, each target that is not ready is reported with its last class
 (refused, timeout, dns, ...), the likely cause, and what to run next.
@@ -56,7 +68,10 @@ wait4x exit), 1 interrupted or a failure retrying cannot mend (local-error),
   reach wait db:5432 cache:6379 -- ./app                         # every target
   reach wait db1:5432 db2:5432 --any -q                          # any one; exit status only
   reach wait 127.0.0.1:8080 --check-accept -- ./smoke-test       # behind docker-proxy
-  reach wait api:443 --json | jq '.targets[] | {target, after_ms}'`,
+  reach wait api:443 --json | jq '.targets[] | {target, after_ms}'
+  reach wait http://127.0.0.1:8080/healthz --expect-status 200 -- ./smoke-test
+  reach wait https://api.internal/ready --ca ca.pem --expect-body ok -- ./deploy
+  reach wait grpc://127.0.0.1:50051/orders.Orders --timeout 2m -- ./client`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			targets, command := args, []string(nil)
 			if dash := cmd.ArgsLenAtDash(); dash >= 0 {
@@ -68,14 +83,25 @@ wait4x exit), 1 interrupted or a failure retrying cannot mend (local-error),
 			if len(targets) == 0 {
 				return usageErrorf("give at least one TARGET (host:port) to wait for")
 			}
-			eps, err := endpoint.ParseEndpoints(targets, 0)
+			parsed, err := endpoint.ParseTargets(targets)
 			if err != nil {
 				return &UsageError{Err: err}
+			}
+			if err := layerOpt.check(parsed); err != nil {
+				return err
+			}
+			eps := make([]endpoint.Endpoint, len(parsed))
+			layers := make([]dial.Layers, len(parsed))
+			for i, t := range parsed {
+				eps[i] = t.Endpoint
+				if layers[i].TLS, layers[i].App, err = layerOpt.layers(t); err != nil {
+					return err
+				}
 			}
 			if err := mustBePositive(durationFlag{"timeout", timeout}, durationFlag{"interval", interval}); err != nil {
 				return err
 			}
-			o := dial.WaitOptions{Timeout: timeout, Interval: interval, Any: anyOne}
+			o := dial.WaitOptions{Timeout: timeout, Interval: interval, Any: anyOne, Layers: layers}
 			if checkAccept {
 				o.ReadWait = 200 * time.Millisecond
 			}
@@ -92,13 +118,13 @@ wait4x exit), 1 interrupted or a failure retrying cannot mend (local-error),
 			if asJ {
 				enc := json.NewEncoder(env.Out)
 				enc.SetIndent("", "  ")
-				enc.Encode(newWaitJSON(res, timeout))
+				enc.Encode(newWaitJSON(res, timeout, parsed))
 			}
 			if !res.Ready {
 				if !asJ {
-					for _, t := range res.Targets {
+					for i, t := range res.Targets {
 						if !t.Ready {
-							fmt.Fprintf(env.Err, "reach: %s\n", waitHint(t))
+							fmt.Fprintf(env.Err, "reach: %s\n", waitHint(t, parsed[i]))
 						}
 					}
 				}
@@ -123,6 +149,7 @@ wait4x exit), 1 interrupted or a failure retrying cannot mend (local-error),
 	f.BoolVar(&anyOne, "any", false, "ready when any one target accepts (default: all)")
 	f.BoolVarP(&quiet, "quiet", "q", false, "no progress or success output; failures are still explained")
 	f.BoolVar(&asJ, "json", false, "print the result as one JSON object on stdout")
+	layerOpt.add(f)
 	f.BoolVar(&checkAccept, "check-accept", false, "count a target ready only if it keeps the connection 200ms without reset or close (a proxy such as docker-proxy accepts while its backend is down)")
 	return cmd
 }
@@ -158,27 +185,34 @@ type waitTargetJSON struct {
 	Class    string  `json:"class,omitempty"` // the last attempt's class
 	Error    string  `json:"error,omitempty"`
 	Hint     string  `json:"hint,omitempty"`
+	// Layer and Cause: the layer above TCP that was not ready, and why.
+	Layer string           `json:"layer,omitempty"`
+	Cause string           `json:"cause,omitempty"`
+	TLS   *probe.TLSResult `json:"tls,omitempty"`
+	App   *app.Result      `json:"app,omitempty"`
 }
 
-func newWaitJSON(res *dial.WaitResult, timeout time.Duration) waitJSON {
+func newWaitJSON(res *dial.WaitResult, timeout time.Duration, targets []endpoint.Target) waitJSON {
 	j := waitJSON{Ready: res.Ready, ElapsedMS: ms(res.Elapsed), TimeoutMS: ms(timeout)}
-	for _, t := range res.Targets {
-		tj := waitTargetJSON{Target: t.Endpoint.String(), Ready: t.Ready, AfterMS: ms(t.After),
+	for i, t := range res.Targets {
+		tj := waitTargetJSON{Target: targets[i].String(), Ready: t.Ready, AfterMS: ms(t.After),
 			Attempts: t.Attempts, Class: t.Class.String()}
 		if t.Err != nil {
 			tj.Error = t.Err.Error()
 		}
 		if !t.Ready {
-			tj.Hint = waitHint(t)
+			tj.Hint = waitHint(t, targets[i])
 		}
+		tj.Layer, tj.Cause, tj.TLS, tj.App = t.Layer, string(t.Cause), t.TLS, t.App
 		j.Targets = append(j.Targets, tj)
 	}
 	return j
 }
 
-// waitHint is what a target not ready did, its likely cause, and what to run.
-func waitHint(t dial.WaitTarget) string {
-	return fmt.Sprintf("%s; try: reach check %s", t.Why, t.Endpoint)
+// waitHint is what a target not ready did, its likely cause, and what to
+// run (the check of the same URL, so the same layers).
+func waitHint(t dial.WaitTarget, target endpoint.Target) string {
+	return fmt.Sprintf("%s; try: reach check %s", t.Why, target)
 }
 
 // waitProgress rewrites one status line every 250ms with what each target
