@@ -57,6 +57,9 @@ type WatchOptions struct {
 	NoNetWatch bool
 	// NetWatch tunes that watch (its Logger is the Watch's).
 	NetWatch netwatch.Options
+	// DashboardURL is the dashboard as people reach it, for links in
+	// alerts, unless the config's alerts.dashboard_url says otherwise.
+	DashboardURL string
 }
 
 // Watch is reach watch as a library: a monitor of a reach.yaml's endpoints
@@ -69,8 +72,14 @@ type Watch struct {
 	Monitor *monitor.Monitor
 	// Hub serves the agents; nil without an agents: section.
 	Hub *Hub
+	// Alerting decides which state changes are announced (dependencies,
+	// maintenance windows, reminders, flapping) and tells the webhook and
+	// Alertmanager.
+	Alerting *monitor.Alerting
 
 	hook    *monitor.Webhook
+	am      *monitor.Alertmanager
+	dash    string
 	handler http.Handler
 	server  httpsafe.Options
 	net     *netwatch.Options // nil: no re-probing on network changes
@@ -90,7 +99,10 @@ func NewWatch(ctx context.Context, cfg *monitor.Config, opt WatchOptions) (*Watc
 		return nil, err
 	}
 	w := &Watch{hook: &monitor.Webhook{URL: cfg.Alerts.Webhook, Logger: log}, server: opt.Server,
-		log: log}
+		log: log, am: &monitor.Alertmanager{Logger: log}, dash: opt.DashboardURL}
+	w.am.SetConfig(cfg.Alerts, w.dash)
+	w.Alerting = monitor.NewAlerting(cfg, nil, w.hook, w.am)
+	w.am.Active = w.Alerting.Active
 	if w.server.MaxBody == 0 {
 		w.server.MaxBody = agent.MaxBody
 	}
@@ -114,7 +126,7 @@ func NewWatch(ctx context.Context, cfg *monitor.Config, opt WatchOptions) (*Watc
 		w.Hub.HistoryLink = func(source, target string) string {
 			return "/api/endpoints/" + url.PathEscape(source) + "/" + url.PathEscape(target)
 		}
-		w.Hub.Notifier = w.hook
+		w.Hub.Notifier = w.Alerting // an agent gone stale holds the alerts of its host's pairs
 		if opt.Monitor.Store != nil {
 			w.Hub.Registry = opt.Monitor.Store
 			if err := w.Hub.Restore(ctx); err != nil {
@@ -123,7 +135,7 @@ func NewWatch(ctx context.Context, cfg *monitor.Config, opt WatchOptions) (*Watc
 		}
 	}
 	mo := opt.Monitor
-	mo.Logger, mo.Notifier, mo.Diagnoser = log, w.hook, nil
+	mo.Logger, mo.Notifier, mo.Diagnoser = log, w.Alerting, nil
 	if !opt.NoDoctor {
 		mo.Diagnoser = doctorDiagnoser(opt.DoctorTimeout, log)
 		if w.Hub != nil {
@@ -137,8 +149,16 @@ func NewWatch(ctx context.Context, cfg *monitor.Config, opt WatchOptions) (*Watc
 	if w.Hub != nil {
 		w.Hub.ListsChanged = func() { forgetRemovedPairs(w.Monitor, w.Hub) }
 	}
+	// What was down before a restart was announced then. Replicas: the
+	// holder of the alerts' lease runs the Alerter, seeded as it takes it.
+	if r := opt.Monitor.Replica; r != nil {
+		w.Alerting.Lease(func() bool { return r.Holds(monitor.JobAlerts) }, w.Monitor.Statuses)
+		w.am.Holds = w.Alerting.Holding
+	} else {
+		w.Alerting.Seed(w.Monitor.Statuses())
+	}
 	dash := opt.Dashboard
-	dash.Monitor, dash.Logger = w.Monitor, log
+	dash.Monitor, dash.Logger, dash.Alerting = w.Monitor, log, w.Alerting
 	w.handler = withHub(w.Hub, web.New(dash))
 	if w.Hub != nil {
 		w.Hub.Sink = MonitorSink{Monitor: w.Monitor}
@@ -170,6 +190,8 @@ func (w *Watch) Run(ctx context.Context, ln net.Listener) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return w.Monitor.Run(ctx) })
 	g.Go(func() error { w.hook.Run(ctx); return nil })
+	g.Go(func() error { w.Alerting.Run(ctx); return nil })
+	g.Go(func() error { w.am.Run(ctx); return nil })
 	g.Go(func() error { return httpsafe.Serve(ctx, ln, w.handler, w.server) })
 	if w.net != nil {
 		g.Go(func() error { w.watchNet(ctx); return nil })
@@ -214,6 +236,8 @@ func (w *Watch) watchNet(ctx context.Context) {
 func (w *Watch) Reload(cfg *monitor.Config) error {
 	w.Monitor.Reload(cfg)
 	w.hook.SetURL(cfg.Alerts.Webhook)
+	w.Alerting.SetConfig(cfg)
+	w.am.SetConfig(cfg.Alerts, w.dash)
 	if w.Hub == nil {
 		return nil
 	}

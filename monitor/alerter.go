@@ -220,7 +220,10 @@ func (a *Alerter) held(k key, now time.Time) string {
 	if w, ok := a.window(k.name, now); ok {
 		return "maintenance " + w.ID
 	}
-	if p, ok := a.downAncestor(k, map[string]bool{}); ok {
+	if p, ok := a.downAncestor(k, map[key]bool{}); ok {
+		if p.name == AgentEndpoint {
+			return "the agent of " + p.source + " stopped calling"
+		}
 		return "depends on " + p.name + ", which is down"
 	}
 	return ""
@@ -244,15 +247,34 @@ func (a *Alerter) parentKey(k key, p string) key {
 	return key{LocalSource, p}
 }
 
+// AgentEndpoint is the endpoint name under which a hub announces that a
+// registered agent stopped calling (its source is the agent).
+const AgentEndpoint = "agent"
+
+// parentKeys returns what k depends on: its depends_on, and for a pair an
+// agent probes ("db-1:5432"), the agent of its target host: when that host
+// is gone, its agent stops calling, and that one alert says so.
+func (a *Alerter) parentKeys(k key) []key {
+	var out []key
+	for _, p := range a.parents[k.name] {
+		out = append(out, a.parentKey(k, p))
+	}
+	if host, _, ok := strings.Cut(k.name, ":"); ok && k.name != AgentEndpoint {
+		if hk := (key{host, AgentEndpoint}); a.entries[hk] != nil && hk != k {
+			out = append(out, hk)
+		}
+	}
+	return out
+}
+
 // downAncestor returns a dependency of k (or of its dependencies) that is
 // down. The config refuses cycles; seen guards anyway.
-func (a *Alerter) downAncestor(k key, seen map[string]bool) (key, bool) {
-	for _, p := range a.parents[k.name] {
-		if seen[p] {
+func (a *Alerter) downAncestor(k key, seen map[key]bool) (key, bool) {
+	for _, pk := range a.parentKeys(k) {
+		if seen[pk] {
 			continue
 		}
-		seen[p] = true
-		pk := a.parentKey(k, p)
+		seen[pk] = true
 		if e := a.entries[pk]; e != nil && e.down {
 			return pk, true
 		}
@@ -269,7 +291,7 @@ func (a *Alerter) dependents(k key) []string {
 	var out []string
 	for _, ck := range a.keys() {
 		e := a.entries[ck]
-		if ck == k || !e.down || !a.dependsOn(ck, k, map[string]bool{}) {
+		if ck == k || !e.down || !a.dependsOn(ck, k, map[key]bool{}) {
 			continue
 		}
 		name := ck.name
@@ -281,13 +303,12 @@ func (a *Alerter) dependents(k key) []string {
 	return out
 }
 
-func (a *Alerter) dependsOn(ck, k key, seen map[string]bool) bool {
-	for _, p := range a.parents[ck.name] {
-		if seen[p] {
+func (a *Alerter) dependsOn(ck, k key, seen map[key]bool) bool {
+	for _, pk := range a.parentKeys(ck) {
+		if seen[pk] {
 			continue
 		}
-		seen[p] = true
-		pk := a.parentKey(ck, p)
+		seen[pk] = true
 		if pk == k || a.dependsOn(pk, k, seen) {
 			return true
 		}
@@ -398,10 +419,10 @@ func (al Alert) Summary() string {
 		} else {
 			fmt.Fprintf(&b, "DOWN: %s (%s)", name, why)
 		}
-		if al.Verdict != "" {
-			b.WriteString(": " + al.Verdict)
-		} else if len(al.Findings) > 0 {
+		if len(al.Findings) > 0 {
 			b.WriteString(": " + al.Findings[0].Issue)
+		} else if al.Verdict != "" {
+			b.WriteString(": " + al.Verdict)
 		}
 		if len(al.Findings) > 0 && al.Findings[0].Fix != "" {
 			b.WriteString(". Fix: " + al.Findings[0].Fix)

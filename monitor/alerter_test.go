@@ -313,3 +313,29 @@ func TestAlertSummary(t *testing.T) {
 		}
 	}
 }
+
+// A host that is gone takes its agent with it: the hub's one alert that
+// the agent stopped calling names the pairs toward that host, whose own
+// alerts are held.
+func TestAlerterHostReachability(t *testing.T) {
+	c := newFakeClock(t, "alerts: {group_wait: 5s}\nendpoints:\n  - {name: x, target: '127.0.0.1:1'}\n",
+		time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC))
+	pair := func(source, name string, s State) {
+		c.got = append(c.got, c.a.Change(c.now, Alert{Endpoint: name, Source: source, State: s, Time: c.now})...)
+	}
+	pair("db-1", AgentEndpoint, StateUp)
+	pair("web-1", "db-1:5432", StateUp)
+	pair("web-2", "db-1:22", StateUp)
+	pair("web-1", "cache-1:6379", StateUp)
+	c.take()
+	pair("web-1", "db-1:5432", StateDown)
+	pair("web-2", "db-1:22", StateDown)
+	c.advance(2 * time.Second)
+	pair("db-1", AgentEndpoint, StateDown)
+	pair("web-1", "cache-1:6379", StateDown)
+	c.advance(time.Minute)
+	c.want("db-1 gone", "firing agent [db-1:5432 (from web-1) db-1:22 (from web-2)]", "firing cache-1:6379")
+	if h := c.a.Held("web-1", "db-1:5432", c.now); h != "the agent of db-1 stopped calling" {
+		t.Errorf("held = %q", h)
+	}
+}

@@ -18,6 +18,9 @@ func (s *Server) registerAPI() {
 	s.mux.HandleFunc("GET /api/endpoints/{source}/{name}/latency", s.serveLatency)
 	s.mux.HandleFunc("GET /api/events", s.serveEvents)
 	s.mux.HandleFunc("GET /api/changes", s.serveChanges)
+	s.mux.HandleFunc("GET /api/maintenance", s.serveWindows)
+	s.mux.HandleFunc("POST /api/maintenance", s.addWindow)
+	s.mux.HandleFunc("DELETE /api/maintenance/{id}", s.removeWindow)
 }
 
 // serveChanges lists the network changes the monitor remembers, newest
@@ -31,6 +34,9 @@ func (s *Server) serveChanges(w http.ResponseWriter, r *http.Request) {
 type EndpointView struct {
 	monitor.Status
 	Uptime24h *float64 `json:"uptime_24h,omitempty"` // percent; absent without history
+	// Held says why its alerts are held now ("maintenance nightly",
+	// "depends on db, which is down"); empty when they are not.
+	Held string `json:"held,omitempty"`
 }
 
 // EndpointDetail is everything the page shows about one endpoint.
@@ -68,6 +74,9 @@ func (s *Server) serveEndpoints(w http.ResponseWriter, r *http.Request) {
 		out[i].Status = st
 		if u, ok := up[[2]string{st.Source, st.Endpoint}]; ok {
 			out[i].Uptime24h = percent(u)
+		}
+		if a := s.opt.Alerting; a != nil {
+			out[i].Held = a.Held(st.Source, st.Endpoint)
 		}
 	}
 	writeJSON(w, map[string]any{"endpoints": out, "time": time.Now()})
@@ -260,4 +269,79 @@ func (c *uptimeCache) get(r *http.Request, store *monitor.Store) map[[2]string]m
 	}
 	c.at = time.Now()
 	return c.vals
+}
+
+func (s *Server) serveWindows(w http.ResponseWriter, r *http.Request) {
+	ws := []monitor.WindowView{}
+	if a := s.opt.Alerting; a != nil {
+		ws = append(ws, a.Windows()...)
+	}
+	writeJSON(w, ws)
+}
+
+// WindowRequest is the body of POST /api/maintenance: a one-off window
+// from Start (default now) to End, or for For ("2h").
+type WindowRequest struct {
+	Endpoints []string `json:"endpoints"` // empty: every endpoint
+	Start     string   `json:"start"`     // RFC 3339
+	End       string   `json:"end"`       // RFC 3339
+	For       string   `json:"for"`       // a duration, instead of End
+	Reason    string   `json:"reason"`
+}
+
+// maxWindowBody bounds a window's request: a few names and times.
+const maxWindowBody = 64 << 10
+
+func (s *Server) addWindow(w http.ResponseWriter, r *http.Request) {
+	var req WindowRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxWindowBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		http.Error(w, "bad window: "+err.Error()+`; want {"endpoints": ["db"], "start": "2026-03-29T01:00:00Z", `+
+			`"end": "2026-03-29T03:00:00Z", "reason": "upgrade"} (or "for": "2h" instead of end)`, http.StatusBadRequest)
+		return
+	}
+	now := time.Now()
+	win := monitor.Window{Endpoints: req.Endpoints, Reason: req.Reason, Start: now}
+	var err error
+	if req.Start != "" {
+		win.Start, err = time.Parse(time.RFC3339, req.Start)
+	}
+	switch {
+	case err != nil:
+		err = fmt.Errorf("start %q: want RFC 3339, e.g. 2026-03-29T01:00:00Z", req.Start)
+	case req.End != "" && req.For != "":
+		err = errors.New(`give end or for, not both`)
+	case req.End != "":
+		if win.End, err = time.Parse(time.RFC3339, req.End); err != nil {
+			err = fmt.Errorf("end %q: want RFC 3339, e.g. 2026-03-29T03:00:00Z", req.End)
+		}
+	case req.For != "":
+		d, perr := time.ParseDuration(req.For)
+		if perr != nil || d <= 0 {
+			err = fmt.Errorf("for %q: want a duration such as 2h", req.For)
+		}
+		win.End = win.Start.Add(d)
+	}
+	if err == nil {
+		win, err = s.opt.Alerting.AddWindow(win)
+	}
+	if err != nil {
+		http.Error(w, "bad window: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	s.log.Info("maintenance window added", "id", win.ID, "window", win.String(), "reason", win.Reason)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusCreated)
+	json.NewEncoder(w).Encode(win)
+}
+
+func (s *Server) removeWindow(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if err := s.opt.Alerting.RemoveWindow(id); err != nil {
+		http.Error(w, err.Error(), http.StatusNotFound)
+		return
+	}
+	s.log.Info("maintenance window removed", "id", id)
+	w.WriteHeader(http.StatusNoContent)
 }

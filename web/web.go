@@ -35,6 +35,15 @@ type Options struct {
 	Token string
 	// User and Password, when set, are accepted as HTTP basic auth.
 	User, Password string
+	// Alerting, when set, serves the maintenance windows (GET
+	// /api/maintenance) and, with WriteToken, takes new ones (POST
+	// /api/maintenance, DELETE /api/maintenance/{id}).
+	Alerting *monitor.Alerting
+	// WriteToken, when set, is what a write must carry as "Authorization:
+	// Bearer TOKEN": the only writes are maintenance windows. It never
+	// comes in a query string (links and logs keep those). Without it the
+	// dashboard is read-only.
+	WriteToken string
 	// StreamLifetime bounds one live-update stream (/api/events); the page
 	// reconnects at once. Zero is DefaultStreamLifetime.
 	StreamLifetime time.Duration
@@ -112,8 +121,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		"default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'")
 	h.Set("Referrer-Policy", "no-referrer")
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		h.Set("Allow", "GET, HEAD")
-		http.Error(w, "the dashboard is read-only", http.StatusMethodNotAllowed)
+		s.serveWrite(w, r)
 		return
 	}
 	// The embedded assets hold no data, and a page opened with ?token=
@@ -128,6 +136,33 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		http.Error(w, "unauthorized: pass the token (Authorization: Bearer TOKEN or ?token=TOKEN) "+
 			"or the basic-auth user", http.StatusUnauthorized)
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+// serveWrite takes the dashboard's only writes, maintenance windows, from
+// a request with the write token, and refuses every other.
+func (s *Server) serveWrite(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	write := r.URL.Path == "/api/maintenance" && r.Method == http.MethodPost ||
+		strings.HasPrefix(r.URL.Path, "/api/maintenance/") && r.Method == http.MethodDelete
+	if !write || s.opt.Alerting == nil {
+		h.Set("Allow", "GET, HEAD")
+		http.Error(w, "the dashboard is read-only but for POST /api/maintenance and "+
+			"DELETE /api/maintenance/ID", http.StatusMethodNotAllowed)
+		return
+	}
+	if s.opt.WriteToken == "" {
+		http.Error(w, "writes are off: start reach watch with REACH_WATCH_WRITE_TOKEN (or --write-token) "+
+			"and send it as Authorization: Bearer TOKEN", http.StatusForbidden)
+		return
+	}
+	a := r.Header.Get("Authorization")
+	if len(a) <= 7 || !strings.EqualFold(a[:7], "Bearer ") || !equal(a[7:], s.opt.WriteToken) {
+		h.Add("WWW-Authenticate", `Bearer realm="reach-write"`)
+		http.Error(w, "unauthorized: a write needs the write token as Authorization: Bearer TOKEN",
+			http.StatusUnauthorized)
 		return
 	}
 	s.mux.ServeHTTP(w, r)

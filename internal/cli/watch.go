@@ -32,6 +32,7 @@ func init() { register("watch", newWatchCmd) }
 func newWatchCmd(env *Env) *cobra.Command {
 	var (
 		config, store, listen, retain, basic, token string
+		writeToken                                  string
 		checkOnly, noDoctor, noNetWatch, replica    bool
 		replicaInterval                             time.Duration
 		tlsFlags                                    hubTLSFlags
@@ -135,6 +136,18 @@ closed at once, counted in reach_http_connections_refused_total and logged.`,
 					return usageErrorf("%v", err)
 				}
 			}
+			if writeToken == "" {
+				writeToken = os.Getenv("REACH_WATCH_WRITE_TOKEN")
+			}
+			if writeToken != "" {
+				if err := agent.CheckToken("--write-token or REACH_WATCH_WRITE_TOKEN", writeToken); err != nil {
+					return usageErrorf("%v", err)
+				}
+				if writeToken == token {
+					return usageErrorf("the write token is the dashboard's token: give it a token of its own, " +
+						"so that who may read cannot also silence alerts")
+				}
+			}
 			if basic == "" {
 				basic = os.Getenv("REACH_WATCH_BASIC_AUTH")
 			}
@@ -178,7 +191,8 @@ closed at once, counted in reach_http_connections_refused_total and logged.`,
 				noNetWatch: noNetWatch, log: log, jsonLogs: logs.format == "json",
 				replica: replica, replicaInterval: replicaInterval,
 				doctorTimeout: doctorTimeout, storeGrace: storeGrace, server: srvOpt,
-				auth: web.Options{Token: token, User: user, Password: pass, StreamLifetime: streamLife}}
+				auth: web.Options{Token: token, User: user, Password: pass, StreamLifetime: streamLife,
+					WriteToken: writeToken}}
 			return w.run(cmd.Context())
 		},
 	}
@@ -195,6 +209,8 @@ closed at once, counted in reach_http_connections_refused_total and logged.`,
 	tlsFlags.add(cmd)
 	agentTLS.add(cmd)
 	f.StringVar(&token, "token", "", "require this bearer token (or ?token=) on the dashboard")
+	f.StringVar(&writeToken, "write-token", "", "accept maintenance windows (POST/DELETE /api/maintenance) "+
+		"with this bearer token (or REACH_WATCH_WRITE_TOKEN)")
 	f.StringVar(&basic, "basic-auth", "", "require HTTP basic auth user:password on the dashboard")
 	f.IntVar(&concurrency, "concurrency", monitor.DefaultConcurrency, "probes in flight at most")
 	f.BoolVar(&noDoctor, "no-doctor", false, "do not diagnose endpoints that go down")
@@ -259,6 +275,28 @@ func printConfig(env *Env, path string, cfg *monitor.Config) error {
 	}
 	fmt.Fprintf(env.Out, "alerts: %s, down after %d failures, up after %d successes\n",
 		hook, cfg.Alerts.Fall, cfg.Alerts.Rise)
+	a := cfg.Alerts
+	if a.Alertmanager != "" {
+		fmt.Fprintf(env.Out, "  alertmanager %s, firing alerts posted again every %v\n",
+			monitor.RedactWebhook(a.Alertmanager), a.ResendEvery)
+	}
+	if a.GroupWait > 0 {
+		fmt.Fprintf(env.Out, "  a down alert waits %v for those of its dependencies\n", a.GroupWait)
+	}
+	if a.RemindEvery > 0 {
+		fmt.Fprintf(env.Out, "  still down: reminded every %v\n", a.RemindEvery)
+	}
+	if a.FlapChanges > 0 {
+		fmt.Fprintf(env.Out, "  flapping: more than %d changes in %v\n", a.FlapChanges, a.FlapWindow)
+	}
+	for _, ep := range cfg.Endpoints {
+		if len(ep.DependsOn) > 0 {
+			fmt.Fprintf(env.Out, "  %s depends on %s\n", ep.Name, strings.Join(ep.DependsOn, ", "))
+		}
+	}
+	for _, w := range a.Maintenance {
+		fmt.Fprintf(env.Out, "  maintenance %s: %s\n", w.ID, w)
+	}
 	return nil
 }
 
@@ -330,7 +368,8 @@ func (w *watcher) run(ctx context.Context) error {
 		Monitor: monitor.Options{Store: store, Metrics: monitor.NewMetrics(reg),
 			Concurrency: w.concurrency, Retain: w.retain, StoreGrace: w.storeGrace, Replica: replica},
 		NoDoctor: w.noDoctor, NoNetWatch: w.noNetWatch, DoctorTimeout: w.doctorTimeout, AgentClient: w.agents,
-		Dashboard: dash, Server: w.server, Logger: log, HubMetrics: hub.NewMetrics(reg)})
+		Dashboard: dash, Server: w.server, Logger: log, HubMetrics: hub.NewMetrics(reg),
+		DashboardURL: scheme + "://" + ln.Addr().String() + "/"})
 	if err != nil {
 		return &ExitError{Code: ExitFail, Err: err}
 	}

@@ -56,7 +56,8 @@ function renderRow(st) {
   const name = st.source === "local" ? st.endpoint : st.endpoint + " (" + st.source + ")";
   const tr = el("tr", { "data-key": keyOf(st), "data-state": st.state },
     el("td", {}, name), el("td", {}, el("code", {}, st.target || "")),
-    el("td", {}, stateBadge(st.state), st.cause ? " " + st.cause : ""),
+    el("td", {}, stateBadge(st.state), st.cause ? " " + st.cause : "",
+      st.held ? el("span", { class: "held", title: "alerts held: " + st.held }, " held: " + st.held) : ""),
     el("td", { title: new Date(st.since).toLocaleString() }, ago(st.since)),
     el("td", {}, last), el("td", {}, pct(st.uptime_24h)), labels);
   if (keyOf(st) === selected) tr.classList.add("selected");
@@ -166,6 +167,23 @@ function renderChanges(cs) {
   }));
 }
 
+// renderMaintenance lists the maintenance windows: those open now first.
+function renderMaintenance(ws) {
+  document.getElementById("maintenance").hidden = ws.length === 0;
+  const sorted = [...ws].sort((a, b) => (b.active ? 1 : 0) - (a.active ? 1 : 0));
+  document.querySelector("#maintenance-table tbody").replaceChildren(...sorted.map((w) =>
+    el("tr", { "data-window": w.id, class: w.active ? "active" : "" },
+      el("td", {}, w.id, w.reason ? el("div", { class: "muted" }, w.reason) : ""),
+      el("td", {}, w.description),
+      el("td", {}, (w.endpoints || []).join(", ") || "every endpoint"),
+      el("td", {}, w.active ? "open until " + new Date(w.active_until).toLocaleString()
+        : w.next ? "next " + new Date(w.next).toLocaleString() : "over"))));
+}
+
+function loadMaintenance() {
+  getJSON("api/maintenance").then(renderMaintenance).catch(() => {});
+}
+
 let changesTimer = null;
 function loadChanges() { // at most twice a second, however many events come
   if (changesTimer) return;
@@ -247,11 +265,14 @@ document.querySelectorAll("button.win").forEach((b) => b.addEventListener("click
 }));
 
 loadList().then(() => {
-  const first = [...rows.values()].find((s) => s.state === "down") || rows.values().next().value;
+  const linked = rows.get(decodeURIComponent(location.hash.slice(1))); // alerts link to #source/name
+  const first = linked || [...rows.values()].find((s) => s.state === "down") || rows.values().next().value;
   if (first) select(keyOf(first));
 }).catch((e) => { document.getElementById("summary").textContent = String(e); });
 connect();
 loadChanges();
+loadMaintenance();
+setInterval(loadMaintenance, 30000);
 setInterval(loadChanges, 10000);
 // On a hub (reach watch with an agents: section) the matrix is one click away.
 fetch(api("agents/matrix.json"), { method: "HEAD", cache: "no-store" }).then((r) => {
