@@ -35,6 +35,7 @@ func newWatchCmd(env *Env) *cobra.Command {
 		writeToken                                  string
 		checkOnly, noDoctor, noNetWatch, replica    bool
 		replicaInterval                             time.Duration
+		configPoll                                  time.Duration
 		tlsFlags                                    hubTLSFlags
 		agentTLS                                    agentTLSFlags
 		concurrency                                 int
@@ -75,8 +76,10 @@ compacting history are each done by one replica at a time, and taken over
 within two --replica-interval when it dies. Each result and state change is
 stored once, and each alert sent once. SQLite is one process's store.
 
-Send SIGHUP to reload the configuration; endpoints keep their state. A bad
-file is refused and the running configuration stays.
+The configuration is reloaded when its file changes (checked every
+--config-poll, 5s: a Kubernetes ConfigMap mounted without subPath updates in
+place) and on SIGHUP; endpoints keep their state. A bad file is refused and
+the running configuration stays.
 
 With an agents: section, watch is also the hub of "reach agent"s (see
 deploy/README.md): --tls-cert/--tls-key/--tls-client-ca serve it over https
@@ -112,6 +115,9 @@ closed at once, counted in reach_http_connections_refused_total and logged.`,
 					concurrency, monitor.DefaultConcurrency)
 			case doctorTimeout <= 0:
 				return usageErrorf("--doctor-timeout %v: give a positive duration such as 3s", doctorTimeout)
+			}
+			if configPoll < 0 {
+				return usageErrorf("--config-poll %v: give a duration such as 5s, or 0 to reload on SIGHUP only", configPoll)
 			}
 			if err := mustBePositive(durationFlag{"stream-lifetime", streamLife},
 				durationFlag{"store-grace", storeGrace}); err != nil {
@@ -189,7 +195,7 @@ closed at once, counted in reach_http_connections_refused_total and logged.`,
 			w := watcher{env: env, cfg: cfg, path: config, store: store, listen: listen, retain: ret,
 				tls: tlsFlags, agents: agents, concurrency: concurrency, noDoctor: noDoctor,
 				noNetWatch: noNetWatch, log: log, jsonLogs: logs.format == "json",
-				replica: replica, replicaInterval: replicaInterval,
+				replica: replica, replicaInterval: replicaInterval, configPoll: configPoll,
 				doctorTimeout: doctorTimeout, storeGrace: storeGrace, server: srvOpt,
 				auth: web.Options{Token: token, User: user, Password: pass, StreamLifetime: streamLife,
 					WriteToken: writeToken}}
@@ -205,6 +211,8 @@ closed at once, counted in reach_http_connections_refused_total and logged.`,
 		"processes: one fleet, endpoints split between them, alerts and compaction by one at a time")
 	f.DurationVar(&replicaInterval, "replica-interval", monitor.DefaultReplicaInterval,
 		"replicas: how often each says it lives; one silent this long is taken over")
+	f.DurationVar(&configPoll, "config-poll", 5*time.Second, "reload the configuration when its file "+
+		"changes, checked this often (a Kubernetes ConfigMap update, an edit); 0: on SIGHUP only")
 	f.StringVar(&listen, "listen", "127.0.0.1:9190", "address of the dashboard, API and /metrics")
 	tlsFlags.add(cmd)
 	agentTLS.add(cmd)
@@ -313,6 +321,7 @@ type watcher struct {
 	noNetWatch            bool
 	replica               bool
 	replicaInterval       time.Duration
+	configPoll            time.Duration // 0: reload on SIGHUP only
 	auth                  web.Options
 	server                httpsafe.Options
 	log                   *slog.Logger // from --log-level and --log-format
@@ -412,6 +421,18 @@ func (w *watcher) run(ctx context.Context) error {
 	g, runCtx := errgroup.WithContext(runCtx)
 	g.Go(func() error { return wt.Run(runCtx, ln) })
 	g.Go(func() error { w.reloadOnHUP(runCtx, hup, wt, log); return nil })
+	if w.configPoll > 0 {
+		g.Go(func() error {
+			pollFile(runCtx, w.path, w.configPoll, func() {
+				log.Info("configuration file changed; reloading", "config", w.path)
+				select {
+				case hup <- syscall.SIGHUP: // as if sent: one reload path
+				default: // a reload is pending already
+				}
+			})
+			return nil
+		})
+	}
 	if err := g.Wait(); err != nil && ctx.Err() == nil {
 		return &ExitError{Code: ExitFail, Err: err}
 	}

@@ -20,7 +20,7 @@ func TestWatchReloadsOnSIGHUP(t *testing.T) {
 	a, b := testnet.Serve(t, testnet.HangUp), testnet.Serve(t, testnet.HangUp)
 	config := filepath.Join(t.TempDir(), "reach.yaml")
 	writeConfig(t, config, "endpoints:\n  - {name: a, target: '"+a.String()+"', interval: 1s}\n")
-	w := startWatch(t, config, "--no-doctor")
+	w := startWatch(t, config, "--no-doctor", "--config-poll", "0") // SIGHUP alone
 	var before web.EndpointView
 	testnet.Eventually(t, 30*time.Second, "a up", func() bool { before = w.endpoints(t)["a"]; return before.State == monitor.StateUp })
 
