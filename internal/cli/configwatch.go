@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"os"
-	"syscall"
 	"time"
 )
 
@@ -24,9 +23,7 @@ func stampOf(path string) fileStamp {
 		return fileStamp{err: true}
 	}
 	s := fileStamp{mod: fi.ModTime(), size: fi.Size()}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		s.dev, s.ino = uint64(st.Dev), st.Ino
-	}
+	s.dev, s.ino = fileID(fi)
 	return s
 }
 
