@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"testing"
+	"time"
 
 	"github.com/reach-tools/reach/endpoint"
 	"github.com/reach-tools/reach/internal/testnet"
@@ -75,5 +76,29 @@ func BenchmarkTLSLayer(b *testing.B) {
 				b.Fatalf("not ready: %v %+v", r.Err, r.TLS)
 			}
 		}
+	})
+	// Both in turn in each iteration, so a machine whose load changes
+	// during the run weighs on both alike: bare-ns/op and layer-ns/op,
+	// and their ratio.
+	b.Run("interleaved", func(b *testing.B) {
+		d := tls.Dialer{Config: &tls.Config{RootCAs: ca.Pool(), ServerName: "127.0.0.1"}}
+		opt := probe.Options{TLS: &probe.TLSOptions{RootCAs: ca.Pool()}}
+		var bare, layer time.Duration
+		for b.Loop() {
+			t0 := time.Now()
+			c, err := d.DialContext(context.Background(), "tcp", ap.String())
+			if err != nil {
+				b.Fatal(err)
+			}
+			c.Close()
+			t1 := time.Now()
+			if r := probe.Run(context.Background(), endpoint.FromAddrPort(ap), opt); !r.Ready() {
+				b.Fatalf("not ready: %v %+v", r.Err, r.TLS)
+			}
+			bare, layer = bare+t1.Sub(t0), layer+time.Since(t1)
+		}
+		b.ReportMetric(float64(bare.Nanoseconds())/float64(b.N), "bare-ns/op")
+		b.ReportMetric(float64(layer.Nanoseconds())/float64(b.N), "layer-ns/op")
+		b.ReportMetric(float64(layer)/float64(bare), "layer/bare")
 	})
 }
