@@ -192,11 +192,16 @@ func (r *Replica) Run(ctx context.Context) {
 }
 
 // beat says this replica lives, reads who else does, and renews or takes
-// each job's lease. A lease expires an interval after its last renewal.
+// each job's lease. A lease expires 3/4 of an interval after its last renewal.
 func (r *Replica) beat(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, r.interval)
 	defer cancel()
 	ttl := r.interval.Milliseconds()
+	// A lease lasts three quarters of an interval, renewed every quarter:
+	// its holder may miss two renewals, and a dead holder's jobs are
+	// taken within an interval of its last renewal, a second to spare
+	// for a loaded machine before the two intervals promised.
+	leaseTTL := ttl * 3 / 4
 	db := r.store.db
 	_, err := db.ExecContext(ctx, `INSERT INTO replicas (id, host, pid, started, heartbeat)
 		VALUES ($1, $2, $3, `+nowMS+`, `+nowMS+`)
@@ -229,7 +234,7 @@ func (r *Replica) beat(ctx context.Context) error {
 				expires = excluded.expires,
 				acquired = CASE WHEN leases.holder = excluded.holder THEN leases.acquired ELSE excluded.acquired END
 			WHERE leases.holder = excluded.holder OR leases.expires < `+nowMS+`
-			RETURNING holder`, job, r.id, ttl).Scan(&holder)
+			RETURNING holder`, job, r.id, leaseTTL).Scan(&holder)
 		switch {
 		case errors.Is(err, sql.ErrNoRows): // another holds it
 		case err != nil:
