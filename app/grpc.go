@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
@@ -103,7 +105,7 @@ func GRPC(ctx context.Context, conn net.Conn, req Request) (Result, error) {
 				return r, fmt.Errorf("the server closed the connection without answering the HTTP/2 "+
 					"preface (a TLS port does so: for TLS, use grpcs://): %w", io.EOF)
 			}
-			return r, fmt.Errorf("%s: %s", st.Code(), st.Message())
+			return r, fmt.Errorf("%s: %s: %w", st.Code(), st.Message(), transportErr(st.Message()))
 		}
 	}
 	r.Cause, r.Detail = AppError, fmt.Sprintf("the health check failed: %s: %s", st.Code(), st.Message())
@@ -138,4 +140,20 @@ func (c *recorder) first() ([]byte, time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return append([]byte(nil), c.buf...), c.at
+}
+
+// transportErr is the I/O error a gRPC status message names (the
+// transport reports it as text only), so callers can classify it.
+func transportErr(msg string) error {
+	switch {
+	case strings.Contains(msg, "connection reset"):
+		return syscall.ECONNRESET
+	case strings.Contains(msg, "broken pipe"):
+		return syscall.EPIPE
+	case strings.Contains(msg, "EOF"):
+		return io.EOF
+	case strings.Contains(msg, "timeout"), strings.Contains(msg, "deadline"):
+		return os.ErrDeadlineExceeded
+	}
+	return errors.New("connection error")
 }

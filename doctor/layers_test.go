@@ -103,6 +103,7 @@ func TestLayerCauses(t *testing.T) {
 		{"client certificate required", mtls, tlsOnly(roots), TLSFailed, Confirmed},
 		{"tls on a plain port", ok, tlsOnly(roots), WrongProtocol, Confirmed},
 		{"http on a tls port", httpsPort, plain("http"), WrongProtocol, Confirmed},
+		{"plain grpc on a tls port", valid, plain("grpc"), WrongProtocol, Confirmed},
 		{"http 500", fails, plain("http"), AppError, Confirmed},
 		{"proxy backend down", proxied, plain("http"), AppError, Confirmed},
 		{"grpc not serving", starting, plain("grpc"), NotReady, Confirmed},

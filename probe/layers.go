@@ -179,6 +179,9 @@ func layers(ctx context.Context, conn net.Conn, ap netip.AddrPort, ep endpoint.E
 				return nil
 			}
 			r.fail("app", ap.String(), err)
+			if r.TLS == nil && (r.Class == ClosedByPeer || r.Class == Reset) {
+				tlsInstead(ctx, ap, ep, opt, r)
+			}
 			return nil
 		}
 		if !res.Ready {
@@ -442,4 +445,40 @@ func Upgrade(ctx context.Context, conn net.Conn, ep endpoint.Endpoint, opt Optio
 	ctx, cancel := context.WithTimeout(ctx, opt.timeout())
 	defer cancel()
 	return layers(ctx, conn, ap, ep, opt, &r), r
+}
+
+// tlsInstead asks, when a plain request was answered by a close or a reset
+// without a byte (what Go's TLS servers do to anything but a ClientHello or
+// an HTTP/1 request), whether the port speaks TLS: a handshake, unverified,
+// on a second connection. When it completes, the answer was wrong-protocol,
+// and r says so (class Open, App.Cause WrongProtocol).
+func tlsInstead(ctx context.Context, ap netip.AddrPort, ep endpoint.Endpoint, opt Options, r *Result) {
+	dial := opt.Dial
+	if dial == nil {
+		dial = LocalDialer(opt.Source, opt.Interface)
+	}
+	conn, err := dial(ctx, opt.network(), ap.String())
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	name := ep.Host
+	if name == "" {
+		name = ap.Addr().String()
+	}
+	tc := tls.Client(conn, &tls.Config{ServerName: name, InsecureSkipVerify: true, NextProtos: []string{"h2", "http/1.1"}})
+	if tc.HandshakeContext(ctx) != nil {
+		return
+	}
+	cs := tc.ConnectionState()
+	proto := r.App.Protocol
+	secure := map[string]string{"http": "https://", "grpc": "grpcs://", "redis": "rediss://"}[proto]
+	if secure == "" {
+		secure = "a TLS scheme"
+	}
+	r.App.Cause, r.App.State = app.WrongProtocol, string(app.KindTLS)
+	r.App.Detail = fmt.Sprintf("the server %s the plain %s request without a byte in answer, and a TLS handshake on a "+
+		"second connection completed (%s): the port speaks TLS: use %s", map[Class]string{ClosedByPeer: "closed", Reset: "reset"}[r.Class],
+		proto, tls.VersionName(cs.Version), secure)
+	r.Class, r.Errno, r.Err = Open, 0, nil
 }

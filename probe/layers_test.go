@@ -163,3 +163,20 @@ func TestRedirectDialer(t *testing.T) {
 		t.Fatal(r.Err)
 	}
 }
+
+// A TLS server closes a plain gRPC (HTTP/2) connection without a byte: a
+// second connection's handshake shows the port speaks TLS: wrong-protocol.
+// A plain server that closes the same way stays closed-by-peer.
+func TestPlainToTLSConfirmed(t *testing.T) {
+	ca := testnet.NewCA(t, "reach test CA")
+	tlsLn := testnet.ServeTLS(t, &tls.Config{Certificates: []tls.Certificate{ca.Issue(t, testnet.Cert{Names: []string{"127.0.0.1"}})}}, nil)
+	closer := endpoint.FromAddrPort(testnet.Serve(t, func(c net.Conn) {}))
+	r := runLayers(t, epOf(tlsLn), Options{App: &app.Request{Protocol: "grpc"}})
+	if r.Class != Open || r.Ready() || r.App.Cause != app.WrongProtocol || !strings.Contains(r.App.Detail, "use grpcs://") {
+		t.Fatalf("plain gRPC to a TLS port: %s %+v %v", r.Class, r.App, r.Err)
+	}
+	r = runLayers(t, closer, Options{App: &app.Request{Protocol: "grpc"}})
+	if (r.Class != ClosedByPeer && r.Class != Reset) || r.App.Cause != "" {
+		t.Fatalf("a plain server that closes: %s %+v %v", r.Class, r.App, r.Err)
+	}
+}
