@@ -194,7 +194,7 @@ func layers(ctx context.Context, conn net.Conn, ap netip.AddrPort, ep endpoint.E
 
 // handshake runs the TLS layer, filling r.TLS. The error is an I/O
 // failure; what the handshake decided is r.TLS.
-func handshake(ctx context.Context, conn net.Conn, ap netip.AddrPort, ep endpoint.Endpoint, opt Options, r *Result) (*tls.Conn, error) {
+func handshake(ctx context.Context, conn net.Conn, ap netip.AddrPort, ep endpoint.Endpoint, opt Options, r *Result) (net.Conn, error) {
 	to := opt.TLS
 	name := to.ServerName
 	if name == "" {
@@ -240,7 +240,10 @@ func handshake(ctx context.Context, conn net.Conn, ap netip.AddrPort, ep endpoin
 			tr.Detail = "verification skipped (--insecure): " + tr.Detail
 		}
 		if tr.ClientCertRequested && cs.Version == tls.VersionTLS13 && opt.App == nil {
-			awaitVerdict(ctx, tc, tr)
+			if b := awaitVerdict(ctx, tc, tr); len(b) > 0 {
+				// The server spoke first: hand its byte on.
+				return &replayConn{Conn: tc, pending: b}, nil
+			}
 		}
 		return tc, nil
 	}
@@ -254,8 +257,9 @@ func handshake(ctx context.Context, conn net.Conn, ap netip.AddrPort, ep endpoin
 }
 
 // awaitVerdict reads briefly after a TLS 1.3 handshake in which the server
-// asked for a client certificate: its rejection comes as an alert then.
-func awaitVerdict(ctx context.Context, tc *tls.Conn, tr *TLSResult) {
+// asked for a client certificate: its rejection comes as an alert then. What
+// the server sent meanwhile (a server that speaks first) is returned.
+func awaitVerdict(ctx context.Context, tc *tls.Conn, tr *TLSResult) []byte {
 	deadline := time.Now().Add(ClientCertWait)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
@@ -263,8 +267,24 @@ func awaitVerdict(ctx context.Context, tc *tls.Conn, tr *TLSResult) {
 	tc.SetReadDeadline(deadline)
 	defer tc.SetReadDeadline(time.Time{})
 	var b [1]byte
-	_, err := tc.Read(b[:])
+	n, err := tc.Read(b[:])
 	tlsAlert(err, tr)
+	return b[:n]
+}
+
+// replayConn is a connection whose first bytes were read already.
+type replayConn struct {
+	net.Conn
+	pending []byte
+}
+
+func (c *replayConn) Read(b []byte) (int, error) {
+	if len(c.pending) > 0 {
+		n := copy(b, c.pending)
+		c.pending = c.pending[n:]
+		return n, nil
+	}
+	return c.Conn.Read(b)
 }
 
 // tlsAlert fails tr when err is an alert the server sent; it reports

@@ -180,3 +180,27 @@ func TestPlainToTLSConfirmed(t *testing.T) {
 		t.Fatalf("a plain server that closes: %s %+v %v", r.Class, r.App, r.Err)
 	}
 }
+
+// A TLS 1.3 server that asks for a client certificate is given time to
+// reject it after the handshake; a server that speaks first meanwhile loses
+// nothing of what it said.
+func TestClientCertVerdictKeepsData(t *testing.T) {
+	ca := testnet.NewCA(t, "reach test CA")
+	ln := testnet.ServeTLS(t, &tls.Config{Certificates: []tls.Certificate{ca.Issue(t, testnet.Cert{Names: []string{"127.0.0.1"}})},
+		ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca.Pool()}, func(c net.Conn) {
+		io.WriteString(c, "220 hello\r\n")
+		c.Read(make([]byte, 1))
+	})
+	client := ca.Issue(t, testnet.Cert{Names: []string{"me"}, Client: true})
+	conn, r := Dial(context.Background(), epOf(ln), Options{Timeout: 10 * time.Second,
+		TLS: &TLSOptions{RootCAs: ca.Pool(), Certificates: []tls.Certificate{client}}})
+	if conn == nil || !r.Ready() || !r.TLS.ClientCertRequested {
+		t.Fatalf("mTLS: %+v %v", r.TLS, r.Err)
+	}
+	defer conn.Close()
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got, err := io.ReadAll(io.LimitReader(conn, int64(len("220 hello\r\n"))))
+	if err != nil || string(got) != "220 hello\r\n" {
+		t.Fatalf("read %q, %v; want the server's whole greeting", got, err)
+	}
+}
