@@ -68,6 +68,9 @@ type Hub struct {
 	// HistoryLink, when set, gives the URL of a pair's stored history and
 	// findings (e.g. the dashboard's API), linked from the pair page.
 	HistoryLink func(source, target string) string
+	// Causes, when set, gives the doctor's cause id for a failing pair
+	// (the monitor's state of it), shown in the matrix's cells.
+	Causes func(source, target string) string
 	// AgentClient asks target hosts' agents for evidence on the pair page;
 	// nil uses one with a 3 s timeout. Set its TLS config for https agents.
 	AgentClient *http.Client
@@ -394,6 +397,9 @@ type Cell struct {
 	// Stale is set when no result came for three intervals: the agent or
 	// its link to the hub is down, and Class is old news.
 	Stale bool `json:"stale"`
+	// Cause is the doctor's cause id for a failing pair (Hub.Causes), e.g.
+	// not-listening or firewall-drop; empty while open or undiagnosed.
+	Cause string `json:"cause,omitempty"`
 }
 
 // Matrix is the connectivity matrix: Cells[i][j] is what Sources[i] saw of
@@ -404,23 +410,59 @@ type Matrix struct {
 	Sources  []string       `json:"sources"`
 	Targets  []string       `json:"targets"`
 	Cells    [][]*Cell      `json:"cells"`
+	// Group is the label rows and columns are grouped by (MatrixBy);
+	// SourceGroups[i] and TargetGroups[j] are Sources[i]'s and Targets[j]'s
+	// value of it ("" without it). GroupKeys are the labels the hosts have.
+	Group        string   `json:"group,omitempty"`
+	SourceGroups []string `json:"source_groups,omitempty"`
+	TargetGroups []string `json:"target_groups,omitempty"`
+	GroupKeys    []string `json:"group_keys"`
 }
 
-// Matrix returns the current matrix.
-func (h *Hub) Matrix() Matrix {
+// Matrix returns the current matrix, in the config's order.
+func (h *Hub) Matrix() Matrix { return h.MatrixBy("") }
+
+// noGroup is the group of hosts without the label, and of targets outside
+// the fleet.
+const noGroup = ""
+
+// MatrixBy returns the current matrix with its rows and columns grouped by
+// the hosts' label group (e.g. zone or role): sources by their own label,
+// targets by their host's; hosts without it (and targets outside the
+// fleet) come last. Within a group, the config's order stays. An empty
+// group keeps the config's order alone.
+func (h *Hub) MatrixBy(group string) Matrix {
 	h.mu.RLock()
-	defer h.mu.RUnlock()
 	interval := time.Duration(cmp.Or(h.cfg.Interval, 10*time.Second))
-	m := Matrix{Interval: agent.Duration(interval), Sources: []string{}, Targets: []string{}}
+	m := Matrix{Interval: agent.Duration(interval), Sources: []string{}, Targets: []string{}, Group: group}
+	labelOf := func(host string) string {
+		i := slices.IndexFunc(h.members, func(hc HostConfig) bool { return hc.Name == host })
+		if i < 0 || group == "" {
+			return noGroup
+		}
+		return h.members[i].Labels[group]
+	}
 	var targets []agent.Target
-	for _, hc := range h.members {
-		m.Sources = append(m.Sources, hc.Name)
+	members := slices.Clone(h.members)
+	for _, hc := range members {
 		for _, t := range h.lists[hc.Name].Targets {
 			if !slices.ContainsFunc(targets, func(o agent.Target) bool { return o.ID == t.ID }) {
 				targets = append(targets, t)
 			}
 		}
 	}
+	byGroup := func(a, b string) int { // the hosts without the label last
+		switch {
+		case a == b:
+			return 0
+		case a == noGroup:
+			return 1
+		case b == noGroup:
+			return -1
+		}
+		return strings.Compare(a, b)
+	}
+	slices.SortStableFunc(members, func(a, b HostConfig) int { return byGroup(labelOf(a.Name), labelOf(b.Name)) })
 	hostIndex := func(name string) int {
 		i := slices.IndexFunc(h.members, func(hc HostConfig) bool { return hc.Name == name })
 		if i < 0 {
@@ -429,14 +471,17 @@ func (h *Hub) Matrix() Matrix {
 		return i
 	}
 	slices.SortStableFunc(targets, func(a, b agent.Target) int {
-		if d := hostIndex(a.Host) - hostIndex(b.Host); d != 0 {
-			return d
-		}
-		return a.Addr.Compare(b.Addr)
+		return cmp.Or(byGroup(labelOf(a.Host), labelOf(b.Host)), hostIndex(a.Host)-hostIndex(b.Host),
+			a.Addr.Compare(b.Addr))
 	})
 	now := time.Now()
+	for _, hc := range members {
+		m.Sources = append(m.Sources, hc.Name)
+		m.SourceGroups = append(m.SourceGroups, labelOf(hc.Name))
+	}
 	for _, t := range targets {
 		m.Targets = append(m.Targets, t.ID)
+		m.TargetGroups = append(m.TargetGroups, labelOf(t.Host))
 	}
 	for _, src := range m.Sources {
 		row := make([]*Cell, len(targets))
@@ -451,6 +496,19 @@ func (h *Hub) Matrix() Matrix {
 			}
 		}
 		m.Cells = append(m.Cells, row)
+	}
+	h.mu.RUnlock()
+	m.GroupKeys = h.labelKeys()
+	// The causes are the monitor's: asked without the hub's lock held.
+	for i, row := range m.Cells {
+		for j, c := range row {
+			if c != nil && c.Class != probe.Open && h.Causes != nil {
+				c.Cause = h.Causes(m.Sources[i], m.Targets[j])
+			}
+		}
+	}
+	if group == "" {
+		m.SourceGroups, m.TargetGroups = nil, nil
 	}
 	return m
 }

@@ -20,8 +20,8 @@ import (
 func (h *Hub) Pages() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /agents/{$}", h.serveMatrix)
-	mux.HandleFunc("GET /agents/matrix.json", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, h.Matrix())
+	mux.HandleFunc("GET /agents/matrix.json", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, h.MatrixBy(r.URL.Query().Get("group"))) // ?group=zone groups by that label
 	})
 	mux.HandleFunc("GET /agents/pair", h.servePair)
 	mux.HandleFunc("GET /agents/matrix.js", func(w http.ResponseWriter, _ *http.Request) {
@@ -70,10 +70,17 @@ var pageFuncs = template.FuncMap{
 		return "/agents/pair?" + q.Encode()
 	},
 	"query": query,
-	"dur":   func(d agent.Duration) string { return time.Duration(d).String() },
-	"ms":    func(d agent.Duration) string { return time.Duration(d).Round(10 * time.Microsecond).String() },
-	"when":  func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05Z") },
-	"ago":   func(t time.Time) string { return time.Since(t).Round(time.Second).String() },
+	"groupURL": func(keep url.Values, group string) string {
+		q := url.Values{"group": {group}}
+		for k, v := range keep {
+			q[k] = v
+		}
+		return "/agents/?" + q.Encode()
+	},
+	"dur":  func(d agent.Duration) string { return time.Duration(d).String() },
+	"ms":   func(d agent.Duration) string { return time.Duration(d).Round(10 * time.Microsecond).String() },
+	"when": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05Z") },
+	"ago":  func(t time.Time) string { return time.Since(t).Round(time.Second).String() },
 }
 
 // matrixJS updates the matrix live: it fetches the page again and swaps the
@@ -88,38 +95,6 @@ const matrixJS = `setInterval(async () => {
 }, 2000);
 `
 
-var matrixPage = template.Must(template.New("matrix").Funcs(pageFuncs).Parse(`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>reach: connectivity matrix</title>
-<style>
-body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}
-table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:.35em .6em;text-align:center}
-th{background:#f5f5f5;white-space:nowrap}th.src{text-align:right}td{white-space:nowrap}
-td a{color:#fff;text-decoration:none;display:block}
-td.none{background:#fafafa;color:#bbb}
-.legend span{display:inline-block;padding:.1em .5em;margin-right:.3em;color:#fff;border-radius:3px}
-</style></head><body>
-<h1>Connectivity matrix</h1>
-<p><a href="/{{query .Keep}}">← dashboard</a></p>
-<p>Rows probe columns every {{dur .Interval}}. Each cell is the latest result; grey means no result for three intervals (agent or hub link down). Click a cell for its history. "Results dropped" counts what an agent discarded while it could not reach the hub.</p>
-<div id="matrix">
-<table>
-<tr><th>source \ target</th>{{range .Targets}}<th>{{.}}</th>{{end}}</tr>
-{{range $i, $src := .Sources}}<tr><th class="src">{{$src}}</th>
-{{- range $j, $c := index $.Cells $i}}{{$t := index $.Targets $j}}
-{{- if $c}}<td style="background:{{colour $c}}" title="{{$c.Class}} since {{when $c.Since}}{{if $c.Error}}: {{$c.Error}}{{end}}" data-source="{{$src}}" data-target="{{$t}}" data-class="{{$c.Class}}"><a href="{{pairURL $.Keep $src $t}}">{{$c.Class}}{{if $c.Stale}} (stale){{else if and (eq $c.Class "open") $c.RTT}} {{ms $c.RTT}}{{end}}</a></td>
-{{- else}}<td class="none">–</td>{{end}}
-{{- end}}</tr>
-{{end}}</table>
-<h2>Agents</h2>
-<table><tr><th>agent</th><th>address</th><th>last heard</th><th>results dropped</th></tr>
-{{range .Agents}}<tr><th class="src">{{.Name}}</th><td>{{.Addr}}</td><td>{{if .LastSeen.IsZero}}never{{else}}{{ago .LastSeen}} ago{{end}}</td><td>{{.Dropped}}</td></tr>
-{{end}}</table>
-</div>
-<p class="legend"><span style="background:#2e7d32">open</span><span style="background:#c62828">refused</span><span style="background:#ef6c00">timeout</span><span style="background:#6a1b9a">unreachable</span><span style="background:#1565c0">dns</span><span style="background:#ad1457">reset / closed</span><span style="background:#9e9e9e">stale</span></p>
-<script src="/agents/matrix.js{{query .Keep}}"></script>
-</body></html>
-`))
-
 // keep is the part of a page's query its links must carry: the dashboard's
 // ?token= auth, which links and scripts cannot send as a header.
 func keep(r *http.Request) url.Values {
@@ -128,15 +103,6 @@ func keep(r *http.Request) url.Values {
 		k.Set("token", tok)
 	}
 	return k
-}
-
-func (h *Hub) serveMatrix(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	_ = matrixPage.Execute(w, struct {
-		Matrix
-		Agents []agent.AgentInfo
-		Keep   url.Values
-	}{h.Matrix(), h.Agents(), keep(r)})
 }
 
 var pairPage = template.Must(template.New("pair").Funcs(pageFuncs).Parse(`<!doctype html>

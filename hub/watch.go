@@ -126,6 +126,16 @@ func NewWatch(ctx context.Context, cfg *monitor.Config, opt WatchOptions) (*Watc
 		w.Hub.HistoryLink = func(source, target string) string {
 			return "/api/endpoints/" + url.PathEscape(source) + "/" + url.PathEscape(target)
 		}
+		w.Hub.Causes = func(source, target string) string {
+			if w.Monitor == nil {
+				return ""
+			}
+			st, err := w.Monitor.Status(source, target)
+			if err != nil || st.State != monitor.StateDown {
+				return ""
+			}
+			return st.Cause
+		}
 		w.Hub.Notifier = w.Alerting // an agent gone stale holds the alerts of its host's pairs
 		if opt.Monitor.Store != nil {
 			w.Hub.Registry = opt.Monitor.Store
