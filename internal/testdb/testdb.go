@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package testdb starts real database servers for tests from Debian's
 // binaries (mariadb-server, redis-server, postgresql; scripts/test installs
 // them): each in a network namespace of its own (internal/netlab), on that
