@@ -650,8 +650,13 @@ func (m *Monitor) writer(ctx context.Context) {
 				return
 			}
 			wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			began := time.Now()
 			res, err := m.opt.Store.writeShared(wctx, shared, m.sharedRules())
 			cancel()
+			if took := time.Since(began); took > time.Second {
+				m.log.Warn("shared store write slow: the replica's answers to agents wait for it",
+					"samples", len(shared), "took", took.Round(time.Millisecond))
+			}
 			if mt := m.opt.Metrics; mt != nil {
 				if err != nil {
 					mt.writeErrors.Inc()
