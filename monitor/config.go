@@ -2,6 +2,7 @@ package monitor
 
 import (
 	"bytes"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/reach-tools/reach/app"
 	"github.com/reach-tools/reach/endpoint"
 	"github.com/reach-tools/reach/internal/bounded"
 	"github.com/reach-tools/reach/probe"
@@ -57,6 +59,55 @@ type Endpoint struct {
 	// DependsOn names the endpoints this one needs: while one of them is
 	// down, this one's alerts are held and it is named in that one's.
 	DependsOn []string
+	// Layers are the checks above TCP that a URL target asks for
+	// (https://, mysql://, ...); nil for a plain host:port or tcp://.
+	Layers *Layers
+}
+
+// Layers is what a URL target checks above TCP, and how (issue 13): the
+// TLS handshake of tls://, https://, grpcs://, rediss://, and the
+// application's readiness (package app).
+type Layers struct {
+	// URL is the target as parsed; its Endpoint is the Endpoint's Target.
+	URL endpoint.Target
+	// ExpectStatus is the set of HTTP statuses that mean healthy (empty:
+	// 200-399); ExpectBody must appear in the body.
+	ExpectStatus app.StatusSet
+	ExpectBody   string
+	// CA is a PEM file of the roots that verify the server's certificate
+	// (empty: the system's); Roots holds them.
+	CA    string
+	Roots *x509.CertPool
+	// SNI is the name sent in the handshake and verified (empty: the
+	// target's host).
+	SNI string
+	// WarnDays, when positive, makes a certificate with fewer days left
+	// than it unhealthy, so it alerts before it expires.
+	WarnDays int
+}
+
+// TargetString is the target as configured: the URL for a URL target,
+// host:port otherwise.
+func (e Endpoint) TargetString() string {
+	if e.Layers != nil {
+		return e.Layers.URL.String()
+	}
+	return e.Target.String()
+}
+
+// Options returns the probe's TLS and application options for the layers.
+func (l *Layers) Options() (*probe.TLSOptions, *app.Request) {
+	if l == nil {
+		return nil, nil
+	}
+	t, a := probe.Layers(l.URL)
+	if t != nil {
+		t.ServerName, t.RootCAs = l.SNI, l.Roots
+	}
+	if a != nil {
+		a.ExpectStatus, a.ExpectBody = l.ExpectStatus, l.ExpectBody
+	}
+	return t, a
 }
 
 // Alerts configures state changes and where they are announced.
@@ -95,7 +146,10 @@ const DefaultResendEvery = time.Minute
 // Config is a parsed, validated reach.yaml.
 type Config struct {
 	Endpoints []Endpoint
-	Alerts    Alerts
+	// Warnings are what a valid configuration likely gets wrong, with
+	// their lines: a plain TCP check of a MySQL port.
+	Warnings []string
+	Alerts   Alerts
 	// Agents is the agents: section, left for the hub (package hub) to
 	// decode with Node.Decode; nil when absent.
 	Agents *yaml.Node
@@ -182,6 +236,9 @@ func ParseConfig(file string, data []byte) (*Config, error) {
 		return nil, p.errs
 	}
 	cfg := p.document(&doc)
+	if cfg != nil {
+		cfg.Warnings = p.warns
+	}
 	p.oneDocument(dec)
 	if len(p.errs) > 0 {
 		slices.SortStableFunc(p.errs, func(a, b *ConfigError) int { return a.Line - b.Line })
@@ -227,8 +284,73 @@ func yamlError(file string, err error) *ConfigError {
 type configParser struct {
 	file   string
 	errs   ConfigErrors
+	warns  []string
 	covers []windowNames
 }
+
+// warnf records a warning: a valid configuration that likely does harm.
+func (p *configParser) warnf(n *yaml.Node, field, format string, args ...any) {
+	w := &ConfigError{File: p.file, Field: field, Reason: fmt.Sprintf(format, args...)}
+	if n != nil {
+		w.Line = n.Line
+	}
+	p.warns = append(p.warns, w.Error())
+}
+
+// layers reads the options of a URL target's layers.
+func (p *configParser) layers(m map[string]*yaml.Node, field string, ep *Endpoint) {
+	scheme, protocol, tls := "tcp", "", false
+	if ep.Layers != nil {
+		scheme, protocol, tls = ep.Layers.URL.Scheme, ep.Layers.URL.Protocol(), ep.Layers.URL.TLS()
+	}
+	only := func(key string, ok bool, what string) *yaml.Node {
+		v := m[key]
+		if v == nil {
+			return nil
+		}
+		if !ok {
+			p.errf(v, join(field, key), "applies to %s targets only; this target is %s://", what, scheme)
+			return nil
+		}
+		if v.Kind != yaml.ScalarNode {
+			p.errf(v, join(field, key), "want a plain value, got %s", kindName(v))
+			return nil
+		}
+		return v
+	}
+	if v := only("expect_status", protocol == "http", "http:// and https://"); v != nil {
+		set, err := app.ParseStatusSet(v.Value)
+		if err != nil {
+			p.errf(v, join(field, "expect_status"), "%v", err)
+		}
+		ep.Layers.ExpectStatus = set
+	}
+	if v := only("expect_body", protocol == "http", "http:// and https://"); v != nil {
+		ep.Layers.ExpectBody = v.Value
+	}
+	if v := only("sni", tls, "TLS (tls://, https://, grpcs://, rediss://)"); v != nil {
+		ep.Layers.SNI = v.Value
+	}
+	if v := only("ca", tls, "TLS (tls://, https://, grpcs://, rediss://)"); v != nil {
+		ep.Layers.CA = v.Value
+		pem, err := bounded.ReadFile(v.Value, "CA file", maxPEMFile)
+		if err != nil {
+			p.errf(v, join(field, "ca"), "%v", err)
+		} else if ep.Layers.Roots = x509.NewCertPool(); !ep.Layers.Roots.AppendCertsFromPEM(pem) {
+			p.errf(v, join(field, "ca"), "%s holds no PEM certificate", v.Value)
+		}
+	}
+	if v := only("warn_days", tls, "TLS (tls://, https://, grpcs://, rediss://)"); v != nil {
+		n, err := strconv.Atoi(v.Value)
+		if err != nil || n < 1 || n > 3650 {
+			p.errf(v, join(field, "warn_days"), "%q: want a whole number of days, 1 to 3650", v.Value)
+		}
+		ep.Layers.WarnDays = n
+	}
+}
+
+// maxPEMFile bounds a CA file.
+const maxPEMFile = 1 << 20
 
 func (p *configParser) errf(n *yaml.Node, field, format string, args ...any) {
 	e := &ConfigError{File: p.file, Field: field, Reason: fmt.Sprintf(format, args...)}
@@ -375,7 +497,8 @@ var validLabel = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,63}$`)
 
 func (p *configParser) endpoint(n *yaml.Node, field string, defInterval, defTimeout time.Duration) (Endpoint, bool) {
 	before := len(p.errs)
-	m := p.mapping(n, field, "name", "target", "interval", "timeout", "labels", "expect", "latency_threshold", "source", "interface", "depends_on")
+	m := p.mapping(n, field, "name", "target", "interval", "timeout", "labels", "expect", "latency_threshold", "source", "interface", "depends_on",
+		"expect_status", "expect_body", "ca", "sni", "warn_days")
 	if m == nil {
 		return Endpoint{}, false
 	}
@@ -387,12 +510,22 @@ func (p *configParser) endpoint(n *yaml.Node, field string, defInterval, defTime
 		ep.Name = v.Value
 	}
 	if v := p.scalar(m["target"], n, join(field, "target")); v != nil {
-		t, err := endpoint.ParseEndpoint(v.Value, 0)
+		t, err := endpoint.ParseTarget(v.Value)
 		if err != nil {
 			p.errf(v, join(field, "target"), "%v", err)
 		}
-		ep.Target = t
+		ep.Target = t.Endpoint
+		if err == nil && t.Scheme != "tcp" {
+			ep.Layers = &Layers{URL: t}
+		}
+		if err == nil && t.Scheme == "tcp" && t.Endpoint.Port == 3306 {
+			p.warnf(v, join(field, "target"), "%s is a plain TCP check of MySQL's port: MySQL and MariaDB count each "+
+				"connect-and-close as a connection error against this host and block it after max_connect_errors "+
+				"(100 by default) until FLUSH HOSTS; write target: mysql://%s, which ends each handshake cleanly",
+				v.Value, t.Endpoint)
+		}
 	}
+	p.layers(m, field, &ep)
 	if v := m["interval"]; v != nil {
 		ep.Interval = p.duration(v, join(field, "interval"), MinInterval, MaxInterval)
 	}

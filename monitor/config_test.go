@@ -89,7 +89,8 @@ func TestParseConfigDefaults(t *testing.T) {
 var invalidConfigs = map[string]string{
 	"invalid-alias.yaml":                 `7: endpoints[1].labels: YAML aliases and merge keys are not supported; write the value out`,
 	"invalid-bad-interval.yaml":          `4: endpoints[0].interval: "10x" is not a duration; want e.g. 500ms, 10s or 1m`,
-	"invalid-bad-target.yaml":            `3: endpoints[0].target: "http://127.0.0.1:8080/health": looks like a URL; give host:port (e.g. 127.0.0.1:8080)`,
+	"invalid-bad-target.yaml":            `3: endpoints[0].target: "ftp://127.0.0.1:21": unknown scheme "ftp"; reach takes grpc://, grpcs://, http://, https://, mysql://, postgres://, redis://, rediss://, tcp://, tls://, or host:port`,
+	"invalid-layer-option.yaml":          `4: endpoints[0].expect_status: applies to http:// and https:// targets only; this target is tcp://`,
 	"invalid-duplicate-name.yaml":        `4: endpoints[1].name: "db" is already used on line 2; names must be unique`,
 	"invalid-expect.yaml":                `4: endpoints[0].expect: got "filtered"; want open or closed`,
 	"invalid-missing-target.yaml":        `2: endpoints[0].target: missing; every endpoint needs one`,
@@ -99,7 +100,7 @@ var invalidConfigs = map[string]string{
 	"invalid-no-endpoints.yaml":          `1: no endpoints: list; want at least one endpoint to watch (or an agents: section)`,
 	"invalid-port.yaml":                  `3: endpoints[0].target: "127.0.0.1:65536": port out of range 1-65535`,
 	"invalid-timeout-over-interval.yaml": `5: endpoints[0].timeout: 5s is longer than the interval 2s; a probe must end before the next one starts`,
-	"invalid-unknown-field.yaml":         `4: endpoints[0]: unknown field "intervall" (known: name, target, interval, timeout, labels, expect, latency_threshold, source, interface, depends_on)`,
+	"invalid-unknown-field.yaml":         `4: endpoints[0]: unknown field "intervall" (known: name, target, interval, timeout, labels, expect, latency_threshold, source, interface, depends_on, expect_status, expect_body, ca, sni, warn_days)`,
 	"invalid-source.yaml":                `4: endpoints[0].source: got "198.18.0.300"; want an IP address of this host such as 198.18.0.1 or fd00::1`,
 	"invalid-source-family.yaml":         `5: endpoints[0].source: ::1 cannot reach the target 127.0.0.1:5432: give an address of the target's family`,
 	"invalid-interface.yaml":             `4: endpoints[0].interface: got "eth0:1"; want a network interface name such as eth0 (see ip link)`,

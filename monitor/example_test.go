@@ -41,5 +41,5 @@ endpoints:
 	fmt.Println(err)
 	// Output:
 	// reach.yaml:5: endpoints[0].interval: "10x" is not a duration; want e.g. 500ms, 10s or 1m
-	// reach.yaml:7: endpoints[1].target: "db.internal": missing port; want host:port (e.g. db.internal:443)
+	// reach.yaml:7: endpoints[1].target: "db.internal": missing port; want host:port (e.g. db.internal:443); or a URL such as https://db.internal
 }

@@ -2,6 +2,8 @@ package monitor
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/reach-tools/reach/probe"
 )
 
 // Metrics are the monitor's Prometheus series, named in the spirit of
@@ -19,6 +21,10 @@ type Metrics struct {
 	writeErrors prometheus.Counter
 	// storeHealthy is 0 once every write for Options.StoreGrace has failed.
 	storeHealthy prometheus.Gauge
+	// phase is the last probe's time in each layer; certExpiry the
+	// seconds left on the server's certificate (URL targets).
+	phase      *prometheus.GaugeVec
+	certExpiry *prometheus.GaugeVec
 }
 
 // NewMetrics creates the monitor's metrics and registers them on reg.
@@ -57,9 +63,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "reach_store_healthy", Help: "0 once every write to the store has failed for the grace (--store-grace), 1 otherwise.",
 		}),
 	}
+	m.phase = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "reach_probe_phase_seconds", Help: "The last probe's time in each phase: connect (TCP), tls (the handshake), first_byte (the application's answer).",
+	}, []string{"endpoint", "source", "phase"})
+	m.certExpiry = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "reach_tls_cert_expiry_seconds", Help: "Seconds until the server certificate's NotAfter, at the last probe (negative: expired).",
+	}, []string{"endpoint", "source"})
 	m.storeHealthy.Set(1)
 	reg.MustRegister(m.success, m.duration, m.failures, m.transitions, m.up, m.lateness, m.dropped, m.written, m.writeErrors,
-		m.storeHealthy)
+		m.storeHealthy, m.phase, m.certExpiry)
 	return m
 }
 
@@ -83,5 +95,25 @@ func (m *Metrics) forget(source, endpoint string) {
 	m.duration.Delete(l)
 	m.up.Delete(l)
 	m.failures.DeletePartialMatch(l)
+	m.phase.DeletePartialMatch(l)
+	m.certExpiry.Delete(l)
 	m.transitions.DeletePartialMatch(l)
+}
+
+// layers sets the phase durations and the certificate's expiry of a probe
+// of a URL target (labels l: endpoint, source).
+func (m *Metrics) layers(l []string, s Sample, r probe.Result) {
+	if s.Layer == "" {
+		return
+	}
+	m.phase.WithLabelValues(l[0], l[1], "connect").Set(r.RTT.Seconds())
+	if r.TLS != nil {
+		m.phase.WithLabelValues(l[0], l[1], "tls").Set(s.TLS.Seconds())
+	}
+	if r.App != nil {
+		m.phase.WithLabelValues(l[0], l[1], "first_byte").Set(s.FirstByte.Seconds())
+	}
+	if !s.CertExpiry.IsZero() {
+		m.certExpiry.WithLabelValues(l...).Set(s.CertExpiry.Sub(s.Time).Seconds())
+	}
 }

@@ -273,7 +273,7 @@ func (m *Monitor) Reload(cfg *Config) {
 			m.entries[key{LocalSource, ep.Name}] = e
 		}
 		e.ep = ep
-		e.status.Target, e.status.Labels = ep.Target.String(), ep.Labels
+		e.status.Target, e.status.Labels = ep.TargetString(), ep.Labels
 		if j := m.jobs[ep.Name]; j != nil {
 			j.ep = ep
 			if next := now.Add(ep.Interval); j.due.After(next) {
@@ -432,8 +432,9 @@ func (m *Monitor) probe(ctx context.Context, j *job, ep Endpoint, due time.Time)
 	if m.opt.Metrics != nil {
 		m.opt.Metrics.lateness.Observe(start.Sub(due).Seconds())
 	}
-	r := m.opt.Probe(ctx, ep.Target, probe.Options{Timeout: ep.Timeout, Dial: m.opt.Dial,
-		Source: ep.Source, Interface: ep.Interface})
+	opt := probe.Options{Timeout: ep.Timeout, Dial: m.opt.Dial, Source: ep.Source, Interface: ep.Interface}
+	opt.TLS, opt.App = ep.Layers.Options()
+	r := m.opt.Probe(ctx, ep.Target, opt)
 	if ctx.Err() != nil && r.Class == probe.Canceled {
 		return // shutting down; says nothing about the endpoint
 	}
@@ -466,7 +467,7 @@ func (m *Monitor) Observe(ctx context.Context, source string, ep Endpoint, at ti
 	}
 	if source != LocalSource {
 		e.ep = ep
-		e.status.Target, e.status.Labels = ep.Target.String(), ep.Labels
+		e.status.Target, e.status.Labels = ep.TargetString(), ep.Labels
 	}
 	st := &e.status
 	st.Last = s
@@ -515,6 +516,7 @@ func (m *Monitor) Observe(ctx context.Context, source string, ep Endpoint, at ti
 		l := []string{ep.Name, source}
 		mt.success.WithLabelValues(l...).Set(float64(boolInt(s.OK)))
 		mt.duration.WithLabelValues(l...).Observe(r.RTT.Seconds())
+		mt.layers(l, s, r)
 		mt.up.WithLabelValues(l...).Set(stateValue(to))
 		if !s.OK {
 			if cause == "" {
@@ -539,7 +541,7 @@ func (m *Monitor) transition(ctx context.Context, ep Endpoint, t Transition) {
 	defer cancel()
 	m.record(update{transition: &t}) // even while shutting down: it was seen
 	m.log.Info("state change", "endpoint", t.Endpoint, "source", t.Source, "from", t.From, "to", t.To, "class", t.Class)
-	a := Alert{Endpoint: t.Endpoint, Source: t.Source, Target: ep.Target.String(), Labels: ep.Labels,
+	a := Alert{Endpoint: t.Endpoint, Source: t.Source, Target: ep.TargetString(), Labels: ep.Labels,
 		State: t.To, Previous: t.From, Time: t.Time, Class: t.Class, Errno: t.Errno, Change: t.Change}
 	// The doctor runs here, so it can explain only what this host sees; a
 	// pair seen from an agent needs a SourceDiagnoser.

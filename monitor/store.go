@@ -682,5 +682,25 @@ func (s *Store) Compact(ctx context.Context, now time.Time, raw, retain time.Dur
 
 // sampleFrom turns a probe result into a sample.
 func sampleFrom(ep Endpoint, source string, at time.Time, r probe.Result) Sample {
-	return Sample{Endpoint: ep.Name, Source: source, Time: at, OK: healthy(ep, r), Class: r.Class, Errno: int(r.Errno), RTT: r.RTT}
+	s := Sample{Endpoint: ep.Name, Source: source, Time: at, OK: healthy(ep, r), Class: r.Class, Errno: int(r.Errno), RTT: r.RTT}
+	if ep.Layers == nil {
+		return s
+	}
+	layer, cause, detail := r.Layer()
+	s.Layer, s.Cause, s.Detail = layer, string(cause), detail
+	if r.TLS != nil {
+		s.TLS, s.CertExpiry = r.TLS.Handshake, r.TLS.NotAfter
+		if r.TLS.Ready && certExpiring(ep, r, at) {
+			s.Layer, s.Cause = "tls", "tls-expiring"
+			s.Detail = fmt.Sprintf("the certificate expires in %d days (%s), fewer than warn_days %d",
+				r.TLS.DaysLeft(at), r.TLS.NotAfter.UTC().Format(time.RFC3339), ep.Layers.WarnDays)
+		}
+	}
+	if r.App != nil {
+		s.FirstByte = r.App.FirstByte
+	}
+	if s.Layer == "tcp" && s.OK {
+		s.Detail = "" // the class says it
+	}
+	return s
 }

@@ -30,6 +30,14 @@ type Sample struct {
 	Class    probe.Class   `json:"class"`
 	Errno    int           `json:"errno,omitempty"`
 	RTT      time.Duration `json:"rtt_ns"`
+	// The layers above TCP, for a URL target; kept in memory (the last
+	// sample of each endpoint), not in the store.
+	Layer      string        `json:"layer,omitempty"`       // the layer that decided: tcp, tls, http, mysql...
+	Cause      string        `json:"layer_cause,omitempty"` // its cause id (app.Cause), when not ready
+	Detail     string        `json:"detail,omitempty"`      // what it said
+	TLS        time.Duration `json:"tls_ns,omitempty"`      // the TLS handshake's time
+	FirstByte  time.Duration `json:"first_byte_ns,omitempty"`
+	CertExpiry time.Time     `json:"cert_expiry,omitzero"` // the server certificate's NotAfter
 }
 
 // Status is where an endpoint stands now.
@@ -108,8 +116,15 @@ func healthy(ep Endpoint, r probe.Result) bool {
 	if ep.Expect == ExpectClosed {
 		return r.Class != probe.Open
 	}
-	if r.Class != probe.Open {
+	if !r.Ready() || certExpiring(ep, r, time.Now()) {
 		return false
 	}
 	return ep.LatencyThreshold <= 0 || r.RTT <= ep.LatencyThreshold
+}
+
+// certExpiring reports whether the certificate has fewer days left than
+// the endpoint's warn_days.
+func certExpiring(ep Endpoint, r probe.Result, now time.Time) bool {
+	return ep.Layers != nil && ep.Layers.WarnDays > 0 && r.TLS != nil && !r.TLS.NotAfter.IsZero() &&
+		r.TLS.DaysLeft(now) < ep.Layers.WarnDays
 }

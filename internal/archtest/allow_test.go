@@ -26,7 +26,7 @@ var allowed = map[string][]string{
 	"baseline":          {"doctor", "endpoint", "internal/bounded", "internal/version", "monitor", "probe"},
 	"dial":              {"app", "endpoint", "probe"},
 	"doctor":            {"app", "endpoint", "firewall", "internal/bounded", "internal/sys", "kstat", "probe", "sockets"},
-	"monitor":           {"endpoint", "internal/bounded", "internal/sys", "internal/version", "netwatch", "probe"},
+	"monitor":           {"app", "endpoint", "internal/bounded", "internal/sys", "internal/version", "netwatch", "probe"},
 	"scan":              {"discover", "endpoint", "internal/rtt", "internal/sys", "probe"},
 	"discover":          {"internal/rtt", "internal/sys"},
 	"netwatch":          {"internal/sys"},

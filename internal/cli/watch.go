@@ -187,6 +187,9 @@ closed at once, counted in reach_http_connections_refused_total and logged.`,
 					fmt.Fprintf(env.Err, "reach: warning: %s\n", w)
 				}
 			}
+			for _, w := range cfg.Warnings {
+				fmt.Fprintf(env.Err, "reach: warning: %s\n", w)
+			}
 			if checkOnly {
 				err := printConfig(env, config, cfg)
 				printHub(env, cfg)

@@ -50,7 +50,20 @@ function pct(p) { return p == null ? "–" : p.toFixed(p >= 99.95 || p === 0 ? 0
 function stateBadge(state) { return el("span", { class: "state " + state }, state); }
 
 function renderRow(st) {
-  const last = st.last && st.last.class ? st.last.class + " in " + ms(st.last.rtt_ns) : "–";
+  let last = st.last && st.last.class ? st.last.class + " in " + ms(st.last.rtt_ns) : "–";
+  const lastCell = el("td", {});
+  if (st.last && st.last.layer) {
+    // A URL target: the layer that decided (tcp, tls, http, mysql...), its cause, and the
+    // certificate's expiry.
+    last = st.last.layer + (st.last.layer_cause ? " " + st.last.layer_cause : " ok") + " in " + ms(st.last.rtt_ns);
+    if (st.last.detail) lastCell.title = st.last.detail;
+  }
+  lastCell.append(last);
+  if (st.last && st.last.cert_expiry) {
+    const days = Math.floor((new Date(st.last.cert_expiry) - Date.now()) / 86400000);
+    lastCell.append(el("div", { class: "cert", title: "certificate valid until " + new Date(st.last.cert_expiry).toLocaleString() },
+      days < 0 ? "certificate expired" : "certificate expires in " + days + "d"));
+  }
   const labels = el("td");
   for (const [k, v] of Object.entries(st.labels || {})) labels.append(el("span", { class: "label" }, k + "=" + v));
   const name = st.source === "local" ? st.endpoint : st.endpoint + " (" + st.source + ")";
@@ -59,7 +72,7 @@ function renderRow(st) {
     el("td", {}, stateBadge(st.state), st.cause ? " " + st.cause : "",
       st.held ? el("span", { class: "held", title: "alerts held: " + st.held }, " held: " + st.held) : ""),
     el("td", { title: new Date(st.since).toLocaleString() }, ago(st.since)),
-    el("td", {}, last), el("td", {}, pct(st.uptime_24h)), labels);
+    lastCell, el("td", {}, pct(st.uptime_24h)), labels);
   if (keyOf(st) === selected) tr.classList.add("selected");
   tr.addEventListener("click", () => select(keyOf(st)));
   trs.set(keyOf(st), tr);
