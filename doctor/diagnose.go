@@ -30,7 +30,7 @@ func rank(c Confidence) int {
 
 // diagnose turns the evidence and the checks' findings into a report.
 func diagnose(s *State, findings []Finding) *Report {
-	r := &Report{Target: s.Target.String(), Findings: []Finding{}, Vantage: s.Options.Vantage}
+	r := &Report{Target: cmp.Or(s.Options.Name, s.Target.String()), Findings: []Finding{}, Vantage: s.Options.Vantage}
 	for i := range s.Addrs {
 		ar := AddrReport{Addr: s.addrPort(i).String(), Class: s.Primary(i)}
 		if i < len(s.Probes) {

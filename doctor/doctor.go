@@ -175,6 +175,9 @@ type Options struct {
 	// answer. probe.Layers makes them from a URL. Nil: none.
 	TLS *probe.TLSOptions
 	App *app.Request
+	// Name is how the report names the target (Report.Target, the
+	// verdict): the URL a user gave; empty: host:port.
+	Name string
 	// WarnDays, when positive, has the layers check say when the
 	// server's certificate expires within that many days.
 	WarnDays int

@@ -32,6 +32,7 @@ type Layered struct {
 	Endpoint endpoint.Endpoint
 	TLS      *probe.TLSOptions
 	App      *app.Request
+	Name     string // how its report names it (Options.Name)
 }
 
 // RunLayered is RunMany for targets that each name their own layers above
@@ -52,6 +53,9 @@ func RunLayered(ctx context.Context, endpoints []Layered, opt Options) iter.Seq2
 				// Canceled, Run returns at once, saying so in its report.
 				o := opt
 				o.TLS, o.App = ep.TLS, ep.App
+				if ep.Name != "" {
+					o.Name = ep.Name
+				}
 				reports[i] <- Run(ctx, ep.Endpoint, o)
 			})
 		}

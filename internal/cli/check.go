@@ -142,6 +142,9 @@ Exit status: 0 every target is reachable, 1 one is not, 2 usage error.`,
 			for i, t := range targets {
 				eps[i] = t.Endpoint
 				layered[i].Endpoint = t.Endpoint
+				if t.Scheme != "tcp" {
+					layered[i].Name = t.String() // the URL, layer and all
+				}
 				if layered[i].TLS, layered[i].App, err = layerOpt.layers(t); err != nil {
 					return err
 				}
@@ -212,9 +215,6 @@ Exit status: 0 every target is reachable, 1 one is not, 2 usage error.`,
 				}
 				if err := cmd.Context().Err(); err != nil {
 					return &ExitError{Code: ExitFail, Err: errors.New("interrupted")}
-				}
-				if targets[i].Scheme != "tcp" {
-					r.Target = targets[i].String() // the URL, layer and all
 				}
 				failed = failed || !r.Reachable
 				if asJSON {

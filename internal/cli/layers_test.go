@@ -11,6 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
 	"github.com/reach-tools/reach/internal/testnet"
 )
 
@@ -78,11 +82,28 @@ func TestLayersCommands(t *testing.T) {
 			t.Errorf("%v: target %q, layers %+v", tc.args, r.Target, r.Addresses[0])
 		}
 	}
-	// The text report names the layers, and --warn-days the coming expiry.
+	// The text report names the URL, the layers, and --warn-days the coming expiry.
 	code, out, _ := run(t, "check", https+"/", "--ca", caFile, "--hold", "0", "--warn-days", "30")
 	if code != ExitOK || !strings.Contains(out, "TLS 1.3") || !strings.Contains(out, "http: 200 OK") ||
-		!strings.Contains(out, "expires within --warn-days 30") {
+		!strings.Contains(out, "expires within --warn-days 30") || !strings.Contains(out, https+"/ is reachable") {
 		t.Errorf("check text: exit %d\n%s", code, out)
+	}
+
+	// gRPC's standard health check, of the server and of one service.
+	hs := health.NewServer()
+	hs.SetServingStatus("orders.Orders", healthpb.HealthCheckResponse_NOT_SERVING)
+	gs := grpc.NewServer()
+	healthpb.RegisterHealthServer(gs, hs)
+	gln := testnet.Listen(t)
+	go gs.Serve(gln)
+	defer gs.Stop()
+	grpcURL := "grpc://" + gln.Addr().String()
+	if code, out, _ := run(t, "check", grpcURL, "--hold", "0"); code != ExitOK || !strings.Contains(out, "grpc: SERVING") {
+		t.Errorf("check %s: exit %d\n%s", grpcURL, code, out)
+	}
+	if code, out, _ := run(t, "check", grpcURL+"/orders.Orders", "--hold", "0"); code != ExitFail ||
+		!strings.Contains(out, "not-ready, confirmed") || !strings.Contains(out, `service "orders.Orders" is NOT_SERVING`) {
+		t.Errorf("check %s/orders.Orders: exit %d\n%s", grpcURL, code, out)
 	}
 
 	// wait: ready at once; and a layer that never is, named at the timeout.
