@@ -49,6 +49,10 @@ type alertEntry struct {
 	sent    time.Time   // when the last down alert or reminder went out
 	changes []time.Time // state changes within FlapWindow
 	flap    bool        // flapping: changes are not announced
+	// seeded: fired is Seed's guess. A change to down that comes after it
+	// is the one whose alert was not sent yet (a replica that held the
+	// outbox died first): it is announced.
+	seeded bool
 }
 
 // NewAlerter returns an Alerter for a configuration's alerts and
@@ -83,7 +87,7 @@ func (a *Alerter) Seed(now time.Time, sts []Status) {
 		e.last = Alert{Kind: AlertFiring, Endpoint: st.Endpoint, Source: st.Source, Target: st.Target,
 			Labels: st.Labels, State: StateDown, Time: st.Since, Since: st.Since, Class: st.Last.Class,
 			Errno: st.Last.Errno, Cause: st.Cause}
-		e.down, e.fired, e.sent = true, true, now
+		e.down, e.fired, e.sent, e.seeded = true, true, now, true
 	}
 }
 
@@ -125,6 +129,10 @@ func (a *Alerter) Change(now time.Time, al Alert) []Alert {
 	if e.flap {
 		return out
 	}
+	if e.down && e.seeded {
+		e.fired = false
+	}
+	e.seeded = false
 	if e.down {
 		if !e.fired {
 			e.due = now.Add(a.policy.GroupWait)

@@ -292,6 +292,12 @@ func TestAlerterSeedResolvesAfterRestart(t *testing.T) {
 	c.want("an hour after the restart", "reminder db")
 	c.change("db", StateUp)
 	c.want("back", "resolved db")
+
+	// A replica takes over while a change to down is still to be sent: it
+	// is seeded with db down, then handed that change, and announces it.
+	c.a.Seed(c.now, []Status{{Endpoint: "api", Source: LocalSource, State: StateDown, Since: c.now}})
+	c.change("api", StateDown)
+	c.want("the unsent change after a takeover", "firing api")
 }
 
 func TestAlertSummary(t *testing.T) {
