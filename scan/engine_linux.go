@@ -17,17 +17,16 @@ import (
 
 // Tunables of the event loop.
 const (
-	maxWait         = 50 * time.Millisecond  // longest epoll wait, so cancellation is prompt
-	fillBatch       = 256                    // launches between checks of the context
-	poolSize        = 64                     // refused sockets kept for reuse, per family
-	busyBackoff0    = 5 * time.Millisecond   // first wait after EMFILE and friends, doubling
-	busyBackoffN    = time.Second            // longest such wait
-	busyGiveUp      = 10 * time.Second       // EMFILE with nothing in flight this long ends the scan
-	neighMaxAge     = 200 * time.Millisecond // how long a neighbour table dump is reused
-	unconfirmedPoll = 5 * time.Millisecond   // sweep period while a host has not answered yet
+	maxWait     = 50 * time.Millisecond  // longest epoll wait, so cancellation is prompt
+	fillBatch   = 256                    // launches between checks of the context
+	poolSize    = 64                     // refused sockets kept for reuse, per family
+	neighMaxAge = 200 * time.Millisecond // how long a neighbour table dump is reused
 )
 
-func run(ctx context.Context, e *engine) error {
+// haveEpoll says EngineEpoll runs here.
+const haveEpoll = true
+
+func runEpoll(ctx context.Context, e *engine) error {
 	workers := e.opt.Workers
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
@@ -319,15 +318,6 @@ func (w *worker) socket(h *hostState, kind int) (fd int, errno syscall.Errno, bo
 		sys.BindLoopbackPort(fd, h.Addr.Is6())
 	}
 	return fd, 0, false
-}
-
-// busyErrno reports errors that mean this host is short of a resource.
-func busyErrno(e syscall.Errno) bool {
-	switch e {
-	case syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.EADDRNOTAVAIL, syscall.EAGAIN, syscall.EINTR:
-		return true
-	}
-	return false
 }
 
 // launch starts one probe. On loopback and other local paths the kernel

@@ -4,4 +4,7 @@ package scan
 
 import "context"
 
-func run(ctx context.Context, e *engine) error { return ErrUnsupported }
+// haveEpoll says EngineEpoll runs here: it does not, EnginePortable does.
+const haveEpoll = false
+
+func runEpoll(ctx context.Context, e *engine) error { return ErrUnsupported }

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -40,9 +41,16 @@ func allPorts() []uint16 {
 	return ps
 }
 
+// labEngine is the engine the lab's scans run on; TestPortableEngineLab
+// runs the exactness tests again with scan.EnginePortable.
+var labEngine = scan.EngineDefault
+
 func scanIn(t testing.TB, h *netlab.Host, targets []scan.Target, opt scan.Options) *scan.Report {
 	t.Helper()
 	opt.RunIn = h.Do
+	if opt.Engine == scan.EngineDefault {
+		opt.Engine = labEngine
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	rep, err := scan.Scan(ctx, targets, opt)
@@ -116,7 +124,13 @@ func TestLoopbackFullRangeExact(t *testing.T) {
 				t.Fatalf("run %d: %v open = %v, want %v", run, host.Addr, got, want[host.Addr])
 			}
 			if host.State != scan.HostUp || host.Counts != (scan.Counts{Open: n, Closed: 65535 - n}) || len(host.Ports) != 65535 {
-				t.Fatalf("run %d: %v: host %s counts %+v ports %d", run, host.Addr, host.State, host.Counts, len(host.Ports))
+				var odd []string
+				for _, p := range host.Ports {
+					if p.State == scan.Filtered {
+						odd = append(odd, fmt.Sprintf("%d %s/%s tries %d rtt %v errno %d", p.Port, p.State, p.Reason, p.Tries, p.RTT, p.Errno))
+					}
+				}
+				t.Fatalf("run %d: %v: host %s counts %+v ports %d; filtered: %v", run, host.Addr, host.State, host.Counts, len(host.Ports), odd)
 			}
 			for _, p := range host.Ports {
 				if p.Reason == scan.ReasonSelfConnect {
@@ -331,23 +345,48 @@ func TestEMFILEIsNeverClosed(t *testing.T) {
 	// handful of descriptors (only the soft limit: without CAP_SYS_RESOURCE a
 	// lowered hard limit could not be raised again). Concurrency is set, so
 	// Scan does not raise the limit itself.
+	// The portable engine enters RunIn once per connect in flight: the
+	// first to enter lowers the limit, the last to leave restores it.
+	// Entering needs descriptors too, so the limit is lowered once every
+	// one is inside (the epoll engine's single loop, or the portable
+	// engine's goroutine for each of the 70 ports).
+	var mu sync.Mutex
+	inside := 0
+	entrants := 1
+	if labEngine == scan.EnginePortable {
+		entrants = len(want)
+	}
+	var entered sync.WaitGroup
+	entered.Add(entrants)
 	lowered := func(f func() error) error {
 		return c.Do(func() error {
-			low = uint64(openFDs(t) + 10)
-			if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &syscall.Rlimit{Cur: low, Max: old.Max}); err != nil {
-				return err
+			entered.Done()
+			entered.Wait()
+			mu.Lock()
+			if inside == 0 {
+				low = uint64(openFDs(t) + 10)
+				if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &syscall.Rlimit{Cur: low, Max: old.Max}); err != nil {
+					mu.Unlock()
+					return err
+				}
 			}
+			inside++
+			mu.Unlock()
 			defer func() {
-				if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
-					t.Errorf("restore RLIMIT_NOFILE: %v", err)
+				mu.Lock()
+				defer mu.Unlock()
+				if inside--; inside == 0 {
+					if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
+						t.Errorf("restore RLIMIT_NOFILE: %v", err)
+					}
 				}
 			}()
 			return f()
 		})
 	}
-	var logs strings.Builder // written by the single event loop, read after Scan
+	var logs testnet.Buffer // written by the event loop (or the portable engine's goroutines), read after Scan
 	rep, err := scan.Scan(context.Background(), target(saddr), scan.Options{
-		Ports: slices.Collect(maps.Keys(want)), Concurrency: 500, Workers: 1, MaxRetries: -1, RunIn: lowered,
+		Ports: slices.Collect(maps.Keys(want)), Concurrency: 500, Workers: 1, MaxRetries: -1, RunIn: lowered, Engine: labEngine,
 		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	if err != nil {
@@ -386,7 +425,7 @@ func TestCancelReturnsPartialResults(t *testing.T) {
 	seen := make(chan struct{})
 	opened, closed := false, 0 // OnPort calls are serialized
 	rep, err := scan.Scan(ctx, target(saddr), scan.Options{
-		Ports: ports, Concurrency: 1000, Timeout: 10 * time.Second, MinTimeout: 10 * time.Second, RunIn: c.Do,
+		Ports: ports, Concurrency: 1000, Timeout: 10 * time.Second, MinTimeout: 10 * time.Second, RunIn: c.Do, Engine: labEngine,
 		OnPort: func(p scan.Port) {
 			opened = opened || p.State == scan.Open
 			if p.State == scan.Closed {
@@ -579,7 +618,7 @@ func TestMaxRetriesIsBounded(t *testing.T) {
 	h.Run(t, "iptables", "-w", "-A", "INPUT", "-p", "tcp", "--dport", strconv.Itoa(int(p)), "-j", "DROP")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	rep, err := scan.Scan(ctx, target(netip.MustParseAddr("127.0.0.1")), scan.Options{Ports: []uint16{p}, RunIn: h.Do,
+	rep, err := scan.Scan(ctx, target(netip.MustParseAddr("127.0.0.1")), scan.Options{Ports: []uint16{p}, RunIn: h.Do, Engine: labEngine,
 		MaxRetries: 300, Timeout: time.Millisecond, DiscoveryWait: time.Millisecond})
 	if err != nil {
 		t.Fatalf("Scan with MaxRetries 300: %v after %d probes", err, rep.Probes)
@@ -668,5 +707,34 @@ func TestDuplicateTargetsScannedOnce(t *testing.T) {
 		scan.Options{Ports: []uint16{open, open, 1}, MaxRetries: -1, OnPort: func(p scan.Port) { seen = append(seen, p.Port) }})
 	if len(rep.Hosts) != 1 || rep.Probes != 2 || len(seen) != 2 || rep.Ports != 2 || len(rep.Hosts[0].Ports) != 2 {
 		t.Fatalf("%d hosts, %d probes, ports per host %d, OnPort saw %v; want 1 host, 2 ports probed once", len(rep.Hosts), rep.Probes, rep.Ports, seen)
+	}
+}
+
+// The portable engine (net.Dialer on goroutines, what macOS and Windows
+// run) passes the same exactness tests as the epoll engine.
+func TestPortableEngineLab(t *testing.T) {
+	labEngine = scan.EnginePortable
+	defer func() { labEngine = scan.EngineDefault }()
+	for _, tc := range []struct {
+		name string
+		test func(*testing.T)
+	}{
+		{"LoopbackFullRangeExact", TestLoopbackFullRangeExact},
+		{"FirewallStates", TestFirewallStates},
+		{"LoopbackFirewallStates", TestLoopbackFirewallStates},
+		{"DeadHostsAreHostLevel", TestDeadHostsAreHostLevel},
+		{"FirewallStatesIPv6", TestFirewallStatesIPv6},
+		{"EMFILEIsNeverClosed", TestEMFILEIsNeverClosed},
+		{"CancelReturnsPartial", TestCancelReturnsPartialResults},
+		{"DeadHostIPv6", TestDeadHostIPv6},
+		{"RateIsACeiling", TestRateIsACeiling},
+		{"MaxRetriesIsBounded", TestMaxRetriesIsBounded},
+		{"LinkLocalZone", TestLinkLocalZone},
+		{"LocalRouteRefusals", TestLocalRouteRefusals},
+		{"MappedTargetIsIPv4", TestMappedTargetIsIPv4},
+		{"DuplicateTargetsScanned", TestDuplicateTargetsScannedOnce},
+		{"SourceAndInterface", TestSourceAndInterface},
+	} {
+		t.Run(tc.name, tc.test)
 	}
 }

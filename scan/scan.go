@@ -72,6 +72,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/netip"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -301,7 +302,11 @@ type Options struct {
 	// Interface, when set, makes every probe leave by that network
 	// interface (SO_BINDTODEVICE), whatever the routes prefer.
 	Interface string
-	// RunIn, when set, runs each event loop; the loop creates its sockets
+	// Engine chooses how connects run: EngineDefault (epoll on Linux,
+	// portable elsewhere), EngineEpoll or EnginePortable.
+	Engine Engine
+	// RunIn, when set, runs each event loop (each goroutine of the portable
+	// engine); the loop creates its sockets
 	// inside it. Tests pass a network namespace's Do.
 	RunIn  func(func() error) error
 	Logger *slog.Logger
@@ -311,7 +316,7 @@ type Options struct {
 var (
 	ErrNoPorts      = errors.New("scan: no ports to scan")
 	ErrNoTargets    = errors.New("scan: no hosts to scan")
-	ErrUnsupported  = errors.New("scan: unsupported on this OS (the scan engine needs Linux epoll)")
+	ErrUnsupported  = errors.New("scan: the epoll engine needs Linux (use the portable engine)")
 	ErrOutOfSockets = errors.New("scan: could not create sockets")
 	// ErrTooBig, ErrZone and ErrExcludeName are targets Expand refuses:
 	// user input to fix.
@@ -377,6 +382,12 @@ func Scan(ctx context.Context, targets []Target, opt Options) (*Report, error) {
 		}
 	}
 	opt = opt.withDefaults()
+	if opt.Discover && runtime.GOOS != "linux" {
+		// Discovery asks by ARP, ND and raw ICMP, which reach does on
+		// Linux only: elsewhere the ports judge each host, as with -Pn.
+		opt.Logger.Debug("scan: host discovery needs Linux; the port scan judges the hosts")
+		opt.Discover = false
+	}
 	if err := checkLocal(targets, opt); err != nil {
 		return nil, err
 	}
@@ -518,10 +529,13 @@ const takeChunk = 32
 
 // take hands out the next pairs into buf. Consecutive pairs go to different
 // hosts, so no host sees a burst while others wait.
-func (e *engine) take(buf []item) []item {
-	i := e.next.Add(takeChunk) - takeChunk
+func (e *engine) take(buf []item) []item { return e.takeN(buf, takeChunk) }
+
+// takeN hands out the next chunk pairs into buf.
+func (e *engine) takeN(buf []item, chunk int64) []item {
+	i := e.next.Add(chunk) - chunk
 	n := int64(len(e.hosts))
-	for end := min(i+takeChunk, e.total); i < end; i++ {
+	for end := min(i+chunk, e.total); i < end; i++ {
 		idx := e.order[i/n]
 		buf = append(buf, item{host: int32(i % n), idx: idx, port: e.ports[idx]})
 	}

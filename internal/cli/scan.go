@@ -34,6 +34,7 @@ type scanFlags struct {
 	rate                                    float64
 	maxRetries                              int
 	maxProbes                               int64
+	engine                                  string
 	timeout                                 time.Duration
 	local                                   localFlags
 }
@@ -148,6 +149,10 @@ or was interrupted (what was found so far is printed), 2 usage error.`,
 	f.IntVar(&fl.maxRetries, "max-retries", scan.DefaultRetries, "retries for ports that got no answer")
 	f.Int64Var(&fl.maxProbes, "max-probes", scan.DefaultMaxProbes, "refuse a scan of more hosts × ports than this; raise it to confirm a larger one (0: no limit)")
 	fl.local.add(f)
+	// For comparing engines (bench, tests): the default is epoll on Linux
+	// and the portable engine elsewhere.
+	f.StringVar(&fl.engine, "engine", "", "scan engine: epoll (Linux) or portable (net.Dialer on goroutines)")
+	_ = f.MarkHidden("engine")
 	f.DurationVar(&fl.timeout, "timeout", scan.DefaultTimeout, fmt.Sprintf("longest wait for one port of a host that has answered (until then up to %v); shorter once round trips are measured", scan.DefaultDiscoveryWait))
 	return cmd
 }
@@ -224,7 +229,7 @@ func runScan(env *Env, cmd *cobra.Command, args []string, fl scanFlags) error {
 
 	r := &scanRenderer{env: env, fl: fl, services: scan.SystemServices(), emitted: map[netip.Addr]bool{}}
 	opt := scan.Options{Ports: ports, Rate: fl.rate, MaxRetries: fl.maxRetries, Timeout: fl.timeout,
-		Source: source, Interface: iface, Discover: !fl.skipDiscovery, HostsOnly: fl.hostsOnly}
+		Source: source, Interface: iface, Discover: !fl.skipDiscovery, HostsOnly: fl.hostsOnly, Engine: scan.Engine(fl.engine)}
 	if fl.maxRetries == 0 {
 		opt.MaxRetries = -1
 	}
