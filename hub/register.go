@@ -105,6 +105,17 @@ func (h *Hub) knowAgent(ctx context.Context, name string) {
 }
 
 // seenAt notes that name called at t; h.mu must be held.
+// NoteSeen tells the hub that agent name called another replica at t:
+// a replica that looks for stale agents counts the calls every replica
+// took (their shared store says when), not only its own.
+func (h *Hub) NoteSeen(name string, t time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if a := h.agents[name]; a == nil || a.last.Before(t) {
+		h.seenAt(name, t)
+	}
+}
+
 func (h *Hub) seenAt(name string, t time.Time) *agentSeen {
 	a := h.agents[name]
 	if a == nil {

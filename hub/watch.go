@@ -83,6 +83,7 @@ type Watch struct {
 	handler http.Handler
 	server  httpsafe.Options
 	net     *netwatch.Options // nil: no re-probing on network changes
+	replica *monitor.Replica  // nil: this process runs alone
 	log     *slog.Logger
 }
 
@@ -162,6 +163,7 @@ func NewWatch(ctx context.Context, cfg *monitor.Config, opt WatchOptions) (*Watc
 	// What was down before a restart was announced then. Replicas: the
 	// holder of the alerts' lease runs the Alerter, seeded as it takes it.
 	if r := opt.Monitor.Replica; r != nil {
+		w.replica = r
 		w.Alerting.Lease(func() bool { return r.Holds(monitor.JobAlerts) }, w.Monitor.Statuses)
 		w.am.Holds = w.Alerting.Holding
 	} else {
@@ -222,6 +224,20 @@ func (w *Watch) sweep(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
+			if r := w.replica; r != nil {
+				// One replica looks, with every replica's calls.
+				if !r.Holds(monitor.JobAgents) {
+					continue
+				}
+				seen, err := w.Monitor.Store().AgentsSeen(ctx)
+				if err != nil {
+					w.log.Warn("read when agents last called the replicas", "err", err)
+					continue
+				}
+				for name, at := range seen {
+					w.Hub.NoteSeen(name, at)
+				}
+			}
 			w.Hub.Sweep(now)
 		}
 	}

@@ -40,9 +40,10 @@ import (
 const (
 	JobAlerts  = "alerts"  // sends the outbox's alerts
 	JobCompact = "compact" // downsamples and drops old history
+	JobAgents  = "agents"  // looks for registered agents gone stale (hub.Sweep)
 )
 
-var jobs = []string{JobAlerts, JobCompact}
+var jobs = []string{JobAlerts, JobCompact, JobAgents}
 
 // DefaultReplicaInterval is how often a replica says it lives and renews
 // its leases (four times an interval); a replica silent for one interval is

@@ -173,6 +173,14 @@ func TestReplicasShareOneFleet(t *testing.T) {
 		}
 		return web >= 4
 	})
+	// When the agent last reached a replica, for the one looking for stale agents.
+	seen, err := a.m.Store().AgentsSeen(ctx)
+	if err != nil || time.Since(seen["web"]) > time.Minute {
+		t.Errorf("agents seen: %v, %v; want web within the minute", seen, err)
+	}
+	if a.r.Holds(JobAgents) == b.r.Holds(JobAgents) {
+		t.Errorf("agents job held by a: %v, b: %v; want exactly one", a.r.Holds(JobAgents), b.r.Holds(JobAgents))
+	}
 	// Both replicas show the pair as the store has it.
 	for name, tr := range map[string]*testReplica{"a": a, "b": b} {
 		testnet.Eventually(t, 10*time.Second, name+" shows web's pair up", func() bool {

@@ -315,12 +315,32 @@ func admitSeqs(ctx context.Context, tx *sql.Tx, in []sharedSample) (kept []share
 	for i, a := range agents {
 		runs[i], nexts[i] = seqs[a].run, seqs[a].next
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE agent_seqs SET run = v.run, next = v.next
+	if _, err := tx.ExecContext(ctx, `UPDATE agent_seqs SET run = v.run, next = v.next, seen = `+nowMS+`
 		FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS v(agent, run, next)
 		WHERE agent_seqs.agent = v.agent`, agents, runs, nexts); err != nil {
 		return nil, 0, fmt.Errorf("advance agent sequences: %v", err)
 	}
 	return kept, dups, nil
+}
+
+// AgentsSeen returns when each agent's results last reached any replica
+// (the database's clock).
+func (s *Store) AgentsSeen(ctx context.Context) (map[string]time.Time, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT agent, seen FROM agent_seqs WHERE seen > 0`)
+	if err != nil {
+		return nil, fmt.Errorf("%w: read agents seen: %v", ErrStore, err)
+	}
+	defer rows.Close()
+	out := map[string]time.Time{}
+	for rows.Next() {
+		var a string
+		var seen int64
+		if err := rows.Scan(&a, &seen); err != nil {
+			return nil, fmt.Errorf("%w: read agents seen: %v", ErrStore, err)
+		}
+		out[a] = ms(seen)
+	}
+	return out, rows.Err()
 }
 
 // rowScanner is *sql.Row or *sql.Rows.

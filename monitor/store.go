@@ -204,6 +204,11 @@ var migrations = [][]string{
 		`ALTER TABLE states ADD COLUMN rev BIGINT NOT NULL DEFAULT 0`,
 		`CREATE INDEX states_rev ON states (rev)`,
 	},
+	{
+		// When each agent's results last reached any replica, so the one
+		// that looks for stale agents sees the calls the others took.
+		`ALTER TABLE agent_seqs ADD COLUMN seen BIGINT NOT NULL DEFAULT 0`,
+	},
 }
 
 func (s *Store) migrate(ctx context.Context) error { return s.migrateTo(ctx, len(migrations)) }
