@@ -40,7 +40,7 @@ func TestWaitLayers(t *testing.T) {
 	}
 
 	tlsEP := endpoint.FromAddrPort(testnet.AddrPort(expired))
-	res, err = Wait(context.Background(), []endpoint.Endpoint{tlsEP}, WaitOptions{Timeout: 500 * time.Millisecond,
+	res, err = Wait(context.Background(), []endpoint.Endpoint{tlsEP}, WaitOptions{Timeout: 2 * time.Second,
 		Interval: 50 * time.Millisecond, Layers: []Layers{{TLS: &probe.TLSOptions{RootCAs: ca.Pool()}}}})
 	var we *WaitError
 	if res.Ready || !errors.As(err, &we) || !errors.Is(err, context.DeadlineExceeded) {
@@ -48,7 +48,7 @@ func TestWaitLayers(t *testing.T) {
 	}
 	tt := res.Targets[0]
 	if tt.Layer != "tls" || tt.Cause != app.TLSExpired || tt.Attempts < 1 ||
-		!strings.Contains(tt.Why, "accepts TCP, but its tls layer was still not ready after 500ms — tls-expired: the certificate") {
+		!strings.Contains(tt.Why, "accepts TCP, but its tls layer was still not ready after 2s — tls-expired: the certificate") {
 		t.Fatalf("expired certificate: %+v", tt)
 	}
 }

@@ -186,7 +186,7 @@ func TestLayerCausesEdges(t *testing.T) {
 	if r.Cause != TLSExpired || r.Confidence != Likely || !strings.Contains(r.Findings[0].Evidence, "clock") {
 		t.Errorf("expired an hour ago: %s (%s) %+v", r.Cause, r.Confidence, r.Findings)
 	}
-	r = run(silent, nil, &app.Request{Protocol: "http"}, 500*time.Millisecond)
+	r = run(silent, nil, &app.Request{Protocol: "http"}, 2*time.Second)
 	if r.Cause != ServerHung || r.Reachable || !strings.Contains(r.Findings[0].Issue, "does not answer HTTP") {
 		t.Errorf("silent server: %s (%s) %+v", r.Cause, r.Confidence, r.Findings)
 	}

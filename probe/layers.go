@@ -38,10 +38,13 @@ type TLSOptions struct {
 	InsecureSkipVerify bool
 }
 
-// ClientCertWait bounds the wait for a server's verdict on a client
-// certificate after a TLS 1.3 handshake, when no application layer reads
-// it: TLS 1.3 servers reject a client certificate (or its absence) after
-// the client thinks the handshake is done.
+// ClientCertWait bounds the wait for a server's verdict on the client
+// certificate given, after a TLS 1.3 handshake, when no application layer
+// reads it: TLS 1.3 servers reject a client certificate (or its absence)
+// after the client thinks the handshake is done. When the server asked
+// and none was given, the wait lasts until the probe's deadline: a
+// rejection is then the likely answer, and only a server whose client
+// certificates are optional lets it pass.
 const ClientCertWait = time.Second
 
 // TLSResult is what the TLS layer learned.
@@ -240,7 +243,7 @@ func handshake(ctx context.Context, conn net.Conn, ap netip.AddrPort, ep endpoin
 			tr.Detail = "verification skipped (--insecure): " + tr.Detail
 		}
 		if tr.ClientCertRequested && cs.Version == tls.VersionTLS13 && opt.App == nil {
-			if b := awaitVerdict(ctx, tc, tr); len(b) > 0 {
+			if b := awaitVerdict(ctx, tc, tr, len(to.Certificates) > 0); len(b) > 0 {
 				// The server spoke first: hand its byte on.
 				return &replayConn{Conn: tc, pending: b}, nil
 			}
@@ -256,12 +259,13 @@ func handshake(ctx context.Context, conn net.Conn, ap netip.AddrPort, ep endpoin
 	return nil, err
 }
 
-// awaitVerdict reads briefly after a TLS 1.3 handshake in which the server
-// asked for a client certificate: its rejection comes as an alert then. What
-// the server sent meanwhile (a server that speaks first) is returned.
-func awaitVerdict(ctx context.Context, tc *tls.Conn, tr *TLSResult) []byte {
+// awaitVerdict reads after a TLS 1.3 handshake in which the server asked
+// for a client certificate (see ClientCertWait; gave: one was given): its
+// rejection comes as an alert then. What the server sent meanwhile (a
+// server that speaks first) is returned.
+func awaitVerdict(ctx context.Context, tc *tls.Conn, tr *TLSResult, gave bool) []byte {
 	deadline := time.Now().Add(ClientCertWait)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+	if d, ok := ctx.Deadline(); ok && (d.Before(deadline) || !gave) {
 		deadline = d
 	}
 	tc.SetReadDeadline(deadline)

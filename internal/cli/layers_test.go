@@ -111,8 +111,8 @@ func TestLayersCommands(t *testing.T) {
 	if code != ExitOK || !strings.Contains(errs, "ready after") {
 		t.Errorf("wait https: exit %d\n%s", code, errs)
 	}
-	code, _, errs = run(t, "wait", https+"/down", "--ca", caFile, "--timeout", "400ms", "--interval", "50ms")
-	if code != ExitTimeout || !strings.Contains(errs, "accepts TCP, but its http layer was still not ready after 400ms — app-error") ||
+	code, _, errs = run(t, "wait", https+"/down", "--ca", caFile, "--timeout", "2s", "--interval", "50ms")
+	if code != ExitTimeout || !strings.Contains(errs, "accepts TCP, but its http layer was still not ready after 2s — app-error") ||
 		!strings.Contains(errs, "try: reach check "+https+"/down") {
 		t.Errorf("wait for a failing app: exit %d\n%s", code, errs)
 	}
