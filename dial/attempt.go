@@ -26,6 +26,10 @@ type Attempt struct {
 	Err      error         // *probe.Error; nil when Class is Open
 	Ejected  bool          // this failure ejected the endpoint; in Error.Last: ejected now
 	Health   bool          // an active health check, not part of a dial
+	// NotReady, for a health check with Options.HealthLayers that
+	// connected, is the layer that was not ready, its cause and what it
+	// said ("redis not-ready: ..."); empty when every layer was.
+	NotReady string
 }
 
 // Label names the endpoint for people: the configured endpoint, with the

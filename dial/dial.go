@@ -57,6 +57,12 @@ type Options struct {
 	// HealthInterval, when positive, probes ejected endpoints that often in
 	// the background and returns those that answer. Close stops it.
 	HealthInterval time.Duration
+	// HealthLayers, when set, are what those health checks ask above TCP:
+	// a TLS handshake, an application's readiness (probe.Layers makes them
+	// from a URL such as postgres://db:5432). An ejected endpoint then
+	// returns only once every layer is ready, so a server that accepts
+	// connections while it starts up, loads or recovers stays out.
+	HealthLayers Layers
 	// ReadWait, when positive, waits that long after connecting for the
 	// server to reset or close (probe.Options.ReadWait), so a server that
 	// accepts and drops connections counts as failed and the dial moves

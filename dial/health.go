@@ -210,14 +210,23 @@ func (d *Dialer) checkEjected(ctx context.Context) {
 		}
 	}
 	d.mu.Unlock()
+	opt := d.probeOptions()
+	opt.TLS, opt.App = d.opt.HealthLayers.TLS, d.opt.HealthLayers.App
 	for _, ap := range out {
-		conn, r := probe.DialAddr(ctx, ap, d.probeOptions())
+		conn, r := probe.DialAddr(ctx, ap, opt)
 		if conn != nil {
 			conn.Close()
 		}
 		a := Attempt{Endpoint: r.Endpoint, Addr: ap, Class: r.Class, Errno: r.Errno, RTT: r.RTT,
 			Err: r.Err, Health: true}
-		if r.Class == probe.Open {
+		if r.Class == probe.Open && !r.Ready() {
+			layer, cause, detail := r.Layer()
+			a.NotReady = layer + " " + string(cause) + ": " + detail
+			d.log.LogAttrs(ctx, slog.LevelInfo, "dial: ejected endpoint accepts connections but is not ready",
+				append(a.attrs(), slog.String("layer", layer), slog.String("cause", string(cause)),
+					slog.String("detail", detail))...)
+		}
+		if r.Ready() {
 			d.mu.Lock()
 			if h := d.health[ap]; h != nil {
 				h.until, h.fails = time.Time{}, 0

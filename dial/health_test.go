@@ -13,6 +13,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/reach-tools/reach/app"
 	"github.com/reach-tools/reach/endpoint"
 	"github.com/reach-tools/reach/internal/testnet"
 	"github.com/reach-tools/reach/probe"
@@ -375,4 +376,56 @@ func TestHealthForgetsVanishedAddresses(t *testing.T) {
 	if h == nil || h.ejections != 2 {
 		t.Errorf("%v is still in the answers but its ejection history was forgotten: %+v", stays, h)
 	}
+}
+
+// TestHealthLayersKeepNotReadyOut: with HealthLayers asking Redis, an
+// ejected endpoint that accepts TCP but answers -LOADING stays out, and
+// returns once it answers PONG.
+func TestHealthLayersKeepNotReadyOut(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fn := newFakeNet()
+		a, b := "198.18.0.1:6379", "198.18.0.2:6379"
+		var state atomic.Int32 // 0 refuses, 1 loading, 2 ready
+		fn.set(a, func(ctx context.Context) (net.Conn, error) {
+			reply := map[int32]string{1: "-LOADING Redis is loading the dataset in memory\r\n", 2: "+PONG\r\n"}[state.Load()]
+			if reply == "" {
+				return refuse(ctx)
+			}
+			c1, c2 := net.Pipe()
+			go func() {
+				defer c2.Close()
+				buf := make([]byte, 64)
+				if _, err := c2.Read(buf); err == nil {
+					c2.Write([]byte(reply))
+				}
+			}()
+			return c1, nil
+		})
+		fn.set(b, accept(0))
+		var log attemptLog
+		d := New(eps(t, a, b), Options{Dial: fn.dial, OnAttempt: log.add, HealthInterval: time.Second,
+			Eject: Ejection{Consecutive: 1, BaseTime: time.Hour}, HealthLayers: Layers{App: &app.Request{Protocol: "redis"}}})
+		defer d.Close()
+		dialedFirst(t, d, fn) // a refused: ejected for an hour
+		state.Store(1)
+		time.Sleep(1500 * time.Millisecond) // a check: loading
+		if got := dialedFirst(t, d, fn); !slices.Equal(got, []string{b}) {
+			t.Errorf("dialled %v, want only %s while %s loads", got, b, a)
+		}
+		state.Store(2)
+		time.Sleep(time.Second) // the next check: PONG
+		synctest.Wait()
+		if got := dialedFirst(t, d, fn); !slices.Equal(got, []string{a}) {
+			t.Errorf("dialled %v, want %s back once it answers PONG", got, a)
+		}
+		var checks []string
+		for _, at := range log.get() {
+			if at.Health {
+				checks = append(checks, string(at.Class)+" "+at.NotReady)
+			}
+		}
+		if len(checks) != 2 || !strings.HasPrefix(checks[0], "open redis not-ready: ") || checks[1] != "open " {
+			t.Errorf("health checks %q, want one open but not ready (redis not-ready), then one open and ready", checks)
+		}
+	})
 }
