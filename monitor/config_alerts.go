@@ -72,7 +72,9 @@ func (p *configParser) window(n *yaml.Node, field string) (Window, bool) {
 		return Window{}, false
 	}
 	w := Window{From: WindowConfig, Zone: time.UTC}
-	if v := p.scalar(m["name"], n, join(field, "name")); v != nil {
+	if m["name"] == nil {
+		p.errf(n, join(field, "name"), "missing; every window needs a name (the dashboard and logs show it)")
+	} else if v := p.scalar(m["name"], n, join(field, "name")); v != nil {
 		w.ID = v.Value
 	}
 	if v := m["reason"]; v != nil {
@@ -98,6 +100,10 @@ func (p *configParser) window(n *yaml.Node, field string) (Window, bool) {
 		p.errf(n, field, "a window is one-off (start, end) or recurring (days, at, for), not both")
 	case oneOff:
 		for _, f := range []string{"start", "end"} {
+			if m[f] == nil {
+				p.errf(n, join(field, f), "missing; a one-off window needs a start and an end")
+				continue
+			}
 			v := p.scalar(m[f], n, join(field, f))
 			if v == nil {
 				continue
@@ -121,7 +127,9 @@ func (p *configParser) window(n *yaml.Node, field string) (Window, bool) {
 			}
 		}
 	case recurring:
-		if v := p.scalar(m["at"], n, join(field, "at")); v != nil {
+		if m["at"] == nil {
+			p.errf(n, join(field, "at"), "missing; say when each occurrence starts, e.g. at: \"02:00\"")
+		} else if v := p.scalar(m["at"], n, join(field, "at")); v != nil {
 			c := clock.FindStringSubmatch(v.Value)
 			if c == nil {
 				p.errf(v, join(field, "at"), "%q: want a wall-clock time HH:MM, 00:00 to 23:59, such as \"02:00\"", v.Value)

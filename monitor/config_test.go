@@ -113,6 +113,9 @@ testdata/invalid-webhook.yaml:3: alerts.rise: got "0"; want a whole number from 
 		`an endpoint cannot need what needs it: remove one of these depends_on`,
 	"invalid-dependency-unknown.yaml": `5: endpoints[1].depends_on: "dbb" is not an endpoint of this file ` +
 		`(known: db, api); name one of its endpoints`,
+	"invalid-window-missing.yaml": `3: alerts.maintenance[0].end: missing; a one-off window needs a start and an end
+testdata/invalid-window-missing.yaml:4: alerts.maintenance[1].name: missing; every window needs a name (the dashboard and logs show it)
+testdata/invalid-window-missing.yaml:4: alerts.maintenance[1].at: missing; say when each occurrence starts, e.g. at: "02:00"`,
 	"invalid-window-zone.yaml": `7: alerts.maintenance[0].zone: "Europe/Berln" is not an IANA time zone; ` +
 		`write one such as Europe/Berlin, America/New_York or UTC`,
 	"invalid-window.yaml": `4: alerts.maintenance[0].days: "sonntag" is not a day; write mon, tue, wed, thu, fri, sat or sun
@@ -234,5 +237,26 @@ func FuzzParseConfig(f *testing.F) {
 		if len(cfg.Endpoints) == 0 && cfg.Agents == nil || cfg.Alerts.Rise < 1 || cfg.Alerts.Fall < 1 {
 			t.Fatalf("accepted %+v", cfg)
 		}
+		for _, ep := range cfg.Endpoints {
+			for _, d := range ep.DependsOn {
+				if !seen[d] || d == ep.Name {
+					t.Fatalf("%s depends on %q, which is not another endpoint", ep.Name, d)
+				}
+			}
+		}
+		for _, w := range cfg.Alerts.Maintenance {
+			if w.Recurring() && (w.For < time.Minute || w.For > MaxWindow || w.At < 0 || w.At >= 24*60) ||
+				!w.Recurring() && !w.End.After(w.Start) {
+				t.Fatalf("accepted window %+v", w)
+			}
+		}
+		// The Alerter takes whatever the parser accepts: a cycle would
+		// recurse, a window would be asked about a DST night.
+		a := NewAlerter(cfg)
+		now := time.Date(2026, 3, 29, 0, 30, 0, 0, time.UTC)
+		for _, ep := range cfg.Endpoints {
+			a.Change(now, Alert{Endpoint: ep.Name, Source: LocalSource, State: StateDown, Time: now})
+		}
+		a.Tick(now.Add(time.Hour))
 	})
 }
