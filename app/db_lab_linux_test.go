@@ -203,7 +203,7 @@ func TestMySQLProbesDoNotBlockTheHost(t *testing.T) {
 		}
 		conn.Close()
 	}
-	testnet.Eventually(t, 10*time.Second, "the server counts the TCP probes' errors", func() bool {
+	testnet.Eventually(t, time.Minute, "the server counts the TCP probes' errors", func() bool {
 		return connectErrors(t, m) >= 10
 	})
 	err := mysqlLogin(t, m, monitor, "monitor", "pw")
@@ -226,7 +226,7 @@ func TestMySQLRealMaxConnections(t *testing.T) {
 	// it refuses before the greeting, as the check sees it. Root's sessions
 	// fill the server up to there, and those past it are refused and end.
 	m.Hold(t, 14)
-	if !testnet.Poll(30*time.Second, func() bool {
+	if !testnet.Poll(time.Minute, func() bool {
 		r = checkOver(t, m.Server, monitor, Request{Protocol: "mysql"})
 		return r.Cause == TooManyConnections
 	}) {
