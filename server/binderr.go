@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -24,6 +25,7 @@ const (
 	CauseInUse      Cause = "in-use"     // EADDRINUSE: another socket holds the port
 	CausePrivileged Cause = "privileged" // EACCES on a port below net.ipv4.ip_unprivileged_port_start
 	CauseNotLocal   Cause = "not-local"  // EADDRNOTAVAIL: the address is not on this host
+	CauseExcluded   Cause = "excluded"   // WSAEACCES on Windows: a port range the system reserved
 	CauseOther      Cause = "other"      // anything else (bad name, address family off, ...)
 )
 
@@ -78,6 +80,9 @@ func (e *BindError) Error() string {
 		default:
 			return fmt.Sprintf("%s: address already in use, but no listening socket on port %d is visible in this network namespace", head, e.Bind.Port())
 		}
+	case CauseExcluded:
+		return fmt.Sprintf("%s: permission denied: Windows keeps port %d from this program: it lies in an excluded port range "+
+			"(Hyper-V, WSL 2 and Docker Desktop reserve ranges at boot), or another program holds it exclusively", head, e.Bind.Port())
 	case CausePrivileged:
 		return fmt.Sprintf("%s: permission denied: ports below %d are privileged here (net.ipv4.ip_unprivileged_port_start = %d), and this process (uid %d) lacks CAP_NET_BIND_SERVICE",
 			head, e.PortStart, e.PortStart, e.UID)
@@ -113,10 +118,20 @@ func (e *BindError) Fix() []string {
 			fix = append(fix, fmt.Sprintf("stop %s if it should not be running (kill %s)", owners(e.Holders), strings.Join(pids, " ")))
 		case len(e.Holders) > 0:
 			fix = append(fix, fmt.Sprintf("see which process it is as root: sudo reach ports --port %d", port))
+		case goos == "windows":
+			fix = append(fix, fmt.Sprintf("see who holds it: netstat -ano | findstr :%d (the last column is the pid)", port))
+		case goos == "darwin":
+			fix = append(fix, fmt.Sprintf("see who holds it, as root: sudo lsof -nP -iTCP:%d", port))
 		default:
 			fix = append(fix, fmt.Sprintf("the holder may be in another network namespace (a container) or hold the port without listening: ss -tanp 'sport = :%d'", port))
 		}
 		return append(fix, "or use another port (port 0 picks a free one)")
+	case CauseExcluded:
+		return []string{
+			"see the reserved ranges: netsh interface ipv4 show excludedportrange protocol=tcp (and ipv6)",
+			"use a port outside them (port 0 picks a free one)",
+			"or, if WinNAT reserved it, restart it to free the range: net stop winnat, bind, net start winnat (as administrator)",
+		}
 	case CausePrivileged:
 		alt := "8080"
 		if port != 0 {
@@ -151,6 +166,9 @@ func (e *BindError) Fix() []string {
 	return nil
 }
 
+// goos is the system whose remedies a BindError suggests; tests set it.
+var goos = runtime.GOOS
+
 // explainBind turns a listen error into a *BindError, looking up the
 // evidence its cause needs.
 func explainBind(ctx context.Context, addr string, err error) *BindError {
@@ -181,6 +199,12 @@ func explainBind(ctx context.Context, addr string, err error) *BindError {
 			e.Holders, e.HolderErr = conflicting(t.Sockets, e.Bind.Addr()), err
 		}
 	case syscall.EACCES:
+		if goos == "windows" {
+			// Windows has no privileged ports: access denied on bind is a
+			// reserved range or an exclusive holder.
+			e.Cause = CauseExcluded
+			break
+		}
 		start, ok := unprivilegedPortStart()
 		if !ok {
 			start = 1024
