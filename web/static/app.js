@@ -97,6 +97,7 @@ function merge(statuses) {
   for (const st of statuses) {
     const old = rows.get(keyOf(st));
     if (old && old.uptime_24h != null && st.uptime_24h == null) st.uptime_24h = old.uptime_24h;
+    if (old && old.held && st.held === undefined) st.held = old.held; // the list's; the stream has none
     rows.set(keyOf(st), st);
     const tr = !resort && old && old.state === st.state && trs.get(keyOf(st));
     if (tr && tr.isConnected) tr.replaceWith(renderRow(st)); else resort = true;
@@ -263,6 +264,7 @@ function connect() {
     for (const st of sts) { // the stream has no uptime: keep the list's
       const old = rows.get(keyOf(st));
       if (old && old.uptime_24h != null) st.uptime_24h = old.uptime_24h;
+      if (old && old.held) st.held = old.held;
     }
     rows.clear();
     merge(sts);
