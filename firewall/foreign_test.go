@@ -204,3 +204,16 @@ func FuzzParseNetsh(f *testing.F) {
 		}
 	})
 }
+
+// Elsewhere than Linux, Read says which firewall is there and how to read
+// it, not that iptables is missing.
+func TestNotNetfilter(t *testing.T) {
+	if err := notNetfilter("linux"); err != nil {
+		t.Fatal(err)
+	}
+	for goos, want := range map[string]string{"darwin": "pfctl -sr", "windows": "netsh advfirewall", "freebsd": "only Linux"} {
+		if err := notNetfilter(goos); !errors.Is(err, ErrNotNetfilter) || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v", goos, err)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
+	"runtime"
 	"strings"
 	"time"
 )
@@ -20,6 +21,29 @@ var ErrDenied = errors.New("reading them needs root (CAP_NET_ADMIN)")
 // syntax.
 type Commands struct{}
 
+// ErrNotNetfilter says the system's firewall is not netfilter, which Read
+// reads: macOS's pf and Windows' firewall are parsed by ParsePfctl,
+// ParseSocketfilterfw and ParseNetsh*, and decided by DecidePF and
+// DecideWindows, but Read's Ruleset cannot hold them.
+var ErrNotNetfilter = errors.New("the firewall is not netfilter")
+
+// notNetfilter says, for a system other than Linux, which firewall it has
+// and how to read it by hand, so the doctor says what it could not see
+// instead of "iptables-save is not installed".
+func notNetfilter(goos string) error {
+	switch goos {
+	case "linux":
+		return nil
+	case "darwin":
+		return fmt.Errorf("%w: macOS filters with pf and the Application Firewall, which reach check does not weigh yet; "+
+			"read them with sudo pfctl -sr and /usr/libexec/ApplicationFirewall/socketfilterfw --getglobalstate --getblockall", ErrNotNetfilter)
+	case "windows":
+		return fmt.Errorf("%w: reach check does not weigh the Windows Firewall yet; read it with "+
+			"netsh advfirewall show allprofiles and netsh advfirewall firewall show rule name=all verbose", ErrNotNetfilter)
+	}
+	return fmt.Errorf("%w: reach reads only Linux's firewall (%s)", ErrNotNetfilter, goos)
+}
+
 // cmdTimeout bounds each command.
 const cmdTimeout = 2 * time.Second
 
@@ -30,6 +54,9 @@ var iptablesTables = map[string]bool{"filter": true, "nat": true, "mangle": true
 // Ruleset's Notes say what was missing or failed among the others. An
 // error wrapping ErrDenied means every tool that ran was refused.
 func (Commands) Read(ctx context.Context) (*Ruleset, error) {
+	if err := notNetfilter(runtime.GOOS); err != nil {
+		return nil, err
+	}
 	rs := &Ruleset{}
 	nfIptables := false
 	read := 0
