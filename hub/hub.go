@@ -71,6 +71,10 @@ type Hub struct {
 	// Causes, when set, gives the doctor's cause id for a failing pair
 	// (the monitor's state of it), shown in the matrix's cells.
 	Causes func(source, target string) string
+	// Shared, when set, gives a pair's latest result as the shared store
+	// has it (replicas: the agent may report to another replica); the
+	// matrix shows it where it is newer than what this hub took itself.
+	Shared func(source, target string) (class probe.Class, last time.Time, rtt time.Duration, ok bool)
 	// AgentClient asks target hosts' agents for evidence on the pair page;
 	// nil uses one with a 3 s timeout. Set its TLS config for https agents.
 	AgentClient *http.Client
@@ -487,6 +491,17 @@ func (h *Hub) MatrixBy(group string) Matrix {
 		row := make([]*Cell, len(targets))
 		for j, t := range targets {
 			c := h.cells[pair{src, t.ID}]
+			if h.Shared != nil {
+				if class, last, rtt, ok := h.Shared(src, t.ID); ok && (c == nil || last.After(c.last.Time)) {
+					since := last
+					if c != nil && c.last.Class == class {
+						since = c.since
+					}
+					row[j] = &Cell{Class: class, Since: since, Last: last, RTT: agent.Duration(rtt),
+						Stale: now.Sub(last) > 3*interval}
+					continue
+				}
+			}
 			if c == nil {
 				continue
 			}

@@ -300,6 +300,33 @@ func TestReplicasKillEither(t *testing.T) {
 		return samples("web") >= 5 && samples("db") >= 5 && samples("local") >= 8
 	})
 
+	// Each replica's matrix shows both agents' pairs, whichever replica
+	// each reports to (web to hub1, db to hub2).
+	for _, n := range []string{"hub1", "hub2"} {
+		c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: l.hosts[n].DialContext}}
+		u := "http://" + netip.AddrPortFrom(l.addrs[n], hubPort).String() + "/agents/matrix.json"
+		testnet.Eventually(t, 30*time.Second, n+"'s matrix shows every pair", func() bool {
+			resp, err := c.Get(u)
+			if err != nil {
+				return false
+			}
+			defer resp.Body.Close()
+			var m struct{ Cells [][]*struct{ Class string } }
+			if json.NewDecoder(resp.Body).Decode(&m) != nil {
+				return false
+			}
+			filled := 0
+			for _, row := range m.Cells {
+				for _, c := range row {
+					if c != nil && c.Class == "open" {
+						filled++
+					}
+				}
+			}
+			return filled == 2
+		})
+	}
+
 	// During steady probing.
 	first := l.killHolder(t, "steady")
 	before := map[string]int{"web": samples("web"), "db": samples("db"), "local": samples("local")}

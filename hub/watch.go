@@ -17,6 +17,7 @@ import (
 	"github.com/reach-tools/reach/internal/httpsafe"
 	"github.com/reach-tools/reach/monitor"
 	"github.com/reach-tools/reach/netwatch"
+	"github.com/reach-tools/reach/probe"
 	"github.com/reach-tools/reach/web"
 )
 
@@ -164,6 +165,16 @@ func NewWatch(ctx context.Context, cfg *monitor.Config, opt WatchOptions) (*Watc
 	// holder of the alerts' lease runs the Alerter, seeded as it takes it.
 	if r := opt.Monitor.Replica; r != nil {
 		w.replica = r
+		if w.Hub != nil {
+			// The pairs whose agents report to another replica.
+			w.Hub.Shared = func(source, target string) (probe.Class, time.Time, time.Duration, bool) {
+				st, err := w.Monitor.Status(source, target)
+				if err != nil || st.Last.Time.IsZero() {
+					return "", time.Time{}, 0, false
+				}
+				return st.Last.Class, st.Last.Time, st.Last.RTT, true
+			}
+		}
 		w.Alerting.Lease(func() bool { return r.Holds(monitor.JobAlerts) }, w.Monitor.Statuses)
 		w.am.Holds = w.Alerting.Holding
 	} else {
