@@ -129,9 +129,16 @@ type listed struct {
 func (l *faultLab) list(t *testing.T) []listed {
 	t.Helper()
 	out, code := reachIn(t, l.bin, l.Server, "fault", "list", "--json")
+	if code != 0 {
+		t.Fatalf("reach fault list --json: exit %d:\n%s", code, out)
+	}
 	var list []listed
-	if err := json.Unmarshal([]byte(out), &list); err != nil || code != 0 {
-		t.Fatalf("reach fault list --json: exit %d, %v:\n%s", code, err, out)
+	for line := range strings.Lines(out) { // JSON Lines: a fault each
+		var f listed
+		if err := json.Unmarshal([]byte(line), &f); err != nil {
+			t.Fatalf("reach fault list --json: %v:\n%s", err, out)
+		}
+		list = append(list, f)
 	}
 	return list
 }

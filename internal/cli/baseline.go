@@ -336,9 +336,7 @@ read or is not a baseline.`,
 				return &ExitError{Code: ExitFail, Err: err}
 			}
 			if asJSON {
-				enc := json.NewEncoder(env.Out)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(rep); err != nil {
+				if err := json.NewEncoder(env.Out).Encode(rep); err != nil {
 					return &ExitError{Code: ExitFail, Err: err}
 				}
 			} else {

@@ -72,7 +72,8 @@ its own address. Without either, from another host, check says what the
 client saw, lists the possible causes most likely first, and what would tell
 them apart. Reading firewall rules and other users' processes needs root.
 
---json reports target, reachable, class, cause, confidence (confirmed, likely
+--json prints one line per target, each a JSON object (schema
+reach.check/v1): target, reachable, class, cause, confidence (confirmed, likely
 or possible), verdict, addresses[] (each probed with its class, and
 evidence: who answered for it, or the agent's failure and its fix),
 findings[] (cause, issue, evidence, fix, and addr when the name has several
@@ -190,10 +191,7 @@ Exit status: 0 every target is reachable, 1 one is not, 2 usage error.`,
 				// A name is checked on the addresses the source can reach.
 				opt.Network = map[bool]string{true: "tcp4", false: "tcp6"}[source.Is4()]
 			}
-			enc := json.NewEncoder(env.Out)
-			if len(eps) == 1 {
-				enc.SetIndent("", "  ") // several targets: JSON Lines
-			}
+			enc := json.NewEncoder(env.Out) // JSON Lines: one report a line, one target or many
 			// Every target is checked at once (doctor.RunMany); reports
 			// come out in the order given, each as soon as those before it
 			// are, with a progress line for the one awaited.
@@ -244,7 +242,7 @@ Exit status: 0 every target is reachable, 1 one is not, 2 usage error.`,
 	}
 	cmd.Flags().DurationVar(&hold, "hold", doctor.DefaultHold, "how long to hold one connection that opens, to catch a server that accepts and then drops it (beside the other checks; at most --timeout; 0 skips it)")
 	cmd.Flags().DurationVar(&timeout, "timeout", 3*time.Second, "how long name resolution and each probe wait for an answer; the checks after resolution take at most about 15% more together")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON (one object; JSON Lines for several targets)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print each target's report as one JSON object a line (JSON Lines, schema reach.check/v1)")
 	cmd.Flags().StringVar(&network, "network", "tcp", "tcp, tcp4 or tcp6: which address family of a name to check")
 	cmd.Flags().StringVar(&netns, "netns", "", "run the ladder from inside this network namespace: an ip netns `NAME`, or a PATH such as /proc/PID/ns/net; needs root")
 	local.add(cmd.Flags())

@@ -55,7 +55,8 @@ Policies:
 its addresses of that family); --interface NAME leaves by that interface,
 whatever the routes prefer: "it works from this address, not that one".
 
---json prints one object (on stdout with -z, else on stderr): connected,
+--json prints one JSON object, one line (schema reach.connect/v1; on stdout
+with -z, else on stderr): connected,
 endpoint and addr (the winner), local, elapsed_ms, attempts[] (attempt,
 round, endpoint, addr, class, errno, rtt_ms, error, icmp: the ICMP error
 behind a failure, ejected), and on failure failed[] (endpoint, addr, class,
@@ -279,9 +280,13 @@ func icmpOf(err error) *probe.ICMP {
 	return nil
 }
 
+// connectSchema names connect's --json object (schema/reach.connect.v1.json).
+const connectSchema = "reach.connect/v1"
+
 // connectReport is what connect saw, for --json and the summary line.
 type connectReport struct {
 	mu        sync.Mutex
+	Schema    string          `json:"schema"` // connectSchema
 	Connected bool            `json:"connected"`
 	Endpoint  string          `json:"endpoint,omitempty"`
 	Addr      string          `json:"addr,omitempty"`
@@ -385,12 +390,11 @@ func (r *connectReport) fail(err error) {
 func writeConnectJSON(w io.Writer, r *connectReport) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.Schema = connectSchema
 	if r.Attempts == nil {
 		r.Attempts = []attemptJSON{}
 	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.Encode(r)
+	json.NewEncoder(w).Encode(r) // one line
 }
 
 func addrPortOf(a net.Addr) netip.AddrPort {

@@ -247,8 +247,13 @@ func newFaultRemoverCmd(env *Env) *cobra.Command {
 	}
 }
 
-// faultJSON is one fault in reach fault list --json.
+// faultSchema names one line of reach fault list --json
+// (schema/reach.fault.v1.json).
+const faultSchema = "reach.fault/v1"
+
+// faultJSON is one fault in reach fault list --json: a line each.
 type faultJSON struct {
+	Schema      string      `json:"schema"`
 	ID          string      `json:"id"`
 	Mode        fault.Mode  `json:"mode"`
 	Port        uint16      `json:"port"`
@@ -277,18 +282,19 @@ func newFaultListCmd(env *Env) *cobra.Command {
 				return faultFail(err)
 			}
 			if asJSON {
-				out := []faultJSON{}
+				// JSON Lines: one fault a line, nothing when there is none.
+				enc := json.NewEncoder(env.Out)
 				for _, a := range list {
 					src := ""
 					if a.Source.IsValid() {
 						src = a.Source.String()
 					}
-					out = append(out, faultJSON{a.ID, a.Mode, a.Port, src, cmpProb(a.Probability),
-						a.Expires.UTC(), a.Owner, a.Backend, a.Rules, a.Leftover})
+					if err := enc.Encode(faultJSON{faultSchema, a.ID, a.Mode, a.Port, src, cmpProb(a.Probability),
+						a.Expires.UTC(), a.Owner, a.Backend, a.Rules, a.Leftover}); err != nil {
+						return err
+					}
 				}
-				enc := json.NewEncoder(env.Out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(out)
+				return nil
 			}
 			if len(list) == 0 {
 				fmt.Fprintln(env.Out, "no faults")
@@ -305,7 +311,7 @@ func newFaultListCmd(env *Env) *cobra.Command {
 			return tw.Flush()
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print the faults as a JSON array")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print each fault as one JSON object a line (JSON Lines, schema reach.fault/v1; none: no line)")
 	return cmd
 }
 

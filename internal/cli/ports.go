@@ -57,7 +57,8 @@ and new connections are dropped (clients see timeouts).
 Without root, the owners of other users' sockets cannot be seen; reach says
 how many sockets that affects.
 
---json prints one object: {"source": "netlink" or "procfs", "warnings": [...],
+--json prints one JSON object, one line: {"schema": "reach.ports/v1",
+"source": "netlink" or "procfs", "warnings": [...],
 "sockets": [{"proto", "local", "remote", "state", "recv_q", "send_q",
 "v6only", "uid", "inode", "processes": [{"pid", "command", "user", "uid",
 "state", "container"}], "process_state", "namespace", "container"}]}. With
@@ -121,15 +122,8 @@ Exit status: 0 when a socket matched, 1 when none did (so scripts can ask
 				return &ExitError{Code: ExitFail, Err: fmt.Errorf("listing sockets: %w", err)}
 			}
 			if asJSON {
-				if t.Sockets == nil {
-					t.Sockets = []sockets.Socket{}
-				}
-				if t.Warnings == nil {
-					t.Warnings = []string{}
-				}
-				enc := json.NewEncoder(env.Out)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(t); err != nil {
+				// One line; the Table writes its schema and [] for empty lists.
+				if err := json.NewEncoder(env.Out).Encode(t); err != nil {
 					return err
 				}
 			} else {
@@ -157,7 +151,7 @@ Exit status: 0 when a socket matched, 1 when none did (so scripts can ask
 	f.IntVar(&opt.PID, "pid", 0, "only sockets of this process id")
 	f.StringVar(&opt.Process, "process", "", "only sockets of processes with this command name (as in ps -o comm)")
 	f.BoolVarP(&opt.All, "all", "a", false, "all TCP states, not only LISTEN")
-	f.BoolVar(&asJSON, "json", false, "print the table as one JSON object")
+	f.BoolVar(&asJSON, "json", false, "print the table as one JSON object, one line (schema reach.ports/v1)")
 	f.BoolVarP(&allNamespaces, "all-namespaces", "A", false, "every network namespace of the host (containers too), with NETNS and CONTAINER columns; needs root")
 	f.StringVar(&netns, "netns", "", "only this network namespace: an ip netns `NAME`, or a PATH such as /proc/PID/ns/net; needs root")
 	return cmd

@@ -144,7 +144,7 @@ or was interrupted (what was found so far is printed), 2 usage error.`,
 	f.BoolVar(&fl.allStates, "all-states", false, "list every port, not only open ones and small groups")
 	f.BoolVar(&fl.skipDiscovery, "skip-discovery", false, "no host discovery: scan the ports of every target (nmap's -Pn works too)")
 	f.BoolVar(&fl.hostsOnly, "hosts-only", false, "host discovery only, no port scan (nmap's -sn works too)")
-	f.BoolVar(&fl.asJSON, "json", false, "stream JSON Lines: open ports as they are decided (every port with --all-states), then hosts and a summary")
+	f.BoolVar(&fl.asJSON, "json", false, "stream JSON Lines (schema reach.scan/v1, each with a type): port records as they are decided (open ones; every port with --all-states), then host, unscanned and summary records")
 	f.Float64Var(&fl.rate, "rate", 0, "at most N new connections per second (0: no limit)")
 	f.IntVar(&fl.maxRetries, "max-retries", scan.DefaultRetries, "retries for ports that got no answer")
 	f.Int64Var(&fl.maxProbes, "max-probes", scan.DefaultMaxProbes, "refuse a scan of more hosts × ports than this; raise it to confirm a larger one (0: no limit)")
@@ -357,18 +357,25 @@ type scanRenderer struct {
 	barShown bool
 }
 
+// scanSchema names every line of scan's --json stream, whatever its type
+// (schema/reach.scan.v1.json).
+const scanSchema = "reach.scan/v1"
+
 type jsonPort struct {
-	Type string `json:"type"`
+	Schema string `json:"schema"` // scanSchema
+	Type   string `json:"type"`
 	scan.Port
 	Service string `json:"service"`
 }
 
 type jsonHost struct {
-	Type string `json:"type"`
+	Schema string `json:"schema"` // scanSchema
+	Type   string `json:"type"`
 	scan.Host
 }
 
 type jsonSummary struct {
+	Schema    string `json:"schema"` // scanSchema
 	Type      string `json:"type"`
 	Hosts     int    `json:"hosts"`
 	HostsUp   int    `json:"hosts_up"`
@@ -392,18 +399,19 @@ func (r *scanRenderer) jsonPort(p scan.Port) {
 		return
 	}
 	r.clearProgress()
-	r.enc.Encode(jsonPort{Type: "port", Port: p, Service: r.services.Name(p.Port)})
+	r.enc.Encode(jsonPort{Schema: scanSchema, Type: "port", Port: p, Service: r.services.Name(p.Port)})
 }
 
 func (r *scanRenderer) jsonHost(h scan.Host) {
 	r.clearProgress()
 	r.emitted[h.Addr] = true
-	r.enc.Encode(jsonHost{Type: "host", Host: h})
+	r.enc.Encode(jsonHost{Schema: scanSchema, Type: "host", Host: h})
 }
 
 // jsonUnscanned is one record for every host the scan ended before it
 // decided any port of (after an interrupt, possibly most of them).
 type jsonUnscanned struct {
+	Schema string   `json:"schema"` // scanSchema
 	Type   string   `json:"type"`
 	Hosts  int      `json:"hosts"`
 	Up     int      `json:"hosts_up"` // of them, found up by discovery
@@ -428,7 +436,7 @@ func countUp(hosts []scan.Host) int {
 }
 
 func (r *scanRenderer) jsonEnd(rep *scan.Report) {
-	s := jsonSummary{Type: "summary", Hosts: len(rep.Hosts), Ports: rep.Ports, Counts: rep.Counts, Probes: rep.Probes,
+	s := jsonSummary{Schema: scanSchema, Type: "summary", Hosts: len(rep.Hosts), Ports: rep.Ports, Counts: rep.Counts, Probes: rep.Probes,
 		ElapsedMS: rep.Elapsed.Milliseconds(), Rate: rep.Rate(), Canceled: rep.Canceled,
 		Discovery: !r.fl.skipDiscovery, HostsOnly: rep.HostsOnly, DiscMS: rep.Discovery.Milliseconds(),
 		JudgedBy: judgedBy(rep.Hosts), Reasons: hostReasons(rep.Hosts)}
@@ -437,12 +445,12 @@ func (r *scanRenderer) jsonEnd(rep *scan.Report) {
 			s.HostsUp++
 		}
 		if !r.emitted[h.Addr] && !rep.IsUnscanned(h) {
-			r.enc.Encode(jsonHost{Type: "host", Host: h})
+			r.enc.Encode(jsonHost{Schema: scanSchema, Type: "host", Host: h})
 		}
 	}
 	if u := rep.Unscanned(); len(u) > 0 {
 		ranges := scan.Ranges(u)
-		rec := jsonUnscanned{Type: "unscanned", Hosts: len(u), Up: countUp(u), Ranges: []string{}}
+		rec := jsonUnscanned{Schema: scanSchema, Type: "unscanned", Hosts: len(u), Up: countUp(u), Ranges: []string{}}
 		for _, g := range ranges[:min(len(ranges), maxUnscannedJSON)] {
 			rec.Ranges = append(rec.Ranges, g.String())
 		}

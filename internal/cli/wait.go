@@ -55,9 +55,10 @@ On timeout, each target that is not ready is reported with its last class
 Progress is shown on stderr when it is a terminal; -q keeps wait silent
 except for failures.
 
---json prints one object on stdout: ready, elapsed_ms, timeout_ms and
-targets[] (target, ready, after_ms, attempts, class: the last attempt's,
-error, hint).
+--json prints one JSON object, one line, on stdout (schema reach.wait/v1):
+ready, elapsed_ms, timeout_ms and targets[] (target, ready, after_ms,
+attempts, class: the last attempt's, error, hint; layer, cause, tls, app
+for a layer above TCP).
 
 Exit status: 0 ready (or CMD's own status, passed through unchanged),
 124 --timeout passed before the targets were ready (as timeout(1) and
@@ -116,9 +117,7 @@ wait4x exit), 1 interrupted or a failure retrying cannot mend (local-error),
 				return &ExitError{Code: ExitFail, Err: err}
 			}
 			if asJ {
-				enc := json.NewEncoder(env.Out)
-				enc.SetIndent("", "  ")
-				enc.Encode(newWaitJSON(res, timeout, parsed))
+				json.NewEncoder(env.Out).Encode(newWaitJSON(res, timeout, parsed)) // one line
 			}
 			if !res.Ready {
 				if !asJ {
@@ -148,7 +147,7 @@ wait4x exit), 1 interrupted or a failure retrying cannot mend (local-error),
 	f.DurationVar(&interval, "interval", dial.DefaultWaitInterval, "longest pause between attempts to one target")
 	f.BoolVar(&anyOne, "any", false, "ready when any one target accepts (default: all)")
 	f.BoolVarP(&quiet, "quiet", "q", false, "no progress or success output; failures are still explained")
-	f.BoolVar(&asJ, "json", false, "print the result as one JSON object on stdout")
+	f.BoolVar(&asJ, "json", false, "print the result as one JSON object, one line, on stdout (schema reach.wait/v1)")
 	layerOpt.add(f)
 	f.BoolVar(&checkAccept, "check-accept", false, "count a target ready only if it keeps the connection 200ms without reset or close (a proxy such as docker-proxy accepts while its backend is down)")
 	return cmd
@@ -169,8 +168,12 @@ func waitExitCode(err error) int {
 	return ExitFail
 }
 
+// waitSchema names wait's --json object (schema/reach.wait.v1.json).
+const waitSchema = "reach.wait/v1"
+
 // waitJSON is wait's --json form of a dial.WaitResult.
 type waitJSON struct {
+	Schema    string           `json:"schema"` // waitSchema
 	Ready     bool             `json:"ready"`
 	ElapsedMS float64          `json:"elapsed_ms"`
 	TimeoutMS float64          `json:"timeout_ms"`
@@ -193,7 +196,8 @@ type waitTargetJSON struct {
 }
 
 func newWaitJSON(res *dial.WaitResult, timeout time.Duration, targets []endpoint.Target) waitJSON {
-	j := waitJSON{Ready: res.Ready, ElapsedMS: ms(res.Elapsed), TimeoutMS: ms(timeout)}
+	j := waitJSON{Schema: waitSchema, Ready: res.Ready, ElapsedMS: ms(res.Elapsed), TimeoutMS: ms(timeout),
+		Targets: []waitTargetJSON{}}
 	for i, t := range res.Targets {
 		tj := waitTargetJSON{Target: targets[i].String(), Ready: t.Ready, AfterMS: ms(t.After),
 			Attempts: t.Attempts, Class: t.Class.String()}
