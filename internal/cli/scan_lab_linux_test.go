@@ -78,6 +78,7 @@ func TestScanOutputInNamespace(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("exit %d: %s", code, errs)
 		}
+		validLines(t, "reach.scan.v1.json", out, -1) // port, host and summary records
 		states := map[string]string{}
 		var hosts []scan.Host
 		var summary map[string]any

@@ -87,6 +87,7 @@ func TestHostileInterruptedScanOneLine(t *testing.T) {
 
 	t.Run("json", func(t *testing.T) {
 		out := interrupted(t, "--json")
+		validLines(t, "reach.scan.v1.json", out, -1) // the unscanned record too
 		records, hosts := 0, 0
 		var rec struct {
 			Type   string   `json:"type"`
