@@ -118,7 +118,9 @@ func Join(ctx context.Context, store *Store, opt ReplicaOptions) (*Replica, erro
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
 	}
-	if err := r.beat(ctx); err != nil {
+	// The first beat may take its time (a loaded database); later ones
+	// that take longer than an interval are late anyway, and retried.
+	if err := r.beat(ctx, max(r.interval, 30*time.Second)); err != nil {
 		return nil, err
 	}
 	return r, nil
@@ -185,7 +187,7 @@ func (r *Replica) Run(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if err := r.beat(ctx); err != nil && ctx.Err() == nil {
+		if err := r.beat(ctx, r.interval); err != nil && ctx.Err() == nil {
 			r.log.Warn("replica heartbeat failed; this replica's endpoints and jobs go to the others "+
 				"if it lasts an interval", "replica", r.id, "interval", r.interval, "err", err)
 		}
@@ -194,8 +196,8 @@ func (r *Replica) Run(ctx context.Context) {
 
 // beat says this replica lives, reads who else does, and renews or takes
 // each job's lease. A lease expires 3/4 of an interval after its last renewal.
-func (r *Replica) beat(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, r.interval)
+func (r *Replica) beat(ctx context.Context, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	ttl := r.interval.Milliseconds()
 	// A lease lasts three quarters of an interval, renewed every quarter:
