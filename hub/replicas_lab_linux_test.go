@@ -30,7 +30,7 @@ import (
 
 // replicaInterval is the replicas' --replica-interval: a replica silent
 // this long is dead to the other, which must take over within two.
-const replicaInterval = 2 * time.Second
+const replicaInterval = 3 * time.Second
 
 // replicaLab is two reach watch --replica processes, each in a namespace
 // of its own, on one PostgreSQL schema (reached through a proxy on each
