@@ -38,6 +38,14 @@ func newChangeLab(t *testing.T) *changeLab {
 	netlab.Require(t)
 	lab := netlab.New(t)
 	r := lab.Routed()
+	// The client's IPv6 link-local addresses come a moment after its links
+	// are up, when duplicate address detection ends: wait them out, so a
+	// test's own change is not one burst with them.
+	if !testnet.Poll(10*time.Second, func() bool {
+		return strings.TrimSpace(r.Client.Run(t, "ip", "-6", "addr", "show", "tentative")) == ""
+	}) {
+		t.Fatal("the client's IPv6 addresses are still tentative after 10 s")
+	}
 	far := r.Server.Listen(t, "tcp", netip.AddrPortFrom(r.ServerAddr, 0).String())
 	near := r.Client.Listen(t, "tcp", "127.0.0.1:0")
 	alerts := make(chan monitor.Alert, 16)
