@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
-	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -218,53 +217,82 @@ func TestSweepStaleThenAlert(t *testing.T) {
 	}
 }
 
-// Registrations live in the store: a second hub on it (a restart, or
-// another replica) knows the agent, also one registered after it started,
-// and forgets it when it leaves.
+// Registrations live in the store (SQLite and PostgreSQL): a second hub
+// on it (a restart, or another replica) knows the agent, also one
+// registered after it started, and forgets it when it leaves; a hub on the
+// store opened again knows what is left.
 func TestRegistryInStore(t *testing.T) {
-	store, err := monitor.OpenStore(t.Context(), filepath.Join(t.TempDir(), "reach.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	newHub := func() *Hub {
-		h, err := New(ruleConfig(t, rulesYAML))
+	forEachStore(t, func(t *testing.T, dsn string) {
+		store, err := monitor.OpenStore(t.Context(), dsn)
 		if err != nil {
 			t.Fatal(err)
 		}
-		h.Registry = store
-		if err := h.Restore(t.Context()); err != nil {
+		defer store.Close()
+		newHub := func(store *monitor.Store) *Hub {
+			h, err := New(ruleConfig(t, rulesYAML))
+			if err != nil {
+				t.Fatal(err)
+			}
+			h.Registry = store
+			if err := h.Restore(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			return h
+		}
+		a := newHub(store)
+		web := reg("web-1", "198.18.0.1", 1, map[string]string{"role": "web"})
+		if _, _, err := a.Register(t.Context(), web, nil); err != nil {
 			t.Fatal(err)
 		}
-		return h
-	}
-	a := newHub()
-	if _, _, err := a.Register(t.Context(), reg("web-1", "198.18.0.1", 1, map[string]string{"role": "web"}), nil); err != nil {
-		t.Fatal(err)
-	}
-	b := newHub()
-	if got := targetIDs(b, "web-1"); !slices.Equal(got, []string{"legacy:5432", "legacy:7070"}) {
-		t.Fatalf("a second hub on the store gives web-1 %v", got)
-	}
-	if _, _, err := a.Register(t.Context(), reg("db-1", "198.18.0.2", 1, map[string]string{"role": "db"}), nil); err != nil {
-		t.Fatal(err)
-	}
-	b.mu.Lock()
-	b.reloaded = time.Time{}
-	b.mu.Unlock()
-	b.knowAgent(t.Context(), "db-1") // an unknown agent called b
-	if got := targetIDs(b, "db-1"); !slices.Equal(got, []string{"legacy:7070", "web-1:7070"}) {
-		t.Fatalf("b after db-1 registered with a: %v", got)
-	}
-	if _, err := a.Deregister(t.Context(), "web-1", 1); err != nil {
-		t.Fatal(err)
-	}
-	if recs, err := store.Agents(t.Context()); err != nil || len(recs) != 1 || recs[0].Name != "db-1" {
-		t.Fatalf("store after web-1 left: %+v, %v", recs, err)
-	}
-	if ok, err := store.PutAgent(t.Context(), monitor.AgentRecord{Name: "db-1", Run: 0, Data: []byte("{}")}); ok || err != nil {
-		t.Errorf("an earlier run replaced a later one in the store: %v, %v", ok, err)
-	}
+		b := newHub(store)
+		if got := targetIDs(b, "web-1"); !slices.Equal(got, []string{"legacy:5432", "legacy:7070"}) {
+			t.Fatalf("a second hub on the store gives web-1 %v", got)
+		}
+		if _, _, err := a.Register(t.Context(), reg("db-1", "198.18.0.2", 1, map[string]string{"role": "db"}), nil); err != nil {
+			t.Fatal(err)
+		}
+		// Registering the same run again updates it in place.
+		if _, _, err := a.Register(t.Context(), web, nil); err != nil {
+			t.Fatalf("web-1 registering again: %v", err)
+		}
+		b.mu.Lock()
+		b.reloaded = time.Time{}
+		b.mu.Unlock()
+		b.knowAgent(t.Context(), "db-1") // an unknown agent called b
+		if got := targetIDs(b, "db-1"); !slices.Equal(got, []string{"legacy:7070", "web-1:7070"}) {
+			t.Fatalf("b after db-1 registered with a: %v", got)
+		}
+		if _, err := a.Deregister(t.Context(), "web-1", 1); err != nil {
+			t.Fatal(err)
+		}
+		if recs, err := store.Agents(t.Context()); err != nil || len(recs) != 1 || recs[0].Name != "db-1" || recs[0].Run != 1 {
+			t.Fatalf("store after web-1 left: %+v, %v", recs, err)
+		}
+		if ok, err := store.PutAgent(t.Context(), monitor.AgentRecord{Name: "db-1", Run: 0, Data: []byte("{}")}); ok || err != nil {
+			t.Errorf("an earlier run replaced a later one in the store: %v, %v", ok, err)
+		}
+		if ok, err := store.DeleteAgent(t.Context(), "db-1", 0); ok || err != nil {
+			t.Errorf("an earlier run's deregistration removed a later one: %v, %v", ok, err)
+		}
+
+		// A restart: the store opened again, a new hub restored from it.
+		store.Close()
+		store, err = monitor.OpenStore(t.Context(), dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer store.Close()
+		c := newHub(store)
+		if got := targetIDs(c, "db-1"); !slices.Equal(got, []string{"legacy:7070"}) {
+			t.Fatalf("after a restart db-1 has %v", got)
+		}
+		if _, ok := c.Lists()["web-1"]; ok {
+			t.Error("after a restart the hub lists web-1, which left")
+		}
+		if ok, err := store.DeleteAgent(t.Context(), "db-1", 1); !ok || err != nil {
+			t.Errorf("db-1 leaving after the restart: %v, %v", ok, err)
+		}
+	})
 }
 
 // A real agent started with addresses and labels registers, probes what
