@@ -23,6 +23,9 @@ func checkFirewall(ctx context.Context, s *State) CheckResult {
 	if r, ok := needAddrs(s); !ok {
 		return r
 	}
+	if s.Client != nil && s.Client.foreign != nil {
+		return checkForeign(s)
+	}
 	if s.Client == nil || (!s.Client.Firewall && !slices.ContainsFunc(s.Hosts, func(h *HostEvidence) bool { return h != nil && h.Firewall })) {
 		why := "no host evidence"
 		if s.Client != nil {

@@ -28,7 +28,6 @@ import (
 
 	"github.com/reach-tools/reach/app"
 	"github.com/reach-tools/reach/endpoint"
-	"github.com/reach-tools/reach/firewall"
 	"github.com/reach-tools/reach/probe"
 )
 
@@ -222,5 +221,5 @@ func (o *Options) firewallSource() FirewallSource {
 	if o.Firewall != nil {
 		return o.Firewall
 	}
-	return firewall.Commands{}
+	return hostFirewall{}
 }

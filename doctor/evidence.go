@@ -2,6 +2,7 @@ package doctor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 
@@ -64,6 +65,9 @@ type HostEvidence struct {
 	// host (an agent walks and sends the paths).
 	ruleset *firewall.Ruleset
 	routes  []Route
+	// foreign is the host's firewall where it is not netfilter (macOS,
+	// Windows), read by ReadForeign; it stays on the host.
+	foreign *ForeignFirewall
 }
 
 // RemoteEvidence asks the target host itself (an agent there) what it sees
@@ -104,7 +108,7 @@ func gather(ctx context.Context, src SocketSource, fw FirewallSource, keep func(
 		src = hostSockets{}
 	}
 	if fw == nil {
-		fw = firewall.Commands{}
+		fw = hostFirewall{}
 	}
 	ev := HostEvidence{Host: "this host"}
 	var err error
@@ -118,9 +122,18 @@ func gather(ctx context.Context, src SocketSource, fw FirewallSource, keep func(
 		ev.Listening = append([]sockets.Socket{}, ls...)
 	}
 	rs, err := fw.Read(ctx)
-	if err != nil {
+	if fs, ok := fw.(ForeignSource); ok && errors.Is(err, firewall.ErrNotNetfilter) {
+		// macOS, Windows: the system's own firewall, which the firewall
+		// check weighs (checkForeign); a failure keeps Read's note.
+		if ff, ferr := fs.ReadForeign(ctx); ferr == nil {
+			ev.foreign = ff
+		}
+	}
+	switch {
+	case ev.foreign != nil:
+	case err != nil:
 		ev.Notes = append(ev.Notes, fmt.Sprintf("firewall rules: %v", err))
-	} else {
+	default:
 		ev.Rules, ev.Firewall = rs.Rules(), true
 		if rs != nil {
 			ev.Notes = append(ev.Notes, rs.Notes...)
