@@ -188,30 +188,12 @@ func (s *Store) writeSharedTx(ctx context.Context, tx *sql.Tx, in []sharedSample
 		return out, fmt.Errorf("insert samples: %v", err)
 	}
 
-	// State changes and, in the same transaction, their alerts.
-	for i := range out.Transitions {
-		t := &out.Transitions[i]
-		err := tx.QueryRowContext(ctx, `INSERT INTO transitions (endpoint, source, ts, from_state, to_state,
-			class, errno) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id`, t.Endpoint, t.Source,
-			t.Time.UnixMilli(), string(t.From), string(t.To), string(t.Class), t.Errno).Scan(&t.ID)
-		if err != nil {
-			return out, fmt.Errorf("insert transition of %s: %v", t.Endpoint, err)
-		}
-		if rules.Alert == nil {
-			continue
-		}
-		a, send, ready := rules.Alert(*t)
-		if !send {
-			continue
-		}
-		body, err := json.Marshal(a)
-		if err != nil {
-			return out, fmt.Errorf("encode alert: %v", err)
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO outbox (transition_id, created, ready, alert)
-			VALUES ($1, `+nowMS+`, $2, $3)`, t.ID, boolInt(ready), string(body)); err != nil {
-			return out, fmt.Errorf("queue alert of %s: %v", t.Endpoint, err)
-		}
+	// State changes and, in the same transaction, their alerts, each in one
+	// statement: a first sample of every pair (a fleet's start) changes as
+	// many states as the batch has pairs, and a round trip per change took
+	// the batch seconds. The ids are taken first so each alert knows its own.
+	if err := insertTransitions(ctx, tx, out.Transitions, rules); err != nil {
+		return out, err
 	}
 
 	// Statuses, with revisions taken last: the revs row serialises the
@@ -249,6 +231,76 @@ func (s *Store) writeSharedTx(ctx context.Context, tx *sql.Tx, in []sharedSample
 		return out, fmt.Errorf("update states: %v", err)
 	}
 	return out, nil
+}
+
+// insertTransitions stores state changes, setting their ids, and queues
+// the alerts rules.Alert says to send, in three statements whatever their
+// number.
+func insertTransitions(ctx context.Context, tx *sql.Tx, ts []Transition, rules sharedRules) error {
+	if len(ts) == 0 {
+		return nil
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT nextval(pg_get_serial_sequence('transitions', 'id'))
+		FROM generate_series(1, $1)`, len(ts))
+	if err != nil {
+		return fmt.Errorf("take transition ids: %v", err)
+	}
+	ids := make([]int64, 0, len(ts))
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return fmt.Errorf("take transition ids: %v", err)
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("take transition ids: %v", err)
+	}
+	if len(ids) != len(ts) {
+		return fmt.Errorf("take transition ids: got %d for %d state changes", len(ids), len(ts))
+	}
+	n := len(ts)
+	eps, srcs, from, to, class := make([]string, n), make([]string, n), make([]string, n),
+		make([]string, n), make([]string, n)
+	tss, errnos := make([]int64, n), make([]int64, n)
+	var oIDs, oReady []int64
+	var oBody []string
+	for i := range ts {
+		t := &ts[i]
+		t.ID = ids[i]
+		eps[i], srcs[i], from[i], to[i], class[i] = t.Endpoint, t.Source, string(t.From), string(t.To),
+			string(t.Class)
+		tss[i], errnos[i] = t.Time.UnixMilli(), int64(t.Errno)
+		if rules.Alert == nil {
+			continue
+		}
+		a, send, ready := rules.Alert(*t)
+		if !send {
+			continue
+		}
+		body, err := json.Marshal(a)
+		if err != nil {
+			return fmt.Errorf("encode alert: %v", err)
+		}
+		oIDs, oReady, oBody = append(oIDs, t.ID), append(oReady, int64(boolInt(ready))), append(oBody, string(body))
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO transitions (id, endpoint, source, ts, from_state, to_state,
+		class, errno) SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::text[],
+		$6::text[], $7::text[], $8::int[])`, ids, eps, srcs, tss, from, to, class, errnos); err != nil {
+		return fmt.Errorf("insert %d state changes: %v", n, err)
+	}
+	if len(oIDs) == 0 {
+		return nil
+	}
+	// Queued in the order of their state changes: the sender goes by id.
+	if _, err := tx.ExecContext(ctx, `INSERT INTO outbox (transition_id, created, ready, alert)
+		SELECT t, `+nowMS+`, r, a FROM unnest($1::bigint[], $2::int[], $3::text[]) WITH ORDINALITY
+		AS v(t, r, a, o) ORDER BY o`, oIDs, oReady, oBody); err != nil {
+		return fmt.Errorf("queue %d alerts: %v", len(oIDs), err)
+	}
+	return nil
 }
 
 // admitSeqs drops the agents' results the store already has: per agent, a
