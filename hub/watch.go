@@ -105,6 +105,13 @@ func NewWatch(ctx context.Context, cfg *monitor.Config, opt WatchOptions) (*Watc
 	w.am.SetConfig(cfg.Alerts, w.dash)
 	w.Alerting = monitor.NewAlerting(cfg, nil, w.hook, w.am)
 	w.am.Active = w.Alerting.Active
+	if st := opt.Monitor.Store; st != nil {
+		// The API's windows live in the store: across restarts, and for
+		// every replica (the one sending alerts reads them at each decision).
+		if err := w.Alerting.UseStore(ctx, st, log); err != nil {
+			return nil, err
+		}
+	}
 	if w.server.MaxBody == 0 {
 		w.server.MaxBody = agent.MaxBody
 	}

@@ -382,6 +382,10 @@ func (a *Alerter) AddWindow(now time.Time, w Window) (Window, error) {
 	return w, nil
 }
 
+// SetAPIWindows replaces the API's windows with ws (read from a store
+// that keeps them for every replica).
+func (a *Alerter) SetAPIWindows(ws []Window) { a.api = slices.Clone(ws) }
+
 // ErrNoWindow is returned for a window the Alerter does not hold.
 var ErrNoWindow = fmt.Errorf("monitor: no such maintenance window")
 

@@ -2,7 +2,11 @@ package monitor
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -22,6 +26,65 @@ type Alerting struct {
 	statuses func() []Status
 	holding  bool
 	pending  map[int64][]Alert // by outbox id: what Deliver has still to send
+	// store, when set, keeps the API's windows (see UseStore); reads
+	// numbers each read of it, applied the newest read applied, so an
+	// older read finishing late does not undo a newer one.
+	store   *Store
+	log     *slog.Logger
+	reads   atomic.Uint64
+	applied uint64
+	pruned  time.Time
+}
+
+// windowOp bounds a read or write of the windows in the store.
+const windowOp = 5 * time.Second
+
+// UseStore keeps the windows made through the API in s instead of this
+// process's memory: they outlive a restart, every replica on s lists them,
+// and the Alerter reads them again before each decision (a state change,
+// each tick), so a window posted to any replica holds the alerts of the
+// one that sends them. Expired windows are pruned by the one running the
+// Alerter's clock.
+func (p *Alerting) UseStore(ctx context.Context, s *Store, log *slog.Logger) error {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	p.mu.Lock()
+	p.store, p.log = s, log
+	p.mu.Unlock()
+	return p.refresh(ctx)
+}
+
+// refresh reads the API's windows from the store into the Alerter.
+func (p *Alerting) refresh(ctx context.Context) error {
+	p.mu.Lock()
+	s := p.store
+	p.mu.Unlock()
+	if s == nil {
+		return nil
+	}
+	n := p.reads.Add(1)
+	ws, err := s.Windows(ctx, p.now())
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if n > p.applied {
+		p.a.SetAPIWindows(ws)
+		p.applied = n
+	}
+	return nil
+}
+
+// refreshOrKeep refreshes, keeping the windows last read when the store
+// fails (they are logged).
+func (p *Alerting) refreshOrKeep(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, windowOp)
+	defer cancel()
+	if err := p.refresh(ctx); err != nil {
+		p.log.Warn("cannot read the maintenance windows from the store; using those read before", "err", err)
+	}
 }
 
 // NewAlerting returns an Alerting for cfg's alerts that tells sinks; now
@@ -56,6 +119,7 @@ func (p *Alerting) Holding() bool {
 // after a failure, a retry of the same id sends what is left, not the
 // Alerter's verdict again.
 func (p *Alerting) Deliver(ctx context.Context, al Alert) error {
+	p.refreshOrKeep(ctx)
 	p.mu.Lock()
 	out, ok := p.pending[al.ID]
 	if !ok {
@@ -85,6 +149,7 @@ func (p *Alerting) Deliver(ctx context.Context, al Alert) error {
 
 // Notify implements Notifier: a state change from the monitor.
 func (p *Alerting) Notify(al Alert) {
+	p.refreshOrKeep(context.Background())
 	p.mu.Lock()
 	out := p.a.Change(p.now(), al)
 	p.mu.Unlock()
@@ -113,9 +178,11 @@ func (p *Alerting) Run(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+		p.refreshOrKeep(ctx)
 		p.mu.Lock()
 		var out []Alert
 		if p.holds == nil || p.holds() {
+			p.pruneLocked(ctx)
 			if !p.holding && p.statuses != nil {
 				p.a.Seed(p.now(), p.statuses())
 			}
@@ -127,6 +194,29 @@ func (p *Alerting) Run(ctx context.Context) {
 		p.mu.Unlock()
 		p.send(out)
 	}
+}
+
+// pruneEvery is how often the holder deletes expired windows.
+const pruneEvery = time.Minute
+
+// pruneLocked deletes the store's expired windows, at most once per
+// pruneEvery, in the background (p.mu is held).
+func (p *Alerting) pruneLocked(ctx context.Context) {
+	now := p.now()
+	if p.store == nil || now.Sub(p.pruned) < pruneEvery {
+		return
+	}
+	p.pruned = now
+	s, log := p.store, p.log
+	go func() {
+		ctx, cancel := context.WithTimeout(ctx, windowOp)
+		defer cancel()
+		if n, err := s.PruneWindows(ctx, now); err != nil {
+			log.Warn("cannot prune expired maintenance windows", "err", err)
+		} else if n > 0 {
+			log.Info("pruned expired maintenance windows", "n", n)
+		}
+	}()
 }
 
 // SetConfig applies a reloaded configuration.
@@ -163,6 +253,7 @@ type WindowView struct {
 
 // Windows lists the maintenance windows, the config's then the API's.
 func (p *Alerting) Windows() []WindowView {
+	p.refreshOrKeep(context.Background())
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	now := p.now()
@@ -182,18 +273,53 @@ func (p *Alerting) Windows() []WindowView {
 	return out
 }
 
-// AddWindow adds a one-off window (see Alerter.AddWindow).
+// AddWindow adds a one-off window (see Alerter.AddWindow); with a store,
+// it is kept there.
 func (p *Alerting) AddWindow(w Window) (Window, error) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.a.AddWindow(p.now(), w)
+	s, now := p.store, p.now()
+	if s == nil {
+		defer p.mu.Unlock()
+		return p.a.AddWindow(now, w)
+	}
+	p.mu.Unlock()
+	if err := CheckWindow(w, now); err != nil {
+		return Window{}, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), windowOp)
+	defer cancel()
+	w, err := s.PutWindow(ctx, w)
+	if err != nil {
+		return Window{}, err
+	}
+	p.refreshOrKeep(ctx)
+	return w, nil
 }
 
 // RemoveWindow ends a window made through the API.
 func (p *Alerting) RemoveWindow(id string) error {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.a.RemoveWindow(id)
+	s := p.store
+	if s == nil {
+		defer p.mu.Unlock()
+		return p.a.RemoveWindow(id)
+	}
+	inConfig := slices.ContainsFunc(p.a.policy.Maintenance, func(w Window) bool { return w.ID == id })
+	p.mu.Unlock()
+	if inConfig {
+		return fmt.Errorf("%w: %q is in the config file; remove it there and reload", ErrNoWindow, id)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), windowOp)
+	defer cancel()
+	ok, err := s.DeleteWindow(ctx, id)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("%w: %q", ErrNoWindow, id)
+	}
+	p.refreshOrKeep(ctx)
+	return nil
 }
 
 // Held says why an endpoint's alerts are held now, or "".

@@ -209,6 +209,14 @@ var migrations = [][]string{
 		// that looks for stale agents sees the calls the others took.
 		`ALTER TABLE agent_seqs ADD COLUMN seen BIGINT NOT NULL DEFAULT 0`,
 	},
+	{
+		// Maintenance windows made through the API, so they outlive a
+		// restart and every replica sees them: one-off, [start_ms, end_ms);
+		// endpoints is a JSON list (empty: every endpoint).
+		`CREATE TABLE windows (id {{id}}, start_ms BIGINT NOT NULL, end_ms BIGINT NOT NULL,
+			endpoints TEXT NOT NULL, reason TEXT NOT NULL, created BIGINT NOT NULL)`,
+		`CREATE INDEX windows_end ON windows (end_ms)`,
+	},
 }
 
 func (s *Store) migrate(ctx context.Context) error { return s.migrateTo(ctx, len(migrations)) }

@@ -326,6 +326,11 @@ func (s *Server) addWindow(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		win, err = s.opt.Alerting.AddWindow(win)
 	}
+	if errors.Is(err, monitor.ErrStore) {
+		s.log.Error("cannot keep a maintenance window", "err", err)
+		http.Error(w, "the window could not be kept: "+err.Error()+"; try again, and check the hub's store", http.StatusServiceUnavailable)
+		return
+	}
 	if err != nil {
 		http.Error(w, "bad window: "+err.Error(), http.StatusBadRequest)
 		return
@@ -339,7 +344,12 @@ func (s *Server) addWindow(w http.ResponseWriter, r *http.Request) {
 func (s *Server) removeWindow(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	if err := s.opt.Alerting.RemoveWindow(id); err != nil {
-		http.Error(w, err.Error(), http.StatusNotFound)
+		code := http.StatusNotFound
+		if !errors.Is(err, monitor.ErrNoWindow) {
+			code = http.StatusServiceUnavailable
+			s.log.Error("cannot remove a maintenance window", "id", id, "err", err)
+		}
+		http.Error(w, err.Error(), code)
 		return
 	}
 	s.log.Info("maintenance window removed", "id", id)
