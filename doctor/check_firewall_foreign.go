@@ -57,7 +57,7 @@ func (hostFirewall) ReadForeign(ctx context.Context) (*ForeignFirewall, error) {
 	return readForeign(ctx)
 }
 
-// denied reports whether a tool failed for lack of privilege.
+// deniedErr reports whether a tool failed for lack of privilege.
 func deniedErr(err error) bool {
 	if err == nil {
 		return false

@@ -192,3 +192,42 @@ func TestForeignLadder(t *testing.T) {
 		})
 	}
 }
+
+// FuzzForeignFindings: whatever pfctl, socketfilterfw and netsh print,
+// reading it and weighing it neither panics nor finds a cause without
+// quoting evidence, and a blocked connection is only ever a drop or a
+// reject.
+func FuzzForeignFindings(f *testing.F) {
+	for _, name := range []string{"macos/macos14-pfctl-sr-custom.txt", "macos/macos15-pfctl-sr-expanded.txt",
+		"macos/macos15-socketfilterfw.txt", "windows/win11-en-allprofiles.txt", "windows/win11-de-rules.txt"} {
+		b := recorded(f, name)
+		f.Add(b, []byte(pfEnabled), b, uint16(8443), true)
+	}
+	f.Fuzz(func(t *testing.T, a, b, c []byte, port uint16, timeout bool) {
+		class := probe.Refused
+		if timeout {
+			class = probe.Timeout
+		}
+		for _, ff := range []*ForeignFirewall{readDarwin(a, nil, b, nil, c, nil), readWindows(a, nil, c, nil)} {
+			for _, dst := range []string{"198.18.0.2", "127.0.0.1", "fd00::2"} {
+				fs, detail, _ := foreignFindings(ff, netip.AddrPortFrom(netip.MustParseAddr(dst), port), class)
+				if detail == "" {
+					t.Errorf("%s: no detail", ff.System)
+				}
+				for _, fd := range fs {
+					if (fd.Cause != FirewallDrop && fd.Cause != FirewallReject) || fd.Evidence == "" || fd.Fix == "" {
+						t.Errorf("%s: finding %+v", ff.System, fd)
+					}
+				}
+			}
+		}
+	})
+}
+
+func TestPfStatus(t *testing.T) {
+	for in, want := range map[string]string{pfEnabled: "enabled", "Status: Disabled\n": "disabled", "Status: Maybe\n": "", "": ""} {
+		if got := pfStatus([]byte(in)); got != want {
+			t.Errorf("pfStatus(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -35,11 +35,13 @@ func notNetfilter(goos string) error {
 	case "linux":
 		return nil
 	case "darwin":
-		return fmt.Errorf("%w: macOS filters with pf and the Application Firewall, which reach check does not weigh yet; "+
-			"read them with sudo pfctl -sr and /usr/libexec/ApplicationFirewall/socketfilterfw --getglobalstate --getblockall", ErrNotNetfilter)
+		return fmt.Errorf("%w: macOS filters with pf and the Application Firewall, which a Ruleset cannot hold; "+
+			"read them with sudo pfctl -sr and /usr/libexec/ApplicationFirewall/socketfilterfw --getglobalstate --getblockall "+
+			"(the doctor does, and weighs them)", ErrNotNetfilter)
 	case "windows":
-		return fmt.Errorf("%w: reach check does not weigh the Windows Firewall yet; read it with "+
-			"netsh advfirewall show allprofiles and netsh advfirewall firewall show rule name=all verbose", ErrNotNetfilter)
+		return fmt.Errorf("%w: a Ruleset cannot hold the Windows Firewall; read it with "+
+			"netsh advfirewall show allprofiles and netsh advfirewall firewall show rule name=all verbose "+
+			"(the doctor does, and weighs it)", ErrNotNetfilter)
 	}
 	return fmt.Errorf("%w: reach reads only Linux's firewall (%s)", ErrNotNetfilter, goos)
 }
