@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/reach-tools/reach/internal/testnet"
 	"github.com/reach-tools/reach/probe"
 )
 
@@ -132,5 +133,73 @@ func TestWindowSurvivesRestart(t *testing.T) {
 	}
 	if err := al.RemoveWindow("nightly"); !errors.Is(err, ErrNoWindow) {
 		t.Errorf("removing an unknown window: %v", err)
+	}
+}
+
+// The same through running replicas (in-process, one PostgreSQL schema):
+// a window posted to the replica that does not hold the alerts' lease
+// holds db:5432's alert, which the holder sends from the shared outbox,
+// while cache:6379's, outside it, goes out.
+func TestReplicaWindowHoldsOutbox(t *testing.T) {
+	dsn := freshPostgres(t)
+	cfg := &Config{Alerts: Alerts{Rise: 1, Fall: 1}}
+	type replica struct {
+		tr   *testReplica
+		al   *Alerting
+		sent *recorder
+	}
+	start := func() replica {
+		rec := &recorder{}
+		al := NewAlerting(cfg, nil, rec)
+		tr := startReplica(t, dsn, cfg, al, 2*time.Second)
+		if err := al.UseStore(t.Context(), tr.m.Store(), nil); err != nil {
+			t.Fatal(err)
+		}
+		return replica{tr, al, rec}
+	}
+	a, b := start(), start()
+	testnet.Eventually(t, 20*time.Second, "the alerts held by exactly one of two live replicas", func() bool {
+		return len(a.tr.r.Live()) == 2 && len(b.tr.r.Live()) == 2 && a.tr.r.Holds(JobAlerts) != b.tr.r.Holds(JobAlerts)
+	})
+	if a.tr.r.Holds(JobAlerts) {
+		a, b = b, a // a: not holding; b: holding
+	}
+	now := time.Now()
+	w, err := a.al.AddWindow(Window{Endpoints: []string{"db:5432"}, Start: now.Add(-time.Hour), End: now.Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := now.Add(-time.Minute).Truncate(time.Millisecond)
+	at := func(i int) time.Time { return t0.Add(time.Duration(i) * time.Second) }
+	cache := func(seq uint64, ok bool, t time.Time) Report {
+		r := report(seq, ok, t)
+		r.Endpoint.Name, r.Endpoint.Target.Port = "cache:6379", 6379
+		return r
+	}
+	if err := a.tr.m.Ingest(t.Context(), "web", []Report{report(1, true, at(1)), cache(2, true, at(1)),
+		report(3, false, at(2)), cache(4, false, at(2))}); err != nil {
+		t.Fatal(err)
+	}
+	// The holder sends from the outbox in order: db's decision came first.
+	testnet.Eventually(t, 20*time.Second, "cache's alert sent", func() bool {
+		return slices.ContainsFunc(a.sent.snapshot(), func(al Alert) bool { return al.Endpoint == "cache:6379" }) ||
+			slices.ContainsFunc(b.sent.snapshot(), func(al Alert) bool { return al.Endpoint == "cache:6379" })
+	})
+	if len(a.sent.snapshot()) > 0 {
+		// The lease moved to a (a slow renewal on a loaded machine): the
+		// window was not posted to another replica after all.
+		t.Logf("the alerts' lease moved to the replica the window was posted to")
+	}
+	for _, r := range []replica{a, b} {
+		for _, al := range r.sent.snapshot() {
+			if al.Endpoint == "db:5432" {
+				t.Errorf("db:5432's alert went out in window %s: %+v", w.ID, al)
+			}
+		}
+	}
+	for name, r := range map[string]replica{"poster": a, "holder": b} {
+		if h := r.al.Held("web", "db:5432"); h != "maintenance "+w.ID {
+			t.Errorf("the %s says db:5432 is held by %q", name, h)
+		}
 	}
 }
