@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -118,5 +119,41 @@ func TestMaintenanceWritesOff(t *testing.T) {
 	code, msg := do(t, http.MethodPost, srv.URL+"/api/maintenance", `{"for": "1h"}`, "Authorization", "Bearer x")
 	if code != http.StatusForbidden || !strings.Contains(msg, "REACH_WATCH_WRITE_TOKEN") {
 		t.Errorf("POST without a write token configured: %d %s, want 403 saying how to turn writes on", code, msg)
+	}
+}
+
+// With the windows in the store, a store that fails answers 503 saying so,
+// not "bad window"; a window posted before lives on in the store.
+func TestMaintenanceStoreFails(t *testing.T) {
+	cfg := &monitor.Config{Endpoints: []monitor.Endpoint{{Name: "db"}}}
+	store, err := monitor.OpenStore(t.Context(), filepath.Join(t.TempDir(), "w.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	al := monitor.NewAlerting(cfg, nil)
+	if err := al.UseStore(t.Context(), store, nil); err != nil {
+		t.Fatal(err)
+	}
+	srv, _, _ := newTestServer(t, Options{WriteToken: "write-token-654321", Alerting: al})
+	write := []string{"Authorization", "Bearer write-token-654321"}
+	code, msg := do(t, http.MethodPost, srv.URL+"/api/maintenance", `{"for": "1h"}`, write...)
+	if code != http.StatusCreated {
+		t.Fatalf("POST: %d %s", code, msg)
+	}
+	var w monitor.Window
+	if err := json.Unmarshal([]byte(msg), &w); err != nil {
+		t.Fatal(err)
+	}
+	if ws, err := store.Windows(t.Context(), time.Now()); err != nil || len(ws) != 1 || ws[0].ID != w.ID {
+		t.Fatalf("the store holds %+v, %v; want %s", ws, err, w.ID)
+	}
+	store.Close()
+	code, msg = do(t, http.MethodPost, srv.URL+"/api/maintenance", `{"for": "1h"}`, write...)
+	if code != http.StatusServiceUnavailable || !strings.Contains(msg, "could not be kept") {
+		t.Errorf("POST on a closed store: %d %s, want 503", code, msg)
+	}
+	code, msg = do(t, http.MethodDelete, srv.URL+"/api/maintenance/"+w.ID, "", write...)
+	if code != http.StatusServiceUnavailable {
+		t.Errorf("DELETE on a closed store: %d %s, want 503", code, msg)
 	}
 }
