@@ -225,12 +225,20 @@ func TestMySQLRealMaxConnections(t *testing.T) {
 	// login (all but SUPER, who may use one more); past max_connections + 1
 	// it refuses before the greeting, as the check sees it. Root's sessions
 	// fill the server up to there, and those past it are refused and end.
-	m.Hold(t, 14)
+	// Sessions refused on the way in end; on a loaded machine more of them
+	// can be refused than the count implies (MariaDB counts handshakes in
+	// progress), so the test tops them up, to at most 40.
+	held := 14
+	m.Hold(t, held)
 	if !testnet.Poll(time.Minute, func() bool {
 		r = checkOver(t, m.Server, monitor, Request{Protocol: "mysql"})
+		if r.Cause != TooManyConnections && held < 40 {
+			m.Hold(t, 1)
+			held++
+		}
 		return r.Cause == TooManyConnections
 	}) {
-		t.Fatalf("with 14 sessions asked for, the check still says %+v", r)
+		t.Fatalf("with %d sessions asked for, the check still says %+v", held, r)
 	}
 	wantResult(t, r, false, TooManyConnections, "too many connections")
 	if !strings.Contains(r.Detail, "1040") {
