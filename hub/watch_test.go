@@ -168,3 +168,37 @@ func TestWatchServesHubAndDashboard(t *testing.T) {
 		t.Fatal("Run did not end with its context")
 	}
 }
+
+// reach watch keeps the API's maintenance windows in its store: a restart
+// (a new Watch on the store opened again) lists them and holds the alerts.
+func TestWatchWindowsOutliveRestart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "reach.db")
+	cfg, err := monitor.ParseConfig("t.yaml", []byte("endpoints:\n  - {name: api, target: \"127.0.0.1:1\"}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := func() *Watch {
+		store, err := monitor.OpenStore(t.Context(), path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { store.Close() })
+		w, err := NewWatch(t.Context(), cfg, WatchOptions{Monitor: monitor.Options{Store: store}, NoDoctor: true, NoNetWatch: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return w
+	}
+	now := time.Now()
+	win, err := open().Alerting.AddWindow(monitor.Window{Endpoints: []string{"api"}, Start: now, End: now.Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := open()
+	if ws := w.Alerting.Windows(); len(ws) != 1 || ws[0].ID != win.ID || !ws[0].Active {
+		t.Fatalf("after a restart: %+v, want %s active", ws, win.ID)
+	}
+	if h := w.Alerting.Held(monitor.LocalSource, "api"); h != "maintenance "+win.ID {
+		t.Errorf("after a restart api is held by %q", h)
+	}
+}
