@@ -16,7 +16,7 @@ import (
 
 // The replicas' write path. Each replica's batch writer folds its samples
 // into the shared states in one transaction: the states it touches are
-// locked (in one order, so two replicas never deadlock), rise/fall applied
+// locked (per source, in one order, so two replicas never deadlock), rise/fall applied
 // to what the store holds, not to what this process last saw, and samples,
 // states, state changes and their alerts (the outbox) written together. A
 // replica that dies mid-batch leaves nothing of it; one that takes over a
@@ -105,6 +105,15 @@ func (s *Store) writeSharedTx(ctx context.Context, tx *sql.Tx, in []sharedSample
 	for i, k := range keys {
 		srcs[i], eps[i], tgts[i] = k.source, k.endpoint, targets[k]
 	}
+	var sources []string
+	for _, k := range keys {
+		if !slices.Contains(sources, k.source) {
+			sources = append(sources, k.source)
+		}
+	}
+	if err := lockSources(ctx, tx, sources); err != nil {
+		return out, err
+	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO states (endpoint, source, state, since, last_ts, last_ok,
 		last_class, last_errno, last_rtt_us, oks, fails, cause, target)
 		SELECT e, s, 'unknown', 0, 0, 0, '', 0, 0, 0, 0, '', t FROM unnest($1::text[], $2::text[], $3::text[]) AS k(s, e, t)
@@ -114,9 +123,9 @@ func (s *Store) writeSharedTx(ctx context.Context, tx *sql.Tx, in []sharedSample
 	rows, err := tx.QueryContext(ctx, `SELECT st.endpoint, st.source, st.state, st.since, st.last_ts, st.last_ok,
 		st.last_class, st.last_errno, st.last_rtt_us, st.oks, st.fails, st.cause, st.target
 		FROM states st JOIN unnest($1::text[], $2::text[]) AS k(s, e) ON st.source = k.s AND st.endpoint = k.e
-		ORDER BY st.source, st.endpoint FOR UPDATE OF st`, srcs, eps)
+		ORDER BY st.source, st.endpoint`, srcs, eps)
 	if err != nil {
-		return out, fmt.Errorf("lock states: %v", err)
+		return out, fmt.Errorf("read states: %v", err)
 	}
 	states := map[stateKey]*Status{}
 	for rows.Next() {
@@ -231,6 +240,22 @@ func (s *Store) writeSharedTx(ctx context.Context, tx *sql.Tx, in []sharedSample
 		return out, fmt.Errorf("update states: %v", err)
 	}
 	return out, nil
+}
+
+// lockSources takes, to the end of tx, the lock that every writer of the
+// sources' states holds (writeSharedTx, recordDiagnosis): one transaction
+// advisory lock per source, not a row lock per state, which PostgreSQL
+// writes into every row (a WAL record each, 5,000 a batch, and then the
+// update writes the row again). Keys are taken in one order, so two
+// replicas never deadlock; the schema is in the key, so two fleets on one
+// database do not wait on each other (a hash collision only waits).
+func lockSources(ctx context.Context, tx *sql.Tx, sources []string) error {
+	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT
+		hashtextextended(current_schema() || '/' || s, 0) AS k FROM unnest($1::text[]) AS s) l
+		ORDER BY k`, sources); err != nil {
+		return fmt.Errorf("lock the states of %d sources: %v", len(sources), err)
+	}
+	return nil
 }
 
 // insertTransitions stores state changes, setting their ids, and queues
@@ -456,6 +481,9 @@ func (s *Store) recordDiagnosis(ctx context.Context, t Transition, a Alert) (int
 	}
 	var rev int64
 	err = s.tx(ctx, func(tx *sql.Tx) error {
+		if err := lockSources(ctx, tx, []string{t.Source}); err != nil {
+			return err
+		}
 		if _, err := tx.ExecContext(ctx, `UPDATE transitions SET diagnosis = $1 WHERE id = $2`, diag, t.ID); err != nil {
 			return fmt.Errorf("store diagnosis of %s: %v", t.Endpoint, err)
 		}
