@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -294,4 +295,53 @@ func contains(s, sub string) bool {
 		}
 	}
 	return false
+}
+
+// TestSharedWritesLockTheirStates has two replicas write samples of the
+// same pairs at once, round after round, up then down then up: the states'
+// lock (one per source) must let each see the other's write, so each pair
+// changes state once a round, whichever replica wrote first.
+func TestSharedWritesLockTheirStates(t *testing.T) {
+	ctx := context.Background()
+	dsn := freshPostgres(t)
+	var stores [2]*Store
+	for i := range stores {
+		s, err := OpenReplica(ctx, dsn, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		stores[i] = s
+	}
+	const rounds, sources, perSource = 10, 5, 20
+	base := time.Now().Add(-time.Hour)
+	for round := range rounds {
+		var wg sync.WaitGroup
+		errs := make([]error, len(stores))
+		for i, s := range stores {
+			var batch []sharedSample
+			for src := range sources {
+				for ep := range perSource {
+					batch = append(batch, sharedSample{Sample: Sample{
+						Endpoint: fmt.Sprintf("e%d", ep), Source: fmt.Sprintf("agent-%d", src),
+						Time: base.Add(time.Duration(round*10+i) * time.Second), OK: round%2 == 0,
+						Class: probe.Open}})
+				}
+			}
+			wg.Go(func() { _, errs[i] = s.writeShared(ctx, batch, sharedRules{Rise: 1, Fall: 1}) })
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("round %d, replica %d: %v", round, i+1, err)
+			}
+		}
+	}
+	var n int
+	if err := stores[0].db.QueryRow(`SELECT COUNT(*) FROM transitions`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if want := rounds * sources * perSource; n != want {
+		t.Errorf("%d state changes, want %d: one a round for each of %d pairs", n, want, sources*perSource)
+	}
 }
