@@ -54,6 +54,11 @@ func TestDecidePF(t *testing.T) {
 		{"macos15-pfctl-sr-expanded.txt", "[::1]:3000", false, 6, ""},
 		{"macos15-pfctl-sr-expanded.txt", "198.18.0.5:443", false, 8, ""},
 		{"macos15-pfctl-sr-expanded.txt", "198.18.0.5:9001", false, 0, "on en0"},
+		// Recorded (opnsense/core#2866): both rules are on igb3, which
+		// pfctl's output cannot tie to the connection; to ! 192.168.0.0/16
+		// leaves a LAN destination to neither.
+		{"opnsense2866-pfctl-rules.txt", "198.18.0.5:22", false, 0, "line 2 (block drop in log quick on igb3"},
+		{"opnsense2866-pfctl-rules.txt", "192.168.1.5:22", false, 0, ""},
 	} {
 		d := DecidePF(pfRules(t, tc.file), netip.MustParseAddrPort(tc.dst))
 		line := 0
@@ -86,6 +91,26 @@ func TestParsePfctlRule(t *testing.T) {
 	}
 }
 
+// TestParsePfctlRecorded reads rules a real pfctl printed (see the
+// .source files) and checks what each says.
+func TestParsePfctlRecorded(t *testing.T) {
+	rules := pfRules(t, "opnsense2866-pfctl-rules.txt")
+	if len(rules) != 2 {
+		t.Fatalf("%d rules, want 2", len(rules))
+	}
+	lan := netip.MustParsePrefix("192.168.0.0/16")
+	pass, block := rules[0], rules[1]
+	if pass.Action != "pass" || !pass.Quick || pass.Direction != "in" || pass.Interface != "igb3" ||
+		pass.Family != "inet" || pass.From.Prefix != lan || pass.From.Not ||
+		!pass.To.Not || pass.To.Prefix != lan || pass.To.Any || len(pass.Ports) != 0 {
+		t.Errorf("pass rule: %+v", pass)
+	}
+	if block.Action != "block" || block.Return || !block.Quick || block.Interface != "igb3" ||
+		!block.From.Any || !block.To.Not || block.To.Prefix != lan {
+		t.Errorf("block rule: %+v", block)
+	}
+}
+
 func TestParseSocketfilterfw(t *testing.T) {
 	for _, tc := range []struct {
 		file                       string
@@ -102,6 +127,31 @@ func TestParseSocketfilterfw(t *testing.T) {
 		if st.Enabled == nil || st.BlockAll == nil || st.Stealth == nil ||
 			*st.Enabled != tc.enabled || *st.BlockAll != tc.blockAll || *st.Stealth != tc.stealth {
 			t.Errorf("%s: %+v", tc.file, st)
+		}
+	}
+	// Recorded --getglobalstate lines (see the .source files): state 2
+	// (block all incoming) was ErrSyntax before, its sentence says neither
+	// enabled nor disabled.
+	for _, tc := range []struct {
+		file              string
+		enabled, blockAll bool
+	}{
+		{"lynis41-socketfilterfw.txt", true, false},
+		{"mcli160-socketfilterfw-state2.txt", true, true},
+		{"macos15-socketfilterfw-state2.txt", true, true},
+	} {
+		st, err := ParseSocketfilterfw(bytes.NewReader(readTestdata(t, "macos", tc.file)))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.file, err)
+		}
+		if st.Enabled == nil || *st.Enabled != tc.enabled || st.Stealth != nil ||
+			(st.BlockAll != nil) != tc.blockAll || (tc.blockAll && !*st.BlockAll) {
+			t.Errorf("%s: %+v", tc.file, st)
+		}
+	}
+	for _, bad := range []string{"Firewall is enabled. (State = 7)\n", "Firewall is enabled. (State = x)\n"} {
+		if _, err := ParseSocketfilterfw(strings.NewReader(bad)); !errors.Is(err, ErrSyntax) {
+			t.Errorf("%q: %v, want ErrSyntax", bad, err)
 		}
 	}
 	if _, err := ParseSocketfilterfw(strings.NewReader("Die Firewall ist aktiviert.\n")); !errors.Is(err, ErrSyntax) {
@@ -162,8 +212,28 @@ func TestDecideWindows(t *testing.T) {
 	}
 }
 
+func FuzzParseSocketfilterfw(f *testing.F) {
+	for _, file := range []string{"macos12-socketfilterfw.txt", "macos15-socketfilterfw.txt",
+		"macos14-socketfilterfw-off.txt", "lynis41-socketfilterfw.txt", "macos15-socketfilterfw-state2.txt"} {
+		f.Add(readTestdata(f, "macos", file))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		st, err := ParseSocketfilterfw(bytes.NewReader(b))
+		if err != nil {
+			if !errors.Is(err, ErrSyntax) {
+				t.Fatalf("error not ErrSyntax: %v", err)
+			}
+			return
+		}
+		if strings.TrimSpace(string(b)) == "" && (st.Enabled != nil || st.BlockAll != nil || st.Stealth != nil) {
+			t.Fatalf("state from no output: %+v", st)
+		}
+	})
+}
+
 func FuzzParsePfctl(f *testing.F) {
-	for _, file := range []string{"macos13-pfctl-sr.txt", "macos14-pfctl-sr-custom.txt", "macos15-pfctl-sr-expanded.txt"} {
+	for _, file := range []string{"macos13-pfctl-sr.txt", "macos14-pfctl-sr-custom.txt", "macos15-pfctl-sr-expanded.txt",
+		"opnsense2866-pfctl-rules.txt"} {
 		f.Add(readTestdata(f, "macos", file))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {

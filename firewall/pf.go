@@ -386,32 +386,51 @@ type AppFirewall struct {
 // mode enabled" / "Firewall stealth mode is on"); each is matched by what
 // it is about and its on/off word.
 func ParseSocketfilterfw(r io.Reader) (AppFirewall, error) {
-	var st AppFirewall
+	var fw AppFirewall
 	b, err := io.ReadAll(io.LimitReader(r, 1<<16))
 	if err != nil {
-		return st, err
+		return fw, err
 	}
 	for _, line := range strings.Split(string(b), "\n") {
 		l := strings.ToLower(strings.TrimSpace(line))
 		if l == "" {
 			continue
 		}
+		// "(State = N)" ends the global state line: 0 off, 1 on, 2 on and
+		// blocking all incoming but essential services. State 2's sentence
+		// says neither enabled nor disabled ("Firewall is blocking all
+		// non-essential incoming connections. (State = 2)", recorded on
+		// macOS 15), so the number decides.
+		if _, n, ok := strings.Cut(l, "(state = "); ok {
+			n, _, _ = strings.Cut(n, ")")
+			st, err := strconv.Atoi(n)
+			if err != nil || st < 0 || st > 2 {
+				return AppFirewall{}, fmt.Errorf("%w: socketfilterfw: %q: state %q", ErrSyntax, line, n)
+			}
+			on := st > 0
+			fw.Enabled = &on
+			if st == 2 || strings.Contains(l, "blocking all") {
+				all := true
+				fw.BlockAll = &all
+			}
+			continue
+		}
 		on := strings.Contains(l, "enabled") || strings.HasSuffix(strings.TrimRight(l, ".!"), " on") || strings.Contains(l, "state = 1")
 		off := strings.Contains(l, "disabled") || strings.HasSuffix(strings.TrimRight(l, ".!"), " off") || strings.Contains(l, "state = 0")
 		if on == off {
-			return st, fmt.Errorf("%w: socketfilterfw: %q says neither on nor off", ErrSyntax, line)
+			return fw, fmt.Errorf("%w: socketfilterfw: %q says neither on nor off", ErrSyntax, line)
 		}
 		v := on
 		switch {
 		case strings.Contains(l, "block all"):
-			st.BlockAll = &v
+			fw.BlockAll = &v
 		case strings.Contains(l, "stealth"):
-			st.Stealth = &v
+			fw.Stealth = &v
 		case strings.Contains(l, "firewall is"), strings.Contains(l, "state ="):
-			st.Enabled = &v
+			fw.Enabled = &v
 		default:
-			return st, fmt.Errorf("%w: socketfilterfw: %q", ErrSyntax, line)
+			return fw, fmt.Errorf("%w: socketfilterfw: %q", ErrSyntax, line)
 		}
 	}
-	return st, nil
+	return fw, nil
 }
