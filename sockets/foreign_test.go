@@ -327,3 +327,24 @@ func FuzzParseTCPTable(f *testing.F) {
 		}
 	})
 }
+
+// TestLsofUnescape: lsof -F prints a command's spaces as \x20 (macOS,
+// recorded in imsnif/bandwhich#63) and a backslash as \\; ^X stays, being
+// ambiguous with a caret.
+func TestLsofUnescape(t *testing.T) {
+	for in, want := range map[string]string{
+		`Google\x20Chrome\x20Helper`: "Google Chrome Helper",
+		`Google\x20Ch`:               "Google Ch", // macOS cuts at 9 without +c 0
+		`a\\b`:                       `a\b`,
+		`tab\there`:                  "tab\there",
+		`caret^K`:                    "caret^K",
+		`bad\xZZ`:                    `bad\xZZ`,
+		`end\x2`:                     `end\x2`,
+		`end\`:                       `end\`,
+		"plain":                      "plain",
+	} {
+		if got := lsofUnescape(in); got != want {
+			t.Errorf("lsofUnescape(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

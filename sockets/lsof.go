@@ -74,7 +74,7 @@ func parseLsof(r io.Reader, fn func(Socket) error) error {
 			}
 			proc = Process{PID: pid, UID: -1}
 		case 'c':
-			proc.Command = val
+			proc.Command = lsofUnescape(val)
 		case 'u':
 			uid, err := strconv.Atoi(val)
 			if err != nil {
@@ -218,4 +218,45 @@ func parseKAME(s string) (netip.Addr, error) {
 	}
 	b[2], b[3] = 0, 0
 	return netip.AddrFrom16(b).WithZone(strconv.Itoa(int(scope))), nil
+}
+
+// lsofUnescape undoes lsof's "safe printing" of a field: lsof prints a
+// character iswprint rejects, and the space, as \xHH, a backslash as \\,
+// and \b \f \n \r \t as such, so macOS's "Google Chrome Helper" arrives
+// as Google\x20Chrome\x20Helper (recorded in imsnif/bandwhich#63). Other
+// control characters come as ^X, which is ambiguous with a literal caret
+// (lsof-org/lsof#130) and is left as printed.
+func lsofUnescape(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] != '\\' || i+1 == len(s) {
+			b.WriteByte(s[i])
+			continue
+		}
+		switch c := s[i+1]; c {
+		case 'x':
+			if i+3 < len(s) {
+				if n, err := strconv.ParseUint(s[i+2:i+4], 16, 8); err == nil {
+					b.WriteByte(byte(n))
+					i += 3
+					continue
+				}
+			}
+			b.WriteByte(s[i])
+		case '\\':
+			b.WriteByte('\\')
+			i++
+		default:
+			if k := strings.IndexByte("bfnrt", c); k >= 0 {
+				b.WriteByte("\b\f\n\r\t"[k])
+				i++
+			} else {
+				b.WriteByte(s[i])
+			}
+		}
+	}
+	return b.String()
 }
