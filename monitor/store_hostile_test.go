@@ -240,8 +240,10 @@ func TestHostilePostgresLockLost(t *testing.T) {
 		cut := func() {
 			t.Helper()
 			var n int
-			err := first.db.QueryRowContext(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-				WHERE application_name = $1`, fmt.Sprintf("reach pid %d on %s", os.Getpid(), hostname())).Scan(&n)
+			// Waits (up to 10 s) for the session to end: a loaded server
+			// could still hold its lock when the write took it again.
+			err := first.db.QueryRowContext(ctx, `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 10000))
+				FROM pg_stat_activity WHERE application_name = $1`, fmt.Sprintf("reach pid %d on %s", os.Getpid(), hostname())).Scan(&n)
 			if err != nil || n != 1 {
 				t.Fatalf("ending the lock's session: %d ended, %v", n, err)
 			}
