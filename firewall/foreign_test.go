@@ -59,6 +59,11 @@ func TestDecidePF(t *testing.T) {
 		// leaves a LAN destination to neither.
 		{"opnsense2866-pfctl-rules.txt", "198.18.0.5:22", false, 0, "line 2 (block drop in log quick on igb3"},
 		{"opnsense2866-pfctl-rules.txt", "192.168.1.5:22", false, 0, ""},
+		// pfctl names ports: "port = ssh" is 22; xns-ch is not in
+		// pfServices, so that rule may apply and is named.
+		{"pfctl-sr-service-names.txt", "198.18.0.5:22", false, 2, ""},
+		{"pfctl-sr-service-names.txt", "198.18.0.5:443", true, 1, "port xns-ch (a service name not known here)"},
+		{"pfctl-sr-service-names.txt", "198.18.0.5:8000", true, 1, "line 4"},
 	} {
 		d := DecidePF(pfRules(t, tc.file), netip.MustParseAddrPort(tc.dst))
 		line := 0
@@ -104,6 +109,18 @@ func TestParsePfctlRecorded(t *testing.T) {
 		pass.Family != "inet" || pass.From.Prefix != lan || pass.From.Not ||
 		!pass.To.Not || pass.To.Prefix != lan || pass.To.Any || len(pass.Ports) != 0 {
 		t.Errorf("pass rule: %+v", pass)
+	}
+	named := pfRules(t, "pfctl-sr-service-names.txt")
+	if got := named[1].Ports; len(got) != 1 || got[0] != (PFPort{Op: "=", Lo: 22, Name: "ssh"}) {
+		t.Errorf("port = ssh: %+v", got)
+	}
+	if got := named[3].Ports; len(got) != 1 || got[0] != (PFPort{Op: "?", Name: "xns-ch"}) {
+		t.Errorf("port = xns-ch: %+v", got)
+	}
+	for _, bad := range []string{"pass in proto tcp to any port > xns-ch", "pass in proto tcp to any port = 9x"} {
+		if _, err := ParsePfctl(strings.NewReader(bad)); !errors.Is(err, ErrSyntax) {
+			t.Errorf("%q: %v, want ErrSyntax", bad, err)
+		}
 	}
 	if block.Action != "block" || block.Return || !block.Quick || block.Interface != "igb3" ||
 		!block.From.Any || !block.To.Not || block.To.Prefix != lan {
@@ -233,7 +250,7 @@ func FuzzParseSocketfilterfw(f *testing.F) {
 
 func FuzzParsePfctl(f *testing.F) {
 	for _, file := range []string{"macos13-pfctl-sr.txt", "macos14-pfctl-sr-custom.txt", "macos15-pfctl-sr-expanded.txt",
-		"opnsense2866-pfctl-rules.txt"} {
+		"opnsense2866-pfctl-rules.txt", "pfctl-sr-service-names.txt"} {
 		f.Add(readTestdata(f, "macos", file))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {

@@ -54,6 +54,23 @@ type PFAddr struct {
 type PFPort struct {
 	Op     string
 	Lo, Hi uint16
+	// Name is the service name pfctl printed ("port = ssh": pfctl names
+	// ports from /etc/services), kept when Lo came from it. Op "?" is a
+	// name not in pfServices: which port it is stays unknown.
+	Name string
+}
+
+// pfServices are the names macOS's /etc/services gives the ports a pf rule
+// most likely names; pfctl -sr prints a port by its name when it has one
+// ("pass in quick on re0 proto tcp from any to any port = ssh", recorded
+// in pfctl listings such as the FreeBSD pf notes quoted in SOURCES.txt).
+var pfServices = map[string]uint16{
+	"ftp-data": 20, "ftp": 21, "ssh": 22, "telnet": 23, "smtp": 25, "domain": 53, "http": 80,
+	"www": 80, "kerberos": 88, "pop3": 110, "sunrpc": 111, "auth": 113, "ntp": 123,
+	"netbios-ssn": 139, "imap": 143, "snmp": 161, "bgp": 179, "ldap": 389, "https": 443,
+	"microsoft-ds": 445, "submission": 587, "ldaps": 636, "domain-s": 853, "rsync": 873,
+	"imaps": 993, "pop3s": 995, "mysql": 3306, "ms-wbt-server": 3389, "postgresql": 5432,
+	"http-alt": 8080,
 }
 
 // Match reports whether port meets the condition.
@@ -251,6 +268,21 @@ func pfPorts(tok []string) ([]PFPort, int, error) {
 		}
 		return uint16(n), nil
 	}
+	// one is a single port, by number or by service name.
+	one := func(op, s string) PFPort {
+		if n, err := num(s); err == nil {
+			return PFPort{Op: op, Lo: n}
+		}
+		if n, ok := pfServices[s]; ok {
+			return PFPort{Op: op, Lo: n, Name: s}
+		}
+		return PFPort{Op: "?", Name: s}
+	}
+	isName := func(s string) bool {
+		return s != "" && strings.IndexFunc(s, func(c rune) bool {
+			return !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.')
+		}) < 0 && !(s[0] >= '0' && s[0] <= '9')
+	}
 	t := tok[0]
 	switch {
 	case strings.HasPrefix(t, "{"):
@@ -274,6 +306,13 @@ func pfPorts(tok []string) ([]PFPort, int, error) {
 		if len(tok) < 2 {
 			return nil, 0, fmt.Errorf("port %s without a number", t)
 		}
+		if isName(tok[1]) {
+			p := one(t, tok[1])
+			if p.Op == "?" && t != "=" {
+				return nil, 0, fmt.Errorf("port %s %q: a service name not known here", t, tok[1])
+			}
+			return []PFPort{p}, 2, nil
+		}
 		n, err := num(tok[1])
 		return []PFPort{{Op: t, Lo: n}}, 2, err
 	case strings.Contains(t, ":"):
@@ -284,6 +323,9 @@ func pfPorts(tok []string) ([]PFPort, int, error) {
 		}
 		h, err := num(hi)
 		return []PFPort{{Op: ":", Lo: l, Hi: h}}, 1, err
+	}
+	if isName(t) {
+		return []PFPort{one("=", t)}, 1, nil
 	}
 	n, err := num(t)
 	if err != nil {
@@ -347,7 +389,11 @@ func (r *PFRule) matchIn(dst netip.AddrPort) (unchecked []string, ok bool) {
 		return nil, false
 	}
 	if len(r.Ports) > 0 && !slices.ContainsFunc(r.Ports, func(p PFPort) bool { return p.Match(dst.Port()) }) {
-		return nil, false
+		i := slices.IndexFunc(r.Ports, func(p PFPort) bool { return p.Op == "?" })
+		if i < 0 {
+			return nil, false
+		}
+		unchecked = append(unchecked, "port "+r.Ports[i].Name+" (a service name not known here)")
 	}
 	if r.Interface != "" {
 		unchecked = append(unchecked, "on "+r.Interface)
