@@ -68,6 +68,13 @@ const portableMinTimeout = 250 * time.Millisecond
 // was faster (11.3 s against 17.1 s).
 const portableConcurrency = 256
 
+// lastTryFloor is the least a port's last try waits. A SYN lost on the way
+// (a loopback queue overflowing on a loaded machine) is sent again by the
+// kernel after its first retransmission timeout, one second on Linux and
+// macOS: the last try waits for that resend's answer rather than call an
+// open or closed port filtered.
+const lastTryFloor = 1500 * time.Millisecond
+
 func run(ctx context.Context, e *engine) error {
 	switch e.opt.Engine {
 	case EnginePortable:
@@ -211,7 +218,11 @@ func (d *dialer) probe(ctx context.Context, it item) syscall.Errno {
 	dctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	start := time.Now()
-	stop := d.deadline(h, &dial, cancel)
+	var floor time.Duration
+	if !e.retry(it) {
+		floor = min(lastTryFloor, e.opt.Timeout) // never past what the user allows a probe
+	}
+	stop := d.deadline(h, &dial, floor, cancel)
 	d.tries++
 	conn, err := nd.DialContext(dctx, "tcp", target.String())
 	rtt := time.Since(start)
@@ -278,12 +289,13 @@ type dialing struct {
 // milliseconds, as the epoll engine's sweep does). As the sweep does, it
 // first asks the socket (where the system lets it): an answer that came
 // while the dialing goroutine waited for a thread is taken, not lost to
-// the deadline. After stop returns it cancels nothing.
-func (d *dialer) deadline(h *hostState, dial *dialing, cancel context.CancelFunc) (stop func()) {
+// the deadline. It waits at least floor. After stop returns it cancels
+// nothing.
+func (d *dialer) deadline(h *hostState, dial *dialing, floor time.Duration, cancel context.CancelFunc) (stop func()) {
 	done, exited := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(exited)
-		t := time.NewTimer(d.e.timeout(h))
+		t := time.NewTimer(max(floor, d.e.timeout(h)))
 		defer t.Stop()
 		for {
 			select {
@@ -293,7 +305,7 @@ func (d *dialer) deadline(h *hostState, dial *dialing, cancel context.CancelFunc
 			}
 			next := unconfirmedPoll
 			if start := dial.start.Load(); start != 0 {
-				age, tmo := time.Since(time.Unix(0, start)), d.e.timeout(h)
+				age, tmo := time.Since(time.Unix(0, start)), max(floor, d.e.timeout(h))
 				switch answered, ok := sys.Answered(*dial.raw.Load()); {
 				case age < tmo:
 					next = tmo - age

@@ -589,8 +589,10 @@ func TestDeadHostIPv6(t *testing.T) {
 	}
 }
 
-// --rate is a ceiling: 300 connects at 1000/s cannot finish in less than
-// about 0.3 s, however fast loopback answers. (Load only makes it slower.)
+// --rate is a ceiling: 300 connects at 1000/s cannot finish in much less
+// than 0.3 s (the limiter's burst of 10 and where each engine starts its
+// clock take some 20 ms off), however fast loopback answers; unlimited they
+// take a few milliseconds. (Load only makes it slower.)
 func TestRateIsACeiling(t *testing.T) {
 	lab := netlab.New(t)
 	h := lab.Host("lo")
@@ -602,7 +604,7 @@ func TestRateIsACeiling(t *testing.T) {
 	if rep.Counts.Closed != 300 {
 		t.Fatalf("counts %+v, want 300 closed", rep.Counts)
 	}
-	if min := 280 * time.Millisecond; rep.Elapsed < min {
+	if min := 250 * time.Millisecond; rep.Elapsed < min {
 		t.Fatalf("300 connects at 1000/s took %v, less than %v", rep.Elapsed, min)
 	}
 	t.Logf("elapsed %v", rep.Elapsed)
