@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/reach-tools/reach/endpoint"
+	"github.com/reach-tools/reach/internal/testdb"
 	"github.com/reach-tools/reach/internal/testnet"
 	"github.com/reach-tools/reach/probe"
 )
@@ -103,7 +104,7 @@ func report(seq uint64, ok bool, at time.Time) Report {
 // by the replica holding the job; and when that one stops, the other takes
 // the job and the endpoints.
 func TestReplicasShareOneFleet(t *testing.T) {
-	dsn := freshPostgres(t)
+	dsn := testdb.PostgresSchema(t)
 	cfg := &Config{Alerts: Alerts{Rise: 1, Fall: 1}}
 	for _, name := range []string{"e1", "e2", "e3", "e4", "e5", "e6"} {
 		cfg.Endpoints = append(cfg.Endpoints, ep(name, 1, time.Second))
@@ -252,7 +253,7 @@ func TestReplicaStoreRefusals(t *testing.T) {
 	if !errors.Is(err, ErrReplicaStore) || !containsAll(err.Error(), "use PostgreSQL for replicas") {
 		t.Errorf("replica on SQLite: %v", err)
 	}
-	dsn := freshPostgres(t)
+	dsn := testdb.PostgresSchema(t)
 	alone, err := OpenExclusive(ctx, dsn, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -303,7 +304,7 @@ func contains(s, sub string) bool {
 // changes state once a round, whichever replica wrote first.
 func TestSharedWritesLockTheirStates(t *testing.T) {
 	ctx := context.Background()
-	dsn := freshPostgres(t)
+	dsn := testdb.PostgresSchema(t)
 	var stores [2]*Store
 	for i := range stores {
 		s, err := OpenReplica(ctx, dsn, nil)

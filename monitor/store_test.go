@@ -2,15 +2,13 @@ package monitor
 
 import (
 	"context"
-	"crypto/rand"
-	"database/sql"
-	"encoding/hex"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/reach-tools/reach/internal/testdb"
 	"github.com/reach-tools/reach/probe"
 )
 
@@ -22,37 +20,7 @@ func forEachStore(t *testing.T, test func(t *testing.T, dsn string)) {
 		path := filepath.Join(t.TempDir(), "reach.db")
 		test(t, path)
 	})
-	t.Run("postgres", func(t *testing.T) { test(t, freshPostgres(t)) })
-}
-
-// freshPostgres returns the DSN of a schema of its own in REACH_TEST_POSTGRES,
-// dropped when t ends; it skips t without PostgreSQL, except in CI.
-func freshPostgres(t testing.TB) string {
-	t.Helper()
-	dsn := os.Getenv("REACH_TEST_POSTGRES")
-	if dsn == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatal("REACH_TEST_POSTGRES is not set; in CI the PostgreSQL store must be tested (scripts/test starts one with scripts/pg-start)")
-		}
-		t.Skip("REACH_TEST_POSTGRES not set; run scripts/pg-start and export its DSN")
-	}
-	b := make([]byte, 6)
-	rand.Read(b)
-	schema := "reach_test_" + hex.EncodeToString(b)
-	db, err := sql.Open("pgx", dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	if _, err := db.Exec("CREATE SCHEMA " + schema); err != nil {
-		t.Fatalf("create schema: %v", err)
-	}
-	t.Cleanup(func() { db.Exec("DROP SCHEMA " + schema + " CASCADE") })
-	sep := "?"
-	if containsQuery(dsn) {
-		sep = "&"
-	}
-	return dsn + sep + "search_path=" + schema
+	t.Run("postgres", func(t *testing.T) { test(t, testdb.PostgresSchema(t)) })
 }
 
 func containsQuery(s string) bool {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/reach-tools/reach/internal/testdb"
 	"github.com/reach-tools/reach/internal/testnet"
 	"github.com/reach-tools/reach/probe"
 )
@@ -27,7 +28,7 @@ func windowIDs(vs []WindowView) []string {
 // PostgreSQL store) holds the alert that replica B, the one sending
 // alerts, decides next; both list it, and B deleting it ends it for A.
 func TestWindowPostedToOneReplicaHoldsAnother(t *testing.T) {
-	dsn := freshPostgres(t)
+	dsn := testdb.PostgresSchema(t)
 	ctx := t.Context()
 	cfg := &Config{Alerts: Alerts{Rise: 1, Fall: 1}}
 	open := func() (*Alerting, *recorder) {
@@ -141,7 +142,7 @@ func TestWindowSurvivesRestart(t *testing.T) {
 // holds db:5432's alert, which the holder sends from the shared outbox,
 // while cache:6379's, outside it, goes out.
 func TestReplicaWindowHoldsOutbox(t *testing.T) {
-	dsn := freshPostgres(t)
+	dsn := testdb.PostgresSchema(t)
 	cfg := &Config{Alerts: Alerts{Rise: 1, Fall: 1}}
 	type replica struct {
 		tr   *testReplica
