@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"syscall"
@@ -34,6 +35,7 @@ import (
 // "reach agent" in each namespace as this binary with REACH_LAB_EXEC=1.
 func TestMain(m *testing.M) {
 	if os.Getenv("REACH_LAB_EXEC") == "1" {
+		profileFor(os.Getenv("REACH_BENCH_CPUPROFILE"), 40*time.Second)
 		// As cmd/reach: SIGTERM ends a command cleanly (an agent deregisters).
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		code := cli.Run(ctx, os.Args[1:], cli.Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr})
@@ -41,6 +43,20 @@ func TestMain(m *testing.M) {
 		os.Exit(code)
 	}
 	os.Exit(m.Run())
+}
+
+// profileFor writes a CPU profile of this process's first d to file (a
+// path with %d for the pid), for a benchmark's look inside its replicas.
+func profileFor(file string, d time.Duration) {
+	if file == "" {
+		return
+	}
+	f, err := os.Create(fmt.Sprintf(file, os.Getpid()))
+	if err != nil || pprof.StartCPUProfile(f) != nil {
+		fmt.Fprintln(os.Stderr, "cpu profile:", err)
+		return
+	}
+	time.AfterFunc(d, func() { pprof.StopCPUProfile(); f.Close() })
 }
 
 const (
