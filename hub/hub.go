@@ -116,9 +116,67 @@ type Hub struct {
 type pair struct{ source, target string }
 
 type cell struct {
-	last    agent.Result
-	since   time.Time      // when last.Class began
-	history []agent.Result // newest last, at most historyLen
+	last  agent.Result
+	since time.Time // when last.Class began
+	// history is a ring of the last historyLen results, oldest at head
+	// once full. With 100,000 pairs it is most of a hub's memory, hence
+	// records of what varies from one result to the next, not
+	// agent.Results (48 bytes, not 136): source and target are the
+	// pair's.
+	history []record
+	head    int
+}
+
+// record is one result of a pair's history.
+type record struct {
+	unixNano int64
+	rtt      agent.Duration
+	// addr changes only when a reload changes the target's address:
+	// records share it with the result before them.
+	addr  *netip.AddrPort
+	err   string
+	errno uint16 // at most agent.MaxErrno
+	class uint8  // index in probe.Classes
+}
+
+// add appends a checked result (check makes its class one of
+// probe.Classes and its errno at most agent.MaxErrno), dropping the oldest
+// beyond historyLen. The slice grows to historyLen at most, not to the
+// next power of two.
+func (c *cell) add(res agent.Result) {
+	r := record{unixNano: res.Time.UnixNano(), rtt: res.RTT, err: res.Error, errno: uint16(res.Errno),
+		class: uint8(max(0, slices.Index(probe.Classes, res.Class)))}
+	if n := len(c.history); n > 0 {
+		if prev := c.history[(c.head+n-1)%n]; *prev.addr == res.Addr {
+			r.addr = prev.addr
+		}
+	}
+	if r.addr == nil {
+		r.addr = &res.Addr
+	}
+	switch n := len(c.history); {
+	case n == historyLen:
+		c.history[c.head] = r
+		c.head = (c.head + 1) % historyLen
+	case n == cap(c.history):
+		grown := make([]record, n, min(historyLen, max(1, 2*n)))
+		copy(grown, c.history)
+		c.history = append(grown, r)
+	default:
+		c.history = append(c.history, r)
+	}
+}
+
+// results returns the history as results of pair p, oldest first.
+func (c *cell) results(p pair) []agent.Result {
+	out := make([]agent.Result, 0, len(c.history))
+	for i := range c.history {
+		r := c.history[(c.head+i)%len(c.history)]
+		out = append(out, agent.Result{Source: p.source, Target: p.target, Addr: *r.addr,
+			Class: probe.Classes[r.class], Errno: int(r.errno), RTT: r.rtt,
+			Time: time.Unix(0, r.unixNano).UTC(), Error: r.err})
+	}
+	return out
 }
 
 type agentSeen struct {
@@ -365,11 +423,7 @@ func (h *Hub) update(res agent.Result) {
 		c.since = res.Time
 	}
 	c.last = res
-	if len(c.history) == historyLen {
-		copy(c.history, c.history[1:])
-		c.history = c.history[:historyLen-1]
-	}
-	c.history = append(c.history, res)
+	c.add(res)
 }
 
 // Agents lists the fleet's hosts, the config's and the registered ones,
@@ -529,15 +583,16 @@ func (h *Hub) MatrixBy(group string) Matrix {
 }
 
 // History returns the results the hub holds in memory for one pair, oldest
-// first.
+// first, their times in UTC.
 func (h *Hub) History(source, target string) []agent.Result {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	c := h.cells[pair{source, target}]
+	p := pair{source, target}
+	c := h.cells[p]
 	if c == nil {
 		return nil
 	}
-	return slices.Clone(c.history)
+	return c.results(p)
 }
 
 // Pair names a connection an agent reported: Source dialled Target (a
