@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -345,4 +346,140 @@ func TestSharedWritesLockTheirStates(t *testing.T) {
 	if want := rounds * sources * perSource; n != want {
 		t.Errorf("%d state changes, want %d: one a round for each of %d pairs", n, want, sources*perSource)
 	}
+}
+
+// TestSharedRevisions: a write gives a status a new revision (what the
+// other replicas read) only for what they must see at once, or when their
+// copy of its last sample is sharedRefresh old; other writes keep the
+// revision and still store the last sample.
+func TestSharedRevisions(t *testing.T) {
+	ctx := context.Background()
+	s, err := OpenReplica(ctx, testdb.PostgresSchema(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	base := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
+	at := func(sec int) time.Time { return base.Add(time.Duration(sec) * time.Second) }
+	ok := func(sec int) Sample { return Sample{Endpoint: "db", Source: "a", Time: at(sec), OK: true, Class: probe.Open} }
+	fail := func(sec int) Sample {
+		return Sample{Endpoint: "db", Source: "a", Time: at(sec), Class: probe.Refused, Errno: 111}
+	}
+	steps := []struct {
+		name   string
+		sample Sample
+		newRev bool
+	}{
+		{"first sample", ok(0), true},
+		{"steady", ok(10), false},
+		{"steady again", ok(20), false},
+		{"last sample 30 s past the revision's", ok(30), true},
+		{"steady after it", ok(40), false},
+		{"refused", fail(50), true},
+		{"refused again", fail(60), false},
+		{"down (fall 3)", fail(70), true},
+		{"up", ok(80), true},
+	}
+	var rev int64
+	seen := int64(0)
+	for _, st := range steps {
+		res, err := s.writeShared(ctx, []sharedSample{{Sample: st.sample}}, sharedRules{Rise: 1, Fall: 3})
+		if err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		got := res.Statuses[0]
+		if (got.Rev != rev) != st.newRev {
+			t.Errorf("%s: revision %d after %d, want a new one: %v", st.name, got.Rev, rev, st.newRev)
+		}
+		if !got.Last.Time.Equal(st.sample.Time) {
+			t.Errorf("%s: last sample at %v, want %v", st.name, got.Last.Time, st.sample.Time)
+		}
+		var lastTS int64
+		if err := s.db.QueryRow(`SELECT last_ts FROM states`).Scan(&lastTS); err != nil || lastTS != st.sample.Time.UnixMilli() {
+			t.Errorf("%s: stored last sample at %d (%v), want %d", st.name, lastTS, err, st.sample.Time.UnixMilli())
+		}
+		// What another replica reads: only the new revisions.
+		polled, err := s.statesSince(ctx, seen)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (len(polled) == 1) != st.newRev {
+			t.Errorf("%s: another replica read %d statuses, want a new revision: %v", st.name, len(polled), st.newRev)
+		}
+		for _, p := range polled {
+			seen = p.Rev
+		}
+		rev = got.Rev
+	}
+}
+
+// BenchmarkSharedWrite is the replicas' store path alone: two replicas'
+// writers on one PostgreSQL (REACH_TEST_POSTGRES), each writing batches of
+// 5,000 samples of a 100,000-pair fleet whose every pair is up (the steady
+// state; the first round, every pair's first sample, is not timed). An op
+// is one batch from each replica, written at once.
+//
+//	REACH_TEST_POSTGRES=... go test -run '^$' -bench SharedWrite -benchtime 40x ./monitor/
+func BenchmarkSharedWrite(b *testing.B) {
+	ctx := context.Background()
+	dsn := os.Getenv("REACH_TEST_POSTGRES")
+	if dsn == "" {
+		b.Skip("REACH_TEST_POSTGRES not set; run scripts/pg-start and export its DSN")
+	}
+	schema := testdb.PostgresSchema(b)
+	var stores [2]*Store
+	for i := range stores {
+		s, err := OpenReplica(ctx, schema, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer s.Close()
+		stores[i] = s
+	}
+	const agents, perAgent, batch = 1000, 100, 5000
+	// Replica i takes the agents i, i+2, ...: 10 batches of 50 agents each
+	// make a round of every pair.
+	batches := func(replica int, at time.Time) [][]sharedSample {
+		var out [][]sharedSample
+		var cur []sharedSample
+		for a := replica; a < agents; a += 2 {
+			for e := range perAgent {
+				cur = append(cur, sharedSample{Sample: Sample{Endpoint: fmt.Sprintf("host-%d:5432", e),
+					Source: fmt.Sprintf("host-%d", a), Time: at, OK: true, Class: probe.Open,
+					RTT: 180 * time.Microsecond}})
+			}
+			if len(cur) == batch {
+				out, cur = append(out, cur), nil
+			}
+		}
+		return out
+	}
+	rules := sharedRules{Rise: 2, Fall: 3}
+	write := func(round int) {
+		at := time.Now().Add(-time.Hour).Add(time.Duration(round) * 10 * time.Second)
+		var bs [2][][]sharedSample
+		for i := range bs {
+			bs[i] = batches(i, at)
+		}
+		for k := range bs[0] {
+			var wg sync.WaitGroup
+			for i, s := range stores {
+				wg.Go(func() {
+					if _, err := s.writeShared(ctx, bs[i][k], rules); err != nil {
+						b.Error(err)
+					}
+				})
+			}
+			wg.Wait()
+		}
+	}
+	write(0)
+	b.ResetTimer()
+	ops := 0
+	for round := 1; ops < b.N; round++ {
+		write(round)
+		ops += agents / 2 * perAgent / batch
+	}
+	b.ReportMetric(float64(2*batch*ops)/b.Elapsed().Seconds(), "samples/s")
+	b.ReportMetric(b.Elapsed().Seconds()*1000/float64(ops), "ms/batch")
 }

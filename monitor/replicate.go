@@ -166,7 +166,7 @@ func (m *Monitor) diagnosable(t Transition) bool {
 }
 
 // setShared takes a stored status into memory unless memory already has a
-// later revision; m.mu is held.
+// later revision, or the same one with as new a last sample; m.mu is held.
 func (m *Monitor) setShared(st sharedStatus) {
 	k := key{st.Source, st.Endpoint}
 	e := m.entries[k]
@@ -177,7 +177,9 @@ func (m *Monitor) setShared(st sharedStatus) {
 		e = &entry{}
 		m.entries[k] = e
 	}
-	if e.rev >= st.Rev {
+	// A write that gave the status no new revision still carries its last
+	// sample (needsRevision): newer than memory's, it is taken.
+	if e.rev > st.Rev || e.rev == st.Rev && !st.Last.Time.After(e.status.Last.Time) {
 		return
 	}
 	target, labels := e.status.Target, e.status.Labels

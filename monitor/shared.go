@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -114,31 +115,34 @@ func (s *Store) writeSharedTx(ctx context.Context, tx *sql.Tx, in []sharedSample
 	if err := lockSources(ctx, tx, sources); err != nil {
 		return out, err
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO states (endpoint, source, state, since, last_ts, last_ok,
-		last_class, last_errno, last_rtt_us, oks, fails, cause, target)
-		SELECT e, s, 'unknown', 0, 0, 0, '', 0, 0, 0, 0, '', t FROM unnest($1::text[], $2::text[], $3::text[]) AS k(s, e, t)
-		ORDER BY s, e ON CONFLICT (source, endpoint) DO NOTHING`, srcs, eps, tgts); err != nil {
-		return out, fmt.Errorf("create states: %v", err)
-	}
-	rows, err := tx.QueryContext(ctx, `SELECT st.endpoint, st.source, st.state, st.since, st.last_ts, st.last_ok,
-		st.last_class, st.last_errno, st.last_rtt_us, st.oks, st.fails, st.cause, st.target
-		FROM states st JOIN unnest($1::text[], $2::text[]) AS k(s, e) ON st.source = k.s AND st.endpoint = k.e
-		ORDER BY st.source, st.endpoint`, srcs, eps)
+	states, err := readStates(ctx, tx, srcs, eps)
 	if err != nil {
-		return out, fmt.Errorf("read states: %v", err)
+		return out, err
 	}
-	states := map[stateKey]*Status{}
-	for rows.Next() {
-		st, err := scanStatus(rows, true)
-		if err != nil {
-			rows.Close()
-			return out, fmt.Errorf("lock states: %v", err)
+	if len(states) < len(keys) {
+		// Pairs never seen: create them, then read what was created.
+		var ns, ne, nt []string
+		for i, k := range keys {
+			if states[k] == nil {
+				ns, ne, nt = append(ns, srcs[i]), append(ne, eps[i]), append(nt, tgts[i])
+			}
 		}
-		states[stateKey{st.Source, st.Endpoint}] = &st
+		if _, err := tx.ExecContext(ctx, `INSERT INTO states (endpoint, source, state, since, last_ts,
+			last_ok, last_class, last_errno, last_rtt_us, oks, fails, cause, target)
+			SELECT e, s, 'unknown', 0, 0, 0, '', 0, 0, 0, 0, '', t
+			FROM unnest($1::text[], $2::text[], $3::text[]) AS k(s, e, t)
+			ORDER BY s, e ON CONFLICT (source, endpoint) DO NOTHING`, ns, ne, nt); err != nil {
+			return out, fmt.Errorf("create states: %v", err)
+		}
+		created, err := readStates(ctx, tx, ns, ne)
+		if err != nil {
+			return out, err
+		}
+		maps.Copy(states, created)
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return out, fmt.Errorf("lock states: %v", err)
+	before := make(map[stateKey]storedState, len(states))
+	for k, st := range states {
+		before[k] = *st
 	}
 
 	// Rise and fall over the stored state, each pair's samples in time
@@ -205,41 +209,107 @@ func (s *Store) writeSharedTx(ctx context.Context, tx *sql.Tx, in []sharedSample
 		return out, err
 	}
 
-	// Statuses, with revisions taken last: the revs row serialises the
-	// replicas' commits from here on, so revisions are committed in order
-	// and a reader that saw revision r has seen every one below it.
-	var top int64
-	if err := tx.QueryRowContext(ctx, `UPDATE revs SET rev = rev + $1 WHERE id = 1 RETURNING rev`,
-		len(keys)).Scan(&top); err != nil {
-		return out, fmt.Errorf("take revisions: %v", err)
-	}
+	// Statuses. Every pair's row takes its last sample, but only a change
+	// the other replicas must see at once (state, cause, a sample's class)
+	// or a last sample older than sharedRefresh takes a new revision: the
+	// steady fleet's updates change no indexed column, so PostgreSQL makes
+	// them in place (HOT), and the others read a fraction of the rows.
+	// Revisions are taken last: the revs row serialises the replicas'
+	// commits from here on, so revisions are committed in order and a
+	// reader that saw revision r has seen every one below it.
 	m := len(keys)
+	bump := make([]bool, m)
+	bumps := 0
+	for i, k := range keys {
+		bump[i] = needsRevision(before[k], *states[k])
+		bumps += boolInt(bump[i])
+	}
+	var top int64
+	if bumps > 0 {
+		if err := tx.QueryRowContext(ctx, `UPDATE revs SET rev = rev + $1 WHERE id = 1 RETURNING rev`,
+			bumps).Scan(&top); err != nil {
+			return out, fmt.Errorf("take revisions: %v", err)
+		}
+	}
 	up := struct {
-		state, class, cause                                []string
-		since, lastTS, lastOK, errno, rtt, oks, fails, rev []int64
+		state, class, cause                                       []string
+		since, lastTS, lastOK, errno, rtt, oks, fails, rev, revTS []int64
 	}{make([]string, m), make([]string, m), make([]string, m), make([]int64, m), make([]int64, m),
-		make([]int64, m), make([]int64, m), make([]int64, m), make([]int64, m), make([]int64, m), make([]int64, m)}
+		make([]int64, m), make([]int64, m), make([]int64, m), make([]int64, m), make([]int64, m),
+		make([]int64, m), make([]int64, m)}
+	next := top - int64(bumps)
 	for i, k := range keys {
 		st := states[k]
-		rev := top - int64(m) + int64(i) + 1
+		if bump[i] {
+			next++
+			st.Rev, st.RevTS = next, st.Last.Time.UnixMilli()
+		}
 		up.state[i], up.class[i], up.cause[i] = string(st.State), string(st.Last.Class), st.Cause
 		up.since[i], up.lastTS[i], up.lastOK[i] = st.Since.UnixMilli(), st.Last.Time.UnixMilli(), int64(boolInt(st.Last.OK))
-		up.errno[i], up.rtt[i], up.oks[i], up.fails[i], up.rev[i] = int64(st.Last.Errno), st.Last.RTT.Microseconds(),
-			int64(st.Oks), int64(st.Fails), rev
-		out.Statuses = append(out.Statuses, sharedStatus{Status: *st, Rev: rev})
+		up.errno[i], up.rtt[i], up.oks[i], up.fails[i] = int64(st.Last.Errno), st.Last.RTT.Microseconds(),
+			int64(st.Oks), int64(st.Fails)
+		up.rev[i], up.revTS[i] = st.Rev, st.RevTS
+		out.Statuses = append(out.Statuses, sharedStatus{Status: st.Status, Rev: st.Rev})
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE states SET state = v.state, since = v.since, last_ts = v.last_ts,
 		last_ok = v.last_ok, last_class = v.class, last_errno = v.errno, last_rtt_us = v.rtt, oks = v.oks,
-		fails = v.fails, cause = v.cause, rev = v.rev
+		fails = v.fails, cause = v.cause, rev = v.rev, rev_ts = v.rev_ts
 		FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::int[], $7::text[],
-			$8::int[], $9::bigint[], $10::int[], $11::int[], $12::text[], $13::bigint[])
-			AS v(source, endpoint, state, since, last_ts, last_ok, class, errno, rtt, oks, fails, cause, rev)
+			$8::int[], $9::bigint[], $10::int[], $11::int[], $12::text[], $13::bigint[], $14::bigint[])
+			AS v(source, endpoint, state, since, last_ts, last_ok, class, errno, rtt, oks, fails, cause, rev, rev_ts)
 		WHERE states.source = v.source AND states.endpoint = v.endpoint`,
 		srcs, eps, up.state, up.since, up.lastTS, up.lastOK, up.class, up.errno, up.rtt, up.oks, up.fails,
-		up.cause, up.rev); err != nil {
+		up.cause, up.rev, up.revTS); err != nil {
 		return out, fmt.Errorf("update states: %v", err)
 	}
 	return out, nil
+}
+
+// sharedRefresh is how late another replica may show a pair's last sample
+// when nothing else of it changed.
+const sharedRefresh = 30 * time.Second
+
+// storedState is a status as the states table holds it: its revision, and
+// the time of the last sample that revision carried.
+type storedState struct {
+	Status
+	Rev, RevTS int64
+}
+
+// needsRevision says whether a status written over was must take a new
+// revision: the other replicas must see the change at once, or their copy
+// of its last sample is sharedRefresh old.
+func needsRevision(was, now storedState) bool {
+	return was.Rev == 0 || now.State != was.State || !now.Since.Equal(was.Since) || now.Cause != was.Cause ||
+		now.Last.OK != was.Last.OK || now.Last.Class != was.Last.Class || now.Last.Errno != was.Last.Errno ||
+		now.Last.Time.UnixMilli()-was.RevTS >= sharedRefresh.Milliseconds()
+}
+
+// readStates reads the stored states of the pairs (srcs[i], eps[i]).
+func readStates(ctx context.Context, tx *sql.Tx, srcs, eps []string) (map[stateKey]*storedState, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT st.endpoint, st.source, st.state, st.since, st.last_ts,
+		st.last_ok, st.last_class, st.last_errno, st.last_rtt_us, st.oks, st.fails, st.cause, st.target,
+		st.rev, st.rev_ts
+		FROM states st JOIN unnest($1::text[], $2::text[]) AS k(s, e) ON st.source = k.s AND st.endpoint = k.e`,
+		srcs, eps)
+	if err != nil {
+		return nil, fmt.Errorf("read states: %v", err)
+	}
+	defer rows.Close()
+	states := make(map[stateKey]*storedState, len(srcs))
+	for rows.Next() {
+		var ss storedState
+		st, err := scanStatus(rows, true, &ss.Rev, &ss.RevTS)
+		if err != nil {
+			return nil, fmt.Errorf("read states: %v", err)
+		}
+		ss.Status = st
+		states[stateKey{st.Source, st.Endpoint}] = &ss
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read states: %v", err)
+	}
+	return states, nil
 }
 
 // lockSources takes, to the end of tx, the lock that every writer of the
