@@ -361,7 +361,9 @@ func TestSharedRevisions(t *testing.T) {
 	defer s.Close()
 	base := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
 	at := func(sec int) time.Time { return base.Add(time.Duration(sec) * time.Second) }
-	ok := func(sec int) Sample { return Sample{Endpoint: "db", Source: "a", Time: at(sec), OK: true, Class: probe.Open} }
+	ok := func(sec int) Sample {
+		return Sample{Endpoint: "db", Source: "a", Time: at(sec), OK: true, Class: probe.Open}
+	}
 	fail := func(sec int) Sample {
 		return Sample{Endpoint: "db", Source: "a", Time: at(sec), Class: probe.Refused, Errno: 111}
 	}
