@@ -163,7 +163,7 @@ func (w *Webhook) send(ctx context.Context, a Alert) error {
 			}
 			backoff = min(2*backoff, maxWebhookBackoff)
 		}
-		if last = w.post(ctx, client, body); last == nil {
+		if last = w.post(ctx, client, body, a.ID); last == nil {
 			return nil
 		}
 		var se *statusError
@@ -174,7 +174,12 @@ func (w *Webhook) send(ctx context.Context, a Alert) error {
 	return fmt.Errorf("after %d attempts: %w", attempts, last)
 }
 
-func (w *Webhook) post(ctx context.Context, client *http.Client, body []byte) error {
+// post sends one alert's body. An alert from the replicas' outbox carries
+// its id as the Idempotency-Key header too: a replica that dies after the
+// receiver took the alert but before it recorded the send leaves it to
+// the next, which sends it again with the same key, for the receiver to
+// drop.
+func (w *Webhook) post(ctx context.Context, client *http.Client, body []byte, id int64) error {
 	u := w.url()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
 	if err != nil {
@@ -186,6 +191,9 @@ func (w *Webhook) post(ctx context.Context, client *http.Client, body []byte) er
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", version.UserAgent)
+	if id != 0 {
+		req.Header.Set("Idempotency-Key", fmt.Sprintf("reach-alert-%d", id))
+	}
 	resp, err := client.Do(req)
 	if err != nil {
 		var ue *url.Error

@@ -182,3 +182,25 @@ func TestWebhookDrainsOnShutdown(t *testing.T) {
 		t.Errorf("%d of 8 queued alerts sent on shutdown", got.Load())
 	}
 }
+
+// TestWebhookIdempotencyKey: an outbox alert sent twice (its replica died
+// before recording the send) carries the same key both times, for the
+// receiver to drop the repeat; a monitor alone's alerts carry none.
+func TestWebhookIdempotencyKey(t *testing.T) {
+	keys := make(chan string, 3)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		keys <- r.Header.Get("Idempotency-Key")
+	}))
+	defer srv.Close()
+	w := &Webhook{URL: srv.URL}
+	for _, id := range []int64{7, 7, 0} {
+		if err := w.Deliver(t.Context(), Alert{ID: id, Endpoint: "db", State: StateDown}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, want := range []string{"reach-alert-7", "reach-alert-7", ""} {
+		if got := <-keys; got != want {
+			t.Errorf("request %d: Idempotency-Key %q, want %q", i+1, got, want)
+		}
+	}
+}

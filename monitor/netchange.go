@@ -149,8 +149,8 @@ func (m *Monitor) addChangeLocked(source string, b netwatch.Burst) *NetChange {
 // changeOfLocked returns the change an endpoint's transition at at follows,
 // and counts the transition in it; nil when it follows none.
 func (m *Monitor) changeOfLocked(e *entry, to State, at time.Time) *NetChange {
-	c := e.change
-	if c == nil || at.After(e.changeUntil) || at.Before(c.Time) {
+	c := changeFor(e, at)
+	if c == nil {
 		return nil
 	}
 	name := e.status.Endpoint
@@ -163,6 +163,16 @@ func (m *Monitor) changeOfLocked(e *entry, to State, at time.Time) *NetChange {
 		return nil
 	}
 	c.Within = max(c.Within, at.Sub(c.Time))
+	return c
+}
+
+// changeFor returns the change an endpoint's transition at at follows,
+// counting nothing; nil when it follows none.
+func changeFor(e *entry, at time.Time) *NetChange {
+	c := e.change
+	if c == nil || at.After(e.changeUntil) || at.Before(c.Time) {
+		return nil
+	}
 	return c
 }
 

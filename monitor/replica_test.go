@@ -5,7 +5,10 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +16,7 @@ import (
 	"github.com/reach-tools/reach/endpoint"
 	"github.com/reach-tools/reach/internal/testdb"
 	"github.com/reach-tools/reach/internal/testnet"
+	"github.com/reach-tools/reach/netwatch"
 	"github.com/reach-tools/reach/probe"
 )
 
@@ -484,4 +488,41 @@ func BenchmarkSharedWrite(b *testing.B) {
 	}
 	b.ReportMetric(float64(2*batch*ops)/b.Elapsed().Seconds(), "samples/s")
 	b.ReportMetric(b.Elapsed().Seconds()*1000/float64(ops), "ms/batch")
+}
+
+// TestReplicaAlertCarriesNetworkChange: a pair that goes down just after
+// its agent saw its own network change is alerted with that change, as a
+// monitor alone does, and the change counts it once.
+func TestReplicaAlertCarriesNetworkChange(t *testing.T) {
+	d := &countingDeliverer{got: map[int64]int{}}
+	tr := startReplica(t, testdb.PostgresSchema(t), &Config{Alerts: Alerts{Rise: 1, Fall: 1}}, d, time.Second)
+	ctx := context.Background()
+	now := time.Now().Truncate(time.Millisecond)
+	if err := tr.m.Ingest(ctx, "web", []Report{report(1, true, now.Add(-time.Second))}); err != nil {
+		t.Fatal(err)
+	}
+	route := netwatch.Change{Time: now, Kind: netwatch.KindRoute, Op: "removed",
+		Prefix: netip.MustParsePrefix("198.18.0.0/24"), Detail: "route 198.18.0.0/24 dev r0 removed"}
+	tr.m.NoteChange("web", netwatch.Burst{First: now, Last: now, Changes: []netwatch.Change{route}, Count: 1},
+		[]string{"db:5432"}, time.Minute)
+	if err := tr.m.Ingest(ctx, "web", []Report{report(2, false, now.Add(time.Second))}); err != nil {
+		t.Fatal(err)
+	}
+	var down Alert
+	testnet.Eventually(t, 10*time.Second, "the down alert delivered", func() bool {
+		for _, a := range d.alerts() {
+			if a.State == StateDown {
+				down = a
+				return true
+			}
+		}
+		return false
+	})
+	if !strings.Contains(down.Change, "198.18.0.0/24") {
+		t.Errorf("down alert's change = %q, want the route removed", down.Change)
+	}
+	changes := tr.m.NetChanges()
+	if len(changes) != 1 || !slices.Equal(changes[0].Down, []string{"db:5432"}) {
+		t.Errorf("changes = %+v, want one whose down list is db:5432 once", changes)
+	}
 }

@@ -142,19 +142,25 @@ func (m *Monitor) sharedRules() sharedRules {
 	m.mu.Lock()
 	rise, fall := m.alerts.Rise, m.alerts.Fall
 	m.mu.Unlock()
+	// Alert may be called again for a transaction tried again: it counts
+	// nothing (applyShared counts a change's effects once it is stored).
 	return sharedRules{Rise: rise, Fall: fall, Alert: func(t Transition) (Alert, bool, bool) {
-		if t.From == StateUnknown && t.To == StateUp {
-			return Alert{}, false, false
-		}
 		m.mu.Lock()
 		e := m.entries[key{t.Source, t.Endpoint}]
 		var ep Endpoint
+		var change string
 		if e != nil {
 			ep = e.ep
+			if c := changeFor(e, t.Time); c != nil {
+				change = c.Summary
+			}
 		}
 		m.mu.Unlock()
+		if t.From == StateUnknown && t.To == StateUp {
+			return Alert{Change: change}, false, false
+		}
 		a := Alert{Endpoint: t.Endpoint, Source: t.Source, Target: ep.Target.String(), Labels: ep.Labels,
-			State: t.To, Previous: t.From, Time: t.Time, Class: t.Class, Errno: t.Errno}
+			State: t.To, Previous: t.From, Time: t.Time, Class: t.Class, Errno: t.Errno, Change: change}
 		return a, true, !m.diagnosable(t)
 	}}
 }
@@ -205,6 +211,9 @@ func (m *Monitor) applyShared(ctx context.Context, res sharedResult) {
 	}
 	var diag []Transition
 	for _, t := range res.Transitions {
+		if e := m.entries[key{t.Source, t.Endpoint}]; e != nil && t.Change != "" {
+			m.changeOfLocked(e, t.To, t.Time)
+		}
 		if mt := m.opt.Metrics; mt != nil {
 			mt.transitions.WithLabelValues(t.Endpoint, t.Source, string(t.To)).Inc()
 		}
@@ -244,7 +253,7 @@ func (m *Monitor) diagnoseShared(ctx context.Context, t Transition) {
 	t.Diagnosis = &d
 	a := Alert{Endpoint: t.Endpoint, Source: t.Source, Target: ep.Target.String(), Labels: ep.Labels,
 		State: t.To, Previous: t.From, Time: t.Time, Class: t.Class, Errno: t.Errno,
-		Cause: d.Cause, Verdict: d.Verdict, Findings: d.Findings}
+		Cause: d.Cause, Verdict: d.Verdict, Findings: d.Findings, Change: t.Change}
 	wctx, wcancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	rev, err := m.opt.Store.recordDiagnosis(wctx, t, a)
 	wcancel()

@@ -372,6 +372,7 @@ func insertTransitions(ctx context.Context, tx *sql.Tx, ts []Transition, rules s
 			continue
 		}
 		a, send, ready := rules.Alert(*t)
+		t.Change = a.Change
 		if !send {
 			continue
 		}
