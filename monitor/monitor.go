@@ -513,19 +513,15 @@ func (m *Monitor) Observe(ctx context.Context, source string, ep Endpoint, at ti
 	m.mu.Unlock()
 
 	if mt := m.opt.Metrics; mt != nil {
-		l := []string{ep.Name, source}
-		mt.success.WithLabelValues(l...).Set(float64(boolInt(s.OK)))
-		mt.duration.WithLabelValues(l...).Observe(r.RTT.Seconds())
-		mt.layers(l, s, r)
-		mt.up.WithLabelValues(l...).Set(stateValue(to))
+		ps := mt.pair(ep.Name, source)
+		ps.probed(s.OK, r.RTT)
+		ps.layers(s, r)
+		ps.setUp(to)
 		if !s.OK {
-			if cause == "" {
-				cause = "undiagnosed"
-			}
-			mt.failures.WithLabelValues(ep.Name, source, string(r.Class), cause).Inc()
+			ps.failed(r.Class, cmpOr(cause, "undiagnosed"))
 		}
 		if to != from {
-			mt.transitions.WithLabelValues(ep.Name, source, string(to)).Inc()
+			ps.transitioned(to)
 		}
 	}
 	if changed {

@@ -109,11 +109,10 @@ func (m *Monitor) observeShared(source string, ep Endpoint, s Sample, run int64,
 		e.status.Target, e.status.Labels = ep.Target.String(), ep.Labels
 	}
 	if mt := m.opt.Metrics; mt != nil {
-		l := []string{ep.Name, source}
-		mt.success.WithLabelValues(l...).Set(float64(boolInt(s.OK)))
-		mt.duration.WithLabelValues(l...).Observe(s.RTT.Seconds())
+		ps := mt.pair(ep.Name, source)
+		ps.probed(s.OK, s.RTT)
 		if !s.OK {
-			mt.failures.WithLabelValues(ep.Name, source, string(s.Class), cmpOr(e.status.Cause, "undiagnosed")).Inc()
+			ps.failed(s.Class, cmpOr(e.status.Cause, "undiagnosed"))
 		}
 	}
 	if m.stopped {
@@ -198,7 +197,7 @@ func (m *Monitor) setShared(st sharedStatus) {
 	m.seq++
 	e.seq = m.seq
 	if mt := m.opt.Metrics; mt != nil {
-		mt.up.WithLabelValues(st.Endpoint, st.Source).Set(stateValue(st.State))
+		mt.pair(st.Endpoint, st.Source).setUp(st.State)
 	}
 }
 
@@ -215,7 +214,7 @@ func (m *Monitor) applyShared(ctx context.Context, res sharedResult) {
 			m.changeOfLocked(e, t.To, t.Time)
 		}
 		if mt := m.opt.Metrics; mt != nil {
-			mt.transitions.WithLabelValues(t.Endpoint, t.Source, string(t.To)).Inc()
+			mt.pair(t.Endpoint, t.Source).transitioned(t.To)
 		}
 		m.log.Info("state change", "endpoint", t.Endpoint, "source", t.Source, "from", t.From, "to", t.To,
 			"class", t.Class, "replica", m.opt.Replica.ID())
