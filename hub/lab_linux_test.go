@@ -36,6 +36,7 @@ import (
 func TestMain(m *testing.M) {
 	if os.Getenv("REACH_LAB_EXEC") == "1" {
 		profileFor(os.Getenv("REACH_BENCH_CPUPROFILE"), 40*time.Second)
+		heapProfiles(os.Getenv("REACH_BENCH_HEAPPROFILE"), 30*time.Second)
 		// As cmd/reach: SIGTERM ends a command cleanly (an agent deregisters).
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		code := cli.Run(ctx, os.Args[1:], cli.Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr})
@@ -57,6 +58,29 @@ func profileFor(file string, d time.Duration) {
 		return
 	}
 	time.AfterFunc(d, func() { pprof.StopCPUProfile(); f.Close() })
+}
+
+// heapProfiles writes a heap profile of this process to file (a path
+// with %d for the pid) every d, each over the last, so a benchmark's
+// replicas leave what they held near their end
+// (go tool pprof -sample_index=inuse_space).
+func heapProfiles(file string, d time.Duration) {
+	if file == "" {
+		return
+	}
+	go func() {
+		for range time.Tick(d) {
+			f, err := os.Create(fmt.Sprintf(file, os.Getpid()))
+			if err == nil {
+				err = pprof.WriteHeapProfile(f)
+				f.Close()
+			}
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "heap profile:", err)
+				return
+			}
+		}
+	}()
 }
 
 const (

@@ -44,6 +44,10 @@ import (
 // sample at each look, every 10 s, and the rate of the slowest 10 s.
 //
 //	REACH_TEST_POSTGRES=... go test -run '^$' -bench 'HubReplicas$' -benchtime 1x ./hub/
+//
+// REACH_BENCH_HEAPPROFILE=/tmp/heap-%d.pprof has each replica write its
+// heap profile there every 30 s (REACH_BENCH_CPUPROFILE: its CPU profile
+// of the first 40 s).
 func BenchmarkHubReplicas(b *testing.B) {
 	dsn := os.Getenv("REACH_TEST_POSTGRES")
 	if dsn == "" {
