@@ -77,17 +77,32 @@ func (a *Alerter) SetConfig(cfg *Config) {
 
 // Seed tells the Alerter where endpoints stand after a restart (or when a
 // replica takes over): those down are taken as announced, so they are
-// reminded of and resolved, not announced again.
+// reminded of and resolved, not announced again; but not those held now
+// (a maintenance window, a dependency down), which were never announced:
+// they get no resolved alert, and alert when the hold ends. What it knew
+// of these endpoints before is dropped: a replica that takes the alerts
+// back missed the changes its holder saw meanwhile.
 func (a *Alerter) Seed(now time.Time, sts []Status) {
+	var seeded []key
 	for _, st := range sts {
+		k := key{st.Source, st.Endpoint}
+		if a.entries[k] == nil && st.State != StateDown {
+			continue
+		}
+		e := &alertEntry{}
+		a.entries[k] = e
 		if st.State != StateDown {
 			continue
 		}
-		e := a.entry(key{st.Source, st.Endpoint})
 		e.last = Alert{Kind: AlertFiring, Endpoint: st.Endpoint, Source: st.Source, Target: st.Target,
 			Labels: st.Labels, State: StateDown, Time: st.Since, Since: st.Since, Class: st.Last.Class,
 			Errno: st.Last.Errno, Cause: st.Cause}
-		e.down, e.fired, e.sent, e.seeded = true, true, now, true
+		e.down, e.sent, e.seeded = true, now, true
+		seeded = append(seeded, k)
+	}
+	// Held is judged once every dependency is known to be down.
+	for _, k := range seeded {
+		a.entries[k].fired = a.held(k, now) == ""
 	}
 }
 

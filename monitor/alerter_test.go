@@ -300,6 +300,46 @@ func TestAlerterSeedResolvesAfterRestart(t *testing.T) {
 	c.want("the unsent change after a takeover", "firing api")
 }
 
+// An endpoint held when the Alerter is seeded (a restart, a replica's
+// takeover) was never announced: it gets no resolved alert, Alertmanager
+// is not told it fires, and it alerts when its hold ends. And what the
+// Alerter knew before a takeover is stale: an endpoint the other holder
+// saw come back is not reminded of.
+func TestAlerterSeedKeepsHolds(t *testing.T) {
+	c := newFakeClock(t, "alerts: {remind_every: 10m}\nendpoints:\n  - {name: db, target: '127.0.0.1:5432'}\n"+
+		"  - {name: api, target: '127.0.0.1:8080', depends_on: [db]}\n  - {name: cache, target: '127.0.0.1:6379'}\n"+
+		"  - {name: web, target: '127.0.0.1:80'}\n",
+		time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC))
+	c.change("web", StateDown)
+	c.want("web down before the takeover", "firing web")
+	if _, err := c.a.AddWindow(c.now, Window{Endpoints: []string{"cache"}, Start: c.now, End: c.now.Add(15 * time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	c.a.Seed(c.now, []Status{
+		{Endpoint: "db", Source: LocalSource, State: StateDown, Since: c.now.Add(-time.Minute)},
+		{Endpoint: "api", Source: LocalSource, State: StateDown, Since: c.now.Add(-time.Minute)},
+		{Endpoint: "cache", Source: LocalSource, State: StateDown, Since: c.now.Add(-time.Minute)},
+		{Endpoint: "web", Source: LocalSource, State: StateUp, Since: c.now.Add(-time.Minute)},
+	})
+	var active []string
+	for _, a := range c.a.Active(c.now) {
+		active = append(active, a.Endpoint)
+	}
+	if !slices.Equal(active, []string{"db"}) {
+		t.Errorf("firing after the seed: %q, want only db (api and cache are held, web is up)", active)
+	}
+	c.advance(10 * time.Minute)
+	c.want("10 minutes on", "reminder db [api]")
+	c.change("api", StateUp)
+	c.change("web", StateUp)
+	c.want("api and web up: never announced by this holder")
+	c.advance(5 * time.Minute)
+	c.want("cache's window closes", "firing cache")
+	c.change("cache", StateUp)
+	c.change("db", StateUp)
+	c.want("both up", "resolved cache", "resolved db")
+}
+
 func TestAlertSummary(t *testing.T) {
 	t0 := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
 	for _, tc := range []struct {
