@@ -192,6 +192,7 @@ func (a *Alerter) Tick(now time.Time) []Alert {
 		s := e.last
 		s.Kind = AlertFlapStopped
 		s.Time = now
+		s.ID = 0 // made by the clock, not a state change: see Alert.ID
 		out = append(out, a.finish(k, s))
 		if e.down {
 			e.fired, e.sent = true, now // the notice says it is down
@@ -212,6 +213,7 @@ func (a *Alerter) Tick(now time.Time) []Alert {
 		r := e.last
 		r.Kind = AlertReminder
 		r.Time = now
+		r.ID = 0 // the firing alert's id would make a receiver drop it (Alert.ID)
 		out = append(out, a.finish(k, r))
 	}
 	return out

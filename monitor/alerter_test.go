@@ -1,6 +1,7 @@
 package monitor
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -338,6 +339,36 @@ func TestAlerterSeedKeepsHolds(t *testing.T) {
 	c.change("cache", StateUp)
 	c.change("db", StateUp)
 	c.want("both up", "resolved cache", "resolved db")
+}
+
+// A replica's alerts carry their outbox id (the webhook's Idempotency-Key):
+// a reminder or a flapping-stopped notice, made by the clock, must not
+// carry the id of the alert it follows, or a receiver drops it as a repeat.
+func TestAlerterRepeatsCarryNoOutboxID(t *testing.T) {
+	c := newFakeClock(t, "alerts: {remind_every: 1m, flapping: {changes: 2, window: 1m}}\n"+
+		"endpoints:\n  - {name: db, target: '127.0.0.1:5432'}\n",
+		time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC))
+	id := int64(0)
+	change := func(s State) {
+		id++
+		c.got = append(c.got, c.a.Change(c.now, Alert{ID: id, Endpoint: "db", Source: LocalSource, State: s, Time: c.now})...)
+	}
+	change(StateDown)
+	c.advance(time.Minute)
+	change(StateUp)
+	c.advance(time.Second)
+	change(StateDown)
+	c.advance(time.Second)
+	change(StateUp)
+	c.advance(2 * time.Minute)
+	var got []string
+	for _, a := range c.got {
+		got = append(got, fmt.Sprintf("%s %d", a.Kind, a.ID))
+	}
+	want := []string{"firing 1", "reminder 0", "resolved 2", "firing 3", "flapping 4", "flapping-stopped 0"}
+	if !slices.Equal(got, want) {
+		t.Errorf("alerts (kind id): %q, want %q", got, want)
+	}
 }
 
 func TestAlertSummary(t *testing.T) {

@@ -83,7 +83,8 @@ type Alert struct {
 	Kind AlertKind `json:"kind,omitempty"`
 	// ID is the alert's number in the replicas' outbox, the same however
 	// often it is delivered (a receiver may drop repeats by it); 0 from a
-	// monitor that runs alone.
+	// monitor that runs alone, and for reminders and flapping-stopped
+	// notices, which the clock makes, not a state change.
 	ID       int64             `json:"id,omitempty"`
 	Endpoint string            `json:"endpoint"`
 	Source   string            `json:"source"`
