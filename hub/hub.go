@@ -116,65 +116,94 @@ type Hub struct {
 type pair struct{ source, target string }
 
 type cell struct {
-	last  agent.Result
-	since time.Time // when last.Class began
+	last  agent.Result // the newest result, history's last
+	since time.Time    // when last.Class began
 	// history is a ring of the last historyLen results, oldest at head
 	// once full. With 100,000 pairs it is most of a hub's memory, hence
-	// records of what varies from one result to the next, not
-	// agent.Results (48 bytes, not 136): source and target are the
-	// pair's.
+	// records of what varies from one result to the next (24 bytes, not an
+	// agent.Result's 136): source and target are the pair's; error texts
+	// (errs) and addresses (addrs) are kept beside the records, in the
+	// same slots, only once a pair has them.
 	history []record
 	head    int
+	// errs[i] is history[i]'s error text; nil until a result has one.
+	errs []string
+	// addrs[i] is history[i]'s address; nil while every record's is
+	// last.Addr (a reload that moves a target sets it).
+	addrs []netip.AddrPort
 }
 
 // record is one result of a pair's history.
 type record struct {
 	unixNano int64
 	rtt      agent.Duration
-	// addr changes only when a reload changes the target's address:
-	// records share it with the result before them.
-	addr  *netip.AddrPort
-	err   string
-	errno uint16 // at most agent.MaxErrno
-	class uint8  // index in probe.Classes
+	errno    uint16 // at most agent.MaxErrno
+	class    uint8  // index in probe.Classes
 }
 
-// add appends a checked result (check makes its class one of
-// probe.Classes and its errno at most agent.MaxErrno), dropping the oldest
-// beyond historyLen. The slice grows to historyLen at most, not to the
-// next power of two.
+// add puts a checked result (check makes its class one of probe.Classes
+// and its errno at most agent.MaxErrno) in the history, over the oldest
+// once it holds historyLen, before c.last becomes res.
 func (c *cell) add(res agent.Result) {
-	r := record{unixNano: res.Time.UnixNano(), rtt: res.RTT, err: res.Error, errno: uint16(res.Errno),
+	r := record{unixNano: res.Time.UnixNano(), rtt: res.RTT, errno: uint16(res.Errno),
 		class: uint8(max(0, slices.Index(probe.Classes, res.Class)))}
-	if n := len(c.history); n > 0 {
-		if prev := c.history[(c.head+n-1)%n]; *prev.addr == res.Addr {
-			r.addr = prev.addr
+	n := len(c.history)
+	if res.Error != "" && c.errs == nil {
+		c.errs = make([]string, n, cap(c.history))
+	}
+	if n > 0 && res.Addr != c.last.Addr && c.addrs == nil {
+		c.addrs = make([]netip.AddrPort, n, cap(c.history))
+		for i := range c.addrs {
+			c.addrs[i] = c.last.Addr
 		}
 	}
-	if r.addr == nil {
-		r.addr = &res.Addr
+	if n < historyLen {
+		c.history = appendCapped(c.history, r)
+		if c.errs != nil {
+			c.errs = appendCapped(c.errs, res.Error)
+		}
+		if c.addrs != nil {
+			c.addrs = appendCapped(c.addrs, res.Addr)
+		}
+		return
 	}
-	switch n := len(c.history); {
-	case n == historyLen:
-		c.history[c.head] = r
-		c.head = (c.head + 1) % historyLen
-	case n == cap(c.history):
-		grown := make([]record, n, min(historyLen, max(1, 2*n)))
-		copy(grown, c.history)
-		c.history = append(grown, r)
-	default:
-		c.history = append(c.history, r)
+	c.history[c.head] = r
+	if c.errs != nil {
+		c.errs[c.head] = res.Error
 	}
+	if c.addrs != nil {
+		c.addrs[c.head] = res.Addr
+	}
+	c.head = (c.head + 1) % historyLen
+}
+
+// appendCapped appends v to s, growing s to historyLen at most, not to
+// the next power of two.
+func appendCapped[T any](s []T, v T) []T {
+	if len(s) == cap(s) {
+		grown := make([]T, len(s), min(historyLen, max(1, 2*len(s))))
+		copy(grown, s)
+		s = grown
+	}
+	return append(s, v)
 }
 
 // results returns the history as results of pair p, oldest first.
 func (c *cell) results(p pair) []agent.Result {
 	out := make([]agent.Result, 0, len(c.history))
 	for i := range c.history {
-		r := c.history[(c.head+i)%len(c.history)]
-		out = append(out, agent.Result{Source: p.source, Target: p.target, Addr: *r.addr,
+		slot := (c.head + i) % len(c.history)
+		r := c.history[slot]
+		res := agent.Result{Source: p.source, Target: p.target, Addr: c.last.Addr,
 			Class: probe.Classes[r.class], Errno: int(r.errno), RTT: r.rtt,
-			Time: time.Unix(0, r.unixNano).UTC(), Error: r.err})
+			Time: time.Unix(0, r.unixNano).UTC()}
+		if c.errs != nil {
+			res.Error = c.errs[slot]
+		}
+		if c.addrs != nil {
+			res.Addr = c.addrs[slot]
+		}
+		out = append(out, res)
 	}
 	return out
 }
@@ -422,8 +451,11 @@ func (h *Hub) update(res agent.Result) {
 	if c.last.Class != res.Class {
 		c.since = res.Time
 	}
-	c.last = res
+	if res.Error == c.last.Error {
+		res.Error = c.last.Error // a failing pair keeps one copy of its text, not one a result
+	}
 	c.add(res)
+	c.last = res
 }
 
 // Agents lists the fleet's hosts, the config's and the registered ones,
