@@ -49,6 +49,9 @@ type alertEntry struct {
 	sent    time.Time   // when the last down alert or reminder went out
 	changes []time.Time // state changes within FlapWindow
 	flap    bool        // flapping: changes are not announced
+	// flapSent: the flapping alert went out (the endpoint was not held
+	// then, or its hold ended first); a flapping-stopped notice is owed.
+	flapSent bool
 	// seeded: fired is Seed's guess. A change to down that comes after it
 	// is the one whose alert was not sent yet (a replica that held the
 	// outbox died first): it is announced.
@@ -135,10 +138,15 @@ func (a *Alerter) Change(now time.Time, al Alert) []Alert {
 		e.changes = append(a.recent(e.changes, now), now)
 		if !e.flap && len(e.changes) > a.policy.FlapChanges {
 			e.flap, e.due = true, time.Time{}
-			f := al
-			f.Kind = AlertFlapping
-			f.Changes = len(e.changes)
-			out = append(out, a.finish(k, f))
+			// Held (a maintenance window, a dependency down), it flaps
+			// in silence; Tick announces it if the hold ends first.
+			if a.held(k, now) == "" {
+				e.flapSent = true
+				f := al
+				f.Kind = AlertFlapping
+				f.Changes = len(e.changes)
+				out = append(out, a.finish(k, f))
+			}
 		}
 	}
 	if e.flap {
@@ -185,10 +193,30 @@ func (a *Alerter) Tick(now time.Time) []Alert {
 		}
 		e.changes = a.recent(e.changes, now)
 		if len(e.changes) > 0 {
+			if !e.flapSent && a.held(k, now) == "" { // its hold ended: announce it
+				e.flapSent = true
+				f := e.last
+				f.Kind, f.Time, f.Changes, f.ID = AlertFlapping, now, len(e.changes), 0
+				out = append(out, a.finish(k, f))
+			}
 			continue
 		}
 		// A whole window without a change: settled.
 		e.flap = false
+		if !e.flapSent {
+			// Its flapping was never announced: it is down (announced
+			// by release below once not held) or up again.
+			if e.down && !e.fired {
+				e.due = now
+			} else if !e.down && e.fired {
+				e.fired = false
+				r := e.last
+				r.Kind, r.Time, r.ID = AlertResolved, now, 0
+				out = append(out, a.finish(k, r))
+			}
+			continue
+		}
+		e.flapSent = false
 		s := e.last
 		s.Kind = AlertFlapStopped
 		s.Time = now
@@ -371,7 +399,7 @@ func (a *Alerter) Active(now time.Time) []Alert {
 	for _, k := range a.keys() {
 		e := a.entries[k]
 		switch {
-		case e.flap:
+		case e.flap && e.flapSent:
 			f := e.last
 			f.Kind, f.Changes = AlertFlapping, len(e.changes)
 			out = append(out, a.finish(k, f))

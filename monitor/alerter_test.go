@@ -144,6 +144,38 @@ func TestAlerterFlapping(t *testing.T) {
 	c.want("down after settling", "firing db")
 }
 
+// A maintenance window holds a flapping alert too: an endpoint restarted
+// again and again during its maintenance pages nobody. Still flapping when
+// the window closes, it is announced then; settled inside it, it is
+// announced as what it settled to.
+func TestAlerterFlappingInMaintenance(t *testing.T) {
+	start := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
+	c := newFakeClock(t, "alerts: {flapping: {changes: 2, window: 5m}}\n"+
+		"endpoints:\n  - {name: db, target: '127.0.0.1:5432'}\n  - {name: api, target: '127.0.0.1:8080'}\n", start)
+	for _, name := range []string{"db", "api"} {
+		if _, err := c.a.AddWindow(c.now, Window{Endpoints: []string{name}, Start: start, End: start.Add(10 * time.Minute)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 16 { // db: a change every 30 s until 10:08, then down
+		c.change("db", []State{StateUp, StateDown}[i%2])
+		if i < 5 {
+			c.change("api", []State{StateDown, StateUp}[i%2]) // api: until 10:02, then down
+		}
+		c.advance(30 * time.Second)
+	}
+	c.want("flapping inside the window")
+	if act := c.a.Active(c.now); len(act) != 0 {
+		t.Errorf("Alertmanager would be told %+v fires inside the window", act)
+	}
+	c.advance(2 * time.Minute)
+	c.want("the window closes: db still flapping, api settled down", "flapping db", "firing api")
+	c.advance(5 * time.Minute)
+	c.want("db settles, down", "flapping-stopped db")
+	c.change("db", StateUp)
+	c.want("db up", "resolved db")
+}
+
 func TestAlerterFlappingStopsDown(t *testing.T) {
 	c := newFakeClock(t, "alerts: {flapping: {changes: 2, window: 1m}}\nendpoints:\n  - {name: db, target: '127.0.0.1:5432'}\n",
 		time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC))
