@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -324,6 +326,9 @@ func (s *Server) addWindow(w http.ResponseWriter, r *http.Request) {
 		win.End = win.Start.Add(d)
 	}
 	if err == nil {
+		err = s.knownEndpoints(req.Endpoints)
+	}
+	if err == nil {
 		win, err = s.opt.Alerting.AddWindow(win)
 	}
 	if errors.Is(err, monitor.ErrStore) {
@@ -339,6 +344,37 @@ func (s *Server) addWindow(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusCreated)
 	json.NewEncoder(w).Encode(win)
+}
+
+// knownEndpoints refuses a window for a name the hub watches under no
+// source: a typo would hold nothing while its author thinks the alerts
+// held.
+func (s *Server) knownEndpoints(names []string) error {
+	m := s.opt.Monitor
+	if m == nil || len(names) == 0 {
+		return nil
+	}
+	known := map[string]bool{}
+	var list []string
+	for _, st := range m.Statuses() {
+		if !known[st.Endpoint] {
+			known[st.Endpoint] = true
+			list = append(list, st.Endpoint)
+		}
+	}
+	for _, n := range names {
+		if known[n] {
+			continue
+		}
+		slices.Sort(list)
+		more := ""
+		if len(list) > 10 {
+			list, more = list[:10], fmt.Sprintf(" and %d more", len(list)-10)
+		}
+		return fmt.Errorf("no endpoint is named %q, so the window would hold nothing; "+
+			"the endpoints are %s%s (GET /api/endpoints lists them)", n, strings.Join(list, ", "), more)
+	}
+	return nil
 }
 
 func (s *Server) removeWindow(w http.ResponseWriter, r *http.Request) {

@@ -74,6 +74,10 @@ endpoints:
 	if code != http.StatusBadRequest || !strings.Contains(msg, `for "-1h"`) {
 		t.Errorf("a negative window: %d %s, want 400 naming it", code, msg)
 	}
+	code, msg = do(t, http.MethodPost, srv.URL+"/api/maintenance", `{"endpoints": ["db", "dbb"], "for": "1h"}`, write...)
+	if code != http.StatusBadRequest || !strings.Contains(msg, `"dbb"`) || !strings.Contains(msg, "endpoints are db") {
+		t.Errorf("a window for an endpoint that does not exist: %d %s, want 400 naming it and the endpoints", code, msg)
+	}
 	code, msg = do(t, http.MethodPost, srv.URL+"/api/maintenance", body, write...)
 	if code != http.StatusCreated {
 		t.Fatalf("POST: %d %s", code, msg)
