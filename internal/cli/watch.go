@@ -71,10 +71,11 @@ With --replica, several reach watch processes share one PostgreSQL store as
 replicas of one hub (start each with the same reach.yaml and --store): any of
 them takes agents' reports (give agents every replica's URL: --hub A,B) and
 serves the dashboard from the shared store; the endpoints of reach.yaml are
-split between the live replicas, each probed by one; sending alerts and
-compacting history are each done by one replica at a time, and taken over
-within two --replica-interval when it dies. Each result and state change is
-stored once, and each alert sent once. SQLite is one process's store.
+split between the live replicas, each probed by one; sending alerts,
+compacting history and finding stale agents are each done by one replica
+at a time, and taken over within two --replica-interval when it dies.
+Each result and state change is stored once, and each alert sent once.
+SQLite is one process's store.
 
 The configuration is reloaded when its file changes (checked every
 --config-poll, 5s: a Kubernetes ConfigMap mounted without subPath updates in
@@ -213,7 +214,8 @@ closed at once, counted in reach_http_connections_refused_total and logged.`,
 	f.BoolVar(&replica, "replica", false, "share the --store (PostgreSQL) with other reach watch --replica "+
 		"processes: one fleet, endpoints split between them, alerts and compaction by one at a time")
 	f.DurationVar(&replicaInterval, "replica-interval", monitor.DefaultReplicaInterval,
-		"replicas: how often each says it lives; one silent this long is taken over")
+		"replicas: one silent this long is dead to the others, who take over its endpoints "+
+			"and jobs (each says it lives four times an interval)")
 	f.DurationVar(&configPoll, "config-poll", 5*time.Second, "reload the configuration when its file "+
 		"changes, checked this often (a Kubernetes ConfigMap update, an edit); 0: on SIGHUP only")
 	f.StringVar(&listen, "listen", "127.0.0.1:9190", "address of the dashboard, API and /metrics")
@@ -406,8 +408,8 @@ func (w *watcher) run(ctx context.Context) error {
 			plural(len(w.cfg.Endpoints), "endpoint"), monitor.Redact(w.store), store.Dialect(), dashURL)
 	}
 	if replica != nil {
-		fmt.Fprintf(env.Err, "reach watch: replica %s, %d live, every %v\n", replica.ID(),
-			len(replica.Live()), replica.Interval())
+		fmt.Fprintf(env.Err, "reach watch: replica %s, %d live; one silent for %v is taken over\n",
+			replica.ID(), len(replica.Live()), replica.Interval())
 	}
 	if wt.Hub != nil {
 		if w.jsonLogs {
