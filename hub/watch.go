@@ -275,14 +275,21 @@ func (w *Watch) watchNet(ctx context.Context) {
 // Reload applies a new configuration without losing state: the monitor's
 // endpoints and alerts, the webhook's URL and the agents: section, whose
 // removed pairs leave the dashboard and /metrics. An agents: section the hub
-// refuses (or one removed: stopping the hub takes a restart) is the error,
-// and the hub keeps its running configuration; the rest is applied anyway.
+// refuses (or one removed or added: stopping or starting the hub takes a
+// restart) is the error, and the hub keeps its running configuration; the
+// rest is applied anyway.
 func (w *Watch) Reload(cfg *monitor.Config) error {
 	w.Monitor.Reload(cfg)
 	w.hook.SetURL(cfg.Alerts.Webhook)
 	w.Alerting.SetConfig(cfg)
 	w.am.SetConfig(cfg.Alerts, w.dash)
 	if w.Hub == nil {
+		// Said, not ignored: the agents would be refused while the log
+		// said the configuration was reloaded.
+		if hc, err := FromMonitorConfig(cfg); err == nil && hc != nil {
+			return errors.New("an agents: section was added; restart reach watch to start the hub " +
+				"(the rest of the configuration is applied)")
+		}
 		return nil
 	}
 	hc, err := FromMonitorConfig(cfg)

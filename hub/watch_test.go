@@ -101,6 +101,10 @@ func TestReloadForgetsRemovedPairs(t *testing.T) {
 	if again.Hub != nil {
 		t.Error("a hub without an agents: section")
 	}
+	// An agents: section added by a reload needs a restart, and says so.
+	if err := again.Reload(both); err == nil || !strings.Contains(err.Error(), "restart reach watch to start the hub") {
+		t.Errorf("reload adding an agents: section: %v, want it to say a restart is needed", err)
+	}
 }
 
 // Run serves the dashboard, the hub's protocol (behind the agents' token)
