@@ -558,8 +558,19 @@ func (a *Agent) report(ctx context.Context) {
 // registered agent with an empty probe list tells the hub so that it is
 // alive (the hub takes a registered agent that stays silent for stale).
 func (a *Agent) flush(ctx context.Context, beat bool) error {
+	// Only what is buffered now: what comes meanwhile waits for the next
+	// report. A hub replica answers once its store has the batch, a second
+	// or more, while new results arrive: sending those too, flush never
+	// returned, the agent posted without pause and never said the hub was
+	// reachable again.
+	stop := a.buf.next()
 	for first := true; ; first = false {
 		batch, seq := a.buf.peek(MaxBatch)
+		if seq >= stop {
+			batch = nil
+		} else if n := stop - seq; uint64(len(batch)) > n {
+			batch = batch[:n]
+		}
 		a.mu.Lock()
 		changes := slices.Clone(a.changes)
 		a.mu.Unlock()

@@ -518,3 +518,38 @@ func TestEvidenceFailures(t *testing.T) {
 		}
 	}
 }
+
+// TestFlushSendsWhatWasBuffered: a flush sends what was buffered when it
+// began. A hub replica answers once its store has a batch, and results
+// arrive during every post: flush went on posting them for ever, so the
+// report loop never came back (the agent never logged that the hub was
+// reachable again after a failover).
+func TestFlushSendsWhatWasBuffered(t *testing.T) {
+	var a *Agent
+	var posts atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if posts.Add(1) > 3 {
+			http.Error(w, "still flushing", http.StatusServiceUnavailable)
+			return
+		}
+		a.buf.push(Result{Target: "late"}) // probed while the hub stores the batch
+		json.NewEncoder(w).Encode(IngestReply{Accepted: 1})
+	}))
+	defer srv.Close()
+	var err error
+	if a, err = New(Config{Name: "a", Hub: srv.URL, Token: testToken}); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		a.buf.push(Result{Target: "early"})
+	}
+	if err := a.flush(t.Context(), false); err != nil {
+		t.Fatalf("flush: %v after %d posts, want it to end after the first", err, posts.Load())
+	}
+	if n := posts.Load(); n != 1 {
+		t.Errorf("%d posts, want 1", n)
+	}
+	if batch, _ := a.buf.peek(MaxBatch); len(batch) != 1 || batch[0].Target != "late" {
+		t.Errorf("left buffered: %+v, want the one result that came during the post", batch)
+	}
+}

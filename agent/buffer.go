@@ -55,6 +55,13 @@ func (b *buffer) ack(end uint64) {
 	b.first += uint64(n)
 }
 
+// next returns the sequence number the next result pushed will get.
+func (b *buffer) next() uint64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.first + uint64(len(b.items))
+}
+
 // stats returns how many results wait and how many were dropped in total.
 func (b *buffer) stats() (pending int, dropped uint64) {
 	b.mu.Lock()
