@@ -117,6 +117,12 @@ closed at once, counted in reach_http_connections_refused_total and logged.`,
 			case doctorTimeout <= 0:
 				return usageErrorf("--doctor-timeout %v: give a positive duration such as 3s", doctorTimeout)
 			}
+			switch {
+			case replicaInterval <= 0:
+				return usageErrorf("--replica-interval %v: give a positive duration such as 5s", replicaInterval)
+			case cmd.Flags().Changed("replica-interval") && !replica:
+				return usageErrorf("--replica-interval is for replicas: add --replica (and a postgres:// --store)")
+			}
 			if configPoll < 0 {
 				return usageErrorf("--config-poll %v: give a duration such as 5s, or 0 to reload on SIGHUP only", configPoll)
 			}
@@ -363,9 +369,6 @@ func (w *watcher) run(ctx context.Context) error {
 	defer store.Close()
 	var replica *monitor.Replica
 	if w.replica {
-		if w.replicaInterval <= 0 {
-			return usageErrorf("--replica-interval %v: give a positive duration such as 5s", w.replicaInterval)
-		}
 		replica, err = monitor.Join(ctx, store, monitor.ReplicaOptions{Interval: w.replicaInterval, Logger: log})
 		if err != nil {
 			return &ExitError{Code: ExitFail, Err: err}

@@ -44,7 +44,7 @@ func TestWatchCheckConfig(t *testing.T) {
 		{"--listen", "bogus"}, {"--listen", "127.0.0.1:70000"}, {"--listen", "127.0.0.1"}, {"--listen", "127.0.0.1:"},
 		{"--listen", "no_such host!:80"}, {"--listen", "[::1:80"}, {"--listen", "127.0.0.1:-1"},
 		{"--read-timeout", "0s"}, {"--idle-timeout", "-1s"}, {"--write-timeout", "0s"}, {"--max-conns", "-1"},
-		{"--stream-lifetime", "0s"}} {
+		{"--stream-lifetime", "0s"}, {"--replica-interval", "0s"}, {"--replica-interval", "3s"}} {
 		db := filepath.Join(t.TempDir(), "r.db")
 		code, _, errs = run(t, append([]string{"watch", "-c", "../../examples/reach.yaml", "--store", db}, args...)...)
 		if code != ExitUsage || !strings.Contains(errs, args[0]) {
