@@ -322,9 +322,41 @@ func (p *Alerting) RemoveWindow(id string) error {
 	return nil
 }
 
-// Held says why an endpoint's alerts are held now, or "".
+// Held says why an endpoint's alerts are held now, or "" (see HeldIn).
 func (p *Alerting) Held(source, name string) string {
 	p.mu.Lock()
+	statuses, holding := p.statuses, p.holding
+	p.mu.Unlock()
+	sts := []Status{{Source: source, Endpoint: name}}
+	if !holding && statuses != nil {
+		sts = statuses()
+	}
+	held := p.HeldIn(sts)
+	for i, st := range sts {
+		if st.Source == source && st.Endpoint == name {
+			return held[i]
+		}
+	}
+	return ""
+}
+
+// HeldIn says, for each of sts, why its alerts are held now ("" when they
+// are not). The process that runs the Alerter asks it; a replica that does
+// not (its Alerter sees no state changes) judges by sts, the statuses it
+// shows, so that its dashboard too marks an endpoint held by a dependency
+// that is down, not only by a window.
+func (p *Alerting) HeldIn(sts []Status) []string {
+	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.a.Held(source, name, p.now())
+	now := p.now()
+	a := p.a
+	if !p.holding {
+		a = &Alerter{policy: p.a.policy, parents: p.a.parents, api: p.a.api, entries: map[key]*alertEntry{}}
+		a.Seed(now, sts)
+	}
+	out := make([]string, len(sts))
+	for i, st := range sts {
+		out[i] = a.held(key{st.Source, st.Endpoint}, now)
+	}
+	return out
 }

@@ -87,3 +87,30 @@ func TestAlertingLease(t *testing.T) {
 		}
 	}
 }
+
+// A replica that does not run the Alerter (another holds the alerts' lease)
+// sees no state changes: it judges what is held by the statuses it shows,
+// so its dashboard marks an endpoint held by a dependency that is down, as
+// the holder's does, and one held by a window.
+func TestAlertingHeldWithoutTheLease(t *testing.T) {
+	cfg, err := ParseConfig("t.yaml", []byte("endpoints:\n  - {name: db, target: '127.0.0.1:1'}\n"+
+		"  - {name: api, target: '127.0.0.1:2', depends_on: [db]}\n  - {name: web, target: '127.0.0.1:3'}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := NewAlerting(cfg, nil)
+	sts := []Status{{Endpoint: "api", Source: LocalSource, State: StateDown},
+		{Endpoint: "db", Source: LocalSource, State: StateDown}, {Endpoint: "web", Source: LocalSource, State: StateUp}}
+	p.Lease(func() bool { return false }, func() []Status { return sts })
+	now := time.Now()
+	if _, err := p.AddWindow(Window{Endpoints: []string{"web"}, Start: now, End: now.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	held := p.HeldIn(sts)
+	if held[0] != "depends on db, which is down" || held[1] != "" || held[2] != "maintenance api-1" {
+		t.Errorf("held without the lease: %q, want api by db, web by its window", held)
+	}
+	if h := p.Held(LocalSource, "api"); h != held[0] {
+		t.Errorf("Held(api) = %q, want %q", h, held[0])
+	}
+}

@@ -72,13 +72,17 @@ func (s *Server) serveEndpoints(w http.ResponseWriter, r *http.Request) {
 	sts := s.opt.Monitor.Statuses()
 	up := s.uptime.get(r, s.opt.Monitor.Store())
 	out := make([]EndpointView, len(sts))
+	var held []string
+	if a := s.opt.Alerting; a != nil {
+		held = a.HeldIn(sts)
+	}
 	for i, st := range sts {
 		out[i].Status = st
 		if u, ok := up[[2]string{st.Source, st.Endpoint}]; ok {
 			out[i].Uptime24h = percent(u)
 		}
-		if a := s.opt.Alerting; a != nil {
-			out[i].Held = a.Held(st.Source, st.Endpoint)
+		if held != nil {
+			out[i].Held = held[i]
 		}
 	}
 	writeJSON(w, map[string]any{"endpoints": out, "time": time.Now()})
