@@ -325,7 +325,7 @@ func (s *Server) addWindow(w http.ResponseWriter, r *http.Request) {
 	case req.For != "":
 		d, perr := time.ParseDuration(req.For)
 		if perr != nil || d <= 0 {
-			err = fmt.Errorf("for %q: want a duration such as 2h", req.For)
+			err = fmt.Errorf("for %q: want a positive duration such as 2h or 90m (days in hours: 48h)", req.For)
 		}
 		win.End = win.Start.Add(d)
 	}

@@ -74,6 +74,10 @@ endpoints:
 	if code != http.StatusBadRequest || !strings.Contains(msg, `for "-1h"`) {
 		t.Errorf("a negative window: %d %s, want 400 naming it", code, msg)
 	}
+	code, msg = do(t, http.MethodPost, srv.URL+"/api/maintenance", `{"for": "2d"}`, write...)
+	if code != http.StatusBadRequest || !strings.Contains(msg, "48h") {
+		t.Errorf("a window of 2d: %d %s, want 400 saying to write days in hours", code, msg)
+	}
 	code, msg = do(t, http.MethodPost, srv.URL+"/api/maintenance", `{"endpoints": ["db", "dbb"], "for": "1h"}`, write...)
 	if code != http.StatusBadRequest || !strings.Contains(msg, `"dbb"`) || !strings.Contains(msg, "endpoints are db") {
 		t.Errorf("a window for an endpoint that does not exist: %d %s, want 400 naming it and the endpoints", code, msg)
