@@ -583,8 +583,16 @@ func (h *Hub) MatrixBy(group string) Matrix {
 					if c != nil && c.last.Class == class {
 						since = c.since
 					}
+					// The store gives another replica's pair a new last
+					// sample only when its class changes or every 30 s;
+					// while its agent calls a replica, the class shown is
+					// the current one, not stale.
+					fresh := last
+					if a := h.agents[src]; a != nil && a.last.After(fresh) {
+						fresh = a.last
+					}
 					row[j] = &Cell{Class: class, Since: since, Last: last, RTT: agent.Duration(rtt),
-						Stale: now.Sub(last) > 3*interval}
+						Stale: now.Sub(fresh) > 3*interval}
 					continue
 				}
 			}

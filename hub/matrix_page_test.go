@@ -200,3 +200,39 @@ func TestMatrixPageGroupsAndCauses(t *testing.T) {
 		t.Error("?group=role does not group by role")
 	}
 }
+
+// On a replica, a pair whose agent reports to another replica comes from
+// the store, whose copy of its last sample is renewed only at a change of
+// class or every 30 s: while the agent calls (any replica), the cell is
+// current, not stale; when the agent stops calling, it turns stale.
+func TestMatrixSharedPairStaleByAgent(t *testing.T) {
+	h, err := New(Config{Token: testToken, Interval: time.Second, Hosts: []HostConfig{
+		{Name: "a", Addr: netip.MustParseAddr("198.18.0.1")}, {Name: "b", Addr: netip.MustParseAddr("198.18.0.2")},
+	}, Groups: []GroupConfig{{Name: "all", Hosts: []string{"a", "b"}, Ports: []uint16{22}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	h.Shared = func(source, target string) (probe.Class, time.Time, time.Duration, bool) {
+		return probe.Open, now.Add(-20 * time.Second), time.Millisecond, true
+	}
+	cell := func() *Cell {
+		m := h.Matrix()
+		for i, src := range m.Sources {
+			for j, tg := range m.Targets {
+				if src == "a" && tg == "b:22" {
+					return m.Cells[i][j]
+				}
+			}
+		}
+		t.Fatalf("no cell a -> b:22 in %+v", m)
+		return nil
+	}
+	if c := cell(); c == nil || !c.Stale {
+		t.Errorf("agent a never heard: cell %+v, want stale", c)
+	}
+	h.NoteSeen("a", time.Now())
+	if c := cell(); c == nil || c.Stale || c.Class != probe.Open {
+		t.Errorf("agent a called a second ago: cell %+v, want open, not stale", c)
+	}
+}

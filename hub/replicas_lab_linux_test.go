@@ -311,14 +311,19 @@ func TestReplicasKillEither(t *testing.T) {
 				return false
 			}
 			defer resp.Body.Close()
-			var m struct{ Cells [][]*struct{ Class string } }
+			var m struct {
+				Cells [][]*struct {
+					Class string
+					Stale bool
+				}
+			}
 			if json.NewDecoder(resp.Body).Decode(&m) != nil {
 				return false
 			}
 			filled := 0
 			for _, row := range m.Cells {
 				for _, c := range row {
-					if c != nil && c.Class == "open" {
+					if c != nil && c.Class == "open" && !c.Stale { // current, whichever replica stored it
 						filled++
 					}
 				}

@@ -243,17 +243,21 @@ func (w *Watch) sweep(ctx context.Context) {
 			return
 		case now := <-t.C:
 			if r := w.replica; r != nil {
-				// One replica looks, with every replica's calls.
-				if !r.Holds(monitor.JobAgents) {
-					continue
-				}
+				// Every replica learns of every replica's calls (its
+				// matrix says when each agent last called, and whether
+				// its pairs are stale); one looks for stale agents.
 				seen, err := w.Monitor.Store().AgentsSeen(ctx)
 				if err != nil {
-					w.log.Warn("read when agents last called the replicas", "err", err)
+					if r.Holds(monitor.JobAgents) {
+						w.log.Warn("read when agents last called the replicas", "err", err)
+					}
 					continue
 				}
 				for name, at := range seen {
 					w.Hub.NoteSeen(name, at)
+				}
+				if !r.Holds(monitor.JobAgents) {
+					continue
 				}
 			}
 			w.Hub.Sweep(now)
