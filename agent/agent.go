@@ -540,6 +540,12 @@ func (a *Agent) report(ctx context.Context) {
 		case err != nil && !down && ctx.Err() == nil:
 			pending, _ := a.buf.stats()
 			msg := "hub unreachable; buffering results"
+			if len(a.cfg.Hubs) > 0 {
+				// One replica failed the call; the next report goes to
+				// whichever replica accepts.
+				msg = "a hub replica failed the call; buffering results, sent to the first of the " +
+					strconv.Itoa(1+len(a.cfg.Hubs)) + " hubs that accepts next"
+			}
 			if errors.Is(err, ErrRateLimited) {
 				msg = "the hub limits how much this agent sends; buffering results"
 			}
