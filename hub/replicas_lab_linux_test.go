@@ -287,6 +287,33 @@ func (l *replicaLab) killHolder(t *testing.T, when string) (killed string) {
 	return killed
 }
 
+// checkProbingTakenOver checks the endpoints of reach.yaml went on being
+// probed after a replica was killed at killedAt: for each, the gap between
+// its last sample stored before and its first after is within two
+// intervals (the others see it dead after one, and look every quarter),
+// plus the endpoints' own interval and the second of results the dead one
+// had not written yet. The samples' times are the probes' own, so a
+// loaded machine delays the check, not the gap.
+func (l *replicaLab) checkProbingTakenOver(t *testing.T, when string, killedAt time.Time) {
+	t.Helper()
+	const endpointInterval, unwritten = time.Second, time.Second // reach.yaml's defaults; the flush
+	var ep string
+	var gap int64
+	testnet.Eventually(t, 30*time.Second, "every endpoint probed since the kill", func() bool {
+		return l.db.QueryRow(`SELECT endpoint, gap FROM (SELECT endpoint, ts,
+			ts - LAG(ts) OVER (PARTITION BY endpoint ORDER BY ts) AS gap FROM samples WHERE source = 'local') g
+			WHERE ts > $1 AND gap IS NOT NULL ORDER BY gap DESC LIMIT 1`, killedAt.UnixMilli()).Scan(&ep, &gap) == nil &&
+			l.count(t, `SELECT COUNT(DISTINCT endpoint) FROM samples WHERE source = 'local' AND ts > $1`,
+				killedAt.UnixMilli()) == l.count(t, `SELECT COUNT(DISTINCT endpoint) FROM samples WHERE source = 'local'`)
+	})
+	took := time.Duration(gap) * time.Millisecond
+	t.Logf("%s: the longest gap in an endpoint's probes across the kill: %v (%s)", when, took, ep)
+	if limit := 2*replicaInterval + endpointInterval + unwritten; took > limit {
+		t.Errorf("%s: %s went unprobed for %v across the kill, more than two intervals and its own (%v)",
+			when, ep, took, limit)
+	}
+}
+
 // Issue 16's proof: two replicas, agents in namespaces. Kill either replica
 // by pid during steady probing and during an outage: no sample doubled, no
 // state change lost, each alert delivered exactly once, takeover within two
@@ -333,12 +360,14 @@ func TestReplicasKillEither(t *testing.T) {
 	}
 
 	// During steady probing.
+	killedAt := time.Now()
 	first := l.killHolder(t, "steady")
 	before := map[string]int{"web": samples("web"), "db": samples("db"), "local": samples("local")}
 	testnet.Eventually(t, 60*time.Second, "results keep coming through the replica left", func() bool {
 		return samples("web") >= before["web"]+5 && samples("db") >= before["db"]+5 &&
 			samples("local") >= before["local"]+8
 	})
+	l.checkProbingTakenOver(t, "steady", killedAt)
 	l.start(t, first)
 	testnet.Eventually(t, 60*time.Second, "the killed replica is back", func() bool {
 		return l.poll(`SELECT COUNT(*) FROM replicas WHERE heartbeat > `+nowMS+` - $1`,
@@ -353,12 +382,14 @@ func TestReplicasKillEither(t *testing.T) {
 			AND ((source = 'web' AND endpoint LIKE 'db%') OR (source = 'local' AND endpoint = 'db-svc'))`) == 2
 	}
 	testnet.Eventually(t, 60*time.Second, "the outage seen: two state changes to down", down)
+	killedAt = time.Now()
 	l.killHolder(t, "outage")
 	l.serve(t, "db")
 	testnet.Eventually(t, 60*time.Second, "back up: both up again", func() bool {
 		return l.count(t, `SELECT COUNT(*) FROM transitions WHERE to_state = 'up' AND from_state = 'down'
 			AND ((source = 'web' AND endpoint LIKE 'db%') OR (source = 'local' AND endpoint = 'db-svc'))`) == 2
 	})
+	l.checkProbingTakenOver(t, "outage", killedAt)
 	testnet.Eventually(t, 60*time.Second, "every alert sent", func() bool {
 		return l.count(t, `SELECT COUNT(*) FROM outbox WHERE sent IS NULL`) == 0
 	})
