@@ -55,6 +55,9 @@ func newBenchHub(b *testing.B, sink Sink) (*httptest.Server, [][]byte) {
 	srv := httptest.NewServer(h.Handler())
 	b.Cleanup(srv.Close)
 	var bodies [][]byte
+	// Results need a time within the agent's window: the hub refuses a
+	// zero one as too old (so every result was refused, and stored 0).
+	now := time.Now()
 	for _, n := range names {
 		pl := h.lists[n]
 		if len(pl.Targets) != benchTargets {
@@ -63,7 +66,7 @@ func newBenchHub(b *testing.B, sink Sink) (*httptest.Server, [][]byte) {
 		for start := 0; start < benchTargets; start += benchPerBatch {
 			batch := agent.Batch{Agent: n}
 			for _, t := range pl.Targets[start : start+benchPerBatch] {
-				batch.Results = append(batch.Results, agent.Result{Target: t.ID, Addr: t.Addr, Class: probe.Open, RTT: agent.Duration(180 * time.Microsecond)})
+				batch.Results = append(batch.Results, agent.Result{Target: t.ID, Addr: t.Addr, Class: probe.Open, RTT: agent.Duration(180 * time.Microsecond), Time: now})
 			}
 			bodies = append(bodies, mustJSON(b, batch))
 		}
