@@ -3,9 +3,11 @@
 # binary at BASE (a commit; default the one before issue 12's doctor work) and
 # at the working tree, starts `reach serve` on a loopback port inside a
 # throw-away network namespace, and runs both binaries' `reach check` against
-# it alternately, RUNS times each. Prints each median and the ratio (issue 12:
-# the new doctor must be no slower than before + 5%). NEW_FLAGS are given to
-# the new binary only (NEW_FLAGS="--hold 0": without the held connection).
+# it alternately, RUNS times each. Prints each median and the ratio. Since
+# 52830ec the new check holds an open connection for --hold (default 1s), so a
+# healthy check takes about a second and the ratio is about 3; issue 12's goal
+# (no slower than before + 5%) is the ratio with NEW_FLAGS="--hold 0" (given
+# to the new binary only: without the held connection).
 # Needs root (namespace).
 # Only the namespace's own loopback is contacted.
 set -euo pipefail
