@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/reach-tools/reach/endpoint"
+	"github.com/reach-tools/reach/internal/testdb"
 	"github.com/reach-tools/reach/internal/testnet"
 )
 
@@ -177,8 +178,8 @@ func (h hist) quantile(q float64) float64 {
 // SQLite, and in PostgreSQL when REACH_TEST_POSTGRES is set.
 func BenchmarkStoreWrite(b *testing.B) {
 	dsns := map[string]string{"sqlite": filepath.Join(b.TempDir(), "reach.db")}
-	if dsn := os.Getenv("REACH_TEST_POSTGRES"); dsn != "" {
-		dsns["postgres"] = dsn
+	if os.Getenv("REACH_TEST_POSTGRES") != "" {
+		dsns["postgres"] = testdb.PostgresSchema(b) // its own schema, dropped after
 	}
 	for name, dsn := range dsns {
 		b.Run(name, func(b *testing.B) {
@@ -202,9 +203,6 @@ func BenchmarkStoreWrite(b *testing.B) {
 				}
 			}
 			b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "samples/s")
-			b.StopTimer()
-			s.db.Exec(s.q(`DELETE FROM samples WHERE source = ?`), "bench")
-			s.db.Exec(s.q(`DELETE FROM states WHERE source = ?`), "bench")
 		})
 	}
 }
