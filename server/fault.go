@@ -97,18 +97,16 @@ func (f Fault) validate() error {
 // faultAccepted does what the fault says with a connection just accepted,
 // and reports whether it took it (the caller is then done with it).
 func (s *Server) faultAccepted(c net.Conn) bool {
-	switch s.cfg.Fault.Kind {
-	case AcceptClose:
-		c.Close()
-	case AcceptReset:
-		if tc, ok := c.(*net.TCPConn); ok {
-			tc.SetLinger(0) // close sends RST
-		}
-		c.Close()
-	default:
+	kind := s.cfg.Fault.Kind
+	if kind != AcceptClose && kind != AcceptReset {
 		return false
 	}
+	// Counted before the close: a client that saw it finds it in Stats.
 	s.faulted.Add(1)
+	if tc, ok := c.(*net.TCPConn); ok && kind == AcceptReset {
+		tc.SetLinger(0) // close sends RST
+	}
+	c.Close()
 	s.log.Debug("connection faulted", "fault", s.cfg.Fault.String(), "remote", c.RemoteAddr().String())
 	return true
 }

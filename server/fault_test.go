@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/reach-tools/reach/internal/testnet"
 	"github.com/reach-tools/reach/server"
 )
 
@@ -98,6 +99,11 @@ func TestFaultAcceptCloseAndReset(t *testing.T) {
 					t.Errorf("dial and read: %v; want %v", err, tc.want)
 				}
 			}
+			// The server counts a fault just after the close or reset the
+			// client has already seen: wait for the count.
+			testnet.Eventually(t, 5*time.Second, "3 connections faulted", func() bool {
+				return r.srv.Stats().Faulted >= 3
+			})
 			if st := r.srv.Stats(); st.Faulted != 3 || st.Accepted != 0 {
 				t.Errorf("stats %+v; want 3 faulted, none served", st)
 			}
