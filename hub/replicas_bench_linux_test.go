@@ -4,9 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -26,6 +24,7 @@ import (
 	"time"
 
 	"github.com/reach-tools/reach/agent"
+	"github.com/reach-tools/reach/internal/testdb"
 	"github.com/reach-tools/reach/monitor"
 	"github.com/reach-tools/reach/probe"
 )
@@ -49,32 +48,20 @@ import (
 // heap profile there every 30 s (REACH_BENCH_CPUPROFILE: its CPU profile
 // of the first 40 s).
 func BenchmarkHubReplicas(b *testing.B) {
-	dsn := os.Getenv("REACH_TEST_POSTGRES")
-	if dsn == "" {
-		b.Skip("REACH_TEST_POSTGRES not set; run scripts/pg-start and export its DSN")
-	}
 	seconds, _ := strconv.Atoi(os.Getenv("REACH_BENCH_SECONDS"))
 	run := time.Duration(max(seconds, 20)) * time.Second
 	const agents, perAgent, interval, report = 1000, 100, 10 * time.Second, 2 * time.Second
 	const warm = 10 * time.Second
 
-	rb := make([]byte, 6)
-	rand.Read(rb)
-	schema := "reach_bench_" + hex.EncodeToString(rb)
-	db, err := sql.Open("pgx", dsn)
+	if os.Getenv("REACH_TEST_POSTGRES") == "" {
+		b.Skip("REACH_TEST_POSTGRES not set; run scripts/pg-start and export its DSN")
+	}
+	store := testdb.PostgresSchema(b) // a fresh schema, dropped after
+	db, err := sql.Open("pgx", store)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer db.Close()
-	if _, err := db.Exec("CREATE SCHEMA " + schema); err != nil {
-		b.Fatal(err)
-	}
-	defer db.Exec("DROP SCHEMA " + schema + " CASCADE")
-	sep := "?"
-	if strings.Contains(dsn, "?") {
-		sep = "&"
-	}
-	store := dsn + sep + "search_path=" + schema
 
 	// The fleet: ten groups of 100 hosts on one port (99 peers each) and
 	// one pair per host: 100 targets each.
@@ -243,7 +230,7 @@ func BenchmarkHubReplicas(b *testing.B) {
 		cpu0[i] = procCPU(b, r.cmd.Process.Pid)
 	}
 	count := func() (n int64) {
-		db.QueryRow(`SELECT COUNT(*) FROM ` + schema + `.samples`).Scan(&n)
+		db.QueryRow(`SELECT COUNT(*) FROM samples`).Scan(&n)
 		return n
 	}
 	stored0, t0 := count(), time.Now()
@@ -256,7 +243,7 @@ func BenchmarkHubReplicas(b *testing.B) {
 		case <-ctx.Done():
 		case <-time.After(10 * time.Second):
 			var newest int64
-			if db.QueryRow(`SELECT COALESCE(MAX(ts), 0) FROM `+schema+`.samples`).Scan(&newest) == nil && newest > 0 {
+			if db.QueryRow(`SELECT COALESCE(MAX(ts), 0) FROM samples`).Scan(&newest) == nil && newest > 0 {
 				ages = append(ages, time.Since(time.UnixMilli(newest)))
 			}
 			n, at := count(), time.Now()
@@ -298,7 +285,7 @@ func BenchmarkHubReplicas(b *testing.B) {
 		b.Logf("failed posts: %v", whys)
 	}
 	var dups int64
-	db.QueryRow(`SELECT COUNT(*) FROM (SELECT source, endpoint, ts FROM ` + schema + `.samples
+	db.QueryRow(`SELECT COUNT(*) FROM (SELECT source, endpoint, ts FROM samples
 		GROUP BY 1, 2, 3 HAVING COUNT(*) > 1) d`).Scan(&dups)
 	b.ReportMetric(float64(dups), "doubled")
 	b.Logf("%v of load after %v warm-up: %d results stored (%.0f/s), %d posted", wall.Round(time.Second), warm,

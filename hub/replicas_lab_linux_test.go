@@ -1,9 +1,7 @@
 package hub_test
 
 import (
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -21,9 +19,8 @@ import (
 	"testing"
 	"time"
 
-	_ "github.com/jackc/pgx/v5/stdlib" // driver "pgx"
-
 	"github.com/reach-tools/reach/internal/netlab"
+	"github.com/reach-tools/reach/internal/testdb"
 	"github.com/reach-tools/reach/internal/testnet"
 	"github.com/reach-tools/reach/monitor"
 )
@@ -47,30 +44,6 @@ type replicaLab struct {
 	mu         sync.Mutex
 	deliveries map[int64]int // webhook deliveries by alert id
 	alerts     []monitor.Alert
-}
-
-// postgresSchema returns the root namespace's PostgreSQL DSN and a fresh
-// schema in it, dropped at the end of t.
-func postgresSchema(t *testing.T) (dsn, schema string) {
-	dsn = os.Getenv("REACH_TEST_POSTGRES")
-	if dsn == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatal("REACH_TEST_POSTGRES is not set; in CI the replicas must be tested (scripts/test starts PostgreSQL)")
-		}
-		t.Skip("REACH_TEST_POSTGRES not set; run scripts/pg-start and export its DSN")
-	}
-	b := make([]byte, 6)
-	rand.Read(b)
-	schema = "reach_lab_" + hex.EncodeToString(b)
-	db, err := sql.Open("pgx", dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.Exec("CREATE SCHEMA " + schema); err != nil {
-		t.Fatalf("create schema: %v", err)
-	}
-	t.Cleanup(func() { db.Exec("DROP SCHEMA " + schema + " CASCADE"); db.Close() })
-	return dsn, schema
 }
 
 // proxyPostgres forwards connections to 127.0.0.1:5432 in h's namespace to
@@ -99,7 +72,7 @@ func proxyPostgres(t *testing.T, h *netlab.Host, to string) {
 
 func newReplicaLab(t *testing.T) *replicaLab {
 	netlab.Require(t)
-	dsn, schema := postgresSchema(t)
+	dsn := testdb.PostgresSchema(t) // its search_path names a fresh schema
 	pg, err := url.Parse(dsn)
 	if err != nil {
 		t.Fatal(err)
@@ -170,9 +143,8 @@ agents:
 	if err != nil {
 		t.Fatal(err)
 	}
-	q := pg.Query()
-	q.Set("search_path", schema)
-	local := url.URL{Scheme: pg.Scheme, User: pg.User, Host: "127.0.0.1:5432", Path: pg.Path, RawQuery: q.Encode()}
+	local := *pg
+	local.Host = "127.0.0.1:5432"
 	for _, n := range []string{"hub1", "hub2"} {
 		proxyPostgres(t, l.hosts[n], pg.Host)
 		l.watch[n] = []string{"env", "REACH_LAB_EXEC=1", exe, "watch", "-c", filepath.Join(dir, "reach.yaml"),
@@ -180,10 +152,7 @@ agents:
 			"--replica", "--replica-interval", replicaInterval.String(), "--no-doctor", "--no-net-watch"}
 		l.start(t, n)
 	}
-	l.db, err = sql.Open("pgx", dsn+"&search_path="+schema)
-	if !strings.Contains(dsn, "?") {
-		l.db, err = sql.Open("pgx", dsn+"?search_path="+schema)
-	}
+	l.db, err = sql.Open("pgx", dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
